@@ -1,0 +1,3 @@
+from msshop.cli import main
+
+main()

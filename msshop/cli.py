@@ -1,0 +1,279 @@
+"""The `msshop` command. Each command parses, calls one library function, renders.
+
+Imports are local to the commands: a command that talks to a running sandbox must not pay
+for importing the server stack.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any, NoReturn
+
+import typer
+
+from msshop.config import Settings, load
+from msshop.errors import MsshopError, ServiceError
+
+app = typer.Typer(
+    name="msshop",
+    help="A shop split into microservices, to see, measure and teach how they share data.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+SERVICE_HELP = "users, products or orders"
+
+
+@app.callback()
+def main_options(
+    ctx: typer.Context,
+    sandbox: Path | None = typer.Option(
+        None, "--sandbox", metavar="DIR",
+        help="Where the sandbox lives [env MSSHOP_SANDBOX; default ./sandbox]."),
+    base_port: int | None = typer.Option(
+        None, "--base-port", metavar="N",
+        help="First port; 0 picks free ports [env MSSHOP_BASE_PORT; default 7100]."),
+    config: Path | None = typer.Option(
+        None, "--config", metavar="FILE", help="A settings file [env MSSHOP_CONFIG]."),
+) -> None:
+    ctx.obj = {"sandbox.dir": sandbox, "sandbox.base_port": base_port, "config": config}
+
+
+def settings(ctx: typer.Context, **overrides: Any) -> Settings:
+    """Defaults <- config file <- environment <- the global flags <- this command's flags."""
+    options: dict[str, Any] = dict(ctx.find_root().obj or {})
+    config = options.pop("config", None)
+    return load(config_file=config, overrides={**options, **overrides})
+
+
+def out() -> Any:
+    from msshop import render
+
+    return render.console()
+
+
+# --- the sandbox -----------------------------------------------------------------------------
+
+
+@app.command()
+def up(
+    ctx: typer.Context,
+    detach: bool = typer.Option(False, "--detach", "-d",
+                                help="Return once all services are healthy."),
+) -> None:
+    """Start the services. Example: msshop up --detach"""
+    from msshop import render
+    from msshop.orchestrator import lifecycle
+
+    config = settings(ctx)
+    console = render.console()
+    started = time.perf_counter()
+    if detach:
+        state = lifecycle.up_detached(config)
+        render.ready(console, state, time.perf_counter() - started)
+        render.note(console, "stop it with: msshop down")
+        return
+    printer = render.LivePrinter(console)
+    lifecycle.up_foreground(
+        config, printer,
+        on_ready=lambda state: render.ready(console, state, time.perf_counter() - started))
+    render.note(console, "sandbox stopped")
+
+
+@app.command()
+def down(ctx: typer.Context) -> None:
+    """Stop every service and the supervisor. Example: msshop down"""
+    from msshop import render
+    from msshop.orchestrator import lifecycle
+
+    render.stopped(out(), lifecycle.down(settings(ctx)))
+
+
+@app.command()
+def status(
+    ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+) -> None:
+    """Show each service's pid, port, health, rows and database. Example: msshop status"""
+    import json
+
+    from msshop import render
+    from msshop.orchestrator import lifecycle
+
+    config = settings(ctx)
+    if as_json:
+        try:
+            report = lifecycle.status(config)
+        except MsshopError as exc:
+            print(json.dumps({"running": False, "sandbox": str(config.sandbox_dir),
+                              "error": exc.message}))
+            raise typer.Exit(exc.exit_code) from None
+        print(json.dumps(report, indent=2))
+        return
+    render.status(out(), lifecycle.status(config))
+
+
+@app.command()
+def logs(
+    ctx: typer.Context,
+    service: str | None = typer.Argument(None, help=f"{SERVICE_HELP} or supervisor"),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines."),
+    lines: int = typer.Option(40, "--lines", "-n", help="How many recent lines; 0 = all."),
+) -> None:
+    """Print the services' logs. Example: msshop logs orders --follow"""
+    from msshop import render
+    from msshop.orchestrator import logview
+
+    console = out()
+    for name, line in logview.lines(settings(ctx), service, lines, follow):
+        render.log_line(console, name, line)
+
+
+def _service_command(ctx: typer.Context, op: str, service: str) -> dict[str, Any]:
+    from msshop.orchestrator import lifecycle
+
+    return lifecycle.command(settings(ctx), op, service)
+
+
+@app.command()
+def stop(ctx: typer.Context, service: str = typer.Argument(..., help=SERVICE_HELP)) -> None:
+    """Stop one service (the others keep running). Example: msshop stop products"""
+    _service_command(ctx, "stop", service)
+    print(f"{service} stopped")
+
+
+@app.command()
+def start(ctx: typer.Context, service: str = typer.Argument(..., help=SERVICE_HELP)) -> None:
+    """Start a stopped or crashed service. Example: msshop start products"""
+    answer = _service_command(ctx, "start", service)
+    print(f"{service} started, healthy in {answer['ready_ms']:.0f} ms")
+
+
+@app.command()
+def restart(ctx: typer.Context, service: str = typer.Argument(..., help=SERVICE_HELP)) -> None:
+    """Stop and start one service. Example: msshop restart orders"""
+    answer = _service_command(ctx, "restart", service)
+    print(f"{service} restarted, healthy in {answer['ready_ms']:.0f} ms")
+
+
+@app.command()
+def kill(ctx: typer.Context, service: str = typer.Argument(..., help=SERVICE_HELP)) -> None:
+    """SIGKILL one service, as a crash would. Example: msshop kill products"""
+    from msshop.orchestrator import lifecycle
+
+    state = lifecycle.kill(settings(ctx), service)
+    info = state.services[service]
+    print(f"{service} {info.exit or 'killed'}; the supervisor reports it {info.status}; "
+          f"bring it back with: msshop start {service}")
+
+
+# --- the shop --------------------------------------------------------------------------------
+
+
+def _client(ctx: typer.Context) -> Any:
+    from msshop.client import ShopClient
+    from msshop.orchestrator import lifecycle
+
+    return ShopClient(lifecycle.running_state(settings(ctx)))
+
+
+@app.command()
+def signup(
+    ctx: typer.Context,
+    email: str = typer.Option(..., "--email", help="Unique email address."),
+    name: str = typer.Option(..., "--name", help="The person's name."),
+) -> None:
+    """Sign a user up. Example: msshop signup --email ada@example.com --name 'Ada L'"""
+    from msshop import render
+
+    user = _client(ctx).request("users", "POST", "/users", {"email": email, "name": name})
+    render.user(out(), user)
+
+
+@app.command()
+def products(
+    ctx: typer.Context,
+    limit: int = typer.Option(20, "--limit", min=1, max=1000, help="How many to list."),
+    after: int = typer.Option(0, "--after", min=0, help="List products after this id."),
+) -> None:
+    """List products. Example: msshop products --limit 10"""
+    from msshop import render
+
+    page = _client(ctx).request("products", "GET", f"/products?limit={limit}&after={after}")
+    render.products(out(), page)
+
+
+@app.command()
+def buy(
+    ctx: typer.Context,
+    user: int = typer.Option(..., "--user", help="The buyer's user id."),
+    product: int = typer.Option(..., "--product", help="The product id."),
+    quantity: int = typer.Option(1, "--quantity", help="How many, 1 to 1000."),
+) -> None:
+    """Purchase a product for a user. Example: msshop buy --user 42 --product 7"""
+    from msshop import render
+
+    status, answer = _client(ctx).exchange(
+        "orders", "POST", "/orders",
+        {"user_id": user, "product_id": product, "quantity": quantity})
+    if status >= 400:
+        raise ServiceError(answer.get("error", f"orders answered HTTP {status}"), status)
+    render.order(out(), answer, created=status == 201)
+
+
+@app.command()
+def seed(
+    ctx: typer.Context,
+    users: int | None = typer.Option(None, "--users", help="How many users [default 200]."),
+    products: int | None = typer.Option(None, "--products",
+                                        help="How many products [default 60]."),
+    orders: int | None = typer.Option(None, "--orders", help="How many orders [default 2000]."),
+    seed_value: int | None = typer.Option(None, "--seed", help="Random seed [default 42]."),
+    reset: bool = typer.Option(False, "--reset", help="Delete all data first."),
+) -> None:
+    """Fill the shop with deterministic, realistic data. Example: msshop seed --orders 100000"""
+    from msshop import render
+    from msshop.orchestrator import lifecycle
+    from msshop.seed import SeedPlan
+    from msshop.seed import seed as run_seed
+
+    config = settings(ctx, **{"seed.users": users, "seed.products": products,
+                              "seed.orders": orders, "seed.seed": seed_value})
+    plan = SeedPlan(config.seed_users, config.seed_products, config.seed_orders,
+                    config.seed_seed)
+    console = out()
+    if reset:
+        lifecycle.command(config, "reset")
+        render.note(console, "reset: every service's data was deleted")
+    client = _client(ctx)
+    with render.seed_progress(console) as progress:
+        report = run_seed(client, plan, progress)
+    render.seed_report(console, report)
+
+
+@app.command()
+def demo(ctx: typer.Context) -> None:
+    """Start a throw-away sandbox, seed it, show the shop, stop it. Example: msshop demo"""
+    from msshop import demo as demo_module
+    from msshop import render
+
+    demo_module.run(settings(ctx), render.console())
+
+
+def fail(error: MsshopError) -> NoReturn:
+    from msshop import render
+
+    render.error(error.message)
+    sys.exit(error.exit_code)
+
+
+def main() -> None:
+    try:
+        app()
+    except MsshopError as exc:
+        fail(exc)

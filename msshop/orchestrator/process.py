@@ -1,0 +1,144 @@
+"""One service as one forked OS process: its socket, its log file, its lifeline.
+
+The supervisor binds the service's listening socket itself, before forking, so that a port
+taken by another program is found (and named) before anything starts, and `base_port = 0`
+gets a free port with no race. The child inherits the socket and serves on it.
+
+The lifeline is a pipe whose write end only the supervisor holds. When the supervisor dies,
+however it dies, the kernel closes that end; every service sees EOF and exits. No orphans.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import signal
+import socket
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import multiprocess
+
+from msshop.errors import SandboxError
+from msshop.platform.context import ServiceContext
+from msshop.topology import ServiceSpec
+
+_fork = multiprocess.get_context("fork")
+
+
+def bind(host: str, port: int, service: str) -> socket.socket:
+    """Bind (not yet listen) the service's port; a taken port is a clear SandboxError."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise SandboxError(
+                f"port {port} for {service} is taken by another program; free it, or pick "
+                "other ports with --base-port N or MSSHOP_BASE_PORT=N (0 picks free ones)"
+            ) from None
+        raise SandboxError(f"cannot bind {host}:{port} for {service}: {exc.strerror}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def describe_exit(exitcode: int) -> str:
+    if exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        return f"killed by {name}"
+    return f"exited with code {exitcode}"
+
+
+class ServiceProcess:
+    """Start, watch and stop one service process."""
+
+    def __init__(self, spec: ServiceSpec, context: ServiceContext, log_path: Path,
+                 log_level: str) -> None:
+        self.spec = spec
+        self.context = context
+        self.log_path = log_path
+        self.log_level = log_level
+        self.sock: socket.socket | None = None
+        self._process: Any = None
+        self.started_at: float | None = None
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._process is None else int(self._process.pid)
+
+    def start(self, sock: socket.socket, lifeline: tuple[int, int],
+              close_in_child: Sequence[int]) -> None:
+        """Fork the service. `sock` is bound; the parent's copy is closed once forked."""
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._process = _fork.Process(
+            target=_child_main,
+            args=(self.spec.entry, self.context, sock, self.log_path, self.log_level,
+                  lifeline, tuple(close_in_child)),
+            name=f"msshop-{self.name}",
+            daemon=False,
+        )
+        self.started_at = time.time()
+        self._process.start()
+        sock.close()
+
+    def exitcode(self) -> int | None:
+        """None while running (or never started); the exit code once it has ended."""
+        if self._process is None:
+            return None
+        code = self._process.exitcode
+        return None if code is None else int(code)
+
+    def alive(self) -> bool:
+        return self._process is not None and self._process.exitcode is None
+
+    def stop(self, timeout: float) -> int | None:
+        """SIGTERM, wait up to `timeout`, then SIGKILL. Returns the exit code."""
+        if self._process is None:
+            return None
+        if self.alive():
+            self._process.terminate()
+            self._process.join(timeout)
+            if self.alive():
+                self._process.kill()
+                self._process.join(5)
+        return self.exitcode()
+
+    def forget(self) -> None:
+        self._process = None
+
+
+def _child_main(entry: str, context: ServiceContext, sock: socket.socket, log_path: Path,
+                log_level: str, lifeline: tuple[int, int], close_fds: tuple[int, ...]) -> None:
+    """First code in the forked child: detach from the terminal's signals, log to a file."""
+    os.setpgid(0, 0)  # Ctrl-C reaches the supervisor, which stops services in order
+    signal.set_wakeup_fd(-1)
+    for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+    read_end, write_end = lifeline
+    for fd in (write_end, *close_fds):
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    os.close(log_fd)
+    from msshop.platform.runner import serve
+
+    serve(entry, context, sock, read_end, log_level)
+

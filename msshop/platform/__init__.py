@@ -1,0 +1,1 @@
+"""What every service stands on, with no business logic: HTTP, its own database, running."""

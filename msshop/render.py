@@ -1,0 +1,246 @@
+"""All of msshop's terminal output. The only module that imports rich.
+
+Every renderer takes plain data (dicts, dataclasses) and a Console, so tests render into a
+captured Console and compare strings. Colour is decoration only: every fact is in the text,
+so output piped or under NO_COLOR (which rich honours) reads the same.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from rich.console import Console
+from rich.live import Live
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from msshop.orchestrator.state import State
+from msshop.seed import SeedReport
+
+SERVICE_STYLES = {"users": "cyan", "products": "magenta", "orders": "yellow",
+                  "query": "green", "bus": "blue", "supervisor": "bold"}
+STATUS_STYLES = {"running": "green", "starting": "yellow", "stopping": "yellow",
+                 "stopped": "dim", "crashed": "bold red", "failed": "bold red"}
+
+
+def console(stderr: bool = False) -> Console:
+    return Console(stderr=stderr, highlight=False)
+
+
+def error(message: str) -> None:
+    console(stderr=True).print(Text("error: ", style="bold red") + Text(message), soft_wrap=True)
+
+
+def note(out: Console, message: str) -> None:
+    out.print(Text(message))
+
+
+def service_name(name: str) -> Text:
+    return Text(name, style=SERVICE_STYLES.get(name, ""))
+
+
+# --- sandbox ---------------------------------------------------------------------------------
+
+
+def ready(out: Console, state: State, seconds: float | None = None) -> None:
+    took = f" in {seconds * 1000:.0f} ms" if seconds is not None else ""
+    out.print(Text(f"sandbox {state.sandbox} is up{took} (supervisor pid "
+                   f"{state.supervisor_pid}, {state.mode})"))
+    for name, service in state.services.items():
+        line = Text("  ") + service_name(f"{name:<9}") + Text(
+            f" {service.url:<24} pid {service.pid:<7} db {service.db}")
+        out.print(line)
+
+
+def stopped(out: Console, state: State) -> None:
+    out.print(Text(f"sandbox {state.sandbox} is down: stopped "
+                   + ", ".join(state.services) + f" and the supervisor (pid "
+                   f"{state.supervisor_pid})"))
+
+
+def status_table(status: dict[str, Any]) -> Table:
+    table = Table(title=f"sandbox {status['sandbox']} ({status['mode']}, supervisor pid "
+                        f"{status['supervisor']['pid']})", title_justify="left",
+                  box=None, pad_edge=False)
+    for column in ("service", "status", "pid", "port", "health", "rows", "database"):
+        table.add_column(column, no_wrap=column != "database")
+    for service in status["services"]:
+        rows = service["rows"]
+        state = service["status"] if not service["exit"] else \
+            f"{service['status']} ({service['exit']})"
+        table.add_row(
+            service_name(service["name"]),
+            Text(state, style=STATUS_STYLES.get(service["status"], "")),
+            str(service["pid"] or "-"),
+            str(service["port"]),
+            Text(service["health"], style="green" if service["health"] == "ok" else "red"),
+            ", ".join(f"{k} {v:,}" for k, v in rows.items()) if rows else "-",
+            _relative(service["db"], status["sandbox"]),
+        )
+    return table
+
+
+def _relative(path: str, root: str) -> str:
+    prefix = root.rstrip("/") + "/"
+    return path[len(prefix):] if path.startswith(prefix) else path
+
+
+def status(out: Console, status: dict[str, Any]) -> None:
+    out.print(status_table(status))
+
+
+class LivePrinter:
+    """The foreground `msshop up` view: events and service logs scrolling above a live table.
+
+    Refreshed by the supervisor's own loop (auto_refresh off): rich's refresh thread would
+    be running when the supervisor forks a service, and a fork must not race a thread.
+    """
+
+    refresh_interval = 0.1
+
+    def __init__(self, out: Console) -> None:
+        self.out = out
+        self.live: Live | None = None
+        if out.is_terminal:
+            self.live = Live(Text("starting ..."), console=out, auto_refresh=False,
+                             transient=True)
+            self.live.start()
+
+    def event(self, message: str, level: str = "info") -> None:
+        style = {"warning": "yellow", "error": "bold red"}.get(level, "")
+        self.out.print(Text(_clock() + " ") + Text("supervisor ", style="bold")
+                       + Text(message, style=style))
+        self._refresh_live()
+
+    def log_lines(self, service: str, lines: list[str]) -> None:
+        for line in lines:
+            self.out.print(service_name(f"{service:<9}") + Text(" | " + line))
+        self._refresh_live()
+
+    def refresh(self, state: State, health: dict[str, dict[str, Any] | None]) -> None:
+        if self.live is None:
+            return
+        table = Table(box=None, pad_edge=False, title="Ctrl-C stops everything",
+                      title_justify="left", title_style="dim")
+        for column in ("service", "status", "pid", "port", "health", "rows", "database"):
+            table.add_column(column, no_wrap=True)
+        for name, service in state.services.items():
+            doc = health.get(name)
+            rows = doc.get("rows") if doc else None
+            table.add_row(
+                service_name(name),
+                Text(service.status, style=STATUS_STYLES.get(service.status, "")),
+                str(service.pid or "-"), str(service.port),
+                Text("ok", style="green") if doc else Text("-", style="red"),
+                ", ".join(f"{k} {v:,}" for k, v in rows.items()) if rows else "-",
+                _relative(service.db, state.sandbox),
+            )
+        self.live.update(table, refresh=True)
+
+    def _refresh_live(self) -> None:
+        if self.live is not None:
+            self.live.refresh()
+
+    def close(self) -> None:
+        if self.live is not None:
+            self.live.stop()
+            self.live = None
+
+
+def _clock() -> str:
+    now = time.time()
+    return time.strftime("%H:%M:%S", time.localtime(now)) + f".{int(now * 1000) % 1000:03d}"
+
+
+def log_line(out: Console, service: str, line: str) -> None:
+    """A log line as written (time, service, level, message), the service name coloured."""
+    text = Text(line.rstrip("\n"))
+    start = line.find(service)
+    if start >= 0:
+        text.stylize(SERVICE_STYLES.get(service, ""), start, start + len(service))
+    out.print(text, soft_wrap=True)
+
+
+# --- the shop --------------------------------------------------------------------------------
+
+
+def user(out: Console, user: dict[str, Any]) -> None:
+    out.print(Text(f"user {user['id']}: {user['name']} <{user['email']}>"))
+
+
+def products(out: Console, page: dict[str, Any]) -> None:
+    table = Table(box=None, pad_edge=False)
+    table.add_column("id", justify="right")
+    table.add_column("title")
+    table.add_column("price", justify="right")
+    table.add_column("stock", justify="right")
+    table.add_column("sku", style="dim")
+    for product in page["products"]:
+        table.add_row(str(product["id"]), product["title"], f"{product['price']:.2f}",
+                      str(product["stock"]), product["sku"] or "")
+    out.print(table)
+    if page.get("next_after"):
+        out.print(Text(f"more: msshop products --after {page['next_after']}", style="dim"))
+
+
+def order(out: Console, order: dict[str, Any], created: bool) -> None:
+    verb = "placed" if created else "already placed (same request id)"
+    out.print(Text(
+        f"order {order['id']} {verb}: user {order['user_id']} bought {order['quantity']} x "
+        f"product {order['product_id']} at {order['unit_price']:.2f} = {order['total']:.2f}"))
+
+
+def orders(out: Console, orders: list[dict[str, Any]], total: int) -> None:
+    table = Table(box=None, pad_edge=False)
+    for column, justify in (("order", "right"), ("product", "right"), ("qty", "right"),
+                            ("unit price", "right"), ("total", "right")):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for o in orders:
+        table.add_row(str(o["id"]), str(o["product_id"]), str(o["quantity"]),
+                      f"{o['unit_price']:.2f}", f"{o['total']:.2f}")
+    out.print(table)
+    if total > len(orders):
+        out.print(Text(f"... and {total - len(orders)} more", style="dim"))
+
+
+def step(out: Console, narration: str, command: str) -> None:
+    """A demo step: what it shows, and the command the audience can type themselves."""
+    out.print()
+    out.print(Text(narration, style="bold"))
+    out.print(Text("$ ", style="dim") + Text(command, style="cyan"))
+
+
+# --- seeding ---------------------------------------------------------------------------------
+
+
+@contextmanager
+def seed_progress(out: Console) -> Iterator[Callable[[str, int, int], None]]:
+    progress = Progress(TextColumn("{task.description:<9}"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), console=out, transient=False,
+                        disable=not out.is_terminal)
+    tasks: dict[str, Any] = {}
+
+    def update(what: str, done: int, total: int) -> None:
+        if what not in tasks:
+            tasks[what] = progress.add_task(what, total=total)
+        progress.update(tasks[what], completed=done)
+
+    with progress:
+        yield update
+
+
+def seed_report(out: Console, report: SeedReport) -> None:
+    for what in ("users", "products", "orders"):
+        seconds = report.seconds[what]
+        out.print(Text(
+            f"{what:<9} {report.created[what]:>8,} created, {report.existing[what]:>8,} "
+            f"already there, {seconds:6.2f} s ({report.rate(what):,.0f}/s)"))
+
+
+def is_interactive() -> bool:
+    return sys.stdin.isatty() and sys.stdout.isatty()

@@ -1,0 +1,243 @@
+"""The orders service: purchases. Owns orders.db only.
+
+It cannot read users or products from their files, so it asks those services over HTTP
+whether the user and the product exist, and what the product costs right now; the price
+paid is recorded with the order.
+
+    POST /orders         {"user_id", "product_id", "quantity"?, "request_id"?}
+                         -> 201 order | 200 the same order again, for a repeated request_id
+    POST /orders/batch   {"orders": [...]}  -> {"created", "existing"}; all or nothing
+    GET  /orders?user_id=U                  -> {"orders": [...]}
+    GET  /orders/{id}                       -> order | 404
+
+`request_id` is the client's idempotency key: a purchase retried after a lost answer is
+recorded once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import msgspec
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from msshop.platform.context import ServiceContext
+from msshop.platform.db import table_counts, transaction
+from msshop.platform.http import (
+    MAX_BATCH,
+    HttpError,
+    Peers,
+    id_param,
+    int_query,
+    json_response,
+    read_body,
+    service_app,
+)
+
+MIGRATIONS = [
+    """
+    CREATE TABLE orders (
+        id INTEGER PRIMARY KEY,
+        user_id INTEGER NOT NULL,
+        product_id INTEGER NOT NULL,
+        quantity INTEGER NOT NULL CHECK (quantity > 0),
+        unit_price_cents INTEGER NOT NULL,
+        request_id TEXT UNIQUE,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX orders_by_user ON orders (user_id, id);
+    """,
+]
+COLUMNS = "id, user_id, product_id, quantity, unit_price_cents, request_id, created_at"
+MAX_QUANTITY = 1000
+
+
+class Purchase(msgspec.Struct, forbid_unknown_fields=True):
+    user_id: int
+    product_id: int
+    quantity: int = 1
+    request_id: str | None = None
+
+
+class Purchases(msgspec.Struct, forbid_unknown_fields=True):
+    orders: list[Purchase]
+
+
+def checked(purchase: Purchase, where: str = "") -> Purchase:
+    for field in ("user_id", "product_id"):
+        if getattr(purchase, field) < 1:
+            raise HttpError(422, f"{where}{field} {getattr(purchase, field)} is not an id: "
+                                 "ids are positive integers")
+    if not 1 <= purchase.quantity <= MAX_QUANTITY:
+        raise HttpError(422, f"{where}quantity {purchase.quantity} must be from 1 "
+                             f"to {MAX_QUANTITY}")
+    if purchase.request_id is not None and not 1 <= len(purchase.request_id) <= 100:
+        raise HttpError(422, f"{where}request_id must be 1 to 100 characters")
+    return purchase
+
+
+def as_dict(row: tuple[Any, ...]) -> dict[str, Any]:
+    return {"id": row[0], "user_id": row[1], "product_id": row[2], "quantity": row[3],
+            "unit_price": row[4] / 100, "total": row[3] * row[4] / 100,
+            "request_id": row[5], "created_at": row[6]}
+
+
+# --- plain functions over the connection -----------------------------------------------------
+
+
+def find_by_request(conn: sqlite3.Connection, request_id: str) -> dict[str, Any] | None:
+    row = conn.execute(f"SELECT {COLUMNS} FROM orders WHERE request_id = ?",
+                       (request_id,)).fetchone()
+    return None if row is None else as_dict(row)
+
+
+def place_order(conn: sqlite3.Connection, purchase: Purchase, price_cents: int
+                ) -> tuple[dict[str, Any], bool]:
+    """Record the purchase; (order, created). A known request_id returns the first order."""
+    with transaction(conn):
+        cursor = conn.execute(
+            "INSERT OR IGNORE INTO orders (user_id, product_id, quantity, unit_price_cents, "
+            "request_id, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (purchase.user_id, purchase.product_id, purchase.quantity, price_cents,
+             purchase.request_id, time.time()))
+        if cursor.rowcount == 0 and purchase.request_id is not None:
+            existing = find_by_request(conn, purchase.request_id)
+            assert existing is not None
+            return existing, False
+        row = conn.execute(f"SELECT {COLUMNS} FROM orders WHERE id = ?",
+                           (cursor.lastrowid,)).fetchone()
+    return as_dict(row), True
+
+
+def place_orders(conn: sqlite3.Connection, purchases: list[Purchase],
+                 prices: dict[int, int]) -> dict[str, int]:
+    now = time.time()
+    with transaction(conn):
+        before = conn.total_changes
+        conn.executemany(
+            "INSERT OR IGNORE INTO orders (user_id, product_id, quantity, unit_price_cents, "
+            "request_id, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            [(p.user_id, p.product_id, p.quantity, prices[p.product_id], p.request_id, now)
+             for p in purchases])
+        created = conn.total_changes - before
+    return {"created": created, "existing": len(purchases) - created}
+
+
+def orders_of(conn: sqlite3.Connection, user_id: int, limit: int) -> list[dict[str, Any]]:
+    rows = conn.execute(f"SELECT {COLUMNS} FROM orders WHERE user_id = ? ORDER BY id LIMIT ?",
+                        (user_id, limit)).fetchall()
+    return [as_dict(r) for r in rows]
+
+
+# --- asking the other services ---------------------------------------------------------------
+
+
+async def check_one(peers: Peers, purchase: Purchase) -> int:
+    """The product's price in cents, once both the user and the product are known to exist."""
+    user, product = await asyncio.gather(
+        peers.get("users", f"/users/{purchase.user_id}"),
+        peers.get("products", f"/products/{purchase.product_id}"),
+    )
+    if user.status == 404:
+        raise HttpError(422, f"user_id {purchase.user_id}: no such user")
+    if product.status == 404:
+        raise HttpError(422, f"product_id {purchase.product_id}: no such product")
+    for name, reply in (("users", user), ("products", product)):
+        if reply.status != 200:
+            raise HttpError(502, f"{name} answered HTTP {reply.status}: {reply.data}",
+                            dependency=name)
+    price: float = product.data["price"]
+    return round(price * 100)
+
+
+async def check_many(peers: Peers, purchases: list[Purchase]) -> dict[int, int]:
+    """Prices by product id, once every user and product of the batch is known to exist."""
+    user_ids = ",".join(str(i) for i in dict.fromkeys(p.user_id for p in purchases))
+    product_ids = ",".join(str(i) for i in dict.fromkeys(p.product_id for p in purchases))
+    users, products = await asyncio.gather(
+        peers.get("users", f"/users?ids={user_ids}"),
+        peers.get("products", f"/products?ids={product_ids}"),
+    )
+    for name, reply in (("users", users), ("products", products)):
+        if reply.status != 200:
+            raise HttpError(502, f"{name} answered HTTP {reply.status}: {reply.data}",
+                            dependency=name)
+    for field, reply, noun in (("user_id", users, "user"), ("product_id", products, "product")):
+        missing = reply.data["missing"]
+        if missing:
+            shown = ", ".join(str(i) for i in missing[:5])
+            more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+            raise HttpError(422, f"{field} {shown}{more}: no such {noun}; nothing was recorded")
+    return {p["id"]: round(p["price"] * 100) for p in products.data["products"]}
+
+
+# --- HTTP ------------------------------------------------------------------------------------
+
+
+def create_app(ctx: ServiceContext) -> Starlette:
+    db: dict[str, sqlite3.Connection] = {}
+    peers = ctx.peers()
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        db["conn"] = ctx.open_database(MIGRATIONS)
+        await peers.start()
+        yield
+        await peers.close()
+        db["conn"].close()
+
+    async def post_order(request: Request) -> Response:
+        purchase = checked(await read_body(request, Purchase))
+        if purchase.request_id is not None:
+            seen = find_by_request(db["conn"], purchase.request_id)
+            if seen is not None:
+                return json_response(seen, 200)
+        price = await check_one(peers, purchase)
+        order, created = place_order(db["conn"], purchase, price)
+        return json_response(order, 201 if created else 200)
+
+    async def post_batch(request: Request) -> Response:
+        batch = await read_body(request, Purchases)
+        if not 1 <= len(batch.orders) <= MAX_BATCH:
+            raise HttpError(422, f"a batch holds 1 to {MAX_BATCH} orders")
+        purchases = [checked(p, f"orders[{i}]: ") for i, p in enumerate(batch.orders)]
+        prices = await check_many(peers, purchases)
+        return json_response(place_orders(db["conn"], purchases, prices))
+
+    async def get_many(request: Request) -> Response:
+        if "user_id" not in request.query_params:
+            raise HttpError(422, "list a user's orders: GET /orders?user_id=U")
+        user_id = int_query(request, "user_id", 0, 1, 2**62)
+        limit = int_query(request, "limit", MAX_BATCH, 1, MAX_BATCH)
+        return json_response({"user_id": user_id, "orders": orders_of(db["conn"], user_id, limit)})
+
+    async def get_one(request: Request) -> Response:
+        order_id = id_param(request, "order_id")
+        row = db["conn"].execute(f"SELECT {COLUMNS} FROM orders WHERE id = ?",
+                                 (order_id,)).fetchone()
+        if row is None:
+            raise HttpError(404, f"no order with id {order_id}")
+        return json_response(as_dict(row))
+
+    def health() -> dict[str, Any]:
+        return {"db": str(ctx.db_path), "rows": table_counts(db["conn"], ["orders"])}
+
+    return service_app(
+        ctx.name,
+        [
+            Route("/orders", post_order, methods=["POST"]),
+            Route("/orders", get_many, methods=["GET"]),
+            Route("/orders/batch", post_batch, methods=["POST"]),
+            Route("/orders/{order_id}", get_one, methods=["GET"]),
+        ],
+        health,
+        lifespan,
+    )

@@ -1,0 +1,171 @@
+"""The users service: sign up, look users up. Owns users.db and nothing else.
+
+    POST /users           {"email", "name"}          -> 201 user | 409 email taken
+    POST /users/batch     {"users": [{email, name}]}  -> ids in input order (existing kept)
+    GET  /users/{id}                                  -> user | 404
+    GET  /users?ids=1,2,3                             -> {"users": [...], "missing": [...]}
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import msgspec
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from msshop.platform.context import ServiceContext
+from msshop.platform.db import table_counts, transaction
+from msshop.platform.http import (
+    MAX_BATCH,
+    HttpError,
+    id_param,
+    ids_query,
+    json_response,
+    read_body,
+    service_app,
+)
+
+MIGRATIONS = [
+    """
+    CREATE TABLE users (
+        id INTEGER PRIMARY KEY,
+        email TEXT NOT NULL UNIQUE,
+        name TEXT NOT NULL,
+        created_at REAL NOT NULL
+    )
+    """,
+]
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+COLUMNS = "id, email, name, created_at"
+
+
+class SignUp(msgspec.Struct, forbid_unknown_fields=True):
+    email: str
+    name: str
+
+
+class SignUpBatch(msgspec.Struct, forbid_unknown_fields=True):
+    users: list[SignUp]
+
+
+def checked(signup: SignUp, where: str = "") -> SignUp:
+    email = signup.email.strip().lower()
+    name = signup.name.strip()
+    if not EMAIL.match(email) or len(email) > 254:
+        raise HttpError(422, f"{where}email {signup.email!r} is not an email address")
+    if not 1 <= len(name) <= 200:
+        raise HttpError(422, f"{where}name must be 1 to 200 characters")
+    return SignUp(email=email, name=name)
+
+
+def as_dict(row: tuple[Any, ...]) -> dict[str, Any]:
+    return {"id": row[0], "email": row[1], "name": row[2], "created_at": row[3]}
+
+
+# --- plain functions over the connection: the service's logic ------------------------------
+
+
+def sign_up(conn: sqlite3.Connection, signup: SignUp) -> dict[str, Any]:
+    with transaction(conn):
+        try:
+            cursor = conn.execute(
+                "INSERT INTO users (email, name, created_at) VALUES (?, ?, ?)",
+                (signup.email, signup.name, time.time()),
+            )
+        except sqlite3.IntegrityError:
+            raise HttpError(409, f"email {signup.email} is already signed up") from None
+        row = conn.execute(f"SELECT {COLUMNS} FROM users WHERE id = ?",
+                           (cursor.lastrowid,)).fetchone()
+    return as_dict(row)
+
+
+def sign_up_many(conn: sqlite3.Connection, signups: list[SignUp]) -> dict[str, Any]:
+    """Sign up those not yet known; return every id in input order. Safe to repeat."""
+    now = time.time()
+    with transaction(conn):
+        before = conn.total_changes
+        conn.executemany(
+            "INSERT OR IGNORE INTO users (email, name, created_at) VALUES (?, ?, ?)",
+            [(s.email, s.name, now) for s in signups],
+        )
+        created = conn.total_changes - before
+        ids = dict(conn.execute(
+            "SELECT email, id FROM users WHERE email IN (SELECT value FROM json_each(?))",
+            (msgspec.json.encode([s.email for s in signups]),),
+        ).fetchall())
+    return {"ids": [ids[s.email] for s in signups], "created": created}
+
+
+def get_user(conn: sqlite3.Connection, user_id: int) -> dict[str, Any] | None:
+    row = conn.execute(f"SELECT {COLUMNS} FROM users WHERE id = ?", (user_id,)).fetchone()
+    return None if row is None else as_dict(row)
+
+
+def get_users(conn: sqlite3.Connection, ids: list[int]) -> dict[str, Any]:
+    rows = conn.execute(
+        f"SELECT {COLUMNS} FROM users WHERE id IN (SELECT value FROM json_each(?))",
+        (msgspec.json.encode(ids),),
+    ).fetchall()
+    found = {row[0]: as_dict(row) for row in rows}
+    return {"users": [found[i] for i in ids if i in found],
+            "missing": [i for i in ids if i not in found]}
+
+
+# --- HTTP ------------------------------------------------------------------------------------
+
+
+def create_app(ctx: ServiceContext) -> Starlette:
+    db: dict[str, sqlite3.Connection] = {}
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        db["conn"] = ctx.open_database(MIGRATIONS)
+        yield
+        db["conn"].close()
+
+    async def post_user(request: Request) -> Response:
+        signup = checked(await read_body(request, SignUp))
+        return json_response(sign_up(db["conn"], signup), 201)
+
+    async def post_batch(request: Request) -> Response:
+        batch = await read_body(request, SignUpBatch)
+        if len(batch.users) > MAX_BATCH:
+            raise HttpError(422, f"a batch holds at most {MAX_BATCH} users")
+        signups = [checked(s, f"users[{i}]: ") for i, s in enumerate(batch.users)]
+        return json_response(sign_up_many(db["conn"], signups))
+
+    async def get_one(request: Request) -> Response:
+        user_id = id_param(request, "user_id")
+        user = get_user(db["conn"], user_id)
+        if user is None:
+            raise HttpError(404, f"no user with id {user_id}")
+        return json_response(user)
+
+    async def get_many(request: Request) -> Response:
+        ids = ids_query(request)
+        if ids is None:
+            raise HttpError(422, "list users by id: GET /users?ids=1,2,3")
+        return json_response(get_users(db["conn"], ids))
+
+    def health() -> dict[str, Any]:
+        return {"db": str(ctx.db_path), "rows": table_counts(db["conn"], ["users"])}
+
+    return service_app(
+        ctx.name,
+        [
+            Route("/users", post_user, methods=["POST"]),
+            Route("/users", get_many, methods=["GET"]),
+            Route("/users/batch", post_batch, methods=["POST"]),
+            Route("/users/{user_id}", get_one, methods=["GET"]),
+        ],
+        health,
+        lifespan,
+    )

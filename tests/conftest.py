@@ -1,0 +1,114 @@
+"""Shared fixtures: real sandboxes (real processes, free 127.0.0.1 ports, files in tmp_path)
+and a runner for the real `msshop` command."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from msshop.client import ShopClient
+from msshop.orchestrator.state import SandboxPaths, State, pid_alive, read_state
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def sandbox_env(sandbox: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MSSHOP_")}
+    env.update({"MSSHOP_SANDBOX": str(sandbox), "MSSHOP_BASE_PORT": "0",
+                "NO_COLOR": "1", "COLUMNS": "200", **extra})
+    return env
+
+
+def msshop(*args: str, env: dict[str, str], cwd: Path | None = None, timeout: float = 60,
+           check: bool = False) -> subprocess.CompletedProcess[str]:
+    """Run the real command line, as a person would."""
+    result = subprocess.run([sys.executable, "-m", "msshop", *args], env=env, cwd=cwd,
+                            capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"msshop {' '.join(args)} exited {result.returncode}:\n"
+                             f"{result.stdout}\n{result.stderr}")
+    return result
+
+
+@dataclass
+class Sandbox:
+    root: Path
+    env: dict[str, str]
+
+    @property
+    def state(self) -> State:
+        state = read_state(SandboxPaths(self.root))
+        assert state is not None, "no state file: the sandbox is not running"
+        return state
+
+    def client(self) -> ShopClient:
+        return ShopClient(self.state, timeout=10)
+
+    def run(self, *args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        return msshop(*args, env=self.env, **kwargs)
+
+    def status(self) -> dict[str, Any]:
+        result: dict[str, Any] = json.loads(self.run("status", "--json").stdout)
+        return result
+
+    def pids(self) -> list[int]:
+        state = read_state(SandboxPaths(self.root))
+        if state is None:
+            return []
+        return [state.supervisor_pid] + [s.pid for s in state.services.values() if s.pid]
+
+
+def wait_gone(pids: list[int], timeout: float = 10) -> list[int]:
+    """Wait until none of `pids` runs; return the ones still running at the deadline."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        alive = [pid for pid in pids if pid_alive(pid)]
+        if not alive:
+            return []
+        time.sleep(0.02)
+    return [pid for pid in pids if pid_alive(pid)]
+
+
+def start_sandbox(root: Path, **env: str) -> Sandbox:
+    sandbox = Sandbox(root, sandbox_env(root, **env))
+    sandbox.run("up", "--detach", check=True)
+    return sandbox
+
+
+def stop_sandbox(sandbox: Sandbox) -> None:
+    pids = sandbox.pids()
+    sandbox.run("down")
+    for pid in wait_gone(pids, timeout=10):  # never leave a process behind a failed test
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
+    """A fresh running sandbox of its own, for tests that change it."""
+    running = start_sandbox(tmp_path / "sandbox")
+    try:
+        yield running
+    finally:
+        stop_sandbox(running)
+
+
+@pytest.fixture(scope="module")
+def shared_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    """One running sandbox for a module's tests that only add data and read."""
+    running = start_sandbox(tmp_path_factory.mktemp("shared") / "sandbox")
+    try:
+        yield running
+    finally:
+        stop_sandbox(running)
