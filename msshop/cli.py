@@ -74,7 +74,9 @@ def up(
     console = render.console()
     started = time.perf_counter()
     if detach:
-        state = lifecycle.up_detached(config)
+        state, notes = lifecycle.up_detached(config)
+        for message in notes:
+            render.note(console, message)
         render.ready(console, state, time.perf_counter() - started)
         render.note(console, "stop it with: msshop down")
         return

@@ -31,7 +31,7 @@ def run(settings: Settings, console: Any) -> None:
                              "process with its own SQLite file.",
                     f"msshop {flags} --base-port 0 up --detach")
         started = time.perf_counter()
-        state = lifecycle.up_detached(config)
+        state, _ = lifecycle.up_detached(config)
         render.ready(console, state, time.perf_counter() - started)
         try:
             client = ShopClient(state)

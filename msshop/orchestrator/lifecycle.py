@@ -56,8 +56,10 @@ def up_foreground(settings: Settings, printer: Printer,
         supervisor.close()
 
 
-def up_detached(settings: Settings) -> State:
-    """Start a supervisor in the background; return once every service is healthy."""
+def up_detached(settings: Settings) -> tuple[State, list[str]]:
+    """Start a supervisor in the background; return once every service is healthy.
+
+    Returns the state and any notes for the person (e.g. a crashed run was cleaned up)."""
     paths = SandboxPaths(settings.sandbox_dir)
     if is_running(paths):
         _already_running(paths)
@@ -84,7 +86,7 @@ def up_detached(settings: Settings) -> State:
         raise SandboxError(result["error"])
     state = read_state(paths)
     assert state is not None
-    return state
+    return state, list(result.get("notes", []))
 
 
 def _daemon(settings: Settings, ready_fd: int) -> int:
@@ -127,7 +129,7 @@ def _daemon(settings: Settings, ready_fd: int) -> int:
         report({"ok": False, "error": f"the supervisor failed: {exc}; see "
                                       f"{paths.supervisor_log}"})
         return 1
-    report({"ok": True})
+    report({"ok": True, "notes": supervisor.notes})
     supervisor.inherited_fds.clear()  # closed now: its number may be reused for a socket
     try:
         supervisor.serve_forever()

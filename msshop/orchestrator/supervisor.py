@@ -65,6 +65,7 @@ class Supervisor:
         self.wakeup = os.pipe()
         self.followers: dict[str, LogFollower] = {}
         self.closed = False
+        self.notes: list[str] = []  # what a person should hear about the start, besides errors
 
     # --- before any fork: everything that can fail cheaply ----------------------------------
 
@@ -103,6 +104,8 @@ class Supervisor:
             control_port=self.control.port, token=self.control.token, mode=self.mode,
             started_at=time.time(), services=services,
         )
+        if self.printer.refresh_interval:  # from here on, every line the services log is shown
+            self.followers = {s.name: LogFollower(Path(s.log)) for s in services.values()}
         self._install_signals()
         write_state(self.paths, self.state)
         return self.state
@@ -119,9 +122,10 @@ class Supervisor:
                     f"stop it with: kill {service.pid}"
                 )
         remove_state(self.paths)
-        self.printer.event(
-            f"cleared the state file of a crashed sandbox (supervisor pid "
-            f"{stale.supervisor_pid} is gone)", "warning")
+        note = (f"cleared the state file of a crashed sandbox (supervisor pid "
+                f"{stale.supervisor_pid} is gone)")
+        self.notes.append(note)
+        self.printer.event(note, "warning")
 
     def _install_signals(self) -> None:
         for fd in self.wakeup:
@@ -248,9 +252,6 @@ class Supervisor:
         selector.register(self.control.sock, selectors.EVENT_READ)
         interval = self.printer.refresh_interval or 1.0
         next_health = 0.0
-        if self.printer.refresh_interval:
-            self.followers = {s.name: LogFollower(Path(s.log))
-                              for s in self._state().services.values()}
         while not self.stopping:
             for key, _ in selector.select(interval):
                 if key.fd == self.wakeup[0]:

@@ -71,7 +71,7 @@ def test_bad_environment_value_names_key_and_what_is_allowed(env: dict[str, str]
 def test_bad_file_values(tmp_path: Path) -> None:
     file = tmp_path / "bad.toml"
     file.write_text("[sandbox]\nbase_prot = 8000\n")
-    with pytest.raises(ConfigError, match="unknown setting 'sandbox.base_prot'"):
+    with pytest.raises(ConfigError, match=r"unknown setting 'sandbox\.base_prot'"):
         config.load(config_file=file, env={})
     file.write_text('[sandbox]\nbase_port = "8000"\n')  # a string is not a port in TOML
     with pytest.raises(ConfigError, match=r"sandbox.base_port = '8000' \(from .*bad.toml\)"):
