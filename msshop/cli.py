@@ -136,6 +136,12 @@ def logs(
         render.log_line(console, name, line)
 
 
+def _say(message: str) -> None:
+    from msshop import render
+
+    render.note(out(), message)
+
+
 def _service_command(ctx: typer.Context, op: str, service: str) -> dict[str, Any]:
     from msshop.orchestrator import lifecycle
 
@@ -146,21 +152,21 @@ def _service_command(ctx: typer.Context, op: str, service: str) -> dict[str, Any
 def stop(ctx: typer.Context, service: str = typer.Argument(..., help=SERVICE_HELP)) -> None:
     """Stop one service (the others keep running). Example: msshop stop products"""
     _service_command(ctx, "stop", service)
-    print(f"{service} stopped")
+    _say(f"{service} stopped")
 
 
 @app.command()
 def start(ctx: typer.Context, service: str = typer.Argument(..., help=SERVICE_HELP)) -> None:
     """Start a stopped or crashed service. Example: msshop start products"""
     answer = _service_command(ctx, "start", service)
-    print(f"{service} started, healthy in {answer['ready_ms']:.0f} ms")
+    _say(f"{service} started, healthy in {answer['ready_ms']:.0f} ms")
 
 
 @app.command()
 def restart(ctx: typer.Context, service: str = typer.Argument(..., help=SERVICE_HELP)) -> None:
     """Stop and start one service. Example: msshop restart orders"""
     answer = _service_command(ctx, "restart", service)
-    print(f"{service} restarted, healthy in {answer['ready_ms']:.0f} ms")
+    _say(f"{service} restarted, healthy in {answer['ready_ms']:.0f} ms")
 
 
 @app.command()
@@ -170,8 +176,8 @@ def kill(ctx: typer.Context, service: str = typer.Argument(..., help=SERVICE_HEL
 
     state = lifecycle.kill(settings(ctx), service)
     info = state.services[service]
-    print(f"{service} {info.exit or 'killed'}; the supervisor reports it {info.status}; "
-          f"bring it back with: msshop start {service}")
+    _say(f"{service} {info.exit or 'killed'}; the supervisor reports it {info.status}; "
+         f"bring it back with: msshop start {service}")
 
 
 # --- the shop --------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ def error(message: str) -> None:
 
 
 def note(out: Console, message: str) -> None:
-    out.print(Text(message))
+    out.print(Text(message), soft_wrap=True)
 
 
 def service_name(name: str) -> Text:
@@ -49,18 +49,17 @@ def service_name(name: str) -> Text:
 
 def ready(out: Console, state: State, seconds: float | None = None) -> None:
     took = f" in {seconds * 1000:.0f} ms" if seconds is not None else ""
-    out.print(Text(f"sandbox {state.sandbox} is up{took} (supervisor pid "
-                   f"{state.supervisor_pid}, {state.mode})"))
+    note(out, f"sandbox {state.sandbox} is up{took} (supervisor pid {state.supervisor_pid}, "
+              f"{state.mode})")
     for name, service in state.services.items():
         line = Text("  ") + service_name(f"{name:<9}") + Text(
-            f" {service.url:<24} pid {service.pid:<7} db {service.db}")
-        out.print(line)
+            f" {service.url:<23} pid {service.pid:<7} {_relative(service.db, state.sandbox)}")
+        out.print(line, soft_wrap=True)
 
 
 def stopped(out: Console, state: State) -> None:
-    out.print(Text(f"sandbox {state.sandbox} is down: stopped "
-                   + ", ".join(state.services) + f" and the supervisor (pid "
-                   f"{state.supervisor_pid})"))
+    note(out, f"sandbox {state.sandbox} is down: stopped " + ", ".join(state.services)
+         + f" and the supervisor (pid {state.supervisor_pid})")
 
 
 def status_table(status: dict[str, Any]) -> Table:
@@ -170,7 +169,7 @@ def log_line(out: Console, service: str, line: str) -> None:
 
 
 def user(out: Console, user: dict[str, Any]) -> None:
-    out.print(Text(f"user {user['id']}: {user['name']} <{user['email']}>"))
+    note(out, f"user {user['id']}: {user['name']} <{user['email']}>")
 
 
 def products(out: Console, page: dict[str, Any]) -> None:
@@ -190,9 +189,9 @@ def products(out: Console, page: dict[str, Any]) -> None:
 
 def order(out: Console, order: dict[str, Any], created: bool) -> None:
     verb = "placed" if created else "already placed (same request id)"
-    out.print(Text(
-        f"order {order['id']} {verb}: user {order['user_id']} bought {order['quantity']} x "
-        f"product {order['product_id']} at {order['unit_price']:.2f} = {order['total']:.2f}"))
+    note(out, f"order {order['id']} {verb}: user {order['user_id']} bought "
+              f"{order['quantity']} x product {order['product_id']} at "
+              f"{order['unit_price']:.2f} = {order['total']:.2f}")
 
 
 def orders(out: Console, orders: list[dict[str, Any]], total: int) -> None:
@@ -212,7 +211,8 @@ def step(out: Console, narration: str, command: str) -> None:
     """A demo step: what it shows, and the command the audience can type themselves."""
     out.print()
     out.print(Text(narration, style="bold"))
-    out.print(Text("$ ", style="dim") + Text(command, style="cyan"))
+    for line in command.splitlines():
+        out.print(Text("$ ", style="dim") + Text(line, style="cyan"), soft_wrap=True)
 
 
 # --- seeding ---------------------------------------------------------------------------------

@@ -1,0 +1,65 @@
+"""Render into a captured Console and compare the text."""
+
+from __future__ import annotations
+
+from rich.console import Console
+
+from msshop import render
+from msshop.orchestrator.state import ServiceState, State
+
+
+def captured() -> Console:
+    return Console(width=100, record=True, color_system=None, force_terminal=False)
+
+
+def example_state() -> State:
+    return State(
+        sandbox="/tmp/sb", host="127.0.0.1", supervisor_pid=10, control_port=1, token="t",
+        mode="detached", started_at=0.0,
+        services={"users": ServiceState("users", 7101, "http://127.0.0.1:7101",
+                                        "/tmp/sb/data/users.db", "/tmp/sb/logs/users.log",
+                                        status="running", pid=11)},
+    )
+
+
+def test_ready_lists_each_service_with_url_pid_and_database() -> None:
+    out = captured()
+    render.ready(out, example_state(), 0.25)
+    assert out.export_text() == (
+        "sandbox /tmp/sb is up in 250 ms (supervisor pid 10, detached)\n"
+        "  users     http://127.0.0.1:7101   pid 11      data/users.db\n")
+
+
+def test_status_table_shows_crash_and_rows() -> None:
+    out = captured()
+    render.status(out, {
+        "sandbox": "/tmp/sb", "mode": "detached", "supervisor": {"pid": 10},
+        "services": [
+            {"name": "users", "status": "running", "pid": 11, "port": 7101, "health": "ok",
+             "rows": {"users": 1200}, "db": "/tmp/sb/data/users.db", "exit": None},
+            {"name": "products", "status": "crashed", "pid": None, "port": 7102,
+             "health": "-", "rows": None, "db": "/tmp/sb/data/products.db",
+             "exit": "killed by SIGKILL"},
+        ]})
+    lines = [line.rstrip() for line in out.export_text().splitlines()]
+    assert lines == [
+        "sandbox /tmp/sb (detached, supervisor pid 10)",
+        "service   status                       pid  port  health  rows         database",
+        "users     running                      11   7101  ok      users 1,200  data/users.db",
+        "products  crashed (killed by SIGKILL)  -    7102  -       -            "
+        "data/products.db",
+    ]
+
+
+def test_order_line() -> None:
+    out = captured()
+    render.order(out, {"id": 5, "user_id": 1, "product_id": 2, "quantity": 3,
+                       "unit_price": 19.5, "total": 58.5}, created=True)
+    assert out.export_text() == (
+        "order 5 placed: user 1 bought 3 x product 2 at 19.50 = 58.50\n")
+
+
+def test_demo_step_shows_each_command_line_with_a_prompt() -> None:
+    out = captured()
+    render.step(out, "Start the shop.", "export A=1\nmsshop up --detach")
+    assert out.export_text() == "\nStart the shop.\n$ export A=1\n$ msshop up --detach\n"
