@@ -105,10 +105,15 @@ class LivePrinter:
     def __init__(self, out: Console) -> None:
         self.out = out
         self.live: Live | None = None
-        if out.is_terminal:
-            self.live = Live(Text("starting ..."), console=out, auto_refresh=False,
-                             transient=True)
+
+    def _start_live(self) -> Live | None:
+        """The table appears with the first refresh, once the sandbox is up."""
+        if self.live is None and self.out.is_terminal:
+            # no stdout/stderr redirection: forked services must not inherit rich's proxies
+            self.live = Live(Text(""), console=self.out, auto_refresh=False, transient=True,
+                             redirect_stdout=False, redirect_stderr=False)
             self.live.start()
+        return self.live
 
     def event(self, message: str, level: str = "info") -> None:
         style = {"warning": "yellow", "error": "bold red"}.get(level, "")
@@ -122,7 +127,8 @@ class LivePrinter:
         self._refresh_live()
 
     def refresh(self, state: State, health: dict[str, dict[str, Any] | None]) -> None:
-        if self.live is None:
+        live = self._start_live()
+        if live is None:
             return
         table = Table(box=None, pad_edge=False, title="Ctrl-C stops everything",
                       title_justify="left", title_style="dim")
@@ -139,7 +145,7 @@ class LivePrinter:
                 ", ".join(f"{k} {v:,}" for k, v in rows.items()) if rows else "-",
                 _relative(service.db, state.sandbox),
             )
-        self.live.update(table, refresh=True)
+        live.update(table, refresh=True)
 
     def _refresh_live(self) -> None:
         if self.live is not None:

@@ -61,6 +61,7 @@ def up_detached(settings: Settings) -> tuple[State, list[str]]:
 
     Returns the state and any notes for the person (e.g. a crashed run was cleaned up)."""
     paths = SandboxPaths(settings.sandbox_dir)
+    paths.create()  # here, so a directory that cannot be made is this command's clear error
     if is_running(paths):
         _already_running(paths)
     read_end, write_end = os.pipe()
@@ -99,6 +100,9 @@ def _daemon(settings: Settings, ready_fd: int) -> int:
         os.close(ready_fd)
 
     try:
+        preload_stack()
+        from msshop.orchestrator.process import fresh_stdio
+
         paths.create()
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)
@@ -107,7 +111,7 @@ def _daemon(settings: Settings, ready_fd: int) -> int:
         os.dup2(stray, 1)  # anything printed by accident lands in the log, not a dead terminal
         os.dup2(stray, 2)
         os.close(stray)
-        preload_stack()
+        fresh_stdio()
         from msshop.orchestrator.printer import FilePrinter
         from msshop.orchestrator.supervisor import Supervisor
 

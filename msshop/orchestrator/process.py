@@ -15,6 +15,7 @@ import errno
 import os
 import signal
 import socket
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -138,7 +139,18 @@ def _child_main(entry: str, context: ServiceContext, sock: socket.socket, log_pa
     os.dup2(log_fd, 1)
     os.dup2(log_fd, 2)
     os.close(log_fd)
+    fresh_stdio()
     from msshop.platform.runner import serve
 
     serve(entry, context, sock, read_end, log_level)
 
+
+
+def fresh_stdio() -> None:
+    """New sys.stdout/stderr on fds 1 and 2, dropping the parent's Python-level objects.
+
+    A fork inherits them as they were: with unflushed bytes, or replaced by a terminal
+    library's proxy that wraps lines for a screen. Neither belongs in a log file.
+    """
+    sys.stdout = open(1, "w", encoding="utf-8", buffering=1, closefd=False)  # noqa: SIM115
+    sys.stderr = open(2, "w", encoding="utf-8", buffering=1, closefd=False)  # noqa: SIM115

@@ -314,3 +314,32 @@ def test_foreground_supervisor_killed_leaves_no_orphans(tmp_path: Path) -> None:
     finally:
         if process.poll() is None:
             process.kill()
+
+
+def test_a_sandbox_directory_that_cannot_be_made(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("")
+    root = tmp_path / "a-file" / "sandbox"
+    for args in (("up", "--detach"), ("up",)):
+        result = msshop(*args, env=sandbox_env(root))
+        assert result.returncode == 1
+        assert one_error_line(result) == (
+            f"cannot create sandbox directory {root}: Not a directory; choose another with "
+            "--sandbox DIR or MSSHOP_SANDBOX")
+
+
+def test_logs_follow_prints_new_lines_and_ends_with_the_sandbox(sandbox: Sandbox) -> None:
+    follow = subprocess.Popen([sys.executable, "-m", "msshop", "logs", "supervisor", "-f",
+                               "-n", "1"], env=sandbox.env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        assert follow.stdout is not None
+        reader = LineReader(follow.stdout)
+        reader.wait_for(" ready on ", timeout=10)  # the last line so far
+        sandbox.run("restart", "users", check=True)
+        reader.wait_for("supervisor INFO users stopped", timeout=10)
+        reader.wait_for(f"(pid {sandbox.state.services['users'].pid})", timeout=10)
+        sandbox.run("down", check=True)
+        assert follow.wait(10) == 0, "--follow ends when the sandbox stops"
+    finally:
+        if follow.poll() is None:
+            follow.kill()
