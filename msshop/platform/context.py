@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from msshop.platform.db import guard_connection, open_database
+from msshop.platform.db import guard_connection, open_database, table_counts
 from msshop.platform.http import Peers
 
 
@@ -19,11 +19,37 @@ class ServiceContext:
     http_timeout: float = 2.0
     options: dict[str, Any] = field(default_factory=dict)
 
-    def open_database(self, migrations: list[str]) -> sqlite3.Connection:
-        """The service's own file, guarded against ATTACHing anyone else's."""
-        conn = open_database(self.db_path, migrations)
-        guard_connection(self.name, conn, self.db_path)
-        return conn
+    def database(self, migrations: list[str], tables: list[str]) -> Database:
+        return Database(self, migrations, tables)
 
     def peers(self) -> Peers:
         return Peers(self.peer_urls, self.http_timeout)
+
+
+class Database:
+    """The service's own file: opened when the app starts (in the service's process, after
+    the fork), guarded against ATTACHing anyone else's, closed when it stops."""
+
+    def __init__(self, ctx: ServiceContext, migrations: list[str], tables: list[str]) -> None:
+        self.ctx = ctx
+        self.migrations = migrations
+        self.tables = tables
+        self._conn: sqlite3.Connection | None = None
+
+    async def start(self) -> None:
+        conn = open_database(self.ctx.db_path, self.migrations)
+        guard_connection(self.ctx.name, conn, self.ctx.db_path)
+        self._conn = conn
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        assert self._conn is not None, "the database opens when the app starts"
+        return self._conn
+
+    def health(self) -> dict[str, Any]:
+        return {"db": str(self.ctx.db_path), "rows": table_counts(self.conn, self.tables)}

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import aiohttp
 import msgspec
@@ -98,16 +98,37 @@ def _positive_int(raw: str, what: str) -> int:
 
 # --- the app factory -------------------------------------------------------------------------
 
-Lifespan = Callable[[Starlette], AbstractAsyncContextManager[None]]
+class Resource(Protocol):
+    """Something a service opens when it starts and closes when it stops."""
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
 
 
 def service_app(
     service: str,
     routes: Sequence[BaseRoute],
     health: Callable[[], dict[str, Any]],
-    lifespan: Lifespan | None = None,
+    resources: Sequence[Resource] = (),
 ) -> Starlette:
-    """A Starlette app with GET /health and JSON errors, as every msshop service has."""
+    """A Starlette app with GET /health and JSON errors, as every msshop service has.
+
+    `resources` start in order when the app starts (in the service's own process, after
+    the fork) and close in reverse order when it stops.
+    """
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        opened: list[Resource] = []
+        try:
+            for resource in resources:
+                await resource.start()
+                opened.append(resource)
+            yield
+        finally:
+            for resource in reversed(opened):
+                await resource.close()
 
     async def health_endpoint(request: Request) -> Response:
         return json_response({"service": service, "status": "ok", "pid": os.getpid(),
@@ -206,20 +227,3 @@ class Peers:
             raise HttpError(503, f"{service} failed with HTTP {status}: {detail}",
                             dependency=service, failure="5xx")
         return Reply(status, payload)
-
-
-@asynccontextmanager
-async def started(*resources: Any) -> AsyncIterator[None]:
-    """Start resources with async start()/close() for the app's lifetime, close in reverse."""
-    done = []
-    try:
-        for resource in resources:
-            await resource.start()
-            done.append(resource)
-        yield
-    finally:
-        for resource in reversed(done):
-            await resource.close()
-
-
-Endpoint = Callable[[Request], Awaitable[Response]]

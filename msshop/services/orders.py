@@ -19,9 +19,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from starlette.applications import Starlette
@@ -30,7 +28,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from msshop.platform.context import ServiceContext
-from msshop.platform.db import table_counts, transaction
+from msshop.platform.db import transaction
 from msshop.platform.http import (
     MAX_BATCH,
     HttpError,
@@ -68,7 +66,7 @@ class Purchase(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class Purchases(msgspec.Struct, forbid_unknown_fields=True):
-    orders: list[Purchase]
+    orders: Annotated[list[Purchase], msgspec.Meta(min_length=1, max_length=MAX_BATCH)]
 
 
 def checked(purchase: Purchase, where: str = "") -> Purchase:
@@ -183,52 +181,39 @@ async def check_many(peers: Peers, purchases: list[Purchase]) -> dict[int, int]:
 
 
 def create_app(ctx: ServiceContext) -> Starlette:
-    db: dict[str, sqlite3.Connection] = {}
+    db = ctx.database(MIGRATIONS, ["orders"])
     peers = ctx.peers()
-
-    @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        db["conn"] = ctx.open_database(MIGRATIONS)
-        await peers.start()
-        yield
-        await peers.close()
-        db["conn"].close()
 
     async def post_order(request: Request) -> Response:
         purchase = checked(await read_body(request, Purchase))
         if purchase.request_id is not None:
-            seen = find_by_request(db["conn"], purchase.request_id)
+            seen = find_by_request(db.conn, purchase.request_id)
             if seen is not None:
                 return json_response(seen, 200)
         price = await check_one(peers, purchase)
-        order, created = place_order(db["conn"], purchase, price)
+        order, created = place_order(db.conn, purchase, price)
         return json_response(order, 201 if created else 200)
 
     async def post_batch(request: Request) -> Response:
         batch = await read_body(request, Purchases)
-        if not 1 <= len(batch.orders) <= MAX_BATCH:
-            raise HttpError(422, f"a batch holds 1 to {MAX_BATCH} orders")
         purchases = [checked(p, f"orders[{i}]: ") for i, p in enumerate(batch.orders)]
         prices = await check_many(peers, purchases)
-        return json_response(place_orders(db["conn"], purchases, prices))
+        return json_response(place_orders(db.conn, purchases, prices))
 
     async def get_many(request: Request) -> Response:
         if "user_id" not in request.query_params:
             raise HttpError(422, "list a user's orders: GET /orders?user_id=U")
         user_id = int_query(request, "user_id", 0, 1, 2**62)
         limit = int_query(request, "limit", MAX_BATCH, 1, MAX_BATCH)
-        return json_response({"user_id": user_id, "orders": orders_of(db["conn"], user_id, limit)})
+        return json_response({"user_id": user_id, "orders": orders_of(db.conn, user_id, limit)})
 
     async def get_one(request: Request) -> Response:
         order_id = id_param(request, "order_id")
-        row = db["conn"].execute(f"SELECT {COLUMNS} FROM orders WHERE id = ?",
-                                 (order_id,)).fetchone()
+        row = db.conn.execute(f"SELECT {COLUMNS} FROM orders WHERE id = ?",
+                              (order_id,)).fetchone()
         if row is None:
             raise HttpError(404, f"no order with id {order_id}")
         return json_response(as_dict(row))
-
-    def health() -> dict[str, Any]:
-        return {"db": str(ctx.db_path), "rows": table_counts(db["conn"], ["orders"])}
 
     return service_app(
         ctx.name,
@@ -238,6 +223,6 @@ def create_app(ctx: ServiceContext) -> Starlette:
             Route("/orders/batch", post_batch, methods=["POST"]),
             Route("/orders/{order_id}", get_one, methods=["GET"]),
         ],
-        health,
-        lifespan,
+        db.health,
+        [db, peers],
     )

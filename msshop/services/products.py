@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from starlette.applications import Starlette
@@ -25,7 +23,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from msshop.platform.context import ServiceContext
-from msshop.platform.db import table_counts, transaction
+from msshop.platform.db import transaction
 from msshop.platform.http import (
     MAX_BATCH,
     HttpError,
@@ -61,7 +59,7 @@ class NewProduct(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class NewProducts(msgspec.Struct, forbid_unknown_fields=True):
-    products: list[NewProduct]
+    products: Annotated[list[NewProduct], msgspec.Meta(min_length=1, max_length=MAX_BATCH)]
 
 
 class ProductChange(msgspec.Struct, forbid_unknown_fields=True):
@@ -185,49 +183,38 @@ def change_product(conn: sqlite3.Connection, product_id: int, change: ProductCha
 
 
 def create_app(ctx: ServiceContext) -> Starlette:
-    db: dict[str, sqlite3.Connection] = {}
-
-    @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        db["conn"] = ctx.open_database(MIGRATIONS)
-        yield
-        db["conn"].close()
+    db = ctx.database(MIGRATIONS, ["products"])
 
     async def post_product(request: Request) -> Response:
         values = checked(await read_body(request, NewProduct))
-        return json_response(create_product(db["conn"], values), 201)
+        return json_response(create_product(db.conn, values), 201)
 
     async def post_batch(request: Request) -> Response:
         batch = await read_body(request, NewProducts)
-        if len(batch.products) > MAX_BATCH:
-            raise HttpError(422, f"a batch holds at most {MAX_BATCH} products")
         rows = [checked(p, f"products[{i}]: ") for i, p in enumerate(batch.products)]
-        return json_response(create_products(db["conn"], rows))
+        return json_response(create_products(db.conn, rows))
 
     async def get_many(request: Request) -> Response:
         ids = ids_query(request)
         if ids is not None:
-            return json_response(get_products(db["conn"], ids))
+            return json_response(get_products(db.conn, ids))
         after = int_query(request, "after", 0, 0, 2**62)
         limit = int_query(request, "limit", 50, 1, 1000)
-        return json_response(list_products(db["conn"], after, limit))
+        return json_response(list_products(db.conn, after, limit))
 
     async def get_one(request: Request) -> Response:
         product_id = id_param(request, "product_id")
-        product = get_product(db["conn"], product_id)
+        product = get_product(db.conn, product_id)
         if product is None:
             raise HttpError(404, f"no product with id {product_id}")
         return json_response(product)
 
     async def patch_one(request: Request) -> Response:
         product_id = id_param(request, "product_id")
-        product = change_product(db["conn"], product_id, await read_body(request, ProductChange))
+        product = change_product(db.conn, product_id, await read_body(request, ProductChange))
         if product is None:
             raise HttpError(404, f"no product with id {product_id}")
         return json_response(product)
-
-    def health() -> dict[str, Any]:
-        return {"db": str(ctx.db_path), "rows": table_counts(db["conn"], ["products"])}
 
     return service_app(
         ctx.name,
@@ -238,6 +225,6 @@ def create_app(ctx: ServiceContext) -> Starlette:
             Route("/products/{product_id}", get_one, methods=["GET"]),
             Route("/products/{product_id}", patch_one, methods=["PATCH"]),
         ],
-        health,
-        lifespan,
+        db.health,
+        [db],
     )

@@ -11,9 +11,7 @@ from __future__ import annotations
 import re
 import sqlite3
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from starlette.applications import Starlette
@@ -22,7 +20,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from msshop.platform.context import ServiceContext
-from msshop.platform.db import table_counts, transaction
+from msshop.platform.db import transaction
 from msshop.platform.http import (
     MAX_BATCH,
     HttpError,
@@ -53,7 +51,7 @@ class SignUp(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class SignUpBatch(msgspec.Struct, forbid_unknown_fields=True):
-    users: list[SignUp]
+    users: Annotated[list[SignUp], msgspec.Meta(min_length=1, max_length=MAX_BATCH)]
 
 
 def checked(signup: SignUp, where: str = "") -> SignUp:
@@ -123,28 +121,20 @@ def get_users(conn: sqlite3.Connection, ids: list[int]) -> dict[str, Any]:
 
 
 def create_app(ctx: ServiceContext) -> Starlette:
-    db: dict[str, sqlite3.Connection] = {}
-
-    @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        db["conn"] = ctx.open_database(MIGRATIONS)
-        yield
-        db["conn"].close()
+    db = ctx.database(MIGRATIONS, ["users"])
 
     async def post_user(request: Request) -> Response:
         signup = checked(await read_body(request, SignUp))
-        return json_response(sign_up(db["conn"], signup), 201)
+        return json_response(sign_up(db.conn, signup), 201)
 
     async def post_batch(request: Request) -> Response:
         batch = await read_body(request, SignUpBatch)
-        if len(batch.users) > MAX_BATCH:
-            raise HttpError(422, f"a batch holds at most {MAX_BATCH} users")
         signups = [checked(s, f"users[{i}]: ") for i, s in enumerate(batch.users)]
-        return json_response(sign_up_many(db["conn"], signups))
+        return json_response(sign_up_many(db.conn, signups))
 
     async def get_one(request: Request) -> Response:
         user_id = id_param(request, "user_id")
-        user = get_user(db["conn"], user_id)
+        user = get_user(db.conn, user_id)
         if user is None:
             raise HttpError(404, f"no user with id {user_id}")
         return json_response(user)
@@ -153,10 +143,7 @@ def create_app(ctx: ServiceContext) -> Starlette:
         ids = ids_query(request)
         if ids is None:
             raise HttpError(422, "list users by id: GET /users?ids=1,2,3")
-        return json_response(get_users(db["conn"], ids))
-
-    def health() -> dict[str, Any]:
-        return {"db": str(ctx.db_path), "rows": table_counts(db["conn"], ["users"])}
+        return json_response(get_users(db.conn, ids))
 
     return service_app(
         ctx.name,
@@ -166,6 +153,6 @@ def create_app(ctx: ServiceContext) -> Starlette:
             Route("/users/batch", post_batch, methods=["POST"]),
             Route("/users/{user_id}", get_one, methods=["GET"]),
         ],
-        health,
-        lifespan,
+        db.health,
+        [db],
     )

@@ -154,6 +154,9 @@ def test_batch_purchase_is_all_or_nothing(shared_sandbox: Sandbox) -> None:
     assert client.request("orders", "GET", f"/orders?user_id={buyer['id']}")["orders"] == []
     answer = client.request("orders", "POST", "/orders/batch", {"orders": [good, good]})
     assert answer == {"created": 2, "existing": 0}
+    status, answer = client.exchange("orders", "POST", "/orders/batch", {"orders": []})
+    assert (status, answer["error"]) == (
+        422, "invalid request body: Expected `array` of length >= 1 - at `$.orders`")
 
 
 def test_each_service_wrote_only_its_own_file(shared_sandbox: Sandbox) -> None:
