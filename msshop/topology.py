@@ -31,9 +31,12 @@ class ServiceSpec:
 
 
 SERVICES: tuple[ServiceSpec, ...] = (
+    ServiceSpec("bus", 0, 0, "msshop.services.bus:create_app", "the event log"),
     ServiceSpec("users", 1, 1, "msshop.services.users:create_app", "users"),
     ServiceSpec("products", 1, 2, "msshop.services.products:create_app", "products"),
     ServiceSpec("orders", 1, 3, "msshop.services.orders:create_app", "orders"),
+    ServiceSpec("query", 2, 4, "msshop.services.query:create_app",
+                "its read model: copies of users, products and orders"),
 )
 BY_NAME: dict[str, ServiceSpec] = {spec.name: spec for spec in SERVICES}
 NAMES: tuple[str, ...] = tuple(BY_NAME)

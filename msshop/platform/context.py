@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from msshop.platform.db import guard_connection, open_database, table_counts
 from msshop.platform.http import Peers
+from msshop.platform.tracing import Span, Tracer, db_attributes
 
 
 @dataclass(frozen=True)
@@ -18,12 +21,16 @@ class ServiceContext:
     peer_urls: dict[str, str] = field(default_factory=dict)  # other services by name
     http_timeout: float = 2.0
     options: dict[str, Any] = field(default_factory=dict)
+    tracer: Tracer = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tracer", Tracer(self.name))
 
     def database(self, migrations: list[str], tables: list[str]) -> Database:
         return Database(self, migrations, tables)
 
     def peers(self) -> Peers:
-        return Peers(self.peer_urls, self.http_timeout)
+        return Peers(self.peer_urls, self.http_timeout, self.tracer)
 
 
 class Database:
@@ -53,3 +60,12 @@ class Database:
 
     def health(self) -> dict[str, Any]:
         return {"db": str(self.ctx.db_path), "rows": table_counts(self.conn, self.tables)}
+
+    @contextmanager
+    def span(self, operation: str, table: str, keys: Any = None) -> Iterator[Span]:
+        """A span for one statement on this file; set span["attributes"]["msshop.rows"]."""
+        attributes = db_attributes(self.ctx.db_path.name, operation, table)
+        if keys is not None:
+            attributes["msshop.keys"] = keys
+        with self.ctx.tracer.span(f"{operation} {table}", **attributes) as span:
+            yield span

@@ -20,7 +20,10 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from msshop.platform.tracing import Span, Tracer, current_span, parse_traceparent, traceparent
 
 log = logging.getLogger("msshop.http")
 T = TypeVar("T")
@@ -108,15 +111,18 @@ class Resource(Protocol):
 
 def service_app(
     service: str,
-    routes: Sequence[BaseRoute],
+    routes: Sequence[Route],
     health: Callable[[], dict[str, Any]],
     resources: Sequence[Resource] = (),
+    tracer: Tracer | None = None,
 ) -> Starlette:
-    """A Starlette app with GET /health and JSON errors, as every msshop service has.
+    """A Starlette app with GET /health, GET /spans and JSON errors, as every service has.
 
     `resources` start in order when the app starts (in the service's own process, after
-    the fork) and close in reverse order when it stops.
+    the fork) and close in reverse order when it stops. Every request but /health and
+    /spans gets a server span, child of the caller's `traceparent` if it sent one.
     """
+    tracer = tracer or Tracer(service)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -133,6 +139,12 @@ def service_app(
     async def health_endpoint(request: Request) -> Response:
         return json_response({"service": service, "status": "ok", "pid": os.getpid(),
                               **health()})
+
+    async def spans_endpoint(request: Request) -> Response:
+        trace_id = request.query_params.get("trace_id", "")
+        if len(trace_id) != 32:
+            raise HttpError(422, "ask for one trace: GET /spans?trace_id=<32 hex digits>")
+        return json_response({"service": service, "spans": tracer.spans_of(trace_id)})
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HttpError)
@@ -156,12 +168,64 @@ def service_app(
                                        f"see: msshop logs {service}",
                               "status": 500, "service": service}, 500)
 
-    return Starlette(
-        routes=[Route("/health", health_endpoint), *routes],
+    app = Starlette(
+        routes=[Route("/health", health_endpoint), Route("/spans", spans_endpoint), *routes],
         exception_handlers={HttpError: http_error, HTTPException: starlette_error,
                             Exception: crash},
         lifespan=lifespan,
     )
+    templates = {route.endpoint: route.path for route in routes}
+    app.add_middleware(TracingMiddleware, tracer=tracer, templates=templates)
+    return app
+
+
+class TracingMiddleware:
+    """A server span per request (pure ASGI: a few µs, no per-request objects beyond the
+    span). Answers carry `x-trace-id`, so a caller can find the trace of what it did."""
+
+    UNTRACED = frozenset({"/health", "/spans"})
+
+    def __init__(self, app: ASGIApp, tracer: Tracer, templates: dict[Any, str]) -> None:
+        self.app = app
+        self.tracer = tracer
+        self.templates = templates
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in self.UNTRACED:
+            await self.app(scope, receive, send)
+            return
+        parent = None
+        for name, value in scope["headers"]:
+            if name == b"traceparent":
+                parent = parse_traceparent(value.decode("latin-1"))
+                break
+        method = scope["method"]
+        span = self.tracer.start(f"{method} {scope['path']}", "server",
+                                 {"http.request.method": method},
+                                 *(parent or (None, None)))
+        trace_header = (b"x-trace-id", span["trace_id"].encode())
+        status = 500
+
+        async def send_with_trace(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), trace_header]
+            await send(message)
+
+        token = self.tracer.activate(span)
+        try:
+            await self.app(scope, receive, send_with_trace)
+        finally:
+            self.tracer.deactivate(token)
+            route = self.templates.get(scope.get("endpoint"), scope["path"])
+            span["name"] = f"{method} {route}"
+            attributes = span["attributes"]
+            attributes["http.route"] = route
+            attributes["http.response.status_code"] = status
+            if status >= 500:
+                span["status"] = "error"
+            self.tracer.finish(span)
 
 
 # --- calling other services ------------------------------------------------------------------
@@ -176,13 +240,16 @@ class Reply:
 class Peers:
     """A pooled keep-alive client for calls to other services, by service name.
 
-    Connection failures, timeouts and 5xx answers become a 503 HttpError naming the
-    dependency and the fix; 4xx answers come back as a Reply for the caller to judge.
+    Each call is a client span (`peer.service`) under the current span, and carries its
+    `traceparent`. Connection failures, timeouts and 5xx answers become a 503 HttpError
+    naming the dependency and the fix; 4xx answers come back as a Reply to judge.
     """
 
-    def __init__(self, urls: dict[str, str], timeout: float) -> None:
+    def __init__(self, urls: dict[str, str], timeout: float, tracer: Tracer | None = None
+                 ) -> None:
         self.urls = urls
         self.timeout = timeout
+        self.tracer = tracer
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
@@ -196,34 +263,62 @@ class Peers:
         if self._session is not None:
             await self._session.close()
 
-    async def get(self, service: str, path: str) -> Reply:
-        return await self.request("GET", service, path)
+    async def get(self, service: str, path: str, timeout: float | None = None,
+                  raw: bool = False) -> Reply:
+        return await self.request("GET", service, path, timeout=timeout, raw=raw)
 
-    async def request(self, method: str, service: str, path: str, body: Any = None) -> Reply:
+    async def request(self, method: str, service: str, path: str, body: Any = None,
+                      timeout: float | None = None, raw: bool = False) -> Reply:
+        """Call `service`. `body` is encoded as JSON, or sent as is if it is bytes. With
+        `raw`, a 2xx/4xx answer's body comes back as bytes, for the caller to decode."""
+        if self.tracer is None or current_span() is None:
+            return await self._send(method, service, path, body, timeout, None, raw)
+        with self.tracer.span(f"{method} {service}", "client", **{
+                "peer.service": service, "http.request.method": method,
+                "url.path": path.partition("?")[0]}) as span:
+            reply = await self._send(method, service, path, body, timeout, span, raw)
+            span["attributes"]["http.response.status_code"] = reply.status
+            return reply
+
+    async def _send(self, method: str, service: str, path: str, body: Any,
+                    timeout: float | None, span: Span | None, raw: bool) -> Reply:
         assert self._session is not None, "Peers.start() was not awaited"
         url = self.urls[service] + path
-        data = None if body is None else msgspec.json.encode(body)
-        headers = {"content-type": "application/json"} if data is not None else None
+        data = body if isinstance(body, bytes) or body is None else msgspec.json.encode(body)
+        headers = {"content-type": "application/json"} if data is not None else {}
+        if span is not None:
+            headers["traceparent"] = traceparent(span)
+        limit = self.timeout if timeout is None else timeout
         try:
-            async with self._session.request(method, url, data=data, headers=headers) as resp:
-                raw = await resp.read()
+            async with self._session.request(
+                    method, url, data=data, headers=headers,
+                    timeout=aiohttp.ClientTimeout(total=limit)) as resp:
+                content = await resp.read()
                 status = resp.status
         except aiohttp.ClientConnectorError:
-            raise HttpError(503, f"{service} is down: connection refused at {self.urls[service]}; "
-                                 f"start it with: msshop start {service}",
-                            dependency=service, failure="refused") from None
+            raise self._failed(span, service, "refused",
+                               f"{service} is down: connection refused at {self.urls[service]}; "
+                               f"start it with: msshop start {service}") from None
         except TimeoutError:
-            raise HttpError(503, f"{service} did not answer within {self.timeout:g} s",
-                            dependency=service, failure="timeout") from None
+            raise self._failed(span, service, "timeout",
+                               f"{service} did not answer within {limit:g} s") from None
         except aiohttp.ClientError as exc:
-            raise HttpError(503, f"{service} failed: {type(exc).__name__}: {exc}",
-                            dependency=service, failure="error") from None
+            raise self._failed(span, service, "error",
+                               f"{service} failed: {type(exc).__name__}: {exc}") from None
+        if raw and status < 500:
+            return Reply(status, content)
         try:
-            payload = msgspec.json.decode(raw) if raw else None
+            payload = msgspec.json.decode(content) if content else None
         except msgspec.DecodeError:
-            payload = {"error": raw[:200].decode(errors="replace")}
+            payload = {"error": content[:200].decode(errors="replace")}
         if status >= 500:
             detail = payload.get("error") if isinstance(payload, dict) else payload
-            raise HttpError(503, f"{service} failed with HTTP {status}: {detail}",
-                            dependency=service, failure="5xx")
+            raise self._failed(span, service, "5xx",
+                               f"{service} failed with HTTP {status}: {detail}")
         return Reply(status, payload)
+
+    @staticmethod
+    def _failed(span: Span | None, service: str, failure: str, message: str) -> HttpError:
+        if span is not None:
+            span["attributes"]["msshop.failure"] = failure
+        return HttpError(503, message, dependency=service, failure=failure)

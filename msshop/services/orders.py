@@ -27,8 +27,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from msshop import events
+from msshop.events import Event
 from msshop.platform.context import ServiceContext
-from msshop.platform.db import transaction
 from msshop.platform.http import (
     MAX_BATCH,
     HttpError,
@@ -39,6 +40,8 @@ from msshop.platform.http import (
     read_body,
     service_app,
 )
+from msshop.platform.outbox import OUTBOX_SCHEMA, Outbox
+from msshop.platform.tracing import current_trace_id
 
 MIGRATIONS = [
     """
@@ -53,6 +56,7 @@ MIGRATIONS = [
     );
     CREATE INDEX orders_by_user ON orders (user_id, id);
     """,
+    OUTBOX_SCHEMA,
 ]
 COLUMNS = "id, user_id, product_id, quantity, unit_price_cents, request_id, created_at"
 MAX_QUANTITY = 1000
@@ -88,6 +92,13 @@ def as_dict(row: tuple[Any, ...]) -> dict[str, Any]:
             "request_id": row[5], "created_at": row[6]}
 
 
+def order_placed(order: dict[str, Any]) -> Event:
+    return events.make(events.ORDER_PLACED, "orders", order["id"], 1, {
+        "id": order["id"], "user_id": order["user_id"], "product_id": order["product_id"],
+        "quantity": order["quantity"], "unit_price": order["unit_price"]},
+        current_trace_id(), order["created_at"])
+
+
 # --- plain functions over the connection -----------------------------------------------------
 
 
@@ -97,10 +108,10 @@ def find_by_request(conn: sqlite3.Connection, request_id: str) -> dict[str, Any]
     return None if row is None else as_dict(row)
 
 
-def place_order(conn: sqlite3.Connection, purchase: Purchase, price_cents: int
-                ) -> tuple[dict[str, Any], bool]:
+def place_order(conn: sqlite3.Connection, outbox: Outbox, purchase: Purchase,
+                price_cents: int) -> tuple[dict[str, Any], bool]:
     """Record the purchase; (order, created). A known request_id returns the first order."""
-    with transaction(conn):
+    with outbox.transaction(conn):
         cursor = conn.execute(
             "INSERT OR IGNORE INTO orders (user_id, product_id, quantity, unit_price_cents, "
             "request_id, created_at) VALUES (?, ?, ?, ?, ?, ?)",
@@ -110,23 +121,36 @@ def place_order(conn: sqlite3.Connection, purchase: Purchase, price_cents: int
             existing = find_by_request(conn, purchase.request_id)
             assert existing is not None
             return existing, False
-        row = conn.execute(f"SELECT {COLUMNS} FROM orders WHERE id = ?",
-                           (cursor.lastrowid,)).fetchone()
-    return as_dict(row), True
+        order = as_dict(conn.execute(f"SELECT {COLUMNS} FROM orders WHERE id = ?",
+                                     (cursor.lastrowid,)).fetchone())
+        outbox.add(conn, [order_placed(order)])
+    return order, True
 
 
-def place_orders(conn: sqlite3.Connection, purchases: list[Purchase],
+def place_orders(conn: sqlite3.Connection, outbox: Outbox, purchases: list[Purchase],
                  prices: dict[int, int]) -> dict[str, int]:
     now = time.time()
-    with transaction(conn):
-        before = conn.total_changes
-        conn.executemany(
-            "INSERT OR IGNORE INTO orders (user_id, product_id, quantity, unit_price_cents, "
-            "request_id, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-            [(p.user_id, p.product_id, p.quantity, prices[p.product_id], p.request_id, now)
-             for p in purchases])
-        created = conn.total_changes - before
-    return {"created": created, "existing": len(purchases) - created}
+    insert = ("INSERT INTO orders (user_id, product_id, quantity, unit_price_cents, "
+              "request_id, created_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id")
+    placed: list[Event] = []
+    with outbox.transaction(conn):
+        known = {row[0] for row in conn.execute(
+            "SELECT request_id FROM orders WHERE request_id IN "
+            "(SELECT value FROM json_each(?))",
+            (msgspec.json.encode([p.request_id for p in purchases if p.request_id]),))}
+        for p in purchases:
+            if p.request_id is not None:
+                if p.request_id in known:
+                    continue
+                known.add(p.request_id)
+            price = prices[p.product_id]
+            (order_id,) = conn.execute(insert, (p.user_id, p.product_id, p.quantity, price,
+                                                p.request_id, now)).fetchone()
+            placed.append(order_placed({
+                "id": order_id, "user_id": p.user_id, "product_id": p.product_id,
+                "quantity": p.quantity, "unit_price": price / 100, "created_at": now}))
+        outbox.add(conn, placed)
+    return {"created": len(placed), "existing": len(purchases) - len(placed)}
 
 
 def orders_of(conn: sqlite3.Connection, user_id: int, limit: int) -> list[dict[str, Any]]:
@@ -183,6 +207,7 @@ async def check_many(peers: Peers, purchases: list[Purchase]) -> dict[int, int]:
 def create_app(ctx: ServiceContext) -> Starlette:
     db = ctx.database(MIGRATIONS, ["orders"])
     peers = ctx.peers()
+    outbox = Outbox("orders", lambda: db.conn, peers)
 
     async def post_order(request: Request) -> Response:
         purchase = checked(await read_body(request, Purchase))
@@ -191,21 +216,26 @@ def create_app(ctx: ServiceContext) -> Starlette:
             if seen is not None:
                 return json_response(seen, 200)
         price = await check_one(peers, purchase)
-        order, created = place_order(db.conn, purchase, price)
+        with db.span("INSERT", "orders") as span:
+            order, created = place_order(db.conn, outbox, purchase, price)
+            span["attributes"]["msshop.keys"] = [order["id"]]
         return json_response(order, 201 if created else 200)
 
     async def post_batch(request: Request) -> Response:
         batch = await read_body(request, Purchases)
         purchases = [checked(p, f"orders[{i}]: ") for i, p in enumerate(batch.orders)]
         prices = await check_many(peers, purchases)
-        return json_response(place_orders(db.conn, purchases, prices))
+        return json_response(place_orders(db.conn, outbox, purchases, prices))
 
     async def get_many(request: Request) -> Response:
         if "user_id" not in request.query_params:
             raise HttpError(422, "list a user's orders: GET /orders?user_id=U")
         user_id = int_query(request, "user_id", 0, 1, 2**62)
         limit = int_query(request, "limit", MAX_BATCH, 1, MAX_BATCH)
-        return json_response({"user_id": user_id, "orders": orders_of(db.conn, user_id, limit)})
+        with db.span("SELECT", "orders", [user_id]) as span:
+            found = orders_of(db.conn, user_id, limit)
+            span["attributes"]["msshop.rows"] = len(found)
+        return json_response({"user_id": user_id, "orders": found})
 
     async def get_one(request: Request) -> Response:
         order_id = id_param(request, "order_id")
@@ -215,6 +245,9 @@ def create_app(ctx: ServiceContext) -> Starlette:
             raise HttpError(404, f"no order with id {order_id}")
         return json_response(as_dict(row))
 
+    def health() -> dict[str, Any]:
+        return {**db.health(), "outbox": outbox.health()}
+
     return service_app(
         ctx.name,
         [
@@ -223,6 +256,7 @@ def create_app(ctx: ServiceContext) -> Starlette:
             Route("/orders/batch", post_batch, methods=["POST"]),
             Route("/orders/{order_id}", get_one, methods=["GET"]),
         ],
-        db.health,
-        [db, peers],
+        health,
+        [db, peers, outbox],
+        ctx.tracer,
     )

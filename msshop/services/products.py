@@ -22,8 +22,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from msshop import events
+from msshop.events import Event
 from msshop.platform.context import ServiceContext
-from msshop.platform.db import transaction
 from msshop.platform.http import (
     MAX_BATCH,
     HttpError,
@@ -34,6 +35,8 @@ from msshop.platform.http import (
     read_body,
     service_app,
 )
+from msshop.platform.outbox import OUTBOX_SCHEMA, Outbox
+from msshop.platform.tracing import current_trace_id
 
 MIGRATIONS = [
     """
@@ -46,8 +49,11 @@ MIGRATIONS = [
         updated_at REAL NOT NULL
     )
     """,
+    OUTBOX_SCHEMA + """;
+    ALTER TABLE products ADD COLUMN version INTEGER NOT NULL DEFAULT 1
+    """,
 ]
-COLUMNS = "id, sku, title, price_cents, stock, updated_at"
+COLUMNS = "id, sku, title, price_cents, stock, updated_at, version"
 MAX_PRICE = 1_000_000
 
 
@@ -93,15 +99,22 @@ def checked(product: NewProduct, where: str = "") -> tuple[str | None, str, int,
 
 def as_dict(row: tuple[Any, ...]) -> dict[str, Any]:
     return {"id": row[0], "sku": row[1], "title": row[2], "price": row[3] / 100,
-            "stock": row[4], "updated_at": row[5]}
+            "stock": row[4], "updated_at": row[5], "version": row[6]}
+
+
+def product_event(event_type: str, product: dict[str, Any]) -> Event:
+    return events.make(event_type, "products", product["id"], product["version"],
+                       {"id": product["id"], "sku": product["sku"], "title": product["title"],
+                        "price": product["price"]},
+                       current_trace_id(), product["updated_at"])
 
 
 # --- plain functions over the connection -----------------------------------------------------
 
 
-def create_product(conn: sqlite3.Connection, values: tuple[str | None, str, int, int]
-                   ) -> dict[str, Any]:
-    with transaction(conn):
+def create_product(conn: sqlite3.Connection, outbox: Outbox,
+                   values: tuple[str | None, str, int, int]) -> dict[str, Any]:
+    with outbox.transaction(conn):
         try:
             cursor = conn.execute(
                 "INSERT INTO products (sku, title, price_cents, stock, updated_at) "
@@ -109,17 +122,18 @@ def create_product(conn: sqlite3.Connection, values: tuple[str | None, str, int,
         except sqlite3.IntegrityError:
             raise HttpError(409, f"sku {values[0]} already names a product") from None
         product = get_product(conn, int(cursor.lastrowid or 0))
-    assert product is not None
+        assert product is not None
+        outbox.add(conn, [product_event(events.PRODUCT_CREATED, product)])
     return product
 
 
-def create_products(conn: sqlite3.Connection, rows: list[tuple[str | None, str, int, int]]
-                    ) -> dict[str, Any]:
+def create_products(conn: sqlite3.Connection, outbox: Outbox,
+                    rows: list[tuple[str | None, str, int, int]]) -> dict[str, Any]:
     """Create each product whose sku is new; ids come back in input order. Safe to repeat."""
     now = time.time()
     ids: list[int] = []
-    created = 0
-    with transaction(conn):
+    created: list[Event] = []
+    with outbox.transaction(conn):
         for row in rows:
             sku = row[0]
             if sku is not None:
@@ -130,9 +144,13 @@ def create_products(conn: sqlite3.Connection, rows: list[tuple[str | None, str, 
             cursor = conn.execute(
                 "INSERT INTO products (sku, title, price_cents, stock, updated_at) "
                 "VALUES (?, ?, ?, ?, ?)", (*row, now))
-            ids.append(int(cursor.lastrowid or 0))
-            created += 1
-    return {"ids": ids, "created": created}
+            product_id = int(cursor.lastrowid or 0)
+            ids.append(product_id)
+            created.append(product_event(events.PRODUCT_CREATED, {
+                "id": product_id, "sku": sku, "title": row[1], "price": row[2] / 100,
+                "updated_at": now, "version": 1}))
+        outbox.add(conn, created)
+    return {"ids": ids, "created": len(created)}
 
 
 def get_product(conn: sqlite3.Connection, product_id: int) -> dict[str, Any] | None:
@@ -158,8 +176,8 @@ def list_products(conn: sqlite3.Connection, after: int, limit: int) -> dict[str,
     return {"products": products, "next_after": products[-1]["id"] if more else None}
 
 
-def change_product(conn: sqlite3.Connection, product_id: int, change: ProductChange
-                   ) -> dict[str, Any] | None:
+def change_product(conn: sqlite3.Connection, outbox: Outbox, product_id: int,
+                   change: ProductChange) -> dict[str, Any] | None:
     sets: list[str] = []
     params: list[Any] = []
     if change.title is not None:
@@ -170,13 +188,16 @@ def change_product(conn: sqlite3.Connection, product_id: int, change: ProductCha
         params.append(cents(change.price))
     if not sets:
         raise HttpError(422, "nothing to change: send price and/or title")
-    with transaction(conn):
+    with outbox.transaction(conn):
         cursor = conn.execute(
-            f"UPDATE products SET {', '.join(sets)}, updated_at = ? WHERE id = ?",
-            (*params, time.time(), product_id))
+            f"UPDATE products SET {', '.join(sets)}, updated_at = ?, version = version + 1 "
+            "WHERE id = ?", (*params, time.time(), product_id))
         if cursor.rowcount == 0:
             return None
-        return get_product(conn, product_id)
+        product = get_product(conn, product_id)
+        assert product is not None
+        outbox.add(conn, [product_event(events.PRODUCT_UPDATED, product)])
+    return product
 
 
 # --- HTTP ------------------------------------------------------------------------------------
@@ -184,37 +205,55 @@ def change_product(conn: sqlite3.Connection, product_id: int, change: ProductCha
 
 def create_app(ctx: ServiceContext) -> Starlette:
     db = ctx.database(MIGRATIONS, ["products"])
+    peers = ctx.peers()
+    outbox = Outbox("products", lambda: db.conn, peers)
 
     async def post_product(request: Request) -> Response:
         values = checked(await read_body(request, NewProduct))
-        return json_response(create_product(db.conn, values), 201)
+        with db.span("INSERT", "products") as span:
+            product = create_product(db.conn, outbox, values)
+            span["attributes"]["msshop.keys"] = [product["id"]]
+        return json_response(product, 201)
 
     async def post_batch(request: Request) -> Response:
         batch = await read_body(request, NewProducts)
         rows = [checked(p, f"products[{i}]: ") for i, p in enumerate(batch.products)]
-        return json_response(create_products(db.conn, rows))
+        return json_response(create_products(db.conn, outbox, rows))
 
     async def get_many(request: Request) -> Response:
         ids = ids_query(request)
         if ids is not None:
-            return json_response(get_products(db.conn, ids))
+            with db.span("SELECT", "products", ids) as span:
+                found = get_products(db.conn, ids)
+                span["attributes"]["msshop.rows"] = len(found["products"])
+            return json_response(found)
         after = int_query(request, "after", 0, 0, 2**62)
         limit = int_query(request, "limit", 50, 1, 1000)
-        return json_response(list_products(db.conn, after, limit))
+        with db.span("SELECT", "products") as span:
+            page = list_products(db.conn, after, limit)
+            span["attributes"]["msshop.rows"] = len(page["products"])
+        return json_response(page)
 
     async def get_one(request: Request) -> Response:
         product_id = id_param(request, "product_id")
-        product = get_product(db.conn, product_id)
+        with db.span("SELECT", "products", [product_id]) as span:
+            product = get_product(db.conn, product_id)
+            span["attributes"]["msshop.rows"] = int(product is not None)
         if product is None:
             raise HttpError(404, f"no product with id {product_id}")
         return json_response(product)
 
     async def patch_one(request: Request) -> Response:
         product_id = id_param(request, "product_id")
-        product = change_product(db.conn, product_id, await read_body(request, ProductChange))
+        change = await read_body(request, ProductChange)
+        with db.span("UPDATE", "products", [product_id]):
+            product = change_product(db.conn, outbox, product_id, change)
         if product is None:
             raise HttpError(404, f"no product with id {product_id}")
         return json_response(product)
+
+    def health() -> dict[str, Any]:
+        return {**db.health(), "outbox": outbox.health()}
 
     return service_app(
         ctx.name,
@@ -225,6 +264,7 @@ def create_app(ctx: ServiceContext) -> Starlette:
             Route("/products/{product_id}", get_one, methods=["GET"]),
             Route("/products/{product_id}", patch_one, methods=["PATCH"]),
         ],
-        db.health,
-        [db],
+        health,
+        [db, peers, outbox],
+        ctx.tracer,
     )

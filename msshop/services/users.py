@@ -19,8 +19,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from msshop import events
+from msshop.events import Event
 from msshop.platform.context import ServiceContext
-from msshop.platform.db import transaction
 from msshop.platform.http import (
     MAX_BATCH,
     HttpError,
@@ -30,6 +31,8 @@ from msshop.platform.http import (
     read_body,
     service_app,
 )
+from msshop.platform.outbox import OUTBOX_SCHEMA, Outbox
+from msshop.platform.tracing import current_trace_id
 
 MIGRATIONS = [
     """
@@ -40,6 +43,7 @@ MIGRATIONS = [
         created_at REAL NOT NULL
     )
     """,
+    OUTBOX_SCHEMA,
 ]
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 COLUMNS = "id, email, name, created_at"
@@ -71,8 +75,14 @@ def as_dict(row: tuple[Any, ...]) -> dict[str, Any]:
 # --- plain functions over the connection: the service's logic ------------------------------
 
 
-def sign_up(conn: sqlite3.Connection, signup: SignUp) -> dict[str, Any]:
-    with transaction(conn):
+def signed_up(user: dict[str, Any]) -> Event:
+    return events.make(events.USER_SIGNED_UP, "users", user["id"], 1,
+                       {"id": user["id"], "email": user["email"], "name": user["name"]},
+                       current_trace_id(), user["created_at"])
+
+
+def sign_up(conn: sqlite3.Connection, outbox: Outbox, signup: SignUp) -> dict[str, Any]:
+    with outbox.transaction(conn):
         try:
             cursor = conn.execute(
                 "INSERT INTO users (email, name, created_at) VALUES (?, ?, ?)",
@@ -80,26 +90,27 @@ def sign_up(conn: sqlite3.Connection, signup: SignUp) -> dict[str, Any]:
             )
         except sqlite3.IntegrityError:
             raise HttpError(409, f"email {signup.email} is already signed up") from None
-        row = conn.execute(f"SELECT {COLUMNS} FROM users WHERE id = ?",
-                           (cursor.lastrowid,)).fetchone()
-    return as_dict(row)
+        user = as_dict(conn.execute(f"SELECT {COLUMNS} FROM users WHERE id = ?",
+                                    (cursor.lastrowid,)).fetchone())
+        outbox.add(conn, [signed_up(user)])
+    return user
 
 
-def sign_up_many(conn: sqlite3.Connection, signups: list[SignUp]) -> dict[str, Any]:
+def sign_up_many(conn: sqlite3.Connection, outbox: Outbox, signups: list[SignUp]
+                 ) -> dict[str, Any]:
     """Sign up those not yet known; return every id in input order. Safe to repeat."""
     now = time.time()
-    with transaction(conn):
-        before = conn.total_changes
-        conn.executemany(
-            "INSERT OR IGNORE INTO users (email, name, created_at) VALUES (?, ?, ?)",
-            [(s.email, s.name, now) for s in signups],
-        )
-        created = conn.total_changes - before
-        ids = dict(conn.execute(
-            "SELECT email, id FROM users WHERE email IN (SELECT value FROM json_each(?))",
-            (msgspec.json.encode([s.email for s in signups]),),
-        ).fetchall())
-    return {"ids": [ids[s.email] for s in signups], "created": created}
+    emails = msgspec.json.encode([s.email for s in signups])
+    find = "SELECT email, id FROM users WHERE email IN (SELECT value FROM json_each(?))"
+    with outbox.transaction(conn):
+        known = dict(conn.execute(find, (emails,)).fetchall())
+        new = list({s.email: s for s in signups if s.email not in known}.values())
+        conn.executemany("INSERT INTO users (email, name, created_at) VALUES (?, ?, ?)",
+                         [(s.email, s.name, now) for s in new])
+        ids = dict(conn.execute(find, (emails,)).fetchall())
+        outbox.add(conn, [signed_up({"id": ids[s.email], "email": s.email, "name": s.name,
+                                     "created_at": now}) for s in new])
+    return {"ids": [ids[s.email] for s in signups], "created": len(new)}
 
 
 def get_user(conn: sqlite3.Connection, user_id: int) -> dict[str, Any] | None:
@@ -122,19 +133,26 @@ def get_users(conn: sqlite3.Connection, ids: list[int]) -> dict[str, Any]:
 
 def create_app(ctx: ServiceContext) -> Starlette:
     db = ctx.database(MIGRATIONS, ["users"])
+    peers = ctx.peers()
+    outbox = Outbox("users", lambda: db.conn, peers)
 
     async def post_user(request: Request) -> Response:
         signup = checked(await read_body(request, SignUp))
-        return json_response(sign_up(db.conn, signup), 201)
+        with db.span("INSERT", "users") as span:
+            user = sign_up(db.conn, outbox, signup)
+            span["attributes"]["msshop.keys"] = [user["id"]]
+        return json_response(user, 201)
 
     async def post_batch(request: Request) -> Response:
         batch = await read_body(request, SignUpBatch)
         signups = [checked(s, f"users[{i}]: ") for i, s in enumerate(batch.users)]
-        return json_response(sign_up_many(db.conn, signups))
+        return json_response(sign_up_many(db.conn, outbox, signups))
 
     async def get_one(request: Request) -> Response:
         user_id = id_param(request, "user_id")
-        user = get_user(db.conn, user_id)
+        with db.span("SELECT", "users", [user_id]) as span:
+            user = get_user(db.conn, user_id)
+            span["attributes"]["msshop.rows"] = int(user is not None)
         if user is None:
             raise HttpError(404, f"no user with id {user_id}")
         return json_response(user)
@@ -143,7 +161,13 @@ def create_app(ctx: ServiceContext) -> Starlette:
         ids = ids_query(request)
         if ids is None:
             raise HttpError(422, "list users by id: GET /users?ids=1,2,3")
-        return json_response(get_users(db.conn, ids))
+        with db.span("SELECT", "users", ids) as span:
+            found = get_users(db.conn, ids)
+            span["attributes"]["msshop.rows"] = len(found["users"])
+        return json_response(found)
+
+    def health() -> dict[str, Any]:
+        return {**db.health(), "outbox": outbox.health()}
 
     return service_app(
         ctx.name,
@@ -153,6 +177,7 @@ def create_app(ctx: ServiceContext) -> Starlette:
             Route("/users/batch", post_batch, methods=["POST"]),
             Route("/users/{user_id}", get_one, methods=["GET"]),
         ],
-        db.health,
-        [db],
+        health,
+        [db, peers, outbox],
+        ctx.tracer,
     )

@@ -1,0 +1,81 @@
+"""The event envelope and catalogue: the contract between the services.
+
+Every write in users, products and orders records its events in the same transaction
+(the outbox); the bus gives each a global position; the query service builds its read model
+from them. An event carries the state the consumers need ("event-carried state transfer"),
+so nobody has to call back to the source to learn what happened.
+
+    id                 unique (time-ordered hex: 48-bit ms clock + 80 random bits)
+    type               one of CATALOGUE
+    source             the service that recorded it
+    aggregate_type     "user" | "product" | "order"
+    aggregate_id       the entity's id in its service
+    aggregate_version  1, 2, ... per aggregate: duplicates and reordering are harmless
+    occurred_at        unix seconds at the write's commit
+    trace_id           the trace of the request that caused the write
+    data               the entity's state after the write
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import msgspec
+
+
+class Event(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
+    id: str
+    type: str
+    source: str
+    aggregate_type: str
+    aggregate_id: int
+    aggregate_version: int
+    occurred_at: float
+    data: dict[str, Any]
+    trace_id: str | None = None
+
+
+USER_SIGNED_UP = "UserSignedUp"
+PRODUCT_CREATED = "ProductCreated"
+PRODUCT_UPDATED = "ProductUpdated"
+ORDER_PLACED = "OrderPlaced"
+
+#: event type -> (aggregate type, the fields its data always has)
+CATALOGUE: dict[str, tuple[str, tuple[str, ...]]] = {
+    USER_SIGNED_UP: ("user", ("id", "email", "name")),
+    PRODUCT_CREATED: ("product", ("id", "title", "price")),
+    PRODUCT_UPDATED: ("product", ("id", "title", "price")),
+    ORDER_PLACED: ("order", ("id", "user_id", "product_id", "quantity", "unit_price")),
+}
+
+
+def new_event_id() -> str:
+    """Sortable by creation time (like a ULID/UUIDv7), unique without coordination."""
+    return f"{int(time.time() * 1000):012x}{os.urandom(10).hex()}"
+
+
+def make(event_type: str, source: str, aggregate_id: int, version: int, data: dict[str, Any],
+         trace_id: str | None, occurred_at: float | None = None) -> Event:
+    aggregate_type, _ = CATALOGUE[event_type]
+    return Event(id=new_event_id(), type=event_type, source=source,
+                 aggregate_type=aggregate_type, aggregate_id=aggregate_id,
+                 aggregate_version=version, occurred_at=occurred_at or time.time(),
+                 data=data, trace_id=trace_id)
+
+
+encode = msgspec.json.Encoder().encode
+_decoder = msgspec.json.Decoder(Event)
+
+
+def decode(raw: bytes) -> Event:
+    """An event from its JSON; raises msgspec.DecodeError/ValidationError if it is not one."""
+    return _decoder.decode(raw)
+
+
+class Delivered(msgspec.Struct, frozen=True):
+    """An event as the bus hands it out: with its global position."""
+
+    position: int
+    event: msgspec.Raw

@@ -1,0 +1,195 @@
+"""A bus consumer: pull from a stored position, apply each batch and the new position in one
+transaction, dead-letter what cannot be applied, never stop.
+
+Effectively exactly-once: the read model and the consumer's position change together, so a
+process killed mid-batch leaves neither, and the batch is read again from the old position.
+Each apply is written so that a duplicate or out-of-order event is harmless anyway
+(per-aggregate versions), which covers the bus handing an event out twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import time
+from collections import deque
+from collections.abc import Callable
+from contextlib import suppress
+from typing import Any
+
+import msgspec
+
+from msshop.events import Delivered, Event, decode
+from msshop.platform.db import transaction
+from msshop.platform.http import HttpError, Peers
+
+log = logging.getLogger("msshop.consumer")
+
+CONSUMER_SCHEMA = """
+CREATE TABLE consumer_offsets (
+    consumer TEXT PRIMARY KEY,
+    position INTEGER NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE dead_letters (
+    position INTEGER PRIMARY KEY,
+    event_id TEXT,
+    type TEXT,
+    reason TEXT NOT NULL,
+    body BLOB NOT NULL,
+    dead_at REAL NOT NULL
+)
+"""
+BATCH = 1000
+LONG_POLL_MS = 10_000
+BACKOFF = (0.01, 2.0)
+
+
+class Poison(Exception):
+    """This event can never be applied; the reason goes to the dead-letter table."""
+
+
+class Batch(msgspec.Struct):
+    head: int
+    events: list[Delivered]
+
+
+Apply = Callable[[sqlite3.Connection, Event, int], None]
+
+
+class Consumer:
+    def __init__(self, name: str, connection: Callable[[], sqlite3.Connection], peers: Peers,
+                 apply: Apply) -> None:
+        self.name = name
+        self._connection = connection
+        self.peers = peers
+        self.apply = apply
+        self.position = 0  # applied and stored
+        self.head = 0  # the bus's last position, as last seen
+        self.head_seen_at: float | None = None
+        self.last_applied_at: float | None = None
+        self.applied = 0
+        self.dead = 0
+        self.error: str | None = None
+        self.lags_ms: deque[float] = deque(maxlen=10_000)  # commit at source -> applied here
+        self._advanced = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._decoder = msgspec.json.Decoder(Batch)
+
+    async def start(self) -> None:
+        conn = self._connection()
+        row = conn.execute("SELECT position FROM consumer_offsets WHERE consumer = ?",
+                           (self.name,)).fetchone()
+        self.position = row[0] if row else 0
+        self.head = max(self.head, self.position)
+        (self.dead,) = conn.execute("SELECT count(*) FROM dead_letters").fetchone()
+        self._task = asyncio.create_task(self._run(), name=f"{self.name}-consumer")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        pause = BACKOFF[0]
+        while True:
+            path = f"/events?after={self.position}&limit={BATCH}&wait_ms={LONG_POLL_MS}"
+            try:
+                reply = await self.peers.get("bus", path, timeout=LONG_POLL_MS / 1000 + 5,
+                                             raw=True)
+                if reply.status != 200:
+                    raise HttpError(503, f"the bus answered HTTP {reply.status}: "
+                                         f"{reply.data[:200]!r}")
+            except HttpError as exc:
+                if self.error != exc.message:
+                    log.warning("consumer: %s; answers come from position %d", exc.message,
+                                self.position)
+                self.error = exc.message
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, BACKOFF[1])
+                continue
+            if self.error is not None:
+                log.info("consumer: the bus is back; reading from position %d", self.position)
+            self.error, pause = None, BACKOFF[0]
+            batch = self._decoder.decode(reply.data)
+            self.head, self.head_seen_at = max(batch.head, self.position), time.time()
+            if batch.events:
+                self.apply_batch(batch.events)
+
+    def apply_batch(self, delivered: list[Delivered]) -> None:
+        """Apply events and store the new position, all in one transaction."""
+        conn = self._connection()
+        occurred: list[float] = []
+        dead = 0
+        with transaction(conn):
+            for item in delivered:
+                raw = bytes(item.event)
+                try:
+                    try:
+                        event = decode(raw)
+                    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                        raise Poison(f"not an event: {exc}") from None
+                    self.apply(conn, event, item.position)
+                    occurred.append(event.occurred_at)
+                except Poison as exc:
+                    self._dead_letter(conn, item.position, raw, str(exc))
+                    dead += 1
+                except Exception as exc:  # a bug must not stop the consumer either
+                    log.exception("consumer: applying position %d failed", item.position)
+                    self._dead_letter(conn, item.position, raw,
+                                      f"failed to apply: {type(exc).__name__}: {exc}")
+                    dead += 1
+            position = delivered[-1].position
+            conn.execute(
+                "INSERT INTO consumer_offsets (consumer, position, updated_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (consumer) DO UPDATE SET position = excluded.position, "
+                "updated_at = excluded.updated_at", (self.name, position, time.time()))
+        now = time.time()
+        self.position, self.last_applied_at = position, now
+        self.head = max(self.head, position)
+        self.applied += len(occurred)
+        self.dead += dead
+        self.lags_ms.extend((now - at) * 1000 for at in occurred)
+        woken, self._advanced = self._advanced, asyncio.Event()
+        woken.set()
+
+    def _dead_letter(self, conn: sqlite3.Connection, position: int, raw: bytes,
+                     reason: str) -> None:
+        event_id = event_type = None
+        with suppress(Exception):
+            envelope = msgspec.json.decode(raw)
+            event_id, event_type = envelope.get("id"), envelope.get("type")
+        log.warning("consumer: dead-lettered position %d (%s): %s", position, event_type, reason)
+        conn.execute("INSERT OR REPLACE INTO dead_letters (position, event_id, type, reason, "
+                     "body, dead_at) VALUES (?, ?, ?, ?, ?, ?)",
+                     (position, event_id, event_type, reason, raw, time.time()))
+
+    async def wait_for(self, position: int, timeout: float) -> bool:
+        """Wait until `position` is applied (read-your-writes); False on timeout."""
+        deadline = time.monotonic() + timeout
+        while self.position < position:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._advanced.wait(), timeout=remaining)
+        return True
+
+    def freshness(self) -> dict[str, Any]:
+        now = time.time()
+        return {
+            "position": self.position,
+            "bus_head": self.head,
+            "behind": self.head - self.position,
+            "caught_up": self.head == self.position and self.error is None,
+            "head_seen_ms_ago": None if self.head_seen_at is None
+            else round((now - self.head_seen_at) * 1000, 1),
+            "last_applied_ms_ago": None if self.last_applied_at is None
+            else round((now - self.last_applied_at) * 1000, 1),
+            "bus_error": self.error,
+        }
+
+    def health(self) -> dict[str, Any]:
+        return {**self.freshness(), "applied": self.applied, "dead_letters": self.dead}

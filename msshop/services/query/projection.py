@@ -1,0 +1,116 @@
+"""The read model: exactly the data "which products did user U order?" needs, kept in the
+query service's own file, built from the bus's events.
+
+Each row remembers the event that last wrote it (position, id, time), so an answer can say
+where its rows came from and how old they are. Users and products carry their aggregate
+version: an event older than the row (a duplicate, or one that arrived late) changes nothing.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+import msgspec
+
+from msshop import events
+from msshop.events import Event
+from msshop.platform.consumer import Poison
+
+SCHEMA = """
+CREATE TABLE users_replica (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    email TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    position INTEGER NOT NULL,
+    event_id TEXT NOT NULL,
+    occurred_at REAL NOT NULL
+);
+CREATE TABLE products_replica (
+    id INTEGER PRIMARY KEY,
+    title TEXT NOT NULL,
+    price_cents INTEGER NOT NULL,
+    version INTEGER NOT NULL,
+    position INTEGER NOT NULL,
+    event_id TEXT NOT NULL,
+    occurred_at REAL NOT NULL
+);
+CREATE TABLE orders_replica (
+    id INTEGER PRIMARY KEY,
+    user_id INTEGER NOT NULL,
+    product_id INTEGER NOT NULL,
+    quantity INTEGER NOT NULL,
+    unit_price_cents INTEGER NOT NULL,
+    position INTEGER NOT NULL,
+    event_id TEXT NOT NULL,
+    occurred_at REAL NOT NULL
+);
+CREATE INDEX orders_replica_by_user ON orders_replica (user_id, id)
+"""
+TABLES = ["users_replica", "products_replica", "orders_replica"]
+
+
+class UserData(msgspec.Struct):
+    id: int
+    email: str
+    name: str
+
+
+class ProductData(msgspec.Struct):
+    id: int
+    title: str
+    price: float
+
+
+class OrderData(msgspec.Struct):
+    id: int
+    user_id: int
+    product_id: int
+    quantity: int
+    unit_price: float
+
+
+def _data(event: Event, kind: type[Any]) -> Any:
+    try:
+        data = msgspec.convert(event.data, kind)
+    except msgspec.ValidationError as exc:
+        raise Poison(f"{event.type} data is invalid: {exc}") from None
+    if data.id != event.aggregate_id:
+        raise Poison(f"{event.type} data id {data.id} is not its aggregate_id "
+                     f"{event.aggregate_id}")
+    return data
+
+
+def apply(conn: sqlite3.Connection, event: Event, position: int) -> None:
+    """Apply one event to the read model (inside the consumer's batch transaction)."""
+    source = (position, event.id, event.occurred_at)
+    if event.type == events.USER_SIGNED_UP:
+        user = _data(event, UserData)
+        conn.execute(
+            "INSERT INTO users_replica (id, name, email, version, position, event_id, "
+            "occurred_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+            "name = excluded.name, email = excluded.email, version = excluded.version, "
+            "position = excluded.position, event_id = excluded.event_id, "
+            "occurred_at = excluded.occurred_at WHERE excluded.version > users_replica.version",
+            (user.id, user.name, user.email, event.aggregate_version, *source))
+    elif event.type in (events.PRODUCT_CREATED, events.PRODUCT_UPDATED):
+        product = _data(event, ProductData)
+        conn.execute(
+            "INSERT INTO products_replica (id, title, price_cents, version, position, event_id, "
+            "occurred_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+            "title = excluded.title, price_cents = excluded.price_cents, "
+            "version = excluded.version, position = excluded.position, "
+            "event_id = excluded.event_id, occurred_at = excluded.occurred_at "
+            "WHERE excluded.version > products_replica.version",
+            (product.id, product.title, round(product.price * 100), event.aggregate_version,
+             *source))
+    elif event.type == events.ORDER_PLACED:
+        order = _data(event, OrderData)
+        conn.execute(
+            "INSERT OR IGNORE INTO orders_replica (id, user_id, product_id, quantity, "
+            "unit_price_cents, position, event_id, occurred_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (order.id, order.user_id, order.product_id, order.quantity,
+             round(order.unit_price * 100), *source))
+    else:
+        raise Poison(f"unknown event type {event.type!r}")
