@@ -264,6 +264,109 @@ def seed(
     render.seed_report(console, report)
 
 
+# --- the question: which products did user U order? ------------------------------------------
+
+
+def _questioner(ctx: typer.Context) -> Any:
+    from msshop.orchestrator import lifecycle
+    from msshop.question import Questioner
+
+    return Questioner(lifecycle.running_state(settings(ctx)))
+
+
+@app.command()
+def query(
+    ctx: typer.Context,
+    user: int = typer.Option(..., "--user", help="The user whose orders to list."),
+    strategy: str = typer.Option("replicated", "--strategy",
+                                 help="direct-call, replicated or monolith."),
+    fanout: str = typer.Option("batched", "--fanout",
+                               help="direct-call only: batched, or naive (one call per order)."),
+    as_json: bool = typer.Option(False, "--json", help="Answer, spans and freshness as JSON."),
+) -> None:
+    """Which products did a user order? Example: msshop query --user 42 --strategy replicated"""
+    import json
+
+    from msshop import render
+
+    asked = _questioner(ctx).ask(user, strategy, fanout)
+    if as_json:
+        print(json.dumps({"answer": asked.answer, "latency_ms": asked.latency_ms,
+                          "trace_id": asked.trace_id, "spans": asked.spans}, indent=2))
+        return
+    console = out()
+    render.answer(console, asked)
+    console.print()
+    render.trace(console, asked.spans, asked.trace_id)
+
+
+@app.command()
+def compare(
+    ctx: typer.Context,
+    user: int = typer.Option(..., "--user", help="The user whose orders to list."),
+) -> None:
+    """Every strategy side by side, against the monolith. Example: msshop compare --user 42"""
+    from msshop import question, render
+
+    render.compare(out(), user, question.compare(_questioner(ctx), user))
+
+
+@app.command()
+def trace(
+    ctx: typer.Context,
+    trace_id: str = typer.Argument("last", help="A trace id, or 'last'."),
+    export: str | None = typer.Option(None, "--export", help="otlp-json or mermaid."),
+) -> None:
+    """Show a stored trace again, or export it. Example: msshop trace last --export mermaid"""
+    import json
+
+    from msshop import render
+    from msshop.errors import UsageError
+    from msshop.orchestrator.state import SandboxPaths
+    from msshop.question import TraceStore
+
+    if export not in (None, "otlp-json", "mermaid"):
+        raise UsageError(f"unknown export '{export}'; choose otlp-json or mermaid")
+    stored = TraceStore(SandboxPaths(settings(ctx).sandbox_dir).root / "traces").load(trace_id)
+    if export == "otlp-json":
+        from msshop.traces import to_otlp_json
+
+        print(json.dumps(to_otlp_json(stored["spans"]), indent=2))
+    elif export == "mermaid":
+        from msshop.traces import to_mermaid
+
+        print(to_mermaid(stored["spans"]))
+    else:
+        render.trace(out(), stored["spans"], stored["trace_id"])
+
+
+@app.command()
+def verify(ctx: typer.Context) -> None:
+    """Check the replicated read model against the monolith join. Example: msshop verify"""
+    from msshop import question, render
+
+    report = question.verify(_questioner(ctx))
+    render.verify(out(), report)
+    if report["differences"]:
+        raise typer.Exit(1)
+
+
+@app.command()
+def events(
+    ctx: typer.Context,
+    after: int = typer.Option(0, "--after", min=0, help="Start after this bus position."),
+    limit: int = typer.Option(50, "--limit", min=1, max=10000,
+                              help="How many events (without --follow)."),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new events."),
+) -> None:
+    """Show the bus's event log. Example: msshop events --after 100 --limit 20"""
+    from msshop import eventlog, render
+
+    console = out()
+    for position, event in eventlog.read(_client(ctx), after, limit, follow):
+        render.event_line(console, position, event)
+
+
 @app.command()
 def demo(ctx: typer.Context) -> None:
     """Start a throw-away sandbox, seed it, show the shop, stop it. Example: msshop demo"""

@@ -26,11 +26,13 @@ class ShopClient:
             raise ServiceError(message or f"{service} answered HTTP {status}", status)
         return data
 
-    def exchange(self, service: str, method: str, path: str, body: Any = None
-                 ) -> tuple[int, Any]:
+    def exchange(self, service: str, method: str, path: str, body: Any = None,
+                 headers: dict[str, str] | None = None) -> tuple[int, Any]:
         """(status, decoded JSON) without judging the status."""
         payload = None if body is None else json.dumps(body).encode()
-        headers = {"content-type": "application/json"} if payload is not None else {}
+        headers = dict(headers or {})
+        if payload is not None:
+            headers["content-type"] = "application/json"
         for _ in (1, 2):  # a kept-alive connection may have been closed by the server
             reused = service in self._connections
             conn = self._connection(service)

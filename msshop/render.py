@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -250,3 +251,171 @@ def seed_report(out: Console, report: SeedReport) -> None:
 
 def is_interactive() -> bool:
     return sys.stdin.isatty() and sys.stdout.isatty()
+
+
+# --- the question: answers and traces --------------------------------------------------------
+
+
+def answer(out: Console, asked: Any) -> None:
+    """A user-orders answer: the user, their orders with product details, freshness."""
+    data = asked.answer
+    user = data["user"]
+    how = asked.strategy + (f" ({asked.fanout})" if asked.fanout else "")
+    if asked.strategy == "monolith":
+        out.print(Text(f"! {data['label']}", style="bold yellow"), soft_wrap=True)
+    note(out, f"user {user['id']}: {user['name']} <{user['email']}>, {len(data['orders'])} "
+              f"orders, by {how} in {asked.latency_ms:.2f} ms")
+    table = Table(box=None, pad_edge=False)
+    for column, justify in (("order", "right"), ("product", "right"), ("title", "left"),
+                            ("qty", "right"), ("unit price", "right"), ("total", "right")):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    shown = data["orders"][:20]
+    for o in shown:
+        title = Text(o["title"]) if o["title"] is not None else Text("(not replicated yet)",
+                                                                     style="yellow")
+        table.add_row(str(o["order_id"]), str(o["product_id"]), title, str(o["quantity"]),
+                      f"{o['unit_price']:.2f}", f"{o['total']:.2f}")
+    if shown:
+        out.print(table)
+    if len(data["orders"]) > len(shown):
+        out.print(Text(f"... and {len(data['orders']) - len(shown)} more (--json for all)",
+                       style="dim"))
+    out.print(Text("freshness: ", style="bold") + Text(freshness(data.get("freshness"))),
+              soft_wrap=True)
+
+
+def freshness(fresh: dict[str, Any] | None) -> str:
+    if not fresh or fresh.get("live"):
+        return "live: read from the owning services just now"
+    head_age = fresh.get("head_seen_ms_ago")
+    if fresh.get("listening"):
+        seen = "listening to the bus"
+    elif head_age is not None:
+        seen = f"bus head seen {head_age:.0f} ms ago"
+    else:
+        seen = "bus not reached yet"
+    state = "caught up" if fresh["caught_up"] else f"{fresh['behind']:,} event(s) behind"
+    text = (f"read model at bus position {fresh['position']:,} of {fresh['bus_head']:,} "
+            f"({state}; {seen})")
+    if fresh.get("bus_error"):
+        text += f"; bus unreachable: {fresh['bus_error']}"
+    return text
+
+
+def _short(values: Any, most: int = 5) -> str:
+    if not isinstance(values, list):
+        return str(values)
+    shown = ", ".join(str(v) for v in values[:most])
+    return f"[{shown}{f', … {len(values)} in all' if len(values) > most else ''}]"
+
+
+def _span_label(span: dict[str, Any]) -> Text:
+    attributes = span.get("attributes") or {}
+    label = service_name(f"{span['service']:<8}") + Text(" " + span["name"])
+    label += Text(f"  {span['duration_ms']:.2f} ms", style="dim")
+    if span.get("status") == "error":
+        label += Text(f"  {attributes.get('msshop.failure') or 'error'}", style="bold red")
+    facts = []
+    if "db.system" in attributes:
+        facts.append(f"{attributes.get('db.name')} · {attributes.get('db.operation')} "
+                     f"{attributes.get('db.sql.table')}")
+        if "msshop.keys" in attributes:
+            facts.append(f"keys {_short(attributes['msshop.keys'])}")
+        if "msshop.rows" in attributes:
+            facts.append(f"{attributes['msshop.rows']} rows")
+    elif "peer.service" in attributes and span.get("kind") == "client":
+        status = attributes.get("http.response.status_code")
+        facts.append(f"→ {attributes['peer.service']}" + (f" ({status})" if status else ""))
+    if facts:
+        label += Text("\n  " + "  ".join(facts), style="dim")
+    if attributes.get("msshop.breaks_encapsulation"):
+        label += Text("\n  breaks encapsulation: one process opened every service's file",
+                      style="yellow")
+    if "msshop.events.by_type" in attributes:
+        label += Text(f"\n  rows from {attributes['msshop.events.count']} event(s): "
+                      + "; ".join(attributes["msshop.events.by_type"]), style="dim")
+    return label
+
+
+def trace(out: Console, spans: list[dict[str, Any]], trace_id: str) -> None:
+    """The call tree: which service touched which data, and how long each hop took."""
+    from rich.tree import Tree
+
+    from msshop.traces import summary, tree
+
+    shape = summary(spans)
+    out.print(Text(f"trace {trace_id}", style="bold") + Text(
+        f"  services: {', '.join(shape['services'])}", style="dim"), soft_wrap=True)
+
+    def add(branch: Tree, node: Any) -> None:
+        child = branch.add(_span_label(node.span))
+        for grandchild in node.children:
+            add(child, grandchild)
+
+    roots = tree(spans)
+    top = Tree(_span_label(roots[0].span)) if len(roots) == 1 else Tree(Text("(trace)"))
+    for node in roots[0].children if len(roots) == 1 else roots:
+        add(top, node)
+    out.print(top)
+
+
+def compare(out: Console, user_id: int, rows: list[dict[str, Any]]) -> None:
+    table = Table(title=f"user-orders for user {user_id}, every strategy", box=None,
+                  pad_edge=False, title_justify="left")
+    for column, justify in (("strategy", "left"), ("answer", "left"), ("ms", "right"),
+                            ("stages", "right"), ("services", "left"), ("rows", "right"),
+                            ("freshness", "left")):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    problems: list[str] = []
+    for row in rows:
+        if row["error"]:
+            table.add_row(row["strategy"], Text("failed", style="bold red"), "-", "-", "-",
+                          "-", "-")
+            problems.append(f"{row['strategy']}: {row['error']}")
+            continue
+        if row["strategy"] == "monolith":
+            verdict = Text("the truth")
+        elif row["equal"]:
+            verdict = Text("= monolith", style="green")
+        else:
+            verdict = Text("differs", style="bold red")
+            problems.extend(f"{row['strategy']}: {d}" for d in row["differences"])
+        fresh = row["freshness"] or {}
+        table.add_row(row["strategy"], verdict, f"{row['latency_ms']:.2f}",
+                      str(row["sequential_hops"]),
+                      " ".join(s for s in row["services"] if s != "cli") or "cli only",
+                      str(row["rows_read"]),
+                      "live" if fresh.get("live") else
+                      ("caught up" if fresh.get("caught_up") else f"{fresh.get('behind')} "
+                                                                   "behind"))
+    out.print(table)
+    for row in rows:
+        if not row["error"]:
+            dbs = "; ".join(f"{service}: {', '.join(Path(d).name for d in files)}"
+                            for service, files in row["databases"].items() if files)
+            note(out, f"{row['strategy']} touched {dbs or 'no database'}")
+    for problem in problems:
+        out.print(Text(problem, style="red"), soft_wrap=True)
+
+
+def verify(out: Console, report: dict[str, Any]) -> None:
+    wrong = report["differences"]
+    if not wrong:
+        note(out, f"verified: the replicated read model equals the monolith join for all "
+                  f"{report['users']:,} users ({report['orders']:,} orders) at bus position "
+                  f"{report['position']:,}")
+        return
+    note(out, f"{len(wrong):,} of {report['users']:,} users differ between the replicated "
+              f"read model and the monolith join (bus position {report['position']:,}):")
+    for user_id, found in list(wrong.items())[:20]:
+        note(out, f"  user {user_id}: " + "; ".join(found))
+
+
+def event_line(out: Console, position: int, event: dict[str, Any]) -> None:
+    data = event.get("data") if isinstance(event, dict) else None
+    summary_text = ", ".join(f"{k}={v}" for k, v in list((data or {}).items())[:4])
+    text = Text(f"{position:>7} ") + Text(f"{event.get('type', '?'):<15}", style="bold") + Text(
+        f" {event.get('source', '?'):<9}", style=SERVICE_STYLES.get(event.get("source", ""), ""))
+    text += Text(f" {event.get('aggregate_type', '?')} {event.get('aggregate_id', '?')} "
+                 f"v{event.get('aggregate_version', '?')}  {summary_text}")
+    out.print(text, soft_wrap=True)

@@ -68,6 +68,7 @@ class Consumer:
         self.position = 0  # applied and stored
         self.head = 0  # the bus's last position, as last seen
         self.head_seen_at: float | None = None
+        self.listening = False  # a long-poll is open: an append reaches us within ~1 ms
         self.last_applied_at: float | None = None
         self.applied = 0
         self.dead = 0
@@ -94,15 +95,17 @@ class Consumer:
 
     async def _run(self) -> None:
         pause = BACKOFF[0]
+        wait_ms = 0  # the first read answers at once: it learns the head
         while True:
-            path = f"/events?after={self.position}&limit={BATCH}&wait_ms={LONG_POLL_MS}"
+            path = f"/events?after={self.position}&limit={BATCH}&wait_ms={wait_ms}"
             try:
-                reply = await self.peers.get("bus", path, timeout=LONG_POLL_MS / 1000 + 5,
-                                             raw=True)
+                self.listening = wait_ms > 0
+                reply = await self.peers.get("bus", path, timeout=wait_ms / 1000 + 5, raw=True)
                 if reply.status != 200:
                     raise HttpError(503, f"the bus answered HTTP {reply.status}: "
                                          f"{reply.data[:200]!r}")
             except HttpError as exc:
+                self.listening = False
                 if self.error != exc.message:
                     log.warning("consumer: %s; answers come from position %d", exc.message,
                                 self.position)
@@ -112,7 +115,7 @@ class Consumer:
                 continue
             if self.error is not None:
                 log.info("consumer: the bus is back; reading from position %d", self.position)
-            self.error, pause = None, BACKOFF[0]
+            self.error, pause, wait_ms = None, BACKOFF[0], LONG_POLL_MS
             batch = self._decoder.decode(reply.data)
             self.head, self.head_seen_at = max(batch.head, self.position), time.time()
             if batch.events:
@@ -184,6 +187,7 @@ class Consumer:
             "bus_head": self.head,
             "behind": self.head - self.position,
             "caught_up": self.head == self.position and self.error is None,
+            "listening": self.listening,
             "head_seen_ms_ago": None if self.head_seen_at is None
             else round((now - self.head_seen_at) * 1000, 1),
             "last_applied_ms_ago": None if self.last_applied_at is None

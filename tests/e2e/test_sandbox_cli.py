@@ -54,7 +54,7 @@ def test_up_seed_status_down_from_any_directory(tmp_path: Path) -> None:
 
     assert status["running"] is True and status["sandbox"] == str(root)
     by_name = {s["name"]: s for s in status["services"]}
-    assert list(by_name) == ["users", "products", "orders"]
+    assert list(by_name) == ["bus", "users", "products", "orders", "query"]
     for name, service in by_name.items():
         assert service["status"] == "running" and service["health"] == "ok"
         assert service["db"] == str(root / "data" / f"{name}.db")
@@ -62,12 +62,13 @@ def test_up_seed_status_down_from_any_directory(tmp_path: Path) -> None:
     assert by_name["users"]["rows"] == {"users": 30}
     assert by_name["products"]["rows"] == {"products": 10}
     assert by_name["orders"]["rows"] == {"orders": 300}
+    assert by_name["bus"]["rows"] == {"events": 340}
 
     assert wait_gone(pids) == []
     assert_nothing_left(root)
     assert not (elsewhere / "sandbox").exists(), "nothing is created in the working directory"
     assert sorted(p.name for p in (root / "data").glob("*.db")) == [
-        "orders.db", "products.db", "users.db"]
+        "bus.db", "orders.db", "products.db", "query.db", "users.db"]
 
 
 def test_up_while_running_is_refused_and_the_sandbox_keeps_running(sandbox: Sandbox) -> None:
@@ -110,7 +111,7 @@ def test_unknown_service_name(sandbox: Sandbox) -> None:
         result = sandbox.run(command, "prodcts")
         assert result.returncode == 2
         assert one_error_line(result) == (
-            "unknown service 'prodcts'; choose one of: users, products, orders")
+            "unknown service 'prodcts'; choose one of: bus, users, products, orders, query")
 
 
 def test_supervisor_sigkill_leaves_no_orphans_and_a_stale_state_is_cleared(tmp_path: Path
@@ -210,15 +211,18 @@ def test_seed_twice_adds_nothing_and_reset_starts_clean(sandbox: Sandbox) -> Non
     assert "orders         500 created,        0 already there" in first
     assert "orders           0 created,      500 already there" in second
     rows = {s["name"]: s["rows"] for s in sandbox.status()["services"]}
-    assert rows == {"users": {"users": 40}, "products": {"products": 12},
-                    "orders": {"orders": 500}}
+    assert (rows["users"], rows["products"], rows["orders"]) == (
+        {"users": 40}, {"products": 12}, {"orders": 500})
+    assert rows["bus"] == {"events": 40 + 12 + 500}, "each write was published exactly once"
     client = sandbox.client()
     client.request("users", "POST", "/users", {"email": "extra@example.com", "name": "X"})
     reset = sandbox.run("seed", "--reset", "--users", "5", "--products", "3", "--orders", "9",
                         check=True)
     assert "reset: every service's data was deleted" in reset.stdout
     rows = {s["name"]: s["rows"] for s in sandbox.status()["services"]}
-    assert rows == {"users": {"users": 5}, "products": {"products": 3}, "orders": {"orders": 9}}
+    assert (rows["users"], rows["products"], rows["orders"]) == (
+        {"users": 5}, {"products": 3}, {"orders": 9})
+    assert rows["bus"]["events"] <= 5 + 3 + 9, "the reset emptied the event log too"
 
 
 def test_shop_commands(sandbox: Sandbox) -> None:
@@ -240,12 +244,12 @@ def test_shop_commands(sandbox: Sandbox) -> None:
 
 def test_logs_show_each_service_and_refuse_unknown_names(sandbox: Sandbox) -> None:
     everything = sandbox.run("logs", "-n", "0", check=True).stdout
-    for name in ("users", "products", "orders"):
+    for name in ("bus", "users", "products", "orders", "query"):
         assert f" {name} INFO {name} serving on 127.0.0.1:" in everything
     assert " supervisor INFO users ready on http://127.0.0.1:" in everything
     bad = sandbox.run("logs", "nope")
     assert one_error_line(bad) == (
-        "unknown log 'nope'; choose one of: users, products, orders, supervisor")
+        "unknown log 'nope'; choose one of: bus, users, products, orders, query, supervisor")
 
 
 class LineReader:
@@ -283,7 +287,7 @@ def test_foreground_up_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
         state = read_state(SandboxPaths(root))
         assert state is not None and state.mode == "foreground"
         pids = [s.pid for s in state.services.values() if s.pid]
-        assert len(pids) == 3
+        assert len(pids) == 5
         # the supervisor streams the services' log lines while it runs
         reader.wait_for("products INFO Application startup complete", timeout=10)
         process.send_signal(signal.SIGINT)

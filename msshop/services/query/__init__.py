@@ -33,6 +33,16 @@ STRATEGIES = ("replicated", "direct-call")
 SOURCES_IN_TRACE = 50  # events named in a span; the count is always there
 
 
+def events_by_type(used: list[dict[str, Any]]) -> list[str]:
+    """'139 OrderPlaced from orders @ 12-2251' for each kind of event the rows came from."""
+    groups: dict[tuple[str, str], list[int]] = {}
+    for event in used:
+        groups.setdefault((event["type"], event["source"]), []).append(event["position"])
+    return [f"{len(p)} {kind} from {source} @ " + (f"{p[0]}" if len(p) == 1 else
+                                                  f"{min(p)}-{max(p)}")
+            for (kind, source), p in groups.items()]
+
+
 def create_app(ctx: ServiceContext) -> Starlette:
     db = ctx.database(MIGRATIONS, projection.TABLES)
     peers = ctx.peers()
@@ -74,8 +84,9 @@ def create_app(ctx: ServiceContext) -> Starlette:
             attributes["msshop.rows"] = len(orders)
             used = sorted([user_source, *sources.values()], key=lambda e: e["position"])
             attributes["msshop.events.count"] = len(used)
+            attributes["msshop.events.by_type"] = events_by_type(used)
             attributes["msshop.events"] = [f"{e['type']} from {e['source']} @ {e['position']}"
-                                           for e in used[-SOURCES_IN_TRACE:]]
+                                           for e in used[:SOURCES_IN_TRACE]]
             for key in ("position", "bus_head", "behind"):
                 attributes[f"msshop.freshness.{key}"] = freshness[key]
         return {"user": user, "orders": orders, "freshness": freshness}
