@@ -1,0 +1,56 @@
+"""The read model's consumer on a real SQLite file: duplicates, reordering and poison."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+
+from msshop import events
+from msshop.events import Delivered
+from msshop.platform.consumer import Consumer
+from msshop.platform.db import open_database
+from msshop.platform.http import Peers
+from msshop.services.query import MIGRATIONS, projection
+
+
+def delivered(*pairs: tuple[int, events.Event | bytes]) -> list[Delivered]:
+    return [Delivered(position, msgspec.Raw(e if isinstance(e, bytes) else events.encode(e)))
+            for position, e in pairs]
+
+
+def test_duplicates_and_late_events_change_nothing(tmp_path: Path) -> None:
+    conn = open_database(tmp_path / "query.db", MIGRATIONS)
+    consumer = Consumer("query", lambda: conn, Peers({}, 1.0), projection.apply)
+    user = events.make(events.USER_SIGNED_UP, "users", 1, 1,
+                       {"id": 1, "email": "a@example.com", "name": "A"}, None)
+    created = events.make(events.PRODUCT_CREATED, "products", 7, 1,
+                          {"id": 7, "title": "Hat", "price": 10.0}, None)
+    renamed = events.make(events.PRODUCT_UPDATED, "products", 7, 2,
+                          {"id": 7, "title": "Red hat", "price": 12.5}, None)
+    order = events.make(events.ORDER_PLACED, "orders", 3, 1, {
+        "id": 3, "user_id": 1, "product_id": 7, "quantity": 2, "unit_price": 10.0}, None)
+
+    consumer.apply_batch(delivered((1, user), (2, order), (3, renamed), (4, created)))
+    consumer.apply_batch(delivered((2, order), (3, renamed), (4, created)))  # delivered again
+
+    assert conn.execute("SELECT title, price_cents, version FROM products_replica").fetchall() \
+        == [("Red hat", 1250, 2)], "the late version 1 did not overwrite version 2"
+    assert conn.execute("SELECT count(*) FROM orders_replica").fetchone() == (1,)
+    assert conn.execute("SELECT position FROM consumer_offsets").fetchone() == (4,)
+    assert consumer.dead == 0
+
+
+def test_poison_goes_to_dead_letters_and_the_batch_goes_on(tmp_path: Path) -> None:
+    conn = open_database(tmp_path / "query.db", MIGRATIONS)
+    consumer = Consumer("query", lambda: conn, Peers({}, 1.0), projection.apply)
+    good = events.make(events.USER_SIGNED_UP, "users", 2, 1,
+                       {"id": 2, "email": "b@example.com", "name": "B"}, None)
+    wrong_id = events.make(events.USER_SIGNED_UP, "users", 3, 1,
+                           {"id": 4, "email": "c@example.com", "name": "C"}, None)
+    consumer.apply_batch(delivered((1, b"{not json"), (2, wrong_id), (3, good)))
+    reasons = dict(conn.execute("SELECT position, reason FROM dead_letters").fetchall())
+    assert reasons[1].startswith("not an event: ")
+    assert reasons[2] == "UserSignedUp data id 4 is not its aggregate_id 3"
+    assert conn.execute("SELECT id FROM users_replica").fetchall() == [(2,)]
+    assert consumer.position == 3 and consumer.dead == 2
