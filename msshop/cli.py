@@ -368,6 +368,27 @@ def events(
 
 
 @app.command()
+def bench(
+    ctx: typer.Context,
+    quick: bool = typer.Option(False, "--quick", help="Fewer requests and data: ~15 s."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Measure every strategy in a throw-away sandbox. Example: msshop bench --quick"""
+    import json
+
+    from msshop import bench as bench_module
+    from msshop import render
+
+    console = render.console(stderr=as_json)
+    report = bench_module.run(settings(ctx), quick,
+                              say=lambda message: render.note(console, f"bench: {message}"))
+    if as_json:
+        print(json.dumps(report, indent=2))
+    else:
+        render.bench(out(), report)
+
+
+@app.command()
 def demo(ctx: typer.Context) -> None:
     """Start a throw-away sandbox, seed it, show the shop, stop it. Example: msshop demo"""
     from msshop import demo as demo_module

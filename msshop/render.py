@@ -67,22 +67,49 @@ def status_table(status: dict[str, Any]) -> Table:
     table = Table(title=f"sandbox {status['sandbox']} ({status['mode']}, supervisor pid "
                         f"{status['supervisor']['pid']})", title_justify="left",
                   box=None, pad_edge=False)
-    for column in ("service", "status", "pid", "port", "health", "rows", "database"):
-        table.add_column(column, no_wrap=column != "database")
+    for column in ("service", "status", "pid", "port", "health", "database", "rows"):
+        table.add_column(column, no_wrap=column != "rows")
     for service in status["services"]:
         rows = service["rows"]
-        state = service["status"] if not service["exit"] else \
-            f"{service['status']} ({service['exit']})"
         table.add_row(
             service_name(service["name"]),
-            Text(state, style=STATUS_STYLES.get(service["status"], "")),
+            Text(service["status"], style=STATUS_STYLES.get(service["status"], "")),
             str(service["pid"] or "-"),
             str(service["port"]),
             Text(service["health"], style="green" if service["health"] == "ok" else "red"),
-            ", ".join(f"{k} {v:,}" for k, v in rows.items()) if rows else "-",
             _relative(service["db"], status["sandbox"]),
+            ", ".join(f"{k.removesuffix('_replica')} {v:,}" for k, v in rows.items())
+            if rows else "-",
         )
     return table
+
+
+def replication_lines(status: dict[str, Any]) -> list[str]:
+    """Outbox backlogs, the bus's head and the consumer's position, in words."""
+    by_name = {s["name"]: s for s in status["services"]}
+    lines = []
+    outboxes = [f"{name} {s['outbox']['pending']:,}" for name, s in by_name.items()
+                if "outbox" in s]
+    if outboxes:
+        lines.append("outbox backlog: " + ", ".join(outboxes))
+    for name, s in by_name.items():
+        if "outbox" in s and s["outbox"]["error"]:
+            lines.append(f"  {name}'s relay is retrying: {s['outbox']['error']}")
+    if "head" in by_name.get("bus", {}):
+        lines.append(f"bus: head at position {by_name['bus']['head']:,}")
+    consumer = by_name.get("query", {}).get("consumer")
+    if consumer:
+        state = "caught up" if consumer["caught_up"] else f"{consumer['behind']:,} behind"
+        lines.append(f"query: read model at position {consumer['position']:,} of "
+                     f"{consumer['bus_head']:,} ({state}), {consumer['dead_letters']:,} "
+                     "dead letter(s)")
+        if consumer["bus_error"]:
+            lines.append(f"  its consumer is retrying: {consumer['bus_error']}")
+    for s in status["services"]:
+        if s["exit"] and s["status"] in ("crashed", "failed"):
+            lines.append(f"{s['name']} {s['status']}: {s['exit']}; start it with: "
+                         f"msshop start {s['name']}")
+    return lines
 
 
 def _relative(path: str, root: str) -> str:
@@ -92,6 +119,8 @@ def _relative(path: str, root: str) -> str:
 
 def status(out: Console, status: dict[str, Any]) -> None:
     out.print(status_table(status))
+    for line in replication_lines(status):
+        note(out, line)
 
 
 class LivePrinter:
@@ -331,9 +360,13 @@ def _span_label(span: dict[str, Any]) -> Text:
     if attributes.get("msshop.breaks_encapsulation"):
         label += Text("\n  breaks encapsulation: one process opened every service's file",
                       style="yellow")
-    if "msshop.events.by_type" in attributes:
+    if "msshop.events.kinds" in attributes:
+        kinds = [f"{n} {kind}" for kind, n in attributes["msshop.events.kinds"].items()]
+        named = [f"{kind} from {source} @ {position}"
+                 for kind, source, position in attributes.get("msshop.events", [])[:3]]
         label += Text(f"\n  rows from {attributes['msshop.events.count']} event(s): "
-                      + "; ".join(attributes["msshop.events.by_type"]), style="dim")
+                      + ", ".join(kinds) + (f"; e.g. {'; '.join(named)}" if named else ""),
+                      style="dim")
     return label
 
 
@@ -419,3 +452,31 @@ def event_line(out: Console, position: int, event: dict[str, Any]) -> None:
     text += Text(f" {event.get('aggregate_type', '?')} {event.get('aggregate_id', '?')} "
                  f"v{event.get('aggregate_version', '?')}  {summary_text}")
     out.print(text, soft_wrap=True)
+
+
+def bench(out: Console, report: dict[str, Any]) -> None:
+    latency = report["latency_ms"]
+    floor = latency["floor"]["p50"]
+    table = Table(title="latency as a caller of the query service sees it (user with 10 orders)",
+                  box=None, pad_edge=False, title_justify="left")
+    for column in ("endpoint", "p50 ms", "p99 ms", "p50 / floor"):
+        table.add_column(column, justify="left" if column == "endpoint" else "right")
+    for name, figures in latency.items():
+        table.add_row(name, f"{figures['p50']:.3f}", f"{figures['p99']:.3f}",
+                      f"{figures['p50'] / floor:.2f}x")
+    out.print(table)
+    scaling = Table(title="p50 ms by orders per user", box=None, pad_edge=False,
+                    title_justify="left")
+    scaling.add_column("orders", justify="right")
+    scaling.add_column("replicated", justify="right")
+    scaling.add_column("direct-call", justify="right")
+    for size, figures in report["by_orders"].items():
+        scaling.add_row(str(size), f"{figures['replicated']['p50']:.3f}",
+                        f"{figures['direct-call']['p50']:.3f}")
+    out.print(scaling)
+    lag = report["lag_ms"]
+    note(out, f"purchases: {report['purchases']['count']:,} from one client at "
+              f"{report['purchases']['per_second']:,.0f}/s; replication lag p50 "
+              f"{lag['p50']:.2f} ms, p99 {lag['p99']:.2f} ms")
+    note(out, f"up: {report['up_ms']:.0f} ms from `up` to all healthy (fork to healthy "
+              f"{report['fork_to_healthy_ms']:.0f} ms)")

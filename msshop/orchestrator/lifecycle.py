@@ -199,12 +199,21 @@ def status(settings: Settings) -> dict[str, Any]:
             "health": "ok" if health else ("down" if service.status == "running" else "-"),
             "rows": health.get("rows") if health else None,
             "exit": service.exit, "ready_ms": service.ready_ms,
+            **replication(health),
         })
     return {
         "running": True, "sandbox": state.sandbox, "mode": state.mode,
         "supervisor": {"pid": state.supervisor_pid, "started_at": state.started_at},
         "services": services,
     }
+
+
+def replication(health: dict[str, Any] | None) -> dict[str, Any]:
+    """What a service's /health says of replication: its outbox's backlog (users, products,
+    orders), the log's head (bus), the consumer's position and lag (query)."""
+    if not health:
+        return {}
+    return {key: health[key] for key in ("outbox", "head", "consumer") if key in health}
 
 
 def check_service(name: str) -> str:

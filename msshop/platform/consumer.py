@@ -73,7 +73,8 @@ class Consumer:
         self.applied = 0
         self.dead = 0
         self.error: str | None = None
-        self.lags_ms: deque[float] = deque(maxlen=10_000)  # commit at source -> applied here
+        # (occurred_at, ms from the commit at the source to applied here), recent events
+        self.lags: deque[tuple[float, float]] = deque(maxlen=100_000)
         self._advanced = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._decoder = msgspec.json.Decoder(Batch)
@@ -154,7 +155,7 @@ class Consumer:
         self.head = max(self.head, position)
         self.applied += len(occurred)
         self.dead += dead
-        self.lags_ms.extend((now - at) * 1000 for at in occurred)
+        self.lags.extend((at, (now - at) * 1000) for at in occurred)
         woken, self._advanced = self._advanced, asyncio.Event()
         woken.set()
 
@@ -197,3 +198,7 @@ class Consumer:
 
     def health(self) -> dict[str, Any]:
         return {**self.freshness(), "applied": self.applied, "dead_letters": self.dead}
+
+    def lag_since(self, since: float) -> list[float]:
+        """Replication lag (ms) of the events that occurred at or after `since`, sorted."""
+        return sorted(lag for at, lag in self.lags if at >= since)

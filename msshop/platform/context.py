@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from msshop.platform.db import guard_connection, open_database, table_counts
 from msshop.platform.http import Peers
-from msshop.platform.tracing import Span, Tracer, db_attributes
+from msshop.platform.tracing import SpanScope, Tracer, db_attributes
 
 
 @dataclass(frozen=True)
@@ -41,6 +39,7 @@ class Database:
         self.ctx = ctx
         self.migrations = migrations
         self.tables = tables
+        self.file_name = ctx.db_path.name
         self._conn: sqlite3.Connection | None = None
 
     async def start(self) -> None:
@@ -61,11 +60,9 @@ class Database:
     def health(self) -> dict[str, Any]:
         return {"db": str(self.ctx.db_path), "rows": table_counts(self.conn, self.tables)}
 
-    @contextmanager
-    def span(self, operation: str, table: str, keys: Any = None) -> Iterator[Span]:
+    def span(self, operation: str, table: str, keys: Any = None) -> SpanScope:
         """A span for one statement on this file; set span["attributes"]["msshop.rows"]."""
-        attributes = db_attributes(self.ctx.db_path.name, operation, table)
+        attributes = db_attributes(self.file_name, operation, table)
         if keys is not None:
             attributes["msshop.keys"] = keys
-        with self.ctx.tracer.span(f"{operation} {table}", **attributes) as span:
-            yield span
+        return self.ctx.tracer.span(f"{operation} {table}", **attributes)

@@ -62,8 +62,22 @@ def id_param(request: Request, name: str) -> int:
     return _positive_int(raw, f"{name} '{raw}'")
 
 
+def query_value(request: Request, name: str) -> str | None:
+    """One query parameter. Plain `a=b&c=d` strings (all msshop sends) are split here; only
+    escaped ones pay for Starlette's full parse. This is on every request's path."""
+    raw: bytes = request.scope["query_string"]
+    if b"%" in raw or b"+" in raw:
+        return request.query_params.get(name)
+    key = name.encode()
+    for pair in raw.split(b"&"):
+        found, _, value = pair.partition(b"=")
+        if found == key:
+            return value.decode("latin-1")
+    return None
+
+
 def int_query(request: Request, name: str, default: int, low: int, high: int) -> int:
-    raw = request.query_params.get(name)
+    raw = query_value(request, name)
     if raw is None:
         return default
     try:
@@ -78,7 +92,7 @@ def int_query(request: Request, name: str, default: int, low: int, high: int) ->
 
 def ids_query(request: Request, name: str = "ids") -> list[int] | None:
     """`?ids=1,2,3` as a list of distinct ids in the given order, or None when absent."""
-    raw = request.query_params.get(name)
+    raw = query_value(request, name)
     if raw is None:
         return None
     parts = [p for p in raw.split(",") if p.strip()]

@@ -129,26 +129,27 @@ def place_order(conn: sqlite3.Connection, outbox: Outbox, purchase: Purchase,
 
 def place_orders(conn: sqlite3.Connection, outbox: Outbox, purchases: list[Purchase],
                  prices: dict[int, int]) -> dict[str, int]:
+    """Record a batch: purchases whose request_id is known are skipped. One transaction."""
     now = time.time()
-    insert = ("INSERT INTO orders (user_id, product_id, quantity, unit_price_cents, "
-              "request_id, created_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id")
-    placed: list[Event] = []
     with outbox.transaction(conn):
         known = {row[0] for row in conn.execute(
             "SELECT request_id FROM orders WHERE request_id IN "
             "(SELECT value FROM json_each(?))",
             (msgspec.json.encode([p.request_id for p in purchases if p.request_id]),))}
+        new: list[Purchase] = []
         for p in purchases:
-            if p.request_id is not None:
-                if p.request_id in known:
-                    continue
-                known.add(p.request_id)
-            price = prices[p.product_id]
-            (order_id,) = conn.execute(insert, (p.user_id, p.product_id, p.quantity, price,
-                                                p.request_id, now)).fetchone()
-            placed.append(order_placed({
-                "id": order_id, "user_id": p.user_id, "product_id": p.product_id,
-                "quantity": p.quantity, "unit_price": price / 100, "created_at": now}))
+            if p.request_id is None or p.request_id not in known:
+                new.append(p)
+                if p.request_id is not None:
+                    known.add(p.request_id)
+        (last,) = conn.execute("SELECT coalesce(max(id), 0) FROM orders").fetchone()
+        conn.executemany(
+            "INSERT INTO orders (user_id, product_id, quantity, unit_price_cents, request_id, "
+            "created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            [(p.user_id, p.product_id, p.quantity, prices[p.product_id], p.request_id, now)
+             for p in new])
+        placed = [order_placed(as_dict(row)) for row in conn.execute(
+            f"SELECT {COLUMNS} FROM orders WHERE id > ? ORDER BY id", (last,))]
         outbox.add(conn, placed)
     return {"created": len(placed), "existing": len(purchases) - len(placed)}
 

@@ -63,6 +63,11 @@ def test_up_seed_status_down_from_any_directory(tmp_path: Path) -> None:
     assert by_name["products"]["rows"] == {"products": 10}
     assert by_name["orders"]["rows"] == {"orders": 300}
     assert by_name["bus"]["rows"] == {"events": 340}
+    for name in ("users", "products", "orders"):
+        assert set(by_name[name]["outbox"]) >= {"pending", "error"}
+    assert by_name["bus"]["head"] <= 340
+    assert set(by_name["query"]["consumer"]) >= {"position", "bus_head", "behind",
+                                                 "dead_letters"}
 
     assert wait_gone(pids) == []
     assert_nothing_left(root)

@@ -30,24 +30,38 @@ def test_ready_lists_each_service_with_url_pid_and_database() -> None:
         "  users     http://127.0.0.1:7101   pid 11      data/users.db\n")
 
 
-def test_status_table_shows_crash_and_rows() -> None:
+def test_status_shows_rows_replication_and_a_crash() -> None:
     out = captured()
     render.status(out, {
         "sandbox": "/tmp/sb", "mode": "detached", "supervisor": {"pid": 10},
         "services": [
+            {"name": "bus", "status": "running", "pid": 9, "port": 7100, "health": "ok",
+             "rows": {"events": 1300}, "db": "/tmp/sb/data/bus.db", "exit": None,
+             "head": 1300},
             {"name": "users", "status": "running", "pid": 11, "port": 7101, "health": "ok",
-             "rows": {"users": 1200}, "db": "/tmp/sb/data/users.db", "exit": None},
+             "rows": {"users": 1200}, "db": "/tmp/sb/data/users.db", "exit": None,
+             "outbox": {"pending": 3, "error": "bus is down: connection refused"}},
             {"name": "products", "status": "crashed", "pid": None, "port": 7102,
              "health": "-", "rows": None, "db": "/tmp/sb/data/products.db",
              "exit": "killed by SIGKILL"},
+            {"name": "query", "status": "running", "pid": 12, "port": 7104, "health": "ok",
+             "rows": {"users_replica": 1200}, "db": "/tmp/sb/data/query.db", "exit": None,
+             "consumer": {"position": 1290, "bus_head": 1300, "behind": 10,
+                          "caught_up": False, "dead_letters": 1, "bus_error": None}},
         ]})
     lines = [line.rstrip() for line in out.export_text().splitlines()]
     assert lines == [
         "sandbox /tmp/sb (detached, supervisor pid 10)",
-        "service   status                       pid  port  health  rows         database",
-        "users     running                      11   7101  ok      users 1,200  data/users.db",
-        "products  crashed (killed by SIGKILL)  -    7102  -       -            "
-        "data/products.db",
+        "service   status   pid  port  health  database          rows",
+        "bus       running  9    7100  ok      data/bus.db       events 1,300",
+        "users     running  11   7101  ok      data/users.db     users 1,200",
+        "products  crashed  -    7102  -       data/products.db  -",
+        "query     running  12   7104  ok      data/query.db     users 1,200",
+        "outbox backlog: users 3",
+        "  users's relay is retrying: bus is down: connection refused",
+        "bus: head at position 1,300",
+        "query: read model at position 1,290 of 1,300 (10 behind), 1 dead letter(s)",
+        "products crashed: killed by SIGKILL; start it with: msshop start products",
     ]
 
 

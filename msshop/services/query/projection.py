@@ -37,17 +37,20 @@ CREATE TABLE products_replica (
     occurred_at REAL NOT NULL
 );
 CREATE TABLE orders_replica (
-    id INTEGER PRIMARY KEY,
     user_id INTEGER NOT NULL,
+    id INTEGER NOT NULL,
     product_id INTEGER NOT NULL,
     quantity INTEGER NOT NULL,
     unit_price_cents INTEGER NOT NULL,
     position INTEGER NOT NULL,
     event_id TEXT NOT NULL,
-    occurred_at REAL NOT NULL
-);
-CREATE INDEX orders_replica_by_user ON orders_replica (user_id, id)
+    occurred_at REAL NOT NULL,
+    PRIMARY KEY (user_id, id)
+) WITHOUT ROWID
 """
+# orders_replica is stored in the shape of the question: clustered by user, so one user's
+# orders are neighbours on disk and one range read finds them all. An order id belongs to
+# one user, so (user_id, id) is as unique as id.
 TABLES = ["users_replica", "products_replica", "orders_replica"]
 
 

@@ -1,7 +1,9 @@
 """user-orders from the read model: one file, the query service's own, and nobody else.
 
-Every row stores the event that last wrote it, so the answer can name its sources (type,
-service, bus position) without asking anyone: the same two indexed reads give both.
+Two indexed reads answer it: the user's row, then their orders (stored clustered by user)
+each joined to its product. Every row also stores the bus position of the event that last
+wrote it, so the same reads name the answer's sources (type, service, position) without
+asking anyone.
 """
 
 from __future__ import annotations
@@ -9,40 +11,42 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-USER = "SELECT id, name, email, position, event_id FROM users_replica WHERE id = ?"
+USER = "SELECT id, name, email, position FROM users_replica WHERE id = ?"
 ORDERS = """
 SELECT o.id, o.product_id, p.title, o.quantity, o.unit_price_cents,
-       o.position, o.event_id, p.position, p.event_id, p.version
+       o.position, p.position, p.version
 FROM orders_replica AS o LEFT JOIN products_replica AS p ON p.id = o.product_id
 WHERE o.user_id = ?
-ORDER BY o.id
+ORDER BY o.user_id, o.id
 """
 
 
-def find_user(conn: sqlite3.Connection, user_id: int
-              ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """The user, and the event its row came from."""
-    row = conn.execute(USER, (user_id,)).fetchone()
-    if row is None:
-        return None, None
-    source = {"position": row[3], "id": row[4], "type": "UserSignedUp", "source": "users"}
-    return {"id": row[0], "name": row[1], "email": row[2]}, source
-
-
-def orders_of(conn: sqlite3.Connection, user_id: int
-              ) -> tuple[list[dict[str, Any]], dict[int, dict[str, Any]]]:
-    """The user's orders with product details, and the events the rows came from by position.
+def user_orders(conn: sqlite3.Connection, user_id: int, most_named: int
+                ) -> tuple[dict[str, Any] | None, list[dict[str, Any]], dict[str, Any]]:
+    """(user or None, orders with product details, where the rows came from).
 
     A product whose event has not arrived yet comes back with title None."""
-    orders = []
-    sources: dict[int, dict[str, Any]] = {}
-    for (oid, pid, title, qty, cents, o_pos, o_event, p_pos, p_event,
-         p_version) in conn.execute(ORDERS, (user_id,)):
-        orders.append({"order_id": oid, "product_id": pid, "title": title, "quantity": qty,
-                       "unit_price": cents / 100, "total": qty * cents / 100})
-        sources[o_pos] = {"position": o_pos, "id": o_event, "type": "OrderPlaced",
-                          "source": "orders"}
-        if p_pos is not None and p_pos not in sources:
-            sources[p_pos] = {"position": p_pos, "id": p_event, "source": "products",
-                              "type": "ProductCreated" if p_version == 1 else "ProductUpdated"}
-    return orders, sources
+    head = conn.execute(USER, (user_id,)).fetchone()
+    if head is None:
+        return None, [], {}
+    rows = conn.execute(ORDERS, (user_id,)).fetchall()
+    user = {"id": head[0], "name": head[1], "email": head[2]}
+    orders = [{"order_id": r[0], "product_id": r[1], "title": r[2], "quantity": r[3],
+               "unit_price": r[4] / 100, "total": r[3] * r[4] / 100} for r in rows]
+    return user, orders, sources(head[3], rows, most_named)
+
+
+def sources(user_position: int, rows: list[tuple[Any, ...]], most_named: int
+            ) -> dict[str, Any]:
+    """The events behind an answer: how many of each kind, and the first few by position.
+
+    Bounded on purpose (spans stay in memory; a user may have thousands of orders) and
+    cheap: this is on the hot path, so only C-level passes over rows already fetched."""
+    products = {r[1]: r for r in rows if r[6] is not None}.values()
+    updated = sum(1 for r in products if r[7] != 1)
+    named = [("UserSignedUp", "users", user_position)]
+    named += [("OrderPlaced", "orders", r[5]) for r in rows[:most_named - 1]]
+    kinds = {"UserSignedUp": 1, "OrderPlaced": len(rows),
+             "ProductCreated": len(products) - updated, "ProductUpdated": updated}
+    return {"count": 1 + len(rows) + len(products), "named": named,
+            "kinds": {kind: n for kind, n in kinds.items() if n}}
