@@ -26,7 +26,7 @@ from msshop.client import ShopClient
 from msshop.config import Settings
 from msshop.orchestrator import lifecycle
 from msshop.orchestrator.state import State
-from msshop.question import caught_up
+from msshop.question import Questioner, caught_up, network_stages
 from msshop.seed import SeedPlan, seed
 
 SIZES = (1, 10, 100, 1000)
@@ -120,12 +120,16 @@ def measure_everything(state: State, plan: Plan, report: dict[str, Any], tell: S
         "direct-call naive": timer.measure(
             f"/user-orders/{typical}?strategy=direct-call&fanout=naive", plan.requests // 4),
     }
-    tell("latency by orders per user: " + ", ".join(map(str, SIZES)))
+    tell("latency and sequential network stages by orders per user: "
+         + ", ".join(map(str, SIZES)))
     report["by_orders"] = {}
+    questioner = Questioner(state)
     for size in SIZES:
         count = max(50, plan.requests // (4 if size >= 1000 else 1))
         report["by_orders"][size] = {
-            strategy: timer.measure(f"/user-orders/{users[size]}?strategy={strategy}", count)
+            strategy: {**timer.measure(f"/user-orders/{users[size]}?strategy={strategy}",
+                                       count),
+                       "stages": stages(questioner, users[size], strategy)}
             for strategy in ("replicated", "direct-call")}
 
     tell(f"{plan.purchases:,} purchases from one client, and their replication lag")
@@ -140,6 +144,14 @@ def measure_everything(state: State, plan: Plan, report: dict[str, Any], tell: S
     lags = client.request("query", "GET", f"/bench/lag?since={since}")["lags_ms"]
     report["purchases"] = {"count": plan.purchases, "per_second": plan.purchases / seconds}
     report["lag_ms"] = summarize(lags)
+
+
+def stages(questioner: Questioner, user_id: int, strategy: str) -> int:
+    """Sequential network stages behind one answer, counted from its trace."""
+    from msshop.traces import summary
+
+    asked = questioner.ask(user_id, strategy)
+    return network_stages(asked.spans, summary(asked.spans))
 
 
 def users_with_orders(client: ShopClient) -> dict[int, int]:

@@ -465,14 +465,14 @@ def bench(out: Console, report: dict[str, Any]) -> None:
         table.add_row(name, f"{figures['p50']:.3f}", f"{figures['p99']:.3f}",
                       f"{figures['p50'] / floor:.2f}x")
     out.print(table)
-    scaling = Table(title="p50 ms by orders per user", box=None, pad_edge=False,
-                    title_justify="left")
+    scaling = Table(title="by orders per user: p50 ms (sequential network stages)", box=None,
+                    pad_edge=False, title_justify="left")
     scaling.add_column("orders", justify="right")
     scaling.add_column("replicated", justify="right")
     scaling.add_column("direct-call", justify="right")
     for size, figures in report["by_orders"].items():
-        scaling.add_row(str(size), f"{figures['replicated']['p50']:.3f}",
-                        f"{figures['direct-call']['p50']:.3f}")
+        scaling.add_row(str(size), *(f"{figures[s]['p50']:.3f} ({figures[s]['stages']})"
+                                     for s in ("replicated", "direct-call")))
     out.print(scaling)
     lag = report["lag_ms"]
     note(out, f"purchases: {report['purchases']['count']:,} from one client at "
