@@ -276,3 +276,16 @@ def test_direct_call_names_the_service_that_is_down(sandbox: Sandbox) -> None:
     assert result.stderr.startswith("error: products is down: connection refused at ")
     replicated = sandbox.run("query", "--user", "1", "--strategy", "replicated")
     assert replicated.returncode == 0, "replicated answers from its own file"
+
+
+def test_a_dependency_too_slow_for_the_configured_timeout_is_named(tmp_path: Path) -> None:
+    # a timeout no call can meet: every dependency is "too slow"
+    sandbox = start_sandbox(tmp_path / "sandbox", MSSHOP_HTTP_TIMEOUT="0.00001")
+    try:
+        result = sandbox.run("query", "--user", "1", "--strategy", "direct-call")
+        assert result.returncode == 1
+        message = result.stderr.strip()
+        assert message.startswith("error: ") and " did not answer within 1e-05 s" in message
+        assert message.split()[1] in ("users", "orders")
+    finally:
+        stop_sandbox(sandbox)
