@@ -61,8 +61,7 @@ def create_app(ctx: ServiceContext) -> Starlette:
 
     def read_replicated(user_id: int) -> dict[str, Any]:
         freshness = consumer.freshness()
-        with db.span("SELECT", "users_replica, orders_replica JOIN products_replica",
-                     [user_id]) as span:
+        with db.span("SELECT", "users_replica, orders_replica", [user_id]) as span:
             user, orders, sources = replicated.user_orders(db.conn, user_id, SOURCES_IN_TRACE)
             attributes = span["attributes"]
             attributes["msshop.rows"] = len(orders) + (user is not None)

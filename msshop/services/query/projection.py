@@ -45,12 +45,19 @@ CREATE TABLE orders_replica (
     position INTEGER NOT NULL,
     event_id TEXT NOT NULL,
     occurred_at REAL NOT NULL,
+    title TEXT,
+    product_position INTEGER,
+    product_version INTEGER,
     PRIMARY KEY (user_id, id)
-) WITHOUT ROWID
+) WITHOUT ROWID;
+CREATE INDEX orders_replica_by_product ON orders_replica (product_id)
 """
-# orders_replica is stored in the shape of the question: clustered by user, so one user's
-# orders are neighbours on disk and one range read finds them all. An order id belongs to
-# one user, so (user_id, id) is as unique as id.
+# orders_replica is the answer, stored in the shape of the question:
+# - clustered by user, so one user's orders are neighbours on disk and one range read finds
+#   them all (an order id belongs to one user, so (user_id, id) is as unique as id);
+# - with its product's title copied in (and which product event it came from), so the read
+#   needs no join. The price is paid on the write side: a product event that wins rewrites
+#   the copies in every order of that product (orders_replica_by_product finds them).
 TABLES = ["users_replica", "products_replica", "orders_replica"]
 
 
@@ -99,7 +106,7 @@ def apply(conn: sqlite3.Connection, event: Event, position: int) -> None:
             (user.id, user.name, user.email, event.aggregate_version, *source))
     elif event.type in (events.PRODUCT_CREATED, events.PRODUCT_UPDATED):
         product = _data(event, ProductData)
-        conn.execute(
+        won = conn.execute(
             "INSERT INTO products_replica (id, title, price_cents, version, position, event_id, "
             "occurred_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
             "title = excluded.title, price_cents = excluded.price_cents, "
@@ -107,13 +114,19 @@ def apply(conn: sqlite3.Connection, event: Event, position: int) -> None:
             "event_id = excluded.event_id, occurred_at = excluded.occurred_at "
             "WHERE excluded.version > products_replica.version",
             (product.id, product.title, round(product.price * 100), event.aggregate_version,
-             *source))
+             *source)).rowcount
+        if won:
+            conn.execute("UPDATE orders_replica SET title = ?, product_position = ?, "
+                         "product_version = ? WHERE product_id = ?",
+                         (product.title, position, event.aggregate_version, product.id))
     elif event.type == events.ORDER_PLACED:
         order = _data(event, OrderData)
         conn.execute(
             "INSERT OR IGNORE INTO orders_replica (id, user_id, product_id, quantity, "
-            "unit_price_cents, position, event_id, occurred_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "unit_price_cents, position, event_id, occurred_at, title, product_position, "
+            "product_version) SELECT ?, ?, ?, ?, ?, ?, ?, ?, p.title, p.position, p.version "
+            "FROM (SELECT 1) LEFT JOIN products_replica AS p ON p.id = ?",
             (order.id, order.user_id, order.product_id, order.quantity,
-             round(order.unit_price * 100), *source))
+             round(order.unit_price * 100), *source, order.product_id))
     else:
         raise Poison(f"unknown event type {event.type!r}")
