@@ -54,3 +54,29 @@ def test_poison_goes_to_dead_letters_and_the_batch_goes_on(tmp_path: Path) -> No
     assert reasons[2] == "UserSignedUp data id 4 is not its aggregate_id 3"
     assert conn.execute("SELECT id FROM users_replica").fetchall() == [(2,)]
     assert consumer.position == 3 and consumer.dead == 2
+
+
+def test_an_order_before_its_product_gets_the_title_when_the_product_arrives(tmp_path: Path
+                                                                            ) -> None:
+    conn = open_database(tmp_path / "query.db", MIGRATIONS)
+    consumer = Consumer("query", lambda: conn, Peers({}, 1.0), projection.apply)
+    order = events.make(events.ORDER_PLACED, "orders", 9, 1, {
+        "id": 9, "user_id": 1, "product_id": 5, "quantity": 1, "unit_price": 3.0}, None)
+    created = events.make(events.PRODUCT_CREATED, "products", 5, 1,
+                          {"id": 5, "title": "Sock", "price": 3.0}, None)
+    renamed = events.make(events.PRODUCT_UPDATED, "products", 5, 2,
+                          {"id": 5, "title": "Wool sock", "price": 4.0}, None)
+
+    def copied() -> tuple[object, ...]:
+        row: tuple[object, ...] = conn.execute(
+            "SELECT title, product_position, product_version FROM orders_replica").fetchone()
+        return row
+
+    consumer.apply_batch(delivered((1, order)))
+    assert copied() == (None, None, None), "the product has not arrived yet"
+    consumer.apply_batch(delivered((2, created)))
+    assert copied() == ("Sock", 2, 1)
+    consumer.apply_batch(delivered((3, renamed), (4, created)))  # the late copy loses
+    assert copied() == ("Wool sock", 3, 2)
+    assert conn.execute("SELECT unit_price_cents FROM orders_replica").fetchone() == (300,), \
+        "the price paid stays the price paid"
