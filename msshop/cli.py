@@ -227,7 +227,7 @@ def buy(
     from msshop import render
 
     status, answer = _client(ctx).exchange(
-        "orders", "POST", "/orders",
+        "orders", "POST", "/orders?wait_published_ms=1000",
         {"user_id": user, "product_id": product, "quantity": quantity})
     if status >= 400:
         raise ServiceError(answer.get("error", f"orders answered HTTP {status}"), status)
@@ -282,6 +282,10 @@ def query(
                                  help="direct-call, replicated or monolith."),
     fanout: str = typer.Option("batched", "--fanout",
                                help="direct-call only: batched, or naive (one call per order)."),
+    after: int = typer.Option(0, "--after", min=0, metavar="POSITION",
+                              help="replicated: first wait until this bus position is applied."),
+    wait_ms: int = typer.Option(2000, "--wait-ms", min=0, max=30000,
+                                help="How long --after may wait."),
     as_json: bool = typer.Option(False, "--json", help="Answer, spans and freshness as JSON."),
 ) -> None:
     """Which products did a user order? Example: msshop query --user 42 --strategy replicated"""
@@ -289,7 +293,7 @@ def query(
 
     from msshop import render
 
-    asked = _questioner(ctx).ask(user, strategy, fanout)
+    asked = _questioner(ctx).ask(user, strategy, fanout, after, wait_ms)
     if as_json:
         print(json.dumps({"answer": asked.answer, "latency_ms": asked.latency_ms,
                           "trace_id": asked.trace_id, "spans": asked.spans}, indent=2))

@@ -62,7 +62,10 @@ class Questioner:
         self.client = ShopClient(state, timeout=timeout)
         self.traces = TraceStore(Path(state.sandbox) / "traces")
 
-    def ask(self, user_id: int, strategy: str, fanout: str = "batched") -> Asked:
+    def ask(self, user_id: int, strategy: str, fanout: str = "batched", after: int = 0,
+            wait_ms: int = 2000) -> Asked:
+        """Ask once. `after` (replicated): wait up to `wait_ms` until the read model has
+        applied that bus position (read-your-writes)."""
         if strategy not in STRATEGIES:
             raise UsageError(f"unknown strategy '{strategy}'; choose one of: "
                              + ", ".join(STRATEGIES))
@@ -76,6 +79,11 @@ class Questioner:
         root["attributes"].update({"peer.service": "query",
                                    "http.route": "/user-orders/{user_id}"})
         path = f"/user-orders/{user_id}?strategy={strategy}" + (f"&fanout={fan}" if fan else "")
+        if after:
+            if strategy != "replicated":
+                raise UsageError("--after waits for the read model: use it with --strategy "
+                                 "replicated")
+            path += f"&after={after}&wait_ms={wait_ms}"
         headers = {"traceparent": f"00-{trace_id}-{root['span_id']}-01"}
         started = time.perf_counter()
         status, answer = self.client.exchange("query", "GET", path, headers=headers)

@@ -228,6 +228,14 @@ def order(out: Console, order: dict[str, Any], created: bool) -> None:
     note(out, f"order {order['id']} {verb}: user {order['user_id']} bought "
               f"{order['quantity']} x product {order['product_id']} at "
               f"{order['unit_price']:.2f} = {order['total']:.2f}")
+    event = order.get("event")
+    if event and event.get("position"):
+        note(out, f"event {event['type']} is at bus position {event['position']}; read your "
+                  f"write with: msshop query --user {order['user_id']} --after "
+                  f"{event['position']}")
+    elif event:
+        note(out, f"event {event['type']} waits in the orders outbox (the bus has not "
+                  "stored it yet); see: msshop status")
 
 
 def orders(out: Console, orders: list[dict[str, Any]], total: int) -> None:

@@ -69,6 +69,11 @@ class Consumer:
         self.head = 0  # the bus's last position, as last seen
         self.head_seen_at: float | None = None
         self.listening = False  # a long-poll is open: an append reaches us within ~1 ms
+        # After a start (or a rebuild), the bus's head at the first read: until the read model
+        # has applied that far it is catching up, and says so instead of answering as if
+        # current. None: not catching up (or not known yet: the bus was unreachable).
+        self.catching_up_to: int | None = None
+        self._first_read = True
         self.last_applied_at: float | None = None
         self.applied = 0
         self.dead = 0
@@ -119,6 +124,12 @@ class Consumer:
             self.error, pause, wait_ms = None, BACKOFF[0], LONG_POLL_MS
             batch = self._decoder.decode(reply.data)
             self.head, self.head_seen_at = max(batch.head, self.position), time.time()
+            if self._first_read:
+                self._first_read = False
+                if batch.head > self.position:
+                    self.catching_up_to = batch.head
+                    log.info("consumer: catching up from position %d to %d", self.position,
+                             batch.head)
             if batch.events:
                 self.apply_batch(batch.events)
 
@@ -156,6 +167,9 @@ class Consumer:
         self.applied += len(occurred)
         self.dead += dead
         self.lags.extend((at, (now - at) * 1000) for at in occurred)
+        if self.catching_up_to is not None and position >= self.catching_up_to:
+            log.info("consumer: caught up at position %d", position)
+            self.catching_up_to = None
         woken, self._advanced = self._advanced, asyncio.Event()
         woken.set()
 
@@ -188,6 +202,7 @@ class Consumer:
             "bus_head": self.head,
             "behind": self.head - self.position,
             "caught_up": self.head == self.position and self.error is None,
+            "catching_up_to": self.catching_up_to,
             "listening": self.listening,
             "head_seen_ms_ago": None if self.head_seen_at is None
             else round((now - self.head_seen_at) * 1000, 1),

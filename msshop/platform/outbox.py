@@ -34,12 +34,15 @@ CREATE TABLE outbox (
     seq INTEGER PRIMARY KEY,
     event_id TEXT NOT NULL UNIQUE,
     type TEXT NOT NULL,
+    aggregate_type TEXT NOT NULL,
+    aggregate_id INTEGER NOT NULL,
     body BLOB NOT NULL,
     created_at REAL NOT NULL,
     sent_at REAL,
     position INTEGER
 );
-CREATE INDEX outbox_pending ON outbox (seq) WHERE sent_at IS NULL
+CREATE INDEX outbox_pending ON outbox (seq) WHERE sent_at IS NULL;
+CREATE INDEX outbox_by_aggregate ON outbox (aggregate_type, aggregate_id)
 """
 BATCH = 1000
 POLL = 1.0
@@ -54,6 +57,7 @@ class Outbox:
         self._connection = connection
         self.peers = peers
         self._wake = asyncio.Event()
+        self._published = asyncio.Event()  # swapped after each batch the bus has stored
         self._task: asyncio.Task[None] | None = None
         self.error: str | None = None  # why the last send failed, until one succeeds
         self.failing_since: float | None = None
@@ -63,8 +67,10 @@ class Outbox:
     def add(self, conn: sqlite3.Connection, events: Sequence[Event]) -> None:
         """Record events; call inside the transaction that makes the change."""
         conn.executemany(
-            "INSERT INTO outbox (event_id, type, body, created_at) VALUES (?, ?, ?, ?)",
-            [(e.id, e.type, encode(e), e.occurred_at) for e in events])
+            "INSERT INTO outbox (event_id, type, aggregate_type, aggregate_id, body, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            [(e.id, e.type, e.aggregate_type, e.aggregate_id, encode(e), e.occurred_at)
+             for e in events])
 
     @contextmanager
     def transaction(self, conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
@@ -121,6 +127,8 @@ class Outbox:
                 conn.executemany("UPDATE outbox SET sent_at = ?, position = ? WHERE seq = ?",
                                  [(now, position, seq)
                                   for (seq, _), position in zip(rows, positions, strict=True)])
+            published, self._published = self._published, asyncio.Event()
+            published.set()
 
     async def _send(self, bodies: list[bytes]) -> list[int]:
         reply = await self.peers.request("POST", "bus", "/events",
@@ -130,6 +138,31 @@ class Outbox:
             raise HttpError(503, f"the bus refused the events: {detail}", dependency="bus")
         positions: list[int] = reply.data["positions"]
         return positions
+
+    def latest_event(self, aggregate_type: str, aggregate_id: int) -> dict[str, Any] | None:
+        """The last event recorded for an entity: {"id", "type", "position" (None: not
+        published yet)}."""
+        conn: sqlite3.Connection = self._connection()
+        row = conn.execute(
+            "SELECT event_id, type, position FROM outbox WHERE aggregate_type = ? AND "
+            "aggregate_id = ? ORDER BY seq DESC LIMIT 1", (aggregate_type, aggregate_id)
+        ).fetchone()
+        return None if row is None else {"id": row[0], "type": row[1], "position": row[2]}
+
+    async def published(self, event_id: str, timeout: float) -> int | None:
+        """The bus position of an event, waiting up to `timeout` s for the relay to send it."""
+        conn: sqlite3.Connection = self._connection()
+        deadline = time.monotonic() + timeout
+        while True:
+            row = conn.execute("SELECT position FROM outbox WHERE event_id = ?",
+                               (event_id,)).fetchone()
+            if row is not None and row[0] is not None:
+                return int(row[0])
+            remaining = deadline - time.monotonic()
+            if row is None or remaining <= 0:
+                return None
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._published.wait(), timeout=remaining)
 
     def pending(self) -> int:
         conn: sqlite3.Connection = self._connection()

@@ -6,6 +6,8 @@ paid is recorded with the order.
 
     POST /orders         {"user_id", "product_id", "quantity"?, "request_id"?}
                          -> 201 order | 200 the same order again, for a repeated request_id
+                         the order carries "event": {"id", "type", "position"}; with
+                         ?wait_published_ms=N it waits up to N ms for the bus position
     POST /orders/batch   {"orders": [...]}  -> {"created", "existing"}; all or nothing
     GET  /orders?user_id=U                  -> {"orders": [...]}
     GET  /orders/{id}                       -> order | 404
@@ -215,12 +217,21 @@ def create_app(ctx: ServiceContext) -> Starlette:
         if purchase.request_id is not None:
             seen = find_by_request(db.conn, purchase.request_id)
             if seen is not None:
-                return json_response(seen, 200)
+                return json_response(await with_event(request, seen), 200)
         price = await check_one(peers, purchase)
         with db.span("INSERT", "orders") as span:
             order, created = place_order(db.conn, outbox, purchase, price)
             span["attributes"]["msshop.keys"] = [order["id"]]
-        return json_response(order, 201 if created else 200)
+        return json_response(await with_event(request, order), 201 if created else 200)
+
+    async def with_event(request: Request, order: dict[str, Any]) -> dict[str, Any]:
+        """The order and its OrderPlaced event; with ?wait_published_ms=N, the event's bus
+        position once the relay has sent it (read-your-writes: query --after POSITION)."""
+        event = outbox.latest_event("order", order["id"])
+        wait = int_query(request, "wait_published_ms", 0, 0, 10_000) / 1000
+        if event is not None and event["position"] is None and wait:
+            event["position"] = await outbox.published(event["id"], wait)
+        return {**order, "event": event}
 
     async def post_batch(request: Request) -> Response:
         batch = await read_body(request, Purchases)

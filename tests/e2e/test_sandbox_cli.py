@@ -241,8 +241,10 @@ def test_shop_commands(sandbox: Sandbox) -> None:
     listing = sandbox.run("products", check=True).stdout
     assert "Wool beanie" in listing and "19.50" in listing
     bought = sandbox.run("buy", "--user", "1", "--product", "1", "--quantity", "2", check=True)
-    assert bought.stdout.strip() == (
-        "order 1 placed: user 1 bought 2 x product 1 at 19.50 = 39.00")
+    assert bought.stdout.splitlines() == [
+        "order 1 placed: user 1 bought 2 x product 1 at 19.50 = 39.00",
+        "event OrderPlaced is at bus position 3; read your write with: msshop query --user 1 "
+        "--after 3"]
     unknown = sandbox.run("buy", "--user", "42", "--product", "1")
     assert (unknown.returncode, one_error_line(unknown)) == (1, "user_id 42: no such user")
 

@@ -4,6 +4,7 @@ It owns query.db and nothing else: no other service's file, ever. It answers by 
 strategies, chosen per request:
 
     GET /user-orders/{user_id}?strategy=replicated            (the default)
+        [&after=POSITION&wait_ms=2000]   read-your-writes: wait until POSITION is applied
     GET /user-orders/{user_id}?strategy=direct-call[&fanout=batched|naive]
     GET /bench/floor/{user_id}   one indexed read of its own file: the stack's floor
     GET /bench/lag?since=T       replication lag of the events that occurred since T
@@ -25,7 +26,14 @@ from starlette.routing import Route
 
 from msshop.platform.consumer import CONSUMER_SCHEMA, Consumer
 from msshop.platform.context import ServiceContext
-from msshop.platform.http import HttpError, id_param, json_response, query_value, service_app
+from msshop.platform.http import (
+    HttpError,
+    id_param,
+    int_query,
+    json_response,
+    query_value,
+    service_app,
+)
 from msshop.platform.tracing import current_trace_id
 from msshop.services.query import direct_call, projection, replicated
 
@@ -51,6 +59,9 @@ def create_app(ctx: ServiceContext) -> Starlette:
                                  + ", ".join(direct_call.FANOUTS))
         answer: dict[str, Any] = {"question": "user-orders", "strategy": strategy}
         if strategy == "replicated":
+            after = int_query(request, "after", 0, 0, 2**62)
+            if after > consumer.position:
+                await wait_for_position(after, int_query(request, "wait_ms", 2000, 0, 30_000))
             answer.update(read_replicated(user_id))
         else:
             user, orders = await direct_call.user_orders(peers, user_id, fanout)
@@ -59,8 +70,20 @@ def create_app(ctx: ServiceContext) -> Starlette:
         answer["trace_id"] = current_trace_id()
         return json_response(answer)
 
+    async def wait_for_position(after: int, wait_ms: int) -> None:
+        """Read-your-writes: hold the answer until the read model has applied `after`."""
+        if not await consumer.wait_for(after, wait_ms / 1000):
+            raise HttpError(503, f"the read model has not applied bus position {after} within "
+                                 f"{wait_ms} ms (it is at {consumer.position} of "
+                                 f"{consumer.head}); try again, or wait longer with wait_ms",
+                            freshness=consumer.freshness())
+
     def read_replicated(user_id: int) -> dict[str, Any]:
         freshness = consumer.freshness()
+        if consumer.catching_up_to is not None:
+            raise HttpError(503, f"not ready: catching up (position {consumer.position} of "
+                                 f"{consumer.catching_up_to}); ask again in a moment, or use "
+                                 "strategy=direct-call", freshness=freshness)
         with db.span("SELECT", "users_replica, orders_replica", [user_id]) as span:
             user, orders, sources = replicated.user_orders(db.conn, user_id, SOURCES_IN_TRACE)
             attributes = span["attributes"]

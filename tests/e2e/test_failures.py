@@ -1,0 +1,69 @@
+"""What each strategy does when things fail, with real processes: read-your-writes, a
+consumer catching up, outages, kills. Nothing the client saw succeed may be lost."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import time
+
+from msshop.question import caught_up
+from tests.conftest import Sandbox
+
+
+def test_read_your_writes_with_after(sandbox: Sandbox) -> None:
+    client = sandbox.client()
+    client.request("users", "POST", "/users", {"email": "r@example.com", "name": "R"})
+    client.request("products", "POST", "/products", {"title": "Cap", "price": 9})
+    order = client.request("orders", "POST", "/orders?wait_published_ms=2000",
+                           {"user_id": 1, "product_id": 1})
+    position = order["event"]["position"]
+    assert order["event"]["type"] == "OrderPlaced" and position >= 3
+    answer = client.request("query", "GET", f"/user-orders/1?after={position}")
+    assert [o["order_id"] for o in answer["orders"]] == [order["id"]]
+    assert answer["freshness"]["position"] >= position
+
+    status, late = client.exchange("query", "GET", "/user-orders/1?after=999999&wait_ms=50")
+    assert status == 503
+    assert late["error"].startswith("the read model has not applied bus position 999999 "
+                                    "within 50 ms (it is at ")
+    result = sandbox.run("query", "--user", "1", "--after", str(position), check=True)
+    assert f"read model at bus position {position:,}" in result.stdout
+    wrong = sandbox.run("query", "--user", "1", "--after", "3", "--strategy", "direct-call")
+    assert wrong.returncode == 2 and "use it with --strategy replicated" in wrong.stderr
+
+
+def test_query_sigkilled_mid_catch_up_applies_nothing_twice_and_skips_nothing(
+        sandbox: Sandbox) -> None:
+    sandbox.run("seed", "--users", "300", "--products", "40", "--orders", "20000",
+                check=True)
+    client = sandbox.client()
+    caught_up(client, timeout=60)
+    sandbox.run("stop", "query", check=True)
+    (sandbox.root / "data" / "query.db").unlink()  # rebuild from position 0 on start
+    for suffix in ("-wal", "-shm"):
+        (sandbox.root / "data" / f"query.db{suffix}").unlink(missing_ok=True)
+    sandbox.run("start", "query", check=True)
+    # while it catches up it says so instead of answering from a half-built read model
+    status, answer = sandbox.client().exchange("query", "GET", "/user-orders/1")
+    assert status == 503 and answer["error"].startswith("not ready: catching up (position ")
+    # kill it in the middle of the work: as soon as it has applied something
+    while sandbox.client().request("query", "GET", "/health")["consumer"]["position"] == 0:
+        time.sleep(0.001)
+    pid = sandbox.state.services["query"].pid
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    with sqlite3.connect(sandbox.root / "data" / "query.db") as conn:
+        (applied,) = conn.execute("SELECT coalesce(max(position), 0) FROM consumer_offsets"
+                                  ).fetchone()
+    assert 0 < applied < 20340, "killed part-way through the log"
+    time.sleep(0.2)  # the supervisor notices the crash
+    sandbox.run("start", "query", check=True)
+    caught_up(sandbox.client(), timeout=60)
+    with sqlite3.connect(sandbox.root / "data" / "query.db") as conn:
+        assert conn.execute("SELECT count(*), count(DISTINCT id) FROM orders_replica"
+                            ).fetchone() == (20000, 20000)
+        assert conn.execute("SELECT count(*) FROM users_replica").fetchone() == (300,)
+        assert conn.execute("SELECT count(*) FROM dead_letters").fetchone() == (0,)
+    assert sandbox.run("verify").returncode == 0
