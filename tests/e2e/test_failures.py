@@ -67,3 +67,50 @@ def test_query_sigkilled_mid_catch_up_applies_nothing_twice_and_skips_nothing(
         assert conn.execute("SELECT count(*) FROM users_replica").fetchone() == (300,)
         assert conn.execute("SELECT count(*) FROM dead_letters").fetchone() == (0,)
     assert sandbox.run("verify").returncode == 0
+
+
+def test_bus_down_during_a_thousand_purchases_loses_nothing(sandbox: Sandbox) -> None:
+    client = sandbox.client()
+    client.request("users", "POST", "/users/batch", {"users": [
+        {"email": f"b{i}@example.com", "name": f"B {i}"} for i in range(20)]})
+    client.request("products", "POST", "/products/batch", {"products": [
+        {"sku": f"p{i}", "title": f"Thing {i}", "price": 1 + i} for i in range(10)]})
+    caught_up(client, timeout=10)
+    sandbox.run("kill", "bus", check=True)
+    placed = [client.request("orders", "POST", "/orders", {
+        "user_id": 1 + n % 20, "product_id": 1 + n % 10, "request_id": f"outage-{n}"})["id"]
+        for n in range(1000)]
+    backlog = client.request("orders", "GET", "/health")["outbox"]
+    assert backlog["pending"] == 1000 and backlog["error"].startswith("bus is down")
+    answer = client.request("query", "GET", "/user-orders/1")  # replicated keeps answering
+    assert answer["orders"] == [] and answer["freshness"]["caught_up"] is False
+
+    sandbox.run("start", "bus", check=True)
+    caught_up(sandbox.client(), timeout=30)
+    with sqlite3.connect(sandbox.root / "data" / "query.db") as conn:
+        ids = [i for (i,) in conn.execute("SELECT id FROM orders_replica ORDER BY id")]
+    assert ids == sorted(placed), "every order once, none missing"
+    with sqlite3.connect(sandbox.root / "data" / "bus.db") as conn:
+        per_aggregate = conn.execute(
+            "SELECT aggregate_id, count(*) FROM events WHERE type = 'OrderPlaced' "
+            "GROUP BY aggregate_id HAVING count(*) > 1").fetchall()
+        in_order = [a for (a,) in conn.execute(
+            "SELECT aggregate_id FROM events WHERE type = 'OrderPlaced' ORDER BY position")]
+    assert per_aggregate == [] and in_order == placed, "published once each, in order"
+    assert sandbox.run("verify").returncode == 0
+
+
+def test_products_killed_direct_call_fails_naming_it_replicated_answers(sandbox: Sandbox
+                                                                       ) -> None:
+    client = sandbox.client()
+    client.request("users", "POST", "/users", {"email": "k@example.com", "name": "K"})
+    client.request("products", "POST", "/products", {"title": "Boot", "price": 50})
+    client.request("orders", "POST", "/orders", {"user_id": 1, "product_id": 1})
+    caught_up(client, timeout=10)
+    sandbox.run("kill", "products", check=True)
+    status, answer = client.exchange("query", "GET", "/user-orders/1?strategy=direct-call")
+    assert status == 503 and answer["dependency"] == "products"
+    assert answer["failure"] == "refused"
+    replicated = client.request("query", "GET", "/user-orders/1?strategy=replicated")
+    assert [o["title"] for o in replicated["orders"]] == ["Boot"]
+    assert replicated["freshness"]["caught_up"] is True
