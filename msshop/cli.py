@@ -180,6 +180,29 @@ def kill(ctx: typer.Context, service: str = typer.Argument(..., help=SERVICE_HEL
          f"bring it back with: msshop start {service}")
 
 
+@app.command()
+def chaos(
+    ctx: typer.Context,
+    service: str = typer.Argument(..., help="bus, users, products, orders or query"),
+    latency: float = typer.Option(0, "--latency", min=0, max=60000, metavar="MS",
+                                  help="Delay every request by this many ms."),
+    jitter: float = typer.Option(0, "--jitter", min=0, max=60000, metavar="MS",
+                                 help="Add a random 0..MS ms on top."),
+    error_rate: float = typer.Option(0, "--error-rate", min=0, max=1, metavar="P",
+                                     help="Answer 503 to this share of requests (0..1)."),
+    clear: bool = typer.Option(False, "--clear", help="Remove every fault."),
+) -> None:
+    """Make a running service slow or failing. Example: msshop chaos products --latency 300"""
+    from msshop import faults
+
+    answer = faults.inject(settings(ctx), service, latency, jitter, error_rate, clear)
+    now = answer["chaos"]
+    _say(f"{service}: no faults" if not now else
+         f"{service}: every request delayed {now['latency_ms']:g} ms (+0..{now['jitter_ms']:g}"
+         f" ms), {now['error_rate']:.0%} answered 503; clear with: msshop chaos {service} "
+         "--clear")
+
+
 # --- the shop --------------------------------------------------------------------------------
 
 

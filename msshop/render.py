@@ -106,6 +106,10 @@ def replication_lines(status: dict[str, Any]) -> list[str]:
         if consumer["bus_error"]:
             lines.append(f"  its consumer is retrying: {consumer['bus_error']}")
     for s in status["services"]:
+        if s.get("chaos"):
+            c = s["chaos"]
+            lines.append(f"chaos in {s['name']}: +{c['latency_ms']:g} ms (+0..{c['jitter_ms']:g}"
+                         f" ms), {c['error_rate']:.0%} answered 503")
         if s["exit"] and s["status"] in ("crashed", "failed"):
             lines.append(f"{s['name']} {s['status']}: {s['exit']}; start it with: "
                          f"msshop start {s['name']}")

@@ -213,7 +213,8 @@ def replication(health: dict[str, Any] | None) -> dict[str, Any]:
     orders), the log's head (bus), the consumer's position and lag (query)."""
     if not health:
         return {}
-    return {key: health[key] for key in ("outbox", "head", "consumer") if key in health}
+    return {key: health[key] for key in ("outbox", "head", "consumer", "chaos")
+            if key in health}
 
 
 def check_service(name: str) -> str:

@@ -18,6 +18,7 @@ class ServiceContext:
     db_path: Path
     peer_urls: dict[str, str] = field(default_factory=dict)  # other services by name
     http_timeout: float = 2.0
+    token: str | None = None  # the sandbox's secret: POST /chaos needs it
     options: dict[str, Any] = field(default_factory=dict)
     tracer: Tracer = field(init=False, compare=False)
 

@@ -1,4 +1,4 @@
-"""HTTP for every service: the app factory, JSON in and out, errors, and the peer client.
+"""HTTP for every service: JSON in and out, errors, parameters, and the peer client.
 
 Errors are always JSON: {"error": "<one line>", "status": N, "service": "<who answered>"}
 and, when a dependency failed, "dependency": "<which>". A person reading only the message
@@ -8,22 +8,15 @@ should know what went wrong and what to do.
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import aiohttp
 import msgspec
-from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from msshop.platform.tracing import Span, Tracer, current_span, parse_traceparent, traceparent
+from msshop.platform.tracing import Span, Tracer, current_span, traceparent
 
 log = logging.getLogger("msshop.http")
 T = TypeVar("T")
@@ -111,135 +104,6 @@ def _positive_int(raw: str, what: str) -> int:
     if value < 1:
         raise HttpError(422, f"{what} is not an id: ids are positive integers")
     return value
-
-
-# --- the app factory -------------------------------------------------------------------------
-
-class Resource(Protocol):
-    """Something a service opens when it starts and closes when it stops."""
-
-    async def start(self) -> None: ...
-
-    async def close(self) -> None: ...
-
-
-def service_app(
-    service: str,
-    routes: Sequence[Route],
-    health: Callable[[], dict[str, Any]],
-    resources: Sequence[Resource] = (),
-    tracer: Tracer | None = None,
-) -> Starlette:
-    """A Starlette app with GET /health, GET /spans and JSON errors, as every service has.
-
-    `resources` start in order when the app starts (in the service's own process, after
-    the fork) and close in reverse order when it stops. Every request but /health and
-    /spans gets a server span, child of the caller's `traceparent` if it sent one.
-    """
-    tracer = tracer or Tracer(service)
-
-    @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        opened: list[Resource] = []
-        try:
-            for resource in resources:
-                await resource.start()
-                opened.append(resource)
-            yield
-        finally:
-            for resource in reversed(opened):
-                await resource.close()
-
-    async def health_endpoint(request: Request) -> Response:
-        return json_response({"service": service, "status": "ok", "pid": os.getpid(),
-                              **health()})
-
-    async def spans_endpoint(request: Request) -> Response:
-        trace_id = request.query_params.get("trace_id", "")
-        if len(trace_id) != 32:
-            raise HttpError(422, "ask for one trace: GET /spans?trace_id=<32 hex digits>")
-        return json_response({"service": service, "spans": tracer.spans_of(trace_id)})
-
-    async def http_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, HttpError)
-        return json_response({"error": exc.message, "status": exc.status, "service": service,
-                              **exc.extra}, exc.status)
-
-    async def starlette_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, HTTPException)
-        if exc.status_code == 404:
-            message = f"{service} has no route {request.method} {request.url.path}"
-        elif exc.status_code == 405:
-            message = f"{service} does not allow {request.method} on {request.url.path}"
-        else:
-            message = str(exc.detail)
-        return json_response({"error": message, "status": exc.status_code, "service": service},
-                             exc.status_code)
-
-    async def crash(request: Request, exc: Exception) -> Response:
-        log.exception("unhandled error in %s %s", request.method, request.url.path)
-        return json_response({"error": f"{service} failed: {type(exc).__name__}: {exc}; "
-                                       f"see: msshop logs {service}",
-                              "status": 500, "service": service}, 500)
-
-    app = Starlette(
-        routes=[Route("/health", health_endpoint), Route("/spans", spans_endpoint), *routes],
-        exception_handlers={HttpError: http_error, HTTPException: starlette_error,
-                            Exception: crash},
-        lifespan=lifespan,
-    )
-    templates = {route.endpoint: route.path for route in routes}
-    app.add_middleware(TracingMiddleware, tracer=tracer, templates=templates)
-    return app
-
-
-class TracingMiddleware:
-    """A server span per request (pure ASGI: a few µs, no per-request objects beyond the
-    span). Answers carry `x-trace-id`, so a caller can find the trace of what it did."""
-
-    UNTRACED = frozenset({"/health", "/spans"})
-
-    def __init__(self, app: ASGIApp, tracer: Tracer, templates: dict[Any, str]) -> None:
-        self.app = app
-        self.tracer = tracer
-        self.templates = templates
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in self.UNTRACED:
-            await self.app(scope, receive, send)
-            return
-        parent = None
-        for name, value in scope["headers"]:
-            if name == b"traceparent":
-                parent = parse_traceparent(value.decode("latin-1"))
-                break
-        method = scope["method"]
-        span = self.tracer.start(f"{method} {scope['path']}", "server",
-                                 {"http.request.method": method},
-                                 *(parent or (None, None)))
-        trace_header = (b"x-trace-id", span["trace_id"].encode())
-        status = 500
-
-        async def send_with_trace(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                message["headers"] = [*message.get("headers", []), trace_header]
-            await send(message)
-
-        token = self.tracer.activate(span)
-        try:
-            await self.app(scope, receive, send_with_trace)
-        finally:
-            self.tracer.deactivate(token)
-            route = self.templates.get(scope.get("endpoint"), scope["path"])
-            span["name"] = f"{method} {route}"
-            attributes = span["attributes"]
-            attributes["http.route"] = route
-            attributes["http.response.status_code"] = status
-            if status >= 500:
-                span["status"] = "error"
-            self.tracer.finish(span)
 
 
 # --- calling other services ------------------------------------------------------------------

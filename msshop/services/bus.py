@@ -28,9 +28,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from msshop.events import Event
+from msshop.platform.app import service_app
 from msshop.platform.context import ServiceContext
 from msshop.platform.db import transaction
-from msshop.platform.http import MAX_BATCH, HttpError, int_query, json_response, service_app
+from msshop.platform.http import MAX_BATCH, HttpError, int_query, json_response
 
 MIGRATIONS = [
     """
@@ -157,4 +158,5 @@ def create_app(ctx: ServiceContext) -> Starlette:
         health,
         [db, HeadLoader()],
         ctx.tracer,
+        ctx.token,
     )

@@ -24,6 +24,7 @@ from starlette.routing import Route
 
 from msshop import events
 from msshop.events import Event
+from msshop.platform.app import service_app
 from msshop.platform.context import ServiceContext
 from msshop.platform.http import (
     MAX_BATCH,
@@ -33,7 +34,6 @@ from msshop.platform.http import (
     int_query,
     json_response,
     read_body,
-    service_app,
 )
 from msshop.platform.outbox import OUTBOX_SCHEMA, Outbox
 from msshop.platform.tracing import current_trace_id
@@ -267,4 +267,5 @@ def create_app(ctx: ServiceContext) -> Starlette:
         health,
         [db, peers, outbox],
         ctx.tracer,
+        ctx.token,
     )

@@ -114,3 +114,35 @@ def test_products_killed_direct_call_fails_naming_it_replicated_answers(sandbox:
     replicated = client.request("query", "GET", "/user-orders/1?strategy=replicated")
     assert [o["title"] for o in replicated["orders"]] == ["Boot"]
     assert replicated["freshness"]["caught_up"] is True
+
+
+def test_chaos_needs_the_token_and_shows_in_traces_status_and_timeouts(sandbox: Sandbox
+                                                                       ) -> None:
+    client = sandbox.client()
+    body = {"latency_ms": 100}
+    status, answer = client.exchange("users", "POST", "/chaos", body)
+    assert (status, answer["error"].split(":")[0]) == (401, "chaos needs the sandbox's token")
+    status, answer = client.exchange("users", "POST", "/chaos", body,
+                                     headers={"authorization": "Bearer not-the-token"})
+    assert (status, answer["error"]) == (403, "chaos refused: that is not this sandbox's token")
+    assert client.request("users", "GET", "/health")["chaos"] is None
+
+    client.request("users", "POST", "/users", {"email": "c@example.com", "name": "C"})
+    done = sandbox.run("chaos", "users", "--latency", "2500", check=True)
+    assert done.stdout.startswith("users: every request delayed 2500 ms")
+    status_text = sandbox.run("status", check=True).stdout
+    assert "chaos in users: +2500 ms (+0..0 ms), 0% answered 503" in status_text
+    # slower than the services' http_timeout (2 s): direct-call names users and how it failed
+    status, answer = client.exchange("query", "GET", "/user-orders/1?strategy=direct-call")
+    assert (status, answer["dependency"], answer["failure"]) == (503, "users", "timeout")
+    assert answer["error"] == "users did not answer within 2 s"
+    sandbox.run("chaos", "users", "--clear", check=True)
+    sandbox.run("chaos", "orders", "--error-rate", "1", check=True)
+    status, answer = client.exchange("query", "GET", "/user-orders/1?strategy=direct-call")
+    assert (status, answer["dependency"], answer["failure"]) == (503, "orders", "5xx")
+    assert "chaos: orders failed on purpose" in answer["error"]
+    sandbox.run("chaos", "orders", "--clear", check=True)
+    assert client.request("query", "GET", "/user-orders/1?strategy=direct-call")["user"]["id"] \
+        == 1
+    bad = sandbox.run("chaos", "users")
+    assert bad.returncode == 2 and "say what to inject" in bad.stderr

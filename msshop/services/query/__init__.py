@@ -24,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from msshop.platform.app import service_app
 from msshop.platform.consumer import CONSUMER_SCHEMA, Consumer
 from msshop.platform.context import ServiceContext
 from msshop.platform.http import (
@@ -32,7 +33,6 @@ from msshop.platform.http import (
     int_query,
     json_response,
     query_value,
-    service_app,
 )
 from msshop.platform.tracing import current_trace_id
 from msshop.services.query import direct_call, projection, replicated
@@ -126,4 +126,5 @@ def create_app(ctx: ServiceContext) -> Starlette:
         health,
         [db, peers, consumer],
         ctx.tracer,
+        ctx.token,
     )
