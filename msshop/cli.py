@@ -309,6 +309,8 @@ def query(
                               help="replicated: first wait until this bus position is applied."),
     wait_ms: int = typer.Option(2000, "--wait-ms", min=0, max=30000,
                                 help="How long --after may wait."),
+    partial: bool = typer.Option(False, "--partial",
+                                 help="direct-call: answer with what could be had."),
     as_json: bool = typer.Option(False, "--json", help="Answer, spans and freshness as JSON."),
 ) -> None:
     """Which products did a user order? Example: msshop query --user 42 --strategy replicated"""
@@ -316,7 +318,7 @@ def query(
 
     from msshop import render
 
-    asked = _questioner(ctx).ask(user, strategy, fanout, after, wait_ms)
+    asked = _questioner(ctx).ask(user, strategy, fanout, after, wait_ms, partial)
     if as_json:
         print(json.dumps({"answer": asked.answer, "latency_ms": asked.latency_ms,
                           "trace_id": asked.trace_id, "spans": asked.spans}, indent=2))
@@ -392,6 +394,18 @@ def events(
     console = out()
     for position, event in eventlog.read(_client(ctx), after, limit, follow):
         render.event_line(console, position, event)
+
+
+@app.command()
+def deadletters(
+    ctx: typer.Context,
+    limit: int = typer.Option(50, "--limit", min=1, max=10000, help="How many, newest first."),
+) -> None:
+    """Events the read model could not apply, and why. Example: msshop deadletters --limit 10"""
+    from msshop import render
+
+    render.dead_letters(out(), _client(ctx).request("query", "GET",
+                                                    f"/dead-letters?limit={limit}"))
 
 
 @app.command()

@@ -63,7 +63,7 @@ class Questioner:
         self.traces = TraceStore(Path(state.sandbox) / "traces")
 
     def ask(self, user_id: int, strategy: str, fanout: str = "batched", after: int = 0,
-            wait_ms: int = 2000) -> Asked:
+            wait_ms: int = 2000, partial: bool = False) -> Asked:
         """Ask once. `after` (replicated): wait up to `wait_ms` until the read model has
         applied that bus position (read-your-writes)."""
         if strategy not in STRATEGIES:
@@ -84,6 +84,11 @@ class Questioner:
                 raise UsageError("--after waits for the read model: use it with --strategy "
                                  "replicated")
             path += f"&after={after}&wait_ms={wait_ms}"
+        if partial:
+            if strategy != "direct-call":
+                raise UsageError("--partial is how direct-call degrades: use it with "
+                                 "--strategy direct-call")
+            path += "&partial=1"
         headers = {"traceparent": f"00-{trace_id}-{root['span_id']}-01"}
         started = time.perf_counter()
         status, answer = self.client.exchange("query", "GET", path, headers=headers)

@@ -304,16 +304,20 @@ def answer(out: Console, asked: Any) -> None:
     how = asked.strategy + (f" ({asked.fanout})" if asked.fanout else "")
     if asked.strategy == "monolith":
         out.print(Text(f"! {data['label']}", style="bold yellow"), soft_wrap=True)
-    note(out, f"user {user['id']}: {user['name']} <{user['email']}>, {len(data['orders'])} "
-              f"orders, by {how} in {asked.latency_ms:.2f} ms")
+    who = f"{user['name']} <{user['email']}>" if user["name"] else "(name unavailable)"
+    note(out, f"user {user['id']}: {who}, {len(data['orders'])} orders, by {how} in "
+              f"{asked.latency_ms:.2f} ms")
+    for gap in data.get("missing", []):
+        out.print(Text(f"partial: {gap['missing']} missing, {gap['service']} failed "
+                       f"({gap['failure']}): {gap['error']}", style="yellow"), soft_wrap=True)
     table = Table(box=None, pad_edge=False)
     for column, justify in (("order", "right"), ("product", "right"), ("title", "left"),
                             ("qty", "right"), ("unit price", "right"), ("total", "right")):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     shown = data["orders"][:20]
     for o in shown:
-        title = Text(o["title"]) if o["title"] is not None else Text("(not replicated yet)",
-                                                                     style="yellow")
+        title = Text(o["title"]) if o["title"] is not None else Text(
+            "(unavailable)" if data.get("missing") else "(not replicated yet)", style="yellow")
         table.add_row(str(o["order_id"]), str(o["product_id"]), title, str(o["quantity"]),
                       f"{o['unit_price']:.2f}", f"{o['total']:.2f}")
     if shown:
@@ -492,3 +496,12 @@ def bench(out: Console, report: dict[str, Any]) -> None:
               f"{lag['p50']:.2f} ms, p99 {lag['p99']:.2f} ms")
     note(out, f"up: {report['up_ms']:.0f} ms from `up` to all healthy (fork to healthy "
               f"{report['fork_to_healthy_ms']:.0f} ms)")
+
+
+def dead_letters(out: Console, page: dict[str, Any]) -> None:
+    if not page["count"]:
+        note(out, "no dead letters: the read model applied every event it was given")
+        return
+    note(out, f"{page['count']:,} dead letter(s); newest first:")
+    for item in page["dead_letters"]:
+        note(out, f"{item['position']:>7} {item['type'] or '?':<15} {item['reason']}")

@@ -3,11 +3,13 @@ consumer catching up, outages, kills. Nothing the client saw succeed may be lost
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
 import time
 
+from msshop import events
 from msshop.question import caught_up
 from tests.conftest import Sandbox
 
@@ -146,3 +148,40 @@ def test_chaos_needs_the_token_and_shows_in_traces_status_and_timeouts(sandbox: 
         == 1
     bad = sandbox.run("chaos", "users")
     assert bad.returncode == 2 and "say what to inject" in bad.stderr
+
+
+def test_partial_direct_call_marks_what_is_missing(sandbox: Sandbox) -> None:
+    client = sandbox.client()
+    client.request("users", "POST", "/users", {"email": "p@example.com", "name": "P"})
+    client.request("products", "POST", "/products", {"title": "Scarf", "price": 20})
+    client.request("orders", "POST", "/orders", {"user_id": 1, "product_id": 1})
+    sandbox.run("stop", "products", check=True)
+    answer = client.request("query", "GET", "/user-orders/1?strategy=direct-call&partial=1")
+    assert answer["partial"] is True
+    assert [(m["service"], m["failure"], m["missing"]) for m in answer["missing"]] == [
+        ("products", "refused", "the product titles")]
+    assert [(o["order_id"], o["title"]) for o in answer["orders"]] == [(1, None)]
+    shown = sandbox.run("query", "--user", "1", "--strategy", "direct-call", "--partial",
+                        check=True).stdout
+    assert "partial: the product titles missing, products failed (refused)" in shown
+    sandbox.run("start", "products", check=True)
+    whole = client.request("query", "GET", "/user-orders/1?strategy=direct-call&partial=1")
+    assert whole["partial"] is False and whole["orders"][0]["title"] == "Scarf"
+
+
+def test_deadletters_lists_what_could_not_be_applied(sandbox: Sandbox) -> None:
+    empty = sandbox.run("deadletters", check=True).stdout
+    assert empty.startswith("no dead letters")
+    client = sandbox.client()
+    weird = events.make(events.USER_SIGNED_UP, "users", 8, 1, {"id": 8}, None)
+    body = dict(json.loads(events.encode(weird)), type="UserVanished")
+    client.request("bus", "POST", "/events", [body])
+    deadline = time.monotonic() + 10
+    while client.request("query", "GET", "/health")["consumer"]["dead_letters"] == 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    listed = sandbox.run("deadletters", check=True).stdout.splitlines()
+    assert listed[0] == "1 dead letter(s); newest first:"
+    assert listed[1].split() == ["1", "UserVanished", "unknown", "event", "type",
+                                 "'UserVanished'"]
+    assert "1 dead letter(s)" in sandbox.run("status", check=True).stdout

@@ -5,9 +5,10 @@ strategies, chosen per request:
 
     GET /user-orders/{user_id}?strategy=replicated            (the default)
         [&after=POSITION&wait_ms=2000]   read-your-writes: wait until POSITION is applied
-    GET /user-orders/{user_id}?strategy=direct-call[&fanout=batched|naive]
+    GET /user-orders/{user_id}?strategy=direct-call[&fanout=batched|naive][&partial=1]
     GET /bench/floor/{user_id}   one indexed read of its own file: the stack's floor
     GET /bench/lag?since=T       replication lag of the events that occurred since T
+    GET /dead-letters?limit=N    events the read model could not apply, with the reason
 
 - replicated: from its own read model, built by consuming the bus; the answer says how
   fresh it is (position applied, bus head last seen) and the trace names the events the
@@ -64,9 +65,12 @@ def create_app(ctx: ServiceContext) -> Starlette:
                 await wait_for_position(after, int_query(request, "wait_ms", 2000, 0, 30_000))
             answer.update(read_replicated(user_id))
         else:
-            user, orders = await direct_call.user_orders(peers, user_id, fanout)
-            answer.update(fanout=fanout, user=user, orders=orders,
-                          freshness={"live": True})
+            partial = query_value(request, "partial") in ("1", "true")
+            user, orders, missing = await direct_call.user_orders(peers, user_id, fanout,
+                                                                  partial)
+            answer.update(fanout=fanout, user=user, orders=orders, freshness={"live": True})
+            if partial:
+                answer.update(partial=bool(missing), missing=missing)
         answer["trace_id"] = current_trace_id()
         return json_response(answer)
 
@@ -115,6 +119,15 @@ def create_app(ctx: ServiceContext) -> Starlette:
             raise HttpError(422, "since must be unix seconds") from None
         return json_response({"lags_ms": consumer.lag_since(since)})
 
+    async def dead_letters(request: Request) -> Response:
+        limit = int_query(request, "limit", 50, 1, 10_000)
+        rows = db.conn.execute(
+            "SELECT position, event_id, type, reason, dead_at, body FROM dead_letters "
+            "ORDER BY position DESC LIMIT ?", (limit,)).fetchall()
+        return json_response({"count": consumer.dead, "dead_letters": [
+            {"position": p, "event_id": i, "type": t, "reason": r, "dead_at": at,
+             "body": bytes(b[:500]).decode(errors="replace")} for p, i, t, r, at, b in rows]})
+
     def health() -> dict[str, Any]:
         return {**db.health(), "consumer": consumer.health()}
 
@@ -122,7 +135,8 @@ def create_app(ctx: ServiceContext) -> Starlette:
         ctx.name,
         [Route("/user-orders/{user_id}", user_orders, methods=["GET"]),
          Route("/bench/floor/{user_id}", floor, methods=["GET"]),
-         Route("/bench/lag", lag, methods=["GET"])],
+         Route("/bench/lag", lag, methods=["GET"]),
+         Route("/dead-letters", dead_letters, methods=["GET"])],
         health,
         [db, peers, consumer],
         ctx.tracer,

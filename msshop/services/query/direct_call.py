@@ -24,18 +24,42 @@ def _ok(reply: Reply, service: str) -> Any:
     return reply.data
 
 
-async def user_orders(peers: Peers, user_id: int, fanout: str
-                      ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+async def user_orders(peers: Peers, user_id: int, fanout: str, partial: bool = False
+                      ) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+    """(user, orders, missing). Without `partial`, any dependency that fails fails the
+    answer (a 503 naming it). With `partial`, as a degrading gateway would, the parts that
+    could be had come back and `missing` says which service failed, how, and what is
+    missing because of it (the user's name, the orders, the product titles)."""
+    missing: list[dict[str, Any]] = []
+
+    async def get(service: str, path: str, what: str) -> Reply | None:
+        try:
+            return await peers.get(service, path)
+        except HttpError as exc:
+            if not partial:
+                raise
+            missing.append({"service": service, "failure": exc.extra.get("failure"),
+                            "error": exc.message, "missing": what})
+            return None
+
     user_reply, orders_reply = await asyncio.gather(
-        peers.get("users", f"/users/{user_id}"),
-        peers.get("orders", f"/orders?user_id={user_id}"),
+        get("users", f"/users/{user_id}", "the user's name and email"),
+        get("orders", f"/orders?user_id={user_id}", "the orders"),
     )
-    if user_reply.status == 404:
+    if user_reply is not None and user_reply.status == 404:
         raise HttpError(404, f"no user with id {user_id}")
-    user = _ok(user_reply, "users")
-    placed = _ok(orders_reply, "orders")["orders"]
-    products = await (_products_batched(peers, placed) if fanout == "batched"
-                      else _products_naive(peers, placed))
+    user = ({"id": user_id, "name": None, "email": None} if user_reply is None
+            else _ok(user_reply, "users"))
+    placed = [] if orders_reply is None else _ok(orders_reply, "orders")["orders"]
+    try:
+        products = await (_products_batched(peers, placed) if fanout == "batched"
+                          else _products_naive(peers, placed))
+    except HttpError as exc:
+        if not partial:
+            raise
+        missing.append({"service": "products", "failure": exc.extra.get("failure"),
+                        "error": exc.message, "missing": "the product titles"})
+        products = {}
     orders = []
     for order in placed:
         product = products.get(order["product_id"])
@@ -43,7 +67,7 @@ async def user_orders(peers: Peers, user_id: int, fanout: str
                        "title": product["title"] if product else None,
                        "quantity": order["quantity"], "unit_price": order["unit_price"],
                        "total": order["total"]})
-    return {"id": user["id"], "name": user["name"], "email": user["email"]}, orders
+    return {"id": user["id"], "name": user["name"], "email": user["email"]}, orders, missing
 
 
 async def _products_batched(peers: Peers, orders: list[dict[str, Any]]
