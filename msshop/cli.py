@@ -397,6 +397,17 @@ def events(
 
 
 @app.command()
+def replay(
+    ctx: typer.Context,
+    service: str = typer.Argument(..., help="query: the service with a read model"),
+) -> None:
+    """Rebuild a read model from the whole bus log, then swap it in. Example: msshop replay query"""
+    from msshop import faults, render
+
+    render.replayed(out(), faults.replay(settings(ctx), service))
+
+
+@app.command()
 def deadletters(
     ctx: typer.Context,
     limit: int = typer.Option(50, "--limit", min=1, max=10000, help="How many, newest first."),

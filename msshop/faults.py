@@ -1,5 +1,6 @@
-"""`msshop chaos`: inject latency, jitter and failures into a running service (and clear
-them). The service checks the sandbox's token, which only the sandbox's owner can read."""
+"""Commands that disturb a running sandbox on purpose: `msshop chaos` (latency, jitter,
+failures, and clearing them) and `msshop replay` (rebuild a read model). The services
+check the sandbox's token, which only the sandbox's owner can read."""
 
 from __future__ import annotations
 
@@ -26,5 +27,19 @@ def inject(settings: Settings, service: str, latency_ms: float, jitter_ms: float
         service, "POST", "/chaos", body, headers={"authorization": f"Bearer {state.token}"})
     if status != 200:
         raise ServiceError(answer.get("error", f"{service} answered HTTP {status}"), status)
+    result: dict[str, Any] = answer
+    return result
+
+
+def replay(settings: Settings, service: str) -> dict[str, Any]:
+    lifecycle.check_service(service)
+    if service != "query":
+        raise UsageError(f"{service} has no read model to rebuild; only query has: "
+                         "msshop replay query")
+    state = lifecycle.running_state(settings)
+    status, answer = ShopClient(state, timeout=600).exchange(
+        "query", "POST", "/replay", headers={"authorization": f"Bearer {state.token}"})
+    if status != 200:
+        raise ServiceError(answer.get("error", f"query answered HTTP {status}"), status)
     result: dict[str, Any] = answer
     return result

@@ -505,3 +505,10 @@ def dead_letters(out: Console, page: dict[str, Any]) -> None:
     note(out, f"{page['count']:,} dead letter(s); newest first:")
     for item in page["dead_letters"]:
         note(out, f"{item['position']:>7} {item['type'] or '?':<15} {item['reason']}")
+
+
+def replayed(out: Console, result: dict[str, Any]) -> None:
+    note(out, f"rebuilt the read model from position 0: {result['events']:,} events in "
+              f"{result['seconds']:.2f} s ({result['per_second']:,.0f} events/s), swapped in at "
+              f"position {result['position']:,} (it was at {result['position_before']:,}), "
+              f"{result['dead_letters']:,} dead letter(s)")

@@ -12,7 +12,6 @@ the service (and `status` shows what is injected).
 from __future__ import annotations
 
 import asyncio
-import hmac
 import random
 from typing import Any
 
@@ -21,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from msshop.platform.http import HttpError, json_response, read_body
+from msshop.platform.http import HttpError, json_response, read_body, require_token
 
 EXEMPT = frozenset({"/health", "/spans", "/chaos"})
 
@@ -49,7 +48,7 @@ class Chaos:
                 "error_rate": f.error_rate}
 
     async def endpoint(self, request: Request) -> Response:
-        self._authorize(request.headers.get("authorization"))
+        require_token(request, self.token, "chaos")
         faults = await read_body(request, Faults)
         if faults.clear:
             faults = Faults()
@@ -61,12 +60,6 @@ class Chaos:
         self.faults = faults
         return json_response({"service": self.service, "chaos": self.active()})
 
-    def _authorize(self, header: str | None) -> None:
-        if not header or not header.lower().startswith("bearer "):
-            raise HttpError(401, "chaos needs the sandbox's token: send 'authorization: "
-                                 "Bearer <token from state.json>', or use: msshop chaos")
-        if self.token is None or not hmac.compare_digest(header[7:].strip(), self.token):
-            raise HttpError(403, "chaos refused: that is not this sandbox's token")
 
 class ChaosMiddleware:
     """Delays and fails requests as the service's Chaos says (pure ASGI)."""

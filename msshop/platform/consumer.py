@@ -85,19 +85,42 @@ class Consumer:
         self._decoder = msgspec.json.Decoder(Batch)
 
     async def start(self) -> None:
+        """Resume from the stored position, and follow the bus until close()."""
+        self._load()
+        self._first_read = True
+        self._task = asyncio.create_task(self._run(), name=f"{self.name}-consumer")
+
+    def _load(self) -> None:
         conn = self._connection()
         row = conn.execute("SELECT position FROM consumer_offsets WHERE consumer = ?",
                            (self.name,)).fetchone()
         self.position = row[0] if row else 0
         self.head = max(self.head, self.position)
         (self.dead,) = conn.execute("SELECT count(*) FROM dead_letters").fetchone()
-        self._task = asyncio.create_task(self._run(), name=f"{self.name}-consumer")
 
     async def close(self) -> None:
         if self._task is not None:
             self._task.cancel()
             with suppress(asyncio.CancelledError):
                 await self._task
+            self._task = None
+            self.listening = False
+
+    async def catch_up(self) -> int:
+        """Read and apply from the stored position until the bus has nothing newer, then
+        return how many events were applied (for rebuilds: no long-poll, no task)."""
+        self._load()
+        applied = self.applied
+        while True:
+            reply = await self.peers.get(
+                "bus", f"/events?after={self.position}&limit={BATCH}&wait_ms=0", raw=True)
+            if reply.status != 200:
+                raise HttpError(503, f"the bus answered HTTP {reply.status}", dependency="bus")
+            batch = self._decoder.decode(reply.data)
+            self.head = max(batch.head, self.position)
+            if not batch.events:
+                return self.applied - applied
+            self.apply_batch(batch.events)
 
     async def _run(self) -> None:
         pause = BACKOFF[0]

@@ -42,12 +42,13 @@ def migrate(conn: sqlite3.Connection, migrations: Sequence[str]) -> None:
     (current,) = conn.execute("PRAGMA user_version").fetchone()
     for number, script in enumerate(migrations[current:], start=current + 1):
         with transaction(conn):
-            for statement in _statements(script):
+            for statement in statements(script):
                 conn.execute(statement)
             conn.execute(f"PRAGMA user_version={number}")
 
 
-def _statements(script: str) -> list[str]:
+def statements(script: str) -> list[str]:
+    """The statements of a script of plain DDL/DML (no semicolons inside literals)."""
     return [s.strip() for s in script.split(";") if s.strip()]
 
 

@@ -7,6 +7,7 @@ should know what went wrong and what to do.
 
 from __future__ import annotations
 
+import hmac
 import logging
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -47,6 +48,17 @@ async def read_body(request: Request, kind: type[T]) -> T:
         raise HttpError(422, f"invalid request body: {exc}") from None
     except msgspec.DecodeError as exc:
         raise HttpError(422, f"request body is not valid JSON: {exc}") from None
+
+
+def require_token(request: Request, token: str | None, what: str) -> None:
+    """Only callers that hold the sandbox's token (in its state file, mode 0600) may `what`:
+    401 without one, 403 with a wrong one."""
+    header = request.headers.get("authorization")
+    if not header or not header.lower().startswith("bearer "):
+        raise HttpError(401, f"{what} needs the sandbox's token: send 'authorization: Bearer "
+                             "<token from state.json>', or use the msshop command")
+    if token is None or not hmac.compare_digest(header[7:].strip(), token):
+        raise HttpError(403, f"{what} refused: that is not this sandbox's token")
 
 
 def id_param(request: Request, name: str) -> int:

@@ -185,3 +185,29 @@ def test_deadletters_lists_what_could_not_be_applied(sandbox: Sandbox) -> None:
     assert listed[1].split() == ["1", "UserVanished", "unknown", "event", "type",
                                  "'UserVanished'"]
     assert "1 dead letter(s)" in sandbox.run("status", check=True).stdout
+
+
+def test_replay_rebuilds_the_read_model_from_the_log_while_running(sandbox: Sandbox) -> None:
+    sandbox.run("seed", "--users", "50", "--products", "20", "--orders", "3000", check=True)
+    client = sandbox.client()
+    client.request("products", "PATCH", "/products/1", {"title": "Renamed"})
+    caught_up(client, timeout=30)
+    with sqlite3.connect(sandbox.root / "data" / "query.db") as conn:  # the test breaks it
+        conn.execute("DELETE FROM orders_replica WHERE user_id = 1")
+    assert sandbox.run("verify").returncode == 1
+    result = sandbox.run("replay", "query", check=True).stdout
+    assert result.startswith("rebuilt the read model from position 0: 3,071 events in ")
+    assert sandbox.run("verify").returncode == 0
+    with sqlite3.connect(sandbox.root / "data" / "query.db") as conn:
+        tables = {n for (n,) in conn.execute("SELECT name FROM sqlite_master")}
+    assert "orders_replica_next" not in tables and "orders_replica_by_product" in tables
+    # it goes on consuming after the swap
+    order = client.request("orders", "POST", "/orders?wait_published_ms=2000",
+                           {"user_id": 2, "product_id": 1})
+    after = client.request("query", "GET",
+                           f"/user-orders/2?after={order['event']['position']}")
+    assert order["id"] in [o["order_id"] for o in after["orders"]]
+    refused = client.exchange("query", "POST", "/replay")
+    assert refused[0] == 401
+    other = sandbox.run("replay", "orders")
+    assert other.returncode == 2 and "orders has no read model to rebuild" in other.stderr

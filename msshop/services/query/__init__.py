@@ -9,6 +9,7 @@ strategies, chosen per request:
     GET /bench/floor/{user_id}   one indexed read of its own file: the stack's floor
     GET /bench/lag?since=T       replication lag of the events that occurred since T
     GET /dead-letters?limit=N    events the read model could not apply, with the reason
+    POST /replay                 rebuild the read model from position 0 (sandbox token)
 
 - replicated: from its own read model, built by consuming the bus; the answer says how
   fresh it is (position applied, bus head last seen) and the trace names the events the
@@ -34,9 +35,10 @@ from msshop.platform.http import (
     int_query,
     json_response,
     query_value,
+    require_token,
 )
 from msshop.platform.tracing import current_trace_id
-from msshop.services.query import direct_call, projection, replicated
+from msshop.services.query import direct_call, projection, rebuild, replicated
 
 MIGRATIONS = [projection.SCHEMA + ";" + CONSUMER_SCHEMA]
 STRATEGIES = ("replicated", "direct-call")
@@ -128,15 +130,29 @@ def create_app(ctx: ServiceContext) -> Starlette:
             {"position": p, "event_id": i, "type": t, "reason": r, "dead_at": at,
              "body": bytes(b[:500]).decode(errors="replace")} for p, i, t, r, at, b in rows]})
 
+    rebuilding: list[bool] = []
+
+    async def replay(request: Request) -> Response:
+        """Rebuild the read model from position 0 of the bus, then swap it in."""
+        require_token(request, ctx.token, "replay")
+        if rebuilding:
+            raise HttpError(409, "a rebuild is already running; wait for it to finish")
+        rebuilding.append(True)
+        try:
+            return json_response(await rebuild.rebuild(lambda: db.conn, peers, consumer))
+        finally:
+            rebuilding.clear()
+
     def health() -> dict[str, Any]:
-        return {**db.health(), "consumer": consumer.health()}
+        return {**db.health(), "consumer": consumer.health(), "rebuilding": bool(rebuilding)}
 
     return service_app(
         ctx.name,
         [Route("/user-orders/{user_id}", user_orders, methods=["GET"]),
          Route("/bench/floor/{user_id}", floor, methods=["GET"]),
          Route("/bench/lag", lag, methods=["GET"]),
-         Route("/dead-letters", dead_letters, methods=["GET"])],
+         Route("/dead-letters", dead_letters, methods=["GET"]),
+         Route("/replay", replay, methods=["POST"])],
         health,
         [db, peers, consumer],
         ctx.tracer,

@@ -17,8 +17,8 @@ from msshop import events
 from msshop.events import Event
 from msshop.platform.consumer import Poison
 
-SCHEMA = """
-CREATE TABLE users_replica (
+SCHEMA_TEMPLATE = """
+CREATE TABLE {users} (
     id INTEGER PRIMARY KEY,
     name TEXT NOT NULL,
     email TEXT NOT NULL,
@@ -27,7 +27,7 @@ CREATE TABLE users_replica (
     event_id TEXT NOT NULL,
     occurred_at REAL NOT NULL
 );
-CREATE TABLE products_replica (
+CREATE TABLE {products} (
     id INTEGER PRIMARY KEY,
     title TEXT NOT NULL,
     price_cents INTEGER NOT NULL,
@@ -36,7 +36,7 @@ CREATE TABLE products_replica (
     event_id TEXT NOT NULL,
     occurred_at REAL NOT NULL
 );
-CREATE TABLE orders_replica (
+CREATE TABLE {orders} (
     user_id INTEGER NOT NULL,
     id INTEGER NOT NULL,
     product_id INTEGER NOT NULL,
@@ -50,7 +50,7 @@ CREATE TABLE orders_replica (
     product_version INTEGER,
     PRIMARY KEY (user_id, id)
 ) WITHOUT ROWID;
-CREATE INDEX orders_replica_by_product ON orders_replica (product_id)
+CREATE INDEX {orders}_by_product ON {orders} (product_id)
 """
 # orders_replica is the answer, stored in the shape of the question:
 # - clustered by user, so one user's orders are neighbours on disk and one range read finds
@@ -59,6 +59,8 @@ CREATE INDEX orders_replica_by_product ON orders_replica (product_id)
 #   needs no join. The price is paid on the write side: a product event that wins rewrites
 #   the copies in every order of that product (orders_replica_by_product finds them).
 TABLES = ["users_replica", "products_replica", "orders_replica"]
+SCHEMA = SCHEMA_TEMPLATE.format(users="users_replica", products="products_replica",
+                                orders="orders_replica")
 
 
 class UserData(msgspec.Struct):
@@ -92,41 +94,65 @@ def _data(event: Event, kind: type[Any]) -> Any:
     return data
 
 
-def apply(conn: sqlite3.Connection, event: Event, position: int) -> None:
-    """Apply one event to the read model (inside the consumer's batch transaction)."""
-    source = (position, event.id, event.occurred_at)
-    if event.type == events.USER_SIGNED_UP:
-        user = _data(event, UserData)
-        conn.execute(
-            "INSERT INTO users_replica (id, name, email, version, position, event_id, "
+class Projection:
+    """Applies events to one set of read-model tables. The live tables are the default;
+    a rebuild writes a second set (suffix "_next") in the same file, then swaps it in."""
+
+    def __init__(self, suffix: str = "") -> None:
+        self.suffix = suffix
+        self.tables = {name: f"{name}_replica{suffix}"
+                       for name in ("users", "products", "orders")}
+        t = self.tables
+        self.schema = SCHEMA_TEMPLATE.format(**t)
+        self.upsert_user = (
+            f"INSERT INTO {t['users']} (id, name, email, version, position, event_id, "
             "occurred_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
             "name = excluded.name, email = excluded.email, version = excluded.version, "
             "position = excluded.position, event_id = excluded.event_id, "
-            "occurred_at = excluded.occurred_at WHERE excluded.version > users_replica.version",
-            (user.id, user.name, user.email, event.aggregate_version, *source))
-    elif event.type in (events.PRODUCT_CREATED, events.PRODUCT_UPDATED):
-        product = _data(event, ProductData)
-        won = conn.execute(
-            "INSERT INTO products_replica (id, title, price_cents, version, position, event_id, "
-            "occurred_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+            f"occurred_at = excluded.occurred_at WHERE excluded.version > {t['users']}.version")
+        self.upsert_product = (
+            f"INSERT INTO {t['products']} (id, title, price_cents, version, position, "
+            "event_id, occurred_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
             "title = excluded.title, price_cents = excluded.price_cents, "
             "version = excluded.version, position = excluded.position, "
             "event_id = excluded.event_id, occurred_at = excluded.occurred_at "
-            "WHERE excluded.version > products_replica.version",
-            (product.id, product.title, round(product.price * 100), event.aggregate_version,
-             *source)).rowcount
-        if won:
-            conn.execute("UPDATE orders_replica SET title = ?, product_position = ?, "
-                         "product_version = ? WHERE product_id = ?",
-                         (product.title, position, event.aggregate_version, product.id))
-    elif event.type == events.ORDER_PLACED:
-        order = _data(event, OrderData)
-        conn.execute(
-            "INSERT OR IGNORE INTO orders_replica (id, user_id, product_id, quantity, "
+            f"WHERE excluded.version > {t['products']}.version")
+        self.copy_product = (f"UPDATE {t['orders']} SET title = ?, product_position = ?, "
+                             "product_version = ? WHERE product_id = ?")
+        self.insert_order = (
+            f"INSERT OR IGNORE INTO {t['orders']} (id, user_id, product_id, quantity, "
             "unit_price_cents, position, event_id, occurred_at, title, product_position, "
             "product_version) SELECT ?, ?, ?, ?, ?, ?, ?, ?, p.title, p.position, p.version "
-            "FROM (SELECT 1) LEFT JOIN products_replica AS p ON p.id = ?",
-            (order.id, order.user_id, order.product_id, order.quantity,
-             round(order.unit_price * 100), *source, order.product_id))
-    else:
-        raise Poison(f"unknown event type {event.type!r}")
+            f"FROM (SELECT 1) LEFT JOIN {t['products']} AS p ON p.id = ?")
+
+    def apply(self, conn: sqlite3.Connection, event: Event, position: int) -> None:
+        """Apply one event to the read model (inside the consumer's batch transaction)."""
+        source = (position, event.id, event.occurred_at)
+        if event.type == events.USER_SIGNED_UP:
+            user = _data(event, UserData)
+            conn.execute(self.upsert_user, (user.id, user.name, user.email,
+                                            event.aggregate_version, *source))
+        elif event.type in (events.PRODUCT_CREATED, events.PRODUCT_UPDATED):
+            # Full state in every product event: an update that arrives before the creation
+            # is applied, and the late creation then loses on version (reordering harmless).
+            product = _data(event, ProductData)
+            won = conn.execute(self.upsert_product, (
+                product.id, product.title, round(product.price * 100),
+                event.aggregate_version, *source)).rowcount
+            if won:
+                conn.execute(self.copy_product, (product.title, position,
+                                                 event.aggregate_version, product.id))
+        elif event.type == events.ORDER_PLACED:
+            # Not poison if its user or product is not seen yet: those come from other
+            # services' relays, and nothing orders one service's events against another's.
+            # The order is kept; its title shows as not replicated until the product arrives.
+            order = _data(event, OrderData)
+            conn.execute(self.insert_order, (
+                order.id, order.user_id, order.product_id, order.quantity,
+                round(order.unit_price * 100), *source, order.product_id))
+        else:
+            raise Poison(f"unknown event type {event.type!r}")
+
+
+LIVE = Projection()
+apply = LIVE.apply

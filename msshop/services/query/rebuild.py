@@ -1,0 +1,57 @@
+"""Rebuild the read model from position 0 of the bus while the service keeps answering.
+
+The new read model is built in a second set of tables in the same file (`*_replica_next`:
+the query service may open no other file), from the whole log, then swapped in with the
+consumer's position in one transaction. Meanwhile the live consumer is paused and answers
+come from the old tables, saying how far behind they are; afterwards the live consumer goes
+on from the rebuilt model's position.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from msshop.platform.consumer import Consumer
+from msshop.platform.db import statements, transaction
+from msshop.platform.http import Peers
+from msshop.services.query.projection import LIVE, Projection
+
+REBUILDER = "query-rebuild"
+
+
+async def rebuild(connection: Callable[[], Any], peers: Peers, live: Consumer) -> dict[str, Any]:
+    conn = connection()
+    shadow = Projection("_next")
+    with transaction(conn):
+        for table in shadow.tables.values():
+            conn.execute(f"DROP TABLE IF EXISTS {table}")
+        for statement in statements(shadow.schema):
+            conn.execute(statement)
+        conn.execute("DELETE FROM consumer_offsets WHERE consumer = ?", (REBUILDER,))
+    before = live.position
+    await live.close()
+    try:
+        rebuilder = Consumer(REBUILDER, connection, peers, shadow.apply)
+        started = time.perf_counter()
+        applied = await rebuilder.catch_up()
+        seconds = time.perf_counter() - started
+        with transaction(conn):
+            for name, table in shadow.tables.items():
+                conn.execute(f"DROP TABLE {LIVE.tables[name]}")
+                conn.execute(f"ALTER TABLE {table} RENAME TO {LIVE.tables[name]}")
+            # an index keeps its name through a rename: give the live one its own back
+            orders = LIVE.tables["orders"]
+            conn.execute(f"DROP INDEX {shadow.tables['orders']}_by_product")
+            conn.execute(f"CREATE INDEX {orders}_by_product ON {orders} (product_id)")
+            # the live consumer takes over the rebuilder's position (none: an empty log)
+            conn.execute("DELETE FROM consumer_offsets WHERE consumer = ?", (live.name,))
+            conn.execute("UPDATE consumer_offsets SET consumer = ? WHERE consumer = ?",
+                         (live.name, REBUILDER))
+    finally:
+        await live.start()  # from the swapped-in position, or the old one if this failed
+    return {"events": applied, "seconds": seconds,
+            "per_second": applied / seconds if seconds else 0.0,
+            "position": rebuilder.position, "position_before": before,
+            "dead_letters": rebuilder.dead}
