@@ -71,6 +71,11 @@ SETTINGS: tuple[Setting, ...] = (
         "seconds, more than 0 and at most 300",
         lambda v: 0 < v <= 300,
     ),
+    *(Setting(
+        f"timeouts.{name}", float, 0.0, f"MSSHOP_TIMEOUT_{name.upper()}",
+        "seconds from 0 to 300; 0 means services.http_timeout",
+        lambda v: 0 <= v <= 300,
+    ) for name in ("bus", "users", "products", "orders")),
     Setting(
         "services.log_level", str, "info", "MSSHOP_LOG_LEVEL",
         "one of " + ", ".join(LOG_LEVELS),
@@ -107,6 +112,7 @@ class Settings:
     startup_timeout: float
     stop_timeout: float
     http_timeout: float
+    timeouts: dict[str, float]  # per dependency; absent: http_timeout
     log_level: str
     seed_users: int
     seed_products: int
@@ -122,6 +128,8 @@ class Settings:
             startup_timeout=values["services.startup_timeout"],
             stop_timeout=values["services.stop_timeout"],
             http_timeout=values["services.http_timeout"],
+            timeouts={key.partition(".")[2]: value for key, value in values.items()
+                      if key.startswith("timeouts.") and value},
             log_level=values["services.log_level"],
             seed_users=values["seed.users"],
             seed_products=values["seed.products"],

@@ -155,6 +155,7 @@ class Supervisor:
             db_path=Path(service.db),
             peer_urls={n: s.url for n, s in state.services.items() if n != name},
             http_timeout=self.settings.http_timeout,
+            timeouts=dict(self.settings.timeouts),
             token=state.token,
         )
         process = ServiceProcess(BY_NAME[name], context, Path(service.log),

@@ -18,6 +18,7 @@ class ServiceContext:
     db_path: Path
     peer_urls: dict[str, str] = field(default_factory=dict)  # other services by name
     http_timeout: float = 2.0
+    timeouts: dict[str, float] = field(default_factory=dict)  # per dependency
     token: str | None = None  # the sandbox's secret: POST /chaos needs it
     options: dict[str, Any] = field(default_factory=dict)
     tracer: Tracer = field(init=False, compare=False)
@@ -29,7 +30,7 @@ class ServiceContext:
         return Database(self, migrations, tables)
 
     def peers(self) -> Peers:
-        return Peers(self.peer_urls, self.http_timeout, self.tracer)
+        return Peers(self.peer_urls, self.http_timeout, self.tracer, self.timeouts)
 
 
 class Database:

@@ -135,10 +135,11 @@ class Peers:
     naming the dependency and the fix; 4xx answers come back as a Reply to judge.
     """
 
-    def __init__(self, urls: dict[str, str], timeout: float, tracer: Tracer | None = None
-                 ) -> None:
+    def __init__(self, urls: dict[str, str], timeout: float, tracer: Tracer | None = None,
+                 timeouts: dict[str, float] | None = None) -> None:
         self.urls = urls
         self.timeout = timeout
+        self.timeouts = timeouts or {}  # per dependency, overriding `timeout`
         self.tracer = tracer
         self._session: aiohttp.ClientSession | None = None
 
@@ -178,7 +179,7 @@ class Peers:
         headers = {"content-type": "application/json"} if data is not None else {}
         if span is not None:
             headers["traceparent"] = traceparent(span)
-        limit = self.timeout if timeout is None else timeout
+        limit = timeout if timeout is not None else self.timeouts.get(service, self.timeout)
         try:
             async with self._session.request(
                     method, url, data=data, headers=headers,

@@ -8,10 +8,11 @@ import os
 import signal
 import sqlite3
 import time
+from pathlib import Path
 
 from msshop import events
 from msshop.question import caught_up
-from tests.conftest import Sandbox
+from tests.conftest import Sandbox, start_sandbox, stop_sandbox
 
 
 def test_read_your_writes_with_after(sandbox: Sandbox) -> None:
@@ -211,3 +212,22 @@ def test_replay_rebuilds_the_read_model_from_the_log_while_running(sandbox: Sand
     assert refused[0] == 401
     other = sandbox.run("replay", "orders")
     assert other.returncode == 2 and "orders has no read model to rebuild" in other.stderr
+
+
+def test_timeouts_are_per_dependency(tmp_path: Path) -> None:
+    sandbox = start_sandbox(tmp_path / "sandbox", MSSHOP_TIMEOUT_USERS="0.05")
+    try:
+        client = sandbox.client()
+        client.request("users", "POST", "/users", {"email": "t@example.com", "name": "T"})
+        sandbox.run("chaos", "orders", "--latency", "150", check=True)
+        # orders is slow but within the default 2 s: answered
+        assert client.request("query", "GET", "/user-orders/1?strategy=direct-call")["user"]
+        sandbox.run("chaos", "users", "--latency", "150", check=True)
+        status, answer = client.exchange("query", "GET", "/user-orders/1?strategy=direct-call")
+        assert (status, answer["error"]) == (503, "users did not answer within 0.05 s")
+        spans = sandbox.run("query", "--user", "1", "--strategy", "direct-call", "--json")
+        assert spans.returncode == 1  # the trace was stored all the same
+        trace = sandbox.run("trace", "last", check=True).stdout
+        assert "GET users" in trace and "timeout" in trace
+    finally:
+        stop_sandbox(sandbox)
