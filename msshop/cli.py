@@ -441,12 +441,22 @@ def bench(
 
 
 @app.command()
-def demo(ctx: typer.Context) -> None:
-    """Start a throw-away sandbox, seed it, show the shop, stop it. Example: msshop demo"""
-    from msshop import demo as demo_module
+def demo(
+    ctx: typer.Context,
+    name: str = typer.Argument("lesson", help="lesson, outage, lag or replay."),
+    no_pause: bool = typer.Option(False, "--no-pause",
+                                  help="Run straight through, for recording and CI."),
+    speed: float = typer.Option(1.0, "--speed", metavar="FACTOR",
+                                help="With --no-pause: shorter (>1) or longer (<1) pauses."),
+) -> None:
+    """Run a scripted demo in a sandbox of its own. Example: msshop demo outage --no-pause"""
+    from msshop import demo as demos
     from msshop import render
 
-    demo_module.run(settings(ctx), render.console())
+    console = render.console()
+    pause = not no_pause and sys.stdin.isatty()  # nobody to press Enter: run straight through
+    steps = demos.run(name, pause, speed, console, wait=lambda: render.wait_for_enter(console))
+    render.note(console, f"demo '{name}' done: {steps} steps, nothing left behind")
 
 
 def fail(error: MsshopError) -> NoReturn:

@@ -1,60 +1,150 @@
-"""`msshop demo`: a throw-away sandbox, seeded, shown, and stopped, leaving nothing behind.
+"""`msshop demo [NAME]`: scripted demos for a terminal, defined as data (configs/demos/*.toml,
+shipped in the package as msshop.configs.demos).
 
-This first version walks the sandbox itself: up -> seed -> a listing -> down. The scripted
-lessons (monolith join, direct-call, replicated, compare) come with the query service.
+Each step prints a short narration and the exact command, runs that command as a person
+would (a real `msshop` process, in a sandbox of its own in a temporary directory, on free
+ports), shows its output and checks the line the step expects. Between steps it waits for
+Enter, or, with --no-pause, a moment scaled by --speed. However it ends (done, a step that
+went wrong, Ctrl-C), the sandbox is stopped and its directory removed.
+
+A step in TOML:  say = "...", run = "msshop ...", expect = "a line to see",
+                 fails = true (the command is meant to fail),
+                 capture = { name = "position", pattern = 'bus position (\\d+)' }
+                 (later steps may use {position} in `run`).
 """
 
 from __future__ import annotations
 
-import dataclasses
+import os
+import re
+import shlex
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from msshop import render
-from msshop.client import ShopClient
-from msshop.config import Settings
-from msshop.orchestrator import lifecycle
-from msshop.seed import SeedPlan, seed
+from msshop.errors import MsshopError, UsageError
 
-DEMO_PLAN = SeedPlan(users=100, products=40, orders=1000, seed=42)
+DEFAULT = "lesson"
+PAUSE_SECONDS = 1.0  # between steps with --no-pause, divided by --speed
+STEP_TIMEOUT = 300
 
 
-def run(settings: Settings, console: Any) -> None:
-    root = Path(tempfile.mkdtemp(prefix="msshop-demo-"))
-    config = dataclasses.replace(settings, sandbox_dir=root / "sandbox", base_port=0)
+@dataclass(frozen=True)
+class Step:
+    say: str
+    run: str
+    expect: str | None = None
+    fails: bool = False
+    capture: dict[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    title: str
+    summary: str
+    steps: tuple[Step, ...] = field(default_factory=tuple)
+
+
+def available() -> dict[str, Any]:
+    """Demo files by name: from the installed package (configs/ ships as msshop.configs),
+    or, when msshop runs from a source checkout, from configs/demos beside it."""
+    folder: Any
     try:
-        render.step(console, "Start the shop: users, products and orders, each its own "
-                             "process with its own SQLite file.",
-                    f"export MSSHOP_SANDBOX={config.sandbox_dir} MSSHOP_BASE_PORT=0\n"
-                    "msshop up --detach")
-        started = time.perf_counter()
-        state, _ = lifecycle.up_detached(config)
-        render.ready(console, state, time.perf_counter() - started)
-        try:
-            client = ShopClient(state)
-            render.step(console, "Fill it with people, products and purchases, written "
-                                 "through the services' own APIs.",
-                        f"msshop seed --users {DEMO_PLAN.users} --products "
-                        f"{DEMO_PLAN.products} --orders {DEMO_PLAN.orders}")
-            with render.seed_progress(console) as progress:
-                report = seed(client, DEMO_PLAN, progress)
-            render.seed_report(console, report)
-            render.step(console, "Each service answers only for its own data.",
-                        "msshop products --limit 8")
-            render.products(console, client.request("products", "GET", "/products?limit=8"))
-            render.step(console, "The orders service knows user 1's purchases, but not "
-                                 "what the products are: that lives in another service.",
-                        "curl " + state.services["orders"].url + "/orders?user_id=1")
-            answer = client.request("orders", "GET", "/orders?user_id=1")
-            render.orders(console, answer["orders"][:8], len(answer["orders"]))
-            render.step(console, "Where each one keeps its data, and how many rows.",
-                        "msshop status")
-            render.status(console, lifecycle.status(config))
-        finally:
-            render.step(console, "Stop everything.", "msshop down")
-            render.stopped(console, lifecycle.down(config))
+        folder = resources.files("msshop.configs.demos")
+    except ModuleNotFoundError:
+        folder = Path(__file__).resolve().parent.parent / "configs" / "demos"
+    return {Path(item.name).stem: item for item in folder.iterdir()
+            if item.name.endswith(".toml")}
+
+
+def load(name: str) -> Scenario:
+    files = available()
+    if name not in files:
+        raise UsageError(f"no demo named '{name}'; choose one of: " + ", ".join(sorted(files)))
+    try:
+        data = tomllib.loads(files[name].read_text(encoding="utf-8"))
+        steps = tuple(Step(**step) for step in data["steps"])
+        return Scenario(data["name"], data["title"], data["summary"].strip(), steps)
+    except (tomllib.TOMLDecodeError, KeyError, TypeError) as exc:
+        raise MsshopError(f"demo '{name}' is malformed: {exc}") from None
+
+
+class StepFailed(MsshopError):
+    pass
+
+
+def run(name: str, pause: bool, speed: float, console: Any,
+        wait: Callable[[], None] | None = None) -> int:
+    """Run a demo; returns how many steps ran. Raises StepFailed on a step that went wrong."""
+    if speed <= 0:
+        raise UsageError(f"--speed {speed:g} must be more than 0")
+    scenario = load(name)
+    root = Path(tempfile.mkdtemp(prefix=f"msshop-demo-{name}-"))
+    env = child_environment(root, console)
+    render.demo_title(console, scenario.title, scenario.summary, root / "sandbox")
+    captured: dict[str, str] = {}
+    started_sandbox = False
+    done = 0
+    try:
+        for number, step in enumerate(scenario.steps, start=1):
+            command = step.run.format(**captured)
+            render.step(console, f"{number}. {step.say}", command)
+            args = shlex.split(command)
+            if not args or args[0] != "msshop":
+                raise StepFailed(f"demo '{name}' step {number} does not run msshop: {command}")
+            result = subprocess.run([sys.executable, "-m", "msshop", *args[1:]], env=env,
+                                    capture_output=True, text=True, timeout=STEP_TIMEOUT)
+            started_sandbox = started_sandbox or args[1:2] == ["up"]
+            output = result.stdout + result.stderr
+            render.command_output(console, output)
+            check(step, number, result.returncode, output)
+            if step.capture:
+                found = re.search(step.capture["pattern"], output)
+                if found is None:
+                    raise StepFailed(f"step {number} did not print what it should: no match for "
+                                     f"{step.capture['pattern']!r}")
+                captured[step.capture["name"]] = found.group(1)
+            done = number
+            if number < len(scenario.steps):
+                if pause and wait is not None:
+                    wait()
+                else:
+                    time.sleep(PAUSE_SECONDS / speed)
     finally:
+        if started_sandbox:  # whatever happened: nothing left running, nothing left behind
+            subprocess.run([sys.executable, "-m", "msshop", "down"], env=env,
+                           capture_output=True, timeout=STEP_TIMEOUT)
         shutil.rmtree(root, ignore_errors=True)
+    return done
+
+
+def check(step: Step, number: int, code: int, output: str) -> None:
+    if step.fails and code == 0:
+        raise StepFailed(f"step {number} was meant to fail, and did not")
+    if not step.fails and code != 0:
+        raise StepFailed(f"step {number} failed (exit {code}); its output is above")
+    if step.expect and step.expect not in output:
+        raise StepFailed(f"step {number} did not print {step.expect!r}")
+
+
+def child_environment(root: Path, console: Any) -> dict[str, str]:
+    """The commands run in the demo's own sandbox, at the demo's width and colours."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MSSHOP_")}
+    env.update(MSSHOP_SANDBOX=str(root / "sandbox"), MSSHOP_BASE_PORT="0",
+               COLUMNS=str(render.width(console)))
+    if render.uses_colour(console):
+        env["FORCE_COLOR"] = "1"  # the commands' output is captured, not a terminal
+    else:
+        env.pop("FORCE_COLOR", None)
+        env["NO_COLOR"] = "1"
+    return env

@@ -94,7 +94,7 @@ def replication_lines(status: dict[str, Any]) -> list[str]:
         lines.append("outbox backlog: " + ", ".join(outboxes))
     for name, s in by_name.items():
         if "outbox" in s and s["outbox"]["error"]:
-            lines.append(f"  {name}'s relay is retrying: {s['outbox']['error']}")
+            lines.append(f"  the {name} relay is retrying: {s['outbox']['error']}")
     if "head" in by_name.get("bus", {}):
         lines.append(f"bus: head at position {by_name['bus']['head']:,}")
     consumer = by_name.get("query", {}).get("consumer")
@@ -255,6 +255,35 @@ def orders(out: Console, orders: list[dict[str, Any]], total: int) -> None:
         out.print(Text(f"... and {total - len(orders)} more", style="dim"))
 
 
+def demo_title(out: Console, title: str, summary: str, sandbox: Path) -> None:
+    out.print(Text(title, style="bold"))
+    out.print(Text(" ".join(summary.split())))
+    out.print(Text(f"(a sandbox of its own: {sandbox}, on free ports; removed at the end)",
+                   style="dim"), soft_wrap=True)
+
+
+def command_output(out: Console, output: str) -> None:
+    """A command's output exactly as it printed it (its colours included, if any)."""
+    out.file.write(output if output.endswith("\n") or not output else output + "\n")
+    out.file.flush()
+
+
+def width(out: Console) -> int:
+    return out.width
+
+
+def uses_colour(out: Console) -> bool:
+    return out.color_system is not None and not out.no_color
+
+
+def wait_for_enter(out: Console) -> None:
+    out.print(Text("(Enter for the next step)", style="dim"), end="")
+    try:
+        input()
+    except EOFError:
+        out.print()
+
+
 def step(out: Console, narration: str, command: str) -> None:
     """A demo step: what it shows, and the command the audience can type themselves."""
     out.print()
@@ -333,6 +362,11 @@ def freshness(fresh: dict[str, Any] | None) -> str:
     if not fresh or fresh.get("live"):
         return "live: read from the owning services just now"
     head_age = fresh.get("head_seen_ms_ago")
+    if fresh.get("bus_error"):
+        seen = f", {head_age:,.0f} ms ago" if head_age is not None else ""
+        return (f"read model at bus position {fresh['position']:,}; the bus is unreachable "
+                f"({fresh['bus_error']}), its head was {fresh['bus_head']:,} when last "
+                f"seen{seen}: newer writes may be missing")
     if fresh.get("listening"):
         seen = "listening to the bus"
     elif head_age is not None:
@@ -340,11 +374,8 @@ def freshness(fresh: dict[str, Any] | None) -> str:
     else:
         seen = "bus not reached yet"
     state = "caught up" if fresh["caught_up"] else f"{fresh['behind']:,} event(s) behind"
-    text = (f"read model at bus position {fresh['position']:,} of {fresh['bus_head']:,} "
+    return (f"read model at bus position {fresh['position']:,} of {fresh['bus_head']:,} "
             f"({state}; {seen})")
-    if fresh.get("bus_error"):
-        text += f"; bus unreachable: {fresh['bus_error']}"
-    return text
 
 
 def _short(values: Any, most: int = 5) -> str:

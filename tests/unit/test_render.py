@@ -58,7 +58,7 @@ def test_status_shows_rows_replication_and_a_crash() -> None:
         "products  crashed  -    7102  -       data/products.db  -",
         "query     running  12   7104  ok      data/query.db     users 1,200",
         "outbox backlog: users 3",
-        "  users's relay is retrying: bus is down: connection refused",
+        "  the users relay is retrying: bus is down: connection refused",
         "bus: head at position 1,300",
         "query: read model at position 1,290 of 1,300 (10 behind), 1 dead letter(s)",
         "products crashed: killed by SIGKILL; start it with: msshop start products",
@@ -77,3 +77,11 @@ def test_demo_step_shows_each_command_line_with_a_prompt() -> None:
     out = captured()
     render.step(out, "Start the shop.", "export A=1\nmsshop up --detach")
     assert out.export_text() == "\nStart the shop.\n$ export A=1\n$ msshop up --detach\n"
+
+
+def test_freshness_says_when_the_bus_cannot_be_reached() -> None:
+    text = render.freshness({"position": 130, "bus_head": 130, "behind": 0, "caught_up": False,
+                             "listening": False, "head_seen_ms_ago": 3721.0,
+                             "bus_error": "bus is down"})
+    assert text == ("read model at bus position 130; the bus is unreachable (bus is down), its "
+                    "head was 130 when last seen, 3,721 ms ago: newer writes may be missing")
