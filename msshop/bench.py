@@ -7,6 +7,9 @@ What it reports (ratios within one run are the figures to trust on a noisy machi
 - how replicated and direct-call change with 1, 10, 100 and 1,000 orders per user;
 - purchases per second from one sequential client, and the replication lag of those
   purchases (commit in orders -> applied in the query service's read model);
+- purchases per second sustained by 16 concurrent clients, and the replication lag at a
+  paced 1,000 purchases per second;
+- the read model's rebuild rate (events per second, replaying the whole log);
 - the time from `up` to all five services healthy.
 """
 
@@ -17,6 +20,7 @@ import http.client
 import shutil
 import statistics
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +34,8 @@ from msshop.question import Questioner, caught_up, network_stages
 from msshop.seed import SeedPlan, seed
 
 SIZES = (1, 10, 100, 1000)
+CLIENTS = 16  # concurrent purchasing clients (threads, one connection each)
+LAG_RATE = 1000  # purchases per second for the lag-under-load measurement
 Say = Callable[[str], None]
 
 
@@ -38,12 +44,13 @@ class Plan:
     requests: int  # per latency measurement
     purchases: int
     background: SeedPlan
+    load_seconds: float
 
     @classmethod
     def make(cls, quick: bool) -> Plan:
         if quick:
-            return cls(200, 300, SeedPlan(200, 60, 2000, 7))
-        return cls(2000, 3000, SeedPlan(2000, 200, 50_000, 7))
+            return cls(200, 300, SeedPlan(200, 60, 2000, 7), 2.0)
+        return cls(2000, 3000, SeedPlan(2000, 200, 50_000, 7), 10.0)
 
 
 class Timer:
@@ -144,6 +151,65 @@ def measure_everything(state: State, plan: Plan, report: dict[str, Any], tell: S
     lags = client.request("query", "GET", f"/bench/lag?since={since}")["lags_ms"]
     report["purchases"] = {"count": plan.purchases, "per_second": plan.purchases / seconds}
     report["lag_ms"] = summarize(lags)
+
+    tell(f"purchases from {CLIENTS} concurrent clients for {plan.load_seconds:g} s: the "
+         "sustained rate with outbox, bus and read model all working")
+    report["sustained"] = load(state, users[1], plan.background.products, plan.load_seconds,
+                               rate=None)
+    caught_up(client, timeout=120)
+    tell(f"replication lag at {LAG_RATE:,} purchases/s for {plan.load_seconds:g} s")
+    since = time.time()
+    report["paced"] = load(state, users[1], plan.background.products, plan.load_seconds,
+                           rate=LAG_RATE)
+    caught_up(client, timeout=120)
+    report["paced"]["lag_ms"] = summarize(
+        client.request("query", "GET", f"/bench/lag?since={since}")["lags_ms"])
+
+    tell("rebuilding the read model from position 0 of the log")
+    rebuilt = client.exchange("query", "POST", "/replay",
+                              headers={"authorization": f"Bearer {state.token}"})[1]
+    report["rebuild"] = {"events": rebuilt["events"], "seconds": rebuilt["seconds"],
+                         "per_second": rebuilt["per_second"]}
+
+
+def load(state: State, user_id: int, products: int, seconds: float, rate: float | None
+         ) -> dict[str, Any]:
+    """Purchases from CLIENTS threads (each its own kept-alive connection) for `seconds`,
+    as fast as they go or paced to `rate` per second in all; what was confirmed."""
+    confirmed = [0] * CLIENTS
+    failed = [0] * CLIENTS
+    started = time.perf_counter()
+    deadline = started + seconds
+    interval = CLIENTS / rate if rate else 0.0
+
+    def buyer(k: int) -> None:
+        client = ShopClient(state, timeout=30)
+        n = 0
+        next_at = time.perf_counter() + k * interval / CLIENTS
+        while (now := time.perf_counter()) < deadline:
+            if interval:
+                if now < next_at:
+                    time.sleep(next_at - now)
+                next_at += interval
+            n += 1
+            status, _ = client.exchange("orders", "POST", "/orders", {
+                "user_id": user_id, "product_id": 1 + (k + n) % products,
+                "request_id": f"load-{started}-{k}-{n}"})
+            if status in (200, 201):
+                confirmed[k] += 1
+            else:
+                failed[k] += 1
+        client.close()
+
+    threads = [threading.Thread(target=buyer, args=(k,), daemon=True) for k in range(CLIENTS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(seconds + 60)
+    elapsed = time.perf_counter() - started
+    return {"clients": CLIENTS, "seconds": elapsed, "confirmed": sum(confirmed),
+            "failed": sum(failed), "per_second": sum(confirmed) / elapsed,
+            "target_per_second": rate}
 
 
 def stages(questioner: Questioner, user_id: int, strategy: str) -> int:

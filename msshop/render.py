@@ -525,6 +525,15 @@ def bench(out: Console, report: dict[str, Any]) -> None:
     note(out, f"purchases: {report['purchases']['count']:,} from one client at "
               f"{report['purchases']['per_second']:,.0f}/s; replication lag p50 "
               f"{lag['p50']:.2f} ms, p99 {lag['p99']:.2f} ms")
+    sustained, paced = report["sustained"], report["paced"]
+    note(out, f"sustained: {sustained['per_second']:,.0f} purchases/s from "
+              f"{sustained['clients']} clients ({sustained['failed']:,} refused)")
+    note(out, f"paced at {paced['target_per_second']:,.0f}/s: {paced['per_second']:,.0f}/s "
+              f"achieved; replication lag p50 {paced['lag_ms']['p50']:.2f} ms, p99 "
+              f"{paced['lag_ms']['p99']:.2f} ms")
+    note(out, f"rebuild: {report['rebuild']['events']:,} events in "
+              f"{report['rebuild']['seconds']:.2f} s ({report['rebuild']['per_second']:,.0f}"
+              " events/s)")
     note(out, f"up: {report['up_ms']:.0f} ms from `up` to all healthy (fork to healthy "
               f"{report['fork_to_healthy_ms']:.0f} ms)")
 

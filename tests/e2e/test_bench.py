@@ -22,5 +22,9 @@ def test_bench_quick_measures_every_strategy_in_its_own_sandbox(tmp_path: Path) 
         assert (by["replicated"]["stages"], by["direct-call"]["stages"]) == (0, 2), size
     assert report["purchases"]["count"] == 300 and report["lag_ms"]["count"] == 300
     assert report["up_ms"] > 0
+    assert report["sustained"]["clients"] == 16 and report["sustained"]["confirmed"] > 0
+    assert report["paced"]["target_per_second"] == 1000
+    assert report["paced"]["lag_ms"]["count"] == report["paced"]["confirmed"]
+    assert report["rebuild"]["events"] >= report["sustained"]["confirmed"]
     assert list(scratch.iterdir()) == [], "the bench's sandbox is removed"
     assert "bench: starting a sandbox of its own" in result.stderr
