@@ -7,7 +7,6 @@ so output piped or under NO_COLOR (which rich honours) reads the same.
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -318,9 +317,6 @@ def seed_report(out: Console, report: SeedReport) -> None:
             f"{what:<9} {report.created[what]:>8,} created, {report.existing[what]:>8,} "
             f"already there, {seconds:6.2f} s ({report.rate(what):,.0f}/s)"))
 
-
-def is_interactive() -> bool:
-    return sys.stdin.isatty() and sys.stdout.isatty()
 
 
 # --- the question: answers and traces --------------------------------------------------------

@@ -121,6 +121,8 @@ def test_products_killed_direct_call_fails_naming_it_replicated_answers(sandbox:
 
 def test_chaos_needs_the_token_and_shows_in_traces_status_and_timeouts(sandbox: Sandbox
                                                                        ) -> None:
+    state_file = sandbox.root / "state.json"
+    assert state_file.stat().st_mode & 0o777 == 0o600, "the token is readable by its owner only"
     client = sandbox.client()
     body = {"latency_ms": 100}
     status, answer = client.exchange("users", "POST", "/chaos", body)
