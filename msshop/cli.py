@@ -26,7 +26,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-SERVICE_HELP = "users, products or orders"
+SERVICE_HELP = "bus, users, products, orders or query"
 
 
 @app.callback()
