@@ -69,6 +69,17 @@ class Sandbox:
         return [state.supervisor_pid] + [s.pid for s in state.services.values() if s.pid]
 
 
+def one_purchase(sandbox: Sandbox, title: str = "Hat", price: float = 10) -> None:
+    """User 1 buys product 1 (titled `title`), and the read model has it."""
+    from msshop.question import caught_up
+
+    client = sandbox.client()
+    client.request("users", "POST", "/users", {"email": "buyer@example.com", "name": "Buyer"})
+    client.request("products", "POST", "/products", {"title": title, "price": price})
+    client.request("orders", "POST", "/orders", {"user_id": 1, "product_id": 1})
+    caught_up(client, timeout=10)
+
+
 def wait_gone(pids: list[int], timeout: float = 10) -> list[int]:
     """Wait until none of `pids` runs; return the ones still running at the deadline."""
     deadline = time.monotonic() + timeout

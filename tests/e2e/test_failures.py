@@ -12,7 +12,7 @@ from pathlib import Path
 
 from msshop import events
 from msshop.question import caught_up
-from tests.conftest import Sandbox, start_sandbox, stop_sandbox
+from tests.conftest import Sandbox, one_purchase, start_sandbox, stop_sandbox
 
 
 def test_read_your_writes_with_after(sandbox: Sandbox) -> None:
@@ -105,11 +105,8 @@ def test_bus_down_during_a_thousand_purchases_loses_nothing(sandbox: Sandbox) ->
 
 def test_products_killed_direct_call_fails_naming_it_replicated_answers(sandbox: Sandbox
                                                                        ) -> None:
+    one_purchase(sandbox, "Boot", 50)
     client = sandbox.client()
-    client.request("users", "POST", "/users", {"email": "k@example.com", "name": "K"})
-    client.request("products", "POST", "/products", {"title": "Boot", "price": 50})
-    client.request("orders", "POST", "/orders", {"user_id": 1, "product_id": 1})
-    caught_up(client, timeout=10)
     sandbox.run("kill", "products", check=True)
     status, answer = client.exchange("query", "GET", "/user-orders/1?strategy=direct-call")
     assert status == 503 and answer["dependency"] == "products"
@@ -154,10 +151,8 @@ def test_chaos_needs_the_token_and_shows_in_traces_status_and_timeouts(sandbox: 
 
 
 def test_partial_direct_call_marks_what_is_missing(sandbox: Sandbox) -> None:
+    one_purchase(sandbox, "Scarf", 20)
     client = sandbox.client()
-    client.request("users", "POST", "/users", {"email": "p@example.com", "name": "P"})
-    client.request("products", "POST", "/products", {"title": "Scarf", "price": 20})
-    client.request("orders", "POST", "/orders", {"user_id": 1, "product_id": 1})
     sandbox.run("stop", "products", check=True)
     answer = client.request("query", "GET", "/user-orders/1?strategy=direct-call&partial=1")
     assert answer["partial"] is True

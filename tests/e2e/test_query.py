@@ -17,7 +17,7 @@ import pytest
 from msshop import events
 from msshop.monolith import all_user_orders
 from msshop.question import caught_up
-from tests.conftest import Sandbox, start_sandbox, stop_sandbox
+from tests.conftest import Sandbox, one_purchase, start_sandbox, stop_sandbox
 
 SEED = random.randrange(1_000_000)
 
@@ -265,11 +265,7 @@ def test_verify_names_a_difference_and_exits_1(sandbox: Sandbox) -> None:
 
 
 def test_direct_call_names_the_service_that_is_down(sandbox: Sandbox) -> None:
-    client = sandbox.client()
-    client.request("users", "POST", "/users", {"email": "d@example.com", "name": "D"})
-    client.request("products", "POST", "/products", {"title": "Hat", "price": 10})
-    client.request("orders", "POST", "/orders", {"user_id": 1, "product_id": 1})
-    caught_up(client, timeout=10)
+    one_purchase(sandbox)
     sandbox.run("stop", "products", check=True)
     result = sandbox.run("query", "--user", "1", "--strategy", "direct-call")
     assert result.returncode == 1

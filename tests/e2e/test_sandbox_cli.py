@@ -283,10 +283,15 @@ class LineReader:
         return self.seen
 
 
+def foreground_up(root: Path) -> subprocess.Popen[str]:
+    """`msshop up` in the foreground, as a person runs it in a terminal."""
+    return subprocess.Popen([sys.executable, "-m", "msshop", "up"], env=sandbox_env(root),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
 def test_foreground_up_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
     root = tmp_path / "sandbox"
-    process = subprocess.Popen([sys.executable, "-m", "msshop", "up"], env=sandbox_env(root),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = foreground_up(root)
     try:
         assert process.stdout is not None
         reader = LineReader(process.stdout)
@@ -312,8 +317,7 @@ def test_foreground_up_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
 
 def test_foreground_supervisor_killed_leaves_no_orphans(tmp_path: Path) -> None:
     root = tmp_path / "sandbox"
-    process = subprocess.Popen([sys.executable, "-m", "msshop", "up"], env=sandbox_env(root),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = foreground_up(root)
     try:
         assert process.stdout is not None
         LineReader(process.stdout).wait_for("is up in", timeout=30)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import msgspec
@@ -19,9 +20,14 @@ def delivered(*pairs: tuple[int, events.Event | bytes]) -> list[Delivered]:
             for position, e in pairs]
 
 
+def fresh_read_model(folder: Path) -> tuple[sqlite3.Connection, Consumer]:
+    """A new query.db on disk and the consumer that fills it (no bus: batches are handed in)."""
+    conn = open_database(folder / "query.db", MIGRATIONS)
+    return conn, Consumer("query", lambda: conn, Peers({}, 1.0), projection.apply)
+
+
 def test_duplicates_and_late_events_change_nothing(tmp_path: Path) -> None:
-    conn = open_database(tmp_path / "query.db", MIGRATIONS)
-    consumer = Consumer("query", lambda: conn, Peers({}, 1.0), projection.apply)
+    conn, consumer = fresh_read_model(tmp_path)
     user = events.make(events.USER_SIGNED_UP, "users", 1, 1,
                        {"id": 1, "email": "a@example.com", "name": "A"}, None)
     created = events.make(events.PRODUCT_CREATED, "products", 7, 1,
@@ -42,8 +48,7 @@ def test_duplicates_and_late_events_change_nothing(tmp_path: Path) -> None:
 
 
 def test_poison_goes_to_dead_letters_and_the_batch_goes_on(tmp_path: Path) -> None:
-    conn = open_database(tmp_path / "query.db", MIGRATIONS)
-    consumer = Consumer("query", lambda: conn, Peers({}, 1.0), projection.apply)
+    conn, consumer = fresh_read_model(tmp_path)
     good = events.make(events.USER_SIGNED_UP, "users", 2, 1,
                        {"id": 2, "email": "b@example.com", "name": "B"}, None)
     wrong_id = events.make(events.USER_SIGNED_UP, "users", 3, 1,
@@ -58,8 +63,7 @@ def test_poison_goes_to_dead_letters_and_the_batch_goes_on(tmp_path: Path) -> No
 
 def test_an_order_before_its_product_gets_the_title_when_the_product_arrives(tmp_path: Path
                                                                             ) -> None:
-    conn = open_database(tmp_path / "query.db", MIGRATIONS)
-    consumer = Consumer("query", lambda: conn, Peers({}, 1.0), projection.apply)
+    conn, consumer = fresh_read_model(tmp_path)
     order = events.make(events.ORDER_PLACED, "orders", 9, 1, {
         "id": 9, "user_id": 1, "product_id": 5, "quantity": 1, "unit_price": 3.0}, None)
     created = events.make(events.PRODUCT_CREATED, "products", 5, 1,
