@@ -83,8 +83,9 @@ encode = msgspec.json.Encoder().encode
 _decoder = msgspec.json.Decoder(Event)
 
 
-def decode(raw: bytes) -> Event:
-    """An event from its JSON; raises msgspec.DecodeError/ValidationError if it is not one."""
+def decode(raw: bytes | msgspec.Raw) -> Event:
+    """An event from its JSON (bytes, or a Raw slice of a larger document: no copy);
+    raises msgspec.DecodeError/ValidationError if it is not one."""
     return _decoder.decode(raw)
 
 

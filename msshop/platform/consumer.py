@@ -41,7 +41,9 @@ CREATE TABLE dead_letters (
     dead_at REAL NOT NULL
 )
 """
-BATCH = 1000
+BATCH = 1000  # events per read while following the bus
+CATCH_UP_READ = 10_000  # events per read in a rebuild (the bus's most)
+CATCH_UP_TRANSACTION = 100_000  # events per transaction in a rebuild: see catch_up()
 LONG_POLL_MS = 10_000
 BACKOFF = (0.01, 2.0)
 
@@ -106,21 +108,44 @@ class Consumer:
             self._task = None
             self.listening = False
 
-    async def catch_up(self) -> int:
+    async def catch_up(self, then: Callable[[sqlite3.Connection], None] | None = None) -> int:
         """Read and apply from the stored position until the bus has nothing newer, then
-        return how many events were applied (for rebuilds: no long-poll, no task)."""
+        return how many events were applied (for rebuilds: no long-poll, no task). `then`
+        runs inside the last transaction, after the last events: what commits with them.
+
+        Made for bulk: reads are pipelined (the next batch is asked for before this one is
+        applied, so the bus reads and sends while this process writes), and up to
+        CATCH_UP_TRANSACTION events go into one transaction. Measured on 77k events: a commit
+        per 1,000 events ran at 43k events/s, one per 10,000 at 105k and one for all at 136k
+        (in-process, without the reads), since each commit rewrites the pages it touched."""
         self._load()
         applied = self.applied
+        conn = self._connection()
+        # a small first read, so that the pipeline is full before the first large write
+        batch = await self._read(self.position, BATCH)
         while True:
-            reply = await self.peers.get(
-                "bus", f"/events?after={self.position}&limit={BATCH}&wait_ms=0", raw=True)
-            if reply.status != 200:
-                raise HttpError(503, f"the bus answered HTTP {reply.status}", dependency="bus")
-            batch = self._decoder.decode(reply.data)
-            self.head = max(batch.head, self.position)
+            with transaction(conn):
+                position, dead = self.position, 0
+                occurred: list[float] = []
+                while batch.events and len(occurred) + dead < CATCH_UP_TRANSACTION:
+                    following = asyncio.create_task(
+                        self._read(batch.events[-1].position, CATCH_UP_READ))
+                    await asyncio.sleep(0)  # the next request goes out before we block
+                    try:
+                        position, more, more_dead = self._write(conn, batch.events)
+                    except BaseException:
+                        following.cancel()
+                        raise
+                    occurred += more
+                    dead += more_dead
+                    batch = await following
+                if not batch.events and then is not None:
+                    then(conn)
+            if occurred or dead:
+                self._advanced_to(position, occurred, dead)
             if not batch.events:
+                self.head = max(batch.head, self.position)
                 return self.applied - applied
-            self.apply_batch(batch.events)
 
     async def _run(self) -> None:
         pause = BACKOFF[0]
@@ -156,34 +181,52 @@ class Consumer:
             if batch.events:
                 self.apply_batch(batch.events)
 
+    async def _read(self, after: int, limit: int) -> Batch:
+        reply = await self.peers.get(
+            "bus", f"/events?after={after}&limit={limit}&wait_ms=0", raw=True)
+        if reply.status != 200:
+            raise HttpError(503, f"the bus answered HTTP {reply.status}", dependency="bus")
+        batch: Batch = self._decoder.decode(reply.data)
+        return batch
+
     def apply_batch(self, delivered: list[Delivered]) -> None:
         """Apply events and store the new position, all in one transaction."""
         conn = self._connection()
+        with transaction(conn):
+            position, occurred, dead = self._write(conn, delivered)
+        self._advanced_to(position, occurred, dead)
+
+    def _write(self, conn: sqlite3.Connection, delivered: list[Delivered]
+               ) -> tuple[int, list[float], int]:
+        """Apply events and store the position, inside the caller's transaction;
+        (the new position, when each applied event occurred, how many were dead-lettered)."""
         occurred: list[float] = []
         dead = 0
-        with transaction(conn):
-            for item in delivered:
-                raw = bytes(item.event)
+        for item in delivered:
+            try:
                 try:
-                    try:
-                        event = decode(raw)
-                    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                        raise Poison(f"not an event: {exc}") from None
-                    self.apply(conn, event, item.position)
-                    occurred.append(event.occurred_at)
-                except Poison as exc:
-                    self._dead_letter(conn, item.position, raw, str(exc))
-                    dead += 1
-                except Exception as exc:  # a bug must not stop the consumer either
-                    log.exception("consumer: applying position %d failed", item.position)
-                    self._dead_letter(conn, item.position, raw,
-                                      f"failed to apply: {type(exc).__name__}: {exc}")
-                    dead += 1
-            position = delivered[-1].position
-            conn.execute(
-                "INSERT INTO consumer_offsets (consumer, position, updated_at) VALUES (?, ?, ?) "
-                "ON CONFLICT (consumer) DO UPDATE SET position = excluded.position, "
-                "updated_at = excluded.updated_at", (self.name, position, time.time()))
+                    event = decode(item.event)
+                except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                    raise Poison(f"not an event: {exc}") from None
+                self.apply(conn, event, item.position)
+                occurred.append(event.occurred_at)
+            except Poison as exc:
+                self._dead_letter(conn, item.position, bytes(item.event), str(exc))
+                dead += 1
+            except Exception as exc:  # a bug must not stop the consumer either
+                log.exception("consumer: applying position %d failed", item.position)
+                self._dead_letter(conn, item.position, bytes(item.event),
+                                  f"failed to apply: {type(exc).__name__}: {exc}")
+                dead += 1
+        position = delivered[-1].position
+        conn.execute(
+            "INSERT INTO consumer_offsets (consumer, position, updated_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (consumer) DO UPDATE SET position = excluded.position, "
+            "updated_at = excluded.updated_at", (self.name, position, time.time()))
+        return position, occurred, dead
+
+    def _advanced_to(self, position: int, occurred: list[float], dead: int) -> None:
+        """What a committed batch changes in memory; wakes read-your-writes waiters."""
         now = time.time()
         self.position, self.last_applied_at = position, now
         self.head = max(self.head, position)

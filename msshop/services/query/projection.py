@@ -49,9 +49,9 @@ CREATE TABLE {orders} (
     product_position INTEGER,
     product_version INTEGER,
     PRIMARY KEY (user_id, id)
-) WITHOUT ROWID;
-CREATE INDEX {orders}_by_product ON {orders} (product_id)
+) WITHOUT ROWID
 """
+INDEX_TEMPLATE = "CREATE INDEX {orders}_by_product ON {orders} (product_id)"
 # orders_replica is the answer, stored in the shape of the question:
 # - clustered by user, so one user's orders are neighbours on disk and one range read finds
 #   them all (an order id belongs to one user, so (user_id, id) is as unique as id);
@@ -59,8 +59,9 @@ CREATE INDEX {orders}_by_product ON {orders} (product_id)
 #   needs no join. The price is paid on the write side: a product event that wins rewrites
 #   the copies in every order of that product (orders_replica_by_product finds them).
 TABLES = ["users_replica", "products_replica", "orders_replica"]
-SCHEMA = SCHEMA_TEMPLATE.format(users="users_replica", products="products_replica",
-                                orders="orders_replica")
+SCHEMA = ";".join(template.format(users="users_replica", products="products_replica",
+                                  orders="orders_replica")
+                  for template in (SCHEMA_TEMPLATE, INDEX_TEMPLATE))
 
 
 class UserData(msgspec.Struct):
@@ -96,14 +97,22 @@ def _data(event: Event, kind: type[Any]) -> Any:
 
 class Projection:
     """Applies events to one set of read-model tables. The live tables are the default;
-    a rebuild writes a second set (suffix "_next") in the same file, then swaps it in."""
+    a rebuild writes a second set (suffix "_next") in the same file, then swaps it in.
 
-    def __init__(self, suffix: str = "") -> None:
+    `bulk` is for that rebuild: a load, then the set-based work once. Product events do not
+    rewrite the orders' copies as they come (that needs orders_replica_by_product, and an
+    index maintained row by row costs more than one built at the end); `finish()` copies
+    every order's product in one statement. The rebuild builds the index after the swap.
+    """
+
+    def __init__(self, suffix: str = "", bulk: bool = False) -> None:
         self.suffix = suffix
+        self.bulk = bulk
         self.tables = {name: f"{name}_replica{suffix}"
                        for name in ("users", "products", "orders")}
         t = self.tables
         self.schema = SCHEMA_TEMPLATE.format(**t)
+        self.index = INDEX_TEMPLATE.format(**t)
         self.upsert_user = (
             f"INSERT INTO {t['users']} (id, name, email, version, position, event_id, "
             "occurred_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
@@ -119,11 +128,15 @@ class Projection:
             f"WHERE excluded.version > {t['products']}.version")
         self.copy_product = (f"UPDATE {t['orders']} SET title = ?, product_position = ?, "
                              "product_version = ? WHERE product_id = ?")
-        self.insert_order = (
-            f"INSERT OR IGNORE INTO {t['orders']} (id, user_id, product_id, quantity, "
-            "unit_price_cents, position, event_id, occurred_at, title, product_position, "
-            "product_version) SELECT ?, ?, ?, ?, ?, ?, ?, ?, p.title, p.position, p.version "
-            f"FROM (SELECT 1) LEFT JOIN {t['products']} AS p ON p.id = ?")
+        columns = (f"INSERT OR IGNORE INTO {t['orders']} (id, user_id, product_id, quantity, "
+                   "unit_price_cents, position, event_id, occurred_at, title, "
+                   "product_position, product_version) ")
+        # Live, an order copies its product as it is inserted (?3 is the product id); in
+        # bulk, finish() copies them all at the end.
+        self.insert_order = columns + (
+            "SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, p.title, p.position, p.version "
+            f"FROM (SELECT 1) LEFT JOIN {t['products']} AS p ON p.id = ?3" if not bulk
+            else "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, NULL, NULL, NULL)")
 
     def apply(self, conn: sqlite3.Connection, event: Event, position: int) -> None:
         """Apply one event to the read model (inside the consumer's batch transaction)."""
@@ -139,7 +152,7 @@ class Projection:
             won = conn.execute(self.upsert_product, (
                 product.id, product.title, round(product.price * 100),
                 event.aggregate_version, *source)).rowcount
-            if won:
+            if won and not self.bulk:
                 conn.execute(self.copy_product, (product.title, position,
                                                  event.aggregate_version, product.id))
         elif event.type == events.ORDER_PLACED:
@@ -149,9 +162,18 @@ class Projection:
             order = _data(event, OrderData)
             conn.execute(self.insert_order, (
                 order.id, order.user_id, order.product_id, order.quantity,
-                round(order.unit_price * 100), *source, order.product_id))
+                round(order.unit_price * 100), *source))
         else:
             raise Poison(f"unknown event type {event.type!r}")
+
+    def finish(self, conn: sqlite3.Connection) -> None:
+        """After a bulk load: each order gets its product's copy (None where the product was
+        never seen, as the live projection leaves it)."""
+        t = self.tables
+        conn.execute(
+            f"UPDATE {t['orders']} SET (title, product_position, product_version) = (SELECT "
+            f"p.title, p.position, p.version FROM {t['products']} AS p WHERE p.id = "
+            f"{t['orders']}.product_id)")
 
 
 LIVE = Projection()

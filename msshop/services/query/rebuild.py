@@ -23,7 +23,7 @@ REBUILDER = "query-rebuild"
 
 async def rebuild(connection: Callable[[], Any], peers: Peers, live: Consumer) -> dict[str, Any]:
     conn = connection()
-    shadow = Projection("_next")
+    shadow = Projection("_next", bulk=True)
     with transaction(conn):
         for table in shadow.tables.values():
             conn.execute(f"DROP TABLE IF EXISTS {table}")
@@ -34,21 +34,23 @@ async def rebuild(connection: Callable[[], Any], peers: Peers, live: Consumer) -
     await live.close()
     try:
         rebuilder = Consumer(REBUILDER, connection, peers, shadow.apply)
-        started = time.perf_counter()
-        applied = await rebuilder.catch_up()
-        seconds = time.perf_counter() - started
-        with transaction(conn):
+
+        def swap(conn: Any) -> None:
+            """In the transaction that applies the last events: the copies, then the swap."""
+            shadow.finish(conn)
             for name, table in shadow.tables.items():
                 conn.execute(f"DROP TABLE {LIVE.tables[name]}")
                 conn.execute(f"ALTER TABLE {table} RENAME TO {LIVE.tables[name]}")
-            # an index keeps its name through a rename: give the live one its own back
-            orders = LIVE.tables["orders"]
-            conn.execute(f"DROP INDEX {shadow.tables['orders']}_by_product")
-            conn.execute(f"CREATE INDEX {orders}_by_product ON {orders} (product_id)")
+            # built once the rows are in (and after the rename: an index keeps its name)
+            conn.execute(LIVE.index)
             # the live consumer takes over the rebuilder's position (none: an empty log)
             conn.execute("DELETE FROM consumer_offsets WHERE consumer = ?", (live.name,))
             conn.execute("UPDATE consumer_offsets SET consumer = ? WHERE consumer = ?",
                          (live.name, REBUILDER))
+
+        started = time.perf_counter()
+        applied = await rebuilder.catch_up(then=swap)
+        seconds = time.perf_counter() - started  # read, applied, indexed and swapped in
     finally:
         await live.start()  # from the swapped-in position, or the old one if this failed
     return {"events": applied, "seconds": seconds,
