@@ -17,15 +17,16 @@ from __future__ import annotations
 
 import dataclasses
 import http.client
+import json
 import shutil
 import statistics
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from msshop import loadgen
 from msshop.client import ShopClient
 from msshop.config import Settings
 from msshop.orchestrator import lifecycle
@@ -34,7 +35,7 @@ from msshop.question import Questioner, caught_up, network_stages
 from msshop.seed import SeedPlan, seed
 
 SIZES = (1, 10, 100, 1000)
-CLIENTS = 16  # concurrent purchasing clients (threads, one connection each)
+CLIENTS = 16  # concurrent purchasing clients (one kept-alive connection each)
 LAG_RATE = 1000  # purchases per second for the lag-under-load measurement
 Say = Callable[[str], None]
 
@@ -174,42 +175,20 @@ def measure_everything(state: State, plan: Plan, report: dict[str, Any], tell: S
 
 def load(state: State, user_id: int, products: int, seconds: float, rate: float | None
          ) -> dict[str, Any]:
-    """Purchases from CLIENTS threads (each its own kept-alive connection) for `seconds`,
-    as fast as they go or paced to `rate` per second in all; what was confirmed."""
-    confirmed = [0] * CLIENTS
-    failed = [0] * CLIENTS
-    started = time.perf_counter()
-    deadline = started + seconds
-    interval = CLIENTS / rate if rate else 0.0
+    """Purchases from CLIENTS connections for `seconds`, as fast as they go or paced to
+    `rate` per second in all; what was confirmed, and how long each purchase took."""
+    tag = time.time()
 
-    def buyer(k: int) -> None:
-        client = ShopClient(state, timeout=30)
-        n = 0
-        next_at = time.perf_counter() + k * interval / CLIENTS
-        while (now := time.perf_counter()) < deadline:
-            if interval:
-                if now < next_at:
-                    time.sleep(next_at - now)
-                next_at += interval
-            n += 1
-            status, _ = client.exchange("orders", "POST", "/orders", {
-                "user_id": user_id, "product_id": 1 + (k + n) % products,
-                "request_id": f"load-{started}-{k}-{n}"})
-            if status in (200, 201):
-                confirmed[k] += 1
-            else:
-                failed[k] += 1
-        client.close()
+    def purchase(k: int, n: int) -> tuple[str, str, bytes]:
+        return "POST", "/orders", json.dumps({
+            "user_id": user_id, "product_id": 1 + (k + n) % products,
+            "request_id": f"load-{tag}-{k}-{n}"}).encode()
 
-    threads = [threading.Thread(target=buyer, args=(k,), daemon=True) for k in range(CLIENTS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(seconds + 60)
-    elapsed = time.perf_counter() - started
-    return {"clients": CLIENTS, "seconds": elapsed, "confirmed": sum(confirmed),
-            "failed": sum(failed), "per_second": sum(confirmed) / elapsed,
-            "target_per_second": rate}
+    orders = state.services["orders"]
+    result = loadgen.run(state.host, orders.port, purchase, CLIENTS, seconds, rate)
+    return {"clients": CLIENTS, "seconds": result.seconds, "confirmed": result.confirmed,
+            "failed": result.failed, "per_second": result.per_second,
+            "target_per_second": rate, "latency_ms": summarize(result.latencies_ms)}
 
 
 def stages(questioner: Questioner, user_id: int, strategy: str) -> int:

@@ -32,6 +32,7 @@ from starlette.routing import Route
 from msshop import events
 from msshop.events import Event
 from msshop.platform.app import service_app
+from msshop.platform.batching import Coalescer
 from msshop.platform.context import ServiceContext
 from msshop.platform.http import (
     MAX_BATCH,
@@ -62,6 +63,7 @@ MIGRATIONS = [
 ]
 COLUMNS = "id, user_id, product_id, quantity, unit_price_cents, request_id, created_at"
 MAX_QUANTITY = 1000
+COALESCE = 256  # at most this many concurrent purchases checked and committed together
 
 
 class Purchase(msgspec.Struct, forbid_unknown_fields=True):
@@ -110,23 +112,35 @@ def find_by_request(conn: sqlite3.Connection, request_id: str) -> dict[str, Any]
     return None if row is None else as_dict(row)
 
 
-def place_order(conn: sqlite3.Connection, outbox: Outbox, purchase: Purchase,
-                price_cents: int) -> tuple[dict[str, Any], bool]:
-    """Record the purchase; (order, created). A known request_id returns the first order."""
+def place_each(conn: sqlite3.Connection, outbox: Outbox,
+               purchases: list[tuple[Purchase, int]]) -> list[tuple[dict[str, Any], bool]]:
+    """Record purchases (each with its price in cents) in one transaction; for each, (order,
+    created). A request_id already recorded returns that first order instead."""
+    now = time.time()
+    placed: list[tuple[dict[str, Any], bool]] = []
     with outbox.transaction(conn):
-        cursor = conn.execute(
-            "INSERT OR IGNORE INTO orders (user_id, product_id, quantity, unit_price_cents, "
-            "request_id, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-            (purchase.user_id, purchase.product_id, purchase.quantity, price_cents,
-             purchase.request_id, time.time()))
-        if cursor.rowcount == 0 and purchase.request_id is not None:
-            existing = find_by_request(conn, purchase.request_id)
-            assert existing is not None
-            return existing, False
-        order = as_dict(conn.execute(f"SELECT {COLUMNS} FROM orders WHERE id = ?",
-                                     (cursor.lastrowid,)).fetchone())
-        outbox.add(conn, [order_placed(order)])
-    return order, True
+        for purchase, price_cents in purchases:
+            cursor = conn.execute(
+                "INSERT OR IGNORE INTO orders (user_id, product_id, quantity, "
+                "unit_price_cents, request_id, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (purchase.user_id, purchase.product_id, purchase.quantity, price_cents,
+                 purchase.request_id, now))
+            if cursor.rowcount == 0 and purchase.request_id is not None:
+                existing = find_by_request(conn, purchase.request_id)
+                assert existing is not None
+                placed.append((existing, False))
+                continue
+            order: dict[str, Any] = {"id": cursor.lastrowid, "user_id": purchase.user_id,
+                                     "product_id": purchase.product_id,
+                                     "quantity": purchase.quantity,
+                                     "unit_price": price_cents / 100,
+                                     "total": purchase.quantity * price_cents / 100,
+                                     "request_id": purchase.request_id, "created_at": now}
+            event = order_placed(order)
+            outbox.add(conn, [event])
+            order["event"] = {"id": event.id, "type": event.type, "position": None}
+            placed.append((order, True))
+    return placed
 
 
 def place_orders(conn: sqlite3.Connection, outbox: Outbox, purchases: list[Purchase],
@@ -165,22 +179,32 @@ def orders_of(conn: sqlite3.Connection, user_id: int, limit: int) -> list[dict[s
 # --- asking the other services ---------------------------------------------------------------
 
 
-async def check_one(peers: Peers, purchase: Purchase) -> int:
-    """The product's price in cents, once both the user and the product are known to exist."""
-    user, product = await asyncio.gather(
-        peers.get("users", f"/users/{purchase.user_id}"),
-        peers.get("products", f"/products/{purchase.product_id}"),
+async def check_each(peers: Peers, purchases: list[Purchase]) -> list[int | HttpError]:
+    """For each purchase, its product's price in cents once both its user and its product
+    are known to exist, or the 422 saying which is missing. One call to users and one to
+    products for them all, at once; a dependency that fails fails them all."""
+    user_ids = ",".join(str(i) for i in dict.fromkeys(p.user_id for p in purchases))
+    product_ids = ",".join(str(i) for i in dict.fromkeys(p.product_id for p in purchases))
+    users, products = await asyncio.gather(
+        peers.get("users", f"/users?ids={user_ids}"),
+        peers.get("products", f"/products?ids={product_ids}"),
     )
-    if user.status == 404:
-        raise HttpError(422, f"user_id {purchase.user_id}: no such user")
-    if product.status == 404:
-        raise HttpError(422, f"product_id {purchase.product_id}: no such product")
-    for name, reply in (("users", user), ("products", product)):
+    for name, reply in (("users", users), ("products", products)):
         if reply.status != 200:
             raise HttpError(502, f"{name} answered HTTP {reply.status}: {reply.data}",
                             dependency=name)
-    price: float = product.data["price"]
-    return round(price * 100)
+    missing_users = set(users.data["missing"])
+    prices = {p["id"]: round(p["price"] * 100) for p in products.data["products"]}
+    answers: list[int | HttpError] = []
+    for purchase in purchases:
+        if purchase.user_id in missing_users:
+            answers.append(HttpError(422, f"user_id {purchase.user_id}: no such user"))
+        elif purchase.product_id not in prices:
+            answers.append(HttpError(422, f"product_id {purchase.product_id}: no such "
+                                          "product"))
+        else:
+            answers.append(prices[purchase.product_id])
+    return answers
 
 
 async def check_many(peers: Peers, purchases: list[Purchase]) -> dict[int, int]:
@@ -212,22 +236,44 @@ def create_app(ctx: ServiceContext) -> Starlette:
     peers = ctx.peers()
     outbox = Outbox("orders", lambda: db.conn, peers)
 
+    async def checkout(purchases: list[Purchase]) -> list[tuple[dict[str, Any], bool] |
+                                                        Exception]:
+        """Purchases that arrived together: one check with users and products, one commit."""
+        prices = await check_each(peers, purchases)
+        valid = [(p, price) for p, price in zip(purchases, prices, strict=True)
+                 if not isinstance(price, HttpError)]
+        placed: list[tuple[dict[str, Any], bool]] = []
+        if valid:
+            with db.span("INSERT", "orders") as span:
+                placed = place_each(db.conn, outbox, valid)
+                span["attributes"]["msshop.keys"] = [order["id"] for order, _ in placed]
+                span["attributes"]["msshop.rows"] = len(placed)
+        recorded = iter(placed)
+        return [price if isinstance(price, HttpError) else next(recorded) for price in prices]
+
+    purchases: Coalescer[Purchase, tuple[dict[str, Any], bool]] = Coalescer(
+        checkout, limit=COALESCE)
+
     async def post_order(request: Request) -> Response:
         purchase = checked(await read_body(request, Purchase))
         if purchase.request_id is not None:
             seen = find_by_request(db.conn, purchase.request_id)
             if seen is not None:
                 return json_response(await with_event(request, seen), 200)
-        price = await check_one(peers, purchase)
-        with db.span("INSERT", "orders") as span:
-            order, created = place_order(db.conn, outbox, purchase, price)
-            span["attributes"]["msshop.keys"] = [order["id"]]
+        started = time.time()
+        done = await purchases.submit(purchase)
+        order, created = done.value
+        if not done.first:  # the calls and the insert are in the batch's first trace
+            span = ctx.tracer.start("checkout (batched)", "internal", {
+                "msshop.batch.size": done.size, "msshop.batch.trace_id": done.trace_id})
+            span["start"] = started
+            ctx.tracer.finish(span)
         return json_response(await with_event(request, order), 201 if created else 200)
 
     async def with_event(request: Request, order: dict[str, Any]) -> dict[str, Any]:
         """The order and its OrderPlaced event; with ?wait_published_ms=N, the event's bus
         position once the relay has sent it (read-your-writes: query --after POSITION)."""
-        event = outbox.latest_event("order", order["id"])
+        event = order.get("event") or outbox.latest_event("order", order["id"])
         wait = int_query(request, "wait_published_ms", 0, 0, 10_000) / 1000
         if event is not None and event["position"] is None and wait:
             event["position"] = await outbox.published(event["id"], wait)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import http.client
+import json
 import sqlite3
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -140,6 +143,55 @@ def test_purchase_checks_user_and_product_and_records_the_price_paid(shared_sand
     ]:
         status, answer = client.exchange("orders", "POST", "/orders", body)
         assert (status, answer["error"]) == (422, message)
+
+
+def test_purchases_arriving_together_each_get_their_own_answer(shared_sandbox: Sandbox
+                                                              ) -> None:
+    """Concurrent purchases are checked and committed together (orders coalesces them): a
+    bad one among them fails alone, a request id sent twice is one order, and each trace
+    shows the insert of its order, or the trace of the batch that did it."""
+    client = shared_sandbox.client()
+    buyer = client.request("users", "POST", "/users", {"email": "t@example.com", "name": "T"})
+    cap = client.request("products", "POST", "/products", {"title": "Cap", "price": 7})
+    bodies = [{"user_id": buyer["id"], "product_id": cap["id"], "request_id": f"tog-{n % 30}"}
+              for n in range(40)]  # ten request ids sent twice
+    bodies += [{"user_id": 777000 + n, "product_id": cap["id"]} for n in range(8)]
+
+    def buy(body: dict[str, object]) -> tuple[int, dict[str, Any], str]:
+        info = shared_sandbox.state.services["orders"]
+        conn = http.client.HTTPConnection("127.0.0.1", info.port, timeout=10)
+        conn.request("POST", "/orders", body=json.dumps(body),
+                     headers={"content-type": "application/json"})
+        response = conn.getresponse()
+        return response.status, json.loads(response.read()), response.headers["x-trace-id"]
+
+    with ThreadPoolExecutor(len(bodies)) as pool:
+        answers = list(pool.map(buy, bodies))
+
+    good, bad = answers[:40], answers[40:]
+    assert [(status, answer["error"]) for status, answer, _ in bad] == [
+        (422, f"user_id {777000 + n}: no such user") for n in range(8)]
+    assert all(status in (200, 201) for status, _, _ in good)
+    pairs = list(zip(bodies[:40], good, strict=True))
+    ids = {body["request_id"]: answer["id"] for body, (_, answer, _) in pairs}
+    assert all(answer["id"] == ids[body["request_id"]] for body, (_, answer, _) in pairs), \
+        "a request id sent twice is one order"
+    listed = client.request("orders", "GET", f"/orders?user_id={buyer['id']}")["orders"]
+    assert sorted(o["id"] for o in listed) == sorted(ids.values())
+    assert sorted(status for status, _, _ in good).count(201) == 30
+
+    batched_traces = 0
+    for status, answer, trace_id in good:
+        spans = client.request("orders", "GET", f"/spans?trace_id={trace_id}")["spans"]
+        batched = [s for s in spans if s["name"] == "checkout (batched)"]
+        if batched:
+            batched_traces += 1
+            trace_id = batched[0]["attributes"]["msshop.batch.trace_id"]
+            spans = client.request("orders", "GET", f"/spans?trace_id={trace_id}")["spans"]
+        inserted = {key for s in spans if s["name"] == "INSERT orders"
+                    for key in s["attributes"]["msshop.keys"]}
+        assert status == 200 or answer["id"] in inserted, (answer, spans)
+    assert batched_traces, "48 purchases at once: some were checked and committed together"
 
 
 def test_batch_purchase_is_all_or_nothing(shared_sandbox: Sandbox) -> None:
