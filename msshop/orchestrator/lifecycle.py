@@ -6,7 +6,6 @@ every other function talks to a running sandbox through its files and control so
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import signal
@@ -33,17 +32,9 @@ if TYPE_CHECKING:
     from msshop.orchestrator.printer import Printer
 
 
-def preload_stack() -> None:
-    """Import everything a service needs, once, so each forked child starts warm."""
-    importlib.import_module("msshop.platform.runner")
-    for spec in SERVICES:
-        importlib.import_module(spec.entry.partition(":")[0])
-
-
 def up_foreground(settings: Settings, printer: Printer,
                   on_ready: Callable[[State], None]) -> None:
     """Run the sandbox in this process until SIGINT/SIGTERM or `msshop down`."""
-    preload_stack()
     from msshop.orchestrator.supervisor import Supervisor
 
     supervisor = Supervisor(settings, printer, "foreground")
@@ -100,7 +91,6 @@ def _daemon(settings: Settings, ready_fd: int) -> int:
         os.close(ready_fd)
 
     try:
-        preload_stack()
         from msshop.orchestrator.process import fresh_stdio
 
         paths.create()

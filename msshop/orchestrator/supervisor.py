@@ -24,7 +24,7 @@ from msshop.orchestrator.control import ControlServer
 from msshop.orchestrator.health import probe
 from msshop.orchestrator.logs import LogFollower, last_error_line
 from msshop.orchestrator.printer import Printer
-from msshop.orchestrator.process import ServiceProcess, bind, describe_exit
+from msshop.orchestrator.process import ServiceProcess, bind, describe_exit, preload
 from msshop.orchestrator.state import (
     SandboxPaths,
     ServiceState,
@@ -141,12 +141,19 @@ class Supervisor:
     # --- starting and stopping services -----------------------------------------------------
 
     def start_all(self) -> None:
-        for stage in stages():
+        """Stage by stage, each healthy before the next starts. While a stage starts up,
+        the supervisor imports what the next one needs: the bus (which calls no one, so
+        needs no aiohttp) is up before the rest of the stack has finished importing."""
+        ordered = stages()
+        for index, stage in enumerate(ordered):
             for spec in stage:
                 self._fork(spec.name)
+            if index + 1 < len(ordered):
+                preload(ordered[index + 1])
             self._await_healthy([spec.name for spec in stage])
 
     def _fork(self, name: str) -> None:
+        preload([BY_NAME[name]])
         state = self._state()
         service = state.services[name]
         sock = self.sockets.pop(name, None) or bind(state.host, service.port, name)

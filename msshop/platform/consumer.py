@@ -22,7 +22,8 @@ import msgspec
 
 from msshop.events import Delivered, Event, decode
 from msshop.platform.db import transaction
-from msshop.platform.http import HttpError, Peers
+from msshop.platform.http import HttpError
+from msshop.platform.peers import Peers
 
 log = logging.getLogger("msshop.consumer")
 

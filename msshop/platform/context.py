@@ -5,11 +5,13 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from msshop.platform.db import guard_connection, open_database, table_counts
-from msshop.platform.http import Peers
 from msshop.platform.tracing import SpanScope, Tracer, db_attributes
+
+if TYPE_CHECKING:
+    from msshop.platform.peers import Peers
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,8 @@ class ServiceContext:
         return Database(self, migrations, tables)
 
     def peers(self) -> Peers:
+        from msshop.platform.peers import Peers  # aiohttp: only services that call others
+
         return Peers(self.peer_urls, self.http_timeout, self.tracer, self.timeouts)
 
 

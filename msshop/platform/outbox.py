@@ -25,7 +25,8 @@ from typing import Any
 
 from msshop.events import Event, encode
 from msshop.platform.db import transaction
-from msshop.platform.http import HttpError, Peers
+from msshop.platform.http import HttpError
+from msshop.platform.peers import Peers
 
 log = logging.getLogger("msshop.outbox")
 

@@ -37,13 +37,13 @@ from msshop.platform.context import ServiceContext
 from msshop.platform.http import (
     MAX_BATCH,
     HttpError,
-    Peers,
     id_param,
     int_query,
     json_response,
     read_body,
 )
 from msshop.platform.outbox import OUTBOX_SCHEMA, Outbox
+from msshop.platform.peers import Peers
 from msshop.platform.tracing import current_trace_id
 
 MIGRATIONS = [

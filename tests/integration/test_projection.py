@@ -12,7 +12,7 @@ from msshop import events
 from msshop.events import Delivered
 from msshop.platform.consumer import Consumer
 from msshop.platform.db import open_database, statements
-from msshop.platform.http import Peers
+from msshop.platform.peers import Peers
 from msshop.services.query import MIGRATIONS, projection
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from msshop.platform.http import MAX_BATCH, HttpError, Peers, Reply
+from msshop.platform.http import MAX_BATCH, HttpError
+from msshop.platform.peers import Peers, Reply
 
 FANOUTS = ("batched", "naive")
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from msshop.platform.consumer import Consumer
 from msshop.platform.db import statements, transaction
-from msshop.platform.http import Peers
+from msshop.platform.peers import Peers
 from msshop.services.query.projection import LIVE, Projection
 
 REBUILDER = "query-rebuild"
