@@ -65,17 +65,22 @@ def id_param(request: Request, name: str) -> int:
 
 
 def query_value(request: Request, name: str) -> str | None:
-    """One query parameter. Plain `a=b&c=d` strings (all msshop sends) are split here; only
-    escaped ones pay for Starlette's full parse. This is on every request's path."""
-    raw: bytes = request.scope["query_string"]
-    if b"%" in raw or b"+" in raw:
-        return request.query_params.get(name)
-    key = name.encode()
-    for pair in raw.split(b"&"):
-        found, _, value = pair.partition(b"=")
-        if found == key:
-            return value.decode("latin-1")
-    return None
+    """One query parameter. Plain `a=b&c=d` strings (all msshop sends) are split here, once
+    per request (kept in the scope); only escaped ones pay for Starlette's full parse. This
+    is on every request's path."""
+    scope = request.scope
+    values: dict[str, str] | None = scope.get("msshop.query")
+    if values is None:
+        raw: bytes = scope["query_string"]
+        if b"%" in raw or b"+" in raw:
+            values = dict(request.query_params)
+        else:
+            values = {}
+            for pair in raw.split(b"&"):
+                key, _, value = pair.partition(b"=")
+                values[key.decode("latin-1")] = value.decode("latin-1")  # last wins
+        scope["msshop.query"] = values
+    return values.get(name)
 
 
 def int_query(request: Request, name: str, default: int, low: int, high: int) -> int:
