@@ -143,7 +143,8 @@ class Consumer:
                 if not batch.events and then is not None:
                     then(conn)
             if occurred or dead:
-                self._advanced_to(position, occurred, dead)
+                # no lags: a catch-up replays events from long ago; lag is for live delivery
+                self._advanced_to(position, occurred, dead, record_lags=False)
             if not batch.events:
                 self.head = max(batch.head, self.position)
                 return self.applied - applied
@@ -226,14 +227,16 @@ class Consumer:
             "updated_at = excluded.updated_at", (self.name, position, time.time()))
         return position, occurred, dead
 
-    def _advanced_to(self, position: int, occurred: list[float], dead: int) -> None:
+    def _advanced_to(self, position: int, occurred: list[float], dead: int,
+                     record_lags: bool = True) -> None:
         """What a committed batch changes in memory; wakes read-your-writes waiters."""
         now = time.time()
         self.position, self.last_applied_at = position, now
         self.head = max(self.head, position)
         self.applied += len(occurred)
         self.dead += dead
-        self.lags.extend((at, (now - at) * 1000) for at in occurred)
+        if record_lags:
+            self.lags.extend((at, (now - at) * 1000) for at in occurred)
         if self.catching_up_to is not None and position >= self.catching_up_to:
             log.info("consumer: caught up at position %d", position)
             self.catching_up_to = None

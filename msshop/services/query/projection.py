@@ -103,11 +103,18 @@ class Projection:
     rewrite the orders' copies as they come (that needs orders_replica_by_product, and an
     index maintained row by row costs more than one built at the end); `finish()` copies
     every order's product in one statement. The rebuild builds the index after the swap.
+    Orders are held back and inserted BULK_ORDERS at a time, sorted by the table's key
+    (user_id, id): one pass along the tree instead of a jump per row (132k -> 142k events/s
+    in-process). `finish()` inserts the rest; until then the tables lag the events applied,
+    which only a rebuild, swapped in after finish(), may allow.
     """
+
+    BULK_ORDERS = 10_000
 
     def __init__(self, suffix: str = "", bulk: bool = False) -> None:
         self.suffix = suffix
         self.bulk = bulk
+        self._held: list[tuple[Any, ...]] = []  # bulk: orders not inserted yet
         self.tables = {name: f"{name}_replica{suffix}"
                        for name in ("users", "products", "orders")}
         t = self.tables
@@ -160,15 +167,28 @@ class Projection:
             # services' relays, and nothing orders one service's events against another's.
             # The order is kept; its title shows as not replicated until the product arrives.
             order = _data(event, OrderData)
-            conn.execute(self.insert_order, (
-                order.id, order.user_id, order.product_id, order.quantity,
-                round(order.unit_price * 100), *source))
+            row = (order.id, order.user_id, order.product_id, order.quantity,
+                   round(order.unit_price * 100), *source)
+            if not self.bulk:
+                conn.execute(self.insert_order, row)
+                return
+            self._held.append(row)
+            if len(self._held) >= self.BULK_ORDERS:
+                self._insert_held(conn)
         else:
             raise Poison(f"unknown event type {event.type!r}")
 
+    def _insert_held(self, conn: sqlite3.Connection) -> None:
+        # by (user_id, id), then position: of an order delivered twice, the first one stays
+        self._held.sort(key=lambda row: (row[1], row[0], row[5]))
+        conn.executemany(self.insert_order, self._held)
+        self._held.clear()
+
     def finish(self, conn: sqlite3.Connection) -> None:
-        """After a bulk load: each order gets its product's copy (None where the product was
-        never seen, as the live projection leaves it)."""
+        """After a bulk load: the orders held back are inserted, and each order gets its
+        product's copy (None where the product was never seen, as the live projection
+        leaves it)."""
+        self._insert_held(conn)
         t = self.tables
         conn.execute(
             f"UPDATE {t['orders']} SET (title, product_position, product_version) = (SELECT "
