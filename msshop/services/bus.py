@@ -102,10 +102,13 @@ def append(conn: sqlite3.Connection, batch: list[tuple[Event, bytes]]) -> dict[s
             [(e.id, e.type, e.source, e.aggregate_type, e.aggregate_id, e.aggregate_version,
               e.occurred_at, now, e.trace_id, body) for e, body in batch])
         appended = conn.total_changes - before
+        (head,) = conn.execute("SELECT coalesce(max(position), 0) FROM events").fetchone()
+        if appended == len(batch):  # all new (the usual case): they took the last positions
+            return {"positions": list(range(head - appended + 1, head + 1)),
+                    "appended": appended, "head": head}
         positions = dict(conn.execute(
             "SELECT id, position FROM events WHERE id IN (SELECT value FROM json_each(?))",
             (msgspec.json.encode([e.id for e, _ in batch]),)).fetchall())
-        (head,) = conn.execute("SELECT coalesce(max(position), 0) FROM events").fetchone()
     return {"positions": [positions[e.id] for e, _ in batch], "appended": appended,
             "head": head}
 
