@@ -531,7 +531,7 @@ def bench(out: Console, report: dict[str, Any]) -> None:
               f"{report['rebuild']['seconds']:.2f} s ({report['rebuild']['per_second']:,.0f}"
               " events/s)")
     note(out, f"up: {report['up_ms']:.0f} ms from `up` to all healthy (fork to healthy "
-              f"{report['fork_to_healthy_ms']:.0f} ms)")
+              f"{report['fork_to_healthy_ms']:.0f} ms at most)")
 
 
 def dead_letters(out: Console, page: dict[str, Any]) -> None:

@@ -71,7 +71,7 @@ class ServiceState:
     pid: int | None = None
     exit: str | None = None  # how it last ended, e.g. "killed by SIGKILL"
     started_at: float | None = None
-    ready_ms: float | None = None  # fork to healthy
+    ready_ms: float | None = None  # fork to ready, by the service's own report
 
 
 @dataclass

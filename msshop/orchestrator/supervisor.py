@@ -202,9 +202,13 @@ class Supervisor:
                         + (f": {quote.strip()}" if quote else "")
                         + f"; see: msshop logs {name}"
                     )
-                if probe(state.host, service.port, timeout=0.5) is not None:
+                health = probe(state.host, service.port, timeout=0.5)
+                if health is not None:
                     service.status = "running"
-                    service.ready_ms = (time.time() - (service.started_at or 0)) * 1000
+                    # the service's own clock: it may be seen healthy later than it was
+                    # (the supervisor imports the next stage's modules in between)
+                    ready_at = health.get("ready_at") or time.time()
+                    service.ready_ms = (ready_at - (service.started_at or 0)) * 1000
                     write_state(self.paths, state)
                     pending.remove(name)
                     self.printer.event(f"{name} ready on {service.url} (pid {service.pid}) "

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Protocol
@@ -47,6 +48,8 @@ def service_app(
     """
     tracer = tracer or Tracer(service)
 
+    ready_at: list[float] = []  # when startup finished (unix seconds), once it has
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         opened: list[Resource] = []
@@ -54,6 +57,7 @@ def service_app(
             for resource in resources:
                 await resource.start()
                 opened.append(resource)
+            ready_at.append(time.time())
             yield
         finally:
             for resource in reversed(opened):
@@ -63,6 +67,7 @@ def service_app(
 
     async def health_endpoint(request: Request) -> Response:
         return json_response({"service": service, "status": "ok", "pid": os.getpid(),
+                              "ready_at": ready_at[0] if ready_at else None,
                               "chaos": chaos.active(), **health()})
 
     async def spans_endpoint(request: Request) -> Response:
