@@ -523,7 +523,9 @@ def bench(out: Console, report: dict[str, Any]) -> None:
               f"{lag['p50']:.2f} ms, p99 {lag['p99']:.2f} ms")
     sustained, paced = report["sustained"], report["paced"]
     note(out, f"sustained: {sustained['per_second']:,.0f} purchases/s from "
-              f"{sustained['clients']} clients ({sustained['failed']:,} refused)")
+              f"{sustained['clients']} clients ({sustained['failed']:,} refused); replication "
+              f"lag p50 {sustained['lag_ms']['p50']:.2f} ms, p99 "
+              f"{sustained['lag_ms']['p99']:.2f} ms")
     note(out, f"paced at {paced['target_per_second']:,.0f}/s: {paced['per_second']:,.0f}/s "
               f"achieved; replication lag p50 {paced['lag_ms']['p50']:.2f} ms, p99 "
               f"{paced['lag_ms']['p99']:.2f} ms")
