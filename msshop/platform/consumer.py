@@ -20,7 +20,7 @@ from typing import Any
 
 import msgspec
 
-from msshop.events import Delivered, Event, decode
+from msshop.events import Delivered, Received, receive
 from msshop.platform.db import transaction
 from msshop.platform.http import HttpError
 from msshop.platform.peers import Peers
@@ -58,7 +58,7 @@ class Batch(msgspec.Struct):
     events: list[Delivered]
 
 
-Apply = Callable[[sqlite3.Connection, Event, int], None]
+Apply = Callable[[sqlite3.Connection, Received, int], None]
 
 
 class Consumer:
@@ -207,7 +207,7 @@ class Consumer:
         for item in delivered:
             try:
                 try:
-                    event = decode(item.event)
+                    event = receive(item.event)
                 except (msgspec.DecodeError, msgspec.ValidationError) as exc:
                     raise Poison(f"not an event: {exc}") from None
                 self.apply(conn, event, item.position)

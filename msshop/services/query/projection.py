@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 
 from msshop import events
-from msshop.events import Event
+from msshop.events import Received
 from msshop.platform.consumer import Poison
 
 SCHEMA_TEMPLATE = """
@@ -84,9 +84,13 @@ class OrderData(msgspec.Struct):
     unit_price: float
 
 
-def _data(event: Event, kind: type[Any]) -> Any:
+_DECODERS: dict[type[Any], msgspec.json.Decoder[Any]] = {
+    kind: msgspec.json.Decoder(kind) for kind in (UserData, ProductData, OrderData)}
+
+
+def _data(event: Received, kind: type[Any]) -> Any:
     try:
-        data = msgspec.convert(event.data, kind)
+        data: Any = _DECODERS[kind].decode(event.data)
     except msgspec.ValidationError as exc:
         raise Poison(f"{event.type} data is invalid: {exc}") from None
     if data.id != event.aggregate_id:
@@ -145,7 +149,7 @@ class Projection:
             f"FROM (SELECT 1) LEFT JOIN {t['products']} AS p ON p.id = ?3" if not bulk
             else "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, NULL, NULL, NULL)")
 
-    def apply(self, conn: sqlite3.Connection, event: Event, position: int) -> None:
+    def apply(self, conn: sqlite3.Connection, event: Received, position: int) -> None:
         """Apply one event to the read model (inside the consumer's batch transaction)."""
         source = (position, event.id, event.occurred_at)
         if event.type == events.USER_SIGNED_UP:
