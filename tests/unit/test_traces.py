@@ -219,7 +219,8 @@ def as_protobuf_json(doc: dict[str, Any]) -> dict[str, Any]:
 
 def parse(doc: dict[str, Any]) -> TracesData:
     json.dumps(doc, allow_nan=False)  # plain JSON, nothing Python-only
-    return json_format.ParseDict(as_protobuf_json(doc), TracesData())
+    parsed: TracesData = json_format.ParseDict(as_protobuf_json(doc), TracesData())
+    return parsed
 
 
 def test_otlp_json_parses_with_opentelemetry_proto_and_round_trips() -> None:
@@ -289,9 +290,10 @@ def test_otlp_kinds(kind: str, number: int) -> None:
 
 
 def test_otlp_attribute_values_of_every_shape() -> None:
-    attributes = {"none": None, "nested": {"a": [1, {"b": 2}]}, "list_of_lists": [[1], [2]],
-                  "mixed": ["a", 1, 2.5, None], "huge": 2**70, "nan": math.nan,
-                  "inf": -math.inf, "empty": [], "tuple": (1, 2)}
+    attributes: dict[str, Any] = {
+        "none": None, "nested": {"a": [1, {"b": 2}]}, "list_of_lists": [[1], [2]],
+        "mixed": ["a", 1, 2.5, None], "huge": 2**70, "nan": math.nan, "inf": -math.inf,
+        "empty": [], "tuple": (1, 2)}
     doc = traces.to_otlp_json([span(1, None, "users", "x", "internal", 0, 1, **attributes)])
     values = {a["key"]: a["value"]
               for a in doc["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["attributes"]}
