@@ -130,12 +130,8 @@ def place_each(conn: sqlite3.Connection, outbox: Outbox,
                 assert existing is not None
                 placed.append((existing, False))
                 continue
-            order: dict[str, Any] = {"id": cursor.lastrowid, "user_id": purchase.user_id,
-                                     "product_id": purchase.product_id,
-                                     "quantity": purchase.quantity,
-                                     "unit_price": price_cents / 100,
-                                     "total": purchase.quantity * price_cents / 100,
-                                     "request_id": purchase.request_id, "created_at": now}
+            order = as_dict((cursor.lastrowid, purchase.user_id, purchase.product_id,
+                             purchase.quantity, price_cents, purchase.request_id, now))
             event = order_placed(order)
             outbox.add(conn, [event])
             order["event"] = {"id": event.id, "type": event.type, "position": None}
@@ -179,10 +175,17 @@ def orders_of(conn: sqlite3.Connection, user_id: int, limit: int) -> list[dict[s
 # --- asking the other services ---------------------------------------------------------------
 
 
-async def check_each(peers: Peers, purchases: list[Purchase]) -> list[int | HttpError]:
-    """For each purchase, its product's price in cents once both its user and its product
-    are known to exist, or the 422 saying which is missing. One call to users and one to
-    products for them all, at once; a dependency that fails fails them all."""
+class Known(msgspec.Struct):
+    """What users and products said of a set of purchases."""
+
+    missing_users: list[int]
+    missing_products: list[int]
+    prices: dict[int, int]  # cents, by product id
+
+
+async def ask(peers: Peers, purchases: list[Purchase]) -> Known:
+    """One call to users and one to products, at once, for every purchase; a dependency that
+    fails fails them all."""
     user_ids = ",".join(str(i) for i in dict.fromkeys(p.user_id for p in purchases))
     product_ids = ",".join(str(i) for i in dict.fromkeys(p.product_id for p in purchases))
     users, products = await asyncio.gather(
@@ -193,39 +196,37 @@ async def check_each(peers: Peers, purchases: list[Purchase]) -> list[int | Http
         if reply.status != 200:
             raise HttpError(502, f"{name} answered HTTP {reply.status}: {reply.data}",
                             dependency=name)
-    missing_users = set(users.data["missing"])
-    prices = {p["id"]: round(p["price"] * 100) for p in products.data["products"]}
+    return Known(users.data["missing"], products.data["missing"],
+                 {p["id"]: round(p["price"] * 100) for p in products.data["products"]})
+
+
+async def check_each(peers: Peers, purchases: list[Purchase]) -> list[int | HttpError]:
+    """For each purchase, its product's price in cents once both its user and its product
+    are known to exist, or the 422 saying which is missing."""
+    known = await ask(peers, purchases)
+    missing_users = set(known.missing_users)
     answers: list[int | HttpError] = []
     for purchase in purchases:
         if purchase.user_id in missing_users:
             answers.append(HttpError(422, f"user_id {purchase.user_id}: no such user"))
-        elif purchase.product_id not in prices:
+        elif purchase.product_id not in known.prices:
             answers.append(HttpError(422, f"product_id {purchase.product_id}: no such "
                                           "product"))
         else:
-            answers.append(prices[purchase.product_id])
+            answers.append(known.prices[purchase.product_id])
     return answers
 
 
 async def check_many(peers: Peers, purchases: list[Purchase]) -> dict[int, int]:
     """Prices by product id, once every user and product of the batch is known to exist."""
-    user_ids = ",".join(str(i) for i in dict.fromkeys(p.user_id for p in purchases))
-    product_ids = ",".join(str(i) for i in dict.fromkeys(p.product_id for p in purchases))
-    users, products = await asyncio.gather(
-        peers.get("users", f"/users?ids={user_ids}"),
-        peers.get("products", f"/products?ids={product_ids}"),
-    )
-    for name, reply in (("users", users), ("products", products)):
-        if reply.status != 200:
-            raise HttpError(502, f"{name} answered HTTP {reply.status}: {reply.data}",
-                            dependency=name)
-    for field, reply, noun in (("user_id", users, "user"), ("product_id", products, "product")):
-        missing = reply.data["missing"]
+    known = await ask(peers, purchases)
+    for field, missing, noun in (("user_id", known.missing_users, "user"),
+                                 ("product_id", known.missing_products, "product")):
         if missing:
             shown = ", ".join(str(i) for i in missing[:5])
             more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
             raise HttpError(422, f"{field} {shown}{more}: no such {noun}; nothing was recorded")
-    return {p["id"]: round(p["price"] * 100) for p in products.data["products"]}
+    return known.prices
 
 
 # --- HTTP ------------------------------------------------------------------------------------
@@ -260,14 +261,13 @@ def create_app(ctx: ServiceContext) -> Starlette:
             seen = find_by_request(db.conn, purchase.request_id)
             if seen is not None:
                 return json_response(await with_event(request, seen), 200)
-        started = time.time()
+        waiting = ctx.tracer.start("checkout (batched)")  # kept only if another trace has it
         done = await purchases.submit(purchase)
         order, created = done.value
         if not done.first:  # the calls and the insert are in the batch's first trace
-            span = ctx.tracer.start("checkout (batched)", "internal", {
-                "msshop.batch.size": done.size, "msshop.batch.trace_id": done.trace_id})
-            span["start"] = started
-            ctx.tracer.finish(span)
+            waiting["attributes"].update({"msshop.batch.size": done.size,
+                                          "msshop.batch.trace_id": done.trace_id})
+            ctx.tracer.finish(waiting)
         return json_response(await with_event(request, order), 201 if created else 200)
 
     async def with_event(request: Request, order: dict[str, Any]) -> dict[str, Any]:
