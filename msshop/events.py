@@ -26,7 +26,10 @@ from typing import Any
 import msgspec
 
 
-class Event(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
+class Envelope(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
+    """What every event carries besides its data (and its trace_id, which has a default
+    and so comes last)."""
+
     id: str
     type: str
     source: str
@@ -34,6 +37,9 @@ class Event(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
     aggregate_id: int
     aggregate_version: int
     occurred_at: float
+
+
+class Event(Envelope, frozen=True):
     data: dict[str, Any]
     trace_id: str | None = None
 
@@ -89,18 +95,11 @@ def decode(raw: bytes | msgspec.Raw) -> Event:
     return _decoder.decode(raw)
 
 
-class Received(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
+class Received(Envelope, frozen=True):
     """An event as a consumer reads it: the envelope checked like Event's, the data left as
     JSON for the consumer to decode by type (0.8 µs an event, against 1.4 µs for a full
     decode and then a conversion of the data)."""
 
-    id: str
-    type: str
-    source: str
-    aggregate_type: str
-    aggregate_id: int
-    aggregate_version: int
-    occurred_at: float
     data: msgspec.Raw
     trace_id: str | None = None
 
