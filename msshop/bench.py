@@ -170,25 +170,26 @@ def measure_everything(state: State, plan: Plan, report: dict[str, Any], tell: S
 
     tell(f"purchases from {CLIENTS} concurrent clients for {plan.load_seconds:g} s: the "
          "sustained rate with outbox, bus and read model all working")
-    since = time.time()
-    report["sustained"] = load(state, users[1], plan.background.products, plan.load_seconds,
-                               rate=None)
-    caught_up(client, timeout=120)
-    report["sustained"]["lag_ms"] = summarize(
-        client.request("query", "GET", f"/bench/lag?since={since}")["lags_ms"])
+    report["sustained"] = load_with_lag(client, state, users[1], plan, rate=None)
     tell(f"replication lag at {LAG_RATE:,} purchases/s for {plan.load_seconds:g} s")
-    since = time.time()
-    report["paced"] = load(state, users[1], plan.background.products, plan.load_seconds,
-                           rate=LAG_RATE)
-    caught_up(client, timeout=120)
-    report["paced"]["lag_ms"] = summarize(
-        client.request("query", "GET", f"/bench/lag?since={since}")["lags_ms"])
+    report["paced"] = load_with_lag(client, state, users[1], plan, rate=LAG_RATE)
 
     tell("rebuilding the read model from position 0 of the log")
     rebuilt = client.exchange("query", "POST", "/replay",
                               headers={"authorization": f"Bearer {state.token}"})[1]
     report["rebuild"] = {"events": rebuilt["events"], "seconds": rebuilt["seconds"],
                          "per_second": rebuilt["per_second"]}
+
+
+def load_with_lag(client: ShopClient, state: State, user_id: int, plan: Plan,
+                  rate: float | None) -> dict[str, Any]:
+    """`load`, then the replication lag of its purchases once the read model has them all."""
+    since = time.time()
+    report = load(state, user_id, plan.background.products, plan.load_seconds, rate)
+    caught_up(client, timeout=120)
+    report["lag_ms"] = summarize(
+        client.request("query", "GET", f"/bench/lag?since={since}")["lags_ms"])
+    return report
 
 
 def load(state: State, user_id: int, products: int, seconds: float, rate: float | None
