@@ -18,6 +18,7 @@ class ServiceSpec:
     port_offset: int  # port = base_port + offset (when base_port is not 0)
     entry: str  # "module:function" returning the Starlette app
     owns: str  # what data the service owns, for people reading `msshop status`
+    calls_others: bool = True  # needs the peer client (aiohttp); the bus answers only
 
     @property
     def db_filename(self) -> str:
@@ -31,7 +32,8 @@ class ServiceSpec:
 
 
 SERVICES: tuple[ServiceSpec, ...] = (
-    ServiceSpec("bus", 0, 0, "msshop.services.bus:create_app", "the event log"),
+    ServiceSpec("bus", 0, 0, "msshop.services.bus:create_app", "the event log",
+                calls_others=False),
     ServiceSpec("users", 1, 1, "msshop.services.users:create_app", "users"),
     ServiceSpec("products", 1, 2, "msshop.services.products:create_app", "products"),
     ServiceSpec("orders", 1, 3, "msshop.services.orders:create_app", "orders"),

@@ -43,7 +43,7 @@ def preload(specs: Sequence[ServiceSpec]) -> None:
     importlib.import_module("msshop.platform.runner")
     for module in LAZY_IN_CHILDREN:
         importlib.import_module(module)
-    if any(spec.name != "bus" for spec in specs):
+    if any(spec.calls_others for spec in specs):
         import_aiohttp_without_tls()
     for spec in specs:
         importlib.import_module(spec.entry.partition(":")[0])
