@@ -13,8 +13,8 @@ from typing import Any, NoReturn
 
 import typer
 
-from msshop.config import Settings, load
-from msshop.errors import MsshopError, ServiceError
+from msshop.contracts.config import Settings, load
+from msshop.contracts.errors import MsshopError, ServiceError
 
 app = typer.Typer(
     name="msshop",
@@ -68,7 +68,7 @@ def up(
 ) -> None:
     """Start the services. Example: msshop up --detach"""
     from msshop import render
-    from msshop.orchestrator import lifecycle
+    from msshop.runtime.orchestrator import lifecycle
 
     config = settings(ctx)
     console = render.console()
@@ -91,7 +91,7 @@ def up(
 def down(ctx: typer.Context) -> None:
     """Stop every service and the supervisor. Example: msshop down"""
     from msshop import render
-    from msshop.orchestrator import lifecycle
+    from msshop.runtime.orchestrator import lifecycle
 
     render.stopped(out(), lifecycle.down(settings(ctx)))
 
@@ -105,7 +105,7 @@ def status(
     import json
 
     from msshop import render
-    from msshop.orchestrator import lifecycle
+    from msshop.runtime.orchestrator import lifecycle
 
     config = settings(ctx)
     if as_json:
@@ -129,7 +129,7 @@ def logs(
 ) -> None:
     """Print the services' logs. Example: msshop logs orders --follow"""
     from msshop import render
-    from msshop.orchestrator import logview
+    from msshop.runtime.orchestrator import logview
 
     console = out()
     for name, line in logview.lines(settings(ctx), service, lines, follow):
@@ -143,7 +143,7 @@ def _say(message: str) -> None:
 
 
 def _service_command(ctx: typer.Context, op: str, service: str) -> dict[str, Any]:
-    from msshop.orchestrator import lifecycle
+    from msshop.runtime.orchestrator import lifecycle
 
     return lifecycle.command(settings(ctx), op, service)
 
@@ -172,7 +172,7 @@ def restart(ctx: typer.Context, service: str = typer.Argument(..., help=SERVICE_
 @app.command()
 def kill(ctx: typer.Context, service: str = typer.Argument(..., help=SERVICE_HELP)) -> None:
     """SIGKILL one service, as a crash would. Example: msshop kill products"""
-    from msshop.orchestrator import lifecycle
+    from msshop.runtime.orchestrator import lifecycle
 
     state = lifecycle.kill(settings(ctx), service)
     info = state.services[service]
@@ -193,7 +193,7 @@ def chaos(
     clear: bool = typer.Option(False, "--clear", help="Remove every fault."),
 ) -> None:
     """Make a running service slow or failing. Example: msshop chaos products --latency 300"""
-    from msshop import faults
+    from msshop.instruments import chaos as faults
 
     answer = faults.inject(settings(ctx), service, latency, jitter, error_rate, clear)
     now = answer["chaos"]
@@ -207,8 +207,8 @@ def chaos(
 
 
 def _client(ctx: typer.Context) -> Any:
-    from msshop.client import ShopClient
-    from msshop.orchestrator import lifecycle
+    from msshop.instruments.client import ShopClient
+    from msshop.runtime.orchestrator import lifecycle
 
     return ShopClient(lifecycle.running_state(settings(ctx)))
 
@@ -269,9 +269,9 @@ def seed(
 ) -> None:
     """Fill the shop with deterministic, realistic data. Example: msshop seed --orders 100000"""
     from msshop import render
-    from msshop.orchestrator import lifecycle
-    from msshop.seed import SeedPlan
-    from msshop.seed import seed as run_seed
+    from msshop.instruments.seed import SeedPlan
+    from msshop.instruments.seed import seed as run_seed
+    from msshop.runtime.orchestrator import lifecycle
 
     config = settings(ctx, **{"seed.users": users, "seed.products": products,
                               "seed.orders": orders, "seed.seed": seed_value})
@@ -291,8 +291,8 @@ def seed(
 
 
 def _questioner(ctx: typer.Context) -> Any:
-    from msshop.orchestrator import lifecycle
-    from msshop.question import Questioner
+    from msshop.instruments.asking import Questioner
+    from msshop.runtime.orchestrator import lifecycle
 
     return Questioner(lifecycle.running_state(settings(ctx)))
 
@@ -335,7 +335,8 @@ def compare(
     user: int = typer.Option(..., "--user", help="The user whose orders to list."),
 ) -> None:
     """Every strategy side by side, against the monolith. Example: msshop compare --user 42"""
-    from msshop import question, render
+    from msshop import render
+    from msshop.instruments import asking as question
 
     render.compare(out(), user, question.compare(_questioner(ctx), user))
 
@@ -350,19 +351,19 @@ def trace(
     import json
 
     from msshop import render
-    from msshop.errors import UsageError
-    from msshop.orchestrator.state import SandboxPaths
-    from msshop.question import TraceStore
+    from msshop.contracts.errors import UsageError
+    from msshop.instruments.asking import TraceStore
+    from msshop.runtime.orchestrator.state import SandboxPaths
 
     if export not in (None, "otlp-json", "mermaid"):
         raise UsageError(f"unknown export '{export}'; choose otlp-json or mermaid")
     stored = TraceStore(SandboxPaths(settings(ctx).sandbox_dir).root / "traces").load(trace_id)
     if export == "otlp-json":
-        from msshop.traces import to_otlp_json
+        from msshop.instruments.traces.shape import to_otlp_json
 
         print(json.dumps(to_otlp_json(stored["spans"]), indent=2))
     elif export == "mermaid":
-        from msshop.traces import to_mermaid
+        from msshop.instruments.traces.shape import to_mermaid
 
         print(to_mermaid(stored["spans"]))
     else:
@@ -372,7 +373,8 @@ def trace(
 @app.command()
 def verify(ctx: typer.Context) -> None:
     """Check the replicated read model against the monolith join. Example: msshop verify"""
-    from msshop import question, render
+    from msshop import render
+    from msshop.instruments import asking as question
 
     report = question.verify(_questioner(ctx))
     render.verify(out(), report)
@@ -389,7 +391,8 @@ def events(
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new events."),
 ) -> None:
     """Show the bus's event log. Example: msshop events --after 100 --limit 20"""
-    from msshop import eventlog, render
+    from msshop import render
+    from msshop.instruments import event_pager as eventlog
 
     console = out()
     for position, event in eventlog.read(_client(ctx), after, limit, follow):
@@ -402,7 +405,8 @@ def replay(
     service: str = typer.Argument(..., help="query: the service with a read model"),
 ) -> None:
     """Rebuild a read model from the whole bus log, then swap it in. Example: msshop replay query"""
-    from msshop import faults, render
+    from msshop import render
+    from msshop.instruments import chaos as faults
 
     render.replayed(out(), faults.replay(settings(ctx), service))
 
@@ -428,8 +432,8 @@ def bench(
     """Measure every strategy in a throw-away sandbox. Example: msshop bench --quick"""
     import json
 
-    from msshop import bench as bench_module
     from msshop import render
+    from msshop.instruments.bench import measure as bench_module
 
     console = render.console(stderr=as_json)
     report = bench_module.run(settings(ctx), quick,
@@ -450,12 +454,12 @@ def demo(
                                 help="With --no-pause: shorter (>1) or longer (<1) pauses."),
 ) -> None:
     """Run a scripted demo in a sandbox of its own. Example: msshop demo outage --no-pause"""
-    from msshop import demo as demos
     from msshop import render
+    from msshop.instruments import demo as demos
 
     console = render.console()
     pause = not no_pause and sys.stdin.isatty()  # nobody to press Enter: run straight through
-    steps = demos.run(name, pause, speed, console, wait=lambda: render.wait_for_enter(console))
+    steps = demos.run(name, pause, speed, render.DemoStage(console))
     render.note(console, f"demo '{name}' done: {steps} steps, nothing left behind")
 
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from msshop.client import ShopClient
-from msshop.orchestrator.state import SandboxPaths, State, pid_alive, read_state
+from msshop.instruments.client import ShopClient
+from msshop.runtime.orchestrator.state import SandboxPaths, State, pid_alive, read_state
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -71,7 +71,7 @@ class Sandbox:
 
 def one_purchase(sandbox: Sandbox, title: str = "Hat", price: float = 10) -> None:
     """User 1 buys product 1 (titled `title`), and the read model has it."""
-    from msshop.question import caught_up
+    from msshop.instruments.asking import caught_up
 
     client = sandbox.client()
     client.request("users", "POST", "/users", {"email": "buyer@example.com", "name": "Buyer"})

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from msshop import demo
+from msshop.instruments import demo
 from tests.conftest import msshop, sandbox_env
 
 KEY_LINES = {

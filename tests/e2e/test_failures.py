@@ -10,8 +10,8 @@ import sqlite3
 import time
 from pathlib import Path
 
-from msshop import events
-from msshop.question import caught_up
+from msshop.contracts import events
+from msshop.instruments.asking import caught_up
 from tests.conftest import Sandbox, one_purchase, start_sandbox, stop_sandbox
 
 

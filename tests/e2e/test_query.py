@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from msshop import events
-from msshop.monolith import all_user_orders
-from msshop.question import caught_up
+from msshop.contracts import events
+from msshop.instruments.asking import caught_up
+from msshop.instruments.monolith import all_user_orders
 from tests.conftest import Sandbox, one_purchase, start_sandbox, stop_sandbox
 
 SEED = random.randrange(1_000_000)

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import IO
 
-from msshop.orchestrator.state import SandboxPaths, is_running, pid_alive, read_state
+from msshop.runtime.orchestrator.state import SandboxPaths, is_running, pid_alive, read_state
 from tests.conftest import Sandbox, msshop, sandbox_env, start_sandbox, stop_sandbox, wait_gone
 
 

@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from msshop.errors import MsshopError
-from msshop.question import caught_up
+from msshop.contracts.errors import MsshopError
+from msshop.instruments.asking import caught_up
 from tests.conftest import Sandbox
 
 SECONDS = float(os.environ.get("MSSHOP_SOAK_SECONDS", "30"))

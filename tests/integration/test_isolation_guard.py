@@ -9,7 +9,7 @@ from typing import Any
 
 import multiprocess
 
-from msshop.platform.db import guard_connection, install_isolation_guard, open_database
+from msshop.runtime.platform.db import guard_connection, install_isolation_guard, open_database
 
 
 def _in_guarded_child(own: Path, other: Path, queue: Any) -> None:

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import msgspec
 
-from msshop import events
-from msshop.events import Delivered
-from msshop.platform.consumer import Consumer
-from msshop.platform.db import open_database, statements
-from msshop.platform.peers import Peers
-from msshop.services.query import MIGRATIONS, projection
+from msshop.contracts import events
+from msshop.contracts.events import Delivered
+from msshop.runtime.platform.consumer import Consumer
+from msshop.runtime.platform.db import open_database, statements
+from msshop.runtime.platform.peers import Peers
+from msshop.runtime.services.query import MIGRATIONS, projection
 
 
 def delivered(*pairs: tuple[int, events.Event | bytes]) -> list[Delivered]:

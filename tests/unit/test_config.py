@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from msshop import config
-from msshop.errors import ConfigError
+from msshop.contracts import config
+from msshop.contracts.errors import ConfigError
 from tests.conftest import ROOT, msshop, sandbox_env
 
 

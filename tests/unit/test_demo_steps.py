@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from msshop.demo import Step, StepFailed, check, load
+from msshop.instruments.demo import Step, StepFailed, check, load
 
 
 def test_a_step_must_print_its_expected_line_and_fail_only_if_meant_to() -> None:

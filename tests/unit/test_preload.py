@@ -9,12 +9,13 @@ import sys
 
 CHECK = """
 import sys
-from msshop.orchestrator.process import preload
-from msshop.topology import BY_NAME, SERVICES
+from msshop.runtime.orchestrator.process import preload
+from msshop.contracts.topology import BY_NAME, SERVICES
 
 preload([BY_NAME["bus"]])
 assert "aiohttp" not in sys.modules, "the bus starts before aiohttp is imported"
-assert "msshop.services.bus" in sys.modules and "msshop.services.orders" not in sys.modules
+assert "msshop.runtime.services.bus" in sys.modules
+assert "msshop.runtime.services.orders" not in sys.modules
 
 preload(SERVICES)
 import aiohttp.connector

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 
 from msshop import render
-from msshop.orchestrator.state import ServiceState, State
+from msshop.runtime.orchestrator.state import ServiceState, State
 
 
 def captured() -> Console:
@@ -75,7 +75,7 @@ def test_order_line() -> None:
 
 def test_demo_step_shows_each_command_line_with_a_prompt() -> None:
     out = captured()
-    render.step(out, "Start the shop.", "export A=1\nmsshop up --detach")
+    render.DemoStage(out).step("Start the shop.", "export A=1\nmsshop up --detach")
     assert out.export_text() == "\nStart the shop.\n$ export A=1\n$ msshop up --detach\n"
 
 

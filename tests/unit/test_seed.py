@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from msshop.seed import SeedPlan, batches, make_orders, make_products, make_users
+from msshop.instruments.seed import SeedPlan, batches, make_orders, make_products, make_users
 
 
 def test_same_seed_same_data_and_more_keeps_the_first() -> None:

@@ -16,8 +16,8 @@ from google.protobuf import json_format
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
 from opentelemetry.proto.trace.v1.trace_pb2 import Status, TracesData
 
-from msshop import traces
-from msshop.platform.tracing import Span
+from msshop.instruments.traces import shape as traces
+from msshop.runtime.platform.tracing import Span
 
 TRACE = "0af7651916cd43dd8448eb211c80319c"
 T0 = 1_700_000_000.0

@@ -1,0 +1,225 @@
+"""Settings: built-in defaults <- TOML file <- MSSHOP_* environment <- command-line flags.
+
+Every setting is declared once in SETTINGS, with its default, its environment variable and
+what values it allows. configs/msshop.toml lists them all with the same defaults (a test
+keeps the two in step). A bad value anywhere is one ConfigError line that names the key,
+where the value came from and what is allowed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from msshop.contracts.errors import ConfigError
+
+CONFIG_ENV = "MSSHOP_CONFIG"
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+@dataclass(frozen=True)
+class Setting:
+    key: str  # "section.name", as in the TOML file
+    kind: type  # int, float, str or Path
+    default: Any
+    env: str
+    allowed: str  # what the error message says is allowed
+    check: Callable[[Any], bool] = lambda value: True
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "sandbox.dir", Path, Path("sandbox"), "MSSHOP_SANDBOX",
+        "a directory path",
+        lambda v: str(v) != "",
+    ),
+    Setting(
+        "sandbox.base_port", int, 7100, "MSSHOP_BASE_PORT",
+        "0 (pick free ports) or a port from 1024 to 65500",
+        lambda v: v == 0 or 1024 <= v <= 65500,
+    ),
+    Setting(
+        "sandbox.host", str, "127.0.0.1", "MSSHOP_HOST",
+        "an IP address to bind, 127.0.0.1 unless you mean to expose the sandbox",
+        _is_ip,
+    ),
+    Setting(
+        "services.startup_timeout", float, 10.0, "MSSHOP_STARTUP_TIMEOUT",
+        "seconds, more than 0 and at most 300",
+        lambda v: 0 < v <= 300,
+    ),
+    Setting(
+        "services.stop_timeout", float, 5.0, "MSSHOP_STOP_TIMEOUT",
+        "seconds, more than 0 and at most 300",
+        lambda v: 0 < v <= 300,
+    ),
+    Setting(
+        "services.http_timeout", float, 2.0, "MSSHOP_HTTP_TIMEOUT",
+        "seconds, more than 0 and at most 300",
+        lambda v: 0 < v <= 300,
+    ),
+    *(Setting(
+        f"timeouts.{name}", float, 0.0, f"MSSHOP_TIMEOUT_{name.upper()}",
+        "seconds from 0 to 300; 0 means services.http_timeout",
+        lambda v: 0 <= v <= 300,
+    ) for name in ("bus", "users", "products", "orders")),
+    Setting(
+        "services.log_level", str, "info", "MSSHOP_LOG_LEVEL",
+        "one of " + ", ".join(LOG_LEVELS),
+        lambda v: v in LOG_LEVELS,
+    ),
+    Setting(
+        "seed.users", int, 200, "MSSHOP_SEED_USERS",
+        "an integer from 1 to 10000000",
+        lambda v: 1 <= v <= 10_000_000,
+    ),
+    Setting(
+        "seed.products", int, 60, "MSSHOP_SEED_PRODUCTS",
+        "an integer from 1 to 10000000",
+        lambda v: 1 <= v <= 10_000_000,
+    ),
+    Setting(
+        "seed.orders", int, 2000, "MSSHOP_SEED_ORDERS",
+        "an integer from 0 to 100000000",
+        lambda v: 0 <= v <= 100_000_000,
+    ),
+    Setting(
+        "seed.seed", int, 42, "MSSHOP_SEED",
+        "any integer",
+    ),
+)
+BY_KEY: dict[str, Setting] = {s.key: s for s in SETTINGS}
+
+
+@dataclass(frozen=True)
+class Settings:
+    sandbox_dir: Path
+    base_port: int
+    host: str
+    startup_timeout: float
+    stop_timeout: float
+    http_timeout: float
+    timeouts: dict[str, float]  # per dependency; absent: http_timeout
+    log_level: str
+    seed_users: int
+    seed_products: int
+    seed_orders: int
+    seed_seed: int
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any]) -> Settings:
+        return cls(
+            sandbox_dir=Path(values["sandbox.dir"]).expanduser().resolve(),
+            base_port=values["sandbox.base_port"],
+            host=values["sandbox.host"],
+            startup_timeout=values["services.startup_timeout"],
+            stop_timeout=values["services.stop_timeout"],
+            http_timeout=values["services.http_timeout"],
+            timeouts={key.partition(".")[2]: value for key, value in values.items()
+                      if key.startswith("timeouts.") and value},
+            log_level=values["services.log_level"],
+            seed_users=values["seed.users"],
+            seed_products=values["seed.products"],
+            seed_orders=values["seed.orders"],
+            seed_seed=values["seed.seed"],
+        )
+
+
+def defaults() -> dict[str, Any]:
+    return {s.key: s.default for s in SETTINGS}
+
+
+def load(
+    config_file: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Resolve settings. `overrides` are flag values by key; None means "flag not given"."""
+    env = os.environ if env is None else env
+    values = defaults()
+    if config_file is None and env.get(CONFIG_ENV):
+        config_file = Path(env[CONFIG_ENV])
+    if config_file is not None:
+        values.update(read_file(config_file))
+    for setting in SETTINGS:
+        raw = env.get(setting.env)
+        if raw is not None and raw != "":
+            values[setting.key] = _coerce(setting, raw, f"environment variable {setting.env}")
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            setting = BY_KEY[key]
+            values[key] = _coerce(setting, value, f"option for {key}")
+    return Settings.from_values(values)
+
+
+def read_file(path: Path) -> dict[str, Any]:
+    """Read a TOML settings file into {key: typed value}; relative paths are file-relative."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist; pass an existing file") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    values: dict[str, Any] = {}
+    for section, table in data.items():
+        if not isinstance(table, dict):
+            raise ConfigError(
+                f"{path}: '{section}' must be a [section]; sections are "
+                + ", ".join(sorted({k.split('.')[0] for k in BY_KEY}))
+            )
+        for name, raw in table.items():
+            key = f"{section}.{name}"
+            setting = BY_KEY.get(key)
+            if setting is None:
+                raise ConfigError(
+                    f"{path}: unknown setting '{key}'; known settings: " + ", ".join(BY_KEY)
+                )
+            value = _coerce(setting, raw, f"file {path}", parse_text=False)
+            if setting.kind is Path and not Path(value).is_absolute():
+                value = (path.parent / value).resolve()
+            values[key] = value
+    return values
+
+
+def _coerce(setting: Setting, raw: Any, origin: str, parse_text: bool = True) -> Any:
+    """Turn a raw value into the setting's type. Text from the environment is parsed; a value
+    from a TOML file (parse_text=False) must already have the right TOML type."""
+    value: Any = None
+    try:
+        if setting.kind is int:
+            if isinstance(raw, int | str) and not isinstance(raw, bool):
+                value = int(raw)
+        elif setting.kind is float:
+            if isinstance(raw, int | float | str) and not isinstance(raw, bool):
+                value = float(raw)
+        elif setting.kind is Path:
+            if isinstance(raw, str | Path):
+                value = Path(raw)
+        elif isinstance(raw, str):
+            value = raw.strip().lower() if setting.key == "services.log_level" else raw
+    except ValueError:
+        value = None
+    if not parse_text and isinstance(raw, str) and setting.kind in (int, float):
+        value = None  # in a file, "8000" is a string, not a number
+    if value is None or not setting.check(value):
+        raise ConfigError(
+            f"{setting.key} = {raw!r} (from {origin}) is not allowed: use {setting.allowed}"
+        )
+    return value

@@ -1,0 +1,50 @@
+"""The catalogue of services: names, ports, database files and start order, as plain data.
+
+Cheap to import (the CLI validates service names with it) and the one place a new service is
+added. `entry` names the service's `create_app` without importing it: the orchestrator
+imports the stack once, in the supervisor, just before it forks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    stage: int  # start order: every service of a stage is healthy before the next stage starts
+    port_offset: int  # port = base_port + offset (when base_port is not 0)
+    entry: str  # "module:function" returning the Starlette app
+    owns: str  # what data the service owns, for people reading `msshop status`
+    calls_others: bool = True  # needs the peer client (aiohttp); the bus answers only
+
+    @property
+    def db_filename(self) -> str:
+        return f"{self.name}.db"
+
+    def db_path(self, sandbox: Path) -> Path:
+        return sandbox / "data" / self.db_filename
+
+    def log_path(self, sandbox: Path) -> Path:
+        return sandbox / "logs" / f"{self.name}.log"
+
+
+SERVICES: tuple[ServiceSpec, ...] = (
+    ServiceSpec("bus", 0, 0, "msshop.runtime.services.bus:create_app", "the event log",
+                calls_others=False),
+    ServiceSpec("users", 1, 1, "msshop.runtime.services.users:create_app", "users"),
+    ServiceSpec("products", 1, 2, "msshop.runtime.services.products:create_app", "products"),
+    ServiceSpec("orders", 1, 3, "msshop.runtime.services.orders:create_app", "orders"),
+    ServiceSpec("query", 2, 4, "msshop.runtime.services.query:create_app",
+                "its read model: copies of users, products and orders"),
+)
+BY_NAME: dict[str, ServiceSpec] = {spec.name: spec for spec in SERVICES}
+NAMES: tuple[str, ...] = tuple(BY_NAME)
+
+
+def stages() -> list[list[ServiceSpec]]:
+    """Services grouped by stage, in start order."""
+    ordered = sorted({s.stage for s in SERVICES})
+    return [[s for s in SERVICES if s.stage == stage] for stage in ordered]

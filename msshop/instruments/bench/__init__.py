@@ -1,0 +1,1 @@
+"""`msshop bench`: a throw-away sandbox measured in one run, and its load generator."""

@@ -1,0 +1,165 @@
+"""`msshop demo [NAME]`: scripted demos for a terminal, defined as data (configs/demos/*.toml,
+shipped in the package as msshop.configs.demos).
+
+Each step prints a short narration and the exact command, runs that command as a person
+would (a real `msshop` process, in a sandbox of its own in a temporary directory, on free
+ports), shows its output and checks the line the step expects. Between steps it waits for
+Enter, or, with --no-pause, a moment scaled by --speed. However it ends (done, a step that
+went wrong, Ctrl-C), the sandbox is stopped and its directory removed.
+
+A step in TOML:  say = "...", run = "msshop ...", expect = "a line to see",
+                 fails = true (the command is meant to fail),
+                 capture = { name = "position", pattern = 'bus position (\\d+)' }
+                 (later steps may use {position} in `run`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Protocol
+
+from msshop.contracts.errors import MsshopError, UsageError
+
+DEFAULT = "lesson"
+PAUSE_SECONDS = 1.0  # between steps with --no-pause, divided by --speed
+STEP_TIMEOUT = 300
+
+
+@dataclass(frozen=True)
+class Step:
+    say: str
+    run: str
+    expect: str | None = None
+    fails: bool = False
+    capture: dict[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    title: str
+    summary: str
+    steps: tuple[Step, ...] = field(default_factory=tuple)
+
+
+def available() -> dict[str, Any]:
+    """Demo files by name: from the installed package (configs/ ships as msshop.configs),
+    or, when msshop runs from a source checkout, from configs/demos beside it."""
+    folder: Any
+    try:
+        folder = resources.files("msshop.configs.demos")
+    except ModuleNotFoundError:
+        folder = Path(__file__).resolve().parents[2] / "configs" / "demos"
+    return {Path(item.name).stem: item for item in folder.iterdir()
+            if item.name.endswith(".toml")}
+
+
+def load(name: str) -> Scenario:
+    files = available()
+    if name not in files:
+        raise UsageError(f"no demo named '{name}'; choose one of: " + ", ".join(sorted(files)))
+    try:
+        data = tomllib.loads(files[name].read_text(encoding="utf-8"))
+        steps = tuple(Step(**step) for step in data["steps"])
+        return Scenario(data["name"], data["title"], data["summary"].strip(), steps)
+    except (tomllib.TOMLDecodeError, KeyError, TypeError) as exc:
+        raise MsshopError(f"demo '{name}' is malformed: {exc}") from None
+
+
+class StepFailed(MsshopError):
+    pass
+
+
+class Stage(Protocol):
+    """Where a demo is shown (render.DemoStage draws it on a terminal)."""
+
+    width: int  # columns the commands' output may use
+    colour: bool  # whether the commands may print colours
+
+    def title(self, title: str, summary: str, sandbox: Path) -> None: ...
+
+    def step(self, narration: str, command: str) -> None: ...
+
+    def output(self, text: str) -> None:
+        """A command's output exactly as it printed it."""
+
+    def wait(self) -> None:
+        """Until the presenter asks for the next step."""
+
+
+def run(name: str, pause: bool, speed: float, stage: Stage) -> int:
+    """Run a demo on `stage`; returns how many steps ran (`pause`: wait for the presenter
+    between steps). Raises StepFailed on a step that went wrong."""
+    if speed <= 0:
+        raise UsageError(f"--speed {speed:g} must be more than 0")
+    scenario = load(name)
+    root = Path(tempfile.mkdtemp(prefix=f"msshop-demo-{name}-"))
+    env = child_environment(root, stage.width, stage.colour)
+    stage.title(scenario.title, scenario.summary, root / "sandbox")
+    captured: dict[str, str] = {}
+    started_sandbox = False
+    done = 0
+    try:
+        for number, step in enumerate(scenario.steps, start=1):
+            command = step.run.format(**captured)
+            stage.step(f"{number}. {step.say}", command)
+            args = shlex.split(command)
+            if not args or args[0] != "msshop":
+                raise StepFailed(f"demo '{name}' step {number} does not run msshop: {command}")
+            result = subprocess.run([sys.executable, "-m", "msshop", *args[1:]], env=env,
+                                    capture_output=True, text=True, timeout=STEP_TIMEOUT)
+            started_sandbox = started_sandbox or args[1:2] == ["up"]
+            output = result.stdout + result.stderr
+            stage.output(output)
+            check(step, number, result.returncode, output)
+            if step.capture:
+                found = re.search(step.capture["pattern"], output)
+                if found is None:
+                    raise StepFailed(f"step {number} did not print what it should: no match for "
+                                     f"{step.capture['pattern']!r}")
+                captured[step.capture["name"]] = found.group(1)
+            done = number
+            if number < len(scenario.steps):
+                if pause:
+                    stage.wait()
+                else:
+                    time.sleep(PAUSE_SECONDS / speed)
+    finally:
+        if started_sandbox:  # whatever happened: nothing left running, nothing left behind
+            subprocess.run([sys.executable, "-m", "msshop", "down"], env=env,
+                           capture_output=True, timeout=STEP_TIMEOUT)
+        shutil.rmtree(root, ignore_errors=True)
+    return done
+
+
+def check(step: Step, number: int, code: int, output: str) -> None:
+    if step.fails and code == 0:
+        raise StepFailed(f"step {number} was meant to fail, and did not")
+    if not step.fails and code != 0:
+        raise StepFailed(f"step {number} failed (exit {code}); its output is above")
+    if step.expect and step.expect not in output:
+        raise StepFailed(f"step {number} did not print {step.expect!r}")
+
+
+def child_environment(root: Path, width: int, colour: bool) -> dict[str, str]:
+    """The commands run in the demo's own sandbox, at the demo's width and colours."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MSSHOP_")}
+    env.update(MSSHOP_SANDBOX=str(root / "sandbox"), MSSHOP_BASE_PORT="0",
+               COLUMNS=str(width))
+    if colour:
+        env["FORCE_COLOR"] = "1"  # the commands' output is captured, not a terminal
+    else:
+        env.pop("FORCE_COLOR", None)
+        env["NO_COLOR"] = "1"
+    return env

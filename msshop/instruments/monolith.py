@@ -1,0 +1,83 @@
+"""The monolith's answer: ATTACH every service's database and run the one join.
+
+This BREAKS ENCAPSULATION on purpose. No service may do this (the isolation guard refuses
+it); the CLI does it, read-only, as the ground truth every strategy is checked against and
+as the "before" picture of the lesson: in a monolith the question is one SQL join.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from msshop.contracts.errors import SandboxError
+
+LABEL = "monolith (reference only: the CLI opens every service's database, which breaks " \
+        "encapsulation)"
+JOIN = """
+SELECT o.id, o.product_id, p.title, o.quantity, o.unit_price_cents
+FROM orders.orders AS o JOIN products.products AS p ON p.id = o.product_id
+WHERE o.user_id = :user
+ORDER BY o.id
+"""
+ALL_USERS_JOIN = """
+SELECT o.user_id, o.id, o.product_id, p.title, o.quantity, o.unit_price_cents
+FROM orders.orders AS o JOIN products.products AS p ON p.id = o.product_id
+ORDER BY o.user_id, o.id
+"""
+
+
+def _read_only_uri(path: Path) -> str:
+    return f"file:{quote(str(path))}?mode=ro"
+
+
+@contextmanager
+def attached(databases: dict[str, Path]) -> Iterator[sqlite3.Connection]:
+    """One in-memory connection with each service's file ATTACHed read-only by its name."""
+    for name, path in databases.items():
+        if not path.exists():
+            raise SandboxError(f"{name}'s database {path} does not exist yet; "
+                               "start the sandbox with: msshop up --detach")
+    with closing(sqlite3.connect(":memory:", uri=True)) as conn:
+        for name, path in databases.items():
+            conn.execute(f"ATTACH DATABASE ? AS {name}", (_read_only_uri(path),))
+        yield conn
+
+
+def order_row(oid: int, pid: int, title: str, qty: int, cents: int) -> dict[str, Any]:
+    return {"order_id": oid, "product_id": pid, "title": title, "quantity": qty,
+            "unit_price": cents / 100, "total": qty * cents / 100}
+
+
+def user_orders(databases: dict[str, Path], user_id: int) -> dict[str, Any]:
+    """The answer, in the same shape the query service gives, plus what the join touched."""
+    started = time.perf_counter()
+    with attached(databases) as conn:
+        row = conn.execute("SELECT id, name, email FROM users.users WHERE id = ?",
+                           (user_id,)).fetchone()
+        if row is None:
+            raise LookupError(f"no user with id {user_id}")
+        orders = [order_row(*r) for r in conn.execute(JOIN, {"user": user_id})]
+    return {
+        "question": "user-orders", "strategy": "monolith", "label": LABEL,
+        "user": {"id": row[0], "name": row[1], "email": row[2]}, "orders": orders,
+        "freshness": {"live": True},
+        "_touched": {"databases": {name: str(path) for name, path in databases.items()},
+                     "rows": 1 + len(orders),
+                     "duration_ms": (time.perf_counter() - started) * 1000},
+    }
+
+
+def all_user_orders(databases: dict[str, Path]) -> dict[int, list[dict[str, Any]]]:
+    """Every user's orders at once (for `msshop verify`); users without orders map to []."""
+    with attached(databases) as conn:
+        answers: dict[int, list[dict[str, Any]]] = {
+            uid: [] for (uid,) in conn.execute("SELECT id FROM users.users")}
+        for uid, *order in conn.execute(ALL_USERS_JOIN):
+            answers.setdefault(uid, []).append(order_row(*order))
+    return answers

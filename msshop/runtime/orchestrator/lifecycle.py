@@ -1,0 +1,243 @@
+"""The sandbox commands as library functions: up, down, status, stop/start/restart/kill, reset.
+
+Only `up` imports the service stack (and only in the process that becomes the supervisor);
+every other function talks to a running sandbox through its files and control socket.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+import traceback
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from msshop.contracts.config import Settings
+from msshop.contracts.errors import SandboxError, UsageError
+from msshop.contracts.topology import BY_NAME, SERVICES
+from msshop.runtime.orchestrator import control
+from msshop.runtime.orchestrator.health import probe
+from msshop.runtime.orchestrator.state import (
+    SandboxPaths,
+    State,
+    is_running,
+    pid_alive,
+    read_state,
+    remove_state,
+)
+
+if TYPE_CHECKING:
+    from msshop.runtime.orchestrator.printer import Printer
+
+
+def up_foreground(settings: Settings, printer: Printer,
+                  on_ready: Callable[[State], None]) -> None:
+    """Run the sandbox in this process until SIGINT/SIGTERM or `msshop down`."""
+    from msshop.runtime.orchestrator.supervisor import Supervisor
+
+    supervisor = Supervisor(settings, printer, "foreground")
+    try:
+        state = supervisor.prepare()
+        supervisor.start_all()
+        on_ready(state)
+        supervisor.serve_forever()
+    finally:
+        supervisor.close()
+
+
+def up_detached(settings: Settings) -> tuple[State, list[str]]:
+    """Start a supervisor in the background; return once every service is healthy.
+
+    Returns the state and any notes for the person (e.g. a crashed run was cleaned up)."""
+    paths = SandboxPaths(settings.sandbox_dir)
+    paths.create()  # here, so a directory that cannot be made is this command's clear error
+    if is_running(paths):
+        _already_running(paths)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the supervisor-to-be
+        os.close(read_end)
+        code = 1
+        try:
+            code = _daemon(settings, write_end)
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as ready:
+        answer = ready.readline()  # one line once the daemon is ready or failed; EOF if it died
+    try:
+        result = json.loads(answer)
+    except ValueError:
+        os.waitpid(pid, 0)
+        raise SandboxError(
+            f"the supervisor died while starting; see {paths.supervisor_log}") from None
+    if not result.get("ok"):
+        os.waitpid(pid, 0)
+        raise SandboxError(result["error"])
+    state = read_state(paths)
+    assert state is not None
+    return state, list(result.get("notes", []))
+
+
+def _daemon(settings: Settings, ready_fd: int) -> int:
+    """The detached supervisor's life: own session, no terminal, events to supervisor.log."""
+    os.setsid()
+    paths = SandboxPaths(settings.sandbox_dir)
+
+    def report(answer: dict[str, Any]) -> None:
+        os.write(ready_fd, json.dumps(answer).encode() + b"\n")
+        os.close(ready_fd)
+
+    try:
+        from msshop.runtime.orchestrator.process import fresh_stdio
+
+        paths.create()
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.close(devnull)
+        stray = os.open(paths.supervisor_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(stray, 1)  # anything printed by accident lands in the log, not a dead terminal
+        os.dup2(stray, 2)
+        os.close(stray)
+        fresh_stdio()
+        from msshop.runtime.orchestrator.printer import FilePrinter
+        from msshop.runtime.orchestrator.supervisor import Supervisor
+
+        supervisor = Supervisor(settings, FilePrinter(paths.supervisor_log), "detached",
+                                inherited_fds=[ready_fd])
+    except Exception as exc:  # report, never leave the caller waiting
+        report({"ok": False, "error": f"the supervisor could not start: {exc}"})
+        return 1
+    try:
+        supervisor.prepare()
+        supervisor.start_all()
+    except SandboxError as exc:
+        supervisor.close()
+        report({"ok": False, "error": exc.message})
+        return 1
+    except Exception as exc:
+        supervisor.printer.event(traceback.format_exc(), "error")
+        supervisor.close()
+        report({"ok": False, "error": f"the supervisor failed: {exc}; see "
+                                      f"{paths.supervisor_log}"})
+        return 1
+    report({"ok": True, "notes": supervisor.notes})
+    supervisor.inherited_fds.clear()  # closed now: its number may be reused for a socket
+    try:
+        supervisor.serve_forever()
+    except Exception:
+        supervisor.printer.event(traceback.format_exc(), "error")
+        return 1
+    finally:
+        supervisor.close()
+    return 0
+
+
+def _already_running(paths: SandboxPaths) -> None:
+    state = read_state(paths)
+    pid = f" (supervisor pid {state.supervisor_pid})" if state else ""
+    raise SandboxError(
+        f"a sandbox is already running in {paths.root}{pid}; stop it with: msshop down")
+
+
+def running_state(settings: Settings) -> State:
+    """The running sandbox's state, or a SandboxError saying none runs (and how to start one)."""
+    paths = SandboxPaths(settings.sandbox_dir)
+    state = read_state(paths)
+    if state is None or not is_running(paths):
+        crashed = ""
+        if state is not None:
+            remove_state(paths)
+            crashed = (f" (cleared the state file of a crashed run: supervisor pid "
+                       f"{state.supervisor_pid} is gone)")
+        raise SandboxError(f"no sandbox is running in {paths.root}{crashed}; "
+                           "start one with: msshop up --detach")
+    return state
+
+
+def down(settings: Settings) -> State:
+    """Stop the running sandbox; returns the state it had. Waits until all is stopped."""
+    paths = SandboxPaths(settings.sandbox_dir)
+    state = running_state(settings)
+    try:
+        control.call(state.control_port, state.token, "shutdown", timeout=5)
+    except SandboxError:
+        if pid_alive(state.supervisor_pid):
+            os.kill(state.supervisor_pid, signal.SIGTERM)
+    deadline = time.monotonic() + settings.stop_timeout * len(SERVICES) + 5
+    while is_running(paths):
+        if time.monotonic() > deadline:
+            raise SandboxError(
+                f"the supervisor (pid {state.supervisor_pid}) did not stop in time; "
+                f"see: msshop logs supervisor")
+        time.sleep(0.01)
+    return state
+
+
+def status(settings: Settings) -> dict[str, Any]:
+    """What runs where, and each service's own view of its health and rows."""
+    state = running_state(settings)
+    services = []
+    for name, service in state.services.items():
+        health = probe(state.host, service.port, timeout=1.0) if service.status == "running" \
+            else None
+        services.append({
+            "name": name, "status": service.status, "pid": service.pid, "port": service.port,
+            "url": service.url, "db": service.db, "log": service.log,
+            "health": "ok" if health else ("down" if service.status == "running" else "-"),
+            "rows": health.get("rows") if health else None,
+            "exit": service.exit, "ready_ms": service.ready_ms,
+            **replication(health),
+        })
+    return {
+        "running": True, "sandbox": state.sandbox, "mode": state.mode,
+        "supervisor": {"pid": state.supervisor_pid, "started_at": state.started_at},
+        "services": services,
+    }
+
+
+def replication(health: dict[str, Any] | None) -> dict[str, Any]:
+    """What a service's /health says of replication: its outbox's backlog (users, products,
+    orders), the log's head (bus), the consumer's position and lag (query)."""
+    if not health:
+        return {}
+    return {key: health[key] for key in ("outbox", "head", "consumer", "chaos")
+            if key in health}
+
+
+def check_service(name: str) -> str:
+    if name not in BY_NAME:
+        raise UsageError(f"unknown service '{name}'; choose one of: " + ", ".join(BY_NAME))
+    return name
+
+
+def command(settings: Settings, op: str, service: str | None = None) -> dict[str, Any]:
+    """Send stop/start/restart/reset to the supervisor and wait for its answer."""
+    if service is not None:
+        check_service(service)
+    state = running_state(settings)
+    timeout = settings.startup_timeout + settings.stop_timeout * len(SERVICES) + 5
+    args = {} if service is None else {"service": service}
+    return control.call(state.control_port, state.token, op, timeout=timeout, **args)
+
+
+def kill(settings: Settings, service: str) -> State:
+    """SIGKILL a service, as a crash would; wait until the supervisor has noticed."""
+    check_service(service)
+    paths = SandboxPaths(settings.sandbox_dir)
+    state = running_state(settings)
+    pid = state.services[service].pid
+    if pid is None or state.services[service].status != "running":
+        raise SandboxError(f"{service} is not running ({state.services[service].status}); "
+                           f"start it with: msshop start {service}")
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        current = read_state(paths)
+        if current is None or current.services[service].pid != pid:
+            return current or state
+        time.sleep(0.01)
+    raise SandboxError(f"sent SIGKILL to {service} (pid {pid}) but the supervisor has not "
+                       "reported it; see: msshop logs supervisor")

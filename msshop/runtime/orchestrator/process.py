@@ -1,0 +1,196 @@
+"""One service as one forked OS process: its socket, its log file, its lifeline.
+
+The supervisor binds the service's listening socket itself, before forking, so that a port
+taken by another program is found (and named) before anything starts, and `base_port = 0`
+gets a free port with no race. The child inherits the socket and serves on it.
+
+The lifeline is a pipe whose write end only the supervisor holds. When the supervisor dies,
+however it dies, the kernel closes that end; every service sees EOF and exits. No orphans.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import importlib
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import multiprocess
+
+from msshop.contracts.errors import SandboxError
+from msshop.contracts.topology import ServiceSpec
+from msshop.runtime.platform.context import ServiceContext
+
+_fork = multiprocess.get_context("fork")
+
+# What uvicorn and aiohttp would otherwise import lazily in each child as it starts: the
+# protocol and lifespan classes uvicorn's Config.load() picks by name, and the codec yarl
+# needs for the first URL (5-8 ms per child, three children at once on two cores).
+LAZY_IN_CHILDREN = ("uvicorn.protocols.http.httptools_impl", "uvicorn.lifespan.on",
+                    "encodings.idna")
+
+
+def preload(specs: Sequence[ServiceSpec]) -> None:
+    """Import what these services run on, in the supervisor, so that each fork starts warm
+    (the stack is imported once, not once per child). Already imported: nothing to do."""
+    importlib.import_module("msshop.runtime.platform.runner")
+    for module in LAZY_IN_CHILDREN:
+        importlib.import_module(module)
+    if any(spec.calls_others for spec in specs):
+        import_aiohttp_without_tls()
+    for spec in specs:
+        importlib.import_module(spec.entry.partition(":")[0])
+
+
+def import_aiohttp_without_tls() -> None:
+    """Import aiohttp as a client that cannot speak TLS.
+
+    aiohttp builds two TLS contexts when it is imported, loading the system's CA bundle:
+    53 ms here, a sixth of the 300 ms `up` may take. Services call each other over plain
+    HTTP on 127.0.0.1 and never use TLS, so the supervisor imports aiohttp while `ssl` is
+    unavailable, which aiohttp supports (each of its modules falls back to ssl = None).
+    Only aiohttp's own modules see that; everything else keeps `ssl`. An https:// peer
+    would be refused by aiohttp with a clear error, not called insecurely.
+    """
+    if "aiohttp" in sys.modules:
+        return
+    import ssl  # loaded as usual first: whatever else needs it keeps it
+
+    sys.modules["ssl"] = None  # type: ignore[assignment]  # "import ssl" raises ImportError
+    try:
+        importlib.import_module("aiohttp")
+    finally:
+        sys.modules["ssl"] = ssl
+
+
+def bind(host: str, port: int, service: str) -> socket.socket:
+    """Bind (not yet listen) the service's port; a taken port is a clear SandboxError."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise SandboxError(
+                f"port {port} for {service} is taken by another program; free it, or pick "
+                "other ports with --base-port N or MSSHOP_BASE_PORT=N (0 picks free ones)"
+            ) from None
+        raise SandboxError(f"cannot bind {host}:{port} for {service}: {exc.strerror}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def describe_exit(exitcode: int) -> str:
+    if exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        return f"killed by {name}"
+    return f"exited with code {exitcode}"
+
+
+class ServiceProcess:
+    """Start, watch and stop one service process."""
+
+    def __init__(self, spec: ServiceSpec, context: ServiceContext, log_path: Path,
+                 log_level: str) -> None:
+        self.spec = spec
+        self.context = context
+        self.log_path = log_path
+        self.log_level = log_level
+        self.sock: socket.socket | None = None
+        self._process: Any = None
+        self.started_at: float | None = None
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._process is None else int(self._process.pid)
+
+    def start(self, sock: socket.socket, lifeline: tuple[int, int],
+              close_in_child: Sequence[int]) -> None:
+        """Fork the service. `sock` is bound; the parent's copy is closed once forked."""
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._process = _fork.Process(
+            target=_child_main,
+            args=(self.spec.entry, self.context, sock, self.log_path, self.log_level,
+                  lifeline, tuple(close_in_child)),
+            name=f"msshop-{self.name}",
+            daemon=False,
+        )
+        self.started_at = time.time()
+        self._process.start()
+        sock.close()
+
+    def exitcode(self) -> int | None:
+        """None while running (or never started); the exit code once it has ended."""
+        if self._process is None:
+            return None
+        code = self._process.exitcode
+        return None if code is None else int(code)
+
+    def alive(self) -> bool:
+        return self._process is not None and self._process.exitcode is None
+
+    def stop(self, timeout: float) -> int | None:
+        """SIGTERM, wait up to `timeout`, then SIGKILL. Returns the exit code."""
+        if self._process is None:
+            return None
+        if self.alive():
+            self._process.terminate()
+            self._process.join(timeout)
+            if self.alive():
+                self._process.kill()
+                self._process.join(5)
+        return self.exitcode()
+
+    def forget(self) -> None:
+        self._process = None
+
+
+def _child_main(entry: str, context: ServiceContext, sock: socket.socket, log_path: Path,
+                log_level: str, lifeline: tuple[int, int], close_fds: tuple[int, ...]) -> None:
+    """First code in the forked child: detach from the terminal's signals, log to a file."""
+    os.setpgid(0, 0)  # Ctrl-C reaches the supervisor, which stops services in order
+    signal.set_wakeup_fd(-1)
+    for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+    read_end, write_end = lifeline
+    for fd in (write_end, *close_fds):
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    os.close(log_fd)
+    fresh_stdio()
+    from msshop.runtime.platform.runner import serve
+
+    serve(entry, context, sock, read_end, log_level)
+
+
+
+def fresh_stdio() -> None:
+    """New sys.stdout/stderr on fds 1 and 2, dropping the parent's Python-level objects.
+
+    A fork inherits them as they were: with unflushed bytes, or replaced by a terminal
+    library's proxy that wraps lines for a screen. Neither belongs in a log file.
+    """
+    sys.stdout = open(1, "w", encoding="utf-8", buffering=1, closefd=False)  # noqa: SIM115
+    sys.stderr = open(2, "w", encoding="utf-8", buffering=1, closefd=False)  # noqa: SIM115

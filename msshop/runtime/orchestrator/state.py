@@ -1,0 +1,170 @@
+"""Where a sandbox lives on disk, and the state file that tells every command what runs there.
+
+Layout of a sandbox directory:
+    data/<service>.db   each service's own SQLite file (plus its -wal and -shm)
+    logs/<service>.log  each service's log; logs/supervisor.log for the supervisor
+    state.json          pids, ports, status and the control token (mode 0600)
+    supervisor.lock     held (flock) by the live supervisor for as long as it runs
+
+The lock, not the pid in state.json, says whether a sandbox is running: the kernel drops it
+when the supervisor dies, however it dies, so a stale state file is told apart from a live
+one without trusting a pid that may have been reused.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from msshop.contracts.errors import SandboxError
+
+STATE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class SandboxPaths:
+    root: Path
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def state_file(self) -> Path:
+        return self.root / "state.json"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.root / "supervisor.lock"
+
+    @property
+    def supervisor_log(self) -> Path:
+        return self.logs / "supervisor.log"
+
+    def create(self) -> None:
+        try:
+            for folder in (self.root, self.data, self.logs):
+                folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SandboxError(
+                f"cannot create sandbox directory {self.root}: {exc.strerror}; "
+                "choose another with --sandbox DIR or MSSHOP_SANDBOX"
+            ) from None
+
+
+@dataclass
+class ServiceState:
+    name: str
+    port: int
+    url: str
+    db: str
+    log: str
+    status: str = "stopped"  # starting | running | stopped | crashed | failed
+    pid: int | None = None
+    exit: str | None = None  # how it last ended, e.g. "killed by SIGKILL"
+    started_at: float | None = None
+    ready_ms: float | None = None  # fork to ready, by the service's own report
+
+
+@dataclass
+class State:
+    sandbox: str
+    host: str
+    supervisor_pid: int
+    control_port: int
+    token: str
+    mode: str  # foreground | detached
+    started_at: float
+    services: dict[str, ServiceState] = field(default_factory=dict)
+    version: int = STATE_VERSION
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> State:
+        services = {name: ServiceState(**s) for name, s in data.pop("services").items()}
+        return cls(services=services, **data)
+
+
+def write_state(paths: SandboxPaths, state: State) -> None:
+    """Replace the state file atomically, readable by its owner only (it holds the token)."""
+    tmp = paths.state_file.with_suffix(".json.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(state.to_json())
+    tmp.replace(paths.state_file)
+
+
+def read_state(paths: SandboxPaths) -> State | None:
+    try:
+        text = paths.state_file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    try:
+        return State.from_dict(json.loads(text))
+    except (ValueError, TypeError, KeyError):
+        raise SandboxError(
+            f"state file {paths.state_file} is damaged; if no sandbox runs there, delete it"
+        ) from None
+
+
+def remove_state(paths: SandboxPaths) -> None:
+    paths.state_file.unlink(missing_ok=True)
+
+
+class SupervisorLock:
+    """An flock on supervisor.lock, held by the running supervisor until it exits."""
+
+    def __init__(self, paths: SandboxPaths) -> None:
+        self.path = paths.lock_file
+        self.fd: int | None = None
+
+    def acquire(self) -> bool:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self.fd = fd
+        return True
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def is_running(paths: SandboxPaths) -> bool:
+    """True while a supervisor holds the sandbox's lock."""
+    if not paths.lock_file.exists():
+        return False
+    probe = SupervisorLock(paths)
+    if probe.acquire():
+        probe.release()
+        return False
+    return True
+
+
+def pid_alive(pid: int) -> bool:
+    """True if `pid` runs and is not a zombie waiting to be reaped."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc (macOS): trust kill(0)
+    return stat.rpartition(")")[2].split()[0] != "Z"

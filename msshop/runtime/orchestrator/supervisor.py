@@ -1,0 +1,374 @@
+"""The supervisor: starts the services stage by stage, watches them, obeys commands, stops them.
+
+It is a plain single-threaded select loop (no event loop, no threads), because it forks:
+a fork taken while another thread holds a lock can leave the child stuck on that lock.
+It wakes for three things: a signal (SIGCHLD when a service ends, SIGTERM/SIGINT/SIGHUP to
+stop), a command on the control socket, or the printer's refresh tick.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import selectors
+import signal
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+from msshop.contracts.config import Settings
+from msshop.contracts.errors import SandboxError
+from msshop.contracts.topology import BY_NAME, SERVICES, stages
+from msshop.runtime.orchestrator.control import ControlServer
+from msshop.runtime.orchestrator.health import probe
+from msshop.runtime.orchestrator.logs import LogFollower, last_error_line
+from msshop.runtime.orchestrator.printer import Printer
+from msshop.runtime.orchestrator.process import ServiceProcess, bind, describe_exit, preload
+from msshop.runtime.orchestrator.state import (
+    SandboxPaths,
+    ServiceState,
+    State,
+    SupervisorLock,
+    pid_alive,
+    read_state,
+    remove_state,
+    write_state,
+)
+from msshop.runtime.platform.context import ServiceContext
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+HEALTH_REFRESH = 1.0
+
+
+class Interrupted(SandboxError):
+    def __init__(self) -> None:
+        super().__init__("interrupted while starting; everything started was stopped")
+
+
+class Supervisor:
+    def __init__(self, settings: Settings, printer: Printer, mode: str,
+                 inherited_fds: list[int] | None = None) -> None:
+        self.settings = settings
+        self.inherited_fds = inherited_fds or []  # the caller's, which children must not keep
+        self.printer = printer
+        self.mode = mode
+        self.paths = SandboxPaths(settings.sandbox_dir)
+        self.lock = SupervisorLock(self.paths)
+        self.sockets: dict[str, socket.socket] = {}  # bound, not yet handed to a child
+        self.processes: dict[str, ServiceProcess] = {}
+        self.state: State | None = None
+        self.control: ControlServer | None = None
+        self.stopping = False
+        self.lifeline = os.pipe()
+        self.wakeup = os.pipe()
+        self.followers: dict[str, LogFollower] = {}
+        self.closed = False
+        self.notes: list[str] = []  # what a person should hear about the start, besides errors
+
+    # --- before any fork: everything that can fail cheaply ----------------------------------
+
+    def prepare(self) -> State:
+        """Take the sandbox's lock, clear a crashed run's leftovers, bind every port."""
+        self.paths.create()
+        if not self.lock.acquire():
+            existing = read_state(self.paths)
+            pid = f" (supervisor pid {existing.supervisor_pid})" if existing else ""
+            raise SandboxError(
+                f"a sandbox is already running in {self.paths.root}{pid}; "
+                "stop it with: msshop down"
+            )
+        stale = read_state(self.paths)
+        if stale is not None:
+            self._clear_stale(stale)
+        host = self.settings.host
+        services: dict[str, ServiceState] = {}
+        try:
+            for spec in SERVICES:
+                base = self.settings.base_port
+                wanted = base + spec.port_offset if base else 0
+                sock = bind(host, wanted, spec.name)
+                self.sockets[spec.name] = sock
+                port = sock.getsockname()[1]
+                services[spec.name] = ServiceState(
+                    name=spec.name, port=port, url=f"http://{_url_host(host)}:{port}",
+                    db=str(spec.db_path(self.paths.root)), log=str(spec.log_path(self.paths.root)),
+                )
+        except SandboxError:
+            self.close()
+            raise
+        self.control = ControlServer(secrets.token_hex(16))
+        self.state = State(
+            sandbox=str(self.paths.root), host=host, supervisor_pid=os.getpid(),
+            control_port=self.control.port, token=self.control.token, mode=self.mode,
+            started_at=time.time(), services=services,
+        )
+        if self.printer.refresh_interval:  # from here on, every line the services log is shown
+            self.followers = {s.name: LogFollower(Path(s.log)) for s in services.values()}
+        self._install_signals()
+        write_state(self.paths, self.state)
+        return self.state
+
+    def _clear_stale(self, stale: State) -> None:
+        deadline = time.monotonic() + 2.0  # the lifeline makes orphans exit within ~0.1 s
+        for service in stale.services.values():
+            while service.pid and pid_alive(service.pid) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            if service.pid and pid_alive(service.pid):
+                self.close()
+                raise SandboxError(
+                    f"a crashed sandbox left {service.name} running as pid {service.pid}; "
+                    f"stop it with: kill {service.pid}"
+                )
+        remove_state(self.paths)
+        note = (f"cleared the state file of a crashed sandbox (supervisor pid "
+                f"{stale.supervisor_pid} is gone)")
+        self.notes.append(note)
+        self.printer.event(note, "warning")
+
+    def _install_signals(self) -> None:
+        for fd in self.wakeup:
+            os.set_blocking(fd, False)
+        signal.set_wakeup_fd(self.wakeup[1], warn_on_full_buffer=False)
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, self._on_stop_signal)
+        signal.signal(signal.SIGCHLD, lambda signum, frame: None)  # wakes select via the fd
+
+    def _on_stop_signal(self, signum: int, frame: object) -> None:
+        self.stopping = True
+
+    # --- starting and stopping services -----------------------------------------------------
+
+    def start_all(self) -> None:
+        """Stage by stage, each healthy before the next starts. While a stage starts up,
+        the supervisor imports what the next one needs: the bus (which calls no one, so
+        needs no aiohttp) is up before the rest of the stack has finished importing."""
+        ordered = stages()
+        for index, stage in enumerate(ordered):
+            for spec in stage:
+                self._fork(spec.name)
+            if index + 1 < len(ordered):
+                preload(ordered[index + 1])
+            self._await_healthy([spec.name for spec in stage])
+
+    def _fork(self, name: str) -> None:
+        preload([BY_NAME[name]])
+        state = self._state()
+        service = state.services[name]
+        sock = self.sockets.pop(name, None) or bind(state.host, service.port, name)
+        context = ServiceContext(
+            name=name,
+            db_path=Path(service.db),
+            peer_urls={n: s.url for n, s in state.services.items() if n != name},
+            http_timeout=self.settings.http_timeout,
+            timeouts=dict(self.settings.timeouts),
+            token=state.token,
+        )
+        process = ServiceProcess(BY_NAME[name], context, Path(service.log),
+                                 self.settings.log_level)
+        process.start(sock, self.lifeline, self._fds_children_must_close())
+        self.processes[name] = process
+        service.status, service.pid, service.exit = "starting", process.pid, None
+        service.started_at, service.ready_ms = process.started_at, None
+        write_state(self.paths, state)
+
+    def _fds_children_must_close(self) -> list[int]:
+        fds = [*self.wakeup, *self.inherited_fds, *(s.fileno() for s in self.sockets.values())]
+        if self.lock.fd is not None:
+            fds.append(self.lock.fd)
+        if self.control is not None:
+            fds.append(self.control.fileno())
+            if self.control.connection is not None:
+                fds.append(self.control.connection.fileno())
+        return fds
+
+    def _await_healthy(self, names: list[str]) -> None:
+        state = self._state()
+        timeout = self.settings.startup_timeout
+        deadline = time.monotonic() + timeout
+        pending = list(names)
+        pause = 0.002
+        while pending:
+            for name in list(pending):
+                service, process = state.services[name], self.processes[name]
+                code = process.exitcode()
+                if code is not None:
+                    service.status, service.pid, service.exit = "failed", None, describe_exit(code)
+                    write_state(self.paths, state)
+                    quote = last_error_line(Path(service.log))
+                    raise SandboxError(
+                        f"{name} failed to start ({service.exit})"
+                        + (f": {quote.strip()}" if quote else "")
+                        + f"; see: msshop logs {name}"
+                    )
+                health = probe(state.host, service.port, timeout=0.5)
+                if health is not None:
+                    service.status = "running"
+                    # the service's own clock: it may be seen healthy later than it was
+                    # (the supervisor imports the next stage's modules in between)
+                    ready_at = health.get("ready_at") or time.time()
+                    service.ready_ms = (ready_at - (service.started_at or 0)) * 1000
+                    write_state(self.paths, state)
+                    pending.remove(name)
+                    self.printer.event(f"{name} ready on {service.url} (pid {service.pid}) "
+                                       f"in {service.ready_ms:.0f} ms")
+            if not pending:
+                return
+            if self.stopping:
+                raise Interrupted()
+            if time.monotonic() > deadline:
+                raise SandboxError(
+                    f"{pending[0]} did not become healthy within {timeout:g} s; "
+                    f"see: msshop logs {pending[0]}"
+                )
+            time.sleep(pause)
+            pause = min(pause * 2, 0.02)
+
+    def _stop(self, name: str) -> None:
+        state = self._state()
+        service = state.services[name]
+        process = self.processes.pop(name, None)
+        if process is not None and process.alive():
+            service.status = "stopping"
+            process.stop(self.settings.stop_timeout)
+            self.printer.event(f"{name} stopped")
+        service.status, service.pid = "stopped", None
+        write_state(self.paths, state)
+
+    def stop_all(self) -> None:
+        for stage in reversed(stages()):
+            for spec in stage:
+                if spec.name in self.processes:
+                    self._stop(spec.name)
+
+    def _reap(self) -> None:
+        """Notice services that ended without being asked to, and say so."""
+        state = self._state()
+        for name, process in list(self.processes.items()):
+            code = process.exitcode()
+            if code is None:
+                continue
+            del self.processes[name]
+            service = state.services[name]
+            service.status, service.pid, service.exit = "crashed", None, describe_exit(code)
+            write_state(self.paths, state)
+            self.printer.event(f"{name} {service.exit}; it stays down until: "
+                               f"msshop start {name}", "warning")
+
+    # --- the loop ---------------------------------------------------------------------------
+
+    def serve_forever(self) -> None:
+        assert self.control is not None
+        selector = selectors.DefaultSelector()
+        selector.register(self.wakeup[0], selectors.EVENT_READ)
+        selector.register(self.control.sock, selectors.EVENT_READ)
+        interval = self.printer.refresh_interval or 1.0
+        next_health = 0.0
+        while not self.stopping:
+            for key, _ in selector.select(interval):
+                if key.fd == self.wakeup[0]:
+                    _drain(self.wakeup[0])
+                else:
+                    while self.control.serve_one(self.handle) and not self.stopping:
+                        pass
+            self._reap()
+            if self.printer.refresh_interval:
+                for name, follower in self.followers.items():
+                    lines = follower.new_lines()
+                    if lines:
+                        self.printer.log_lines(name, lines)
+                if time.monotonic() >= next_health:
+                    next_health = time.monotonic() + HEALTH_REFRESH
+                    self.printer.refresh(self._state(), self.health())
+        selector.close()
+
+    def health(self) -> dict[str, dict[str, Any] | None]:
+        state = self._state()
+        return {name: (probe(state.host, s.port, timeout=0.3) if s.status == "running" else None)
+                for name, s in state.services.items()}
+
+    def handle(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Answer one control command."""
+        op = request.get("op")
+        try:
+            if op == "ping":
+                return {"ok": True}
+            if op == "shutdown":
+                self.stopping = True
+                return {"ok": True}
+            if op == "reset":
+                self.stop_all()
+                self._delete_data()
+                self.start_all()
+                self.printer.event("reset: every service's data was deleted")
+                return {"ok": True}
+            name = request.get("service")
+            if not isinstance(name, str) or name not in BY_NAME:
+                return {"ok": False, "error": f"unknown service {name!r}; choose one of: "
+                                              + ", ".join(BY_NAME)}
+            if op == "stop":
+                if name not in self.processes:
+                    status = self._state().services[name].status
+                    return {"ok": False, "error": f"{name} is not running ({status}); "
+                                                  f"start it with: msshop start {name}"}
+                self._stop(name)
+                return {"ok": True}
+            if op in ("start", "restart"):
+                if op == "start" and name in self.processes:
+                    return {"ok": False, "error": f"{name} is already running (pid "
+                                                  f"{self.processes[name].pid})"}
+                if name in self.processes:
+                    self._stop(name)
+                self._fork(name)
+                self._await_healthy([name])
+                return {"ok": True, "ready_ms": self._state().services[name].ready_ms}
+            return {"ok": False, "error": f"unknown command {op!r}"}
+        except SandboxError as exc:
+            return {"ok": False, "error": exc.message}
+
+    def _delete_data(self) -> None:
+        for service in self._state().services.values():
+            for suffix in ("", "-wal", "-shm"):
+                Path(service.db + suffix).unlink(missing_ok=True)
+
+    # --- the end ----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop every service and leave nothing behind but data and logs."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            self.stop_all()
+        finally:
+            for sock in self.sockets.values():
+                sock.close()
+            self.sockets.clear()
+            if self.control is not None:
+                self.control.close()
+            if self.lock.fd is not None:
+                remove_state(self.paths)
+                self.paths.lock_file.unlink(missing_ok=True)
+                self.lock.release()
+            signal.set_wakeup_fd(-1)
+            for fd in (*self.lifeline, *self.wakeup):
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            self.printer.close()
+
+    def _state(self) -> State:
+        assert self.state is not None, "prepare() first"
+        return self.state
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 512):
+            pass
+    except BlockingIOError:
+        pass
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host

@@ -1,0 +1,162 @@
+"""The app every service is: GET /health, GET /spans, POST /chaos, JSON errors, a server span
+per request, and resources (database, peers, relay, consumer) opened with the app."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, Protocol
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from msshop.runtime.platform.chaos import Chaos, ChaosMiddleware
+from msshop.runtime.platform.http import HttpError, json_response
+from msshop.runtime.platform.tracing import Tracer, parse_traceparent
+
+log = logging.getLogger("msshop.http")
+
+
+class Resource(Protocol):
+    """Something a service opens when it starts and closes when it stops."""
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+def service_app(
+    service: str,
+    routes: Sequence[Route],
+    health: Callable[[], dict[str, Any]],
+    resources: Sequence[Resource] = (),
+    tracer: Tracer | None = None,
+    token: str | None = None,
+) -> Starlette:
+    """A Starlette app with GET /health, GET /spans and JSON errors, as every service has.
+
+    `resources` start in order when the app starts (in the service's own process, after
+    the fork) and close in reverse order when it stops. Every request but /health and
+    /spans gets a server span, child of the caller's `traceparent` if it sent one.
+    """
+    tracer = tracer or Tracer(service)
+
+    ready_at: list[float] = []  # when startup finished (unix seconds), once it has
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        opened: list[Resource] = []
+        try:
+            for resource in resources:
+                await resource.start()
+                opened.append(resource)
+            ready_at.append(time.time())
+            yield
+        finally:
+            for resource in reversed(opened):
+                await resource.close()
+
+    chaos = Chaos(service, token)
+
+    async def health_endpoint(request: Request) -> Response:
+        return json_response({"service": service, "status": "ok", "pid": os.getpid(),
+                              "ready_at": ready_at[0] if ready_at else None,
+                              "chaos": chaos.active(), **health()})
+
+    async def spans_endpoint(request: Request) -> Response:
+        trace_id = request.query_params.get("trace_id", "")
+        if len(trace_id) != 32:
+            raise HttpError(422, "ask for one trace: GET /spans?trace_id=<32 hex digits>")
+        return json_response({"service": service, "spans": tracer.spans_of(trace_id)})
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HttpError)
+        return json_response({"error": exc.message, "status": exc.status, "service": service,
+                              **exc.extra}, exc.status)
+
+    async def starlette_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        if exc.status_code == 404:
+            message = f"{service} has no route {request.method} {request.url.path}"
+        elif exc.status_code == 405:
+            message = f"{service} does not allow {request.method} on {request.url.path}"
+        else:
+            message = str(exc.detail)
+        return json_response({"error": message, "status": exc.status_code, "service": service},
+                             exc.status_code)
+
+    async def crash(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error in %s %s", request.method, request.url.path)
+        return json_response({"error": f"{service} failed: {type(exc).__name__}: {exc}; "
+                                       f"see: msshop logs {service}",
+                              "status": 500, "service": service}, 500)
+
+    app = Starlette(
+        routes=[Route("/health", health_endpoint), Route("/spans", spans_endpoint),
+                Route("/chaos", chaos.endpoint, methods=["POST"]), *routes],
+        exception_handlers={HttpError: http_error, HTTPException: starlette_error,
+                            Exception: crash},
+        lifespan=lifespan,
+    )
+    templates = {route.endpoint: route.path for route in routes}
+    app.add_middleware(ChaosMiddleware, chaos=chaos)  # inside the span: faults show in traces
+    app.add_middleware(TracingMiddleware, tracer=tracer, templates=templates)
+    return app
+
+
+class TracingMiddleware:
+    """A server span per request (pure ASGI: a few µs, no per-request objects beyond the
+    span). Answers carry `x-trace-id`, so a caller can find the trace of what it did."""
+
+    UNTRACED = frozenset({"/health", "/spans"})
+
+    def __init__(self, app: ASGIApp, tracer: Tracer, templates: dict[Any, str]) -> None:
+        self.app = app
+        self.tracer = tracer
+        self.templates = templates
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in self.UNTRACED:
+            await self.app(scope, receive, send)
+            return
+        parent = None
+        for name, value in scope["headers"]:
+            if name == b"traceparent":
+                parent = parse_traceparent(value.decode("latin-1"))
+                break
+        method = scope["method"]
+        span = self.tracer.start(f"{method} {scope['path']}", "server",
+                                 {"http.request.method": method},
+                                 *(parent or (None, None)))
+        trace_header = (b"x-trace-id", span["trace_id"].encode())
+        status = 500
+
+        async def send_with_trace(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), trace_header]
+            await send(message)
+
+        token = self.tracer.activate(span)
+        try:
+            await self.app(scope, receive, send_with_trace)
+        finally:
+            self.tracer.deactivate(token)
+            route = self.templates.get(scope.get("endpoint"), scope["path"])
+            span["name"] = f"{method} {route}"
+            attributes = span["attributes"]
+            attributes["http.route"] = route
+            attributes["http.response.status_code"] = status
+            if status >= 500:
+                span["status"] = "error"
+            self.tracer.finish(span)
+
+

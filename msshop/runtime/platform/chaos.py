@@ -1,0 +1,87 @@
+"""Fault injection: make a running service slow or failing, on demand, without a restart.
+
+    POST /chaos  {"latency_ms", "jitter_ms", "error_rate"} | {"clear": true}
+                 header authorization: Bearer <the sandbox's token>  (401 without, 403 wrong)
+
+The token is the one in the sandbox's state file (mode 0600): only the sandbox's owner can
+read it, so only they can break their services. Faults apply to every request but
+/health, /spans and /chaos themselves, so the supervisor and `msshop status` keep seeing
+the service (and `status` shows what is injected).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from typing import Any
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from msshop.runtime.platform.http import HttpError, json_response, read_body, require_token
+
+EXEMPT = frozenset({"/health", "/spans", "/chaos"})
+
+
+class Faults(msgspec.Struct, forbid_unknown_fields=True):
+    latency_ms: float = 0.0
+    jitter_ms: float = 0.0
+    error_rate: float = 0.0
+    clear: bool = False
+
+
+class Chaos:
+    """What is injected now, the endpoint that changes it, and the middleware that does it."""
+
+    def __init__(self, service: str, token: str | None) -> None:
+        self.service = service
+        self.token = token
+        self.faults = Faults()
+
+    def active(self) -> dict[str, float] | None:
+        f = self.faults
+        if not (f.latency_ms or f.jitter_ms or f.error_rate):
+            return None
+        return {"latency_ms": f.latency_ms, "jitter_ms": f.jitter_ms,
+                "error_rate": f.error_rate}
+
+    async def endpoint(self, request: Request) -> Response:
+        require_token(request, self.token, "chaos")
+        faults = await read_body(request, Faults)
+        if faults.clear:
+            faults = Faults()
+        for name, value, high in (("latency_ms", faults.latency_ms, 60_000),
+                                  ("jitter_ms", faults.jitter_ms, 60_000),
+                                  ("error_rate", faults.error_rate, 1)):
+            if not 0 <= value <= high:
+                raise HttpError(422, f"{name} {value} must be from 0 to {high}")
+        self.faults = faults
+        return json_response({"service": self.service, "chaos": self.active()})
+
+
+class ChaosMiddleware:
+    """Delays and fails requests as the service's Chaos says (pure ASGI)."""
+
+    def __init__(self, app: ASGIApp, chaos: Chaos) -> None:
+        self.app = app
+        self.chaos = chaos
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        chaos = self.chaos
+        if scope["type"] != "http" or scope["path"] in EXEMPT or not chaos.active():
+            await self.app(scope, receive, send)
+            return
+        f = chaos.faults
+        delay = f.latency_ms + (random.uniform(0, f.jitter_ms) if f.jitter_ms else 0)
+        if delay:
+            await asyncio.sleep(delay / 1000)
+        if f.error_rate and random.random() < f.error_rate:
+            body: dict[str, Any] = {"error": f"chaos: {chaos.service} failed on purpose "
+                                             f"(error rate {f.error_rate:g}); clear it with: "
+                                             f"msshop chaos {chaos.service} --clear",
+                                    "status": 503, "service": chaos.service}
+            await json_response(body, 503)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)

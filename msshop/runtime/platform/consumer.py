@@ -1,0 +1,289 @@
+"""A bus consumer: pull from a stored position, apply each batch and the new position in one
+transaction, dead-letter what cannot be applied, never stop.
+
+Effectively exactly-once: the read model and the consumer's position change together, so a
+process killed mid-batch leaves neither, and the batch is read again from the old position.
+Each apply is written so that a duplicate or out-of-order event is harmless anyway
+(per-aggregate versions), which covers the bus handing an event out twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import time
+from collections import deque
+from collections.abc import Callable
+from contextlib import suppress
+from typing import Any
+
+import msgspec
+
+from msshop.contracts.events import Delivered, Received, receive
+from msshop.runtime.platform.db import transaction
+from msshop.runtime.platform.http import HttpError
+from msshop.runtime.platform.peers import Peers
+
+log = logging.getLogger("msshop.consumer")
+
+CONSUMER_SCHEMA = """
+CREATE TABLE consumer_offsets (
+    consumer TEXT PRIMARY KEY,
+    position INTEGER NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE dead_letters (
+    position INTEGER PRIMARY KEY,
+    event_id TEXT,
+    type TEXT,
+    reason TEXT NOT NULL,
+    body BLOB NOT NULL,
+    dead_at REAL NOT NULL
+)
+"""
+BATCH = 1000  # events per read while following the bus
+CATCH_UP_READ = 10_000  # events per read in a rebuild (the bus's most)
+CATCH_UP_TRANSACTION = 100_000  # events per transaction in a rebuild: see catch_up()
+LONG_POLL_MS = 10_000
+BACKOFF = (0.01, 2.0)
+
+
+class Poison(Exception):
+    """This event can never be applied; the reason goes to the dead-letter table."""
+
+
+class Batch(msgspec.Struct):
+    head: int
+    events: list[Delivered]
+
+
+Apply = Callable[[sqlite3.Connection, Received, int], None]
+
+
+class Consumer:
+    def __init__(self, name: str, connection: Callable[[], sqlite3.Connection], peers: Peers,
+                 apply: Apply) -> None:
+        self.name = name
+        self._connection = connection
+        self.peers = peers
+        self.apply = apply
+        self.position = 0  # applied and stored
+        self.head = 0  # the bus's last position, as last seen
+        self.head_seen_at: float | None = None
+        self.listening = False  # a long-poll is open: an append reaches us within ~1 ms
+        # After a start (or a rebuild), the bus's head at the first read: until the read model
+        # has applied that far it is catching up, and says so instead of answering as if
+        # current. None: not catching up (or not known yet: the bus was unreachable).
+        self.catching_up_to: int | None = None
+        self._first_read = True
+        self.last_applied_at: float | None = None
+        self.applied = 0
+        self.dead = 0
+        self.error: str | None = None
+        # (occurred_at, ms from the commit at the source to applied here), recent events
+        self.lags: deque[tuple[float, float]] = deque(maxlen=100_000)
+        self._advanced = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._decoder = msgspec.json.Decoder(Batch)
+
+    async def start(self) -> None:
+        """Resume from the stored position, and follow the bus until close()."""
+        self._load()
+        self._first_read = True
+        self._task = asyncio.create_task(self._run(), name=f"{self.name}-consumer")
+
+    def _load(self) -> None:
+        conn = self._connection()
+        row = conn.execute("SELECT position FROM consumer_offsets WHERE consumer = ?",
+                           (self.name,)).fetchone()
+        self.position = row[0] if row else 0
+        self.head = max(self.head, self.position)
+        (self.dead,) = conn.execute("SELECT count(*) FROM dead_letters").fetchone()
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+            self.listening = False
+
+    async def catch_up(self, then: Callable[[sqlite3.Connection], None] | None = None) -> int:
+        """Read and apply from the stored position until the bus has nothing newer, then
+        return how many events were applied (for rebuilds: no long-poll, no task). `then`
+        runs inside the last transaction, after the last events: what commits with them.
+
+        Made for bulk: reads are pipelined (the next batch is asked for before this one is
+        applied, so the bus reads and sends while this process writes), and up to
+        CATCH_UP_TRANSACTION events go into one transaction. Measured on 77k events: a commit
+        per 1,000 events ran at 43k events/s, one per 10,000 at 105k and one for all at 136k
+        (in-process, without the reads), since each commit rewrites the pages it touched."""
+        self._load()
+        applied = self.applied
+        conn = self._connection()
+        # a small first read, so that the pipeline is full before the first large write
+        batch = await self._read(self.position, BATCH)
+        while True:
+            with transaction(conn):
+                position, dead = self.position, 0
+                occurred: list[float] = []
+                while batch.events and len(occurred) + dead < CATCH_UP_TRANSACTION:
+                    following = asyncio.create_task(
+                        self._read(batch.events[-1].position, CATCH_UP_READ))
+                    await asyncio.sleep(0)  # the next request goes out before we block
+                    try:
+                        position, more, more_dead = self._write(conn, batch.events)
+                    except BaseException:
+                        following.cancel()
+                        raise
+                    occurred += more
+                    dead += more_dead
+                    batch = await following
+                if not batch.events and then is not None:
+                    then(conn)
+            if occurred or dead:
+                # no lags: a catch-up replays events from long ago; lag is for live delivery
+                self._advanced_to(position, occurred, dead, record_lags=False)
+            if not batch.events:
+                self.head = max(batch.head, self.position)
+                return self.applied - applied
+
+    async def _run(self) -> None:
+        pause = BACKOFF[0]
+        wait_ms = 0  # the first read answers at once: it learns the head
+        while True:
+            path = f"/events?after={self.position}&limit={BATCH}&wait_ms={wait_ms}"
+            try:
+                self.listening = wait_ms > 0
+                reply = await self.peers.get("bus", path, timeout=wait_ms / 1000 + 5, raw=True)
+                if reply.status != 200:
+                    raise HttpError(503, f"the bus answered HTTP {reply.status}: "
+                                         f"{reply.data[:200]!r}")
+            except HttpError as exc:
+                self.listening = False
+                if self.error != exc.message:
+                    log.warning("consumer: %s; answers come from position %d", exc.message,
+                                self.position)
+                self.error = exc.message
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, BACKOFF[1])
+                continue
+            if self.error is not None:
+                log.info("consumer: the bus is back; reading from position %d", self.position)
+            self.error, pause, wait_ms = None, BACKOFF[0], LONG_POLL_MS
+            batch = self._decoder.decode(reply.data)
+            self.head, self.head_seen_at = max(batch.head, self.position), time.time()
+            if self._first_read:
+                self._first_read = False
+                if batch.head > self.position:
+                    self.catching_up_to = batch.head
+                    log.info("consumer: catching up from position %d to %d", self.position,
+                             batch.head)
+            if batch.events:
+                self.apply_batch(batch.events)
+
+    async def _read(self, after: int, limit: int) -> Batch:
+        reply = await self.peers.get(
+            "bus", f"/events?after={after}&limit={limit}&wait_ms=0", raw=True)
+        if reply.status != 200:
+            raise HttpError(503, f"the bus answered HTTP {reply.status}", dependency="bus")
+        batch: Batch = self._decoder.decode(reply.data)
+        return batch
+
+    def apply_batch(self, delivered: list[Delivered]) -> None:
+        """Apply events and store the new position, all in one transaction."""
+        conn = self._connection()
+        with transaction(conn):
+            position, occurred, dead = self._write(conn, delivered)
+        self._advanced_to(position, occurred, dead)
+
+    def _write(self, conn: sqlite3.Connection, delivered: list[Delivered]
+               ) -> tuple[int, list[float], int]:
+        """Apply events and store the position, inside the caller's transaction;
+        (the new position, when each applied event occurred, how many were dead-lettered)."""
+        occurred: list[float] = []
+        dead = 0
+        for item in delivered:
+            try:
+                try:
+                    event = receive(item.event)
+                except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                    raise Poison(f"not an event: {exc}") from None
+                self.apply(conn, event, item.position)
+                occurred.append(event.occurred_at)
+            except Poison as exc:
+                self._dead_letter(conn, item.position, bytes(item.event), str(exc))
+                dead += 1
+            except Exception as exc:  # a bug must not stop the consumer either
+                log.exception("consumer: applying position %d failed", item.position)
+                self._dead_letter(conn, item.position, bytes(item.event),
+                                  f"failed to apply: {type(exc).__name__}: {exc}")
+                dead += 1
+        position = delivered[-1].position
+        conn.execute(
+            "INSERT INTO consumer_offsets (consumer, position, updated_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (consumer) DO UPDATE SET position = excluded.position, "
+            "updated_at = excluded.updated_at", (self.name, position, time.time()))
+        return position, occurred, dead
+
+    def _advanced_to(self, position: int, occurred: list[float], dead: int,
+                     record_lags: bool = True) -> None:
+        """What a committed batch changes in memory; wakes read-your-writes waiters."""
+        now = time.time()
+        self.position, self.last_applied_at = position, now
+        self.head = max(self.head, position)
+        self.applied += len(occurred)
+        self.dead += dead
+        if record_lags:
+            self.lags.extend((at, (now - at) * 1000) for at in occurred)
+        if self.catching_up_to is not None and position >= self.catching_up_to:
+            log.info("consumer: caught up at position %d", position)
+            self.catching_up_to = None
+        woken, self._advanced = self._advanced, asyncio.Event()
+        woken.set()
+
+    def _dead_letter(self, conn: sqlite3.Connection, position: int, raw: bytes,
+                     reason: str) -> None:
+        event_id = event_type = None
+        with suppress(Exception):
+            envelope = msgspec.json.decode(raw)
+            event_id, event_type = envelope.get("id"), envelope.get("type")
+        log.warning("consumer: dead-lettered position %d (%s): %s", position, event_type, reason)
+        conn.execute("INSERT OR REPLACE INTO dead_letters (position, event_id, type, reason, "
+                     "body, dead_at) VALUES (?, ?, ?, ?, ?, ?)",
+                     (position, event_id, event_type, reason, raw, time.time()))
+
+    async def wait_for(self, position: int, timeout: float) -> bool:
+        """Wait until `position` is applied (read-your-writes); False on timeout."""
+        deadline = time.monotonic() + timeout
+        while self.position < position:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._advanced.wait(), timeout=remaining)
+        return True
+
+    def freshness(self) -> dict[str, Any]:
+        now = time.time()
+        return {
+            "position": self.position,
+            "bus_head": self.head,
+            "behind": self.head - self.position,
+            "caught_up": self.head == self.position and self.error is None,
+            "catching_up_to": self.catching_up_to,
+            "listening": self.listening,
+            "head_seen_ms_ago": None if self.head_seen_at is None
+            else round((now - self.head_seen_at) * 1000, 1),
+            "last_applied_ms_ago": None if self.last_applied_at is None
+            else round((now - self.last_applied_at) * 1000, 1),
+            "bus_error": self.error,
+        }
+
+    def health(self) -> dict[str, Any]:
+        return {**self.freshness(), "applied": self.applied, "dead_letters": self.dead}
+
+    def lag_since(self, since: float) -> list[float]:
+        """Replication lag (ms) of the events that occurred at or after `since`, sorted."""
+        return sorted(lag for at, lag in self.lags if at >= since)

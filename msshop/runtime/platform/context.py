@@ -1,0 +1,74 @@
+"""What a service process is told about its world when it starts."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from msshop.runtime.platform.db import guard_connection, open_database, table_counts
+from msshop.runtime.platform.tracing import SpanScope, Tracer, db_attributes
+
+if TYPE_CHECKING:
+    from msshop.runtime.platform.peers import Peers
+
+
+@dataclass(frozen=True)
+class ServiceContext:
+    name: str
+    db_path: Path
+    peer_urls: dict[str, str] = field(default_factory=dict)  # other services by name
+    http_timeout: float = 2.0
+    timeouts: dict[str, float] = field(default_factory=dict)  # per dependency
+    token: str | None = None  # the sandbox's secret: POST /chaos needs it
+    options: dict[str, Any] = field(default_factory=dict)
+    tracer: Tracer = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tracer", Tracer(self.name))
+
+    def database(self, migrations: list[str], tables: list[str]) -> Database:
+        return Database(self, migrations, tables)
+
+    def peers(self) -> Peers:
+        from msshop.runtime.platform.peers import Peers  # aiohttp: only services that call others
+
+        return Peers(self.peer_urls, self.http_timeout, self.tracer, self.timeouts)
+
+
+class Database:
+    """The service's own file: opened when the app starts (in the service's process, after
+    the fork), guarded against ATTACHing anyone else's, closed when it stops."""
+
+    def __init__(self, ctx: ServiceContext, migrations: list[str], tables: list[str]) -> None:
+        self.ctx = ctx
+        self.migrations = migrations
+        self.tables = tables
+        self.file_name = ctx.db_path.name
+        self._conn: sqlite3.Connection | None = None
+
+    async def start(self) -> None:
+        conn = open_database(self.ctx.db_path, self.migrations)
+        guard_connection(self.ctx.name, conn, self.ctx.db_path)
+        self._conn = conn
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        assert self._conn is not None, "the database opens when the app starts"
+        return self._conn
+
+    def health(self) -> dict[str, Any]:
+        return {"db": str(self.ctx.db_path), "rows": table_counts(self.conn, self.tables)}
+
+    def span(self, operation: str, table: str, keys: Any = None) -> SpanScope:
+        """A span for one statement on this file; set span["attributes"]["msshop.rows"]."""
+        attributes = db_attributes(self.file_name, operation, table)
+        if keys is not None:
+            attributes["msshop.keys"] = keys
+        return self.ctx.tracer.span(f"{operation} {table}", **attributes)

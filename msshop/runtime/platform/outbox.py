@@ -1,0 +1,179 @@
+"""The transactional outbox and its relay.
+
+A write and the events it causes commit together, in the service's own file: `add()` runs
+inside the write's transaction. The relay, a task in the same process, sends pending rows
+to the bus in order, in batches, and marks them sent with the position the bus gave them.
+
+- Woken by the commit itself (`transaction()` sets an asyncio.Event once committed): a
+  timer-driven relay would put half its interval into every event's lag.
+- A slow poll (POLL seconds) is only the fallback that finds rows a crash left behind; the
+  relay also looks once as soon as it starts.
+- While the bus is down the rows wait and the relay retries with backoff. A row is marked
+  sent only after the bus has stored it; if the process dies in between, the row is sent
+  again, and the bus's append, idempotent by event id, keeps it once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from typing import Any
+
+from msshop.contracts.events import Event, encode
+from msshop.runtime.platform.db import transaction
+from msshop.runtime.platform.http import HttpError
+from msshop.runtime.platform.peers import Peers
+
+log = logging.getLogger("msshop.outbox")
+
+OUTBOX_SCHEMA = """
+CREATE TABLE outbox (
+    seq INTEGER PRIMARY KEY,
+    event_id TEXT NOT NULL UNIQUE,
+    type TEXT NOT NULL,
+    aggregate_type TEXT NOT NULL,
+    aggregate_id INTEGER NOT NULL,
+    body BLOB NOT NULL,
+    created_at REAL NOT NULL,
+    sent_at REAL,
+    position INTEGER
+);
+CREATE INDEX outbox_pending ON outbox (seq) WHERE sent_at IS NULL;
+CREATE INDEX outbox_by_aggregate ON outbox (aggregate_type, aggregate_id)
+"""
+BATCH = 1000
+POLL = 1.0
+BACKOFF = (0.01, 2.0)
+
+
+class Outbox:
+    def __init__(self, service: str, connection: Any, peers: Peers) -> None:
+        """`connection` is a zero-argument callable returning the service's connection
+        (it opens with the app, after this object is made)."""
+        self.service = service
+        self._connection = connection
+        self.peers = peers
+        self._wake = asyncio.Event()
+        self._published = asyncio.Event()  # swapped after each batch the bus has stored
+        self._task: asyncio.Task[None] | None = None
+        self.error: str | None = None  # why the last send failed, until one succeeds
+        self.failing_since: float | None = None
+
+    # --- the write side: inside the service's transactions --------------------------------
+
+    def add(self, conn: sqlite3.Connection, events: Sequence[Event]) -> None:
+        """Record events; call inside the transaction that makes the change."""
+        conn.executemany(
+            "INSERT INTO outbox (event_id, type, aggregate_type, aggregate_id, body, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            [(e.id, e.type, e.aggregate_type, e.aggregate_id, encode(e), e.occurred_at)
+             for e in events])
+
+    @contextmanager
+    def transaction(self, conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+        """A write transaction that wakes the relay once it has committed."""
+        with transaction(conn):
+            yield conn
+        self._wake.set()
+
+    # --- the relay -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._wake.set()  # look at once: a crash may have left rows behind
+        self._task = asyncio.create_task(self._run(), name=f"{self.service}-relay")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=POLL)
+            self._wake.clear()
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Send everything pending, retrying with backoff while the bus is unreachable."""
+        pause = BACKOFF[0]
+        while True:
+            conn: sqlite3.Connection = self._connection()
+            rows = conn.execute(
+                "SELECT seq, body FROM outbox WHERE sent_at IS NULL ORDER BY seq LIMIT ?",
+                (BATCH,)).fetchall()
+            if not rows:
+                return
+            try:
+                positions = await self._send([body for _, body in rows])
+            except HttpError as exc:
+                if self.error != exc.message:
+                    log.warning("relay: %s; %d event(s) wait in the outbox", exc.message,
+                                self.pending())
+                self.error = exc.message
+                self.failing_since = self.failing_since or time.time()
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, BACKOFF[1])
+                continue
+            if self.error is not None:
+                log.info("relay: the bus is back; sending the outbox")
+            self.error, self.failing_since, pause = None, None, BACKOFF[0]
+            now = time.time()
+            with transaction(conn):
+                conn.executemany("UPDATE outbox SET sent_at = ?, position = ? WHERE seq = ?",
+                                 [(now, position, seq)
+                                  for (seq, _), position in zip(rows, positions, strict=True)])
+            published, self._published = self._published, asyncio.Event()
+            published.set()
+
+    async def _send(self, bodies: list[bytes]) -> list[int]:
+        reply = await self.peers.request("POST", "bus", "/events",
+                                         b"[" + b",".join(bodies) + b"]")
+        if reply.status != 200:
+            detail = reply.data.get("error") if isinstance(reply.data, dict) else reply.data
+            raise HttpError(503, f"the bus refused the events: {detail}", dependency="bus")
+        positions: list[int] = reply.data["positions"]
+        return positions
+
+    def latest_event(self, aggregate_type: str, aggregate_id: int) -> dict[str, Any] | None:
+        """The last event recorded for an entity: {"id", "type", "position" (None: not
+        published yet)}."""
+        conn: sqlite3.Connection = self._connection()
+        row = conn.execute(
+            "SELECT event_id, type, position FROM outbox WHERE aggregate_type = ? AND "
+            "aggregate_id = ? ORDER BY seq DESC LIMIT 1", (aggregate_type, aggregate_id)
+        ).fetchone()
+        return None if row is None else {"id": row[0], "type": row[1], "position": row[2]}
+
+    async def published(self, event_id: str, timeout: float) -> int | None:
+        """The bus position of an event, waiting up to `timeout` s for the relay to send it."""
+        conn: sqlite3.Connection = self._connection()
+        deadline = time.monotonic() + timeout
+        while True:
+            row = conn.execute("SELECT position FROM outbox WHERE event_id = ?",
+                               (event_id,)).fetchone()
+            if row is not None and row[0] is not None:
+                return int(row[0])
+            remaining = deadline - time.monotonic()
+            if row is None or remaining <= 0:
+                return None
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._published.wait(), timeout=remaining)
+
+    def pending(self) -> int:
+        conn: sqlite3.Connection = self._connection()
+        (count,) = conn.execute("SELECT count(*) FROM outbox WHERE sent_at IS NULL").fetchone()
+        return int(count)
+
+    def health(self) -> dict[str, Any]:
+        conn: sqlite3.Connection = self._connection()
+        pending, last = conn.execute(
+            "SELECT (SELECT count(*) FROM outbox WHERE sent_at IS NULL), (SELECT position "
+            "FROM outbox WHERE sent_at IS NOT NULL ORDER BY seq DESC LIMIT 1)").fetchone()
+        return {"pending": pending, "last_position": last, "error": self.error,
+                "failing_since": self.failing_since}

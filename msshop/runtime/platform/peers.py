@@ -1,0 +1,110 @@
+"""Calling other services: a pooled keep-alive aiohttp client, by service name.
+
+Kept apart from http.py so that a service that calls no one (the bus) never imports
+aiohttp: the supervisor can start the bus while it is still importing the rest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import msgspec
+
+from msshop.runtime.platform.http import HttpError
+from msshop.runtime.platform.tracing import Span, Tracer, current_span, traceparent
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    data: Any
+
+
+class Peers:
+    """A pooled keep-alive client for calls to other services, by service name.
+
+    Each call is a client span (`peer.service`) under the current span, and carries its
+    `traceparent`. Connection failures, timeouts and 5xx answers become a 503 HttpError
+    naming the dependency and the fix; 4xx answers come back as a Reply to judge.
+    """
+
+    def __init__(self, urls: dict[str, str], timeout: float, tracer: Tracer | None = None,
+                 timeouts: dict[str, float] | None = None) -> None:
+        self.urls = urls
+        self.timeout = timeout
+        self.timeouts = timeouts or {}  # per dependency, overriding `timeout`
+        self.tracer = tracer
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(limit=256, keepalive_timeout=30, ttl_dns_cache=None)
+        self._session = aiohttp.ClientSession(
+            connector=connector, timeout=aiohttp.ClientTimeout(total=self.timeout),
+            skip_auto_headers=("User-Agent",),
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def get(self, service: str, path: str, timeout: float | None = None,
+                  raw: bool = False) -> Reply:
+        return await self.request("GET", service, path, timeout=timeout, raw=raw)
+
+    async def request(self, method: str, service: str, path: str, body: Any = None,
+                      timeout: float | None = None, raw: bool = False) -> Reply:
+        """Call `service`. `body` is encoded as JSON, or sent as is if it is bytes. With
+        `raw`, a 2xx/4xx answer's body comes back as bytes, for the caller to decode."""
+        if self.tracer is None or current_span() is None:
+            return await self._send(method, service, path, body, timeout, None, raw)
+        with self.tracer.span(f"{method} {service}", "client", **{
+                "peer.service": service, "http.request.method": method,
+                "url.path": path.partition("?")[0]}) as span:
+            reply = await self._send(method, service, path, body, timeout, span, raw)
+            span["attributes"]["http.response.status_code"] = reply.status
+            return reply
+
+    async def _send(self, method: str, service: str, path: str, body: Any,
+                    timeout: float | None, span: Span | None, raw: bool) -> Reply:
+        assert self._session is not None, "Peers.start() was not awaited"
+        url = self.urls[service] + path
+        data = body if isinstance(body, bytes) or body is None else msgspec.json.encode(body)
+        headers = {"content-type": "application/json"} if data is not None else {}
+        if span is not None:
+            headers["traceparent"] = traceparent(span)
+        limit = timeout if timeout is not None else self.timeouts.get(service, self.timeout)
+        try:
+            async with self._session.request(
+                    method, url, data=data, headers=headers,
+                    timeout=aiohttp.ClientTimeout(total=limit)) as resp:
+                content = await resp.read()
+                status = resp.status
+        except aiohttp.ClientConnectorError:
+            raise self._failed(span, service, "refused",
+                               f"{service} is down: connection refused at {self.urls[service]}; "
+                               f"start it with: msshop start {service}") from None
+        except TimeoutError:
+            raise self._failed(span, service, "timeout",
+                               f"{service} did not answer within {limit:g} s") from None
+        except aiohttp.ClientError as exc:
+            raise self._failed(span, service, "error",
+                               f"{service} failed: {type(exc).__name__}: {exc}") from None
+        if raw and status < 500:
+            return Reply(status, content)
+        try:
+            payload = msgspec.json.decode(content) if content else None
+        except msgspec.DecodeError:
+            payload = {"error": content[:200].decode(errors="replace")}
+        if status >= 500:
+            detail = payload.get("error") if isinstance(payload, dict) else payload
+            raise self._failed(span, service, "5xx",
+                               f"{service} failed with HTTP {status}: {detail}")
+        return Reply(status, payload)
+
+    @staticmethod
+    def _failed(span: Span | None, service: str, failure: str, message: str) -> HttpError:
+        if span is not None:
+            span["attributes"]["msshop.failure"] = failure
+        return HttpError(503, message, dependency=service, failure=failure)

@@ -1,0 +1,165 @@
+"""The bus: an append-only event log in its own SQLite file. Owns bus.db only.
+
+    POST /events                 [event, ...]  -> {"positions": [...], "appended": n, "head"}
+    GET  /events?after=P&limit=N&wait=S        -> {"head", "events": [{"position", "event"}]}
+
+Append is idempotent by event id: an event sent twice (a relay that died between the bus's
+answer and marking its row sent) keeps its first position. Each event gets the next global
+position. Readers pull from a position of their own; with `wait`, a reader with nothing new
+is held until an append wakes it (long-poll), so delivery takes no polling interval.
+
+Why pull: a subscriber that is down misses nothing and needs no retry queue here; it asks
+again from its stored position when it is back. The interface (append, read after a
+position, wait) is what NATS JetStream or Kafka give, so either could take this one's place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from contextlib import suppress
+from typing import Any
+
+import msgspec
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from msshop.contracts.events import Event
+from msshop.runtime.platform.app import service_app
+from msshop.runtime.platform.context import ServiceContext
+from msshop.runtime.platform.db import transaction
+from msshop.runtime.platform.http import MAX_BATCH, HttpError, int_query, json_response
+
+MIGRATIONS = [
+    """
+    CREATE TABLE events (
+        position INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        type TEXT NOT NULL,
+        source TEXT NOT NULL,
+        aggregate_type TEXT NOT NULL,
+        aggregate_id INTEGER NOT NULL,
+        aggregate_version INTEGER NOT NULL,
+        occurred_at REAL NOT NULL,
+        appended_at REAL NOT NULL,
+        trace_id TEXT,
+        body BLOB NOT NULL
+    )
+    """,
+]
+MAX_WAIT = 30.0
+_raw_list = msgspec.json.Decoder(list[msgspec.Raw])
+_event = msgspec.json.Decoder(Event)
+
+
+class Log:
+    """The log and its readers' wake-up call."""
+
+    def __init__(self) -> None:
+        self.head = 0
+        self._appended = asyncio.Event()
+
+    def appended(self, head: int) -> None:
+        self.head = head
+        woken, self._appended = self._appended, asyncio.Event()
+        woken.set()
+
+    async def wait(self, after: int, seconds: float) -> None:
+        if self.head > after or seconds <= 0:
+            return
+        with suppress(TimeoutError):
+            await asyncio.wait_for(self._appended.wait(), timeout=seconds)
+
+
+def decode_batch(body: bytes) -> list[tuple[Event, bytes]]:
+    """Each event of a batch, checked against the envelope, with its bytes as sent."""
+    try:
+        raws = _raw_list.decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise HttpError(422, f"send a JSON array of events: {exc}") from None
+    if not 1 <= len(raws) <= MAX_BATCH:
+        raise HttpError(422, f"send 1 to {MAX_BATCH} events at a time")
+    batch = []
+    for i, raw in enumerate(raws):
+        try:
+            batch.append((_event.decode(raw), bytes(raw)))
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise HttpError(422, f"event [{i}] is not an event: {exc}") from None
+    return batch
+
+
+def append(conn: sqlite3.Connection, batch: list[tuple[Event, bytes]]) -> dict[str, Any]:
+    now = time.time()
+    with transaction(conn):
+        before = conn.total_changes
+        conn.executemany(
+            "INSERT OR IGNORE INTO events (id, type, source, aggregate_type, aggregate_id, "
+            "aggregate_version, occurred_at, appended_at, trace_id, body) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(e.id, e.type, e.source, e.aggregate_type, e.aggregate_id, e.aggregate_version,
+              e.occurred_at, now, e.trace_id, body) for e, body in batch])
+        appended = conn.total_changes - before
+        (head,) = conn.execute("SELECT coalesce(max(position), 0) FROM events").fetchone()
+        if appended == len(batch):  # all new (the usual case): they took the last positions
+            return {"positions": list(range(head - appended + 1, head + 1)),
+                    "appended": appended, "head": head}
+        positions = dict(conn.execute(
+            "SELECT id, position FROM events WHERE id IN (SELECT value FROM json_each(?))",
+            (msgspec.json.encode([e.id for e, _ in batch]),)).fetchall())
+    return {"positions": [positions[e.id] for e, _ in batch], "appended": appended,
+            "head": head}
+
+
+def read(conn: sqlite3.Connection, after: int, limit: int, head: int) -> bytes:
+    """The answer to GET /events, assembled from the stored bytes without re-encoding."""
+    rows = conn.execute("SELECT position, body FROM events WHERE position > ? "
+                        "ORDER BY position LIMIT ?", (after, limit)).fetchall()
+    items = b",".join(b'{"position":%d,"event":%s}' % (position, body)
+                      for position, body in rows)
+    return b'{"head":%d,"events":[%s]}' % (head, items)
+
+
+def create_app(ctx: ServiceContext) -> Starlette:
+    db = ctx.database(MIGRATIONS, ["events"])
+    log = Log()
+
+    class HeadLoader:
+        async def start(self) -> None:
+            (log.head,) = db.conn.execute(
+                "SELECT coalesce(max(position), 0) FROM events").fetchone()
+
+        async def close(self) -> None:
+            pass
+
+    async def post_events(request: Request) -> Response:
+        batch = decode_batch(await request.body())
+        with db.span("INSERT", "events") as span:
+            answer = append(db.conn, batch)
+            span["attributes"]["msshop.rows"] = answer["appended"]
+        if answer["appended"]:
+            log.appended(answer["head"])
+        return json_response(answer)
+
+    async def get_events(request: Request) -> Response:
+        after = int_query(request, "after", 0, 0, 2**62)
+        limit = int_query(request, "limit", 500, 1, MAX_BATCH)
+        wait = float(int_query(request, "wait_ms", 0, 0, int(MAX_WAIT * 1000))) / 1000
+        await log.wait(after, wait)
+        body = read(db.conn, after, limit, log.head)
+        return Response(body, media_type="application/json")
+
+    def health() -> dict[str, Any]:
+        return {**db.health(), "head": log.head}
+
+    return service_app(
+        ctx.name,
+        [Route("/events", post_events, methods=["POST"]),
+         Route("/events", get_events, methods=["GET"])],
+        health,
+        [db, HeadLoader()],
+        ctx.tracer,
+        ctx.token,
+    )

@@ -1,0 +1,321 @@
+"""The orders service: purchases. Owns orders.db only.
+
+It cannot read users or products from their files, so it asks those services over HTTP
+whether the user and the product exist, and what the product costs right now; the price
+paid is recorded with the order.
+
+    POST /orders         {"user_id", "product_id", "quantity"?, "request_id"?}
+                         -> 201 order | 200 the same order again, for a repeated request_id
+                         the order carries "event": {"id", "type", "position"}; with
+                         ?wait_published_ms=N it waits up to N ms for the bus position
+    POST /orders/batch   {"orders": [...]}  -> {"created", "existing"}; all or nothing
+    GET  /orders?user_id=U                  -> {"orders": [...]}
+    GET  /orders/{id}                       -> order | 404
+
+`request_id` is the client's idempotency key: a purchase retried after a lost answer is
+recorded once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from typing import Annotated, Any
+
+import msgspec
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from msshop.contracts import events
+from msshop.contracts.events import Event
+from msshop.runtime.platform.app import service_app
+from msshop.runtime.platform.batching import Coalescer
+from msshop.runtime.platform.context import ServiceContext
+from msshop.runtime.platform.http import (
+    MAX_BATCH,
+    HttpError,
+    id_param,
+    int_query,
+    json_response,
+    read_body,
+)
+from msshop.runtime.platform.outbox import OUTBOX_SCHEMA, Outbox
+from msshop.runtime.platform.peers import Peers
+from msshop.runtime.platform.tracing import current_trace_id
+
+MIGRATIONS = [
+    """
+    CREATE TABLE orders (
+        id INTEGER PRIMARY KEY,
+        user_id INTEGER NOT NULL,
+        product_id INTEGER NOT NULL,
+        quantity INTEGER NOT NULL CHECK (quantity > 0),
+        unit_price_cents INTEGER NOT NULL,
+        request_id TEXT UNIQUE,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX orders_by_user ON orders (user_id, id);
+    """,
+    OUTBOX_SCHEMA,
+]
+COLUMNS = "id, user_id, product_id, quantity, unit_price_cents, request_id, created_at"
+MAX_QUANTITY = 1000
+COALESCE = 256  # at most this many concurrent purchases checked and committed together
+
+
+class Purchase(msgspec.Struct, forbid_unknown_fields=True):
+    user_id: int
+    product_id: int
+    quantity: int = 1
+    request_id: str | None = None
+
+
+class Purchases(msgspec.Struct, forbid_unknown_fields=True):
+    orders: Annotated[list[Purchase], msgspec.Meta(min_length=1, max_length=MAX_BATCH)]
+
+
+def checked(purchase: Purchase, where: str = "") -> Purchase:
+    for field in ("user_id", "product_id"):
+        if getattr(purchase, field) < 1:
+            raise HttpError(422, f"{where}{field} {getattr(purchase, field)} is not an id: "
+                                 "ids are positive integers")
+    if not 1 <= purchase.quantity <= MAX_QUANTITY:
+        raise HttpError(422, f"{where}quantity {purchase.quantity} must be from 1 "
+                             f"to {MAX_QUANTITY}")
+    if purchase.request_id is not None and not 1 <= len(purchase.request_id) <= 100:
+        raise HttpError(422, f"{where}request_id must be 1 to 100 characters")
+    return purchase
+
+
+def as_dict(row: tuple[Any, ...]) -> dict[str, Any]:
+    return {"id": row[0], "user_id": row[1], "product_id": row[2], "quantity": row[3],
+            "unit_price": row[4] / 100, "total": row[3] * row[4] / 100,
+            "request_id": row[5], "created_at": row[6]}
+
+
+def order_placed(order: dict[str, Any]) -> Event:
+    return events.make(events.ORDER_PLACED, "orders", order["id"], 1, {
+        "id": order["id"], "user_id": order["user_id"], "product_id": order["product_id"],
+        "quantity": order["quantity"], "unit_price": order["unit_price"]},
+        current_trace_id(), order["created_at"])
+
+
+# --- plain functions over the connection -----------------------------------------------------
+
+
+def find_by_request(conn: sqlite3.Connection, request_id: str) -> dict[str, Any] | None:
+    row = conn.execute(f"SELECT {COLUMNS} FROM orders WHERE request_id = ?",
+                       (request_id,)).fetchone()
+    return None if row is None else as_dict(row)
+
+
+def place_each(conn: sqlite3.Connection, outbox: Outbox,
+               purchases: list[tuple[Purchase, int]]) -> list[tuple[dict[str, Any], bool]]:
+    """Record purchases (each with its price in cents) in one transaction; for each, (order,
+    created). A request_id already recorded returns that first order instead."""
+    now = time.time()
+    placed: list[tuple[dict[str, Any], bool]] = []
+    with outbox.transaction(conn):
+        for purchase, price_cents in purchases:
+            cursor = conn.execute(
+                "INSERT OR IGNORE INTO orders (user_id, product_id, quantity, "
+                "unit_price_cents, request_id, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (purchase.user_id, purchase.product_id, purchase.quantity, price_cents,
+                 purchase.request_id, now))
+            if cursor.rowcount == 0 and purchase.request_id is not None:
+                existing = find_by_request(conn, purchase.request_id)
+                assert existing is not None
+                placed.append((existing, False))
+                continue
+            order = as_dict((cursor.lastrowid, purchase.user_id, purchase.product_id,
+                             purchase.quantity, price_cents, purchase.request_id, now))
+            event = order_placed(order)
+            outbox.add(conn, [event])
+            order["event"] = {"id": event.id, "type": event.type, "position": None}
+            placed.append((order, True))
+    return placed
+
+
+def place_orders(conn: sqlite3.Connection, outbox: Outbox, purchases: list[Purchase],
+                 prices: dict[int, int]) -> dict[str, int]:
+    """Record a batch: purchases whose request_id is known are skipped. One transaction."""
+    now = time.time()
+    with outbox.transaction(conn):
+        known = {row[0] for row in conn.execute(
+            "SELECT request_id FROM orders WHERE request_id IN "
+            "(SELECT value FROM json_each(?))",
+            (msgspec.json.encode([p.request_id for p in purchases if p.request_id]),))}
+        new: list[Purchase] = []
+        for p in purchases:
+            if p.request_id is None or p.request_id not in known:
+                new.append(p)
+                if p.request_id is not None:
+                    known.add(p.request_id)
+        (last,) = conn.execute("SELECT coalesce(max(id), 0) FROM orders").fetchone()
+        conn.executemany(
+            "INSERT INTO orders (user_id, product_id, quantity, unit_price_cents, request_id, "
+            "created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            [(p.user_id, p.product_id, p.quantity, prices[p.product_id], p.request_id, now)
+             for p in new])
+        placed = [order_placed(as_dict(row)) for row in conn.execute(
+            f"SELECT {COLUMNS} FROM orders WHERE id > ? ORDER BY id", (last,))]
+        outbox.add(conn, placed)
+    return {"created": len(placed), "existing": len(purchases) - len(placed)}
+
+
+def orders_of(conn: sqlite3.Connection, user_id: int, limit: int) -> list[dict[str, Any]]:
+    rows = conn.execute(f"SELECT {COLUMNS} FROM orders WHERE user_id = ? ORDER BY id LIMIT ?",
+                        (user_id, limit)).fetchall()
+    return [as_dict(r) for r in rows]
+
+
+# --- asking the other services ---------------------------------------------------------------
+
+
+class Known(msgspec.Struct):
+    """What users and products said of a set of purchases."""
+
+    missing_users: list[int]
+    missing_products: list[int]
+    prices: dict[int, int]  # cents, by product id
+
+
+async def ask(peers: Peers, purchases: list[Purchase]) -> Known:
+    """One call to users and one to products, at once, for every purchase; a dependency that
+    fails fails them all."""
+    user_ids = ",".join(str(i) for i in dict.fromkeys(p.user_id for p in purchases))
+    product_ids = ",".join(str(i) for i in dict.fromkeys(p.product_id for p in purchases))
+    users, products = await asyncio.gather(
+        peers.get("users", f"/users?ids={user_ids}"),
+        peers.get("products", f"/products?ids={product_ids}"),
+    )
+    for name, reply in (("users", users), ("products", products)):
+        if reply.status != 200:
+            raise HttpError(502, f"{name} answered HTTP {reply.status}: {reply.data}",
+                            dependency=name)
+    return Known(users.data["missing"], products.data["missing"],
+                 {p["id"]: round(p["price"] * 100) for p in products.data["products"]})
+
+
+async def check_each(peers: Peers, purchases: list[Purchase]) -> list[int | HttpError]:
+    """For each purchase, its product's price in cents once both its user and its product
+    are known to exist, or the 422 saying which is missing."""
+    known = await ask(peers, purchases)
+    missing_users = set(known.missing_users)
+    answers: list[int | HttpError] = []
+    for purchase in purchases:
+        if purchase.user_id in missing_users:
+            answers.append(HttpError(422, f"user_id {purchase.user_id}: no such user"))
+        elif purchase.product_id not in known.prices:
+            answers.append(HttpError(422, f"product_id {purchase.product_id}: no such "
+                                          "product"))
+        else:
+            answers.append(known.prices[purchase.product_id])
+    return answers
+
+
+async def check_many(peers: Peers, purchases: list[Purchase]) -> dict[int, int]:
+    """Prices by product id, once every user and product of the batch is known to exist."""
+    known = await ask(peers, purchases)
+    for field, missing, noun in (("user_id", known.missing_users, "user"),
+                                 ("product_id", known.missing_products, "product")):
+        if missing:
+            shown = ", ".join(str(i) for i in missing[:5])
+            more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+            raise HttpError(422, f"{field} {shown}{more}: no such {noun}; nothing was recorded")
+    return known.prices
+
+
+# --- HTTP ------------------------------------------------------------------------------------
+
+
+def create_app(ctx: ServiceContext) -> Starlette:
+    db = ctx.database(MIGRATIONS, ["orders"])
+    peers = ctx.peers()
+    outbox = Outbox("orders", lambda: db.conn, peers)
+
+    async def checkout(purchases: list[Purchase]) -> list[tuple[dict[str, Any], bool] |
+                                                        Exception]:
+        """Purchases that arrived together: one check with users and products, one commit."""
+        prices = await check_each(peers, purchases)
+        valid = [(p, price) for p, price in zip(purchases, prices, strict=True)
+                 if not isinstance(price, HttpError)]
+        placed: list[tuple[dict[str, Any], bool]] = []
+        if valid:
+            with db.span("INSERT", "orders") as span:
+                placed = place_each(db.conn, outbox, valid)
+                span["attributes"]["msshop.keys"] = [order["id"] for order, _ in placed]
+                span["attributes"]["msshop.rows"] = len(placed)
+        recorded = iter(placed)
+        return [price if isinstance(price, HttpError) else next(recorded) for price in prices]
+
+    purchases: Coalescer[Purchase, tuple[dict[str, Any], bool]] = Coalescer(
+        checkout, limit=COALESCE)
+
+    async def post_order(request: Request) -> Response:
+        purchase = checked(await read_body(request, Purchase))
+        if purchase.request_id is not None:
+            seen = find_by_request(db.conn, purchase.request_id)
+            if seen is not None:
+                return json_response(await with_event(request, seen), 200)
+        waiting = ctx.tracer.start("checkout (batched)")  # kept only if another trace has it
+        done = await purchases.submit(purchase)
+        order, created = done.value
+        if not done.first:  # the calls and the insert are in the batch's first trace
+            waiting["attributes"].update({"msshop.batch.size": done.size,
+                                          "msshop.batch.trace_id": done.trace_id})
+            ctx.tracer.finish(waiting)
+        return json_response(await with_event(request, order), 201 if created else 200)
+
+    async def with_event(request: Request, order: dict[str, Any]) -> dict[str, Any]:
+        """The order and its OrderPlaced event; with ?wait_published_ms=N, the event's bus
+        position once the relay has sent it (read-your-writes: query --after POSITION)."""
+        event = order.get("event") or outbox.latest_event("order", order["id"])
+        wait = int_query(request, "wait_published_ms", 0, 0, 10_000) / 1000
+        if event is not None and event["position"] is None and wait:
+            event["position"] = await outbox.published(event["id"], wait)
+        return {**order, "event": event}
+
+    async def post_batch(request: Request) -> Response:
+        batch = await read_body(request, Purchases)
+        purchases = [checked(p, f"orders[{i}]: ") for i, p in enumerate(batch.orders)]
+        prices = await check_many(peers, purchases)
+        return json_response(place_orders(db.conn, outbox, purchases, prices))
+
+    async def get_many(request: Request) -> Response:
+        if "user_id" not in request.query_params:
+            raise HttpError(422, "list a user's orders: GET /orders?user_id=U")
+        user_id = int_query(request, "user_id", 0, 1, 2**62)
+        limit = int_query(request, "limit", MAX_BATCH, 1, MAX_BATCH)
+        with db.span("SELECT", "orders", [user_id]) as span:
+            found = orders_of(db.conn, user_id, limit)
+            span["attributes"]["msshop.rows"] = len(found)
+        return json_response({"user_id": user_id, "orders": found})
+
+    async def get_one(request: Request) -> Response:
+        order_id = id_param(request, "order_id")
+        row = db.conn.execute(f"SELECT {COLUMNS} FROM orders WHERE id = ?",
+                              (order_id,)).fetchone()
+        if row is None:
+            raise HttpError(404, f"no order with id {order_id}")
+        return json_response(as_dict(row))
+
+    def health() -> dict[str, Any]:
+        return {**db.health(), "outbox": outbox.health()}
+
+    return service_app(
+        ctx.name,
+        [
+            Route("/orders", post_order, methods=["POST"]),
+            Route("/orders", get_many, methods=["GET"]),
+            Route("/orders/batch", post_batch, methods=["POST"]),
+            Route("/orders/{order_id}", get_one, methods=["GET"]),
+        ],
+        health,
+        [db, peers, outbox],
+        ctx.tracer,
+        ctx.token,
+    )

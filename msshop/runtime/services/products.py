@@ -1,0 +1,271 @@
+"""The products service: the catalogue (hats, pants, shoes ...). Owns products.db only.
+
+    POST  /products          {"title", "price", "stock", "sku"?}  -> 201 product | 409 sku taken
+    POST  /products/batch    {"products": [...]}   -> ids in input order (same sku: existing kept)
+    GET   /products?limit=50&after=ID              -> {"products": [...], "next_after": ID|null}
+    GET   /products?ids=1,2,3                      -> {"products": [...], "missing": [...]}
+    GET   /products/{id}                           -> product | 404
+    PATCH /products/{id}     {"price"?, "title"?}  -> product | 404
+
+Prices travel as decimal numbers with at most two places and are stored as integer cents.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from typing import Annotated, Any
+
+import msgspec
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from msshop.contracts import events
+from msshop.contracts.events import Event
+from msshop.runtime.platform.app import service_app
+from msshop.runtime.platform.context import ServiceContext
+from msshop.runtime.platform.http import (
+    MAX_BATCH,
+    HttpError,
+    id_param,
+    ids_query,
+    int_query,
+    json_response,
+    read_body,
+)
+from msshop.runtime.platform.outbox import OUTBOX_SCHEMA, Outbox
+from msshop.runtime.platform.tracing import current_trace_id
+
+MIGRATIONS = [
+    """
+    CREATE TABLE products (
+        id INTEGER PRIMARY KEY,
+        sku TEXT UNIQUE,
+        title TEXT NOT NULL,
+        price_cents INTEGER NOT NULL CHECK (price_cents >= 0),
+        stock INTEGER NOT NULL CHECK (stock >= 0),
+        updated_at REAL NOT NULL
+    )
+    """,
+    OUTBOX_SCHEMA + """;
+    ALTER TABLE products ADD COLUMN version INTEGER NOT NULL DEFAULT 1
+    """,
+]
+COLUMNS = "id, sku, title, price_cents, stock, updated_at, version"
+MAX_PRICE = 1_000_000
+
+
+class NewProduct(msgspec.Struct, forbid_unknown_fields=True):
+    title: str
+    price: float
+    stock: int = 0
+    sku: str | None = None
+
+
+class NewProducts(msgspec.Struct, forbid_unknown_fields=True):
+    products: Annotated[list[NewProduct], msgspec.Meta(min_length=1, max_length=MAX_BATCH)]
+
+
+class ProductChange(msgspec.Struct, forbid_unknown_fields=True):
+    title: str | None = None
+    price: float | None = None
+
+
+def cents(price: float, where: str = "") -> int:
+    value = round(price * 100)
+    if not 0 <= price <= MAX_PRICE or abs(price * 100 - value) > 1e-6:
+        raise HttpError(422, f"{where}price {price!r} must be from 0 to {MAX_PRICE} "
+                             "with at most two decimal places")
+    return value
+
+
+def checked_title(title: str, where: str = "") -> str:
+    title = title.strip()
+    if not 1 <= len(title) <= 200:
+        raise HttpError(422, f"{where}title must be 1 to 200 characters")
+    return title
+
+
+def checked(product: NewProduct, where: str = "") -> tuple[str | None, str, int, int]:
+    if product.stock < 0:
+        raise HttpError(422, f"{where}stock {product.stock} must be 0 or more")
+    sku = product.sku.strip() if product.sku is not None else None
+    if sku == "":
+        raise HttpError(422, f"{where}sku must not be empty; leave it out instead")
+    return sku, checked_title(product.title, where), cents(product.price, where), product.stock
+
+
+def as_dict(row: tuple[Any, ...]) -> dict[str, Any]:
+    return {"id": row[0], "sku": row[1], "title": row[2], "price": row[3] / 100,
+            "stock": row[4], "updated_at": row[5], "version": row[6]}
+
+
+def product_event(event_type: str, product: dict[str, Any]) -> Event:
+    return events.make(event_type, "products", product["id"], product["version"],
+                       {"id": product["id"], "sku": product["sku"], "title": product["title"],
+                        "price": product["price"]},
+                       current_trace_id(), product["updated_at"])
+
+
+# --- plain functions over the connection -----------------------------------------------------
+
+
+def create_product(conn: sqlite3.Connection, outbox: Outbox,
+                   values: tuple[str | None, str, int, int]) -> dict[str, Any]:
+    with outbox.transaction(conn):
+        try:
+            cursor = conn.execute(
+                "INSERT INTO products (sku, title, price_cents, stock, updated_at) "
+                "VALUES (?, ?, ?, ?, ?)", (*values, time.time()))
+        except sqlite3.IntegrityError:
+            raise HttpError(409, f"sku {values[0]} already names a product") from None
+        product = get_product(conn, int(cursor.lastrowid or 0))
+        assert product is not None
+        outbox.add(conn, [product_event(events.PRODUCT_CREATED, product)])
+    return product
+
+
+def create_products(conn: sqlite3.Connection, outbox: Outbox,
+                    rows: list[tuple[str | None, str, int, int]]) -> dict[str, Any]:
+    """Create each product whose sku is new; ids come back in input order. Safe to repeat."""
+    now = time.time()
+    ids: list[int] = []
+    created: list[Event] = []
+    with outbox.transaction(conn):
+        for row in rows:
+            sku = row[0]
+            if sku is not None:
+                found = conn.execute("SELECT id FROM products WHERE sku = ?", (sku,)).fetchone()
+                if found is not None:
+                    ids.append(found[0])
+                    continue
+            cursor = conn.execute(
+                "INSERT INTO products (sku, title, price_cents, stock, updated_at) "
+                "VALUES (?, ?, ?, ?, ?)", (*row, now))
+            product_id = int(cursor.lastrowid or 0)
+            ids.append(product_id)
+            created.append(product_event(events.PRODUCT_CREATED, {
+                "id": product_id, "sku": sku, "title": row[1], "price": row[2] / 100,
+                "updated_at": now, "version": 1}))
+        outbox.add(conn, created)
+    return {"ids": ids, "created": len(created)}
+
+
+def get_product(conn: sqlite3.Connection, product_id: int) -> dict[str, Any] | None:
+    row = conn.execute(f"SELECT {COLUMNS} FROM products WHERE id = ?", (product_id,)).fetchone()
+    return None if row is None else as_dict(row)
+
+
+def get_products(conn: sqlite3.Connection, ids: list[int]) -> dict[str, Any]:
+    rows = conn.execute(
+        f"SELECT {COLUMNS} FROM products WHERE id IN (SELECT value FROM json_each(?))",
+        (msgspec.json.encode(ids),),
+    ).fetchall()
+    found = {row[0]: as_dict(row) for row in rows}
+    return {"products": [found[i] for i in ids if i in found],
+            "missing": [i for i in ids if i not in found]}
+
+
+def list_products(conn: sqlite3.Connection, after: int, limit: int) -> dict[str, Any]:
+    rows = conn.execute(f"SELECT {COLUMNS} FROM products WHERE id > ? ORDER BY id LIMIT ?",
+                        (after, limit + 1)).fetchall()
+    more = len(rows) > limit
+    products = [as_dict(r) for r in rows[:limit]]
+    return {"products": products, "next_after": products[-1]["id"] if more else None}
+
+
+def change_product(conn: sqlite3.Connection, outbox: Outbox, product_id: int,
+                   change: ProductChange) -> dict[str, Any] | None:
+    sets: list[str] = []
+    params: list[Any] = []
+    if change.title is not None:
+        sets.append("title = ?")
+        params.append(checked_title(change.title))
+    if change.price is not None:
+        sets.append("price_cents = ?")
+        params.append(cents(change.price))
+    if not sets:
+        raise HttpError(422, "nothing to change: send price and/or title")
+    with outbox.transaction(conn):
+        cursor = conn.execute(
+            f"UPDATE products SET {', '.join(sets)}, updated_at = ?, version = version + 1 "
+            "WHERE id = ?", (*params, time.time(), product_id))
+        if cursor.rowcount == 0:
+            return None
+        product = get_product(conn, product_id)
+        assert product is not None
+        outbox.add(conn, [product_event(events.PRODUCT_UPDATED, product)])
+    return product
+
+
+# --- HTTP ------------------------------------------------------------------------------------
+
+
+def create_app(ctx: ServiceContext) -> Starlette:
+    db = ctx.database(MIGRATIONS, ["products"])
+    peers = ctx.peers()
+    outbox = Outbox("products", lambda: db.conn, peers)
+
+    async def post_product(request: Request) -> Response:
+        values = checked(await read_body(request, NewProduct))
+        with db.span("INSERT", "products") as span:
+            product = create_product(db.conn, outbox, values)
+            span["attributes"]["msshop.keys"] = [product["id"]]
+        return json_response(product, 201)
+
+    async def post_batch(request: Request) -> Response:
+        batch = await read_body(request, NewProducts)
+        rows = [checked(p, f"products[{i}]: ") for i, p in enumerate(batch.products)]
+        return json_response(create_products(db.conn, outbox, rows))
+
+    async def get_many(request: Request) -> Response:
+        ids = ids_query(request)
+        if ids is not None:
+            with db.span("SELECT", "products", ids) as span:
+                found = get_products(db.conn, ids)
+                span["attributes"]["msshop.rows"] = len(found["products"])
+            return json_response(found)
+        after = int_query(request, "after", 0, 0, 2**62)
+        limit = int_query(request, "limit", 50, 1, 1000)
+        with db.span("SELECT", "products") as span:
+            page = list_products(db.conn, after, limit)
+            span["attributes"]["msshop.rows"] = len(page["products"])
+        return json_response(page)
+
+    async def get_one(request: Request) -> Response:
+        product_id = id_param(request, "product_id")
+        with db.span("SELECT", "products", [product_id]) as span:
+            product = get_product(db.conn, product_id)
+            span["attributes"]["msshop.rows"] = int(product is not None)
+        if product is None:
+            raise HttpError(404, f"no product with id {product_id}")
+        return json_response(product)
+
+    async def patch_one(request: Request) -> Response:
+        product_id = id_param(request, "product_id")
+        change = await read_body(request, ProductChange)
+        with db.span("UPDATE", "products", [product_id]):
+            product = change_product(db.conn, outbox, product_id, change)
+        if product is None:
+            raise HttpError(404, f"no product with id {product_id}")
+        return json_response(product)
+
+    def health() -> dict[str, Any]:
+        return {**db.health(), "outbox": outbox.health()}
+
+    return service_app(
+        ctx.name,
+        [
+            Route("/products", post_product, methods=["POST"]),
+            Route("/products", get_many, methods=["GET"]),
+            Route("/products/batch", post_batch, methods=["POST"]),
+            Route("/products/{product_id}", get_one, methods=["GET"]),
+            Route("/products/{product_id}", patch_one, methods=["PATCH"]),
+        ],
+        health,
+        [db, peers, outbox],
+        ctx.tracer,
+        ctx.token,
+    )

@@ -1,0 +1,160 @@
+"""The query service ("Service D"): which products did user U order?
+
+It owns query.db and nothing else: no other service's file, ever. It answers by one of two
+strategies, chosen per request:
+
+    GET /user-orders/{user_id}?strategy=replicated            (the default)
+        [&after=POSITION&wait_ms=2000]   read-your-writes: wait until POSITION is applied
+    GET /user-orders/{user_id}?strategy=direct-call[&fanout=batched|naive][&partial=1]
+    GET /bench/floor/{user_id}   one indexed read of its own file: the stack's floor
+    GET /bench/lag?since=T       replication lag of the events that occurred since T
+    GET /dead-letters?limit=N    events the read model could not apply, with the reason
+    POST /replay                 rebuild the read model from position 0 (sandbox token)
+
+- replicated: from its own read model, built by consuming the bus; the answer says how
+  fresh it is (position applied, bus head last seen) and the trace names the events the
+  rows came from.
+- direct-call: asks users, orders and products over HTTP (see direct_call.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from msshop.runtime.platform.app import service_app
+from msshop.runtime.platform.consumer import CONSUMER_SCHEMA, Consumer
+from msshop.runtime.platform.context import ServiceContext
+from msshop.runtime.platform.http import (
+    HttpError,
+    id_param,
+    int_query,
+    json_response,
+    query_value,
+    require_token,
+)
+from msshop.runtime.platform.tracing import current_trace_id
+from msshop.runtime.services.query import direct_call, projection, rebuild, replicated
+
+MIGRATIONS = [projection.SCHEMA + ";" + CONSUMER_SCHEMA]
+STRATEGIES = ("replicated", "direct-call")
+SOURCES_IN_TRACE = 20  # events named in a span; all are counted by kind
+
+
+def create_app(ctx: ServiceContext) -> Starlette:
+    db = ctx.database(MIGRATIONS, projection.TABLES)
+    peers = ctx.peers()
+    consumer = Consumer("query", lambda: db.conn, peers, projection.apply)
+
+    async def user_orders(request: Request) -> Response:
+        user_id = id_param(request, "user_id")
+        strategy = query_value(request, "strategy") or "replicated"
+        if strategy not in STRATEGIES:
+            raise HttpError(422, f"strategy {strategy!r} is not one of: "
+                                 + ", ".join(STRATEGIES))
+        fanout = query_value(request, "fanout") or "batched"
+        if fanout not in direct_call.FANOUTS:
+            raise HttpError(422, f"fanout {fanout!r} is not one of: "
+                                 + ", ".join(direct_call.FANOUTS))
+        answer: dict[str, Any] = {"question": "user-orders", "strategy": strategy}
+        if strategy == "replicated":
+            after = int_query(request, "after", 0, 0, 2**62)
+            if after > consumer.position:
+                await wait_for_position(after, int_query(request, "wait_ms", 2000, 0, 30_000))
+            answer.update(read_replicated(user_id))
+        else:
+            partial = query_value(request, "partial") in ("1", "true")
+            user, orders, missing = await direct_call.user_orders(peers, user_id, fanout,
+                                                                  partial)
+            answer.update(fanout=fanout, user=user, orders=orders, freshness={"live": True})
+            if partial:
+                answer.update(partial=bool(missing), missing=missing)
+        answer["trace_id"] = current_trace_id()
+        return json_response(answer)
+
+    async def wait_for_position(after: int, wait_ms: int) -> None:
+        """Read-your-writes: hold the answer until the read model has applied `after`."""
+        if not await consumer.wait_for(after, wait_ms / 1000):
+            raise HttpError(503, f"the read model has not applied bus position {after} within "
+                                 f"{wait_ms} ms (it is at {consumer.position} of "
+                                 f"{consumer.head}); try again, or wait longer with wait_ms",
+                            freshness=consumer.freshness())
+
+    def read_replicated(user_id: int) -> dict[str, Any]:
+        freshness = consumer.freshness()
+        if consumer.catching_up_to is not None:
+            raise HttpError(503, f"not ready: catching up (position {consumer.position} of "
+                                 f"{consumer.catching_up_to}); ask again in a moment, or use "
+                                 "strategy=direct-call", freshness=freshness)
+        with db.span("SELECT", "users_replica, orders_replica", [user_id]) as span:
+            user, orders, sources = replicated.user_orders(db.conn, user_id, SOURCES_IN_TRACE)
+            attributes = span["attributes"]
+            attributes["msshop.rows"] = len(orders) + (user is not None)
+            # kept as data, put into words only when someone reads the trace
+            if sources:
+                attributes["msshop.events.count"] = sources["count"]
+                attributes["msshop.events.kinds"] = sources["kinds"]
+                attributes["msshop.events"] = sources["named"]
+            attributes["msshop.freshness.position"] = freshness["position"]
+            attributes["msshop.freshness.bus_head"] = freshness["bus_head"]
+        if user is None:
+            raise HttpError(404, f"no user with id {user_id} (the read model has applied the "
+                                 f"bus up to position {freshness['position']})",
+                            freshness=freshness)
+        return {"user": user, "orders": orders, "freshness": freshness}
+
+    async def floor(request: Request) -> Response:
+        user_id = id_param(request, "user_id")
+        row = db.conn.execute("SELECT id, name FROM users_replica WHERE id = ?",
+                              (user_id,)).fetchone()
+        return json_response({"id": row[0], "name": row[1]} if row else None)
+
+    async def lag(request: Request) -> Response:
+        """Replication lag of the events since a time: commit at the source -> applied here."""
+        try:
+            since = float(request.query_params.get("since", "0"))
+        except ValueError:
+            raise HttpError(422, "since must be unix seconds") from None
+        return json_response({"lags_ms": consumer.lag_since(since)})
+
+    async def dead_letters(request: Request) -> Response:
+        limit = int_query(request, "limit", 50, 1, 10_000)
+        rows = db.conn.execute(
+            "SELECT position, event_id, type, reason, dead_at, body FROM dead_letters "
+            "ORDER BY position DESC LIMIT ?", (limit,)).fetchall()
+        return json_response({"count": consumer.dead, "dead_letters": [
+            {"position": p, "event_id": i, "type": t, "reason": r, "dead_at": at,
+             "body": bytes(b[:500]).decode(errors="replace")} for p, i, t, r, at, b in rows]})
+
+    rebuilding: list[bool] = []
+
+    async def replay(request: Request) -> Response:
+        """Rebuild the read model from position 0 of the bus, then swap it in."""
+        require_token(request, ctx.token, "replay")
+        if rebuilding:
+            raise HttpError(409, "a rebuild is already running; wait for it to finish")
+        rebuilding.append(True)
+        try:
+            return json_response(await rebuild.rebuild(lambda: db.conn, peers, consumer))
+        finally:
+            rebuilding.clear()
+
+    def health() -> dict[str, Any]:
+        return {**db.health(), "consumer": consumer.health(), "rebuilding": bool(rebuilding)}
+
+    return service_app(
+        ctx.name,
+        [Route("/user-orders/{user_id}", user_orders, methods=["GET"]),
+         Route("/bench/floor/{user_id}", floor, methods=["GET"]),
+         Route("/bench/lag", lag, methods=["GET"]),
+         Route("/dead-letters", dead_letters, methods=["GET"]),
+         Route("/replay", replay, methods=["POST"])],
+        health,
+        [db, peers, consumer],
+        ctx.tracer,
+        ctx.token,
+    )

@@ -1,0 +1,213 @@
+"""The read model: exactly the data "which products did user U order?" needs, kept in the
+query service's own file, built from the bus's events.
+
+Each row remembers the event that last wrote it (position, id, time), so an answer can say
+where its rows came from and how old they are. Users and products carry their aggregate
+version: an event older than the row (a duplicate, or one that arrived late) changes nothing.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+import msgspec
+
+from msshop.contracts import events
+from msshop.contracts.events import Received
+from msshop.runtime.platform.consumer import Poison
+
+SCHEMA_TEMPLATE = """
+CREATE TABLE {users} (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    email TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    position INTEGER NOT NULL,
+    event_id TEXT NOT NULL,
+    occurred_at REAL NOT NULL
+);
+CREATE TABLE {products} (
+    id INTEGER PRIMARY KEY,
+    title TEXT NOT NULL,
+    price_cents INTEGER NOT NULL,
+    version INTEGER NOT NULL,
+    position INTEGER NOT NULL,
+    event_id TEXT NOT NULL,
+    occurred_at REAL NOT NULL
+);
+CREATE TABLE {orders} (
+    user_id INTEGER NOT NULL,
+    id INTEGER NOT NULL,
+    product_id INTEGER NOT NULL,
+    quantity INTEGER NOT NULL,
+    unit_price_cents INTEGER NOT NULL,
+    position INTEGER NOT NULL,
+    event_id TEXT NOT NULL,
+    occurred_at REAL NOT NULL,
+    title TEXT,
+    product_position INTEGER,
+    product_version INTEGER,
+    PRIMARY KEY (user_id, id)
+) WITHOUT ROWID
+"""
+INDEX_TEMPLATE = "CREATE INDEX {orders}_by_product ON {orders} (product_id)"
+# orders_replica is the answer, stored in the shape of the question:
+# - clustered by user, so one user's orders are neighbours on disk and one range read finds
+#   them all (an order id belongs to one user, so (user_id, id) is as unique as id);
+# - with its product's title copied in (and which product event it came from), so the read
+#   needs no join. The price is paid on the write side: a product event that wins rewrites
+#   the copies in every order of that product (orders_replica_by_product finds them).
+TABLES = ["users_replica", "products_replica", "orders_replica"]
+SCHEMA = ";".join(template.format(users="users_replica", products="products_replica",
+                                  orders="orders_replica")
+                  for template in (SCHEMA_TEMPLATE, INDEX_TEMPLATE))
+
+
+class UserData(msgspec.Struct):
+    id: int
+    email: str
+    name: str
+
+
+class ProductData(msgspec.Struct):
+    id: int
+    title: str
+    price: float
+
+
+class OrderData(msgspec.Struct):
+    id: int
+    user_id: int
+    product_id: int
+    quantity: int
+    unit_price: float
+
+
+_DECODERS: dict[type[Any], msgspec.json.Decoder[Any]] = {
+    kind: msgspec.json.Decoder(kind) for kind in (UserData, ProductData, OrderData)}
+
+
+def _data(event: Received, kind: type[Any]) -> Any:
+    try:
+        data: Any = _DECODERS[kind].decode(event.data)
+    except msgspec.ValidationError as exc:
+        raise Poison(f"{event.type} data is invalid: {exc}") from None
+    if data.id != event.aggregate_id:
+        raise Poison(f"{event.type} data id {data.id} is not its aggregate_id "
+                     f"{event.aggregate_id}")
+    return data
+
+
+class Projection:
+    """Applies events to one set of read-model tables. The live tables are the default;
+    a rebuild writes a second set (suffix "_next") in the same file, then swaps it in.
+
+    `bulk` is for that rebuild: a load, then the set-based work once.
+    - Orders are held back and inserted BULK_ORDERS at a time, sorted by the table's key
+      (user_id, id): one pass along the tree instead of a jump per row (132k -> 142k
+      events/s in-process). Each copies its product as it goes in, as live.
+    - A product event does not rewrite the copies at once (that needs
+      orders_replica_by_product, and an index kept up row by row costs more than one built
+      at the end): its product is noted, and `finish()` rewrites the copies of the noted
+      products in one statement. Rewriting every order's copy there instead made the last
+      transaction a third of a rebuild.
+    - `finish()` also inserts the orders still held: until then the tables lag the events
+      applied, which only a rebuild, swapped in after finish(), may allow. The rebuild
+      builds the index after the swap.
+    """
+
+    BULK_ORDERS = 10_000
+
+    def __init__(self, suffix: str = "", bulk: bool = False) -> None:
+        self.suffix = suffix
+        self.bulk = bulk
+        self._held: list[tuple[Any, ...]] = []  # bulk: orders not inserted yet
+        self._inserted = False  # bulk: some orders are in, with copies a product event may age
+        self._recopy: set[int] = set()  # bulk: products whose orders' copies are stale
+        self.tables = {name: f"{name}_replica{suffix}"
+                       for name in ("users", "products", "orders")}
+        t = self.tables
+        self.schema = SCHEMA_TEMPLATE.format(**t)
+        self.index = INDEX_TEMPLATE.format(**t)
+        self.upsert_user = (
+            f"INSERT INTO {t['users']} (id, name, email, version, position, event_id, "
+            "occurred_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+            "name = excluded.name, email = excluded.email, version = excluded.version, "
+            "position = excluded.position, event_id = excluded.event_id, "
+            f"occurred_at = excluded.occurred_at WHERE excluded.version > {t['users']}.version")
+        self.upsert_product = (
+            f"INSERT INTO {t['products']} (id, title, price_cents, version, position, "
+            "event_id, occurred_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+            "title = excluded.title, price_cents = excluded.price_cents, "
+            "version = excluded.version, position = excluded.position, "
+            "event_id = excluded.event_id, occurred_at = excluded.occurred_at "
+            f"WHERE excluded.version > {t['products']}.version")
+        self.copy_product = (f"UPDATE {t['orders']} SET title = ?, product_position = ?, "
+                             "product_version = ? WHERE product_id = ?")
+        # an order copies its product as it is inserted (?3 is the product id)
+        self.insert_order = (
+            f"INSERT OR IGNORE INTO {t['orders']} (id, user_id, product_id, quantity, "
+            "unit_price_cents, position, event_id, occurred_at, title, product_position, "
+            "product_version) SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, p.title, p.position, "
+            f"p.version FROM (SELECT 1) LEFT JOIN {t['products']} AS p ON p.id = ?3")
+
+    def apply(self, conn: sqlite3.Connection, event: Received, position: int) -> None:
+        """Apply one event to the read model (inside the consumer's batch transaction)."""
+        source = (position, event.id, event.occurred_at)
+        if event.type == events.USER_SIGNED_UP:
+            user = _data(event, UserData)
+            conn.execute(self.upsert_user, (user.id, user.name, user.email,
+                                            event.aggregate_version, *source))
+        elif event.type in (events.PRODUCT_CREATED, events.PRODUCT_UPDATED):
+            # Full state in every product event: an update that arrives before the creation
+            # is applied, and the late creation then loses on version (reordering harmless).
+            product = _data(event, ProductData)
+            won = conn.execute(self.upsert_product, (
+                product.id, product.title, round(product.price * 100),
+                event.aggregate_version, *source)).rowcount
+            if won and not self.bulk:
+                conn.execute(self.copy_product, (product.title, position,
+                                                 event.aggregate_version, product.id))
+            elif won and self._inserted:
+                self._recopy.add(product.id)
+        elif event.type == events.ORDER_PLACED:
+            # Not poison if its user or product is not seen yet: those come from other
+            # services' relays, and nothing orders one service's events against another's.
+            # The order is kept; its title shows as not replicated until the product arrives.
+            order = _data(event, OrderData)
+            row = (order.id, order.user_id, order.product_id, order.quantity,
+                   round(order.unit_price * 100), *source)
+            if not self.bulk:
+                conn.execute(self.insert_order, row)
+                return
+            self._held.append(row)
+            if len(self._held) >= self.BULK_ORDERS:
+                self._insert_held(conn)
+        else:
+            raise Poison(f"unknown event type {event.type!r}")
+
+    def _insert_held(self, conn: sqlite3.Connection) -> None:
+        # by (user_id, id), then position: of an order delivered twice, the first one stays
+        self._held.sort(key=lambda row: (row[1], row[0], row[5]))
+        conn.executemany(self.insert_order, self._held)
+        self._inserted = self._inserted or bool(self._held)
+        self._held.clear()
+
+    def finish(self, conn: sqlite3.Connection) -> None:
+        """After a bulk load: the orders held back are inserted, and the orders of products
+        that changed after their orders went in get the product's last copy."""
+        self._insert_held(conn)
+        if not self._recopy:
+            return
+        t = self.tables
+        conn.execute(
+            f"UPDATE {t['orders']} SET (title, product_position, product_version) = (SELECT "
+            f"p.title, p.position, p.version FROM {t['products']} AS p WHERE p.id = "
+            f"{t['orders']}.product_id) WHERE product_id IN (SELECT value FROM json_each(?))",
+            (msgspec.json.encode(sorted(self._recopy)),))
+        self._recopy.clear()
+
+
+LIVE = Projection()
+apply = LIVE.apply

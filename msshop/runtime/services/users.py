@@ -1,0 +1,184 @@
+"""The users service: sign up, look users up. Owns users.db and nothing else.
+
+    POST /users           {"email", "name"}          -> 201 user | 409 email taken
+    POST /users/batch     {"users": [{email, name}]}  -> ids in input order (existing kept)
+    GET  /users/{id}                                  -> user | 404
+    GET  /users?ids=1,2,3                             -> {"users": [...], "missing": [...]}
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import time
+from typing import Annotated, Any
+
+import msgspec
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from msshop.contracts import events
+from msshop.contracts.events import Event
+from msshop.runtime.platform.app import service_app
+from msshop.runtime.platform.context import ServiceContext
+from msshop.runtime.platform.http import (
+    MAX_BATCH,
+    HttpError,
+    id_param,
+    ids_query,
+    json_response,
+    read_body,
+)
+from msshop.runtime.platform.outbox import OUTBOX_SCHEMA, Outbox
+from msshop.runtime.platform.tracing import current_trace_id
+
+MIGRATIONS = [
+    """
+    CREATE TABLE users (
+        id INTEGER PRIMARY KEY,
+        email TEXT NOT NULL UNIQUE,
+        name TEXT NOT NULL,
+        created_at REAL NOT NULL
+    )
+    """,
+    OUTBOX_SCHEMA,
+]
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+COLUMNS = "id, email, name, created_at"
+
+
+class SignUp(msgspec.Struct, forbid_unknown_fields=True):
+    email: str
+    name: str
+
+
+class SignUpBatch(msgspec.Struct, forbid_unknown_fields=True):
+    users: Annotated[list[SignUp], msgspec.Meta(min_length=1, max_length=MAX_BATCH)]
+
+
+def checked(signup: SignUp, where: str = "") -> SignUp:
+    email = signup.email.strip().lower()
+    name = signup.name.strip()
+    if not EMAIL.match(email) or len(email) > 254:
+        raise HttpError(422, f"{where}email {signup.email!r} is not an email address")
+    if not 1 <= len(name) <= 200:
+        raise HttpError(422, f"{where}name must be 1 to 200 characters")
+    return SignUp(email=email, name=name)
+
+
+def as_dict(row: tuple[Any, ...]) -> dict[str, Any]:
+    return {"id": row[0], "email": row[1], "name": row[2], "created_at": row[3]}
+
+
+# --- plain functions over the connection: the service's logic ------------------------------
+
+
+def signed_up(user: dict[str, Any]) -> Event:
+    return events.make(events.USER_SIGNED_UP, "users", user["id"], 1,
+                       {"id": user["id"], "email": user["email"], "name": user["name"]},
+                       current_trace_id(), user["created_at"])
+
+
+def sign_up(conn: sqlite3.Connection, outbox: Outbox, signup: SignUp) -> dict[str, Any]:
+    with outbox.transaction(conn):
+        try:
+            cursor = conn.execute(
+                "INSERT INTO users (email, name, created_at) VALUES (?, ?, ?)",
+                (signup.email, signup.name, time.time()),
+            )
+        except sqlite3.IntegrityError:
+            raise HttpError(409, f"email {signup.email} is already signed up") from None
+        user = as_dict(conn.execute(f"SELECT {COLUMNS} FROM users WHERE id = ?",
+                                    (cursor.lastrowid,)).fetchone())
+        outbox.add(conn, [signed_up(user)])
+    return user
+
+
+def sign_up_many(conn: sqlite3.Connection, outbox: Outbox, signups: list[SignUp]
+                 ) -> dict[str, Any]:
+    """Sign up those not yet known; return every id in input order. Safe to repeat."""
+    now = time.time()
+    emails = msgspec.json.encode([s.email for s in signups])
+    find = "SELECT email, id FROM users WHERE email IN (SELECT value FROM json_each(?))"
+    with outbox.transaction(conn):
+        known = dict(conn.execute(find, (emails,)).fetchall())
+        new = list({s.email: s for s in signups if s.email not in known}.values())
+        conn.executemany("INSERT INTO users (email, name, created_at) VALUES (?, ?, ?)",
+                         [(s.email, s.name, now) for s in new])
+        ids = dict(conn.execute(find, (emails,)).fetchall())
+        outbox.add(conn, [signed_up({"id": ids[s.email], "email": s.email, "name": s.name,
+                                     "created_at": now}) for s in new])
+    return {"ids": [ids[s.email] for s in signups], "created": len(new)}
+
+
+def get_user(conn: sqlite3.Connection, user_id: int) -> dict[str, Any] | None:
+    row = conn.execute(f"SELECT {COLUMNS} FROM users WHERE id = ?", (user_id,)).fetchone()
+    return None if row is None else as_dict(row)
+
+
+def get_users(conn: sqlite3.Connection, ids: list[int]) -> dict[str, Any]:
+    rows = conn.execute(
+        f"SELECT {COLUMNS} FROM users WHERE id IN (SELECT value FROM json_each(?))",
+        (msgspec.json.encode(ids),),
+    ).fetchall()
+    found = {row[0]: as_dict(row) for row in rows}
+    return {"users": [found[i] for i in ids if i in found],
+            "missing": [i for i in ids if i not in found]}
+
+
+# --- HTTP ------------------------------------------------------------------------------------
+
+
+def create_app(ctx: ServiceContext) -> Starlette:
+    db = ctx.database(MIGRATIONS, ["users"])
+    peers = ctx.peers()
+    outbox = Outbox("users", lambda: db.conn, peers)
+
+    async def post_user(request: Request) -> Response:
+        signup = checked(await read_body(request, SignUp))
+        with db.span("INSERT", "users") as span:
+            user = sign_up(db.conn, outbox, signup)
+            span["attributes"]["msshop.keys"] = [user["id"]]
+        return json_response(user, 201)
+
+    async def post_batch(request: Request) -> Response:
+        batch = await read_body(request, SignUpBatch)
+        signups = [checked(s, f"users[{i}]: ") for i, s in enumerate(batch.users)]
+        return json_response(sign_up_many(db.conn, outbox, signups))
+
+    async def get_one(request: Request) -> Response:
+        user_id = id_param(request, "user_id")
+        with db.span("SELECT", "users", [user_id]) as span:
+            user = get_user(db.conn, user_id)
+            span["attributes"]["msshop.rows"] = int(user is not None)
+        if user is None:
+            raise HttpError(404, f"no user with id {user_id}")
+        return json_response(user)
+
+    async def get_many(request: Request) -> Response:
+        ids = ids_query(request)
+        if ids is None:
+            raise HttpError(422, "list users by id: GET /users?ids=1,2,3")
+        with db.span("SELECT", "users", ids) as span:
+            found = get_users(db.conn, ids)
+            span["attributes"]["msshop.rows"] = len(found["users"])
+        return json_response(found)
+
+    def health() -> dict[str, Any]:
+        return {**db.health(), "outbox": outbox.health()}
+
+    return service_app(
+        ctx.name,
+        [
+            Route("/users", post_user, methods=["POST"]),
+            Route("/users", get_many, methods=["GET"]),
+            Route("/users/batch", post_batch, methods=["POST"]),
+            Route("/users/{user_id}", get_one, methods=["GET"]),
+        ],
+        health,
+        [db, peers, outbox],
+        ctx.tracer,
+        ctx.token,
+    )
