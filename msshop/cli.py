@@ -9,12 +9,17 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 
 from msshop.contracts.config import Settings, load
-from msshop.contracts.errors import MsshopError, ServiceError
+from msshop.contracts.errors import MsshopError
+
+if TYPE_CHECKING:
+    from msshop.instruments.asking import Questioner
+    from msshop.instruments.client import ShopClient
+    from msshop.render import Console
 
 app = typer.Typer(
     name="msshop",
@@ -51,7 +56,7 @@ def settings(ctx: typer.Context, **overrides: Any) -> Settings:
     return load(config_file=config, overrides={**options, **overrides})
 
 
-def out() -> Any:
+def out() -> Console:
     from msshop import render
 
     return render.console()
@@ -75,16 +80,13 @@ def up(
     started = time.perf_counter()
     if detach:
         state, notes = lifecycle.up_detached(config)
-        for message in notes:
-            render.note(console, message)
-        render.ready(console, state, time.perf_counter() - started)
-        render.note(console, "stop it with: msshop down")
+        render.up_detached(console, state, time.perf_counter() - started, notes)
         return
     printer = render.LivePrinter(console)
     lifecycle.up_foreground(
         config, printer,
         on_ready=lambda state: render.ready(console, state, time.perf_counter() - started))
-    render.note(console, "sandbox stopped")
+    render.foreground_stopped(console)
 
 
 @app.command()
@@ -102,8 +104,6 @@ def status(
     as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
 ) -> None:
     """Show each service's pid, port, health, rows and database. Example: msshop status"""
-    import json
-
     from msshop import render
     from msshop.runtime.orchestrator import lifecycle
 
@@ -112,10 +112,9 @@ def status(
         try:
             report = lifecycle.status(config)
         except MsshopError as exc:
-            print(json.dumps({"running": False, "sandbox": str(config.sandbox_dir),
-                              "error": exc.message}))
+            render.status_unknown_json(str(config.sandbox_dir), exc.message)
             raise typer.Exit(exc.exit_code) from None
-        print(json.dumps(report, indent=2))
+        render.status_json(report)
         return
     render.status(out(), lifecycle.status(config))
 
@@ -136,48 +135,43 @@ def logs(
         render.log_line(console, name, line)
 
 
-def _say(message: str) -> None:
-    from msshop import render
-
-    render.note(out(), message)
-
-
-def _service_command(ctx: typer.Context, op: str, service: str) -> dict[str, Any]:
-    from msshop.runtime.orchestrator import lifecycle
-
-    return lifecycle.command(settings(ctx), op, service)
-
-
 @app.command()
 def stop(ctx: typer.Context, service: str = typer.Argument(..., help=SERVICE_HELP)) -> None:
     """Stop one service (the others keep running). Example: msshop stop products"""
-    _service_command(ctx, "stop", service)
-    _say(f"{service} stopped")
+    from msshop import render
+    from msshop.runtime.orchestrator import lifecycle
+
+    lifecycle.command(settings(ctx), "stop", service)
+    render.service_stopped(out(), service)
 
 
 @app.command()
 def start(ctx: typer.Context, service: str = typer.Argument(..., help=SERVICE_HELP)) -> None:
     """Start a stopped or crashed service. Example: msshop start products"""
-    answer = _service_command(ctx, "start", service)
-    _say(f"{service} started, healthy in {answer['ready_ms']:.0f} ms")
+    from msshop import render
+    from msshop.runtime.orchestrator import lifecycle
+
+    ready_ms = lifecycle.start(settings(ctx), service)
+    render.service_started(out(), service, ready_ms)
 
 
 @app.command()
 def restart(ctx: typer.Context, service: str = typer.Argument(..., help=SERVICE_HELP)) -> None:
     """Stop and start one service. Example: msshop restart orders"""
-    answer = _service_command(ctx, "restart", service)
-    _say(f"{service} restarted, healthy in {answer['ready_ms']:.0f} ms")
+    from msshop import render
+    from msshop.runtime.orchestrator import lifecycle
+
+    ready_ms = lifecycle.start(settings(ctx), service, restart=True)
+    render.service_started(out(), service, ready_ms, restarted=True)
 
 
 @app.command()
 def kill(ctx: typer.Context, service: str = typer.Argument(..., help=SERVICE_HELP)) -> None:
     """SIGKILL one service, as a crash would. Example: msshop kill products"""
+    from msshop import render
     from msshop.runtime.orchestrator import lifecycle
 
-    state = lifecycle.kill(settings(ctx), service)
-    info = state.services[service]
-    _say(f"{service} {info.exit or 'killed'}; the supervisor reports it {info.status}; "
-         f"bring it back with: msshop start {service}")
+    render.service_killed(out(), service, lifecycle.kill(settings(ctx), service))
 
 
 @app.command()
@@ -193,20 +187,17 @@ def chaos(
     clear: bool = typer.Option(False, "--clear", help="Remove every fault."),
 ) -> None:
     """Make a running service slow or failing. Example: msshop chaos products --latency 300"""
+    from msshop import render
     from msshop.instruments import chaos as faults
 
-    answer = faults.inject(settings(ctx), service, latency, jitter, error_rate, clear)
-    now = answer["chaos"]
-    _say(f"{service}: no faults" if not now else
-         f"{service}: every request delayed {now['latency_ms']:g} ms (+0..{now['jitter_ms']:g}"
-         f" ms), {now['error_rate']:.0%} answered 503; clear with: msshop chaos {service} "
-         "--clear")
+    render.chaos(out(), service,
+                 faults.inject(settings(ctx), service, latency, jitter, error_rate, clear))
 
 
 # --- the shop --------------------------------------------------------------------------------
 
 
-def _client(ctx: typer.Context) -> Any:
+def _client(ctx: typer.Context) -> ShopClient:
     from msshop.instruments.client import ShopClient
     from msshop.runtime.orchestrator import lifecycle
 
@@ -222,8 +213,7 @@ def signup(
     """Sign a user up. Example: msshop signup --email ada@example.com --name 'Ada L'"""
     from msshop import render
 
-    user = _client(ctx).request("users", "POST", "/users", {"email": email, "name": name})
-    render.user(out(), user)
+    render.user(out(), _client(ctx).signup(email, name))
 
 
 @app.command()
@@ -235,8 +225,7 @@ def products(
     """List products. Example: msshop products --limit 10"""
     from msshop import render
 
-    page = _client(ctx).request("products", "GET", f"/products?limit={limit}&after={after}")
-    render.products(out(), page)
+    render.products(out(), _client(ctx).products(limit, after))
 
 
 @app.command()
@@ -249,12 +238,8 @@ def buy(
     """Purchase a product for a user. Example: msshop buy --user 42 --product 7"""
     from msshop import render
 
-    status, answer = _client(ctx).exchange(
-        "orders", "POST", "/orders?wait_published_ms=1000",
-        {"user_id": user, "product_id": product, "quantity": quantity})
-    if status >= 400:
-        raise ServiceError(answer.get("error", f"orders answered HTTP {status}"), status)
-    render.order(out(), answer, created=status == 201)
+    order, created = _client(ctx).buy(user, product, quantity, wait_published_ms=1000)
+    render.order(out(), order, created)
 
 
 @app.command()
@@ -280,7 +265,7 @@ def seed(
     console = out()
     if reset:
         lifecycle.command(config, "reset")
-        render.note(console, "reset: every service's data was deleted")
+        render.reset_done(console)
     client = _client(ctx)
     with render.seed_progress(console) as progress:
         report = run_seed(client, plan, progress)
@@ -290,7 +275,7 @@ def seed(
 # --- the question: which products did user U order? ------------------------------------------
 
 
-def _questioner(ctx: typer.Context) -> Any:
+def _questioner(ctx: typer.Context) -> Questioner:
     from msshop.instruments.asking import Questioner
     from msshop.runtime.orchestrator import lifecycle
 
@@ -314,19 +299,13 @@ def query(
     as_json: bool = typer.Option(False, "--json", help="Answer, spans and freshness as JSON."),
 ) -> None:
     """Which products did a user order? Example: msshop query --user 42 --strategy replicated"""
-    import json
-
     from msshop import render
 
     asked = _questioner(ctx).ask(user, strategy, fanout, after, wait_ms, partial)
     if as_json:
-        print(json.dumps({"answer": asked.answer, "latency_ms": asked.latency_ms,
-                          "trace_id": asked.trace_id, "spans": asked.spans}, indent=2))
-        return
-    console = out()
-    render.answer(console, asked)
-    console.print()
-    render.trace(console, asked.spans, asked.trace_id)
+        render.answer_json(asked)
+    else:
+        render.answer_with_trace(out(), asked)
 
 
 @app.command()
@@ -336,9 +315,9 @@ def compare(
 ) -> None:
     """Every strategy side by side, against the monolith. Example: msshop compare --user 42"""
     from msshop import render
-    from msshop.instruments import asking as question
+    from msshop.instruments import checking
 
-    render.compare(out(), user, question.compare(_questioner(ctx), user))
+    render.compare(out(), user, checking.compare(_questioner(ctx), user))
 
 
 @app.command()
@@ -348,37 +327,35 @@ def trace(
     export: str | None = typer.Option(None, "--export", help="otlp-json or mermaid."),
 ) -> None:
     """Show a stored trace again, or export it. Example: msshop trace last --export mermaid"""
-    import json
-
     from msshop import render
     from msshop.contracts.errors import UsageError
-    from msshop.instruments.asking import TraceStore
+    from msshop.instruments.traces.store import TraceStore
     from msshop.runtime.orchestrator.state import SandboxPaths
 
     if export not in (None, "otlp-json", "mermaid"):
         raise UsageError(f"unknown export '{export}'; choose otlp-json or mermaid")
     stored = TraceStore(SandboxPaths(settings(ctx).sandbox_dir).root / "traces").load(trace_id)
     if export == "otlp-json":
-        from msshop.instruments.traces.shape import to_otlp_json
+        from msshop.instruments.traces.otlp import to_otlp_json
 
-        print(json.dumps(to_otlp_json(stored["spans"]), indent=2))
+        render.json_document(to_otlp_json(stored.spans))
     elif export == "mermaid":
-        from msshop.instruments.traces.shape import to_mermaid
+        from msshop.instruments.traces.mermaid import to_mermaid
 
-        print(to_mermaid(stored["spans"]))
+        render.text_document(to_mermaid(stored.spans))
     else:
-        render.trace(out(), stored["spans"], stored["trace_id"])
+        render.trace(out(), stored.spans, stored.trace_id)
 
 
 @app.command()
 def verify(ctx: typer.Context) -> None:
     """Check the replicated read model against the monolith join. Example: msshop verify"""
     from msshop import render
-    from msshop.instruments import asking as question
+    from msshop.instruments import checking
 
-    report = question.verify(_questioner(ctx))
+    report = checking.verify(_questioner(ctx))
     render.verify(out(), report)
-    if report["differences"]:
+    if report.differences:
         raise typer.Exit(1)
 
 
@@ -392,10 +369,10 @@ def events(
 ) -> None:
     """Show the bus's event log. Example: msshop events --after 100 --limit 20"""
     from msshop import render
-    from msshop.instruments import event_pager as eventlog
+    from msshop.instruments import event_pager
 
     console = out()
-    for position, event in eventlog.read(_client(ctx), after, limit, follow):
+    for position, event in event_pager.read(_client(ctx).bus(), after, limit, follow):
         render.event_line(console, position, event)
 
 
@@ -406,9 +383,9 @@ def replay(
 ) -> None:
     """Rebuild a read model from the whole bus log, then swap it in. Example: msshop replay query"""
     from msshop import render
-    from msshop.instruments import chaos as faults
+    from msshop.instruments.replay import replay as rebuild
 
-    render.replayed(out(), faults.replay(settings(ctx), service))
+    render.replayed(out(), rebuild(settings(ctx), service))
 
 
 @app.command()
@@ -419,8 +396,7 @@ def deadletters(
     """Events the read model could not apply, and why. Example: msshop deadletters --limit 10"""
     from msshop import render
 
-    render.dead_letters(out(), _client(ctx).request("query", "GET",
-                                                    f"/dead-letters?limit={limit}"))
+    render.dead_letters(out(), _client(ctx).dead_letters(limit))
 
 
 @app.command()
@@ -430,16 +406,14 @@ def bench(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Measure every strategy in a throw-away sandbox. Example: msshop bench --quick"""
-    import json
-
     from msshop import render
-    from msshop.instruments.bench import measure as bench_module
+    from msshop.instruments.bench import measure
 
     console = render.console(stderr=as_json)
-    report = bench_module.run(settings(ctx), quick,
-                              say=lambda message: render.note(console, f"bench: {message}"))
+    report = measure.run(settings(ctx), quick,
+                         say=lambda message: render.bench_progress(console, message))
     if as_json:
-        print(json.dumps(report, indent=2))
+        render.bench_json(report)
     else:
         render.bench(out(), report)
 
@@ -460,7 +434,7 @@ def demo(
     console = render.console()
     pause = not no_pause and sys.stdin.isatty()  # nobody to press Enter: run straight through
     steps = demos.run(name, pause, speed, render.DemoStage(console))
-    render.note(console, f"demo '{name}' done: {steps} steps, nothing left behind")
+    render.demo_done(console, name, steps)
 
 
 def fail(error: MsshopError) -> NoReturn:

@@ -71,7 +71,7 @@ class Sandbox:
 
 def one_purchase(sandbox: Sandbox, title: str = "Hat", price: float = 10) -> None:
     """User 1 buys product 1 (titled `title`), and the read model has it."""
-    from msshop.instruments.asking import caught_up
+    from msshop.instruments.checking import caught_up
 
     client = sandbox.client()
     client.request("users", "POST", "/users", {"email": "buyer@example.com", "name": "Buyer"})

@@ -1,15 +1,39 @@
-"""The CLI's way into a running sandbox: the standard library's HTTP client, one kept-alive
-connection per service. No server stack is imported, so commands start fast.
+"""The CLI's way into a running sandbox: one typed client for every service, over the
+standard library's HTTP client, one kept-alive connection per service. No server stack is
+imported, so commands start fast.
+
+The typed methods are where the CLI side writes the shop's addresses; nothing above this
+module builds a URL. `request` and `exchange` stay for what has no method (tests, bench).
 """
 
 from __future__ import annotations
 
 import http.client
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, cast
+from urllib.parse import urlencode
 
 from msshop.contracts.errors import SandboxError, ServiceError
 from msshop.runtime.orchestrator.state import State
+
+if TYPE_CHECKING:
+    from msshop.bus.interface import Bus
+    from msshop.contracts.answers import UserOrders
+    from msshop.contracts.shop import (
+        ChaosAnswer,
+        Created,
+        DeadLetters,
+        Order,
+        ProductPage,
+        Replayed,
+        User,
+    )
+    from msshop.contracts.spans import Span
+    from msshop.contracts.status import ChaosState, Health
+
+BATCHES = {"users": ("users", "/users/batch"), "products": ("products", "/products/batch"),
+           "orders": ("orders", "/orders/batch")}
+REPLAY_TIMEOUT = 600.0
 
 
 class ShopClient:
@@ -18,18 +42,129 @@ class ShopClient:
         self.timeout = timeout
         self._connections: dict[str, http.client.HTTPConnection] = {}
 
+    # --- the shop --------------------------------------------------------------------------
+
+    def signup(self, email: str, name: str) -> User:
+        return cast("User", self.request("users", "POST", "/users",
+                                         {"email": email, "name": name}))
+
+    def products(self, limit: int, after: int = 0) -> ProductPage:
+        return cast("ProductPage", self.request(
+            "products", "GET", f"/products?limit={limit}&after={after}"))
+
+    def buy(self, user_id: int, product_id: int, quantity: int = 1,
+            request_id: str | None = None, wait_published_ms: int = 0) -> tuple[Order, bool]:
+        """(the order, whether it is new: False for a repeated request id). With
+        `wait_published_ms`, the order's event carries its bus position once sent."""
+        body: dict[str, Any] = {"user_id": user_id, "product_id": product_id,
+                                "quantity": quantity}
+        if request_id is not None:
+            body["request_id"] = request_id
+        path = "/orders" + (f"?wait_published_ms={wait_published_ms}"
+                            if wait_published_ms else "")
+        status, answer = self.exchange("orders", "POST", path, body)
+        if status >= 400:
+            raise ServiceError(_error_of(answer) or f"orders answered HTTP {status}", status)
+        return cast("Order", answer), status == 201
+
+    def add_batch(self, what: Literal["users", "products", "orders"],
+                  items: list[dict[str, Any]]) -> Created:
+        """POST a batch (what seeding does): `{what: items}` to that service's batch route."""
+        service, path = BATCHES[what]
+        return cast("Created", self.request(service, "POST", path, {what: items}))
+
+    # --- the question ----------------------------------------------------------------------
+
+    def user_orders(self, user_id: int, strategy: str, fanout: str | None = None,
+                    after: int = 0, wait_ms: int = 0, partial: bool = False,
+                    traceparent: str | None = None) -> tuple[int, UserOrders | dict[str, Any]]:
+        """(status, answer): the answer, or on 4xx/5xx the error document, unjudged."""
+        query: dict[str, Any] = {"strategy": strategy}
+        if fanout:
+            query["fanout"] = fanout
+        if after:
+            query.update(after=after, wait_ms=wait_ms)
+        if partial:
+            query["partial"] = 1
+        headers = {"traceparent": traceparent} if traceparent else None
+        status, answer = self.exchange("query", "GET",
+                                       f"/user-orders/{user_id}?{urlencode(query)}",
+                                       headers=headers)
+        return status, answer
+
+    def spans(self, service: str, trace_id: str) -> list[Span]:
+        found: list[Span] = self.request(service, "GET", f"/spans?trace_id={trace_id}")["spans"]
+        return found
+
+    def health(self, service: str) -> Health:
+        return cast("Health", self.request(service, "GET", "/health"))
+
+    def lag(self, since: float) -> list[float]:
+        """Replication lags (ms) of the events that occurred since `since` (unix seconds)."""
+        lags: list[float] = self.request("query", "GET", f"/bench/lag?since={since}")["lags_ms"]
+        return lags
+
+    def dead_letters(self, limit: int) -> DeadLetters:
+        return cast("DeadLetters", self.request("query", "GET", f"/dead-letters?limit={limit}"))
+
+    # --- disturbing it on purpose (the sandbox's token) ------------------------------------
+
+    def chaos(self, service: str, faults: ChaosState | None) -> ChaosAnswer:
+        """Inject `faults` into a service; None clears them."""
+        body = {"clear": True} if faults is None else dict(faults)
+        return cast("ChaosAnswer", self._admin(service, "/chaos", body))
+
+    def replay(self) -> Replayed:
+        """Rebuild the query service's read model from position 0 of the bus."""
+        return cast("Replayed", self._admin("query", "/replay", None, REPLAY_TIMEOUT))
+
+    def _admin(self, service: str, path: str, body: Any, timeout: float | None = None) -> Any:
+        headers = {"authorization": f"Bearer {self.state.token}"}
+        client = self if timeout is None else ShopClient(self.state, timeout)
+        status, answer = client.exchange(service, "POST", path, body, headers=headers)
+        if status != 200:
+            raise ServiceError(_error_of(answer) or f"{service} answered HTTP {status}", status)
+        return answer
+
+    # --- the bus ---------------------------------------------------------------------------
+
+    def bus(self) -> Bus:
+        """The sandbox's bus, reached over this client's connection to it."""
+        from msshop.bus.interface import BusUnavailable
+        from msshop.bus.log import LogBus
+
+        async def exchange(method: str, path: str, body: bytes | None,
+                           timeout: float | None) -> tuple[int, bytes]:
+            try:
+                return self.raw("bus", method, path, body)
+            except SandboxError as exc:
+                raise BusUnavailable(exc.message) from None
+
+        return LogBus(exchange)
+
+    # --- HTTP ------------------------------------------------------------------------------
+
     def request(self, service: str, method: str, path: str, body: Any = None) -> Any:
         """The decoded JSON answer; errors become SandboxError (down) or ServiceError (4xx/5xx)."""
         status, data = self.exchange(service, method, path, body)
         if status >= 400:
-            message = data.get("error") if isinstance(data, dict) else None
-            raise ServiceError(message or f"{service} answered HTTP {status}", status)
+            raise ServiceError(_error_of(data) or f"{service} answered HTTP {status}", status)
         return data
 
     def exchange(self, service: str, method: str, path: str, body: Any = None,
                  headers: dict[str, str] | None = None) -> tuple[int, Any]:
         """(status, decoded JSON) without judging the status."""
         payload = None if body is None else json.dumps(body).encode()
+        status, raw = self.raw(service, method, path, payload, headers)
+        try:
+            data = json.loads(raw) if raw else None
+        except ValueError:
+            data = {"error": raw[:200].decode(errors="replace")}
+        return status, data
+
+    def raw(self, service: str, method: str, path: str, payload: bytes | None = None,
+            headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+        """(status, body bytes); a service that cannot be reached is a SandboxError."""
         headers = dict(headers or {})
         if payload is not None:
             headers["content-type"] = "application/json"
@@ -39,8 +174,7 @@ class ShopClient:
             try:
                 conn.request(method, path, body=payload, headers=headers)
                 response = conn.getresponse()
-                raw = response.read()
-                break
+                return response.status, response.read()
             except (ConnectionError, http.client.HTTPException, OSError) as exc:
                 conn.close()
                 self._connections.pop(service, None)
@@ -48,11 +182,7 @@ class ShopClient:
                     exc, http.client.RemoteDisconnected | BrokenPipeError | ConnectionResetError)
                 if not stale:
                     raise self._down(service, exc) from None
-        try:
-            data = json.loads(raw) if raw else None
-        except ValueError:
-            data = {"error": raw[:200].decode(errors="replace")}
-        return response.status, data
+        raise self._down(service, ConnectionError("the connection closed twice"))
 
     def _connection(self, service: str) -> http.client.HTTPConnection:
         conn = self._connections.get(service)
@@ -74,3 +204,9 @@ class ShopClient:
         for conn in self._connections.values():
             conn.close()
         self._connections.clear()
+
+
+def _error_of(answer: Any) -> str | None:
+    """The one-line error a service answered with, if it said one."""
+    error = answer.get("error") if isinstance(answer, dict) else None
+    return str(error) if error else None

@@ -11,10 +11,11 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
+from msshop.contracts.answers import QUESTION, OrderLine, UserOrders, order_line
 from msshop.contracts.errors import SandboxError
 
 LABEL = "monolith (reference only: the CLI opens every service's database, which breaks " \
@@ -30,6 +31,15 @@ SELECT o.user_id, o.id, o.product_id, p.title, o.quantity, o.unit_price_cents
 FROM orders.orders AS o JOIN products.products AS p ON p.id = o.product_id
 ORDER BY o.user_id, o.id
 """
+
+
+@dataclass(frozen=True)
+class Touched:
+    """What the join read: every service's file, how many rows, how long."""
+
+    databases: dict[str, str]
+    rows: int
+    duration_ms: float
 
 
 def _read_only_uri(path: Path) -> str:
@@ -49,35 +59,30 @@ def attached(databases: dict[str, Path]) -> Iterator[sqlite3.Connection]:
         yield conn
 
 
-def order_row(oid: int, pid: int, title: str, qty: int, cents: int) -> dict[str, Any]:
-    return {"order_id": oid, "product_id": pid, "title": title, "quantity": qty,
-            "unit_price": cents / 100, "total": qty * cents / 100}
-
-
-def user_orders(databases: dict[str, Path], user_id: int) -> dict[str, Any]:
-    """The answer, in the same shape the query service gives, plus what the join touched."""
+def user_orders(databases: dict[str, Path], user_id: int) -> tuple[UserOrders, Touched]:
+    """The answer, in the same shape the query service gives, and what the join touched."""
     started = time.perf_counter()
     with attached(databases) as conn:
         row = conn.execute("SELECT id, name, email FROM users.users WHERE id = ?",
                            (user_id,)).fetchone()
         if row is None:
             raise LookupError(f"no user with id {user_id}")
-        orders = [order_row(*r) for r in conn.execute(JOIN, {"user": user_id})]
-    return {
-        "question": "user-orders", "strategy": "monolith", "label": LABEL,
+        orders = [order_line(*r) for r in conn.execute(JOIN, {"user": user_id})]
+    answer: UserOrders = {
+        "question": QUESTION, "strategy": "monolith", "label": LABEL,
         "user": {"id": row[0], "name": row[1], "email": row[2]}, "orders": orders,
         "freshness": {"live": True},
-        "_touched": {"databases": {name: str(path) for name, path in databases.items()},
-                     "rows": 1 + len(orders),
-                     "duration_ms": (time.perf_counter() - started) * 1000},
     }
+    touched = Touched({name: str(path) for name, path in databases.items()}, 1 + len(orders),
+                      (time.perf_counter() - started) * 1000)
+    return answer, touched
 
 
-def all_user_orders(databases: dict[str, Path]) -> dict[int, list[dict[str, Any]]]:
+def all_user_orders(databases: dict[str, Path]) -> dict[int, list[OrderLine]]:
     """Every user's orders at once (for `msshop verify`); users without orders map to []."""
     with attached(databases) as conn:
-        answers: dict[int, list[dict[str, Any]]] = {
+        answers: dict[int, list[OrderLine]] = {
             uid: [] for (uid,) in conn.execute("SELECT id FROM users.users")}
         for uid, *order in conn.execute(ALL_USERS_JOIN):
-            answers.setdefault(uid, []).append(order_row(*order))
+            answers.setdefault(uid, []).append(order_line(*order))
     return answers

@@ -11,7 +11,7 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from msshop.instruments.client import ShopClient
 
@@ -107,14 +107,15 @@ def seed(client: ShopClient, plan: SeedPlan, progress: Progress | None = None) -
     report = SeedReport(plan, created={}, existing={}, seconds={})
     tell: Progress = progress or (lambda what, done, total: None)
 
-    def load(what: str, service: str, path: str, items: list[dict[str, Any]]) -> list[int]:
+    def load(what: Literal["users", "products", "orders"], items: list[dict[str, Any]]
+             ) -> list[int]:
         """POST the items in batches; the ids the service gave them, in order (if it says)."""
         started = time.perf_counter()
         ids: list[int] = []
         created = done = 0
         tell(what, 0, len(items))
         for batch in batches(items, BATCH):
-            answer = client.request(service, "POST", path, {what: batch})
+            answer = client.add_batch(what, batch)
             ids.extend(answer.get("ids", []))
             created += answer["created"]
             done += len(batch)
@@ -124,7 +125,7 @@ def seed(client: ShopClient, plan: SeedPlan, progress: Progress | None = None) -
         report.seconds[what] = time.perf_counter() - started
         return ids
 
-    user_ids = load("users", "users", "/users/batch", make_users(plan))
-    product_ids = load("products", "products", "/products/batch", make_products(plan))
-    load("orders", "orders", "/orders/batch", list(make_orders(plan, user_ids, product_ids)))
+    user_ids = load("users", list(make_users(plan)))
+    product_ids = load("products", make_products(plan))
+    load("orders", list(make_orders(plan, user_ids, product_ids)))
     return report

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from msshop.contracts import events
-from msshop.instruments.asking import caught_up
+from msshop.instruments.checking import caught_up
 from tests.conftest import Sandbox, one_purchase, start_sandbox, stop_sandbox
 
 

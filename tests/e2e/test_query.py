@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from msshop.contracts import events
-from msshop.instruments.asking import caught_up
+from msshop.instruments.checking import caught_up
 from msshop.instruments.monolith import all_user_orders
 from tests.conftest import Sandbox, one_purchase, start_sandbox, stop_sandbox
 

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from msshop.contracts.errors import MsshopError
-from msshop.instruments.asking import caught_up
+from msshop.instruments.checking import caught_up
 from tests.conftest import Sandbox
 
 SECONDS = float(os.environ.get("MSSHOP_SOAK_SECONDS", "30"))

@@ -12,8 +12,8 @@ from msshop.contracts import events
 from msshop.contracts.events import Delivered
 from msshop.runtime.platform.consumer import Consumer
 from msshop.runtime.platform.db import open_database, statements
-from msshop.runtime.platform.peers import Peers
 from msshop.runtime.services.query import MIGRATIONS, projection
+from tests.fakes import MemoryBus
 
 
 def delivered(*pairs: tuple[int, events.Event | bytes]) -> list[Delivered]:
@@ -24,7 +24,7 @@ def delivered(*pairs: tuple[int, events.Event | bytes]) -> list[Delivered]:
 def fresh_read_model(folder: Path) -> tuple[sqlite3.Connection, Consumer]:
     """A new query.db on disk and the consumer that fills it (no bus: batches are handed in)."""
     conn = open_database(folder / "query.db", MIGRATIONS)
-    return conn, Consumer("query", lambda: conn, Peers({}, 1.0), projection.apply)
+    return conn, Consumer("query", lambda: conn, MemoryBus(), projection.apply)
 
 
 def test_duplicates_and_late_events_change_nothing(tmp_path: Path) -> None:
@@ -122,7 +122,7 @@ def test_a_bulk_rebuild_ends_with_the_tables_the_live_projection_builds(tmp_path
     shadow.BULK_ORDERS = 7  # held orders go in many times, not only at finish()
     for statement in statements(shadow.schema):
         bulk.execute(statement)
-    rebuilder = Consumer("rebuild", lambda: bulk, Peers({}, 1.0), shadow.apply)
+    rebuilder = Consumer("rebuild", lambda: bulk, MemoryBus(), shadow.apply)
     rebuilder.apply_batch(batch)
     shadow.finish(bulk)
 

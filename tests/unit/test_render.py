@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from rich.console import Console
 
 from msshop import render
+from msshop.contracts.status import StatusReport
 from msshop.runtime.orchestrator.state import ServiceState, State
 
 
@@ -32,7 +35,7 @@ def test_ready_lists_each_service_with_url_pid_and_database() -> None:
 
 def test_status_shows_rows_replication_and_a_crash() -> None:
     out = captured()
-    render.status(out, {
+    render.status(out, cast(StatusReport, {  # only what the renderer reads
         "sandbox": "/tmp/sb", "mode": "detached", "supervisor": {"pid": 10},
         "services": [
             {"name": "bus", "status": "running", "pid": 9, "port": 7100, "health": "ok",
@@ -48,7 +51,7 @@ def test_status_shows_rows_replication_and_a_crash() -> None:
              "rows": {"users_replica": 1200}, "db": "/tmp/sb/data/query.db", "exit": None,
              "consumer": {"position": 1290, "bus_head": 1300, "behind": 10,
                           "caught_up": False, "dead_letters": 1, "bus_error": None}},
-        ]})
+        ]}))
     lines = [line.rstrip() for line in out.export_text().splitlines()]
     assert lines == [
         "sandbox /tmp/sb (detached, supervisor pid 10)",
@@ -68,7 +71,8 @@ def test_status_shows_rows_replication_and_a_crash() -> None:
 def test_order_line() -> None:
     out = captured()
     render.order(out, {"id": 5, "user_id": 1, "product_id": 2, "quantity": 3,
-                       "unit_price": 19.5, "total": 58.5}, created=True)
+                       "unit_price": 19.5, "total": 58.5, "request_id": None,
+                       "created_at": 0.0}, created=True)
     assert out.export_text() == (
         "order 5 placed: user 1 bought 3 x product 2 at 19.50 = 58.50\n")
 
@@ -82,6 +86,7 @@ def test_demo_step_shows_each_command_line_with_a_prompt() -> None:
 def test_freshness_says_when_the_bus_cannot_be_reached() -> None:
     text = render.freshness({"position": 130, "bus_head": 130, "behind": 0, "caught_up": False,
                              "listening": False, "head_seen_ms_ago": 3721.0,
-                             "bus_error": "bus is down"})
+                             "bus_error": "bus is down", "catching_up_to": None,
+                             "last_applied_ms_ago": None})
     assert text == ("read model at bus position 130; the bus is unreachable (bus is down), its "
                     "head was 130 when last seen, 3,721 ms ago: newer writes may be missing")

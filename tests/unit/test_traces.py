@@ -16,8 +16,10 @@ from google.protobuf import json_format
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
 from opentelemetry.proto.trace.v1.trace_pb2 import Status, TracesData
 
-from msshop.instruments.traces import shape as traces
-from msshop.runtime.platform.tracing import Span
+from msshop.contracts.spans import Span
+from msshop.instruments.traces import mermaid
+from msshop.instruments.traces import otlp as otlp_export
+from msshop.instruments.traces import shape as trace_shape
 
 TRACE = "0af7651916cd43dd8448eb211c80319c"
 T0 = 1_700_000_000.0
@@ -70,7 +72,7 @@ def user_orders() -> list[Span]:
     ]
 
 
-def shape(node: traces.Node) -> tuple[str, str, tuple[Any, ...]]:
+def shape(node: trace_shape.Node) -> tuple[str, str, tuple[Any, ...]]:
     return node.span["service"], node.span["name"], tuple(shape(c) for c in node.children)
 
 
@@ -78,7 +80,7 @@ def shape(node: traces.Node) -> tuple[str, str, tuple[Any, ...]]:
 
 
 def test_tree_nests_spans_from_every_service_under_one_root_in_start_order() -> None:
-    roots = traces.tree(reversed(user_orders()))
+    roots = trace_shape.tree(reversed(user_orders()))
     assert [shape(r) for r in roots] == [
         ("query", "user-orders", (
             ("query", "GET /users/{user_id}", (
@@ -92,7 +94,7 @@ def test_tree_nests_spans_from_every_service_under_one_root_in_start_order() -> 
 
 def test_a_span_whose_parent_is_missing_is_a_root() -> None:
     spans = user_orders()[2:4]  # the users server span and its db span, without the caller
-    roots = traces.tree(spans)
+    roots = trace_shape.tree(spans)
     assert [shape(r) for r in roots] == [
         ("users", "GET /users/{user_id}", (("users", "SELECT users", ()),))]
 
@@ -100,24 +102,24 @@ def test_a_span_whose_parent_is_missing_is_a_root() -> None:
 def test_parent_cycles_and_self_parents_do_not_lose_spans() -> None:
     a, b = span(1, 2, "users", "a", "internal", 0, 1), span(2, 1, "users", "b", "internal", 1, 1)
     c = span(3, 3, "users", "c", "internal", 2, 1)
-    roots = traces.tree([b, c, a])
+    roots = trace_shape.tree([b, c, a])
     assert [shape(r) for r in roots] == [("users", "a", (("users", "b", ()),)),
                                          ("users", "c", ())]
 
 
 def test_empty_trace() -> None:
-    assert traces.tree([]) == []
-    assert traces.summary([]) == {"services": [], "databases": {}, "sequential_hops": 0,
+    assert trace_shape.tree([]) == []
+    assert trace_shape.summary([]) == {"services": [], "databases": {}, "sequential_hops": 0,
                                   "rows_read": 0, "duration_ms": 0.0}
-    assert traces.to_otlp_json([]) == {"resourceSpans": []}
-    assert traces.to_mermaid([]) == "sequenceDiagram\n"
+    assert otlp_export.to_otlp_json([]) == {"resourceSpans": []}
+    assert mermaid.to_mermaid([]) == "sequenceDiagram\n"
 
 
 # --- summary ------------------------------------------------------------------------------
 
 
 def test_summary_of_user_orders() -> None:
-    assert traces.summary(user_orders()) == {
+    assert trace_shape.summary(user_orders()) == {
         "services": ["orders", "products", "query", "users"],
         "databases": {"orders": ["/tmp/sb/data/orders.db"],
                       "products": ["/tmp/sb/data/products.db"],
@@ -133,24 +135,24 @@ def test_sequential_calls_add_up_and_nested_calls_add_up() -> None:
                          *call(2, 1, "query", "users", "GET /a", 1, 5),
                          *call(4, 1, "query", "users", "GET /b", 6, 5),  # starts as /a ends
                          *call(6, 1, "query", "users", "GET /c", 11, 5)]
-    assert traces.summary(one_after_another)["sequential_hops"] == 3
+    assert trace_shape.summary(one_after_another)["sequential_hops"] == 3
     nested = [span(1, None, "query", "q", "server", 0, 30),
               *call(2, 1, "query", "orders", "GET /orders", 1, 20),
               *call(4, 3, "orders", "users", "GET /users", 3, 5),
               *call(6, 3, "orders", "products", "GET /products", 4, 5)]  # overlaps /users
-    assert traces.summary(nested)["sequential_hops"] == 2
+    assert trace_shape.summary(nested)["sequential_hops"] == 2
 
 
 def test_summary_with_several_roots_spans_first_start_to_last_end() -> None:
     spans = [span(1, 99, "users", "a", "server", 0, 5), span(2, 98, "orders", "b", "server", 10, 5)]
-    assert traces.summary(spans)["duration_ms"] == pytest.approx(15.0, abs=1e-3)
+    assert trace_shape.summary(spans)["duration_ms"] == pytest.approx(15.0, abs=1e-3)
 
 
 # --- Mermaid ------------------------------------------------------------------------------
 
 
 def test_mermaid_of_one_call_reads_as_a_sequence() -> None:
-    assert traces.to_mermaid(user_orders()[:4]) == (
+    assert mermaid.to_mermaid(user_orders()[:4]) == (
         "sequenceDiagram\n"
         "    participant client as msshop CLI\n"
         "    participant query\n"
@@ -165,7 +167,7 @@ def test_mermaid_of_one_call_reads_as_a_sequence() -> None:
 
 
 def test_mermaid_of_user_orders_shows_concurrent_calls_side_by_side() -> None:
-    text = traces.to_mermaid(user_orders())
+    text = mermaid.to_mermaid(user_orders())
     lines = [line.strip() for line in text.splitlines()]
     assert lines[1:9] == ["participant client as msshop CLI", "participant query",
                           "participant users", "participant users_db as users.db",
@@ -184,7 +186,7 @@ def test_mermaid_escapes_what_would_break_it_and_names_participants_safely() -> 
                 **{"error.type": "ValueError"})
     client = span(2, 1, "price-list", "call end", "client", 0.5, 1, "error",
                   **{"peer.service": "end", "error.type": "ConnectionRefused"})
-    text = traces.to_mermaid([root, client])
+    text = mermaid.to_mermaid([root, client])
     assert text == (
         "sequenceDiagram\n"
         "    participant client as msshop CLI\n"
@@ -197,7 +199,7 @@ def test_mermaid_escapes_what_would_break_it_and_names_participants_safely() -> 
 
 
 def test_a_service_called_client_does_not_clash_with_the_cli() -> None:
-    text = traces.to_mermaid([span(1, None, "client", "run", "server", 0, 1)])
+    text = mermaid.to_mermaid([span(1, None, "client", "run", "server", 0, 1)])
     assert "participant client as msshop CLI\n    participant client_2 as client\n" in text
     assert "client->>client_2: run (1.0 ms)" in text
 
@@ -227,7 +229,7 @@ def test_otlp_json_parses_with_opentelemetry_proto_and_round_trips() -> None:
     spans = [*user_orders(), span(11, 1, "query", "merge", "internal", 16, 1.25, "error",
                                   **{"error.type": "KeyError", "msshop.stale_s": 0.25,
                                      "msshop.cached": False, "msshop.note": None})]
-    doc = traces.to_otlp_json(spans)
+    doc = otlp_export.to_otlp_json(spans)
     data = parse(doc)
     assert json_format.MessageToDict(data, use_integers_for_enums=True) == as_protobuf_json(doc)
 
@@ -271,7 +273,7 @@ def test_otlp_json_parses_with_opentelemetry_proto_and_round_trips() -> None:
 
 def test_otlp_root_has_no_parent_and_a_missing_parent_is_kept() -> None:
     orphan = span(2, 99, "users", "GET /users", "server", 0, 1)
-    doc = traces.to_otlp_json([span(1, None, "query", "q", "server", 0, 1), orphan])
+    doc = otlp_export.to_otlp_json([span(1, None, "query", "q", "server", 0, 1), orphan])
     otlp = {s["spanId"]: s for r in doc["resourceSpans"] for s in r["scopeSpans"][0]["spans"]}
     assert "parentSpanId" not in otlp[sid(1)]
     assert otlp[sid(2)]["parentSpanId"] == sid(99)
@@ -284,7 +286,7 @@ def test_otlp_root_has_no_parent_and_a_missing_parent_is_kept() -> None:
     ("client", PbSpan.SPAN_KIND_CLIENT), ("producer", PbSpan.SPAN_KIND_PRODUCER),
     ("consumer", PbSpan.SPAN_KIND_CONSUMER)])
 def test_otlp_kinds(kind: str, number: int) -> None:
-    doc = traces.to_otlp_json([span(1, None, "users", "x", kind, 0, 1)])
+    doc = otlp_export.to_otlp_json([span(1, None, "users", "x", kind, 0, 1)])
     assert doc["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["kind"] == number
     assert parse(doc).resource_spans[0].scope_spans[0].spans[0].kind == number
 
@@ -294,7 +296,7 @@ def test_otlp_attribute_values_of_every_shape() -> None:
         "none": None, "nested": {"a": [1, {"b": 2}]}, "list_of_lists": [[1], [2]],
         "mixed": ["a", 1, 2.5, None], "huge": 2**70, "nan": math.nan, "inf": -math.inf,
         "empty": [], "tuple": (1, 2)}
-    doc = traces.to_otlp_json([span(1, None, "users", "x", "internal", 0, 1, **attributes)])
+    doc = otlp_export.to_otlp_json([span(1, None, "users", "x", "internal", 0, 1, **attributes)])
     values = {a["key"]: a["value"]
               for a in doc["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["attributes"]}
     assert values == {

@@ -25,11 +25,20 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import cast
 
 from msshop.contracts.config import Settings
-from msshop.instruments.asking import Questioner, caught_up, network_stages
+from msshop.instruments.asking import Questioner
 from msshop.instruments.bench import loadgen
+from msshop.instruments.bench.report import (
+    BenchReport,
+    Figures,
+    Load,
+    Measured,
+    PlanReport,
+    Staged,
+)
+from msshop.instruments.checking import caught_up, network_stages
 from msshop.instruments.client import ShopClient
 from msshop.instruments.seed import SeedPlan, seed
 from msshop.runtime.orchestrator import lifecycle
@@ -72,11 +81,11 @@ class Timer:
             raise RuntimeError(f"GET {path} answered HTTP {response.status}")
         return elapsed
 
-    def measure(self, path: str, count: int) -> dict[str, float]:
+    def measure(self, path: str, count: int) -> Figures:
         return self.interleaved([path], count)[path]
 
     def interleaved(self, paths: list[str], count: int, rounds: int = 10
-                    ) -> dict[str, dict[str, float]]:
+                    ) -> dict[str, Figures]:
         """`count` requests to each path, in alternating blocks: on a noisy machine a
         ratio of two figures measured one after the other is partly a ratio of two
         moments; taken in turns, both see the same moments."""
@@ -92,7 +101,7 @@ class Timer:
         return {path: summarize(taken) for path, taken in samples.items()}
 
 
-def summarize(samples: list[float]) -> dict[str, float]:
+def summarize(samples: list[float]) -> Figures:
     ordered = sorted(samples)
     if not ordered:
         return {"count": 0, "p50": 0.0, "p99": 0.0, "mean": 0.0}
@@ -101,28 +110,28 @@ def summarize(samples: list[float]) -> dict[str, float]:
             "mean": statistics.fmean(ordered)}
 
 
-def run(settings: Settings, quick: bool = False, say: Say | None = None) -> dict[str, Any]:
+def run(settings: Settings, quick: bool = False, say: Say | None = None) -> BenchReport:
     tell: Say = say or (lambda message: None)
     plan = Plan.make(quick)
     root = Path(tempfile.mkdtemp(prefix="msshop-bench-"))
     config = dataclasses.replace(settings, sandbox_dir=root / "sandbox", base_port=0)
-    report: dict[str, Any] = {"quick": quick, "plan": dataclasses.asdict(plan)}
     try:
         tell("starting a sandbox of its own")
         started = time.perf_counter()
         state, _ = lifecycle.up_detached(config)
-        report["up_ms"] = (time.perf_counter() - started) * 1000
-        report["fork_to_healthy_ms"] = max(s.ready_ms or 0 for s in state.services.values())
+        up_ms = (time.perf_counter() - started) * 1000
         try:
-            measure_everything(state, plan, report, tell)
+            measured = measure_everything(state, plan, tell)
         finally:
             lifecycle.down(config)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    return report
+    return {"quick": quick, "plan": cast(PlanReport, dataclasses.asdict(plan)), "up_ms": up_ms,
+            "fork_to_healthy_ms": max(s.ready_ms or 0 for s in state.services.values()),
+            **measured}
 
 
-def measure_everything(state: State, plan: Plan, report: dict[str, Any], tell: Say) -> None:
+def measure_everything(state: State, plan: Plan, tell: Say) -> Measured:
     client = ShopClient(state, timeout=60)
     tell(f"seeding {plan.background.orders:,} orders, and users with "
          + ", ".join(map(str, SIZES)) + " orders")
@@ -135,7 +144,7 @@ def measure_everything(state: State, plan: Plan, report: dict[str, Any], tell: S
     tell(f"latency, {plan.requests:,} requests each, user with 10 orders")
     floor, replicated = f"/bench/floor/{typical}", f"/user-orders/{typical}?strategy=replicated"
     compared = timer.interleaved([floor, replicated], plan.requests)
-    report["latency_ms"] = {
+    latency: dict[str, Figures] = {
         "floor": compared[floor],
         "replicated": compared[replicated],
         "direct-call": timer.measure(f"/user-orders/{typical}?strategy=direct-call",
@@ -145,11 +154,11 @@ def measure_everything(state: State, plan: Plan, report: dict[str, Any], tell: S
     }
     tell("latency and sequential network stages by orders per user: "
          + ", ".join(map(str, SIZES)))
-    report["by_orders"] = {}
+    by_orders: dict[int, dict[str, Staged]] = {}
     questioner = Questioner(state)
     for size in SIZES:
         count = max(50, plan.requests // (4 if size >= 1000 else 1))
-        report["by_orders"][size] = {
+        by_orders[size] = {
             strategy: {**timer.measure(f"/user-orders/{users[size]}?strategy={strategy}",
                                        count),
                        "stages": stages(questioner, users[size], strategy)}
@@ -159,41 +168,40 @@ def measure_everything(state: State, plan: Plan, report: dict[str, Any], tell: S
     since = time.time()
     started = time.perf_counter()
     for n in range(plan.purchases):
-        client.request("orders", "POST", "/orders", {
-            "user_id": users[1], "product_id": 1 + n % plan.background.products,
-            "request_id": f"bench-{since}-{n}"})
+        client.buy(users[1], 1 + n % plan.background.products, request_id=f"bench-{since}-{n}")
     seconds = time.perf_counter() - started
     caught_up(client, timeout=60)
-    lags = client.request("query", "GET", f"/bench/lag?since={since}")["lags_ms"]
-    report["purchases"] = {"count": plan.purchases, "per_second": plan.purchases / seconds}
-    report["lag_ms"] = summarize(lags)
+    lags = client.lag(since)
 
     tell(f"purchases from {CLIENTS} concurrent clients for {plan.load_seconds:g} s: the "
          "sustained rate with outbox, bus and read model all working")
-    report["sustained"] = load_with_lag(client, state, users[1], plan, rate=None)
+    sustained = load_with_lag(client, state, users[1], plan, rate=None)
     tell(f"replication lag at {LAG_RATE:,} purchases/s for {plan.load_seconds:g} s")
-    report["paced"] = load_with_lag(client, state, users[1], plan, rate=LAG_RATE)
+    paced = load_with_lag(client, state, users[1], plan, rate=LAG_RATE)
 
     tell("rebuilding the read model from position 0 of the log")
-    rebuilt = client.exchange("query", "POST", "/replay",
-                              headers={"authorization": f"Bearer {state.token}"})[1]
-    report["rebuild"] = {"events": rebuilt["events"], "seconds": rebuilt["seconds"],
-                         "per_second": rebuilt["per_second"]}
+    rebuilt = client.replay()
+    return {"latency_ms": latency, "by_orders": by_orders,
+            "purchases": {"count": plan.purchases, "per_second": plan.purchases / seconds},
+            "lag_ms": summarize(lags), "sustained": sustained, "paced": paced,
+            "rebuild": {"events": rebuilt["events"], "seconds": rebuilt["seconds"],
+                        "per_second": rebuilt["per_second"]}}
 
 
 def load_with_lag(client: ShopClient, state: State, user_id: int, plan: Plan,
-                  rate: float | None) -> dict[str, Any]:
+                  rate: float | None) -> Load:
     """`load`, then the replication lag of its purchases once the read model has them all."""
     since = time.time()
-    report = load(state, user_id, plan.background.products, plan.load_seconds, rate)
+    result = load(state, user_id, plan.background.products, plan.load_seconds, rate)
     caught_up(client, timeout=120)
-    report["lag_ms"] = summarize(
-        client.request("query", "GET", f"/bench/lag?since={since}")["lags_ms"])
-    return report
+    return {"clients": CLIENTS, "seconds": result.seconds, "confirmed": result.confirmed,
+            "failed": result.failed, "per_second": result.per_second,
+            "target_per_second": rate, "latency_ms": summarize(result.latencies_ms),
+            "lag_ms": summarize(client.lag(since))}
 
 
 def load(state: State, user_id: int, products: int, seconds: float, rate: float | None
-         ) -> dict[str, Any]:
+         ) -> loadgen.Result:
     """Purchases from CLIENTS connections for `seconds`, as fast as they go or paced to
     `rate` per second in all; what was confirmed, and how long each purchase took."""
     tag = time.time()
@@ -204,10 +212,7 @@ def load(state: State, user_id: int, products: int, seconds: float, rate: float 
             "request_id": f"load-{tag}-{k}-{n}"}).encode()
 
     orders = state.services["orders"]
-    result = loadgen.run(state.host, orders.port, purchase, CLIENTS, seconds, rate)
-    return {"clients": CLIENTS, "seconds": result.seconds, "confirmed": result.confirmed,
-            "failed": result.failed, "per_second": result.per_second,
-            "target_per_second": rate, "latency_ms": summarize(result.latencies_ms)}
+    return loadgen.run(state.host, orders.port, purchase, CLIENTS, seconds, rate)
 
 
 def stages(questioner: Questioner, user_id: int, strategy: str) -> int:
@@ -221,12 +226,12 @@ def stages(questioner: Questioner, user_id: int, strategy: str) -> int:
 def users_with_orders(client: ShopClient) -> dict[int, int]:
     """A user for each size in SIZES with exactly that many orders; {size: user id}."""
     people = [{"email": f"bench-{size}@example.com", "name": f"Bench {size}"} for size in SIZES]
-    ids = client.request("users", "POST", "/users/batch", {"users": people})["ids"]
-    products = client.request("products", "GET", "/products?limit=50")["products"]
+    ids = client.add_batch("users", people).get("ids", [])
+    products = client.products(limit=50)["products"]
     users = dict(zip(SIZES, ids, strict=True))
     for size, user_id in users.items():
         orders = [{"user_id": user_id, "product_id": products[n % len(products)]["id"],
                    "quantity": 1 + n % 3, "request_id": f"bench-{size}-{n}"}
                   for n in range(size)]
-        client.request("orders", "POST", "/orders/batch", {"orders": orders})
+        client.add_batch("orders", orders)
     return users

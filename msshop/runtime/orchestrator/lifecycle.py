@@ -12,7 +12,7 @@ import signal
 import time
 import traceback
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from msshop.contracts.config import Settings
 from msshop.contracts.errors import SandboxError, UsageError
@@ -29,6 +29,7 @@ from msshop.runtime.orchestrator.state import (
 )
 
 if TYPE_CHECKING:
+    from msshop.contracts.status import Health, ServiceStatus, StatusReport
     from msshop.runtime.orchestrator.printer import Printer
 
 
@@ -176,35 +177,35 @@ def down(settings: Settings) -> State:
     return state
 
 
-def status(settings: Settings) -> dict[str, Any]:
+def status(settings: Settings) -> StatusReport:
     """What runs where, and each service's own view of its health and rows."""
     state = running_state(settings)
     services = []
     for name, service in state.services.items():
-        health = probe(state.host, service.port, timeout=1.0) if service.status == "running" \
-            else None
-        services.append({
+        health = cast("Health | None", probe(state.host, service.port, timeout=1.0)
+                      if service.status == "running" else None)
+        report: ServiceStatus = {
             "name": name, "status": service.status, "pid": service.pid, "port": service.port,
             "url": service.url, "db": service.db, "log": service.log,
             "health": "ok" if health else ("down" if service.status == "running" else "-"),
-            "rows": health.get("rows") if health else None,
+            "rows": health["rows"] if health else None,
             "exit": service.exit, "ready_ms": service.ready_ms,
-            **replication(health),
-        })
+        }
+        if health:  # what it says of replication, and the faults injected into it
+            if "outbox" in health:  # users, products, orders: the backlog
+                report["outbox"] = health["outbox"]
+            if "head" in health:  # the bus: its log's head
+                report["head"] = health["head"]
+            if "consumer" in health:  # query: the read model's position and lag
+                report["consumer"] = health["consumer"]
+            if "chaos" in health:
+                report["chaos"] = health["chaos"]
+        services.append(report)
     return {
         "running": True, "sandbox": state.sandbox, "mode": state.mode,
         "supervisor": {"pid": state.supervisor_pid, "started_at": state.started_at},
         "services": services,
     }
-
-
-def replication(health: dict[str, Any] | None) -> dict[str, Any]:
-    """What a service's /health says of replication: its outbox's backlog (users, products,
-    orders), the log's head (bus), the consumer's position and lag (query)."""
-    if not health:
-        return {}
-    return {key: health[key] for key in ("outbox", "head", "consumer", "chaos")
-            if key in health}
 
 
 def check_service(name: str) -> str:
@@ -221,6 +222,12 @@ def command(settings: Settings, op: str, service: str | None = None) -> dict[str
     timeout = settings.startup_timeout + settings.stop_timeout * len(SERVICES) + 5
     args = {} if service is None else {"service": service}
     return control.call(state.control_port, state.token, op, timeout=timeout, **args)
+
+
+def start(settings: Settings, service: str, restart: bool = False) -> float:
+    """Start (or restart) one service; how long it took to become healthy, in ms."""
+    answer = command(settings, "restart" if restart else "start", service)
+    return float(answer["ready_ms"])
 
 
 def kill(settings: Settings, service: str) -> State:

@@ -108,7 +108,6 @@ class ServiceProcess:
         self.context = context
         self.log_path = log_path
         self.log_level = log_level
-        self.sock: socket.socket | None = None
         self._process: Any = None
         self.started_at: float | None = None
 
@@ -157,9 +156,6 @@ class ServiceProcess:
                 self._process.join(5)
         return self.exitcode()
 
-    def forget(self) -> None:
-        self._process = None
-
 
 def _child_main(entry: str, context: ServiceContext, sock: socket.socket, log_path: Path,
                 log_level: str, lifeline: tuple[int, int], close_fds: tuple[int, ...]) -> None:
@@ -183,7 +179,6 @@ def _child_main(entry: str, context: ServiceContext, sock: socket.socket, log_pa
     from msshop.runtime.platform.runner import serve
 
     serve(entry, context, sock, read_end, log_level)
-
 
 
 def fresh_stdio() -> None:

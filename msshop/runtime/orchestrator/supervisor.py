@@ -15,12 +15,13 @@ import selectors
 import signal
 import socket
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from msshop.contracts.config import Settings
 from msshop.contracts.errors import SandboxError
-from msshop.contracts.topology import BY_NAME, SERVICES, stages
+from msshop.contracts.topology import BY_NAME, SERVICES, ServiceSpec, stages
 from msshop.runtime.orchestrator.control import ControlServer
 from msshop.runtime.orchestrator.health import probe
 from msshop.runtime.orchestrator.logs import LogFollower, last_error_line
@@ -47,9 +48,53 @@ class Interrupted(SandboxError):
         super().__init__("interrupted while starting; everything started was stopped")
 
 
+# What the supervisor uses of the outside world, each a constructor argument that defaults to
+# the real thing, so that a unit test can hand it fakes and check the command handling with
+# no fork, no socket and no waiting (tests/unit/test_supervisor.py).
+
+class ChildProcess(Protocol):
+    """One service process, as the supervisor drives it: ServiceProcess, or a test's fake."""
+
+    @property
+    def pid(self) -> int | None: ...
+
+    @property
+    def started_at(self) -> float | None: ...  # time.time() at the fork
+
+    def start(self, sock: socket.socket, lifeline: tuple[int, int],
+              close_in_child: Sequence[int]) -> None: ...
+
+    def exitcode(self) -> int | None: ...
+
+    def alive(self) -> bool: ...
+
+    def stop(self, timeout: float) -> int | None: ...
+
+
+class Probe(Protocol):
+    """health.probe: the service's /health document, or None if it does not answer."""
+
+    def __call__(self, host: str, port: int, timeout: float) -> dict[str, Any] | None: ...
+
+
+ProcessFactory = Callable[[ServiceSpec, ServiceContext, Path, str], ChildProcess]
+
+
 class Supervisor:
     def __init__(self, settings: Settings, printer: Printer, mode: str,
-                 inherited_fds: list[int] | None = None) -> None:
+                 inherited_fds: list[int] | None = None, *,
+                 new_process: ProcessFactory = ServiceProcess,
+                 bind: Callable[[str, int, str], socket.socket] = bind,
+                 preload: Callable[[Sequence[ServiceSpec]], None] = preload,
+                 probe: Probe = probe,
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.new_process = new_process  # (spec, context, log path, log level), not started
+        self.bind = bind  # (host, port, service name) -> a bound socket
+        self.preload = preload  # imports what these services run on, so forks start warm
+        self.probe = probe
+        self.clock = clock  # monotonic: startup deadlines, the live view's health refresh
+        self.sleep = sleep
         self.settings = settings
         self.inherited_fds = inherited_fds or []  # the caller's, which children must not keep
         self.printer = printer
@@ -57,7 +102,7 @@ class Supervisor:
         self.paths = SandboxPaths(settings.sandbox_dir)
         self.lock = SupervisorLock(self.paths)
         self.sockets: dict[str, socket.socket] = {}  # bound, not yet handed to a child
-        self.processes: dict[str, ServiceProcess] = {}
+        self.processes: dict[str, ChildProcess] = {}
         self.state: State | None = None
         self.control: ControlServer | None = None
         self.stopping = False
@@ -88,7 +133,7 @@ class Supervisor:
             for spec in SERVICES:
                 base = self.settings.base_port
                 wanted = base + spec.port_offset if base else 0
-                sock = bind(host, wanted, spec.name)
+                sock = self.bind(host, wanted, spec.name)
                 self.sockets[spec.name] = sock
                 port = sock.getsockname()[1]
                 services[spec.name] = ServiceState(
@@ -111,10 +156,10 @@ class Supervisor:
         return self.state
 
     def _clear_stale(self, stale: State) -> None:
-        deadline = time.monotonic() + 2.0  # the lifeline makes orphans exit within ~0.1 s
+        deadline = self.clock() + 2.0  # the lifeline makes orphans exit within ~0.1 s
         for service in stale.services.values():
-            while service.pid and pid_alive(service.pid) and time.monotonic() < deadline:
-                time.sleep(0.02)
+            while service.pid and pid_alive(service.pid) and self.clock() < deadline:
+                self.sleep(0.02)
             if service.pid and pid_alive(service.pid):
                 self.close()
                 raise SandboxError(
@@ -149,14 +194,14 @@ class Supervisor:
             for spec in stage:
                 self._fork(spec.name)
             if index + 1 < len(ordered):
-                preload(ordered[index + 1])
+                self.preload(ordered[index + 1])
             self._await_healthy([spec.name for spec in stage])
 
     def _fork(self, name: str) -> None:
-        preload([BY_NAME[name]])
+        self.preload([BY_NAME[name]])
         state = self._state()
         service = state.services[name]
-        sock = self.sockets.pop(name, None) or bind(state.host, service.port, name)
+        sock = self.sockets.pop(name, None) or self.bind(state.host, service.port, name)
         context = ServiceContext(
             name=name,
             db_path=Path(service.db),
@@ -165,8 +210,8 @@ class Supervisor:
             timeouts=dict(self.settings.timeouts),
             token=state.token,
         )
-        process = ServiceProcess(BY_NAME[name], context, Path(service.log),
-                                 self.settings.log_level)
+        process = self.new_process(BY_NAME[name], context, Path(service.log),
+                                   self.settings.log_level)
         process.start(sock, self.lifeline, self._fds_children_must_close())
         self.processes[name] = process
         service.status, service.pid, service.exit = "starting", process.pid, None
@@ -186,7 +231,7 @@ class Supervisor:
     def _await_healthy(self, names: list[str]) -> None:
         state = self._state()
         timeout = self.settings.startup_timeout
-        deadline = time.monotonic() + timeout
+        deadline = self.clock() + timeout
         pending = list(names)
         pause = 0.002
         while pending:
@@ -202,7 +247,7 @@ class Supervisor:
                         + (f": {quote.strip()}" if quote else "")
                         + f"; see: msshop logs {name}"
                     )
-                health = probe(state.host, service.port, timeout=0.5)
+                health = self.probe(state.host, service.port, timeout=0.5)
                 if health is not None:
                     service.status = "running"
                     # the service's own clock: it may be seen healthy later than it was
@@ -217,12 +262,12 @@ class Supervisor:
                 return
             if self.stopping:
                 raise Interrupted()
-            if time.monotonic() > deadline:
+            if self.clock() > deadline:
                 raise SandboxError(
                     f"{pending[0]} did not become healthy within {timeout:g} s; "
                     f"see: msshop logs {pending[0]}"
                 )
-            time.sleep(pause)
+            self.sleep(pause)
             pause = min(pause * 2, 0.02)
 
     def _stop(self, name: str) -> None:
@@ -278,14 +323,15 @@ class Supervisor:
                     lines = follower.new_lines()
                     if lines:
                         self.printer.log_lines(name, lines)
-                if time.monotonic() >= next_health:
-                    next_health = time.monotonic() + HEALTH_REFRESH
+                if self.clock() >= next_health:
+                    next_health = self.clock() + HEALTH_REFRESH
                     self.printer.refresh(self._state(), self.health())
         selector.close()
 
     def health(self) -> dict[str, dict[str, Any] | None]:
         state = self._state()
-        return {name: (probe(state.host, s.port, timeout=0.3) if s.status == "running" else None)
+        return {name: (self.probe(state.host, s.port, timeout=0.3)
+                       if s.status == "running" else None)
                 for name, s in state.services.items()}
 
     def handle(self, request: dict[str, Any]) -> dict[str, Any]:

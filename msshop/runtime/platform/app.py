@@ -17,9 +17,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from msshop.contracts.spans import parse_traceparent
 from msshop.runtime.platform.chaos import Chaos, ChaosMiddleware
 from msshop.runtime.platform.http import HttpError, json_response
-from msshop.runtime.platform.tracing import Tracer, parse_traceparent
+from msshop.runtime.platform.tracing import Tracer
 
 log = logging.getLogger("msshop.http")
 

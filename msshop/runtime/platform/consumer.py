@@ -14,16 +14,16 @@ import logging
 import sqlite3
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import suppress
-from typing import Any
 
 import msgspec
 
+from msshop.bus.interface import Bus, BusUnavailable, Page
+from msshop.contracts.answers import ReplicaFreshness
 from msshop.contracts.events import Delivered, Received, receive
+from msshop.contracts.status import ConsumerHealth
 from msshop.runtime.platform.db import transaction
-from msshop.runtime.platform.http import HttpError
-from msshop.runtime.platform.peers import Peers
 
 log = logging.getLogger("msshop.consumer")
 
@@ -45,7 +45,7 @@ CREATE TABLE dead_letters (
 BATCH = 1000  # events per read while following the bus
 CATCH_UP_READ = 10_000  # events per read in a rebuild (the bus's most)
 CATCH_UP_TRANSACTION = 100_000  # events per transaction in a rebuild: see catch_up()
-LONG_POLL_MS = 10_000
+LONG_POLL = 10.0  # seconds a read waits for an append
 BACKOFF = (0.01, 2.0)
 
 
@@ -53,21 +53,20 @@ class Poison(Exception):
     """This event can never be applied; the reason goes to the dead-letter table."""
 
 
-class Batch(msgspec.Struct):
-    head: int
-    events: list[Delivered]
-
-
 Apply = Callable[[sqlite3.Connection, Received, int], None]
+Sleep = Callable[[float], Awaitable[None]]
 
 
 class Consumer:
-    def __init__(self, name: str, connection: Callable[[], sqlite3.Connection], peers: Peers,
-                 apply: Apply) -> None:
+    def __init__(self, name: str, connection: Callable[[], sqlite3.Connection], bus: Bus,
+                 apply: Apply, sleep: Sleep = asyncio.sleep) -> None:
+        """`sleep` is the pause between retries while the bus is unreachable (tests pass a
+        fake)."""
         self.name = name
         self._connection = connection
-        self.peers = peers
+        self.bus = bus
         self.apply = apply
+        self._sleep = sleep
         self.position = 0  # applied and stored
         self.head = 0  # the bus's last position, as last seen
         self.head_seen_at: float | None = None
@@ -85,7 +84,6 @@ class Consumer:
         self.lags: deque[tuple[float, float]] = deque(maxlen=100_000)
         self._advanced = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._decoder = msgspec.json.Decoder(Batch)
 
     async def start(self) -> None:
         """Resume from the stored position, and follow the bus until close()."""
@@ -123,14 +121,14 @@ class Consumer:
         applied = self.applied
         conn = self._connection()
         # a small first read, so that the pipeline is full before the first large write
-        batch = await self._read(self.position, BATCH)
+        batch = await self.bus.read(self.position, BATCH)
         while True:
             with transaction(conn):
                 position, dead = self.position, 0
                 occurred: list[float] = []
                 while batch.events and len(occurred) + dead < CATCH_UP_TRANSACTION:
                     following = asyncio.create_task(
-                        self._read(batch.events[-1].position, CATCH_UP_READ))
+                        self.bus.read(batch.events[-1].position, CATCH_UP_READ))
                     await asyncio.sleep(0)  # the next request goes out before we block
                     try:
                         position, more, more_dead = self._write(conn, batch.events)
@@ -151,45 +149,36 @@ class Consumer:
 
     async def _run(self) -> None:
         pause = BACKOFF[0]
-        wait_ms = 0  # the first read answers at once: it learns the head
+        wait = 0.0  # the first read answers at once: it learns the head
         while True:
-            path = f"/events?after={self.position}&limit={BATCH}&wait_ms={wait_ms}"
             try:
-                self.listening = wait_ms > 0
-                reply = await self.peers.get("bus", path, timeout=wait_ms / 1000 + 5, raw=True)
-                if reply.status != 200:
-                    raise HttpError(503, f"the bus answered HTTP {reply.status}: "
-                                         f"{reply.data[:200]!r}")
-            except HttpError as exc:
+                self.listening = wait > 0
+                batch = await self.bus.read(self.position, BATCH, wait)
+            except BusUnavailable as exc:
                 self.listening = False
                 if self.error != exc.message:
                     log.warning("consumer: %s; answers come from position %d", exc.message,
                                 self.position)
                 self.error = exc.message
-                await asyncio.sleep(pause)
+                await self._sleep(pause)
                 pause = min(pause * 2, BACKOFF[1])
                 continue
             if self.error is not None:
                 log.info("consumer: the bus is back; reading from position %d", self.position)
-            self.error, pause, wait_ms = None, BACKOFF[0], LONG_POLL_MS
-            batch = self._decoder.decode(reply.data)
-            self.head, self.head_seen_at = max(batch.head, self.position), time.time()
-            if self._first_read:
-                self._first_read = False
-                if batch.head > self.position:
-                    self.catching_up_to = batch.head
-                    log.info("consumer: catching up from position %d to %d", self.position,
-                             batch.head)
-            if batch.events:
-                self.apply_batch(batch.events)
+            self.error, pause, wait = None, BACKOFF[0], LONG_POLL
+            self._seen(batch)
 
-    async def _read(self, after: int, limit: int) -> Batch:
-        reply = await self.peers.get(
-            "bus", f"/events?after={after}&limit={limit}&wait_ms=0", raw=True)
-        if reply.status != 200:
-            raise HttpError(503, f"the bus answered HTTP {reply.status}", dependency="bus")
-        batch: Batch = self._decoder.decode(reply.data)
-        return batch
+    def _seen(self, batch: Page) -> None:
+        """A page read while following: note the head, and apply its events."""
+        self.head, self.head_seen_at = max(batch.head, self.position), time.time()
+        if self._first_read:
+            self._first_read = False
+            if batch.head > self.position:
+                self.catching_up_to = batch.head
+                log.info("consumer: catching up from position %d to %d", self.position,
+                         batch.head)
+        if batch.events:
+            self.apply_batch(batch.events)
 
     def apply_batch(self, delivered: list[Delivered]) -> None:
         """Apply events and store the new position, all in one transaction."""
@@ -265,7 +254,7 @@ class Consumer:
                 await asyncio.wait_for(self._advanced.wait(), timeout=remaining)
         return True
 
-    def freshness(self) -> dict[str, Any]:
+    def freshness(self) -> ReplicaFreshness:
         now = time.time()
         return {
             "position": self.position,
@@ -281,7 +270,7 @@ class Consumer:
             "bus_error": self.error,
         }
 
-    def health(self) -> dict[str, Any]:
+    def health(self) -> ConsumerHealth:
         return {**self.freshness(), "applied": self.applied, "dead_letters": self.dead}
 
     def lag_since(self, since: float) -> list[float]:

@@ -11,6 +11,7 @@ from msshop.runtime.platform.db import guard_connection, open_database, table_co
 from msshop.runtime.platform.tracing import SpanScope, Tracer, db_attributes
 
 if TYPE_CHECKING:
+    from msshop.bus.interface import Bus
     from msshop.runtime.platform.peers import Peers
 
 
@@ -22,7 +23,6 @@ class ServiceContext:
     http_timeout: float = 2.0
     timeouts: dict[str, float] = field(default_factory=dict)  # per dependency
     token: str | None = None  # the sandbox's secret: POST /chaos needs it
-    options: dict[str, Any] = field(default_factory=dict)
     tracer: Tracer = field(init=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -35,6 +35,24 @@ class ServiceContext:
         from msshop.runtime.platform.peers import Peers  # aiohttp: only services that call others
 
         return Peers(self.peer_urls, self.http_timeout, self.tracer, self.timeouts)
+
+    def bus(self, peers: Peers) -> Bus:
+        """The sandbox's bus, reached through `peers` (its calls are spans like any other)."""
+        from msshop.bus.interface import BusUnavailable
+        from msshop.bus.log import LogBus
+        from msshop.runtime.platform.http import HttpError
+
+        async def exchange(method: str, path: str, body: bytes | None,
+                           timeout: float | None) -> tuple[int, bytes]:
+            try:
+                reply = await peers.request(method, "bus", path, body, timeout=timeout,
+                                            raw=True)
+            except HttpError as exc:
+                raise BusUnavailable(exc.message) from None
+            data: bytes = reply.data
+            return reply.status, data
+
+        return LogBus(exchange)
 
 
 class Database:

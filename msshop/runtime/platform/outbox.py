@@ -19,14 +19,14 @@ import asyncio
 import logging
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
 
+from msshop.bus.interface import Bus, BusUnavailable
 from msshop.contracts.events import Event, encode
+from msshop.contracts.status import OutboxHealth
 from msshop.runtime.platform.db import transaction
-from msshop.runtime.platform.http import HttpError
-from msshop.runtime.platform.peers import Peers
 
 log = logging.getLogger("msshop.outbox")
 
@@ -50,13 +50,18 @@ POLL = 1.0
 BACKOFF = (0.01, 2.0)
 
 
+Sleep = Callable[[float], Awaitable[None]]
+
+
 class Outbox:
-    def __init__(self, service: str, connection: Any, peers: Peers) -> None:
-        """`connection` is a zero-argument callable returning the service's connection
-        (it opens with the app, after this object is made)."""
+    def __init__(self, service: str, connection: Callable[[], sqlite3.Connection], bus: Bus,
+                 sleep: Sleep = asyncio.sleep) -> None:
+        """`connection` returns the service's connection (it opens with the app, after this
+        object is made); `sleep` is the relay's pause between retries (tests pass a fake)."""
         self.service = service
         self._connection = connection
-        self.peers = peers
+        self.bus = bus
+        self._sleep = sleep
         self._wake = asyncio.Event()
         self._published = asyncio.Event()  # swapped after each batch the bus has stored
         self._task: asyncio.Task[None] | None = None
@@ -103,21 +108,21 @@ class Outbox:
         """Send everything pending, retrying with backoff while the bus is unreachable."""
         pause = BACKOFF[0]
         while True:
-            conn: sqlite3.Connection = self._connection()
+            conn = self._connection()
             rows = conn.execute(
                 "SELECT seq, body FROM outbox WHERE sent_at IS NULL ORDER BY seq LIMIT ?",
                 (BATCH,)).fetchall()
             if not rows:
                 return
             try:
-                positions = await self._send([body for _, body in rows])
-            except HttpError as exc:
+                positions = await self.bus.append([body for _, body in rows])
+            except BusUnavailable as exc:
                 if self.error != exc.message:
                     log.warning("relay: %s; %d event(s) wait in the outbox", exc.message,
                                 self.pending())
                 self.error = exc.message
                 self.failing_since = self.failing_since or time.time()
-                await asyncio.sleep(pause)
+                await self._sleep(pause)
                 pause = min(pause * 2, BACKOFF[1])
                 continue
             if self.error is not None:
@@ -131,19 +136,10 @@ class Outbox:
             published, self._published = self._published, asyncio.Event()
             published.set()
 
-    async def _send(self, bodies: list[bytes]) -> list[int]:
-        reply = await self.peers.request("POST", "bus", "/events",
-                                         b"[" + b",".join(bodies) + b"]")
-        if reply.status != 200:
-            detail = reply.data.get("error") if isinstance(reply.data, dict) else reply.data
-            raise HttpError(503, f"the bus refused the events: {detail}", dependency="bus")
-        positions: list[int] = reply.data["positions"]
-        return positions
-
     def latest_event(self, aggregate_type: str, aggregate_id: int) -> dict[str, Any] | None:
         """The last event recorded for an entity: {"id", "type", "position" (None: not
         published yet)}."""
-        conn: sqlite3.Connection = self._connection()
+        conn = self._connection()
         row = conn.execute(
             "SELECT event_id, type, position FROM outbox WHERE aggregate_type = ? AND "
             "aggregate_id = ? ORDER BY seq DESC LIMIT 1", (aggregate_type, aggregate_id)
@@ -152,7 +148,7 @@ class Outbox:
 
     async def published(self, event_id: str, timeout: float) -> int | None:
         """The bus position of an event, waiting up to `timeout` s for the relay to send it."""
-        conn: sqlite3.Connection = self._connection()
+        conn = self._connection()
         deadline = time.monotonic() + timeout
         while True:
             row = conn.execute("SELECT position FROM outbox WHERE event_id = ?",
@@ -166,12 +162,12 @@ class Outbox:
                 await asyncio.wait_for(self._published.wait(), timeout=remaining)
 
     def pending(self) -> int:
-        conn: sqlite3.Connection = self._connection()
+        conn = self._connection()
         (count,) = conn.execute("SELECT count(*) FROM outbox WHERE sent_at IS NULL").fetchone()
         return int(count)
 
-    def health(self) -> dict[str, Any]:
-        conn: sqlite3.Connection = self._connection()
+    def health(self) -> OutboxHealth:
+        conn = self._connection()
         pending, last = conn.execute(
             "SELECT (SELECT count(*) FROM outbox WHERE sent_at IS NULL), (SELECT position "
             "FROM outbox WHERE sent_at IS NOT NULL ORDER BY seq DESC LIMIT 1)").fetchone()

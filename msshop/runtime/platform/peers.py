@@ -12,8 +12,9 @@ from typing import Any
 import aiohttp
 import msgspec
 
+from msshop.contracts.spans import Span, traceparent
 from msshop.runtime.platform.http import HttpError
-from msshop.runtime.platform.tracing import Span, Tracer, current_span, traceparent
+from msshop.runtime.platform.tracing import Tracer, current_span
 
 
 @dataclass(frozen=True)

@@ -1,64 +1,24 @@
-"""Traces as plain records: which service touched which data, and how long each hop took.
+"""Making spans in a service: which service touched which data, and how long each hop took.
 
-A span is a dict (measured here: an OpenTelemetry SDK span costs ~29 µs, a dict ~1 µs):
-
-    {"trace_id": 32 hex, "span_id": 16 hex, "parent_id": 16 hex | None,
-     "service": "users", "name": "GET /users/{user_id}", "kind": "server",
-     "start": unix seconds (float), "duration_ms": float, "status": "ok" | "error",
-     "attributes": {"http.route": ..., "db.system": "sqlite", "db.name": ..., ...}}
-
-Attribute names follow OpenTelemetry where one exists (`http.route`, `http.request.method`,
-`http.response.status_code`, `peer.service`, `db.system`, `db.name`, `db.operation`,
-`db.sql.table`); msshop's own are prefixed `msshop.` (keys, row counts, events, staleness).
-
-The current span travels in a ContextVar, so the peer client adds a W3C `traceparent`
-header to every call and database spans find their parent without being passed it. Each
-service keeps its recent spans in a bounded ring and serves them at GET /spans?trace_id=…;
-whoever asked the question (the CLI) gathers the whole trace from every service.
+The span record, its ids and the W3C `traceparent` header are msshop.contracts.spans, shared
+with the CLI that reads traces back. The current span travels in a ContextVar, so the peer
+client adds a `traceparent` header to every call and database spans find their parent
+without being passed it. Each service keeps its recent spans in a bounded ring and serves
+them at GET /spans?trace_id=…; whoever asked the question (the CLI) gathers the whole trace
+from every service.
 """
 
 from __future__ import annotations
 
-import random
 import time
 from collections import deque
 from contextvars import ContextVar
 from typing import Any
 
-Span = dict[str, Any]
+from msshop.contracts.spans import Span, new_span_id, new_trace_id
 
 _current: ContextVar[Span | None] = ContextVar("msshop_current_span", default=None)
 RING_SIZE = 50_000
-
-
-def new_trace_id() -> str:
-    return f"{random.getrandbits(128):032x}"
-
-
-def new_span_id() -> str:
-    # the random module reseeds itself in a forked child, and costs no syscall per id
-    return f"{random.getrandbits(64):016x}"
-
-
-def parse_traceparent(header: str | None) -> tuple[str, str] | None:
-    """(trace_id, parent span_id) from a W3C traceparent header, or None if absent/invalid."""
-    if not header:
-        return None
-    parts = header.strip().split("-")
-    if len(parts) != 4 or len(parts[1]) != 32 or len(parts[2]) != 16:
-        return None
-    trace_id, parent = parts[1].lower(), parts[2].lower()
-    if trace_id == "0" * 32 or parent == "0" * 16:
-        return None
-    try:
-        int(trace_id, 16), int(parent, 16)
-    except ValueError:
-        return None
-    return trace_id, parent
-
-
-def traceparent(span: Span) -> str:
-    return f"00-{span['trace_id']}-{span['span_id']}-01"
 
 
 def current_span() -> Span | None:

@@ -235,7 +235,8 @@ async def check_many(peers: Peers, purchases: list[Purchase]) -> dict[int, int]:
 def create_app(ctx: ServiceContext) -> Starlette:
     db = ctx.database(MIGRATIONS, ["orders"])
     peers = ctx.peers()
-    outbox = Outbox("orders", lambda: db.conn, peers)
+    bus = ctx.bus(peers)
+    outbox = Outbox("orders", lambda: db.conn, bus)
 
     async def checkout(purchases: list[Purchase]) -> list[tuple[dict[str, Any], bool] |
                                                         Exception]:
@@ -315,7 +316,7 @@ def create_app(ctx: ServiceContext) -> Starlette:
             Route("/orders/{order_id}", get_one, methods=["GET"]),
         ],
         health,
-        [db, peers, outbox],
+        [db, peers, bus, outbox],
         ctx.tracer,
         ctx.token,
     )

@@ -206,7 +206,8 @@ def change_product(conn: sqlite3.Connection, outbox: Outbox, product_id: int,
 def create_app(ctx: ServiceContext) -> Starlette:
     db = ctx.database(MIGRATIONS, ["products"])
     peers = ctx.peers()
-    outbox = Outbox("products", lambda: db.conn, peers)
+    bus = ctx.bus(peers)
+    outbox = Outbox("products", lambda: db.conn, bus)
 
     async def post_product(request: Request) -> Response:
         values = checked(await read_body(request, NewProduct))
@@ -265,7 +266,7 @@ def create_app(ctx: ServiceContext) -> Starlette:
             Route("/products/{product_id}", patch_one, methods=["PATCH"]),
         ],
         health,
-        [db, peers, outbox],
+        [db, peers, bus, outbox],
         ctx.tracer,
         ctx.token,
     )

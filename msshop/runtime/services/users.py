@@ -134,7 +134,8 @@ def get_users(conn: sqlite3.Connection, ids: list[int]) -> dict[str, Any]:
 def create_app(ctx: ServiceContext) -> Starlette:
     db = ctx.database(MIGRATIONS, ["users"])
     peers = ctx.peers()
-    outbox = Outbox("users", lambda: db.conn, peers)
+    bus = ctx.bus(peers)
+    outbox = Outbox("users", lambda: db.conn, bus)
 
     async def post_user(request: Request) -> Response:
         signup = checked(await read_body(request, SignUp))
@@ -178,7 +179,7 @@ def create_app(ctx: ServiceContext) -> Starlette:
             Route("/users/{user_id}", get_one, methods=["GET"]),
         ],
         health,
-        [db, peers, outbox],
+        [db, peers, bus, outbox],
         ctx.tracer,
         ctx.token,
     )

@@ -26,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from msshop.contracts.answers import QUESTION, UserOrders
 from msshop.runtime.platform.app import service_app
 from msshop.runtime.platform.consumer import CONSUMER_SCHEMA, Consumer
 from msshop.runtime.platform.context import ServiceContext
@@ -48,7 +49,8 @@ SOURCES_IN_TRACE = 20  # events named in a span; all are counted by kind
 def create_app(ctx: ServiceContext) -> Starlette:
     db = ctx.database(MIGRATIONS, projection.TABLES)
     peers = ctx.peers()
-    consumer = Consumer("query", lambda: db.conn, peers, projection.apply)
+    bus = ctx.bus(peers)
+    consumer = Consumer("query", lambda: db.conn, bus, projection.apply)
 
     async def user_orders(request: Request) -> Response:
         user_id = id_param(request, "user_id")
@@ -60,19 +62,20 @@ def create_app(ctx: ServiceContext) -> Starlette:
         if fanout not in direct_call.FANOUTS:
             raise HttpError(422, f"fanout {fanout!r} is not one of: "
                                  + ", ".join(direct_call.FANOUTS))
-        answer: dict[str, Any] = {"question": "user-orders", "strategy": strategy}
+        answer: UserOrders
         if strategy == "replicated":
             after = int_query(request, "after", 0, 0, 2**62)
             if after > consumer.position:
                 await wait_for_position(after, int_query(request, "wait_ms", 2000, 0, 30_000))
-            answer.update(read_replicated(user_id))
+            answer = read_replicated(user_id)
         else:
             partial = query_value(request, "partial") in ("1", "true")
             user, orders, missing = await direct_call.user_orders(peers, user_id, fanout,
                                                                   partial)
-            answer.update(fanout=fanout, user=user, orders=orders, freshness={"live": True})
+            answer = {"question": QUESTION, "strategy": strategy, "fanout": fanout,
+                      "user": user, "orders": orders, "freshness": {"live": True}}
             if partial:
-                answer.update(partial=bool(missing), missing=missing)
+                answer["partial"], answer["missing"] = bool(missing), missing
         answer["trace_id"] = current_trace_id()
         return json_response(answer)
 
@@ -84,7 +87,7 @@ def create_app(ctx: ServiceContext) -> Starlette:
                                  f"{consumer.head}); try again, or wait longer with wait_ms",
                             freshness=consumer.freshness())
 
-    def read_replicated(user_id: int) -> dict[str, Any]:
+    def read_replicated(user_id: int) -> UserOrders:
         freshness = consumer.freshness()
         if consumer.catching_up_to is not None:
             raise HttpError(503, f"not ready: catching up (position {consumer.position} of "
@@ -105,7 +108,8 @@ def create_app(ctx: ServiceContext) -> Starlette:
             raise HttpError(404, f"no user with id {user_id} (the read model has applied the "
                                  f"bus up to position {freshness['position']})",
                             freshness=freshness)
-        return {"user": user, "orders": orders, "freshness": freshness}
+        return {"question": QUESTION, "strategy": "replicated", "user": user,
+                "orders": orders, "freshness": freshness}
 
     async def floor(request: Request) -> Response:
         user_id = id_param(request, "user_id")
@@ -139,7 +143,7 @@ def create_app(ctx: ServiceContext) -> Starlette:
             raise HttpError(409, "a rebuild is already running; wait for it to finish")
         rebuilding.append(True)
         try:
-            return json_response(await rebuild.rebuild(lambda: db.conn, peers, consumer))
+            return json_response(await rebuild.rebuild(lambda: db.conn, bus, consumer))
         finally:
             rebuilding.clear()
 
@@ -154,7 +158,7 @@ def create_app(ctx: ServiceContext) -> Starlette:
          Route("/dead-letters", dead_letters, methods=["GET"]),
          Route("/replay", replay, methods=["POST"])],
         health,
-        [db, peers, consumer],
+        [db, peers, bus, consumer],
         ctx.tracer,
         ctx.token,
     )

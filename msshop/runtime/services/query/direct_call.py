@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from msshop.contracts.answers import Buyer, Gap, OrderLine, order_line
 from msshop.runtime.platform.http import MAX_BATCH, HttpError
 from msshop.runtime.platform.peers import Peers, Reply
 
@@ -26,12 +27,12 @@ def _ok(reply: Reply, service: str) -> Any:
 
 
 async def user_orders(peers: Peers, user_id: int, fanout: str, partial: bool = False
-                      ) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+                      ) -> tuple[Buyer, list[OrderLine], list[Gap]]:
     """(user, orders, missing). Without `partial`, any dependency that fails fails the
     answer (a 503 naming it). With `partial`, as a degrading gateway would, the parts that
     could be had come back and `missing` says which service failed, how, and what is
     missing because of it (the user's name, the orders, the product titles)."""
-    missing: list[dict[str, Any]] = []
+    missing: list[Gap] = []
 
     async def get(service: str, path: str, what: str) -> Reply | None:
         try:
@@ -49,8 +50,9 @@ async def user_orders(peers: Peers, user_id: int, fanout: str, partial: bool = F
     )
     if user_reply is not None and user_reply.status == 404:
         raise HttpError(404, f"no user with id {user_id}")
-    user = ({"id": user_id, "name": None, "email": None} if user_reply is None
-            else _ok(user_reply, "users"))
+    found = None if user_reply is None else _ok(user_reply, "users")
+    user: Buyer = {"id": user_id, "name": found["name"] if found else None,
+                   "email": found["email"] if found else None}
     placed = [] if orders_reply is None else _ok(orders_reply, "orders")["orders"]
     try:
         products = await (_products_batched(peers, placed) if fanout == "batched"
@@ -64,11 +66,10 @@ async def user_orders(peers: Peers, user_id: int, fanout: str, partial: bool = F
     orders = []
     for order in placed:
         product = products.get(order["product_id"])
-        orders.append({"order_id": order["id"], "product_id": order["product_id"],
-                       "title": product["title"] if product else None,
-                       "quantity": order["quantity"], "unit_price": order["unit_price"],
-                       "total": order["total"]})
-    return {"id": user["id"], "name": user["name"], "email": user["email"]}, orders, missing
+        orders.append(order_line(order["id"], order["product_id"],
+                                 product["title"] if product else None, order["quantity"],
+                                 round(order["unit_price"] * 100)))
+    return user, orders, missing
 
 
 async def _products_batched(peers: Peers, orders: list[dict[str, Any]]

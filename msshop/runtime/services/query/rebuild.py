@@ -13,15 +13,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from msshop.bus.interface import Bus
 from msshop.runtime.platform.consumer import Consumer
 from msshop.runtime.platform.db import statements, transaction
-from msshop.runtime.platform.peers import Peers
 from msshop.runtime.services.query.projection import LIVE, Projection
 
 REBUILDER = "query-rebuild"
 
 
-async def rebuild(connection: Callable[[], Any], peers: Peers, live: Consumer) -> dict[str, Any]:
+async def rebuild(connection: Callable[[], Any], bus: Bus, live: Consumer) -> dict[str, Any]:
     conn = connection()
     shadow = Projection("_next", bulk=True)
     with transaction(conn):
@@ -33,7 +33,7 @@ async def rebuild(connection: Callable[[], Any], peers: Peers, live: Consumer) -
     before = live.position
     await live.close()
     try:
-        rebuilder = Consumer(REBUILDER, connection, peers, shadow.apply)
+        rebuilder = Consumer(REBUILDER, connection, bus, shadow.apply)
 
         def swap(conn: Any) -> None:
             """In the transaction that applies the last events: the copies, then the swap."""

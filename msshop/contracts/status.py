@@ -1,0 +1,80 @@
+"""What a service says of itself (GET /health) and what `msshop status` reports of the
+whole sandbox. The services write the health documents; the orchestrator reads them and
+builds the report; render and `status --json` show it."""
+
+from __future__ import annotations
+
+from typing import NotRequired, TypedDict
+
+from msshop.contracts.answers import ReplicaFreshness
+
+
+class ChaosState(TypedDict):
+    """Faults injected into a service (POST /chaos)."""
+
+    latency_ms: float
+    jitter_ms: float
+    error_rate: float
+
+
+class OutboxHealth(TypedDict):
+    """A writing service's outbox: events not yet on the bus, and why, if the relay fails."""
+
+    pending: int
+    last_position: int | None
+    error: str | None
+    failing_since: float | None
+
+
+class ConsumerHealth(ReplicaFreshness):
+    """The query service's consumer: its freshness, and what it has applied."""
+
+    applied: int
+    dead_letters: int
+
+
+class Health(TypedDict):
+    """GET /health of any service; the last four keys only where they apply."""
+
+    service: str
+    status: str
+    pid: int
+    ready_at: float | None
+    chaos: ChaosState | None
+    db: str
+    rows: dict[str, int]
+    outbox: NotRequired[OutboxHealth]  # users, products, orders
+    head: NotRequired[int]  # bus
+    consumer: NotRequired[ConsumerHealth]  # query
+    rebuilding: NotRequired[bool]  # query
+
+
+class ServiceStatus(TypedDict):
+    name: str
+    status: str  # starting | running | stopping | stopped | crashed | failed
+    pid: int | None
+    port: int
+    url: str
+    db: str
+    log: str
+    health: str  # ok | down | -
+    rows: dict[str, int] | None
+    exit: str | None  # how it last ended, e.g. "killed by SIGKILL"
+    ready_ms: float | None
+    outbox: NotRequired[OutboxHealth]
+    head: NotRequired[int]
+    consumer: NotRequired[ConsumerHealth]
+    chaos: NotRequired[ChaosState | None]
+
+
+class SupervisorStatus(TypedDict):
+    pid: int
+    started_at: float
+
+
+class StatusReport(TypedDict):
+    running: bool
+    sandbox: str
+    mode: str  # foreground | detached
+    supervisor: SupervisorStatus
+    services: list[ServiceStatus]

@@ -1,0 +1,70 @@
+"""What `msshop bench` reports: the figures render prints and `bench --json` writes."""
+
+from __future__ import annotations
+
+from typing import TypedDict
+
+
+class Figures(TypedDict):
+    """A latency distribution in ms (count 0: nothing was measured)."""
+
+    count: int
+    p50: float
+    p99: float
+    mean: float
+
+
+class Staged(Figures):
+    """A latency distribution, and the sequential network stages behind one answer."""
+
+    stages: int
+
+
+class PlanReport(TypedDict):
+    requests: int
+    purchases: int
+    background: dict[str, int]  # the seed plan: users, products, orders, seed
+    load_seconds: float
+
+
+class Purchases(TypedDict):
+    count: int
+    per_second: float
+
+
+class Load(TypedDict):
+    """Purchases from many clients for a while, as fast as they go or paced."""
+
+    clients: int
+    seconds: float
+    confirmed: int
+    failed: int
+    per_second: float
+    target_per_second: float | None
+    latency_ms: Figures
+    lag_ms: Figures
+
+
+class Rebuild(TypedDict):
+    events: int
+    seconds: float
+    per_second: float
+
+
+class Measured(TypedDict):
+    """What is measured on the running sandbox."""
+
+    latency_ms: dict[str, Figures]  # floor, replicated, direct-call, direct-call naive
+    by_orders: dict[int, dict[str, Staged]]  # orders per user -> strategy -> figures
+    purchases: Purchases
+    lag_ms: Figures
+    sustained: Load
+    paced: Load
+    rebuild: Rebuild
+
+
+class BenchReport(Measured):
+    quick: bool
+    plan: PlanReport
+    up_ms: float
+    fork_to_healthy_ms: float

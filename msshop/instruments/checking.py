@@ -1,0 +1,141 @@
+"""Checking answers against the truth: `compare` (every strategy side by side, each against
+the monolith's join) and `verify` (the whole read model against it, once caught up)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from msshop.contracts.answers import Freshness, OrderLine
+from msshop.contracts.errors import MsshopError, SandboxError, ServiceError
+from msshop.contracts.spans import Span
+from msshop.instruments import monolith
+from msshop.instruments.asking import Questioner, databases
+from msshop.instruments.client import ShopClient
+from msshop.instruments.traces.shape import Summary, summary
+
+COMPARED = (("monolith", "batched"), ("direct-call", "batched"), ("direct-call", "naive"),
+            ("replicated", "batched"))
+
+
+def differences(expected: list[OrderLine], got: list[OrderLine], limit: int = 5) -> list[str]:
+    """What differs between two answers' order lists, in words (empty when equal)."""
+    want = {o["order_id"]: o for o in expected}
+    have = {o["order_id"]: o for o in got}
+    found = [f"order {oid} is missing" for oid in want if oid not in have]
+    found += [f"order {oid} should not be there" for oid in have if oid not in want]
+    for oid in want.keys() & have.keys():
+        for key, value in want[oid].items():
+            if have[oid].get(key) != value:
+                found.append(f"order {oid} {key} is {have[oid].get(key)!r}, "
+                             f"expected {value!r}")
+    if len(found) > limit:
+        found = [*found[:limit], f"and {len(found) - limit} more"]
+    return found
+
+
+@dataclass(frozen=True)
+class Compared:
+    """One strategy's row in `msshop compare`; `error` set means it failed."""
+
+    strategy: str  # with its fanout for direct-call, e.g. "direct-call (naive)"
+    error: str | None = None
+    equal: bool = False  # equal to the monolith's answer
+    differences: tuple[str, ...] = ()
+    orders: int = 0
+    latency_ms: float = 0.0
+    sequential_hops: int = 0
+    services: tuple[str, ...] = ()
+    databases: dict[str, list[str]] | None = None
+    rows_read: int = 0
+    freshness: Freshness | None = None
+    trace_id: str | None = None
+
+
+def compare(questioner: Questioner, user_id: int) -> list[Compared]:
+    """Every strategy side by side, each checked against the monolith's answer."""
+    rows: list[Compared] = []
+    truth: list[OrderLine] | None = None
+    for strategy, fanout in COMPARED:
+        label = f"{strategy} ({fanout})" if strategy == "direct-call" else strategy
+        try:
+            asked = questioner.ask(user_id, strategy, fanout)
+        except MsshopError as exc:
+            rows.append(Compared(label, error=exc.message))
+            continue
+        orders = asked.answer["orders"]
+        if truth is None and strategy == "monolith":
+            truth = orders
+        found = differences(truth, orders) if truth is not None else []
+        shape = summary(asked.spans)
+        rows.append(Compared(
+            label, equal=truth is not None and not found, differences=tuple(found),
+            orders=len(orders), latency_ms=asked.latency_ms,
+            sequential_hops=network_stages(asked.spans, shape),
+            services=tuple(shape["services"]), databases=shape["databases"],
+            rows_read=shape["rows_read"], freshness=asked.answer.get("freshness"),
+            trace_id=asked.trace_id))
+    return rows
+
+
+def network_stages(spans: list[Span], shape: Summary) -> int:
+    """Sequential network stages behind the question (the CLI's own call not counted)."""
+    stages = int(shape["sequential_hops"])
+    root = next((s for s in spans if s["parent_id"] is None), None)
+    return stages - 1 if root is not None and root["kind"] == "client" else stages
+
+
+@dataclass(frozen=True)
+class CaughtUp:
+    position: int
+    head: int
+
+
+def caught_up(client: ShopClient, timeout: float) -> CaughtUp:
+    """Wait until every outbox is empty and the read model has applied the bus's head."""
+    deadline = time.monotonic() + timeout
+    while True:
+        pending = sum(client.health(name).get("outbox", {"pending": 0})["pending"]
+                      for name in ("users", "products", "orders"))
+        head = client.health("bus").get("head", 0)
+        consumer = client.health("query").get("consumer")
+        position = consumer["position"] if consumer else 0
+        if pending == 0 and position == head:
+            return CaughtUp(position, head)
+        if time.monotonic() > deadline:
+            raise SandboxError(
+                f"the read model did not catch up within {timeout:g} s: {pending} event(s) "
+                f"wait in outboxes, query is at position {position} of {head}; "
+                "see: msshop status")
+        time.sleep(0.01)
+
+
+@dataclass(frozen=True)
+class Verified:
+    """`msshop verify`: users and orders compared at a bus position; who differs, how."""
+
+    users: int
+    orders: int
+    position: int
+    head: int
+    differences: dict[int, list[str]]
+
+
+def verify(questioner: Questioner, timeout: float = 30.0) -> Verified:
+    """The replicated read model against the monolith join, for every user."""
+    at = caught_up(questioner.client, timeout)
+    truth = monolith.all_user_orders(databases(questioner.state))
+    wrong: dict[int, list[str]] = {}
+    for user_id, orders in truth.items():
+        status, answer = questioner.client.user_orders(user_id, "replicated")
+        if status == 404:
+            wrong[user_id] = ["the user is missing from the read model"]
+        elif status != 200:
+            raise ServiceError(f"query answered HTTP {status} for user {user_id}: "
+                               f"{answer.get('error') if isinstance(answer, dict) else answer}")
+        else:
+            found = differences(orders, answer["orders"])
+            if found:
+                wrong[user_id] = found
+    return Verified(len(truth), sum(len(o) for o in truth.values()), at.position, at.head,
+                    wrong)

@@ -1,0 +1,143 @@
+"""user-orders answers: one answer with its freshness and trace, every strategy compared,
+verify."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from msshop.render.console import note
+from msshop.render.traces import trace
+
+if TYPE_CHECKING:  # types only: `msshop status` need not import the instruments
+    from msshop.contracts.answers import Freshness
+    from msshop.instruments.asking import Asked
+    from msshop.instruments.checking import Compared, Verified
+
+
+def answer(out: Console, asked: Asked) -> None:
+    """A user-orders answer: the user, their orders with product details, freshness."""
+    data = asked.answer
+    user = data["user"]
+    how = asked.strategy + (f" ({asked.fanout})" if asked.fanout else "")
+    if "label" in data:  # the monolith says what it breaks
+        out.print(Text(f"! {data['label']}", style="bold yellow"), soft_wrap=True)
+    who = f"{user['name']} <{user['email']}>" if user["name"] else "(name unavailable)"
+    note(out, f"user {user['id']}: {who}, {len(data['orders'])} orders, by {how} in "
+              f"{asked.latency_ms:.2f} ms")
+    missing = data.get("missing", [])
+    for gap in missing:
+        out.print(Text(f"partial: {gap['missing']} missing, {gap['service']} failed "
+                       f"({gap['failure']}): {gap['error']}", style="yellow"), soft_wrap=True)
+    table = Table(box=None, pad_edge=False)
+    for column, justify in (("order", "right"), ("product", "right"), ("title", "left"),
+                            ("qty", "right"), ("unit price", "right"), ("total", "right")):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    shown = data["orders"][:20]
+    for o in shown:
+        title = Text(o["title"]) if o["title"] is not None else Text(
+            "(unavailable)" if missing else "(not replicated yet)", style="yellow")
+        table.add_row(str(o["order_id"]), str(o["product_id"]), title, str(o["quantity"]),
+                      f"{o['unit_price']:.2f}", f"{o['total']:.2f}")
+    if shown:
+        out.print(table)
+    if len(data["orders"]) > len(shown):
+        out.print(Text(f"... and {len(data['orders']) - len(shown)} more (--json for all)",
+                       style="dim"))
+    out.print(Text("freshness: ", style="bold") + Text(freshness(data.get("freshness"))),
+              soft_wrap=True)
+
+
+def answer_with_trace(out: Console, asked: Asked) -> None:
+    """`msshop query`: the answer, then the trace of who touched what."""
+    answer(out, asked)
+    out.print()
+    trace(out, asked.spans, asked.trace_id)
+
+
+def answer_json(asked: Asked) -> None:
+    """`msshop query --json`: the answer, its latency, its trace id and every span."""
+    print(json.dumps({"answer": asked.answer, "latency_ms": asked.latency_ms,
+                      "trace_id": asked.trace_id, "spans": asked.spans}, indent=2))
+
+
+def freshness(fresh: Freshness | None) -> str:
+    if not fresh or "live" in fresh:
+        return "live: read from the owning services just now"
+    head_age = fresh["head_seen_ms_ago"]
+    if fresh["bus_error"]:
+        seen = f", {head_age:,.0f} ms ago" if head_age is not None else ""
+        return (f"read model at bus position {fresh['position']:,}; the bus is unreachable "
+                f"({fresh['bus_error']}), its head was {fresh['bus_head']:,} when last "
+                f"seen{seen}: newer writes may be missing")
+    if fresh["listening"]:
+        seen = "listening to the bus"
+    elif head_age is not None:
+        seen = f"bus head seen {head_age:.0f} ms ago"
+    else:
+        seen = "bus not reached yet"
+    state = "caught up" if fresh["caught_up"] else f"{fresh['behind']:,} event(s) behind"
+    return (f"read model at bus position {fresh['position']:,} of {fresh['bus_head']:,} "
+            f"({state}; {seen})")
+
+
+def _freshness_word(fresh: Freshness | None) -> str:
+    """Freshness in one word or two, for a table cell."""
+    if fresh is None:
+        return "None behind"
+    if "live" in fresh:
+        return "live"
+    return "caught up" if fresh["caught_up"] else f"{fresh['behind']} behind"
+
+
+def compare(out: Console, user_id: int, rows: list[Compared]) -> None:
+    table = Table(title=f"user-orders for user {user_id}, every strategy", box=None,
+                  pad_edge=False, title_justify="left")
+    for column, justify in (("strategy", "left"), ("answer", "left"), ("ms", "right"),
+                            ("stages", "right"), ("services", "left"), ("rows", "right"),
+                            ("freshness", "left")):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    problems: list[str] = []
+    for row in rows:
+        if row.error:
+            table.add_row(row.strategy, Text("failed", style="bold red"), "-", "-", "-",
+                          "-", "-")
+            problems.append(f"{row.strategy}: {row.error}")
+            continue
+        if row.strategy == "monolith":
+            verdict = Text("the truth")
+        elif row.equal:
+            verdict = Text("= monolith", style="green")
+        else:
+            verdict = Text("differs", style="bold red")
+            problems.extend(f"{row.strategy}: {d}" for d in row.differences)
+        table.add_row(row.strategy, verdict, f"{row.latency_ms:.2f}",
+                      str(row.sequential_hops),
+                      " ".join(s for s in row.services if s != "cli") or "cli only",
+                      str(row.rows_read), _freshness_word(row.freshness))
+    out.print(table)
+    for row in rows:
+        if not row.error:
+            dbs = "; ".join(f"{service}: {', '.join(Path(d).name for d in files)}"
+                            for service, files in (row.databases or {}).items() if files)
+            note(out, f"{row.strategy} touched {dbs or 'no database'}")
+    for problem in problems:
+        out.print(Text(problem, style="red"), soft_wrap=True)
+
+
+def verify(out: Console, report: Verified) -> None:
+    wrong = report.differences
+    if not wrong:
+        note(out, f"verified: the replicated read model equals the monolith join for all "
+                  f"{report.users:,} users ({report.orders:,} orders) at bus position "
+                  f"{report.position:,}")
+        return
+    note(out, f"{len(wrong):,} of {report.users:,} users differ between the replicated "
+              f"read model and the monolith join (bus position {report.position:,}):")
+    for user_id, found in list(wrong.items())[:20]:
+        note(out, f"  user {user_id}: " + "; ".join(found))

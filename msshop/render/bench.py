@@ -1,0 +1,62 @@
+"""`msshop bench`'s report."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.table import Table
+
+from msshop.render.console import note
+
+if TYPE_CHECKING:
+    from msshop.instruments.bench.report import BenchReport
+
+
+def bench(out: Console, report: BenchReport) -> None:
+    latency = report["latency_ms"]
+    floor = latency["floor"]["p50"]
+    table = Table(title="latency as a caller of the query service sees it (user with 10 orders)",
+                  box=None, pad_edge=False, title_justify="left")
+    for column in ("endpoint", "p50 ms", "p99 ms", "p50 / floor"):
+        table.add_column(column, justify="left" if column == "endpoint" else "right")
+    for name, figures in latency.items():
+        table.add_row(name, f"{figures['p50']:.3f}", f"{figures['p99']:.3f}",
+                      f"{figures['p50'] / floor:.2f}x")
+    out.print(table)
+    scaling = Table(title="by orders per user: p50 ms (sequential network stages)", box=None,
+                    pad_edge=False, title_justify="left")
+    scaling.add_column("orders", justify="right")
+    scaling.add_column("replicated", justify="right")
+    scaling.add_column("direct-call", justify="right")
+    for size, strategies in report["by_orders"].items():
+        scaling.add_row(str(size), *(f"{strategies[s]['p50']:.3f} ({strategies[s]['stages']})"
+                                     for s in ("replicated", "direct-call")))
+    out.print(scaling)
+    lag = report["lag_ms"]
+    note(out, f"purchases: {report['purchases']['count']:,} from one client at "
+              f"{report['purchases']['per_second']:,.0f}/s; replication lag p50 "
+              f"{lag['p50']:.2f} ms, p99 {lag['p99']:.2f} ms")
+    sustained, paced = report["sustained"], report["paced"]
+    note(out, f"sustained: {sustained['per_second']:,.0f} purchases/s from "
+              f"{sustained['clients']} clients ({sustained['failed']:,} refused); replication "
+              f"lag p50 {sustained['lag_ms']['p50']:.2f} ms, p99 "
+              f"{sustained['lag_ms']['p99']:.2f} ms")
+    note(out, f"paced at {paced['target_per_second']:,.0f}/s: {paced['per_second']:,.0f}/s "
+              f"achieved; replication lag p50 {paced['lag_ms']['p50']:.2f} ms, p99 "
+              f"{paced['lag_ms']['p99']:.2f} ms")
+    note(out, f"rebuild: {report['rebuild']['events']:,} events in "
+              f"{report['rebuild']['seconds']:.2f} s ({report['rebuild']['per_second']:,.0f}"
+              " events/s)")
+    note(out, f"up: {report['up_ms']:.0f} ms from `up` to all healthy (fork to healthy "
+              f"{report['fork_to_healthy_ms']:.0f} ms at most)")
+
+
+def bench_json(report: BenchReport) -> None:
+    import json
+
+    print(json.dumps(report, indent=2))
+
+
+def bench_progress(out: Console, message: str) -> None:
+    note(out, f"bench: {message}")

@@ -1,0 +1,39 @@
+"""The bus and the read model: the log's events, dead letters, a replay."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.text import Text
+
+from msshop.render.console import SERVICE_STYLES, note
+
+if TYPE_CHECKING:  # msgspec is not imported for commands that do not read events
+    from msshop.contracts.events import Event
+    from msshop.contracts.shop import DeadLetters, Replayed
+
+
+def event_line(out: Console, position: int, event: Event) -> None:
+    summary_text = ", ".join(f"{k}={v}" for k, v in list(event.data.items())[:4])
+    text = Text(f"{position:>7} ") + Text(f"{event.type:<15}", style="bold") + Text(
+        f" {event.source:<9}", style=SERVICE_STYLES.get(event.source, ""))
+    text += Text(f" {event.aggregate_type} {event.aggregate_id} v{event.aggregate_version}  "
+                 f"{summary_text}")
+    out.print(text, soft_wrap=True)
+
+
+def dead_letters(out: Console, page: DeadLetters) -> None:
+    if not page["count"]:
+        note(out, "no dead letters: the read model applied every event it was given")
+        return
+    note(out, f"{page['count']:,} dead letter(s); newest first:")
+    for item in page["dead_letters"]:
+        note(out, f"{item['position']:>7} {item['type'] or '?':<15} {item['reason']}")
+
+
+def replayed(out: Console, result: Replayed) -> None:
+    note(out, f"rebuilt the read model from position 0: {result['events']:,} events in "
+              f"{result['seconds']:.2f} s ({result['per_second']:,.0f} events/s), swapped in at "
+              f"position {result['position']:,} (it was at {result['position_before']:,}), "
+              f"{result['dead_letters']:,} dead letter(s)")

@@ -1,0 +1,212 @@
+"""The sandbox: up, down, status, the live view of a foreground `up`, log lines, and what
+the service commands (stop, start, restart, kill) say."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from msshop.render.console import (
+    SERVICE_STYLES,
+    STATUS_STYLES,
+    clock,
+    note,
+    relative,
+    service_name,
+)
+
+if TYPE_CHECKING:
+    from msshop.contracts.status import ServiceStatus, StatusReport
+    from msshop.runtime.orchestrator.state import State
+
+
+def ready(out: Console, state: State, seconds: float | None = None) -> None:
+    took = f" in {seconds * 1000:.0f} ms" if seconds is not None else ""
+    note(out, f"sandbox {state.sandbox} is up{took} (supervisor pid {state.supervisor_pid}, "
+              f"{state.mode})")
+    for name, service in state.services.items():
+        line = Text("  ") + service_name(f"{name:<9}") + Text(
+            f" {service.url:<23} pid {service.pid:<7} {relative(service.db, state.sandbox)}")
+        out.print(line, soft_wrap=True)
+
+
+def up_detached(out: Console, state: State, seconds: float, notes: list[str]) -> None:
+    """`up --detach` returned: what the person should hear, where everything runs, and how
+    to stop it."""
+    for message in notes:
+        note(out, message)
+    ready(out, state, seconds)
+    note(out, "stop it with: msshop down")
+
+
+def foreground_stopped(out: Console) -> None:
+    note(out, "sandbox stopped")
+
+
+def stopped(out: Console, state: State) -> None:
+    note(out, f"sandbox {state.sandbox} is down: stopped " + ", ".join(state.services)
+         + f" and the supervisor (pid {state.supervisor_pid})")
+
+
+def service_stopped(out: Console, service: str) -> None:
+    note(out, f"{service} stopped")
+
+
+def service_started(out: Console, service: str, ready_ms: float, restarted: bool = False
+                    ) -> None:
+    note(out, f"{service} {'restarted' if restarted else 'started'}, healthy in "
+              f"{ready_ms:.0f} ms")
+
+
+def service_killed(out: Console, service: str, state: State) -> None:
+    info = state.services[service]
+    note(out, f"{service} {info.exit or 'killed'}; the supervisor reports it {info.status}; "
+              f"bring it back with: msshop start {service}")
+
+
+def status_json(report: StatusReport) -> None:
+    print(json.dumps(report, indent=2))
+
+
+def status_unknown_json(sandbox: str, error: str) -> None:
+    """`status --json` when no sandbox runs: still a JSON document, saying why."""
+    print(json.dumps({"running": False, "sandbox": sandbox, "error": error}))
+
+
+def status_table(status: StatusReport) -> Table:
+    table = Table(title=f"sandbox {status['sandbox']} ({status['mode']}, supervisor pid "
+                        f"{status['supervisor']['pid']})", title_justify="left",
+                  box=None, pad_edge=False)
+    for column in ("service", "status", "pid", "port", "health", "database", "rows"):
+        table.add_column(column, no_wrap=column != "rows")
+    for service in status["services"]:
+        rows = service["rows"]
+        table.add_row(
+            service_name(service["name"]),
+            Text(service["status"], style=STATUS_STYLES.get(service["status"], "")),
+            str(service["pid"] or "-"),
+            str(service["port"]),
+            Text(service["health"], style="green" if service["health"] == "ok" else "red"),
+            relative(service["db"], status["sandbox"]),
+            ", ".join(f"{k.removesuffix('_replica')} {v:,}" for k, v in rows.items())
+            if rows else "-",
+        )
+    return table
+
+
+def replication_lines(status: StatusReport) -> list[str]:
+    """Outbox backlogs, the bus's head and the consumer's position, in words."""
+    by_name = {s["name"]: s for s in status["services"]}
+    lines = []
+    nobody: ServiceStatus | None = None
+    outboxes = [f"{name} {outbox['pending']:,}" for name, s in by_name.items()
+                if (outbox := s.get("outbox")) is not None]
+    if outboxes:
+        lines.append("outbox backlog: " + ", ".join(outboxes))
+    for name, s in by_name.items():
+        if (outbox := s.get("outbox")) is not None and outbox["error"]:
+            lines.append(f"  the {name} relay is retrying: {outbox['error']}")
+    bus = by_name.get("bus", nobody)
+    if bus is not None and "head" in bus:
+        lines.append(f"bus: head at position {bus['head']:,}")
+    query = by_name.get("query", nobody)
+    consumer = query.get("consumer") if query is not None else None
+    if consumer:
+        state = "caught up" if consumer["caught_up"] else f"{consumer['behind']:,} behind"
+        lines.append(f"query: read model at position {consumer['position']:,} of "
+                     f"{consumer['bus_head']:,} ({state}), {consumer['dead_letters']:,} "
+                     "dead letter(s)")
+        if consumer["bus_error"]:
+            lines.append(f"  its consumer is retrying: {consumer['bus_error']}")
+    for s in status["services"]:
+        if c := s.get("chaos"):
+            lines.append(f"chaos in {s['name']}: +{c['latency_ms']:g} ms (+0..{c['jitter_ms']:g}"
+                         f" ms), {c['error_rate']:.0%} answered 503")
+        if s["exit"] and s["status"] in ("crashed", "failed"):
+            lines.append(f"{s['name']} {s['status']}: {s['exit']}; start it with: "
+                         f"msshop start {s['name']}")
+    return lines
+
+
+def status(out: Console, status: StatusReport) -> None:
+    out.print(status_table(status))
+    for line in replication_lines(status):
+        note(out, line)
+
+
+class LivePrinter:
+    """The foreground `msshop up` view: events and service logs scrolling above a live table.
+
+    Refreshed by the supervisor's own loop (auto_refresh off): rich's refresh thread would
+    be running when the supervisor forks a service, and a fork must not race a thread.
+    """
+
+    refresh_interval = 0.1
+
+    def __init__(self, out: Console) -> None:
+        self.out = out
+        self.live: Live | None = None
+
+    def _start_live(self) -> Live | None:
+        """The table appears with the first refresh, once the sandbox is up."""
+        if self.live is None and self.out.is_terminal:
+            # no stdout/stderr redirection: forked services must not inherit rich's proxies
+            self.live = Live(Text(""), console=self.out, auto_refresh=False, transient=True,
+                             redirect_stdout=False, redirect_stderr=False)
+            self.live.start()
+        return self.live
+
+    def event(self, message: str, level: str = "info") -> None:
+        style = {"warning": "yellow", "error": "bold red"}.get(level, "")
+        self.out.print(Text(clock() + " ") + Text("supervisor ", style="bold")
+                       + Text(message, style=style))
+        self._refresh_live()
+
+    def log_lines(self, service: str, lines: list[str]) -> None:
+        for line in lines:
+            self.out.print(service_name(f"{service:<9}") + Text(" | " + line))
+        self._refresh_live()
+
+    def refresh(self, state: State, health: dict[str, dict[str, Any] | None]) -> None:
+        live = self._start_live()
+        if live is None:
+            return
+        table = Table(box=None, pad_edge=False, title="Ctrl-C stops everything",
+                      title_justify="left", title_style="dim")
+        for column in ("service", "status", "pid", "port", "health", "rows", "database"):
+            table.add_column(column, no_wrap=True)
+        for name, service in state.services.items():
+            doc = health.get(name)
+            rows = doc.get("rows") if doc else None
+            table.add_row(
+                service_name(name),
+                Text(service.status, style=STATUS_STYLES.get(service.status, "")),
+                str(service.pid or "-"), str(service.port),
+                Text("ok", style="green") if doc else Text("-", style="red"),
+                ", ".join(f"{k} {v:,}" for k, v in rows.items()) if rows else "-",
+                relative(service.db, state.sandbox),
+            )
+        live.update(table, refresh=True)
+
+    def _refresh_live(self) -> None:
+        if self.live is not None:
+            self.live.refresh()
+
+    def close(self) -> None:
+        if self.live is not None:
+            self.live.stop()
+            self.live = None
+
+
+def log_line(out: Console, service: str, line: str) -> None:
+    """A log line as written (time, service, level, message), the service name coloured."""
+    text = Text(line.rstrip("\n"))
+    start = line.find(service)
+    if start >= 0:
+        text.stylize(SERVICE_STYLES.get(service, ""), start, start + len(service))
+    out.print(text, soft_wrap=True)

@@ -1,0 +1,89 @@
+"""The shop: a user signed up, the catalogue, an order placed, seeding's progress and report,
+faults injected."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from msshop.render.console import note
+
+if TYPE_CHECKING:
+    from msshop.contracts.shop import ChaosAnswer, Order, ProductPage, User
+    from msshop.instruments.seed import SeedReport
+
+
+def user(out: Console, user: User) -> None:
+    note(out, f"user {user['id']}: {user['name']} <{user['email']}>")
+
+
+def products(out: Console, page: ProductPage) -> None:
+    table = Table(box=None, pad_edge=False)
+    table.add_column("id", justify="right")
+    table.add_column("title")
+    table.add_column("price", justify="right")
+    table.add_column("stock", justify="right")
+    table.add_column("sku", style="dim")
+    for product in page["products"]:
+        table.add_row(str(product["id"]), product["title"], f"{product['price']:.2f}",
+                      str(product["stock"]), product["sku"] or "")
+    out.print(table)
+    if page.get("next_after"):
+        out.print(Text(f"more: msshop products --after {page['next_after']}", style="dim"))
+
+
+def order(out: Console, order: Order, created: bool) -> None:
+    verb = "placed" if created else "already placed (same request id)"
+    note(out, f"order {order['id']} {verb}: user {order['user_id']} bought "
+              f"{order['quantity']} x product {order['product_id']} at "
+              f"{order['unit_price']:.2f} = {order['total']:.2f}")
+    event = order.get("event")
+    if event and event["position"]:
+        note(out, f"event {event['type']} is at bus position {event['position']}; read your "
+                  f"write with: msshop query --user {order['user_id']} --after "
+                  f"{event['position']}")
+    elif event:
+        note(out, f"event {event['type']} waits in the orders outbox (the bus has not "
+                  "stored it yet); see: msshop status")
+
+
+@contextmanager
+def seed_progress(out: Console) -> Iterator[Callable[[str, int, int], None]]:
+    progress = Progress(TextColumn("{task.description:<9}"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), console=out, transient=False,
+                        disable=not out.is_terminal)
+    tasks: dict[str, Any] = {}
+
+    def update(what: str, done: int, total: int) -> None:
+        if what not in tasks:
+            tasks[what] = progress.add_task(what, total=total)
+        progress.update(tasks[what], completed=done)
+
+    with progress:
+        yield update
+
+
+def seed_report(out: Console, report: SeedReport) -> None:
+    for what in ("users", "products", "orders"):
+        seconds = report.seconds[what]
+        out.print(Text(
+            f"{what:<9} {report.created[what]:>8,} created, {report.existing[what]:>8,} "
+            f"already there, {seconds:6.2f} s ({report.rate(what):,.0f}/s)"))
+
+
+def reset_done(out: Console) -> None:
+    note(out, "reset: every service's data was deleted")
+
+
+def chaos(out: Console, service: str, answer: ChaosAnswer) -> None:
+    now = answer["chaos"]
+    note(out, f"{service}: no faults" if not now else
+         f"{service}: every request delayed {now['latency_ms']:g} ms (+0..{now['jitter_ms']:g}"
+         f" ms), {now['error_rate']:.0%} answered 503; clear with: msshop chaos {service} "
+         "--clear")

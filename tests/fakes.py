@@ -1,0 +1,108 @@
+"""Fakes for in-process unit tests of one component (never for our services or the broker):
+a bus in memory that can be told to fail, and a sleep that records instead of waiting."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Sequence
+from typing import Generic, TypeVar
+
+import msgspec
+
+from msshop.bus.interface import BusUnavailable, Page
+from msshop.contracts.events import Delivered
+
+T = TypeVar("T")
+
+
+class MemoryBus:
+    """The Bus interface over a list: idempotent append by event id, global positions from
+    1, reads that wait for an append. `failures` makes the next calls raise BusUnavailable."""
+
+    def __init__(self) -> None:
+        self.log: list[bytes] = []
+        self.ids: dict[str, int] = {}
+        self.failures: list[str] = []  # messages of the next calls to fail, in order
+        self.calls: list[str] = []  # "append N" / "read AFTER LIMIT WAIT", as they came
+        self._appended = asyncio.Event()
+
+    async def start(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+    def _fail_if_told(self) -> None:
+        if self.failures:
+            raise BusUnavailable(self.failures.pop(0))
+
+    async def append(self, events: Sequence[bytes]) -> list[int]:
+        self.calls.append(f"append {len(events)}")
+        self._fail_if_told()
+        positions = []
+        for body in events:
+            event_id = msgspec.json.decode(body)["id"]
+            if event_id not in self.ids:
+                self.log.append(body)
+                self.ids[event_id] = len(self.log)
+            positions.append(self.ids[event_id])
+        woken, self._appended = self._appended, asyncio.Event()
+        woken.set()
+        return positions
+
+    async def read(self, after: int, limit: int, wait: float = 0.0) -> Page:
+        self.calls.append(f"read {after} {limit} {wait:g}")
+        self._fail_if_told()
+        if len(self.log) <= after and wait > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._appended.wait(), timeout=wait)
+        events = [Delivered(position, msgspec.Raw(body))
+                  for position, body in enumerate(self.log[after:after + limit],
+                                                  start=after + 1)]
+        return Page(len(self.log), events)
+
+    async def head(self) -> int:
+        self._fail_if_told()
+        return len(self.log)
+
+
+class RecordingSleep:
+    """An asyncio.sleep that returns at once and remembers how long it was asked to wait."""
+
+    def __init__(self) -> None:
+        self.pauses: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.pauses.append(seconds)
+        await asyncio.sleep(0)
+
+
+class WatchingSleep(RecordingSleep, Generic[T]):
+    """A RecordingSleep that also looks at something at each pause (`watch()`, kept in
+    `seen`): what a component shows while it waits to retry."""
+
+    def __init__(self, watch: Callable[[], T]) -> None:
+        super().__init__()
+        self.watch = watch
+        self.seen: list[T] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.seen.append(self.watch())
+        await super().__call__(seconds)
+
+
+class AnswerLostBus(MemoryBus):
+    """A MemoryBus whose next `lost` appends store the events and then fail, as when the
+    bus's answer never reached the caller."""
+
+    def __init__(self, lost: int) -> None:
+        super().__init__()
+        self.lost = lost
+
+    async def append(self, events: Sequence[bytes]) -> list[int]:
+        positions = await super().append(events)
+        if self.lost > 0:
+            self.lost -= 1
+            raise BusUnavailable("the bus's answer was lost")
+        return positions

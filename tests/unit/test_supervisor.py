@@ -1,0 +1,437 @@
+"""The supervisor's command handling, in process, as honcho tests its Manager: with fakes.
+
+The Supervisor is handed a factory of FakeProcess (it records start and stop, and ends when
+told), a probe that answers healthy after N calls or never, a clock whose sleep only moves
+time on, and a printer that records events. Nothing forks, binds or waits. The state is
+built as prepare() would build it (prepare itself takes a lock, opens the control socket and
+installs signal handlers, which the end-to-end tests cover); the state file is real, in
+tmp_path.
+"""
+
+from __future__ import annotations
+
+import itertools
+import socket
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+
+from msshop.contracts.config import Settings, defaults
+from msshop.contracts.topology import SERVICES, ServiceSpec
+from msshop.runtime.orchestrator.state import SandboxPaths, ServiceState, State, read_state
+from msshop.runtime.orchestrator.supervisor import Supervisor
+from msshop.runtime.platform.context import ServiceContext
+
+HOST = "127.0.0.1"
+BASE_PORT = 7100
+ALL = [spec.name for spec in SERVICES]  # bus, users, products, orders, query
+
+
+class FakeClock:
+    """time.monotonic and time.sleep in one: a sleep returns at once, with time moved on.
+    Also the fake processes' wall clock, so that ready_ms is the time slept while waiting."""
+
+    def __init__(self) -> None:
+        self.now = 1_000.0
+        self.slept: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+class FakeSocket:
+    """Stands in for a bound socket; the fake process only keeps it."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+
+    def close(self) -> None:
+        pass
+
+
+class FakeProcess:
+    """A service process that never runs: it records what it is asked, and ends when told."""
+
+    def __init__(self, world: World, spec: ServiceSpec, context: ServiceContext,
+                 log_path: Path, log_level: str) -> None:
+        self.world, self.name, self.context, self.log_path = world, spec.name, context, log_path
+        self.pid: int | None = None
+        self.started_at: float | None = None
+        self.code: int | None = None  # None while it runs
+        self.probes = 0  # /health calls it was asked so far
+        self.close_in_child: list[int] = []
+        self.stop_timeout: float | None = None
+        self.found_data: bool | None = None  # whether its database file was there at start
+
+    def start(self, sock: socket.socket, lifeline: tuple[int, int],
+              close_in_child: Sequence[int]) -> None:
+        self.pid = next(self.world.pids)
+        self.started_at = self.world.clock.now
+        self.close_in_child = list(close_in_child)
+        self.found_data = self.context.db_path.exists()
+        self.world.journal.append(f"start {self.name}")
+        self.code = self.world.exit_on_start.get(self.name)
+
+    def exitcode(self) -> int | None:
+        return self.code
+
+    def alive(self) -> bool:
+        return self.pid is not None and self.code is None
+
+    def stop(self, timeout: float) -> int | None:
+        self.world.journal.append(f"stop {self.name}")
+        self.stop_timeout = timeout
+        if self.alive():
+            self.code = 0  # uvicorn ends cleanly on SIGTERM
+        return self.code
+
+    def exit(self, code: int) -> None:
+        """End on its own, as a crash would (-9: killed by SIGKILL)."""
+        self.code = code
+
+
+class World:
+    """Everything outside the supervisor, faked: processes, sockets, imports, /health, time."""
+
+    def __init__(self) -> None:
+        self.clock = FakeClock()
+        self.journal: list[str] = []  # "start X", "stop X", "healthy X", in order
+        self.processes: dict[str, FakeProcess] = {}  # the latest one made for each service
+        self.pids = itertools.count(101)
+        self.exit_on_start: dict[str, int] = {}  # these end at once with this code
+        self.unhealthy: dict[str, int | None] = {}  # probes answered None first; None: all
+        self.binds: list[tuple[str, int, str]] = []
+        self.preloaded: list[list[str]] = []
+        self.by_port = {BASE_PORT + spec.port_offset: spec.name for spec in SERVICES}
+
+    def new_process(self, spec: ServiceSpec, context: ServiceContext, log_path: Path,
+                    log_level: str) -> FakeProcess:
+        process = FakeProcess(self, spec, context, log_path, log_level)
+        self.processes[spec.name] = process
+        return process
+
+    def bind(self, host: str, port: int, service: str) -> socket.socket:
+        self.binds.append((host, port, service))
+        return cast(socket.socket, FakeSocket(host, port))
+
+    def preload(self, specs: Sequence[ServiceSpec]) -> None:
+        self.preloaded.append([spec.name for spec in specs])
+
+    def probe(self, host: str, port: int, timeout: float) -> dict[str, Any] | None:
+        name = self.by_port[port]
+        process = self.processes.get(name)
+        if process is None or not process.alive():
+            return None  # connection refused
+        process.probes += 1
+        wanted = self.unhealthy.get(name, 0)
+        if wanted is None or process.probes <= wanted:
+            return None
+        self.journal.append(f"healthy {name}")
+        return {"status": "ok", "ready_at": self.clock.now}
+
+
+class RecordingPrinter:
+    """The Printer protocol, keeping (level, message) of each event."""
+
+    refresh_interval = 0.0
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str]] = []
+        self.closed = False
+
+    def event(self, message: str, level: str = "info") -> None:
+        self.events.append((level, message))
+
+    def log_lines(self, service: str, lines: list[str]) -> None:
+        raise AssertionError("log lines are only asked for when refresh_interval > 0")
+
+    def refresh(self, state: State, health: dict[str, dict[str, Any] | None]) -> None:
+        raise AssertionError("refresh is only asked for when refresh_interval > 0")
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def stopped_sandbox(paths: SandboxPaths) -> State:
+    """The state prepare() writes: every service stopped, on base_port + its offset."""
+    services = {}
+    for spec in SERVICES:
+        port = BASE_PORT + spec.port_offset
+        services[spec.name] = ServiceState(
+            name=spec.name, port=port, url=f"http://{HOST}:{port}",
+            db=str(spec.db_path(paths.root)), log=str(spec.log_path(paths.root)))
+    return State(sandbox=str(paths.root), host=HOST, supervisor_pid=1, control_port=7199,
+                 token="t", mode="detached", started_at=0.0, services=services)
+
+
+@pytest.fixture
+def world() -> World:
+    return World()
+
+
+@pytest.fixture
+def printer() -> RecordingPrinter:
+    return RecordingPrinter()
+
+
+@pytest.fixture
+def supervisor(tmp_path: Path, world: World, printer: RecordingPrinter) -> Iterator[Supervisor]:
+    """A supervisor of a prepared sandbox whose services are all stopped."""
+    settings = Settings.from_values({**defaults(), "sandbox.dir": tmp_path / "sandbox"})
+    made = Supervisor(settings, printer, "detached", new_process=world.new_process,
+                      bind=world.bind, preload=world.preload, probe=world.probe,
+                      clock=world.clock.monotonic, sleep=world.clock.sleep)
+    made.paths.create()
+    made.state = stopped_sandbox(made.paths)
+    try:
+        yield made
+    finally:
+        made.close()  # stops the fakes still running and closes the supervisor's pipes
+
+
+@pytest.fixture
+def running(supervisor: Supervisor, world: World, printer: RecordingPrinter) -> Supervisor:
+    """The same, after start_all(), with the record of that start forgotten."""
+    supervisor.start_all()
+    world.journal.clear()
+    world.clock.slept.clear()
+    world.binds.clear()
+    world.preloaded.clear()
+    printer.events.clear()
+    return supervisor
+
+
+def on_disk(supervisor: Supervisor, name: str) -> ServiceState:
+    """The service as the state file says, which is what every other command reads."""
+    state = read_state(supervisor.paths)
+    assert state is not None
+    return state.services[name]
+
+
+def test_ping_answers_ok(supervisor: Supervisor) -> None:
+    assert supervisor.handle({"op": "ping"}) == {"ok": True}
+
+
+def test_start_forks_a_stopped_service_and_answers_once_it_is_healthy(
+        supervisor: Supervisor, world: World, printer: RecordingPrinter) -> None:
+    world.unhealthy["users"] = 2
+
+    answer = supervisor.handle({"op": "start", "service": "users"})
+
+    assert answer == {"ok": True, "ready_ms": pytest.approx(6.0)}  # slept 2 + 4 ms
+    assert world.journal == ["start users", "healthy users"]
+    assert world.clock.slept == [0.002, 0.004]
+    assert world.binds == [(HOST, 7101, "users")]  # its own port again
+    assert world.preloaded == [["users"]]
+    process = world.processes["users"]
+    assert process.context.name == "users"
+    assert process.context.db_path == supervisor.paths.data / "users.db"
+    assert process.context.peer_urls == {
+        name: f"http://{HOST}:{BASE_PORT + offset}"
+        for offset, name in enumerate(ALL) if name != "users"}
+    assert set(supervisor.wakeup) <= set(process.close_in_child)
+    assert supervisor.lifeline[0] not in process.close_in_child  # the child reads its EOF
+    saved = on_disk(supervisor, "users")
+    assert (saved.status, saved.pid, saved.exit) == ("running", process.pid, None)
+    assert saved.ready_ms == pytest.approx(6.0)
+    assert printer.events == [
+        ("info", f"users ready on http://{HOST}:7101 (pid {process.pid}) in 6 ms")]
+
+
+def test_start_of_a_running_service_is_refused_naming_its_pid(
+        running: Supervisor, world: World) -> None:
+    pid = world.processes["users"].pid
+
+    answer = running.handle({"op": "start", "service": "users"})
+
+    assert answer == {"ok": False, "error": f"users is already running (pid {pid})"}
+    assert world.journal == []
+
+
+def test_stop_stops_a_running_service(running: Supervisor, world: World,
+                                      printer: RecordingPrinter) -> None:
+    answer = running.handle({"op": "stop", "service": "users"})
+
+    assert answer == {"ok": True}
+    assert world.journal == ["stop users"]
+    assert world.processes["users"].stop_timeout == running.settings.stop_timeout
+    assert (on_disk(running, "users").status, on_disk(running, "users").pid) == ("stopped", None)
+    assert on_disk(running, "orders").status == "running"
+    assert printer.events == [("info", "users stopped")]
+
+
+def test_stop_of_a_service_not_running_is_refused_naming_the_fix(
+        supervisor: Supervisor, world: World) -> None:
+    answer = supervisor.handle({"op": "stop", "service": "users"})
+
+    assert answer == {"ok": False,
+                      "error": "users is not running (stopped); start it with: msshop start users"}
+    assert world.journal == []
+
+
+def test_restart_stops_then_starts_a_new_process(running: Supervisor, world: World) -> None:
+    old = world.processes["users"]
+
+    answer = running.handle({"op": "restart", "service": "users"})
+
+    assert answer == {"ok": True, "ready_ms": 0.0}
+    assert world.journal == ["stop users", "start users", "healthy users"]
+    new = world.processes["users"]
+    assert new is not old and new.pid != old.pid and not old.alive()
+    assert (on_disk(running, "users").status, on_disk(running, "users").pid) == \
+        ("running", new.pid)
+
+
+def test_restart_of_a_stopped_service_starts_it(supervisor: Supervisor, world: World) -> None:
+    assert supervisor.handle({"op": "restart", "service": "users"})["ok"] is True
+    assert world.journal == ["start users", "healthy users"]
+
+
+@pytest.mark.parametrize(("request_", "error"), [
+    ({"op": "stop", "service": "payments"},
+     "unknown service 'payments'; choose one of: bus, users, products, orders, query"),
+    ({"op": "start"}, "unknown service None; choose one of: bus, users, products, orders, query"),
+    ({"op": "dance", "service": "users"}, "unknown command 'dance'"),
+])
+def test_unknown_service_or_command_is_a_one_line_error(
+        supervisor: Supervisor, world: World, request_: dict[str, Any], error: str) -> None:
+    assert supervisor.handle(request_) == {"ok": False, "error": error}
+    assert world.journal == []
+
+
+def test_a_service_that_exits_while_starting_failed_and_its_log_says_why(
+        supervisor: Supervisor, world: World) -> None:
+    world.exit_on_start["users"] = 3
+    (supervisor.paths.logs / "users.log").write_text(
+        "10:00:00.000 users INFO starting on port 7101\n"
+        "10:00:00.004 users ERROR cannot open data/users.db: database is locked\n"
+        "10:00:00.005 users INFO shutting down\n")
+
+    answer = supervisor.handle({"op": "start", "service": "users"})
+
+    assert answer == {"ok": False, "error": (
+        "users failed to start (exited with code 3): 10:00:00.004 users ERROR cannot open "
+        "data/users.db: database is locked; see: msshop logs users")}
+    saved = on_disk(supervisor, "users")
+    assert (saved.status, saved.pid, saved.exit) == ("failed", None, "exited with code 3")
+    assert world.clock.slept == []  # seen at once, not after the deadline
+
+
+def test_a_service_never_healthy_fails_at_the_startup_deadline(
+        supervisor: Supervisor, world: World) -> None:
+    world.unhealthy["users"] = None
+    began = world.clock.now
+
+    answer = supervisor.handle({"op": "start", "service": "users"})
+
+    assert answer == {"ok": False, "error": (
+        "users did not become healthy within 10 s; see: msshop logs users")}
+    assert supervisor.settings.startup_timeout == 10.0
+    waited = world.clock.now - began
+    assert 10.0 < waited <= 10.0 + 0.02
+    assert max(world.clock.slept) == 0.02  # the pause doubles from 2 ms, up to 20 ms
+    assert world.processes["users"].probes == len(world.clock.slept) + 1
+
+
+def test_a_stop_signal_while_starting_interrupts_the_wait(
+        supervisor: Supervisor, world: World) -> None:
+    world.unhealthy["users"] = None
+
+    def signalled(seconds: float) -> None:  # as SIGTERM's handler would, mid-wait
+        supervisor.stopping = True
+
+    supervisor.sleep = signalled
+
+    answer = supervisor.handle({"op": "start", "service": "users"})
+
+    assert answer == {"ok": False,
+                      "error": "interrupted while starting; everything started was stopped"}
+    assert world.processes["users"].probes == 2
+
+
+def test_start_all_starts_stage_by_stage_each_healthy_before_the_next(
+        supervisor: Supervisor, world: World) -> None:
+    world.unhealthy["bus"] = 3
+
+    supervisor.start_all()
+
+    assert world.journal == [
+        "start bus", "healthy bus",
+        "start users", "start products", "start orders",
+        "healthy users", "healthy products", "healthy orders",
+        "start query", "healthy query"]
+    # each fork imports its own service; the next stage is imported while this one starts
+    assert world.preloaded == [["bus"], ["users", "products", "orders"],
+                               ["users"], ["products"], ["orders"], ["query"], ["query"]]
+    assert {name: on_disk(supervisor, name).status for name in ALL} == \
+        dict.fromkeys(ALL, "running")
+
+
+def test_reset_stops_all_deletes_the_data_and_starts_all(
+        running: Supervisor, world: World, printer: RecordingPrinter) -> None:
+    data = running.paths.data
+    for name in ALL:
+        for suffix in ("", "-wal", "-shm"):
+            (data / f"{name}.db{suffix}").write_text("rows")
+    log = running.paths.logs / "users.log"
+    log.write_text("kept\n")
+    old = dict(world.processes)
+
+    answer = running.handle({"op": "reset"})
+
+    assert answer == {"ok": True}
+    assert world.journal == [
+        "stop query", "stop users", "stop products", "stop orders", "stop bus",
+        "start bus", "healthy bus",
+        "start users", "start products", "start orders",
+        "healthy users", "healthy products", "healthy orders",
+        "start query", "healthy query"]
+    assert list(data.iterdir()) == []
+    assert log.read_text() == "kept\n"
+    assert all(world.processes[name].found_data is False for name in ALL)
+    assert all(world.processes[name] is not old[name] for name in ALL)
+    assert printer.events[-1] == ("info", "reset: every service's data was deleted")
+
+
+def test_shutdown_sets_stopping_and_leaves_the_stopping_to_the_loop(
+        running: Supervisor, world: World) -> None:
+    assert running.handle({"op": "shutdown"}) == {"ok": True}
+    assert running.stopping is True
+    assert world.journal == []
+
+
+def test_reap_reports_a_crashed_service_once(
+        running: Supervisor, world: World, printer: RecordingPrinter) -> None:
+    world.processes["products"].exit(-9)
+
+    running._reap()
+    running._reap()
+
+    saved = on_disk(running, "products")
+    assert (saved.status, saved.pid, saved.exit) == ("crashed", None, "killed by SIGKILL")
+    assert "products" not in running.processes
+    assert printer.events == [
+        ("warning", "products killed by SIGKILL; it stays down until: msshop start products")]
+    assert {name: on_disk(running, name).status for name in ALL if name != "products"} == \
+        dict.fromkeys(["bus", "users", "orders", "query"], "running")
+    assert running.handle({"op": "stop", "service": "products"}) == {
+        "ok": False,
+        "error": "products is not running (crashed); start it with: msshop start products"}
+    assert running.handle({"op": "start", "service": "products"})["ok"] is True
+    assert on_disk(running, "products").status == "running"
+
+
+def test_stop_all_stops_in_reverse_stage_order(running: Supervisor, world: World) -> None:
+    running.stop_all()
+
+    assert world.journal == ["stop query", "stop users", "stop products", "stop orders",
+                             "stop bus"]
+    assert {name: on_disk(running, name).status for name in ALL} == \
+        dict.fromkeys(ALL, "stopped")
+    assert running.processes == {}
