@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 
-import pytest
-
 from msshop.runtime.platform.batching import Batched, Coalescer
 from msshop.runtime.platform.tracing import Tracer, current_trace_id
 
@@ -197,9 +195,6 @@ def test_a_batch_whose_first_request_has_no_trace_says_so() -> None:
     run(test)
 
 
-@pytest.mark.xfail(strict=True, reason="Coalescer._drain catches only Exception: a handler "
-                   "that ends in CancelledError (or another BaseException) leaves every "
-                   "future of its batch unresolved, so their callers wait forever")
 def test_a_cancelled_handler_does_not_leave_its_callers_waiting_forever() -> None:
     async def test() -> None:
         def answer(items: list[int]) -> Answers:

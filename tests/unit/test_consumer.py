@@ -324,11 +324,6 @@ def test_while_the_bus_fails_the_consumer_says_so_backs_off_and_recovers(tmp_pat
     run(test)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "after a failed read the consumer retries with the long-poll wait (LONG_POLL, 10 s), and "
-    "clears `error` only when a read returns: once the bus is back and nothing new is "
-    "appended, freshness() keeps bus_error set and caught_up False for up to 10 s (answers "
-    "say the bus is unreachable) while listening is already True"))
 def test_once_the_bus_is_back_the_consumer_stops_reporting_its_error(tmp_path: Path) -> None:
     async def test() -> None:
         conn = read_model(tmp_path)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -348,11 +347,6 @@ def test_close_cancels_the_relay_cleanly(tmp_path: Path) -> None:
     run(test)
 
 
-@pytest.mark.xfail(sys.version_info < (3, 12), strict=True, reason=(
-    "Outbox._run waits for its wake-up with asyncio.wait_for, which on Python 3.11 returns "
-    "the result instead of raising when it is cancelled in the same loop turn as the event "
-    "fires: a close() right after a commit (or right after start()) is swallowed, the relay "
-    "runs on and close() never returns"))
 def test_close_right_after_a_commit_stops_the_relay(tmp_path: Path) -> None:
     async def test() -> None:
         conn, outbox = open_outbox(tmp_path, MemoryBus())

@@ -70,6 +70,11 @@ class Coalescer(Generic[T, R]):
                                            f"for {len(batch)} requests")
                 except Exception as exc:  # the whole batch failed the same way
                     answers = [exc] * len(batch)
+                except BaseException:  # cancelled (or worse): nobody may wait forever
+                    for _, future, _ in [*batch, *self._queue]:
+                        future.cancel()
+                    self._queue = []
+                    raise
                 for index, ((_, future, _), answer) in enumerate(zip(batch, answers,
                                                                      strict=True)):
                     if future.done():  # its caller went away; the work was done all the same

@@ -162,6 +162,7 @@ class Consumer:
                 self.error = exc.message
                 await self._sleep(pause)
                 pause = min(pause * 2, BACKOFF[1])
+                wait = 0.0  # the next read answers at once, so a bus that is back is seen
                 continue
             if self.error is not None:
                 log.info("consumer: the bus is back; reading from position %d", self.position)
@@ -250,8 +251,9 @@ class Consumer:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
-            with suppress(TimeoutError):
-                await asyncio.wait_for(self._advanced.wait(), timeout=remaining)
+            with suppress(TimeoutError):  # asyncio.timeout: see Outbox._run
+                async with asyncio.timeout(remaining):
+                    await self._advanced.wait()
         return True
 
     def freshness(self) -> ReplicaFreshness:

@@ -99,8 +99,11 @@ class Outbox:
 
     async def _run(self) -> None:
         while True:
+            # asyncio.timeout, not wait_for: on Python 3.11 a wait_for cancelled in the
+            # turn its event fires returns instead of raising, and close() would be lost
             with suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=POLL)
+                async with asyncio.timeout(POLL):
+                    await self._wake.wait()
             self._wake.clear()
             await self.flush()
 
@@ -159,7 +162,8 @@ class Outbox:
             if row is None or remaining <= 0:
                 return None
             with suppress(TimeoutError):
-                await asyncio.wait_for(self._published.wait(), timeout=remaining)
+                async with asyncio.timeout(remaining):
+                    await self._published.wait()
 
     def pending(self) -> int:
         conn = self._connection()

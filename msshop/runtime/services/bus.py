@@ -70,8 +70,9 @@ class Log:
     async def wait(self, after: int, seconds: float) -> None:
         if self.head > after or seconds <= 0:
             return
-        with suppress(TimeoutError):
-            await asyncio.wait_for(self._appended.wait(), timeout=seconds)
+        with suppress(TimeoutError):  # asyncio.timeout, not wait_for: a cancel is not lost
+            async with asyncio.timeout(seconds):
+                await self._appended.wait()
 
 
 def decode_batch(body: bytes) -> list[tuple[Event, bytes]]:
