@@ -1,11 +1,12 @@
-"""Fakes for in-process unit tests of one component (never for our services or the broker):
-a bus in memory that can be told to fail, and a sleep that records instead of waiting."""
+"""For in-process unit tests of one component (never for our services or the broker): a
+bus in memory that can be told to fail, sleeps that record instead of waiting, and `run`,
+which runs an async test with a deadline."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
 import msgspec
@@ -106,3 +107,18 @@ class AnswerLostBus(MemoryBus):
             self.lost -= 1
             raise BusUnavailable("the bus's answer was lost")
         return positions
+
+
+def run(test: Callable[[], Awaitable[None]], timeout: float = 3) -> None:
+    """Run an async test; fail it if it takes longer than `timeout` (asyncio.wait_for would
+    not do: a cancellation swallowed inside the test would look like success)."""
+
+    async def bounded() -> None:
+        task = asyncio.ensure_future(test())
+        done, _ = await asyncio.wait([task], timeout=timeout)
+        if not done:
+            task.cancel()
+            raise AssertionError(f"the test did not finish within {timeout} s")
+        task.result()
+
+    asyncio.run(bounded())

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from msshop.runtime.platform.batching import Batched, Coalescer
 from msshop.runtime.platform.tracing import Tracer, current_trace_id
+from tests.fakes import run
 
 Answers = Sequence[int | Exception]
 
@@ -30,18 +31,6 @@ class GatedHandler:
         return self.answer(items)
 
 
-def run(test: Callable[[], Awaitable[None]], timeout: float = 2) -> None:
-    """Run an async test; fail it if it takes longer than `timeout`."""
-
-    async def bounded() -> None:
-        task = asyncio.ensure_future(test())
-        done, _ = await asyncio.wait([task], timeout=timeout)
-        if not done:
-            task.cancel()
-            raise AssertionError(f"the test did not finish within {timeout} s")
-        task.result()
-
-    asyncio.run(bounded())
 
 
 def test_a_lone_request_goes_at_once_as_a_batch_of_one() -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
@@ -20,7 +20,7 @@ from msshop.runtime.platform import consumer as consumer_module
 from msshop.runtime.platform.consumer import Apply, Consumer
 from msshop.runtime.platform.db import open_database
 from msshop.runtime.services.query import MIGRATIONS, projection
-from tests.fakes import MemoryBus, RecordingSleep, WatchingSleep
+from tests.fakes import MemoryBus, RecordingSleep, WatchingSleep, run
 
 
 class Interrupt(BaseException):
@@ -80,19 +80,6 @@ async def eventually(condition: Callable[[], bool], timeout: float = 0.5) -> Non
         await asyncio.sleep(0.001)
 
 
-def run(test: Callable[[], Awaitable[None]], timeout: float = 3) -> None:
-    """Run an async test; fail it if it takes longer than `timeout` (asyncio.wait_for would
-    not do: a cancellation swallowed inside the test would look like success)."""
-
-    async def bounded() -> None:
-        task = asyncio.ensure_future(test())
-        done, _ = await asyncio.wait([task], timeout=timeout)
-        if not done:
-            task.cancel()
-            raise AssertionError(f"the test did not finish within {timeout} s")
-        task.result()
-
-    asyncio.run(bounded())
 
 
 # --- apply_batch: one transaction for the rows and the position -----------------------------

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import msgspec
@@ -17,7 +16,7 @@ from msshop.contracts.status import OutboxHealth
 from msshop.runtime.platform import outbox as outbox_module
 from msshop.runtime.platform.db import open_database
 from msshop.runtime.platform.outbox import OUTBOX_SCHEMA, Outbox
-from tests.fakes import AnswerLostBus, MemoryBus, RecordingSleep, WatchingSleep
+from tests.fakes import AnswerLostBus, MemoryBus, RecordingSleep, WatchingSleep, run
 
 
 def signed_up(user_id: int, version: int = 1) -> events.Event:
@@ -47,19 +46,6 @@ def rows(conn: sqlite3.Connection) -> list[tuple[str, int | None, bool]]:
             conn.execute("SELECT event_id, position, sent_at FROM outbox ORDER BY seq")]
 
 
-def run(test: Callable[[], Awaitable[None]], timeout: float = 3) -> None:
-    """Run an async test; fail it if it takes longer than `timeout` (asyncio.wait_for would
-    not do: a cancellation swallowed inside the test would look like success)."""
-
-    async def bounded() -> None:
-        task = asyncio.ensure_future(test())
-        done, _ = await asyncio.wait([task], timeout=timeout)
-        if not done:
-            task.cancel()
-            raise AssertionError(f"the test did not finish within {timeout} s")
-        task.result()
-
-    asyncio.run(bounded())
 
 
 def test_events_added_in_a_transaction_wait_in_the_outbox_as_pending_rows(tmp_path: Path
