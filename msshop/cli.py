@@ -328,23 +328,16 @@ def trace(
 ) -> None:
     """Show a stored trace again, or export it. Example: msshop trace last --export mermaid"""
     from msshop import render
-    from msshop.contracts.errors import UsageError
+    from msshop.instruments.traces import export as exports
     from msshop.instruments.traces.store import TraceStore
-    from msshop.runtime.orchestrator.state import SandboxPaths
 
-    if export not in (None, "otlp-json", "mermaid"):
-        raise UsageError(f"unknown export '{export}'; choose otlp-json or mermaid")
-    stored = TraceStore(SandboxPaths(settings(ctx).sandbox_dir).root / "traces").load(trace_id)
-    if export == "otlp-json":
-        from msshop.instruments.traces.otlp import to_otlp_json
-
-        render.json_document(to_otlp_json(stored.spans))
-    elif export == "mermaid":
-        from msshop.instruments.traces.mermaid import to_mermaid
-
-        render.text_document(to_mermaid(stored.spans))
-    else:
+    if export is not None:
+        exports.check_format(export)  # before looking for the trace: the first mistake first
+    stored = TraceStore.of(settings(ctx).sandbox_dir).load(trace_id)
+    if export is None:
         render.trace(out(), stored.spans, stored.trace_id)
+    else:
+        render.text_document(exports.exported(stored, export))
 
 
 @app.command()
@@ -369,10 +362,12 @@ def events(
 ) -> None:
     """Show the bus's event log. Example: msshop events --after 100 --limit 20"""
     from msshop import render
-    from msshop.instruments import event_pager
+
+    client = _client(ctx)  # first: with no sandbox, say so before importing the bus's client
+    from msshop.instruments import event_pager  # asyncio and msgspec: ~25 ms
 
     console = out()
-    for position, event in event_pager.read(_client(ctx).bus(), after, limit, follow):
+    for position, event in event_pager.read(client.bus(), after, limit, follow):
         render.event_line(console, position, event)
 
 

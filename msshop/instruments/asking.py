@@ -10,13 +10,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
 
 from msshop.contracts.answers import QUESTION, UserOrders
 from msshop.contracts.errors import MsshopError, ServiceError, UsageError
 from msshop.contracts.spans import Span, make_span, traceparent
 from msshop.instruments import monolith
-from msshop.instruments.client import ShopClient
+from msshop.instruments.client import Refused, ShopClient
 from msshop.instruments.traces.store import StoredTrace, TraceStore
 from msshop.runtime.orchestrator.state import State
 
@@ -44,7 +43,7 @@ class Questioner:
     def __init__(self, state: State, timeout: float = 30.0) -> None:
         self.state = state
         self.client = ShopClient(state, timeout=timeout)
-        self.traces = TraceStore(Path(state.sandbox) / "traces")
+        self.traces = TraceStore.of(Path(state.sandbox))
 
     def ask(self, user_id: int, strategy: str, fanout: str = "batched", after: int = 0,
             wait_ms: int = 2000, partial: bool = False) -> Asked:
@@ -68,21 +67,20 @@ class Questioner:
         root["attributes"].update({"peer.service": "query",
                                    "http.route": "/user-orders/{user_id}"})
         started = time.perf_counter()
-        status, answer = self.client.user_orders(user_id, strategy, fan, after, wait_ms,
-                                                 partial, traceparent(root))
+        answer = self.client.user_orders(user_id, strategy, fan, after, wait_ms, partial,
+                                         traceparent(root))
         latency = (time.perf_counter() - started) * 1000
+        refused = answer if isinstance(answer, Refused) else None
         root["duration_ms"] = latency
-        root["attributes"]["http.response.status_code"] = status
-        if status >= 400:
+        root["attributes"]["http.response.status_code"] = refused.status if refused else 200
+        if refused:
             root["status"] = "error"
         trace_id: str = root["trace_id"]
         spans = [root, *self.gather(trace_id)]
         self.traces.save(StoredTrace(trace_id, QUESTION, strategy, user_id, fan, spans))
-        if status >= 400:
-            message = answer.get("error") if isinstance(answer, dict) else None
-            raise ServiceError(f"{message or f'query answered HTTP {status}'} "
-                               f"(trace {trace_id})", status)
-        return Asked(strategy, cast("UserOrders", answer), spans, latency, trace_id, fan)
+        if isinstance(answer, Refused):
+            raise ServiceError(f"{answer.error} (trace {trace_id})", answer.status)
+        return Asked(strategy, answer, spans, latency, trace_id, fan)
 
     def _ask_monolith(self, user_id: int) -> Asked:
         root = _root_span("monolith", user_id, None, "internal")

@@ -11,7 +11,7 @@ from msshop.contracts.errors import MsshopError, SandboxError, ServiceError
 from msshop.contracts.spans import Span
 from msshop.instruments import monolith
 from msshop.instruments.asking import Questioner, databases
-from msshop.instruments.client import ShopClient
+from msshop.instruments.client import Refused, ShopClient
 from msshop.instruments.traces.shape import Summary, summary
 
 COMPARED = (("monolith", "batched"), ("direct-call", "batched"), ("direct-call", "naive"),
@@ -127,12 +127,12 @@ def verify(questioner: Questioner, timeout: float = 30.0) -> Verified:
     truth = monolith.all_user_orders(databases(questioner.state))
     wrong: dict[int, list[str]] = {}
     for user_id, orders in truth.items():
-        status, answer = questioner.client.user_orders(user_id, "replicated")
-        if status == 404:
+        answer = questioner.client.user_orders(user_id, "replicated")
+        if isinstance(answer, Refused) and answer.status == 404:
             wrong[user_id] = ["the user is missing from the read model"]
-        elif status != 200:
-            raise ServiceError(f"query answered HTTP {status} for user {user_id}: "
-                               f"{answer.get('error') if isinstance(answer, dict) else answer}")
+        elif isinstance(answer, Refused):
+            raise ServiceError(f"query answered HTTP {answer.status} for user {user_id}: "
+                               f"{answer.error}")
         else:
             found = differences(orders, answer["orders"])
             if found:

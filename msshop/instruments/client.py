@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import http.client
 import json
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, cast
 from urllib.parse import urlencode
 
@@ -34,6 +35,14 @@ if TYPE_CHECKING:
 BATCHES = {"users": ("users", "/users/batch"), "products": ("products", "/products/batch"),
            "orders": ("orders", "/orders/batch")}
 REPLAY_TIMEOUT = 600.0
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A service's 4xx/5xx answer: its status and its one line."""
+
+    status: int
+    error: str
 
 
 class ShopClient:
@@ -77,8 +86,9 @@ class ShopClient:
 
     def user_orders(self, user_id: int, strategy: str, fanout: str | None = None,
                     after: int = 0, wait_ms: int = 0, partial: bool = False,
-                    traceparent: str | None = None) -> tuple[int, UserOrders | dict[str, Any]]:
-        """(status, answer): the answer, or on 4xx/5xx the error document, unjudged."""
+                    traceparent: str | None = None) -> UserOrders | Refused:
+        """The answer, or what the query service said instead (a 404 for an unknown user,
+        a 503 naming a dependency …), for the caller to judge."""
         query: dict[str, Any] = {"strategy": strategy}
         if fanout:
             query["fanout"] = fanout
@@ -90,7 +100,9 @@ class ShopClient:
         status, answer = self.exchange("query", "GET",
                                        f"/user-orders/{user_id}?{urlencode(query)}",
                                        headers=headers)
-        return status, answer
+        if status >= 400:
+            return Refused(status, _error_of(answer) or f"query answered HTTP {status}")
+        return cast("UserOrders", answer)
 
     def spans(self, service: str, trace_id: str) -> list[Span]:
         found: list[Span] = self.request(service, "GET", f"/spans?trace_id={trace_id}")["spans"]

@@ -30,12 +30,12 @@ from msshop.render.sandbox import (
     up_detached,
 )
 from msshop.render.shop import chaos, order, products, reset_done, seed_progress, seed_report, user
-from msshop.render.traces import json_document, text_document, trace
+from msshop.render.traces import text_document, trace
 
 __all__ = [
     "Console", "DemoStage", "LivePrinter", "answer", "answer_json", "answer_with_trace", "bench",
     "bench_json", "bench_progress", "chaos", "compare", "console", "dead_letters", "demo_done",
-    "error", "event_line", "foreground_stopped", "freshness", "json_document", "log_line",
+    "error", "event_line", "foreground_stopped", "freshness", "log_line",
     "note", "order", "products", "ready", "replayed", "replication_lines", "reset_done",
     "seed_progress", "seed_report", "service_killed", "service_started", "service_stopped",
     "status", "status_json", "status_table", "status_unknown_json", "stopped",

@@ -74,13 +74,6 @@ def trace(out: Console, spans: list[Span], trace_id: str) -> None:
     out.print(top)
 
 
-def json_document(document: object) -> None:
-    """An export that is JSON (OTLP/JSON), as is, for a file or a pipe."""
-    import json
-
-    print(json.dumps(document, indent=2))
-
-
 def text_document(text: str) -> None:
-    """An export that is text (a Mermaid diagram), as is."""
+    """An export (OTLP/JSON, a Mermaid diagram), as is, for a file or a pipe."""
     print(text)

@@ -29,6 +29,11 @@ class TraceStore:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
 
+    @classmethod
+    def of(cls, sandbox: Path) -> TraceStore:
+        """The store of the sandbox in that directory (running or not)."""
+        return cls(sandbox / "traces")
+
     def save(self, trace: StoredTrace) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         (self.folder / f"{trace.trace_id}.json").write_text(json.dumps(asdict(trace)))
