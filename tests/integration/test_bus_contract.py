@@ -1,0 +1,174 @@
+"""One test case run against every Bus implementation, the way eventsourcing runs one
+recorder test against every recorder: the in-memory fake the unit tests lean on (so that
+it stays true to the real thing), and the sandbox's own log (the `bus` service, a real
+process) through both of its carriers, the services' Peers (aiohttp) and the CLI's
+http.client. The next backend (NATS JetStream) joins BUSES."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from msshop.bus.interface import Bus
+from msshop.contracts import events
+from msshop.instruments.client import ShopClient
+from msshop.runtime.platform.context import ServiceContext
+from tests.conftest import Sandbox, start_sandbox, stop_sandbox
+from tests.fakes import MemoryBus, run
+
+BUSES = ["memory", "log, through the CLI's client", "log, through the services' peers"]
+_ids = iter(range(1_000_000, 2_000_000))  # users no other test has; the read model takes them
+
+
+@pytest.fixture(scope="module")
+def log_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    running = start_sandbox(tmp_path_factory.mktemp("bus") / "sandbox")
+    try:
+        yield running
+    finally:
+        stop_sandbox(running)
+
+
+class Subject:
+    """A bus to test, and a way to append to the same log from elsewhere (another client,
+    in another thread: the CLI's carrier blocks its own loop while it waits)."""
+
+    def __init__(self, kind: str, request: pytest.FixtureRequest) -> None:
+        self.kind = kind
+        self.memory = MemoryBus() if kind == "memory" else None
+        self.sandbox: Sandbox | None = (None if kind == "memory"
+                                        else request.getfixturevalue("log_sandbox"))
+
+    @asynccontextmanager
+    async def bus(self) -> AsyncIterator[Bus]:
+        if self.memory is not None:
+            yield self.memory
+            return
+        assert self.sandbox is not None
+        if self.kind.endswith("client"):
+            yield ShopClient(self.sandbox.state).bus()
+            return
+        context = ServiceContext(name="tester", db_path=Path("unused.db"),
+                                 peer_urls={"bus": self.sandbox.state.services["bus"].url})
+        peers = context.peers()
+        await peers.start()
+        try:
+            yield context.bus(peers)
+        finally:
+            await peers.close()
+
+    def append_later(self, delay: float, body: bytes) -> Callable[[], None]:
+        """Append `body` after `delay` seconds from elsewhere; returns a join()."""
+        if self.memory is not None:
+            memory = self.memory
+            task = asyncio.get_running_loop().call_later(
+                delay, lambda: asyncio.ensure_future(memory.append([body])))
+            return lambda: task.cancel()
+        assert self.sandbox is not None
+        state = self.sandbox.state
+        timer = threading.Timer(delay, lambda: asyncio.run(
+            ShopClient(state).bus().append([body])))
+        timer.start()
+        return timer.join
+
+
+@pytest.fixture(params=BUSES)
+def subject(request: pytest.FixtureRequest) -> Subject:
+    return Subject(request.param, request)
+
+
+def signed_up() -> bytes:
+    n = next(_ids)
+    return events.encode(events.make(events.USER_SIGNED_UP, "users", n, 1, {
+        "id": n, "email": f"bus-{n}@example.com", "name": f"Bus {n}"}, None))
+
+
+def event_id(raw: bytes | msgspec.Raw) -> str:
+    return events.decode(raw).id
+
+
+def test_append_gives_each_event_the_next_position_and_moves_the_head(subject: Subject
+                                                                       ) -> None:
+    async def test() -> None:
+        async with subject.bus() as bus:
+            before = await bus.head()
+            positions = await bus.append([signed_up() for _ in range(3)])
+            assert positions == [before + 1, before + 2, before + 3]
+            assert await bus.head() == before + 3
+
+    run(test)
+
+
+def test_an_event_appended_again_keeps_its_first_position(subject: Subject) -> None:
+    async def test() -> None:
+        async with subject.bus() as bus:
+            first, second = signed_up(), signed_up()
+            positions = await bus.append([first, second])
+            head = await bus.head()
+            assert await bus.append([second, first]) == positions[::-1]
+            assert await bus.head() == head, "nothing new was stored"
+
+    run(test)
+
+
+def test_read_after_a_position_gives_the_events_in_order_as_sent(subject: Subject) -> None:
+    async def test() -> None:
+        async with subject.bus() as bus:
+            sent = [signed_up() for _ in range(5)]
+            positions = await bus.append(sent)
+            page = await bus.read(positions[0] - 1, 3)
+            assert [item.position for item in page.events] == positions[:3]
+            assert [event_id(item.event) for item in page.events] == \
+                [event_id(body) for body in sent[:3]]
+            assert page.head >= positions[-1]
+            rest = await bus.read(positions[2], 10)
+            assert [item.position for item in rest.events][:2] == positions[3:]
+
+    run(test)
+
+
+def test_a_read_beyond_the_head_is_empty_and_says_the_head(subject: Subject) -> None:
+    async def test() -> None:
+        async with subject.bus() as bus:
+            head = await bus.head()
+            page = await bus.read(head, 10)
+            assert page.events == [] and page.head == head
+
+    run(test)
+
+
+def test_a_waiting_read_returns_as_soon_as_an_event_is_appended(subject: Subject) -> None:
+    async def test() -> None:
+        async with subject.bus() as bus:
+            head = await bus.head()
+            body = signed_up()
+            join = subject.append_later(0.1, body)
+            started = time.monotonic()
+            page = await bus.read(head, 10, wait=5.0)
+            took = time.monotonic() - started
+            join()
+            assert [event_id(item.event) for item in page.events] == [event_id(body)]
+            assert took < 2.5, f"the read waited {took:.2f} s for an append 0.1 s away"
+
+    run(test, timeout=10)
+
+
+def test_a_waiting_read_with_nothing_new_returns_empty_after_the_wait(subject: Subject
+                                                                      ) -> None:
+    async def test() -> None:
+        async with subject.bus() as bus:
+            head = await bus.head()
+            started = time.monotonic()
+            page = await bus.read(head, 10, wait=0.3)
+            took = time.monotonic() - started
+            assert page.events == [] and page.head == head
+            assert 0.25 <= took < 2.0
+
+    run(test, timeout=10)
