@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -20,20 +20,11 @@ from msshop.bus.interface import Bus
 from msshop.contracts import events
 from msshop.instruments.client import ShopClient
 from msshop.runtime.platform.context import ServiceContext
-from tests.conftest import Sandbox, start_sandbox, stop_sandbox
+from tests.conftest import Sandbox
 from tests.fakes import MemoryBus, run
 
 BUSES = ["memory", "log, through the CLI's client", "log, through the services' peers"]
 _ids = iter(range(1_000_000, 2_000_000))  # users no other test has; the read model takes them
-
-
-@pytest.fixture(scope="module")
-def log_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    running = start_sandbox(tmp_path_factory.mktemp("bus") / "sandbox")
-    try:
-        yield running
-    finally:
-        stop_sandbox(running)
 
 
 class Subject:
@@ -44,7 +35,7 @@ class Subject:
         self.kind = kind
         self.memory = MemoryBus() if kind == "memory" else None
         self.sandbox: Sandbox | None = (None if kind == "memory"
-                                        else request.getfixturevalue("log_sandbox"))
+                                        else request.getfixturevalue("shared_sandbox"))
 
     @asynccontextmanager
     async def bus(self) -> AsyncIterator[Bus]:

@@ -196,13 +196,20 @@ def test_the_dead_letter_count_and_the_position_survive_a_restart(tmp_path: Path
 
 # --- following the bus -----------------------------------------------------------------------
 
+async def two_of_three_applied(tmp_path: Path
+                               ) -> tuple[sqlite3.Connection, MemoryBus, list[events.Event]]:
+    """Three events on the bus, of which an earlier process applied the first two."""
+    conn = read_model(tmp_path)
+    recorded = [signed_up(n) for n in (1, 2, 3)]
+    bus = MemoryBus()
+    await bus.append([events.encode(e) for e in recorded])
+    consumer_of(conn).apply_batch(numbered(*recorded[:2]))
+    return conn, bus, recorded
+
+
 def test_start_resumes_from_the_stored_position(tmp_path: Path) -> None:
     async def test() -> None:
-        conn = read_model(tmp_path)
-        recorded = [signed_up(n) for n in (1, 2, 3)]
-        bus = MemoryBus()
-        await bus.append([events.encode(e) for e in recorded])
-        consumer_of(conn).apply_batch(numbered(*recorded[:2]))  # an earlier process
+        conn, bus, _ = await two_of_three_applied(tmp_path)
         again = consumer_of(conn, bus)
         await again.start()
         try:
@@ -406,11 +413,7 @@ def test_catch_up_applies_everything_and_runs_then_inside_the_last_transaction(
 
 def test_catch_up_starts_from_the_stored_position(tmp_path: Path) -> None:
     async def test() -> None:
-        conn = read_model(tmp_path)
-        recorded = [signed_up(n) for n in (1, 2, 3)]
-        bus = MemoryBus()
-        await bus.append([events.encode(e) for e in recorded])
-        consumer_of(conn).apply_batch(numbered(*recorded[:2]))
+        conn, bus, _ = await two_of_three_applied(tmp_path)
         assert await consumer_of(conn, bus).catch_up() == 1
         assert reads(bus)[0] == "read 2 1000 0"
         assert stored_position(conn) == 3
