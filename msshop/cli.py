@@ -15,6 +15,7 @@ import typer
 
 from msshop.contracts.config import Settings, load
 from msshop.contracts.errors import MsshopError
+from msshop.contracts.limits import MAX_ID, MAX_QUANTITY
 
 if TYPE_CHECKING:
     from msshop.instruments.asking import Questioner
@@ -151,8 +152,8 @@ def start(ctx: typer.Context, service: str = typer.Argument(..., help=SERVICE_HE
     from msshop import render
     from msshop.runtime.orchestrator import lifecycle
 
-    ready_ms = lifecycle.start(settings(ctx), service)
-    render.service_started(out(), service, ready_ms)
+    ready_ms, health = lifecycle.start(settings(ctx), service)
+    render.service_started(out(), service, ready_ms, health)
 
 
 @app.command()
@@ -161,8 +162,8 @@ def restart(ctx: typer.Context, service: str = typer.Argument(..., help=SERVICE_
     from msshop import render
     from msshop.runtime.orchestrator import lifecycle
 
-    ready_ms = lifecycle.start(settings(ctx), service, restart=True)
-    render.service_started(out(), service, ready_ms, restarted=True)
+    ready_ms, health = lifecycle.start(settings(ctx), service, restart=True)
+    render.service_started(out(), service, ready_ms, health, restarted=True)
 
 
 @app.command()
@@ -220,7 +221,8 @@ def signup(
 def products(
     ctx: typer.Context,
     limit: int = typer.Option(20, "--limit", min=1, max=1000, help="How many to list."),
-    after: int = typer.Option(0, "--after", min=0, help="List products after this id."),
+    after: int = typer.Option(0, "--after", min=0, max=MAX_ID,
+                              help="List products after this id."),
 ) -> None:
     """List products. Example: msshop products --limit 10"""
     from msshop import render
@@ -231,9 +233,10 @@ def products(
 @app.command()
 def buy(
     ctx: typer.Context,
-    user: int = typer.Option(..., "--user", help="The buyer's user id."),
-    product: int = typer.Option(..., "--product", help="The product id."),
-    quantity: int = typer.Option(1, "--quantity", help="How many, 1 to 1000."),
+    user: int = typer.Option(..., "--user", min=1, max=MAX_ID, help="The buyer's user id."),
+    product: int = typer.Option(..., "--product", min=1, max=MAX_ID, help="The product id."),
+    quantity: int = typer.Option(1, "--quantity", min=1, max=MAX_QUANTITY,
+                                 help="How many, 1 to 1000."),
 ) -> None:
     """Purchase a product for a user. Example: msshop buy --user 42 --product 7"""
     from msshop import render
@@ -285,12 +288,13 @@ def _questioner(ctx: typer.Context) -> Questioner:
 @app.command()
 def query(
     ctx: typer.Context,
-    user: int = typer.Option(..., "--user", help="The user whose orders to list."),
+    user: int = typer.Option(..., "--user", min=1, max=MAX_ID,
+                             help="The user whose orders to list."),
     strategy: str = typer.Option("replicated", "--strategy",
                                  help="direct-call, replicated or monolith."),
     fanout: str = typer.Option("batched", "--fanout",
                                help="direct-call only: batched, or naive (one call per order)."),
-    after: int = typer.Option(0, "--after", min=0, metavar="POSITION",
+    after: int = typer.Option(0, "--after", min=0, max=MAX_ID, metavar="POSITION",
                               help="replicated: first wait until this bus position is applied."),
     wait_ms: int = typer.Option(2000, "--wait-ms", min=0, max=30000,
                                 help="How long --after may wait."),
@@ -311,7 +315,8 @@ def query(
 @app.command()
 def compare(
     ctx: typer.Context,
-    user: int = typer.Option(..., "--user", help="The user whose orders to list."),
+    user: int = typer.Option(..., "--user", min=1, max=MAX_ID,
+                             help="The user whose orders to list."),
 ) -> None:
     """Every strategy side by side, against the monolith. Example: msshop compare --user 42"""
     from msshop import render
@@ -355,7 +360,8 @@ def verify(ctx: typer.Context) -> None:
 @app.command()
 def events(
     ctx: typer.Context,
-    after: int = typer.Option(0, "--after", min=0, help="Start after this bus position."),
+    after: int = typer.Option(0, "--after", min=0, max=MAX_ID,
+                              help="Start after this bus position."),
     limit: int = typer.Option(50, "--limit", min=1, max=10000,
                               help="How many events (without --follow)."),
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new events."),

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from msshop.contracts.credentials import bearer, service_credential
 from msshop.instruments.client import ShopClient
 from msshop.runtime.orchestrator.state import SandboxPaths, State, pid_alive, read_state
 
@@ -61,6 +62,12 @@ class Sandbox:
     def status(self) -> dict[str, Any]:
         result: dict[str, Any] = json.loads(self.run("status", "--json").stdout)
         return result
+
+    def as_service(self, name: str) -> dict[str, str]:
+        """The header that proves to the bus that the caller is `name` (the test plays a
+        writing service, which only the sandbox's owner can: the credential derives from
+        the token in state.json)."""
+        return bearer(service_credential(self.state.token, name))
 
     def pids(self) -> list[int]:
         state = read_state(SandboxPaths(self.root))

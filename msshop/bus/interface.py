@@ -18,10 +18,12 @@ class BusUnavailable(MsshopError):
 
 
 class Page(msgspec.Struct, frozen=True):
-    """Events after a position, in order, and the bus's head when it answered."""
+    """Events after a position, in order, the bus's head when it answered, and which log
+    this is (a log replaced or emptied has another identity; "" if the bus has none)."""
 
     head: int
     events: list[Delivered]
+    log: str = ""
 
 
 class Bus(Protocol):

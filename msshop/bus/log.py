@@ -16,6 +16,7 @@ from typing import TypeVar
 import msgspec
 
 from msshop.bus.interface import BusUnavailable, Exchange, Page
+from msshop.contracts.limits import MAX_ID
 
 T = TypeVar("T")
 
@@ -58,7 +59,7 @@ class LogBus:
         return self._decode(self._page, body)
 
     async def head(self) -> int:
-        return (await self.read(2**62, 1)).head
+        return (await self.read(MAX_ID, 1)).head
 
     @staticmethod
     def _decode(decoder: msgspec.json.Decoder[T], body: bytes) -> T:

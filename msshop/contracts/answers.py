@@ -58,6 +58,7 @@ class ReplicaFreshness(TypedDict):
     head_seen_ms_ago: float | None
     last_applied_ms_ago: float | None
     bus_error: str | None
+    log_problem: str | None  # the bus's log is not the one the read model was built from
 
 
 Freshness = LiveFreshness | ReplicaFreshness

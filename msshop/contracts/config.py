@@ -43,8 +43,8 @@ def _is_ip(value: str) -> bool:
 SETTINGS: tuple[Setting, ...] = (
     Setting(
         "sandbox.dir", Path, Path("sandbox"), "MSSHOP_SANDBOX",
-        "a directory path",
-        lambda v: str(v) != "",
+        "a directory path (a directory that exists, or none yet; not a file)",
+        lambda v: str(v) != "" and (Path(v).is_dir() or not Path(v).exists()),
     ),
     Setting(
         "sandbox.base_port", int, 7100, "MSSHOP_BASE_PORT",
@@ -171,6 +171,10 @@ def read_file(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist; pass an existing file") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte "
+                          f"{exc.object[exc.start]:#04x} at offset {exc.start}); save it as "
+                          "UTF-8") from None
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
     try:
@@ -219,7 +223,8 @@ def _coerce(setting: Setting, raw: Any, origin: str, parse_text: bool = True) ->
     if not parse_text and isinstance(raw, str) and setting.kind in (int, float):
         value = None  # in a file, "8000" is a string, not a number
     if value is None or not setting.check(value):
+        shown = str(raw) if isinstance(raw, Path) else raw  # as typed, not PosixPath('…')
         raise ConfigError(
-            f"{setting.key} = {raw!r} (from {origin}) is not allowed: use {setting.allowed}"
+            f"{setting.key} = {shown!r} (from {origin}) is not allowed: use {setting.allowed}"
         )
     return value

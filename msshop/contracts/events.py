@@ -21,27 +21,34 @@ from __future__ import annotations
 import itertools
 import os
 import time
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
+
+from msshop.contracts.limits import MAX_EVENT_FIELD, MAX_ID
+
+# Checked as events are decoded (a bus refuses what fails them): a word of up to
+# MAX_EVENT_FIELD characters, and ids and versions SQLite can store.
+Word = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_EVENT_FIELD)]
+Number = Annotated[int, msgspec.Meta(ge=0, le=MAX_ID)]
 
 
 class Envelope(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
     """What every event carries besides its data (and its trace_id, which has a default
     and so comes last)."""
 
-    id: str
-    type: str
-    source: str
-    aggregate_type: str
-    aggregate_id: int
-    aggregate_version: int
+    id: Word
+    type: Word
+    source: Word
+    aggregate_type: Word
+    aggregate_id: Number
+    aggregate_version: Number
     occurred_at: float
 
 
 class Event(Envelope, frozen=True):
     data: dict[str, Any]
-    trace_id: str | None = None
+    trace_id: Word | None = None
 
 
 USER_SIGNED_UP = "UserSignedUp"
@@ -101,7 +108,7 @@ class Received(Envelope, frozen=True):
     decode and then a conversion of the data)."""
 
     data: msgspec.Raw
-    trace_id: str | None = None
+    trace_id: Word | None = None
 
 
 receive = msgspec.json.Decoder(Received).decode

@@ -19,6 +19,7 @@ class ServiceSpec:
     entry: str  # "module:function" returning the Starlette app
     owns: str  # what data the service owns, for people reading `msshop status`
     calls_others: bool = True  # needs the peer client (aiohttp); the bus answers only
+    publishes: bool = False  # records events (an outbox and its relay): may append to the bus
 
     @property
     def db_filename(self) -> str:
@@ -34,9 +35,12 @@ class ServiceSpec:
 SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("bus", 0, 0, "msshop.runtime.services.bus:create_app", "the event log",
                 calls_others=False),
-    ServiceSpec("users", 1, 1, "msshop.runtime.services.users:create_app", "users"),
-    ServiceSpec("products", 1, 2, "msshop.runtime.services.products:create_app", "products"),
-    ServiceSpec("orders", 1, 3, "msshop.runtime.services.orders:create_app", "orders"),
+    ServiceSpec("users", 1, 1, "msshop.runtime.services.users:create_app", "users",
+                publishes=True),
+    ServiceSpec("products", 1, 2, "msshop.runtime.services.products:create_app", "products",
+                publishes=True),
+    ServiceSpec("orders", 1, 3, "msshop.runtime.services.orders:create_app", "orders",
+                publishes=True),
     ServiceSpec("query", 2, 4, "msshop.runtime.services.query:create_app",
                 "its read model: copies of users, products and orders"),
 )

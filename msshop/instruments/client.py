@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, cast
 from urllib.parse import urlencode
 
+from msshop.contracts.credentials import bearer, service_credential
 from msshop.contracts.errors import SandboxError, ServiceError
 from msshop.runtime.orchestrator.state import State
 
@@ -105,7 +106,7 @@ class ShopClient:
         return cast("UserOrders", answer)
 
     def spans(self, service: str, trace_id: str) -> list[Span]:
-        found: list[Span] = self.request(service, "GET", f"/spans?trace_id={trace_id}")["spans"]
+        found: list[Span] = self._owner(service, "GET", f"/spans?trace_id={trace_id}")["spans"]
         return found
 
     def health(self, service: str) -> Health:
@@ -113,42 +114,49 @@ class ShopClient:
 
     def lag(self, since: float) -> list[float]:
         """Replication lags (ms) of the events that occurred since `since` (unix seconds)."""
-        lags: list[float] = self.request("query", "GET", f"/bench/lag?since={since}")["lags_ms"]
+        lags: list[float] = self._owner("query", "GET", f"/bench/lag?since={since}")["lags_ms"]
         return lags
 
     def dead_letters(self, limit: int) -> DeadLetters:
-        return cast("DeadLetters", self.request("query", "GET", f"/dead-letters?limit={limit}"))
+        return cast("DeadLetters", self._owner("query", "GET", f"/dead-letters?limit={limit}"))
 
     # --- disturbing it on purpose (the sandbox's token) ------------------------------------
 
     def chaos(self, service: str, faults: ChaosState | None) -> ChaosAnswer:
         """Inject `faults` into a service; None clears them."""
         body = {"clear": True} if faults is None else dict(faults)
-        return cast("ChaosAnswer", self._admin(service, "/chaos", body))
+        return cast("ChaosAnswer", self._owner(service, "POST", "/chaos", body))
 
     def replay(self) -> Replayed:
         """Rebuild the query service's read model from position 0 of the bus."""
-        return cast("Replayed", self._admin("query", "/replay", None, REPLAY_TIMEOUT))
+        return cast("Replayed", self._owner("query", "POST", "/replay", None, REPLAY_TIMEOUT))
 
-    def _admin(self, service: str, path: str, body: Any, timeout: float | None = None) -> Any:
-        headers = {"authorization": f"Bearer {self.state.token}"}
+    def _owner(self, service: str, method: str, path: str, body: Any = None,
+               timeout: float | None = None) -> Any:
+        """A request only the sandbox's owner may make: it carries the sandbox's token."""
         client = self if timeout is None else ShopClient(self.state, timeout)
-        status, answer = client.exchange(service, "POST", path, body, headers=headers)
-        if status != 200:
+        status, answer = client.exchange(service, method, path, body,
+                                         headers=bearer(self.state.token))
+        if status >= 400:
             raise ServiceError(_error_of(answer) or f"{service} answered HTTP {status}", status)
         return answer
 
     # --- the bus ---------------------------------------------------------------------------
 
-    def bus(self) -> Bus:
-        """The sandbox's bus, reached over this client's connection to it."""
+    def bus(self, as_service: str | None = None) -> Bus:
+        """The sandbox's bus, reached over this client's connection to it, as its owner (who
+        may read it), or with a writing service's credential (tests play a service so)."""
         from msshop.bus.interface import BusUnavailable
         from msshop.bus.log import LogBus
+
+        secret = (self.state.token if as_service is None
+                  else service_credential(self.state.token, as_service))
+        headers = bearer(secret)
 
         async def exchange(method: str, path: str, body: bytes | None,
                            timeout: float | None) -> tuple[int, bytes]:
             try:
-                return self.raw("bus", method, path, body)
+                return self.raw("bus", method, path, body, headers)
             except SandboxError as exc:
                 raise BusUnavailable(exc.message) from None
 
@@ -156,9 +164,10 @@ class ShopClient:
 
     # --- HTTP ------------------------------------------------------------------------------
 
-    def request(self, service: str, method: str, path: str, body: Any = None) -> Any:
+    def request(self, service: str, method: str, path: str, body: Any = None,
+                headers: dict[str, str] | None = None) -> Any:
         """The decoded JSON answer; errors become SandboxError (down) or ServiceError (4xx/5xx)."""
-        status, data = self.exchange(service, method, path, body)
+        status, data = self.exchange(service, method, path, body, headers)
         if status >= 400:
             raise ServiceError(_error_of(data) or f"{service} answered HTTP {status}", status)
         return data

@@ -17,6 +17,7 @@ from urllib.parse import quote
 
 from msshop.contracts.answers import QUESTION, OrderLine, UserOrders, order_line
 from msshop.contracts.errors import SandboxError
+from msshop.contracts.limits import MAX_ID
 
 LABEL = "monolith (reference only: the CLI opens every service's database, which breaks " \
         "encapsulation)"
@@ -61,6 +62,9 @@ def attached(databases: dict[str, Path]) -> Iterator[sqlite3.Connection]:
 
 def user_orders(databases: dict[str, Path], user_id: int) -> tuple[UserOrders, Touched]:
     """The answer, in the same shape the query service gives, and what the join touched."""
+    if not 1 <= user_id <= MAX_ID:  # SQLite could not even bind it
+        raise LookupError(f"no user with id {user_id}: ids are positive integers up to "
+                          f"{MAX_ID}")
     started = time.perf_counter()
     with attached(databases) as conn:
         row = conn.execute("SELECT id, name, email FROM users.users WHERE id = ?",

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from msshop.render.console import data as escaped
 from msshop.render.console import note
 from msshop.render.traces import trace
 
@@ -32,15 +33,15 @@ def answer(out: Console, asked: Asked) -> None:
               f"{asked.latency_ms:.2f} ms")
     missing = data.get("missing", [])
     for gap in missing:
-        out.print(Text(f"partial: {gap['missing']} missing, {gap['service']} failed "
-                       f"({gap['failure']}): {gap['error']}", style="yellow"), soft_wrap=True)
+        out.print(escaped(f"partial: {gap['missing']} missing, {gap['service']} failed "
+                          f"({gap['failure']}): {gap['error']}", "yellow"), soft_wrap=True)
     table = Table(box=None, pad_edge=False)
     for column, justify in (("order", "right"), ("product", "right"), ("title", "left"),
                             ("qty", "right"), ("unit price", "right"), ("total", "right")):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     shown = data["orders"][:20]
     for o in shown:
-        title = Text(o["title"]) if o["title"] is not None else Text(
+        title = escaped(o["title"]) if o["title"] is not None else Text(
             "(unavailable)" if missing else "(not replicated yet)", style="yellow")
         table.add_row(str(o["order_id"]), str(o["product_id"]), title, str(o["quantity"]),
                       f"{o['unit_price']:.2f}", f"{o['total']:.2f}")
@@ -49,7 +50,7 @@ def answer(out: Console, asked: Asked) -> None:
     if len(data["orders"]) > len(shown):
         out.print(Text(f"... and {len(data['orders']) - len(shown)} more (--json for all)",
                        style="dim"))
-    out.print(Text("freshness: ", style="bold") + Text(freshness(data.get("freshness"))),
+    out.print(Text("freshness: ", style="bold") + escaped(freshness(data.get("freshness"))),
               soft_wrap=True)
 
 
@@ -69,6 +70,8 @@ def answer_json(asked: Asked) -> None:
 def freshness(fresh: Freshness | None) -> str:
     if not fresh or "live" in fresh:
         return "live: read from the owning services just now"
+    if fresh.get("log_problem"):
+        return f"read model at bus position {fresh['position']:,}; {fresh['log_problem']}"
     head_age = fresh["head_seen_ms_ago"]
     if fresh["bus_error"]:
         seen = f", {head_age:,.0f} ms ago" if head_age is not None else ""
@@ -127,7 +130,7 @@ def compare(out: Console, user_id: int, rows: list[Compared]) -> None:
                             for service, files in (row.databases or {}).items() if files)
             note(out, f"{row.strategy} touched {dbs or 'no database'}")
     for problem in problems:
-        out.print(Text(problem, style="red"), soft_wrap=True)
+        out.print(escaped(problem, "red"), soft_wrap=True)
 
 
 def verify(out: Console, report: Verified) -> None:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.text import Text
 
-from msshop.render.console import SERVICE_STYLES, note
+from msshop.render.console import SERVICE_STYLES, data, note
 
 if TYPE_CHECKING:  # msgspec is not imported for commands that do not read events
     from msshop.contracts.events import Event
@@ -16,9 +16,9 @@ if TYPE_CHECKING:  # msgspec is not imported for commands that do not read event
 
 def event_line(out: Console, position: int, event: Event) -> None:
     summary_text = ", ".join(f"{k}={v}" for k, v in list(event.data.items())[:4])
-    text = Text(f"{position:>7} ") + Text(f"{event.type:<15}", style="bold") + Text(
-        f" {event.source:<9}", style=SERVICE_STYLES.get(event.source, ""))
-    text += Text(f" {event.aggregate_type} {event.aggregate_id} v{event.aggregate_version}  "
+    text = Text(f"{position:>7} ") + data(f"{event.type:<15}", "bold") + data(
+        f" {event.source:<9}", SERVICE_STYLES.get(event.source, ""))
+    text += data(f" {event.aggregate_type} {event.aggregate_id} v{event.aggregate_version}  "
                  f"{summary_text}")
     out.print(text, soft_wrap=True)
 

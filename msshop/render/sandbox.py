@@ -15,13 +15,14 @@ from msshop.render.console import (
     SERVICE_STYLES,
     STATUS_STYLES,
     clock,
+    data,
     note,
     relative,
     service_name,
 )
 
 if TYPE_CHECKING:
-    from msshop.contracts.status import ServiceStatus, StatusReport
+    from msshop.contracts.status import Health, ServiceStatus, StatusReport
     from msshop.runtime.orchestrator.state import State
 
 
@@ -57,10 +58,12 @@ def service_stopped(out: Console, service: str) -> None:
     note(out, f"{service} stopped")
 
 
-def service_started(out: Console, service: str, ready_ms: float, restarted: bool = False
-                    ) -> None:
+def service_started(out: Console, service: str, ready_ms: float,
+                    health: Health | None = None, restarted: bool = False) -> None:
+    """Started, and what it can do now (all of it, unless it says otherwise)."""
+    can = abilities(health) if health is not None else None
     note(out, f"{service} {'restarted' if restarted else 'started'}, healthy in "
-              f"{ready_ms:.0f} ms")
+              f"{ready_ms:.0f} ms" + (f"; it {can}" if can else ""))
 
 
 def service_killed(out: Console, service: str, state: State) -> None:
@@ -106,6 +109,8 @@ def replication_lines(status: StatusReport) -> list[str]:
     nobody: ServiceStatus | None = None
     outboxes = [f"{name} {outbox['pending']:,}" for name, s in by_name.items()
                 if (outbox := s.get("outbox")) is not None]
+    waiting = sum(outbox["pending"] for s in by_name.values()
+                  if (outbox := s.get("outbox")) is not None)
     if outboxes:
         lines.append("outbox backlog: " + ", ".join(outboxes))
     for name, s in by_name.items():
@@ -118,11 +123,17 @@ def replication_lines(status: StatusReport) -> list[str]:
     consumer = query.get("consumer") if query is not None else None
     if consumer:
         state = "caught up" if consumer["caught_up"] else f"{consumer['behind']:,} behind"
+        if consumer["caught_up"] and waiting:  # the bus is current, the shop is not
+            state = f"caught up with the bus; {waiting:,} event(s) not on the bus yet"
         lines.append(f"query: read model at position {consumer['position']:,} of "
                      f"{consumer['bus_head']:,} ({state}), {consumer['dead_letters']:,} "
                      "dead letter(s)")
         if consumer["bus_error"]:
             lines.append(f"  its consumer is retrying: {consumer['bus_error']}")
+        if problem := consumer.get("log_problem"):
+            lines.append(f"  {problem}")
+        if query is not None and (can := abilities(query)):
+            lines.append(f"  query {can}")
     for s in status["services"]:
         if c := s.get("chaos"):
             lines.append(f"chaos in {s['name']}: +{c['latency_ms']:g} ms (+0..{c['jitter_ms']:g}"
@@ -131,6 +142,21 @@ def replication_lines(status: StatusReport) -> list[str]:
             lines.append(f"{s['name']} {s['status']}: {s['exit']}; start it with: "
                          f"msshop start {s['name']}")
     return lines
+
+
+def abilities(service: ServiceStatus | Health) -> str | None:
+    """What a running service can do when that is less than everything: e.g. the query
+    service answers direct-call at once but refuses replicated reads while it catches up."""
+    consumer = service.get("consumer")
+    if consumer is None:
+        return None
+    if service.get("rebuilding"):
+        return "answers from the old read model while a replay rebuilds it"
+    target = consumer.get("catching_up_to")
+    if target is not None:
+        return (f"answers direct-call; replicated reads wait until it has caught up "
+                f"({consumer['position']:,} of {target:,} applied)")
+    return None
 
 
 def status(out: Console, status: StatusReport) -> None:
@@ -164,12 +190,12 @@ class LivePrinter:
     def event(self, message: str, level: str = "info") -> None:
         style = {"warning": "yellow", "error": "bold red"}.get(level, "")
         self.out.print(Text(clock() + " ") + Text("supervisor ", style="bold")
-                       + Text(message, style=style))
+                       + data(message, style))
         self._refresh_live()
 
     def log_lines(self, service: str, lines: list[str]) -> None:
         for line in lines:
-            self.out.print(service_name(f"{service:<9}") + Text(" | " + line))
+            self.out.print(service_name(f"{service:<9}") + data(" | " + line))
         self._refresh_live()
 
     def refresh(self, state: State, health: dict[str, dict[str, Any] | None]) -> None:
@@ -205,7 +231,7 @@ class LivePrinter:
 
 def log_line(out: Console, service: str, line: str) -> None:
     """A log line as written (time, service, level, message), the service name coloured."""
-    text = Text(line.rstrip("\n"))
+    text = data(line.rstrip("\n"))
     start = line.find(service)
     if start >= 0:
         text.stylize(SERVICE_STYLES.get(service, ""), start, start + len(service))

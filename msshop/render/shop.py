@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from msshop.render.console import note
+from msshop.render.console import data, note
 
 if TYPE_CHECKING:
     from msshop.contracts.shop import ChaosAnswer, Order, ProductPage, User
@@ -31,8 +31,8 @@ def products(out: Console, page: ProductPage) -> None:
     table.add_column("stock", justify="right")
     table.add_column("sku", style="dim")
     for product in page["products"]:
-        table.add_row(str(product["id"]), product["title"], f"{product['price']:.2f}",
-                      str(product["stock"]), product["sku"] or "")
+        table.add_row(str(product["id"]), data(product["title"]), f"{product['price']:.2f}",
+                      str(product["stock"]), data(product["sku"] or ""))
     out.print(table)
     if page.get("next_after"):
         out.print(Text(f"more: msshop products --after {page['next_after']}", style="dim"))

@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.text import Text
 from rich.tree import Tree
 
-from msshop.render.console import service_name
+from msshop.render.console import clean, data, service_name
 
 if TYPE_CHECKING:
     from msshop.contracts.spans import Span
@@ -24,10 +24,10 @@ def _short(values: Any, most: int = 5) -> str:
 
 def _span_label(span: Span) -> Text:
     attributes = span.get("attributes") or {}
-    label = service_name(f"{span['service']:<8}") + Text(" " + span["name"])
+    label = service_name(clean(f"{span['service']:<8}")) + data(" " + str(span["name"]))
     label += Text(f"  {span['duration_ms']:.2f} ms", style="dim")
     if span.get("status") == "error":
-        label += Text(f"  {attributes.get('msshop.failure') or 'error'}", style="bold red")
+        label += data(f"  {attributes.get('msshop.failure') or 'error'}", "bold red")
     facts = []
     if "db.system" in attributes:
         facts.append(f"{attributes.get('db.name')} · {attributes.get('db.operation')} "
@@ -40,7 +40,7 @@ def _span_label(span: Span) -> Text:
         status = attributes.get("http.response.status_code")
         facts.append(f"→ {attributes['peer.service']}" + (f" ({status})" if status else ""))
     if facts:
-        label += Text("\n  " + "  ".join(facts), style="dim")
+        label += Text("\n  ") + data("  ".join(facts), "dim")
     if attributes.get("msshop.breaks_encapsulation"):
         label += Text("\n  breaks encapsulation: one process opened every service's file",
                       style="yellow")
@@ -48,7 +48,7 @@ def _span_label(span: Span) -> Text:
         kinds = [f"{n} {kind}" for kind, n in attributes["msshop.events.kinds"].items()]
         named = [f"{kind} from {source} @ {position}"
                  for kind, source, position in attributes.get("msshop.events", [])[:3]]
-        label += Text(f"\n  rows from {attributes['msshop.events.count']} event(s): "
+        label += Text("\n  ") + data(f"rows from {attributes['msshop.events.count']} event(s): "
                       + ", ".join(kinds) + (f"; e.g. {'; '.join(named)}" if named else ""),
                       style="dim")
     return label

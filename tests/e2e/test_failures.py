@@ -173,7 +173,7 @@ def test_deadletters_lists_what_could_not_be_applied(sandbox: Sandbox) -> None:
     client = sandbox.client()
     weird = events.make(events.USER_SIGNED_UP, "users", 8, 1, {"id": 8}, None)
     body = dict(json.loads(events.encode(weird)), type="UserVanished")
-    client.request("bus", "POST", "/events", [body])
+    client.request("bus", "POST", "/events", [body], sandbox.as_service("users"))
     deadline = time.monotonic() + 10
     while client.request("query", "GET", "/health")["consumer"]["dead_letters"] == 0:
         assert time.monotonic() < deadline

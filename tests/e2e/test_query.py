@@ -226,11 +226,12 @@ def test_bus_append_is_idempotent_by_event_id(sandbox: Sandbox) -> None:
     event = events.make(events.USER_SIGNED_UP, "users", 777, 1,
                         {"id": 777, "email": "x@example.com", "name": "X"}, None)
     body = json.loads(events.encode(event))
-    first = client.request("bus", "POST", "/events", [body])
-    second = client.request("bus", "POST", "/events", [body, body])
+    users = sandbox.as_service("users")
+    first = client.request("bus", "POST", "/events", [body], users)
+    second = client.request("bus", "POST", "/events", [body, body], users)
     assert first["appended"] == 1 and second["appended"] == 0
     assert second["positions"] == first["positions"] * 2
-    bad = client.exchange("bus", "POST", "/events", [{"id": "x"}])
+    bad = client.exchange("bus", "POST", "/events", [{"id": "x"}], users)
     assert bad[0] == 422 and "event [0] is not an event" in bad[1]["error"]
 
 
@@ -240,7 +241,8 @@ def test_a_poison_event_is_dead_lettered_and_later_events_still_apply(sandbox: S
     poison = events.make(events.USER_SIGNED_UP, "users", 5, 1, {"id": 5}, None)  # no email
     unknown = dict(json.loads(events.encode(poison)), id=events.new_event_id(),
                    type="UserTeleported")
-    client.request("bus", "POST", "/events", [json.loads(events.encode(poison)), unknown])
+    client.request("bus", "POST", "/events", [json.loads(events.encode(poison)), unknown],
+                   sandbox.as_service("users"))
     user = client.request("users", "POST", "/users", {"email": "p@example.com", "name": "P"})
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:

@@ -2,7 +2,8 @@
 recorder test against every recorder: the in-memory fake the unit tests lean on (so that
 it stays true to the real thing), and the sandbox's own log (the `bus` service, a real
 process) through both of its carriers, the services' Peers (aiohttp) and the CLI's
-http.client. The next backend (NATS JetStream) joins BUSES."""
+http.client, each showing the users service's credential (the events are its own). The next
+backend (NATS JetStream) joins BUSES."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import pytest
 
 from msshop.bus.interface import Bus
 from msshop.contracts import events
+from msshop.contracts.credentials import service_credential
 from msshop.instruments.client import ShopClient
 from msshop.runtime.platform.context import ServiceContext
 from tests.conftest import Sandbox
@@ -44,10 +46,12 @@ class Subject:
             return
         assert self.sandbox is not None
         if self.kind.endswith("client"):
-            yield ShopClient(self.sandbox.state).bus()
+            yield ShopClient(self.sandbox.state).bus(as_service="users")
             return
-        context = ServiceContext(name="tester", db_path=Path("unused.db"),
-                                 peer_urls={"bus": self.sandbox.state.services["bus"].url})
+        state = self.sandbox.state
+        context = ServiceContext(name="users", db_path=Path("unused.db"),
+                                 peer_urls={"bus": state.services["bus"].url},
+                                 credential=service_credential(state.token, "users"))
         peers = context.peers()
         await peers.start()
         try:
@@ -65,7 +69,7 @@ class Subject:
         assert self.sandbox is not None
         state = self.sandbox.state
         timer = threading.Timer(delay, lambda: asyncio.run(
-            ShopClient(state).bus().append([body])))
+            ShopClient(state).bus(as_service="users").append([body])))
         timer.start()
         return timer.join
 

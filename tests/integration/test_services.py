@@ -188,12 +188,12 @@ def test_purchases_arriving_together_each_get_their_own_answer(shared_sandbox: S
 
     batched_traces = 0
     for status, answer, trace_id in good:
-        spans = client.request("orders", "GET", f"/spans?trace_id={trace_id}")["spans"]
+        spans = client.spans("orders", trace_id)
         batched = [s for s in spans if s["name"] == "checkout (batched)"]
         if batched:
             batched_traces += 1
             trace_id = batched[0]["attributes"]["msshop.batch.trace_id"]
-            spans = client.request("orders", "GET", f"/spans?trace_id={trace_id}")["spans"]
+            spans = client.spans("orders", trace_id)
         inserted = {key for s in spans if s["name"] == "INSERT orders"
                     for key in s["attributes"]["msshop.keys"]}
         assert status == 200 or answer["id"] in inserted, (answer, spans)
@@ -225,7 +225,8 @@ def test_each_service_wrote_only_its_own_file(shared_sandbox: Sandbox) -> None:
             tables[name] = {row[0] for row in conn.execute(
                 "SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert tables == {
-        "bus": {"events"}, "users": {"users", "outbox"}, "products": {"products", "outbox"},
+        "bus": {"events", "log"}, "users": {"users", "outbox"},
+        "products": {"products", "outbox"},
         "orders": {"orders", "outbox"},
         "query": {"users_replica", "products_replica", "orders_replica", "consumer_offsets",
                   "dead_letters"}}

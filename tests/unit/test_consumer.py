@@ -187,7 +187,9 @@ def test_the_dead_letter_count_and_the_position_survive_a_restart(tmp_path: Path
     async def test() -> None:
         conn = read_model(tmp_path)
         consumer_of(conn).apply_batch(delivered((1, b"poison"), (2, signed_up(2))))
-        again = consumer_of(conn)
+        bus = MemoryBus()
+        bus.log = [b"poison", events.encode(signed_up(2))]  # the log they came from
+        again = consumer_of(conn, bus)
         assert await again.catch_up() == 0
         assert (again.position, again.dead) == (2, 1)
 
@@ -449,3 +451,17 @@ def test_catch_up_on_an_empty_bus_applies_nothing_and_still_runs_then(tmp_path: 
         assert consumer.position == 0
 
     run(test)
+
+
+def test_a_long_poll_the_bus_never_answers_is_not_called_listening(tmp_path: Path) -> None:
+    """A frozen bus (SIGSTOP) keeps the socket open: the consumer must not say it listens
+    and is caught up while events pile up in the outboxes (issue 9, finding 7)."""
+    consumer = consumer_of(read_model(tmp_path))
+    consumer.listening = True
+    consumer.head_seen_at = time.time() - 3  # a long-poll opened 3 s ago: normal
+    assert consumer.freshness()["caught_up"] is True
+    assert consumer.freshness()["listening"] is True
+    consumer.head_seen_at = time.time() - 13  # LONG_POLL is 10 s: nobody answered
+    fresh = consumer.freshness()
+    assert fresh["caught_up"] is False and fresh["listening"] is False
+    assert fresh["bus_error"] == "the bus has not answered for 13 s"

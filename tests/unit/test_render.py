@@ -7,7 +7,7 @@ from typing import cast
 from rich.console import Console
 
 from msshop import render
-from msshop.contracts.status import StatusReport
+from msshop.contracts.status import Health, StatusReport
 from msshop.runtime.orchestrator.state import ServiceState, State
 
 
@@ -87,6 +87,40 @@ def test_freshness_says_when_the_bus_cannot_be_reached() -> None:
     text = render.freshness({"position": 130, "bus_head": 130, "behind": 0, "caught_up": False,
                              "listening": False, "head_seen_ms_ago": 3721.0,
                              "bus_error": "bus is down", "catching_up_to": None,
-                             "last_applied_ms_ago": None})
+                             "last_applied_ms_ago": None, "log_problem": None})
     assert text == ("read model at bus position 130; the bus is unreachable (bus is down), its "
                     "head was 130 when last seen, 3,721 ms ago: newer writes may be missing")
+
+
+def replica(**changes: object) -> dict[str, object]:
+    fresh: dict[str, object] = {"position": 100, "bus_head": 100, "behind": 0,
+                                "caught_up": True, "catching_up_to": None, "listening": True,
+                                "head_seen_ms_ago": 5.0, "last_applied_ms_ago": 5.0,
+                                "bus_error": None, "applied": 100, "dead_letters": 0}
+    return {**fresh, **changes}
+
+
+def test_start_says_what_a_catching_up_query_service_can_do() -> None:
+    out = captured()
+    health = cast(Health, {"service": "query", "consumer": replica(
+        position=12_000, catching_up_to=40_000, caught_up=False, behind=28_000)})
+    render.service_started(out, "query", 12.0, health)
+    assert out.export_text() == (
+        "query started, healthy in 12 ms; it answers direct-call; replicated reads wait until "
+        "it has caught up (12,000 of 40,000 applied)\n")
+    out = captured()
+    render.service_started(out, "users", 9.0, cast(Health, {"service": "users"}),
+                           restarted=True)
+    assert out.export_text() == "users restarted, healthy in 9 ms\n"
+
+
+def test_status_does_not_call_the_shop_caught_up_while_events_wait_in_outboxes() -> None:
+    report = cast(StatusReport, {"services": [
+        {"name": "orders", "status": "running", "exit": None,
+         "outbox": {"pending": 664, "last_position": 90, "error": None,
+                    "failing_since": None}},
+        {"name": "query", "status": "running", "exit": None, "consumer": replica()}]})
+    assert render.replication_lines(report)[:2] == [
+        "outbox backlog: orders 664",
+        "query: read model at position 100 of 100 (caught up with the bus; 664 event(s) not "
+        "on the bus yet), 0 dead letter(s)"]

@@ -47,14 +47,14 @@ class TraceStore:
         if trace_id == "last":
             try:
                 trace_id = (self.folder / "last").read_text().strip()
-            except FileNotFoundError:
+            except (FileNotFoundError, NotADirectoryError):
                 raise SandboxError("no trace yet; ask a question first, e.g.: "
                                    "msshop query --user 1") from None
         if not all(c in "0123456789abcdef" for c in trace_id) or len(trace_id) != 32:
             raise UsageError(f"'{trace_id}' is not a trace id (32 hex digits) or 'last'")
         try:
             data = json.loads((self.folder / f"{trace_id}.json").read_text())
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             raise SandboxError(f"no stored trace {trace_id} in {self.folder}; the last "
                                f"{KEEP_TRACES} are kept") from None
         return StoredTrace(**data)

@@ -98,7 +98,7 @@ def _daemon(settings: Settings, ready_fd: int) -> int:
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)
         os.close(devnull)
-        stray = os.open(paths.supervisor_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        stray = os.open(paths.supervisor_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         os.dup2(stray, 1)  # anything printed by accident lands in the log, not a dead terminal
         os.dup2(stray, 2)
         os.close(stray)
@@ -224,10 +224,14 @@ def command(settings: Settings, op: str, service: str | None = None) -> dict[str
     return control.call(state.control_port, state.token, op, timeout=timeout, **args)
 
 
-def start(settings: Settings, service: str, restart: bool = False) -> float:
-    """Start (or restart) one service; how long it took to become healthy, in ms."""
+def start(settings: Settings, service: str, restart: bool = False
+          ) -> tuple[float, Health | None]:
+    """Start (or restart) one service: how long it took to become healthy (ms), and what it
+    says of itself now (healthy is not always able: a query service may be catching up)."""
     answer = command(settings, "restart" if restart else "start", service)
-    return float(answer["ready_ms"])
+    state = running_state(settings)
+    health = probe(state.host, state.services[service].port, timeout=1.0)
+    return float(answer["ready_ms"]), cast("Health | None", health)
 
 
 def kill(settings: Settings, service: str) -> State:

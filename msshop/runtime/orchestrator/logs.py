@@ -46,6 +46,9 @@ def tail(path: Path, count: int) -> list[str]:
 def last_error_line(path: Path) -> str | None:
     """The last line that looks like an error, to quote when a service fails to start."""
     lines = [line.rstrip("\n") for line in tail(path, 50)]
+    for line in reversed(lines):  # a service that could not start says why in one line
+        if " could not start: " in line:
+            return line
     for line in reversed(lines):
         if " ERROR " in line or " CRITICAL " in line or "Error" in line:
             return line

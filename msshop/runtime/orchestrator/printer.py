@@ -6,6 +6,7 @@ logs/supervisor.log, which `msshop logs supervisor` shows.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any, Protocol
@@ -42,7 +43,8 @@ class FilePrinter:
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.out = path.open("a", encoding="utf-8", buffering=1)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)  # the owner's alone
+        self.out = os.fdopen(fd, "a", encoding="utf-8", buffering=1)
 
     def event(self, message: str, level: str = "info") -> None:
         self.out.write(f"{stamp()} supervisor {level.upper()} {message}\n")

@@ -50,9 +50,13 @@ class SandboxPaths:
         return self.logs / "supervisor.log"
 
     def create(self) -> None:
+        """Make the sandbox's folders, readable by their owner only: the databases and the
+        logs hold the shop's data (another user on a shared machine must not read them)."""
         try:
             for folder in (self.root, self.data, self.logs):
-                folder.mkdir(parents=True, exist_ok=True)
+                folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+                if folder.stat().st_mode & 0o077:
+                    folder.chmod(0o700)
         except OSError as exc:
             raise SandboxError(
                 f"cannot create sandbox directory {self.root}: {exc.strerror}; "
@@ -109,6 +113,9 @@ def read_state(paths: SandboxPaths) -> State | None:
         text = paths.state_file.read_text(encoding="utf-8")
     except FileNotFoundError:
         return None
+    except OSError as exc:  # e.g. the sandbox "directory" is a file
+        raise SandboxError(f"cannot read {paths.state_file}: {exc.strerror}; is {paths.root} "
+                           "a sandbox directory? choose one with --sandbox DIR") from None
     try:
         return State.from_dict(json.loads(text))
     except (ValueError, TypeError, KeyError):

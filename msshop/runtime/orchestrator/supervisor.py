@@ -3,7 +3,9 @@
 It is a plain single-threaded select loop (no event loop, no threads), because it forks:
 a fork taken while another thread holds a lock can leave the child stuck on that lock.
 It wakes for three things: a signal (SIGCHLD when a service ends, SIGTERM/SIGINT/SIGHUP to
-stop), a command on the control socket, or the printer's refresh tick.
+stop), a command on the control socket, or the printer's refresh tick. No client of the
+control socket can hold it: each connection is non-blocking, in the same selector, with a
+deadline (control.py).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from msshop.contracts.config import Settings
+from msshop.contracts.credentials import digest, service_credential
 from msshop.contracts.errors import SandboxError
 from msshop.contracts.topology import BY_NAME, SERVICES, ServiceSpec, stages
 from msshop.runtime.orchestrator.control import ControlServer
@@ -105,6 +108,7 @@ class Supervisor:
         self.processes: dict[str, ChildProcess] = {}
         self.state: State | None = None
         self.control: ControlServer | None = None
+        self.selector: selectors.DefaultSelector | None = None  # while serve_forever runs
         self.stopping = False
         self.lifeline = os.pipe()
         self.wakeup = os.pipe()
@@ -143,7 +147,7 @@ class Supervisor:
         except SandboxError:
             self.close()
             raise
-        self.control = ControlServer(secrets.token_hex(16))
+        self.control = ControlServer(secrets.token_hex(16), clock=self.clock)
         self.state = State(
             sandbox=str(self.paths.root), host=host, supervisor_pid=os.getpid(),
             control_port=self.control.port, token=self.control.token, mode=self.mode,
@@ -208,7 +212,7 @@ class Supervisor:
             peer_urls={n: s.url for n, s in state.services.items() if n != name},
             http_timeout=self.settings.http_timeout,
             timeouts=dict(self.settings.timeouts),
-            token=state.token,
+            **credentials_for(name, state.token),
         )
         process = self.new_process(BY_NAME[name], context, Path(service.log),
                                    self.settings.log_level)
@@ -222,10 +226,10 @@ class Supervisor:
         fds = [*self.wakeup, *self.inherited_fds, *(s.fileno() for s in self.sockets.values())]
         if self.lock.fd is not None:
             fds.append(self.lock.fd)
-        if self.control is not None:
-            fds.append(self.control.fileno())
-            if self.control.connection is not None:
-                fds.append(self.control.connection.fileno())
+        if self.control is not None:  # the listening socket and every connection open
+            fds.extend(self.control.fds())
+        if self.selector is not None:
+            fds.append(self.selector.fileno())
         return fds
 
     def _await_healthy(self, names: list[str]) -> None:
@@ -304,29 +308,39 @@ class Supervisor:
     # --- the loop ---------------------------------------------------------------------------
 
     def serve_forever(self) -> None:
-        assert self.control is not None
-        selector = selectors.DefaultSelector()
-        selector.register(self.wakeup[0], selectors.EVENT_READ)
-        selector.register(self.control.sock, selectors.EVENT_READ)
-        interval = self.printer.refresh_interval or 1.0
-        next_health = 0.0
-        while not self.stopping:
-            for key, _ in selector.select(interval):
-                if key.fd == self.wakeup[0]:
-                    _drain(self.wakeup[0])
-                else:
-                    while self.control.serve_one(self.handle) and not self.stopping:
-                        pass
-            self._reap()
-            if self.printer.refresh_interval:
-                for name, follower in self.followers.items():
-                    lines = follower.new_lines()
-                    if lines:
-                        self.printer.log_lines(name, lines)
-                if self.clock() >= next_health:
-                    next_health = self.clock() + HEALTH_REFRESH
-                    self.printer.refresh(self._state(), self.health())
-        selector.close()
+        """Until a stop signal or `shutdown`. Nothing here waits on a client: the control
+        connections are non-blocking, each with a deadline (control.py); only a command
+        itself (starting a service waits until it is healthy) takes the loop for a while."""
+        control = self.control
+        assert control is not None
+        selector = self.selector = selectors.DefaultSelector()
+        try:
+            selector.register(self.wakeup[0], selectors.EVENT_READ)
+            control.attach(selector)
+            interval = self.printer.refresh_interval or 1.0
+            next_health = 0.0
+            while not self.stopping:
+                deadline = control.next_timeout()
+                wait = interval if deadline is None else min(interval, deadline)
+                for key, events in selector.select(wait):
+                    if key.data is None:  # the wakeup pipe: a signal
+                        _drain(self.wakeup[0])
+                    else:
+                        control.ready(key, events, self.handle)
+                control.expire(self.handle)
+                self._reap()
+                if self.printer.refresh_interval:
+                    for name, follower in self.followers.items():
+                        lines = follower.new_lines()
+                        if lines:
+                            self.printer.log_lines(name, lines)
+                    if self.clock() >= next_health:
+                        next_health = self.clock() + HEALTH_REFRESH
+                        self.printer.refresh(self._state(), self.health())
+        finally:
+            control.detach()  # the connections still waiting are closed unanswered
+            self.selector = None
+            selector.close()
 
     def health(self) -> dict[str, dict[str, Any] | None]:
         state = self._state()
@@ -343,6 +357,8 @@ class Supervisor:
             if op == "shutdown":
                 self.stopping = True
                 return {"ok": True}
+            if self.stopping:  # asked after a stop signal or `shutdown`, in the same turn
+                return {"ok": False, "error": "the sandbox is stopping"}
             if op == "reset":
                 self.stop_all()
                 self._delete_data()
@@ -406,6 +422,17 @@ class Supervisor:
     def _state(self) -> State:
         assert self.state is not None, "prepare() first"
         return self.state
+
+
+def credentials_for(name: str, token: str) -> dict[str, Any]:
+    """The secrets a service gets at fork (in its memory only): the digest of the sandbox's
+    token (to check its owner's calls), its own bus credential, and, for the bus, the
+    digest of each writing service's credential (who may append, as whom)."""
+    senders = ({digest(service_credential(token, spec.name)): spec.name
+                for spec in SERVICES if spec.name != name}
+               if name == "bus" else {})
+    return {"admin": digest(token), "credential": service_credential(token, name),
+            "senders": senders}
 
 
 def _drain(fd: int) -> None:

@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from msshop.contracts.spans import parse_traceparent
 from msshop.runtime.platform.chaos import Chaos, ChaosMiddleware
-from msshop.runtime.platform.http import HttpError, json_response
+from msshop.runtime.platform.http import HttpError, json_response, require_token
 from msshop.runtime.platform.tracing import Tracer
 
 log = logging.getLogger("msshop.http")
@@ -39,7 +39,7 @@ def service_app(
     health: Callable[[], dict[str, Any]],
     resources: Sequence[Resource] = (),
     tracer: Tracer | None = None,
-    token: str | None = None,
+    admin: str | None = None,
 ) -> Starlette:
     """A Starlette app with GET /health, GET /spans and JSON errors, as every service has.
 
@@ -56,7 +56,13 @@ def service_app(
         opened: list[Resource] = []
         try:
             for resource in resources:
-                await resource.start()
+                try:
+                    await resource.start()
+                except Exception as exc:
+                    # one line with the cause, for `msshop up` to quote: uvicorn's own line
+                    # ("Application startup failed") names none
+                    log.error("%s could not start: %s", service, exc)
+                    raise
                 opened.append(resource)
             ready_at.append(time.time())
             yield
@@ -64,7 +70,7 @@ def service_app(
             for resource in reversed(opened):
                 await resource.close()
 
-    chaos = Chaos(service, token)
+    chaos = Chaos(service, admin)
 
     async def health_endpoint(request: Request) -> Response:
         return json_response({"service": service, "status": "ok", "pid": os.getpid(),
@@ -72,6 +78,7 @@ def service_app(
                               "chaos": chaos.active(), **health()})
 
     async def spans_endpoint(request: Request) -> Response:
+        require_token(request, admin, "reading spans")  # they name keys and rows
         trace_id = request.query_params.get("trace_id", "")
         if len(trace_id) != 32:
             raise HttpError(422, "ask for one trace: GET /spans?trace_id=<32 hex digits>")

@@ -35,9 +35,9 @@ class Faults(msgspec.Struct, forbid_unknown_fields=True):
 class Chaos:
     """What is injected now, the endpoint that changes it, and the middleware that does it."""
 
-    def __init__(self, service: str, token: str | None) -> None:
+    def __init__(self, service: str, admin: str | None) -> None:
         self.service = service
-        self.token = token
+        self.admin = admin  # the digest of the sandbox's token
         self.faults = Faults()
 
     def active(self) -> dict[str, float] | None:
@@ -48,7 +48,7 @@ class Chaos:
                 "error_rate": f.error_rate}
 
     async def endpoint(self, request: Request) -> Response:
-        require_token(request, self.token, "chaos")
+        require_token(request, self.admin, "chaos")
         faults = await read_body(request, Faults)
         if faults.clear:
             faults = Faults()

@@ -42,10 +42,14 @@ CREATE TABLE dead_letters (
     dead_at REAL NOT NULL
 )
 """
+# The log the stored position belongs to (msshop.bus.interface.Page.log): a position in
+# another log means nothing, and a consumer must say so rather than wait for it.
+CONSUMER_LOG_COLUMN = "ALTER TABLE consumer_offsets ADD COLUMN log_id TEXT"
 BATCH = 1000  # events per read while following the bus
 CATCH_UP_READ = 10_000  # events per read in a rebuild (the bus's most)
 CATCH_UP_TRANSACTION = 100_000  # events per transaction in a rebuild: see catch_up()
 LONG_POLL = 10.0  # seconds a read waits for an append
+SILENT_SLACK = 2.0  # a long-poll open this much longer than LONG_POLL: the bus is not answering
 BACKOFF = (0.01, 2.0)
 
 
@@ -80,6 +84,10 @@ class Consumer:
         self.applied = 0
         self.dead = 0
         self.error: str | None = None
+        self.log_id: str | None = None  # the log the stored position is a position in
+        # the bus's log is not the one the read model was built from (replaced, emptied):
+        # what happened and the fix; nothing is applied until it is fixed
+        self.log_problem: str | None = None
         # (occurred_at, ms from the commit at the source to applied here), recent events
         self.lags: deque[tuple[float, float]] = deque(maxlen=100_000)
         self._advanced = asyncio.Event()
@@ -93,9 +101,10 @@ class Consumer:
 
     def _load(self) -> None:
         conn = self._connection()
-        row = conn.execute("SELECT position FROM consumer_offsets WHERE consumer = ?",
+        row = conn.execute("SELECT position, log_id FROM consumer_offsets WHERE consumer = ?",
                            (self.name,)).fetchone()
-        self.position = row[0] if row else 0
+        self.position, self.log_id = (row[0], row[1]) if row else (0, None)
+        self.log_problem = None
         self.head = max(self.head, self.position)
         (self.dead,) = conn.execute("SELECT count(*) FROM dead_letters").fetchone()
 
@@ -122,6 +131,8 @@ class Consumer:
         conn = self._connection()
         # a small first read, so that the pipeline is full before the first large write
         batch = await self.bus.read(self.position, BATCH)
+        if not self._same_log(batch):
+            raise BusUnavailable(self.log_problem or "the bus's log changed")
         while True:
             with transaction(conn):
                 position, dead = self.position, 0
@@ -138,6 +149,8 @@ class Consumer:
                     occurred += more
                     dead += more_dead
                     batch = await following
+                    if not self._same_log(batch):
+                        raise BusUnavailable(self.log_problem or "the bus's log changed")
                 if not batch.events and then is not None:
                     then(conn)
             if occurred or dead:
@@ -167,11 +180,17 @@ class Consumer:
             if self.error is not None:
                 log.info("consumer: the bus is back; reading from position %d", self.position)
             self.error, pause, wait = None, BACKOFF[0], LONG_POLL
-            self._seen(batch)
+            if not self._seen(batch):
+                await self._sleep(BACKOFF[1])  # not this read model's log: ask again slowly
 
-    def _seen(self, batch: Page) -> None:
-        """A page read while following: note the head, and apply its events."""
-        self.head, self.head_seen_at = max(batch.head, self.position), time.time()
+    def _seen(self, batch: Page) -> bool:
+        """A page read while following: note the head, and apply its events; False if the
+        page is from a log this read model was not built from (nothing applied)."""
+        self.head_seen_at = time.time()
+        if not self._same_log(batch):
+            self.head = batch.head
+            return False
+        self.head = max(batch.head, self.position)
         if self._first_read:
             self._first_read = False
             if batch.head > self.position:
@@ -180,6 +199,30 @@ class Consumer:
                          batch.head)
         if batch.events:
             self.apply_batch(batch.events)
+        return True
+
+    def _same_log(self, page: Page) -> bool:
+        """Whether `page` continues the log the stored position belongs to; if not, say why
+        and name the fix in log_problem. A consumer with no log yet takes this one."""
+        problem = None
+        if page.log and self.log_id and page.log != self.log_id:
+            problem = (f"the bus's log was replaced (it is log {page.log[:8]}, at position "
+                       f"{page.head:,}; this read model was built from log {self.log_id[:8]}, "
+                       f"up to position {self.position:,}); rebuild it from the new log with: "
+                       "msshop replay query")
+        elif page.head < self.position:
+            problem = (f"the bus's log ends at position {page.head:,}, but this read model "
+                       f"has applied up to position {self.position:,}: the log was emptied "
+                       "or replaced; rebuild it with: msshop replay query")
+        if problem != self.log_problem:
+            if problem:
+                log.error("consumer: %s", problem)
+            else:
+                log.info("consumer: the bus's log is this read model's again")
+        self.log_problem = problem
+        if problem is None and page.log:
+            self.log_id = page.log
+        return problem is None
 
     def apply_batch(self, delivered: list[Delivered]) -> None:
         """Apply events and store the new position, all in one transaction."""
@@ -212,9 +255,10 @@ class Consumer:
                 dead += 1
         position = delivered[-1].position
         conn.execute(
-            "INSERT INTO consumer_offsets (consumer, position, updated_at) VALUES (?, ?, ?) "
-            "ON CONFLICT (consumer) DO UPDATE SET position = excluded.position, "
-            "updated_at = excluded.updated_at", (self.name, position, time.time()))
+            "INSERT INTO consumer_offsets (consumer, position, updated_at, log_id) "
+            "VALUES (?, ?, ?, ?) ON CONFLICT (consumer) DO UPDATE SET "
+            "position = excluded.position, updated_at = excluded.updated_at, "
+            "log_id = excluded.log_id", (self.name, position, time.time(), self.log_id))
         return position, occurred, dead
 
     def _advanced_to(self, position: int, occurred: list[float], dead: int,
@@ -258,18 +302,28 @@ class Consumer:
 
     def freshness(self) -> ReplicaFreshness:
         now = time.time()
+        error = self.error
+        # A bus that answers returns every long-poll within LONG_POLL, even with nothing new;
+        # one open longer than that (a frozen bus) is not "listening", whatever the socket says
+        silent = (self.listening and self.head_seen_at is not None
+                  and now - self.head_seen_at > LONG_POLL + SILENT_SLACK)
+        if silent and error is None:
+            assert self.head_seen_at is not None
+            error = f"the bus has not answered for {now - self.head_seen_at:.0f} s"
         return {
             "position": self.position,
             "bus_head": self.head,
             "behind": self.head - self.position,
-            "caught_up": self.head == self.position and self.error is None,
+            "caught_up": (self.head == self.position and error is None
+                          and self.log_problem is None),
             "catching_up_to": self.catching_up_to,
-            "listening": self.listening,
+            "listening": self.listening and not silent,
             "head_seen_ms_ago": None if self.head_seen_at is None
             else round((now - self.head_seen_at) * 1000, 1),
             "last_applied_ms_ago": None if self.last_applied_at is None
             else round((now - self.last_applied_at) * 1000, 1),
-            "bus_error": self.error,
+            "bus_error": error,
+            "log_problem": self.log_problem,
         }
 
     def health(self) -> ConsumerHealth:

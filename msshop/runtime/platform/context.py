@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from msshop.contracts.credentials import bearer
 from msshop.runtime.platform.db import guard_connection, open_database, table_counts
 from msshop.runtime.platform.tracing import SpanScope, Tracer, db_attributes
 
@@ -22,7 +23,10 @@ class ServiceContext:
     peer_urls: dict[str, str] = field(default_factory=dict)  # other services by name
     http_timeout: float = 2.0
     timeouts: dict[str, float] = field(default_factory=dict)  # per dependency
-    token: str | None = None  # the sandbox's secret: POST /chaos needs it
+    # Secrets, from the supervisor at fork (see msshop.contracts.credentials):
+    admin: str | None = None  # the digest of the sandbox's token: checks its owner's calls
+    credential: str | None = None  # this service's own, shown to the bus
+    senders: dict[str, str] = field(default_factory=dict)  # bus only: digest -> service
     tracer: Tracer = field(init=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -42,17 +46,24 @@ class ServiceContext:
         from msshop.bus.log import LogBus
         from msshop.runtime.platform.http import HttpError
 
+        headers = bearer(self.credential) if self.credential else None
+
         async def exchange(method: str, path: str, body: bytes | None,
                            timeout: float | None) -> tuple[int, bytes]:
             try:
                 reply = await peers.request(method, "bus", path, body, timeout=timeout,
-                                            raw=True)
+                                            raw=True, headers=headers)
             except HttpError as exc:
                 raise BusUnavailable(exc.message) from None
             data: bytes = reply.data
             return reply.status, data
 
         return LogBus(exchange)
+
+
+class StartupFailed(Exception):
+    """A resource cannot start; the message says why and what to do (the supervisor quotes
+    it when it reports the service failed to start)."""
 
 
 class Database:
@@ -67,8 +78,18 @@ class Database:
         self._conn: sqlite3.Connection | None = None
 
     async def start(self) -> None:
-        conn = open_database(self.ctx.db_path, self.migrations)
-        guard_connection(self.ctx.name, conn, self.ctx.db_path)
+        path = self.ctx.db_path
+        try:
+            conn = open_database(path, self.migrations)
+        except sqlite3.DatabaseError as exc:  # not a database, damaged, truncated, locked
+            raise StartupFailed(
+                f"{self.ctx.name} cannot open its database {path}: {exc}; if the file is "
+                "damaged, move it away and start again (an empty one is made; its data is "
+                "lost), or put back a copy") from None
+        except OSError as exc:
+            raise StartupFailed(f"{self.ctx.name} cannot open its database {path}: "
+                                f"{exc.strerror}") from None
+        guard_connection(self.ctx.name, conn, path)
         self._conn = conn
 
     async def close(self) -> None:

@@ -8,18 +8,19 @@ should know what went wrong and what to do.
 
 from __future__ import annotations
 
-import hmac
 import logging
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
+from msshop.contracts.credentials import digest, matches, presented
+from msshop.contracts.limits import MAX_BATCH, MAX_BODY, MAX_ID
+
 log = logging.getLogger("msshop.http")
 T = TypeVar("T")
-
-MAX_BATCH = 10_000  # ids in one ?ids= query, items in one batch body
 
 
 class HttpError(Exception):
@@ -34,9 +35,34 @@ def json_response(data: Any, status: int = 200) -> Response:
     return Response(msgspec.json.encode(data), status_code=status, media_type="application/json")
 
 
+async def read_json(request: Request) -> bytes:
+    """The body of a write, refused unless it is JSON and at most MAX_BODY bytes.
+
+    Only JSON: a web page can make a browser send a form or text/plain to 127.0.0.1 without
+    asking first, but not application/json (that needs a CORS preflight nobody answers)."""
+    kind = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if kind != "application/json" and not (kind.startswith("application/")
+                                            and kind.endswith("+json")):
+        raise HttpError(415, f"send JSON with content-type application/json, not "
+                             f"{kind or 'no content-type'}")
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY):
+        raise HttpError(413, f"request body of {declared} bytes is over the limit of "
+                             f"{MAX_BODY:,} bytes; send less at a time")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise HttpError(413, f"request body is over the limit of {MAX_BODY:,} bytes; "
+                                 "send less at a time")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 async def read_body(request: Request, kind: type[T]) -> T:
     """Decode and validate a JSON body; a bad one is a 422 that names the field."""
-    body = await request.body()
+    body = await read_json(request)
     if not body:
         raise HttpError(422, "request body is empty; send a JSON object")
     try:
@@ -47,15 +73,28 @@ async def read_body(request: Request, kind: type[T]) -> T:
         raise HttpError(422, f"request body is not valid JSON: {exc}") from None
 
 
-def require_token(request: Request, token: str | None, what: str) -> None:
-    """Only callers that hold the sandbox's token (in its state file, mode 0600) may `what`:
-    401 without one, 403 with a wrong one."""
-    header = request.headers.get("authorization")
-    if not header or not header.lower().startswith("bearer "):
+OWNER = "owner"  # the caller that showed the sandbox's token: its owner, through the CLI
+
+
+def caller(request: Request, admin: str | None, services: Mapping[str, str], what: str) -> str:
+    """Who is asking: OWNER (the sandbox's token) or the service whose credential this is
+    (`services`: credential digest -> name). 401 without a credential, 403 with another."""
+    secret = presented(request.headers.get("authorization"))
+    if secret is None:
         raise HttpError(401, f"{what} needs the sandbox's token: send 'authorization: Bearer "
                              "<token from state.json>', or use the msshop command")
-    if token is None or not hmac.compare_digest(header[7:].strip(), token):
+    if matches(secret, admin):
+        return OWNER
+    name = services.get(digest(secret))
+    if name is None:
         raise HttpError(403, f"{what} refused: that is not this sandbox's token")
+    return name
+
+
+def require_token(request: Request, admin: str | None, what: str) -> None:
+    """Only callers that hold the sandbox's token (in its state file, mode 0600) may `what`.
+    `admin` is the token's digest: the service can check the token without holding it."""
+    caller(request, admin, {}, what)
 
 
 def id_param(request: Request, name: str) -> int:
@@ -117,4 +156,6 @@ def _positive_int(raw: str, what: str) -> int:
         raise HttpError(422, f"{what} is not an id: ids are positive integers") from None
     if value < 1:
         raise HttpError(422, f"{what} is not an id: ids are positive integers")
+    if value > MAX_ID:
+        raise HttpError(422, f"{what} is not an id: ids are at most {MAX_ID}")
     return value

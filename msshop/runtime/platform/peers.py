@@ -55,24 +55,29 @@ class Peers:
         return await self.request("GET", service, path, timeout=timeout, raw=raw)
 
     async def request(self, method: str, service: str, path: str, body: Any = None,
-                      timeout: float | None = None, raw: bool = False) -> Reply:
+                      timeout: float | None = None, raw: bool = False,
+                      headers: dict[str, str] | None = None) -> Reply:
         """Call `service`. `body` is encoded as JSON, or sent as is if it is bytes. With
-        `raw`, a 2xx/4xx answer's body comes back as bytes, for the caller to decode."""
+        `raw`, a 2xx/4xx answer's body comes back as bytes, for the caller to decode.
+        `headers` go with the request (e.g. a credential)."""
         if self.tracer is None or current_span() is None:
-            return await self._send(method, service, path, body, timeout, None, raw)
+            return await self._send(method, service, path, body, timeout, None, raw, headers)
         with self.tracer.span(f"{method} {service}", "client", **{
                 "peer.service": service, "http.request.method": method,
                 "url.path": path.partition("?")[0]}) as span:
-            reply = await self._send(method, service, path, body, timeout, span, raw)
+            reply = await self._send(method, service, path, body, timeout, span, raw, headers)
             span["attributes"]["http.response.status_code"] = reply.status
             return reply
 
     async def _send(self, method: str, service: str, path: str, body: Any,
-                    timeout: float | None, span: Span | None, raw: bool) -> Reply:
+                    timeout: float | None, span: Span | None, raw: bool,
+                    extra: dict[str, str] | None = None) -> Reply:
         assert self._session is not None, "Peers.start() was not awaited"
         url = self.urls[service] + path
         data = body if isinstance(body, bytes) or body is None else msgspec.json.encode(body)
         headers = {"content-type": "application/json"} if data is not None else {}
+        if extra:
+            headers.update(extra)
         if span is not None:
             headers["traceparent"] = traceparent(span)
         limit = timeout if timeout is not None else self.timeouts.get(service, self.timeout)

@@ -1,16 +1,22 @@
 """The bus: an append-only event log in its own SQLite file. Owns bus.db only.
 
-    POST /events                 [event, ...]  -> {"positions": [...], "appended": n, "head"}
-    GET  /events?after=P&limit=N&wait=S        -> {"head", "events": [{"position", "event"}]}
+    POST /events   [event, ...]  -> {"positions": [...], "appended": n, "head"}
+                   only users, products and orders, each with its own credential
+                   (authorization: Bearer …), and only events whose source is the sender
+    GET  /events?after=P&limit=N&wait_ms=W  -> {"head", "log", "events": [{"position", "event"}]}
+                   any service's credential, or the sandbox's token (msshop events)
 
-Append is idempotent by event id: an event sent twice (a relay that died between the bus's
-answer and marking its row sent) keeps its first position. Each event gets the next global
-position. Readers pull from a position of their own; with `wait`, a reader with nothing new
-is held until an append wakes it (long-poll), so delivery takes no polling interval.
+Append is idempotent by (source, event id): an event sent twice (a relay that died between
+the bus's answer and marking its row sent) keeps its first position, and no caller can
+pre-empt another service's ids. Each event gets the next global position. `log` is the
+log's identity, made with bus.db: a consumer that meets another log (bus.db replaced or
+emptied) can tell, instead of waiting for positions that will not come. Readers pull from
+a position of their own; with `wait_ms`, a reader with nothing new is held until an
+append wakes it (long-poll), so delivery takes no polling interval.
 
 Why pull: a subscriber that is down misses nothing and needs no retry queue here; it asks
-again from its stored position when it is back. The interface (append, read after a
-position, wait) is what NATS JetStream or Kafka give, so either could take this one's place.
+again from its stored position when it is back. The interface (msshop.bus) is what NATS
+JetStream or Kafka give, so either could take this one's place.
 """
 
 from __future__ import annotations
@@ -28,10 +34,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from msshop.contracts.events import Event
+from msshop.contracts.limits import MAX_BATCH, MAX_ID
+from msshop.contracts.topology import BY_NAME
 from msshop.runtime.platform.app import service_app
 from msshop.runtime.platform.context import ServiceContext
 from msshop.runtime.platform.db import transaction
-from msshop.runtime.platform.http import MAX_BATCH, HttpError, int_query, json_response
+from msshop.runtime.platform.http import HttpError, caller, int_query, json_response, read_json
 
 MIGRATIONS = [
     """
@@ -49,6 +57,29 @@ MIGRATIONS = [
         body BLOB NOT NULL
     )
     """,
+    # De-duplication scoped to the source (a caller cannot take another service's event id
+    # first), and the log's identity: a consumer that meets another log can tell.
+    """
+    CREATE TABLE events_next (
+        position INTEGER PRIMARY KEY,
+        id TEXT NOT NULL,
+        type TEXT NOT NULL,
+        source TEXT NOT NULL,
+        aggregate_type TEXT NOT NULL,
+        aggregate_id INTEGER NOT NULL,
+        aggregate_version INTEGER NOT NULL,
+        occurred_at REAL NOT NULL,
+        appended_at REAL NOT NULL,
+        trace_id TEXT,
+        body BLOB NOT NULL,
+        UNIQUE (source, id)
+    );
+    INSERT INTO events_next SELECT * FROM events;
+    DROP TABLE events;
+    ALTER TABLE events_next RENAME TO events;
+    CREATE TABLE log (id TEXT NOT NULL, created_at REAL NOT NULL);
+    INSERT INTO log VALUES (lower(hex(randomblob(16))), (julianday('now') - 2440587.5) * 86400)
+    """,
 ]
 MAX_WAIT = 30.0
 _raw_list = msgspec.json.Decoder(list[msgspec.Raw])
@@ -60,6 +91,7 @@ class Log:
 
     def __init__(self) -> None:
         self.head = 0
+        self.id = ""  # the log's identity, made with the log (bus.db's `log` table)
         self._appended = asyncio.Event()
 
     def appended(self, head: int) -> None:
@@ -92,6 +124,14 @@ def decode_batch(body: bytes) -> list[tuple[Event, bytes]]:
     return batch
 
 
+def check_sender(sender: str, batch: list[tuple[Event, bytes]]) -> None:
+    """A service appends its own events only: the source recorded is who proved it sent."""
+    for i, (event, _) in enumerate(batch):
+        if event.source != sender:
+            raise HttpError(403, f"event [{i}] says it comes from {event.source!r}, but "
+                                 f"{sender} sent it: a service appends only its own events")
+
+
 def append(conn: sqlite3.Connection, batch: list[tuple[Event, bytes]]) -> dict[str, Any]:
     now = time.time()
     with transaction(conn):
@@ -107,20 +147,22 @@ def append(conn: sqlite3.Connection, batch: list[tuple[Event, bytes]]) -> dict[s
         if appended == len(batch):  # all new (the usual case): they took the last positions
             return {"positions": list(range(head - appended + 1, head + 1)),
                     "appended": appended, "head": head}
+        # one source per batch (check_sender): its ids, not another service's
         positions = dict(conn.execute(
-            "SELECT id, position FROM events WHERE id IN (SELECT value FROM json_each(?))",
-            (msgspec.json.encode([e.id for e, _ in batch]),)).fetchall())
+            "SELECT id, position FROM events WHERE source = ? AND id IN "
+            "(SELECT value FROM json_each(?))",
+            (batch[0][0].source, msgspec.json.encode([e.id for e, _ in batch]))).fetchall())
     return {"positions": [positions[e.id] for e, _ in batch], "appended": appended,
             "head": head}
 
 
-def read(conn: sqlite3.Connection, after: int, limit: int, head: int) -> bytes:
+def read(conn: sqlite3.Connection, after: int, limit: int, head: int, log_id: bytes) -> bytes:
     """The answer to GET /events, assembled from the stored bytes without re-encoding."""
     rows = conn.execute("SELECT position, body FROM events WHERE position > ? "
                         "ORDER BY position LIMIT ?", (after, limit)).fetchall()
     items = b",".join(b'{"position":%d,"event":%s}' % (position, body)
                       for position, body in rows)
-    return b'{"head":%d,"events":[%s]}' % (head, items)
+    return b'{"head":%d,"log":"%s","events":[%s]}' % (head, log_id, items)
 
 
 def create_app(ctx: ServiceContext) -> Starlette:
@@ -131,12 +173,19 @@ def create_app(ctx: ServiceContext) -> Starlette:
         async def start(self) -> None:
             (log.head,) = db.conn.execute(
                 "SELECT coalesce(max(position), 0) FROM events").fetchone()
+            (log.id,) = db.conn.execute("SELECT id FROM log").fetchone()
 
         async def close(self) -> None:
             pass
 
     async def post_events(request: Request) -> Response:
-        batch = decode_batch(await request.body())
+        # only the writing services, each with its own credential; not even the owner's token
+        sender = caller(request, None, ctx.senders, "appending to the bus")
+        if not BY_NAME[sender].publishes:
+            raise HttpError(403, f"{sender} reads the bus; only services that record events "
+                                 "append to it")
+        batch = decode_batch(await read_json(request))
+        check_sender(sender, batch)
         with db.span("INSERT", "events") as span:
             answer = append(db.conn, batch)
             span["attributes"]["msshop.rows"] = answer["appended"]
@@ -145,15 +194,16 @@ def create_app(ctx: ServiceContext) -> Starlette:
         return json_response(answer)
 
     async def get_events(request: Request) -> Response:
-        after = int_query(request, "after", 0, 0, 2**62)
+        caller(request, ctx.admin, ctx.senders, "reading the bus's log")
+        after = int_query(request, "after", 0, 0, MAX_ID)
         limit = int_query(request, "limit", 500, 1, MAX_BATCH)
         wait = float(int_query(request, "wait_ms", 0, 0, int(MAX_WAIT * 1000))) / 1000
         await log.wait(after, wait)
-        body = read(db.conn, after, limit, log.head)
+        body = read(db.conn, after, limit, log.head, log.id.encode())
         return Response(body, media_type="application/json")
 
     def health() -> dict[str, Any]:
-        return {**db.health(), "head": log.head}
+        return {**db.health(), "head": log.head, "log": log.id}
 
     return service_app(
         ctx.name,
@@ -162,5 +212,5 @@ def create_app(ctx: ServiceContext) -> Starlette:
         health,
         [db, HeadLoader()],
         ctx.tracer,
-        ctx.token,
+        ctx.admin,
     )

@@ -31,11 +31,11 @@ from starlette.routing import Route
 
 from msshop.contracts import events
 from msshop.contracts.events import Event
+from msshop.contracts.limits import MAX_BATCH, MAX_ID, MAX_QUANTITY, MAX_REQUEST_ID
 from msshop.runtime.platform.app import service_app
 from msshop.runtime.platform.batching import Coalescer
 from msshop.runtime.platform.context import ServiceContext
 from msshop.runtime.platform.http import (
-    MAX_BATCH,
     HttpError,
     id_param,
     int_query,
@@ -62,7 +62,6 @@ MIGRATIONS = [
     OUTBOX_SCHEMA,
 ]
 COLUMNS = "id, user_id, product_id, quantity, unit_price_cents, request_id, created_at"
-MAX_QUANTITY = 1000
 COALESCE = 256  # at most this many concurrent purchases checked and committed together
 
 
@@ -79,14 +78,18 @@ class Purchases(msgspec.Struct, forbid_unknown_fields=True):
 
 def checked(purchase: Purchase, where: str = "") -> Purchase:
     for field in ("user_id", "product_id"):
-        if getattr(purchase, field) < 1:
-            raise HttpError(422, f"{where}{field} {getattr(purchase, field)} is not an id: "
-                                 "ids are positive integers")
+        value = getattr(purchase, field)
+        if value < 1:
+            raise HttpError(422, f"{where}{field} {value} is not an id: ids are positive "
+                                 "integers")
+        if value > MAX_ID:
+            raise HttpError(422, f"{where}{field} {value} is not an id: ids are at most "
+                                 f"{MAX_ID}")
     if not 1 <= purchase.quantity <= MAX_QUANTITY:
         raise HttpError(422, f"{where}quantity {purchase.quantity} must be from 1 "
                              f"to {MAX_QUANTITY}")
-    if purchase.request_id is not None and not 1 <= len(purchase.request_id) <= 100:
-        raise HttpError(422, f"{where}request_id must be 1 to 100 characters")
+    if purchase.request_id is not None and not 1 <= len(purchase.request_id) <= MAX_REQUEST_ID:
+        raise HttpError(422, f"{where}request_id must be 1 to {MAX_REQUEST_ID} characters")
     return purchase
 
 
@@ -289,7 +292,7 @@ def create_app(ctx: ServiceContext) -> Starlette:
     async def get_many(request: Request) -> Response:
         if "user_id" not in request.query_params:
             raise HttpError(422, "list a user's orders: GET /orders?user_id=U")
-        user_id = int_query(request, "user_id", 0, 1, 2**62)
+        user_id = int_query(request, "user_id", 0, 1, MAX_ID)
         limit = int_query(request, "limit", MAX_BATCH, 1, MAX_BATCH)
         with db.span("SELECT", "orders", [user_id]) as span:
             found = orders_of(db.conn, user_id, limit)
@@ -318,5 +321,5 @@ def create_app(ctx: ServiceContext) -> Starlette:
         health,
         [db, peers, bus, outbox],
         ctx.tracer,
-        ctx.token,
+        ctx.admin,
     )

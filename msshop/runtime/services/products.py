@@ -24,10 +24,10 @@ from starlette.routing import Route
 
 from msshop.contracts import events
 from msshop.contracts.events import Event
+from msshop.contracts.limits import MAX_BATCH, MAX_ID, MAX_PRICE, MAX_SKU, MAX_STOCK, MAX_TITLE
 from msshop.runtime.platform.app import service_app
 from msshop.runtime.platform.context import ServiceContext
 from msshop.runtime.platform.http import (
-    MAX_BATCH,
     HttpError,
     id_param,
     ids_query,
@@ -54,7 +54,6 @@ MIGRATIONS = [
     """,
 ]
 COLUMNS = "id, sku, title, price_cents, stock, updated_at, version"
-MAX_PRICE = 1_000_000
 
 
 class NewProduct(msgspec.Struct, forbid_unknown_fields=True):
@@ -83,17 +82,19 @@ def cents(price: float, where: str = "") -> int:
 
 def checked_title(title: str, where: str = "") -> str:
     title = title.strip()
-    if not 1 <= len(title) <= 200:
-        raise HttpError(422, f"{where}title must be 1 to 200 characters")
+    if not 1 <= len(title) <= MAX_TITLE:
+        raise HttpError(422, f"{where}title must be 1 to {MAX_TITLE} characters")
     return title
 
 
 def checked(product: NewProduct, where: str = "") -> tuple[str | None, str, int, int]:
-    if product.stock < 0:
-        raise HttpError(422, f"{where}stock {product.stock} must be 0 or more")
+    if not 0 <= product.stock <= MAX_STOCK:
+        raise HttpError(422, f"{where}stock {product.stock} must be from 0 to {MAX_STOCK}")
     sku = product.sku.strip() if product.sku is not None else None
     if sku == "":
         raise HttpError(422, f"{where}sku must not be empty; leave it out instead")
+    if sku is not None and len(sku) > MAX_SKU:
+        raise HttpError(422, f"{where}sku must be at most {MAX_SKU} characters")
     return sku, checked_title(product.title, where), cents(product.price, where), product.stock
 
 
@@ -228,7 +229,7 @@ def create_app(ctx: ServiceContext) -> Starlette:
                 found = get_products(db.conn, ids)
                 span["attributes"]["msshop.rows"] = len(found["products"])
             return json_response(found)
-        after = int_query(request, "after", 0, 0, 2**62)
+        after = int_query(request, "after", 0, 0, MAX_ID)
         limit = int_query(request, "limit", 50, 1, 1000)
         with db.span("SELECT", "products") as span:
             page = list_products(db.conn, after, limit)
@@ -268,5 +269,5 @@ def create_app(ctx: ServiceContext) -> Starlette:
         health,
         [db, peers, bus, outbox],
         ctx.tracer,
-        ctx.token,
+        ctx.admin,
     )

@@ -21,10 +21,10 @@ from starlette.routing import Route
 
 from msshop.contracts import events
 from msshop.contracts.events import Event
+from msshop.contracts.limits import MAX_BATCH, MAX_EMAIL, MAX_NAME
 from msshop.runtime.platform.app import service_app
 from msshop.runtime.platform.context import ServiceContext
 from msshop.runtime.platform.http import (
-    MAX_BATCH,
     HttpError,
     id_param,
     ids_query,
@@ -61,10 +61,12 @@ class SignUpBatch(msgspec.Struct, forbid_unknown_fields=True):
 def checked(signup: SignUp, where: str = "") -> SignUp:
     email = signup.email.strip().lower()
     name = signup.name.strip()
-    if not EMAIL.match(email) or len(email) > 254:
+    if len(email) > MAX_EMAIL:
+        raise HttpError(422, f"{where}email must be at most {MAX_EMAIL} characters")
+    if not EMAIL.match(email):
         raise HttpError(422, f"{where}email {signup.email!r} is not an email address")
-    if not 1 <= len(name) <= 200:
-        raise HttpError(422, f"{where}name must be 1 to 200 characters")
+    if not 1 <= len(name) <= MAX_NAME:
+        raise HttpError(422, f"{where}name must be 1 to {MAX_NAME} characters")
     return SignUp(email=email, name=name)
 
 
@@ -181,5 +183,5 @@ def create_app(ctx: ServiceContext) -> Starlette:
         health,
         [db, peers, bus, outbox],
         ctx.tracer,
-        ctx.token,
+        ctx.admin,
     )

@@ -26,9 +26,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from msshop.bus.interface import BusUnavailable
 from msshop.contracts.answers import QUESTION, UserOrders
+from msshop.contracts.limits import MAX_ID
 from msshop.runtime.platform.app import service_app
-from msshop.runtime.platform.consumer import CONSUMER_SCHEMA, Consumer
+from msshop.runtime.platform.consumer import CONSUMER_LOG_COLUMN, CONSUMER_SCHEMA, Consumer
 from msshop.runtime.platform.context import ServiceContext
 from msshop.runtime.platform.http import (
     HttpError,
@@ -41,7 +43,7 @@ from msshop.runtime.platform.http import (
 from msshop.runtime.platform.tracing import current_trace_id
 from msshop.runtime.services.query import direct_call, projection, rebuild, replicated
 
-MIGRATIONS = [projection.SCHEMA + ";" + CONSUMER_SCHEMA]
+MIGRATIONS = [projection.SCHEMA + ";" + CONSUMER_SCHEMA, CONSUMER_LOG_COLUMN]
 STRATEGIES = ("replicated", "direct-call")
 SOURCES_IN_TRACE = 20  # events named in a span; all are counted by kind
 
@@ -64,7 +66,7 @@ def create_app(ctx: ServiceContext) -> Starlette:
                                  + ", ".join(direct_call.FANOUTS))
         answer: UserOrders
         if strategy == "replicated":
-            after = int_query(request, "after", 0, 0, 2**62)
+            after = int_query(request, "after", 0, 0, MAX_ID)
             if after > consumer.position:
                 await wait_for_position(after, int_query(request, "wait_ms", 2000, 0, 30_000))
             answer = read_replicated(user_id)
@@ -119,6 +121,7 @@ def create_app(ctx: ServiceContext) -> Starlette:
 
     async def lag(request: Request) -> Response:
         """Replication lag of the events since a time: commit at the source -> applied here."""
+        require_token(request, ctx.admin, "reading replication lags")
         try:
             since = float(request.query_params.get("since", "0"))
         except ValueError:
@@ -126,6 +129,7 @@ def create_app(ctx: ServiceContext) -> Starlette:
         return json_response({"lags_ms": consumer.lag_since(since)})
 
     async def dead_letters(request: Request) -> Response:
+        require_token(request, ctx.admin, "reading dead letters")  # they hold events' data
         limit = int_query(request, "limit", 50, 1, 10_000)
         rows = db.conn.execute(
             "SELECT position, event_id, type, reason, dead_at, body FROM dead_letters "
@@ -138,12 +142,15 @@ def create_app(ctx: ServiceContext) -> Starlette:
 
     async def replay(request: Request) -> Response:
         """Rebuild the read model from position 0 of the bus, then swap it in."""
-        require_token(request, ctx.token, "replay")
+        require_token(request, ctx.admin, "replay")
         if rebuilding:
             raise HttpError(409, "a rebuild is already running; wait for it to finish")
         rebuilding.append(True)
         try:
             return json_response(await rebuild.rebuild(lambda: db.conn, bus, consumer))
+        except BusUnavailable as exc:  # the old read model stays, and the live consumer goes on
+            raise HttpError(503, f"the rebuild stopped, nothing was swapped: {exc.message}",
+                            dependency="bus") from None
         finally:
             rebuilding.clear()
 
@@ -160,5 +167,5 @@ def create_app(ctx: ServiceContext) -> Starlette:
         health,
         [db, peers, bus, consumer],
         ctx.tracer,
-        ctx.token,
+        ctx.admin,
     )

@@ -12,7 +12,8 @@ import asyncio
 from typing import Any
 
 from msshop.contracts.answers import Buyer, Gap, OrderLine, order_line
-from msshop.runtime.platform.http import MAX_BATCH, HttpError
+from msshop.contracts.limits import MAX_BATCH
+from msshop.runtime.platform.http import HttpError
 from msshop.runtime.platform.peers import Peers, Reply
 
 FANOUTS = ("batched", "naive")

@@ -9,12 +9,13 @@ version: an event older than the row (a duplicate, or one that arrived late) cha
 from __future__ import annotations
 
 import sqlite3
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
 from msshop.contracts import events
 from msshop.contracts.events import Received
+from msshop.contracts.limits import MAX_ID, MAX_PRICE
 from msshop.runtime.platform.consumer import Poison
 
 SCHEMA_TEMPLATE = """
@@ -64,24 +65,28 @@ SCHEMA = ";".join(template.format(users="users_replica", products="products_repl
                   for template in (SCHEMA_TEMPLATE, INDEX_TEMPLATE))
 
 
+# Numbers SQLite can store: an event whose data holds a bigger one is poison, not a crash.
+Id = Annotated[int, msgspec.Meta(ge=0, le=MAX_ID)]
+
+
 class UserData(msgspec.Struct):
-    id: int
+    id: Id
     email: str
     name: str
 
 
 class ProductData(msgspec.Struct):
-    id: int
+    id: Id
     title: str
-    price: float
+    price: Annotated[float, msgspec.Meta(ge=0, le=MAX_PRICE)]
 
 
 class OrderData(msgspec.Struct):
-    id: int
-    user_id: int
-    product_id: int
-    quantity: int
-    unit_price: float
+    id: Id
+    user_id: Id
+    product_id: Id
+    quantity: Id
+    unit_price: Annotated[float, msgspec.Meta(ge=0, le=MAX_PRICE)]
 
 
 _DECODERS: dict[type[Any], msgspec.json.Decoder[Any]] = {

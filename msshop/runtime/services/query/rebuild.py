@@ -48,6 +48,8 @@ async def rebuild(connection: Callable[[], Any], bus: Bus, live: Consumer) -> di
             conn.execute("UPDATE consumer_offsets SET consumer = ? WHERE consumer = ?",
                          (live.name, REBUILDER))
 
+        # the table keeps the live consumer's dead letters: count only what this pass finds
+        (dead_before,) = conn.execute("SELECT count(*) FROM dead_letters").fetchone()
         started = time.perf_counter()
         applied = await rebuilder.catch_up(then=swap)
         seconds = time.perf_counter() - started  # read, applied, indexed and swapped in
@@ -56,4 +58,4 @@ async def rebuild(connection: Callable[[], Any], bus: Bus, live: Consumer) -> di
     return {"events": applied, "seconds": seconds,
             "per_second": applied / seconds if seconds else 0.0,
             "position": rebuilder.position, "position_before": before,
-            "dead_letters": rebuilder.dead}
+            "dead_letters": rebuilder.dead - dead_before}

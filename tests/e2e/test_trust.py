@@ -1,0 +1,136 @@
+"""Issue 9, findings 1 to 3: who may write to the bus, whose event ids count as duplicates,
+and a log that is lost or replaced. Each test tries the attack on a real sandbox and shows
+it refused or detected."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+
+import pytest
+
+from msshop.contracts import events
+from msshop.contracts.credentials import bearer
+from msshop.instruments.checking import caught_up
+from tests.conftest import Sandbox
+
+
+def forged(source: str = "users", **changes: object) -> dict[str, object]:
+    event = events.make(events.USER_SIGNED_UP, source, 4242, 999,
+                        {"id": 4242, "email": "forged@example.com", "name": "Forged"}, None)
+    return {**json.loads(events.encode(event)), **changes}
+
+
+def test_only_the_writing_services_append_each_its_own_events(shared_sandbox: Sandbox
+                                                              ) -> None:
+    client = shared_sandbox.client()
+    body = [forged()]
+    for headers, status, says in [
+        ({}, 401, "appending to the bus needs the sandbox's token"),
+        (bearer("0" * 64), 403, "appending to the bus refused"),
+        (bearer(shared_sandbox.state.token), 403, "appending to the bus refused"),
+        (shared_sandbox.as_service("query"), 403, "query reads the bus; only services"),
+        (shared_sandbox.as_service("orders"), 403,
+         "event [0] says it comes from 'users', but orders sent it"),
+    ]:
+        answer = client.exchange("bus", "POST", "/events", body, headers)
+        assert answer[0] == status and says in answer[1]["error"], (headers, answer)
+    head = client.health("bus")["head"]
+    assert client.health("bus")["head"] == head, "nothing was appended"
+    appended = client.request("bus", "POST", "/events", body, shared_sandbox.as_service("users"))
+    assert appended["appended"] == 1, "the users service itself may"
+
+
+def test_the_logs_readers_and_the_owners_endpoints_need_a_credential(shared_sandbox: Sandbox
+                                                                     ) -> None:
+    client = shared_sandbox.client()
+    for service, method, path in [("bus", "GET", "/events?after=0"),
+                                  ("users", "GET", "/spans?trace_id=" + "a" * 32),
+                                  ("query", "GET", "/dead-letters"),
+                                  ("query", "GET", "/bench/lag?since=0"),
+                                  ("query", "POST", "/replay"),
+                                  ("orders", "POST", "/chaos")]:
+        status, answer = client.exchange(service, method, path,
+                                         {} if method == "POST" else None)
+        assert status == 401, (service, path, answer)
+        status, answer = client.exchange(service, method, path, {} if path == "/chaos" else None,
+                                         bearer("f" * 32))
+        assert status == 403, (service, path, answer)
+    assert client.exchange("bus", "GET", "/events?after=0",
+                           headers=bearer(shared_sandbox.state.token))[0] == 200
+    assert shared_sandbox.run("events", "--limit", "1").returncode == 0
+
+
+def test_an_event_id_taken_first_by_another_service_does_not_make_a_real_one_a_duplicate(
+        shared_sandbox: Sandbox) -> None:
+    """Squatting: append the id a service will use next, from another service. The bus
+    de-duplicates per source, so the real event is still stored, at a position of its own."""
+    client = shared_sandbox.client()
+    real = events.make(events.USER_SIGNED_UP, "users", 5151, 1,
+                       {"id": 5151, "email": "real@example.com", "name": "Real"}, None)
+    squat = forged("products", id=real.id, type=events.PRODUCT_CREATED,
+                   aggregate_type="product", data={"id": 4242, "title": "S", "price": 1.0})
+    taken = client.request("bus", "POST", "/events", [squat],
+                           shared_sandbox.as_service("products"))
+    stored = client.request("bus", "POST", "/events", [json.loads(events.encode(real))],
+                            shared_sandbox.as_service("users"))
+    assert stored["appended"] == 1 and stored["positions"] != taken["positions"]
+    again = client.request("bus", "POST", "/events", [json.loads(events.encode(real))],
+                           shared_sandbox.as_service("users"))
+    assert again["appended"] == 0 and again["positions"] == stored["positions"], \
+        "a service's own repeat is still a duplicate"
+
+
+def wait_for_log_problem(sandbox: Sandbox, timeout: float = 15) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        consumer = sandbox.client().health("query").get("consumer")
+        if consumer and consumer["log_problem"]:
+            return consumer["log_problem"]
+        time.sleep(0.05)
+    raise AssertionError("the query service did not notice the log changed")
+
+
+@pytest.mark.parametrize("how", ["emptied", "replaced"])
+def test_a_lost_or_replaced_log_is_named_never_caught_up(sandbox: Sandbox, how: str) -> None:
+    sandbox.run("seed", "--users", "5", "--products", "3", "--orders", "20", check=True)
+    caught_up(sandbox.client(), timeout=10)
+    sandbox.run("stop", "bus", check=True)
+    bus_db = sandbox.root / "data" / "bus.db"
+    if how == "emptied":
+        for suffix in ("", "-wal", "-shm"):
+            bus_db.with_name(bus_db.name + suffix).unlink(missing_ok=True)
+    else:
+        with sqlite3.connect(bus_db) as conn:  # the test plays someone swapping the file
+            conn.execute("UPDATE log SET id = 'another-log-entirely'")
+    sandbox.run("start", "bus", check=True)
+    problem = wait_for_log_problem(sandbox)
+    assert problem.endswith("rebuild it with: msshop replay query") or \
+        problem.endswith("rebuild it from the new log with: msshop replay query")
+    assert "replaced" in problem  # an emptied bus.db is a new log, with an identity of its own
+    status = sandbox.run("status", check=True).stdout
+    assert problem in status and "caught up" not in status.split("query: read model")[1]
+    answer = sandbox.client().user_orders(1, "replicated")
+    assert isinstance(answer, dict), answer
+    fresh = answer["freshness"]
+    assert "live" not in fresh and fresh["caught_up"] is False
+    assert fresh["log_problem"] == problem
+    replayed = sandbox.run("replay", "query", check=True).stdout
+    assert replayed.startswith("rebuilt the read model from position 0")
+    deadline = time.monotonic() + 10
+    while sandbox.client().health("query")["consumer"]["log_problem"]:
+        assert time.monotonic() < deadline, "the replay did not clear the problem"
+        time.sleep(0.05)
+
+
+def test_replay_counts_the_dead_letters_of_the_log_once(sandbox: Sandbox) -> None:
+    client = sandbox.client()
+    client.request("bus", "POST", "/events", [forged(type="UserVanished")],
+                   sandbox.as_service("users"))
+    deadline = time.monotonic() + 10
+    while client.health("query")["consumer"]["dead_letters"] == 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    replayed = sandbox.run("replay", "query", check=True).stdout
+    assert replayed.rstrip().endswith(", 1 dead letter(s)"), replayed
