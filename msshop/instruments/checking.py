@@ -125,6 +125,7 @@ def verify(questioner: Questioner, timeout: float = 30.0) -> Verified:
     """The replicated read model against the monolith join, for every user."""
     at = caught_up(questioner.client, timeout)
     truth = monolith.all_user_orders(databases(questioner.state))
+    people = monolith.all_users(databases(questioner.state))
     wrong: dict[int, list[str]] = {}
     for user_id, orders in truth.items():
         answer = questioner.client.user_orders(user_id, "replicated")
@@ -134,7 +135,10 @@ def verify(questioner: Questioner, timeout: float = 30.0) -> Verified:
             raise ServiceError(f"query answered HTTP {answer.status} for user {user_id}: "
                                f"{answer.error}")
         else:
-            found = differences(orders, answer["orders"])
+            found = [f"the user's {key} is {answer['user'][key]!r}, expected "
+                     f"{people[user_id][key]!r}" for key in ("name", "email")
+                     if user_id in people and answer["user"][key] != people[user_id][key]]
+            found += differences(orders, answer["orders"])
             if found:
                 wrong[user_id] = found
     return Verified(len(truth), sum(len(o) for o in truth.values()), at.position, at.head,

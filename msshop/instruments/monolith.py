@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from msshop.contracts.answers import QUESTION, OrderLine, UserOrders, order_line
+from msshop.contracts.answers import QUESTION, Buyer, OrderLine, UserOrders, order_line
 from msshop.contracts.errors import SandboxError
 from msshop.contracts.limits import MAX_ID
 
@@ -80,6 +80,14 @@ def user_orders(databases: dict[str, Path], user_id: int) -> tuple[UserOrders, T
     touched = Touched({name: str(path) for name, path in databases.items()}, 1 + len(orders),
                       (time.perf_counter() - started) * 1000)
     return answer, touched
+
+
+def all_users(databases: dict[str, Path]) -> dict[int, Buyer]:
+    """Every user as the users service has them (for `msshop verify`: a read model that
+    names a user wrongly is as wrong as one that misses an order)."""
+    with attached(databases) as conn:
+        return {uid: {"id": uid, "name": name, "email": email}
+                for uid, name, email in conn.execute("SELECT id, name, email FROM users.users")}
 
 
 def all_user_orders(databases: dict[str, Path]) -> dict[int, list[OrderLine]]:

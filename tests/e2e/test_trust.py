@@ -134,3 +134,16 @@ def test_replay_counts_the_dead_letters_of_the_log_once(sandbox: Sandbox) -> Non
         time.sleep(0.02)
     replayed = sandbox.run("replay", "query", check=True).stdout
     assert replayed.rstrip().endswith(", 1 dead letter(s)"), replayed
+
+
+def test_verify_sees_a_user_renamed_in_the_read_model(sandbox: Sandbox) -> None:
+    """What a forged UserSignedUp would have done; verify used to compare orders only."""
+    sandbox.run("seed", "--users", "3", "--products", "2", "--orders", "5", check=True)
+    caught_up(sandbox.client(), timeout=10)
+    assert sandbox.run("verify").returncode == 0
+    with sqlite3.connect(sandbox.root / "data" / "query.db") as conn:  # the test forges it
+        (name,) = conn.execute("SELECT name FROM users_replica WHERE id = 2").fetchone()
+        conn.execute("UPDATE users_replica SET name = 'Mallory' WHERE id = 2")
+    result = sandbox.run("verify")
+    assert result.returncode == 1
+    assert f"user 2: the user's name is 'Mallory', expected {name!r}" in result.stdout
