@@ -321,6 +321,11 @@ def test_a_service_that_exits_while_starting_failed_and_its_log_says_why(
     saved = on_disk(supervisor, "users")
     assert (saved.status, saved.pid, saved.exit) == ("failed", None, "exited with code 3")
     assert world.clock.slept == []  # seen at once, not after the deadline
+    supervisor._reap()
+    assert on_disk(supervisor, "users").status == "failed", "not reported again as crashed"
+    world.exit_on_start.clear()
+    assert supervisor.handle({"op": "start", "service": "users"})["ok"] is True, \
+        "a failed start can be tried again, not refused as already running"
 
 
 def test_a_service_never_healthy_fails_at_the_startup_deadline(
@@ -337,6 +342,11 @@ def test_a_service_never_healthy_fails_at_the_startup_deadline(
     assert 10.0 < waited <= 10.0 + 0.02
     assert max(world.clock.slept) == 0.02  # the pause doubles from 2 ms, up to 20 ms
     assert world.processes["users"].probes == len(world.clock.slept) + 1
+    assert world.journal[-1] == "stop users", "the half-started child is not left running"
+    saved = on_disk(supervisor, "users")
+    assert (saved.status, saved.pid, saved.exit) == ("failed", None, "not healthy within 10 s")
+    assert supervisor.handle({"op": "start", "service": "users"})["error"] != \
+        "users is already running (pid 101)", "it can be started again"
 
 
 def test_a_stop_signal_while_starting_interrupts_the_wait(

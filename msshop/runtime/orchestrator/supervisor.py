@@ -243,6 +243,7 @@ class Supervisor:
                 service, process = state.services[name], self.processes[name]
                 code = process.exitcode()
                 if code is not None:
+                    del self.processes[name]  # reported here as failed, not later as crashed
                     service.status, service.pid, service.exit = "failed", None, describe_exit(code)
                     write_state(self.paths, state)
                     quote = last_error_line(Path(service.log))
@@ -267,6 +268,11 @@ class Supervisor:
             if self.stopping:
                 raise Interrupted()
             if self.clock() > deadline:
+                for name in pending:  # not left running half-started, nor called "starting"
+                    self._stop(name)
+                    state.services[name].status = "failed"
+                    state.services[name].exit = f"not healthy within {timeout:g} s"
+                write_state(self.paths, state)
                 raise SandboxError(
                     f"{pending[0]} did not become healthy within {timeout:g} s; "
                     f"see: msshop logs {pending[0]}"
