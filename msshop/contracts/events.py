@@ -21,7 +21,7 @@ from __future__ import annotations
 import itertools
 import os
 import time
-from typing import Annotated, Any
+from typing import Annotated, Any, TypedDict
 
 import msgspec
 
@@ -119,3 +119,28 @@ class Delivered(msgspec.Struct, frozen=True):
 
     position: int
     event: msgspec.Raw
+
+
+class Appended(TypedDict):
+    """POST /events: each event's position, in the order sent (a repeat: its first), how
+    many were new, and the log's head."""
+
+    positions: list[int]
+    appended: int
+    head: int
+
+
+class EventAt(TypedDict):
+    """An event of GET /events, with its global position (the bytes as they were sent)."""
+
+    position: int
+    event: Event
+
+
+class EventPage(TypedDict):
+    """GET /events: the events after a position, in order, the head, and the log's identity
+    (the bus's, made with its file)."""
+
+    head: int
+    log: str
+    events: list[EventAt]

@@ -17,9 +17,16 @@ from __future__ import annotations
 
 import random
 import time
-from typing import Any
+from typing import Any, TypedDict
 
 Span = dict[str, Any]
+
+
+class Spans(TypedDict):
+    """GET /spans?trace_id=: a service's finished spans of one trace."""
+
+    service: str
+    spans: list[Span]
 
 
 def new_trace_id() -> str:

@@ -1,5 +1,6 @@
-"""The app every service is: GET /health, GET /spans, POST /chaos, JSON errors, a server span
-per request, and resources (database, peers, relay, consumer) opened with the app."""
+"""The app every service is: GET /health, GET /spans, POST /chaos, GET /openapi.json, JSON
+errors, a server span per request, and resources (database, peers, relay, consumer) opened
+with the app."""
 
 from __future__ import annotations
 
@@ -8,19 +9,26 @@ import os
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
 
+import msgspec
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from msshop.contracts.spans import parse_traceparent
-from msshop.runtime.platform.chaos import Chaos, ChaosMiddleware
-from msshop.runtime.platform.http import HttpError, json_response, require_token
+from msshop import __version__
+from msshop.contracts.shop import ChaosAnswer
+from msshop.contracts.spans import Spans, parse_traceparent
+from msshop.contracts.status import Health
+from msshop.runtime.platform.chaos import Chaos, ChaosMiddleware, Faults
+from msshop.runtime.platform.http import HttpError, json_response, one_line, require_token
+from msshop.runtime.platform.openapi import Endpoint, Param, document
 from msshop.runtime.platform.tracing import Tracer
+
+TraceId = Annotated[str, msgspec.Meta(min_length=32, max_length=32)]
 
 log = logging.getLogger("msshop.http")
 
@@ -35,17 +43,22 @@ class Resource(Protocol):
 
 def service_app(
     service: str,
-    routes: Sequence[Route],
+    endpoints: Sequence[Endpoint],
     health: Callable[[], dict[str, Any]],
     resources: Sequence[Resource] = (),
     tracer: Tracer | None = None,
     admin: str | None = None,
+    description: str = "",
 ) -> Starlette:
-    """A Starlette app with GET /health, GET /spans and JSON errors, as every service has.
+    """A Starlette app with the service's `endpoints` and what every service has: GET
+    /health, GET /spans, POST /chaos, GET /openapi.json (its OpenAPI document, generated
+    from the endpoints' declarations; `description` says what the service is) and JSON
+    errors.
 
     `resources` start in order when the app starts (in the service's own process, after
-    the fork) and close in reverse order when it stops. Every request but /health and
-    /spans gets a server span, child of the caller's `traceparent` if it sent one.
+    the fork) and close in reverse order when it stops. Every request but /health, /spans
+    and /openapi.json gets a server span, child of the caller's `traceparent` if it sent
+    one.
     """
     tracer = tracer or Tracer(service)
 
@@ -84,36 +97,75 @@ def service_app(
             raise HttpError(422, "ask for one trace: GET /spans?trace_id=<32 hex digits>")
         return json_response({"service": service, "spans": tracer.spans_of(trace_id)})
 
+    built: list[bytes] = []  # the document, made at the first GET /openapi.json
+
+    def openapi() -> dict[str, Any]:
+        """The service's OpenAPI 3.1 document (built once, then kept)."""
+        if not built:
+            built.append(msgspec.json.encode(
+                document(service, every, description, __version__)))
+        answer: dict[str, Any] = msgspec.json.decode(built[0])
+        return answer
+
+    async def openapi_endpoint(request: Request) -> Response:
+        openapi()
+        return Response(built[0], media_type="application/json")
+
+    every = [
+        Endpoint("GET", "/health", health_endpoint, "The service's health", {
+            200: (Health, "The service, its process, its file's row counts, and what it "
+                          "adds (outbox, head, consumer)")}, chaos=False),
+        Endpoint("GET", "/spans", spans_endpoint, "The service's spans of one trace", {
+            200: (Spans, "The finished spans of that trace this service still keeps")},
+            params=[Param("trace_id", TraceId, "the trace: 32 hex digits", required=True)],
+            auth="owner", chaos=False),
+        Endpoint("POST", "/chaos", chaos.endpoint, "Inject faults: latency, jitter, errors", {
+            200: (ChaosAnswer, "The faults now injected (null: none)")},
+            body=Faults, auth="owner", chaos=False),
+        Endpoint("GET", "/openapi.json", openapi_endpoint, "This document", {
+            200: (dict[str, Any], "The service's OpenAPI 3.1 document")}, chaos=False),
+        *endpoints,
+    ]
+
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HttpError)
-        return json_response({"error": exc.message, "status": exc.status, "service": service,
-                              **exc.extra}, exc.status)
+        return json_response({"error": one_line(exc.message), "status": exc.status,
+                              "service": service, **exc.extra}, exc.status)
 
     async def starlette_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
+        headers = {name.lower(): value for name, value in (exc.headers or {}).items()}
         if exc.status_code == 404:
             message = f"{service} has no route {request.method} {request.url.path}"
         elif exc.status_code == 405:
+            # every method of the path (Starlette's Allow names only its first route's)
+            allowed = sorted({method for route in app.router.routes
+                              if isinstance(route, Route)
+                              and route.matches(request.scope)[0] is not Match.NONE
+                              for method in route.methods or ()})
+            headers["allow"] = ", ".join(allowed)
             message = f"{service} does not allow {request.method} on {request.url.path}"
         else:
             message = str(exc.detail)
-        return json_response({"error": message, "status": exc.status_code, "service": service},
-                             exc.status_code)
+        answer = json_response({"error": one_line(message), "status": exc.status_code,
+                                "service": service}, exc.status_code)
+        answer.headers.update(headers)
+        return answer
 
     async def crash(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error in %s %s", request.method, request.url.path)
-        return json_response({"error": f"{service} failed: {type(exc).__name__}: {exc}; "
-                                       f"see: msshop logs {service}",
+        return json_response({"error": one_line(f"{service} failed: {type(exc).__name__}: "
+                                                f"{exc}; see: msshop logs {service}"),
                               "status": 500, "service": service}, 500)
 
     app = Starlette(
-        routes=[Route("/health", health_endpoint), Route("/spans", spans_endpoint),
-                Route("/chaos", chaos.endpoint, methods=["POST"]), *routes],
+        routes=[endpoint.route() for endpoint in every],
         exception_handlers={HttpError: http_error, HTTPException: starlette_error,
                             Exception: crash},
         lifespan=lifespan,
     )
-    templates = {route.endpoint: route.path for route in routes}
+    app.state.openapi = openapi
+    templates = {endpoint.handler: endpoint.path for endpoint in endpoints}
     app.add_middleware(ChaosMiddleware, chaos=chaos)  # inside the span: faults show in traces
     app.add_middleware(TracingMiddleware, tracer=tracer, templates=templates)
     return app
@@ -123,7 +175,7 @@ class TracingMiddleware:
     """A server span per request (pure ASGI: a few µs, no per-request objects beyond the
     span). Answers carry `x-trace-id`, so a caller can find the trace of what it did."""
 
-    UNTRACED = frozenset({"/health", "/spans"})
+    UNTRACED = frozenset({"/health", "/spans", "/openapi.json"})
 
     def __init__(self, app: ASGIApp, tracer: Tracer, templates: dict[Any, str]) -> None:
         self.app = app

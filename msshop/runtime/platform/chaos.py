@@ -5,15 +5,15 @@
 
 The token is the one in the sandbox's state file (mode 0600): only the sandbox's owner can
 read it, so only they can break their services. Faults apply to every request but
-/health, /spans and /chaos themselves, so the supervisor and `msshop status` keep seeing
-the service (and `status` shows what is injected).
+/health, /spans, /chaos and /openapi.json, so the supervisor and `msshop status` keep
+seeing the service (and `status` shows what is injected).
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from starlette.requests import Request
@@ -21,15 +21,22 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from msshop.runtime.platform.http import HttpError, json_response, read_body, require_token
+from msshop.runtime.platform.openapi import documented
 
-EXEMPT = frozenset({"/health", "/spans", "/chaos"})
+EXEMPT = frozenset({"/health", "/spans", "/chaos", "/openapi.json"})
+MAX_DELAY_MS = 60_000
 
 
 class Faults(msgspec.Struct, forbid_unknown_fields=True):
-    latency_ms: float = 0.0
-    jitter_ms: float = 0.0
-    error_rate: float = 0.0
-    clear: bool = False
+    """What POST /chaos injects from now on (each left out: 0), or `clear` for none."""
+
+    latency_ms: Annotated[float, documented("added to every request", minimum=0,
+                                            maximum=MAX_DELAY_MS)] = 0.0
+    jitter_ms: Annotated[float, documented("up to this much more, at random", minimum=0,
+                                           maximum=MAX_DELAY_MS)] = 0.0
+    error_rate: Annotated[float, documented("the share of requests failed with a 503",
+                                            minimum=0, maximum=1)] = 0.0
+    clear: Annotated[bool, documented("remove every fault")] = False
 
 
 class Chaos:
@@ -52,8 +59,8 @@ class Chaos:
         faults = await read_body(request, Faults)
         if faults.clear:
             faults = Faults()
-        for name, value, high in (("latency_ms", faults.latency_ms, 60_000),
-                                  ("jitter_ms", faults.jitter_ms, 60_000),
+        for name, value, high in (("latency_ms", faults.latency_ms, MAX_DELAY_MS),
+                                  ("jitter_ms", faults.jitter_ms, MAX_DELAY_MS),
                                   ("error_rate", faults.error_rate, 1)):
             if not 0 <= value <= high:
                 raise HttpError(422, f"{name} {value} must be from 0 to {high}")

@@ -31,6 +31,17 @@ class HttpError(Exception):
         self.extra = extra
 
 
+#: control characters (C0, DEL, C1, the Unicode line and paragraph separators), escaped
+_ESCAPES = {code: chr(code).encode("unicode_escape").decode("ascii")
+            for code in (*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029)}
+
+
+def one_line(message: str) -> str:
+    """An error message as one line: control characters (a newline in an id, a name, a path
+    the caller sent and the message quotes) escaped as Python writes them."""
+    return message.translate(_ESCAPES)
+
+
 def json_response(data: Any, status: int = 200) -> Response:
     return Response(msgspec.json.encode(data), status_code=status, media_type="application/json")
 

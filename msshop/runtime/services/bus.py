@@ -25,21 +25,21 @@ import asyncio
 import sqlite3
 import time
 from contextlib import suppress
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
-from msshop.contracts.events import Event
+from msshop.contracts.events import Appended, Event, EventPage
 from msshop.contracts.limits import MAX_BATCH, MAX_ID
 from msshop.contracts.topology import BY_NAME
 from msshop.runtime.platform.app import service_app
 from msshop.runtime.platform.context import ServiceContext
 from msshop.runtime.platform.db import transaction
 from msshop.runtime.platform.http import HttpError, caller, int_query, json_response, read_json
+from msshop.runtime.platform.openapi import Endpoint, Param
 
 MIGRATIONS = [
     """
@@ -82,6 +82,8 @@ MIGRATIONS = [
     """,
 ]
 MAX_WAIT = 30.0
+#: what POST /events takes (decoded by decode_batch, which says which event is wrong)
+Batch = Annotated[list[Event], msgspec.Meta(min_length=1, max_length=MAX_BATCH)]
 _raw_list = msgspec.json.Decoder(list[msgspec.Raw])
 _event = msgspec.json.Decoder(Event)
 
@@ -147,13 +149,11 @@ def append(conn: sqlite3.Connection, batch: list[tuple[Event, bytes]]) -> dict[s
         if appended == len(batch):  # all new (the usual case): they took the last positions
             return {"positions": list(range(head - appended + 1, head + 1)),
                     "appended": appended, "head": head}
-        # one source per batch (check_sender): its ids, not another service's
-        positions = dict(conn.execute(
-            "SELECT id, position FROM events WHERE source = ? AND id IN "
-            "(SELECT value FROM json_each(?))",
-            (batch[0][0].source, msgspec.json.encode([e.id for e, _ in batch]))).fetchall())
-    return {"positions": [positions[e.id] for e, _ in batch], "appended": appended,
-            "head": head}
+        # a repeat (rare: a relay whose answer was lost): each event's first position, by
+        # (source, id) as stored; not through json_each, which ends a string at a NUL
+        find = "SELECT position FROM events WHERE source = ? AND id = ?"
+        positions = [conn.execute(find, (e.source, e.id)).fetchone()[0] for e, _ in batch]
+    return {"positions": positions, "appended": appended, "head": head}
 
 
 def read(conn: sqlite3.Connection, after: int, limit: int, head: int, log_id: bytes) -> bytes:
@@ -207,10 +207,26 @@ def create_app(ctx: ServiceContext) -> Starlette:
 
     return service_app(
         ctx.name,
-        [Route("/events", post_events, methods=["POST"]),
-         Route("/events", get_events, methods=["GET"])],
+        [Endpoint("POST", "/events", post_events, "Append events", {
+            200: (Appended, "Each event's position, in the order sent (a repeat keeps its "
+                            "first), how many were new, and the head"),
+            403: "Not a service that records events, or an event from another source"},
+            body=Batch, auth="services"),
+         Endpoint("GET", "/events", get_events, "Read the log after a position", {
+             200: (EventPage, "The events after `after`, in order, the head and the log's "
+                              "identity")},
+             params=[Param("after", Annotated[int, msgspec.Meta(ge=0, le=MAX_ID)],
+                           "the last position already read", default=0),
+                     Param("limit", Annotated[int, msgspec.Meta(ge=1, le=MAX_BATCH)],
+                           "at most this many events", default=500),
+                     Param("wait_ms", Annotated[int, msgspec.Meta(
+                         ge=0, le=int(MAX_WAIT * 1000))], "with nothing after `after`, "
+                         "hold the answer until an append or this many ms (a long-poll)",
+                         default=0)],
+             auth="owner or services")],
         health,
         [db, HeadLoader()],
         ctx.tracer,
         ctx.admin,
+        __doc__ or "",
     )

@@ -27,11 +27,11 @@ import msgspec
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from msshop.contracts import events
 from msshop.contracts.events import Event
 from msshop.contracts.limits import MAX_BATCH, MAX_ID, MAX_QUANTITY, MAX_REQUEST_ID
+from msshop.contracts.shop import Created, Order, OrdersOfUser
 from msshop.runtime.platform.app import service_app
 from msshop.runtime.platform.batching import Coalescer
 from msshop.runtime.platform.context import ServiceContext
@@ -42,6 +42,7 @@ from msshop.runtime.platform.http import (
     json_response,
     read_body,
 )
+from msshop.runtime.platform.openapi import Endpoint, Param, documented, path_id
 from msshop.runtime.platform.outbox import OUTBOX_SCHEMA, Outbox
 from msshop.runtime.platform.peers import Peers
 from msshop.runtime.platform.tracing import current_trace_id
@@ -63,16 +64,24 @@ MIGRATIONS = [
 ]
 COLUMNS = "id, user_id, product_id, quantity, unit_price_cents, request_id, created_at"
 COALESCE = 256  # at most this many concurrent purchases checked and committed together
+MAX_WAIT_PUBLISHED_MS = 10_000
+Ref = Annotated[int, documented("an id: a positive integer", minimum=1, maximum=MAX_ID)]
 
 
 class Purchase(msgspec.Struct, forbid_unknown_fields=True):
-    user_id: int
-    product_id: int
-    quantity: int = 1
-    request_id: str | None = None
+    """A purchase: a user (known to users) buys a product (known to products)."""
+
+    user_id: Ref
+    product_id: Ref
+    quantity: Annotated[int, documented(minimum=1, maximum=MAX_QUANTITY)] = 1
+    request_id: Annotated[str, documented(
+        "the purchase's idempotency key: a repeat answers the first order",
+        minLength=1, maxLength=MAX_REQUEST_ID, pattern=r"^[^\x00]+$")] | None = None
 
 
 class Purchases(msgspec.Struct, forbid_unknown_fields=True):
+    """Purchases recorded together, all or nothing; known request_ids are skipped."""
+
     orders: Annotated[list[Purchase], msgspec.Meta(min_length=1, max_length=MAX_BATCH)]
 
 
@@ -90,6 +99,9 @@ def checked(purchase: Purchase, where: str = "") -> Purchase:
                              f"to {MAX_QUANTITY}")
     if purchase.request_id is not None and not 1 <= len(purchase.request_id) <= MAX_REQUEST_ID:
         raise HttpError(422, f"{where}request_id must be 1 to {MAX_REQUEST_ID} characters")
+    if purchase.request_id is not None and "\x00" in purchase.request_id:
+        # SQLite's json_each (the batch's lookup of known keys) would end it at the NUL
+        raise HttpError(422, f"{where}request_id must not contain a NUL character")
     return purchase
 
 
@@ -278,7 +290,7 @@ def create_app(ctx: ServiceContext) -> Starlette:
         """The order and its OrderPlaced event; with ?wait_published_ms=N, the event's bus
         position once the relay has sent it (read-your-writes: query --after POSITION)."""
         event = order.get("event") or outbox.latest_event("order", order["id"])
-        wait = int_query(request, "wait_published_ms", 0, 0, 10_000) / 1000
+        wait = int_query(request, "wait_published_ms", 0, 0, MAX_WAIT_PUBLISHED_MS) / 1000
         if event is not None and event["position"] is None and wait:
             event["position"] = await outbox.published(event["id"], wait)
         return {**order, "event": event}
@@ -310,16 +322,37 @@ def create_app(ctx: ServiceContext) -> Starlette:
     def health() -> dict[str, Any]:
         return {**db.health(), "outbox": outbox.health()}
 
+    dependency = {502: "users or products refused the check (the message says how)",
+                  503: "users or products is down or too slow (dependency, failure)"}
     return service_app(
         ctx.name,
         [
-            Route("/orders", post_order, methods=["POST"]),
-            Route("/orders", get_many, methods=["GET"]),
-            Route("/orders/batch", post_batch, methods=["POST"]),
-            Route("/orders/{order_id}", get_one, methods=["GET"]),
+            Endpoint("POST", "/orders", post_order, "Buy a product", {
+                201: (Order, "The new order, with its OrderPlaced event"),
+                200: (Order, "The order this request_id already placed"),
+                422: "Invalid, or no such user or product", **dependency},
+                body=Purchase,
+                params=[Param("wait_published_ms", Annotated[int, msgspec.Meta(
+                    ge=0, le=MAX_WAIT_PUBLISHED_MS)], "wait up to this long for the event's "
+                    "bus position (read-your-writes)", default=0)]),
+            Endpoint("GET", "/orders", get_many, "A user's orders", {
+                200: (OrdersOfUser, "The user's orders, oldest first")},
+                params=[Param("user_id", Annotated[int, msgspec.Meta(ge=1, le=MAX_ID)],
+                              "the user", required=True),
+                        Param("limit", Annotated[int, msgspec.Meta(ge=1, le=MAX_BATCH)],
+                              "at most this many orders", default=MAX_BATCH)]),
+            Endpoint("POST", "/orders/batch", post_batch, "Record many purchases", {
+                200: (Created, "How many were new and how many known (by request_id)"),
+                422: "Invalid, or no such user or product: nothing was recorded",
+                **dependency},
+                body=Purchases),
+            Endpoint("GET", "/orders/{order_id}", get_one, "One order", {
+                200: (Order, "The order"), 404: "No order with that id"},
+                params=[path_id("order_id", "order")]),
         ],
         health,
         [db, peers, bus, outbox],
         ctx.tracer,
         ctx.admin,
+        __doc__ or "",
     )

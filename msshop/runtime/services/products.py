@@ -20,11 +20,11 @@ import msgspec
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from msshop.contracts import events
 from msshop.contracts.events import Event
 from msshop.contracts.limits import MAX_BATCH, MAX_ID, MAX_PRICE, MAX_SKU, MAX_STOCK, MAX_TITLE
+from msshop.contracts.shop import Created, Product, ProductPage, ProductsFound
 from msshop.runtime.platform.app import service_app
 from msshop.runtime.platform.context import ServiceContext
 from msshop.runtime.platform.http import (
@@ -35,6 +35,7 @@ from msshop.runtime.platform.http import (
     json_response,
     read_body,
 )
+from msshop.runtime.platform.openapi import Endpoint, Param, documented, id_list, path_id
 from msshop.runtime.platform.outbox import OUTBOX_SCHEMA, Outbox
 from msshop.runtime.platform.tracing import current_trace_id
 
@@ -56,28 +57,42 @@ MIGRATIONS = [
 COLUMNS = "id, sku, title, price_cents, stock, updated_at, version"
 
 
+Title = Annotated[str, documented("spaces around it are dropped", minLength=1,
+                                  maxLength=MAX_TITLE)]
+Price = Annotated[float, documented("in the shop's currency, at most two decimal places",
+                                    minimum=0, maximum=MAX_PRICE)]
+MAX_PAGE = 1000  # products in one page of GET /products
+
+
 class NewProduct(msgspec.Struct, forbid_unknown_fields=True):
-    title: str
-    price: float
-    stock: int = 0
-    sku: str | None = None
+    """A new product; its sku, if given, is unique in the shop."""
+
+    title: Title
+    price: Price
+    stock: Annotated[int, documented(minimum=0, maximum=MAX_STOCK)] = 0
+    sku: Annotated[str, documented("spaces around it are dropped", minLength=1,
+                                   maxLength=MAX_SKU)] | None = None
 
 
 class NewProducts(msgspec.Struct, forbid_unknown_fields=True):
+    """Products to create at once; those whose sku is known keep their id."""
+
     products: Annotated[list[NewProduct], msgspec.Meta(min_length=1, max_length=MAX_BATCH)]
 
 
 class ProductChange(msgspec.Struct, forbid_unknown_fields=True):
-    title: str | None = None
-    price: float | None = None
+    """A new price and/or title (at least one)."""
+
+    title: Title | None = None
+    price: Price | None = None
 
 
 def cents(price: float, where: str = "") -> int:
-    value = round(price * 100)
-    if not 0 <= price <= MAX_PRICE or abs(price * 100 - value) > 1e-6:
+    # the range first: round() of a price near the float's limit would overflow
+    if not 0 <= price <= MAX_PRICE or abs(price * 100 - round(price * 100)) > 1e-6:
         raise HttpError(422, f"{where}price {price!r} must be from 0 to {MAX_PRICE} "
                              "with at most two decimal places")
-    return value
+    return round(price * 100)
 
 
 def checked_title(title: str, where: str = "") -> str:
@@ -230,7 +245,7 @@ def create_app(ctx: ServiceContext) -> Starlette:
                 span["attributes"]["msshop.rows"] = len(found["products"])
             return json_response(found)
         after = int_query(request, "after", 0, 0, MAX_ID)
-        limit = int_query(request, "limit", 50, 1, 1000)
+        limit = int_query(request, "limit", 50, 1, MAX_PAGE)
         with db.span("SELECT", "products") as span:
             page = list_products(db.conn, after, limit)
             span["attributes"]["msshop.rows"] = len(page["products"])
@@ -257,17 +272,38 @@ def create_app(ctx: ServiceContext) -> Starlette:
     def health() -> dict[str, Any]:
         return {**db.health(), "outbox": outbox.health()}
 
+    product_id = path_id("product_id", "product")
     return service_app(
         ctx.name,
         [
-            Route("/products", post_product, methods=["POST"]),
-            Route("/products", get_many, methods=["GET"]),
-            Route("/products/batch", post_batch, methods=["POST"]),
-            Route("/products/{product_id}", get_one, methods=["GET"]),
-            Route("/products/{product_id}", patch_one, methods=["PATCH"]),
+            Endpoint("POST", "/products", post_product, "Add a product", {
+                201: (Product, "The new product"), 409: "That sku already names a product"},
+                body=NewProduct),
+            Endpoint("GET", "/products", get_many, "Products by id, or a page of all", {
+                200: (ProductsFound | ProductPage,
+                      "With ids: the products found and the ids not found; without: a "
+                      "page of products in id order")},
+                params=[id_list("product"),
+                        Param("after", Annotated[int, msgspec.Meta(ge=0, le=MAX_ID)],
+                              "the page after this id (next_after of the last page)",
+                              default=0),
+                        Param("limit", Annotated[int, msgspec.Meta(ge=1, le=MAX_PAGE)],
+                              "products in the page", default=50)]),
+            Endpoint("POST", "/products/batch", post_batch, "Add many products", {
+                200: (Created, "Every product's id, in input order, and how many were new")},
+                body=NewProducts),
+            Endpoint("GET", "/products/{product_id}", get_one, "One product", {
+                200: (Product, "The product"), 404: "No product with that id"},
+                params=[product_id]),
+            Endpoint("PATCH", "/products/{product_id}", patch_one,
+                     "Change a product's price or title", {
+                         200: (Product, "The product, changed"),
+                         404: "No product with that id"},
+                     body=ProductChange, params=[product_id]),
         ],
         health,
         [db, peers, bus, outbox],
         ctx.tracer,
         ctx.admin,
+        __doc__ or "",
     )

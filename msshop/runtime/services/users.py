@@ -17,11 +17,11 @@ import msgspec
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from msshop.contracts import events
 from msshop.contracts.events import Event
 from msshop.contracts.limits import MAX_BATCH, MAX_EMAIL, MAX_NAME
+from msshop.contracts.shop import Created, User, UsersFound
 from msshop.runtime.platform.app import service_app
 from msshop.runtime.platform.context import ServiceContext
 from msshop.runtime.platform.http import (
@@ -31,6 +31,7 @@ from msshop.runtime.platform.http import (
     json_response,
     read_body,
 )
+from msshop.runtime.platform.openapi import Endpoint, documented, id_list, path_id
 from msshop.runtime.platform.outbox import OUTBOX_SCHEMA, Outbox
 from msshop.runtime.platform.tracing import current_trace_id
 
@@ -45,16 +46,23 @@ MIGRATIONS = [
     """,
     OUTBOX_SCHEMA,
 ]
-EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# no NUL either: SQLite's own text functions (json_each) end a string at one
+EMAIL_PATTERN = r"^[^@\s\x00]+@[^@\s\x00]+\.[^@\s\x00]+$"
+EMAIL = re.compile(EMAIL_PATTERN)
 COLUMNS = "id, email, name, created_at"
 
 
 class SignUp(msgspec.Struct, forbid_unknown_fields=True):
-    email: str
-    name: str
+    """A new user. Spaces around either are dropped; the email is kept lower-case."""
+
+    email: Annotated[str, documented("an email address, unique in the shop", minLength=3,
+                                     maxLength=MAX_EMAIL, pattern=EMAIL_PATTERN)]
+    name: Annotated[str, documented(minLength=1, maxLength=MAX_NAME)]
 
 
 class SignUpBatch(msgspec.Struct, forbid_unknown_fields=True):
+    """Users to sign up at once; those whose email is known keep their id."""
+
     users: Annotated[list[SignUp], msgspec.Meta(min_length=1, max_length=MAX_BATCH)]
 
 
@@ -175,13 +183,22 @@ def create_app(ctx: ServiceContext) -> Starlette:
     return service_app(
         ctx.name,
         [
-            Route("/users", post_user, methods=["POST"]),
-            Route("/users", get_many, methods=["GET"]),
-            Route("/users/batch", post_batch, methods=["POST"]),
-            Route("/users/{user_id}", get_one, methods=["GET"]),
+            Endpoint("POST", "/users", post_user, "Sign a user up", {
+                201: (User, "The new user"), 409: "That email is already signed up"},
+                body=SignUp),
+            Endpoint("GET", "/users", get_many, "Users by id", {
+                200: (UsersFound, "The users found, in the order asked, and the ids not "
+                                  "found")}, params=[id_list("user", required=True)]),
+            Endpoint("POST", "/users/batch", post_batch, "Sign many users up", {
+                200: (Created, "Every user's id, in input order, and how many were new")},
+                body=SignUpBatch),
+            Endpoint("GET", "/users/{user_id}", get_one, "One user", {
+                200: (User, "The user"), 404: "No user with that id"},
+                params=[path_id("user_id", "user")]),
         ],
         health,
         [db, peers, bus, outbox],
         ctx.tracer,
         ctx.admin,
+        __doc__ or "",
     )

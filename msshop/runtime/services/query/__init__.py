@@ -19,16 +19,17 @@ strategies, chosen per request:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
+import msgspec
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from msshop.bus.interface import BusUnavailable
 from msshop.contracts.answers import QUESTION, UserOrders
 from msshop.contracts.limits import MAX_ID
+from msshop.contracts.shop import DeadLetters, Floor, Lags, Replayed
 from msshop.runtime.platform.app import service_app
 from msshop.runtime.platform.consumer import CONSUMER_LOG_COLUMN, CONSUMER_SCHEMA, Consumer
 from msshop.runtime.platform.context import ServiceContext
@@ -40,12 +41,15 @@ from msshop.runtime.platform.http import (
     query_value,
     require_token,
 )
+from msshop.runtime.platform.openapi import Endpoint, Param, path_id
 from msshop.runtime.platform.tracing import current_trace_id
 from msshop.runtime.services.query import direct_call, projection, rebuild, replicated
 
 MIGRATIONS = [projection.SCHEMA + ";" + CONSUMER_SCHEMA, CONSUMER_LOG_COLUMN]
 STRATEGIES = ("replicated", "direct-call")
 SOURCES_IN_TRACE = 20  # events named in a span; all are counted by kind
+MAX_WAIT_MS = 30_000  # read-your-writes: the longest wait for a position
+MAX_DEAD_LETTERS = 10_000  # in one answer
 
 
 def create_app(ctx: ServiceContext) -> Starlette:
@@ -68,7 +72,8 @@ def create_app(ctx: ServiceContext) -> Starlette:
         if strategy == "replicated":
             after = int_query(request, "after", 0, 0, MAX_ID)
             if after > consumer.position:
-                await wait_for_position(after, int_query(request, "wait_ms", 2000, 0, 30_000))
+                await wait_for_position(after, int_query(request, "wait_ms", 2000, 0,
+                                                         MAX_WAIT_MS))
             answer = read_replicated(user_id)
         else:
             partial = query_value(request, "partial") in ("1", "true")
@@ -130,7 +135,7 @@ def create_app(ctx: ServiceContext) -> Starlette:
 
     async def dead_letters(request: Request) -> Response:
         require_token(request, ctx.admin, "reading dead letters")  # they hold events' data
-        limit = int_query(request, "limit", 50, 1, 10_000)
+        limit = int_query(request, "limit", 50, 1, MAX_DEAD_LETTERS)
         rows = db.conn.execute(
             "SELECT position, event_id, type, reason, dead_at, body FROM dead_letters "
             "ORDER BY position DESC LIMIT ?", (limit,)).fetchall()
@@ -157,15 +162,51 @@ def create_app(ctx: ServiceContext) -> Starlette:
     def health() -> dict[str, Any]:
         return {**db.health(), "consumer": consumer.health(), "rebuilding": bool(rebuilding)}
 
+    user_id = path_id("user_id", "user")
+    position = Annotated[int, msgspec.Meta(ge=0, le=MAX_ID)]
     return service_app(
         ctx.name,
-        [Route("/user-orders/{user_id}", user_orders, methods=["GET"]),
-         Route("/bench/floor/{user_id}", floor, methods=["GET"]),
-         Route("/bench/lag", lag, methods=["GET"]),
-         Route("/dead-letters", dead_letters, methods=["GET"]),
-         Route("/replay", replay, methods=["POST"])],
+        [Endpoint("GET", "/user-orders/{user_id}", user_orders,
+                  "Which products did this user order?", {
+                      200: (UserOrders, "The user, their orders with product titles, and "
+                                        "how fresh the answer is"),
+                      404: "No such user (replicated: the read model has not seen them)",
+                      502: "direct-call: a service refused a call (dependency, failure)",
+                      503: "direct-call: a service is down or too slow (dependency, "
+                           "failure); replicated: catching up, or position `after` not "
+                           "applied within wait_ms (freshness)"},
+                  params=[user_id,
+                          Param("strategy", Literal[STRATEGIES],
+                                "read the replicated read model, or ask the services now",
+                                default="replicated"),
+                          Param("fanout", Literal[direct_call.FANOUTS],
+                                "direct-call: one products call for all orders, or one per "
+                                "order (N+1)", default="batched"),
+                          Param("partial", bool, "direct-call: answer with what could be "
+                                "had, and say what is missing"),
+                          Param("after", position, "replicated: first wait until the read "
+                                "model has applied this bus position", default=0),
+                          Param("wait_ms", Annotated[int, msgspec.Meta(ge=0, le=MAX_WAIT_MS)],
+                                "replicated, with after: wait at most this long",
+                                default=2000)]),
+         Endpoint("GET", "/bench/floor/{user_id}", floor, "The stack's floor: one indexed read",
+                  {200: (Floor | None, "The user's id and name in the read model (null: "
+                                       "not there)")}, params=[user_id]),
+         Endpoint("GET", "/bench/lag", lag, "Replication lags since a time", {
+             200: (Lags, "Commit at the source to applied here, in ms, sorted")},
+             params=[Param("since", float, "unix seconds", default=0)], auth="owner"),
+         Endpoint("GET", "/dead-letters", dead_letters, "Events the read model could not apply",
+                  {200: (DeadLetters, "How many, and the newest, with the reason")},
+                  params=[Param("limit", Annotated[int, msgspec.Meta(
+                      ge=1, le=MAX_DEAD_LETTERS)], "at most this many", default=50)],
+                  auth="owner"),
+         Endpoint("POST", "/replay", replay, "Rebuild the read model from position 0", {
+             200: (Replayed, "The rebuild's figures"),
+             409: "A rebuild is already running",
+             503: "The bus failed: nothing was swapped (dependency)"}, auth="owner")],
         health,
         [db, peers, bus, consumer],
         ctx.tracer,
         ctx.admin,
+        __doc__ or "",
     )
