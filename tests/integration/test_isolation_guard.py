@@ -132,6 +132,19 @@ def _try(tmp_path: Path, door: Door) -> tuple[Files, str, list[str]]:
     return files, outcome, reports
 
 
+def _opening_is_refused(tmp_path: Path, name: Callable[[Path], str]) -> None:
+    """In a service process, opening the name `name` makes of another service's file (a
+    `file:` URI) is refused, and reported once."""
+
+    def door(files: Files, conn: sqlite3.Connection) -> object:
+        return _users(sqlite3.connect(name(files.other), uri=True))
+
+    files, outcome, reports = _try(tmp_path, door)
+    expected = files.refused(f"refused to open {files.other}")
+    assert outcome == f"IsolationViolation: {expected}"
+    assert reports == [expected]
+
+
 def _users(conn: sqlite3.Connection, schema: str = "main") -> object:
     return conn.execute(f"SELECT id, email FROM {schema}.users").fetchall()
 
@@ -233,13 +246,7 @@ NOT_MEMORY = [
 @pytest.mark.parametrize("query", NOT_MEMORY)
 def test_a_uri_that_only_mentions_mode_memory_cannot_open_the_real_file(
         tmp_path: Path, query: str) -> None:
-    def door(files: Files, conn: sqlite3.Connection) -> object:
-        return _users(sqlite3.connect(f"file:{files.other}{query}", uri=True))
-
-    files, outcome, reports = _try(tmp_path, door)
-    expected = files.refused(f"refused to open {files.other}")
-    assert outcome == f"IsolationViolation: {expected}"
-    assert reports == [expected]
+    _opening_is_refused(tmp_path, lambda other: f"file:{other}{query}")
 
 
 # Door: another file opened read-only, immutable or through another name of the same path.
@@ -257,13 +264,7 @@ OTHER_FILE_URIS: dict[str, Callable[[Path], str]] = {
 @pytest.mark.parametrize("form", OTHER_FILE_URIS)
 def test_a_uri_for_another_file_read_only_or_immutable_is_refused(tmp_path: Path,
                                                                   form: str) -> None:
-    def door(files: Files, conn: sqlite3.Connection) -> object:
-        return _users(sqlite3.connect(OTHER_FILE_URIS[form](files.other), uri=True))
-
-    files, outcome, reports = _try(tmp_path, door)
-    expected = files.refused(f"refused to open {files.other}")
-    assert outcome == f"IsolationViolation: {expected}"
-    assert reports == [expected]
+    _opening_is_refused(tmp_path, OTHER_FILE_URIS[form])
 
 
 # Door: a percent-encoded path names the other file in a way a text search does not see.
@@ -278,13 +279,7 @@ ENCODED: dict[str, Callable[[Path], str]] = {
 @pytest.mark.parametrize("form", ENCODED)
 def test_a_percent_encoded_path_is_decoded_as_sqlite_decodes_it(tmp_path: Path,
                                                                 form: str) -> None:
-    def door(files: Files, conn: sqlite3.Connection) -> object:
-        return _users(sqlite3.connect(ENCODED[form](files.other), uri=True))
-
-    files, outcome, reports = _try(tmp_path, door)
-    expected = files.refused(f"refused to open {files.other}")
-    assert outcome == f"IsolationViolation: {expected}"
-    assert reports == [expected]
+    _opening_is_refused(tmp_path, ENCODED[form])
 
 
 # Door: a symlink (to the file, or to its folder) is another name for another service's file.
