@@ -32,7 +32,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-SERVICE_HELP = "bus, users, products, orders or query"
+SERVICE_HELP = "bus, users, products, orders or query (a nats cluster: also bus-2, bus-3)"
 
 
 @app.callback()
@@ -71,12 +71,20 @@ def up(
     ctx: typer.Context,
     detach: bool = typer.Option(False, "--detach", "-d",
                                 help="Return once all services are healthy."),
+    bus: str | None = typer.Option(
+        None, "--bus", metavar="log|nats",
+        help="What carries the events: msshop's own log, or NATS JetStream "
+             "[env MSSHOP_BUS_BACKEND; default log]."),
+    bus_nodes: int | None = typer.Option(
+        None, "--bus-nodes", metavar="N",
+        help="nats: how many clustered nats-servers to start, 1, 3 or 5 "
+             "[env MSSHOP_BUS_NODES; default 1]."),
 ) -> None:
-    """Start the services. Example: msshop up --detach"""
+    """Start the services. Example: msshop up --detach --bus nats"""
     from msshop import render
     from msshop.runtime.orchestrator import lifecycle
 
-    config = settings(ctx)
+    config = settings(ctx, **{"bus.backend": bus, "bus.nodes": bus_nodes})
     console = render.console()
     started = time.perf_counter()
     if detach:
@@ -405,24 +413,33 @@ def bench(
     ctx: typer.Context,
     quick: bool = typer.Option(False, "--quick", help="Fewer requests and data: ~15 s."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    bus: str | None = typer.Option(
+        None, "--bus", metavar="log|nats|log,nats",
+        help="The bus backend(s) to measure; several: one after the other, side by side "
+             "[default: bus.backend]."),
 ) -> None:
     """Measure every strategy in a throw-away sandbox. Example: msshop bench --quick"""
     from msshop import render
     from msshop.instruments.bench import measure
 
+    config = settings(ctx)
+    backends = [settings(ctx, **{"bus.backend": b.strip()}).bus_backend
+                for b in (bus or config.bus_backend).split(",")]
     console = render.console(stderr=as_json)
-    report = measure.run(settings(ctx), quick,
-                         say=lambda message: render.bench_progress(console, message))
+    reports = measure.run_each(config, backends, quick,
+                               say=lambda message: render.bench_progress(console, message))
     if as_json:
-        render.bench_json(report)
+        render.bench_json(reports[0] if len(reports) == 1 else reports)
+    elif len(reports) == 1:
+        render.bench(out(), reports[0])
     else:
-        render.bench(out(), report)
+        render.bench_side_by_side(out(), reports)
 
 
 @app.command()
 def demo(
     ctx: typer.Context,
-    name: str = typer.Argument("lesson", help="lesson, outage, lag or replay."),
+    name: str = typer.Argument("lesson", help="lesson, outage, lag, replay or broker."),
     no_pause: bool = typer.Option(False, "--no-pause",
                                   help="Run straight through, for recording and CI."),
     speed: float = typer.Option(1.0, "--speed", metavar="FACTOR",

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from msshop.contracts import events
 from msshop.contracts.credentials import bearer, service_credential
 from msshop.instruments.client import ShopClient
 from msshop.runtime.orchestrator.state import SandboxPaths, State, pid_alive, read_state
@@ -68,6 +69,18 @@ class Sandbox:
         writing service, which only the sandbox's owner can: the credential derives from
         the token in state.json)."""
         return bearer(service_credential(self.state.token, name))
+
+    @property
+    def backend(self) -> str:
+        return self.state.bus.backend
+
+    def bus_events(self) -> list[events.Event]:
+        """Every event on the bus, in order, read through the Bus interface (so the same
+        on every backend)."""
+        from msshop.instruments import event_pager
+
+        return [event for _, event in
+                event_pager.read(self.client().bus(), 0, 10_000_000, follow=False)]
 
     def pids(self) -> list[int]:
         state = read_state(SandboxPaths(self.root))
@@ -126,6 +139,31 @@ def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
 def shared_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     """One running sandbox for a module's tests that only add data and read."""
     running = start_sandbox(tmp_path_factory.mktemp("shared") / "sandbox")
+    try:
+        yield running
+    finally:
+        stop_sandbox(running)
+
+
+@pytest.fixture(scope="module")
+def shared_nats_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    """The same on NATS JetStream: a real nats-server the sandbox starts."""
+    running = start_sandbox(tmp_path_factory.mktemp("shared-nats") / "sandbox",
+                            MSSHOP_BUS_BACKEND="nats")
+    try:
+        yield running
+    finally:
+        stop_sandbox(running)
+
+
+BACKENDS = ["log", "nats"]
+
+
+@pytest.fixture(params=BACKENDS)
+def any_sandbox(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Sandbox]:
+    """A fresh running sandbox of its own, once on each bus backend: the replicated
+    strategy's promises hold on msshop's log and on NATS JetStream alike."""
+    running = start_sandbox(tmp_path / "sandbox", MSSHOP_BUS_BACKEND=request.param)
     try:
         yield running
     finally:

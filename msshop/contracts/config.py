@@ -20,6 +20,8 @@ from msshop.contracts.errors import ConfigError
 
 CONFIG_ENV = "MSSHOP_CONFIG"
 LOG_LEVELS = ("debug", "info", "warning", "error")
+BUS_BACKENDS = ("log", "nats")
+BUS_NODES = (1, 3, 5)  # a JetStream cluster needs a majority: an odd number of nodes
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,23 @@ class Setting:
     env: str
     allowed: str  # what the error message says is allowed
     check: Callable[[Any], bool] = lambda value: True
+
+
+def _is_nats_url(value: str) -> bool:
+    """"" (msshop starts its own server) or nats://[user:password@]host:port[,nats://…]."""
+    if value == "":
+        return True
+    from urllib.parse import urlsplit
+
+    for url in value.split(","):
+        try:
+            parts = urlsplit(url.strip())
+            port = parts.port
+        except ValueError:
+            return False
+        if parts.scheme not in ("nats", "tls") or not parts.hostname or port is None:
+            return False
+    return True
 
 
 def _is_ip(value: str) -> bool:
@@ -82,6 +101,27 @@ SETTINGS: tuple[Setting, ...] = (
         lambda v: v in LOG_LEVELS,
     ),
     Setting(
+        "bus.backend", str, "log", "MSSHOP_BUS_BACKEND",
+        "one of " + ", ".join(BUS_BACKENDS),
+        lambda v: v in BUS_BACKENDS,
+    ),
+    Setting(
+        "bus.url", str, "", "MSSHOP_BUS_URL",
+        "\"\" (msshop starts its own server) or nats://user:password@host:port, several "
+        "separated by commas",
+        _is_nats_url,
+    ),
+    Setting(
+        "bus.nodes", int, 1, "MSSHOP_BUS_NODES",
+        "1, 3 or 5 (the nats-servers msshop starts; the stream is replicated on up to 3)",
+        lambda v: v in BUS_NODES,
+    ),
+    Setting(
+        "bus.dedup_window", float, 120.0, "MSSHOP_BUS_DEDUP_WINDOW",
+        "seconds from 0.1 to 86400 (how long JetStream remembers an event's id)",
+        lambda v: 0.1 <= v <= 86400,
+    ),
+    Setting(
         "seed.users", int, 200, "MSSHOP_SEED_USERS",
         "an integer from 1 to 10000000",
         lambda v: 1 <= v <= 10_000_000,
@@ -114,6 +154,10 @@ class Settings:
     http_timeout: float
     timeouts: dict[str, float]  # per dependency; absent: http_timeout
     log_level: str
+    bus_backend: str  # "log" (the sandbox's own) or "nats" (JetStream)
+    bus_url: str  # nats: an existing server ("" starts one)
+    bus_nodes: int  # nats: how many servers msshop starts
+    bus_dedup_window: float  # nats: seconds JetStream remembers an event id
     seed_users: int
     seed_products: int
     seed_orders: int
@@ -131,6 +175,10 @@ class Settings:
             timeouts={key.partition(".")[2]: value for key, value in values.items()
                       if key.startswith("timeouts.") and value},
             log_level=values["services.log_level"],
+            bus_backend=values["bus.backend"],
+            bus_url=values["bus.url"],
+            bus_nodes=values["bus.nodes"],
+            bus_dedup_window=values["bus.dedup_window"],
             seed_users=values["seed.users"],
             seed_products=values["seed.products"],
             seed_orders=values["seed.orders"],
@@ -217,7 +265,8 @@ def _coerce(setting: Setting, raw: Any, origin: str, parse_text: bool = True) ->
             if isinstance(raw, str | Path):
                 value = Path(raw)
         elif isinstance(raw, str):
-            value = raw.strip().lower() if setting.key == "services.log_level" else raw
+            value = (raw.strip().lower() if setting.key in ("services.log_level", "bus.backend")
+                     else raw)
     except ValueError:
         value = None
     if not parse_text and isinstance(raw, str) and setting.kind in (int, float):

@@ -34,8 +34,17 @@ class ConsumerHealth(ReplicaFreshness):
     dead_letters: int
 
 
+class NatsNode(TypedDict):
+    """A nats-server of the sandbox's bus, as its monitoring port describes it."""
+
+    server: str
+    version: str
+    connections: int
+    leader: str  # the server that leads the stream's replicas ("" for a single server)
+
+
 class Health(TypedDict):
-    """GET /health of any service; the last five keys only where they apply."""
+    """GET /health of any service; the last six keys only where they apply."""
 
     service: str
     status: str
@@ -49,6 +58,7 @@ class Health(TypedDict):
     log: NotRequired[str]  # bus: the log's identity
     consumer: NotRequired[ConsumerHealth]  # query
     rebuilding: NotRequired[bool]  # query
+    nats: NotRequired[NatsNode]  # a nats-server node of the bus (its health, so shaped)
 
 
 class ServiceStatus(TypedDict):
@@ -67,6 +77,14 @@ class ServiceStatus(TypedDict):
     head: NotRequired[int]
     consumer: NotRequired[ConsumerHealth]
     chaos: NotRequired[ChaosState | None]
+    nats: NotRequired[NatsNode]  # a node of a nats bus
+
+
+class BusReport(TypedDict):
+    backend: str  # log | nats
+    servers: list[str]  # nats: every node's client URL
+    external: bool  # nats: a server msshop did not start
+    replicas: int
 
 
 class SupervisorStatus(TypedDict):
@@ -80,3 +98,4 @@ class StatusReport(TypedDict):
     mode: str  # foreground | detached
     supervisor: SupervisorStatus
     services: list[ServiceStatus]
+    bus: BusReport

@@ -13,7 +13,8 @@ from msshop.runtime.orchestrator import lifecycle
 
 def inject(settings: Settings, service: str, latency_ms: float, jitter_ms: float,
            error_rate: float, clear: bool) -> ChaosAnswer:
-    lifecycle.check_service(service)
+    state = lifecycle.running_state(settings)
+    lifecycle.check_msshop_service(service, state, "take chaos (only msshop's services do)")
     if clear and (latency_ms or jitter_ms or error_rate):
         raise UsageError("--clear removes every fault; give it alone")
     if not clear and not (latency_ms or jitter_ms or error_rate):
@@ -21,4 +22,4 @@ def inject(settings: Settings, service: str, latency_ms: float, jitter_ms: float
                          "(or --clear)")
     faults: ChaosState | None = None if clear else {
         "latency_ms": latency_ms, "jitter_ms": jitter_ms, "error_rate": error_rate}
-    return ShopClient(lifecycle.running_state(settings)).chaos(service, faults)
+    return ShopClient(state).chaos(service, faults)

@@ -97,7 +97,7 @@ def caught_up(client: ShopClient, timeout: float) -> CaughtUp:
     while True:
         pending = sum(client.health(name).get("outbox", {"pending": 0})["pending"]
                       for name in ("users", "products", "orders"))
-        head = client.health("bus").get("head", 0)
+        head = client.bus_head()
         consumer = client.health("query").get("consumer")
         position = consumer["position"] if consumer else 0
         if pending == 0 and position == head:

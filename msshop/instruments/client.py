@@ -110,6 +110,15 @@ class ShopClient:
         return found
 
     def health(self, service: str) -> Health:
+        found = self.state.services.get(service)
+        if found is not None and found.kind == "nats-server":
+            from msshop.runtime.orchestrator.broker import probe
+
+            health = probe(self.state.host, found.monitor_port or 0, self.timeout)
+            if health is None:
+                raise SandboxError(f"{service} (nats-server) does not answer; see: msshop "
+                                   f"logs {service}")
+            return cast("Health", health)
         return cast("Health", self.request(service, "GET", "/health"))
 
     def lag(self, since: float) -> list[float]:
@@ -146,6 +155,12 @@ class ShopClient:
     def bus(self, as_service: str | None = None) -> Bus:
         """The sandbox's bus, reached over this client's connection to it, as its owner (who
         may read it), or with a writing service's credential (tests play a service so)."""
+        if self.state.bus.backend == "nats":
+            from msshop.bus.jetstream import JetStreamBus
+
+            who = as_service or "owner"
+            return JetStreamBus(self.state.bus.address(who, self.state.token, self.timeout),
+                                f"msshop-cli-{who}")
         from msshop.bus.interface import BusUnavailable
         from msshop.bus.log import LogBus
 
@@ -161,6 +176,29 @@ class ShopClient:
                 raise BusUnavailable(exc.message) from None
 
         return LogBus(exchange)
+
+    def bus_head(self) -> int:
+        """The bus's last position: as the bus says in its health (the sandbox's log, or any
+        running nats-server node msshop runs), else asked of the stream itself."""
+        if self.state.bus.backend == "log":
+            return self.health("bus").get("head", 0)
+        nodes = [name for name, s in self.state.services.items()
+                 if s.kind == "nats-server" and s.status == "running"]
+        for node in nodes:  # any node of a cluster knows the stream's head
+            try:
+                return self.health(node).get("head", 0)
+            except SandboxError:
+                continue
+        import asyncio
+
+        async def head() -> int:
+            bus = self.bus()
+            try:
+                return await bus.head()
+            finally:
+                await bus.close()
+
+        return asyncio.run(head())
 
     # --- HTTP ------------------------------------------------------------------------------
 

@@ -10,7 +10,10 @@ went wrong, Ctrl-C), the sandbox is stopped and its directory removed.
 A step in TOML:  say = "...", run = "msshop ...", expect = "a line to see",
                  fails = true (the command is meant to fail),
                  capture = { name = "position", pattern = 'bus position (\\d+)' }
-                 (later steps may use {position} in `run`).
+                 (later steps may use {position} in `run`),
+                 during = "msshop seed ..." (started first, and still running while `run`
+                 runs: a fault under load; both must succeed, `expect` is looked for in
+                 both outputs).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from msshop.contracts.errors import MsshopError, UsageError
 DEFAULT = "lesson"
 PAUSE_SECONDS = 1.0  # between steps with --no-pause, divided by --speed
 STEP_TIMEOUT = 300
+HEAD_START = 0.5  # seconds a step's `during` command runs before the step's own command
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,7 @@ class Step:
     expect: str | None = None
     fails: bool = False
     capture: dict[str, str] | None = None
+    during: str | None = None
 
 
 @dataclass(frozen=True)
@@ -113,16 +118,30 @@ def run(name: str, pause: bool, speed: float, stage: Stage) -> int:
     try:
         for number, step in enumerate(scenario.steps, start=1):
             command = step.run.format(**captured)
-            stage.step(f"{number}. {step.say}", command)
-            args = shlex.split(command)
-            if not args or args[0] != "msshop":
-                raise StepFailed(f"demo '{name}' step {number} does not run msshop: {command}")
-            result = subprocess.run([sys.executable, "-m", "msshop", *args[1:]], env=env,
+            during = step.during.format(**captured) if step.during else None
+            stage.step(f"{number}. {step.say}",
+                       f"{during} &\n{command}" if during else command)
+            args = msshop_args(name, number, command)
+            meanwhile = None
+            if during is not None:
+                meanwhile = subprocess.Popen(
+                    [sys.executable, "-m", "msshop", *msshop_args(name, number, during)],
+                    env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                time.sleep(HEAD_START)
+            result = subprocess.run([sys.executable, "-m", "msshop", *args], env=env,
                                     capture_output=True, text=True, timeout=STEP_TIMEOUT)
-            started_sandbox = started_sandbox or args[1:2] == ["up"]
+            started_sandbox = started_sandbox or args[:1] == ["up"]
             output = result.stdout + result.stderr
             stage.output(output)
-            check(step, number, result.returncode, output)
+            code = result.returncode
+            if meanwhile is not None:
+                later, _ = meanwhile.communicate(timeout=STEP_TIMEOUT)
+                stage.output(later)
+                output += later
+                if meanwhile.returncode != 0 and not step.fails:
+                    raise StepFailed(f"step {number}'s `during` command failed (exit "
+                                     f"{meanwhile.returncode}); its output is above")
+            check(step, number, code, output)
             if step.capture:
                 found = re.search(step.capture["pattern"], output)
                 if found is None:
@@ -141,6 +160,14 @@ def run(name: str, pause: bool, speed: float, stage: Stage) -> int:
                            capture_output=True, timeout=STEP_TIMEOUT)
         shutil.rmtree(root, ignore_errors=True)
     return done
+
+
+def msshop_args(name: str, number: int, command: str) -> list[str]:
+    """The arguments of a step's `msshop …` command (a demo runs nothing else)."""
+    args = shlex.split(command)
+    if not args or args[0] != "msshop":
+        raise StepFailed(f"demo '{name}' step {number} does not run msshop: {command}")
+    return args[1:]
 
 
 def check(step: Step, number: int, code: int, output: str) -> None:

@@ -9,7 +9,7 @@ honours) reads the same. The CLI calls these by topic-free names, re-exported he
 from rich.console import Console
 
 from msshop.render.answers import answer, answer_json, answer_with_trace, compare, freshness, verify
-from msshop.render.bench import bench, bench_json, bench_progress
+from msshop.render.bench import bench, bench_json, bench_progress, bench_side_by_side
 from msshop.render.bus import dead_letters, event_line, replayed
 from msshop.render.console import console, error, note
 from msshop.render.demo import DemoStage, demo_done
@@ -34,7 +34,8 @@ from msshop.render.traces import text_document, trace
 
 __all__ = [
     "Console", "DemoStage", "LivePrinter", "answer", "answer_json", "answer_with_trace", "bench",
-    "bench_json", "bench_progress", "chaos", "compare", "console", "dead_letters", "demo_done",
+    "bench_json", "bench_progress", "bench_side_by_side", "chaos", "compare", "console",
+    "dead_letters", "demo_done",
     "error", "event_line", "foreground_stopped", "freshness", "log_line",
     "note", "order", "products", "ready", "replayed", "replication_lines", "reset_done",
     "seed_progress", "seed_report", "service_killed", "service_started", "service_stopped",

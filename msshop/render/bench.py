@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from msshop.render.console import note
 
@@ -52,7 +54,36 @@ def bench(out: Console, report: BenchReport) -> None:
               f"{report['fork_to_healthy_ms']:.0f} ms at most)")
 
 
-def bench_json(report: BenchReport) -> None:
+def bench_side_by_side(out: Console, reports: list[BenchReport]) -> None:
+    """Each backend's figures in a column of one table, then each report in full."""
+    for report in reports:
+        out.print(Text(f"on the {report['bus']} bus", style="bold"))
+        bench(out, report)
+        out.print()
+    table = Table(title="side by side", box=None, pad_edge=False, title_justify="left")
+    table.add_column("figure")
+    for report in reports:
+        table.add_column(report["bus"], justify="right")
+    rows: list[tuple[str, Callable[[BenchReport], str]]] = [
+        ("replicated p50 / floor", _over_floor),
+        ("lag p50 at 1,000/s, ms", lambda r: f"{r['paced']['lag_ms']['p50']:.2f}"),
+        ("lag p99 at 1,000/s, ms", lambda r: f"{r['paced']['lag_ms']['p99']:.2f}"),
+        ("purchases/s, 16 clients", lambda r: f"{r['sustained']['per_second']:,.0f}"),
+        ("purchases/s, 1 client", lambda r: f"{r['purchases']['per_second']:,.0f}"),
+        ("rebuild, events/s", lambda r: f"{r['rebuild']['per_second']:,.0f}"),
+        ("up -> healthy, ms", lambda r: f"{r['up_ms']:.0f}"),
+    ]
+    for label, figure in rows:
+        table.add_row(label, *(figure(report) for report in reports))
+    out.print(table)
+
+
+def _over_floor(report: BenchReport) -> str:
+    latency = report["latency_ms"]
+    return f"{latency['replicated']['p50'] / latency['floor']['p50']:.2f}x"
+
+
+def bench_json(report: BenchReport | list[BenchReport]) -> None:
     import json
 
     print(json.dumps(report, indent=2))

@@ -116,9 +116,12 @@ def replication_lines(status: StatusReport) -> list[str]:
     for name, s in by_name.items():
         if (outbox := s.get("outbox")) is not None and outbox["error"]:
             lines.append(f"  the {name} relay is retrying: {outbox['error']}")
-    bus = by_name.get("bus", nobody)
-    if bus is not None and "head" in bus:
-        lines.append(f"bus: head at position {bus['head']:,}")
+    heads = [s["head"] for s in status["services"] if "head" in s]
+    if heads:  # the log, or the nodes of a nats bus that answered (each knows the head)
+        lines.append(f"bus: head at position {max(heads):,}" + _nats_words(status))
+    elif "bus" in status and status["bus"]["external"]:
+        lines.append("bus: NATS JetStream at " + ", ".join(status["bus"]["servers"])
+                     + " (not started by msshop)")
     query = by_name.get("query", nobody)
     consumer = query.get("consumer") if query is not None else None
     if consumer:
@@ -142,6 +145,21 @@ def replication_lines(status: StatusReport) -> list[str]:
             lines.append(f"{s['name']} {s['status']}: {s['exit']}; start it with: "
                          f"msshop start {s['name']}")
     return lines
+
+
+def _nats_words(status: StatusReport) -> str:
+    """What a nats bus is made of: how many nodes, how many copies, who leads."""
+    bus = status.get("bus")
+    if bus is None or bus["backend"] != "nats":
+        return ""
+    leaders = {s["nats"]["leader"] for s in status["services"] if "nats" in s} - {""}
+    nodes = len(bus["servers"])
+    words = f" (NATS JetStream, {nodes} node{'s' if nodes > 1 else ''}"
+    if nodes > 1:
+        words += f", stream kept on {bus['replicas']}"
+        if leaders:
+            words += ", led by " + "/".join(sorted(leaders)).replace("msshop-", "")
+    return words + ")"
 
 
 def abilities(service: ServiceStatus | Health) -> str | None:

@@ -30,3 +30,23 @@ def test_bench_quick_measures_every_strategy_in_its_own_sandbox(tmp_path: Path) 
     assert report["rebuild"]["events"] >= report["sustained"]["confirmed"]
     assert list(scratch.iterdir()) == [], "the bench's sandbox is removed"
     assert "bench: starting a sandbox of its own" in result.stderr
+
+
+def test_bench_on_both_buses_reports_them_side_by_side(tmp_path: Path) -> None:
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    result = msshop("bench", "--quick", "--bus", "log,nats",
+                    env=sandbox_env(tmp_path / "unused", TMPDIR=str(scratch)),
+                    timeout=300, check=True)
+    text = result.stdout
+    assert "on the log bus" in text and "on the nats bus" in text
+    table = text[text.index("side by side"):].splitlines()
+    assert table[1].split() == ["figure", "log", "nats"]
+    for row in ("lag p50 at 1,000/s, ms", "purchases/s, 16 clients", "rebuild, events/s",
+                "up -> healthy, ms"):
+        line = next(line for line in table if line.startswith(row))
+        figures = line[len(row):].split()
+        assert len(figures) == 2 and all(float(f.rstrip("x").replace(",", "")) > 0
+                                         for f in figures), line
+    assert "[nats] starting a sandbox of its own, on the nats bus" in text
+    assert list(scratch.iterdir()) == [], "both sandboxes are removed"

@@ -3,6 +3,7 @@ traces show who touched what, and the replicated path loses nothing when a proce
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import random
@@ -189,8 +190,9 @@ def test_events_shows_the_bus_log(seeded: Sandbox) -> None:
 # --- nothing lost ---------------------------------------------------------------------------
 
 
-def test_killed_between_commit_and_publish_the_event_arrives_exactly_once(sandbox: Sandbox
-                                                                         ) -> None:
+def test_killed_between_commit_and_publish_the_event_arrives_exactly_once(
+        any_sandbox: Sandbox) -> None:
+    sandbox = any_sandbox
     client = sandbox.client()
     user = client.request("users", "POST", "/users", {"email": "k@example.com", "name": "K"})
     hat = client.request("products", "POST", "/products", {"title": "Hat", "price": 10})
@@ -203,7 +205,7 @@ def test_killed_between_commit_and_publish_the_event_arrives_exactly_once(sandbo
         assert time.monotonic() < deadline, "the relay never tried the bus"
         time.sleep(0.01)
     assert outbox["pending"] == 1
-    assert outbox["error"].startswith("bus is down: connection refused")
+    assert outbox["error"].startswith("bus is down")
     sandbox.run("kill", "orders", check=True)  # committed, never published
     with sqlite3.connect(sandbox.root / "data" / "orders.db") as conn:
         assert conn.execute("SELECT count(*) FROM outbox WHERE sent_at IS NULL").fetchone() \
@@ -212,10 +214,9 @@ def test_killed_between_commit_and_publish_the_event_arrives_exactly_once(sandbo
     sandbox.run("start", "orders", check=True)
     caught_up(sandbox.client(), timeout=10)
 
-    with sqlite3.connect(sandbox.root / "data" / "bus.db") as conn:
-        placed = conn.execute("SELECT count(*) FROM events WHERE type = 'OrderPlaced' AND "
-                              "aggregate_id = ?", (order["id"],)).fetchone()
-    assert placed == (1,), "published once"
+    placed = [e for e in sandbox.bus_events()
+              if e.type == "OrderPlaced" and e.aggregate_id == order["id"]]
+    assert len(placed) == 1, "published once"
     answer = sandbox.client().request("query", "GET", f"/user-orders/{user['id']}")
     assert [o["order_id"] for o in answer["orders"]] == [order["id"]], "applied once"
     assert sandbox.run("verify").returncode == 0
@@ -235,14 +236,22 @@ def test_bus_append_is_idempotent_by_event_id(sandbox: Sandbox) -> None:
     assert bad[0] == 422 and "event [0] is not an event" in bad[1]["error"]
 
 
-def test_a_poison_event_is_dead_lettered_and_later_events_still_apply(sandbox: Sandbox
-                                                                      ) -> None:
+def test_a_poison_event_is_dead_lettered_and_later_events_still_apply(
+        any_sandbox: Sandbox) -> None:
+    sandbox = any_sandbox
     client = sandbox.client()
     poison = events.make(events.USER_SIGNED_UP, "users", 5, 1, {"id": 5}, None)  # no email
     unknown = dict(json.loads(events.encode(poison)), id=events.new_event_id(),
                    type="UserTeleported")
-    client.request("bus", "POST", "/events", [json.loads(events.encode(poison)), unknown],
-                   sandbox.as_service("users"))
+
+    async def append() -> None:  # as the users service would, with its own credential
+        bus = client.bus(as_service="users")
+        try:
+            await bus.append([events.encode(poison), json.dumps(unknown).encode()])
+        finally:
+            await bus.close()
+
+    asyncio.run(append())
     user = client.request("users", "POST", "/users", {"email": "p@example.com", "name": "P"})
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:

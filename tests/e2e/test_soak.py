@@ -22,7 +22,8 @@ VICTIMS = ("bus", "users", "products", "orders", "query")
 
 @pytest.mark.soak
 @pytest.mark.timeout(SECONDS + 240)
-def test_random_kills_while_purchases_flow_lose_nothing(sandbox: Sandbox) -> None:
+def test_random_kills_while_purchases_flow_lose_nothing(any_sandbox: Sandbox) -> None:
+    sandbox = any_sandbox
     sandbox.run("seed", "--users", "50", "--products", "20", "--orders", "100", check=True)
     caught_up(sandbox.client(), timeout=30)
     confirmed: list[int] = []

@@ -4,12 +4,17 @@ it refused or detected."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
 
 import pytest
 
+from msshop.bus.interface import BusUnavailable
+from msshop.bus.jetstream import JetStreamBus
 from msshop.contracts import events
 from msshop.contracts.credentials import bearer
 from msshop.instruments.checking import caught_up
@@ -147,3 +152,55 @@ def test_verify_sees_a_user_renamed_in_the_read_model(sandbox: Sandbox) -> None:
     result = sandbox.run("verify")
     assert result.returncode == 1
     assert f"user 2: the user's name is 'Mallory', expected {name!r}" in result.stdout
+
+
+# --- the same rules on NATS JetStream: the server's own accounts and permissions -----------
+
+
+def nats_bus(sandbox: Sandbox, who: str, password: str | None = None) -> JetStreamBus:
+    """The sandbox's nats bus as `who` signs in (with its own credential, or `password`)."""
+    address = sandbox.state.bus.address(who, sandbox.state.token, timeout=0.5)
+    if password is not None:
+        address = replace(address, password=password)
+    return JetStreamBus(address, f"test-{who}")
+
+
+def refused(sandbox: Sandbox, who: str, attempt: Callable[[JetStreamBus], Awaitable[object]],
+            password: str | None = None) -> str:
+    """Try `attempt` as `who`; the bus must refuse it. Returns its words."""
+    async def go() -> str:
+        bus = nats_bus(sandbox, who, password)
+        try:
+            await attempt(bus)
+        except BusUnavailable as exc:
+            return exc.message
+        finally:
+            await bus.close()
+        raise AssertionError(f"{who} was allowed")
+
+    return asyncio.run(go())
+
+
+def test_on_nats_each_part_may_do_only_its_own_part(shared_nats_sandbox: Sandbox) -> None:
+    sandbox = shared_nats_sandbox
+    one = [events.encode(events.make(events.USER_SIGNED_UP, "users", 4343, 1, {
+        "id": 4343, "email": "n@example.com", "name": "N"}, None))]
+    orders_event = [events.encode(events.make(events.ORDER_PLACED, "orders", 4343, 1, {
+        "id": 4343}, None))]
+    head = sandbox.client().bus_head()
+    # nobody without the sandbox's secrets gets in
+    said = refused(sandbox, "users", lambda bus: bus.head(), password="0" * 64)
+    assert said.startswith("bus is down: cannot reach NATS at nats://127.0.0.1:")
+    assert said.endswith(": authorization violation"), said
+    # users may not append orders' events, query and the owner may append nothing
+    said = refused(sandbox, "users", lambda bus: bus.append(orders_event))
+    assert said == ('NATS refused the events: permissions violation for publish to '
+                    '"msshop.events.orders"')
+    said = refused(sandbox, "query", lambda bus: bus.append(one))
+    assert said.endswith('permissions violation for publish to "msshop.events.users"')
+    said = refused(sandbox, "owner", lambda bus: bus.append(one))
+    assert said.endswith('permissions violation for publish to "msshop.events.users"')
+    # a writing service may not read the log
+    said = refused(sandbox, "users", lambda bus: bus.read(0, 10))
+    assert said.startswith("NATS did not start a consumer at position 1"), said
+    assert sandbox.client().bus_head() == head, "nothing was appended"

@@ -2,22 +2,23 @@
 recorder test against every recorder: the in-memory fake the unit tests lean on (so that
 it stays true to the real thing), and the sandbox's own log (the `bus` service, a real
 process) through both of its carriers, the services' Peers (aiohttp) and the CLI's
-http.client, each showing the users service's credential (the events are its own). The next
-backend (NATS JetStream) joins BUSES."""
+http.client, each showing the users service's credential (the events are its own), and
+NATS JetStream (a real nats-server the sandbox starts), appending as the users service and
+reading as the sandbox's owner (the rights of each are tests/e2e/test_trust.py's)."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import msgspec
 import pytest
 
-from msshop.bus.interface import Bus
+from msshop.bus.interface import Bus, Page
 from msshop.contracts import events
 from msshop.contracts.credentials import service_credential
 from msshop.instruments.client import ShopClient
@@ -25,7 +26,8 @@ from msshop.runtime.platform.context import ServiceContext
 from tests.conftest import Sandbox
 from tests.fakes import MemoryBus, run
 
-BUSES = ["memory", "log, through the CLI's client", "log, through the services' peers"]
+BUSES = ["memory", "log, through the CLI's client", "log, through the services' peers",
+         "nats jetstream"]
 _ids = iter(range(1_000_000, 2_000_000))  # users no other test has; the read model takes them
 
 
@@ -36,8 +38,10 @@ class Subject:
     def __init__(self, kind: str, request: pytest.FixtureRequest) -> None:
         self.kind = kind
         self.memory = MemoryBus() if kind == "memory" else None
-        self.sandbox: Sandbox | None = (None if kind == "memory"
-                                        else request.getfixturevalue("shared_sandbox"))
+        self.nats = kind.startswith("nats")
+        self.sandbox: Sandbox | None = (
+            None if kind == "memory" else
+            request.getfixturevalue("shared_nats_sandbox" if self.nats else "shared_sandbox"))
 
     @asynccontextmanager
     async def bus(self) -> AsyncIterator[Bus]:
@@ -45,6 +49,15 @@ class Subject:
             yield self.memory
             return
         assert self.sandbox is not None
+        if self.nats:
+            client = ShopClient(self.sandbox.state)
+            reader, writer = client.bus(), client.bus(as_service="users")
+            try:
+                yield AppendAs(writer, reader)
+            finally:
+                await reader.close()
+                await writer.close()
+            return
         if self.kind.endswith("client"):
             yield ShopClient(self.sandbox.state).bus(as_service="users")
             return
@@ -69,9 +82,40 @@ class Subject:
         assert self.sandbox is not None
         state = self.sandbox.state
         timer = threading.Timer(delay, lambda: asyncio.run(
-            ShopClient(state).bus(as_service="users").append([body])))
+            _append_once(ShopClient(state).bus(as_service="users"), body)))
         timer.start()
         return timer.join
+
+
+class AppendAs:
+    """One bus seen by two of its clients: the users service appends, the owner reads (on
+    NATS nobody may do both: the services that record events append, and only the query
+    service and the owner read)."""
+
+    def __init__(self, writer: Bus, reader: Bus) -> None:
+        self.writer, self.reader = writer, reader
+
+    async def start(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+    async def append(self, events: Sequence[bytes]) -> list[int]:
+        return await self.writer.append(events)
+
+    async def read(self, after: int, limit: int, wait: float = 0.0) -> Page:
+        return await self.reader.read(after, limit, wait)
+
+    async def head(self) -> int:
+        return await self.reader.head()
+
+
+async def _append_once(bus: Bus, body: bytes) -> None:
+    try:
+        await bus.append([body])
+    finally:
+        await bus.close()
 
 
 @pytest.fixture(params=BUSES)

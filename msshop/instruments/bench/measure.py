@@ -12,6 +12,9 @@ What it reports (ratios within one run are the figures to trust on a noisy machi
   that load and at a paced 1,000 purchases per second;
 - the read model's rebuild rate (events per second, replaying the whole log);
 - the time from `up` to all five services healthy.
+
+On each bus backend asked for (`--bus log,nats`), one after the other, each in a sandbox
+of its own: the same figures side by side.
 """
 
 from __future__ import annotations
@@ -110,13 +113,29 @@ def summarize(samples: list[float]) -> Figures:
             "mean": statistics.fmean(ordered)}
 
 
+def run_each(settings: Settings, backends: list[str], quick: bool = False,
+             say: Say | None = None) -> list[BenchReport]:
+    """The bench on each of `backends` in turn (log, nats), in this order."""
+    tell: Say = say or (lambda message: None)
+    reports = []
+    for backend in backends:
+        config = dataclasses.replace(settings, bus_backend=backend)
+        reports.append(run(config, quick, _tagged(tell, backend) if len(backends) > 1
+                           else tell))
+    return reports
+
+
+def _tagged(tell: Say, backend: str) -> Say:
+    return lambda message: tell(f"[{backend}] {message}")
+
+
 def run(settings: Settings, quick: bool = False, say: Say | None = None) -> BenchReport:
     tell: Say = say or (lambda message: None)
     plan = Plan.make(quick)
     root = Path(tempfile.mkdtemp(prefix="msshop-bench-"))
     config = dataclasses.replace(settings, sandbox_dir=root / "sandbox", base_port=0)
     try:
-        tell("starting a sandbox of its own")
+        tell(f"starting a sandbox of its own, on the {settings.bus_backend} bus")
         started = time.perf_counter()
         state, _ = lifecycle.up_detached(config)
         up_ms = (time.perf_counter() - started) * 1000
@@ -126,7 +145,8 @@ def run(settings: Settings, quick: bool = False, say: Say | None = None) -> Benc
             lifecycle.down(config)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    return {"quick": quick, "plan": cast(PlanReport, dataclasses.asdict(plan)), "up_ms": up_ms,
+    return {"bus": settings.bus_backend, "quick": quick,
+            "plan": cast(PlanReport, dataclasses.asdict(plan)), "up_ms": up_ms,
             "fork_to_healthy_ms": max(s.ready_ms or 0 for s in state.services.values()),
             **measured}
 

@@ -64,6 +64,7 @@ class Measured(TypedDict):
 
 
 class BenchReport(Measured):
+    bus: str  # the backend measured: log | nats
     quick: bool
     plan: PlanReport
     up_ms: float

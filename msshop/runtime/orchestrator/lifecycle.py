@@ -182,7 +182,7 @@ def status(settings: Settings) -> StatusReport:
     state = running_state(settings)
     services = []
     for name, service in state.services.items():
-        health = cast("Health | None", probe(state.host, service.port, timeout=1.0)
+        health = cast("Health | None", health_of(state, name, timeout=1.0)
                       if service.status == "running" else None)
         report: ServiceStatus = {
             "name": name, "status": service.status, "pid": service.pid, "port": service.port,
@@ -198,27 +198,42 @@ def status(settings: Settings) -> StatusReport:
                 report["head"] = health["head"]
             if "consumer" in health:  # query: the read model's position and lag
                 report["consumer"] = health["consumer"]
-            if "chaos" in health:
+            if health.get("chaos"):
                 report["chaos"] = health["chaos"]
+            if "nats" in health:  # a nats-server node: which, and who leads the stream
+                report["nats"] = health["nats"]
         services.append(report)
     return {
         "running": True, "sandbox": state.sandbox, "mode": state.mode,
         "supervisor": {"pid": state.supervisor_pid, "started_at": state.started_at},
         "services": services,
+        "bus": {"backend": state.bus.backend, "servers": state.bus.servers,
+                "external": state.bus.external, "replicas": state.bus.replicas},
     }
 
 
-def check_service(name: str) -> str:
-    if name not in BY_NAME:
-        raise UsageError(f"unknown service '{name}'; choose one of: " + ", ".join(BY_NAME))
+def check_service(name: str, state: State | None = None) -> str:
+    """A service of this sandbox (with a nats bus of several nodes: bus, bus-2 …)."""
+    known = list(state.services) if state is not None else list(BY_NAME)
+    if name not in known:
+        raise UsageError(f"unknown service '{name}'; choose one of: " + ", ".join(known))
+    return name
+
+
+def check_msshop_service(name: str, state: State, doing: str) -> str:
+    """A service msshop runs itself (not a nats-server node), for what only they can do."""
+    check_service(name, state)
+    if state.services[name].kind != "service":
+        raise UsageError(f"{name} is a nats-server, which cannot {doing}; stop, start or "
+                         f"kill it instead (msshop kill {name})")
     return name
 
 
 def command(settings: Settings, op: str, service: str | None = None) -> dict[str, Any]:
     """Send stop/start/restart/reset to the supervisor and wait for its answer."""
-    if service is not None:
-        check_service(service)
     state = running_state(settings)
+    if service is not None:
+        check_service(service, state)
     timeout = settings.startup_timeout + settings.stop_timeout * len(SERVICES) + 5
     args = {} if service is None else {"service": service}
     return control.call(state.control_port, state.token, op, timeout=timeout, **args)
@@ -230,15 +245,24 @@ def start(settings: Settings, service: str, restart: bool = False
     says of itself now (healthy is not always able: a query service may be catching up)."""
     answer = command(settings, "restart" if restart else "start", service)
     state = running_state(settings)
-    health = probe(state.host, state.services[service].port, timeout=1.0)
-    return float(answer["ready_ms"]), cast("Health | None", health)
+    return float(answer["ready_ms"]), cast("Health | None", health_of(state, service, 1.0))
+
+
+def health_of(state: State, name: str, timeout: float) -> dict[str, Any] | None:
+    """A service's /health, or a nats-server's health in the same shape; None: no answer."""
+    service = state.services[name]
+    if service.kind == "nats-server":
+        from msshop.runtime.orchestrator.broker import probe as probe_broker
+
+        return probe_broker(state.host, service.monitor_port or 0, timeout=timeout)
+    return probe(state.host, service.port, timeout=timeout)
 
 
 def kill(settings: Settings, service: str) -> State:
     """SIGKILL a service, as a crash would; wait until the supervisor has noticed."""
-    check_service(service)
     paths = SandboxPaths(settings.sandbox_dir)
     state = running_state(settings)
+    check_service(service, state)
     pid = state.services[service].pid
     if pid is None or state.services[service].status != "running":
         raise SandboxError(f"{service} is not running ({state.services[service].status}); "

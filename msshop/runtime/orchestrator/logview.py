@@ -24,6 +24,8 @@ def sources(settings: Settings, service: str | None) -> dict[str, Path]:
     paths = SandboxPaths(settings.sandbox_dir)
     everything = {name: spec.log_path(paths.root) for name, spec in BY_NAME.items()}
     everything["supervisor"] = paths.supervisor_log
+    if paths.logs.is_dir():  # a nats bus's other nodes: bus-2, bus-3 …
+        everything.update({path.stem: path for path in sorted(paths.logs.glob("bus-*.log"))})
     if service is not None:
         if service not in everything:
             raise UsageError(f"unknown log '{service}'; choose one of: " + ", ".join(everything))

@@ -99,40 +99,17 @@ def describe_exit(exitcode: int) -> str:
     return f"exited with code {exitcode}"
 
 
-class ServiceProcess:
-    """Start, watch and stop one service process."""
+class ForkedProcess:
+    """Watch and stop one forked process (a service, or a nats-server node); subclasses
+    fork it in `start` and keep it in `_process`."""
 
-    def __init__(self, spec: ServiceSpec, context: ServiceContext, log_path: Path,
-                 log_level: str) -> None:
-        self.spec = spec
-        self.context = context
-        self.log_path = log_path
-        self.log_level = log_level
+    def __init__(self) -> None:
         self._process: Any = None
         self.started_at: float | None = None
 
     @property
-    def name(self) -> str:
-        return self.spec.name
-
-    @property
     def pid(self) -> int | None:
         return None if self._process is None else int(self._process.pid)
-
-    def start(self, sock: socket.socket, lifeline: tuple[int, int],
-              close_in_child: Sequence[int]) -> None:
-        """Fork the service. `sock` is bound; the parent's copy is closed once forked."""
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._process = _fork.Process(
-            target=_child_main,
-            args=(self.spec.entry, self.context, sock, self.log_path, self.log_level,
-                  lifeline, tuple(close_in_child)),
-            name=f"msshop-{self.name}",
-            daemon=False,
-        )
-        self.started_at = time.time()
-        self._process.start()
-        sock.close()
 
     def exitcode(self) -> int | None:
         """None while running (or never started); the exit code once it has ended."""
@@ -155,6 +132,37 @@ class ServiceProcess:
                 self._process.kill()
                 self._process.join(5)
         return self.exitcode()
+
+
+class ServiceProcess(ForkedProcess):
+    """Start, watch and stop one service process."""
+
+    def __init__(self, spec: ServiceSpec, context: ServiceContext, log_path: Path,
+                 log_level: str) -> None:
+        super().__init__()
+        self.spec = spec
+        self.context = context
+        self.log_path = log_path
+        self.log_level = log_level
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def start(self, sock: socket.socket, lifeline: tuple[int, int],
+              close_in_child: Sequence[int]) -> None:
+        """Fork the service. `sock` is bound; the parent's copy is closed once forked."""
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._process = _fork.Process(
+            target=_child_main,
+            args=(self.spec.entry, self.context, sock, self.log_path, self.log_level,
+                  lifeline, tuple(close_in_child)),
+            name=f"msshop-{self.name}",
+            daemon=False,
+        )
+        self.started_at = time.time()
+        self._process.start()
+        sock.close()
 
 
 def _child_main(entry: str, context: ServiceContext, sock: socket.socket, log_path: Path,

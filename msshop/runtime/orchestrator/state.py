@@ -2,6 +2,8 @@
 
 Layout of a sandbox directory:
     data/<service>.db   each service's own SQLite file (plus its -wal and -shm)
+    data/nats/<node>/   with the nats bus: each nats-server's JetStream store
+    nats/<node>.conf    with the nats bus: each nats-server's config (mode 0600)
     logs/<service>.log  each service's log; logs/supervisor.log for the supervisor
     state.json          pids, ports, status and the control token (mode 0600)
     supervisor.lock     held (flock) by the live supervisor for as long as it runs
@@ -18,9 +20,13 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from msshop.contracts.credentials import service_credential
 from msshop.contracts.errors import SandboxError
+
+if TYPE_CHECKING:
+    from msshop.bus.jetstream import NatsAddress
 
 STATE_VERSION = 1
 
@@ -36,6 +42,13 @@ class SandboxPaths:
     @property
     def logs(self) -> Path:
         return self.root / "logs"
+
+    @property
+    def nats(self) -> Path:
+        return self.root / "nats"
+
+    def nats_store(self, node: str) -> Path:
+        return self.data / "nats" / node
 
     @property
     def state_file(self) -> Path:
@@ -76,6 +89,33 @@ class ServiceState:
     exit: str | None = None  # how it last ended, e.g. "killed by SIGKILL"
     started_at: float | None = None
     ready_ms: float | None = None  # fork to ready, by the service's own report
+    kind: str = "service"  # service (an msshop process) | nats-server (a node of the bus)
+    monitor_port: int | None = None  # nats-server: where its health is asked
+    route_port: int | None = None  # nats-server in a cluster: where the nodes meet
+
+
+@dataclass
+class BusState:
+    """What carries the events, and how the CLI reaches it."""
+
+    backend: str = "log"  # log | nats
+    servers: list[str] = field(default_factory=list)  # nats: client URLs, every node
+    external: bool = False  # nats: a server msshop did not start (bus.url)
+    user: str = ""  # nats, external: the credentials in bus.url, which everyone uses
+    password: str = ""
+    replicas: int = 1
+    dedup_window: float = 120.0
+
+    def address(self, who: str, token: str, timeout: float = 2.0) -> NatsAddress:
+        """How `who` (a service, or "owner": the CLI) reaches the nats bus."""
+        from msshop.bus.jetstream import NatsAddress
+
+        if self.external:
+            return NatsAddress(tuple(self.servers), self.user, self.password, self.replicas,
+                               self.dedup_window, timeout)
+        password = token if who == "owner" else service_credential(token, who)
+        return NatsAddress(tuple(self.servers), who, password, self.replicas,
+                           self.dedup_window, timeout, f"_INBOX.{who}")
 
 
 @dataclass
@@ -88,6 +128,7 @@ class State:
     mode: str  # foreground | detached
     started_at: float
     services: dict[str, ServiceState] = field(default_factory=dict)
+    bus: BusState = field(default_factory=BusState)
     version: int = STATE_VERSION
 
     def to_json(self) -> str:
@@ -96,7 +137,8 @@ class State:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> State:
         services = {name: ServiceState(**s) for name, s in data.pop("services").items()}
-        return cls(services=services, **data)
+        bus = BusState(**data.pop("bus", {}))
+        return cls(services=services, bus=bus, **data)
 
 
 def write_state(paths: SandboxPaths, state: State) -> None:

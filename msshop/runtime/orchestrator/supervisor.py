@@ -14,23 +14,27 @@ import contextlib
 import os
 import secrets
 import selectors
+import shutil
 import signal
 import socket
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import unquote, urlsplit
 
 from msshop.contracts.config import Settings
 from msshop.contracts.credentials import digest, service_credential
 from msshop.contracts.errors import SandboxError
 from msshop.contracts.topology import BY_NAME, SERVICES, ServiceSpec, stages
+from msshop.runtime.orchestrator import broker
 from msshop.runtime.orchestrator.control import ControlServer
 from msshop.runtime.orchestrator.health import probe
 from msshop.runtime.orchestrator.logs import LogFollower, last_error_line
 from msshop.runtime.orchestrator.printer import Printer
 from msshop.runtime.orchestrator.process import ServiceProcess, bind, describe_exit, preload
 from msshop.runtime.orchestrator.state import (
+    BusState,
     SandboxPaths,
     ServiceState,
     State,
@@ -81,21 +85,26 @@ class Probe(Protocol):
 
 
 ProcessFactory = Callable[[ServiceSpec, ServiceContext, Path, str], ChildProcess]
+BrokerFactory = Callable[[str, Path, Path], ChildProcess]  # (node, config, log path)
 
 
 class Supervisor:
     def __init__(self, settings: Settings, printer: Printer, mode: str,
                  inherited_fds: list[int] | None = None, *,
                  new_process: ProcessFactory = ServiceProcess,
+                 new_broker: BrokerFactory = broker.BrokerProcess,
                  bind: Callable[[str, int, str], socket.socket] = bind,
                  preload: Callable[[Sequence[ServiceSpec]], None] = preload,
                  probe: Probe = probe,
+                 probe_broker: Probe = broker.probe,
                  clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self.new_process = new_process  # (spec, context, log path, log level), not started
+        self.new_broker = new_broker  # a nats-server node, not started
         self.bind = bind  # (host, port, service name) -> a bound socket
         self.preload = preload  # imports what these services run on, so forks start warm
         self.probe = probe
+        self.probe_broker = probe_broker  # a nats-server's health, on its monitoring port
         self.clock = clock  # monotonic: startup deadlines, the live view's health refresh
         self.sleep = sleep
         self.settings = settings
@@ -133,8 +142,12 @@ class Supervisor:
             self._clear_stale(stale)
         host = self.settings.host
         services: dict[str, ServiceState] = {}
+        bus = BusState(backend=self.settings.bus_backend)
         try:
             for spec in SERVICES:
+                if spec.name == "bus" and bus.backend == "nats":
+                    bus = self._bind_broker(services)
+                    continue
                 base = self.settings.base_port
                 wanted = base + spec.port_offset if base else 0
                 sock = self.bind(host, wanted, spec.name)
@@ -151,13 +164,65 @@ class Supervisor:
         self.state = State(
             sandbox=str(self.paths.root), host=host, supervisor_pid=os.getpid(),
             control_port=self.control.port, token=self.control.token, mode=self.mode,
-            started_at=time.time(), services=services,
+            started_at=time.time(), services=services, bus=bus,
         )
         if self.printer.refresh_interval:  # from here on, every line the services log is shown
             self.followers = {s.name: LogFollower(Path(s.log)) for s in services.values()}
         self._install_signals()
         write_state(self.paths, self.state)
         return self.state
+
+    def _bind_broker(self, services: dict[str, ServiceState]) -> BusState:
+        """The nats bus: an existing server (bus.url), or nodes of our own, each with its
+        client port bound now (a taken one is found before anything starts) and its
+        monitoring and route ports checked free."""
+        settings = self.settings
+        if settings.bus_url:
+            return external_bus(settings.bus_url, settings.bus_dedup_window)
+        broker.find_server()  # not installed: say so before anything starts
+        host, base = settings.host, settings.base_port
+        names = broker.node_names(settings.bus_nodes)
+        for index, name in enumerate(names):
+            wanted = broker.node_ports(base, index) if base else (0, 0, 0)
+            sock = self.bind(host, wanted[0], name)
+            self.sockets[name] = sock
+            port = sock.getsockname()[1]
+            monitor = self._free_port(host, wanted[1], f"{name} (monitoring)")
+            route = (self._free_port(host, wanted[2], f"{name} (cluster)")
+                     if len(names) > 1 else None)
+            services[name] = ServiceState(
+                name=name, port=port, url=f"nats://{_url_host(host)}:{port}",
+                db=str(self.paths.nats_store(name)), log=str(self.paths.logs / f"{name}.log"),
+                kind="nats-server", monitor_port=monitor, route_port=route)
+        return BusState(backend="nats",
+                        servers=[services[name].url for name in names],
+                        replicas=min(len(names), broker.MAX_REPLICAS),
+                        dedup_window=settings.bus_dedup_window)
+
+    def _free_port(self, host: str, port: int, what: str) -> int:
+        """A port nats-server will bind itself: checked free (0: one picked) and let go."""
+        sock = self.bind(host, port, what)
+        try:
+            number: int = sock.getsockname()[1]
+            return number
+        finally:
+            sock.close()
+
+    def _stages(self) -> list[list[str]]:
+        """Service names in start order: the nodes of a nats bus take the bus's stage (an
+        external bus has none)."""
+        state = self.state
+        ordered = []
+        for stage in stages():
+            names: list[str] = []
+            for spec in stage:
+                if spec.name == "bus" and state is not None and state.bus.backend == "nats":
+                    names += [n for n, s in state.services.items() if s.kind == "nats-server"]
+                else:
+                    names.append(spec.name)
+            if names:
+                ordered.append(names)
+        return ordered
 
     def _clear_stale(self, stale: State) -> None:
         deadline = self.clock() + 2.0  # the lifeline makes orphans exit within ~0.1 s
@@ -193,29 +258,43 @@ class Supervisor:
         """Stage by stage, each healthy before the next starts. While a stage starts up,
         the supervisor imports what the next one needs: the bus (which calls no one, so
         needs no aiohttp) is up before the rest of the stack has finished importing."""
-        ordered = stages()
+        ordered = self._stages()
         for index, stage in enumerate(ordered):
-            for spec in stage:
-                self._fork(spec.name)
+            for name in stage:
+                self._fork(name)
             if index + 1 < len(ordered):
-                self.preload(ordered[index + 1])
-            self._await_healthy([spec.name for spec in stage])
+                self.preload([BY_NAME[n] for n in ordered[index + 1] if n in BY_NAME])
+            self._await_healthy(stage)
 
     def _fork(self, name: str) -> None:
-        self.preload([BY_NAME[name]])
         state = self._state()
         service = state.services[name]
         sock = self.sockets.pop(name, None) or self.bind(state.host, service.port, name)
-        context = ServiceContext(
-            name=name,
-            db_path=Path(service.db),
-            peer_urls={n: s.url for n, s in state.services.items() if n != name},
-            http_timeout=self.settings.http_timeout,
-            timeouts=dict(self.settings.timeouts),
-            **credentials_for(name, state.token),
-        )
-        process = self.new_process(BY_NAME[name], context, Path(service.log),
-                                   self.settings.log_level)
+        process: ChildProcess
+        if service.kind == "nats-server":
+            config = self.paths.nats / f"{name}.conf"
+            routes = [s.route_port for s in state.services.values() if s.route_port]
+            broker.write_config(config, broker.server_config(
+                name, state.host, (service.port, service.monitor_port or 0,
+                                   service.route_port or 0),
+                Path(service.db), state.token, routes))
+            process = self.new_broker(name, config, Path(service.log))
+        else:
+            self.preload([BY_NAME[name]])
+            bus_timeout = self.settings.timeouts.get("bus", self.settings.http_timeout)
+            context = ServiceContext(
+                name=name,
+                db_path=Path(service.db),
+                peer_urls={n: s.url for n, s in state.services.items()
+                           if n != name and s.kind == "service"},
+                http_timeout=self.settings.http_timeout,
+                timeouts=dict(self.settings.timeouts),
+                bus_address=(state.bus.address(name, state.token, bus_timeout)
+                             if state.bus.backend == "nats" else None),
+                **credentials_for(name, state.token),
+            )
+            process = self.new_process(BY_NAME[name], context, Path(service.log),
+                                       self.settings.log_level)
         process.start(sock, self.lifeline, self._fds_children_must_close())
         self.processes[name] = process
         service.status, service.pid, service.exit = "starting", process.pid, None
@@ -252,7 +331,7 @@ class Supervisor:
                         + (f": {quote.strip()}" if quote else "")
                         + f"; see: msshop logs {name}"
                     )
-                health = self.probe(state.host, service.port, timeout=0.5)
+                health = self._probe(service, timeout=0.5)
                 if health is not None:
                     service.status = "running"
                     # the service's own clock: it may be seen healthy later than it was
@@ -292,10 +371,10 @@ class Supervisor:
         write_state(self.paths, state)
 
     def stop_all(self) -> None:
-        for stage in reversed(stages()):
-            for spec in stage:
-                if spec.name in self.processes:
-                    self._stop(spec.name)
+        for stage in reversed(self._stages()):
+            for name in stage:
+                if name in self.processes:
+                    self._stop(name)
 
     def _reap(self) -> None:
         """Notice services that ended without being asked to, and say so."""
@@ -350,9 +429,14 @@ class Supervisor:
 
     def health(self) -> dict[str, dict[str, Any] | None]:
         state = self._state()
-        return {name: (self.probe(state.host, s.port, timeout=0.3)
-                       if s.status == "running" else None)
+        return {name: (self._probe(s, timeout=0.3) if s.status == "running" else None)
                 for name, s in state.services.items()}
+
+    def _probe(self, service: ServiceState, timeout: float) -> dict[str, Any] | None:
+        host = self._state().host
+        if service.kind == "nats-server":
+            return self.probe_broker(host, service.monitor_port or 0, timeout=timeout)
+        return self.probe(host, service.port, timeout=timeout)
 
     def handle(self, request: dict[str, Any]) -> dict[str, Any]:
         """Answer one control command."""
@@ -372,9 +456,10 @@ class Supervisor:
                 self.printer.event("reset: every service's data was deleted")
                 return {"ok": True}
             name = request.get("service")
-            if not isinstance(name, str) or name not in BY_NAME:
+            known = self._state().services
+            if not isinstance(name, str) or name not in known:
                 return {"ok": False, "error": f"unknown service {name!r}; choose one of: "
-                                              + ", ".join(BY_NAME)}
+                                              + ", ".join(known)}
             if op == "stop":
                 if name not in self.processes:
                     status = self._state().services[name].status
@@ -397,6 +482,9 @@ class Supervisor:
 
     def _delete_data(self) -> None:
         for service in self._state().services.values():
+            if service.kind == "nats-server":
+                shutil.rmtree(service.db, ignore_errors=True)
+                continue
             for suffix in ("", "-wal", "-shm"):
                 Path(service.db + suffix).unlink(missing_ok=True)
 
@@ -439,6 +527,20 @@ def credentials_for(name: str, token: str) -> dict[str, Any]:
                if name == "bus" else {})
     return {"admin": digest(token), "credential": service_credential(token, name),
             "senders": senders}
+
+
+def external_bus(url: str, dedup_window: float) -> BusState:
+    """bus.url: servers msshop does not start, and the credentials every part signs in with
+    (the same for all: whoever runs that server decides who may do what)."""
+    servers, user, password = [], "", ""
+    for one in url.split(","):
+        parts = urlsplit(one.strip())
+        user = unquote(parts.username or user)
+        password = unquote(parts.password or password)
+        host = parts.hostname or ""
+        servers.append(f"{parts.scheme}://{_url_host(host)}:{parts.port}")
+    return BusState(backend="nats", servers=servers, external=True, user=user,
+                    password=password, replicas=1, dedup_window=dedup_window)
 
 
 def _drain(fd: int) -> None:

@@ -13,6 +13,7 @@ from msshop.runtime.platform.tracing import SpanScope, Tracer, db_attributes
 
 if TYPE_CHECKING:
     from msshop.bus.interface import Bus
+    from msshop.bus.jetstream import NatsAddress
     from msshop.runtime.platform.peers import Peers
 
 
@@ -27,6 +28,7 @@ class ServiceContext:
     admin: str | None = None  # the digest of the sandbox's token: checks its owner's calls
     credential: str | None = None  # this service's own, shown to the bus
     senders: dict[str, str] = field(default_factory=dict)  # bus only: digest -> service
+    bus_address: NatsAddress | None = None  # the nats bus (None: the sandbox's own log)
     tracer: Tracer = field(init=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -41,7 +43,12 @@ class ServiceContext:
         return Peers(self.peer_urls, self.http_timeout, self.tracer, self.timeouts)
 
     def bus(self, peers: Peers) -> Bus:
-        """The sandbox's bus, reached through `peers` (its calls are spans like any other)."""
+        """The sandbox's bus: NATS JetStream if it has one, else its own log reached through
+        `peers` (its calls are spans like any other)."""
+        if self.bus_address is not None:
+            from msshop.bus.jetstream import JetStreamBus
+
+            return JetStreamBus(self.bus_address, f"msshop-{self.name}")
         from msshop.bus.interface import BusUnavailable
         from msshop.bus.log import LogBus
         from msshop.runtime.platform.http import HttpError

