@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import importlib
 import logging
+import sys
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -51,6 +53,24 @@ DELIVERY_GRACE = 5.0  # seconds to wait for events the stream is known to hold
 # (the relay and the consumer back off), so that no call waits on a server that is gone.
 RECONNECT_ATTEMPTS = 1
 RECONNECT_WAIT = 0.05  # seconds
+
+
+def import_nats() -> None:
+    """Import the NATS client (the supervisor does, before it forks, so the services start
+    warm: 32 ms). Its websocket transport imports aiohttp if it can, 0.1 s more; msshop
+    speaks nats:// only, so where aiohttp is not loaded already (the CLI) it is kept out,
+    which nats-py supports."""
+    if "nats.js.api" in sys.modules:
+        return
+    blocked = "aiohttp" not in sys.modules
+    if blocked:
+        sys.modules["aiohttp"] = None  # type: ignore[assignment]  # "import aiohttp" fails
+    try:
+        for module in ("nats", "nats.js", "nats.js.api", "nats.js.errors"):
+            importlib.import_module(module)
+    finally:
+        if blocked:
+            del sys.modules["aiohttp"]
 
 
 @dataclass(frozen=True)
@@ -107,6 +127,7 @@ class JetStreamBus:
 
     async def append(self, events: Sequence[bytes]) -> list[int]:
         from nats.errors import Error as NatsError
+        from nats.js.errors import NoStreamResponseError
 
         if not events:
             return []
@@ -132,6 +153,10 @@ class JetStreamBus:
             raise BusUnavailable(
                 f"NATS did not confirm the events within {self.address.timeout:g} s"
                 + (f" ({problem})" if problem else "")) from None
+        except NoStreamResponseError:
+            self._js = None  # the stream is gone: the next call makes it again
+            raise BusUnavailable(self._say(f"NATS has no stream {STREAM} to store the events "
+                                           "in")) from None
         except (NatsError, OSError) as exc:
             raise BusUnavailable(self._say(f"NATS refused the events: {_words(exc)}")) from None
         finally:
@@ -198,6 +223,7 @@ class JetStreamBus:
         async with self._connecting:
             if self._js is not None and self._nc is not None and not self._nc.is_closed:
                 return self._js
+            import_nats()
             import nats
 
             async def error(exc: Exception) -> None:

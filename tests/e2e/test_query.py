@@ -7,7 +7,10 @@ import asyncio
 import base64
 import json
 import random
+import signal
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -185,6 +188,27 @@ def test_events_shows_the_bus_log(seeded: Sandbox) -> None:
     for line in lines:
         kind, source = line.split()[1:3]
         assert sources[kind] == source, line
+
+
+def test_events_follow_prints_each_new_event_as_it_is_appended(any_sandbox: Sandbox
+                                                                 ) -> None:
+    sandbox = any_sandbox
+    sandbox.run("signup", "--email", "f@example.com", "--name", "F", check=True)
+    caught_up(sandbox.client(), timeout=10)
+    follower = subprocess.Popen([sys.executable, "-m", "msshop", "events", "--follow"],
+                                env=sandbox.env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert follower.stdout is not None
+        first = follower.stdout.readline()
+        assert first.split()[:3] == ["1", "UserSignedUp", "users"], first
+        sandbox.run("products", check=True)  # (nothing new from a read)
+        sandbox.run("signup", "--email", "g@example.com", "--name", "G", check=True)
+        second = follower.stdout.readline()  # the long-poll wakes for it
+        assert second.split()[:3] == ["2", "UserSignedUp", "users"], second
+        assert "email=g@example.com" in second
+    finally:
+        follower.send_signal(signal.SIGINT)  # Ctrl-C: it stops quietly
+        assert follower.wait(10) == 0
 
 
 # --- nothing lost ---------------------------------------------------------------------------

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -18,7 +20,7 @@ from msshop.bus.jetstream import JetStreamBus
 from msshop.contracts import events
 from msshop.contracts.credentials import bearer
 from msshop.instruments.checking import caught_up
-from tests.conftest import Sandbox
+from tests.conftest import Sandbox, start_sandbox, stop_sandbox
 
 
 def forged(source: str = "users", **changes: object) -> dict[str, object]:
@@ -204,3 +206,39 @@ def test_on_nats_each_part_may_do_only_its_own_part(shared_nats_sandbox: Sandbox
     said = refused(sandbox, "users", lambda bus: bus.read(0, 10))
     assert said.startswith("NATS did not start a consumer at position 1"), said
     assert sandbox.client().bus_head() == head, "nothing was appended"
+
+
+def test_on_nats_a_lost_stream_is_named_never_caught_up(tmp_path: Path) -> None:
+    """JetStream's store deleted while its server was down: the stream is made again on the
+    next purchase, with an identity of its own, and the read model says it was built from
+    another log (as with bus.db emptied)."""
+    sandbox = start_sandbox(tmp_path / "sandbox", MSSHOP_BUS_BACKEND="nats")
+    try:
+        sandbox.run("seed", "--users", "5", "--products", "3", "--orders", "20", check=True)
+        caught_up(sandbox.client(), timeout=10)
+        sandbox.run("stop", "bus", check=True)
+        shutil.rmtree(sandbox.root / "data" / "nats" / "bus")
+        sandbox.run("start", "bus", check=True)
+        sandbox.run("buy", "--user", "1", "--product", "1", check=True)
+        problem = wait_for_log_problem(sandbox)
+        assert problem.startswith("the bus's log was replaced"), problem
+        assert problem.endswith("msshop replay query")
+        answer = sandbox.client().user_orders(1, "replicated")
+        assert isinstance(answer, dict), answer
+        fresh = answer["freshness"]
+        assert "live" not in fresh and fresh["caught_up"] is False
+        result = sandbox.run("replay", "query", check=True).stdout
+        assert result.startswith("rebuilt the read model from position 0: 1 events"), result
+        assert wait_for_no_log_problem(sandbox)
+    finally:
+        stop_sandbox(sandbox)
+
+
+def wait_for_no_log_problem(sandbox: Sandbox, timeout: float = 10) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        consumer = sandbox.client().health("query").get("consumer")
+        if consumer and not consumer["log_problem"]:
+            return True
+        time.sleep(0.05)
+    return False

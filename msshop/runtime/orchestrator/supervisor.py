@@ -281,6 +281,10 @@ class Supervisor:
             process = self.new_broker(name, config, Path(service.log))
         else:
             self.preload([BY_NAME[name]])
+            if state.bus.backend == "nats":  # each fork starts with the client imported
+                from msshop.bus.jetstream import import_nats
+
+                import_nats()
             bus_timeout = self.settings.timeouts.get("bus", self.settings.http_timeout)
             context = ServiceContext(
                 name=name,
