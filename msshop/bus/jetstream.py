@@ -154,9 +154,10 @@ class JetStreamBus:
                 f"NATS did not confirm the events within {self.address.timeout:g} s"
                 + (f" ({problem})" if problem else "")) from None
         except NoStreamResponseError:
-            self._js = None  # the stream is gone: the next call makes it again
-            raise BusUnavailable(self._say(f"NATS has no stream {STREAM} to store the events "
-                                           "in")) from None
+            self._js = None  # if the stream is gone, the next call makes it again
+            raise BusUnavailable(self._say(
+                f"no stream {STREAM} answered (deleted, or its nodes are choosing a "
+                "leader)")) from None
         except (NatsError, OSError) as exc:
             raise BusUnavailable(self._say(f"NATS refused the events: {_words(exc)}")) from None
         finally:

@@ -41,6 +41,7 @@ class NatsNode(TypedDict):
     version: str
     connections: int
     leader: str  # the server that leads the stream's replicas ("" for a single server)
+    problem: str  # why it is not ready ("": it is)
 
 
 class Health(TypedDict):

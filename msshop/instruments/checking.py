@@ -97,15 +97,19 @@ def caught_up(client: ShopClient, timeout: float) -> CaughtUp:
     while True:
         pending = sum(client.health(name).get("outbox", {"pending": 0})["pending"]
                       for name in ("users", "products", "orders"))
-        head = client.bus_head()
+        try:
+            head: int | None = client.bus_head()
+        except MsshopError:  # a bus down, or choosing a leader: not caught up, yet
+            head = None
         consumer = client.health("query").get("consumer")
         position = consumer["position"] if consumer else 0
-        if pending == 0 and position == head:
+        if pending == 0 and head is not None and position == head:
             return CaughtUp(position, head)
         if time.monotonic() > deadline:
             raise SandboxError(
                 f"the read model did not catch up within {timeout:g} s: {pending} event(s) "
-                f"wait in outboxes, query is at position {position} of {head}; "
+                f"wait in outboxes, query is at position {position} of "
+                f"{'an unknown head (the bus does not answer)' if head is None else head}; "
                 "see: msshop status")
         time.sleep(0.01)
 

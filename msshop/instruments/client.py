@@ -182,13 +182,15 @@ class ShopClient:
         running nats-server node msshop runs), else asked of the stream itself."""
         if self.state.bus.backend == "log":
             return self.health("bus").get("head", 0)
-        nodes = [name for name, s in self.state.services.items()
-                 if s.kind == "nats-server" and s.status == "running"]
-        for node in nodes:  # any node of a cluster knows the stream's head
-            try:
-                return self.health(node).get("head", 0)
-            except SandboxError:
-                continue
+        heads = []
+        for name, service in self.state.services.items():
+            if service.kind == "nats-server" and service.status == "running":
+                try:  # the highest any node holds: a follower may be behind its leader
+                    heads.append(self.health(name).get("head", 0))
+                except SandboxError:
+                    continue
+        if heads:
+            return max(heads)
         import asyncio
 
         async def head() -> int:

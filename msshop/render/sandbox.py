@@ -138,6 +138,8 @@ def replication_lines(status: StatusReport) -> list[str]:
         if query is not None and (can := abilities(query)):
             lines.append(f"  query {can}")
     for s in status["services"]:
+        if (node := s.get("nats")) and node["problem"]:
+            lines.append(f"{s['name']} is not ready: {node['problem']}")
         if c := s.get("chaos"):
             lines.append(f"chaos in {s['name']}: +{c['latency_ms']:g} ms (+0..{c['jitter_ms']:g}"
                          f" ms), {c['error_rate']:.0%} answered 503")

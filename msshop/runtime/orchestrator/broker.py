@@ -133,11 +133,16 @@ def write_config(path: Path, text: str) -> None:
 
 
 def probe(host: str, port: int, timeout: float = 1.0) -> dict[str, Any] | None:
-    """A node's health as a service's /health document: ok once JetStream is up (and, in
-    a cluster, has a meta leader), with the stream's head and size when it holds it."""
-    healthz = _get(host, port, "/healthz?js-enabled-only=true", timeout)
-    if healthz is None or healthz.get("status") != "ok":
+    """A node's health as a service's /health document, None if its monitoring port does
+    not answer. "status" is "ok" once it can take the stream's work (JetStream up, in a
+    cluster a meta leader known, every stream it keeps current: so a node restarted counts
+    as ready once it has caught up), else "not ready" (nats.problem says why); with the
+    stream's head and size as this node holds them."""
+    healthz = _get(host, port, "/healthz", timeout)
+    if healthz is None:
         return None
+    ready = healthz.get("status") == "ok"
+    problem = "" if ready else str(healthz.get("error") or healthz.get("status"))
     jsz = _get(host, port, "/jsz?streams=true", timeout) or {}
     varz = _get(host, port, "/varz", timeout) or {}
     stream = next((s for account in jsz.get("account_details") or []
@@ -145,13 +150,15 @@ def probe(host: str, port: int, timeout: float = 1.0) -> dict[str, Any] | None:
                   None)
     state = (stream or {}).get("state") or {}
     health: dict[str, Any] = {
-        "service": "bus", "status": "ok", "pid": None, "ready_at": None, "chaos": None,
+        "service": "bus", "status": "ok" if ready else "not ready", "pid": None,
+        "ready_at": None, "chaos": None,
         "db": (jsz.get("config") or {}).get("store_dir", ""),
         "rows": {"events": int(state.get("messages", 0))},
         "head": int(state.get("last_seq", 0)),
         "nats": {"server": varz.get("server_name", ""), "version": varz.get("version", ""),
                  "connections": varz.get("connections", 0),
-                 "leader": ((stream or {}).get("cluster") or {}).get("leader", "")},
+                 "leader": ((stream or {}).get("cluster") or {}).get("leader", ""),
+                 "problem": problem},
     }
     return health
 

@@ -187,7 +187,8 @@ def status(settings: Settings) -> StatusReport:
         report: ServiceStatus = {
             "name": name, "status": service.status, "pid": service.pid, "port": service.port,
             "url": service.url, "db": service.db, "log": service.log,
-            "health": "ok" if health else ("down" if service.status == "running" else "-"),
+            "health": (health.get("status", "ok") if health
+                       else "down" if service.status == "running" else "-"),
             "rows": health["rows"] if health else None,
             "exit": service.exit, "ready_ms": service.ready_ms,
         }

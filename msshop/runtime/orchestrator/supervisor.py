@@ -335,7 +335,7 @@ class Supervisor:
                         + (f": {quote.strip()}" if quote else "")
                         + f"; see: msshop logs {name}"
                     )
-                health = self._probe(service, timeout=0.5)
+                health = self._probe(service, timeout=0.5, ready=True)
                 if health is not None:
                     service.status = "running"
                     # the service's own clock: it may be seen healthy later than it was
@@ -436,10 +436,16 @@ class Supervisor:
         return {name: (self._probe(s, timeout=0.3) if s.status == "running" else None)
                 for name, s in state.services.items()}
 
-    def _probe(self, service: ServiceState, timeout: float) -> dict[str, Any] | None:
+    def _probe(self, service: ServiceState, timeout: float, ready: bool = False
+               ) -> dict[str, Any] | None:
+        """Its health; with `ready`, None until it can take its work (a nats-server that
+        answers but is not ready yet is not started)."""
         host = self._state().host
         if service.kind == "nats-server":
-            return self.probe_broker(host, service.monitor_port or 0, timeout=timeout)
+            health = self.probe_broker(host, service.monitor_port or 0, timeout=timeout)
+            if ready and health is not None and health.get("status") != "ok":
+                return None
+            return health
         return self.probe(host, service.port, timeout=timeout)
 
     def handle(self, request: dict[str, Any]) -> dict[str, Any]:
