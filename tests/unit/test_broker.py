@@ -84,3 +84,11 @@ def test_an_external_url_gives_servers_without_the_password() -> None:
     assert (bus.user, bus.password, bus.external) == ("shop", "s@cret", True)
     address = bus.address("orders", "token")
     assert (address.user, address.password, address.inbox) == ("shop", "s@cret", "_INBOX")
+
+
+def test_the_live_view_shows_a_nodes_warnings_and_errors_only() -> None:
+    lines = ["[7] 2026/11/24 14:17:00.28 [INF] Route connection created",
+             "[7] 2026/11/24 14:17:00.29 [WRN] Waiting for routing to be established...",
+             "[7] 2026/11/24 14:17:00.30 [ERR] Error trying to connect to route",
+             "[7] 2026/11/24 14:17:00.31 [INF]   Store Directory: \"/tmp/x\""]
+    assert broker.worth_showing(lines) == lines[1:3]

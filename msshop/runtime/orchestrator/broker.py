@@ -124,6 +124,13 @@ def server_config(name: str, host: str, ports: tuple[int, int, int], store: Path
     return json.dumps(config, indent=2)
 
 
+def worth_showing(lines: list[str]) -> list[str]:
+    """A node's log lines for the live view of `msshop up`: warnings and errors only.
+    nats-server says a great deal at INFO (a banner of 40 lines, every route made and
+    closed), and has no setting to say less; `msshop logs bus` shows everything."""
+    return [line for line in lines if "[WRN]" in line or "[ERR]" in line or "[FTL]" in line]
+
+
 def write_config(path: Path, text: str) -> None:
     """Readable by its owner only: it holds the credentials."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)

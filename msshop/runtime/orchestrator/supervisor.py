@@ -421,6 +421,8 @@ class Supervisor:
                 if self.printer.refresh_interval:
                     for name, follower in self.followers.items():
                         lines = follower.new_lines()
+                        if self._state().services[name].kind == "nats-server":
+                            lines = broker.worth_showing(lines)
                         if lines:
                             self.printer.log_lines(name, lines)
                     if self.clock() >= next_health:
