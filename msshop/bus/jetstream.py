@@ -14,7 +14,8 @@ How each operation maps onto JetStream (docs/ARCHITECTURE.md draws it):
              another log, and a read model built from the old one says so
 
 A service publishes only to its own subject (the server's permissions say so), so the
-subject a message arrived on names who sent it. The stream is made by whoever first
+subject a message arrived on names who sent it: a read hands it over as the event's
+`sender`, and the consumer dead-letters an event whose `source` says otherwise. The stream is made by whoever first
 finds it missing, with the settings in `NatsAddress`; the nats package is imported only
 when this bus is used.
 """
@@ -46,6 +47,7 @@ log = logging.getLogger("msshop.bus")
 
 STREAM = "MSSHOP"
 SUBJECT = "msshop.events"  # each source publishes to SUBJECT.<source>
+SENDER_AT = len(SUBJECT) + 1  # where the sender's name starts in a subject
 HIGH_WATER = 20_000  # events held by a reader before the server is told to wait
 DELIVERY_GRACE = 5.0  # seconds to wait for events the stream is known to hold
 # When the connection drops, the client tries each server once more (in a cluster: the other
@@ -350,7 +352,8 @@ class _Reader:
         self.expected = position + 1
         if position + pending > self.head:
             self.head = position + pending
-        self.buffer.append(Delivered(position, msgspec.Raw(msg.data)))
+        self.buffer.append(Delivered(position, msgspec.Raw(msg.data),
+                                     msg.subject[SENDER_AT:]))
         if not self.arrived.is_set():
             self.arrived.set()
         if len(self.buffer) >= HIGH_WATER:

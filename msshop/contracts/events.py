@@ -115,10 +115,13 @@ receive = msgspec.json.Decoder(Received).decode
 
 
 class Delivered(msgspec.Struct, frozen=True):
-    """An event as the bus hands it out: with its global position."""
+    """An event as the bus hands it out: with its global position, and who the bus says
+    sent it where the event itself cannot be trusted to say ("" when the bus checked the
+    event's source as it took it, as the sandbox's log does)."""
 
     position: int
     event: msgspec.Raw
+    sender: str = ""
 
 
 class Appended(TypedDict):

@@ -242,3 +242,40 @@ def wait_for_no_log_problem(sandbox: Sandbox, timeout: float = 10) -> bool:
             return True
         time.sleep(0.05)
     return False
+
+
+def test_on_nats_an_event_whose_source_is_not_its_sender_is_dead_lettered(
+        shared_nats_sandbox: Sandbox) -> None:
+    """The server lets orders publish only to its own subject, but what the body says is
+    orders' to write: a client with orders' credential (not msshop's relay, which takes the
+    subject from the source) sends a users event there. The subject names the sender, and
+    the consumer refuses the event, as the log refuses it at the door."""
+    import nats
+
+    sandbox = shared_nats_sandbox
+    address = sandbox.state.bus.address("orders", sandbox.state.token)
+    body = json.dumps(forged(source="users", id="forged-by-orders")).encode()
+
+    async def forge() -> int:
+        nc = await nats.connect(list(address.servers), user=address.user,
+                                password=address.password,
+                                inbox_prefix=address.inbox.encode())
+        try:
+            ack = await nc.jetstream().publish("msshop.events.orders", body,
+                                               headers={"Nats-Msg-Id": "orders.forged"})
+            return ack.seq
+        finally:
+            await nc.close()
+
+    position = asyncio.run(forge())
+    deadline = time.monotonic() + 10
+    while True:
+        letters = sandbox.client().dead_letters(100)["dead_letters"]
+        found = [d for d in letters if d["position"] == position]
+        if found:
+            break
+        assert time.monotonic() < deadline, "the forged event was not refused"
+        time.sleep(0.05)
+    assert found[0]["reason"] == "the event says it comes from 'users', but orders sent it"
+    answer = sandbox.client().user_orders(4242, "replicated")
+    assert not isinstance(answer, dict) or answer["user"] is None, "nothing was applied"

@@ -243,6 +243,9 @@ class Consumer:
                     event = receive(item.event)
                 except (msgspec.DecodeError, msgspec.ValidationError) as exc:
                     raise Poison(f"not an event: {exc}") from None
+                if item.sender and event.source != item.sender:
+                    raise Poison(f"the event says it comes from {event.source!r}, but "
+                                 f"{item.sender} sent it")
                 self.apply(conn, event, item.position)
                 occurred.append(event.occurred_at)
             except Poison as exc:
