@@ -15,9 +15,9 @@ How each operation maps onto JetStream (docs/ARCHITECTURE.md draws it):
 
 A service publishes only to its own subject (the server's permissions say so), so the
 subject a message arrived on names who sent it: a read hands it over as the event's
-`sender`, and the consumer dead-letters an event whose `source` says otherwise. The stream is made by whoever first
-finds it missing, with the settings in `NatsAddress`; the nats package is imported only
-when this bus is used.
+`sender`, and the consumer dead-letters an event whose `source` says otherwise. The
+stream is made by whoever first finds it missing, with the settings in `NatsAddress`; the
+nats package is imported only when this bus is used.
 """
 
 from __future__ import annotations
@@ -120,10 +120,9 @@ class JetStreamBus:
             await reader.stop()
         nc, self._nc, self._js = self._nc, None, None
         if nc is not None and not nc.is_closed:
-            try:
-                await nc.drain()
-            except Exception:  # closing: nothing is lost by not draining
-                await nc.close()
+            # close, not drain: every publish was awaited, and a drain would wait (up to
+            # 30 s) for what the reader was sent and nobody will read
+            await nc.close()
 
     # --- the interface ----------------------------------------------------------------------
 
