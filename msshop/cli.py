@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import typer
 
 from msshop.contracts.config import Settings, load
-from msshop.contracts.errors import MsshopError
+from msshop.contracts.errors import MsshopError, UsageError
 from msshop.contracts.limits import MAX_ID, MAX_QUANTITY
 
 if TYPE_CHECKING:
@@ -309,15 +309,18 @@ def query(
     partial: bool = typer.Option(False, "--partial",
                                  help="direct-call: answer with what could be had."),
     as_json: bool = typer.Option(False, "--json", help="Answer, spans and freshness as JSON."),
+    view: str = typer.Option("both", "--view", metavar="both|tree|timeline",
+                             help="The trace as a call tree, a timeline, or both."),
 ) -> None:
     """Which products did a user order? Example: msshop query --user 42 --strategy replicated"""
     from msshop import render
 
+    check_view(view)
     asked = _questioner(ctx).ask(user, strategy, fanout, after, wait_ms, partial)
     if as_json:
         render.answer_json(asked)
     else:
-        render.answer_with_trace(out(), asked)
+        render.answer_with_trace(out(), asked, view)
 
 
 @app.command()
@@ -337,20 +340,51 @@ def compare(
 def trace(
     ctx: typer.Context,
     trace_id: str = typer.Argument("last", help="A trace id, or 'last'."),
-    export: str | None = typer.Option(None, "--export", help="otlp-json or mermaid."),
+    export: str | None = typer.Option(None, "--export",
+                                      help="otlp-json, perfetto or mermaid."),
+    view: str = typer.Option("both", "--view", metavar="both|tree|timeline",
+                             help="The trace as a call tree, a timeline, or both."),
 ) -> None:
     """Show a stored trace again, or export it. Example: msshop trace last --export mermaid"""
     from msshop import render
     from msshop.instruments.traces import export as exports
     from msshop.instruments.traces.store import TraceStore
 
+    check_view(view)
     if export is not None:
         exports.check_format(export)  # before looking for the trace: the first mistake first
     stored = TraceStore.of(settings(ctx).sandbox_dir).load(trace_id)
     if export is None:
-        render.trace(out(), stored.spans, stored.trace_id)
+        render.shown(out(), stored.spans, stored.trace_id, view)
     else:
         render.text_document(exports.exported(stored, export))
+
+
+@app.command()
+def traces(
+    ctx: typer.Context,
+    user: int | None = typer.Option(None, "--user", min=1, max=MAX_ID,
+                                    help="Only this user's."),
+    strategy: str | None = typer.Option(None, "--strategy",
+                                        help="Only this strategy's: direct-call, replicated "
+                                             "or monolith."),
+    failed: bool = typer.Option(False, "--failed", help="Only those where a span failed."),
+    limit: int = typer.Option(20, "--limit", "-n", min=1, max=200, help="How many."),
+    as_json: bool = typer.Option(False, "--json", help="Print them as JSON."),
+) -> None:
+    """The stored traces, newest first. Example: msshop traces --strategy replicated"""
+    from msshop import render
+    from msshop.instruments.traces.store import TraceStore, matching
+
+    if strategy is not None and strategy not in ("direct-call", "replicated", "monolith"):
+        raise UsageError(f"--strategy {strategy!r} is not one of: direct-call, replicated, "
+                         "monolith")
+    found = matching(TraceStore.of(settings(ctx).sandbox_dir).recent(), user, strategy,
+                     failed, limit)
+    if as_json:
+        render.traces_json(found)
+    else:
+        render.traces(out(), found)
 
 
 @app.command()
@@ -453,6 +487,11 @@ def demo(
     pause = not no_pause and sys.stdin.isatty()  # nobody to press Enter: run straight through
     steps = demos.run(name, pause, speed, render.DemoStage(console))
     render.demo_done(console, name, steps)
+
+
+def check_view(view: str) -> None:
+    if view not in ("both", "tree", "timeline"):
+        raise UsageError(f"--view {view!r} is not one of: both, tree, timeline")
 
 
 def fail(error: MsshopError) -> NoReturn:

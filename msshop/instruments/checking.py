@@ -50,6 +50,7 @@ class Compared:
     rows_read: int = 0
     freshness: Freshness | None = None
     trace_id: str | None = None
+    spans: tuple[Span, ...] = ()
 
 
 def compare(questioner: Questioner, user_id: int) -> list[Compared]:
@@ -74,7 +75,7 @@ def compare(questioner: Questioner, user_id: int) -> list[Compared]:
             sequential_hops=network_stages(asked.spans, shape),
             services=tuple(shape["services"]), databases=shape["databases"],
             rows_read=shape["rows_read"], freshness=asked.answer.get("freshness"),
-            trace_id=asked.trace_id))
+            trace_id=asked.trace_id, spans=tuple(asked.spans)))
     return rows
 
 

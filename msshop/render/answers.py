@@ -13,7 +13,7 @@ from rich.text import Text
 
 from msshop.render.console import data as escaped
 from msshop.render.console import note
-from msshop.render.traces import trace
+from msshop.render.traces import shown, timeline
 
 if TYPE_CHECKING:  # types only: `msshop status` need not import the instruments
     from msshop.contracts.answers import Freshness
@@ -54,11 +54,12 @@ def answer(out: Console, asked: Asked) -> None:
               soft_wrap=True)
 
 
-def answer_with_trace(out: Console, asked: Asked) -> None:
-    """`msshop query`: the answer, then the trace of who touched what."""
+def answer_with_trace(out: Console, asked: Asked, view: str = "both") -> None:
+    """`msshop query`: the answer, then the trace of who touched what (a tree, a timeline
+    or both)."""
     answer(out, asked)
     out.print()
-    trace(out, asked.spans, asked.trace_id)
+    shown(out, asked.spans, asked.trace_id, view)
 
 
 def answer_json(asked: Asked) -> None:
@@ -131,6 +132,11 @@ def compare(out: Console, user_id: int, rows: list[Compared]) -> None:
             note(out, f"{row.strategy} touched {dbs or 'no database'}")
     for problem in problems:
         out.print(escaped(problem, "red"), soft_wrap=True)
+    for row in rows:  # one small timeline each: what ran at once, what one after another
+        if row.spans:
+            out.print()
+            timeline(out, list(row.spans), title=f"{row.strategy}, {row.latency_ms:.2f} ms",
+                     depth=2)  # the CLI's call, the query service's, and what it called
 
 
 def verify(out: Console, report: Verified) -> None:

@@ -5,14 +5,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
+from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from msshop.render.console import clean, data, service_name
+from msshop.render.console import SERVICE_STYLES, clean, data, note, service_name
 
 if TYPE_CHECKING:
     from msshop.contracts.spans import Span
     from msshop.instruments.traces.shape import Node
+    from msshop.instruments.traces.store import Listed
 
 
 def _short(values: Any, most: int = 5) -> str:
@@ -72,6 +74,96 @@ def trace(out: Console, spans: list[Span], trace_id: str) -> None:
     for node in roots[0].children if len(roots) == 1 else roots:
         add(top, node)
     out.print(top)
+
+
+VIEWS = ("both", "tree", "timeline")
+TIMELINE_MAX = 100  # columns a timeline uses at most (80 fit: the label and figure shrink)
+LABEL, FIGURE = 32, 9  # columns for a row's label and its duration
+
+
+def shown(out: Console, spans: list[Span], trace_id: str, view: str = "both") -> None:
+    """A trace as asked: the tree, the timeline, or the tree and the timeline under it."""
+    if view in ("both", "tree"):
+        trace(out, spans, trace_id)
+    if view == "both":
+        out.print()
+    if view in ("both", "timeline"):
+        timeline(out, spans, trace_id if view == "timeline" else None)
+
+
+def timeline(out: Console, spans: list[Span], trace_id: str | None = None,
+             title: str | None = None, depth: int | None = None) -> None:
+    """Each span a bar on one time axis: what ran at once, what ran one after another
+    (`depth`: only the spans that deep in the call tree, for a small one)."""
+    from msshop.instruments.traces.timeline import timeline as geometry
+
+    width = min(out.width, TIMELINE_MAX)
+    columns = max(10, width - LABEL - FIGURE - 2)
+    drawn = geometry(spans, columns)
+    heading = title or (f"trace {trace_id}" if trace_id else "timeline")
+    out.print(Text(heading, style="bold") + Text(
+        f"  one column = {drawn.ms_per_column:.3f} ms", style="dim"), soft_wrap=True)
+    for bar in drawn.bars:
+        if depth is not None and bar.depth > depth:
+            continue
+        span = bar.span
+        style = SERVICE_STYLES.get(str(span["service"]), "")
+        label = _fit(" " * min(bar.depth, 4) + f"{span['service']:<8} " + _what(span), LABEL)
+        row = Text(label.ljust(LABEL) + " ", style="")
+        row.stylize(style, 0, len(label))
+        row += Text(" " * bar.offset)
+        row += Text("█" * bar.width, style="red" if span.get("status") == "error" else style)
+        row += Text(" " * (columns - bar.offset - bar.width))
+        row += Text(f" {span['duration_ms']:>{FIGURE - 3}.2f} ms", style="dim")
+        out.print(row, soft_wrap=True, no_wrap=True)
+    axis = f"0 ms{f'{drawn.total_ms:.2f} ms':>{columns - 4}}"
+    out.print(Text(" " * (LABEL + 1) + axis, style="dim"), soft_wrap=True)
+
+
+def _what(span: Span) -> str:
+    """A row's label after the service: the file and statement, the call, or the name."""
+    attributes = span.get("attributes") or {}
+    if "db.system" in attributes:
+        rows = attributes.get("msshop.rows")
+        return (f"{attributes.get('db.name')} {attributes.get('db.operation')}"
+                + (f" {rows} row{'s' if rows != 1 else ''}" if isinstance(rows, int) else ""))
+    if "peer.service" in attributes and span.get("kind") == "client":
+        return f"→ {attributes['peer.service']}"
+    return clean(span["name"])
+
+
+def _fit(text: str, width: int) -> str:
+    text = clean(text)
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def traces(out: Console, found: list[Listed]) -> None:
+    """`msshop traces`: one line each, newest first."""
+    import time
+
+    if not found:
+        note(out, "no stored traces match; ask a question first, e.g.: msshop query --user 1")
+        return
+    table = Table(box=None, pad_edge=False)
+    for column, justify in (("trace", "left"), ("at", "left"), ("user", "right"),
+                            ("strategy", "left"), ("ms", "right"),
+                            ("services but query", "left")):
+        table.add_column(column, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+    for line in found:
+        table.add_row(line.trace_id[:12], time.strftime("%H:%M:%S",
+                                                        time.localtime(line.started_at)),
+                      str(line.user_id), line.strategy.replace(" (batched)", ""),
+                      f"{line.duration_ms:.2f}" if line.ok else Text("failed", style="red"),
+                      ",".join(s for s in line.services if s != "query") or "-")
+    out.print(table)
+    note(out, "show one with: msshop trace " + found[0].trace_id[:12])
+
+
+def traces_json(found: list[Listed]) -> None:
+    import json
+    from dataclasses import asdict
+
+    print(json.dumps([asdict(line) for line in found], indent=2))
 
 
 def text_document(text: str) -> None:

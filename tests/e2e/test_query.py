@@ -21,7 +21,7 @@ import pytest
 from msshop.contracts import events
 from msshop.instruments.checking import caught_up
 from msshop.instruments.monolith import all_user_orders
-from tests.conftest import Sandbox, one_purchase, start_sandbox, stop_sandbox
+from tests.conftest import Sandbox, msshop, one_purchase, start_sandbox, stop_sandbox
 
 SEED = random.randrange(1_000_000)
 
@@ -174,6 +174,51 @@ def test_trace_exports_parse_as_opentelemetry_and_mermaid(seeded: Sandbox) -> No
     for participant in ("users_db as users.db", "orders_db as orders.db",
                         "products_db as products.db"):
         assert participant in mermaid
+    perfetto = json.loads(seeded.run("trace", document["trace_id"][:10], "--export",
+                                     "perfetto", check=True).stdout)
+    slices = [e for e in perfetto["traceEvents"] if e["ph"] == "X"]
+    assert len(slices) == len(document["spans"])
+    assert {e["args"]["name"] for e in perfetto["traceEvents"] if e["name"] == "process_name"} \
+        == {"cli", "query", "users", "orders", "products"}
+
+
+def test_the_timeline_shows_users_and_orders_at_once_within_80_columns(seeded: Sandbox
+                                                                       ) -> None:
+    env = {**seeded.env, "COLUMNS": "80"}
+    shown = msshop("query", "--user", "5", "--strategy", "direct-call", "--view", "timeline",
+                   env=env, check=True).stdout
+    rows = shown[shown.index("one column = "):].splitlines()[1:]
+    assert max(len(line) for line in rows) <= 80
+    bars = {line.split("█")[0].strip(): (line.index("█"), line.rindex("█")) for line in rows
+            if "█" in line}
+    users, orders = bars["query    → users"], bars["query    → orders"]
+    assert users[0] <= orders[1] and orders[0] <= users[1], "the two calls overlap"
+    assert "└──" not in shown, "--view timeline: no tree"
+    both = seeded.run("trace", "last", check=True).stdout
+    assert "└──" in both and "one column = " in both
+    bad = seeded.run("query", "--user", "5", "--view", "gantt")
+    assert bad.returncode == 2 and "--view 'gantt' is not one of: both, tree, timeline" \
+        in bad.stderr
+
+
+def test_traces_lists_the_stored_traces_newest_first_with_filters(seeded: Sandbox) -> None:
+    mine = [query_json(seeded, "--user", "9", "--strategy", strategy)["trace_id"]
+            for strategy in ("replicated", "direct-call")]
+    listed = json.loads(seeded.run("traces", "--user", "9", "--json", check=True).stdout)
+    assert [t["trace_id"] for t in listed[:2]] == mine[::-1], "newest first"
+    assert {t["user_id"] for t in listed} == {9}
+    assert listed[0]["strategy"] == "direct-call (batched)" and listed[0]["ok"] is True
+    assert listed[0]["services"] == ["orders", "products", "query", "users"]
+    only = json.loads(seeded.run("traces", "--user", "9", "--strategy", "replicated",
+                                 "--json", check=True).stdout)
+    assert [t["trace_id"] for t in only][:1] == mine[:1]
+    assert all(t["strategy"] == "replicated" for t in only)
+    text = seeded.run("traces", "--limit", "1", check=True).stdout
+    assert text.splitlines()[1].startswith(mine[1][:12])
+    assert text.rstrip().endswith(f"show one with: msshop trace {mine[1][:12]}")
+    assert seeded.run("traces", "--strategy", "nope").returncode == 2
+    assert json.loads(seeded.run("traces", "--failed", "--user", "9", "--json",
+                                 check=True).stdout) == []
     missing = seeded.run("trace", "0" * 32)
     assert missing.returncode == 1 and "no stored trace" in missing.stderr
 

@@ -314,3 +314,54 @@ def test_otlp_attribute_values_of_every_shape() -> None:
     by_key = {a.key: a.value for a in parsed.attributes}
     assert math.isnan(by_key["nan"].double_value)
     assert by_key["inf"].double_value == -math.inf
+
+
+# --- perfetto (Chrome trace-event JSON) ------------------------------------------------------
+
+PHASES = {"X", "M", "s", "f"}
+
+
+def test_perfetto_has_the_documented_shape_a_track_per_service_and_a_flow_per_call() -> None:
+    from msshop.instruments.traces.perfetto import to_perfetto
+
+    spans = user_orders()
+    document = json.loads(json.dumps(to_perfetto(spans)))  # plain JSON all the way
+    events = document["traceEvents"]
+    assert document["displayTimeUnit"] == "ms" and document["otherData"]["trace_id"] == TRACE
+    assert {e["ph"] for e in events} <= PHASES
+    names = {e["pid"]: e["args"]["name"] for e in events
+             if e["ph"] == "M" and e["name"] == "process_name"}
+    assert sorted(names.values()) == ["orders", "products", "query", "users"]
+    slices = [e for e in events if e["ph"] == "X"]
+    assert len(slices) == len(spans)
+    for e in slices:  # each complete event: a name, a track, a start and a duration in µs
+        assert isinstance(e["name"], str) and e["pid"] in names and e["tid"] >= 1
+        assert e["ts"] >= 0 and e["dur"] >= 0
+    by_span = {e["args"]["span_id"]: e for e in slices}
+    assert by_span[sid(1)]["ts"] == 0 and by_span[sid(1)]["dur"] == 20_000
+    assert by_span[sid(5)]["ts"] == pytest.approx(1_500, abs=1)
+    starts = {e["id"]: e for e in events if e["ph"] == "s"}
+    ends = {e["id"]: e for e in events if e["ph"] == "f"}
+    assert starts.keys() == ends.keys() and len(starts) == 3, "a flow per call to a service"
+    for flow, begin in starts.items():
+        assert names[begin["pid"]] == "query" and ends[flow]["bp"] == "e"
+        assert names[ends[flow]["pid"]] in ("users", "orders", "products")
+
+
+def test_perfetto_puts_overlapping_spans_of_a_service_on_lanes_that_nest() -> None:
+    from msshop.instruments.traces.perfetto import to_perfetto
+
+    slices = [e for e in to_perfetto(user_orders())["traceEvents"] if e["ph"] == "X"]
+    query = {e["args"]["span_id"]: e for e in slices if e["pid"] == slices[0]["pid"]}
+    users_call, orders_call = query[sid(2)], query[sid(5)]
+    assert users_call["tid"] != orders_call["tid"], "made at once: not one in the other"
+    for lane in {e["tid"] for e in query.values()}:
+        on_lane = sorted((e for e in query.values() if e["tid"] == lane),
+                         key=lambda e: (e["ts"], -e["dur"]))
+        stack: list[float] = []
+        for e in on_lane:
+            while stack and stack[-1] <= e["ts"]:
+                stack.pop()
+            assert not stack or e["ts"] + e["dur"] <= stack[-1], "slices on a lane nest"
+            stack.append(e["ts"] + e["dur"])
+    assert to_perfetto([])["traceEvents"] == []

@@ -1,5 +1,5 @@
 """The traces of recent questions, kept in the sandbox (traces/<id>.json, the last 200) so
-`msshop trace` can show or export one again."""
+`msshop trace` can show or export one again, and `msshop traces` list them."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 
 from msshop.contracts.errors import SandboxError, UsageError
 from msshop.contracts.spans import Span
+from msshop.instruments.traces.shape import summary
 
 KEEP_TRACES = 200
 
@@ -21,6 +22,49 @@ class StoredTrace:
     user_id: int
     fanout: str | None
     spans: list[Span]
+
+
+@dataclass(frozen=True)
+class Listed:
+    """One line of `msshop traces`."""
+
+    trace_id: str
+    kind: str  # question (a read); writes join with issue 11's second part
+    user_id: int
+    strategy: str  # with the fan-out for direct-call, e.g. "direct-call (naive)"
+    started_at: float  # unix seconds
+    duration_ms: float
+    services: list[str]
+    ok: bool  # no span failed
+    spans: int
+
+
+def listed(trace: StoredTrace) -> Listed:
+    shape = summary(trace.spans)
+    strategy = (f"{trace.strategy} ({trace.fanout})" if trace.fanout else trace.strategy)
+    return Listed(trace.trace_id, "question", trace.user_id, strategy,
+                  min((float(s["start"]) for s in trace.spans), default=0.0),
+                  shape["duration_ms"], [s for s in shape["services"] if s != "cli"],
+                  all(s.get("status") != "error" for s in trace.spans), len(trace.spans))
+
+
+def matching(traces: list[StoredTrace], user: int | None = None,
+             strategy: str | None = None, failed: bool = False, limit: int = 20
+             ) -> list[Listed]:
+    """The newest `limit` traces that pass the filters."""
+    lines = []
+    for trace in traces:
+        line = listed(trace)
+        if user is not None and line.user_id != user:
+            continue
+        if strategy is not None and trace.strategy != strategy:
+            continue
+        if failed and line.ok:
+            continue
+        lines.append(line)
+        if len(lines) == limit:
+            break
+    return lines
 
 
 class TraceStore:
@@ -42,6 +86,29 @@ class TraceStore:
         for old in stored[:-KEEP_TRACES]:
             old.unlink(missing_ok=True)
 
+    def _whole(self, prefix: str) -> str:
+        found = [p.stem for p in self.folder.glob(f"{prefix}*.json")] \
+            if self.folder.is_dir() else []
+        if len(found) > 1:
+            raise UsageError(f"{len(found)} stored traces begin with {prefix}; give more of "
+                             "the id")
+        if not found:
+            raise SandboxError(f"no stored trace begins with {prefix} in {self.folder}; "
+                               "see: msshop traces")
+        return found[0]
+
+    def recent(self) -> list[StoredTrace]:
+        """Every stored trace, newest first (one that cannot be read is passed over)."""
+        found = sorted(self.folder.glob("*.json"), key=lambda p: p.stat().st_mtime,
+                       reverse=True) if self.folder.is_dir() else []
+        traces = []
+        for path in found:
+            try:
+                traces.append(StoredTrace(**json.loads(path.read_text())))
+            except (OSError, ValueError, TypeError):
+                continue  # being replaced, or not one of ours
+        return traces
+
     def load(self, trace_id: str) -> StoredTrace:
         """A stored trace by id, or the last one for 'last'."""
         if trace_id == "last":
@@ -50,8 +117,11 @@ class TraceStore:
             except (FileNotFoundError, NotADirectoryError):
                 raise SandboxError("no trace yet; ask a question first, e.g.: "
                                    "msshop query --user 1") from None
-        if not all(c in "0123456789abcdef" for c in trace_id) or len(trace_id) != 32:
-            raise UsageError(f"'{trace_id}' is not a trace id (32 hex digits) or 'last'")
+        if not all(c in "0123456789abcdef" for c in trace_id) or not 6 <= len(trace_id) <= 32:
+            raise UsageError(f"'{trace_id}' is not a trace id (32 hex digits, or the first 6 "
+                             "or more as `msshop traces` shows them) or 'last'")
+        if len(trace_id) < 32:
+            trace_id = self._whole(trace_id)
         try:
             data = json.loads((self.folder / f"{trace_id}.json").read_text())
         except (FileNotFoundError, NotADirectoryError):
