@@ -341,7 +341,9 @@ def trace(
     ctx: typer.Context,
     trace_id: str = typer.Argument("last", help="A trace id, or 'last'."),
     export: str | None = typer.Option(None, "--export",
-                                      help="otlp-json, perfetto or mermaid."),
+                                      help="otlp-json, perfetto, html or mermaid."),
+    output: Path | None = typer.Option(None, "--output", "-o", metavar="FILE",
+                                       help="With --export: write it to FILE."),
     view: str = typer.Option("both", "--view", metavar="both|tree|timeline",
                              help="The trace as a call tree, a timeline, or both."),
 ) -> None:
@@ -351,13 +353,18 @@ def trace(
     from msshop.instruments.traces.store import TraceStore
 
     check_view(view)
+    if output is not None and export is None:
+        raise UsageError("--output FILE goes with --export FORMAT")
     if export is not None:
         exports.check_format(export)  # before looking for the trace: the first mistake first
     stored = TraceStore.of(settings(ctx).sandbox_dir).load(trace_id)
     if export is None:
         render.shown(out(), stored.spans, stored.trace_id, view)
-    else:
+    elif output is None:
         render.text_document(exports.exported(stored, export))
+    else:
+        size = exports.write(exports.exported(stored, export), output)
+        render.note(out(), f"wrote {output} ({size:,} bytes, {export})")
 
 
 @app.command()

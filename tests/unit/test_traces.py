@@ -365,3 +365,20 @@ def test_perfetto_puts_overlapping_spans_of_a_service_on_lanes_that_nest() -> No
             assert not stack or e["ts"] + e["dur"] <= stack[-1], "slices on a lane nest"
             stack.append(e["ts"] + e["dur"])
     assert to_perfetto([])["traceEvents"] == []
+
+
+# --- the page for the browser -----------------------------------------------------------------
+
+
+def test_the_html_page_is_self_contained_and_data_cannot_break_out_of_it() -> None:
+    from msshop.instruments.traces.html import to_html
+
+    spans = user_orders()
+    spans[0]["name"] = "</script><script>alert('x')</script>\u2028"
+    page = to_html(spans, TRACE, "user-orders for user 7 by direct-call")
+    assert page.startswith("<!doctype html>") and page.count("</script>") == 1
+    assert "<script src" not in page and "<link" not in page
+    assert "http://" not in page and "https://" not in page, "nothing fetched"
+    assert f"<title>msshop trace {TRACE}</title>" in page
+    data = page[page.index("const TRACE = ") + len("const TRACE = "):].split(";\n", 1)[0]
+    assert json.loads(data)["spans"][0]["name"].startswith("</script>"), "the name survives"
