@@ -218,11 +218,24 @@ def signup(
     ctx: typer.Context,
     email: str = typer.Option(..., "--email", help="Unique email address."),
     name: str = typer.Option(..., "--name", help="The person's name."),
+    trace: bool = typer.Option(False, "--trace",
+                               help="Follow the write to the read model and show its trace."),
+    view: str = typer.Option("both", "--view", metavar="both|tree|timeline",
+                             help="With --trace: a call tree, a timeline, or both."),
 ) -> None:
     """Sign a user up. Example: msshop signup --email ada@example.com --name 'Ada L'"""
     from msshop import render
 
-    render.user(out(), _client(ctx).signup(email, name))
+    if not trace:
+        render.user(out(), _client(ctx).signup(email, name))
+        return
+    from msshop.instruments import journey
+    from msshop.runtime.orchestrator import lifecycle
+
+    check_view(view)
+    signed = journey.signup(lifecycle.running_state(settings(ctx)), email, name)
+    render.user(out(), signed.user)
+    render.journey(out(), signed.journey, view)
 
 
 @app.command()
@@ -245,12 +258,25 @@ def buy(
     product: int = typer.Option(..., "--product", min=1, max=MAX_ID, help="The product id."),
     quantity: int = typer.Option(1, "--quantity", min=1, max=MAX_QUANTITY,
                                  help="How many, 1 to 1000."),
+    trace: bool = typer.Option(False, "--trace",
+                               help="Follow the write to the read model and show its trace."),
+    view: str = typer.Option("both", "--view", metavar="both|tree|timeline",
+                             help="With --trace: a call tree, a timeline, or both."),
 ) -> None:
-    """Purchase a product for a user. Example: msshop buy --user 42 --product 7"""
+    """Purchase a product for a user. Example: msshop buy --user 42 --product 7 --trace"""
     from msshop import render
 
-    order, created = _client(ctx).buy(user, product, quantity, wait_published_ms=1000)
-    render.order(out(), order, created)
+    if not trace:
+        order, created = _client(ctx).buy(user, product, quantity, wait_published_ms=1000)
+        render.order(out(), order, created)
+        return
+    from msshop.instruments import journey
+    from msshop.runtime.orchestrator import lifecycle
+
+    check_view(view)
+    bought = journey.buy(lifecycle.running_state(settings(ctx)), user, product, quantity)
+    render.order(out(), bought.order, bought.created)
+    render.journey(out(), bought.journey, view)
 
 
 @app.command()

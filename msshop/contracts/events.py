@@ -49,6 +49,10 @@ class Envelope(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
 class Event(Envelope, frozen=True):
     data: dict[str, Any]
     trace_id: Word | None = None
+    # set only when the write was traced on purpose (`msshop buy --trace`: a traceparent
+    # with the sampled flag): the span that made the event, under which the relay's
+    # publish, the bus's append and the read model's apply record spans of their own
+    parent_span: Word | None = None
 
 
 USER_SIGNED_UP = "UserSignedUp"
@@ -84,12 +88,13 @@ def new_event_id() -> str:
 
 
 def make(event_type: str, source: str, aggregate_id: int, version: int, data: dict[str, Any],
-         trace_id: str | None, occurred_at: float | None = None) -> Event:
+         trace_id: str | None, occurred_at: float | None = None,
+         parent_span: str | None = None) -> Event:
     aggregate_type, _ = CATALOGUE[event_type]
     return Event(id=new_event_id(), type=event_type, source=source,
                  aggregate_type=aggregate_type, aggregate_id=aggregate_id,
                  aggregate_version=version, occurred_at=occurred_at or time.time(),
-                 data=data, trace_id=trace_id)
+                 data=data, trace_id=trace_id, parent_span=parent_span)
 
 
 encode = msgspec.json.Encoder().encode
@@ -109,6 +114,7 @@ class Received(Envelope, frozen=True):
 
     data: msgspec.Raw
     trace_id: Word | None = None
+    parent_span: Word | None = None
 
 
 receive = msgspec.json.Decoder(Received).decode

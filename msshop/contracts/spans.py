@@ -53,6 +53,16 @@ def traceparent(span: Span) -> str:
     return f"00-{span['trace_id']}-{span['span_id']}-01"
 
 
+def sampled(header: str | None) -> bool:
+    """Whether a W3C traceparent has the sampled flag (its last field's lowest bit)."""
+    if not header or len(header) < 55:
+        return False
+    try:
+        return bool(int(header.strip()[-2:], 16) & 1)
+    except ValueError:
+        return False
+
+
 def parse_traceparent(header: str | None) -> tuple[str, str] | None:
     """(trace_id, parent span_id) from a W3C traceparent header, or None if absent/invalid."""
     if not header:

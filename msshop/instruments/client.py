@@ -54,25 +54,33 @@ class ShopClient:
 
     # --- the shop --------------------------------------------------------------------------
 
-    def signup(self, email: str, name: str) -> User:
-        return cast("User", self.request("users", "POST", "/users",
-                                         {"email": email, "name": name}))
+    def signup(self, email: str, name: str, traceparent: str | None = None) -> User:
+        """`traceparent` (with the sampled flag): follow the write to the read model."""
+        headers = {"traceparent": traceparent} if traceparent else None
+        status, answer = self.exchange("users", "POST", "/users",
+                                       {"email": email, "name": name}, headers)
+        if status >= 400:
+            raise ServiceError(_error_of(answer) or f"users answered HTTP {status}", status)
+        return cast("User", answer)
 
     def products(self, limit: int, after: int = 0) -> ProductPage:
         return cast("ProductPage", self.request(
             "products", "GET", f"/products?limit={limit}&after={after}"))
 
     def buy(self, user_id: int, product_id: int, quantity: int = 1,
-            request_id: str | None = None, wait_published_ms: int = 0) -> tuple[Order, bool]:
+            request_id: str | None = None, wait_published_ms: int = 0,
+            traceparent: str | None = None) -> tuple[Order, bool]:
         """(the order, whether it is new: False for a repeated request id). With
-        `wait_published_ms`, the order's event carries its bus position once sent."""
+        `wait_published_ms`, the order's event carries its bus position once sent; with
+        `traceparent` (sampled), the write is followed to the read model."""
         body: dict[str, Any] = {"user_id": user_id, "product_id": product_id,
                                 "quantity": quantity}
         if request_id is not None:
             body["request_id"] = request_id
         path = "/orders" + (f"?wait_published_ms={wait_published_ms}"
                             if wait_published_ms else "")
-        status, answer = self.exchange("orders", "POST", path, body)
+        headers = {"traceparent": traceparent} if traceparent else None
+        status, answer = self.exchange("orders", "POST", path, body, headers)
         if status >= 400:
             raise ServiceError(_error_of(answer) or f"orders answered HTTP {status}", status)
         return cast("Order", answer), status == 201

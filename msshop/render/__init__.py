@@ -30,7 +30,15 @@ from msshop.render.sandbox import (
     up_detached,
 )
 from msshop.render.shop import chaos, order, products, reset_done, seed_progress, seed_report, user
-from msshop.render.traces import shown, text_document, timeline, trace, traces, traces_json
+from msshop.render.traces import (
+    journey,
+    shown,
+    text_document,
+    timeline,
+    trace,
+    traces,
+    traces_json,
+)
 
 __all__ = [
     "Console",
@@ -52,6 +60,7 @@ __all__ = [
     "event_line",
     "foreground_stopped",
     "freshness",
+    "journey",
     "log_line",
     "note",
     "order",

@@ -13,6 +13,7 @@ from msshop.render.console import SERVICE_STYLES, clean, data, note, service_nam
 
 if TYPE_CHECKING:
     from msshop.contracts.spans import Span
+    from msshop.instruments.journey import Journey
     from msshop.instruments.traces.shape import Node
     from msshop.instruments.traces.store import Listed
 
@@ -32,8 +33,9 @@ def _span_label(span: Span) -> Text:
         label += data(f"  {attributes.get('msshop.failure') or 'error'}", "bold red")
     facts = []
     if "db.system" in attributes:
-        facts.append(f"{attributes.get('db.name')} · {attributes.get('db.operation')} "
-                     f"{attributes.get('db.sql.table')}")
+        facts.append(f"{attributes.get('db.name')} · {attributes.get('db.operation')}"
+                     + (f" {attributes['db.sql.table']}" if attributes.get("db.sql.table")
+                        else ""))
         if "msshop.keys" in attributes:
             facts.append(f"keys {_short(attributes['msshop.keys'])}")
         if "msshop.rows" in attributes:
@@ -41,6 +43,10 @@ def _span_label(span: Span) -> Text:
     elif "peer.service" in attributes and span.get("kind") == "client":
         status = attributes.get("http.response.status_code")
         facts.append(f"→ {attributes['peer.service']}" + (f" ({status})" if status else ""))
+    if "msshop.position" in attributes:  # a followed write's event on its way
+        facts.append(f"bus position {attributes['msshop.position']}")
+        if "msshop.lag_ms" in attributes:
+            facts.append(f"{attributes['msshop.lag_ms']:.2f} ms after the commit")
     if facts:
         label += Text("\n  ") + data("  ".join(facts), "dim")
     if attributes.get("msshop.breaks_encapsulation"):
@@ -123,6 +129,9 @@ def timeline(out: Console, spans: list[Span], trace_id: str | None = None,
 def _what(span: Span) -> str:
     """A row's label after the service: the file and statement, the call, or the name."""
     attributes = span.get("attributes") or {}
+    if "msshop.position" in attributes:  # a followed write's event: publish, append, apply
+        verb = str(span["name"]).split(" ", 1)[0]  # the event's type is in the tree
+        return f"{clean(verb)} @{attributes['msshop.position']}"
     if "db.system" in attributes:
         rows = attributes.get("msshop.rows")
         return (f"{attributes.get('db.name')} {attributes.get('db.operation')}"
@@ -135,6 +144,18 @@ def _what(span: Span) -> str:
 def _fit(text: str, width: int) -> str:
     text = clean(text)
     return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def journey(out: Console, followed: Journey, view: str = "both") -> None:
+    """A write's trace, to the read model: the request, then the relay, bus and apply."""
+    out.print()
+    shown(out, followed.spans, followed.trace_id, view)
+    if followed.applied and followed.lag_ms is not None:
+        note(out, f"replicated: committed at the source, applied in the read model "
+                  f"{followed.lag_ms:.2f} ms later (the replication lag)")
+    else:
+        note(out, "not in the read model yet (is the bus or the query service down? see: "
+                  "msshop status); the trace shows how far the write got")
 
 
 def traces(out: Console, found: list[Listed]) -> None:

@@ -12,7 +12,7 @@ from tests.conftest import msshop, sandbox_env
 
 KEY_LINES = {
     "lesson": ["$ msshop query --user 7 --strategy monolith", "breaks encapsulation",
-               "one column = ",
+               "one column = ", "publish @", "append @", "applied in the read model",
                "$ msshop compare --user 7", "= monolith", "replicated touched query: query.db"],
     "outage": ["$ msshop kill products", "error: products is down: connection refused",
                "partial: the product titles missing", "freshness: read model at bus position"],

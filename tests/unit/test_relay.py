@@ -15,7 +15,7 @@ from msshop.contracts import events
 from msshop.contracts.status import OutboxHealth
 from msshop.runtime.platform import outbox as outbox_module
 from msshop.runtime.platform.db import open_database
-from msshop.runtime.platform.outbox import OUTBOX_SCHEMA, Outbox
+from msshop.runtime.platform.outbox import OUTBOX_SCHEMA, OUTBOX_TRACE_COLUMN, Outbox
 from tests.fakes import AnswerLostBus, MemoryBus, RecordingSleep, WatchingSleep, run
 
 
@@ -27,7 +27,7 @@ def signed_up(user_id: int, version: int = 1) -> events.Event:
 
 def open_outbox(tmp_path: Path, bus: MemoryBus, sleep: RecordingSleep | None = None
                 ) -> tuple[sqlite3.Connection, Outbox]:
-    conn = open_database(tmp_path / "users.db", [OUTBOX_SCHEMA])
+    conn = open_database(tmp_path / "users.db", [OUTBOX_SCHEMA, OUTBOX_TRACE_COLUMN])
     return conn, Outbox("users", lambda: conn, bus, sleep=sleep or RecordingSleep())
 
 
@@ -348,3 +348,24 @@ def test_close_right_after_a_commit_stops_the_relay(tmp_path: Path) -> None:
         assert not hung, "close() did not return: the relay swallowed its cancellation"
 
     run(test)
+
+
+def test_a_followed_writes_events_get_a_publish_span_per_attempt_with_their_position(
+        tmp_path: Path) -> None:
+    from msshop.runtime.platform.tracing import Tracer
+
+    bus = MemoryBus()
+    conn = open_database(tmp_path / "users.db", [OUTBOX_SCHEMA, OUTBOX_TRACE_COLUMN])
+    tracer = Tracer("users")
+    outbox = Outbox("users", lambda: conn, bus, sleep=RecordingSleep(), tracer=tracer)
+    followed = events.make(events.USER_SIGNED_UP, "users", 7, 1, {
+        "id": 7, "email": "f@example.com", "name": "F"}, "a" * 32, None, "b" * 16)
+    record(outbox, conn, signed_up(6), followed)
+    bus.failures.append("bus is down: connection refused")
+    run(outbox.flush)
+    spans = [s for s in tracer.finished if s["name"] == "publish UserSignedUp"]
+    assert [s["status"] for s in spans] == ["error", "ok"], "the failed try, then the sent"
+    assert all(s["trace_id"] == "a" * 32 and s["parent_id"] == "b" * 16 for s in spans)
+    assert spans[0]["attributes"]["msshop.failure"]
+    assert spans[1]["attributes"]["msshop.position"] == 2
+    assert len(tracer.finished) == 2, "the other event, nobody followed: no span"

@@ -22,6 +22,7 @@ class StoredTrace:
     user_id: int
     fanout: str | None
     spans: list[Span]
+    kind: str = "question"  # question (a read) | write (a write followed to the read model)
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,7 @@ class Listed:
     """One line of `msshop traces`."""
 
     trace_id: str
-    kind: str  # question (a read); writes join with issue 11's second part
+    kind: str  # question (a read) | write (`buy --trace`, `signup --trace`)
     user_id: int
     strategy: str  # with the fan-out for direct-call, e.g. "direct-call (naive)"
     started_at: float  # unix seconds
@@ -41,8 +42,9 @@ class Listed:
 
 def listed(trace: StoredTrace) -> Listed:
     shape = summary(trace.spans)
-    strategy = (f"{trace.strategy} ({trace.fanout})" if trace.fanout else trace.strategy)
-    return Listed(trace.trace_id, "question", trace.user_id, strategy,
+    strategy = (f"{trace.question} (write)" if trace.kind == "write"
+                else f"{trace.strategy} ({trace.fanout})" if trace.fanout else trace.strategy)
+    return Listed(trace.trace_id, trace.kind, trace.user_id, strategy,
                   min((float(s["start"]) for s in trace.spans), default=0.0),
                   shape["duration_ms"], [s for s in shape["services"] if s != "cli"],
                   all(s.get("status") != "error" for s in trace.spans), len(trace.spans))

@@ -21,12 +21,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from msshop import __version__
 from msshop.contracts.shop import ChaosAnswer
-from msshop.contracts.spans import Spans, parse_traceparent
+from msshop.contracts.spans import Spans, parse_traceparent, sampled
 from msshop.contracts.status import Health
 from msshop.runtime.platform.chaos import Chaos, ChaosMiddleware, Faults
 from msshop.runtime.platform.http import HttpError, json_response, one_line, require_token
 from msshop.runtime.platform.openapi import Endpoint, Param, document
-from msshop.runtime.platform.tracing import Tracer
+from msshop.runtime.platform.tracing import Tracer, follow, unfollow
 
 TraceId = Annotated[str, msgspec.Meta(min_length=32, max_length=32)]
 
@@ -187,9 +187,12 @@ class TracingMiddleware:
             await self.app(scope, receive, send)
             return
         parent = None
+        followed = False
         for name, value in scope["headers"]:
             if name == b"traceparent":
-                parent = parse_traceparent(value.decode("latin-1"))
+                header = value.decode("latin-1")
+                parent = parse_traceparent(header)
+                followed = parent is not None and sampled(header)
                 break
         method = scope["method"]
         span = self.tracer.start(f"{method} {scope['path']}", "server",
@@ -206,9 +209,11 @@ class TracingMiddleware:
             await send(message)
 
         token = self.tracer.activate(span)
+        following = follow(followed)
         try:
             await self.app(scope, receive, send_with_trace)
         finally:
+            unfollow(following)
             self.tracer.deactivate(token)
             route = self.templates.get(scope.get("endpoint"), scope["path"])
             span["name"] = f"{method} {route}"

@@ -24,6 +24,7 @@ from msshop.contracts.answers import ReplicaFreshness
 from msshop.contracts.events import Delivered, Received, receive
 from msshop.contracts.status import ConsumerHealth
 from msshop.runtime.platform.db import transaction
+from msshop.runtime.platform.tracing import Tracer
 
 log = logging.getLogger("msshop.consumer")
 
@@ -63,10 +64,13 @@ Sleep = Callable[[float], Awaitable[None]]
 
 class Consumer:
     def __init__(self, name: str, connection: Callable[[], sqlite3.Connection], bus: Bus,
-                 apply: Apply, sleep: Sleep = asyncio.sleep) -> None:
+                 apply: Apply, sleep: Sleep = asyncio.sleep, tracer: Tracer | None = None,
+                 db_name: str = "") -> None:
         """`sleep` is the pause between retries while the bus is unreachable (tests pass a
-        fake)."""
+        fake); `tracer` records applying a followed write's events (into `db_name`)."""
         self.name = name
+        self.tracer = tracer
+        self.db_name = db_name
         self._connection = connection
         self.bus = bus
         self.apply = apply
@@ -142,7 +146,8 @@ class Consumer:
                         self.bus.read(batch.events[-1].position, CATCH_UP_READ))
                     await asyncio.sleep(0)  # the next request goes out before we block
                     try:
-                        position, more, more_dead = self._write(conn, batch.events)
+                        position, more, more_dead = self._write(conn, batch.events,
+                                                                follow=False)
                     except BaseException:
                         following.cancel()
                         raise
@@ -231,10 +236,12 @@ class Consumer:
             position, occurred, dead = self._write(conn, delivered)
         self._advanced_to(position, occurred, dead)
 
-    def _write(self, conn: sqlite3.Connection, delivered: list[Delivered]
-               ) -> tuple[int, list[float], int]:
+    def _write(self, conn: sqlite3.Connection, delivered: list[Delivered],
+               follow: bool = True) -> tuple[int, list[float], int]:
         """Apply events and store the position, inside the caller's transaction;
-        (the new position, when each applied event occurred, how many were dead-lettered)."""
+        (the new position, when each applied event occurred, how many were dead-lettered).
+        `follow`: a followed write's event gets a span of its applying (live, not in a
+        rebuild)."""
         occurred: list[float] = []
         dead = 0
         for item in delivered:
@@ -246,7 +253,10 @@ class Consumer:
                 if item.sender and event.source != item.sender:
                     raise Poison(f"the event says it comes from {event.source!r}, but "
                                  f"{item.sender} sent it")
-                self.apply(conn, event, item.position)
+                if follow and event.parent_span and self.tracer is not None:
+                    self._applied_followed(conn, event, item.position)
+                else:
+                    self.apply(conn, event, item.position)
                 occurred.append(event.occurred_at)
             except Poison as exc:
                 self._dead_letter(conn, item.position, bytes(item.event), str(exc))
@@ -263,6 +273,20 @@ class Consumer:
             "position = excluded.position, updated_at = excluded.updated_at, "
             "log_id = excluded.log_id", (self.name, position, time.time(), self.log_id))
         return position, occurred, dead
+
+    def _applied_followed(self, conn: sqlite3.Connection, event: Received,
+                          position: int) -> None:
+        """Apply a followed write's event, timed, as a span in the write's trace: the end of
+        its journey, with the replication lag (commit at the source to applied here)."""
+        assert self.tracer is not None and event.trace_id is not None
+        started, began = time.time(), time.perf_counter()
+        self.apply(conn, event, position)
+        self.tracer.record(
+            f"apply {event.type}", "consumer", event.trace_id, event.parent_span, started,
+            (time.perf_counter() - began) * 1000,
+            {"db.system": "sqlite", "db.name": self.db_name, "db.operation": "UPSERT",
+             "msshop.position": position, "msshop.event.id": event.id,
+             "msshop.lag_ms": round((time.time() - event.occurred_at) * 1000, 3)})
 
     def _advanced_to(self, position: int, occurred: list[float], dead: int,
                      record_lags: bool = True) -> None:

@@ -27,6 +27,7 @@ from msshop.bus.interface import Bus, BusUnavailable
 from msshop.contracts.events import Event, encode
 from msshop.contracts.status import OutboxHealth
 from msshop.runtime.platform.db import transaction
+from msshop.runtime.platform.tracing import Tracer
 
 log = logging.getLogger("msshop.outbox")
 
@@ -45,6 +46,9 @@ CREATE TABLE outbox (
 CREATE INDEX outbox_pending ON outbox (seq) WHERE sent_at IS NULL;
 CREATE INDEX outbox_by_aggregate ON outbox (aggregate_type, aggregate_id)
 """
+# A followed write's "<trace id>-<span id>" (events.Event.parent_span): the relay records a
+# publish span under it. NULL for every other row.
+OUTBOX_TRACE_COLUMN = "ALTER TABLE outbox ADD COLUMN traceparent TEXT"
 BATCH = 1000
 POLL = 1.0
 BACKOFF = (0.01, 2.0)
@@ -55,10 +59,12 @@ Sleep = Callable[[float], Awaitable[None]]
 
 class Outbox:
     def __init__(self, service: str, connection: Callable[[], sqlite3.Connection], bus: Bus,
-                 sleep: Sleep = asyncio.sleep) -> None:
+                 sleep: Sleep = asyncio.sleep, tracer: Tracer | None = None) -> None:
         """`connection` returns the service's connection (it opens with the app, after this
-        object is made); `sleep` is the relay's pause between retries (tests pass a fake)."""
+        object is made); `sleep` is the relay's pause between retries (tests pass a fake);
+        `tracer` records the publishing of followed writes' events."""
         self.service = service
+        self.tracer = tracer
         self._connection = connection
         self.bus = bus
         self._sleep = sleep
@@ -73,9 +79,10 @@ class Outbox:
     def add(self, conn: sqlite3.Connection, events: Sequence[Event]) -> None:
         """Record events; call inside the transaction that makes the change."""
         conn.executemany(
-            "INSERT INTO outbox (event_id, type, aggregate_type, aggregate_id, body, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            [(e.id, e.type, e.aggregate_type, e.aggregate_id, encode(e), e.occurred_at)
+            "INSERT INTO outbox (event_id, type, aggregate_type, aggregate_id, body, created_at, "
+            "traceparent) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(e.id, e.type, e.aggregate_type, e.aggregate_id, encode(e), e.occurred_at,
+              f"{e.trace_id}-{e.parent_span}" if e.parent_span and e.trace_id else None)
              for e in events])
 
     @contextmanager
@@ -113,17 +120,28 @@ class Outbox:
         while True:
             conn = self._connection()
             rows = conn.execute(
-                "SELECT seq, body FROM outbox WHERE sent_at IS NULL ORDER BY seq LIMIT ?",
-                (BATCH,)).fetchall()
+                "SELECT seq, body, traceparent, type FROM outbox WHERE sent_at IS NULL "
+                "ORDER BY seq LIMIT ?", (BATCH,)).fetchall()
             if not rows:
                 return
+            followed = self._publishing(rows)
+            token = self.tracer.activate(followed[0][1]) if followed and self.tracer else None
+            positions: list[int] | None = None
             try:
-                positions = await self.bus.append([body for _, body in rows])
+                positions = await self.bus.append([row[1] for row in rows])
             except BusUnavailable as exc:
-                if self.error != exc.message:
-                    log.warning("relay: %s; %d event(s) wait in the outbox", exc.message,
+                failure: str | None = exc.message
+            else:
+                failure = None
+            finally:
+                if token is not None and self.tracer is not None:
+                    self.tracer.deactivate(token)
+            self._published_as(followed, positions, failure)
+            if positions is None:
+                if self.error != failure:
+                    log.warning("relay: %s; %d event(s) wait in the outbox", failure,
                                 self.pending())
-                self.error = exc.message
+                self.error = failure
                 self.failing_since = self.failing_since or time.time()
                 await self._sleep(pause)
                 pause = min(pause * 2, BACKOFF[1])
@@ -134,10 +152,40 @@ class Outbox:
             now = time.time()
             with transaction(conn):
                 conn.executemany("UPDATE outbox SET sent_at = ?, position = ? WHERE seq = ?",
-                                 [(now, position, seq)
-                                  for (seq, _), position in zip(rows, positions, strict=True)])
+                                 [(now, position, row[0])
+                                  for row, position in zip(rows, positions, strict=True)])
             published, self._published = self._published, asyncio.Event()
             published.set()
+
+    def _publishing(self, rows: list[Any]) -> list[tuple[int, dict[str, Any]]]:
+        """A publish span, begun now, for each followed row of a batch: (its index, span).
+        The first one is made current while the batch goes out, so the bus's spans (with the
+        sandbox's log) join that trace."""
+        if self.tracer is None:
+            return []
+        spans = []
+        for index, (_, _, traceparent, kind) in enumerate(rows):
+            if traceparent:
+                trace_id, _, parent = traceparent.partition("-")
+                spans.append((index, self.tracer.start(
+                    f"publish {kind}", "producer", {"messaging.operation": "publish",
+                                                    "msshop.relay.batch": len(rows)},
+                    trace_id, parent)))
+        return spans
+
+    def _published_as(self, followed: list[tuple[int, dict[str, Any]]],
+                      positions: list[int] | None, failure: str | None) -> None:
+        """Finish the publish spans: with each event's position, or the failure (the relay
+        tries again, and the next attempt has spans of its own)."""
+        assert self.tracer is not None or not followed
+        for index, span in followed:
+            if positions is not None:
+                span["attributes"]["msshop.position"] = positions[index]
+            else:
+                span["status"] = "error"
+                span["attributes"]["msshop.failure"] = failure
+            if self.tracer is not None:
+                self.tracer.finish(span)
 
     def latest_event(self, aggregate_type: str, aggregate_id: int) -> dict[str, Any] | None:
         """The last event recorded for an entity: {"id", "type", "position" (None: not

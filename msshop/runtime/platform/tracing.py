@@ -18,6 +18,9 @@ from typing import Any
 from msshop.contracts.spans import Span, new_span_id, new_trace_id
 
 _current: ContextVar[Span | None] = ContextVar("msshop_current_span", default=None)
+# the caller asked for this request to be followed (its traceparent's sampled flag): then a
+# write's events carry the span that made them, and the asynchronous part records spans too
+_followed: ContextVar[bool] = ContextVar("msshop_followed", default=False)
 RING_SIZE = 50_000
 
 
@@ -54,6 +57,15 @@ class Tracer:
     def span(self, name: str, kind: str = "internal", **attributes: Any) -> SpanScope:
         """Time a block as a child of the current span; it becomes current inside."""
         return SpanScope(self, self.start(name, kind, attributes))
+
+    def record(self, name: str, kind: str, trace_id: str, parent_id: str | None,
+               started: float, duration_ms: float, attributes: dict[str, Any]) -> Span:
+        """A span of work already done (timed by the caller), kept like any other."""
+        span = {"trace_id": trace_id, "span_id": new_span_id(), "parent_id": parent_id,
+                "service": self.service, "name": name, "kind": kind, "start": started,
+                "duration_ms": duration_ms, "status": "ok", "attributes": attributes}
+        self.finished.append(span)
+        return span
 
     def activate(self, span: Span) -> Any:
         return _current.set(span)
@@ -97,3 +109,19 @@ def db_attributes(db_name: str, operation: str, table: str, **extra: Any) -> dic
 def current_trace_id() -> str | None:
     span = _current.get()
     return None if span is None else str(span["trace_id"])
+
+
+def follow(followed: bool) -> Any:
+    """Mark the current request as followed (or not); returns the token to reset with."""
+    return _followed.set(followed)
+
+
+def unfollow(token: Any) -> None:
+    _followed.reset(token)
+
+
+def followed_span() -> str | None:
+    """The current span's id if the caller asked to follow this request, else None: what a
+    write puts in its events so that their journey can be traced (`parent_span`)."""
+    span = _current.get()
+    return str(span["span_id"]) if span is not None and _followed.get() else None

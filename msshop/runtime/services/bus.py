@@ -189,6 +189,12 @@ def create_app(ctx: ServiceContext) -> Starlette:
         with db.span("INSERT", "events") as span:
             answer = append(db.conn, batch)
             span["attributes"]["msshop.rows"] = answer["appended"]
+        for (event, _), position in zip(batch, answer["positions"], strict=True):
+            if event.parent_span and event.trace_id == span["trace_id"]:  # a followed write
+                ctx.tracer.record(f"append {event.type}", "internal", span["trace_id"],
+                                  span["span_id"], span["start"], span["duration_ms"],
+                                  {"msshop.position": position, "msshop.event.id": event.id,
+                                   "db.name": db.file_name})
         if answer["appended"]:
             log.appended(answer["head"])
         return json_response(answer)

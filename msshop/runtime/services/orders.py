@@ -43,9 +43,9 @@ from msshop.runtime.platform.http import (
     read_body,
 )
 from msshop.runtime.platform.openapi import Endpoint, Param, documented, path_id
-from msshop.runtime.platform.outbox import OUTBOX_SCHEMA, Outbox
+from msshop.runtime.platform.outbox import OUTBOX_SCHEMA, OUTBOX_TRACE_COLUMN, Outbox
 from msshop.runtime.platform.peers import Peers
-from msshop.runtime.platform.tracing import current_trace_id
+from msshop.runtime.platform.tracing import current_trace_id, followed_span
 
 MIGRATIONS = [
     """
@@ -61,6 +61,7 @@ MIGRATIONS = [
     CREATE INDEX orders_by_user ON orders (user_id, id);
     """,
     OUTBOX_SCHEMA,
+    OUTBOX_TRACE_COLUMN,
 ]
 COLUMNS = "id, user_id, product_id, quantity, unit_price_cents, request_id, created_at"
 COALESCE = 256  # at most this many concurrent purchases checked and committed together
@@ -115,7 +116,7 @@ def order_placed(order: dict[str, Any]) -> Event:
     return events.make(events.ORDER_PLACED, "orders", order["id"], 1, {
         "id": order["id"], "user_id": order["user_id"], "product_id": order["product_id"],
         "quantity": order["quantity"], "unit_price": order["unit_price"]},
-        current_trace_id(), order["created_at"])
+        current_trace_id(), order["created_at"], followed_span())
 
 
 # --- plain functions over the connection -----------------------------------------------------
@@ -251,7 +252,7 @@ def create_app(ctx: ServiceContext) -> Starlette:
     db = ctx.database(MIGRATIONS, ["orders"])
     peers = ctx.peers()
     bus = ctx.bus(peers)
-    outbox = Outbox("orders", lambda: db.conn, bus)
+    outbox = Outbox("orders", lambda: db.conn, bus, tracer=ctx.tracer)
 
     async def checkout(purchases: list[Purchase]) -> list[tuple[dict[str, Any], bool] |
                                                         Exception]:

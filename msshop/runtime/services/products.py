@@ -36,8 +36,8 @@ from msshop.runtime.platform.http import (
     read_body,
 )
 from msshop.runtime.platform.openapi import Endpoint, Param, documented, id_list, path_id
-from msshop.runtime.platform.outbox import OUTBOX_SCHEMA, Outbox
-from msshop.runtime.platform.tracing import current_trace_id
+from msshop.runtime.platform.outbox import OUTBOX_SCHEMA, OUTBOX_TRACE_COLUMN, Outbox
+from msshop.runtime.platform.tracing import current_trace_id, followed_span
 
 MIGRATIONS = [
     """
@@ -53,6 +53,7 @@ MIGRATIONS = [
     OUTBOX_SCHEMA + """;
     ALTER TABLE products ADD COLUMN version INTEGER NOT NULL DEFAULT 1
     """,
+    OUTBOX_TRACE_COLUMN,
 ]
 COLUMNS = "id, sku, title, price_cents, stock, updated_at, version"
 
@@ -122,7 +123,7 @@ def product_event(event_type: str, product: dict[str, Any]) -> Event:
     return events.make(event_type, "products", product["id"], product["version"],
                        {"id": product["id"], "sku": product["sku"], "title": product["title"],
                         "price": product["price"]},
-                       current_trace_id(), product["updated_at"])
+                       current_trace_id(), product["updated_at"], followed_span())
 
 
 # --- plain functions over the connection -----------------------------------------------------
@@ -223,7 +224,7 @@ def create_app(ctx: ServiceContext) -> Starlette:
     db = ctx.database(MIGRATIONS, ["products"])
     peers = ctx.peers()
     bus = ctx.bus(peers)
-    outbox = Outbox("products", lambda: db.conn, bus)
+    outbox = Outbox("products", lambda: db.conn, bus, tracer=ctx.tracer)
 
     async def post_product(request: Request) -> Response:
         values = checked(await read_body(request, NewProduct))

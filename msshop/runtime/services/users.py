@@ -32,8 +32,8 @@ from msshop.runtime.platform.http import (
     read_body,
 )
 from msshop.runtime.platform.openapi import Endpoint, documented, id_list, path_id
-from msshop.runtime.platform.outbox import OUTBOX_SCHEMA, Outbox
-from msshop.runtime.platform.tracing import current_trace_id
+from msshop.runtime.platform.outbox import OUTBOX_SCHEMA, OUTBOX_TRACE_COLUMN, Outbox
+from msshop.runtime.platform.tracing import current_trace_id, followed_span
 
 MIGRATIONS = [
     """
@@ -45,6 +45,7 @@ MIGRATIONS = [
     )
     """,
     OUTBOX_SCHEMA,
+    OUTBOX_TRACE_COLUMN,
 ]
 # no NUL either: SQLite's own text functions (json_each) end a string at one
 EMAIL_PATTERN = r"^[^@\s\x00]+@[^@\s\x00]+\.[^@\s\x00]+$"
@@ -88,7 +89,7 @@ def as_dict(row: tuple[Any, ...]) -> dict[str, Any]:
 def signed_up(user: dict[str, Any]) -> Event:
     return events.make(events.USER_SIGNED_UP, "users", user["id"], 1,
                        {"id": user["id"], "email": user["email"], "name": user["name"]},
-                       current_trace_id(), user["created_at"])
+                       current_trace_id(), user["created_at"], followed_span())
 
 
 def sign_up(conn: sqlite3.Connection, outbox: Outbox, signup: SignUp) -> dict[str, Any]:
@@ -145,7 +146,7 @@ def create_app(ctx: ServiceContext) -> Starlette:
     db = ctx.database(MIGRATIONS, ["users"])
     peers = ctx.peers()
     bus = ctx.bus(peers)
-    outbox = Outbox("users", lambda: db.conn, bus)
+    outbox = Outbox("users", lambda: db.conn, bus, tracer=ctx.tracer)
 
     async def post_user(request: Request) -> Response:
         signup = checked(await read_body(request, SignUp))

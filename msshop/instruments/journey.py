@@ -1,0 +1,95 @@
+"""A write followed to the read model (`msshop buy --trace`, `msshop signup --trace`).
+
+The CLI sends the write with a traceparent whose sampled flag asks to follow it. The
+service's events then carry the span that made them (`Event.parent_span`), and each step
+of the asynchronous part records a span in the same trace: the relay's publish (with the
+position the bus gave), the bus's append (with the sandbox's log), and the query service's
+apply into its read model, with the replication lag. The CLI waits until the read model
+has the write (bounded), gathers every service's spans and stores the trace like a
+question's.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from msshop.contracts.errors import MsshopError
+from msshop.contracts.shop import Order, User
+from msshop.contracts.spans import Span, make_span, traceparent
+from msshop.instruments.asking import Questioner
+from msshop.instruments.checking import caught_up
+from msshop.instruments.traces.store import StoredTrace
+from msshop.runtime.orchestrator.state import State
+
+APPLIED_WAIT = 10.0  # seconds to wait for the read model to apply the write
+
+
+@dataclass(frozen=True)
+class Journey:
+    trace_id: str
+    spans: list[Span]
+    applied: bool  # the read model has the write (False: still on its way, e.g. bus down)
+    lag_ms: float | None  # commit at the source to applied in the read model
+
+
+@dataclass(frozen=True)
+class Bought:
+    order: Order
+    created: bool
+    journey: Journey
+
+
+@dataclass(frozen=True)
+class SignedUp:
+    user: User
+    journey: Journey
+
+
+def buy(state: State, user_id: int, product_id: int, quantity: int) -> Bought:
+    root = _root("buy", "orders", "/orders")
+    questioner = Questioner(state)
+    order, created = _timed(root, lambda: questioner.client.buy(
+        user_id, product_id, quantity, wait_published_ms=1000,
+        traceparent=traceparent(root)))
+    journey = _followed(questioner, root, "buy", user_id)
+    return Bought(order, created, journey)
+
+
+def signup(state: State, email: str, name: str) -> SignedUp:
+    root = _root("signup", "users", "/users")
+    questioner = Questioner(state)
+    user = _timed(root, lambda: questioner.client.signup(email, name, traceparent(root)))
+    return SignedUp(user, _followed(questioner, root, "signup", int(user["id"])))
+
+
+def _root(name: str, service: str, route: str) -> Span:
+    return make_span("cli", name, "client", {"peer.service": service, "http.route": route})
+
+
+def _timed(root: Span, call: Any) -> Any:
+    began = time.perf_counter()
+    try:
+        return call()
+    except MsshopError:
+        root["status"] = "error"
+        raise
+    finally:
+        root["duration_ms"] = (time.perf_counter() - began) * 1000
+
+
+def _followed(questioner: Questioner, root: Span, what: str, user_id: int) -> Journey:
+    """Wait (bounded) until the read model has the write, then gather and store its trace."""
+    try:
+        caught_up(questioner.client, timeout=APPLIED_WAIT)
+        applied = True
+    except MsshopError:
+        applied = False  # the bus or the query service is down: show what got that far
+    trace_id = str(root["trace_id"])
+    spans = [root, *questioner.gather(trace_id)]
+    questioner.traces.save(StoredTrace(trace_id, what, "write", user_id, None, spans,
+                                       kind="write"))
+    lags = [s["attributes"]["msshop.lag_ms"] for s in spans
+            if s["service"] == "query" and "msshop.lag_ms" in (s.get("attributes") or {})]
+    return Journey(trace_id, spans, applied and bool(lags), max(lags) if lags else None)
