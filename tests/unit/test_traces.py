@@ -382,3 +382,18 @@ def test_the_html_page_is_self_contained_and_data_cannot_break_out_of_it() -> No
     assert f"<title>msshop trace {TRACE}</title>" in page
     data = page[page.index("const TRACE = ") + len("const TRACE = "):].split(";\n", 1)[0]
     assert json.loads(data)["spans"][0]["name"].startswith("</script>"), "the name survives"
+
+
+def test_perfetto_draws_the_events_hop_from_its_publish_to_its_apply() -> None:
+    from msshop.instruments.traces.perfetto import to_perfetto
+
+    write = [span(1, None, "orders", "POST /orders", "server", 0, 3),
+             span(2, 1, "orders", "publish OrderPlaced", "producer", 3.5, 1),
+             span(3, 1, "query", "apply OrderPlaced", "consumer", 5, 0.1)]
+    write[1]["attributes"] = {"msshop.position": 81}
+    write[2]["attributes"] = {"msshop.position": 81, "msshop.lag_ms": 2.0}
+    events = to_perfetto(write)["traceEvents"]
+    hop = [e for e in events if e.get("cat") == "event"]
+    names = {e["pid"]: e["args"]["name"] for e in events if e["name"] == "process_name"}
+    assert [(e["ph"], names[e["pid"]]) for e in hop] == [("s", "orders"), ("f", "query")]
+    assert hop[0]["id"] == hop[1]["id"] and hop[0]["ts"] < hop[1]["ts"]

@@ -1,6 +1,8 @@
 """A trace as Chrome trace-event JSON, which ui.perfetto.dev and chrome://tracing open:
 a process (a track) per service, each span a complete ("X") slice on it, and a flow arrow
-from each call to the span it caused in another service.
+from each call to the span it caused in another service, and, in a followed write's trace,
+from the relay's publish of an event to its apply in the read model (the event's hop
+through the bus: the same position).
 
 Format: the Trace Event Format document (`{"traceEvents": [...]}`), times in microseconds
 from the trace's first start. A track draws only slices that nest, so the spans of one
@@ -52,6 +54,19 @@ def to_perfetto(spans: Iterable[Span]) -> dict[str, Any]:
                            "tid": lanes[parent["span_id"]], "ts": ts})
             events.append({"name": "call", "cat": "call", "ph": "f", "bp": "e", "id": flow,
                            "pid": pid, "tid": tid, "ts": ts})
+    published = {attrs(s).get("msshop.position"): s for s in spans
+                 if s.get("kind") == "producer" and "msshop.position" in attrs(s)}
+    for s in spans:
+        source = published.get(attrs(s).get("msshop.position"))
+        if s.get("kind") == "consumer" and source is not None:
+            flow += 1  # the event's hop: published at the source, applied in the read model
+            events.append({"name": "event", "cat": "event", "ph": "s", "id": flow,
+                           "pid": pids[str(source["service"])],
+                           "tid": lanes[source["span_id"]],
+                           "ts": _micros(start(source) - began)})
+            events.append({"name": "event", "cat": "event", "ph": "f", "bp": "e", "id": flow,
+                           "pid": pids[str(s["service"])], "tid": lanes[s["span_id"]],
+                           "ts": _micros(start(s) - began)})
     return {"traceEvents": events, "displayTimeUnit": "ms",
             "otherData": {"trace_id": spans[0]["trace_id"], "exported_by": "msshop"}}
 
