@@ -203,6 +203,31 @@ def chaos(
                  faults.inject(settings(ctx), service, latency, jitter, error_rate, clear))
 
 
+@app.command()
+def trespass(
+    ctx: typer.Context,
+    service: str = typer.Argument(..., help="users, products, orders or query"),
+    into: str = typer.Option(..., "--into", metavar="SERVICE",
+                             help="The service whose database file it tries to open."),
+) -> None:
+    """Make a service try to open another's database, and see it refused.
+
+    Example: msshop trespass users --into orders"""
+    from msshop import render
+    from msshop.instruments import chaos as faults
+
+    render.trespassed(out(), faults.trespass(settings(ctx), service, into))
+
+
+@app.command()
+def poison(ctx: typer.Context) -> None:
+    """Put an event no read model can apply on the bus. Example: msshop poison"""
+    from msshop import render
+    from msshop.instruments import chaos as faults
+
+    render.poisoned(out(), faults.poison(settings(ctx)))
+
+
 # --- the shop --------------------------------------------------------------------------------
 
 
@@ -506,7 +531,8 @@ def bench(
 @app.command()
 def demo(
     ctx: typer.Context,
-    name: str = typer.Argument("lesson", help="lesson, outage, lag, replay or broker."),
+    name: str = typer.Argument("lesson",
+                               help="lesson, outage, lag, replay, broker or isolation."),
     no_pause: bool = typer.Option(False, "--no-pause",
                                   help="Run straight through, for recording and CI."),
     speed: float = typer.Option(1.0, "--speed", metavar="FACTOR",

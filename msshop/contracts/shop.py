@@ -103,6 +103,15 @@ class ChaosAnswer(TypedDict):
     chaos: ChaosState | None
 
 
+class Trespassed(TypedDict):
+    """POST /chaos/trespass: a service tried to open another's file; what the guard said."""
+
+    service: str
+    into: str
+    tried: str  # the path it tried to open
+    refused: str  # the isolation guard's words
+
+
 class Replayed(TypedDict):
     """POST /replay: the read model rebuilt from position 0 and swapped in."""
 

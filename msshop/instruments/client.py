@@ -28,6 +28,7 @@ if TYPE_CHECKING:
         Order,
         ProductPage,
         Replayed,
+        Trespassed,
         User,
     )
     from msshop.contracts.spans import Span
@@ -143,6 +144,11 @@ class ShopClient:
         """Inject `faults` into a service; None clears them."""
         body = {"clear": True} if faults is None else dict(faults)
         return cast("ChaosAnswer", self._owner(service, "POST", "/chaos", body))
+
+    def trespass(self, service: str, into: str) -> Trespassed:
+        """Make `service` try to open `into`'s database file (the guard refuses)."""
+        return cast("Trespassed", self._owner(service, "POST", "/chaos/trespass",
+                                              {"into": into}))
 
     def replay(self) -> Replayed:
         """Rebuild the query service's read model from position 0 of the bus."""

@@ -29,7 +29,17 @@ from msshop.render.sandbox import (
     stopped,
     up_detached,
 )
-from msshop.render.shop import chaos, order, products, reset_done, seed_progress, seed_report, user
+from msshop.render.shop import (
+    chaos,
+    order,
+    poisoned,
+    products,
+    reset_done,
+    seed_progress,
+    seed_report,
+    trespassed,
+    user,
+)
 from msshop.render.traces import (
     journey,
     shown,
@@ -64,6 +74,7 @@ __all__ = [
     "log_line",
     "note",
     "order",
+    "poisoned",
     "products",
     "ready",
     "replayed",
@@ -85,6 +96,7 @@ __all__ = [
     "trace",
     "traces",
     "traces_json",
+    "trespassed",
     "up_detached",
     "user",
     "verify",

@@ -15,7 +15,7 @@ from rich.text import Text
 from msshop.render.console import data, note
 
 if TYPE_CHECKING:
-    from msshop.contracts.shop import ChaosAnswer, Order, ProductPage, User
+    from msshop.contracts.shop import ChaosAnswer, Order, ProductPage, Trespassed, User
     from msshop.instruments.seed import SeedReport
 
 
@@ -79,6 +79,20 @@ def seed_report(out: Console, report: SeedReport) -> None:
 
 def reset_done(out: Console) -> None:
     note(out, "reset: every service's data was deleted")
+
+
+def trespassed(out: Console, answer: Trespassed) -> None:
+    service = answer["service"]
+    note(out, f"{service} tried to open {answer['into']}.db, the {answer['into']} service's "
+              "file; the isolation guard refused:")
+    note(out, f"  {answer['refused']}")
+    note(out, f"nothing was opened; the {service} service's log says so too: msshop logs "
+              f"{service}")
+
+
+def poisoned(out: Console, position: int) -> None:
+    note(out, f"a Poison event is at bus position {position:,}; no read model knows that "
+              "type, so the query service dead-letters it and goes on: msshop deadletters")
 
 
 def chaos(out: Console, service: str, answer: ChaosAnswer) -> None:

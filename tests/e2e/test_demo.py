@@ -19,6 +19,8 @@ KEY_LINES = {
     "lag": ["waits in the orders outbox", "the bus is unreachable", "verified:",
             "--after", "caught up"],
     "replay": ["rebuilt the read model from position 0", "verified:"],
+    "isolation": ["$ msshop trespass users --into orders", "refused to open",
+                  "unknown event type 'Poison'", "verified:"],
     "broker": ["$ msshop up --detach --bus nats --bus-nodes 3", "stream kept on 3",
                "$ msshop kill bus-2", "orders      40,000 created", "verified:"],
 }
@@ -48,5 +50,5 @@ def test_demo_runs_through_and_leaves_nothing_behind(name: str, tmp_path: Path) 
 def test_an_unknown_demo_is_named_with_the_choices(tmp_path: Path) -> None:
     result = msshop("demo", "nope", "--no-pause", env=sandbox_env(tmp_path / "s"))
     assert result.returncode == 2
-    assert result.stderr.strip() == ("error: no demo named 'nope'; choose one of: broker, lag, "
-                                     "lesson, outage, replay")
+    assert result.stderr.strip() == ("error: no demo named 'nope'; choose one of: broker, "
+                                     "isolation, lag, lesson, outage, replay")

@@ -20,10 +20,10 @@ from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from msshop import __version__
-from msshop.contracts.shop import ChaosAnswer
+from msshop.contracts.shop import ChaosAnswer, Trespassed
 from msshop.contracts.spans import Spans, parse_traceparent, sampled
 from msshop.contracts.status import Health
-from msshop.runtime.platform.chaos import Chaos, ChaosMiddleware, Faults
+from msshop.runtime.platform.chaos import Chaos, ChaosMiddleware, Faults, Trespass
 from msshop.runtime.platform.http import HttpError, json_response, one_line, require_token
 from msshop.runtime.platform.openapi import Endpoint, Param, document
 from msshop.runtime.platform.tracing import Tracer, follow, unfollow
@@ -122,6 +122,12 @@ def service_app(
         Endpoint("POST", "/chaos", chaos.endpoint, "Inject faults: latency, jitter, errors", {
             200: (ChaosAnswer, "The faults now injected (null: none)")},
             body=Faults, auth="owner", chaos=False),
+        Endpoint("POST", "/chaos/trespass", chaos.trespass,
+                 "Try to open another service's database file, to see the guard refuse", {
+                     200: (Trespassed, "What was tried, and the isolation guard's refusal"),
+                     422: "Not another service of the sandbox",
+                     500: "The guard let it open the file (a bug; it was closed at once)"},
+                 body=Trespass, auth="owner", chaos=False),
         Endpoint("GET", "/openapi.json", openapi_endpoint, "This document", {
             200: (dict[str, Any], "The service's OpenAPI 3.1 document")}, chaos=False),
         *endpoints,

@@ -2,6 +2,9 @@
 
     POST /chaos  {"latency_ms", "jitter_ms", "error_rate"} | {"clear": true}
                  header authorization: Bearer <the sandbox's token>  (401 without, 403 wrong)
+    POST /chaos/trespass  {"into": "<service>"}: the service tries to open that service's
+                 database file, as a bug would, so that the isolation guard's refusal is
+                 seen (answered and logged; nothing is opened)
 
 The token is the one in the sandbox's state file (mode 0600): only the sandbox's owner can
 read it, so only they can break their services. Faults apply to every request but
@@ -12,6 +15,7 @@ seeing the service (and `status` shows what is injected).
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from typing import Annotated, Any
 
@@ -20,10 +24,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from msshop.contracts.topology import NAMES
+from msshop.runtime.platform.db import trespass
 from msshop.runtime.platform.http import HttpError, json_response, read_body, require_token
 from msshop.runtime.platform.openapi import documented
 
-EXEMPT = frozenset({"/health", "/spans", "/chaos", "/openapi.json"})
+log = logging.getLogger("msshop.chaos")
+
+EXEMPT = frozenset({"/health", "/spans", "/chaos", "/chaos/trespass", "/openapi.json"})
 MAX_DELAY_MS = 60_000
 
 
@@ -37,6 +45,12 @@ class Faults(msgspec.Struct, forbid_unknown_fields=True):
     error_rate: Annotated[float, documented("the share of requests failed with a 503",
                                             minimum=0, maximum=1)] = 0.0
     clear: Annotated[bool, documented("remove every fault")] = False
+
+
+class Trespass(msgspec.Struct, forbid_unknown_fields=True):
+    """POST /chaos/trespass: whose database file to try to open."""
+
+    into: Annotated[str, documented("another service of the sandbox", max_length=64)]
 
 
 class Chaos:
@@ -66,6 +80,20 @@ class Chaos:
                 raise HttpError(422, f"{name} {value} must be from 0 to {high}")
         self.faults = faults
         return json_response({"service": self.service, "chaos": self.active()})
+
+    async def trespass(self, request: Request) -> Response:
+        require_token(request, self.admin, "trespass")
+        into = (await read_body(request, Trespass)).into
+        if into not in NAMES or into == self.service:
+            others = ", ".join(n for n in NAMES if n != self.service)
+            raise HttpError(422, f"into {into!r}: name another service ({others})")
+        try:
+            tried, refused = trespass(into)
+        except RuntimeError as exc:
+            raise HttpError(500, str(exc)) from None
+        log.warning("trespass, on purpose: %s", refused)
+        return json_response({"service": self.service, "into": into, "tried": tried,
+                              "refused": refused})
 
 
 class ChaosMiddleware:

@@ -110,6 +110,20 @@ _SET_AUTHORIZER = sqlite3.Connection.set_authorizer  # the C method, whatever a 
 _installed: list[str] = []
 
 
+def trespass(other: str) -> tuple[str, str]:
+    """Try to open another service's file, as a bug or an attacker in this service would:
+    (the path tried, the guard's refusal). Only where the guard is installed (a service's
+    own process); if the file were opened, it is closed at once and RuntimeError says so."""
+    if not _installed:
+        raise RuntimeError("no isolation guard in this process: nothing to show")
+    path = str(Path(_installed[0]).parent / f"{other}.db")
+    try:
+        sqlite3.connect(path).close()
+    except IsolationViolation as exc:
+        return path, str(exc)
+    raise RuntimeError(f"the isolation guard let this process open {path}")
+
+
 def install_isolation_guard(service: str, own_file: Path, report: Reporter | None = None) -> None:
     """From now on this process may open only `own_file` (and in-memory databases), by any
     connection, by connect, ATTACH or VACUUM INTO, and may load no SQLite extension.
