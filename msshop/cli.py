@@ -209,6 +209,7 @@ def trespass(
     service: str = typer.Argument(..., help="users, products, orders or query"),
     into: str = typer.Option(..., "--into", metavar="SERVICE",
                              help="The service whose database file it tries to open."),
+    as_json: bool = typer.Option(False, "--json", help="Print the answer as JSON."),
 ) -> None:
     """Make a service try to open another's database, and see it refused.
 
@@ -216,16 +217,27 @@ def trespass(
     from msshop import render
     from msshop.instruments import chaos as faults
 
-    render.trespassed(out(), faults.trespass(settings(ctx), service, into))
+    answer = faults.trespass(settings(ctx), service, into)
+    if as_json:
+        render.trespassed_json(answer)
+    else:
+        render.trespassed(out(), answer)
 
 
 @app.command()
-def poison(ctx: typer.Context) -> None:
+def poison(
+    ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json", help="Print its position as JSON."),
+) -> None:
     """Put an event no read model can apply on the bus. Example: msshop poison"""
     from msshop import render
     from msshop.instruments import chaos as faults
 
-    render.poisoned(out(), faults.poison(settings(ctx)))
+    position = faults.poison(settings(ctx))
+    if as_json:
+        render.poisoned_json(position)
+    else:
+        render.poisoned(out(), position)
 
 
 # --- the shop --------------------------------------------------------------------------------

@@ -57,8 +57,9 @@ class Sandbox:
     def client(self) -> ShopClient:
         return ShopClient(self.state, timeout=10)
 
-    def run(self, *args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
-        return msshop(*args, env=self.env, **kwargs)
+    def run(self, *args: str, env_extra: dict[str, str] | None = None,
+            **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        return msshop(*args, env={**self.env, **(env_extra or {})}, **kwargs)
 
     def status(self) -> dict[str, Any]:
         result: dict[str, Any] = json.loads(self.run("status", "--json").stdout)

@@ -120,10 +120,10 @@ class ShopClient:
 
     def health(self, service: str) -> Health:
         found = self.state.services.get(service)
-        if found is not None and found.kind == "nats-server":
-            from msshop.runtime.orchestrator.broker import probe
+        if found is not None and found.kind == "nats-server":  # asked at its monitoring port
+            from msshop.runtime.orchestrator.lifecycle import health_of
 
-            health = probe(self.state.host, found.monitor_port or 0, self.timeout)
+            health = health_of(self.state, service, self.timeout)
             if health is None:
                 raise SandboxError(f"{service} (nats-server) does not answer; see: msshop "
                                    f"logs {service}")

@@ -156,11 +156,11 @@ def _nats_words(status: StatusReport) -> str:
         return ""
     leaders = {s["nats"]["leader"] for s in status["services"] if "nats" in s} - {""}
     nodes = len(bus["servers"])
-    words = f" (NATS JetStream, {nodes} node{'s' if nodes > 1 else ''}"
-    if nodes > 1:
-        words += f", stream kept on {bus['replicas']}"
-        if leaders:
-            words += ", led by " + "/".join(sorted(leaders)).replace("msshop-", "")
+    if nodes == 1:
+        return " (NATS JetStream)"
+    words = f" (NATS, {nodes} nodes, stream on {bus['replicas']}"
+    if leaders:
+        words += ", led by " + "/".join(sorted(leaders)).replace("msshop-", "")
     return words + ")"
 
 

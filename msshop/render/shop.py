@@ -3,6 +3,7 @@ faults injected."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -84,15 +85,23 @@ def reset_done(out: Console) -> None:
 def trespassed(out: Console, answer: Trespassed) -> None:
     service = answer["service"]
     note(out, f"{service} tried to open {answer['into']}.db, the {answer['into']} service's "
-              "file; the isolation guard refused:")
-    note(out, f"  {answer['refused']}")
-    note(out, f"nothing was opened; the {service} service's log says so too: msshop logs "
-              f"{service}")
+              "file;")
+    note(out, "the isolation guard refused:")
+    out.print(data(answer["refused"]), soft_wrap=True)  # one line: it quotes whole paths
+    note(out, f"nothing was opened; {service}'s log says so too: msshop logs {service}")
 
 
 def poisoned(out: Console, position: int) -> None:
-    note(out, f"a Poison event is at bus position {position:,}; no read model knows that "
-              "type, so the query service dead-letters it and goes on: msshop deadletters")
+    note(out, f"a Poison event is at bus position {position:,}; no read model knows that")
+    note(out, "type, so the query service dead-letters it and goes on; see: msshop deadletters")
+
+
+def trespassed_json(answer: Trespassed) -> None:
+    print(json.dumps(answer, indent=2))
+
+
+def poisoned_json(position: int) -> None:
+    print(json.dumps({"type": "Poison", "source": "users", "position": position}, indent=2))
 
 
 def chaos(out: Console, service: str, answer: ChaosAnswer) -> None:

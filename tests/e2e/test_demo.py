@@ -21,7 +21,7 @@ KEY_LINES = {
     "replay": ["rebuilt the read model from position 0", "verified:"],
     "isolation": ["$ msshop trespass users --into orders", "refused to open",
                   "unknown event type 'Poison'", "verified:"],
-    "broker": ["$ msshop up --detach --bus nats --bus-nodes 3", "stream kept on 3",
+    "broker": ["$ msshop up --detach --bus nats --bus-nodes 3", "NATS, 3 nodes, stream on 3",
                "$ msshop kill bus-2", "orders      40,000 created", "verified:"],
 }
 

@@ -5,6 +5,7 @@ token, like chaos."""
 
 from __future__ import annotations
 
+import json
 import time
 
 from tests.conftest import Sandbox
@@ -13,9 +14,17 @@ from tests.conftest import Sandbox
 def test_a_trespass_is_refused_by_the_guard_and_nothing_is_opened(shared_sandbox: Sandbox
                                                                   ) -> None:
     sandbox = shared_sandbox
-    result = sandbox.run("trespass", "users", "--into", "orders", check=True).stdout
+    result = sandbox.run("trespass", "users", "--into", "orders", check=True,
+                         env_extra={"COLUMNS": "80"}).stdout
+    assert max(len(line) for line in result.splitlines() if "/" not in line) <= 80, \
+        "all but the guard's words, which quote paths as they are"
+    answer = json.loads(sandbox.run("trespass", "products", "--into", "query", "--json",
+                                    check=True).stdout)
+    assert answer["service"] == "products" and answer["into"] == "query"
+    assert answer["tried"] == str(sandbox.root / "data" / "query.db")
+    assert answer["refused"].startswith("isolation guard: service 'products' may open only")
     orders_db = sandbox.root / "data" / "orders.db"
-    assert result.startswith("users tried to open orders.db, the orders service's file; "
+    assert result.startswith("users tried to open orders.db, the orders service's file;\n"
                              "the isolation guard refused:")
     assert f"refused to open {orders_db}" in result
     log = (sandbox.root / "logs" / "users.log").read_text()
@@ -34,11 +43,14 @@ def test_a_trespass_is_refused_by_the_guard_and_nothing_is_opened(shared_sandbox
         assert bad.returncode == 2 and says in bad.stderr, (args, bad.stderr)
 
 
-def test_a_poison_event_is_dead_lettered_and_the_read_model_goes_on(shared_sandbox: Sandbox
+def test_a_poison_event_is_dead_lettered_and_the_read_model_goes_on(any_sandbox: Sandbox
                                                                     ) -> None:
-    sandbox = shared_sandbox
-    said = sandbox.run("poison", check=True).stdout
+    sandbox = any_sandbox
+    said = sandbox.run("poison", check=True, env_extra={"COLUMNS": "80"}).stdout
+    assert max(len(line) for line in said.splitlines()) <= 80
     position = int(said.split("bus position ")[1].split(";")[0].replace(",", ""))
+    again = json.loads(sandbox.run("poison", "--json", check=True).stdout)
+    assert again == {"type": "Poison", "source": "users", "position": position + 1}
     deadline = time.monotonic() + 10
     while True:
         listed = sandbox.run("deadletters", check=True).stdout

@@ -114,6 +114,9 @@ class Supervisor:
         self.paths = SandboxPaths(settings.sandbox_dir)
         self.lock = SupervisorLock(self.paths)
         self.sockets: dict[str, socket.socket] = {}  # bound, not yet handed to a child
+        # a nats node's other ports (monitoring, cluster), held until that node starts: a
+        # port let go at once could be taken meanwhile, e.g. as another node's outgoing end
+        self.reserved: dict[str, list[socket.socket]] = {}
         self.processes: dict[str, ChildProcess] = {}
         self.state: State | None = None
         self.control: ControlServer | None = None
@@ -187,8 +190,8 @@ class Supervisor:
             sock = self.bind(host, wanted[0], name)
             self.sockets[name] = sock
             port = sock.getsockname()[1]
-            monitor = self._free_port(host, wanted[1], f"{name} (monitoring)")
-            route = (self._free_port(host, wanted[2], f"{name} (cluster)")
+            monitor = self._reserve(name, host, wanted[1], f"{name} (monitoring)")
+            route = (self._reserve(name, host, wanted[2], f"{name} (cluster)")
                      if len(names) > 1 else None)
             services[name] = ServiceState(
                 name=name, port=port, url=f"nats://{_url_host(host)}:{port}",
@@ -199,13 +202,16 @@ class Supervisor:
                         replicas=min(len(names), broker.MAX_REPLICAS),
                         dedup_window=settings.bus_dedup_window)
 
-    def _free_port(self, host: str, port: int, what: str) -> int:
-        """A port nats-server will bind itself: checked free (0: one picked) and let go."""
+    def _reserve(self, name: str, host: str, port: int, what: str) -> int:
+        """A port nats-server `name` will bind itself: bound now (a taken one is named; 0
+        picks one) and held until that node starts."""
         sock = self.bind(host, port, what)
-        try:
-            number: int = sock.getsockname()[1]
-            return number
-        finally:
+        self.reserved.setdefault(name, []).append(sock)
+        number: int = sock.getsockname()[1]
+        return number
+
+    def _release(self, name: str) -> None:
+        for sock in self.reserved.pop(name, []):
             sock.close()
 
     def _stages(self) -> list[list[str]]:
@@ -279,6 +285,12 @@ class Supervisor:
                                    service.route_port or 0),
                 Path(service.db), state.token, routes))
             process = self.new_broker(name, config, Path(service.log))
+            if name not in self.reserved and service.monitor_port:  # a restart: still free?
+                for port, what in ((service.monitor_port, "monitoring"),
+                                   (service.route_port, "cluster")):
+                    if port:
+                        self._reserve(name, state.host, port, f"{name} ({what})")
+            self._release(name)  # now: nats-server binds them as it starts
         else:
             self.preload([BY_NAME[name]])
             if state.bus.backend == "nats":  # each fork starts with the client imported
@@ -306,7 +318,8 @@ class Supervisor:
         write_state(self.paths, state)
 
     def _fds_children_must_close(self) -> list[int]:
-        fds = [*self.wakeup, *self.inherited_fds, *(s.fileno() for s in self.sockets.values())]
+        fds = [*self.wakeup, *self.inherited_fds, *(s.fileno() for s in self.sockets.values()),
+               *(s.fileno() for held in self.reserved.values() for s in held)]
         if self.lock.fd is not None:
             fds.append(self.lock.fd)
         if self.control is not None:  # the listening socket and every connection open
@@ -513,6 +526,8 @@ class Supervisor:
             for sock in self.sockets.values():
                 sock.close()
             self.sockets.clear()
+            for name in list(self.reserved):
+                self._release(name)
             if self.control is not None:
                 self.control.close()
             if self.lock.fd is not None:
