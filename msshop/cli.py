@@ -187,20 +187,35 @@ def kill(ctx: typer.Context, service: str = typer.Argument(..., help=SERVICE_HEL
 def chaos(
     ctx: typer.Context,
     service: str = typer.Argument(..., help="bus, users, products, orders or query"),
-    latency: float = typer.Option(0, "--latency", min=0, max=60000, metavar="MS",
-                                  help="Delay every request by this many ms."),
-    jitter: float = typer.Option(0, "--jitter", min=0, max=60000, metavar="MS",
+    to: str | None = typer.Option(
+        None, "--to", metavar="CALLEE",
+        help="Act on this service's calls to CALLEE only (a link), not on what it answers."),
+    latency: float = typer.Option(0, "--latency", metavar="MS",
+                                  help="Delay every request (--to: call) by this many ms, "
+                                       "0..60000."),
+    jitter: float = typer.Option(0, "--jitter", metavar="MS",
                                  help="Add a random 0..MS ms on top."),
-    error_rate: float = typer.Option(0, "--error-rate", min=0, max=1, metavar="P",
-                                     help="Answer 503 to this share of requests (0..1)."),
-    clear: bool = typer.Option(False, "--clear", help="Remove every fault."),
+    error_rate: float = typer.Option(0, "--error-rate", metavar="P",
+                                     help="Answer 503 to this share of requests (0..1); "
+                                          "--to: fail that share of calls (1: a partition)."),
+    duplicate_rate: float = typer.Option(
+        0, "--duplicate-rate", metavar="P",
+        help="With --to bus: hand this share of the events read over again, later and out "
+             "of order (0..1)."),
+    clear: bool = typer.Option(False, "--clear",
+                               help="Remove every fault (with --to: that link's)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the answer as JSON."),
 ) -> None:
-    """Make a running service slow or failing. Example: msshop chaos products --latency 300"""
+    """Make a running service slow or failing, or only its calls to one other service.
+
+    Example: msshop chaos products --latency 300
+    """
     from msshop import render
     from msshop.instruments import chaos as faults
 
-    render.chaos(out(), service,
-                 faults.inject(settings(ctx), service, latency, jitter, error_rate, clear))
+    answer = faults.inject(settings(ctx), service, latency, jitter, error_rate, clear, to,
+                           duplicate_rate)
+    render.chaos(out(), service, answer, to, as_json)
 
 
 @app.command()
@@ -541,10 +556,59 @@ def bench(
 
 
 @app.command()
+def experiment(
+    ctx: typer.Context,
+    name: str = typer.Argument(
+        ..., metavar="NAME",
+        help="products-outage, slow-users, bus-outage, bus-pause, partition, query-crash, "
+             "duplicates, or a scenario .toml file."),
+    seconds: float | None = typer.Option(
+        None, "--seconds", metavar="N",
+        help="Run the schedule squeezed or stretched to N seconds [default: the scenario's]."),
+    rate: float | None = typer.Option(
+        None, "--rate", metavar="R",
+        help="Reads per second by each strategy; purchases in proportion [default: the "
+             "scenario's]."),
+    bus: str | None = typer.Option(None, "--bus", metavar="log|nats",
+                                   help="The bus backend [default: bus.backend]."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    report_dir: Path | None = typer.Option(
+        None, "--report", metavar="DIR",
+        help="Also write DIR/index.html (the charts, offline) and DIR/report.json."),
+    sandbox: Path | None = typer.Option(
+        None, "--sandbox", metavar="DIR",
+        help="Run in the sandbox running at DIR (left running) instead of a throw-away one."),
+) -> None:
+    """Run load and faults over time; chart each strategy; check; give a verdict (exit 0
+    valid, 1 invalid, 2 unknown). Example: msshop experiment products-outage"""
+    from msshop import render
+    from msshop.instruments.experiments import page, run
+    from msshop.instruments.experiments.report import EXIT_CODES
+
+    if sandbox is not None and bus is not None:
+        raise UsageError("--bus: the sandbox at --sandbox runs on the bus it was started "
+                         "with; leave out --bus")
+    config = settings(ctx, **{"bus.backend": bus})
+    scenario = run.scenario(name, seconds, rate)
+    if report_dir is not None:
+        page.make_room(report_dir)
+    console = render.console(stderr=as_json)
+    report = run.run(config, scenario, sandbox,
+                     say=lambda message: render.experiment_progress(console, message))
+    if report_dir is not None:
+        render.report_written(console, page.write_report(report, report_dir))
+    if as_json:
+        render.experiment_json(report)
+    else:
+        render.experiment(out(), report)
+    raise typer.Exit(EXIT_CODES[report["outcome"]["verdict"]])
+
+
+@app.command()
 def demo(
     ctx: typer.Context,
-    name: str = typer.Argument("lesson",
-                               help="lesson, outage, lag, replay, broker or isolation."),
+    name: str = typer.Argument(
+        "lesson", help="lesson, outage, lag, replay, broker, isolation or tradeoffs."),
     no_pause: bool = typer.Option(False, "--no-pause",
                                   help="Run straight through, for recording and CI."),
     speed: float = typer.Option(1.0, "--speed", metavar="FACTOR",

@@ -9,7 +9,7 @@ The services' OpenAPI documents (GET /openapi.json) are generated from these typ
 from typing import NotRequired, TypedDict
 
 from msshop.contracts.answers import ReplicaFreshness
-from msshop.contracts.status import ChaosState
+from msshop.contracts.status import ChaosState, LinkFault
 
 
 class Error(TypedDict):
@@ -99,8 +99,12 @@ class Created(TypedDict):
 
 
 class ChaosAnswer(TypedDict):
+    """POST /chaos: the faults now injected into the requests the service answers (null:
+    none), and into its calls to each other service (only links with a fault)."""
+
     service: str
     chaos: ChaosState | None
+    links: dict[str, LinkFault]
 
 
 class Trespassed(TypedDict):

@@ -10,12 +10,23 @@ from typing import NotRequired, TypedDict
 from msshop.contracts.answers import ReplicaFreshness
 
 
+class LinkFault(TypedDict):
+    """Faults on a service's own calls to one other service (POST /chaos with `to`)."""
+
+    latency_ms: float  # each call waits this long first
+    jitter_ms: float  # and up to this much more, at random
+    error_rate: float  # the share of calls failed as if the callee were unreachable
+    duplicate_rate: float  # to the bus only: the share of events read handed over again
+
+
 class ChaosState(TypedDict):
-    """Faults injected into a service (POST /chaos)."""
+    """Faults injected into a service (POST /chaos): into the requests it answers, and
+    (`links`, by callee, only where there is a fault) into the calls it makes."""
 
     latency_ms: float
     jitter_ms: float
     error_rate: float
+    links: NotRequired[dict[str, LinkFault]]
 
 
 class OutboxHealth(TypedDict):

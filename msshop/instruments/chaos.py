@@ -1,7 +1,8 @@
 """Disturbing a running sandbox on purpose, for a class to see what happens. The services
 check the sandbox's token, which only the sandbox's owner can read.
 
-- `msshop chaos`: make a service slow or failing, or clear it;
+- `msshop chaos`: make a service slow or failing, or clear it; or (`to`) only its calls to
+  one other service: slow, failing (a partition), or (to the bus) events handed over twice;
 - `msshop trespass`: make a service try to open another's database file: the isolation
   guard refuses, and says so;
 - `msshop poison`: put an event on the bus that no read model can apply: the query service
@@ -13,23 +14,59 @@ from __future__ import annotations
 from msshop.contracts.config import Settings
 from msshop.contracts.errors import UsageError
 from msshop.contracts.shop import ChaosAnswer, Trespassed
-from msshop.contracts.status import ChaosState
+from msshop.contracts.status import ChaosState, LinkFault
+from msshop.contracts.topology import BY_NAME, NAMES
 from msshop.instruments.client import ShopClient
 from msshop.runtime.orchestrator import lifecycle
 
+MAX_DELAY_MS = 60_000  # the services' own limit (runtime/platform/chaos.py)
+
 
 def inject(settings: Settings, service: str, latency_ms: float, jitter_ms: float,
-           error_rate: float, clear: bool) -> ChaosAnswer:
+           error_rate: float, clear: bool, to: str | None = None,
+           duplicate_rate: float = 0.0) -> ChaosAnswer:
+    """Inject faults into the requests `service` answers, or with `to`, into its calls to
+    that service (error rate 1: a partition on that link); `clear` removes them (with `to`:
+    that link's only)."""
+    check_faults(service, latency_ms, jitter_ms, error_rate, clear, to, duplicate_rate)
     state = lifecycle.running_state(settings)
     lifecycle.check_msshop_service(service, state, "take chaos (only msshop's services do)")
-    if clear and (latency_ms or jitter_ms or error_rate):
-        raise UsageError("--clear removes every fault; give it alone")
-    if not clear and not (latency_ms or jitter_ms or error_rate):
+    faults: ChaosState | LinkFault | None = None  # None: clear
+    if not clear and to is None:
+        faults = {"latency_ms": latency_ms, "jitter_ms": jitter_ms, "error_rate": error_rate}
+    elif not clear:
+        faults = {"latency_ms": latency_ms, "jitter_ms": jitter_ms, "error_rate": error_rate,
+                  "duplicate_rate": duplicate_rate}
+    return ShopClient(state).chaos(service, faults, to=to)
+
+
+def check_faults(service: str, latency_ms: float, jitter_ms: float, error_rate: float,
+                 clear: bool, to: str | None, duplicate_rate: float) -> None:
+    """Refuse what the service would refuse, as one line naming the fix (UsageError)."""
+    if to is not None and (to not in NAMES or to == service):
+        others = ", ".join(name for name in NAMES if name != service)
+        raise UsageError(f"--to {to!r}: name the service that {service}'s calls to take "
+                         f"faults go to, one of: {others}")
+    if to is not None and service in BY_NAME and not BY_NAME[service].calls_others:
+        raise UsageError(f"{service} calls no other service: put the link on its caller, "
+                         f"e.g. msshop chaos query --to {service} --error-rate 1")
+    if duplicate_rate and to != "bus":
+        raise UsageError("--duplicate-rate is the bus handing out events again: give it "
+                         f"with --to bus, e.g. msshop chaos {service} --to bus "
+                         "--duplicate-rate 0.3")
+    for flag, value, high, unit in (("--latency", latency_ms, MAX_DELAY_MS, " ms"),
+                                    ("--jitter", jitter_ms, MAX_DELAY_MS, " ms"),
+                                    ("--error-rate", error_rate, 1, " (a share: 0.3 is 30%)"),
+                                    ("--duplicate-rate", duplicate_rate, 1,
+                                     " (a share: 0.3 is 30%)")):
+        if not 0 <= value <= high:
+            raise UsageError(f"{flag} {value:g}: give a value from 0 to {high:,}{unit}")
+    given = latency_ms or jitter_ms or error_rate or duplicate_rate
+    if clear and given:
+        raise UsageError("--clear removes every fault (with --to: that link's); give it alone")
+    if not clear and not given:
         raise UsageError("say what to inject: --latency MS, --jitter MS or --error-rate P "
-                         "(or --clear)")
-    faults: ChaosState | None = None if clear else {
-        "latency_ms": latency_ms, "jitter_ms": jitter_ms, "error_rate": error_rate}
-    return ShopClient(state).chaos(service, faults)
+                         "(with --to bus also --duplicate-rate P), or --clear")
 
 
 def trespass(settings: Settings, service: str, into: str) -> Trespassed:

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
         User,
     )
     from msshop.contracts.spans import Span
-    from msshop.contracts.status import ChaosState, Health
+    from msshop.contracts.status import ChaosState, Health, LinkFault
 
 BATCHES = {"users": ("users", "/users/batch"), "products": ("products", "/products/batch"),
            "orders": ("orders", "/orders/batch")}
@@ -85,6 +85,12 @@ class ShopClient:
         if status >= 400:
             raise ServiceError(_error_of(answer) or f"orders answered HTTP {status}", status)
         return cast("Order", answer), status == 201
+
+    def orders_of(self, user_id: int) -> list[Order]:
+        """The orders service's own record of a user's orders."""
+        orders: list[Order] = self.request("orders", "GET", f"/orders?user_id={user_id}")[
+            "orders"]
+        return orders
 
     def add_batch(self, what: Literal["users", "products", "orders"],
                   items: list[dict[str, Any]]) -> Created:
@@ -140,9 +146,14 @@ class ShopClient:
 
     # --- disturbing it on purpose (the sandbox's token) ------------------------------------
 
-    def chaos(self, service: str, faults: ChaosState | None) -> ChaosAnswer:
-        """Inject `faults` into a service; None clears them."""
-        body = {"clear": True} if faults is None else dict(faults)
+    def chaos(self, service: str, faults: ChaosState | LinkFault | None,
+              to: str | None = None) -> ChaosAnswer:
+        """Inject `faults` into a service (a value left out: 0); None clears them. With `to`,
+        into its calls to that service instead (None clears that link only)."""
+        body: dict[str, Any] = {"clear": True} if faults is None else {
+            key: value for key, value in faults.items() if key != "links"}  # a report's
+        if to is not None:
+            body["to"] = to
         return cast("ChaosAnswer", self._owner(service, "POST", "/chaos", body))
 
     def trespass(self, service: str, into: str) -> Trespassed:

@@ -13,6 +13,12 @@ from msshop.render.bench import bench, bench_json, bench_progress, bench_side_by
 from msshop.render.bus import dead_letters, event_line, replayed
 from msshop.render.console import console, error, note
 from msshop.render.demo import DemoStage, demo_done
+from msshop.render.experiments import (
+    experiment,
+    experiment_json,
+    experiment_progress,
+    report_written,
+)
 from msshop.render.sandbox import (
     LivePrinter,
     foreground_stopped,
@@ -70,6 +76,9 @@ __all__ = [
     "demo_done",
     "error",
     "event_line",
+    "experiment",
+    "experiment_json",
+    "experiment_progress",
     "foreground_stopped",
     "freshness",
     "journey",
@@ -82,6 +91,7 @@ __all__ = [
     "ready",
     "replayed",
     "replication_lines",
+    "report_written",
     "reset_done",
     "seed_progress",
     "seed_report",

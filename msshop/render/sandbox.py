@@ -20,6 +20,7 @@ from msshop.render.console import (
     relative,
     service_name,
 )
+from msshop.render.shop import fitted, link_words
 
 if TYPE_CHECKING:
     from msshop.contracts.status import Health, ServiceStatus, StatusReport
@@ -141,8 +142,11 @@ def replication_lines(status: StatusReport) -> list[str]:
         if (node := s.get("nats")) and node["problem"]:
             lines.append(f"{s['name']} is not ready: {node['problem']}")
         if c := s.get("chaos"):
-            lines.append(f"chaos in {s['name']}: +{c['latency_ms']:g} ms (+0..{c['jitter_ms']:g}"
-                         f" ms), {c['error_rate']:.0%} answered 503")
+            if c["latency_ms"] or c["jitter_ms"] or c["error_rate"]:  # else links only
+                lines.append(f"chaos in {s['name']}: +{c['latency_ms']:g} ms "
+                             f"(+0..{c['jitter_ms']:g} ms), {c['error_rate']:.0%} answered 503")
+            for callee, fault in c.get("links", {}).items():
+                lines += fitted(f"chaos on {s['name']} -> {callee}:", link_words(fault))
         if s["exit"] and s["status"] in ("crashed", "failed"):
             lines.append(f"{s['name']} {s['status']}: {s['exit']}; start it with: "
                          f"msshop start {s['name']}")

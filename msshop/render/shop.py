@@ -17,6 +17,7 @@ from msshop.render.console import data, note
 
 if TYPE_CHECKING:
     from msshop.contracts.shop import ChaosAnswer, Order, ProductPage, Trespassed, User
+    from msshop.contracts.status import LinkFault
     from msshop.instruments.seed import SeedReport
 
 
@@ -104,9 +105,48 @@ def poisoned_json(position: int) -> None:
     print(json.dumps({"type": "Poison", "source": "users", "position": position}, indent=2))
 
 
-def chaos(out: Console, service: str, answer: ChaosAnswer) -> None:
-    now = answer["chaos"]
-    note(out, f"{service}: no faults" if not now else
-         f"{service}: every request delayed {now['latency_ms']:g} ms (+0..{now['jitter_ms']:g}"
-         f" ms), {now['error_rate']:.0%} answered 503; clear with: msshop chaos {service} "
-         "--clear")
+def chaos(out: Console, service: str, answer: ChaosAnswer, to: str | None = None,
+          as_json: bool = False) -> None:
+    """What is injected now, into `service`'s answers and its links; `to`: the link just
+    changed (named even when it has no fault left)."""
+    if as_json:
+        print(json.dumps(answer, indent=2))
+        return
+    now, links = answer["chaos"], answer.get("links", {})
+    if to is not None and to not in links:
+        note(out, f"{service} -> {to}: no faults")
+    elif not now and not links:
+        note(out, f"{service}: no faults")
+    if now:
+        note(out, f"{service}: every request delayed {now['latency_ms']:g} ms "
+                  f"(+0..{now['jitter_ms']:g} ms), {now['error_rate']:.0%} answered 503")
+    for callee, fault in links.items():
+        for line in fitted(f"{service} -> {callee}:", link_words(fault)):
+            note(out, line)
+    if to is not None and to in links:
+        note(out, f"clear with: msshop chaos {service} --to {to} --clear")
+    elif now or links:
+        note(out, f"clear {'the rest ' if to else ''}with: msshop chaos {service} --clear")
+
+
+def link_words(fault: LinkFault) -> list[str]:
+    """A link's faults in words, one phrase each (msshop status shows them too)."""
+    words = []
+    if fault["latency_ms"] or fault["jitter_ms"]:
+        words.append(f"each call delayed {fault['latency_ms']:g} ms "
+                     f"(+0..{fault['jitter_ms']:g} ms)")
+    rate = fault["error_rate"]
+    if rate >= 1:
+        words.append("every call fails (a partition)")
+    elif rate:
+        words.append(f"{rate:.0%} of calls fail")
+    if fault["duplicate_rate"]:
+        words.append(f"{fault['duplicate_rate']:.0%} of the events read handed over again, "
+                     "out of order")
+    return words
+
+
+def fitted(head: str, phrases: list[str], width: int = 80) -> list[str]:
+    """`head` and the phrases on one line if it fits in `width`, else one phrase a line."""
+    line = f"{head} {', '.join(phrases)}"
+    return [line] if len(line) <= width else [head, *(f"  {phrase}" for phrase in phrases)]

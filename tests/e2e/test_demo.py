@@ -23,6 +23,9 @@ KEY_LINES = {
                   "unknown event type 'Poison'", "verified:"],
     "broker": ["$ msshop up --detach --bus nats --bus-nodes 3", "NATS, 3 nodes, stream on 3",
                "$ msshop kill bus-2", "orders      40,000 created", "verified:"],
+    "tradeoffs": ["$ msshop experiment products-outage --seconds 8",
+                  "direct-call: reads answered each second, %", "products killed, 2.0-",
+                  "users +200 ms", "valid: nothing lost, nothing twice"],
 }
 
 
@@ -51,4 +54,4 @@ def test_an_unknown_demo_is_named_with_the_choices(tmp_path: Path) -> None:
     result = msshop("demo", "nope", "--no-pause", env=sandbox_env(tmp_path / "s"))
     assert result.returncode == 2
     assert result.stderr.strip() == ("error: no demo named 'nope'; choose one of: broker, "
-                                     "isolation, lag, lesson, outage, replay")
+                                     "isolation, lag, lesson, outage, replay, tradeoffs")

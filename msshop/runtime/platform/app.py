@@ -25,6 +25,7 @@ from msshop.contracts.spans import Spans, parse_traceparent, sampled
 from msshop.contracts.status import Health
 from msshop.runtime.platform.chaos import Chaos, ChaosMiddleware, Faults, Trespass
 from msshop.runtime.platform.http import HttpError, json_response, one_line, require_token
+from msshop.runtime.platform.links import Links
 from msshop.runtime.platform.openapi import Endpoint, Param, document
 from msshop.runtime.platform.tracing import Tracer, follow, unfollow
 
@@ -49,6 +50,7 @@ def service_app(
     tracer: Tracer | None = None,
     admin: str | None = None,
     description: str = "",
+    links: Links | None = None,
 ) -> Starlette:
     """A Starlette app with the service's `endpoints` and what every service has: GET
     /health, GET /spans, POST /chaos, GET /openapi.json (its OpenAPI document, generated
@@ -59,6 +61,9 @@ def service_app(
     the fork) and close in reverse order when it stops. Every request but /health, /spans
     and /openapi.json gets a server span, child of the caller's `traceparent` if it sent
     one.
+
+    `links`: the faults on the service's own calls, which POST /chaos with `to` sets; by
+    default the ones its Peers and bus (among `resources`) act on.
     """
     tracer = tracer or Tracer(service)
 
@@ -83,7 +88,7 @@ def service_app(
             for resource in reversed(opened):
                 await resource.close()
 
-    chaos = Chaos(service, admin)
+    chaos = Chaos(service, admin, links if links is not None else links_of(resources))
 
     async def health_endpoint(request: Request) -> Response:
         return json_response({"service": service, "status": "ok", "pid": os.getpid(),
@@ -119,9 +124,11 @@ def service_app(
             200: (Spans, "The finished spans of that trace this service still keeps")},
             params=[Param("trace_id", TraceId, "the trace: 32 hex digits", required=True)],
             auth="owner", chaos=False),
-        Endpoint("POST", "/chaos", chaos.endpoint, "Inject faults: latency, jitter, errors", {
-            200: (ChaosAnswer, "The faults now injected (null: none)")},
-            body=Faults, auth="owner", chaos=False),
+        Endpoint("POST", "/chaos", chaos.endpoint,
+                 "Inject faults: latency, jitter, errors; with `to`, on a link", {
+                     200: (ChaosAnswer, "The faults now injected (null: none), and on each "
+                                        "link")},
+                 body=Faults, auth="owner", chaos=False),
         Endpoint("POST", "/chaos/trespass", chaos.trespass,
                  "Try to open another service's database file, to see the guard refuse", {
                      200: (Trespassed, "What was tried, and the isolation guard's refusal"),
@@ -175,6 +182,16 @@ def service_app(
     app.add_middleware(ChaosMiddleware, chaos=chaos)  # inside the span: faults show in traces
     app.add_middleware(TracingMiddleware, tracer=tracer, templates=templates)
     return app
+
+
+def links_of(resources: Sequence[Resource]) -> Links | None:
+    """The Links the service's Peers and bus share (ServiceContext gives both its own), so
+    that POST /chaos changes what they act on; None for a service that calls no one."""
+    for resource in resources:
+        links = getattr(resource, "links", None)
+        if isinstance(links, Links):
+            return links
+    return None
 
 
 class TracingMiddleware:

@@ -2,6 +2,10 @@
 
     POST /chaos  {"latency_ms", "jitter_ms", "error_rate"} | {"clear": true}
                  header authorization: Bearer <the sandbox's token>  (401 without, 403 wrong)
+    POST /chaos  {"to": "<callee>", "latency_ms", "jitter_ms", "error_rate",
+                 "duplicate_rate" (to the bus only)} | {"to": "<callee>", "clear": true}:
+                 the same on this service's own calls to that one service (links.py); a
+                 `clear` without `to` clears everything, the requests answered and the links
     POST /chaos/trespass  {"into": "<service>"}: the service tries to open that service's
                  database file, as a bug would, so that the isolation guard's refusal is
                  seen (answered and logged; nothing is opened)
@@ -24,9 +28,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from msshop.contracts.topology import NAMES
+from msshop.contracts.status import ChaosState
+from msshop.contracts.topology import BY_NAME, NAMES
 from msshop.runtime.platform.db import trespass
 from msshop.runtime.platform.http import HttpError, json_response, read_body, require_token
+from msshop.runtime.platform.links import BUS, Links, link_fault
 from msshop.runtime.platform.openapi import documented
 
 log = logging.getLogger("msshop.chaos")
@@ -36,7 +42,8 @@ MAX_DELAY_MS = 60_000
 
 
 class Faults(msgspec.Struct, forbid_unknown_fields=True):
-    """What POST /chaos injects from now on (each left out: 0), or `clear` for none."""
+    """What POST /chaos injects from now on (each left out: 0), or `clear` for none; with
+    `to`, into this service's calls to that service instead of the requests it answers."""
 
     latency_ms: Annotated[float, documented("added to every request", minimum=0,
                                             maximum=MAX_DELAY_MS)] = 0.0
@@ -44,7 +51,13 @@ class Faults(msgspec.Struct, forbid_unknown_fields=True):
                                            maximum=MAX_DELAY_MS)] = 0.0
     error_rate: Annotated[float, documented("the share of requests failed with a 503",
                                             minimum=0, maximum=1)] = 0.0
-    clear: Annotated[bool, documented("remove every fault")] = False
+    clear: Annotated[bool, documented("remove every fault (with `to`: that link's)")] = False
+    to: Annotated[str | None, documented(
+        "another service of the sandbox: act on this service's calls to it (a link)",
+        maxLength=64)] = None
+    duplicate_rate: Annotated[float, documented(
+        "with to: bus only: the share of events read from the bus handed over again in a "
+        "later read, out of order", minimum=0, maximum=1)] = 0.0
 
 
 class Trespass(msgspec.Struct, forbid_unknown_fields=True):
@@ -56,30 +69,73 @@ class Trespass(msgspec.Struct, forbid_unknown_fields=True):
 class Chaos:
     """What is injected now, the endpoint that changes it, and the middleware that does it."""
 
-    def __init__(self, service: str, admin: str | None) -> None:
+    def __init__(self, service: str, admin: str | None, links: Links | None = None) -> None:
         self.service = service
         self.admin = admin  # the digest of the sandbox's token
-        self.faults = Faults()
+        self.faults = Faults()  # on the requests this service answers
+        # on its calls: shared with the service's Peers and bus, which act on them
+        self.links = links if links is not None else Links(service)
 
-    def active(self) -> dict[str, float] | None:
+    def answering(self) -> bool:
+        """Whether the requests this service answers are delayed or failed."""
         f = self.faults
-        if not (f.latency_ms or f.jitter_ms or f.error_rate):
+        return bool(f.latency_ms or f.jitter_ms or f.error_rate)
+
+    def incoming(self) -> ChaosState | None:
+        """The faults on the requests this service answers (None: none)."""
+        f = self.faults
+        if not self.answering():
             return None
         return {"latency_ms": f.latency_ms, "jitter_ms": f.jitter_ms,
                 "error_rate": f.error_rate}
 
+    def active(self) -> ChaosState | None:
+        """Everything injected, for /health and `msshop status` (None: nothing)."""
+        links = self.links.report()
+        state = self.incoming()
+        if links:
+            state = state or {"latency_ms": 0.0, "jitter_ms": 0.0, "error_rate": 0.0}
+            state["links"] = links
+        return state
+
     async def endpoint(self, request: Request) -> Response:
         require_token(request, self.admin, "chaos")
         faults = await read_body(request, Faults)
+        to = faults.to
+        if to is not None and (to not in NAMES or to == self.service):
+            others = ", ".join(n for n in NAMES if n != self.service)
+            raise HttpError(422, f"to {to!r}: name another service of the sandbox ({others})")
+        caller = BY_NAME.get(self.service)
+        if to is not None and caller is not None and not caller.calls_others:  # a no-op
+            raise HttpError(422, f"{self.service} calls no other service: put the link on "
+                                 f"its caller, e.g. POST /chaos {{\"to\": \"{self.service}\"}} "
+                                 "on query")
+        if faults.duplicate_rate and to != BUS:
+            raise HttpError(422, "duplicate_rate is the bus handing out events again: give "
+                                 'it with "to": "bus"')
         if faults.clear:
-            faults = Faults()
+            if to is None:
+                self.faults = Faults()
+                self.links.clear()
+            else:
+                self.links.set(to, None)
+            return self.answer()
         for name, value, high in (("latency_ms", faults.latency_ms, MAX_DELAY_MS),
                                   ("jitter_ms", faults.jitter_ms, MAX_DELAY_MS),
-                                  ("error_rate", faults.error_rate, 1)):
+                                  ("error_rate", faults.error_rate, 1),
+                                  ("duplicate_rate", faults.duplicate_rate, 1)):
             if not 0 <= value <= high:
                 raise HttpError(422, f"{name} {value} must be from 0 to {high}")
-        self.faults = faults
-        return json_response({"service": self.service, "chaos": self.active()})
+        if to is None:
+            self.faults = faults
+        else:
+            self.links.set(to, link_fault(faults.latency_ms, faults.jitter_ms,
+                                          faults.error_rate, faults.duplicate_rate))
+        return self.answer()
+
+    def answer(self) -> Response:
+        return json_response({"service": self.service, "chaos": self.incoming(),
+                              "links": self.links.report()})
 
     async def trespass(self, request: Request) -> Response:
         require_token(request, self.admin, "trespass")
@@ -105,7 +161,7 @@ class ChaosMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         chaos = self.chaos
-        if scope["type"] != "http" or scope["path"] in EXEMPT or not chaos.active():
+        if scope["type"] != "http" or scope["path"] in EXEMPT or not chaos.answering():
             await self.app(scope, receive, send)
             return
         f = chaos.faults

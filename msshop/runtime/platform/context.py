@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from msshop.contracts.credentials import bearer
 from msshop.runtime.platform.db import guard_connection, open_database, table_counts
+from msshop.runtime.platform.links import LinkedBus, Links
 from msshop.runtime.platform.tracing import SpanScope, Tracer, db_attributes
 
 if TYPE_CHECKING:
@@ -30,9 +31,12 @@ class ServiceContext:
     senders: dict[str, str] = field(default_factory=dict)  # bus only: digest -> service
     bus_address: NatsAddress | None = None  # the nats bus (None: the sandbox's own log)
     tracer: Tracer = field(init=False, compare=False)
+    # faults on this service's calls (POST /chaos with `to`): its Peers and bus act on them
+    links: Links = field(init=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tracer", Tracer(self.name))
+        object.__setattr__(self, "links", Links(self.name))
 
     def database(self, migrations: list[str], tables: list[str]) -> Database:
         return Database(self, migrations, tables)
@@ -40,15 +44,18 @@ class ServiceContext:
     def peers(self) -> Peers:
         from msshop.runtime.platform.peers import Peers  # aiohttp: only services that call others
 
-        return Peers(self.peer_urls, self.http_timeout, self.tracer, self.timeouts)
+        return Peers(self.peer_urls, self.http_timeout, self.tracer, self.timeouts,
+                     self.links)
 
     def bus(self, peers: Peers) -> Bus:
         """The sandbox's bus: NATS JetStream if it has one, else its own log reached through
-        `peers` (its calls are spans like any other)."""
+        `peers` (its calls are spans like any other); either way with this service's faults
+        on its link to the bus (LinkedBus)."""
         if self.bus_address is not None:
             from msshop.bus.jetstream import JetStreamBus
 
-            return JetStreamBus(self.bus_address, f"msshop-{self.name}")
+            return LinkedBus(JetStreamBus(self.bus_address, f"msshop-{self.name}"),
+                             self.links)
         from msshop.bus.interface import BusUnavailable
         from msshop.bus.log import LogBus
         from msshop.runtime.platform.http import HttpError
@@ -58,14 +65,15 @@ class ServiceContext:
         async def exchange(method: str, path: str, body: bytes | None,
                            timeout: float | None) -> tuple[int, bytes]:
             try:
+                # the link's faults: LinkedBus applies them, on either backend, once
                 reply = await peers.request(method, "bus", path, body, timeout=timeout,
-                                            raw=True, headers=headers)
+                                            raw=True, headers=headers, link_faults=False)
             except HttpError as exc:
                 raise BusUnavailable(exc.message) from None
             data: bytes = reply.data
             return reply.status, data
 
-        return LogBus(exchange)
+        return LinkedBus(LogBus(exchange), self.links)
 
 
 class StartupFailed(Exception):

@@ -14,6 +14,7 @@ import msgspec
 
 from msshop.contracts.spans import Span, traceparent
 from msshop.runtime.platform.http import HttpError
+from msshop.runtime.platform.links import Links
 from msshop.runtime.platform.tracing import Tracer, current_span
 
 
@@ -28,15 +29,18 @@ class Peers:
 
     Each call is a client span (`peer.service`) under the current span, and carries its
     `traceparent`. Connection failures, timeouts and 5xx answers become a 503 HttpError
-    naming the dependency and the fix; 4xx answers come back as a Reply to judge.
+    naming the dependency and the fix; 4xx answers come back as a Reply to judge. A link
+    fault injected on purpose (`links`: POST /chaos with `to`) delays the call, or fails it
+    the same way, as a "partition".
     """
 
     def __init__(self, urls: dict[str, str], timeout: float, tracer: Tracer | None = None,
-                 timeouts: dict[str, float] | None = None) -> None:
+                 timeouts: dict[str, float] | None = None, links: Links | None = None) -> None:
         self.urls = urls
         self.timeout = timeout
         self.timeouts = timeouts or {}  # per dependency, overriding `timeout`
         self.tracer = tracer
+        self.links = links
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
@@ -56,23 +60,31 @@ class Peers:
 
     async def request(self, method: str, service: str, path: str, body: Any = None,
                       timeout: float | None = None, raw: bool = False,
-                      headers: dict[str, str] | None = None) -> Reply:
+                      headers: dict[str, str] | None = None, link_faults: bool = True
+                      ) -> Reply:
         """Call `service`. `body` is encoded as JSON, or sent as is if it is bytes. With
         `raw`, a 2xx/4xx answer's body comes back as bytes, for the caller to decode.
-        `headers` go with the request (e.g. a credential)."""
+        `headers` go with the request (e.g. a credential). `link_faults=False`: the caller
+        applies the link's faults itself (the log bus: its LinkedBus already did)."""
         if self.tracer is None or current_span() is None:
-            return await self._send(method, service, path, body, timeout, None, raw, headers)
+            return await self._send(method, service, path, body, timeout, None, raw, headers,
+                                    link_faults)
         with self.tracer.span(f"{method} {service}", "client", **{
                 "peer.service": service, "http.request.method": method,
                 "url.path": path.partition("?")[0]}) as span:
-            reply = await self._send(method, service, path, body, timeout, span, raw, headers)
+            reply = await self._send(method, service, path, body, timeout, span, raw, headers,
+                                     link_faults)
             span["attributes"]["http.response.status_code"] = reply.status
             return reply
 
     async def _send(self, method: str, service: str, path: str, body: Any,
                     timeout: float | None, span: Span | None, raw: bool,
-                    extra: dict[str, str] | None = None) -> Reply:
+                    extra: dict[str, str] | None = None, link_faults: bool = True) -> Reply:
         assert self._session is not None, "Peers.start() was not awaited"
+        if link_faults and self.links is not None:  # inside the span: traces show it
+            refused = await self.links.cross(service)
+            if refused is not None:
+                raise self._failed(span, service, "partition", refused)
         url = self.urls[service] + path
         data = body if isinstance(body, bytes) or body is None else msgspec.json.encode(body)
         headers = {"content-type": "application/json"} if data is not None else {}

@@ -56,8 +56,8 @@ def create_app(ctx: ServiceContext) -> Starlette:
     db = ctx.database(MIGRATIONS, projection.TABLES)
     peers = ctx.peers()
     bus = ctx.bus(peers)
-    consumer = Consumer("query", lambda: db.conn, bus, projection.apply, tracer=ctx.tracer,
-                        db_name=db.file_name)
+    consumer = Consumer("query", lambda: db.conn, bus, projection.dropping_for_tests(),
+                        tracer=ctx.tracer, db_name=db.file_name)
 
     async def user_orders(request: Request) -> Response:
         user_id = id_param(request, "user_id")

@@ -16,7 +16,7 @@ import msgspec
 from msshop.contracts import events
 from msshop.contracts.events import Received
 from msshop.contracts.limits import MAX_ID, MAX_PRICE
-from msshop.runtime.platform.consumer import Poison
+from msshop.runtime.platform.consumer import Apply, Poison
 
 SCHEMA_TEMPLATE = """
 CREATE TABLE {users} (
@@ -216,3 +216,33 @@ class Projection:
 
 LIVE = Projection()
 apply = LIVE.apply
+
+# A bug on purpose, for one test only (tests/e2e/test_experiments.py): with this variable
+# set to N, the N-th OrderPlaced the live read model receives is skipped while its position
+# is stored, as a consumer that lost an event would; the experiment's checker must call the
+# run invalid. Never set it anywhere else.
+DROP_FOR_TESTS = "MSSHOP_TEST_CONSUMER_DROPS"
+
+
+def dropping_for_tests() -> Apply:
+    """`apply`, or, with DROP_FOR_TESTS set, `apply` that loses one OrderPlaced."""
+    import logging
+    import os
+
+    drop = int(os.environ.get(DROP_FOR_TESTS, "0") or 0)
+    if drop <= 0:
+        return apply
+    seen = 0
+
+    def losing(conn: sqlite3.Connection, event: Received, position: int) -> None:
+        nonlocal seen
+        if event.type == events.ORDER_PLACED:
+            seen += 1
+            if seen == drop:
+                logging.getLogger("msshop.query").error(
+                    "test-only: %s is set: OrderPlaced at position %d was dropped",
+                    DROP_FOR_TESTS, position)
+                return
+        apply(conn, event, position)
+
+    return losing

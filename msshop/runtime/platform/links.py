@@ -1,0 +1,135 @@
+"""Faults on a service's own calls to one other service (a link, caller -> callee), e.g. a
+partition between the query service and the bus while everything else keeps talking.
+
+One `Links` per service process, held by its ServiceContext: POST /chaos with `to` changes
+it (chaos.py), and the two ways a service calls out act on it: Peers before each HTTP call
+(peers.py), and `LinkedBus` around whatever bus the context made (NATS or the log). The
+log bus reaches the bus through Peers too; that exchange tells Peers not to apply the
+link again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import deque
+from collections.abc import Sequence
+
+from msshop.bus.interface import Bus, BusUnavailable, Page
+from msshop.contracts.events import Delivered
+from msshop.contracts.status import LinkFault
+
+BUS = "bus"
+REDELIVERY_BUFFER = 1000  # events held for handing over again: a bounded memory
+
+
+def link_fault(latency_ms: float = 0.0, jitter_ms: float = 0.0, error_rate: float = 0.0,
+               duplicate_rate: float = 0.0) -> LinkFault:
+    return {"latency_ms": latency_ms, "jitter_ms": jitter_ms, "error_rate": error_rate,
+            "duplicate_rate": duplicate_rate}
+
+
+class Links:
+    """The faults on one service's calls, by callee. Only links with a fault are kept, so a
+    call on a healthy link costs one dict lookup."""
+
+    def __init__(self, caller: str, rng: random.Random | None = None) -> None:
+        self.caller = caller
+        self._faults: dict[str, LinkFault] = {}
+        self._random = rng or random.Random()
+
+    def set(self, callee: str, fault: LinkFault | None) -> None:
+        """From now on, `fault` on the calls to `callee` (None, or all zeros: none)."""
+        if fault is None or not any(fault.values()):
+            self._faults.pop(callee, None)
+        else:
+            self._faults[callee] = fault
+
+    def clear(self) -> None:
+        self._faults.clear()
+
+    def report(self) -> dict[str, LinkFault]:
+        """Every link with a fault (copies: the caller may keep or change them)."""
+        return {callee: fault.copy() for callee, fault in self._faults.items()}
+
+    def duplicate_rate(self, callee: str) -> float:
+        fault = self._faults.get(callee)
+        return fault["duplicate_rate"] if fault else 0.0
+
+    async def cross(self, callee: str) -> str | None:
+        """Before a call to `callee`: wait the link's latency, then the one line to fail the
+        call with if it is to fail (None: it goes through)."""
+        fault = self._faults.get(callee)
+        if fault is None:
+            return None
+        jitter = fault["jitter_ms"]
+        delay = fault["latency_ms"] + (self._random.uniform(0, jitter) if jitter else 0)
+        if delay:
+            await asyncio.sleep(delay / 1000)
+        rate = fault["error_rate"]
+        if not rate or self._random.random() >= rate:
+            return None
+        how = ("a partition on purpose" if rate >= 1
+               else f"{rate:.0%} of its calls fail on purpose")
+        return (f"chaos: {self.caller} cannot reach {callee} ({how}); clear it with: "
+                f"msshop chaos {self.caller} --to {callee} --clear")
+
+
+class LinkedBus:
+    """A Bus with its service's faults on the link to the bus: latency and failures on every
+    call (BusUnavailable, as an unreachable bus), and with a duplicate rate, that share of
+    the events read handed over again in a later read, shuffled among its events.
+
+    The real page's last event stays last: the consumer stores `events[-1].position` as its
+    new position, so that position advances exactly as the bus says. A re-delivery is an
+    older event, which the read model's per-aggregate versions make harmless.
+    """
+
+    def __init__(self, bus: Bus, links: Links, rng: random.Random | None = None) -> None:
+        self.bus = bus
+        self.links = links
+        self._random = rng or random.Random()
+        self._again: deque[Delivered] = deque(maxlen=REDELIVERY_BUFFER)
+        self._again_log = ""  # the log those events are from: never mix two logs
+
+    async def start(self) -> None:
+        await self.bus.start()
+
+    async def close(self) -> None:
+        await self.bus.close()
+
+    async def append(self, events: Sequence[bytes]) -> list[int]:
+        await self._cross()
+        return await self.bus.append(events)
+
+    async def read(self, after: int, limit: int, wait: float = 0.0) -> Page:
+        await self._cross()
+        page = await self.bus.read(after, limit, wait)
+        rate = self.links.duplicate_rate(BUS)
+        if not rate:
+            self._again.clear()  # cleared: what was held is not handed over any more
+            return page
+        return self._duplicated(page, rate)
+
+    async def head(self) -> int:
+        await self._cross()
+        return await self.bus.head()
+
+    async def _cross(self) -> None:
+        refused = await self.links.cross(BUS)
+        if refused is not None:
+            raise BusUnavailable(refused)
+
+    def _duplicated(self, page: Page, rate: float) -> Page:
+        if page.log != self._again_log:  # a replaced log: its old events mean nothing now
+            self._again.clear()
+            self._again_log = page.log
+        if not page.events:  # nothing to hide them among, and no last event to keep last
+            return page
+        again = list(self._again)
+        self._again.clear()
+        self._again.extend(e for e in page.events if self._random.random() < rate)
+        *mixed, last = page.events
+        mixed += again
+        self._random.shuffle(mixed)
+        return Page(page.head, [*mixed, last], page.log)

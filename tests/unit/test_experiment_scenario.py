@@ -1,0 +1,88 @@
+"""Experiments are data: every shipped scenario reads, and a wrong field is one line that
+names it (and what it takes)."""
+
+from __future__ import annotations
+
+import pytest
+
+from msshop.contracts.errors import UsageError
+from msshop.instruments.experiments import scenario
+from msshop.instruments.experiments.scenario import Fault, available, load, parse
+
+SHIPPED = ["bus-outage", "bus-pause", "duplicates", "partition", "products-outage",
+           "query-crash", "slow-users"]
+GOOD = """
+name = "mine"
+title = "A scenario of my own"
+seconds = 20
+[[faults]]
+kind = "kill"
+target = "products"
+start = 5
+end = 15
+"""
+
+
+def test_every_shipped_scenario_reads_and_says_what_it_shows() -> None:
+    assert sorted(available()) == SHIPPED
+    for name in SHIPPED:
+        read = load(name)
+        assert read.name == name and read.title and len(read.shows) > 40
+        assert read.faults and all(0 <= f.start < f.end <= read.seconds for f in read.faults)
+
+
+def test_products_outage_is_products_killed_at_5_s_and_started_at_15_s() -> None:
+    assert load("products-outage").faults == (Fault("kill", "products", 5, 15),)
+    assert load("partition").faults[0].link == ("query", "bus")
+    assert load("slow-users").faults[0].label == "users +200 ms"
+
+
+def test_seconds_squeeze_the_schedule_and_rate_keeps_the_proportion() -> None:
+    squeezed = load("products-outage").squeezed(4, 40)
+    assert squeezed.seconds == 4 and squeezed.faults[0].start == 1
+    assert squeezed.faults[0].end == 3
+    assert (squeezed.read_rate, squeezed.purchase_rate) == (40, 20)
+    with pytest.raises(UsageError, match="--seconds is 0; it must be from 1 to 600"):
+        load("products-outage").squeezed(0, None)
+    with pytest.raises(UsageError, match="--rate is 5000"):
+        load("products-outage").squeezed(None, 5000)
+
+
+@pytest.mark.parametrize(("change", "says"), [
+    (("kind = \"kill\"", "kind = \"explode\""),
+     "faults[1].kind 'explode' is not a fault; choose one of: kill, stop, pause"),
+    (("target = \"products\"", "target = \"prodcts\""),
+     "faults[1].target 'prodcts' is not a service; choose from: bus, users"),
+    (("target = \"products\"", "target = \"query->bus\""),
+     "faults[1].target 'query->bus': kill acts on a service, not a link"),
+    (("kind = \"kill\"", "kind = \"partition\""),
+     "faults[1].target 'products': partition acts on a link; give caller->callee"),
+    (("start = 5", "strat = 5"),
+     "faults[1].strat is not a field; the fields are: kind, target, start, end, ms, rate"),
+    (("end = 15", "end = 25"), "faults[1].end is 25; it must be from 0 to 20"),
+    (("end = 15", "end = 4"), "faults[1]: end (4) must come after start (5)"),
+    (("end = 15", "end = \"15\""), "faults[1].end must be a number, not '15'"),
+    (("seconds = 20", "seconds = 20\nspeed = 2"), "speed is not a field; the fields are:"),
+    (("name = \"mine\"", ""), "the field 'name' is missing"),
+    (("seconds = 20", "seconds = 20\n["), "is not valid TOML"),
+    (("kind = \"kill\"", "kind = \"latency\""), "faults[1].ms is missing"),
+    (("target = \"products\"", "target = \"query->users\"\nrate = 0.5\n"
+      "kind = \"duplicates\"\n"), "duplicates come from the bus; give caller->bus"),
+])
+def test_a_bad_field_is_one_line_naming_it(change: tuple[str, str], says: str) -> None:
+    text = GOOD.replace(*change)
+    if change[1].startswith("target = \"query->users\""):
+        text = text.replace("kind = \"kill\"\n", "")
+    with pytest.raises(UsageError) as raised:
+        parse(text, "mine.toml")
+    assert says in raised.value.message and "\n" not in raised.value.message
+    assert raised.value.message.startswith("mine.toml")
+
+
+def test_an_unknown_name_lists_the_scenarios_and_a_file_can_be_given() -> None:
+    with pytest.raises(UsageError, match="no experiment named 'nope'; choose one of: "
+                                         "bus-outage, bus-pause"):
+        load("nope")
+    with pytest.raises(UsageError, match=r"cannot read the scenario file /nope/x\.toml"):
+        load("/nope/x.toml")
+    assert scenario.parse(GOOD, "x").faults[0].label == "products killed"
