@@ -28,11 +28,11 @@ import tempfile
 import time
 import tomllib
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol
 
 from msshop.contracts.errors import MsshopError, UsageError
+from msshop.instruments.shipped import toml_files
 
 DEFAULT = "lesson"
 PAUSE_SECONDS = 1.0  # between steps with --no-pause, divided by --speed
@@ -59,15 +59,8 @@ class Scenario:
 
 
 def available() -> dict[str, Any]:
-    """Demo files by name: from the installed package (configs/ ships as msshop.configs),
-    or, when msshop runs from a source checkout, from configs/demos beside it."""
-    folder: Any
-    try:
-        folder = resources.files("msshop.configs.demos")
-    except ModuleNotFoundError:
-        folder = Path(__file__).resolve().parents[2] / "configs" / "demos"
-    return {Path(item.name).stem: item for item in folder.iterdir()
-            if item.name.endswith(".toml")}
+    """Demo files by name (configs/demos, shipped in the package)."""
+    return toml_files("demos")
 
 
 def load(name: str) -> Scenario:

@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from msshop.contracts.errors import UsageError
 from msshop.contracts.topology import NAMES
+from msshop.instruments.shipped import toml_files
 
 # kind -> (what it does, where it acts: "service", "link" or "either")
 KINDS: dict[str, tuple[str, str]] = {
@@ -101,15 +101,8 @@ class Scenario:
 
 
 def available() -> dict[str, Any]:
-    """Scenario files by name: the installed package's, or configs/experiments beside a
-    source checkout."""
-    folder: Any
-    try:
-        folder = resources.files("msshop.configs.experiments")
-    except ModuleNotFoundError:
-        folder = Path(__file__).resolve().parents[3] / "configs" / "experiments"
-    return {Path(item.name).stem: item for item in folder.iterdir()
-            if item.name.endswith(".toml")}
+    """Scenario files by name (configs/experiments, shipped in the package)."""
+    return toml_files("experiments")
 
 
 def load(name: str) -> Scenario:
