@@ -57,3 +57,30 @@ def test_readme_quick_start_is_two_lines() -> None:
     assert demo and test
     assert "\n" not in demo.group(1) and demo.group(1).endswith("msshop demo")
     assert "\n" not in test.group(1) and test.group(1).endswith("pytest")
+
+
+def sections() -> dict[str, str]:
+    """Each `## msshop NAME` section of docs/cli.md, by command."""
+    parts = re.split(r"^## msshop (\S+)\n", CLI_DOC, flags=re.M)
+    return dict(zip(parts[1::2], parts[2::2], strict=True))
+
+
+GLOBAL_OPTIONS = {"--sandbox", "--base-port", "--config", "--help"}
+
+
+def test_every_option_in_help_is_documented_and_every_documented_option_exists() -> None:
+    documented = sections()
+    for name, command in commands().items():
+        options = {opt for param in command.params for opt in param.opts
+                   if opt.startswith("--")} - {"--help"}
+        section = documented[name]
+        mentioned = set(re.findall(r"(?<![\w-])(--[a-z][a-z-]*)", section))
+        missing = {opt for opt in options if opt not in mentioned}
+        assert not missing, f"msshop {name}: {sorted(missing)} in --help, not in docs/cli.md"
+        unknown = mentioned - options - GLOBAL_OPTIONS
+        # another command's flags may be named where this one points to it ("see ...")
+        foreign = {opt for opt in unknown
+                   if not any(opt in {o for p in other.params for o in p.opts}
+                              for other in commands().values())}
+        assert not foreign, f"msshop {name}: docs/cli.md names {sorted(foreign)}, which no " \
+                            "command has"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -225,6 +224,8 @@ def read_file(path: Path) -> dict[str, Any]:
                           "UTF-8") from None
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    import tomllib  # here: most commands read no config file, and it costs ~3 ms to import
+
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

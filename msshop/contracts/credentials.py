@@ -12,17 +12,22 @@ of another process, not in a log.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
+# hashlib and hmac are imported where they are used: a CLI command that only reads the
+# sandbox's state (status, logs, wait) imports this module and need not load OpenSSL.
 
 
 def digest(secret: str) -> str:
     """What a checker keeps instead of the secret itself."""
+    import hashlib
+
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
 def service_credential(sandbox_token: str, service: str) -> str:
     """The secret `service` shows the bus: unique to it, unguessable without the token."""
+    import hashlib
+    import hmac
+
     return hmac.new(sandbox_token.encode(), f"msshop bus {service}".encode(),
                     hashlib.sha256).hexdigest()
 
@@ -40,5 +45,7 @@ def presented(header: str | None) -> str | None:
 
 
 def matches(secret: str | None, expected_digest: str | None) -> bool:
+    import hmac
+
     return (secret is not None and expected_digest is not None
             and hmac.compare_digest(digest(secret), expected_digest))

@@ -35,6 +35,18 @@ class Asked:
     fanout: str | None = None
 
 
+# The query service speaks HTTP, so its advice names its query parameters; a person at the
+# CLI needs the flags that set them.
+FLAGS = {"ask with a longer wait_ms": "ask with a longer --wait-ms",
+         "ask with strategy=direct-call": "ask with --strategy direct-call"}
+
+
+def in_flags(advice: str) -> str:
+    for parameter, flag in FLAGS.items():
+        advice = advice.replace(parameter, flag)
+    return advice
+
+
 def databases(state: State) -> dict[str, Path]:
     return {name: Path(state.services[name].db) for name in ("users", "products", "orders")}
 
@@ -79,7 +91,7 @@ class Questioner:
         spans = [root, *self.gather(trace_id)]
         self.traces.save(StoredTrace(trace_id, QUESTION, strategy, user_id, fan, spans))
         if isinstance(answer, Refused):
-            raise ServiceError(f"{answer.error} (trace {trace_id})", answer.status)
+            raise ServiceError(f"{in_flags(answer.error)} (trace {trace_id})", answer.status)
         return Asked(strategy, answer, spans, latency, trace_id, fan)
 
     def _ask_monolith(self, user_id: int) -> Asked:

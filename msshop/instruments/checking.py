@@ -3,13 +3,12 @@ the monolith's join) and `verify` (the whole read model against it, once caught 
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 from msshop.contracts.answers import Freshness, OrderLine
 from msshop.contracts.errors import MsshopError, SandboxError, ServiceError
 from msshop.contracts.spans import Span
-from msshop.instruments import monolith
+from msshop.instruments import monolith, waiting
 from msshop.instruments.asking import Questioner, databases
 from msshop.instruments.client import Refused, ShopClient
 from msshop.instruments.traces.shape import Summary, summary
@@ -93,26 +92,19 @@ class CaughtUp:
 
 
 def caught_up(client: ShopClient, timeout: float) -> CaughtUp:
-    """Wait until every outbox is empty and the read model has applied the bus's head."""
-    deadline = time.monotonic() + timeout
-    while True:
-        pending = sum(client.health(name).get("outbox", {"pending": 0})["pending"]
-                      for name in ("users", "products", "orders"))
-        try:
-            head: int | None = client.bus_head()
-        except MsshopError:  # a bus down, or choosing a leader: not caught up, yet
-            head = None
-        consumer = client.health("query").get("consumer")
-        position = consumer["position"] if consumer else 0
-        if pending == 0 and head is not None and position == head:
-            return CaughtUp(position, head)
-        if time.monotonic() > deadline:
-            raise SandboxError(
-                f"the read model did not catch up within {timeout:g} s: {pending} event(s) "
-                f"wait in outboxes, query is at position {position} of "
-                f"{'an unknown head (the bus does not answer)' if head is None else head}; "
-                "see: msshop status")
-        time.sleep(0.01)
+    """Wait until every outbox is empty and the read model has applied the bus's head
+    (`msshop wait --for caught-up`'s loop, looking every 10 ms). A service it needs that
+    is stopped or crashed ends the wait at once: nobody is there to start it again."""
+    waited = waiting.until(client, "caught-up", waiting.REPLICATION, timeout, poll=0.01,
+                           patient=False)
+    if waited["outcome"] == "service-down":
+        raise SandboxError("the read model cannot catch up: " + "; ".join(waited["missing"])
+                           + "; see: msshop status")
+    if not waited["reached"]:
+        raise SandboxError(f"the read model did not catch up within {timeout:g} s: "
+                           + "; ".join(waited["missing"]) + "; see: msshop status")
+    head = waited.get("bus_head") or 0
+    return CaughtUp(head, head)
 
 
 @dataclass(frozen=True)

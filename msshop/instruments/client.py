@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import http.client
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, cast
 from urllib.parse import urlencode
@@ -34,9 +35,29 @@ if TYPE_CHECKING:
     from msshop.contracts.spans import Span
     from msshop.contracts.status import ChaosState, Health, LinkFault
 
-BATCHES = {"users": ("users", "/users/batch"), "products": ("products", "/products/batch"),
-           "orders": ("orders", "/orders/batch")}
+BatchKind = Literal["users", "products", "orders"]
+BATCHES: dict[BatchKind, tuple[str, str]] = {
+    "users": ("users", "/users/batch"), "products": ("products", "/products/batch"),
+    "orders": ("orders", "/orders/batch")}
 REPLAY_TIMEOUT = 600.0
+
+
+@dataclass(frozen=True)
+class EncodedBatch:
+    """A batch POST's body, `{what: items}` as JSON, made apart from its sending: seeding
+    makes the next while one is in flight (see encode_batch)."""
+
+    what: BatchKind
+    size: int  # items in it
+    body: bytes
+
+
+def encode_batch(what: BatchKind, items: Sequence[Any]) -> EncodedBatch:
+    """Encoded with msgspec (imported here, so the commands that send no batch do not load
+    it): a seed's 10,000 orders in 1.3 ms, against 9 ms with json.dumps."""
+    import msgspec
+
+    return EncodedBatch(what, len(items), msgspec.json.encode({what: items}))
 
 
 @dataclass(frozen=True)
@@ -92,11 +113,18 @@ class ShopClient:
             "orders"]
         return orders
 
-    def add_batch(self, what: Literal["users", "products", "orders"],
-                  items: list[dict[str, Any]]) -> Created:
-        """POST a batch (what seeding does): `{what: items}` to that service's batch route."""
+    def add_batch(self, what: BatchKind, items: Sequence[Any] | EncodedBatch) -> Created:
+        """POST a batch (what seeding does): `{what: items}` to that service's batch route;
+        `items` may come already encoded (encode_batch)."""
+        batch = items if isinstance(items, EncodedBatch) else encode_batch(what, items)
+        if batch.what != what:
+            raise ValueError(f"a batch of {batch.what} sent as {what}")
         service, path = BATCHES[what]
-        return cast("Created", self.request(service, "POST", path, {what: items}))
+        status, raw = self.raw(service, "POST", path, batch.body)
+        answer = _decoded(raw)
+        if status >= 400:
+            raise ServiceError(_error_of(answer) or f"{service} answered HTTP {status}", status)
+        return cast("Created", answer)
 
     # --- the question ----------------------------------------------------------------------
 
@@ -242,11 +270,7 @@ class ShopClient:
         """(status, decoded JSON) without judging the status."""
         payload = None if body is None else json.dumps(body).encode()
         status, raw = self.raw(service, method, path, payload, headers)
-        try:
-            data = json.loads(raw) if raw else None
-        except ValueError:
-            data = {"error": raw[:200].decode(errors="replace")}
-        return status, data
+        return status, _decoded(raw)
 
     def raw(self, service: str, method: str, path: str, payload: bytes | None = None,
             headers: dict[str, str] | None = None) -> tuple[int, bytes]:
@@ -290,6 +314,14 @@ class ShopClient:
         for conn in self._connections.values():
             conn.close()
         self._connections.clear()
+
+
+def _decoded(raw: bytes) -> Any:
+    """An answer's JSON; one that is not JSON as {"error": its first 200 bytes}."""
+    try:
+        return json.loads(raw) if raw else None
+    except ValueError:
+        return {"error": raw[:200].decode(errors="replace")}
 
 
 def _error_of(answer: Any) -> str | None:

@@ -3,19 +3,39 @@
 The same seed always makes the same people, products and purchases, and each carries a
 natural key (email, sku, request_id), so seeding twice adds nothing the second time.
 Each kind of data has its own random stream: asking for more orders keeps the first ones.
+
+Where a seed's time goes (1,000,000 orders, two cores; docs/cli.md has the figures): the
+orders service, which checks each batch's users and products with one call to each and
+inserts the batch and its OrderPlaced events in one transaction, is the bottleneck. So the
+CLI keeps it busy: batches of the services' limit (10,000), each made (generated, then
+encoded with msgspec) in a thread while the one before it is in flight, so the service
+never waits for the next. Replication (relay, bus, read model) runs at the same time and
+is usually still catching up when the last batch is in: `replication` says how far it is,
+`wait_replicated` waits for it.
 """
 
 from __future__ import annotations
 
+import itertools
+import queue
 import random
+import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypedDict, TypeVar
 
-from msshop.instruments.client import ShopClient
+from msshop.contracts.errors import UsageError
+from msshop.contracts.limits import MAX_BATCH
+from msshop.contracts.waiting import WaitReport
+from msshop.instruments import waiting
+from msshop.instruments.client import BatchKind, ShopClient, encode_batch
 
-BATCH = 2000
+BATCH = MAX_BATCH  # items in one request: fewer, bigger requests (the services' limit)
+AHEAD = 2  # batches made ahead of the one in flight
+WAIT_TIMEOUT = 600.0  # seconds --wait waits unless told (a million orders: 20-40 s here)
+LOOK_EVERY = 0.5  # seconds between looks while waiting: a progress a person can follow, and
+# few GETs (each look asks every service's /health and the bus's head, ~10 ms)
 T = TypeVar("T")
 Progress = Callable[[str, int, int], None]  # (what, done, total)
 
@@ -42,6 +62,7 @@ STYLES = ["classic", "vintage", "waterproof", "wool", "linen", "leather", "organ
 COLOURS = ["black", "navy", "olive", "sand", "grey", "red", "forest green", "mustard",
            "white", "burgundy", "indigo", "rust"]
 QUANTITIES = ([1] * 70) + ([2] * 20) + ([3] * 7) + [4, 4, 5]
+KINDS: tuple[BatchKind, ...] = ("users", "products", "orders")
 
 
 @dataclass(frozen=True)
@@ -52,16 +73,81 @@ class SeedPlan:
     seed: int
 
 
-@dataclass
-class SeedReport:
-    plan: SeedPlan
-    created: dict[str, int]
-    existing: dict[str, int]
-    seconds: dict[str, float]
+# --- the report: `msshop seed --json` prints it as it is -------------------------------------
 
-    def rate(self, what: str) -> float:
-        total = self.created[what] + self.existing[what]
-        return total / self.seconds[what] if self.seconds[what] else 0.0
+
+class PlanShown(TypedDict):
+    users: int
+    products: int
+    orders: int
+    seed: int
+
+
+class Seeded(TypedDict):
+    """One kind of data: how many were new, how many the service knew already (by email,
+    sku or request_id), and how long sending them all took."""
+
+    created: int
+    existing: int
+    seconds: float
+    rate: float  # items a second, new and known alike
+
+
+# caught-up: every event written is in the read model; catching-up: not yet (the seed did
+# not wait); timed-out: --wait gave up; service-down: a service replication needs is
+# stopped or crashed, so it cannot catch up until started; no-sandbox: it stopped.
+ReplicationState = Literal["caught-up", "catching-up", "timed-out", "service-down",
+                           "no-sandbox"]
+
+
+class Replication(TypedDict):
+    """How far the read model is behind the shop's writes, at the seed's end or after
+    waiting for it (with the look `msshop wait --for caught-up` takes)."""
+
+    caught_up: bool  # every outbox empty and the read model at the bus's head
+    state: ReplicationState
+    # Looked at one after the other (outboxes, then the bus, then the read model), so an
+    # event the relay sends in between is counted in both.
+    backlog: int  # events committed by users, products and orders, not on the bus yet
+    behind: int | None  # events on the bus the read model has not applied (None: unknown)
+    bus_head: int | None  # the bus's last position (None: the bus did not answer)
+    waited_ms: float  # how long --wait waited (0: not asked to wait)
+    missing: list[str]  # what does not hold yet, one phrase each (empty once caught up)
+    down: list[str]  # services replication needs that are stopped or crashed
+
+
+class SeedReport(TypedDict):
+    plan: PlanShown
+    users: Seeded
+    products: Seeded
+    orders: Seeded
+    seconds: float  # the whole seed, from the first batch to the last answer
+    replication: Replication
+
+
+def not_replicated(replication: Replication) -> int:
+    """Events written but not yet in the read model, at most (see Replication)."""
+    return replication["backlog"] + (replication["behind"] or 0)
+
+
+def wait_timeout(wait: bool, timeout: float | None) -> float | None:
+    """How long --wait may wait, in seconds (None: no wait); --timeout alone is a mistake."""
+    if timeout is not None and not wait:
+        raise UsageError("--timeout is how long --wait waits: give --wait too")
+    if not wait:
+        return None
+    return waiting.check_timeout(WAIT_TIMEOUT if timeout is None else timeout)
+
+
+def exit_code(report: SeedReport, waited: bool) -> int:
+    """0 once seeded. With --wait, as `msshop wait --for caught-up` exits: 1 when a service
+    replication needs is down (or the sandbox stopped), 3 when the time was up."""
+    if not waited:
+        return 0
+    return {"caught-up": 0, "timed-out": 3}.get(report["replication"]["state"], 1)
+
+
+# --- the data --------------------------------------------------------------------------------
 
 
 def make_users(plan: SeedPlan) -> list[dict[str, str]]:
@@ -91,41 +177,155 @@ def make_orders(plan: SeedPlan, user_ids: list[int], product_ids: list[int]
                 ) -> Iterator[dict[str, Any]]:
     """Purchases skewed as shops are: a few people buy a lot, most buy a little."""
     rng = random.Random(f"{plan.seed}-orders")
+    # The same draws, in the same order, as ever (the data must not change with the code);
+    # bound once rather than looked up a million times.
+    draw, choose = rng.random, rng.choice
+    users, products = len(user_ids), len(product_ids)
+    prefix = f"seed{plan.seed}-order-"
     for n in range(1, plan.orders + 1):
-        user = user_ids[int(len(user_ids) * rng.random() ** 2)]
-        product = product_ids[int(len(product_ids) * rng.random() ** 1.5)]
-        yield {"user_id": user, "product_id": product, "quantity": rng.choice(QUANTITIES),
-               "request_id": f"seed{plan.seed}-order-{n}"}
+        user = user_ids[int(users * draw() ** 2)]
+        product = product_ids[int(products * draw() ** 1.5)]
+        yield {"user_id": user, "product_id": product, "quantity": choose(QUANTITIES),
+               "request_id": f"{prefix}{n}"}
 
 
-def batches(items: list[T], size: int) -> Iterator[list[T]]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
+def batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """`items` in lists of `size` (the last one shorter), taken as they come."""
+    each = iter(items)
+    while batch := list(itertools.islice(each, size)):
+        yield batch
+
+
+# --- seeding ---------------------------------------------------------------------------------
 
 
 def seed(client: ShopClient, plan: SeedPlan, progress: Progress | None = None) -> SeedReport:
-    report = SeedReport(plan, created={}, existing={}, seconds={})
+    """Users, then products, then orders (which name their ids); then one look at how far
+    replication has got."""
     tell: Progress = progress or (lambda what, done, total: None)
+    started = time.perf_counter()
+    seeded: dict[BatchKind, Seeded] = {}
 
-    def load(what: Literal["users", "products", "orders"], items: list[dict[str, Any]]
-             ) -> list[int]:
+    def load(what: BatchKind, items: Iterable[dict[str, Any]], total: int) -> list[int]:
         """POST the items in batches; the ids the service gave them, in order (if it says)."""
-        started = time.perf_counter()
+        began = time.perf_counter()
         ids: list[int] = []
         created = done = 0
-        tell(what, 0, len(items))
-        for batch in batches(items, BATCH):
+        tell(what, 0, total)
+        for batch in made_ahead(encode_batch(what, each) for each in batches(items, BATCH)):
             answer = client.add_batch(what, batch)
             ids.extend(answer.get("ids", []))
             created += answer["created"]
-            done += len(batch)
-            tell(what, done, len(items))
-        report.created[what] = created
-        report.existing[what] = len(items) - created
-        report.seconds[what] = time.perf_counter() - started
+            done += batch.size
+            tell(what, done, total)
+        seconds = time.perf_counter() - began
+        seeded[what] = {"created": created, "existing": done - created,
+                        "seconds": round(seconds, 3),
+                        "rate": round(done / seconds, 1) if seconds else 0.0}
         return ids
 
-    user_ids = load("users", list(make_users(plan)))
-    product_ids = load("products", make_products(plan))
-    load("orders", list(make_orders(plan, user_ids, product_ids)))
-    return report
+    user_ids = load("users", make_users(plan), plan.users)
+    product_ids = load("products", make_products(plan), plan.products)
+    load("orders", make_orders(plan, user_ids, product_ids), plan.orders)
+    return {"plan": {"users": plan.users, "products": plan.products, "orders": plan.orders,
+                     "seed": plan.seed},
+            "users": seeded["users"], "products": seeded["products"],
+            "orders": seeded["orders"], "seconds": round(time.perf_counter() - started, 3),
+            "replication": replication(client)}
+
+
+@dataclass(frozen=True)
+class _End:
+    """What the making thread leaves last: nothing more, or why it stopped."""
+
+    error: BaseException | None = None
+
+
+def made_ahead(made: Iterator[T], depth: int = AHEAD) -> Generator[T, None, None]:
+    """The items of `made`, each made in a thread while the caller uses the ones before it.
+
+    Seeding's caller spends its time waiting for a service's answer, in a socket call that
+    lets go of the GIL, so the next batches are generated and encoded meanwhile, and the
+    service gets the next batch as soon as it has answered. At most `depth` wait made.
+    """
+    ready: queue.Queue[T | _End] = queue.Queue(maxsize=depth)
+    stop = threading.Event()  # the caller has stopped taking (done, an error, Ctrl-C)
+
+    def put(item: T | _End) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def make() -> None:
+        try:
+            for item in made:
+                if not put(item):
+                    return
+        except BaseException as exc:  # handed to the caller, raised there
+            put(_End(exc))
+        else:
+            put(_End())
+
+    maker = threading.Thread(target=make, name="seed-batches", daemon=True)
+    maker.start()
+    try:
+        while not isinstance(item := ready.get(), _End):
+            yield item
+        if item.error is not None:
+            raise item.error
+    finally:
+        stop.set()
+        maker.join()
+
+
+# --- replication -----------------------------------------------------------------------------
+
+
+def replication(client: ShopClient) -> Replication:
+    """One look: what still waits in the outboxes and between the bus and the read model."""
+    return replication_from(_look(client), waited_ms=0.0, time_is_up=False)
+
+
+def wait_replicated(client: ShopClient, timeout: float, progress: Progress | None = None
+                    ) -> Replication:
+    """Wait until the read model has every event written, up to `timeout` seconds; a
+    service it needs that is stopped or crashed ends the wait at once (nobody is there to
+    start it). `progress` is told ("catch-up", events applied since, events to apply)."""
+    started = time.monotonic()
+    deadline = started + timeout
+    most = 0  # the most events seen left to apply: the progress's total
+    while True:
+        looked = _look(client)
+        over = looked["outcome"] == "timed-out" and time.monotonic() >= deadline
+        now = replication_from(looked, (time.monotonic() - started) * 1000, time_is_up=over)
+        most = max(most, not_replicated(now))
+        if progress is not None:
+            progress("catch-up", most - not_replicated(now), most)
+        if now["state"] != "catching-up":
+            return now
+        time.sleep(max(0.0, min(LOOK_EVERY, deadline - time.monotonic())))
+
+
+def _look(client: ShopClient) -> WaitReport:
+    """One look by `msshop wait --for caught-up` (timeout 0): the one notion of caught up.
+    Not patient: a service stopped on purpose will not start by itself while we wait."""
+    return waiting.until(client, "caught-up", waiting.REPLICATION, 0.0, patient=False)
+
+
+def replication_from(looked: WaitReport, waited_ms: float, time_is_up: bool) -> Replication:
+    """A look in the seed's words: one not caught up says timed-out once --wait's time is
+    up (`time_is_up`), catching-up before that or when not waiting."""
+    query = next((s for s in looked["services"] if s["name"] == "query"), None)
+    states: dict[str, ReplicationState] = {
+        "reached": "caught-up", "service-down": "service-down", "no-sandbox": "no-sandbox",
+        "timed-out": "timed-out" if time_is_up else "catching-up"}
+    return {"caught_up": looked["reached"], "state": states[looked["outcome"]],
+            "backlog": sum(s.get("pending", 0) for s in looked["services"]),
+            "behind": query.get("behind") if query is not None else None,
+            "bus_head": looked.get("bus_head"), "waited_ms": round(waited_ms, 1),
+            "missing": looked["missing"],
+            "down": [s["name"] for s in looked["services"] if s["status"] in waiting.DOWN]}

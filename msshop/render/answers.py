@@ -7,12 +7,12 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from msshop.render.console import data as escaped
-from msshop.render.console import note
+from msshop.render.console import data as escaped, note
+from msshop.render.tables import Column, fitted_table
 from msshop.render.traces import shown, timeline
 
 if TYPE_CHECKING:  # types only: `msshop status` need not import the instruments
@@ -27,14 +27,14 @@ def answer(out: Console, asked: Asked) -> None:
     user = data["user"]
     how = asked.strategy + (f" ({asked.fanout})" if asked.fanout else "")
     if "label" in data:  # the monolith says what it breaks
-        out.print(Text(f"! {data['label']}", style="bold yellow"), soft_wrap=True)
+        note(out, f"! {data['label']}", style="bold yellow")
     who = f"{user['name']} <{user['email']}>" if user["name"] else "(name unavailable)"
     note(out, f"user {user['id']}: {who}, {len(data['orders'])} orders, by {how} in "
               f"{asked.latency_ms:.2f} ms")
     missing = data.get("missing", [])
     for gap in missing:
-        out.print(escaped(f"partial: {gap['missing']} missing, {gap['service']} failed "
-                          f"({gap['failure']}): {gap['error']}", "yellow"), soft_wrap=True)
+        note(out, f"partial: {gap['missing']} missing, {gap['service']} failed "
+                  f"({gap['failure']}): {gap['error']}", style="yellow")
     table = Table(box=None, pad_edge=False)
     for column, justify in (("order", "right"), ("product", "right"), ("title", "left"),
                             ("qty", "right"), ("unit price", "right"), ("total", "right")):
@@ -50,8 +50,7 @@ def answer(out: Console, asked: Asked) -> None:
     if len(data["orders"]) > len(shown):
         out.print(Text(f"... and {len(data['orders']) - len(shown)} more (--json for all)",
                        style="dim"))
-    out.print(Text("freshness: ", style="bold") + escaped(freshness(data.get("freshness"))),
-              soft_wrap=True)
+    note(out, f"freshness: {freshness(data.get('freshness'), asked.strategy)}")
 
 
 def answer_with_trace(out: Console, asked: Asked, view: str = "both") -> None:
@@ -68,7 +67,9 @@ def answer_json(asked: Asked) -> None:
                       "trace_id": asked.trace_id, "spans": asked.spans}, indent=2))
 
 
-def freshness(fresh: Freshness | None) -> str:
+def freshness(fresh: Freshness | None, strategy: str = "direct-call") -> str:
+    if strategy == "monolith":
+        return "live: read from every service's database file just now"
     if not fresh or "live" in fresh:
         return "live: read from the owning services just now"
     if fresh.get("log_problem"):
@@ -99,18 +100,19 @@ def _freshness_word(fresh: Freshness | None) -> str:
     return "caught up" if fresh["caught_up"] else f"{fresh['behind']} behind"
 
 
+# The services each strategy reached are also in the "touched" lines under the table.
+COMPARE_COLUMNS = (Column("strategy"), Column("answer"), Column("ms", "right"),
+                   Column("stages", "right"), Column("services", drop=1),
+                   Column("rows", "right"), Column("freshness"))
+
+
 def compare(out: Console, user_id: int, rows: list[Compared]) -> None:
-    table = Table(title=f"user-orders for user {user_id}, every strategy", box=None,
-                  pad_edge=False, title_justify="left")
-    for column, justify in (("strategy", "left"), ("answer", "left"), ("ms", "right"),
-                            ("stages", "right"), ("services", "left"), ("rows", "right"),
-                            ("freshness", "left")):
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    table_rows: list[list[RenderableType]] = []
     problems: list[str] = []
     for row in rows:
         if row.error:
-            table.add_row(row.strategy, Text("failed", style="bold red"), "-", "-", "-",
-                          "-", "-")
+            table_rows.append([row.strategy, Text("failed", style="bold red"), "-", "-", "-",
+                               "-", "-"])
             problems.append(f"{row.strategy}: {row.error}")
             continue
         if row.strategy == "monolith":
@@ -120,10 +122,12 @@ def compare(out: Console, user_id: int, rows: list[Compared]) -> None:
         else:
             verdict = Text("differs", style="bold red")
             problems.extend(f"{row.strategy}: {d}" for d in row.differences)
-        table.add_row(row.strategy, verdict, f"{row.latency_ms:.2f}",
-                      str(row.sequential_hops),
-                      " ".join(s for s in row.services if s != "cli") or "cli only",
-                      str(row.rows_read), _freshness_word(row.freshness))
+        table_rows.append([row.strategy, verdict, f"{row.latency_ms:.2f}",
+                           str(row.sequential_hops),
+                           " ".join(s for s in row.services if s != "cli") or "cli only",
+                           str(row.rows_read), _freshness_word(row.freshness)])
+    table = fitted_table(out, COMPARE_COLUMNS, table_rows, title_justify="left",
+                         title=f"user-orders for user {user_id}, every strategy")
     out.print(table)
     for row in rows:
         if not row.error:
@@ -131,7 +135,7 @@ def compare(out: Console, user_id: int, rows: list[Compared]) -> None:
                             for service, files in (row.databases or {}).items() if files)
             note(out, f"{row.strategy} touched {dbs or 'no database'}")
     for problem in problems:
-        out.print(escaped(problem, "red"), soft_wrap=True)
+        note(out, problem, style="red")
     for row in rows:  # one small timeline each: what ran at once, what one after another
         if row.spans:
             out.print()

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from msshop.instruments.bench.report import BenchReport
 
 
-def bench(out: Console, report: BenchReport) -> None:
+def bench_report(out: Console, report: BenchReport) -> None:
     latency = report["latency_ms"]
     floor = latency["floor"]["p50"]
     table = Table(title="latency as a caller of the query service sees it (user with 10 orders)",
@@ -58,7 +58,7 @@ def bench_side_by_side(out: Console, reports: list[BenchReport]) -> None:
     """Each backend's figures in a column of one table, then each report in full."""
     for report in reports:
         out.print(Text(f"on the {report['bus']} bus", style="bold"))
-        bench(out, report)
+        bench_report(out, report)
         out.print()
     table = Table(title="side by side", box=None, pad_edge=False, title_justify="left")
     table.add_column("figure")

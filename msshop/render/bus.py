@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.text import Text
 
-from msshop.render.console import SERVICE_STYLES, data, note
+from msshop.render.console import SERVICE_STYLES, clean, note
 
 if TYPE_CHECKING:  # msgspec is not imported for commands that do not read events
     from msshop.contracts.events import Event
@@ -15,12 +15,19 @@ if TYPE_CHECKING:  # msgspec is not imported for commands that do not read event
 
 
 def event_line(out: Console, position: int, event: Event) -> None:
-    summary_text = ", ".join(f"{k}={v}" for k, v in list(event.data.items())[:4])
-    text = Text(f"{position:>7} ") + data(f"{event.type:<15}", "bold") + data(
-        f" {event.source:<9}", SERVICE_STYLES.get(event.source, ""))
-    text += data(f" {event.aggregate_type} {event.aggregate_id} v{event.aggregate_version}  "
-                 f"{summary_text}")
-    out.print(text, soft_wrap=True)
+    """One event on one line: its position, type, source, aggregate and as much of its data
+    as fits the terminal (all of it: msshop events --json)."""
+    summary = ", ".join(f"{k}={v}" for k, v in list(event.data.items())[:4])
+    head = (f"{position:>7} {event.type:<15} {event.source:<9} {event.aggregate_type} "
+            f"{event.aggregate_id} v{event.aggregate_version}  ")
+    line = clean(head + summary)
+    if len(line) > out.width:
+        line = line[:max(out.width - 1, 0)] + "…"
+    text = Text(line)
+    text.stylize("bold", 8, 8 + len(clean(event.type)))
+    source_at = 8 + max(len(clean(event.type)), 15) + 1
+    text.stylize(SERVICE_STYLES.get(event.source, ""), source_at, source_at + len(event.source))
+    out.print(text, soft_wrap=True, no_wrap=True)
 
 
 def dead_letters(out: Console, page: DeadLetters) -> None:

@@ -6,9 +6,13 @@ Colour is decoration only: every fact is in the text, so output piped or under N
 
 from __future__ import annotations
 
+import re
+import textwrap
 import time
+from collections.abc import Iterable
 
 from rich.console import Console
+from rich.segment import Segment
 from rich.text import Text
 
 SERVICE_STYLES = {"users": "cyan", "products": "magenta", "orders": "yellow",
@@ -33,17 +37,55 @@ def data(value: object, style: str = "") -> Text:
     return Text(clean(value), style=style)
 
 
-def console(stderr: bool = False) -> Console:
-    return Console(stderr=stderr, highlight=False)
+# Spaces at the end of a line, before any style codes that close it.
+_TRAILING = re.compile(r" +((?:\x1b\[[0-9;]*m)*)(?=\n)")
+
+
+class TrimmedConsole(Console):
+    """A rich Console whose lines end where their text ends.
+
+    Rich pads a table's cells to the column's width and leaves the space at each point where
+    it wraps a paragraph, so lines end in spaces: noise in a diff, a test, a copied answer.
+    Everything rich writes (or captures) passes through `_render_buffer`, so trimming there
+    catches every table, tree and wrapped paragraph at once. A live display redraws by
+    erasing whole lines, so a shorter line leaves nothing behind.
+    """
+
+    def _render_buffer(self, buffer: Iterable[Segment]) -> str:
+        return _TRAILING.sub(r"\1", super()._render_buffer(buffer))
+
+
+def terminal(stderr: bool = False) -> Console:
+    return TrimmedConsole(stderr=stderr, highlight=False)
 
 
 def error(message: str) -> None:
-    console(stderr=True).print(Text("error: ", style="bold red") + data(message), soft_wrap=True)
+    """On stderr: one line however long where a script reads it; on a terminal, wrapped at
+    its width, further lines indented."""
+    err = terminal(stderr=True)
+    lines = wrapped("error: " + clean(message), err.width) if err.is_terminal else [
+        "error: " + clean(message)]
+    for number, line in enumerate(lines):
+        text = Text(line)
+        if number == 0:
+            text.stylize("bold red", 0, len("error:"))
+        err.print(text, soft_wrap=True)
 
 
-def note(out: Console, message: str) -> None:
-    """One line of msshop's words; the data in it is escaped."""
-    out.print(data(message), soft_wrap=True)
+def note(out: Console, message: str, style: str = "") -> None:
+    """A sentence of msshop's words, wrapped to the terminal's width, each further line
+    indented by two spaces; the data in it is escaped."""
+    for line in wrapped(clean(message), out.width):
+        out.print(Text(line, style=style), soft_wrap=True)
+
+
+def wrapped(text: str, width: int) -> list[str]:
+    """`text` in lines of at most `width` characters, broken at spaces (never inside
+    "direct-call"), a word longer than a line cut; further lines indented two spaces more
+    than the first."""
+    indent = text[:len(text) - len(text.lstrip(" "))] + "  "
+    return textwrap.wrap(text, max(width, 20), subsequent_indent=indent,
+                         break_on_hyphens=False) or [""]
 
 
 def service_name(name: str) -> Text:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from rich.console import Console
 from rich.text import Text
 
-from msshop.render.console import note
+from msshop.render.console import note, wrapped
+
+_STYLE_CODES = re.compile(r"\x1b\[[0-9;]*m")
 
 
 class DemoStage:
@@ -22,8 +25,8 @@ class DemoStage:
     def title(self, title: str, summary: str, sandbox: Path) -> None:
         self.out.print(Text(title, style="bold"))
         self.out.print(Text(" ".join(summary.split())))
-        self.out.print(Text(f"(a sandbox of its own: {sandbox}, on free ports; removed at the "
-                            "end)", style="dim"), soft_wrap=True)
+        note(self.out, f"(a sandbox of its own: {sandbox}, on free ports; removed at the end)",
+             style="dim")
 
     def step(self, narration: str, command: str) -> None:
         """What the step shows, and the command the audience can type themselves."""
@@ -33,7 +36,16 @@ class DemoStage:
             self.out.print(Text("$ ", style="dim") + Text(line, style="cyan"), soft_wrap=True)
 
     def output(self, text: str) -> None:
-        self.out.file.write(text if text.endswith("\n") or not text else text + "\n")
+        """A command's output as it printed it, but within the stage's width: an error line
+        (one line however long, for scripts) is wrapped here as a terminal would show it."""
+        lines = []
+        for line in text.splitlines():
+            if len(_STYLE_CODES.sub("", line)) > self.width:
+                lines += wrapped(_STYLE_CODES.sub("", line), self.width)
+            else:
+                lines.append(line)
+        if lines:
+            self.out.file.write("\n".join(lines) + "\n")
         self.out.file.flush()
 
     def wait(self) -> None:

@@ -6,13 +6,12 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
 from msshop.render.console import (
-    SERVICE_STYLES,
     STATUS_STYLES,
     clock,
     data,
@@ -20,7 +19,8 @@ from msshop.render.console import (
     relative,
     service_name,
 )
-from msshop.render.shop import fitted, link_words
+from msshop.render.shop import fault_words, fitted, link_words
+from msshop.render.tables import Column, fitted_table
 
 if TYPE_CHECKING:
     from msshop.contracts.status import Health, ServiceStatus, StatusReport
@@ -82,25 +82,33 @@ def status_unknown_json(sandbox: str, error: str) -> None:
     print(json.dumps({"running": False, "sandbox": sandbox, "error": error}))
 
 
-def status_table(status: StatusReport) -> Table:
-    table = Table(title=f"sandbox {status['sandbox']} ({status['mode']}, supervisor pid "
-                        f"{status['supervisor']['pid']})", title_justify="left",
-                  box=None, pad_edge=False)
-    for column in ("service", "status", "pid", "port", "health", "database", "rows"):
-        table.add_column(column, no_wrap=column != "rows")
-    for service in status["services"]:
-        rows = service["rows"]
-        table.add_row(
-            service_name(service["name"]),
-            Text(service["status"], style=STATUS_STYLES.get(service["status"], "")),
-            str(service["pid"] or "-"),
-            str(service["port"]),
-            Text(service["health"], style="green" if service["health"] == "ok" else "red"),
-            relative(service["db"], status["sandbox"]),
-            ", ".join(f"{k.removesuffix('_replica')} {v:,}" for k, v in rows.items())
-            if rows else "-",
-        )
-    return table
+# The sandbox's tables keep the service and its state whole; what goes first on a narrow
+# terminal is what `msshop status --json` or the service's own name also tells.
+SERVICE_COLUMNS = (Column("service"), Column("status"), Column("pid", drop=3),
+                   Column("port", drop=4), Column("health", drop=5),
+                   Column("database", drop=2), Column("rows", drop=1))
+
+
+def status_table(out: Console, status: StatusReport) -> Table:
+    rows: list[list[RenderableType]] = [[service_name(service["name"]),
+             Text(service["status"], style=STATUS_STYLES.get(service["status"], "")),
+             str(service["pid"] or "-"),
+             str(service["port"]),
+             Text(service["health"], style="green" if service["health"] == "ok" else "red"),
+             relative(service["db"], status["sandbox"]),
+             row_counts(service["rows"])]
+            for service in status["services"]]
+    return fitted_table(out, SERVICE_COLUMNS, rows,
+                        title=f"sandbox {status['sandbox']} ({status['mode']}, supervisor pid "
+                              f"{status['supervisor']['pid']})", title_justify="left")
+
+
+def row_counts(rows: dict[str, int] | None) -> str:
+    """A service's tables and their rows, one a line (a read model has several)."""
+    if not rows:
+        return "-"
+    return "\n".join(f"{table.removesuffix('_replica')} {count:,}"
+                     for table, count in rows.items())
 
 
 def replication_lines(status: StatusReport) -> list[str]:
@@ -142,9 +150,8 @@ def replication_lines(status: StatusReport) -> list[str]:
         if (node := s.get("nats")) and node["problem"]:
             lines.append(f"{s['name']} is not ready: {node['problem']}")
         if c := s.get("chaos"):
-            if c["latency_ms"] or c["jitter_ms"] or c["error_rate"]:  # else links only
-                lines.append(f"chaos in {s['name']}: +{c['latency_ms']:g} ms "
-                             f"(+0..{c['jitter_ms']:g} ms), {c['error_rate']:.0%} answered 503")
+            if words := fault_words(c):  # else links only
+                lines += fitted(f"chaos in {s['name']}:", words)
             for callee, fault in c.get("links", {}).items():
                 lines += fitted(f"chaos on {s['name']} -> {callee}:", link_words(fault))
         if s["exit"] and s["status"] in ("crashed", "failed"):
@@ -184,7 +191,7 @@ def abilities(service: ServiceStatus | Health) -> str | None:
 
 
 def status(out: Console, status: StatusReport) -> None:
-    out.print(status_table(status))
+    out.print(status_table(out, status))
     for line in replication_lines(status):
         note(out, line)
 
@@ -226,21 +233,19 @@ class LivePrinter:
         live = self._start_live()
         if live is None:
             return
-        table = Table(box=None, pad_edge=False, title="Ctrl-C stops everything",
-                      title_justify="left", title_style="dim")
-        for column in ("service", "status", "pid", "port", "health", "rows", "database"):
-            table.add_column(column, no_wrap=True)
+        rows: list[list[RenderableType]] = []
         for name, service in state.services.items():
             doc = health.get(name)
-            rows = doc.get("rows") if doc else None
-            table.add_row(
+            rows.append([
                 service_name(name),
                 Text(service.status, style=STATUS_STYLES.get(service.status, "")),
                 str(service.pid or "-"), str(service.port),
                 Text("ok", style="green") if doc else Text("-", style="red"),
-                ", ".join(f"{k} {v:,}" for k, v in rows.items()) if rows else "-",
                 relative(service.db, state.sandbox),
-            )
+                row_counts(doc.get("rows") if doc else None),
+            ])
+        table = fitted_table(self.out, SERVICE_COLUMNS, rows, title="Ctrl-C stops everything",
+                             title_justify="left", title_style="dim")
         live.update(table, refresh=True)
 
     def _refresh_live(self) -> None:
@@ -251,12 +256,3 @@ class LivePrinter:
         if self.live is not None:
             self.live.stop()
             self.live = None
-
-
-def log_line(out: Console, service: str, line: str) -> None:
-    """A log line as written (time, service, level, message), the service name coloured."""
-    text = data(line.rstrip("\n"))
-    start = line.find(service)
-    if start >= 0:
-        text.stylize(SERVICE_STYLES.get(service, ""), start, start + len(service))
-    out.print(text, soft_wrap=True)

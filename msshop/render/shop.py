@@ -9,16 +9,15 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
-from msshop.render.console import data, note
+from msshop.render.console import data, error, note
 
 if TYPE_CHECKING:
     from msshop.contracts.shop import ChaosAnswer, Order, ProductPage, Trespassed, User
-    from msshop.contracts.status import LinkFault
-    from msshop.instruments.seed import SeedReport
+    from msshop.contracts.status import ChaosState, LinkFault
+    from msshop.instruments.seed import Replication, SeedReport
 
 
 def user(out: Console, user: User) -> None:
@@ -57,26 +56,88 @@ def order(out: Console, order: Order, created: bool) -> None:
 
 @contextmanager
 def seed_progress(out: Console) -> Iterator[Callable[[str, int, int], None]]:
+    # here, not at the top: `status`, `buy`… render from this module and draw no bar
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
     progress = Progress(TextColumn("{task.description:<9}"), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), console=out, transient=False,
                         disable=not out.is_terminal)
     tasks: dict[str, Any] = {}
 
     def update(what: str, done: int, total: int) -> None:
+        """`what`: users, products, orders, or catch-up (events applied by the read model
+        since the wait began, of those there were to apply: that total may grow)."""
         if what not in tasks:
             tasks[what] = progress.add_task(what, total=total)
-        progress.update(tasks[what], completed=done)
+        progress.update(tasks[what], completed=done, total=total)
 
     with progress:
         yield update
 
 
-def seed_report(out: Console, report: SeedReport) -> None:
-    for what in ("users", "products", "orders"):
-        seconds = report.seconds[what]
+def seed_report(out: Console, report: SeedReport, waited: bool) -> None:
+    """A line per kind of data, then where replication is (`waited`: after --wait); a
+    wait that failed is an error line on stderr."""
+    for what, seeded in (("users", report["users"]), ("products", report["products"]),
+                         ("orders", report["orders"])):
         out.print(Text(
-            f"{what:<9} {report.created[what]:>8,} created, {report.existing[what]:>8,} "
-            f"already there, {seconds:6.2f} s ({report.rate(what):,.0f}/s)"))
+            f"{what:<9} {seeded['created']:>8,} created, {seeded['existing']:>8,} "
+            f"already there, {seeded['seconds']:6.2f} s ({seeded['rate']:,.0f}/s)"))
+    replication = report["replication"]
+    if waited and replication["state"] != "caught-up":
+        error(seed_wait_failed(replication))
+    else:
+        note(out, seed_replication(replication, waited))
+
+
+def seed_replication(replication: Replication, waited: bool) -> str:
+    """Where replication is, in a sentence, and what to do about it."""
+    head = replication["bus_head"]
+    at = f", at bus position {head:,}" if head is not None else ""
+    if replication["state"] == "caught-up":
+        if waited:
+            return (f"the read model caught up in {replication['waited_ms'] / 1000:.1f} s"
+                    f"{at}")
+        return f"replication is caught up: the read model has every event{at}"
+    # what is behind where, as `msshop wait --for caught-up` words it (no sum: the outboxes
+    # and the bus are looked at one after the other, so an event sent between is in both)
+    why = "; ".join(replication["missing"])
+    if replication["state"] == "catching-up":
+        return (f"replication is catching up, the read model does not have every event yet: "
+                f"{why}; wait for it with: msshop wait --for caught-up (or seed with --wait)")
+    head_words = f" (the bus is at position {head:,})" if head is not None else ""
+    if replication["down"]:
+        down = replication["down"][0]
+        return (f"replication cannot catch up: {why}{head_words}; start it with: msshop "
+                f"start {down}, then wait with: msshop wait --for caught-up")
+    return f"replication cannot catch up: {why}{head_words}"
+
+
+def seed_wait_failed(replication: Replication) -> str:
+    """Why --wait ended without the read model caught up (the command exits 1 or 3)."""
+    why = "; ".join(replication["missing"])
+    if replication["state"] == "timed-out":
+        return (f"the read model did not catch up within "
+                f"{replication['waited_ms'] / 1000:.0f} s: {why}; see: msshop status, or "
+                "wait longer with: msshop wait --for caught-up --timeout S")
+    if replication["down"]:
+        return (f"the read model cannot catch up: {why}; start it with: msshop start "
+                f"{replication['down'][0]}")
+    return f"the read model cannot catch up: {why}"
+
+
+def seed_json(report: SeedReport, waited: bool) -> None:
+    """The report as one JSON document on stdout; a wait that failed also says why on
+    stderr."""
+    print(json.dumps(report, indent=2))
+    if waited and report["replication"]["state"] != "caught-up":
+        error(seed_wait_failed(report["replication"]))
 
 
 def reset_done(out: Console) -> None:
@@ -117,9 +178,8 @@ def chaos(out: Console, service: str, answer: ChaosAnswer, to: str | None = None
         note(out, f"{service} -> {to}: no faults")
     elif not now and not links:
         note(out, f"{service}: no faults")
-    if now:
-        note(out, f"{service}: every request delayed {now['latency_ms']:g} ms "
-                  f"(+0..{now['jitter_ms']:g} ms), {now['error_rate']:.0%} answered 503")
+    if now and (words := fault_words(now)):
+        note(out, f"{service}: " + ", ".join(words))
     for callee, fault in links.items():
         for line in fitted(f"{service} -> {callee}:", link_words(fault)):
             note(out, line)
@@ -127,6 +187,17 @@ def chaos(out: Console, service: str, answer: ChaosAnswer, to: str | None = None
         note(out, f"clear with: msshop chaos {service} --to {to} --clear")
     elif now or links:
         note(out, f"clear {'the rest ' if to else ''}with: msshop chaos {service} --clear")
+
+
+def fault_words(fault: ChaosState) -> list[str]:
+    """A service's faults in words, only those it has (msshop status shows them too)."""
+    words = []
+    if fault["latency_ms"] or fault["jitter_ms"]:
+        words.append(f"every request delayed {fault['latency_ms']:g} ms"
+                     + (f" (+0..{fault['jitter_ms']:g} ms)" if fault["jitter_ms"] else ""))
+    if fault["error_rate"]:
+        words.append(f"{fault['error_rate']:.0%} answered 503")
+    return words
 
 
 def link_words(fault: LinkFault) -> list[str]:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
+from rich.console import Console, Group, RenderableType
+from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
@@ -25,7 +26,9 @@ def _short(values: Any, most: int = 5) -> str:
     return f"[{shown}{f', … {len(values)} in all' if len(values) > most else ''}]"
 
 
-def _span_label(span: Span) -> Text:
+def _span_label(span: Span) -> RenderableType:
+    """The span's service, name and duration, and under them, indented, what it touched;
+    a detail line that wraps keeps its indent."""
     attributes = span.get("attributes") or {}
     label = service_name(clean(f"{span['service']:<8}")) + data(" " + str(span["name"]))
     label += Text(f"  {span['duration_ms']:.2f} ms", style="dim")
@@ -47,19 +50,22 @@ def _span_label(span: Span) -> Text:
         facts.append(f"bus position {attributes['msshop.position']}")
         if "msshop.lag_ms" in attributes:
             facts.append(f"{attributes['msshop.lag_ms']:.2f} ms after the commit")
+    details: list[Text] = []
     if facts:
-        label += Text("\n  ") + data("  ".join(facts), "dim")
+        details.append(data("  ".join(facts), "dim"))
     if attributes.get("msshop.breaks_encapsulation"):
-        label += Text("\n  breaks encapsulation: one process opened every service's file",
-                      style="yellow")
+        details.append(Text("breaks encapsulation: one process opened every service's file",
+                            style="yellow"))
     if "msshop.events.kinds" in attributes:
         kinds = [f"{n} {kind}" for kind, n in attributes["msshop.events.kinds"].items()]
         named = [f"{kind} from {source} @ {position}"
                  for kind, source, position in attributes.get("msshop.events", [])[:3]]
-        label += Text("\n  ") + data(f"rows from {attributes['msshop.events.count']} event(s): "
-                      + ", ".join(kinds) + (f"; e.g. {'; '.join(named)}" if named else ""),
-                      style="dim")
-    return label
+        details.append(data(f"rows from {attributes['msshop.events.count']} event(s): "
+                            + ", ".join(kinds) + (f"; e.g. {'; '.join(named)}" if named else ""),
+                            style="dim"))
+    if not details:
+        return label
+    return Group(label, *(Padding(detail, (0, 0, 0, 2)) for detail in details))
 
 
 def trace(out: Console, spans: list[Span], trace_id: str) -> None:
@@ -67,8 +73,8 @@ def trace(out: Console, spans: list[Span], trace_id: str) -> None:
     from msshop.instruments.traces.shape import summary, tree
 
     shape = summary(spans)
-    out.print(Text(f"trace {trace_id}", style="bold") + Text(
-        f"  services: {', '.join(shape['services'])}", style="dim"), soft_wrap=True)
+    out.print(Text(f"trace {trace_id}", style="bold"))
+    note(out, f"services: {', '.join(shape['services'])}", style="dim")
 
     def add(branch: Tree, node: Node) -> None:
         child = branch.add(_span_label(node.span))
@@ -158,7 +164,7 @@ def journey(out: Console, followed: Journey, view: str = "both") -> None:
                   "msshop status); the trace shows how far the write got")
 
 
-def traces(out: Console, found: list[Listed]) -> None:
+def trace_list(out: Console, found: list[Listed]) -> None:
     """`msshop traces`: one line each, newest first."""
     import time
 

@@ -1,5 +1,6 @@
-"""Every scripted demo, run straight through as CI would; the runner itself checks each
-step's expected line, so a demo that no longer lands fails here."""
+"""Every scripted demo, run straight through as CI would, in an 80-column terminal; the
+runner itself checks each step's expected line, so a demo that no longer lands fails
+here."""
 
 from __future__ import annotations
 
@@ -37,12 +38,15 @@ def test_every_shipped_demo_is_tested() -> None:
 def test_demo_runs_through_and_leaves_nothing_behind(name: str, tmp_path: Path) -> None:
     scratch = tmp_path / "tmp"
     scratch.mkdir()
-    env = sandbox_env(tmp_path / "unused", TMPDIR=str(scratch))
+    env = sandbox_env(tmp_path / "unused", TMPDIR=str(scratch), COLUMNS="80")
     result = msshop("demo", name, "--no-pause", "--speed", "100", env=env, cwd=tmp_path,
                     timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     for line in KEY_LINES[name]:
         assert line in result.stdout, line
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80, max(lines, key=len)
+    assert [line for line in lines if line != line.rstrip()] == [], "no trailing spaces"
     assert result.stdout.rstrip().endswith(f"demo '{name}' done: "
                                            f"{len(demo.load(name).steps)} steps, nothing left "
                                            "behind")

@@ -140,7 +140,7 @@ def test_chaos_needs_the_token_and_shows_in_traces_status_and_timeouts(sandbox: 
     done = sandbox.run("chaos", "users", "--latency", "2500", check=True)
     assert done.stdout.startswith("users: every request delayed 2500 ms")
     status_text = sandbox.run("status", check=True).stdout
-    assert "chaos in users: +2500 ms (+0..0 ms), 0% answered 503" in status_text
+    assert "chaos in users: every request delayed 2500 ms" in status_text
     # slower than the services' http_timeout (2 s): direct-call names users and how it failed
     status, answer = client.exchange("query", "GET", "/user-orders/1?strategy=direct-call")
     assert (status, answer["dependency"], answer["failure"]) == (503, "users", "timeout")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import cast
 
 from rich.console import Console
@@ -107,7 +108,7 @@ def test_start_says_what_a_catching_up_query_service_can_do() -> None:
     render.service_started(out, "query", 12.0, health)
     assert out.export_text() == (
         "query started, healthy in 12 ms; it answers direct-call; replicated reads wait until "
-        "it has caught up (12,000 of 40,000 applied)\n")
+        "it has caught\n  up (12,000 of 40,000 applied)\n"), "wrapped at the width, indented"
     out = captured()
     render.service_started(out, "users", 9.0, cast(Health, {"service": "users"}),
                            restarted=True)
@@ -124,3 +125,54 @@ def test_status_does_not_call_the_shop_caught_up_while_events_wait_in_outboxes()
         "outbox backlog: orders 664",
         "query: read model at position 100 of 100 (caught up with the bus; 664 event(s) not "
         "on the bus yet), 0 dead letter(s)"]
+
+
+def test_every_renderer_the_cli_may_ask_for_is_found_and_typed() -> None:
+    """render/__init__ imports a topic's module only when one of its names is first asked
+    for; _TOPICS (where each name lives) and the imports that type them must agree."""
+    import ast
+    import importlib
+
+    package = importlib.import_module("msshop.render")
+    source = Path(package.__file__ or "").read_text()
+    typed = {alias.asname or alias.name for node in ast.walk(ast.parse(source))
+             if isinstance(node, ast.ImportFrom) and node.module != "__future__"
+             for alias in node.names} - {"TYPE_CHECKING", "Any"}
+    assert typed == set(package.__all__)
+    # importing msshop.render.traces sets the package's attribute `traces` to the module:
+    # a renderer of the same name would be shadowed by it
+    topics = {path.stem for path in Path(package.__file__ or "").parent.glob("*.py")}
+    assert not set(package.__all__) & topics
+    for name in package.__all__:
+        assert callable(getattr(package, name)), name
+
+
+def test_a_narrow_status_drops_the_least_useful_columns_and_keeps_the_rest_whole() -> None:
+    status = cast(StatusReport, {
+        "sandbox": "/tmp/sb", "mode": "detached", "supervisor": {"pid": 10},
+        "services": [
+            {"name": "query", "status": "running", "pid": 123456, "port": 47104,
+             "health": "ok", "db": "/tmp/sb/data/query.db", "exit": None,
+             "rows": {"users_replica": 2000, "products_replica": 200,
+                      "orders_replica": 100_000}}]})
+
+    def shown(width: int) -> list[str]:
+        out = render.terminal()
+        out.width = width
+        with out.capture() as captured_text:
+            out.print(render.status_table(out, status))
+        return captured_text.get().splitlines()
+
+    wide = shown(100)
+    assert wide[1].split() == ["service", "status", "pid", "port", "health", "database", "rows"]
+    assert [line.split() for line in wide[2:]] == [
+        ["query", "running", "123456", "47104", "ok", "data/query.db", "users", "2,000"],
+        ["products", "200"], ["orders", "100,000"]], "a read model's tables one a line"
+    narrow = shown(58)
+    assert narrow[1].split() == ["service", "status", "pid", "database", "rows"], \
+        "health, then port, went first"
+    assert "123456" in narrow[2] and "…" not in "".join(narrow), "what stays is whole"
+    assert all(len(line) <= 58 and line == line.rstrip() for line in narrow)
+    tiny = shown(36)  # the title wraps; the table keeps what matters most
+    assert next(line for line in tiny if line.startswith("service")).split() == [
+        "service", "status", "rows"]

@@ -1,8 +1,9 @@
 """The supervisor's command handling, in process, as honcho tests its Manager: with fakes.
 
-The Supervisor is handed a factory of FakeProcess (it records start and stop, and ends when
-told), a probe that answers healthy after N calls or never, a clock whose sleep only moves
-time on, and a printer that records events. Nothing forks, binds or waits. The state is
+The Supervisor is handed a factory of FakeProcess (it records its start, the signals it is
+sent and the waits for it, and ends when told or on SIGTERM), a probe that answers healthy
+after N calls or never, a clock whose sleep only moves time on, and a printer that records
+events. Nothing forks, binds or waits. The state is
 built as prepare() would build it (prepare itself takes a lock, opens the control socket and
 installs signal handlers, which the end-to-end tests cover); the state file is real, in
 tmp_path.
@@ -11,17 +12,25 @@ tmp_path.
 from __future__ import annotations
 
 import itertools
+import signal
 import socket
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
 
 from msshop.contracts.config import Settings, defaults
-from msshop.contracts.topology import SERVICES, ServiceSpec
-from msshop.runtime.orchestrator.state import SandboxPaths, ServiceState, State, read_state
-from msshop.runtime.orchestrator.supervisor import Supervisor
+from msshop.contracts.topology import BY_NAME, SERVICES, ServiceSpec
+from msshop.runtime.orchestrator.state import (
+    BusState,
+    SandboxPaths,
+    ServiceState,
+    State,
+    read_state,
+)
+from msshop.runtime.orchestrator.supervisor import KILL_WAIT, Supervisor
 from msshop.runtime.platform.context import ServiceContext
 
 HOST = "127.0.0.1"
@@ -66,7 +75,7 @@ class FakeProcess:
         self.code: int | None = None  # None while it runs
         self.probes = 0  # /health calls it was asked so far
         self.close_in_child: list[int] = []
-        self.stop_timeout: float | None = None
+        self.waits: list[float] = []  # the timeout of each wait for it to end
         self.found_data: bool | None = None  # whether its database file was there at start
 
     def start(self, sock: socket.socket, lifeline: tuple[int, int],
@@ -84,12 +93,22 @@ class FakeProcess:
     def alive(self) -> bool:
         return self.pid is not None and self.code is None
 
-    def stop(self, timeout: float) -> int | None:
-        self.world.journal.append(f"stop {self.name}")
-        self.stop_timeout = timeout
-        if self.alive():
-            self.code = 0  # uvicorn ends cleanly on SIGTERM
+    def terminate(self) -> None:
+        self.world.journal.append(f"SIGTERM {self.name}")
+        if self.alive() and self.name not in self.world.ignore_sigterm:
+            self.code = -signal.SIGTERM  # uvicorn stops, then dies of the signal it caught
+
+    def wait(self, timeout: float) -> int | None:
+        self.world.journal.append(f"wait {self.name}")
+        self.waits.append(timeout)
+        if self.alive():  # still running: the wait lasts its whole timeout
+            self.world.clock.now += timeout
         return self.code
+
+    def kill(self) -> None:
+        self.world.journal.append(f"SIGKILL {self.name}")
+        if self.alive():
+            self.code = -signal.SIGKILL
 
     def exit(self, code: int) -> None:
         """End on its own, as a crash would (-9: killed by SIGKILL)."""
@@ -101,10 +120,12 @@ class World:
 
     def __init__(self) -> None:
         self.clock = FakeClock()
-        self.journal: list[str] = []  # "start X", "stop X", "healthy X", in order
+        # "start X", "healthy X", "SIGTERM X", "wait X", "SIGKILL X", in order
+        self.journal: list[str] = []
         self.processes: dict[str, FakeProcess] = {}  # the latest one made for each service
         self.pids = itertools.count(101)
         self.exit_on_start: dict[str, int] = {}  # these end at once with this code
+        self.ignore_sigterm: set[str] = set()  # these run on after SIGTERM, until SIGKILL
         self.unhealthy: dict[str, int | None] = {}  # probes answered None first; None: all
         self.binds: list[tuple[str, int, str]] = []
         self.preloaded: list[list[str]] = []
@@ -259,8 +280,8 @@ def test_stop_stops_a_running_service(running: Supervisor, world: World,
     answer = running.handle({"op": "stop", "service": "users"})
 
     assert answer == {"ok": True}
-    assert world.journal == ["stop users"]
-    assert world.processes["users"].stop_timeout == running.settings.stop_timeout
+    assert world.journal == ["SIGTERM users", "wait users"]
+    assert world.processes["users"].waits == [running.settings.stop_timeout]
     assert (on_disk(running, "users").status, on_disk(running, "users").pid) == ("stopped", None)
     assert on_disk(running, "orders").status == "running"
     assert printer.events == [("info", "users stopped")]
@@ -281,7 +302,7 @@ def test_restart_stops_then_starts_a_new_process(running: Supervisor, world: Wor
     answer = running.handle({"op": "restart", "service": "users"})
 
     assert answer == {"ok": True, "ready_ms": 0.0}
-    assert world.journal == ["stop users", "start users", "healthy users"]
+    assert world.journal == ["SIGTERM users", "wait users", "start users", "healthy users"]
     new = world.processes["users"]
     assert new is not old and new.pid != old.pid and not old.alive()
     assert (on_disk(running, "users").status, on_disk(running, "users").pid) == \
@@ -342,7 +363,8 @@ def test_a_service_never_healthy_fails_at_the_startup_deadline(
     assert 10.0 < waited <= 10.0 + 0.02
     assert max(world.clock.slept) == 0.02  # the pause doubles from 2 ms, up to 20 ms
     assert world.processes["users"].probes == len(world.clock.slept) + 1
-    assert world.journal[-1] == "stop users", "the half-started child is not left running"
+    assert world.journal[-2:] == ["SIGTERM users", "wait users"], \
+        "the half-started child is not left running"
     saved = on_disk(supervisor, "users")
     assert (saved.status, saved.pid, saved.exit) == ("failed", None, "not healthy within 10 s")
     assert supervisor.handle({"op": "start", "service": "users"})["error"] != \
@@ -397,7 +419,10 @@ def test_reset_stops_all_deletes_the_data_and_starts_all(
 
     assert answer == {"ok": True}
     assert world.journal == [
-        "stop query", "stop users", "stop products", "stop orders", "stop bus",
+        "SIGTERM query", "wait query",
+        "SIGTERM users", "SIGTERM products", "SIGTERM orders",
+        "wait users", "wait products", "wait orders",
+        "SIGTERM bus", "wait bus",
         "start bus", "healthy bus",
         "start users", "start products", "start orders",
         "healthy users", "healthy products", "healthy orders",
@@ -437,11 +462,77 @@ def test_reap_reports_a_crashed_service_once(
     assert on_disk(running, "products").status == "running"
 
 
-def test_stop_all_stops_in_reverse_stage_order(running: Supervisor, world: World) -> None:
+def test_stop_all_stops_each_stage_together_in_reverse_stage_order(
+        running: Supervisor, world: World, printer: RecordingPrinter) -> None:
     running.stop_all()
 
-    assert world.journal == ["stop query", "stop users", "stop products", "stop orders",
-                             "stop bus"]
+    # a stage's services are all sent SIGTERM before any is waited for: they stop at once
+    assert world.journal == [
+        "SIGTERM query", "wait query",
+        "SIGTERM users", "SIGTERM products", "SIGTERM orders",
+        "wait users", "wait products", "wait orders",
+        "SIGTERM bus", "wait bus"]
     assert {name: on_disk(running, name).status for name in ALL} == \
         dict.fromkeys(ALL, "stopped")
+    assert {name: on_disk(running, name).pid for name in ALL} == dict.fromkeys(ALL)
     assert running.processes == {}
+    assert printer.events == [("info", f"{name} stopped")
+                              for name in ("query", "users", "products", "orders", "bus")]
+
+
+def test_a_service_that_ignores_sigterm_is_killed_once_its_stage_deadline_passes(
+        running: Supervisor, world: World, printer: RecordingPrinter) -> None:
+    world.ignore_sigterm.add("products")
+    stop_timeout = running.settings.stop_timeout
+    began = world.clock.now
+
+    running.stop_all()
+
+    assert world.journal[2:9] == [
+        "SIGTERM users", "SIGTERM products", "SIGTERM orders",
+        "wait users", "wait products", "wait orders",
+        "SIGKILL products"]
+    # one deadline for the stage: once products has had its stop_timeout, orders (already
+    # ended) is not given another
+    assert world.processes["users"].waits == [stop_timeout]
+    assert world.processes["products"].waits == [stop_timeout, KILL_WAIT]
+    assert world.processes["orders"].waits == [0.0]
+    assert world.clock.now - began == stop_timeout, "the stage took one stop_timeout"
+    assert world.processes["products"].exitcode() == -signal.SIGKILL
+    assert {name: on_disk(running, name).status for name in ALL} == \
+        dict.fromkeys(ALL, "stopped")
+    assert ("warning", f"products did not stop within {stop_timeout:g} s of SIGTERM; "
+                       "killed") in printer.events
+    assert world.journal[-2:] == ["SIGTERM bus", "wait bus"], "the bus still stops last"
+
+
+def test_the_nodes_of_a_nats_bus_stop_one_after_another_and_last(
+        running: Supervisor, world: World) -> None:
+    as_nats_cluster(running, world, ["bus", "bus-2", "bus-3"])
+
+    running.stop_all()
+
+    assert world.journal == [
+        "SIGTERM query", "wait query",
+        "SIGTERM users", "SIGTERM products", "SIGTERM orders",
+        "wait users", "wait products", "wait orders",
+        "SIGTERM bus", "wait bus", "SIGTERM bus-2", "wait bus-2", "SIGTERM bus-3", "wait bus-3"]
+    assert running.processes == {}
+
+
+def as_nats_cluster(supervisor: Supervisor, world: World, nodes: list[str]) -> None:
+    """Make the running sandbox's bus a cluster of nats-server nodes, each running."""
+    state = supervisor._state()
+    state.bus = BusState(backend="nats", servers=[f"nats://{HOST}:{BASE_PORT}"] * len(nodes))
+    bus = world.processes["bus"]
+    for node in nodes:
+        state.services[node] = ServiceState(
+            name=node, port=BASE_PORT, url=f"nats://{HOST}:{BASE_PORT}",
+            db=str(supervisor.paths.nats_store(node)), log=str(bus.log_path),
+            status="running", kind="nats-server")
+        if node not in supervisor.processes:
+            process = FakeProcess(world, replace(BY_NAME["bus"], name=node), bus.context,
+                                  bus.log_path, "info")
+            process.start(cast(socket.socket, None), (0, 0), [])
+            supervisor.processes[node] = world.processes[node] = process
+    world.journal.clear()

@@ -13,13 +13,10 @@ from typing import Any
 
 import pytest
 from google.protobuf import json_format
-from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
-from opentelemetry.proto.trace.v1.trace_pb2 import Status, TracesData
+from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan, Status, TracesData
 
 from msshop.contracts.spans import Span
-from msshop.instruments.traces import mermaid
-from msshop.instruments.traces import otlp as otlp_export
-from msshop.instruments.traces import shape as trace_shape
+from msshop.instruments.traces import mermaid, otlp as otlp_export, shape as trace_shape
 
 TRACE = "0af7651916cd43dd8448eb211c80319c"
 T0 = 1_700_000_000.0

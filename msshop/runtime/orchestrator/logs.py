@@ -9,9 +9,13 @@ from pathlib import Path
 class LogFollower:
     """Yields the complete lines appended to a file since the last call."""
 
-    def __init__(self, path: Path, from_start: bool = False) -> None:
+    def __init__(self, path: Path, from_start: bool = False, offset: int | None = None
+                 ) -> None:
+        """From the end of the file, its start, or `offset` (where a reading stopped)."""
         self.path = path
-        self.offset = 0 if from_start or not path.exists() else path.stat().st_size
+        if offset is None:
+            offset = 0 if from_start or not path.exists() else path.stat().st_size
+        self.offset = offset
         self.partial = b""
 
     def new_lines(self) -> list[str]:
@@ -41,6 +45,18 @@ def tail(path: Path, count: int) -> list[str]:
             return list(deque(f, maxlen=count))
     except FileNotFoundError:
         return []
+
+
+def complete_lines(path: Path) -> tuple[list[str], int]:
+    """Every complete line of a file, and the byte offset just after the last of them: a
+    line still being written is left for a LogFollower started there."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return [], 0
+    end = data.rfind(b"\n") + 1
+    # split at newlines only: a line may hold other separators a user typed (U+2028 …)
+    return data[:end].decode(errors="replace").split("\n")[:-1], end
 
 
 def last_error_line(path: Path) -> str | None:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import multiprocess
+from setproctitle import setproctitle
 
 from msshop.contracts.errors import SandboxError
 from msshop.contracts.topology import ServiceSpec
@@ -121,17 +122,27 @@ class ForkedProcess:
     def alive(self) -> bool:
         return self._process is not None and self._process.exitcode is None
 
-    def stop(self, timeout: float) -> int | None:
-        """SIGTERM, wait up to `timeout`, then SIGKILL. Returns the exit code."""
-        if self._process is None:
-            return None
+    # Stopping is three steps, not one call, so that the supervisor can send SIGTERM to a
+    # whole stage and then wait for all of it: a stage stops in the time of its slowest
+    # service, not in the sum of theirs.
+
+    def terminate(self) -> None:
+        """SIGTERM: the process ends its requests and closes its resources, then exits."""
         if self.alive():
             self._process.terminate()
-            self._process.join(timeout)
-            if self.alive():
-                self._process.kill()
-                self._process.join(5)
+
+    def wait(self, timeout: float) -> int | None:
+        """Wait up to `timeout` seconds for it to end (woken by its exit, not polled);
+        its exit code, or None if it still runs."""
+        if self._process is None:
+            return None
+        self._process.join(timeout)
         return self.exitcode()
+
+    def kill(self) -> None:
+        """SIGKILL, for a process that did not end after SIGTERM."""
+        if self.alive():
+            self._process.kill()
 
 
 class ServiceProcess(ForkedProcess):
@@ -168,6 +179,7 @@ class ServiceProcess(ForkedProcess):
 def _child_main(entry: str, context: ServiceContext, sock: socket.socket, log_path: Path,
                 log_level: str, lifeline: tuple[int, int], close_fds: tuple[int, ...]) -> None:
     """First code in the forked child: detach from the terminal's signals, log to a file."""
+    setproctitle(f"msshop: {context.name}")  # in ps and top; else it shows as `msshop up`
     os.setpgid(0, 0)  # Ctrl-C reaches the supervisor, which stops services in order
     signal.set_wakeup_fd(-1)
     for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):

@@ -23,13 +23,15 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
+from setproctitle import setproctitle
+
 from msshop.contracts.config import Settings
 from msshop.contracts.credentials import digest, service_credential
 from msshop.contracts.errors import SandboxError
 from msshop.contracts.topology import BY_NAME, SERVICES, ServiceSpec, stages
 from msshop.runtime.orchestrator import broker
 from msshop.runtime.orchestrator.control import ControlServer
-from msshop.runtime.orchestrator.health import probe
+from msshop.runtime.orchestrator.health import probe, probe_nats
 from msshop.runtime.orchestrator.logs import LogFollower, last_error_line
 from msshop.runtime.orchestrator.printer import Printer
 from msshop.runtime.orchestrator.process import ServiceProcess, bind, describe_exit, preload
@@ -48,6 +50,7 @@ from msshop.runtime.platform.context import ServiceContext
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 HEALTH_REFRESH = 1.0
+KILL_WAIT = 5.0  # seconds for the kernel to reap a process sent SIGKILL
 
 
 class Interrupted(SandboxError):
@@ -75,7 +78,11 @@ class ChildProcess(Protocol):
 
     def alive(self) -> bool: ...
 
-    def stop(self, timeout: float) -> int | None: ...
+    def terminate(self) -> None: ...  # SIGTERM, if it runs
+
+    def wait(self, timeout: float) -> int | None: ...  # its exit code; None: still runs
+
+    def kill(self) -> None: ...  # SIGKILL, if it runs
 
 
 class Probe(Protocol):
@@ -96,7 +103,7 @@ class Supervisor:
                  bind: Callable[[str, int, str], socket.socket] = bind,
                  preload: Callable[[Sequence[ServiceSpec]], None] = preload,
                  probe: Probe = probe,
-                 probe_broker: Probe = broker.probe,
+                 probe_broker: Probe = probe_nats,
                  clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self.new_process = new_process  # (spec, context, log path, log level), not started
@@ -132,6 +139,7 @@ class Supervisor:
 
     def prepare(self) -> State:
         """Take the sandbox's lock, clear a crashed run's leftovers, bind every port."""
+        setproctitle("msshop: supervisor")  # in ps and top, detached or in the foreground
         self.paths.create()
         if not self.lock.acquire():
             existing = read_state(self.paths)
@@ -377,21 +385,56 @@ class Supervisor:
             pause = min(pause * 2, 0.02)
 
     def _stop(self, name: str) -> None:
+        self._stop_together([name])
+
+    def _stop_together(self, names: list[str]) -> None:
+        """SIGTERM to each, then wait for all of them on one deadline (stop_timeout), then
+        SIGKILL to any still running: services stopped together take as long as the
+        slowest of them, not the sum of their times."""
+        if not names:
+            return
         state = self._state()
-        service = state.services[name]
-        process = self.processes.pop(name, None)
-        if process is not None and process.alive():
-            service.status = "stopping"
-            process.stop(self.settings.stop_timeout)
-            self.printer.event(f"{name} stopped")
-        service.status, service.pid = "stopped", None
+        stopping: dict[str, ChildProcess] = {}
+        for name in names:
+            process = self.processes.pop(name, None)
+            if process is not None and process.alive():
+                state.services[name].status = "stopping"
+                process.terminate()
+                stopping[name] = process
+        if stopping:
+            write_state(self.paths, state)
+        deadline = self.clock() + self.settings.stop_timeout
+        for process in stopping.values():
+            process.wait(max(0.0, deadline - self.clock()))
+        for name, process in stopping.items():
+            if process.alive():
+                process.kill()
+                process.wait(KILL_WAIT)
+                self.printer.event(f"{name} did not stop within "
+                                   f"{self.settings.stop_timeout:g} s of SIGTERM; killed",
+                                   "warning")
+            else:
+                self.printer.event(f"{name} stopped")
+        for name in names:
+            state.services[name].status, state.services[name].pid = "stopped", None
         write_state(self.paths, state)
 
     def stop_all(self) -> None:
+        """Stage by stage, the last started first, each stage's services together: query
+        before the services it reads and calls, the bus last, so that no relay or
+        consumer still running finds it gone (and logs that it is down).
+
+        The nodes of a nats bus stop one after another (a few ms each): nodes stopped at
+        once cut each other's routes while writing, which nats-server logs as an error."""
         for stage in reversed(self._stages()):
-            for name in stage:
-                if name in self.processes:
-                    self._stop(name)
+            running = [name for name in stage if name in self.processes]
+            nodes = [name for name in running if self._is_broker(name)]
+            self._stop_together([name for name in running if name not in nodes])
+            for node in nodes:
+                self._stop_together([node])
+
+    def _is_broker(self, name: str) -> bool:
+        return self._state().services[name].kind == "nats-server"
 
     def _reap(self) -> None:
         """Notice services that ended without being asked to, and say so."""

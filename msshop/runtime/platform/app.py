@@ -35,11 +35,21 @@ log = logging.getLogger("msshop.http")
 
 
 class Resource(Protocol):
-    """Something a service opens when it starts and closes when it stops."""
+    """Something a service opens when it starts and closes when it stops. One that can hold
+    a request open (the bus's long-poll) also has `release()`: see release_held."""
 
     async def start(self) -> None: ...
 
     async def close(self) -> None: ...
+
+
+def release_held(app: object) -> None:
+    """The service begins to stop: each resource that holds requests open answers them now
+    with what it has. The server waits for open requests before it closes the resources,
+    so without this a long-poll would hold the stop (or be cut off, with an error)."""
+    release = getattr(getattr(app, "state", None), "release_held", None)
+    if callable(release):  # an app made by service_app
+        release()
 
 
 def service_app(
@@ -64,6 +74,9 @@ def service_app(
 
     `links`: the faults on the service's own calls, which POST /chaos with `to` sets; by
     default the ones its Peers and bus (among `resources`) act on.
+
+    A resource with a `release()` method is told when the service begins to stop, before
+    open requests are waited for (release_held).
     """
     tracer = tracer or Tracer(service)
 
@@ -178,10 +191,19 @@ def service_app(
         lifespan=lifespan,
     )
     app.state.openapi = openapi
+    app.state.release_held = lambda: release_all(resources)
     templates = {endpoint.handler: endpoint.path for endpoint in endpoints}
     app.add_middleware(ChaosMiddleware, chaos=chaos)  # inside the span: faults show in traces
     app.add_middleware(TracingMiddleware, tracer=tracer, templates=templates)
     return app
+
+
+def release_all(resources: Sequence[Resource]) -> None:
+    """Call `release()` on each resource that has one (what holds requests open)."""
+    for resource in resources:
+        release = getattr(resource, "release", None)
+        if callable(release):
+            release()
 
 
 def links_of(resources: Sequence[Resource]) -> Links | None:

@@ -2,6 +2,9 @@
 
 The service's stdout/stderr already point at its log file; its socket is bound; the read
 end of the supervisor's lifeline pipe is open. Everything here runs in the child only.
+
+Stopping (SIGTERM from the supervisor, or the lifeline's EOF) takes milliseconds: see
+PromptServer.
 """
 
 from __future__ import annotations
@@ -9,19 +12,27 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+import math
 import os
 import socket
 import sys
 from collections.abc import Callable
+from contextlib import suppress
+from types import FrameType
 from typing import Any
 
 import uvicorn
 import uvloop
 
+from msshop.runtime.platform.app import release_held
 from msshop.runtime.platform.context import ServiceContext
 from msshop.runtime.platform.db import install_isolation_guard
 
 log = logging.getLogger("msshop.runner")
+uvicorn_log = logging.getLogger("uvicorn.error")
+
+TICK = 0.1  # uvicorn's: its chores (the Date header) run every tenth tick
+DRAIN_POLL = 0.001  # seconds between looks at the connections still open while stopping
 
 
 def configure_logging(service: str, level: str) -> None:
@@ -54,7 +65,7 @@ def serve(entry: str, context: ServiceContext, sock: socket.socket, lifeline_fd:
         access_log=False, log_config=None, log_level=log_level,
         timeout_graceful_shutdown=1, timeout_keep_alive=30,
     )
-    server = uvicorn.Server(config)
+    server = PromptServer(config, release=lambda: release_held(app))
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -67,7 +78,7 @@ def serve(entry: str, context: ServiceContext, sock: socket.socket, lifeline_fd:
             if not data:  # EOF: the supervisor is gone
                 loop.remove_reader(lifeline_fd)
                 log.warning("supervisor is gone; %s shuts down", context.name)
-                server.should_exit = True
+                server.exit_now()
 
         loop.add_reader(lifeline_fd, lifeline_event)
         log.info("%s serving on %s:%s (pid %d, db %s)", context.name,
@@ -75,3 +86,80 @@ def serve(entry: str, context: ServiceContext, sock: socket.socket, lifeline_fd:
         await server.serve(sockets=[sock])
 
     uvloop.run(main())
+
+
+class PromptServer(uvicorn.Server):
+    """uvicorn's server, stopping in milliseconds rather than 0.2 to 1.2 s.
+
+    uvicorn notices a stop on its next 0.1 s tick, then sleeps 0.1 s for connections to
+    close, looks again every 0.1 s, and holds a request still open (the bus's long-poll)
+    up to timeout_graceful_shutdown before cancelling it with an ERROR line. Here a stop
+    wakes the loop at once; requests held open are released (they answer with what they
+    have: app.release_held); connections are looked at every millisecond. A request
+    still running after timeout_graceful_shutdown is cancelled, as uvicorn does.
+    """
+
+    def __init__(self, config: uvicorn.Config, release: Callable[[], None]) -> None:
+        super().__init__(config)
+        self.release = release
+        self.stop_requested = asyncio.Event()
+        self.loop: asyncio.AbstractEventLoop | None = None  # set once serving
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        """SIGTERM/SIGINT (uvicorn's handler, which notes the signal to die of it once
+        stopped), and the loop woken at once. A signal handler may run between any two
+        bytecodes, so the event is set from the loop, not here."""
+        super().handle_exit(sig, frame)
+        if self.loop is not None:
+            self.loop.call_soon_threadsafe(self.stop_requested.set)
+
+    def exit_now(self) -> None:
+        """Stop, asked from inside the loop (the supervisor is gone)."""
+        self.should_exit = True
+        self.stop_requested.set()
+
+    async def main_loop(self) -> None:
+        """uvicorn's loop of ticks, each also ended by a stop request."""
+        self.loop = asyncio.get_running_loop()
+        ticks = 0
+        while not await self.on_tick(ticks):
+            ticks = (ticks + 1) % 864_000
+            with suppress(TimeoutError):
+                async with asyncio.timeout(TICK):
+                    await self.stop_requested.wait()
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        """uvicorn's shutdown (no new connections, idle ones closed, open requests finished,
+        then the app's shutdown), with held requests released first and no fixed pauses."""
+        uvicorn_log.info("Shutting down")
+        for server in self.servers:
+            server.close()
+        for sock in sockets or []:
+            sock.close()
+        self.release()
+        for connection in list(self.server_state.connections):
+            connection.shutdown()  # an idle one closes now; a busy one after its answer
+        if not await self.drained(self.config.timeout_graceful_shutdown):
+            tasks = self.server_state.tasks
+            log.warning("%d request(s) still running %g s after the stop began; cancelled",
+                        len(tasks), self.config.timeout_graceful_shutdown)
+            for task in list(tasks):
+                task.cancel()
+        else:
+            for server in self.servers:
+                await server.wait_closed()
+        if not self.force_exit:
+            await self.lifespan.shutdown()
+
+    async def drained(self, timeout: float | None) -> bool:
+        """Wait until every connection has closed and every request has finished (or a
+        second Ctrl-C forces the exit); False if some have not within `timeout` seconds
+        (None: no limit)."""
+        state = self.server_state
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (math.inf if timeout is None else timeout)
+        while (state.connections or state.tasks) and not self.force_exit:
+            if loop.time() >= deadline:
+                return False
+            await asyncio.sleep(DRAIN_POLL)
+        return True

@@ -95,14 +95,22 @@ class Log:
         self.head = 0
         self.id = ""  # the log's identity, made with the log (bus.db's `log` table)
         self._appended = asyncio.Event()
+        self.released = False  # the bus is stopping: no reader is held any more
 
     def appended(self, head: int) -> None:
         self.head = head
         woken, self._appended = self._appended, asyncio.Event()
         woken.set()
 
+    def release(self) -> None:
+        """The bus is stopping: every held reader answers now, with what there is (nothing
+        new: its client asks again, elsewhere or later), and none is held from here on.
+        Otherwise the stop would wait for a long-poll, or cut it off."""
+        self.released = True
+        self._appended.set()
+
     async def wait(self, after: int, seconds: float) -> None:
-        if self.head > after or seconds <= 0:
+        if self.head > after or seconds <= 0 or self.released:
             return
         with suppress(TimeoutError):  # asyncio.timeout, not wait_for: a cancel is not lost
             async with asyncio.timeout(seconds):
@@ -169,11 +177,17 @@ def create_app(ctx: ServiceContext) -> Starlette:
     db = ctx.database(MIGRATIONS, ["events"])
     log = Log()
 
-    class HeadLoader:
+    class LogResource:
+        """The log as the app's resource: its head and identity read as the bus starts,
+        its held readers released as it begins to stop (app.release_held)."""
+
         async def start(self) -> None:
             (log.head,) = db.conn.execute(
                 "SELECT coalesce(max(position), 0) FROM events").fetchone()
             (log.id,) = db.conn.execute("SELECT id FROM log").fetchone()
+
+        def release(self) -> None:
+            log.release()
 
         async def close(self) -> None:
             pass
@@ -231,7 +245,7 @@ def create_app(ctx: ServiceContext) -> Starlette:
                          default=0)],
              auth="owner or services")],
         health,
-        [db, HeadLoader()],
+        [db, LogResource()],
         ctx.tracer,
         ctx.admin,
         __doc__ or "",

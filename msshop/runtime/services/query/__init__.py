@@ -92,14 +92,14 @@ def create_app(ctx: ServiceContext) -> Starlette:
         if not await consumer.wait_for(after, wait_ms / 1000):
             raise HttpError(503, f"the read model has not applied bus position {after} within "
                                  f"{wait_ms} ms (it is at {consumer.position} of "
-                                 f"{consumer.head}); try again, or wait longer with wait_ms",
+                                 f"{consumer.head}); try again, or ask with a longer wait_ms",
                             freshness=consumer.freshness())
 
     def read_replicated(user_id: int) -> UserOrders:
         freshness = consumer.freshness()
         if consumer.catching_up_to is not None:
             raise HttpError(503, f"not ready: catching up (position {consumer.position} of "
-                                 f"{consumer.catching_up_to}); ask again in a moment, or use "
+                                 f"{consumer.catching_up_to}); ask again in a moment, or ask with "
                                  "strategy=direct-call", freshness=freshness)
         with db.span("SELECT", "users_replica, orders_replica", [user_id]) as span:
             user, orders, sources = replicated.user_orders(db.conn, user_id, SOURCES_IN_TRACE)
