@@ -75,7 +75,8 @@ class Page:
 async def with_page(path: Path, test: Any) -> Any:
     """Start Chromium, open `path` in it, run `await test(page)`, stop Chromium."""
     binary = chromium()
-    with tempfile.TemporaryDirectory(prefix="msshop-chromium-") as profile:
+    profile = tempfile.mkdtemp(prefix="msshop-chromium-")
+    try:
         browser = subprocess.Popen([binary, *FLAGS, f"--user-data-dir={profile}",
                                     "about:blank"], stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL)
@@ -96,6 +97,22 @@ async def with_page(path: Path, test: Any) -> Any:
             except subprocess.TimeoutExpired:
                 browser.kill()
                 browser.wait(5)
+    finally:
+        remove(Path(profile))
+
+
+def remove(profile: Path, attempts: int = 50) -> None:
+    """Chromium's helper processes may still write into its profile for a moment after the
+    browser has exited ("Directory not empty"): try again, for up to ~5 s."""
+    for _ in range(attempts - 1):
+        try:
+            shutil.rmtree(profile)
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            time.sleep(0.1)
+    shutil.rmtree(profile, ignore_errors=True)
 
 
 def _devtools_port(profile: Path, browser: subprocess.Popen[bytes]) -> int:
