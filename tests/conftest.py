@@ -61,6 +61,19 @@ class Sandbox:
             **kwargs: Any) -> subprocess.CompletedProcess[str]:
         return msshop(*args, env={**self.env, **(env_extra or {})}, **kwargs)
 
+    @contextlib.contextmanager
+    def background(self, *args: str) -> Iterator[subprocess.Popen[str]]:
+        """`msshop ARGS` running beside the test, as in a second terminal; ended if the
+        test leaves it running."""
+        process = subprocess.Popen([sys.executable, "-m", "msshop", *args], env=self.env,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            yield process
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+
     def status(self) -> dict[str, Any]:
         result: dict[str, Any] = json.loads(self.run("status", "--json").stdout)
         return result

@@ -9,7 +9,6 @@ import json
 import re
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -112,10 +111,7 @@ def test_bad_input_is_one_line_and_exit_2(logged: Sandbox) -> None:
 
 
 def test_follow_json_prints_each_new_line_as_it_is_written(logged: Sandbox) -> None:
-    follow = subprocess.Popen([sys.executable, "-m", "msshop", "logs", "supervisor", "-f",
-                               "-n", "1", "--json"], env=logged.env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
-    try:
+    with logged.background("logs", "supervisor", "-f", "-n", "1", "--json") as follow:
         assert follow.stdout is not None
         reader = LineReader(follow.stdout)
         reader.wait_for('"service":"supervisor"', timeout=10)  # the last line so far
@@ -124,10 +120,9 @@ def test_follow_json_prints_each_new_line_as_it_is_written(logged: Sandbox) -> N
         lines = json_lines(seen)
         assert [line["service"] for line in lines] == ["supervisor"] * len(lines)
         assert any(line["message"] == "orders stopped" for line in lines)
-    finally:
         follow.send_signal(signal.SIGINT)  # Ctrl-C: it stops quietly
         assert follow.wait(10) == 0
-    assert follow.stderr is not None and follow.stderr.read() == ""
+        assert follow.stderr is not None and follow.stderr.read() == ""
 
 
 def test_nats_servers_lines_merge_in_time_order_with_msshops(tmp_path: Path) -> None:

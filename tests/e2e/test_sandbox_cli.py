@@ -356,10 +356,7 @@ def test_a_sandbox_directory_that_cannot_be_made(tmp_path: Path) -> None:
 
 
 def test_logs_follow_prints_new_lines_and_ends_with_the_sandbox(sandbox: Sandbox) -> None:
-    follow = subprocess.Popen([sys.executable, "-m", "msshop", "logs", "supervisor", "-f",
-                               "-n", "1"], env=sandbox.env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
-    try:
+    with sandbox.background("logs", "supervisor", "-f", "-n", "1") as follow:
         assert follow.stdout is not None
         reader = LineReader(follow.stdout)
         reader.wait_for(" ready on ", timeout=10)  # the last line so far
@@ -368,6 +365,3 @@ def test_logs_follow_prints_new_lines_and_ends_with_the_sandbox(sandbox: Sandbox
         reader.wait_for(f"(pid {sandbox.state.services['users'].pid})", timeout=10)
         sandbox.run("down", check=True)
         assert follow.wait(10) == 0, "--follow ends when the sandbox stops"
-    finally:
-        if follow.poll() is None:
-            follow.kill()

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -120,26 +119,17 @@ def test_caught_up_waits_for_outboxes_and_the_read_model(sandbox: Sandbox) -> No
     assert (report["outcome"], report["missing"]) == (
         "timed-out", ["orders: 1 event not on the bus yet"])
     assert report["services"][0]["pending"] == 1
-    later = subprocess.Popen([sys.executable, "-m", "msshop", "wait", "--for", "caught-up",
-                              "--timeout", "20"], env=sandbox.env, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
-    try:
+    with sandbox.background("wait", "--for", "caught-up", "--timeout", "20") as later:
         time.sleep(0.3)
         assert later.poll() is None, "still waiting while the event cannot leave orders"
         sandbox.run("chaos", "orders", "--to", "bus", "--clear", check=True)
         out, err = later.communicate(timeout=20)
-    finally:
-        if later.poll() is None:
-            later.kill()
     assert later.returncode == 0, err
     assert out.startswith("caught-up after ") and " at bus position 12: " in out
 
 
 def test_a_crash_while_waiting_is_named_and_exits_1(sandbox: Sandbox) -> None:
-    waiting = subprocess.Popen([sys.executable, "-m", "msshop", "wait", "query", "--for",
-                                "down", "--timeout", "20"], env=sandbox.env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
+    with sandbox.background("wait", "query", "--for", "down", "--timeout", "20") as waiting:
         time.sleep(0.3)
         sandbox.run("kill", "orders", check=True)
         healthy = sandbox.run("wait", "--timeout", "5")
@@ -149,25 +139,16 @@ def test_a_crash_while_waiting_is_named_and_exits_1(sandbox: Sandbox) -> None:
         assert waiting.poll() is None, "query is not down: a crash of orders is not its"
         sandbox.run("kill", "query", check=True)
         out, err = waiting.communicate(timeout=10)
-    finally:
-        if waiting.poll() is None:
-            waiting.kill()
     assert waiting.returncode == 0, err
     assert out.startswith("down after ") and out.strip().endswith(": query")
 
 
 def test_down_for_the_whole_sandbox_waits_for_the_supervisor(sandbox: Sandbox) -> None:
-    waiting = subprocess.Popen([sys.executable, "-m", "msshop", "wait", "--for", "down",
-                                "--timeout", "20", "--json"], env=sandbox.env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
+    with sandbox.background("wait", "--for", "down", "--timeout", "20", "--json") as waiting:
         time.sleep(0.3)
         assert waiting.poll() is None
         sandbox.run("down", check=True)
         out, err = waiting.communicate(timeout=10)
-    finally:
-        if waiting.poll() is None:
-            waiting.kill()
     assert waiting.returncode == 0, err
     report = json.loads(out)
     assert (report["condition"], report["reached"], report["services"]) == ("down", True, [])
