@@ -8,7 +8,7 @@ The services' OpenAPI documents (GET /openapi.json) are generated from these typ
 # on the way to their start (their OpenAPI documents name them).
 from typing import NotRequired, TypedDict
 
-from msshop.contracts.answers import ReplicaFreshness
+from msshop.contracts.answers import Buyer, OrderLine, ReplicaFreshness
 from msshop.contracts.status import ChaosState, LinkFault
 
 
@@ -132,6 +132,14 @@ class Floor(TypedDict):
 
     id: int
     name: str
+
+
+class FloorRows(TypedDict):
+    """GET /bench/floor-rows/{id}: the replicated answer's rows, read and encoded, nothing
+    else (user null: no such user)."""
+
+    user: Buyer | None
+    orders: list[OrderLine]
 
 
 class Lags(TypedDict):

@@ -65,7 +65,9 @@ def bench_side_by_side(out: Console, reports: list[BenchReport]) -> None:
     for report in reports:
         table.add_column(report["bus"], justify="right")
     rows: list[tuple[str, Callable[[BenchReport], str]]] = [
-        ("replicated p50 / floor", _over_floor),
+        ("replicated p50 / floor", lambda r: _over(r, "replicated", "floor")),
+        ("replicated p50 / floor rows", lambda r: _over(r, "replicated", "floor rows")),
+        ("direct-call p50 / floor", lambda r: _over(r, "direct-call", "floor")),
         ("lag p50 at 1,000/s, ms", lambda r: f"{r['paced']['lag_ms']['p50']:.2f}"),
         ("lag p99 at 1,000/s, ms", lambda r: f"{r['paced']['lag_ms']['p99']:.2f}"),
         ("purchases/s, 16 clients", lambda r: f"{r['sustained']['per_second']:,.0f}"),
@@ -78,9 +80,9 @@ def bench_side_by_side(out: Console, reports: list[BenchReport]) -> None:
     out.print(table)
 
 
-def _over_floor(report: BenchReport) -> str:
+def _over(report: BenchReport, endpoint: str, floor: str) -> str:
     latency = report["latency_ms"]
-    return f"{latency['replicated']['p50'] / latency['floor']['p50']:.2f}x"
+    return f"{latency[endpoint]['p50'] / latency[floor]['p50']:.2f}x"
 
 
 def bench_json(report: BenchReport | list[BenchReport]) -> None:

@@ -43,6 +43,8 @@ def _span_label(span: Span) -> RenderableType:
             facts.append(f"keys {_short(attributes['msshop.keys'])}")
         if "msshop.rows" in attributes:
             facts.append(f"{attributes['msshop.rows']} rows")
+        if "msshop.kept_at" in attributes:  # read from the file then, kept since
+            facts.append(f"kept since position {attributes['msshop.kept_at']}")
     elif "peer.service" in attributes and span.get("kind") == "client":
         status = attributes.get("http.response.status_code")
         facts.append(f"→ {attributes['peer.service']}" + (f" ({status})" if status else ""))

@@ -14,7 +14,8 @@ def test_bench_quick_measures_every_strategy_in_its_own_sandbox(tmp_path: Path) 
                     timeout=300, check=True)
     report = json.loads(result.stdout)
     latency = report["latency_ms"]
-    assert set(latency) == {"floor", "replicated", "direct-call", "direct-call naive"}
+    assert set(latency) == {"floor", "floor rows", "replicated", "direct-call",
+                            "direct-call naive"}
     for figures in latency.values():
         assert 0 < figures["p50"] <= figures["p99"]
     for size in ("1", "10", "100", "1000"):
@@ -42,7 +43,8 @@ def test_bench_on_both_buses_reports_them_side_by_side(tmp_path: Path) -> None:
     assert "on the log bus" in text and "on the nats bus" in text
     table = text[text.index("side by side"):].splitlines()
     assert table[1].split() == ["figure", "log", "nats"]
-    for row in ("lag p50 at 1,000/s, ms", "purchases/s, 16 clients", "rebuild, events/s",
+    for row in ("replicated p50 / floor rows", "direct-call p50 / floor",
+                "lag p50 at 1,000/s, ms", "purchases/s, 16 clients", "rebuild, events/s",
                 "up -> healthy, ms"):
         line = next(line for line in table if line.startswith(row))
         figures = line[len(row):].split()

@@ -370,3 +370,44 @@ def test_a_dependency_too_slow_for_the_configured_timeout_is_named(tmp_path: Pat
         assert message.split()[1] in ("users", "orders")
     finally:
         stop_sandbox(sandbox)
+
+
+def test_a_kept_answer_is_let_go_by_each_event_that_changes_it(sandbox: Sandbox) -> None:
+    """Replicated answers are kept in memory once read (query/kept.py); each event that
+    changes one (an order, a product's new title, a rebuild) must let it go at once."""
+    one_purchase(sandbox, title="Hat")
+    client = sandbox.client()
+
+    def ask() -> tuple[dict[str, Any], dict[str, Any]]:
+        document = query_json(sandbox, "--user", "1", "--strategy", "replicated")
+        read = next(s for s in document["spans"]
+                    if "orders_replica" in s["attributes"].get("db.sql.table", ""))
+        return document["answer"], read["attributes"]
+
+    def same(answer: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in answer.items() if k not in ("freshness", "trace_id")}
+
+    first, read = ask()
+    assert "msshop.kept_at" not in read, "the first answer is read from the file"
+    again, kept = ask()
+    assert kept["msshop.kept_at"] == first["freshness"]["position"]
+    assert same(again) == same(first) and kept["msshop.rows"] == read["msshop.rows"] == 2
+    assert kept["msshop.events"] == read["msshop.events"]
+    trace = sandbox.run("trace", check=True).stdout
+    assert f"kept since position {first['freshness']['position']}" in trace
+
+    client.buy(1, 1, quantity=2)
+    caught_up(client, timeout=30)
+    bought, read = ask()
+    assert "msshop.kept_at" not in read and len(bought["orders"]) == 2
+
+    client.request("products", "PATCH", "/products/1", {"title": "Cap"})
+    caught_up(client, timeout=30)
+    renamed, read = ask()
+    assert "msshop.kept_at" not in read
+    assert [order["title"] for order in renamed["orders"]] == ["Cap", "Cap"]
+
+    ask()  # kept again
+    client.replay()
+    rebuilt, read = ask()
+    assert "msshop.kept_at" not in read and same(rebuilt) == same(renamed)

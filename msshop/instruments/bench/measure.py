@@ -2,9 +2,10 @@
 
 What it reports (ratios within one run are the figures to trust on a noisy machine):
 - latency (median, p99) as a caller of the query service sees it, for the floor (a bare
-  endpoint of the same stack doing one indexed SQLite read), replicated, and direct-call
-  batched and naive, for a user with 10 orders (the floor and replicated in alternating
-  blocks, since their ratio is the target);
+  endpoint of the same stack doing one indexed SQLite read), the floor with the answer's
+  rows (the same user's rows read and encoded, nothing else: what the payload costs),
+  replicated, and direct-call batched and naive, for a user with 10 orders (both floors and
+  replicated in alternating blocks, since their ratios are the targets);
 - how replicated and direct-call change with 1, 10, 100 and 1,000 orders per user;
 - purchases per second from one sequential client, and the replication lag of those
   purchases (commit in orders -> applied in the query service's read model);
@@ -162,10 +163,12 @@ def measure_everything(state: State, plan: Plan, tell: Say) -> Measured:
     timer = Timer(state, "query")
     typical = users[10]
     tell(f"latency, {plan.requests:,} requests each, user with 10 orders")
-    floor, replicated = f"/bench/floor/{typical}", f"/user-orders/{typical}?strategy=replicated"
-    compared = timer.interleaved([floor, replicated], plan.requests)
+    floor, rows = f"/bench/floor/{typical}", f"/bench/floor-rows/{typical}"
+    replicated = f"/user-orders/{typical}?strategy=replicated"
+    compared = timer.interleaved([floor, rows, replicated], plan.requests)
     latency: dict[str, Figures] = {
         "floor": compared[floor],
+        "floor rows": compared[rows],
         "replicated": compared[replicated],
         "direct-call": timer.measure(f"/user-orders/{typical}?strategy=direct-call",
                                      plan.requests),

@@ -54,7 +54,8 @@ class Rebuild(TypedDict):
 class Measured(TypedDict):
     """What is measured on the running sandbox."""
 
-    latency_ms: dict[str, Figures]  # floor, replicated, direct-call, direct-call naive
+    # floor, floor rows, replicated, direct-call, direct-call naive
+    latency_ms: dict[str, Figures]
     by_orders: dict[int, dict[str, Staged]]  # orders per user -> strategy -> figures
     purchases: Purchases
     lag_ms: Figures

@@ -7,16 +7,14 @@ from __future__ import annotations
 import logging
 import os
 import time
+import traceback
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Annotated, Any, Protocol
 
 import msgspec
-from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from msshop import __version__
@@ -24,9 +22,10 @@ from msshop.contracts.shop import ChaosAnswer, Trespassed
 from msshop.contracts.spans import Spans, parse_traceparent, sampled
 from msshop.contracts.status import Health
 from msshop.runtime.platform.chaos import Chaos, ChaosMiddleware, Faults, Trespass
-from msshop.runtime.platform.http import HttpError, json_response, one_line, require_token
+from msshop.runtime.platform.http import HttpError, json_response, require_token
 from msshop.runtime.platform.links import Links
 from msshop.runtime.platform.openapi import Endpoint, Param, document
+from msshop.runtime.platform.routing import Router
 from msshop.runtime.platform.tracing import Tracer, follow, unfollow
 
 TraceId = Annotated[str, msgspec.Meta(min_length=32, max_length=32)]
@@ -47,9 +46,8 @@ def release_held(app: object) -> None:
     """The service begins to stop: each resource that holds requests open answers them now
     with what it has. The server waits for open requests before it closes the resources,
     so without this a long-poll would hold the stop (or be cut off, with an error)."""
-    release = getattr(getattr(app, "state", None), "release_held", None)
-    if callable(release):  # an app made by service_app
-        release()
+    if isinstance(app, ServiceApp):
+        app.release_held()
 
 
 def service_app(
@@ -61,8 +59,8 @@ def service_app(
     admin: str | None = None,
     description: str = "",
     links: Links | None = None,
-) -> Starlette:
-    """A Starlette app with the service's `endpoints` and what every service has: GET
+) -> ServiceApp:
+    """An ASGI app with the service's `endpoints` and what every service has: GET
     /health, GET /spans, POST /chaos, GET /openapi.json (its OpenAPI document, generated
     from the endpoints' declarations; `description` says what the service is) and JSON
     errors.
@@ -83,7 +81,7 @@ def service_app(
     ready_at: list[float] = []  # when startup finished (unix seconds), once it has
 
     @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    async def lifespan() -> AsyncIterator[None]:
         opened: list[Resource] = []
         try:
             for resource in resources:
@@ -117,16 +115,10 @@ def service_app(
 
     built: list[bytes] = []  # the document, made at the first GET /openapi.json
 
-    def openapi() -> dict[str, Any]:
-        """The service's OpenAPI 3.1 document (built once, then kept)."""
+    async def openapi_endpoint(request: Request) -> Response:
         if not built:
             built.append(msgspec.json.encode(
                 document(service, every, description, __version__)))
-        answer: dict[str, Any] = msgspec.json.decode(built[0])
-        return answer
-
-    async def openapi_endpoint(request: Request) -> Response:
-        openapi()
         return Response(built[0], media_type="application/json")
 
     every = [
@@ -152,50 +144,47 @@ def service_app(
             200: (dict[str, Any], "The service's OpenAPI 3.1 document")}, chaos=False),
         *endpoints,
     ]
+    router = Router(service)
+    for endpoint in every:
+        router.add(endpoint.method, endpoint.path, endpoint.handler)
+    # faults inside the span, so that they show in traces
+    handle = TracingMiddleware(ChaosMiddleware(router, chaos), tracer)
+    return ServiceApp(handle, lifespan, router, lambda: release_all(resources))
 
-    async def http_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, HttpError)
-        return json_response({"error": one_line(exc.message), "status": exc.status,
-                              "service": service, **exc.extra}, exc.status)
 
-    async def starlette_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, HTTPException)
-        headers = {name.lower(): value for name, value in (exc.headers or {}).items()}
-        if exc.status_code == 404:
-            message = f"{service} has no route {request.method} {request.url.path}"
-        elif exc.status_code == 405:
-            # every method of the path (Starlette's Allow names only its first route's)
-            allowed = sorted({method for route in app.router.routes
-                              if isinstance(route, Route)
-                              and route.matches(request.scope)[0] is not Match.NONE
-                              for method in route.methods or ()})
-            headers["allow"] = ", ".join(allowed)
-            message = f"{service} does not allow {request.method} on {request.url.path}"
-        else:
-            message = str(exc.detail)
-        answer = json_response({"error": one_line(message), "status": exc.status_code,
-                                "service": service}, exc.status_code)
-        answer.headers.update(headers)
-        return answer
+class ServiceApp:
+    """A service as one ASGI app: its resources opened and closed with the lifespan, and
+    each request through tracing, chaos and the router (routing.py: no framework)."""
 
-    async def crash(request: Request, exc: Exception) -> Response:
-        log.exception("unhandled error in %s %s", request.method, request.url.path)
-        return json_response({"error": one_line(f"{service} failed: {type(exc).__name__}: "
-                                                f"{exc}; see: msshop logs {service}"),
-                              "status": 500, "service": service}, 500)
+    def __init__(self, handle: ASGIApp,
+                 lifespan: Callable[[], AbstractAsyncContextManager[None]],
+                 router: Router, release_held: Callable[[], None]) -> None:
+        self.handle = handle
+        self.lifespan = lifespan
+        self.router = router
+        self.release_held = release_held
 
-    app = Starlette(
-        routes=[endpoint.route() for endpoint in every],
-        exception_handlers={HttpError: http_error, HTTPException: starlette_error,
-                            Exception: crash},
-        lifespan=lifespan,
-    )
-    app.state.openapi = openapi
-    app.state.release_held = lambda: release_all(resources)
-    templates = {endpoint.handler: endpoint.path for endpoint in endpoints}
-    app.add_middleware(ChaosMiddleware, chaos=chaos)  # inside the span: faults show in traces
-    app.add_middleware(TracingMiddleware, tracer=tracer, templates=templates)
-    return app
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+        else:  # http: the server runs without websockets
+            await self.handle(scope, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        """ASGI's lifespan protocol, as Starlette speaks it: a failed start or stop is
+        reported to the server with its traceback, then raised."""
+        started = False
+        await receive()  # lifespan.startup
+        try:
+            async with self.lifespan():
+                await send({"type": "lifespan.startup.complete"})
+                started = True
+                await receive()  # lifespan.shutdown
+        except BaseException:
+            failed = "lifespan.shutdown.failed" if started else "lifespan.startup.failed"
+            await send({"type": failed, "message": traceback.format_exc()})
+            raise
+        await send({"type": "lifespan.shutdown.complete"})
 
 
 def release_all(resources: Sequence[Resource]) -> None:
@@ -222,10 +211,9 @@ class TracingMiddleware:
 
     UNTRACED = frozenset({"/health", "/spans", "/openapi.json"})
 
-    def __init__(self, app: ASGIApp, tracer: Tracer, templates: dict[Any, str]) -> None:
+    def __init__(self, app: ASGIApp, tracer: Tracer) -> None:
         self.app = app
         self.tracer = tracer
-        self.templates = templates
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in self.UNTRACED:
@@ -260,7 +248,7 @@ class TracingMiddleware:
         finally:
             unfollow(following)
             self.tracer.deactivate(token)
-            route = self.templates.get(scope.get("endpoint"), scope["path"])
+            route = scope.get("msshop.route", scope["path"])
             span["name"] = f"{method} {route}"
             attributes = span["attributes"]
             attributes["http.route"] = route

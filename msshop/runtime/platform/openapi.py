@@ -2,7 +2,7 @@
 
 A service declares each route once, as an `Endpoint`: method, path, parameters (with their
 types and ranges), the request body's type, the answers' types by status, a summary, and
-who may call it. The platform makes the Starlette Route from it, and `document()` the
+who may call it. The platform routes requests to it (routing.py), and `document()` the
 operation, with schemas generated from the types themselves (msgspec.json.schema_components):
 request bodies are msgspec Structs, answers TypedDicts (msshop.contracts), parameters
 annotated types such as `Annotated[int, Meta(ge=1, le=MAX_ID)]`. No JSON Schema is written
@@ -29,7 +29,6 @@ from typing import Annotated, Any, Literal, NotRequired, Required, Union
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from msshop.contracts.limits import MAX_BATCH, MAX_BODY, MAX_ID
 from msshop.contracts.shop import Error
@@ -100,7 +99,7 @@ def id_list(what: str, required: bool = False) -> Param:
 
 
 class Endpoint:
-    """One route of a service, declared once: the Route it serves and the operation that
+    """One route of a service, declared once: the route it serves and the operation that
     describes it. `answers` are by status; the platform adds the ones every route of the kind
     has (413/415/422 for a body, 422 for parameters, 404 for a path parameter, 401/403 for
     a credential, 503 for chaos). `chaos`: POST /chaos applies to it (all but /health,
@@ -122,9 +121,6 @@ class Endpoint:
         self.params = params
         self.auth = auth
         self.chaos = chaos
-
-    def route(self) -> Route:
-        return Route(self.path, self.handler, methods=[self.method])
 
 
 def responses(endpoint: Endpoint) -> dict[int, tuple[Any, str]]:

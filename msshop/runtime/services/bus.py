@@ -28,14 +28,13 @@ from contextlib import suppress
 from typing import Annotated, Any
 
 import msgspec
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 
 from msshop.contracts.events import Appended, Event, EventPage
 from msshop.contracts.limits import MAX_BATCH, MAX_ID
 from msshop.contracts.topology import BY_NAME
-from msshop.runtime.platform.app import service_app
+from msshop.runtime.platform.app import ServiceApp, service_app
 from msshop.runtime.platform.context import ServiceContext
 from msshop.runtime.platform.db import transaction
 from msshop.runtime.platform.http import HttpError, caller, int_query, json_response, read_json
@@ -173,7 +172,7 @@ def read(conn: sqlite3.Connection, after: int, limit: int, head: int, log_id: by
     return b'{"head":%d,"log":"%s","events":[%s]}' % (head, log_id, items)
 
 
-def create_app(ctx: ServiceContext) -> Starlette:
+def create_app(ctx: ServiceContext) -> ServiceApp:
     db = ctx.database(MIGRATIONS, ["events"])
     log = Log()
 

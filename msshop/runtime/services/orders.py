@@ -24,7 +24,6 @@ import time
 from typing import Annotated, Any
 
 import msgspec
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -32,7 +31,7 @@ from msshop.contracts import events
 from msshop.contracts.events import Event
 from msshop.contracts.limits import MAX_BATCH, MAX_ID, MAX_QUANTITY, MAX_REQUEST_ID
 from msshop.contracts.shop import Created, Order, OrdersOfUser
-from msshop.runtime.platform.app import service_app
+from msshop.runtime.platform.app import ServiceApp, service_app
 from msshop.runtime.platform.batching import Coalescer
 from msshop.runtime.platform.context import ServiceContext
 from msshop.runtime.platform.http import (
@@ -258,7 +257,7 @@ async def check_many(peers: Peers, purchases: list[Purchase]) -> dict[int, int]:
 # --- HTTP ------------------------------------------------------------------------------------
 
 
-def create_app(ctx: ServiceContext) -> Starlette:
+def create_app(ctx: ServiceContext) -> ServiceApp:
     db = ctx.database(MIGRATIONS, ["orders"])
     peers = ctx.peers()
     bus = ctx.bus(peers)

@@ -17,7 +17,6 @@ import time
 from typing import Annotated, Any
 
 import msgspec
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -25,7 +24,7 @@ from msshop.contracts import events
 from msshop.contracts.events import Event
 from msshop.contracts.limits import MAX_BATCH, MAX_ID, MAX_PRICE, MAX_SKU, MAX_STOCK, MAX_TITLE
 from msshop.contracts.shop import Created, Product, ProductPage, ProductsFound
-from msshop.runtime.platform.app import service_app
+from msshop.runtime.platform.app import ServiceApp, service_app
 from msshop.runtime.platform.context import ServiceContext
 from msshop.runtime.platform.http import (
     HttpError,
@@ -220,7 +219,7 @@ def change_product(conn: sqlite3.Connection, outbox: Outbox, product_id: int,
 # --- HTTP ------------------------------------------------------------------------------------
 
 
-def create_app(ctx: ServiceContext) -> Starlette:
+def create_app(ctx: ServiceContext) -> ServiceApp:
     db = ctx.database(MIGRATIONS, ["products"])
     peers = ctx.peers()
     bus = ctx.bus(peers)

@@ -14,7 +14,6 @@ import time
 from typing import Annotated, Any
 
 import msgspec
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -22,7 +21,7 @@ from msshop.contracts import events
 from msshop.contracts.events import Event
 from msshop.contracts.limits import MAX_BATCH, MAX_EMAIL, MAX_NAME
 from msshop.contracts.shop import Created, User, UsersFound
-from msshop.runtime.platform.app import service_app
+from msshop.runtime.platform.app import ServiceApp, service_app
 from msshop.runtime.platform.context import ServiceContext
 from msshop.runtime.platform.http import (
     HttpError,
@@ -142,7 +141,7 @@ def get_users(conn: sqlite3.Connection, ids: list[int]) -> dict[str, Any]:
 # --- HTTP ------------------------------------------------------------------------------------
 
 
-def create_app(ctx: ServiceContext) -> Starlette:
+def create_app(ctx: ServiceContext) -> ServiceApp:
     db = ctx.database(MIGRATIONS, ["users"])
     peers = ctx.peers()
     bus = ctx.bus(peers)

@@ -7,30 +7,33 @@ strategies, chosen per request:
         [&after=POSITION&wait_ms=2000]   read-your-writes: wait until POSITION is applied
     GET /user-orders/{user_id}?strategy=direct-call[&fanout=batched|naive][&partial=1]
     GET /bench/floor/{user_id}   one indexed read of its own file: the stack's floor
+    GET /bench/floor-rows/{user_id}   the replicated answer's rows, read and encoded: the
+                                 floor with the answer's payload (no trace, no freshness)
     GET /bench/lag?since=T       replication lag of the events that occurred since T
     GET /dead-letters?limit=N    events the read model could not apply, with the reason
     POST /replay                 rebuild the read model from position 0 (sandbox token)
 
 - replicated: from its own read model, built by consuming the bus; the answer says how
   fresh it is (position applied, bus head last seen) and the trace names the events the
-  rows came from.
+  rows came from. A user's answer, once read, is kept until an event changes it (kept.py).
 - direct-call: asks users, orders and products over HTTP (see direct_call.py).
 """
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Annotated, Any, Literal
 
 import msgspec
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 
 from msshop.bus.interface import BusUnavailable
 from msshop.contracts.answers import QUESTION, UserOrders
+from msshop.contracts.events import Received
 from msshop.contracts.limits import MAX_ID
-from msshop.contracts.shop import DeadLetters, Floor, Lags, Replayed
-from msshop.runtime.platform.app import service_app
+from msshop.contracts.shop import DeadLetters, Floor, FloorRows, Lags, Replayed
+from msshop.runtime.platform.app import ServiceApp, service_app
 from msshop.runtime.platform.consumer import CONSUMER_LOG_COLUMN, CONSUMER_SCHEMA, Consumer
 from msshop.runtime.platform.context import ServiceContext
 from msshop.runtime.platform.http import (
@@ -43,7 +46,7 @@ from msshop.runtime.platform.http import (
 )
 from msshop.runtime.platform.openapi import Endpoint, Param, path_id
 from msshop.runtime.platform.tracing import current_trace_id
-from msshop.runtime.services.query import direct_call, projection, rebuild, replicated
+from msshop.runtime.services.query import direct_call, kept, projection, rebuild, replicated
 
 MIGRATIONS = [projection.SCHEMA + ";" + CONSUMER_SCHEMA, CONSUMER_LOG_COLUMN]
 STRATEGIES = ("replicated", "direct-call")
@@ -52,12 +55,19 @@ MAX_WAIT_MS = 30_000  # read-your-writes: the longest wait for a position
 MAX_DEAD_LETTERS = 10_000  # in one answer
 
 
-def create_app(ctx: ServiceContext) -> Starlette:
+def create_app(ctx: ServiceContext) -> ServiceApp:
     db = ctx.database(MIGRATIONS, projection.TABLES)
     peers = ctx.peers()
     bus = ctx.bus(peers)
-    consumer = Consumer("query", lambda: db.conn, bus, projection.dropping_for_tests(),
-                        tracer=ctx.tracer, db_name=db.file_name)
+    answers = kept.Answers()
+    write = projection.dropping_for_tests()
+
+    def apply(conn: sqlite3.Connection, event: Received, position: int) -> None:
+        write(conn, event, position)
+        answers.applied(event)
+
+    consumer = Consumer("query", lambda: db.conn, bus, apply, tracer=ctx.tracer,
+                        db_name=db.file_name)
 
     async def user_orders(request: Request) -> Response:
         user_id = id_param(request, "user_id")
@@ -69,21 +79,20 @@ def create_app(ctx: ServiceContext) -> Starlette:
         if fanout not in direct_call.FANOUTS:
             raise HttpError(422, f"fanout {fanout!r} is not one of: "
                                  + ", ".join(direct_call.FANOUTS))
-        answer: UserOrders
         if strategy == "replicated":
             after = int_query(request, "after", 0, 0, MAX_ID)
             if after > consumer.position:
                 await wait_for_position(after, int_query(request, "wait_ms", 2000, 0,
                                                          MAX_WAIT_MS))
-            answer = read_replicated(user_id)
-        else:
-            partial = query_value(request, "partial") in ("1", "true")
-            user, orders, missing = await direct_call.user_orders(peers, user_id, fanout,
-                                                                  partial)
-            answer = {"question": QUESTION, "strategy": strategy, "fanout": fanout,
-                      "user": user, "orders": orders, "freshness": {"live": True}}
-            if partial:
-                answer["partial"], answer["missing"] = bool(missing), missing
+            return json_response(read_replicated(user_id))
+        partial = query_value(request, "partial") in ("1", "true")
+        user, orders, missing = await direct_call.user_orders(peers, user_id, fanout,
+                                                              partial)
+        answer: UserOrders = {
+            "question": QUESTION, "strategy": strategy, "fanout": fanout, "user": user,
+            "orders": orders, "freshness": {"live": True}}
+        if partial:
+            answer["partial"], answer["missing"] = bool(missing), missing
         answer["trace_id"] = current_trace_id()
         return json_response(answer)
 
@@ -95,35 +104,49 @@ def create_app(ctx: ServiceContext) -> Starlette:
                                  f"{consumer.head}); try again, or ask with a longer wait_ms",
                             freshness=consumer.freshness())
 
-    def read_replicated(user_id: int) -> UserOrders:
+    def read_replicated(user_id: int) -> dict[str, Any]:
+        """UserOrders, with the user and orders as the bytes kept for them (msgspec.Raw)."""
         freshness = consumer.freshness()
         if consumer.catching_up_to is not None:
             raise HttpError(503, f"not ready: catching up (position {consumer.position} of "
                                  f"{consumer.catching_up_to}); ask again in a moment, or ask with "
                                  "strategy=direct-call", freshness=freshness)
         with db.span("SELECT", "users_replica, orders_replica", [user_id]) as span:
-            user, orders, sources = replicated.user_orders(db.conn, user_id, SOURCES_IN_TRACE)
             attributes = span["attributes"]
-            attributes["msshop.rows"] = len(orders) + (user is not None)
+            answer = answers.get(user_id)
+            if answer is not None:
+                attributes["msshop.kept_at"] = answer.position
+            else:
+                user, orders, sources = replicated.user_orders(db.conn, user_id,
+                                                               SOURCES_IN_TRACE)
+                if user is not None:
+                    answer = answers.keep(user_id, user, orders, sources, consumer.position)
+            attributes["msshop.rows"] = answer.rows if answer is not None else 0
             # kept as data, put into words only when someone reads the trace
-            if sources:
-                attributes["msshop.events.count"] = sources["count"]
-                attributes["msshop.events.kinds"] = sources["kinds"]
-                attributes["msshop.events"] = sources["named"]
+            if answer is not None:
+                attributes["msshop.events.count"] = answer.sources["count"]
+                attributes["msshop.events.kinds"] = answer.sources["kinds"]
+                attributes["msshop.events"] = answer.sources["named"]
             attributes["msshop.freshness.position"] = freshness["position"]
             attributes["msshop.freshness.bus_head"] = freshness["bus_head"]
-        if user is None:
+        if answer is None:
             raise HttpError(404, f"no user with id {user_id} (the read model has applied the "
                                  f"bus up to position {freshness['position']})",
                             freshness=freshness)
-        return {"question": QUESTION, "strategy": "replicated", "user": user,
-                "orders": orders, "freshness": freshness}
+        return {"question": QUESTION, "strategy": "replicated", "user": answer.user,
+                "orders": answer.orders, "freshness": freshness,
+                "trace_id": current_trace_id()}
 
     async def floor(request: Request) -> Response:
         user_id = id_param(request, "user_id")
         row = db.conn.execute("SELECT id, name FROM users_replica WHERE id = ?",
                               (user_id,)).fetchone()
         return json_response({"id": row[0], "name": row[1]} if row else None)
+
+    async def floor_rows(request: Request) -> Response:
+        user_id = id_param(request, "user_id")
+        user, orders = replicated.answer_of(replicated.rows_of(db.conn, user_id))
+        return json_response({"user": user, "orders": orders})
 
     async def lag(request: Request) -> Response:
         """Replication lag of the events since a time: commit at the source -> applied here."""
@@ -153,7 +176,8 @@ def create_app(ctx: ServiceContext) -> Starlette:
             raise HttpError(409, "a rebuild is already running; wait for it to finish")
         rebuilding.append(True)
         try:
-            return json_response(await rebuild.rebuild(lambda: db.conn, bus, consumer))
+            return json_response(await rebuild.rebuild(lambda: db.conn, bus, consumer,
+                                                       swapped=answers.forget_all))
         except BusUnavailable as exc:  # the old read model stays, and the live consumer goes on
             raise HttpError(503, f"the rebuild stopped, nothing was swapped: {exc.message}",
                             dependency="bus") from None
@@ -193,6 +217,11 @@ def create_app(ctx: ServiceContext) -> Starlette:
          Endpoint("GET", "/bench/floor/{user_id}", floor, "The stack's floor: one indexed read",
                   {200: (Floor | None, "The user's id and name in the read model (null: "
                                        "not there)")}, params=[user_id]),
+         Endpoint("GET", "/bench/floor-rows/{user_id}", floor_rows,
+                  "The floor with the replicated answer's payload: the user's rows, read "
+                  "and encoded", {200: (FloorRows, "The user (null: not there) and their "
+                                                   "orders, as in a replicated answer")},
+                  params=[user_id]),
          Endpoint("GET", "/bench/lag", lag, "Replication lags since a time", {
              200: (Lags, "Commit at the source to applied here, in ms, sorted")},
              params=[Param("since", float, "unix seconds", default=0)], auth="owner"),

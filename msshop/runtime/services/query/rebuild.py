@@ -21,7 +21,10 @@ from msshop.runtime.services.query.projection import LIVE, Projection
 REBUILDER = "query-rebuild"
 
 
-async def rebuild(connection: Callable[[], Any], bus: Bus, live: Consumer) -> dict[str, Any]:
+async def rebuild(connection: Callable[[], Any], bus: Bus, live: Consumer,
+                  swapped: Callable[[], None] = lambda: None) -> dict[str, Any]:
+    """Build the read model anew and swap it in; `swapped` runs in the swap's transaction
+    (what was kept from the old tables is let go)."""
     conn = connection()
     shadow = Projection("_next", bulk=True)
     with transaction(conn):
@@ -47,6 +50,7 @@ async def rebuild(connection: Callable[[], Any], bus: Bus, live: Consumer) -> di
             conn.execute("DELETE FROM consumer_offsets WHERE consumer = ?", (live.name,))
             conn.execute("UPDATE consumer_offsets SET consumer = ? WHERE consumer = ?",
                          (live.name, REBUILDER))
+            swapped()
 
         # the table keeps the live consumer's dead letters: count only what this pass finds
         (dead_before,) = conn.execute("SELECT count(*) FROM dead_letters").fetchone()

@@ -31,16 +31,29 @@ def user_orders(conn: sqlite3.Connection, user_id: int, most_named: int
     """(user or None, orders with product details, where the rows came from).
 
     A product whose event has not arrived yet comes back with title None."""
+    rows = rows_of(conn, user_id)
+    user, orders = answer_of(rows)
+    if user is None:
+        return None, [], {}
+    return user, orders, sources(rows[0][6], rows[1:], most_named)
+
+
+def rows_of(conn: sqlite3.Connection, user_id: int) -> list[tuple[Any, ...]]:
+    """The user's row, then their orders' rows (READ), in that order."""
     rows = conn.execute(READ, (user_id,)).fetchall()
     # the user first, then orders by id: the order SQLite returns them in, which compound
     # SELECTs do not promise, so sort (one pass over rows already in order)
     rows.sort()
+    return rows
+
+
+def answer_of(rows: list[tuple[Any, ...]]) -> tuple[Buyer | None, list[OrderLine]]:
+    """The user and their orders from rows_of (None and [] if there is no such user)."""
     if not rows or rows[0][0] != 0:
-        return None, [], {}
-    head, orders_rows = rows[0], rows[1:]
+        return None, []
+    head = rows[0]
     user: Buyer = {"id": head[1], "name": head[3], "email": head[4]}
-    orders = [order_line(r[1], r[2], r[3], r[4], r[5]) for r in orders_rows]
-    return user, orders, sources(head[6], orders_rows, most_named)
+    return user, [order_line(r[1], r[2], r[3], r[4], r[5]) for r in rows[1:]]
 
 
 def sources(user_position: int, rows: list[tuple[Any, ...]], most_named: int
