@@ -18,7 +18,7 @@ class ServiceSpec:
     port_offset: int  # port = base_port + offset (when base_port is not 0)
     entry: str  # "module:function" returning the Starlette app
     owns: str  # what data the service owns, for people reading `msshop status`
-    calls_others: bool = True  # needs the peer client (aiohttp); the bus answers only
+    calls_others: bool = True  # needs the peer client (peers.py); the bus answers only
     publishes: bool = False  # records events (an outbox and its relay): may append to the bus
 
     @property

@@ -31,11 +31,10 @@ from msshop.runtime.platform.context import ServiceContext
 
 _fork = multiprocess.get_context("fork")
 
-# What uvicorn and aiohttp would otherwise import lazily in each child as it starts: the
-# protocol and lifespan classes uvicorn's Config.load() picks by name, and the codec yarl
-# needs for the first URL (5-8 ms per child, three children at once on two cores).
-LAZY_IN_CHILDREN = ("uvicorn.protocols.http.httptools_impl", "uvicorn.lifespan.on",
-                    "encodings.idna")
+# What uvicorn would otherwise import lazily in each child as it starts: the protocol and
+# lifespan classes its Config.load() picks by name (5-8 ms per child, three children at
+# once on two cores).
+LAZY_IN_CHILDREN = ("uvicorn.protocols.http.httptools_impl", "uvicorn.lifespan.on")
 
 
 def preload(specs: Sequence[ServiceSpec]) -> None:
@@ -44,31 +43,8 @@ def preload(specs: Sequence[ServiceSpec]) -> None:
     importlib.import_module("msshop.runtime.platform.runner")
     for module in LAZY_IN_CHILDREN:
         importlib.import_module(module)
-    if any(spec.calls_others for spec in specs):
-        import_aiohttp_without_tls()
     for spec in specs:
         importlib.import_module(spec.entry.partition(":")[0])
-
-
-def import_aiohttp_without_tls() -> None:
-    """Import aiohttp as a client that cannot speak TLS.
-
-    aiohttp builds two TLS contexts when it is imported, loading the system's CA bundle:
-    53 ms here, a sixth of the 300 ms `up` may take. Services call each other over plain
-    HTTP on 127.0.0.1 and never use TLS, so the supervisor imports aiohttp while `ssl` is
-    unavailable, which aiohttp supports (each of its modules falls back to ssl = None).
-    Only aiohttp's own modules see that; everything else keeps `ssl`. An https:// peer
-    would be refused by aiohttp with a clear error, not called insecurely.
-    """
-    if "aiohttp" in sys.modules:
-        return
-    import ssl  # loaded as usual first: whatever else needs it keeps it
-
-    sys.modules["ssl"] = None  # type: ignore[assignment]  # "import ssl" raises ImportError
-    try:
-        importlib.import_module("aiohttp")
-    finally:
-        sys.modules["ssl"] = ssl
 
 
 def bind(host: str, port: int, service: str) -> socket.socket:

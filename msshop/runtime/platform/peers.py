@@ -1,21 +1,23 @@
-"""Calling other services: a pooled keep-alive aiohttp client, by service name.
+"""Calling other services by name, on kept-alive connections (wire.py).
 
-Kept apart from http.py so that a service that calls no one (the bus) never imports
-aiohttp: the supervisor can start the bus while it is still importing the rest.
+Kept apart from http.py so that a service that calls no one (the bus) never imports the
+client: the supervisor can start the bus while it is still importing the rest.
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
-import aiohttp
 import msgspec
 
 from msshop.contracts.spans import Span, traceparent
 from msshop.runtime.platform.http import HttpError
 from msshop.runtime.platform.links import Links
 from msshop.runtime.platform.tracing import Tracer, current_span
+from msshop.runtime.platform.wire import Client, ConnectFailed
 
 
 @dataclass(frozen=True)
@@ -25,7 +27,7 @@ class Reply:
 
 
 class Peers:
-    """A pooled keep-alive client for calls to other services, by service name.
+    """Calls to other services, by service name, on kept-alive connections.
 
     Each call is a client span (`peer.service`) under the current span, and carries its
     `traceparent`. Connection failures, timeouts and 5xx answers become a 503 HttpError
@@ -41,18 +43,15 @@ class Peers:
         self.timeouts = timeouts or {}  # per dependency, overriding `timeout`
         self.tracer = tracer
         self.links = links
-        self._session: aiohttp.ClientSession | None = None
+        self._addresses = {service: _address(url) for service, url in urls.items()}
+        self._client: Client | None = None
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(limit=256, keepalive_timeout=30, ttl_dns_cache=None)
-        self._session = aiohttp.ClientSession(
-            connector=connector, timeout=aiohttp.ClientTimeout(total=self.timeout),
-            skip_auto_headers=("User-Agent",),
-        )
+        self._client = Client()
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        if self._client is not None:
+            self._client.close()
 
     async def get(self, service: str, path: str, timeout: float | None = None,
                   raw: bool = False) -> Reply:
@@ -80,12 +79,12 @@ class Peers:
     async def _send(self, method: str, service: str, path: str, body: Any,
                     timeout: float | None, span: Span | None, raw: bool,
                     extra: dict[str, str] | None = None, link_faults: bool = True) -> Reply:
-        assert self._session is not None, "Peers.start() was not awaited"
+        assert self._client is not None, "Peers.start() was not awaited"
         if link_faults and self.links is not None:  # inside the span: traces show it
             refused = await self.links.cross(service)
             if refused is not None:
                 raise self._failed(span, service, "partition", refused)
-        url = self.urls[service] + path
+        host, port = self._addresses[service]
         data = body if isinstance(body, bytes) or body is None else msgspec.json.encode(body)
         headers = {"content-type": "application/json"} if data is not None else {}
         if extra:
@@ -94,19 +93,18 @@ class Peers:
             headers["traceparent"] = traceparent(span)
         limit = timeout if timeout is not None else self.timeouts.get(service, self.timeout)
         try:
-            async with self._session.request(
-                    method, url, data=data, headers=headers,
-                    timeout=aiohttp.ClientTimeout(total=limit)) as resp:
-                content = await resp.read()
-                status = resp.status
-        except aiohttp.ClientConnectorError:
+            async with asyncio.timeout(limit):
+                status, content = await self._client.request(method, host, port, path, data,
+                                                             headers)
+        except ConnectFailed as exc:
             raise self._failed(span, service, "refused",
-                               f"{service} is down: connection refused at {self.urls[service]}; "
-                               f"start it with: msshop start {service}") from None
+                               f"{service} is down: {exc} at "
+                               f"{self.urls[service]}; start it with: msshop start {service}"
+                               ) from None
         except TimeoutError:
             raise self._failed(span, service, "timeout",
                                f"{service} did not answer within {limit:g} s") from None
-        except aiohttp.ClientError as exc:
+        except OSError as exc:
             raise self._failed(span, service, "error",
                                f"{service} failed: {type(exc).__name__}: {exc}") from None
         if raw and status < 500:
@@ -126,3 +124,11 @@ class Peers:
         if span is not None:
             span["attributes"]["msshop.failure"] = failure
         return HttpError(503, message, dependency=service, failure=failure)
+
+
+def _address(url: str) -> tuple[str, int]:
+    """(host, port) of a peer's http:// URL."""
+    parts = urlsplit(url)
+    if parts.scheme != "http" or parts.hostname is None or parts.port is None:
+        raise ValueError(f"a peer is called at http://HOST:PORT, not {url!r}")
+    return parts.hostname, parts.port

@@ -1,0 +1,160 @@
+"""The services' HTTP client (platform/wire.py) against a real socket server in-process,
+which answers as each test needs: kept-alive connections reused, chunked bodies, a peer
+that closes, one that is not there, and requests that would be smuggled refused."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Awaitable, Callable
+
+import pytest
+import uvloop
+
+from msshop.runtime.platform.wire import Client, ConnectFailed, Disconnected
+
+Answer = Callable[[bytes, asyncio.StreamWriter], Awaitable[None]]
+
+
+async def serve(answer: Answer) -> tuple[asyncio.Server, int, list[int]]:
+    """A server on a free port; each request's head is handed to `answer`. The list counts
+    the requests seen on each connection (one entry per connection)."""
+    connections: list[int] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(0)
+        index = len(connections) - 1
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        await reader.readexactly(int(line.split(b":")[1]))
+                connections[index] += 1
+                await answer(head, writer)
+                if writer.is_closing():
+                    return
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    return server, port, connections
+
+
+async def ok(head: bytes, writer: asyncio.StreamWriter) -> None:
+    path = head.split(b" ")[1]
+    writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(path), path))
+    await writer.drain()
+
+
+def run(test: Callable[[], Awaitable[None]]) -> None:
+    """On asyncio's own loop, and on uvloop, which the services run on."""
+    asyncio.run(asyncio.wait_for(test(), 10))
+    uvloop.run(asyncio.wait_for(test(), 10))
+
+
+def test_a_connection_is_kept_and_used_again() -> None:
+    async def test() -> None:
+        server, port, connections = await serve(ok)
+        client = Client()
+        assert await client.request("GET", "127.0.0.1", port, "/a") == (200, b"/a")
+        assert await client.request("POST", "127.0.0.1", port, "/b", b"{}",
+                                    {"content-type": "application/json"}) == (200, b"/b")
+        assert connections == [2]
+        client.close()
+        server.close()
+    run(test)
+
+
+def test_a_chunked_body_is_put_together() -> None:
+    async def chunked(head: bytes, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 404 Not Found\r\ntransfer-encoding: chunked\r\n\r\n"
+                     b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")
+        await writer.drain()
+
+    async def test() -> None:
+        server, port, _ = await serve(chunked)
+        client = Client()
+        assert await client.request("GET", "127.0.0.1", port, "/x") == (404, b"abcde")
+        client.close()
+        server.close()
+    run(test)
+
+
+def test_connection_close_is_honoured() -> None:
+    async def closing(head: bytes, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\nok")
+        await writer.drain()
+        writer.close()
+
+    async def test() -> None:
+        server, port, connections = await serve(closing)
+        client = Client()
+        for _ in range(3):
+            assert await client.request("GET", "127.0.0.1", port, "/") == (200, b"ok")
+        assert connections == [1, 1, 1]
+        client.close()
+        server.close()
+    run(test)
+
+
+@pytest.mark.parametrize("pause", [0.0, 0.05])
+def test_a_kept_connection_the_peer_closed_is_not_seen_by_a_get(pause: float) -> None:
+    """The peer closes a kept connection once it has answered (as a restarted service
+    does): the next GET goes on a new connection, whether the close was noticed before it
+    (pause) or only as it was sent (no pause: it is sent again)."""
+    async def answer_then_close(head: bytes, writer: asyncio.StreamWriter) -> None:
+        await ok(head, writer)
+        writer.close()
+
+    async def test() -> None:
+        server, port, connections = await serve(answer_then_close)
+        client = Client()
+        assert await client.request("GET", "127.0.0.1", port, "/1") == (200, b"/1")
+        await asyncio.sleep(pause)
+        assert await client.request("GET", "127.0.0.1", port, "/2") == (200, b"/2")
+        assert connections[-1] == 1 and sum(connections) == 2
+        client.close()
+        server.close()
+    run(test)
+
+
+def test_a_peer_that_closes_mid_answer_is_an_error_and_a_post_is_not_sent_twice() -> None:
+    async def half(head: bytes, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc")
+        await writer.drain()
+        writer.close()
+
+    async def test() -> None:
+        server, port, connections = await serve(half)
+        client = Client()
+        with pytest.raises(Disconnected):
+            await client.request("POST", "127.0.0.1", port, "/orders", b"{}")
+        assert connections == [1]
+        client.close()
+        server.close()
+    run(test)
+
+
+def test_a_peer_that_is_not_there_is_refused_and_named() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # free once closed; nothing listens on it
+
+    async def test() -> None:
+        with pytest.raises(ConnectFailed, match="connection refused"):
+            await Client().request("GET", "127.0.0.1", port, "/")
+    run(test)
+
+
+@pytest.mark.parametrize(("path", "headers"), [
+    ("/a b", {}), ("/a\r\nx: y", {}), ("/", {"traceparent": "00\r\nevil: 1"})])
+def test_a_request_that_would_change_meaning_on_the_wire_is_refused(
+        path: str, headers: dict[str, str]) -> None:
+    async def test() -> None:
+        with pytest.raises(ValueError, match="refused"):
+            await Client().request("GET", "127.0.0.1", 9, path, None, headers)
+    run(test)
