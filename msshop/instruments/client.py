@@ -130,9 +130,11 @@ class ShopClient:
 
     def user_orders(self, user_id: int, strategy: str, fanout: str | None = None,
                     after: int = 0, wait_ms: int = 0, partial: bool = False,
-                    traceparent: str | None = None) -> UserOrders | Refused:
+                    traceparent: str | None = None, kept: bool = True
+                    ) -> UserOrders | Refused:
         """The answer, or what the query service said instead (a 404 for an unknown user,
-        a 503 naming a dependency …), for the caller to judge."""
+        a 503 naming a dependency …), for the caller to judge. Not `kept`: the replicated
+        answer is read from the read model's file even if the service keeps it (an audit)."""
         query: dict[str, Any] = {"strategy": strategy}
         if fanout:
             query["fanout"] = fanout
@@ -140,6 +142,8 @@ class ShopClient:
             query.update(after=after, wait_ms=wait_ms)
         if partial:
             query["partial"] = 1
+        if not kept:
+            query["kept"] = 0
         headers = {"traceparent": traceparent} if traceparent else None
         status, answer = self.exchange("query", "GET",
                                        f"/user-orders/{user_id}?{urlencode(query)}",

@@ -5,6 +5,7 @@ strategies, chosen per request:
 
     GET /user-orders/{user_id}?strategy=replicated            (the default)
         [&after=POSITION&wait_ms=2000]   read-your-writes: wait until POSITION is applied
+        [&kept=0]                        read the file even if the answer is kept (verify)
     GET /user-orders/{user_id}?strategy=direct-call[&fanout=batched|naive][&partial=1]
     GET /bench/floor/{user_id}   one indexed read of its own file: the stack's floor
     GET /bench/floor-rows/{user_id}   the replicated answer's rows, read and encoded: the
@@ -84,7 +85,8 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
             if after > consumer.position:
                 await wait_for_position(after, int_query(request, "wait_ms", 2000, 0,
                                                          MAX_WAIT_MS))
-            return json_response(read_replicated(user_id))
+            return json_response(read_replicated(
+                user_id, query_value(request, "kept") not in ("0", "false")))
         partial = query_value(request, "partial") in ("1", "true")
         user, orders, missing = await direct_call.user_orders(peers, user_id, fanout,
                                                               partial)
@@ -104,8 +106,9 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
                                  f"{consumer.head}); try again, or ask with a longer wait_ms",
                             freshness=consumer.freshness())
 
-    def read_replicated(user_id: int) -> dict[str, Any]:
-        """UserOrders, with the user and orders as the bytes kept for them (msgspec.Raw)."""
+    def read_replicated(user_id: int, use_kept: bool) -> dict[str, Any]:
+        """UserOrders, with the user and orders as the bytes kept for them (msgspec.Raw).
+        Not `use_kept`: read from the file (and keep that), as an audit must."""
         freshness = consumer.freshness()
         if consumer.catching_up_to is not None:
             raise HttpError(503, f"not ready: catching up (position {consumer.position} of "
@@ -113,7 +116,7 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
                                  "strategy=direct-call", freshness=freshness)
         with db.span("SELECT", "users_replica, orders_replica", [user_id]) as span:
             attributes = span["attributes"]
-            answer = answers.get(user_id)
+            answer = answers.get(user_id) if use_kept else None
             if answer is not None:
                 attributes["msshop.kept_at"] = answer.position
             else:
@@ -213,7 +216,9 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
                                 "model has applied this bus position", default=0),
                           Param("wait_ms", Annotated[int, msgspec.Meta(ge=0, le=MAX_WAIT_MS)],
                                 "replicated, with after: wait at most this long",
-                                default=2000)]),
+                                default=2000),
+                          Param("kept", bool, "replicated: answer from the copy kept since "
+                                "the last read, if any (0: read the file)", default=True)]),
          Endpoint("GET", "/bench/floor/{user_id}", floor, "The stack's floor: one indexed read",
                   {200: (Floor | None, "The user's id and name in the read model (null: "
                                        "not there)")}, params=[user_id]),
