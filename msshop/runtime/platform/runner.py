@@ -10,6 +10,7 @@ PromptServer.
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib
 import logging
 import math
@@ -85,6 +86,12 @@ def serve(entry: str, context: ServiceContext, sock: socket.socket, lifeline_fd:
                  *sock.getsockname()[:2], os.getpid(), context.db_path)
         await server.serve(sockets=[sock])
 
+    # What the process holds once it is set up (the supervisor's heap, frozen before the
+    # fork: ServiceProcess.start; then the app) lives as long as it does. Frozen out of the
+    # collector's reach, a full collection while serving looks only at what serving made,
+    # instead of pausing the service for milliseconds now and then (lag p99).
+    gc.collect()
+    gc.freeze()
     uvloop.run(main())
 
 
