@@ -4,8 +4,8 @@
     GET  /events?after=P&limit=N&wait_ms=W      -> {"head", "events": [{"position", "event"}]}
 
 The only place these addresses are written on the client side. How the bytes travel is the
-caller's `Exchange`: the services' pooled aiohttp client (with its spans), or the CLI's
-standard-library client.
+caller's `Exchange`: the services' kept-alive peer client (runtime/platform/wire.py, with
+its spans), or the CLI's standard-library client.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -57,13 +58,27 @@ def files(data: Path, with_shm: bool = True) -> dict[str, tuple[int, str]]:
             if path.is_file() and (with_shm or not path.name.endswith("-shm"))}
 
 
+def settled(data: Path) -> dict[str, tuple[int, str]]:
+    """`files` once they have stopped changing: each service's checkpointer copies its
+    write-ahead log into its file within ~0.1 s of the last commit (checkpoint.py)."""
+    deadline = time.monotonic() + 5
+    last = files(data, with_shm=False)
+    while time.monotonic() < deadline:
+        time.sleep(0.3)
+        now = files(data, with_shm=False)
+        if now == last:
+            return now
+        last = now
+    raise AssertionError("the data files were still changing after 5 s")
+
+
 def tables_of(document: dict[str, Any], service: str) -> dict[str, dict[str, Any]]:
     databases = {d["service"]: d for d in document["databases"]}
     return {t["name"]: t for t in databases[service]["tables"]}
 
 
 def test_text_shows_every_database_and_what_replication_costs(seeded: Sandbox) -> None:
-    before = files(seeded.root / "data", with_shm=False)
+    before = settled(seeded.root / "data")
     result = seeded.run("inspect", check=True)
     text = result.stdout
     within_80_columns(text)
@@ -86,7 +101,7 @@ def test_text_shows_every_database_and_what_replication_costs(seeded: Sandbox) -
 
 def test_json_counts_equal_what_was_seeded_with_the_read_models_ratio(seeded: Sandbox
                                                                      ) -> None:
-    before = files(seeded.root / "data", with_shm=False)
+    before = settled(seeded.root / "data")
     document = json.loads(seeded.run("inspect", "--json", check=True).stdout)
     assert document["sandbox"] == str(seeded.root)
     assert document["running"] is True and document["bus"] == "log"

@@ -271,7 +271,7 @@ class Supervisor:
     def start_all(self) -> None:
         """Stage by stage, each healthy before the next starts. While a stage starts up,
         the supervisor imports what the next one needs: the bus (which calls no one, so
-        needs no aiohttp) is up before the rest of the stack has finished importing."""
+        needs no peer client) is up before the rest of the stack has finished importing."""
         ordered = self._stages()
         for index, stage in enumerate(ordered):
             for name in stage:

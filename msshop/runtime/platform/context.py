@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from msshop.contracts.credentials import bearer
+from msshop.runtime.platform.checkpoint import Checkpointer
 from msshop.runtime.platform.db import guard_connection, open_database, table_counts
 from msshop.runtime.platform.links import LinkedBus, Links
 from msshop.runtime.platform.tracing import SpanScope, Tracer, db_attributes
@@ -42,7 +43,7 @@ class ServiceContext:
         return Database(self, migrations, tables)
 
     def peers(self) -> Peers:
-        from msshop.runtime.platform.peers import Peers  # aiohttp: only services that call others
+        from msshop.runtime.platform.peers import Peers  # only services that call others
 
         return Peers(self.peer_urls, self.http_timeout, self.tracer, self.timeouts,
                      self.links)
@@ -91,11 +92,14 @@ class Database:
         self.tables = tables
         self.file_name = ctx.db_path.name
         self._conn: sqlite3.Connection | None = None
+        self._checkpointer: Checkpointer | None = None  # the WAL copied aside: checkpoint.py
 
     async def start(self) -> None:
         path = self.ctx.db_path
         try:
             conn = open_database(path, self.migrations)
+            # the checkpointer's own connection (checkpoint.py), used by its thread only
+            own = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         except sqlite3.DatabaseError as exc:  # not a database, damaged, truncated, locked
             raise StartupFailed(
                 f"{self.ctx.name} cannot open its database {path}: {exc}; if the file is "
@@ -105,9 +109,15 @@ class Database:
             raise StartupFailed(f"{self.ctx.name} cannot open its database {path}: "
                                 f"{exc.strerror}") from None
         guard_connection(self.ctx.name, conn, path)
+        guard_connection(self.ctx.name, own, path)
+        self._checkpointer = Checkpointer(conn, own, self.ctx.name)
+        self._checkpointer.start()
         self._conn = conn
 
     async def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
+            self._checkpointer = None
         if self._conn is not None:
             self._conn.close()
             self._conn = None
