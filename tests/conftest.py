@@ -139,35 +139,36 @@ def stop_sandbox(sandbox: Sandbox) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
+@contextlib.contextmanager
+def running_sandbox(root: Path, **env: str) -> Iterator[Sandbox]:
+    """A sandbox up (detached) for the block, then down with every process of it gone."""
+    sandbox = start_sandbox(root, **env)
+    try:
+        yield sandbox
+    finally:
+        stop_sandbox(sandbox)
+
+
 @pytest.fixture
 def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
     """A fresh running sandbox of its own, for tests that change it."""
-    running = start_sandbox(tmp_path / "sandbox")
-    try:
+    with running_sandbox(tmp_path / "sandbox") as running:
         yield running
-    finally:
-        stop_sandbox(running)
 
 
 @pytest.fixture(scope="module")
 def shared_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     """One running sandbox for a module's tests that only add data and read."""
-    running = start_sandbox(tmp_path_factory.mktemp("shared") / "sandbox")
-    try:
+    with running_sandbox(tmp_path_factory.mktemp("shared") / "sandbox") as running:
         yield running
-    finally:
-        stop_sandbox(running)
 
 
 @pytest.fixture(scope="module")
 def shared_nats_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     """The same on NATS JetStream: a real nats-server the sandbox starts."""
-    running = start_sandbox(tmp_path_factory.mktemp("shared-nats") / "sandbox",
-                            MSSHOP_BUS_BACKEND="nats")
-    try:
+    with running_sandbox(tmp_path_factory.mktemp("shared-nats") / "sandbox",
+                         MSSHOP_BUS_BACKEND="nats") as running:
         yield running
-    finally:
-        stop_sandbox(running)
 
 
 BACKENDS = ["log", "nats"]
@@ -177,8 +178,5 @@ BACKENDS = ["log", "nats"]
 def any_sandbox(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Sandbox]:
     """A fresh running sandbox of its own, once on each bus backend: the replicated
     strategy's promises hold on msshop's log and on NATS JetStream alike."""
-    running = start_sandbox(tmp_path / "sandbox", MSSHOP_BUS_BACKEND=request.param)
-    try:
+    with running_sandbox(tmp_path / "sandbox", MSSHOP_BUS_BACKEND=request.param) as running:
         yield running
-    finally:
-        stop_sandbox(running)

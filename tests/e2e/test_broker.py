@@ -22,7 +22,7 @@ from msshop.contracts import events
 from msshop.contracts.errors import MsshopError
 from msshop.instruments.checking import caught_up
 from msshop.runtime.orchestrator.broker import find_server
-from tests.conftest import Sandbox, start_sandbox, stop_sandbox
+from tests.conftest import Sandbox, running_sandbox
 
 
 def buy_for(sandbox: Sandbox, seconds: float, confirmed: list[int], refused: list[str]
@@ -61,9 +61,8 @@ def stored_and_replicated(sandbox: Sandbox) -> tuple[set[int], list[int]]:
 
 def test_a_node_of_three_killed_under_purchases_loses_nothing_and_stops_nothing(
         tmp_path: Path) -> None:
-    sandbox = start_sandbox(tmp_path / "sandbox", MSSHOP_BUS_BACKEND="nats",
-                            MSSHOP_BUS_NODES="3")
-    try:
+    with running_sandbox(tmp_path / "sandbox", MSSHOP_BUS_BACKEND="nats",
+                         MSSHOP_BUS_NODES="3") as sandbox:
         nodes = [s for s in sandbox.status()["services"] if s["name"].startswith("bus")]
         assert [n["name"] for n in nodes] == ["bus", "bus-2", "bus-3"]
         assert all(n["health"] == "ok" and n["nats"]["server"] for n in nodes)
@@ -91,16 +90,13 @@ def test_a_node_of_three_killed_under_purchases_loses_nothing_and_stops_nothing(
         assert "NATS, 3 nodes, stream on 3" in status
         verified = sandbox.run("verify")
         assert verified.returncode == 0, verified.stdout + verified.stderr
-    finally:
-        stop_sandbox(sandbox)
 
 
 def test_an_event_sent_again_after_the_dedup_window_changes_nothing(tmp_path: Path) -> None:
     """JetStream forgets an event's id after its window: a repeat is stored again, at a new
     position. The read model's own check (an entity's version) keeps it from counting."""
-    sandbox = start_sandbox(tmp_path / "sandbox", MSSHOP_BUS_BACKEND="nats",
-                            MSSHOP_BUS_DEDUP_WINDOW="0.5")
-    try:
+    with running_sandbox(tmp_path / "sandbox", MSSHOP_BUS_BACKEND="nats",
+                         MSSHOP_BUS_DEDUP_WINDOW="0.5") as sandbox:
         sandbox.run("seed", "--users", "3", "--products", "2", "--orders", "5", check=True)
         client = sandbox.client()
         caught_up(client, timeout=10)
@@ -123,8 +119,6 @@ def test_an_event_sent_again_after_the_dedup_window_changes_nothing(tmp_path: Pa
         assert sorted(replicated) == sorted(stored), "the read model did not change"
         assert sandbox.client().health("query")["consumer"]["dead_letters"] == 0
         assert sandbox.run("verify").returncode == 0
-    finally:
-        stop_sandbox(sandbox)
 
 
 # --- a server msshop did not start ----------------------------------------------------------
@@ -166,9 +160,8 @@ def nats_server(tmp_path: Path) -> Iterator[str]:
 
 def test_an_external_nats_server_is_used_and_left_running(tmp_path: Path, nats_server: str
                                                           ) -> None:
-    sandbox = start_sandbox(tmp_path / "sandbox", MSSHOP_BUS_BACKEND="nats",
-                            MSSHOP_BUS_URL=nats_server)
-    try:
+    with running_sandbox(tmp_path / "sandbox", MSSHOP_BUS_BACKEND="nats",
+                         MSSHOP_BUS_URL=nats_server) as sandbox:
         status = sandbox.status()
         assert "bus" not in [s["name"] for s in status["services"]], "none started"
         assert status["bus"]["external"] is True
@@ -180,16 +173,13 @@ def test_an_external_nats_server_is_used_and_left_running(tmp_path: Path, nats_s
         assert "bus: NATS JetStream at nats://127.0.0.1:" in text
         assert "s3cret" not in text, "the password is not shown"
         assert sandbox.run("verify").returncode == 0
-    finally:
-        stop_sandbox(sandbox)
 
 
 def test_a_wrong_password_for_an_external_server_is_named(tmp_path: Path, nats_server: str
                                                           ) -> None:
     wrong = nats_server.replace("s3cret", "guess")
-    sandbox = start_sandbox(tmp_path / "sandbox", MSSHOP_BUS_BACKEND="nats",
-                            MSSHOP_BUS_URL=wrong)
-    try:
+    with running_sandbox(tmp_path / "sandbox", MSSHOP_BUS_BACKEND="nats",
+                         MSSHOP_BUS_URL=wrong) as sandbox:
         sandbox.run("signup", "--email", "w@example.com", "--name", "W", check=True)
         deadline = time.monotonic() + 10
         while (outbox := sandbox.client().health("users")["outbox"])["error"] is None:
@@ -198,8 +188,6 @@ def test_a_wrong_password_for_an_external_server_is_named(tmp_path: Path, nats_s
         assert outbox["error"].startswith("bus is down: cannot reach NATS at nats://")
         assert outbox["error"].endswith(": authorization violation")
         assert outbox["pending"] == 1, "kept in the outbox"
-    finally:
-        stop_sandbox(sandbox)
 
 
 def test_nats_settings_that_cannot_work_are_one_line_each(tmp_path: Path) -> None:

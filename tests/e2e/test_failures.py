@@ -14,7 +14,7 @@ from pathlib import Path
 from msshop.bus.interface import Bus
 from msshop.contracts import events
 from msshop.instruments.checking import caught_up
-from tests.conftest import Sandbox, one_purchase, start_sandbox, stop_sandbox
+from tests.conftest import Sandbox, one_purchase, running_sandbox
 
 
 async def append_as(bus: Bus, body: bytes) -> None:
@@ -222,8 +222,7 @@ def test_replay_rebuilds_the_read_model_from_the_log_while_running(any_sandbox: 
 
 
 def test_timeouts_are_per_dependency(tmp_path: Path) -> None:
-    sandbox = start_sandbox(tmp_path / "sandbox", MSSHOP_TIMEOUT_USERS="0.05")
-    try:
+    with running_sandbox(tmp_path / "sandbox", MSSHOP_TIMEOUT_USERS="0.05") as sandbox:
         client = sandbox.client()
         client.request("users", "POST", "/users", {"email": "t@example.com", "name": "T"})
         sandbox.run("chaos", "orders", "--latency", "150", check=True)
@@ -236,5 +235,3 @@ def test_timeouts_are_per_dependency(tmp_path: Path) -> None:
         assert spans.returncode == 1  # the trace was stored all the same
         trace = sandbox.run("trace", "last", check=True).stdout
         assert "GET users" in trace and "timeout" in trace
-    finally:
-        stop_sandbox(sandbox)

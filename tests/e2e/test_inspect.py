@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from msshop.instruments.checking import caught_up
-from tests.conftest import Sandbox, msshop, sandbox_env, start_sandbox, stop_sandbox
+from tests.conftest import Sandbox, msshop, running_sandbox, sandbox_env
 
 SEEDED = {"users": 30, "products": 10, "orders": 300}
 EVENTS = sum(SEEDED.values())  # one event per user, product and order
@@ -27,13 +27,10 @@ SEED = ("seed", "--users", "30", "--products", "10", "--orders", "300")
 def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     """A running sandbox, seeded through the CLI, with the read model caught up (so it is
     idle: nothing writes while the tests look)."""
-    running = start_sandbox(tmp_path_factory.mktemp("inspect") / "sandbox")
-    try:
+    with running_sandbox(tmp_path_factory.mktemp("inspect") / "sandbox") as running:
         running.run(*SEED, check=True)
         caught_up(running.client(), timeout=20)
         yield running
-    finally:
-        stop_sandbox(running)
 
 
 def one_error_line(result: subprocess.CompletedProcess[str]) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Sandbox, start_sandbox, stop_sandbox
+from tests.conftest import Sandbox, running_sandbox
 from tests.e2e.test_sandbox_cli import LineReader
 
 OWN_STAMP = re.compile(r"\d\d:\d\d:\d\d\.\d{3} ")
@@ -37,11 +37,8 @@ def json_lines(text: str) -> list[dict[str, Any]]:
 @pytest.fixture(scope="module")
 def logged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     """A sandbox for this module's tests (they stop and start products, restart orders)."""
-    running = start_sandbox(tmp_path_factory.mktemp("logs") / "sandbox")
-    try:
+    with running_sandbox(tmp_path_factory.mktemp("logs") / "sandbox") as running:
         yield running
-    finally:
-        stop_sandbox(running)
 
 
 def test_each_line_after_its_service_or_alone(logged: Sandbox) -> None:
@@ -128,12 +125,9 @@ def test_follow_json_prints_each_new_line_as_it_is_written(logged: Sandbox) -> N
 def test_nats_servers_lines_merge_in_time_order_with_msshops(tmp_path: Path) -> None:
     """nats-server stamps `[pid] 2026/11/24 17:14:14.394933 [INF]`; as text those sort
     after every `17:14:14.867 …` line of msshop's."""
-    sandbox = start_sandbox(tmp_path / "sandbox", MSSHOP_BUS_BACKEND="nats")
-    try:
+    with running_sandbox(tmp_path / "sandbox", MSSHOP_BUS_BACKEND="nats") as sandbox:
         printed = json_lines(sandbox.run("logs", "-n", "0", "--json", check=True).stdout)
         shown = sandbox.run("logs", "-n", "0", "--no-prefix", check=True).stdout.splitlines()
-    finally:
-        stop_sandbox(sandbox)
     times = [dt.datetime.fromisoformat(line["time"]) for line in printed]
     assert times == sorted(times)
     bus = [line for line in printed if line["service"] == "bus"]

@@ -11,21 +11,18 @@ import pytest
 import typer.main
 
 from msshop.cli import app
-from tests.conftest import Sandbox, msshop, sandbox_env, start_sandbox, stop_sandbox
+from tests.conftest import Sandbox, msshop, running_sandbox, sandbox_env, stop_sandbox
 
 NARROW = {"COLUMNS": "80"}
 
 
 @pytest.fixture(scope="module")
 def shop(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    running = start_sandbox(tmp_path_factory.mktemp("output") / "sandbox")
-    try:
+    with running_sandbox(tmp_path_factory.mktemp("output") / "sandbox") as running:
         running.run("seed", "--users", "30", "--products", "12", "--orders", "300",
                     check=True)
         running.run("verify", check=True)  # caught up: every answer below is settled
         yield running
-    finally:
-        stop_sandbox(running)
 
 
 def fits(text: str, width: int = 80) -> None:

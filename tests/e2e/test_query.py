@@ -21,7 +21,7 @@ import pytest
 from msshop.contracts import events
 from msshop.instruments.checking import caught_up
 from msshop.instruments.monolith import all_user_orders
-from tests.conftest import Sandbox, msshop, one_purchase, start_sandbox, stop_sandbox
+from tests.conftest import Sandbox, msshop, one_purchase, running_sandbox
 
 SEED = random.randrange(1_000_000)
 
@@ -29,8 +29,7 @@ SEED = random.randrange(1_000_000)
 @pytest.fixture(scope="module")
 def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     """A sandbox seeded from a random seed (printed on failure), read-only for its tests."""
-    sandbox = start_sandbox(tmp_path_factory.mktemp("seeded") / "sandbox")
-    try:
+    with running_sandbox(tmp_path_factory.mktemp("seeded") / "sandbox") as sandbox:
         sandbox.run("seed", "--users", "60", "--products", "25", "--orders", "900", "--seed",
                     str(SEED), check=True)
         client = sandbox.client()
@@ -40,8 +39,6 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
                            {"title": f"Renamed {product_id}"})
         caught_up(client, timeout=30)
         yield sandbox
-    finally:
-        stop_sandbox(sandbox)
 
 
 def databases(sandbox: Sandbox) -> dict[str, Path]:
@@ -361,15 +358,12 @@ def test_direct_call_names_the_service_that_is_down(sandbox: Sandbox) -> None:
 
 def test_a_dependency_too_slow_for_the_configured_timeout_is_named(tmp_path: Path) -> None:
     # a timeout no call can meet: every dependency is "too slow"
-    sandbox = start_sandbox(tmp_path / "sandbox", MSSHOP_HTTP_TIMEOUT="0.00001")
-    try:
+    with running_sandbox(tmp_path / "sandbox", MSSHOP_HTTP_TIMEOUT="0.00001") as sandbox:
         result = sandbox.run("query", "--user", "1", "--strategy", "direct-call")
         assert result.returncode == 1
         message = result.stderr.strip()
         assert message.startswith("error: ") and " did not answer within 1e-05 s" in message
         assert message.split()[1] in ("users", "orders")
-    finally:
-        stop_sandbox(sandbox)
 
 
 def test_a_kept_answer_is_let_go_by_each_event_that_changes_it(sandbox: Sandbox) -> None:

@@ -20,7 +20,7 @@ from msshop.bus.jetstream import JetStreamBus
 from msshop.contracts import events
 from msshop.contracts.credentials import bearer
 from msshop.instruments.checking import caught_up
-from tests.conftest import Sandbox, start_sandbox, stop_sandbox
+from tests.conftest import Sandbox, running_sandbox
 
 
 def forged(source: str = "users", **changes: object) -> dict[str, object]:
@@ -212,8 +212,7 @@ def test_on_nats_a_lost_stream_is_named_never_caught_up(tmp_path: Path) -> None:
     """JetStream's store deleted while its server was down: the stream is made again on the
     next purchase, with an identity of its own, and the read model says it was built from
     another log (as with bus.db emptied)."""
-    sandbox = start_sandbox(tmp_path / "sandbox", MSSHOP_BUS_BACKEND="nats")
-    try:
+    with running_sandbox(tmp_path / "sandbox", MSSHOP_BUS_BACKEND="nats") as sandbox:
         sandbox.run("seed", "--users", "5", "--products", "3", "--orders", "20", check=True)
         caught_up(sandbox.client(), timeout=10)
         sandbox.run("stop", "bus", check=True)
@@ -230,8 +229,6 @@ def test_on_nats_a_lost_stream_is_named_never_caught_up(tmp_path: Path) -> None:
         result = sandbox.run("replay", "query", check=True).stdout
         assert result.startswith("rebuilt the read model from position 0: 1 events"), result
         assert wait_for_no_log_problem(sandbox)
-    finally:
-        stop_sandbox(sandbox)
 
 
 def wait_for_no_log_problem(sandbox: Sandbox, timeout: float = 10) -> bool:

@@ -5,8 +5,9 @@ that closes, one that is not there, and requests that would be smuggled refused.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 import uvloop
@@ -16,9 +17,11 @@ from msshop.runtime.platform.wire import Client, ConnectFailed, Disconnected
 Answer = Callable[[bytes, asyncio.StreamWriter], Awaitable[None]]
 
 
-async def serve(answer: Answer) -> tuple[asyncio.Server, int, list[int]]:
-    """A server on a free port; each request's head is handed to `answer`. The list counts
-    the requests seen on each connection (one entry per connection)."""
+@contextlib.asynccontextmanager
+async def peer(answer: Answer) -> AsyncIterator[tuple[Client, int, list[int]]]:
+    """A client, and a server on a free port that hands each request's head to `answer`;
+    both closed afterwards. The list counts the requests seen on each connection (one
+    entry per connection)."""
     connections: list[int] = []
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -40,8 +43,12 @@ async def serve(answer: Answer) -> tuple[asyncio.Server, int, list[int]]:
             writer.close()
 
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    return server, port, connections
+    client = Client()
+    try:
+        yield client, server.sockets[0].getsockname()[1], connections
+    finally:
+        client.close()
+        server.close()
 
 
 async def ok(head: bytes, writer: asyncio.StreamWriter) -> None:
@@ -58,14 +65,11 @@ def run(test: Callable[[], Awaitable[None]]) -> None:
 
 def test_a_connection_is_kept_and_used_again() -> None:
     async def test() -> None:
-        server, port, connections = await serve(ok)
-        client = Client()
-        assert await client.request("GET", "127.0.0.1", port, "/a") == (200, b"/a")
-        assert await client.request("POST", "127.0.0.1", port, "/b", b"{}",
-                                    {"content-type": "application/json"}) == (200, b"/b")
-        assert connections == [2]
-        client.close()
-        server.close()
+        async with peer(ok) as (client, port, connections):
+            assert await client.request("GET", "127.0.0.1", port, "/a") == (200, b"/a")
+            assert await client.request("POST", "127.0.0.1", port, "/b", b"{}",
+                                        {"content-type": "application/json"}) == (200, b"/b")
+            assert connections == [2]
     run(test)
 
 
@@ -76,11 +80,8 @@ def test_a_chunked_body_is_put_together() -> None:
         await writer.drain()
 
     async def test() -> None:
-        server, port, _ = await serve(chunked)
-        client = Client()
-        assert await client.request("GET", "127.0.0.1", port, "/x") == (404, b"abcde")
-        client.close()
-        server.close()
+        async with peer(chunked) as (client, port, _):
+            assert await client.request("GET", "127.0.0.1", port, "/x") == (404, b"abcde")
     run(test)
 
 
@@ -91,13 +92,10 @@ def test_connection_close_is_honoured() -> None:
         writer.close()
 
     async def test() -> None:
-        server, port, connections = await serve(closing)
-        client = Client()
-        for _ in range(3):
-            assert await client.request("GET", "127.0.0.1", port, "/") == (200, b"ok")
-        assert connections == [1, 1, 1]
-        client.close()
-        server.close()
+        async with peer(closing) as (client, port, connections):
+            for _ in range(3):
+                assert await client.request("GET", "127.0.0.1", port, "/") == (200, b"ok")
+            assert connections == [1, 1, 1]
     run(test)
 
 
@@ -111,14 +109,11 @@ def test_a_kept_connection_the_peer_closed_is_not_seen_by_a_get(pause: float) ->
         writer.close()
 
     async def test() -> None:
-        server, port, connections = await serve(answer_then_close)
-        client = Client()
-        assert await client.request("GET", "127.0.0.1", port, "/1") == (200, b"/1")
-        await asyncio.sleep(pause)
-        assert await client.request("GET", "127.0.0.1", port, "/2") == (200, b"/2")
-        assert connections[-1] == 1 and sum(connections) == 2
-        client.close()
-        server.close()
+        async with peer(answer_then_close) as (client, port, connections):
+            assert await client.request("GET", "127.0.0.1", port, "/1") == (200, b"/1")
+            await asyncio.sleep(pause)
+            assert await client.request("GET", "127.0.0.1", port, "/2") == (200, b"/2")
+            assert connections[-1] == 1 and sum(connections) == 2
     run(test)
 
 
@@ -129,13 +124,10 @@ def test_a_peer_that_closes_mid_answer_is_an_error_and_a_post_is_not_sent_twice(
         writer.close()
 
     async def test() -> None:
-        server, port, connections = await serve(half)
-        client = Client()
-        with pytest.raises(Disconnected):
-            await client.request("POST", "127.0.0.1", port, "/orders", b"{}")
-        assert connections == [1]
-        client.close()
-        server.close()
+        async with peer(half) as (client, port, connections):
+            with pytest.raises(Disconnected):
+                await client.request("POST", "127.0.0.1", port, "/orders", b"{}")
+            assert connections == [1]
     run(test)
 
 
