@@ -1,0 +1,29 @@
+"""The strategies' names, in one place: how user-orders is answered (ReadStrategy) and, as
+the writes across services arrive, how a purchase is made.
+
+A StrEnum, so a member is its name wherever a string is wanted (a URL, a JSON document, a
+chart's legend) and typer offers the names as the choices of an option. Cheap to import:
+the query service, the instruments and the CLI all read it.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ReadStrategy(StrEnum):
+    """How "which products did user U order?" is answered."""
+
+    DIRECT_CALL = "direct-call"  # API composition: ask users, orders and products now
+    REPLICATED = "replicated"  # the query service's own read model, fed by events
+    MONOLITH = "monolith"  # the reference join over every file (breaks encapsulation)
+
+    @property
+    def served(self) -> bool:
+        """The query service answers it (the monolith's join runs in the CLI)."""
+        return self is not ReadStrategy.MONOLITH
+
+
+#: what the query service serves at GET /user-orders/{user_id}?strategy=…, and so what
+#: the bench and the experiments measure side by side
+SERVED: tuple[ReadStrategy, ...] = tuple(s for s in ReadStrategy if s.served)
