@@ -13,6 +13,7 @@ tmp_path. A third kind, all fake (FakeKind), shows a new kind needs no change to
 from __future__ import annotations
 
 import itertools
+import json
 import shutil
 import signal
 import socket
@@ -545,6 +546,29 @@ def test_the_nodes_of_a_nats_bus_stop_one_after_another_and_last(
         "wait users", "wait products", "wait orders",
         "SIGTERM bus", "wait bus", "SIGTERM bus-2", "wait bus-2", "SIGTERM bus-3", "wait bus-3"]
     assert running.processes == {}
+
+
+def test_a_nats_node_restarts_with_its_own_ports_checked_free_then_let_go(
+        running: Supervisor, world: World) -> None:
+    as_nats_cluster(running, world, ["bus", "bus-2"])
+    services = running._state().services
+    services["bus"].route_port = 7106
+    node = services["bus-2"]
+    node.port, node.monitor_port, node.route_port = 7120, 7121, 7122
+    world.by_port[7121] = "bus-2"  # its health is asked on its monitoring port
+
+    answer = running.handle({"op": "restart", "service": "bus-2"})
+
+    assert answer["ok"] is True
+    assert world.journal == ["SIGTERM bus-2", "wait bus-2", "start bus-2", "healthy bus-2"]
+    # bound again before it starts (a port taken meanwhile is named), let go as it starts
+    assert world.binds == [(HOST, 7120, "bus-2"), (HOST, 7121, "bus-2 (monitoring)"),
+                           (HOST, 7122, "bus-2 (cluster)")]
+    assert running.ports.held == {} and running.ports.listening == {}
+    config = json.loads((running.paths.nats / "bus-2.conf").read_text())
+    assert (config["port"], config["http"]) == (7120, f"{HOST}:7121")
+    assert config["cluster"]["routes"] == [f"nats-route://{HOST}:7106"]
+    assert world.preloaded == [], "nothing of ours is imported for a nats-server"
 
 
 def as_nats_cluster(supervisor: Supervisor, world: World, nodes: list[str]) -> None:

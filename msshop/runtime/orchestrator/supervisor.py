@@ -200,6 +200,7 @@ class Supervisor:
             self._await_healthy(stage)
 
     def _warm_up(self, names: list[str]) -> None:
+        """Ask each kind to ready these processes' start, all of its own at once."""
         by_kind: dict[str, list[str]] = {}
         for name in names:
             by_kind.setdefault(self._state().services[name].kind, []).append(name)
