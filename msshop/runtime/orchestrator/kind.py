@@ -16,7 +16,7 @@ change. For example a learner's service in any language, run as
         stops_alone = False  # stopped with the rest of its stage
 
         def reserve(self, spec, ports):  # its HTTP port, bound now, handed over at start
-            port = ports.listen(spec.name, base_port + spec.port_offset)
+            port = ports.listen(spec.name, self.port_for(spec))
             return [ServiceState(name=spec.name, port=port, kind=self.name, ...)]
 
         def part(self, service):  # it stands in for that part of the topology: its stage
@@ -43,6 +43,11 @@ change. For example a learner's service in any language, run as
 
         def worth_showing(self, lines):  # everything it logs, in the live view
             return lines
+
+and in bootstrap.py, `process_kinds` lists it and `lineup` gives it the parts whose
+settings name a command. Its process (`ChildProcess`) would hand the bound socket to the
+program it executes as an inherited descriptor, as a forked service inherits its own (or
+close it just before, as BrokerProcess does, for a program that binds its port itself).
 """
 
 from __future__ import annotations
