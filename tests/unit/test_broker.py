@@ -11,7 +11,7 @@ import pytest
 from msshop.contracts.credentials import service_credential
 from msshop.contracts.errors import SandboxError
 from msshop.runtime.orchestrator import broker
-from msshop.runtime.orchestrator.supervisor import external_bus
+from msshop.runtime.orchestrator.broker import external_bus
 
 
 def test_without_nats_server_one_line_says_how_to_get_it(

@@ -1,28 +1,36 @@
 """The supervisor's command handling, in process, as honcho tests its Manager: with fakes.
 
-The Supervisor is handed a factory of FakeProcess (it records its start, the signals it is
-sent and the waits for it, and ends when told or on SIGTERM), a probe that answers healthy
-after N calls or never, a clock whose sleep only moves time on, and a printer that records
+The Supervisor is handed the real kinds of process (kind.py) built on fakes: a factory of
+FakeProcess (it records its start, the signals it is sent and the waits for it, and ends
+when told or on SIGTERM), a probe that answers healthy after N calls or never, an import
+that only records; with a clock whose sleep only moves time on, and a printer that records
 events. Nothing forks, binds or waits. The state is
 built as prepare() would build it (prepare itself takes a lock, opens the control socket and
 installs signal handlers, which the end-to-end tests cover); the state file is real, in
-tmp_path.
+tmp_path. A third kind, all fake (FakeKind), shows a new kind needs no change to the loop.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
+import shutil
 import signal
 import socket
 from collections.abc import Iterator, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
 
 from msshop.contracts.config import Settings, defaults
-from msshop.contracts.topology import BY_NAME, SERVICES, ServiceSpec
+from msshop.contracts.topology import SERVICES, ServiceSpec
+from msshop.runtime.orchestrator.bootstrap import bus_state, lineup
+from msshop.runtime.orchestrator.forked_service import ForkedServiceKind
+from msshop.runtime.orchestrator.kind import ChildProcess, Health, ProcessKind
+from msshop.runtime.orchestrator.logs import LogFollower
+from msshop.runtime.orchestrator.nats_node import NatsNodeKind
+from msshop.runtime.orchestrator.ports import PortBook
 from msshop.runtime.orchestrator.state import (
     BusState,
     SandboxPaths,
@@ -60,16 +68,23 @@ class FakeSocket:
     def __init__(self, host: str, port: int) -> None:
         self.host, self.port = host, port
 
+    def getsockname(self) -> tuple[str, int]:
+        return self.host, self.port
+
+    def fileno(self) -> int:
+        return -1
+
     def close(self) -> None:
         pass
 
 
 class FakeProcess:
-    """A service process that never runs: it records what it is asked, and ends when told."""
+    """A process that never runs: it records what it is asked, and ends when told."""
 
-    def __init__(self, world: World, spec: ServiceSpec, context: ServiceContext,
-                 log_path: Path, log_level: str) -> None:
-        self.world, self.name, self.context, self.log_path = world, spec.name, context, log_path
+    def __init__(self, world: World, name: str, data: Path, log_path: Path,
+                 context: ServiceContext | None = None) -> None:
+        self.world, self.name, self.data, self.log_path = world, name, data, log_path
+        self.context = context  # a forked service's: what it would be started with
         self.pid: int | None = None
         self.started_at: float | None = None
         self.code: int | None = None  # None while it runs
@@ -83,7 +98,7 @@ class FakeProcess:
         self.pid = next(self.world.pids)
         self.started_at = self.world.clock.now
         self.close_in_child = list(close_in_child)
-        self.found_data = self.context.db_path.exists()
+        self.found_data = self.data.exists()
         self.world.journal.append(f"start {self.name}")
         self.code = self.world.exit_on_start.get(self.name)
 
@@ -133,9 +148,21 @@ class World:
 
     def new_process(self, spec: ServiceSpec, context: ServiceContext, log_path: Path,
                     log_level: str) -> FakeProcess:
-        process = FakeProcess(self, spec, context, log_path, log_level)
+        process = FakeProcess(self, spec.name, context.db_path, log_path, context)
         self.processes[spec.name] = process
         return process
+
+    def new_node(self, name: str, config: Path, log_path: Path) -> FakeProcess:
+        process = FakeProcess(self, name, config, log_path)
+        self.processes[name] = process
+        return process
+
+    def kinds(self, settings: Settings) -> dict[str, ProcessKind]:
+        """The real kinds of process, made of these fakes."""
+        return {"service": ForkedServiceKind(settings, new_process=self.new_process,
+                                             preload=self.preload, probe=self.probe),
+                "nats-server": NatsNodeKind(settings, new_node=self.new_node,
+                                            probe=self.probe)}
 
     def bind(self, host: str, port: int, service: str) -> socket.socket:
         self.binds.append((host, port, service))
@@ -205,8 +232,8 @@ def printer() -> RecordingPrinter:
 def supervisor(tmp_path: Path, world: World, printer: RecordingPrinter) -> Iterator[Supervisor]:
     """A supervisor of a prepared sandbox whose services are all stopped."""
     settings = Settings.from_values({**defaults(), "sandbox.dir": tmp_path / "sandbox"})
-    made = Supervisor(settings, printer, "detached", new_process=world.new_process,
-                      bind=world.bind, preload=world.preload, probe=world.probe,
+    made = Supervisor(settings, printer, "detached", kinds=world.kinds(settings),
+                      lineup=lineup(settings), bus=bus_state, bind=world.bind,
                       clock=world.clock.monotonic, sleep=world.clock.sleep)
     made.paths.create()
     made.state = stopped_sandbox(made.paths)
@@ -251,6 +278,7 @@ def test_start_forks_a_stopped_service_and_answers_once_it_is_healthy(
     assert world.binds == [(HOST, 7101, "users")]  # its own port again
     assert world.preloaded == [["users"]]
     process = world.processes["users"]
+    assert process.context is not None
     assert process.context.name == "users"
     assert process.context.db_path == supervisor.paths.data / "users.db"
     assert process.context.peer_urls == {
@@ -520,6 +548,29 @@ def test_the_nodes_of_a_nats_bus_stop_one_after_another_and_last(
     assert running.processes == {}
 
 
+def test_a_nats_node_restarts_with_its_own_ports_checked_free_then_let_go(
+        running: Supervisor, world: World) -> None:
+    as_nats_cluster(running, world, ["bus", "bus-2"])
+    services = running._state().services
+    services["bus"].route_port = 7106
+    node = services["bus-2"]
+    node.port, node.monitor_port, node.route_port = 7120, 7121, 7122
+    world.by_port[7121] = "bus-2"  # its health is asked on its monitoring port
+
+    answer = running.handle({"op": "restart", "service": "bus-2"})
+
+    assert answer["ok"] is True
+    assert world.journal == ["SIGTERM bus-2", "wait bus-2", "start bus-2", "healthy bus-2"]
+    # bound again before it starts (a port taken meanwhile is named), let go as it starts
+    assert world.binds == [(HOST, 7120, "bus-2"), (HOST, 7121, "bus-2 (monitoring)"),
+                           (HOST, 7122, "bus-2 (cluster)")]
+    assert running.ports.held == {} and running.ports.listening == {}
+    config = json.loads((running.paths.nats / "bus-2.conf").read_text())
+    assert (config["port"], config["http"]) == (7120, f"{HOST}:7121")
+    assert config["cluster"]["routes"] == [f"nats-route://{HOST}:7106"]
+    assert world.preloaded == [], "nothing of ours is imported for a nats-server"
+
+
 def as_nats_cluster(supervisor: Supervisor, world: World, nodes: list[str]) -> None:
     """Make the running sandbox's bus a cluster of nats-server nodes, each running."""
     state = supervisor._state()
@@ -531,8 +582,134 @@ def as_nats_cluster(supervisor: Supervisor, world: World, nodes: list[str]) -> N
             db=str(supervisor.paths.nats_store(node)), log=str(bus.log_path),
             status="running", kind="nats-server")
         if node not in supervisor.processes:
-            process = FakeProcess(world, replace(BY_NAME["bus"], name=node), bus.context,
-                                  bus.log_path, "info")
+            process = FakeProcess(world, node, bus.data, bus.log_path, bus.context)
             process.start(cast(socket.socket, None), (0, 0), [])
             supervisor.processes[node] = world.processes[node] = process
     world.journal.clear()
+
+
+class FakeKind:
+    """A third kind of process, as the next one (any executable given a port, a data
+    directory and a credential) would plug in: it serves the same /health, keeps its data
+    in a directory, and shows only the log lines that say "shown"."""
+
+    name = "executable"
+    stops_alone = False
+
+    def __init__(self, world: World, paths: SandboxPaths) -> None:
+        self.world, self.paths = world, paths
+
+    def reserve(self, spec: ServiceSpec, ports: PortBook) -> list[ServiceState]:
+        port = ports.listen(spec.name, BASE_PORT + spec.port_offset)
+        self.world.journal.append(f"reserve {spec.name}")
+        return [ServiceState(name=spec.name, port=port, url=f"http://{HOST}:{port}",
+                             db=str(self.paths.data / spec.name),
+                             log=str(self.paths.logs / f"{spec.name}.log"), kind=self.name)]
+
+    def part(self, service: ServiceState) -> str:
+        return service.name
+
+    def own_ports(self, service: ServiceState) -> list[tuple[int, str]]:
+        return []
+
+    def warm_up(self, names: Sequence[str]) -> None:
+        self.world.journal.append(f"warm up {' '.join(names)}")
+
+    def spawn(self, service: ServiceState, sandbox: State) -> ChildProcess:
+        process = FakeProcess(self.world, service.name, Path(service.db), Path(service.log))
+        self.world.processes[service.name] = process
+        return process
+
+    def health(self, service: ServiceState, host: str, timeout: float) -> Health | None:
+        return self.world.probe(host, service.port, timeout)
+
+    def ready(self, service: ServiceState, host: str, timeout: float) -> Health | None:
+        return self.health(service, host, timeout)
+
+    def remove_data(self, service: ServiceState) -> None:
+        self.world.journal.append(f"remove data {service.name}")
+        shutil.rmtree(service.db, ignore_errors=True)
+
+    def worth_showing(self, lines: list[str]) -> list[str]:
+        return [line for line in lines if "shown" in line]
+
+
+class ShowingPrinter(RecordingPrinter):
+    """A live view: it is asked for new log lines, and keeps them."""
+
+    refresh_interval = 0.1
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[tuple[str, str]] = []
+
+    def log_lines(self, service: str, lines: list[str]) -> None:
+        self.lines += [(service, line) for line in lines]
+
+
+def test_a_new_kind_of_process_plugs_in_with_no_change_to_the_loop(
+        tmp_path: Path, world: World) -> None:
+    settings = Settings.from_values({**defaults(), "sandbox.dir": tmp_path / "sandbox",
+                                     "sandbox.base_port": BASE_PORT})
+    printer = ShowingPrinter()
+    paths = SandboxPaths(settings.sandbox_dir)
+    kinds = {**world.kinds(settings), "executable": FakeKind(world, paths)}
+    query_by_it = [(spec, "executable" if spec.name == "query" else kind)
+                   for spec, kind in lineup(settings)]
+    supervisor = Supervisor(settings, printer, "detached", kinds=kinds, lineup=query_by_it,
+                            bus=bus_state, bind=world.bind, clock=world.clock.monotonic,
+                            sleep=world.clock.sleep)
+    try:
+        supervisor.paths.create()
+        services = supervisor.reserve_all()  # as prepare() reserves every port
+        assert world.binds == [(HOST, BASE_PORT + spec.port_offset, spec.name)
+                               for spec in SERVICES]
+        assert services["query"].kind == "executable"
+        assert services["users"].kind == "service"
+        supervisor.state = stopped_sandbox(supervisor.paths)
+        supervisor.state.services = services
+
+        supervisor.start_all()
+
+        assert world.journal == [
+            "reserve query",
+            "start bus", "healthy bus",
+            "start users", "start products", "start orders",
+            "warm up query",  # while the stage before it starts, as services are preloaded
+            "healthy users", "healthy products", "healthy orders",
+            "start query", "healthy query"]
+        assert ["query"] not in world.preloaded
+        saved = on_disk(supervisor, "query")
+        assert (saved.kind, saved.status, saved.pid) == \
+            ("executable", "running", world.processes["query"].pid)
+        assert world.processes["orders"].context is not None
+        assert world.processes["orders"].context.peer_urls["query"] == \
+            f"http://{HOST}:{BASE_PORT + 4}", "the services may call it"
+
+        # in status, as any other process
+        assert supervisor.health()["query"] == {"status": "ok", "ready_at": world.clock.now}
+
+        # its log lines, filtered as it says
+        log = Path(saved.log)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        supervisor.followers = {"query": LogFollower(log)}
+        log.write_text("a line it keeps to itself\nshown: listening\n")
+        supervisor._show_new_log_lines()
+        assert printer.lines == [("query", "shown: listening")]
+
+        # reset: stopped in its stage, its data removed, started again
+        Path(saved.db).mkdir(parents=True)
+        (Path(saved.db) / "rows").write_text("rows")
+        world.journal.clear()
+        assert supervisor.handle({"op": "reset"}) == {"ok": True}
+        assert world.journal[:2] == ["SIGTERM query", "wait query"]
+        assert "remove data query" in world.journal
+        assert not Path(saved.db).exists()
+        assert world.journal[-2:] == ["start query", "healthy query"]
+
+        world.journal.clear()
+        assert supervisor.handle({"op": "stop", "service": "query"}) == {"ok": True}
+        assert world.journal == ["SIGTERM query", "wait query"]
+        assert on_disk(supervisor, "query").status == "stopped"
+    finally:
+        supervisor.close()

@@ -31,6 +31,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import multiprocess
 
@@ -38,7 +39,9 @@ from msshop.contracts.credentials import service_credential
 from msshop.contracts.errors import SandboxError
 from msshop.contracts.topology import SERVICES
 from msshop.runtime.orchestrator.health import STREAM
+from msshop.runtime.orchestrator.ports import url_host
 from msshop.runtime.orchestrator.process import ForkedProcess
+from msshop.runtime.orchestrator.state import BusState
 
 _fork = multiprocess.get_context("fork")
 
@@ -110,7 +113,7 @@ def server_config(name: str, host: str, ports: tuple[int, int, int], store: Path
     client, monitor, route = ports
     config: dict[str, Any] = {
         "server_name": f"msshop-{name}",
-        "host": host, "port": client, "http": f"{_url_host(host)}:{monitor}",
+        "host": host, "port": client, "http": f"{url_host(host)}:{monitor}",
         "jetstream": {"store_dir": str(store)},
         "authorization": {"users": users(token)},
         "logtime": True,
@@ -119,9 +122,23 @@ def server_config(name: str, host: str, ports: tuple[int, int, int], store: Path
     if routes:
         config["cluster"] = {
             "name": "msshop", "host": host, "port": route,
-            "routes": [f"nats-route://{_url_host(host)}:{p}" for p in routes if p != route],
+            "routes": [f"nats-route://{url_host(host)}:{p}" for p in routes if p != route],
         }
     return json.dumps(config, indent=2)
+
+
+def external_bus(url: str, dedup_window: float) -> BusState:
+    """bus.url: servers msshop does not start, and the credentials every part signs in with
+    (the same for all: whoever runs that server decides who may do what)."""
+    servers, user, password = [], "", ""
+    for one in url.split(","):
+        parts = urlsplit(one.strip())
+        user = unquote(parts.username or user)
+        password = unquote(parts.password or password)
+        host = parts.hostname or ""
+        servers.append(f"{parts.scheme}://{url_host(host)}:{parts.port}")
+    return BusState(backend="nats", servers=servers, external=True, user=user,
+                    password=password, replicas=1, dedup_window=dedup_window)
 
 
 def worth_showing(lines: list[str]) -> list[str]:
@@ -186,7 +203,3 @@ def _exec_server(binary: str, config: Path, log_path: Path, lifeline: tuple[int,
     except OSError as exc:
         os.write(2, f"bus could not start: cannot run {binary}: {exc.strerror}\n".encode())
         os._exit(127)
-
-
-def _url_host(host: str) -> str:
-    return f"[{host}]" if ":" in host else host

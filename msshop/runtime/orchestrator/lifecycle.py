@@ -36,9 +36,9 @@ if TYPE_CHECKING:
 def up_foreground(settings: Settings, printer: Printer,
                   on_ready: Callable[[State], None]) -> None:
     """Run the sandbox in this process until SIGINT/SIGTERM or `msshop down`."""
-    from msshop.runtime.orchestrator.supervisor import Supervisor
+    from msshop.runtime.orchestrator import bootstrap
 
-    supervisor = Supervisor(settings, printer, "foreground")
+    supervisor = bootstrap.supervisor(settings, printer, "foreground")
     try:
         state = supervisor.prepare()
         supervisor.start_all()
@@ -103,11 +103,11 @@ def _daemon(settings: Settings, ready_fd: int) -> int:
         os.dup2(stray, 2)
         os.close(stray)
         fresh_stdio()
+        from msshop.runtime.orchestrator import bootstrap
         from msshop.runtime.orchestrator.printer import FilePrinter
-        from msshop.runtime.orchestrator.supervisor import Supervisor
 
-        supervisor = Supervisor(settings, FilePrinter(paths.supervisor_log), "detached",
-                                inherited_fds=[ready_fd])
+        supervisor = bootstrap.supervisor(settings, FilePrinter(paths.supervisor_log),
+                                          "detached", inherited_fds=[ready_fd])
     except Exception as exc:  # report, never leave the caller waiting
         report({"ok": False, "error": f"the supervisor could not start: {exc}"})
         return 1

@@ -1,8 +1,7 @@
 """One service as one forked OS process: its socket, its log file, its lifeline.
 
-The supervisor binds the service's listening socket itself, before forking, so that a port
-taken by another program is found (and named) before anything starts, and `base_port = 0`
-gets a free port with no race. The child inherits the socket and serves on it.
+The supervisor binds the service's listening socket itself, before forking (ports.py); the
+child inherits the socket and serves on it.
 
 The lifeline is a pipe whose write end only the supervisor holds. When the supervisor dies,
 however it dies, the kernel closes that end; every service sees EOF and exits. No orphans.
@@ -11,7 +10,6 @@ however it dies, the kernel closes that end; every service sees EOF and exits. N
 from __future__ import annotations
 
 import contextlib
-import errno
 import gc
 import importlib
 import os
@@ -26,7 +24,6 @@ from typing import Any
 import multiprocess
 from setproctitle import setproctitle
 
-from msshop.contracts.errors import SandboxError
 from msshop.contracts.topology import ServiceSpec
 from msshop.runtime.platform.context import ServiceContext
 
@@ -46,25 +43,6 @@ def preload(specs: Sequence[ServiceSpec]) -> None:
         importlib.import_module(module)
     for spec in specs:
         importlib.import_module(spec.entry.partition(":")[0])
-
-
-def bind(host: str, port: int, service: str) -> socket.socket:
-    """Bind (not yet listen) the service's port; a taken port is a clear SandboxError."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        if exc.errno == errno.EADDRINUSE:
-            raise SandboxError(
-                f"port {port} for {service} is taken by another program; free it, or pick "
-                "other ports with --base-port N or MSSHOP_BASE_PORT=N (0 picks free ones)"
-            ) from None
-        raise SandboxError(f"cannot bind {host}:{port} for {service}: {exc.strerror}") from None
-    sock.set_inheritable(True)
-    return sock
 
 
 def describe_exit(exitcode: int) -> str:

@@ -6,6 +6,10 @@ It wakes for three things: a signal (SIGCHLD when a service ends, SIGTERM/SIGINT
 stop), a command on the control socket, or the printer's refresh tick. No client of the
 control socket can hold it: each connection is non-blocking, in the same selector, with a
 deadline (control.py).
+
+It treats every process alike: what differs between a forked service and a nats-server
+node (their ports, how they start, answer for their health, keep data, log, and stop) is
+their kind's (kind.py), looked up by the kind their state records.
 """
 
 from __future__ import annotations
@@ -14,27 +18,23 @@ import contextlib
 import os
 import secrets
 import selectors
-import shutil
 import signal
-import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol
-from urllib.parse import unquote, urlsplit
+from typing import Any
 
 from setproctitle import setproctitle
 
 from msshop.contracts.config import Settings
-from msshop.contracts.credentials import digest, service_credential
 from msshop.contracts.errors import SandboxError
-from msshop.contracts.topology import BY_NAME, SERVICES, ServiceSpec, stages
-from msshop.runtime.orchestrator import broker
+from msshop.contracts.topology import ServiceSpec, stages
 from msshop.runtime.orchestrator.control import ControlServer
-from msshop.runtime.orchestrator.health import probe, probe_nats
+from msshop.runtime.orchestrator.kind import ChildProcess, Health, ProcessKind
 from msshop.runtime.orchestrator.logs import LogFollower, last_error_line
+from msshop.runtime.orchestrator.ports import Binder, PortBook, bind
 from msshop.runtime.orchestrator.printer import Printer
-from msshop.runtime.orchestrator.process import ServiceProcess, bind, describe_exit, preload
+from msshop.runtime.orchestrator.process import describe_exit
 from msshop.runtime.orchestrator.state import (
     BusState,
     SandboxPaths,
@@ -46,7 +46,6 @@ from msshop.runtime.orchestrator.state import (
     remove_state,
     write_state,
 )
-from msshop.runtime.platform.context import ServiceContext
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 HEALTH_REFRESH = 1.0
@@ -58,60 +57,27 @@ class Interrupted(SandboxError):
         super().__init__("interrupted while starting; everything started was stopped")
 
 
-# What the supervisor uses of the outside world, each a constructor argument that defaults to
-# the real thing, so that a unit test can hand it fakes and check the command handling with
-# no fork, no socket and no waiting (tests/unit/test_supervisor.py).
-
-class ChildProcess(Protocol):
-    """One service process, as the supervisor drives it: ServiceProcess, or a test's fake."""
-
-    @property
-    def pid(self) -> int | None: ...
-
-    @property
-    def started_at(self) -> float | None: ...  # time.time() at the fork
-
-    def start(self, sock: socket.socket, lifeline: tuple[int, int],
-              close_in_child: Sequence[int]) -> None: ...
-
-    def exitcode(self) -> int | None: ...
-
-    def alive(self) -> bool: ...
-
-    def terminate(self) -> None: ...  # SIGTERM, if it runs
-
-    def wait(self, timeout: float) -> int | None: ...  # its exit code; None: still runs
-
-    def kill(self) -> None: ...  # SIGKILL, if it runs
-
-
-class Probe(Protocol):
-    """health.probe: the service's /health document, or None if it does not answer."""
-
-    def __call__(self, host: str, port: int, timeout: float) -> dict[str, Any] | None: ...
-
-
-ProcessFactory = Callable[[ServiceSpec, ServiceContext, Path, str], ChildProcess]
-BrokerFactory = Callable[[str, Path, Path], ChildProcess]  # (node, config, log path)
+# (settings, every process's state) -> what carries the events (bootstrap.bus_state)
+BusPlan = Callable[[Settings, dict[str, ServiceState]], BusState]
 
 
 class Supervisor:
+    """The manager. What it uses of the outside world is handed to it (bootstrap.py wires
+    the real things), so that a unit test can hand it fakes and check the command handling
+    with no fork, no socket and no waiting (tests/unit/test_supervisor.py)."""
+
     def __init__(self, settings: Settings, printer: Printer, mode: str,
                  inherited_fds: list[int] | None = None, *,
-                 new_process: ProcessFactory = ServiceProcess,
-                 new_broker: BrokerFactory = broker.BrokerProcess,
-                 bind: Callable[[str, int, str], socket.socket] = bind,
-                 preload: Callable[[Sequence[ServiceSpec]], None] = preload,
-                 probe: Probe = probe,
-                 probe_broker: Probe = probe_nats,
+                 kinds: Mapping[str, ProcessKind],
+                 lineup: Sequence[tuple[ServiceSpec, str]],
+                 bus: BusPlan,
+                 bind: Binder = bind,
                  clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep) -> None:
-        self.new_process = new_process  # (spec, context, log path, log level), not started
-        self.new_broker = new_broker  # a nats-server node, not started
-        self.bind = bind  # (host, port, service name) -> a bound socket
-        self.preload = preload  # imports what these services run on, so forks start warm
-        self.probe = probe
-        self.probe_broker = probe_broker  # a nats-server's health, on its monitoring port
+        self.kinds = kinds  # by name, as ServiceState.kind records it
+        self.lineup = lineup  # each part of the topology and the kind that runs it
+        self.plan_bus = bus
+        self.ports = PortBook(settings.host, bind)
         self.clock = clock  # monotonic: startup deadlines, the live view's health refresh
         self.sleep = sleep
         self.settings = settings
@@ -120,10 +86,6 @@ class Supervisor:
         self.mode = mode
         self.paths = SandboxPaths(settings.sandbox_dir)
         self.lock = SupervisorLock(self.paths)
-        self.sockets: dict[str, socket.socket] = {}  # bound, not yet handed to a child
-        # a nats node's other ports (monitoring, cluster), held until that node starts: a
-        # port let go at once could be taken meanwhile, e.g. as another node's outgoing end
-        self.reserved: dict[str, list[socket.socket]] = {}
         self.processes: dict[str, ChildProcess] = {}
         self.state: State | None = None
         self.control: ControlServer | None = None
@@ -151,31 +113,17 @@ class Supervisor:
         stale = read_state(self.paths)
         if stale is not None:
             self._clear_stale(stale)
-        host = self.settings.host
-        services: dict[str, ServiceState] = {}
-        bus = BusState(backend=self.settings.bus_backend)
         try:
-            for spec in SERVICES:
-                if spec.name == "bus" and bus.backend == "nats":
-                    bus = self._bind_broker(services)
-                    continue
-                base = self.settings.base_port
-                wanted = base + spec.port_offset if base else 0
-                sock = self.bind(host, wanted, spec.name)
-                self.sockets[spec.name] = sock
-                port = sock.getsockname()[1]
-                services[spec.name] = ServiceState(
-                    name=spec.name, port=port, url=f"http://{_url_host(host)}:{port}",
-                    db=str(spec.db_path(self.paths.root)), log=str(spec.log_path(self.paths.root)),
-                )
+            services = self.reserve_all()
         except SandboxError:
             self.close()
             raise
         self.control = ControlServer(secrets.token_hex(16), clock=self.clock)
         self.state = State(
-            sandbox=str(self.paths.root), host=host, supervisor_pid=os.getpid(),
+            sandbox=str(self.paths.root), host=self.settings.host, supervisor_pid=os.getpid(),
             control_port=self.control.port, token=self.control.token, mode=self.mode,
-            started_at=time.time(), services=services, bus=bus,
+            started_at=time.time(), services=services,
+            bus=self.plan_bus(self.settings, services),
         )
         if self.printer.refresh_interval:  # from here on, every line the services log is shown
             self.followers = {s.name: LogFollower(Path(s.log)) for s in services.values()}
@@ -183,57 +131,28 @@ class Supervisor:
         write_state(self.paths, self.state)
         return self.state
 
-    def _bind_broker(self, services: dict[str, ServiceState]) -> BusState:
-        """The nats bus: an existing server (bus.url), or nodes of our own, each with its
-        client port bound now (a taken one is found before anything starts) and its
-        monitoring and route ports checked free."""
-        settings = self.settings
-        if settings.bus_url:
-            return external_bus(settings.bus_url, settings.bus_dedup_window)
-        broker.find_server()  # not installed: say so before anything starts
-        host, base = settings.host, settings.base_port
-        names = broker.node_names(settings.bus_nodes)
-        for index, name in enumerate(names):
-            wanted = broker.node_ports(base, index) if base else (0, 0, 0)
-            sock = self.bind(host, wanted[0], name)
-            self.sockets[name] = sock
-            port = sock.getsockname()[1]
-            monitor = self._reserve(name, host, wanted[1], f"{name} (monitoring)")
-            route = (self._reserve(name, host, wanted[2], f"{name} (cluster)")
-                     if len(names) > 1 else None)
-            services[name] = ServiceState(
-                name=name, port=port, url=f"nats://{_url_host(host)}:{port}",
-                db=str(self.paths.nats_store(name)), log=str(self.paths.logs / f"{name}.log"),
-                kind="nats-server", monitor_port=monitor, route_port=route)
-        return BusState(backend="nats",
-                        servers=[services[name].url for name in names],
-                        replicas=min(len(names), broker.MAX_REPLICAS),
-                        dedup_window=settings.bus_dedup_window)
+    def reserve_all(self) -> dict[str, ServiceState]:
+        """Every process of the lineup, its ports bound (or held) and its state described."""
+        services: dict[str, ServiceState] = {}
+        for spec, kind in self.lineup:
+            for service in self.kinds[kind].reserve(spec, self.ports):
+                services[service.name] = service
+        return services
 
-    def _reserve(self, name: str, host: str, port: int, what: str) -> int:
-        """A port nats-server `name` will bind itself: bound now (a taken one is named; 0
-        picks one) and held until that node starts."""
-        sock = self.bind(host, port, what)
-        self.reserved.setdefault(name, []).append(sock)
-        number: int = sock.getsockname()[1]
-        return number
-
-    def _release(self, name: str) -> None:
-        for sock in self.reserved.pop(name, []):
-            sock.close()
+    def _kind(self, name: str) -> ProcessKind:
+        return self.kinds[self._state().services[name].kind]
 
     def _stages(self) -> list[list[str]]:
-        """Service names in start order: the nodes of a nats bus take the bus's stage (an
-        external bus has none)."""
-        state = self.state
+        """Process names in start order: each in the stage of the part it runs (the nodes
+        of a nats bus in the bus's; an external bus has none). None before prepare()."""
+        if self.state is None:
+            return []
+        services = self.state.services
         ordered = []
         for stage in stages():
-            names: list[str] = []
-            for spec in stage:
-                if spec.name == "bus" and state is not None and state.bus.backend == "nats":
-                    names += [n for n, s in state.services.items() if s.kind == "nats-server"]
-                else:
-                    names.append(spec.name)
+            parts = {spec.name for spec in stage}
+            names = [name for name, service in services.items()
+                     if self.kinds[service.kind].part(service) in parts]
             if names:
                 ordered.append(names)
         return ordered
@@ -277,48 +196,28 @@ class Supervisor:
             for name in stage:
                 self._fork(name)
             if index + 1 < len(ordered):
-                self.preload([BY_NAME[n] for n in ordered[index + 1] if n in BY_NAME])
+                self._warm_up(ordered[index + 1])
             self._await_healthy(stage)
+
+    def _warm_up(self, names: list[str]) -> None:
+        """Ask each kind to ready these processes' start, all of its own at once."""
+        by_kind: dict[str, list[str]] = {}
+        for name in names:
+            by_kind.setdefault(self._state().services[name].kind, []).append(name)
+        for kind, named in by_kind.items():
+            self.kinds[kind].warm_up(named)
 
     def _fork(self, name: str) -> None:
         state = self._state()
         service = state.services[name]
-        sock = self.sockets.pop(name, None) or self.bind(state.host, service.port, name)
-        process: ChildProcess
-        if service.kind == "nats-server":
-            config = self.paths.nats / f"{name}.conf"
-            routes = [s.route_port for s in state.services.values() if s.route_port]
-            broker.write_config(config, broker.server_config(
-                name, state.host, (service.port, service.monitor_port or 0,
-                                   service.route_port or 0),
-                Path(service.db), state.token, routes))
-            process = self.new_broker(name, config, Path(service.log))
-            if name not in self.reserved and service.monitor_port:  # a restart: still free?
-                for port, what in ((service.monitor_port, "monitoring"),
-                                   (service.route_port, "cluster")):
-                    if port:
-                        self._reserve(name, state.host, port, f"{name} ({what})")
-            self._release(name)  # now: nats-server binds them as it starts
-        else:
-            self.preload([BY_NAME[name]])
-            if state.bus.backend == "nats":  # each fork starts with the client imported
-                from msshop.bus.jetstream import import_nats
-
-                import_nats()
-            bus_timeout = self.settings.timeouts.get("bus", self.settings.http_timeout)
-            context = ServiceContext(
-                name=name,
-                db_path=Path(service.db),
-                peer_urls={n: s.url for n, s in state.services.items()
-                           if n != name and s.kind == "service"},
-                http_timeout=self.settings.http_timeout,
-                timeouts=dict(self.settings.timeouts),
-                bus_address=(state.bus.address(name, state.token, bus_timeout)
-                             if state.bus.backend == "nats" else None),
-                **credentials_for(name, state.token),
-            )
-            process = self.new_process(BY_NAME[name], context, Path(service.log),
-                                       self.settings.log_level)
+        kind = self._kind(name)
+        sock = self.ports.take(name, service.port, kind.own_ports(service))
+        try:
+            process = kind.spawn(service, state)
+        except BaseException:
+            sock.close()
+            raise
+        self.ports.release(name)  # now: the process binds its own ports as it starts
         process.start(sock, self.lifeline, self._fds_children_must_close())
         self.processes[name] = process
         service.status, service.pid, service.exit = "starting", process.pid, None
@@ -326,8 +225,7 @@ class Supervisor:
         write_state(self.paths, state)
 
     def _fds_children_must_close(self) -> list[int]:
-        fds = [*self.wakeup, *self.inherited_fds, *(s.fileno() for s in self.sockets.values()),
-               *(s.fileno() for held in self.reserved.values() for s in held)]
+        fds = [*self.wakeup, *self.inherited_fds, *self.ports.fds()]
         if self.lock.fd is not None:
             fds.append(self.lock.fd)
         if self.control is not None:  # the listening socket and every connection open
@@ -356,7 +254,7 @@ class Supervisor:
                         + (f": {quote.strip()}" if quote else "")
                         + f"; see: msshop logs {name}"
                     )
-                health = self._probe(service, timeout=0.5, ready=True)
+                health = self._kind(name).ready(service, state.host, timeout=0.5)
                 if health is not None:
                     service.status = "running"
                     # the service's own clock: it may be seen healthy later than it was
@@ -424,17 +322,14 @@ class Supervisor:
         before the services it reads and calls, the bus last, so that no relay or
         consumer still running finds it gone (and logs that it is down).
 
-        The nodes of a nats bus stop one after another (a few ms each): nodes stopped at
-        once cut each other's routes while writing, which nats-server logs as an error."""
+        A kind whose processes stop alone (the nodes of a nats bus, a few ms each) has
+        them stopped one after another, after the rest of their stage."""
         for stage in reversed(self._stages()):
             running = [name for name in stage if name in self.processes]
-            nodes = [name for name in running if self._is_broker(name)]
-            self._stop_together([name for name in running if name not in nodes])
-            for node in nodes:
-                self._stop_together([node])
-
-    def _is_broker(self, name: str) -> bool:
-        return self._state().services[name].kind == "nats-server"
+            alone = [name for name in running if self._kind(name).stops_alone]
+            self._stop_together([name for name in running if name not in alone])
+            for name in alone:
+                self._stop_together([name])
 
     def _reap(self) -> None:
         """Notice services that ended without being asked to, and say so."""
@@ -475,12 +370,7 @@ class Supervisor:
                 control.expire(self.handle)
                 self._reap()
                 if self.printer.refresh_interval:
-                    for name, follower in self.followers.items():
-                        lines = follower.new_lines()
-                        if self._state().services[name].kind == "nats-server":
-                            lines = broker.worth_showing(lines)
-                        if lines:
-                            self.printer.log_lines(name, lines)
+                    self._show_new_log_lines()
                     if self.clock() >= next_health:
                         next_health = self.clock() + HEALTH_REFRESH
                         self.printer.refresh(self._state(), self.health())
@@ -489,22 +379,17 @@ class Supervisor:
             self.selector = None
             selector.close()
 
-    def health(self) -> dict[str, dict[str, Any] | None]:
-        state = self._state()
-        return {name: (self._probe(s, timeout=0.3) if s.status == "running" else None)
-                for name, s in state.services.items()}
+    def _show_new_log_lines(self) -> None:
+        for name, follower in self.followers.items():
+            lines = self._kind(name).worth_showing(follower.new_lines())
+            if lines:
+                self.printer.log_lines(name, lines)
 
-    def _probe(self, service: ServiceState, timeout: float, ready: bool = False
-               ) -> dict[str, Any] | None:
-        """Its health; with `ready`, None until it can take its work (a nats-server that
-        answers but is not ready yet is not started)."""
-        host = self._state().host
-        if service.kind == "nats-server":
-            health = self.probe_broker(host, service.monitor_port or 0, timeout=timeout)
-            if ready and health is not None and health.get("status") != "ok":
-                return None
-            return health
-        return self.probe(host, service.port, timeout=timeout)
+    def health(self) -> dict[str, Health | None]:
+        state = self._state()
+        return {name: (self._kind(name).health(s, state.host, timeout=0.3)
+                       if s.status == "running" else None)
+                for name, s in state.services.items()}
 
     def handle(self, request: dict[str, Any]) -> dict[str, Any]:
         """Answer one control command."""
@@ -549,12 +434,8 @@ class Supervisor:
             return {"ok": False, "error": exc.message}
 
     def _delete_data(self) -> None:
-        for service in self._state().services.values():
-            if service.kind == "nats-server":
-                shutil.rmtree(service.db, ignore_errors=True)
-                continue
-            for suffix in ("", "-wal", "-shm"):
-                Path(service.db + suffix).unlink(missing_ok=True)
+        for name, service in self._state().services.items():
+            self._kind(name).remove_data(service)
 
     # --- the end ----------------------------------------------------------------------------
 
@@ -566,11 +447,7 @@ class Supervisor:
         try:
             self.stop_all()
         finally:
-            for sock in self.sockets.values():
-                sock.close()
-            self.sockets.clear()
-            for name in list(self.reserved):
-                self._release(name)
+            self.ports.close()
             if self.control is not None:
                 self.control.close()
             if self.lock.fd is not None:
@@ -588,38 +465,9 @@ class Supervisor:
         return self.state
 
 
-def credentials_for(name: str, token: str) -> dict[str, Any]:
-    """The secrets a service gets at fork (in its memory only): the digest of the sandbox's
-    token (to check its owner's calls), its own bus credential, and, for the bus, the
-    digest of each writing service's credential (who may append, as whom)."""
-    senders = ({digest(service_credential(token, spec.name)): spec.name
-                for spec in SERVICES if spec.name != name}
-               if name == "bus" else {})
-    return {"admin": digest(token), "credential": service_credential(token, name),
-            "senders": senders}
-
-
-def external_bus(url: str, dedup_window: float) -> BusState:
-    """bus.url: servers msshop does not start, and the credentials every part signs in with
-    (the same for all: whoever runs that server decides who may do what)."""
-    servers, user, password = [], "", ""
-    for one in url.split(","):
-        parts = urlsplit(one.strip())
-        user = unquote(parts.username or user)
-        password = unquote(parts.password or password)
-        host = parts.hostname or ""
-        servers.append(f"{parts.scheme}://{_url_host(host)}:{parts.port}")
-    return BusState(backend="nats", servers=servers, external=True, user=user,
-                    password=password, replicas=1, dedup_window=dedup_window)
-
-
 def _drain(fd: int) -> None:
     try:
         while os.read(fd, 512):
             pass
     except BlockingIOError:
         pass
-
-
-def _url_host(host: str) -> str:
-    return f"[{host}]" if ":" in host else host

@@ -1,0 +1,101 @@
+"""The kind of process msshop's own services are: forked from the supervisor, with the
+stack imported beforehand (process.preload), each with its own SQLite file."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from msshop.contracts.config import Settings
+from msshop.contracts.credentials import digest, service_credential
+from msshop.contracts.topology import BY_NAME, SERVICES, ServiceSpec
+from msshop.runtime.orchestrator.health import probe
+from msshop.runtime.orchestrator.kind import ChildProcess, Health, Probe
+from msshop.runtime.orchestrator.ports import PortBook, url_host
+from msshop.runtime.orchestrator.process import ServiceProcess, preload
+from msshop.runtime.orchestrator.state import SandboxPaths, ServiceState, State
+from msshop.runtime.platform.context import ServiceContext
+
+# (spec, context, log path, log level) -> the process, not started
+ProcessFactory = Callable[[ServiceSpec, ServiceContext, Path, str], ChildProcess]
+
+
+class ForkedServiceKind:
+    """An msshop service: `ServiceProcess`, answering GET /health on its own port."""
+
+    name = "service"
+    stops_alone = False
+
+    def __init__(self, settings: Settings, *, new_process: ProcessFactory = ServiceProcess,
+                 preload: Callable[[Sequence[ServiceSpec]], None] = preload,
+                 probe: Probe = probe) -> None:
+        self.settings = settings
+        self.paths = SandboxPaths(settings.sandbox_dir)
+        self.new_process = new_process
+        self.preload = preload  # imports what these services run on, so forks start warm
+        self.probe = probe
+
+    def reserve(self, spec: ServiceSpec, ports: PortBook) -> list[ServiceState]:
+        base = self.settings.base_port
+        port = ports.listen(spec.name, base + spec.port_offset if base else 0)
+        return [ServiceState(
+            name=spec.name, port=port, url=f"http://{url_host(ports.host)}:{port}",
+            db=str(spec.db_path(self.paths.root)), log=str(spec.log_path(self.paths.root)),
+            kind=self.name)]
+
+    def part(self, service: ServiceState) -> str:
+        return service.name
+
+    def own_ports(self, service: ServiceState) -> list[tuple[int, str]]:
+        return []
+
+    def warm_up(self, names: Sequence[str]) -> None:
+        self.preload([BY_NAME[name] for name in names])
+
+    def spawn(self, service: ServiceState, sandbox: State) -> ChildProcess:
+        name = service.name
+        self.preload([BY_NAME[name]])
+        if sandbox.bus.backend == "nats":  # each fork starts with the client imported
+            from msshop.bus.jetstream import import_nats
+
+            import_nats()
+        settings = self.settings
+        bus_timeout = settings.timeouts.get("bus", settings.http_timeout)
+        context = ServiceContext(
+            name=name,
+            db_path=Path(service.db),
+            # the parts it may call: those that speak HTTP (a nats node's URL is nats://)
+            peer_urls={n: s.url for n, s in sandbox.services.items()
+                       if n != name and s.url.startswith("http")},
+            http_timeout=settings.http_timeout,
+            timeouts=dict(settings.timeouts),
+            bus_address=(sandbox.bus.address(name, sandbox.token, bus_timeout)
+                         if sandbox.bus.backend == "nats" else None),
+            **credentials_for(name, sandbox.token),
+        )
+        return self.new_process(BY_NAME[name], context, Path(service.log), settings.log_level)
+
+    def health(self, service: ServiceState, host: str, timeout: float) -> Health | None:
+        return self.probe(host, service.port, timeout=timeout)
+
+    def ready(self, service: ServiceState, host: str, timeout: float) -> Health | None:
+        return self.health(service, host, timeout)  # it answers once its app is set up
+
+    def remove_data(self, service: ServiceState) -> None:
+        for suffix in ("", "-wal", "-shm"):
+            Path(service.db + suffix).unlink(missing_ok=True)
+
+    def worth_showing(self, lines: list[str]) -> list[str]:
+        return lines
+
+
+def credentials_for(name: str, token: str) -> dict[str, Any]:
+    """The secrets a service gets at fork (in its memory only): the digest of the sandbox's
+    token (to check its owner's calls), its own bus credential, and, for the bus, the
+    digest of each writing service's credential (who may append, as whom)."""
+    senders = ({digest(service_credential(token, spec.name)): spec.name
+                for spec in SERVICES if spec.name != name}
+               if name == "bus" else {})
+    return {"admin": digest(token), "credential": service_credential(token, name),
+            "senders": senders}

@@ -1,0 +1,94 @@
+"""The kind of process a node of the managed nats bus is: a nats-server (broker.py) that
+stands in for the bus, one node or several (bus, bus-2 …), with its health asked of its
+monitoring port."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from msshop.contracts.config import Settings
+from msshop.contracts.topology import ServiceSpec
+from msshop.runtime.orchestrator import broker
+from msshop.runtime.orchestrator.health import probe_nats
+from msshop.runtime.orchestrator.kind import ChildProcess, Health, Probe
+from msshop.runtime.orchestrator.ports import PortBook, url_host
+from msshop.runtime.orchestrator.state import BusState, SandboxPaths, ServiceState, State
+
+NodeFactory = Callable[[str, Path, Path], ChildProcess]  # (node, config, log path), not started
+
+
+class NatsNodeKind:
+    """nats-server nodes. They stop one after another: nodes stopped at once cut each
+    other's routes while writing, which nats-server logs as an error."""
+
+    name = "nats-server"
+    stops_alone = True
+
+    def __init__(self, settings: Settings, *, new_node: NodeFactory = broker.BrokerProcess,
+                 probe: Probe = probe_nats) -> None:
+        self.settings = settings
+        self.paths = SandboxPaths(settings.sandbox_dir)
+        self.new_node = new_node
+        self.probe = probe  # a node's health, on its monitoring port
+
+    def reserve(self, spec: ServiceSpec, ports: PortBook) -> list[ServiceState]:
+        """The bus's nodes, each with its client port bound now and its monitoring and
+        route ports held (a taken one is found before anything starts)."""
+        broker.find_server()  # not installed: say so before anything starts
+        base = self.settings.base_port
+        names = broker.node_names(self.settings.bus_nodes)
+        nodes = []
+        for index, name in enumerate(names):
+            wanted = broker.node_ports(base, index) if base else (0, 0, 0)
+            port = ports.listen(name, wanted[0])
+            monitor = ports.hold(name, wanted[1], "monitoring")
+            route = ports.hold(name, wanted[2], "cluster") if len(names) > 1 else None
+            nodes.append(ServiceState(
+                name=name, port=port, url=f"nats://{url_host(ports.host)}:{port}",
+                db=str(self.paths.nats_store(name)), log=str(self.paths.logs / f"{name}.log"),
+                kind=self.name, monitor_port=monitor, route_port=route))
+        return nodes
+
+    def part(self, service: ServiceState) -> str:
+        return "bus"
+
+    def own_ports(self, service: ServiceState) -> list[tuple[int, str]]:
+        return [(port, what) for port, what in ((service.monitor_port, "monitoring"),
+                                                (service.route_port, "cluster")) if port]
+
+    def warm_up(self, names: Sequence[str]) -> None:
+        pass  # nats-server is exec'd: nothing of ours to import
+
+    def spawn(self, service: ServiceState, sandbox: State) -> ChildProcess:
+        config = self.paths.nats / f"{service.name}.conf"
+        routes = [s.route_port for s in sandbox.services.values() if s.route_port]
+        broker.write_config(config, broker.server_config(
+            service.name, sandbox.host,
+            (service.port, service.monitor_port or 0, service.route_port or 0),
+            Path(service.db), sandbox.token, routes))
+        return self.new_node(service.name, config, Path(service.log))
+
+    def health(self, service: ServiceState, host: str, timeout: float) -> Health | None:
+        return self.probe(host, service.monitor_port or 0, timeout=timeout)
+
+    def ready(self, service: ServiceState, host: str, timeout: float) -> Health | None:
+        """A node that answers is not ready until it can take the stream's work."""
+        health = self.health(service, host, timeout)
+        return health if health is not None and health.get("status") == "ok" else None
+
+    def remove_data(self, service: ServiceState) -> None:
+        shutil.rmtree(service.db, ignore_errors=True)
+
+    def worth_showing(self, lines: list[str]) -> list[str]:
+        return broker.worth_showing(lines)
+
+
+def managed_bus(settings: Settings, services: dict[str, ServiceState]) -> BusState:
+    """The bus as its nodes make it: every node's client URL, the stream kept on up to
+    three of them."""
+    names = broker.node_names(settings.bus_nodes)
+    return BusState(backend="nats", servers=[services[name].url for name in names],
+                    replicas=min(len(names), broker.MAX_REPLICAS),
+                    dedup_window=settings.bus_dedup_window)
