@@ -15,6 +15,7 @@ import os
 import time
 from collections.abc import Mapping
 from typing import cast
+from urllib.parse import urlsplit
 
 import httptools
 
@@ -180,3 +181,11 @@ def _request(method: str, host: str, port: int, path: str, body: bytes | None,
         raise ValueError(f"refused to send a request line or header with a control "
                          f"character or a space in the path: {lines!r:.200}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body or b"")
+
+
+def address_of(url: str) -> tuple[str, int]:
+    """(host, port) of a peer's http://HOST:PORT URL."""
+    parts = urlsplit(url)
+    if parts.scheme != "http" or parts.hostname is None or parts.port is None:
+        raise ValueError(f"a peer is called at http://HOST:PORT, not {url!r}")
+    return parts.hostname, parts.port
