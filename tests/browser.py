@@ -1,5 +1,5 @@
 """A real headless Chromium for the tests, driven over its own DevTools protocol (a
-websocket, with the aiohttp msshop already has): open a page, run a script in it, click a
+websocket, with aiohttp: the test extra has it): open a page, run a script in it, click a
 point as a mouse would. No browser installed: the test skips and says how to get one
 (`.ci/run` installs Debian's chromium)."""
 

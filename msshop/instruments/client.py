@@ -1,6 +1,6 @@
-"""The CLI's way into a running sandbox: one typed client for every service, over the
-standard library's HTTP client, one kept-alive connection per service. No server stack is
-imported, so commands start fast.
+"""The CLI's way into a running sandbox: one typed client for every service, over the sync
+side's transport (runtime/http1.py), one kept-alive connection per service. No server
+stack is imported, so commands start fast.
 
 The typed methods are where the CLI side writes the shop's addresses; nothing above this
 module builds a URL. `request` and `exchange` stay for what has no method (tests, bench).
@@ -8,7 +8,6 @@ module builds a URL. `request` and `exchange` stay for what has no method (tests
 
 from __future__ import annotations
 
-import http.client
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from urllib.parse import urlencode
 
 from msshop.contracts.credentials import bearer, service_credential
 from msshop.contracts.errors import SandboxError, ServiceError
+from msshop.runtime.http1 import Connection
 from msshop.runtime.orchestrator.state import State
 
 if TYPE_CHECKING:
@@ -72,7 +72,7 @@ class ShopClient:
     def __init__(self, state: State, timeout: float = 30.0) -> None:
         self.state = state
         self.timeout = timeout
-        self._connections: dict[str, http.client.HTTPConnection] = {}
+        self._connections: dict[str, Connection] = {}
 
     # --- the shop --------------------------------------------------------------------------
 
@@ -282,27 +282,17 @@ class ShopClient:
         headers = dict(headers or {})
         if payload is not None:
             headers["content-type"] = "application/json"
-        for _ in (1, 2):  # a kept-alive connection may have been closed by the server
-            reused = service in self._connections
-            conn = self._connection(service)
-            try:
-                conn.request(method, path, body=payload, headers=headers)
-                response = conn.getresponse()
-                return response.status, response.read()
-            except (ConnectionError, http.client.HTTPException, OSError) as exc:
-                conn.close()
-                self._connections.pop(service, None)
-                stale = reused and isinstance(
-                    exc, http.client.RemoteDisconnected | BrokenPipeError | ConnectionResetError)
-                if not stale:
-                    raise self._down(service, exc) from None
-        raise self._down(service, ConnectionError("the connection closed twice"))
+        try:  # a kept connection the server had closed is opened again (Connection)
+            return self._connection(service).request(method, path, payload, headers)
+        except (OSError, ValueError) as exc:  # ValueError: a path that would change meaning
+            self._connections.pop(service, None)  # closed by the failed request
+            raise self._down(service, exc) from None
 
-    def _connection(self, service: str) -> http.client.HTTPConnection:
+    def _connection(self, service: str) -> Connection:
         conn = self._connections.get(service)
         if conn is None:
             port = self.state.services[service].port
-            conn = http.client.HTTPConnection(self.state.host, port, timeout=self.timeout)
+            conn = Connection(self.state.host, port, self.timeout)
             self._connections[service] = conn
         return conn
 

@@ -1,8 +1,8 @@
 """One test case run against every Bus implementation, the way eventsourcing runs one
 recorder test against every recorder: the in-memory fake the unit tests lean on (so that
 it stays true to the real thing), and the sandbox's own log (the `bus` service, a real
-process) through both of its carriers, the services' Peers (aiohttp) and the CLI's
-http.client, each showing the users service's credential (the events are its own), and
+process) through both of its carriers, the services' Peers (wire.py) and the CLI's
+ShopClient (http1.py), each showing the users service's credential (the events are its own), and
 NATS JetStream (a real nats-server the sandbox starts), appending as the users service and
 reading as the sandbox's owner (the rights of each are tests/e2e/test_trust.py's)."""
 

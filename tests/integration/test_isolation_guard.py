@@ -20,7 +20,8 @@ from urllib.parse import quote
 import multiprocess
 import pytest
 
-from msshop.runtime.platform.db import guard_connection, install_isolation_guard, open_database
+from msshop.runtime.platform.db import open_database
+from msshop.runtime.platform.isolation import guard_connection, install_isolation_guard
 
 
 def _in_guarded_child(own: Path, other: Path, queue: Any) -> None:
@@ -421,7 +422,7 @@ def test_the_sql_function_load_extension_stays_off(tmp_path: Path) -> None:
 
 
 @pytest.mark.xfail(strict=True, reason="not shut: set_authorizer replaces the guard, and no "
-                   "audit event says so (see the isolation guard in runtime/platform/db.py)")
+                   "audit event says so (see runtime/platform/isolation.py)")
 def test_known_open_door_set_authorizer_replaces_the_guard(tmp_path: Path) -> None:
     def door(files: Files, conn: sqlite3.Connection) -> object:
         fresh = sqlite3.connect(":memory:")

@@ -131,6 +131,40 @@ def test_a_peer_that_closes_mid_answer_is_an_error_and_a_post_is_not_sent_twice(
     run(test)
 
 
+def test_requests_in_flight_together_each_have_a_connection_and_leave_it_for_the_next(
+) -> None:
+    """The experiments' workload sends on schedule whether or not earlier requests have
+    answered: each in flight gets a connection of its own, and the next wave reuses them."""
+    async def slow(head: bytes, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(0.02)
+        await ok(head, writer)
+
+    async def test() -> None:
+        async with peer(slow) as (client, port, connections):
+            for _ in range(2):
+                answers = await asyncio.gather(*(
+                    client.request("GET", "127.0.0.1", port, f"/{n}") for n in range(40)))
+                assert answers == [(200, f"/{n}".encode()) for n in range(40)]
+            assert len(connections) == 40 and sum(connections) == 80
+    run(test)
+
+
+def test_a_request_past_its_time_is_cancelled_and_its_connection_not_used_again() -> None:
+    async def late_then_ok(head: bytes, writer: asyncio.StreamWriter) -> None:
+        if b"/late" in head:
+            await asyncio.sleep(0.2)
+        await ok(head, writer)
+
+    async def test() -> None:
+        async with peer(late_then_ok) as (client, port, connections):
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.02):
+                    await client.request("GET", "127.0.0.1", port, "/late")
+            assert await client.request("GET", "127.0.0.1", port, "/next") == (200, b"/next")
+            assert len(connections) == 2  # the late answer's connection was closed
+    run(test)
+
+
 def test_a_peer_that_is_not_there_is_refused_and_named() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

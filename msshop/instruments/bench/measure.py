@@ -21,7 +21,6 @@ of its own: the same figures side by side.
 from __future__ import annotations
 
 import dataclasses
-import http.client
 import json
 import shutil
 import statistics
@@ -45,6 +44,7 @@ from msshop.instruments.bench.report import (
 from msshop.instruments.checking import caught_up, network_stages
 from msshop.instruments.client import ShopClient
 from msshop.instruments.seed import SeedPlan, seed
+from msshop.runtime.http1 import Connection
 from msshop.runtime.orchestrator import lifecycle
 from msshop.runtime.orchestrator.state import State
 
@@ -73,16 +73,14 @@ class Timer:
 
     def __init__(self, state: State, service: str) -> None:
         info = state.services[service]
-        self.conn = http.client.HTTPConnection(state.host, info.port, timeout=30)
+        self.conn = Connection(state.host, info.port, timeout=30)
 
     def get(self, path: str) -> float:
         started = time.perf_counter()
-        self.conn.request("GET", path)
-        response = self.conn.getresponse()
-        response.read()
+        status, _ = self.conn.request("GET", path)
         elapsed = (time.perf_counter() - started) * 1000
-        if response.status != 200:
-            raise RuntimeError(f"GET {path} answered HTTP {response.status}")
+        if status != 200:
+            raise RuntimeError(f"GET {path} answered HTTP {status}")
         return elapsed
 
     def measure(self, path: str, count: int) -> Figures:

@@ -27,10 +27,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from msshop.instruments.experiments.report import STRATEGIES
+from msshop.runtime.platform.wire import Client, ConnectFailed, address_of
 
 TIMEOUT = 2.0  # a read or purchase unanswered this long counts as refused
 SAMPLE_EVERY = 0.5
 POLL = (0.002, 0.1)  # the probes' poll interval, at least and at most
+JSON = {"content-type": "application/json"}
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,7 @@ class Workload:
                  read_rate: float, purchase_rate: float, tag: str,
                  bus_head: Callable[[], int | None]) -> None:
         self.urls = urls  # query, orders
+        self._addresses = {service: address_of(url) for service, url in urls.items()}
         self.bus_head = bus_head  # blocking (asked in a thread); None: the bus did not say
         self.users = users
         self.products = products
@@ -94,7 +97,9 @@ class Workload:
         self._watching: set[int] = set()
         self._watchers: set[asyncio.Task[None]] = set()
         self._probing = True
-        self._session: Any = None  # an aiohttp.ClientSession, from run() to settle()
+        # the services' own client (wire.py): a connection per request in flight, kept
+        # alive for the next; from run() to settle()
+        self._client = Client()
         self._random = random.Random(7)
 
     def now(self) -> float:
@@ -102,10 +107,7 @@ class Workload:
 
     async def run(self, seconds: float) -> None:
         """The load for `seconds`; the probes of unseen purchases go on until settle()."""
-        import aiohttp
-
         self.started = time.monotonic()
-        self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
         sampler = asyncio.create_task(self._sample_until(seconds))
         await asyncio.gather(
             *(self._every(1 / self.read_rate, seconds, self._read, strategy)
@@ -123,7 +125,7 @@ class Workload:
         for task in list(self._watchers):
             task.cancel()
         await asyncio.gather(*self._watchers, return_exceptions=True)
-        await self._session.close()
+        self._client.close()
 
     async def _every(self, interval: float, seconds: float, send: Any, *args: Any) -> None:
         """Send at a steady rate; each request is its own task, so none waits for another."""
@@ -141,16 +143,15 @@ class Workload:
 
     async def _call(self, method: str, service: str, path: str, body: Any = None,
                     timeout: float = TIMEOUT) -> tuple[int, Any]:
-        """(status, decoded answer); status 0 when there was no answer at all."""
-        import aiohttp
-
+        """(status, decoded answer); status 0 when there was no answer at all (refused, cut
+        off, or not within `timeout`)."""
+        host, port = self._addresses[service]
+        data, headers = (None, None) if body is None else (json.dumps(body).encode(), JSON)
         try:
-            async with self._session.request(
-                    method, self.urls[service] + path, json=body,
-                    timeout=aiohttp.ClientTimeout(total=timeout)) as response:
-                content = await response.read()
-                status = response.status
-        except (aiohttp.ClientError, TimeoutError, OSError):
+            async with asyncio.timeout(timeout):
+                status, content = await self._client.request(method, host, port, path, data,
+                                                             headers)
+        except (ConnectFailed, TimeoutError, OSError):  # Disconnected is a ConnectionError
             return 0, None
         try:
             return status, json.loads(content) if content else None

@@ -1,17 +1,16 @@
 """Ask a part of the sandbox whether it is healthy: a service's GET /health, or a
 nats-server's monitoring port, as the same kind of document.
 
-One GET over a plain socket, HTTP/1.0, read to the end: `msshop status` asks every part
-once and exits, and http.client (with the email parser it imports) would cost it ~10 ms
-of a start that should take ~100. HTTP/1.0 keeps the answer simple for any server: no
-chunks, no keep-alive, the end of the answer is the end of the connection.
+One GET on a connection of its own (runtime/http1.py, the sync side's client: standard
+library only, so `msshop status` starts as fast as with a bare socket), closed once read.
 """
 
 from __future__ import annotations
 
 import json
-import socket
 from typing import Any
+
+from msshop.runtime.http1 import Connection
 
 STREAM = "MSSHOP"  # as msshop.bus.jetstream names it (the runtime does not import the bus)
 MOST = 16 * 1024 * 1024  # an answer bigger than this is not a health document
@@ -23,19 +22,11 @@ def get_json(host: str, port: int, path: str, timeout: float, any_status: bool =
     status, as nats-server's /healthz says why it is unhealthy in a 503); None for anything
     else (no answer in time, another status, not a JSON object)."""
     try:
-        with socket.create_connection((host, port), timeout=timeout) as conn:
-            conn.sendall(f"GET {path} HTTP/1.0\r\nHost: {host}:{port}\r\n\r\n".encode())
-            chunks, size = [], 0
-            while chunk := conn.recv(65536):
-                chunks.append(chunk)
-                size += len(chunk)
-                if size > MOST:
-                    return None
-    except OSError:
+        with Connection(host, port, timeout) as connection:
+            status, body = connection.request("GET", path, most=MOST)
+    except (OSError, ValueError):
         return None
-    head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
-    status = head.split(b" ", 2)[1:2]
-    if not status or (status != [b"200"] and not any_status):
+    if status != 200 and not any_status:
         return None
     try:
         data = json.loads(body)

@@ -14,7 +14,7 @@ import logging
 import sqlite3
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from contextlib import suppress
 
 import msgspec
@@ -23,6 +23,7 @@ from msshop.bus.interface import Bus, BusUnavailable, Page
 from msshop.contracts.answers import ReplicaFreshness
 from msshop.contracts.events import Delivered, Received, receive
 from msshop.contracts.status import ConsumerHealth
+from msshop.runtime.platform.backoff import Backoff, Sleep
 from msshop.runtime.platform.db import transaction
 from msshop.runtime.platform.tracing import Tracer
 
@@ -51,7 +52,6 @@ CATCH_UP_READ = 10_000  # events per read in a rebuild (the bus's most)
 CATCH_UP_TRANSACTION = 100_000  # events per transaction in a rebuild: see catch_up()
 LONG_POLL = 10.0  # seconds a read waits for an append
 SILENT_SLACK = 2.0  # a long-poll open this much longer than LONG_POLL: the bus is not answering
-BACKOFF = (0.01, 2.0)
 
 
 class Poison(Exception):
@@ -59,7 +59,6 @@ class Poison(Exception):
 
 
 Apply = Callable[[sqlite3.Connection, Received, int], None]
-Sleep = Callable[[float], Awaitable[None]]
 
 
 class Consumer:
@@ -74,7 +73,7 @@ class Consumer:
         self._connection = connection
         self.bus = bus
         self.apply = apply
-        self._sleep = sleep
+        self._backoff = Backoff(sleep)
         self.position = 0  # applied and stored
         self.head = 0  # the bus's last position, as last seen
         self.head_seen_at: float | None = None
@@ -166,7 +165,6 @@ class Consumer:
                 return self.applied - applied
 
     async def _run(self) -> None:
-        pause = BACKOFF[0]
         wait = 0.0  # the first read answers at once: it learns the head
         while True:
             try:
@@ -178,15 +176,15 @@ class Consumer:
                     log.warning("consumer: %s; answers come from position %d", exc.message,
                                 self.position)
                 self.error = exc.message
-                await self._sleep(pause)
-                pause = min(pause * 2, BACKOFF[1])
+                await self._backoff.wait()
                 wait = 0.0  # the next read answers at once, so a bus that is back is seen
                 continue
             if self.error is not None:
                 log.info("consumer: the bus is back; reading from position %d", self.position)
-            self.error, pause, wait = None, BACKOFF[0], LONG_POLL
+            self.error, wait = None, LONG_POLL
+            self._backoff.reset()
             if not self._seen(batch):
-                await self._sleep(BACKOFF[1])  # not this read model's log: ask again slowly
+                await self._backoff.wait_longest()  # not this read model's log: slowly
 
     def _seen(self, batch: Page) -> bool:
         """A page read while following: note the head, and apply its events; False if the

@@ -1,17 +1,16 @@
-"""What a service process is told about its world when it starts."""
+"""What a service process is told about its world when it starts, and the resources it makes
+from it (its database, its peers, its bus)."""
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from msshop.contracts.credentials import bearer
-from msshop.runtime.platform.checkpoint import Checkpointer
-from msshop.runtime.platform.db import guard_connection, open_database, table_counts
+from msshop.runtime.platform.db import Database
 from msshop.runtime.platform.links import LinkedBus, Links
-from msshop.runtime.platform.tracing import SpanScope, Tracer, db_attributes
+from msshop.runtime.platform.tracing import Tracer
 
 if TYPE_CHECKING:
     from msshop.bus.interface import Bus
@@ -75,64 +74,3 @@ class ServiceContext:
             return reply.status, data
 
         return LinkedBus(LogBus(exchange), self.links)
-
-
-class StartupFailed(Exception):
-    """A resource cannot start; the message says why and what to do (the supervisor quotes
-    it when it reports the service failed to start)."""
-
-
-class Database:
-    """The service's own file: opened when the app starts (in the service's process, after
-    the fork), guarded against ATTACHing anyone else's, closed when it stops."""
-
-    def __init__(self, ctx: ServiceContext, migrations: list[str], tables: list[str]) -> None:
-        self.ctx = ctx
-        self.migrations = migrations
-        self.tables = tables
-        self.file_name = ctx.db_path.name
-        self._conn: sqlite3.Connection | None = None
-        self._checkpointer: Checkpointer | None = None  # the WAL copied aside: checkpoint.py
-
-    async def start(self) -> None:
-        path = self.ctx.db_path
-        try:
-            conn = open_database(path, self.migrations)
-            # the checkpointer's own connection (checkpoint.py), used by its thread only
-            own = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        except sqlite3.DatabaseError as exc:  # not a database, damaged, truncated, locked
-            raise StartupFailed(
-                f"{self.ctx.name} cannot open its database {path}: {exc}; if the file is "
-                "damaged, move it away and start again (an empty one is made; its data is "
-                "lost), or put back a copy") from None
-        except OSError as exc:
-            raise StartupFailed(f"{self.ctx.name} cannot open its database {path}: "
-                                f"{exc.strerror}") from None
-        guard_connection(self.ctx.name, conn, path)
-        guard_connection(self.ctx.name, own, path)
-        self._checkpointer = Checkpointer(conn, own, self.ctx.name)
-        self._checkpointer.start()
-        self._conn = conn
-
-    async def close(self) -> None:
-        if self._checkpointer is not None:
-            self._checkpointer.stop()
-            self._checkpointer = None
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
-    @property
-    def conn(self) -> sqlite3.Connection:
-        assert self._conn is not None, "the database opens when the app starts"
-        return self._conn
-
-    def health(self) -> dict[str, Any]:
-        return {"db": str(self.ctx.db_path), "rows": table_counts(self.conn, self.tables)}
-
-    def span(self, operation: str, table: str, keys: Any = None) -> SpanScope:
-        """A span for one statement on this file; set span["attributes"]["msshop.rows"]."""
-        attributes = db_attributes(self.file_name, operation, table)
-        if keys is not None:
-            attributes["msshop.keys"] = keys
-        return self.ctx.tracer.span(f"{operation} {table}", **attributes)

@@ -19,7 +19,7 @@ import asyncio
 import logging
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
 
@@ -27,6 +27,7 @@ from msshop.bus.interface import Bus, BusUnavailable
 from msshop.contracts.events import Event, encode
 from msshop.contracts.limits import MAX_BATCH
 from msshop.contracts.status import OutboxHealth
+from msshop.runtime.platform.backoff import Backoff, Sleep
 from msshop.runtime.platform.db import transaction
 from msshop.runtime.platform.tracing import Tracer
 
@@ -55,10 +56,6 @@ OUTBOX_TRACE_COLUMN = "ALTER TABLE outbox ADD COLUMN traceparent TEXT"
 # model catches up sooner; with a trickle it sends what there is.
 BATCH = MAX_BATCH
 POLL = 1.0
-BACKOFF = (0.01, 2.0)
-
-
-Sleep = Callable[[float], Awaitable[None]]
 
 
 class Outbox:
@@ -71,7 +68,7 @@ class Outbox:
         self.tracer = tracer
         self._connection = connection
         self.bus = bus
-        self._sleep = sleep
+        self._backoff = Backoff(sleep)
         self._wake = asyncio.Event()
         self._published = asyncio.Event()  # swapped after each batch the bus has stored
         self._task: asyncio.Task[None] | None = None
@@ -120,7 +117,7 @@ class Outbox:
 
     async def flush(self) -> None:
         """Send everything pending, retrying with backoff while the bus is unreachable."""
-        pause = BACKOFF[0]
+        self._backoff.reset()
         while True:
             conn = self._connection()
             rows = conn.execute(
@@ -147,12 +144,12 @@ class Outbox:
                                 self.pending())
                 self.error = failure
                 self.failing_since = self.failing_since or time.time()
-                await self._sleep(pause)
-                pause = min(pause * 2, BACKOFF[1])
+                await self._backoff.wait()
                 continue
             if self.error is not None:
                 log.info("relay: the bus is back; sending the outbox")
-            self.error, self.failing_since, pause = None, None, BACKOFF[0]
+            self.error, self.failing_since = None, None
+            self._backoff.reset()
             mark_sent(conn, [row[0] for row in rows], positions)
             published, self._published = self._published, asyncio.Event()
             published.set()

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import msgspec
 
@@ -17,7 +16,7 @@ from msshop.contracts.spans import Span, traceparent
 from msshop.runtime.platform.http import HttpError
 from msshop.runtime.platform.links import Links
 from msshop.runtime.platform.tracing import Tracer, current_span
-from msshop.runtime.platform.wire import Client, ConnectFailed
+from msshop.runtime.platform.wire import Client, ConnectFailed, address_of
 
 
 @dataclass(frozen=True)
@@ -43,7 +42,7 @@ class Peers:
         self.timeouts = timeouts or {}  # per dependency, overriding `timeout`
         self.tracer = tracer
         self.links = links
-        self._addresses = {service: _address(url) for service, url in urls.items()}
+        self._addresses = {service: address_of(url) for service, url in urls.items()}
         self._client: Client | None = None
 
     async def start(self) -> None:
@@ -125,10 +124,3 @@ class Peers:
             span["attributes"]["msshop.failure"] = failure
         return HttpError(503, message, dependency=service, failure=failure)
 
-
-def _address(url: str) -> tuple[str, int]:
-    """(host, port) of a peer's http:// URL."""
-    parts = urlsplit(url)
-    if parts.scheme != "http" or parts.hostname is None or parts.port is None:
-        raise ValueError(f"a peer is called at http://HOST:PORT, not {url!r}")
-    return parts.hostname, parts.port

@@ -27,7 +27,7 @@ import uvloop
 
 from msshop.runtime.platform.app import release_held
 from msshop.runtime.platform.context import ServiceContext
-from msshop.runtime.platform.db import install_isolation_guard
+from msshop.runtime.platform.isolation import install_isolation_guard
 
 log = logging.getLogger("msshop.runner")
 uvicorn_log = logging.getLogger("uvicorn.error")

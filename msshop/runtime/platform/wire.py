@@ -1,5 +1,8 @@
-"""HTTP/1.1 requests to other services on kept-alive connections: asyncio protocols, with
-responses parsed by httptools (the parser uvicorn already serves with).
+"""msshop's async HTTP client: HTTP/1.1 requests on kept-alive connections, asyncio
+protocols, with responses parsed by httptools (the parser uvicorn already serves with).
+The services call each other through it (peers.py), the bench's load generator and the
+experiments' workload call the sandbox through it. Callers that wait for each answer use
+runtime/http1.py's Connection; the request's bytes are made there for both.
 
 Why not aiohttp (issue 14, docs/benchmarks.md): a call between two services on 127.0.0.1
 spent more time in aiohttp's request machinery (URLs, headers, timeouts, signals,
@@ -15,8 +18,11 @@ import os
 import time
 from collections.abc import Mapping
 from typing import cast
+from urllib.parse import urlsplit
 
 import httptools
+
+from msshop.runtime.http1 import encode
 
 IDLE = 15.0  # seconds a connection is kept idle: below uvicorn's keep-alive (30 s)
 IDLE_PER_PEER = 64  # idle connections kept to one peer; more are closed as they finish
@@ -107,7 +113,7 @@ class Client:
         """(status, body). Raises ConnectFailed if the peer cannot be reached, Disconnected
         if it closes the connection mid-answer; the caller bounds the time (cancelling a
         request closes its connection)."""
-        message = _request(method, host, port, path, body, headers)
+        message = encode(method, host, port, path, body, headers)
         key = (host, port)
         while True:
             connection = self._take(key)
@@ -167,16 +173,9 @@ class Client:
         self._idle.clear()
 
 
-def _request(method: str, host: str, port: int, path: str, body: bytes | None,
-             headers: Mapping[str, str] | None) -> bytes:
-    """The request's bytes. A path or header with a space or a control character is
-    refused: it would change the request's meaning on the wire."""
-    lines = [f"{method} {path} HTTP/1.1", f"host: {host}:{port}"]
-    if body is not None:
-        lines.append(f"content-length: {len(body)}")
-    if headers:
-        lines.extend(f"{name}: {value}" for name, value in headers.items())
-    if " " in path or not all(line.isprintable() for line in lines):
-        raise ValueError(f"refused to send a request line or header with a control "
-                         f"character or a space in the path: {lines!r:.200}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body or b"")
+def address_of(url: str) -> tuple[str, int]:
+    """(host, port) of a peer's http://HOST:PORT URL."""
+    parts = urlsplit(url)
+    if parts.scheme != "http" or parts.hostname is None or parts.port is None:
+        raise ValueError(f"a peer is called at http://HOST:PORT, not {url!r}")
+    return parts.hostname, parts.port

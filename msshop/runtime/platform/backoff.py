@@ -1,0 +1,35 @@
+"""The pause between retries while the bus is unreachable, for the relay and the consumer.
+
+It doubles from SHORTEST up to LONGEST and starts again from SHORTEST after a success: a
+bus back within a blink is seen at once, one down for long is asked every two seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+SHORTEST = 0.01
+LONGEST = 2.0
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class Backoff:
+    def __init__(self, sleep: Sleep = asyncio.sleep) -> None:
+        """`sleep` pauses (tests pass a fake that records the pauses)."""
+        self._sleep = sleep
+        self.pause = SHORTEST
+
+    async def wait(self) -> None:
+        """After a failure: pause, and make the next pause twice as long (at most LONGEST)."""
+        await self._sleep(self.pause)
+        self.pause = min(self.pause * 2, LONGEST)
+
+    async def wait_longest(self) -> None:
+        """Pause the longest: for a failure that retrying soon will not mend."""
+        await self._sleep(LONGEST)
+
+    def reset(self) -> None:
+        """After a success, or before a new round of attempts: the shortest pause next."""
+        self.pause = SHORTEST
