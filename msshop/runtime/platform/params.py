@@ -50,7 +50,9 @@ class Converter:
                            for p in params if p.where == "query")
 
     def __call__(self, scope: Scope, path_params: Mapping[str, str]) -> dict[str, Any]:
-        values = {name: convert(path_params[name]) for name, convert in self.path}
+        values = {}
+        for name, convert in self.path:
+            values[name] = convert(path_params[name])
         if self.query:
             given = query_values(scope)
             for name, convert, default, required in self.query:
@@ -92,7 +94,7 @@ def converter(param: Param) -> Convert:
     if param.where == "path":
         if int_range(kind) != (1, MAX_ID):
             raise TypeError(f"path parameter {name}: only ids (path_id) are converted")
-        return lambda raw: positive_int(raw, f"{name} '{raw}'")
+        return path_id(name)
     if kind is IdList:
         return lambda raw: id_list(raw, name)
     if kind is bool:
@@ -143,7 +145,36 @@ def positive_int(raw: str, what: str) -> int:
     return value
 
 
+def path_id(name: str) -> Convert:
+    def convert(raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            value = 0
+        if 1 <= value <= MAX_ID:
+            return value
+        return positive_int(raw, f"{name} '{raw}'")  # says what is wrong
+
+    return convert
+
+
 def id_list(raw: str, name: str) -> list[int]:
+    """`1,2,3` as distinct ids in the order given. The usual list (plain ids, none left
+    empty) is converted at once; anything else goes the careful way, which names the entry
+    that is wrong."""
+    parts = raw.split(",")
+    if len(parts) <= MAX_BATCH:
+        try:
+            ids = [int(p) for p in parts]
+        except ValueError:  # an empty entry, or not a number
+            pass
+        else:
+            if min(ids) >= 1 and max(ids) <= MAX_ID:
+                return list(dict.fromkeys(ids))
+    return listed_ids(raw, name)
+
+
+def listed_ids(raw: str, name: str) -> list[int]:
     parts = [p for p in raw.split(",") if p.strip()]
     if len(parts) > MAX_BATCH:
         raise HttpError(422, f"query parameter {name} has {len(parts)} ids; "
