@@ -18,8 +18,9 @@ from msshop.contracts.credentials import bearer, digest, service_credential
 from msshop.contracts.limits import MAX_BATCH, MAX_ID
 from msshop.contracts.strategies import SERVED, ReadStrategy
 from msshop.runtime.platform.app import ServiceApp, service_app
-from msshop.runtime.platform.http import OWNER, json_response
+from msshop.runtime.platform.http import OWNER, json_response, read_body
 from msshop.runtime.platform.openapi import Endpoint, Param, id_list, path_id
+from msshop.runtime.services.orders import Purchases
 
 TOKEN = "the-sandbox-token"
 USERS = service_credential(TOKEN, "users")
@@ -214,3 +215,27 @@ def test_a_route_and_its_handler_cannot_disagree() -> None:
     with pytest.raises(TypeError, match="only ids"):
         made(Endpoint("GET", "/x/{other}", takes_other, "x", {},
                       params=[Param("other", Limit, "a number", "path", required=True)]))
+
+
+@pytest.mark.parametrize(("body", "error"), [
+    ({"orders": [{"user_id": 1, "product_id": 1}, {"user_id": 0, "product_id": 1}]},
+     "orders[1]: user_id 0 is not an id: ids are positive integers"),
+    ({"orders": [{"user_id": 1, "product_id": MAX_ID + 1}]},
+     f"orders[0]: product_id {MAX_ID + 1} is not an id: ids are at most {MAX_ID}"),
+    ({"orders": [{"user_id": 1, "product_id": 1, "quantity": 1001}]},
+     "orders[0]: quantity 1001 must be from 1 to 1000"),
+    ({"orders": [{"user_id": 1, "product_id": 1, "request_id": ""}]},
+     "orders[0]: request_id must be 1 to 100 characters"),
+    ({"orders": []}, "invalid request body: Expected `array` of length >= 1 - at `$.orders`"),
+    ({"orders": [{"user_id": "1", "product_id": 1}]},
+     "invalid request body: Expected `int`, got `str` - at `$.orders[0].user_id`"),
+])
+def test_a_body_beyond_its_declared_limit_names_the_value_and_the_limit(
+        body: Any, error: str) -> None:
+    async def post_batch(request: Request) -> Response:
+        return json_response(await read_body(request, Purchases))
+
+    app = service_app("orders", [Endpoint("POST", "/batch", post_batch, "A batch", {},
+                                          body=Purchases)], dict)
+    status, _, answer = call(app, "POST", "/batch", body)
+    assert (status, answer["error"]) == (422, error)

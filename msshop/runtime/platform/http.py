@@ -19,6 +19,7 @@ from starlette.types import Scope
 
 from msshop.contracts.credentials import digest, matches, presented
 from msshop.contracts.limits import MAX_BODY
+from msshop.runtime.platform.bodies import out_of_range
 
 log = logging.getLogger("msshop.http")
 T = TypeVar("T")
@@ -73,14 +74,16 @@ async def read_json(request: Request) -> bytes:
 
 
 async def read_body(request: Request, kind: type[T]) -> T:
-    """Decode and validate a JSON body; a bad one is a 422 that names the field."""
+    """Decode and validate a JSON body; a bad one is a 422 that names the field (and, for
+    a value beyond a declared limit, the value and the limit: bodies.py)."""
     body = await read_json(request)
     if not body:
         raise HttpError(422, "request body is empty; send a JSON object")
     try:
         return msgspec.json.decode(body, type=kind)
     except msgspec.ValidationError as exc:
-        raise HttpError(422, f"invalid request body: {exc}") from None
+        said = out_of_range(body, kind, exc) or f"invalid request body: {exc}"
+        raise HttpError(422, said) from None
     except msgspec.DecodeError as exc:
         raise HttpError(422, f"request body is not valid JSON: {exc}") from None
 

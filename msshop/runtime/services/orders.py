@@ -35,7 +35,7 @@ from msshop.runtime.platform.app import ServiceApp, service_app
 from msshop.runtime.platform.batching import Coalescer
 from msshop.runtime.platform.context import ServiceContext
 from msshop.runtime.platform.http import HttpError, json_response, read_body
-from msshop.runtime.platform.openapi import Endpoint, Param, documented, path_id
+from msshop.runtime.platform.openapi import Endpoint, Param, path_id
 from msshop.runtime.platform.outbox import OUTBOX_SCHEMA, OUTBOX_TRACE_COLUMN, Outbox
 from msshop.runtime.platform.peers import Peers
 from msshop.runtime.platform.tracing import current_trace_id, followed_span
@@ -59,7 +59,7 @@ MIGRATIONS = [
 COLUMNS = "id, user_id, product_id, quantity, unit_price_cents, request_id, created_at"
 COALESCE = 256  # at most this many concurrent purchases checked and committed together
 MAX_WAIT_PUBLISHED_MS = 10_000
-Ref = Annotated[int, documented("an id: a positive integer", minimum=1, maximum=MAX_ID)]
+Ref = Annotated[int, msgspec.Meta(ge=1, le=MAX_ID, description="an id: a positive integer")]
 
 
 class Purchase(msgspec.Struct, forbid_unknown_fields=True):
@@ -67,10 +67,11 @@ class Purchase(msgspec.Struct, forbid_unknown_fields=True):
 
     user_id: Ref
     product_id: Ref
-    quantity: Annotated[int, documented(minimum=1, maximum=MAX_QUANTITY)] = 1
-    request_id: Annotated[str, documented(
-        "the purchase's idempotency key: a repeat answers the first order",
-        minLength=1, maxLength=MAX_REQUEST_ID, pattern=r"^[^\x00]+$")] | None = None
+    quantity: Annotated[int, msgspec.Meta(ge=1, le=MAX_QUANTITY)] = 1
+    request_id: Annotated[str, msgspec.Meta(
+        min_length=1, max_length=MAX_REQUEST_ID,
+        description="the purchase's idempotency key: a repeat answers the first order",
+        extra_json_schema={"pattern": r"^[^\x00]+$"})] | None = None  # a NUL: checked()
 
 
 class Purchases(msgspec.Struct, forbid_unknown_fields=True):
@@ -80,19 +81,7 @@ class Purchases(msgspec.Struct, forbid_unknown_fields=True):
 
 
 def checked(purchase: Purchase, where: str = "") -> Purchase:
-    for field in ("user_id", "product_id"):
-        value = getattr(purchase, field)
-        if value < 1:
-            raise HttpError(422, f"{where}{field} {value} is not an id: ids are positive "
-                                 "integers")
-        if value > MAX_ID:
-            raise HttpError(422, f"{where}{field} {value} is not an id: ids are at most "
-                                 f"{MAX_ID}")
-    if not 1 <= purchase.quantity <= MAX_QUANTITY:
-        raise HttpError(422, f"{where}quantity {purchase.quantity} must be from 1 "
-                             f"to {MAX_QUANTITY}")
-    if purchase.request_id is not None and not 1 <= len(purchase.request_id) <= MAX_REQUEST_ID:
-        raise HttpError(422, f"{where}request_id must be 1 to {MAX_REQUEST_ID} characters")
+    """What the type does not enforce (its ranges and lengths it does, bodies.py)."""
     if purchase.request_id is not None and "\x00" in purchase.request_id:
         # SQLite's json_each (the batch's lookup of known keys) would end it at the NUL
         raise HttpError(422, f"{where}request_id must not contain a NUL character")

@@ -62,7 +62,7 @@ class NewProduct(msgspec.Struct, forbid_unknown_fields=True):
 
     title: Title
     price: Price
-    stock: Annotated[int, documented(minimum=0, maximum=MAX_STOCK)] = 0
+    stock: Annotated[int, msgspec.Meta(ge=0, le=MAX_STOCK)] = 0
     sku: Annotated[str, documented("spaces around it are dropped", minLength=1,
                                    maxLength=MAX_SKU)] | None = None
 
@@ -96,8 +96,8 @@ def checked_title(title: str, where: str = "") -> str:
 
 
 def checked(product: NewProduct, where: str = "") -> tuple[str | None, str, int, int]:
-    if not 0 <= product.stock <= MAX_STOCK:
-        raise HttpError(422, f"{where}stock {product.stock} must be from 0 to {MAX_STOCK}")
+    """What the type does not enforce: the sku and title once trimmed, the price's
+    decimals (the stock's range it does, bodies.py)."""
     sku = product.sku.strip() if product.sku is not None else None
     if sku == "":
         raise HttpError(422, f"{where}sku must not be empty; leave it out instead")
