@@ -55,14 +55,14 @@ class Converter:
             values[name] = convert(path_params[name])
         if self.query:
             given = query_values(scope)
-            for name, convert, default, required in self.query:
+            for name, convert, default, left_out in self.query:
                 raw = given.get(name)
                 if raw is not None:
                     values[name] = convert(raw)
-                elif required is None:
+                elif left_out is None:
                     values[name] = default
                 else:
-                    raise HttpError(422, required)
+                    raise HttpError(422, left_out)
         return values
 
 

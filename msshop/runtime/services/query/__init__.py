@@ -41,7 +41,8 @@ from msshop.runtime.platform.context import ServiceContext
 from msshop.runtime.platform.http import HttpError, json_response
 from msshop.runtime.platform.openapi import Endpoint, Param, path_id
 from msshop.runtime.platform.tracing import current_trace_id
-from msshop.runtime.services.query import direct_call, kept, projection, rebuild, replicated
+from msshop.runtime.services.query import direct_call, projection, rebuild, replicated
+from msshop.runtime.services.query.kept import Answers
 
 MIGRATIONS = [projection.SCHEMA + ";" + CONSUMER_SCHEMA, CONSUMER_LOG_COLUMN]
 SOURCES_IN_TRACE = 20  # events named in a span; all are counted by kind
@@ -53,7 +54,7 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
     db = ctx.database(MIGRATIONS, projection.TABLES)
     peers = ctx.peers()
     bus = ctx.bus(peers)
-    answers = kept.Answers()
+    answers = Answers()
     write = projection.dropping_for_tests()
 
     def apply(conn: sqlite3.Connection, event: Received, position: int) -> None:
