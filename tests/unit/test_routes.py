@@ -5,8 +5,6 @@ app, without starting it."""
 
 from __future__ import annotations
 
-import asyncio
-import json
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -21,6 +19,7 @@ from msshop.runtime.platform.app import ServiceApp, service_app
 from msshop.runtime.platform.http import OWNER, json_response, read_body
 from msshop.runtime.platform.openapi import Endpoint, Param, id_list, path_id
 from msshop.runtime.services.orders import Purchases
+from tests.unit.test_openapi import call as request
 
 TOKEN = "the-sandbox-token"
 USERS = service_credential(TOKEN, "users")
@@ -79,29 +78,9 @@ def app() -> ServiceApp:
 
 def call(app: ServiceApp, method: str, target: str, body: Any = None,
          headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], Any]:
-    """One request to the app, without a server."""
+    """One request to the app, without a server; `received` says what the handler got."""
     received.clear()
-    path, _, query = target.partition("?")
-    sent: list[dict[str, Any]] = []
-    raw = b"" if body is None else json.dumps(body).encode()
-    header_list = [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
-    if body is not None:
-        header_list.append((b"content-type", b"application/json"))
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": raw, "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
-             "method": method, "scheme": "http", "path": path, "raw_path": path.encode(),
-             "query_string": query.encode(), "root_path": "", "headers": header_list,
-             "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
-    asyncio.run(app(scope, receive, send))  # type: ignore[arg-type]
-    answer_headers = {k.decode(): v.decode() for k, v in sent[0]["headers"]}
-    content = b"".join(m.get("body", b"") for m in sent[1:])
-    return sent[0]["status"], answer_headers, json.loads(content)
+    return request(app, method, target, body, headers)
 
 
 def refused(app: ServiceApp, target: str, headers: dict[str, str] | None = None
