@@ -45,9 +45,11 @@ def make_app(name: str, root: Path) -> ServiceApp:
     return app
 
 
-def call(app: ServiceApp, method: str, path: str, body: Any = None,
+def call(app: ServiceApp, method: str, target: str, body: Any = None,
          headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], Any]:
-    """One request to the app, without a server (and without starting the app)."""
+    """One request to the app (a path, and a query string if any), without a server (and
+    without starting the app)."""
+    path, _, query = target.partition("?")
     sent: list[dict[str, Any]] = []
     raw = b"" if body is None else json.dumps(body).encode()
     header_list = [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
@@ -62,7 +64,7 @@ def call(app: ServiceApp, method: str, path: str, body: Any = None,
 
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
              "method": method, "scheme": "http", "path": path, "raw_path": path.encode(),
-             "query_string": b"", "root_path": "", "headers": header_list,
+             "query_string": query.encode(), "root_path": "", "headers": header_list,
              "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
     asyncio.run(app(scope, receive, send))  # type: ignore[arg-type]
     start = sent[0]

@@ -8,7 +8,7 @@ import logging
 import os
 import time
 import traceback
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Annotated, Any, Protocol
 
@@ -22,10 +22,10 @@ from msshop.contracts.shop import ChaosAnswer, Trespassed
 from msshop.contracts.spans import Spans, parse_traceparent, sampled
 from msshop.contracts.status import Health
 from msshop.runtime.platform.chaos import Chaos, ChaosMiddleware, Faults, Trespass
-from msshop.runtime.platform.http import HttpError, json_response, require_token
+from msshop.runtime.platform.http import json_response
 from msshop.runtime.platform.links import Links
 from msshop.runtime.platform.openapi import Endpoint, Param, document
-from msshop.runtime.platform.routing import Router
+from msshop.runtime.platform.routing import ROUTE, Credentials, Operation, Router
 from msshop.runtime.platform.tracing import Tracer, follow, unfollow
 
 TraceId = Annotated[str, msgspec.Meta(min_length=32, max_length=32)]
@@ -59,6 +59,7 @@ def service_app(
     admin: str | None = None,
     description: str = "",
     links: Links | None = None,
+    senders: Mapping[str, str] | None = None,
 ) -> ServiceApp:
     """An ASGI app with the service's `endpoints` and what every service has: GET
     /health, GET /spans, POST /chaos, GET /openapi.json (its OpenAPI document, generated
@@ -66,9 +67,12 @@ def service_app(
     errors.
 
     `resources` start in order when the app starts (in the service's own process, after
-    the fork) and close in reverse order when it stops. Every request but /health, /spans
-    and /openapi.json gets a server span, child of the caller's `traceparent` if it sent
-    one.
+    the fork) and close in reverse order when it stops. Every request to a route declared
+    `traced` (all but /health, /spans and /openapi.json) gets a server span, child of the
+    caller's `traceparent` if it sent one.
+
+    `admin` (the digest of the sandbox's token) and `senders` (the bus's: credential digest
+    -> service) are who may call the routes that declare `auth`.
 
     `links`: the faults on the service's own calls, which POST /chaos with `to` sets; by
     default the ones its Peers and bus (among `resources`) act on.
@@ -99,18 +103,14 @@ def service_app(
             for resource in reversed(opened):
                 await resource.close()
 
-    chaos = Chaos(service, admin, links if links is not None else links_of(resources))
+    chaos = Chaos(service, links if links is not None else links_of(resources))
 
     async def health_endpoint(request: Request) -> Response:
         return json_response({"service": service, "status": "ok", "pid": os.getpid(),
                               "ready_at": ready_at[0] if ready_at else None,
                               "chaos": chaos.active(), **health()})
 
-    async def spans_endpoint(request: Request) -> Response:
-        require_token(request, admin, "reading spans")  # they name keys and rows
-        trace_id = request.query_params.get("trace_id", "")
-        if len(trace_id) != 32:
-            raise HttpError(422, "ask for one trace: GET /spans?trace_id=<32 hex digits>")
+    async def spans_endpoint(request: Request, trace_id: str) -> Response:
         return json_response({"service": service, "spans": tracer.spans_of(trace_id)})
 
     built: list[bytes] = []  # the document, made at the first GET /openapi.json
@@ -124,29 +124,32 @@ def service_app(
     every = [
         Endpoint("GET", "/health", health_endpoint, "The service's health", {
             200: (Health, "The service, its process, its file's row counts, and what it "
-                          "adds (outbox, head, consumer)")}, chaos=False),
+                          "adds (outbox, head, consumer)")}, chaos=False, traced=False),
         Endpoint("GET", "/spans", spans_endpoint, "The service's spans of one trace", {
             200: (Spans, "The finished spans of that trace this service still keeps")},
-            params=[Param("trace_id", TraceId, "the trace: 32 hex digits", required=True)],
-            auth="owner", chaos=False),
+            params=[Param("trace_id", TraceId, "the trace: 32 hex digits", required=True,
+                          missing="ask for one trace: GET /spans?trace_id=<32 hex digits>")],
+            auth="owner", action="reading spans",  # they name keys and rows
+            chaos=False, traced=False),
         Endpoint("POST", "/chaos", chaos.endpoint,
                  "Inject faults: latency, jitter, errors; with `to`, on a link", {
                      200: (ChaosAnswer, "The faults now injected (null: none), and on each "
                                         "link")},
-                 body=Faults, auth="owner", chaos=False),
+                 body=Faults, auth="owner", action="chaos", chaos=False),
         Endpoint("POST", "/chaos/trespass", chaos.trespass,
                  "Try to open another service's database file, to see the guard refuse", {
                      200: (Trespassed, "What was tried, and the isolation guard's refusal"),
                      422: "Not another service of the sandbox",
                      500: "The guard let it open the file (a bug; it was closed at once)"},
-                 body=Trespass, auth="owner", chaos=False),
+                 body=Trespass, auth="owner", action="trespass", chaos=False),
         Endpoint("GET", "/openapi.json", openapi_endpoint, "This document", {
-            200: (dict[str, Any], "The service's OpenAPI 3.1 document")}, chaos=False),
+            200: (dict[str, Any], "The service's OpenAPI 3.1 document")}, chaos=False,
+            traced=False),
         *endpoints,
     ]
-    router = Router(service)
+    router = Router(service, Credentials(admin, senders or {}))
     for endpoint in every:
-        router.add(endpoint.method, endpoint.path, endpoint.handler)
+        router.add(endpoint)
     # faults inside the span, so that they show in traces
     handle = TracingMiddleware(ChaosMiddleware(router, chaos), tracer)
     return ServiceApp(handle, lifespan, router, lambda: release_all(resources))
@@ -154,7 +157,8 @@ def service_app(
 
 class ServiceApp:
     """A service as one ASGI app: its resources opened and closed with the lifespan, and
-    each request through tracing, chaos and the router (routing.py: no framework)."""
+    each request matched to its route first (so that the middlewares read its flags), then
+    through tracing, chaos and the router (routing.py: no framework)."""
 
     def __init__(self, handle: ASGIApp,
                  lifespan: Callable[[], AbstractAsyncContextManager[None]],
@@ -168,6 +172,7 @@ class ServiceApp:
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
         else:  # http: the server runs without websockets
+            self.router.match(scope)
             await self.handle(scope, receive, send)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
@@ -206,17 +211,17 @@ def links_of(resources: Sequence[Resource]) -> Links | None:
 
 
 class TracingMiddleware:
-    """A server span per request (pure ASGI: a few µs, no per-request objects beyond the
-    span). Answers carry `x-trace-id`, so a caller can find the trace of what it did."""
-
-    UNTRACED = frozenset({"/health", "/spans", "/openapi.json"})
+    """A server span per request to a route declared `traced` (pure ASGI: a few µs, no
+    per-request objects beyond the span), named for the route's template. Answers carry
+    `x-trace-id`, so a caller can find the trace of what it did."""
 
     def __init__(self, app: ASGIApp, tracer: Tracer) -> None:
         self.app = app
         self.tracer = tracer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in self.UNTRACED:
+        route: Operation | None = scope.get(ROUTE)
+        if scope["type"] != "http" or (route is not None and not route.traced):
             await self.app(scope, receive, send)
             return
         parent = None
@@ -248,10 +253,10 @@ class TracingMiddleware:
         finally:
             unfollow(following)
             self.tracer.deactivate(token)
-            route = scope.get("msshop.route", scope["path"])
-            span["name"] = f"{method} {route}"
+            template = (route.template if route is not None else None) or scope["path"]
+            span["name"] = f"{method} {template}"
             attributes = span["attributes"]
-            attributes["http.route"] = route
+            attributes["http.route"] = template
             attributes["http.response.status_code"] = status
             if status >= 500:
                 span["status"] = "error"

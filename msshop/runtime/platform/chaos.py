@@ -11,9 +11,10 @@
                  seen (answered and logged; nothing is opened)
 
 The token is the one in the sandbox's state file (mode 0600): only the sandbox's owner can
-read it, so only they can break their services. Faults apply to every request but
-/health, /spans, /chaos and /openapi.json, so the supervisor and `msshop status` keep
-seeing the service (and `status` shows what is injected).
+read it, so only they can break their services. Faults apply to every request but those
+to routes declared with chaos=False (/health, /spans, /chaos and /openapi.json: the
+middleware reads the flag from the matched route), so the supervisor and `msshop status`
+keep seeing the service (and `status` shows what is injected).
 """
 
 from __future__ import annotations
@@ -31,13 +32,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from msshop.contracts.status import ChaosState
 from msshop.contracts.topology import BY_NAME, NAMES
 from msshop.runtime.platform.db import trespass
-from msshop.runtime.platform.http import HttpError, json_response, read_body, require_token
+from msshop.runtime.platform.http import HttpError, json_response, read_body
 from msshop.runtime.platform.links import BUS, Links, link_fault
 from msshop.runtime.platform.openapi import documented
+from msshop.runtime.platform.routing import ROUTE, Operation
 
 log = logging.getLogger("msshop.chaos")
 
-EXEMPT = frozenset({"/health", "/spans", "/chaos", "/chaos/trespass", "/openapi.json"})
 MAX_DELAY_MS = 60_000
 
 
@@ -69,9 +70,8 @@ class Trespass(msgspec.Struct, forbid_unknown_fields=True):
 class Chaos:
     """What is injected now, the endpoint that changes it, and the middleware that does it."""
 
-    def __init__(self, service: str, admin: str | None, links: Links | None = None) -> None:
+    def __init__(self, service: str, links: Links | None = None) -> None:
         self.service = service
-        self.admin = admin  # the digest of the sandbox's token
         self.faults = Faults()  # on the requests this service answers
         # on its calls: shared with the service's Peers and bus, which act on them
         self.links = links if links is not None else Links(service)
@@ -99,7 +99,6 @@ class Chaos:
         return state
 
     async def endpoint(self, request: Request) -> Response:
-        require_token(request, self.admin, "chaos")
         faults = await read_body(request, Faults)
         to = faults.to
         if to is not None and (to not in NAMES or to == self.service):
@@ -138,7 +137,6 @@ class Chaos:
                               "links": self.links.report()})
 
     async def trespass(self, request: Request) -> Response:
-        require_token(request, self.admin, "trespass")
         into = (await read_body(request, Trespass)).into
         if into not in NAMES or into == self.service:
             others = ", ".join(n for n in NAMES if n != self.service)
@@ -153,7 +151,8 @@ class Chaos:
 
 
 class ChaosMiddleware:
-    """Delays and fails requests as the service's Chaos says (pure ASGI)."""
+    """Delays and fails requests as the service's Chaos says (pure ASGI), but those to a
+    route declared with chaos=False."""
 
     def __init__(self, app: ASGIApp, chaos: Chaos) -> None:
         self.app = app
@@ -161,7 +160,9 @@ class ChaosMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         chaos = self.chaos
-        if scope["type"] != "http" or scope["path"] in EXEMPT or not chaos.answering():
+        route: Operation | None = scope.get(ROUTE)
+        if scope["type"] != "http" or not chaos.answering() or (
+                route is not None and not route.chaos):
             await self.app(scope, receive, send)
             return
         f = chaos.faults

@@ -1,12 +1,16 @@
 """OpenAPI 3.1 descriptions of the services' HTTP APIs, generated from what the routes declare.
 
 A service declares each route once, as an `Endpoint`: method, path, parameters (with their
-types and ranges), the request body's type, the answers' types by status, a summary, and
-who may call it. The platform routes requests to it (routing.py), and `document()` the
-operation, with schemas generated from the types themselves (msgspec.json.schema_components):
-request bodies are msgspec Structs, answers TypedDicts (msshop.contracts), parameters
-annotated types such as `Annotated[int, Meta(ge=1, le=MAX_ID)]`. No JSON Schema is written
-by hand: a new field, type or route is in the document as soon as it is in the code.
+types and ranges), the request body's type, the answers' types by status, a summary, who
+may call it, and whether it is traced and subject to chaos. Everything reads that one
+declaration: the router converts the parameters and checks the credential before the
+handler runs (routing.py, params.py), the middlewares read the flags from the matched
+route, and `document()` describes the operation, with schemas generated from the types
+themselves (msgspec.json.schema_components): request bodies are msgspec Structs, answers
+TypedDicts (msshop.contracts), parameters annotated types such as
+`Annotated[int, Meta(ge=1, le=MAX_ID)]`. No JSON Schema is written by hand: a new field,
+type or route is in the document as soon as it is in the code, and the document cannot
+state a parameter's limit that the route does not enforce.
 
 Limits that a service checks itself, with its own message (after trimming spaces, say), are
 declared with `documented(...)` and the same constants (contracts/limits.py): the schema
@@ -23,17 +27,19 @@ import contextlib
 import re
 import typing
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from enum import Enum
 from types import UnionType
 from typing import Annotated, Any, Literal, NotRequired, Required, Union
 
 import msgspec
-from starlette.requests import Request
 from starlette.responses import Response
 
 from msshop.contracts.limits import MAX_BATCH, MAX_BODY, MAX_ID
 from msshop.contracts.shop import Error
 
-Handler = Callable[[Request], Awaitable[Response]]
+#: a route's handler: the request, then each declared parameter by name, typed (and
+#: `caller`, who showed the credential, if it asks)
+Handler = Callable[..., Awaitable[Response]]
 Auth = Literal["owner", "services", "owner or services"]
 #: an answer: its type and what it means, or (a plain string) an Error and what it means
 Answer = tuple[Any, str] | str
@@ -69,19 +75,22 @@ def documented(description: str = "", **limits: Any) -> msgspec.Meta:
 
 
 class Param:
-    """A path or query parameter: `type` is any type msgspec can describe."""
+    """A path or query parameter: `type` is what the handler receives and the document
+    states (params.py says which types convert); `default`, what a handler receives when
+    it is left out; `missing`, the answer when a required one is left out."""
 
-    __slots__ = ("default", "description", "name", "required", "type", "where")
+    __slots__ = ("default", "description", "missing", "name", "required", "type", "where")
 
     def __init__(self, name: str, type: Any, description: str,
                  where: Literal["path", "query"] = "query", required: bool = False,
-                 default: int | float | str | None = None) -> None:
+                 default: int | float | str | None = None, missing: str = "") -> None:
         self.name = name
         self.type = type
         self.description = description
         self.where = where
         self.required = required
         self.default = default
+        self.missing = missing
 
 
 def path_id(name: str, what: str) -> Param:
@@ -92,26 +101,31 @@ def path_id(name: str, what: str) -> Param:
 IdList = Annotated[str, documented(pattern=r"^([0-9]{1,19}(,[0-9]{1,19})*)?$")]
 
 
-def id_list(what: str, required: bool = False) -> Param:
-    """`?ids=1,2,3` (ids_query)."""
+def id_list(what: str, missing: str = "") -> Param:
+    """`?ids=1,2,3`: the handler receives a list of distinct ids (None if left out, or
+    with `missing`, required: the answer when it is left out)."""
     return Param("ids", IdList, f"comma-separated {what} ids, at most {MAX_BATCH:,}",
-                 required=required)
+                 required=bool(missing), missing=missing)
 
 
 class Endpoint:
     """One route of a service, declared once: the route it serves and the operation that
     describes it. `answers` are by status; the platform adds the ones every route of the kind
     has (413/415/422 for a body, 422 for parameters, 404 for a path parameter, 401/403 for
-    a credential, 503 for chaos). `chaos`: POST /chaos applies to it (all but /health,
-    /spans, /chaos and /openapi.json). A plain class, not a dataclass: a dataclass costs a
-    millisecond to define, on the way to the bus's start."""
+    a credential, 503 for chaos). `auth`: the credential the router checks before the
+    handler runs; `action`, what it allows, as a refusal names it ("reading spans needs the
+    sandbox's token"). `chaos`: POST /chaos applies to it (all but /health, /spans, /chaos
+    and /openapi.json); `traced`: each request gets a server span (all but /health, /spans
+    and /openapi.json). A plain class, not a dataclass: a dataclass costs a millisecond to
+    define, on the way to the bus's start."""
 
-    __slots__ = ("answers", "auth", "body", "chaos", "handler", "method", "params", "path",
-                 "summary")
+    __slots__ = ("action", "answers", "auth", "body", "chaos", "handler", "method", "params",
+                 "path", "summary", "traced")
 
     def __init__(self, method: str, path: str, handler: Handler, summary: str,
                  answers: Mapping[int, Answer], body: Any = None, params: Sequence[Param] = (),
-                 auth: Auth | None = None, chaos: bool = True) -> None:
+                 auth: Auth | None = None, action: str = "", chaos: bool = True,
+                 traced: bool = True) -> None:
         self.method = method
         self.path = path
         self.handler = handler
@@ -120,7 +134,9 @@ class Endpoint:
         self.body = body
         self.params = params
         self.auth = auth
+        self.action = action
         self.chaos = chaos
+        self.traced = traced
 
 
 def responses(endpoint: Endpoint) -> dict[int, tuple[Any, str]]:
@@ -277,6 +293,9 @@ def _documentable(kind: Any, cache: dict[Any, Any], one_ofs: list[tuple[Any, ...
         inner = _documentable(args[0], cache, one_ofs)
         if inner is not args[0]:
             result = Annotated[(inner, *kind.__metadata__)]
+    elif origin is Literal and any(isinstance(a, Enum) for a in args):
+        # a choice among a StrEnum's members (params.py hands the member): its values
+        result = Literal[tuple(a.value if isinstance(a, Enum) else a for a in args)]
     elif origin in (Union, UnionType):
         members = tuple(_documentable(a, cache, one_ofs) for a in args)
         if sum(typing.is_typeddict(m) for m in members) > 1:

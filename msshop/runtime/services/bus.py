@@ -37,7 +37,7 @@ from msshop.contracts.topology import BY_NAME
 from msshop.runtime.platform.app import ServiceApp, service_app
 from msshop.runtime.platform.context import ServiceContext
 from msshop.runtime.platform.db import transaction
-from msshop.runtime.platform.http import HttpError, caller, int_query, json_response, read_json
+from msshop.runtime.platform.http import HttpError, json_response, read_json
 from msshop.runtime.platform.openapi import Endpoint, Param
 
 MIGRATIONS = [
@@ -191,14 +191,13 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
         async def close(self) -> None:
             pass
 
-    async def post_events(request: Request) -> Response:
-        # only the writing services, each with its own credential; not even the owner's token
-        sender = caller(request, None, ctx.senders, "appending to the bus")
-        if not BY_NAME[sender].publishes:
-            raise HttpError(403, f"{sender} reads the bus; only services that record events "
+    async def post_events(request: Request, caller: str) -> Response:
+        # caller: the service whose credential it showed, recorded as the events' source
+        if not BY_NAME[caller].publishes:
+            raise HttpError(403, f"{caller} reads the bus; only services that record events "
                                  "append to it")
         batch = decode_batch(await read_json(request))
-        check_sender(sender, batch)
+        check_sender(caller, batch)
         with db.span("INSERT", "events") as span:
             answer = append(db.conn, batch)
             span["attributes"]["msshop.rows"] = answer["appended"]
@@ -212,12 +211,8 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
             log.appended(answer["head"])
         return json_response(answer)
 
-    async def get_events(request: Request) -> Response:
-        caller(request, ctx.admin, ctx.senders, "reading the bus's log")
-        after = int_query(request, "after", 0, 0, MAX_ID)
-        limit = int_query(request, "limit", 500, 1, MAX_BATCH)
-        wait = float(int_query(request, "wait_ms", 0, 0, int(MAX_WAIT * 1000))) / 1000
-        await log.wait(after, wait)
+    async def get_events(request: Request, after: int, limit: int, wait_ms: int) -> Response:
+        await log.wait(after, wait_ms / 1000)
         body = read(db.conn, after, limit, log.head, log.id.encode())
         return Response(body, media_type="application/json")
 
@@ -230,7 +225,8 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
             200: (Appended, "Each event's position, in the order sent (a repeat keeps its "
                             "first), how many were new, and the head"),
             403: "Not a service that records events, or an event from another source"},
-            body=Batch, auth="services"),
+            # only the writing services, each with its own credential; not the owner's
+            body=Batch, auth="services", action="appending to the bus"),
          Endpoint("GET", "/events", get_events, "Read the log after a position", {
              200: (EventPage, "The events after `after`, in order, the head and the log's "
                               "identity")},
@@ -242,10 +238,11 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
                          ge=0, le=int(MAX_WAIT * 1000))], "with nothing after `after`, "
                          "hold the answer until an append or this many ms (a long-poll)",
                          default=0)],
-             auth="owner or services")],
+             auth="owner or services", action="reading the bus's log")],
         health,
         [db, LogResource()],
         ctx.tracer,
         ctx.admin,
         __doc__ or "",
+        senders=ctx.senders,
     )

@@ -34,14 +34,8 @@ from msshop.contracts.shop import Created, Order, OrdersOfUser
 from msshop.runtime.platform.app import ServiceApp, service_app
 from msshop.runtime.platform.batching import Coalescer
 from msshop.runtime.platform.context import ServiceContext
-from msshop.runtime.platform.http import (
-    HttpError,
-    id_param,
-    int_query,
-    json_response,
-    read_body,
-)
-from msshop.runtime.platform.openapi import Endpoint, Param, documented, path_id
+from msshop.runtime.platform.http import HttpError, json_response, read_body
+from msshop.runtime.platform.openapi import Endpoint, Param, path_id
 from msshop.runtime.platform.outbox import OUTBOX_SCHEMA, OUTBOX_TRACE_COLUMN, Outbox
 from msshop.runtime.platform.peers import Peers
 from msshop.runtime.platform.tracing import current_trace_id, followed_span
@@ -65,7 +59,7 @@ MIGRATIONS = [
 COLUMNS = "id, user_id, product_id, quantity, unit_price_cents, request_id, created_at"
 COALESCE = 256  # at most this many concurrent purchases checked and committed together
 MAX_WAIT_PUBLISHED_MS = 10_000
-Ref = Annotated[int, documented("an id: a positive integer", minimum=1, maximum=MAX_ID)]
+Ref = Annotated[int, msgspec.Meta(ge=1, le=MAX_ID, description="an id: a positive integer")]
 
 
 class Purchase(msgspec.Struct, forbid_unknown_fields=True):
@@ -73,10 +67,11 @@ class Purchase(msgspec.Struct, forbid_unknown_fields=True):
 
     user_id: Ref
     product_id: Ref
-    quantity: Annotated[int, documented(minimum=1, maximum=MAX_QUANTITY)] = 1
-    request_id: Annotated[str, documented(
-        "the purchase's idempotency key: a repeat answers the first order",
-        minLength=1, maxLength=MAX_REQUEST_ID, pattern=r"^[^\x00]+$")] | None = None
+    quantity: Annotated[int, msgspec.Meta(ge=1, le=MAX_QUANTITY)] = 1
+    request_id: Annotated[str, msgspec.Meta(
+        min_length=1, max_length=MAX_REQUEST_ID,
+        description="the purchase's idempotency key: a repeat answers the first order",
+        extra_json_schema={"pattern": r"^[^\x00]+$"})] | None = None  # a NUL: checked()
 
 
 class Purchases(msgspec.Struct, forbid_unknown_fields=True):
@@ -86,19 +81,7 @@ class Purchases(msgspec.Struct, forbid_unknown_fields=True):
 
 
 def checked(purchase: Purchase, where: str = "") -> Purchase:
-    for field in ("user_id", "product_id"):
-        value = getattr(purchase, field)
-        if value < 1:
-            raise HttpError(422, f"{where}{field} {value} is not an id: ids are positive "
-                                 "integers")
-        if value > MAX_ID:
-            raise HttpError(422, f"{where}{field} {value} is not an id: ids are at most "
-                                 f"{MAX_ID}")
-    if not 1 <= purchase.quantity <= MAX_QUANTITY:
-        raise HttpError(422, f"{where}quantity {purchase.quantity} must be from 1 "
-                             f"to {MAX_QUANTITY}")
-    if purchase.request_id is not None and not 1 <= len(purchase.request_id) <= MAX_REQUEST_ID:
-        raise HttpError(422, f"{where}request_id must be 1 to {MAX_REQUEST_ID} characters")
+    """What the type does not enforce (its ranges and lengths it does, bodies.py)."""
     if purchase.request_id is not None and "\x00" in purchase.request_id:
         # SQLite's json_each (the batch's lookup of known keys) would end it at the NUL
         raise HttpError(422, f"{where}request_id must not contain a NUL character")
@@ -111,16 +94,10 @@ def as_dict(row: tuple[Any, ...]) -> dict[str, Any]:
             "request_id": row[5], "created_at": row[6]}
 
 
-def order_placed(order: dict[str, Any]) -> Event:
-    return events.make(events.ORDER_PLACED, "orders", order["id"], 1, {
-        "id": order["id"], "user_id": order["user_id"], "product_id": order["product_id"],
-        "quantity": order["quantity"], "unit_price": order["unit_price"]},
-        current_trace_id(), order["created_at"], followed_span())
-
-
-def placed_event(row: tuple[Any, ...], trace_id: str | None, parent_span: str | None
+def order_placed(row: tuple[Any, ...], trace_id: str | None, parent_span: str | None
                  ) -> Event:
-    """order_placed of a row as stored (COLUMNS' order), without the order's dict first."""
+    """The OrderPlaced event of an order's row as stored (COLUMNS' order): made from the
+    row, so a batch of a million orders needs no dict per order first."""
     return events.make(events.ORDER_PLACED, "orders", row[0], 1, {
         "id": row[0], "user_id": row[1], "product_id": row[2], "quantity": row[3],
         "unit_price": row[4] / 100}, trace_id, row[6], parent_span)
@@ -153,9 +130,10 @@ def place_each(conn: sqlite3.Connection, outbox: Outbox,
                 assert existing is not None
                 placed.append((existing, False))
                 continue
-            order = as_dict((cursor.lastrowid, purchase.user_id, purchase.product_id,
-                             purchase.quantity, price_cents, purchase.request_id, now))
-            event = order_placed(order)
+            row = (cursor.lastrowid, purchase.user_id, purchase.product_id,
+                   purchase.quantity, price_cents, purchase.request_id, now)
+            event = order_placed(row, current_trace_id(), followed_span())
+            order = as_dict(row)
             outbox.add(conn, [event])
             order["event"] = {"id": event.id, "type": event.type, "position": None}
             placed.append((order, True))
@@ -187,7 +165,7 @@ def place_orders(conn: sqlite3.Connection, outbox: Outbox, purchases: list[Purch
                  p.request_id, now) for order_id, p in enumerate(new, start=last + 1)]
         conn.executemany(f"INSERT INTO orders ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
         trace_id, parent_span = current_trace_id(), followed_span()  # the same for all
-        outbox.add(conn, [placed_event(row, trace_id, parent_span) for row in rows])
+        outbox.add(conn, [order_placed(row, trace_id, parent_span) for row in rows])
     return {"created": len(rows), "existing": len(purchases) - len(rows)}
 
 
@@ -281,12 +259,13 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
     purchases: Coalescer[Purchase, tuple[dict[str, Any], bool]] = Coalescer(
         checkout, limit=COALESCE)
 
-    async def post_order(request: Request) -> Response:
+    async def post_order(request: Request, wait_published_ms: int) -> Response:
         purchase = checked(await read_body(request, Purchase))
+        wait = wait_published_ms / 1000
         if purchase.request_id is not None:
             seen = find_by_request(db.conn, purchase.request_id)
             if seen is not None:
-                return json_response(await with_event(request, seen), 200)
+                return json_response(await with_event(seen, wait), 200)
         waiting = ctx.tracer.start("checkout (batched)")  # kept only if another trace has it
         done = await purchases.submit(purchase)
         order, created = done.value
@@ -294,13 +273,12 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
             waiting["attributes"].update({"msshop.batch.size": done.size,
                                           "msshop.batch.trace_id": done.trace_id})
             ctx.tracer.finish(waiting)
-        return json_response(await with_event(request, order), 201 if created else 200)
+        return json_response(await with_event(order, wait), 201 if created else 200)
 
-    async def with_event(request: Request, order: dict[str, Any]) -> dict[str, Any]:
-        """The order and its OrderPlaced event; with ?wait_published_ms=N, the event's bus
+    async def with_event(order: dict[str, Any], wait: float) -> dict[str, Any]:
+        """The order and its OrderPlaced event; with a `wait` (seconds), the event's bus
         position once the relay has sent it (read-your-writes: query --after POSITION)."""
         event = order.get("event") or outbox.latest_event("order", order["id"])
-        wait = int_query(request, "wait_published_ms", 0, 0, MAX_WAIT_PUBLISHED_MS) / 1000
         if event is not None and event["position"] is None and wait:
             event["position"] = await outbox.published(event["id"], wait)
         return {**order, "event": event}
@@ -311,18 +289,13 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
         prices = await check_many(peers, purchases)
         return json_response(place_orders(db.conn, outbox, purchases, prices))
 
-    async def get_many(request: Request) -> Response:
-        if "user_id" not in request.query_params:
-            raise HttpError(422, "list a user's orders: GET /orders?user_id=U")
-        user_id = int_query(request, "user_id", 0, 1, MAX_ID)
-        limit = int_query(request, "limit", MAX_BATCH, 1, MAX_BATCH)
+    async def get_many(request: Request, user_id: int, limit: int) -> Response:
         with db.span("SELECT", "orders", [user_id]) as span:
             found = orders_of(db.conn, user_id, limit)
             span["attributes"]["msshop.rows"] = len(found)
         return json_response({"user_id": user_id, "orders": found})
 
-    async def get_one(request: Request) -> Response:
-        order_id = id_param(request, "order_id")
+    async def get_one(request: Request, order_id: int) -> Response:
         row = db.conn.execute(f"SELECT {COLUMNS} FROM orders WHERE id = ?",
                               (order_id,)).fetchone()
         if row is None:
@@ -348,7 +321,8 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
             Endpoint("GET", "/orders", get_many, "A user's orders", {
                 200: (OrdersOfUser, "The user's orders, oldest first")},
                 params=[Param("user_id", Annotated[int, msgspec.Meta(ge=1, le=MAX_ID)],
-                              "the user", required=True),
+                              "the user", required=True,
+                              missing="list a user's orders: GET /orders?user_id=U"),
                         Param("limit", Annotated[int, msgspec.Meta(ge=1, le=MAX_BATCH)],
                               "at most this many orders", default=MAX_BATCH)]),
             Endpoint("POST", "/orders/batch", post_batch, "Record many purchases", {

@@ -23,13 +23,7 @@ from msshop.contracts.limits import MAX_BATCH, MAX_EMAIL, MAX_NAME
 from msshop.contracts.shop import Created, User, UsersFound
 from msshop.runtime.platform.app import ServiceApp, service_app
 from msshop.runtime.platform.context import ServiceContext
-from msshop.runtime.platform.http import (
-    HttpError,
-    id_param,
-    ids_query,
-    json_response,
-    read_body,
-)
+from msshop.runtime.platform.http import HttpError, json_response, read_body
 from msshop.runtime.platform.openapi import Endpoint, documented, id_list, path_id
 from msshop.runtime.platform.outbox import OUTBOX_SCHEMA, OUTBOX_TRACE_COLUMN, Outbox
 from msshop.runtime.platform.tracing import current_trace_id, followed_span
@@ -159,8 +153,7 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
         signups = [checked(s, f"users[{i}]: ") for i, s in enumerate(batch.users)]
         return json_response(sign_up_many(db.conn, outbox, signups))
 
-    async def get_one(request: Request) -> Response:
-        user_id = id_param(request, "user_id")
+    async def get_one(request: Request, user_id: int) -> Response:
         with db.span("SELECT", "users", [user_id]) as span:
             user = get_user(db.conn, user_id)
             span["attributes"]["msshop.rows"] = int(user is not None)
@@ -168,10 +161,7 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
             raise HttpError(404, f"no user with id {user_id}")
         return json_response(user)
 
-    async def get_many(request: Request) -> Response:
-        ids = ids_query(request)
-        if ids is None:
-            raise HttpError(422, "list users by id: GET /users?ids=1,2,3")
+    async def get_many(request: Request, ids: list[int]) -> Response:
         with db.span("SELECT", "users", ids) as span:
             found = get_users(db.conn, ids)
             span["attributes"]["msshop.rows"] = len(found["users"])
@@ -188,7 +178,8 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
                 body=SignUp),
             Endpoint("GET", "/users", get_many, "Users by id", {
                 200: (UsersFound, "The users found, in the order asked, and the ids not "
-                                  "found")}, params=[id_list("user", required=True)]),
+                                  "found")},
+                params=[id_list("user", missing="list users by id: GET /users?ids=1,2,3")]),
             Endpoint("POST", "/users/batch", post_batch, "Sign many users up", {
                 200: (Created, "Every user's id, in input order, and how many were new")},
                 body=SignUpBatch),

@@ -34,23 +34,17 @@ from msshop.contracts.answers import QUESTION, UserOrders
 from msshop.contracts.events import Received
 from msshop.contracts.limits import MAX_ID
 from msshop.contracts.shop import DeadLetters, Floor, FloorRows, Lags, Replayed
+from msshop.contracts.strategies import SERVED, ReadStrategy
 from msshop.runtime.platform.app import ServiceApp, service_app
 from msshop.runtime.platform.consumer import CONSUMER_LOG_COLUMN, CONSUMER_SCHEMA, Consumer
 from msshop.runtime.platform.context import ServiceContext
-from msshop.runtime.platform.http import (
-    HttpError,
-    id_param,
-    int_query,
-    json_response,
-    query_value,
-    require_token,
-)
+from msshop.runtime.platform.http import HttpError, json_response
 from msshop.runtime.platform.openapi import Endpoint, Param, path_id
 from msshop.runtime.platform.tracing import current_trace_id
-from msshop.runtime.services.query import direct_call, kept, projection, rebuild, replicated
+from msshop.runtime.services.query import direct_call, projection, rebuild, replicated
+from msshop.runtime.services.query.kept import Answers
 
 MIGRATIONS = [projection.SCHEMA + ";" + CONSUMER_SCHEMA, CONSUMER_LOG_COLUMN]
-STRATEGIES = ("replicated", "direct-call")
 SOURCES_IN_TRACE = 20  # events named in a span; all are counted by kind
 MAX_WAIT_MS = 30_000  # read-your-writes: the longest wait for a position
 MAX_DEAD_LETTERS = 10_000  # in one answer
@@ -60,7 +54,7 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
     db = ctx.database(MIGRATIONS, projection.TABLES)
     peers = ctx.peers()
     bus = ctx.bus(peers)
-    answers = kept.Answers()
+    answers = Answers()
     write = projection.dropping_for_tests()
 
     def apply(conn: sqlite3.Connection, event: Received, position: int) -> None:
@@ -70,24 +64,13 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
     consumer = Consumer("query", lambda: db.conn, bus, apply, tracer=ctx.tracer,
                         db_name=db.file_name)
 
-    async def user_orders(request: Request) -> Response:
-        user_id = id_param(request, "user_id")
-        strategy = query_value(request, "strategy") or "replicated"
-        if strategy not in STRATEGIES:
-            raise HttpError(422, f"strategy {strategy!r} is not one of: "
-                                 + ", ".join(STRATEGIES))
-        fanout = query_value(request, "fanout") or "batched"
-        if fanout not in direct_call.FANOUTS:
-            raise HttpError(422, f"fanout {fanout!r} is not one of: "
-                                 + ", ".join(direct_call.FANOUTS))
-        if strategy == "replicated":
-            after = int_query(request, "after", 0, 0, MAX_ID)
+    async def user_orders(request: Request, user_id: int, strategy: ReadStrategy,
+                          fanout: str, partial: bool, after: int, wait_ms: int, kept: bool
+                          ) -> Response:
+        if strategy is ReadStrategy.REPLICATED:
             if after > consumer.position:
-                await wait_for_position(after, int_query(request, "wait_ms", 2000, 0,
-                                                         MAX_WAIT_MS))
-            return json_response(read_replicated(
-                user_id, query_value(request, "kept") not in ("0", "false")))
-        partial = query_value(request, "partial") in ("1", "true")
+                await wait_for_position(after, wait_ms)
+            return json_response(read_replicated(user_id, kept))
         user, orders, missing = await direct_call.user_orders(peers, user_id, fanout,
                                                               partial)
         answer: UserOrders = {
@@ -140,29 +123,20 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
                 "orders": answer.orders, "freshness": freshness,
                 "trace_id": current_trace_id()}
 
-    async def floor(request: Request) -> Response:
-        user_id = id_param(request, "user_id")
+    async def floor(request: Request, user_id: int) -> Response:
         row = db.conn.execute("SELECT id, name FROM users_replica WHERE id = ?",
                               (user_id,)).fetchone()
         return json_response({"id": row[0], "name": row[1]} if row else None)
 
-    async def floor_rows(request: Request) -> Response:
-        user_id = id_param(request, "user_id")
+    async def floor_rows(request: Request, user_id: int) -> Response:
         user, orders = replicated.answer_of(replicated.rows_of(db.conn, user_id))
         return json_response({"user": user, "orders": orders})
 
-    async def lag(request: Request) -> Response:
+    async def lag(request: Request, since: float) -> Response:
         """Replication lag of the events since a time: commit at the source -> applied here."""
-        require_token(request, ctx.admin, "reading replication lags")
-        try:
-            since = float(request.query_params.get("since", "0"))
-        except ValueError:
-            raise HttpError(422, "since must be unix seconds") from None
         return json_response({"lags_ms": consumer.lag_since(since)})
 
-    async def dead_letters(request: Request) -> Response:
-        require_token(request, ctx.admin, "reading dead letters")  # they hold events' data
-        limit = int_query(request, "limit", 50, 1, MAX_DEAD_LETTERS)
+    async def dead_letters(request: Request, limit: int) -> Response:
         rows = db.conn.execute(
             "SELECT position, event_id, type, reason, dead_at, body FROM dead_letters "
             "ORDER BY position DESC LIMIT ?", (limit,)).fetchall()
@@ -174,7 +148,6 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
 
     async def replay(request: Request) -> Response:
         """Rebuild the read model from position 0 of the bus, then swap it in."""
-        require_token(request, ctx.admin, "replay")
         if rebuilding:
             raise HttpError(409, "a rebuild is already running; wait for it to finish")
         rebuilding.append(True)
@@ -204,14 +177,14 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
                            "failure); replicated: catching up, or position `after` not "
                            "applied within wait_ms (freshness)"},
                   params=[user_id,
-                          Param("strategy", Literal[STRATEGIES],
+                          Param("strategy", Literal[SERVED],
                                 "read the replicated read model, or ask the services now",
-                                default="replicated"),
+                                default=ReadStrategy.REPLICATED),
                           Param("fanout", Literal[direct_call.FANOUTS],
                                 "direct-call: one products call for all orders, or one per "
                                 "order (N+1)", default="batched"),
                           Param("partial", bool, "direct-call: answer with what could be "
-                                "had, and say what is missing"),
+                                "had, and say what is missing", default=False),
                           Param("after", position, "replicated: first wait until the read "
                                 "model has applied this bus position", default=0),
                           Param("wait_ms", Annotated[int, msgspec.Meta(ge=0, le=MAX_WAIT_MS)],
@@ -229,16 +202,18 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
                   params=[user_id]),
          Endpoint("GET", "/bench/lag", lag, "Replication lags since a time", {
              200: (Lags, "Commit at the source to applied here, in ms, sorted")},
-             params=[Param("since", float, "unix seconds", default=0)], auth="owner"),
+             params=[Param("since", float, "unix seconds", default=0)], auth="owner",
+             action="reading replication lags"),
          Endpoint("GET", "/dead-letters", dead_letters, "Events the read model could not apply",
                   {200: (DeadLetters, "How many, and the newest, with the reason")},
                   params=[Param("limit", Annotated[int, msgspec.Meta(
                       ge=1, le=MAX_DEAD_LETTERS)], "at most this many", default=50)],
-                  auth="owner"),
+                  auth="owner", action="reading dead letters"),  # they hold events' data
          Endpoint("POST", "/replay", replay, "Rebuild the read model from position 0", {
              200: (Replayed, "The rebuild's figures"),
              409: "A rebuild is already running",
-             503: "The bus failed: nothing was swapped (dependency)"}, auth="owner")],
+             503: "The bus failed: nothing was swapped (dependency)"}, auth="owner",
+             action="replay")],
         health,
         [db, peers, bus, consumer],
         ctx.tracer,
