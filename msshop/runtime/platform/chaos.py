@@ -31,8 +31,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from msshop.contracts.status import ChaosState
 from msshop.contracts.topology import BY_NAME, NAMES
-from msshop.runtime.platform.db import trespass
 from msshop.runtime.platform.http import HttpError, json_response, read_body
+from msshop.runtime.platform.isolation import trespass
 from msshop.runtime.platform.links import BUS, Links, link_fault
 from msshop.runtime.platform.openapi import documented
 from msshop.runtime.platform.routing import ROUTE, Operation

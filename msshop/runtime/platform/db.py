@@ -15,9 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from msshop.runtime.platform.checkpoint import Checkpointer
-
-# trespass: chaos.py imports it from here (the route work owns that file this round)
-from msshop.runtime.platform.isolation import guard_connection, trespass as trespass
+from msshop.runtime.platform.isolation import guard_connection
 from msshop.runtime.platform.tracing import SpanScope, db_attributes
 
 if TYPE_CHECKING:
