@@ -3,7 +3,6 @@ verify."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,7 +12,7 @@ from rich.text import Text
 
 from msshop.render.console import data as escaped, note
 from msshop.render.tables import Column, fitted_table
-from msshop.render.traces import shown, timeline
+from msshop.render.traces import timeline, trace_views
 
 if TYPE_CHECKING:  # types only: `msshop status` need not import the instruments
     from msshop.contracts.answers import Freshness
@@ -58,13 +57,7 @@ def answer_with_trace(out: Console, asked: Asked, view: str = "both") -> None:
     or both)."""
     answer(out, asked)
     out.print()
-    shown(out, asked.spans, asked.trace_id, view)
-
-
-def answer_json(asked: Asked) -> None:
-    """`msshop query --json`: the answer, its latency, its trace id and every span."""
-    print(json.dumps({"answer": asked.answer, "latency_ms": asked.latency_ms,
-                      "trace_id": asked.trace_id, "spans": asked.spans}, indent=2))
+    trace_views(out, asked.spans, asked.trace_id, view)
 
 
 def freshness(fresh: Freshness | None, strategy: str = "direct-call") -> str:

@@ -85,11 +85,5 @@ def _over(report: BenchReport, endpoint: str, floor: str) -> str:
     return f"{latency[endpoint]['p50'] / latency[floor]['p50']:.2f}x"
 
 
-def bench_json(report: BenchReport | list[BenchReport]) -> None:
-    import json
-
-    print(json.dumps(report, indent=2))
-
-
 def bench_progress(out: Console, message: str) -> None:
     note(out, f"bench: {message}")

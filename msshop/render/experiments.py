@@ -55,7 +55,7 @@ def experiment(out: Console, report: ExperimentReport) -> None:
     _verdict(out, report["outcome"])
 
 
-def report_written(out: Console, written: list[Path]) -> None:
+def report_files(out: Console, written: list[Path]) -> None:
     """`--report DIR` was written (write_report's paths, the page first): a line each, so a
     long path is not broken where it would be copied from."""
     for number, path in enumerate(written):
@@ -64,12 +64,6 @@ def report_written(out: Console, written: list[Path]) -> None:
 
 def experiment_progress(out: Console, message: str) -> None:
     out.print(data(f"experiment: {message}"))  # wrapped at the console's width
-
-
-def experiment_json(report: ExperimentReport) -> None:
-    import json
-
-    print(json.dumps(report, indent=2))
 
 
 def _header(out: Console, report: ExperimentReport) -> None:

@@ -20,7 +20,7 @@ from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from msshop.contracts.errors import UsageError
+from msshop.contracts.errors import InvalidArgument
 from msshop.instruments.experiments.report import STRATEGIES
 
 if TYPE_CHECKING:
@@ -43,16 +43,17 @@ Value = Callable[["Second"], "float | None"]
 
 
 def make_room(directory: Path) -> None:
-    """Make `directory` for a report, before the run (a bad --report is said at once, not
+    """Make `directory` for a report, before the run (a bad directory is said at once, not
     after the experiment); one line if it cannot be."""
     if directory.exists() and not directory.is_dir():
-        raise UsageError(f"cannot write the report into {directory}: a file is in the way; "
-                         "choose another --report DIR")
+        raise InvalidArgument(f"cannot write the report into {directory}: a file is in the "
+                              "way; choose another {report}", "report")
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise UsageError(f"cannot write the report into {directory}: "
-                         f"{exc.strerror or exc}; choose another --report DIR") from None
+        raise InvalidArgument(f"cannot write the report into {directory}: "
+                              f"{exc.strerror or exc}; choose another {{report}}",
+                              "report") from None
 
 
 def write_report(report: ExperimentReport, directory: Path) -> list[Path]:
@@ -65,8 +66,9 @@ def write_report(report: ExperimentReport, directory: Path) -> list[Path]:
         for path, text in files.items():
             path.write_text(text, encoding="utf-8")
     except OSError as exc:
-        raise UsageError(f"cannot write the report into {directory}: "
-                         f"{exc.strerror or exc}; choose another --report DIR") from None
+        raise InvalidArgument(f"cannot write the report into {directory}: "
+                              f"{exc.strerror or exc}; choose another {{report}}",
+                              "report") from None
     return list(files)
 
 
