@@ -10,6 +10,7 @@ from rich.console import Console, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from msshop.contracts.strategies import ReadStrategy
 from msshop.render.console import data as escaped, note
 from msshop.render.tables import Column, fitted_table
 from msshop.render.traces import timeline, trace_views
@@ -60,8 +61,8 @@ def answer_with_trace(out: Console, asked: Asked, view: str = "both") -> None:
     trace_views(out, asked.spans, asked.trace_id, view)
 
 
-def freshness(fresh: Freshness | None, strategy: str = "direct-call") -> str:
-    if strategy == "monolith":
+def freshness(fresh: Freshness | None, strategy: str = ReadStrategy.DIRECT_CALL) -> str:
+    if strategy == ReadStrategy.MONOLITH:
         return "live: read from every service's database file just now"
     if not fresh or "live" in fresh:
         return "live: read from the owning services just now"
@@ -108,7 +109,7 @@ def compare(out: Console, user_id: int, rows: list[Compared]) -> None:
                                "-", "-"])
             problems.append(f"{row.strategy}: {row.error}")
             continue
-        if row.strategy == "monolith":
+        if row.strategy == ReadStrategy.MONOLITH:
             verdict = Text("the truth")
         elif row.equal:
             verdict = Text("= monolith", style="green")
