@@ -108,7 +108,7 @@ def test_fields_have_limits_that_the_answer_names(shared_sandbox: Sandbox, servi
 ])
 def test_the_cli_refuses_numbers_beyond_sqlite_as_a_usage_error(shared_sandbox: Sandbox,
                                                            args: list[str]) -> None:
-    result = shared_sandbox.run(*args)
+    result = msshop_in_process(*args, env=shared_sandbox.env)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "Invalid value for" in result.stderr and str(MAX_ID) in result.stderr
