@@ -10,7 +10,6 @@ from msshop.cli.app import flags, settings
 from msshop.cli.emit import Outcome, emit
 from msshop.cli.options import check_view, json_option, view_option
 from msshop.contracts.limits import MAX_ID, MAX_QUANTITY
-from msshop.contracts.outcomes import Purchase, SignUp
 
 if TYPE_CHECKING:
     from msshop.instruments.client import ShopClient
@@ -39,6 +38,7 @@ def signup(
     Example: msshop signup --email ada@example.com --name 'Ada L'
     """
     from msshop import render
+    from msshop.contracts.outcomes import SignUp
 
     check_view(view)
     if not trace:
@@ -93,6 +93,7 @@ def buy(
     Example: msshop buy --user 42 --product 7 --trace
     """
     from msshop import render
+    from msshop.contracts.outcomes import Purchase
 
     check_view(view)
     if not trace:

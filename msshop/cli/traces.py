@@ -11,7 +11,6 @@ from msshop.cli.emit import Outcome, emit
 from msshop.cli.options import check_view, json_option, read_strategy_filter, view_option
 from msshop.contracts.errors import UsageError
 from msshop.contracts.limits import MAX_ID
-from msshop.contracts.outcomes import ShownTrace
 from msshop.contracts.strategies import ReadStrategy
 
 
@@ -31,6 +30,7 @@ def trace(
     Example: msshop trace last --export mermaid
     """
     from msshop import render
+    from msshop.contracts.outcomes import ShownTrace
     from msshop.instruments.traces import export as exports
     from msshop.instruments.traces.store import TraceStore
 
