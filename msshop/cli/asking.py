@@ -30,7 +30,8 @@ def query(
                              help="The user whose orders to list."),
     strategy: ReadStrategy = typer.Option(
         ReadStrategy.REPLICATED.value, "--strategy", parser=read_strategy,
-        metavar="|".join(ReadStrategy), help="direct-call, replicated or monolith."),
+        metavar="|".join(ReadStrategy),
+        help="How it is answered (docs/cli.md says how each works)."),
     fanout: str = typer.Option("batched", "--fanout",
                                help="direct-call only: batched, or naive (one call per order)."),
     after: int = typer.Option(0, "--after", min=0, max=MAX_ID, metavar="POSITION",

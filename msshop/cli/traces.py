@@ -64,7 +64,7 @@ def traces(
                                     help="Only this user's."),
     strategy: ReadStrategy | None = typer.Option(
         None, "--strategy", parser=read_strategy_filter, metavar="|".join(ReadStrategy),
-        help="Only this strategy's: direct-call, replicated or monolith."),
+        help="Only this strategy's."),
     failed: bool = typer.Option(False, "--failed", help="Only those where a span failed."),
     limit: int = typer.Option(20, "--limit", "-n", min=1, max=200, help="How many."),
     as_json: bool = json_option("Print them as JSON."),
