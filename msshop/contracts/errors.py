@@ -4,6 +4,10 @@ The CLI prints `error: <message>` and exits with `exit_code`; it never shows a t
 for these. Anything else escaping is a bug in msshop.
 """
 
+from __future__ import annotations
+
+from collections.abc import Callable
+
 
 class MsshopError(Exception):
     exit_code = 1
@@ -33,3 +37,26 @@ class ServiceError(MsshopError):
     def __init__(self, message: str, status: int = 0) -> None:
         super().__init__(message)
         self.status = status
+
+
+class InvalidArgument(MsshopError):
+    """A value (or a mix of values) a library function cannot take, in the words of its
+    parameters, not of a command line: the instruments and the runtime do not know which
+    flag set a value. `template` writes each parameter it names as `{parameter}`; the CLI
+    turns the error into a usage error by writing in the flags (see `worded`), so a person
+    reads `--timeout 9000 is out of range`, a caller of the library `timeout 9000 is …`.
+    Exit 2, as any usage error."""
+
+    exit_code = 2
+
+    def __init__(self, template: str, *parameters: str) -> None:
+        self.template = template
+        self.parameters = parameters
+        super().__init__(self.worded(lambda parameter: parameter))
+
+    def worded(self, name: Callable[[str], str]) -> str:
+        """The message with each `{parameter}` written as `name(parameter)`."""
+        text = self.template
+        for parameter in self.parameters:
+            text = text.replace("{" + parameter + "}", name(parameter))
+        return text

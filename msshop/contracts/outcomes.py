@@ -1,7 +1,9 @@
 """What the commands print with `--json`, where it is not already a service's own answer.
 
 The services' answers (a product page, dead letters, a replay) are printed as the service
-gave them (contracts/shop.py); these are the documents the CLI puts together itself.
+gave them (contracts/shop.py), and some reports as their instrument made them (a wait, a
+seed, an inspection); these are the documents the CLI puts together itself. Each is the
+`document` of the command's Outcome (msshop/cli/emit.py), so the type is the shape:
 docs/cli.md shows each one under its command.
 """
 
@@ -9,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, NotRequired, TypedDict
 
-from msshop.contracts.answers import Freshness
+from msshop.contracts.answers import Freshness, UserOrders
 from msshop.contracts.shop import Order, User
 from msshop.contracts.spans import Span
 from msshop.contracts.waiting import WaitReport
@@ -43,6 +45,14 @@ class SandboxDown(TypedDict):
     sandbox: str
     supervisor_pid: int
     stopped: list[str]
+
+
+class StatusUnknown(TypedDict):
+    """`msshop status --json` when no sandbox runs (exit 1): still a document, saying why."""
+
+    running: Literal[False]
+    sandbox: str
+    error: str
 
 
 class ServiceChanged(TypedDict):
@@ -80,6 +90,29 @@ class SignUp(TypedDict):
     journey: NotRequired[Followed]
 
 
+class QueryAnswer(TypedDict):
+    """`msshop query --json`: the answer, its latency, its trace id and every span."""
+
+    answer: UserOrders
+    latency_ms: float
+    trace_id: str
+    spans: list[Span]
+
+
+class ListedTrace(TypedDict):
+    """One item of `msshop traces --json`."""
+
+    trace_id: str
+    kind: str  # question (a read) | write (`buy --trace`, `signup --trace`)
+    user_id: int
+    strategy: str  # with the fan-out for direct-call, e.g. "direct-call (naive)"
+    started_at: float  # unix seconds
+    duration_ms: float
+    services: list[str]
+    ok: bool  # no span failed
+    spans: int
+
+
 class ShownTrace(TypedDict):
     """`msshop trace ID --json`."""
 
@@ -101,6 +134,24 @@ class EventOnTheBus(TypedDict):
     data: dict[str, Any]
     trace_id: str | None
     parent_span: str | None
+
+
+class Poisoned(TypedDict):
+    """`msshop poison --json`: where the event no read model can apply went."""
+
+    type: Literal["Poison"]
+    source: Literal["users"]
+    position: int
+
+
+class LogEntry(TypedDict):
+    """One line of `msshop logs --json`."""
+
+    service: str
+    time: str | None  # ISO 8601 with the offset; null: the line has no time of its own
+    level: str | None
+    message: str
+    line: str
 
 
 class StrategyCompared(TypedDict):

@@ -12,14 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from msshop.contracts.answers import QUESTION, UserOrders
-from msshop.contracts.errors import MsshopError, ServiceError, UsageError
+from msshop.contracts.errors import InvalidArgument, MsshopError, ServiceError
 from msshop.contracts.spans import Span, make_span, traceparent
+from msshop.contracts.strategies import ReadStrategy
 from msshop.instruments import monolith
 from msshop.instruments.client import Refused, ShopClient
 from msshop.instruments.traces.store import StoredTrace, TraceStore
 from msshop.runtime.orchestrator.state import State
 
-STRATEGIES = ("direct-call", "replicated", "monolith")
 FANOUTS = ("batched", "naive")
 
 
@@ -27,7 +27,7 @@ FANOUTS = ("batched", "naive")
 class Asked:
     """One answer, with the trace of how it was made."""
 
-    strategy: str
+    strategy: ReadStrategy
     answer: UserOrders
     spans: list[Span]
     latency_ms: float
@@ -57,24 +57,23 @@ class Questioner:
         self.client = ShopClient(state, timeout=timeout)
         self.traces = TraceStore.of(Path(state.sandbox))
 
-    def ask(self, user_id: int, strategy: str, fanout: str = "batched", after: int = 0,
-            wait_ms: int = 2000, partial: bool = False) -> Asked:
+    def ask(self, user_id: int, strategy: ReadStrategy | str, fanout: str = "batched",
+            after: int = 0, wait_ms: int = 2000, partial: bool = False) -> Asked:
         """Ask once. `after` (replicated): wait up to `wait_ms` until the read model has
         applied that bus position (read-your-writes)."""
-        if strategy not in STRATEGIES:
-            raise UsageError(f"unknown strategy '{strategy}'; choose one of: "
-                             + ", ".join(STRATEGIES))
+        strategy = _strategy(strategy)
         if fanout not in FANOUTS:
-            raise UsageError(f"unknown fanout '{fanout}'; choose one of: " + ", ".join(FANOUTS))
-        if strategy == "monolith":
+            raise InvalidArgument(f"unknown fanout '{fanout}'; choose one of: "
+                                  + ", ".join(FANOUTS))
+        if strategy is ReadStrategy.MONOLITH:
             return self._ask_monolith(user_id)
-        if after and strategy != "replicated":
-            raise UsageError("--after waits for the read model: use it with --strategy "
-                             "replicated")
-        if partial and strategy != "direct-call":
-            raise UsageError("--partial is how direct-call degrades: use it with "
-                             "--strategy direct-call")
-        fan = fanout if strategy == "direct-call" else None
+        if after and strategy is not ReadStrategy.REPLICATED:
+            raise InvalidArgument("{after} waits for the read model: use it with {strategy} "
+                                  "replicated", "after", "strategy")
+        if partial and strategy is not ReadStrategy.DIRECT_CALL:
+            raise InvalidArgument("{partial} is how direct-call degrades: use it with "
+                                  "{strategy} direct-call", "partial", "strategy")
+        fan = fanout if strategy is ReadStrategy.DIRECT_CALL else None
         root = _root_span(strategy, user_id, fan, "client")
         root["attributes"].update({"peer.service": "query",
                                    "http.route": "/user-orders/{user_id}"})
@@ -95,7 +94,7 @@ class Questioner:
         return Asked(strategy, answer, spans, latency, trace_id, fan)
 
     def _ask_monolith(self, user_id: int) -> Asked:
-        root = _root_span("monolith", user_id, None, "internal")
+        root = _root_span(ReadStrategy.MONOLITH, user_id, None, "internal")
         started = time.perf_counter()
         try:
             answer, touched = monolith.user_orders(databases(self.state), user_id)
@@ -112,8 +111,9 @@ class Questioner:
         join.update(start=root["start"], duration_ms=touched.duration_ms)
         trace_id: str = root["trace_id"]
         spans = [root, join]
-        self.traces.save(StoredTrace(trace_id, QUESTION, "monolith", user_id, None, spans))
-        return Asked("monolith", answer, spans, latency, trace_id)
+        self.traces.save(StoredTrace(trace_id, QUESTION, ReadStrategy.MONOLITH, user_id, None,
+                                     spans))
+        return Asked(ReadStrategy.MONOLITH, answer, spans, latency, trace_id)
 
     def gather(self, trace_id: str) -> list[Span]:
         """Every span any running service kept for this trace."""
@@ -133,3 +133,11 @@ def _root_span(strategy: str, user_id: int, fanout: str | None, kind: str) -> Sp
     if fanout:
         attributes["msshop.fanout"] = fanout
     return make_span("cli", QUESTION, kind, attributes)
+
+
+def _strategy(name: ReadStrategy | str) -> ReadStrategy:
+    try:
+        return ReadStrategy(name)
+    except ValueError:
+        raise InvalidArgument(f"unknown strategy '{name}'; choose one of: "
+                              + ", ".join(ReadStrategy)) from None

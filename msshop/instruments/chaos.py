@@ -12,7 +12,7 @@ check the sandbox's token, which only the sandbox's owner can read.
 from __future__ import annotations
 
 from msshop.contracts.config import Settings
-from msshop.contracts.errors import UsageError
+from msshop.contracts.errors import InvalidArgument
 from msshop.contracts.shop import ChaosAnswer, Trespassed
 from msshop.contracts.status import ChaosState, LinkFault
 from msshop.contracts.topology import BY_NAME, NAMES
@@ -42,31 +42,36 @@ def inject(settings: Settings, service: str, latency_ms: float, jitter_ms: float
 
 def check_faults(service: str, latency_ms: float, jitter_ms: float, error_rate: float,
                  clear: bool, to: str | None, duplicate_rate: float) -> None:
-    """Refuse what the service would refuse, as one line naming the fix (UsageError)."""
+    """Refuse what the service would refuse, as one line naming the fix (InvalidArgument)."""
     if to is not None and (to not in NAMES or to == service):
         others = ", ".join(name for name in NAMES if name != service)
-        raise UsageError(f"--to {to!r}: name the service that {service}'s calls to take "
-                         f"faults go to, one of: {others}")
+        raise InvalidArgument(f"{{to}} {to!r}: name the service that {service}'s calls to "
+                              f"take faults go to, one of: {others}", "to")
     if to is not None and service in BY_NAME and not BY_NAME[service].calls_others:
-        raise UsageError(f"{service} calls no other service: put the link on its caller, "
-                         f"e.g. msshop chaos query --to {service} --error-rate 1")
+        raise InvalidArgument(f"{service} calls no other service: put the link on its "
+                              f"caller, e.g. msshop chaos query {{to}} {service} "
+                              "{error_rate} 1", "to", "error_rate")
     if duplicate_rate and to != "bus":
-        raise UsageError("--duplicate-rate is the bus handing out events again: give it "
-                         f"with --to bus, e.g. msshop chaos {service} --to bus "
-                         "--duplicate-rate 0.3")
-    for flag, value, high, unit in (("--latency", latency_ms, MAX_DELAY_MS, " ms"),
-                                    ("--jitter", jitter_ms, MAX_DELAY_MS, " ms"),
-                                    ("--error-rate", error_rate, 1, " (a share: 0.3 is 30%)"),
-                                    ("--duplicate-rate", duplicate_rate, 1,
+        raise InvalidArgument("{duplicate_rate} is the bus handing out events again: give "
+                              f"it with {{to}} bus, e.g. msshop chaos {service} {{to}} bus "
+                              "{duplicate_rate} 0.3", "duplicate_rate", "to")
+    for name, value, high, unit in (("latency_ms", latency_ms, MAX_DELAY_MS, " ms"),
+                                    ("jitter_ms", jitter_ms, MAX_DELAY_MS, " ms"),
+                                    ("error_rate", error_rate, 1, " (a share: 0.3 is 30%)"),
+                                    ("duplicate_rate", duplicate_rate, 1,
                                      " (a share: 0.3 is 30%)")):
         if not 0 <= value <= high:
-            raise UsageError(f"{flag} {value:g}: give a value from 0 to {high:,}{unit}")
+            raise InvalidArgument(f"{{{name}}} {value:g}: give a value from 0 to {high:,}{unit}",
+                                  name)
     given = latency_ms or jitter_ms or error_rate or duplicate_rate
     if clear and given:
-        raise UsageError("--clear removes every fault (with --to: that link's); give it alone")
+        raise InvalidArgument("{clear} removes every fault (with {to}: that link's); give it "
+                              "alone", "clear", "to")
     if not clear and not given:
-        raise UsageError("say what to inject: --latency MS, --jitter MS or --error-rate P "
-                         "(with --to bus also --duplicate-rate P), or --clear")
+        raise InvalidArgument("say what to inject: {latency_ms} MS, {jitter_ms} MS or "
+                              "{error_rate} P (with {to} bus also {duplicate_rate} P), or "
+                              "{clear}", "latency_ms", "jitter_ms", "error_rate", "to",
+                              "duplicate_rate", "clear")
 
 
 def trespass(settings: Settings, service: str, into: str) -> Trespassed:
@@ -74,8 +79,8 @@ def trespass(settings: Settings, service: str, into: str) -> Trespassed:
     lifecycle.check_msshop_service(service, state, "open a database file")
     others = [n for n, s in state.services.items() if s.kind == "service" and n != service]
     if into not in others:
-        raise UsageError(f"--into {into!r}: name another service whose file to try: "
-                         + ", ".join(others))
+        raise InvalidArgument(f"{{into}} {into!r}: name another service whose file to try: "
+                              + ", ".join(others), "into")
     return ShopClient(state).trespass(service, into)
 
 

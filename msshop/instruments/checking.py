@@ -8,13 +8,14 @@ from dataclasses import dataclass
 from msshop.contracts.answers import Freshness, OrderLine
 from msshop.contracts.errors import MsshopError, SandboxError, ServiceError
 from msshop.contracts.spans import Span
+from msshop.contracts.strategies import ReadStrategy
 from msshop.instruments import monolith, waiting
 from msshop.instruments.asking import Questioner, databases
 from msshop.instruments.client import Refused, ShopClient
 from msshop.instruments.traces.shape import Summary, summary
 
-COMPARED = (("monolith", "batched"), ("direct-call", "batched"), ("direct-call", "naive"),
-            ("replicated", "batched"))
+COMPARED = ((ReadStrategy.MONOLITH, "batched"), (ReadStrategy.DIRECT_CALL, "batched"),
+            (ReadStrategy.DIRECT_CALL, "naive"), (ReadStrategy.REPLICATED, "batched"))
 
 
 def differences(expected: list[OrderLine], got: list[OrderLine], limit: int = 5) -> list[str]:
@@ -57,14 +58,15 @@ def compare(questioner: Questioner, user_id: int) -> list[Compared]:
     rows: list[Compared] = []
     truth: list[OrderLine] | None = None
     for strategy, fanout in COMPARED:
-        label = f"{strategy} ({fanout})" if strategy == "direct-call" else strategy
+        label = (f"{strategy} ({fanout})" if strategy is ReadStrategy.DIRECT_CALL
+                 else str(strategy))
         try:
             asked = questioner.ask(user_id, strategy, fanout)
         except MsshopError as exc:
             rows.append(Compared(label, error=exc.message))
             continue
         orders = asked.answer["orders"]
-        if truth is None and strategy == "monolith":
+        if truth is None and strategy is ReadStrategy.MONOLITH:
             truth = orders
         found = differences(truth, orders) if truth is not None else []
         shape = summary(asked.spans)
@@ -126,7 +128,7 @@ def verify(questioner: Questioner, timeout: float = 30.0) -> Verified:
     wrong: dict[int, list[str]] = {}
     for user_id, orders in truth.items():
         # from the file: a kept answer would hide a read model changed behind its back
-        answer = questioner.client.user_orders(user_id, "replicated", kept=False)
+        answer = questioner.client.user_orders(user_id, ReadStrategy.REPLICATED, kept=False)
         if isinstance(answer, Refused) and answer.status == 404:
             wrong[user_id] = ["the user is missing from the read model"]
         elif isinstance(answer, Refused):

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from msshop.contracts.errors import MsshopError, UsageError
+from msshop.contracts.errors import InvalidArgument, MsshopError, UsageError
 from msshop.instruments.shipped import toml_files
 
 DEFAULT = "lesson"
@@ -100,7 +100,7 @@ def run(name: str, pause: bool, speed: float, stage: Stage) -> int:
     """Run a demo on `stage`; returns how many steps ran (`pause`: wait for the presenter
     between steps). Raises StepFailed on a step that went wrong."""
     if speed <= 0:
-        raise UsageError(f"--speed {speed:g} must be more than 0")
+        raise InvalidArgument(f"{{speed}} {speed:g} must be more than 0", "speed")
     scenario = load(name)
     root = Path(tempfile.mkdtemp(prefix=f"msshop-demo-{name}-"))
     env = child_environment(root, stage.width, stage.colour)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from msshop.contracts.config import Settings
-from msshop.contracts.errors import SandboxError, UsageError
+from msshop.contracts.errors import InvalidArgument, SandboxError, UsageError
 from msshop.contracts.inspection import (
     MAX_ROW_LIMIT,
     Cell,
@@ -75,14 +75,12 @@ def inspect(settings: Settings, service: str | None = None) -> Inspection:
     }
 
 
-def table_rows(settings: Settings, service: str | None, table: str, limit: int) -> TableRows:
+def table_rows(settings: Settings, service: str, table: str, limit: int) -> TableRows:
     """The first `limit` rows of `service`'s table `table`, in the table's own order."""
-    if service is None:
-        raise UsageError(f"--table {table} needs the service whose database holds it, "
-                         f"e.g.: msshop inspect orders --table {table}")
     _known(service)
     if not 1 <= limit <= MAX_ROW_LIMIT:
-        raise UsageError(f"--limit {limit} is out of range; choose 1 to {MAX_ROW_LIMIT}")
+        raise InvalidArgument(f"{{limit}} {limit} is out of range; choose 1 to "
+                              f"{MAX_ROW_LIMIT}", "limit")
     paths = SandboxPaths(settings.sandbox_dir)
     _require_data(paths)
     path = BY_NAME[service].db_path(paths.root)

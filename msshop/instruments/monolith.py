@@ -18,6 +18,7 @@ from urllib.parse import quote
 from msshop.contracts.answers import QUESTION, Buyer, OrderLine, UserOrders, order_line
 from msshop.contracts.errors import SandboxError
 from msshop.contracts.limits import MAX_ID
+from msshop.contracts.strategies import ReadStrategy
 
 LABEL = "monolith (reference only: the CLI opens every service's database, which breaks " \
         "encapsulation)"
@@ -73,7 +74,7 @@ def user_orders(databases: dict[str, Path], user_id: int) -> tuple[UserOrders, T
             raise LookupError(f"no user with id {user_id}")
         orders = [order_line(*r) for r in conn.execute(JOIN, {"user": user_id})]
     answer: UserOrders = {
-        "question": QUESTION, "strategy": "monolith", "label": LABEL,
+        "question": QUESTION, "strategy": ReadStrategy.MONOLITH, "label": LABEL,
         "user": {"id": row[0], "name": row[1], "email": row[2]}, "orders": orders,
         "freshness": {"live": True},
     }

@@ -25,7 +25,7 @@ from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal, TypedDict, TypeVar
 
-from msshop.contracts.errors import UsageError
+from msshop.contracts.errors import InvalidArgument
 from msshop.contracts.limits import MAX_BATCH
 from msshop.contracts.waiting import WaitReport
 from msshop.instruments import waiting
@@ -131,9 +131,10 @@ def not_replicated(replication: Replication) -> int:
 
 
 def wait_timeout(wait: bool, timeout: float | None) -> float | None:
-    """How long --wait may wait, in seconds (None: no wait); --timeout alone is a mistake."""
+    """How long to wait, in seconds (None: no wait); a timeout without a wait is a mistake."""
     if timeout is not None and not wait:
-        raise UsageError("--timeout is how long --wait waits: give --wait too")
+        raise InvalidArgument("{timeout} is how long {wait} waits: give {wait} too",
+                              "timeout", "wait")
     if not wait:
         return None
     return waiting.check_timeout(WAIT_TIMEOUT if timeout is None else timeout)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import cast
 
 from msshop.contracts.config import Settings
-from msshop.contracts.errors import MsshopError, SandboxError, UsageError
+from msshop.contracts.errors import InvalidArgument, MsshopError, SandboxError
 from msshop.contracts.status import Health
 from msshop.contracts.topology import BY_NAME, SERVICES
 from msshop.contracts.waiting import (
@@ -46,33 +46,29 @@ GONE = ("crashed", "failed")  # a service stays so until `msshop start`: no use 
 DOWN = ("stopped", *GONE)
 
 
-def check_condition(condition: str, allowed: Sequence[str] = CONDITIONS,
-                    option: str = "--for") -> Condition:
+def check_condition(condition: str, allowed: Sequence[str] = CONDITIONS) -> Condition:
     if condition not in allowed:
-        raise UsageError(f"{option} {condition!r} is not one of: {', '.join(allowed)}")
+        raise InvalidArgument(f"{{condition}} {condition!r} is not one of: "
+                              f"{', '.join(allowed)}", "condition")
     return cast("Condition", condition)
 
 
-def check_up_wait(condition: str, detach: bool) -> Condition:
-    """`up --wait`: only with --detach (a foreground `up` never returns), and only for
-    what a sandbox just started can reach."""
-    if not detach:
-        raise UsageError("--wait goes with --detach (a foreground up runs until Ctrl-C); "
-                         f"use: msshop up --detach --wait {condition}")
-    return check_condition(condition, ("healthy", "caught-up"), "--wait")
+def check_up_wait(condition: str) -> Condition:
+    """`up --wait`: only for what a sandbox just started can reach."""
+    return check_condition(condition, ("healthy", "caught-up"))
 
 
 def check_timeout(timeout: float) -> float:
     if not 0 <= timeout <= MAX_TIMEOUT:  # also refuses nan
-        raise UsageError(f"--timeout {timeout:g} is out of range; give seconds from 0 to "
-                         f"{MAX_TIMEOUT:g}, e.g. --timeout 30")
+        raise InvalidArgument(f"{{timeout}} {timeout:g} is out of range; give seconds from 0 "
+                              f"to {MAX_TIMEOUT:g}, e.g. {{timeout}} 30", "timeout")
     return timeout
 
 
 def wait(settings: Settings, names: Sequence[str], condition: str, timeout: float,
          poll: float = POLL) -> WaitReport:
     """Wait until `condition` holds for the named services (none named: the sandbox's all),
-    or `timeout` seconds have passed. Bad arguments raise UsageError; anything else is
+    or `timeout` seconds have passed. Bad arguments raise InvalidArgument; anything else is
     told by the report's outcome."""
     wanted = check_condition(condition)
     check_timeout(timeout)

@@ -18,31 +18,29 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _TOPICS: dict[str, tuple[str, ...]] = {
-    "answers": ("answer", "answer_json", "answer_with_trace", "compare", "freshness", "verify"),
-    "bench": ("bench_json", "bench_progress", "bench_report", "bench_side_by_side"),
-    "bus": ("dead_letters", "event_line", "replayed"),
+    "answers": ("answer", "answer_with_trace", "compare", "freshness", "verify"),
+    "bench": ("bench_progress", "bench_report", "bench_side_by_side"),
+    "bus": ("dead_letters", "event_line", "replay_summary"),
     "console": ("Console", "error", "note", "terminal"),
-    "demo": ("DemoStage", "demo_done"),
+    "demo": ("DemoStage", "demo_summary"),
     "documents": (
-        "comparison", "document", "event_on_the_bus", "followed", "json_line", "sandbox_down",
-        "sandbox_up", "service_changed", "verification",
+        "comparison", "document", "event_on_the_bus", "journey_document", "json_line",
+        "log_record", "poison_event", "query_answer", "sandbox_down", "sandbox_up",
+        "service_changed", "status_unknown", "trace_summaries", "verification",
     ),
-    "experiments": ("experiment", "experiment_json", "experiment_progress", "report_written"),
-    "inspection": ("inspected", "inspected_rows", "inspected_rows_json", "inspection_json"),
-    "logs": ("log_entry", "log_entry_json"),
+    "experiments": ("experiment", "experiment_progress", "report_files"),
+    "inspection": ("database_overview", "table_rows"),
+    "logs": ("log_entry",),
     "sandbox": (
-        "LivePrinter", "foreground_stopped", "ready", "replication_lines", "service_killed",
-        "service_started", "service_stopped", "status", "status_json", "status_table",
-        "status_unknown_json", "stopped", "up_detached",
+        "LivePrinter", "foreground_end", "kill_note", "ready", "replication_lines", "shutdown",
+        "start_note", "status", "status_table", "stop_note", "up_detached",
     ),
     "shop": (
-        "chaos", "order", "poisoned", "poisoned_json", "products", "reset_done", "seed_json",
-        "seed_progress", "seed_report", "trespassed", "trespassed_json", "user",
+        "chaos", "order", "poison_note", "products", "reset_note", "seed_progress", "seed_report",
+        "seed_wait_failed", "trespass_refusal", "user",
     ),
-    "traces": (
-        "journey", "shown", "text_document", "timeline", "trace", "trace_list", "traces_json",
-    ),
-    "waiting": ("waited", "waited_json"),
+    "traces": ("journey", "text_document", "timeline", "trace", "trace_list", "trace_views"),
+    "waiting": ("wait_report",),
 }
 _HOME = {name: topic for topic, names in _TOPICS.items() for name in names}
 
@@ -53,14 +51,12 @@ if TYPE_CHECKING:
 
     from msshop.render.answers import (
         answer as answer,
-        answer_json as answer_json,
         answer_with_trace as answer_with_trace,
         compare as compare,
         freshness as freshness,
         verify as verify,
     )
     from msshop.render.bench import (
-        bench_json as bench_json,
         bench_progress as bench_progress,
         bench_report as bench_report,
         bench_side_by_side as bench_side_by_side,
@@ -68,7 +64,7 @@ if TYPE_CHECKING:
     from msshop.render.bus import (
         dead_letters as dead_letters,
         event_line as event_line,
-        replayed as replayed,
+        replay_summary as replay_summary,
     )
     from msshop.render.console import (
         error as error,
@@ -77,76 +73,71 @@ if TYPE_CHECKING:
     )
     from msshop.render.demo import (
         DemoStage as DemoStage,
-        demo_done as demo_done,
+        demo_summary as demo_summary,
     )
     from msshop.render.documents import (
         comparison as comparison,
         document as document,
         event_on_the_bus as event_on_the_bus,
-        followed as followed,
+        journey_document as journey_document,
         json_line as json_line,
+        log_record as log_record,
+        poison_event as poison_event,
+        query_answer as query_answer,
         sandbox_down as sandbox_down,
         sandbox_up as sandbox_up,
         service_changed as service_changed,
+        status_unknown as status_unknown,
+        trace_summaries as trace_summaries,
         verification as verification,
     )
     from msshop.render.experiments import (
         experiment as experiment,
-        experiment_json as experiment_json,
         experiment_progress as experiment_progress,
-        report_written as report_written,
+        report_files as report_files,
     )
     from msshop.render.inspection import (
-        inspected as inspected,
-        inspected_rows as inspected_rows,
-        inspected_rows_json as inspected_rows_json,
-        inspection_json as inspection_json,
+        database_overview as database_overview,
+        table_rows as table_rows,
     )
     from msshop.render.logs import (
         log_entry as log_entry,
-        log_entry_json as log_entry_json,
     )
     from msshop.render.sandbox import (
         LivePrinter as LivePrinter,
-        foreground_stopped as foreground_stopped,
+        foreground_end as foreground_end,
+        kill_note as kill_note,
         ready as ready,
         replication_lines as replication_lines,
-        service_killed as service_killed,
-        service_started as service_started,
-        service_stopped as service_stopped,
+        shutdown as shutdown,
+        start_note as start_note,
         status as status,
-        status_json as status_json,
         status_table as status_table,
-        status_unknown_json as status_unknown_json,
-        stopped as stopped,
+        stop_note as stop_note,
         up_detached as up_detached,
     )
     from msshop.render.shop import (
         chaos as chaos,
         order as order,
-        poisoned as poisoned,
-        poisoned_json as poisoned_json,
+        poison_note as poison_note,
         products as products,
-        reset_done as reset_done,
-        seed_json as seed_json,
+        reset_note as reset_note,
         seed_progress as seed_progress,
         seed_report as seed_report,
-        trespassed as trespassed,
-        trespassed_json as trespassed_json,
+        seed_wait_failed as seed_wait_failed,
+        trespass_refusal as trespass_refusal,
         user as user,
     )
     from msshop.render.traces import (
         journey as journey,
-        shown as shown,
         text_document as text_document,
         timeline as timeline,
         trace as trace,
         trace_list as trace_list,
-        traces_json as traces_json,
+        trace_views as trace_views,
     )
     from msshop.render.waiting import (
-        waited as waited,
-        waited_json as waited_json,
+        wait_report as wait_report,
     )
 
 

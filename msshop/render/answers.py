@@ -3,7 +3,6 @@ verify."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -11,9 +10,10 @@ from rich.console import Console, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from msshop.contracts.strategies import ReadStrategy
 from msshop.render.console import data as escaped, note
 from msshop.render.tables import Column, fitted_table
-from msshop.render.traces import shown, timeline
+from msshop.render.traces import timeline, trace_views
 
 if TYPE_CHECKING:  # types only: `msshop status` need not import the instruments
     from msshop.contracts.answers import Freshness
@@ -58,17 +58,11 @@ def answer_with_trace(out: Console, asked: Asked, view: str = "both") -> None:
     or both)."""
     answer(out, asked)
     out.print()
-    shown(out, asked.spans, asked.trace_id, view)
+    trace_views(out, asked.spans, asked.trace_id, view)
 
 
-def answer_json(asked: Asked) -> None:
-    """`msshop query --json`: the answer, its latency, its trace id and every span."""
-    print(json.dumps({"answer": asked.answer, "latency_ms": asked.latency_ms,
-                      "trace_id": asked.trace_id, "spans": asked.spans}, indent=2))
-
-
-def freshness(fresh: Freshness | None, strategy: str = "direct-call") -> str:
-    if strategy == "monolith":
+def freshness(fresh: Freshness | None, strategy: str = ReadStrategy.DIRECT_CALL) -> str:
+    if strategy == ReadStrategy.MONOLITH:
         return "live: read from every service's database file just now"
     if not fresh or "live" in fresh:
         return "live: read from the owning services just now"
@@ -115,7 +109,7 @@ def compare(out: Console, user_id: int, rows: list[Compared]) -> None:
                                "-", "-"])
             problems.append(f"{row.strategy}: {row.error}")
             continue
-        if row.strategy == "monolith":
+        if row.strategy == ReadStrategy.MONOLITH:
             verdict = Text("the truth")
         elif row.equal:
             verdict = Text("= monolith", style="green")

@@ -9,10 +9,14 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from msshop.contracts.strategies import ReadStrategy
 from msshop.render.console import note
 
 if TYPE_CHECKING:
     from msshop.instruments.bench.report import BenchReport
+
+#: the strategies measured by orders per user, in the order the table shows them
+SCALING = (ReadStrategy.REPLICATED, ReadStrategy.DIRECT_CALL)
 
 
 def bench_report(out: Console, report: BenchReport) -> None:
@@ -29,11 +33,11 @@ def bench_report(out: Console, report: BenchReport) -> None:
     scaling = Table(title="by orders per user: p50 ms (sequential network stages)", box=None,
                     pad_edge=False, title_justify="left")
     scaling.add_column("orders", justify="right")
-    scaling.add_column("replicated", justify="right")
-    scaling.add_column("direct-call", justify="right")
+    for strategy in SCALING:
+        scaling.add_column(strategy, justify="right")
     for size, strategies in report["by_orders"].items():
         scaling.add_row(str(size), *(f"{strategies[s]['p50']:.3f} ({strategies[s]['stages']})"
-                                     for s in ("replicated", "direct-call")))
+                                     for s in SCALING))
     out.print(scaling)
     lag = report["lag_ms"]
     note(out, f"purchases: {report['purchases']['count']:,} from one client at "
@@ -65,9 +69,10 @@ def bench_side_by_side(out: Console, reports: list[BenchReport]) -> None:
     for report in reports:
         table.add_column(report["bus"], justify="right")
     rows: list[tuple[str, Callable[[BenchReport], str]]] = [
-        ("replicated p50 / floor", lambda r: _over(r, "replicated", "floor")),
-        ("replicated p50 / floor rows", lambda r: _over(r, "replicated", "floor rows")),
-        ("direct-call p50 / floor", lambda r: _over(r, "direct-call", "floor")),
+        ("replicated p50 / floor", lambda r: _over(r, ReadStrategy.REPLICATED, "floor")),
+        ("replicated p50 / floor rows",
+         lambda r: _over(r, ReadStrategy.REPLICATED, "floor rows")),
+        ("direct-call p50 / floor", lambda r: _over(r, ReadStrategy.DIRECT_CALL, "floor")),
         ("lag p50 at 1,000/s, ms", lambda r: f"{r['paced']['lag_ms']['p50']:.2f}"),
         ("lag p99 at 1,000/s, ms", lambda r: f"{r['paced']['lag_ms']['p99']:.2f}"),
         ("purchases/s, 16 clients", lambda r: f"{r['sustained']['per_second']:,.0f}"),
@@ -83,12 +88,6 @@ def bench_side_by_side(out: Console, reports: list[BenchReport]) -> None:
 def _over(report: BenchReport, endpoint: str, floor: str) -> str:
     latency = report["latency_ms"]
     return f"{latency[endpoint]['p50'] / latency[floor]['p50']:.2f}x"
-
-
-def bench_json(report: BenchReport | list[BenchReport]) -> None:
-    import json
-
-    print(json.dumps(report, indent=2))
 
 
 def bench_progress(out: Console, message: str) -> None:

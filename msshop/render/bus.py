@@ -39,7 +39,7 @@ def dead_letters(out: Console, page: DeadLetters) -> None:
         note(out, f"{item['position']:>7} {item['type'] or '?':<15} {item['reason']}")
 
 
-def replayed(out: Console, result: Replayed) -> None:
+def replay_summary(out: Console, result: Replayed) -> None:
     note(out, f"rebuilt the read model from position 0: {result['events']:,} events in "
               f"{result['seconds']:.2f} s ({result['per_second']:,.0f} events/s), swapped in at "
               f"position {result['position']:,} (it was at {result['position_before']:,}), "

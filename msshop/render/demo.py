@@ -56,5 +56,5 @@ class DemoStage:
             self.out.print()
 
 
-def demo_done(out: Console, name: str, steps: int) -> None:
+def demo_summary(out: Console, name: str, steps: int) -> None:
     note(out, f"demo '{name}' done: {steps} steps, nothing left behind")

@@ -16,21 +16,29 @@ if TYPE_CHECKING:
         Comparison,
         EventOnTheBus,
         Followed,
+        ListedTrace,
+        LogEntry,
+        Poisoned,
+        QueryAnswer,
         SandboxDown,
         SandboxUp,
         ServiceChanged,
+        StatusUnknown,
         Verification,
     )
     from msshop.contracts.status import Health
     from msshop.contracts.waiting import WaitReport
+    from msshop.instruments.asking import Asked
     from msshop.instruments.checking import Compared, Verified
     from msshop.instruments.journey import Journey
+    from msshop.instruments.traces.store import Listed
+    from msshop.runtime.orchestrator.logview import LogLine
     from msshop.runtime.orchestrator.state import State
 
 
-def document(value: Any) -> None:
-    """One JSON document on stdout."""
-    print(json.dumps(value, indent=2))
+def document(value: Any, indent: int | None = 2) -> None:
+    """One JSON document on stdout (`indent` None: on one line)."""
+    print(json.dumps(value, indent=indent))
 
 
 def json_line(value: Any) -> None:
@@ -39,7 +47,7 @@ def json_line(value: Any) -> None:
     sys.stdout.flush()
 
 
-def followed(journey: Journey) -> Followed:
+def journey_document(journey: Journey) -> Followed:
     return {"trace_id": journey.trace_id, "applied": journey.applied,
             "lag_ms": journey.lag_ms, "spans": journey.spans}
 
@@ -91,3 +99,33 @@ def sandbox_up(state: State, seconds: float, notes: list[str],
     if waited is not None:
         up["waited"] = waited
     return up
+
+
+def status_unknown(sandbox: str, error: str) -> StatusUnknown:
+    return {"running": False, "sandbox": sandbox, "error": error}
+
+
+def query_answer(asked: Asked) -> QueryAnswer:
+    return {"answer": asked.answer, "latency_ms": asked.latency_ms,
+            "trace_id": asked.trace_id, "spans": asked.spans}
+
+
+def trace_summaries(found: list[Listed]) -> list[ListedTrace]:
+    return [{"trace_id": line.trace_id, "kind": line.kind, "user_id": line.user_id,
+             "strategy": line.strategy, "started_at": line.started_at,
+             "duration_ms": line.duration_ms, "services": list(line.services), "ok": line.ok,
+             "spans": line.spans} for line in found]
+
+
+def poison_event(position: int) -> Poisoned:
+    return {"type": "Poison", "source": "users", "position": position}
+
+
+def log_record(entry: LogLine) -> LogEntry:
+    """A log line as `logs --json` prints it: its time in ISO 8601 with the offset."""
+    import datetime as dt
+
+    moment = (None if entry.at is None else dt.datetime.fromtimestamp(entry.at).astimezone()
+              .isoformat(timespec="milliseconds"))
+    return {"service": entry.service, "time": moment, "level": entry.level,
+            "message": entry.message, "line": entry.line}

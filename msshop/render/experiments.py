@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from msshop.contracts.strategies import ReadStrategy
 from msshop.instruments.experiments.report import STRATEGIES
 from msshop.render.console import data, note
 
@@ -33,10 +34,10 @@ WIDTH = 80
 CHART_HEIGHT, PANEL_HEIGHT = 14, 9
 # 256-colour codes, the same in plotext and rich. Blue and orange stay apart for
 # colour-blind eyes; the page (instruments/experiments/page.py) uses the same pair.
-STRATEGY_COLOURS = {"direct-call": 208, "replicated": 33}
+STRATEGY_COLOURS = {ReadStrategy.DIRECT_CALL: 208, ReadStrategy.REPLICATED: 33}
 # Different marker shapes, so that piped (colourless) text still tells the lines apart;
 # SAMPLES is how each one's flat line looks, for the key under the chart.
-STRATEGY_MARKERS = {"direct-call": "braille", "replicated": "hd"}
+STRATEGY_MARKERS = {ReadStrategy.DIRECT_CALL: "braille", ReadStrategy.REPLICATED: "hd"}
 SAMPLES = {"braille": "⠤⠤", "hd": "▄▄"}
 FAULT_SHADES, FAULT_COLOUR = ("░", "▒"), 240
 VERDICT_COLOURS = {"valid": "green", "invalid": "red", "unknown": "yellow"}
@@ -55,7 +56,7 @@ def experiment(out: Console, report: ExperimentReport) -> None:
     _verdict(out, report["outcome"])
 
 
-def report_written(out: Console, written: list[Path]) -> None:
+def report_files(out: Console, written: list[Path]) -> None:
     """`--report DIR` was written (write_report's paths, the page first): a line each, so a
     long path is not broken where it would be copied from."""
     for number, path in enumerate(written):
@@ -64,12 +65,6 @@ def report_written(out: Console, written: list[Path]) -> None:
 
 def experiment_progress(out: Console, message: str) -> None:
     out.print(data(f"experiment: {message}"))  # wrapped at the console's width
-
-
-def experiment_json(report: ExperimentReport) -> None:
-    import json
-
-    print(json.dumps(report, indent=2))
 
 
 def _header(out: Console, report: ExperimentReport) -> None:
@@ -155,7 +150,7 @@ def _new_figure(plotext: Any, width: int, height: int) -> Any:
 
 
 def _plot(plotext: Any, plot: Any, report: ExperimentReport, title: str, value: Value,
-          axis: _Axis, strategies: list[str]) -> None:
+          axis: _Axis, strategies: list[ReadStrategy]) -> None:
     """One chart over time: a step line per strategy, the fault windows shaded behind."""
     plot.theme("simple")  # no background or frame colours: reads on dark and light terminals
     plot.title(title)

@@ -7,7 +7,6 @@ printed (rich would pad a table's cells to the column's width); colour is decora
 
 from __future__ import annotations
 
-import json
 import textwrap
 from typing import TYPE_CHECKING
 
@@ -33,7 +32,7 @@ LOOKING = ("every file opened read-only: the operator looking, not a service (no
            "opens another's file)")
 
 
-def inspected(out: Console, found: Inspection) -> None:
+def database_overview(out: Console, found: Inspection) -> None:
     """Each database's tables; with one service, their schemas; with all, what replication
     costs in space."""
     width = _width(out)
@@ -61,11 +60,7 @@ def inspected(out: Console, found: Inspection) -> None:
                    style="dim"), width)
 
 
-def inspection_json(found: Inspection) -> None:
-    print(json.dumps(found, indent=2))
-
-
-def inspected_rows(out: Console, found: TableRows) -> None:
+def table_rows(out: Console, found: TableRows) -> None:
     """The rows as a table if its columns fit in the width, else one block per row."""
     width = _width(out)
     shown, total = len(found["rows"]), found["total_rows"]
@@ -85,10 +80,6 @@ def inspected_rows(out: Console, found: TableRows) -> None:
     if lines is None:
         lines = _records(names, cells, width)
     _print(out, lines)
-
-
-def inspected_rows_json(found: TableRows) -> None:
-    print(json.dumps(found, indent=2))
 
 
 # --- the parts -------------------------------------------------------------------------------

@@ -3,14 +3,12 @@ them), the line alone (--no-prefix), or one JSON object per line (--json)."""
 
 from __future__ import annotations
 
-import datetime as dt
 import textwrap
 from typing import TYPE_CHECKING
 
 from rich.text import Text
 
 from msshop.render.console import SERVICE_STYLES, clean
-from msshop.render.documents import json_line
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -33,11 +31,3 @@ def log_entry(out: Console, entry: LogLine, width: int | None) -> None:
         if number == 0 and prefix:
             text.stylize(style, 0, len(entry.service))
         out.print(text, soft_wrap=True)
-
-
-def log_entry_json(entry: LogLine) -> None:
-    """One line of JSON, written at once (a reader of `--follow --json` waits for it)."""
-    moment = (None if entry.at is None else dt.datetime.fromtimestamp(entry.at).astimezone()
-              .isoformat(timespec="milliseconds"))
-    json_line({"service": entry.service, "time": moment, "level": entry.level,
-               "message": entry.message, "line": entry.line})

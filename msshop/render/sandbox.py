@@ -3,7 +3,6 @@ the service commands (stop, start, restart, kill) say."""
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console, RenderableType
@@ -46,20 +45,20 @@ def up_detached(out: Console, state: State, seconds: float, notes: list[str]) ->
     note(out, "stop it with: msshop down")
 
 
-def foreground_stopped(out: Console) -> None:
+def foreground_end(out: Console) -> None:
     note(out, "sandbox stopped")
 
 
-def stopped(out: Console, state: State) -> None:
+def shutdown(out: Console, state: State) -> None:
     note(out, f"sandbox {state.sandbox} is down: stopped " + ", ".join(state.services)
          + f" and the supervisor (pid {state.supervisor_pid})")
 
 
-def service_stopped(out: Console, service: str) -> None:
+def stop_note(out: Console, service: str) -> None:
     note(out, f"{service} stopped")
 
 
-def service_started(out: Console, service: str, ready_ms: float,
+def start_note(out: Console, service: str, ready_ms: float,
                     health: Health | None = None, restarted: bool = False) -> None:
     """Started, and what it can do now (all of it, unless it says otherwise)."""
     can = abilities(health) if health is not None else None
@@ -67,19 +66,10 @@ def service_started(out: Console, service: str, ready_ms: float,
               f"{ready_ms:.0f} ms" + (f"; it {can}" if can else ""))
 
 
-def service_killed(out: Console, service: str, state: State) -> None:
+def kill_note(out: Console, service: str, state: State) -> None:
     info = state.services[service]
     note(out, f"{service} {info.exit or 'killed'}; the supervisor reports it {info.status}; "
               f"bring it back with: msshop start {service}")
-
-
-def status_json(report: StatusReport) -> None:
-    print(json.dumps(report, indent=2))
-
-
-def status_unknown_json(sandbox: str, error: str) -> None:
-    """`status --json` when no sandbox runs: still a JSON document, saying why."""
-    print(json.dumps({"running": False, "sandbox": sandbox, "error": error}))
 
 
 # The sandbox's tables keep the service and its state whole; what goes first on a narrow

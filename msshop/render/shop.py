@@ -3,7 +3,6 @@ faults injected."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -132,19 +131,11 @@ def seed_wait_failed(replication: Replication) -> str:
     return f"the read model cannot catch up: {why}"
 
 
-def seed_json(report: SeedReport, waited: bool) -> None:
-    """The report as one JSON document on stdout; a wait that failed also says why on
-    stderr."""
-    print(json.dumps(report, indent=2))
-    if waited and report["replication"]["state"] != "caught-up":
-        error(seed_wait_failed(report["replication"]))
-
-
-def reset_done(out: Console) -> None:
+def reset_note(out: Console) -> None:
     note(out, "reset: every service's data was deleted")
 
 
-def trespassed(out: Console, answer: Trespassed) -> None:
+def trespass_refusal(out: Console, answer: Trespassed) -> None:
     service = answer["service"]
     note(out, f"{service} tried to open {answer['into']}.db, the {answer['into']} service's "
               "file;")
@@ -153,26 +144,14 @@ def trespassed(out: Console, answer: Trespassed) -> None:
     note(out, f"nothing was opened; {service}'s log says so too: msshop logs {service}")
 
 
-def poisoned(out: Console, position: int) -> None:
+def poison_note(out: Console, position: int) -> None:
     note(out, f"a Poison event is at bus position {position:,}; no read model knows that")
     note(out, "type, so the query service dead-letters it and goes on; see: msshop deadletters")
 
 
-def trespassed_json(answer: Trespassed) -> None:
-    print(json.dumps(answer, indent=2))
-
-
-def poisoned_json(position: int) -> None:
-    print(json.dumps({"type": "Poison", "source": "users", "position": position}, indent=2))
-
-
-def chaos(out: Console, service: str, answer: ChaosAnswer, to: str | None = None,
-          as_json: bool = False) -> None:
+def chaos(out: Console, service: str, answer: ChaosAnswer, to: str | None = None) -> None:
     """What is injected now, into `service`'s answers and its links; `to`: the link just
     changed (named even when it has no fault left)."""
-    if as_json:
-        print(json.dumps(answer, indent=2))
-        return
     now, links = answer["chaos"], answer.get("links", {})
     if to is not None and to not in links:
         note(out, f"{service} -> {to}: no faults")

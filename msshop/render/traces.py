@@ -95,7 +95,7 @@ TIMELINE_MAX = 100  # columns a timeline uses at most (80 fit: the label and fig
 LABEL, FIGURE = 32, 9  # columns for a row's label and its duration
 
 
-def shown(out: Console, spans: list[Span], trace_id: str, view: str = "both") -> None:
+def trace_views(out: Console, spans: list[Span], trace_id: str, view: str = "both") -> None:
     """A trace as asked: the tree, the timeline, or the tree and the timeline under it."""
     if view in ("both", "tree"):
         trace(out, spans, trace_id)
@@ -157,7 +157,7 @@ def _fit(text: str, width: int) -> str:
 def journey(out: Console, followed: Journey, view: str = "both") -> None:
     """A write's trace, to the read model: the request, then the relay, bus and apply."""
     out.print()
-    shown(out, followed.spans, followed.trace_id, view)
+    trace_views(out, followed.spans, followed.trace_id, view)
     if followed.applied and followed.lag_ms is not None:
         note(out, f"replicated: committed at the source, applied in the read model "
                   f"{followed.lag_ms:.2f} ms later (the replication lag)")
@@ -186,13 +186,6 @@ def trace_list(out: Console, found: list[Listed]) -> None:
                       ",".join(s for s in line.services if s != "query") or "-")
     out.print(table)
     note(out, "show one with: msshop trace " + found[0].trace_id[:12])
-
-
-def traces_json(found: list[Listed]) -> None:
-    import json
-    from dataclasses import asdict
-
-    print(json.dumps([asdict(line) for line in found], indent=2))
 
 
 def text_document(text: str) -> None:

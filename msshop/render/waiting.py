@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from msshop.render.console import error, note
-from msshop.render.documents import document
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -18,7 +17,7 @@ def took(ms: float) -> str:
     return f"{ms:.0f} ms" if ms < 1000 else f"{ms / 1000:.1f} s"
 
 
-def waited(out: Console, report: WaitReport) -> None:
+def wait_report(out: Console, report: WaitReport) -> None:
     condition = report["condition"]
     names = ", ".join(s["name"] for s in report["services"])
     if report["outcome"] == "reached":
@@ -42,7 +41,3 @@ def waited(out: Console, report: WaitReport) -> None:
         fix = (f"start it with: msshop start {stopped[0]}" if stopped and condition != "down"
                else "see: msshop status")
         error(f"not {condition} after {report['timeout_s']:g} s: {missing}; {fix}")
-
-
-def waited_json(report: WaitReport) -> None:
-    document(report)

@@ -14,6 +14,7 @@ import pytest
 
 from msshop.contracts.credentials import bearer
 from msshop.contracts.limits import MAX_BODY, MAX_ID
+from tests.cli_in_process import msshop_in_process
 from tests.conftest import Sandbox, msshop, sandbox_env
 
 TOO_BIG = MAX_ID + 1  # 2**63: SQLite cannot bind it
@@ -107,7 +108,7 @@ def test_fields_have_limits_that_the_answer_names(shared_sandbox: Sandbox, servi
 ])
 def test_the_cli_refuses_numbers_beyond_sqlite_as_a_usage_error(shared_sandbox: Sandbox,
                                                            args: list[str]) -> None:
-    result = shared_sandbox.run(*args)
+    result = msshop_in_process(*args, env=shared_sandbox.env)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "Invalid value for" in result.stderr and str(MAX_ID) in result.stderr
@@ -116,7 +117,7 @@ def test_the_cli_refuses_numbers_beyond_sqlite_as_a_usage_error(shared_sandbox: 
 def test_a_config_file_that_is_not_utf8(tmp_path: Path) -> None:
     config = tmp_path / "msshop.toml"
     config.write_bytes(b'[sandbox]\ndir = "\xff\xfe"\n')
-    result = msshop("--config", str(config), "status", env=sandbox_env(tmp_path / "sb"))
+    result = msshop_in_process("--config", str(config), "status", env=sandbox_env(tmp_path / "sb"))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip() == (f"error: config file {config} is not UTF-8 text (byte 0xff "
                                      "at offset 17); save it as UTF-8")
@@ -126,7 +127,7 @@ def test_a_sandbox_path_that_is_a_file(tmp_path: Path) -> None:
     a_file = tmp_path / "not-a-folder"
     a_file.write_text("x")
     for command in (["status"], ["down"], ["trace"], ["query", "--user", "1"], ["up", "-d"]):
-        result = msshop(*command, env=sandbox_env(a_file))
+        result = msshop_in_process(*command, env=sandbox_env(a_file))
         assert result.returncode == 2, command
         assert "Traceback" not in result.stderr
         assert f"sandbox.dir = '{a_file}' (from environment variable MSSHOP_SANDBOX) is not " \

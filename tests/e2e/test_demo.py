@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from msshop.instruments import demo
+from tests.cli_in_process import msshop_in_process
 from tests.conftest import msshop, sandbox_env
 
 KEY_LINES = {
@@ -55,7 +56,7 @@ def test_demo_runs_through_and_leaves_nothing_behind(name: str, tmp_path: Path) 
 
 
 def test_an_unknown_demo_is_named_with_the_choices(tmp_path: Path) -> None:
-    result = msshop("demo", "nope", "--no-pause", env=sandbox_env(tmp_path / "s"))
+    result = msshop_in_process("demo", "nope", "--no-pause", env=sandbox_env(tmp_path / "s"))
     assert result.returncode == 2
     assert result.stderr.strip() == ("error: no demo named 'nope'; choose one of: broker, "
                                      "isolation, lag, lesson, outage, replay, tradeoffs")

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from tests.cli_in_process import msshop_in_process
 from tests.conftest import Sandbox, msshop, sandbox_env
 
 SECONDS = "3"  # each fault then lasts 1.5 s (the scenarios' 5-15 s of 20, squeezed)
@@ -132,7 +133,7 @@ def test_bad_input_is_one_line(tmp_path: Path, shared_sandbox: Sandbox) -> None:
          "leave out --bus"),
         (("products-outage", "--report", str(bad)), "report"),
     ]:
-        result = msshop("experiment", *args, env=env, timeout=60)
+        result = msshop_in_process("experiment", *args, env=env)
         assert result.returncode == 2 or result.returncode == 1, (args, result.stderr)
         assert says in result.stderr, (args, result.stderr)
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr

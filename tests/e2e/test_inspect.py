@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from msshop.instruments.checking import caught_up
-from tests.conftest import Sandbox, msshop, running_sandbox, sandbox_env
+from tests.cli_in_process import msshop_in_process
+from tests.conftest import Sandbox, running_sandbox, sandbox_env
 
 SEEDED = {"users": 30, "products": 10, "orders": 300}
 EVENTS = sum(SEEDED.values())  # one event per user, product and order
@@ -199,7 +200,7 @@ def test_the_first_rows_of_a_table(seeded: Sandbox) -> None:
 ])
 def test_bad_input_is_one_line(seeded: Sandbox, args: tuple[str, ...], code: int,
                                says: str) -> None:
-    result = seeded.run(*args)
+    result = msshop_in_process(*args, env=seeded.env)  # reads the files; starts nothing
     assert result.returncode == code
     assert one_error_line(result) == says and result.stdout == ""
 
@@ -208,13 +209,13 @@ def test_no_sandbox_at_all(tmp_path: Path) -> None:
     env = sandbox_env(tmp_path / "nothing")
     for args in (("inspect",), ("inspect", "orders", "--table", "orders"),
                  ("inspect", "--json")):
-        result = msshop(*args, env=env, cwd=tmp_path)
+        result = msshop_in_process(*args, env=env, cwd=tmp_path)
         assert result.returncode == 1
         assert one_error_line(result) == (f"no sandbox in {tmp_path / 'nothing'} (no data/ "
                                           "there); start one with: msshop up --detach")
     assert not (tmp_path / "nothing").exists(), "looking created nothing"
     (tmp_path / "nothing" / "data").mkdir(parents=True)
-    result = msshop("inspect", "users", env=env, cwd=tmp_path)
+    result = msshop_in_process("inspect", "users", env=env, cwd=tmp_path)
     assert result.returncode == 1 and one_error_line(result).startswith(
         "users has no database yet (")
     assert one_error_line(result).endswith("start one with: msshop up --detach")

@@ -4,6 +4,8 @@ document (or JSON lines) in the shape docs/cli.md gives, for every command that 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +13,8 @@ import pytest
 import typer.main
 
 from msshop.cli import app
-from tests.conftest import Sandbox, msshop, running_sandbox, sandbox_env, stop_sandbox
+from tests.cli_in_process import msshop_in_process
+from tests.conftest import Sandbox, running_sandbox, sandbox_env, stop_sandbox
 
 NARROW = {"COLUMNS": "80"}
 
@@ -60,9 +63,9 @@ def test_every_main_command_fits_80_columns(shop: Sandbox, args: list[str]) -> N
 
 def test_every_commands_help_fits_80_columns(tmp_path: Path) -> None:
     env = sandbox_env(tmp_path / "none", **NARROW)
-    fits(msshop("--help", env=env, check=True).stdout)
+    fits(msshop_in_process("--help", env=env, check=True).stdout)
     for name in typer.main.get_command(app).commands:  # type: ignore[attr-defined]
-        fits(msshop(name, "--help", env=env, check=True).stdout)
+        fits(msshop_in_process(name, "--help", env=env, check=True).stdout)
 
 
 def parsed(shop: Sandbox, *args: str) -> Any:
@@ -163,6 +166,20 @@ def test_up_prints_where_everything_runs_and_never_the_token(tmp_path: Path) -> 
 
 
 def test_up_json_needs_detach(tmp_path: Path) -> None:
-    result = msshop("up", "--json", env=sandbox_env(tmp_path / "sandbox"))
+    result = msshop_in_process("up", "--json", env=sandbox_env(tmp_path / "sandbox"))
     assert result.returncode == 2 and result.stderr.startswith("error: --json goes with --detach")
     assert not (tmp_path / "sandbox").exists(), "nothing started"
+
+
+def test_the_installed_msshop_script_runs(tmp_path: Path) -> None:
+    """The entry point pyproject installs (`msshop = "msshop.cli:main"`), as a person runs
+    it: the other no-sandbox tests run the app in-process."""
+    script = Path(sys.executable).parent / "msshop"
+    assert script.exists(), "pip install -e . installs the msshop script"
+    env = sandbox_env(tmp_path / "none")
+    result = subprocess.run([str(script), "--help"], env=env, capture_output=True, text=True,
+                            timeout=60, check=True)
+    assert "Usage: msshop" in result.stdout and "seed" in result.stdout
+    refused = subprocess.run([str(script), "status"], env=env, capture_output=True, text=True,
+                             timeout=60)
+    assert refused.returncode == 1 and refused.stderr.startswith("error: no sandbox is running")

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import IO
 
 from msshop.runtime.orchestrator.state import SandboxPaths, is_running, pid_alive, read_state
+from tests.cli_in_process import msshop_in_process
 from tests.conftest import Sandbox, msshop, sandbox_env, start_sandbox, stop_sandbox, wait_gone
 
 
@@ -118,7 +119,7 @@ def test_port_taken_by_another_program_is_named_and_nothing_starts(tmp_path: Pat
 
 
 def test_down_with_nothing_running(tmp_path: Path) -> None:
-    result = msshop("down", env=sandbox_env(tmp_path / "nothing"))
+    result = msshop_in_process("down", env=sandbox_env(tmp_path / "nothing"))
     assert result.returncode == 1
     assert one_error_line(result) == (
         f"no sandbox is running in {tmp_path / 'nothing'}; start one with: msshop up --detach")
@@ -348,7 +349,7 @@ def test_a_sandbox_directory_that_cannot_be_made(tmp_path: Path) -> None:
     (tmp_path / "a-file").write_text("")
     root = tmp_path / "a-file" / "sandbox"
     for args in (("up", "--detach"), ("up",)):
-        result = msshop(*args, env=sandbox_env(root))
+        result = msshop_in_process(*args, env=sandbox_env(root))
         assert result.returncode == 1
         assert one_error_line(result) == (
             f"cannot create sandbox directory {root}: Not a directory; choose another with "

@@ -12,7 +12,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import Sandbox, msshop, sandbox_env
+from tests.cli_in_process import msshop_in_process
+from tests.conftest import Sandbox, sandbox_env
 
 SMALL = ("--users", "12", "--products", "5", "--orders", "300", "--seed", "9")
 WRITTEN = 12 + 5 + 300  # events: one per user, product and order
@@ -135,6 +136,6 @@ def test_bad_input_is_one_line_and_exit_2_before_anything_is_sent(tmp_path: Path
                                         "to 3600, e.g. --timeout 30",
     }
     for args, message in refused.items():
-        result = msshop("seed", *args, env=env)
+        result = msshop_in_process("seed", *args, env=env)
         assert (result.returncode, result.stdout) == (2, ""), args
         assert one_error_line(result) == message, args

@@ -10,7 +10,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.conftest import Sandbox, msshop, sandbox_env
+from tests.cli_in_process import msshop_in_process
+from tests.conftest import Sandbox, sandbox_env
 
 
 def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
@@ -23,20 +24,21 @@ def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
 def test_without_a_sandbox_healthy_and_caught_up_exit_1_and_down_holds(tmp_path: Path
                                                                       ) -> None:
     env = sandbox_env(tmp_path / "sandbox")
-    healthy = msshop("wait", env=env)
+    healthy = msshop_in_process("wait", env=env)
     assert healthy.returncode == 1 and healthy.stdout == ""
     assert one_error_line(healthy) == (f"no sandbox is running in {tmp_path / 'sandbox'}; "
                                        "start one with: msshop up --detach")
-    caught_up = msshop("wait", "--for", "caught-up", "--json", env=env)
+    caught_up = msshop_in_process("wait", "--for", "caught-up", "--json", env=env)
     assert caught_up.returncode == 1
     report = json.loads(caught_up.stdout)
     assert (report["condition"], report["reached"], report["outcome"]) == (
         "caught-up", False, "no-sandbox")
     assert report["missing"][0].startswith("no sandbox is running in ")
-    down = msshop("wait", "--for", "down", env=env)
+    down = msshop_in_process("wait", "--for", "down", env=env)
     assert (down.returncode, down.stdout.strip()) == (
         0, f"down after 0 ms: no sandbox runs in {tmp_path / 'sandbox'}")
-    named = json.loads(msshop("wait", "query", "--for", "down", "--json", env=env).stdout)
+    named = json.loads(msshop_in_process("wait", "query", "--for", "down", "--json",
+                                         env=env).stdout)
     assert named["reached"] and named["services"][0]["name"] == "query"
 
 
@@ -57,7 +59,7 @@ def test_bad_usage_is_one_line_and_exit_2_before_anything_starts(tmp_path: Path)
                                               "caught-up",
     }
     for args, message in refused.items():
-        result = msshop(*args, env=env)
+        result = msshop_in_process(*args, env=env)
         assert (result.returncode, one_error_line(result)) == (2, message), args
     assert not (tmp_path / "sandbox").exists(), "nothing was started"
 

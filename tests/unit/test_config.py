@@ -6,7 +6,8 @@ import pytest
 
 from msshop.contracts import config
 from msshop.contracts.errors import ConfigError
-from tests.conftest import ROOT, msshop, sandbox_env
+from tests.cli_in_process import msshop_in_process
+from tests.conftest import ROOT, sandbox_env
 
 
 def test_shipped_config_file_lists_every_setting_with_its_default() -> None:
@@ -84,7 +85,7 @@ def test_bad_file_values(tmp_path: Path) -> None:
 
 
 def test_cli_reports_a_bad_setting_in_one_line_with_exit_2(tmp_path: Path) -> None:
-    result = msshop("status", env=sandbox_env(tmp_path, MSSHOP_BASE_PORT="99999"))
+    result = msshop_in_process("status", env=sandbox_env(tmp_path, MSSHOP_BASE_PORT="99999"))
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "error: sandbox.base_port = '99999' (from environment variable MSSHOP_BASE_PORT) is "

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from msshop.contracts.errors import UsageError
+from msshop.contracts.errors import InvalidArgument
 from msshop.instruments.experiments.page import page, write_report
 from msshop.instruments.experiments.report import (
     ExperimentReport,
@@ -25,7 +25,7 @@ from msshop.instruments.experiments.report import (
     StrategyFigures,
     Verdict,
 )
-from msshop.render.experiments import experiment, report_written
+from msshop.render.experiments import experiment, report_files
 
 ANSI = re.compile(r"\x1b\[")
 
@@ -183,9 +183,9 @@ def test_a_report_without_any_answer_has_no_latency_chart() -> None:
     assert "latency: no read was answered" in text and "log scale" not in text
 
 
-def test_report_written_names_the_page_first() -> None:
+def test_report_files_names_the_page_first() -> None:
     out = Console(width=80, record=True)
-    report_written(out, [Path("/tmp/run/index.html"), Path("/tmp/run/report.json")])
+    report_files(out, [Path("/tmp/run/index.html"), Path("/tmp/run/report.json")])
     assert out.export_text() == ("wrote /tmp/run/index.html (open it in a browser)\n"
                                  "wrote /tmp/run/report.json\n")
 
@@ -213,7 +213,7 @@ def test_write_report_writes_the_page_and_the_figures(tmp_path: Path) -> None:
 
 def test_write_report_refuses_a_file_in_the_way(tmp_path: Path) -> None:
     (tmp_path / "run").write_text("not a folder")
-    with pytest.raises(UsageError) as refused:
+    with pytest.raises(InvalidArgument) as refused:
         write_report(fake_report(), tmp_path / "run")
     assert "\n" not in refused.value.message
     assert refused.value.message.startswith(f"cannot write the report into {tmp_path / 'run'}")

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from msshop.contracts.errors import UsageError
+from msshop.cli.app import as_flag
+from msshop.contracts.errors import InvalidArgument, UsageError
 from msshop.instruments.experiments import scenario
 from msshop.instruments.experiments.scenario import Fault, available, load, parse
 
@@ -42,10 +43,12 @@ def test_seconds_squeeze_the_schedule_and_rate_keeps_the_proportion() -> None:
     assert squeezed.seconds == 4 and squeezed.faults[0].start == 1
     assert squeezed.faults[0].end == 3
     assert (squeezed.read_rate, squeezed.purchase_rate) == (40, 20)
-    with pytest.raises(UsageError, match="--seconds is 0; it must be from 1 to 600"):
+    with pytest.raises(InvalidArgument) as refused:
         load("products-outage").squeezed(0, None)
-    with pytest.raises(UsageError, match="--rate is 5000"):
+    assert refused.value.worded(as_flag) == "--seconds is 0; it must be from 1 to 600"
+    with pytest.raises(InvalidArgument) as refused:
         load("products-outage").squeezed(None, 5000)
+    assert refused.value.worded(as_flag).startswith("--rate is 5000")
 
 
 @pytest.mark.parametrize(("change", "says"), [

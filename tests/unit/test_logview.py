@@ -12,8 +12,9 @@ import pytest
 from rich.console import Console
 
 from msshop import render
+from msshop.cli.app import as_flag
 from msshop.contracts.config import load
-from msshop.contracts.errors import UsageError
+from msshop.contracts.errors import InvalidArgument
 from msshop.runtime.orchestrator import logview
 from msshop.runtime.orchestrator.logview import LogLine, Stamp, merged_by_time, stamp, timed
 
@@ -45,19 +46,21 @@ def test_since_takes_a_clock_time_today(text: str, clock: tuple[int, int, int]) 
 @pytest.mark.parametrize("text", ["5x", "", "m", "5 m", "-5m", "25:00", "12:60", "12:00:60",
                                   "12", "yesterday", "1h30"])
 def test_a_bad_since_is_one_line_naming_both_forms(text: str) -> None:
-    with pytest.raises(UsageError) as refused:
+    with pytest.raises(InvalidArgument) as refused:
         logview.since_moment(text, NOW)
-    assert refused.value.message.startswith(f"--since {text!r} is neither a duration")
-    assert "HH:MM" in refused.value.message and "\n" not in refused.value.message
+    message = refused.value.worded(as_flag)  # as the CLI says it
+    assert message.startswith(f"--since {text!r} is neither a duration")
+    assert "HH:MM" in message and "\n" not in message
 
 
 def test_a_bad_grep_is_one_line_with_the_fix() -> None:
     assert logview.pattern(r"ERROR|WARN").search("x WARN y")
-    with pytest.raises(UsageError) as refused:
+    with pytest.raises(InvalidArgument) as refused:
         logview.pattern("(")
     assert refused.value.exit_code == 2
-    assert refused.value.message.startswith("--grep '(' is not a regular expression (")
-    assert "escape" in refused.value.message and "\n" not in refused.value.message
+    message = refused.value.worded(as_flag)  # as the CLI says it
+    assert message.startswith("--grep '(' is not a regular expression (")
+    assert "escape" in message and "\n" not in message
 
 
 def test_msshops_own_stamp_is_a_time_of_day_with_no_date() -> None:
@@ -129,9 +132,9 @@ def test_the_log_view_checks_its_arguments_before_a_line_is_read(tmp_path: Path)
     (tmp_path / "logs" / "users.log").write_text(
         "17:00:00.000 users INFO a\n17:00:01.000 users WARNING b\n17:00:02.000 users INFO c\n"
         "17:00:03.000 users INFO partly writ")
-    with pytest.raises(UsageError):
+    with pytest.raises(InvalidArgument):
         logview.view(settings, None, since="soon")
-    with pytest.raises(UsageError):
+    with pytest.raises(InvalidArgument):
         logview.view(settings, None, grep="[")
     shown = logview.view(settings, None, 2)
     assert shown.names == ["users"]
@@ -155,7 +158,7 @@ def test_a_log_line_after_its_service_column_or_alone_escaped() -> None:
 
 
 def test_a_log_line_as_json(capsys: pytest.CaptureFixture[str]) -> None:
-    render.log_entry_json(entry())
+    render.json_line(render.log_record(entry()))
     printed = json.loads(capsys.readouterr().out)
     assert printed["service"] == "bus-2" and printed["level"] == "WARNING"
     assert printed["message"] == "\x1b[2Jslow" and printed["line"].startswith("[1] 2026")

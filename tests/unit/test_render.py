@@ -105,12 +105,12 @@ def test_start_says_what_a_catching_up_query_service_can_do() -> None:
     out = captured()
     health = cast(Health, {"service": "query", "consumer": replica(
         position=12_000, catching_up_to=40_000, caught_up=False, behind=28_000)})
-    render.service_started(out, "query", 12.0, health)
+    render.start_note(out, "query", 12.0, health)
     assert out.export_text() == (
         "query started, healthy in 12 ms; it answers direct-call; replicated reads wait until "
         "it has caught\n  up (12,000 of 40,000 applied)\n"), "wrapped at the width, indented"
     out = captured()
-    render.service_started(out, "users", 9.0, cast(Health, {"service": "users"}),
+    render.start_note(out, "users", 9.0, cast(Health, {"service": "users"}),
                            restarted=True)
     assert out.export_text() == "users restarted, healthy in 9 ms\n"
 

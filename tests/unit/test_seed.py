@@ -10,8 +10,9 @@ import pytest
 from rich.console import Console
 
 from msshop import render
+from msshop.cli.app import as_flag
 from msshop.contracts import events
-from msshop.contracts.errors import UsageError
+from msshop.contracts.errors import InvalidArgument
 from msshop.contracts.waiting import Outcome, ServiceWait, WaitReport
 from msshop.instruments.client import encode_batch
 from msshop.instruments.seed import (
@@ -171,9 +172,10 @@ def test_wait_timeout_is_checked_before_anything_is_sent() -> None:
     assert wait_timeout(False, None) is None
     assert wait_timeout(True, None) == 600.0
     assert wait_timeout(True, 0) == 0
-    with pytest.raises(UsageError, match="--timeout is how long --wait waits"):
+    with pytest.raises(InvalidArgument) as refused:
         wait_timeout(False, 5)
-    with pytest.raises(UsageError, match="out of range"):
+    assert "--timeout is how long --wait waits" in refused.value.worded(as_flag)
+    with pytest.raises(InvalidArgument, match="out of range"):
         wait_timeout(True, -1)
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import cast
 
 from msshop.contracts.config import Settings
+from msshop.contracts.strategies import ReadStrategy
 from msshop.instruments.asking import Questioner
 from msshop.instruments.bench import loadgen
 from msshop.instruments.bench.report import (
@@ -183,7 +184,7 @@ def measure_everything(state: State, plan: Plan, tell: Say) -> Measured:
             strategy: {**timer.measure(f"/user-orders/{users[size]}?strategy={strategy}",
                                        count),
                        "stages": stages(questioner, users[size], strategy)}
-            for strategy in ("replicated", "direct-call")}
+            for strategy in (ReadStrategy.REPLICATED, ReadStrategy.DIRECT_CALL)}
 
     tell(f"{plan.purchases:,} purchases from one client, and their replication lag")
     since = time.time()

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 
 from msshop.contracts.errors import MsshopError
+from msshop.contracts.strategies import ReadStrategy
 from msshop.instruments.asking import Questioner
 from msshop.instruments.checking import verify
 from msshop.instruments.client import Refused, ShopClient
@@ -63,7 +64,7 @@ def _once(order_id: int, times: int, where: str) -> list[str]:
 
 
 def _replicated(client: ShopClient, user: int) -> list[dict[str, int]]:
-    answer = client.user_orders(user, "replicated")
+    answer = client.user_orders(user, ReadStrategy.REPLICATED)
     if isinstance(answer, Refused):
         raise MsshopError(f"query refused user {user}'s replicated answer: {answer.error}")
     return [{"order_id": line["order_id"]} for line in answer["orders"]]

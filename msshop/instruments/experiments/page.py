@@ -20,7 +20,8 @@ from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from msshop.contracts.errors import UsageError
+from msshop.contracts.errors import InvalidArgument
+from msshop.contracts.strategies import ReadStrategy
 from msshop.instruments.experiments.report import STRATEGIES
 
 if TYPE_CHECKING:
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
     )
 
 # the terminal's pair (render/experiments.py): blue and orange stay apart for colour-blind eyes
-STRATEGY_COLOURS = {"direct-call": "#ea580c", "replicated": "#2563eb"}
+STRATEGY_COLOURS = {ReadStrategy.DIRECT_CALL: "#ea580c", ReadStrategy.REPLICATED: "#2563eb"}
 VERDICT_COLOURS = {"valid": "#15803d", "invalid": "#b91c1c", "unknown": "#a16207"}
 FAULT_FILL = "#9ca3af"
 CHART_HEIGHT = 400
@@ -43,16 +44,17 @@ Value = Callable[["Second"], "float | None"]
 
 
 def make_room(directory: Path) -> None:
-    """Make `directory` for a report, before the run (a bad --report is said at once, not
+    """Make `directory` for a report, before the run (a bad directory is said at once, not
     after the experiment); one line if it cannot be."""
     if directory.exists() and not directory.is_dir():
-        raise UsageError(f"cannot write the report into {directory}: a file is in the way; "
-                         "choose another --report DIR")
+        raise InvalidArgument(f"cannot write the report into {directory}: a file is in the "
+                              "way; choose another {report}", "report")
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise UsageError(f"cannot write the report into {directory}: "
-                         f"{exc.strerror or exc}; choose another --report DIR") from None
+        raise InvalidArgument(f"cannot write the report into {directory}: "
+                              f"{exc.strerror or exc}; choose another {{report}}",
+                              "report") from None
 
 
 def write_report(report: ExperimentReport, directory: Path) -> list[Path]:
@@ -65,8 +67,9 @@ def write_report(report: ExperimentReport, directory: Path) -> list[Path]:
         for path, text in files.items():
             path.write_text(text, encoding="utf-8")
     except OSError as exc:
-        raise UsageError(f"cannot write the report into {directory}: "
-                         f"{exc.strerror or exc}; choose another --report DIR") from None
+        raise InvalidArgument(f"cannot write the report into {directory}: "
+                              f"{exc.strerror or exc}; choose another {{report}}",
+                              "report") from None
     return list(files)
 
 
@@ -202,12 +205,12 @@ def _availability(report: ExperimentReport) -> Any:
 
     figure = go.Figure()
     # replicated wide under direct-call narrow: where both answer everything, both show
-    for strategy, width in (("replicated", 7), ("direct-call", 2.5)):
+    for strategy, width in ((ReadStrategy.REPLICATED, 7), (ReadStrategy.DIRECT_CALL, 2.5)):
         xs, ys = _steps(report["timeline"], partial(_answered_percent, strategy=strategy))
         figure.add_trace(go.Scatter(
             x=xs, y=ys, name=strategy, mode="lines", line_shape="hv",
             line={"color": STRATEGY_COLOURS[strategy], "width": width},
-            opacity=0.75 if strategy == "replicated" else 1,
+            opacity=0.75 if strategy is ReadStrategy.REPLICATED else 1,
             legendrank=STRATEGIES.index(strategy),
             hovertemplate="%{y:.0f}% answered<extra>" + strategy + "</extra>"))
     _over_time(figure, report, "reads answered each second, %")
@@ -275,7 +278,7 @@ def _staleness_over_time(report: ExperimentReport) -> Any:
         xs, ys = _steps(report["timeline"], value)
         figure.add_trace(go.Scatter(
             x=xs, y=ys, name=f"staleness {name}", mode="lines", line_shape="hv",
-            line={"color": STRATEGY_COLOURS["replicated"], "dash": dash, "width": 2},
+            line={"color": STRATEGY_COLOURS[ReadStrategy.REPLICATED], "dash": dash, "width": 2},
             hovertemplate="%{y:,.1f} ms<extra>" + f"staleness {name}</extra>"))
     _over_time(figure, report, "replicated staleness of the purchases confirmed each "
                                "second, ms (log scale)")
@@ -287,7 +290,8 @@ def _staleness(report: ExperimentReport) -> Any:
     import plotly.graph_objects as go
 
     figure = go.Figure(go.Histogram(x=report["staleness_ms"], name="probes",
-                                    marker_color=STRATEGY_COLOURS["replicated"], opacity=0.8,
+                                    marker_color=STRATEGY_COLOURS[ReadStrategy.REPLICATED],
+                                    opacity=0.8,
                                     hovertemplate="%{x} ms: %{y} probes<extra></extra>"))
     staleness = report["staleness"]
     for name, value in (("p50", staleness["p50"]), ("p99", staleness["p99"])):

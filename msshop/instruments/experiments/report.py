@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Literal, TypedDict
 
-STRATEGIES = ("direct-call", "replicated")
+from msshop.contracts.strategies import SERVED, ReadStrategy
+
+STRATEGIES: tuple[ReadStrategy, ...] = SERVED  # read side by side under load and faults
 Verdict = Literal["valid", "invalid", "unknown"]
 EXIT_CODES: dict[Verdict, int] = {"valid": 0, "invalid": 1, "unknown": 2}
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from msshop.contracts.errors import UsageError
+from msshop.contracts.errors import InvalidArgument, UsageError
 from msshop.contracts.topology import NAMES
 from msshop.instruments.shipped import toml_files
 
@@ -89,11 +89,11 @@ class Scenario:
     def squeezed(self, seconds: float | None, read_rate: float | None) -> Scenario:
         """The same schedule over `seconds` (faults at the same fractions of the run), and
         `read_rate` reads/s per strategy with purchases in the same proportion."""
-        length = self.seconds if seconds is None else _in_range("--seconds", seconds, 1,
-                                                                MAX_SECONDS)
+        length = self.seconds if seconds is None else _argument_in_range("seconds", seconds, 1,
+                                                                         MAX_SECONDS)
         reads, purchases = self.read_rate, self.purchase_rate
         if read_rate is not None:
-            reads = _in_range("--rate", read_rate, 1, MAX_RATE)
+            reads = _argument_in_range("rate", read_rate, 1, MAX_RATE)
             purchases = max(1.0, self.purchase_rate * reads / self.read_rate)
         factor = length / self.seconds
         return Scenario(self.name, self.title, self.shows, length, reads, purchases,
@@ -202,6 +202,14 @@ def _fault(raw: dict[str, Any], seconds: float, where: str) -> Fault:
     ms = _in_range(f"{where}.ms", raw.get("ms", 0.0), 0, 60_000)
     rate = _in_range(f"{where}.rate", raw.get("rate", 1.0), 0, 1)
     return Fault(kind, target, start, end, ms, rate)
+
+
+def _argument_in_range(parameter: str, value: float, low: float, high: float) -> float:
+    """A value the caller gave (the CLI's --seconds, --rate), named by its parameter."""
+    if not low <= value <= high:
+        raise InvalidArgument(f"{{{parameter}}} is {value:g}; it must be from {low:g} to "
+                              f"{high:g}", parameter)
+    return float(value)
 
 
 def _in_range(what: str, value: float, low: float, high: float) -> float:

@@ -20,12 +20,8 @@ def check_format(name: str) -> str:
 
 
 def write(text: str, path: Path) -> int:
-    """An export into a file; how many bytes. A path that cannot be written is one line."""
-    try:
-        return path.write_bytes(text.encode())
-    except OSError as exc:
-        raise UsageError(f"cannot write {path}: {exc.strerror}; choose another --output") \
-            from None
+    """An export into a file; how many bytes (OSError: it cannot be written there)."""
+    return path.write_bytes(text.encode())
 
 
 def exported(trace: StoredTrace, name: str) -> str:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from msshop.contracts.config import Settings
-from msshop.contracts.errors import SandboxError, UsageError
+from msshop.contracts.errors import InvalidArgument, SandboxError, UsageError
 from msshop.contracts.topology import BY_NAME
 from msshop.runtime.orchestrator.logs import LogFollower, complete_lines
 from msshop.runtime.orchestrator.state import SandboxPaths, is_running
@@ -153,8 +153,9 @@ def since_moment(text: str, now: dt.datetime) -> float:
         if hour < 24 and minute < 60 and second < 60:
             return now.replace(hour=hour, minute=minute, second=second,
                                microsecond=0).timestamp()
-    raise UsageError(f"--since {text!r} is neither a duration (30s, 5m, 2h, 1h30m) nor a "
-                     "clock time today (HH:MM or HH:MM:SS); e.g. --since 5m")
+    raise InvalidArgument(f"{{since}} {text!r} is neither a duration (30s, 5m, 2h, 1h30m) "
+                          "nor a clock time today (HH:MM or HH:MM:SS); e.g. {since} 5m",
+                          "since")
 
 
 def pattern(text: str) -> re.Pattern[str]:
@@ -162,8 +163,9 @@ def pattern(text: str) -> re.Pattern[str]:
     try:
         return re.compile(text)
     except re.error as exc:
-        raise UsageError(f"--grep {text!r} is not a regular expression ({exc}); escape "
-                         r"what is meant literally, e.g. --grep 'cost \(ms\)'") from None
+        raise InvalidArgument(f"{{grep}} {text!r} is not a regular expression ({exc}); "
+                              r"escape what is meant literally, e.g. {grep} 'cost \(ms\)'",
+                              "grep") from None
 
 
 def sources(settings: Settings, service: str | None) -> dict[str, Path]:

@@ -1,0 +1,65 @@
+"""`msshop experiment`: load and faults over time, charted, checked, with a verdict."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from msshop.cli.app import flags, settings
+from msshop.cli.emit import Outcome, emit
+from msshop.cli.options import json_option
+from msshop.contracts.errors import UsageError
+
+
+def experiment(
+    ctx: typer.Context,
+    name: str = typer.Argument(
+        ..., metavar="NAME",
+        help="products-outage, slow-users, bus-outage, bus-pause, partition, query-crash, "
+             "duplicates, or a scenario .toml file."),
+    seconds: float | None = typer.Option(
+        None, "--seconds", metavar="N",
+        help="Run the schedule squeezed or stretched to N seconds [default: the scenario's]."),
+    rate: float | None = typer.Option(
+        None, "--rate", metavar="R",
+        help="Reads per second by each strategy; purchases in proportion [default: the "
+             "scenario's]."),
+    bus: str | None = typer.Option(None, "--bus", metavar="log|nats",
+                                   help="The bus backend [default: bus.backend]."),
+    as_json: bool = json_option("Print the report as JSON."),
+    report_dir: Path | None = typer.Option(
+        None, "--report", metavar="DIR",
+        help="Also write DIR/index.html (the charts, offline) and DIR/report.json."),
+    sandbox: Path | None = typer.Option(
+        None, "--sandbox", metavar="DIR",
+        help="Run in the sandbox running at DIR (left running) instead of a throw-away one."),
+) -> None:
+    """Run load and faults over time; chart, check, give a verdict.
+
+    Charts each strategy's reads over time; exit 0 valid, 1 invalid, 2 unknown.
+
+    \b
+    Example: msshop experiment products-outage
+    """
+    from msshop import render
+    from msshop.instruments.experiments import page, run
+    from msshop.instruments.experiments.report import EXIT_CODES
+
+    if sandbox is not None and bus is not None:
+        raise UsageError("--bus: the sandbox at --sandbox runs on the bus it was started "
+                         "with; leave out --bus")
+    config = settings(ctx, **{"bus.backend": bus})
+    with flags(report="--report DIR"):
+        scenario = run.scenario(name, seconds, rate)
+        if report_dir is not None:
+            page.make_room(report_dir)
+    progress_to = render.terminal(stderr=as_json)  # the JSON alone on stdout
+    report = run.run(config, scenario, sandbox,
+                     say=lambda message: render.experiment_progress(progress_to, message))
+    if report_dir is not None:
+        with flags(report="--report DIR"):
+            written = page.write_report(report, report_dir)
+        render.report_files(progress_to, written)
+    emit(Outcome(report, lambda out: render.experiment(out, report),
+                 exit_code=EXIT_CODES[report["outcome"]["verdict"]]), as_json)

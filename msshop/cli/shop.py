@@ -1,0 +1,160 @@
+"""The shop itself: sign a user up, list products, buy, and fill it with data (seed)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import typer
+
+from msshop.cli.app import flags, settings
+from msshop.cli.emit import Outcome, emit
+from msshop.cli.options import check_view, json_option, view_option
+from msshop.contracts.limits import MAX_ID, MAX_QUANTITY
+
+if TYPE_CHECKING:
+    from msshop.instruments.client import ShopClient
+
+
+def client(ctx: typer.Context) -> ShopClient:
+    """A client of the running sandbox (one line and exit 1 when none runs)."""
+    from msshop.instruments.client import ShopClient
+    from msshop.runtime.orchestrator import lifecycle
+
+    return ShopClient(lifecycle.running_state(settings(ctx)))
+
+
+def signup(
+    ctx: typer.Context,
+    email: str = typer.Option(..., "--email", help="Unique email address."),
+    name: str = typer.Option(..., "--name", help="The person's name."),
+    trace: bool = typer.Option(False, "--trace",
+                               help="Follow the write to the read model and show its trace."),
+    view: str = view_option("With --trace: a call tree, a timeline, or both."),
+    as_json: bool = json_option(),
+) -> None:
+    """Sign a user up.
+
+    \b
+    Example: msshop signup --email ada@example.com --name 'Ada L'
+    """
+    from msshop import render
+    from msshop.contracts.outcomes import SignUp
+
+    check_view(view)
+    if not trace:
+        user = client(ctx).signup(email, name)
+        emit(Outcome(SignUp(user=user), lambda out: render.user(out, user)), as_json)
+        return
+    from msshop.instruments import journey
+    from msshop.runtime.orchestrator import lifecycle
+
+    signed = journey.signup(lifecycle.running_state(settings(ctx)), email, name)
+
+    def draw(out: render.Console) -> None:
+        render.user(out, signed.user)
+        render.journey(out, signed.journey, view)
+
+    emit(Outcome(SignUp(user=signed.user, journey=render.journey_document(signed.journey)),
+                 draw), as_json)
+
+
+def products(
+    ctx: typer.Context,
+    limit: int = typer.Option(20, "--limit", min=1, max=1000, help="How many to list."),
+    after: int = typer.Option(0, "--after", min=0, max=MAX_ID,
+                              help="List products after this id."),
+    as_json: bool = json_option(),
+) -> None:
+    """List products.
+
+    \b
+    Example: msshop products --limit 10
+    """
+    from msshop import render
+
+    page = client(ctx).products(limit, after)
+    emit(Outcome(page, lambda out: render.products(out, page)), as_json)
+
+
+def buy(
+    ctx: typer.Context,
+    user: int = typer.Option(..., "--user", min=1, max=MAX_ID, help="The buyer's user id."),
+    product: int = typer.Option(..., "--product", min=1, max=MAX_ID, help="The product id."),
+    quantity: int = typer.Option(1, "--quantity", min=1, max=MAX_QUANTITY,
+                                 help="How many, 1 to 1000."),
+    trace: bool = typer.Option(False, "--trace",
+                               help="Follow the write to the read model and show its trace."),
+    view: str = view_option("With --trace: a call tree, a timeline, or both."),
+    as_json: bool = json_option(),
+) -> None:
+    """Purchase a product for a user.
+
+    \b
+    Example: msshop buy --user 42 --product 7 --trace
+    """
+    from msshop import render
+    from msshop.contracts.outcomes import Purchase
+
+    check_view(view)
+    if not trace:
+        order, created = client(ctx).buy(user, product, quantity, wait_published_ms=1000)
+        emit(Outcome(Purchase(order=order, created=created),
+                     lambda out: render.order(out, order, created)), as_json)
+        return
+    from msshop.instruments import journey
+    from msshop.runtime.orchestrator import lifecycle
+
+    bought = journey.buy(lifecycle.running_state(settings(ctx)), user, product, quantity)
+
+    def draw(out: render.Console) -> None:
+        render.order(out, bought.order, bought.created)
+        render.journey(out, bought.journey, view)
+
+    emit(Outcome(Purchase(order=bought.order, created=bought.created,
+                          journey=render.journey_document(bought.journey)), draw), as_json)
+
+
+def seed(
+    ctx: typer.Context,
+    users: int | None = typer.Option(None, "--users", help="How many users [default 200]."),
+    products: int | None = typer.Option(None, "--products",
+                                        help="How many products [default 60]."),
+    orders: int | None = typer.Option(None, "--orders", help="How many orders [default 2000]."),
+    seed_value: int | None = typer.Option(None, "--seed", help="Random seed [default 42]."),
+    reset: bool = typer.Option(False, "--reset", help="Delete all data first."),
+    wait: bool = typer.Option(False, "--wait",
+                              help="Then wait until the read model has every event."),
+    timeout: float | None = typer.Option(
+        None, "--timeout", metavar="S",
+        help="How long --wait waits, 0 to 3600 s [default 600]; then exit 3."),
+    as_json: bool = json_option("Print the report as JSON; progress goes to stderr."),
+) -> None:
+    """Fill the shop with realistic data; say if replication lags.
+
+    \b
+    Example: msshop seed --orders 100000 --wait
+    """
+    from msshop import render
+    from msshop.instruments import seed as seeding
+    from msshop.runtime.orchestrator import lifecycle
+
+    with flags():
+        config = settings(ctx, **{"seed.users": users, "seed.products": products,
+                                  "seed.orders": orders, "seed.seed": seed_value})
+        plan = seeding.SeedPlan(config.seed_users, config.seed_products, config.seed_orders,
+                                config.seed_seed)
+        wait_for = seeding.wait_timeout(wait, timeout)
+    progress_to = render.terminal(stderr=as_json)  # the JSON alone on stdout
+    if reset:
+        lifecycle.command(config, "reset")
+        render.reset_note(progress_to)
+    shop = client(ctx)
+    with render.seed_progress(progress_to) as progress:
+        report = seeding.seed(shop, plan, progress)
+        if wait_for is not None:
+            report["replication"] = seeding.wait_replicated(shop, wait_for, progress)
+    failed = wait and report["replication"]["state"] != "caught-up"
+    emit(Outcome(report, lambda out: render.seed_report(out, report, waited=wait),
+                 exit_code=seeding.exit_code(report, waited=wait),
+                 complaint=render.seed_wait_failed(report["replication"]) if failed else None),
+         as_json)
