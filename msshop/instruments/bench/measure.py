@@ -163,16 +163,17 @@ def measure_everything(state: State, plan: Plan, tell: Say) -> Measured:
     typical = users[10]
     tell(f"latency, {plan.requests:,} requests each, user with 10 orders")
     floor, rows = f"/bench/floor/{typical}", f"/bench/floor-rows/{typical}"
-    replicated = f"/user-orders/{typical}?strategy=replicated"
+    replicated = f"/user-orders/{typical}?strategy={ReadStrategy.REPLICATED}"
     compared = timer.interleaved([floor, rows, replicated], plan.requests)
     latency: dict[str, Figures] = {
         "floor": compared[floor],
         "floor rows": compared[rows],
-        "replicated": compared[replicated],
-        "direct-call": timer.measure(f"/user-orders/{typical}?strategy=direct-call",
-                                     plan.requests),
+        ReadStrategy.REPLICATED: compared[replicated],
+        ReadStrategy.DIRECT_CALL: timer.measure(
+            f"/user-orders/{typical}?strategy={ReadStrategy.DIRECT_CALL}", plan.requests),
         "direct-call naive": timer.measure(
-            f"/user-orders/{typical}?strategy=direct-call&fanout=naive", plan.requests // 4),
+            f"/user-orders/{typical}?strategy={ReadStrategy.DIRECT_CALL}&fanout=naive",
+            plan.requests // 4),
     }
     tell("latency and sequential network stages by orders per user: "
          + ", ".join(map(str, SIZES)))

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from msshop.contracts.strategies import ReadStrategy
 from msshop.instruments.experiments.report import STRATEGIES
 from msshop.runtime.platform.wire import Client, ConnectFailed, address_of
 
@@ -194,7 +195,7 @@ class Workload:
             while pending and self._probing:
                 sent = time.time()
                 status, answer = await self._call(
-                    "GET", "query", f"/user-orders/{user}?strategy=replicated")
+                    "GET", "query", f"/user-orders/{user}?strategy={ReadStrategy.REPLICATED}")
                 if status == 200 and isinstance(answer, dict):
                     shown = {line.get("order_id") for line in answer.get("orders", [])}
                     for probe in [p for p in pending if p.order_id in shown]:

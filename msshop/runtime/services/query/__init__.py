@@ -119,7 +119,7 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
             raise HttpError(404, f"no user with id {user_id} (the read model has applied the "
                                  f"bus up to position {freshness['position']})",
                             freshness=freshness)
-        return {"question": QUESTION, "strategy": "replicated", "user": answer.user,
+        return {"question": QUESTION, "strategy": ReadStrategy.REPLICATED, "user": answer.user,
                 "orders": answer.orders, "freshness": freshness,
                 "trace_id": current_trace_id()}
 
