@@ -33,7 +33,7 @@ def test_cli_commands_that_talk_to_a_sandbox_do_not_import_the_server_stack() ->
     code = (
         "import sys; import msshop.cli, msshop.render, msshop.instruments.client; "
         "import msshop.instruments.seed; "
-        "import msshop.runtime.orchestrator.lifecycle, msshop.runtime.orchestrator.logview; "
+        "import msshop.runtime.orchestrator.lifecycle, msshop.runtime.orchestrator.service_logs; "
         "heavy = sorted(m for m in ('uvicorn', 'starlette', 'aiohttp', 'uvloop', 'msgspec', "
         "'multiprocess', 'msshop.runtime.platform', 'msshop.runtime.services') "
         "if m in sys.modules); "

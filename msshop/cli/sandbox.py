@@ -184,10 +184,10 @@ def logs(
     Example: msshop logs orders --follow
     """
     from msshop import render
-    from msshop.runtime.orchestrator import logview
+    from msshop.runtime.orchestrator import service_logs
 
     with flags():
-        shown = logview.view(settings(ctx), service, lines, follow, since, grep)
+        shown = service_logs.view(settings(ctx), service, lines, follow, since, grep)
     width = None if no_prefix else max(len(name) for name in shown.names)
     try:
         emit_each((Outcome(render.log_record(entry),

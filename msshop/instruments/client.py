@@ -218,8 +218,8 @@ class ShopClient:
             who = as_service or "owner"
             return JetStreamBus(self.state.bus.address(who, self.state.token, self.timeout),
                                 f"msshop-cli-{who}")
+        from msshop.bus.event_log import EventLogBus
         from msshop.bus.interface import BusUnavailable
-        from msshop.bus.log import LogBus
 
         secret = (self.state.token if as_service is None
                   else service_credential(self.state.token, as_service))
@@ -232,7 +232,7 @@ class ShopClient:
             except SandboxError as exc:
                 raise BusUnavailable(exc.message) from None
 
-        return LogBus(exchange)
+        return EventLogBus(exchange)
 
     def bus_head(self) -> int:
         """The bus's last position: as the bus says in its health (the sandbox's log, or any

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from msshop.instruments.checking import Compared, Verified
     from msshop.instruments.journey import Journey
     from msshop.instruments.traces.store import Listed
-    from msshop.runtime.orchestrator.logview import LogLine
+    from msshop.runtime.orchestrator.service_logs import LogLine
     from msshop.runtime.orchestrator.state import State
 
 

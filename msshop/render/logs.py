@@ -13,7 +13,7 @@ from msshop.render.console import SERVICE_STYLES, clean
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from msshop.runtime.orchestrator.logview import LogLine
+    from msshop.runtime.orchestrator.service_logs import LogLine
 
 
 def log_entry(out: Console, entry: LogLine, width: int | None) -> None:

@@ -28,7 +28,7 @@ from msshop.contracts.topology import SERVICES, ServiceSpec
 from msshop.runtime.orchestrator.bootstrap import bus_state, lineup
 from msshop.runtime.orchestrator.forked_service import ForkedServiceKind
 from msshop.runtime.orchestrator.kind import ChildProcess, Health, ProcessKind
-from msshop.runtime.orchestrator.logs import LogFollower
+from msshop.runtime.orchestrator.log_files import LogFollower
 from msshop.runtime.orchestrator.nats_node import NatsNodeKind
 from msshop.runtime.orchestrator.ports import PortBook
 from msshop.runtime.orchestrator.state import (

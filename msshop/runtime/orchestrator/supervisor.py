@@ -31,7 +31,7 @@ from msshop.contracts.errors import SandboxError
 from msshop.contracts.topology import ServiceSpec, stages
 from msshop.runtime.orchestrator.control import ControlServer
 from msshop.runtime.orchestrator.kind import ChildProcess, Health, ProcessKind
-from msshop.runtime.orchestrator.logs import LogFollower, last_error_line
+from msshop.runtime.orchestrator.log_files import LogFollower, last_error_line
 from msshop.runtime.orchestrator.ports import Binder, PortBook, bind
 from msshop.runtime.orchestrator.printer import Printer
 from msshop.runtime.orchestrator.process import describe_exit

@@ -56,8 +56,8 @@ class ServiceContext:
 
             return LinkedBus(JetStreamBus(self.bus_address, f"msshop-{self.name}"),
                              self.links)
+        from msshop.bus.event_log import EventLogBus
         from msshop.bus.interface import BusUnavailable
-        from msshop.bus.log import LogBus
         from msshop.runtime.platform.http import HttpError
 
         headers = bearer(self.credential) if self.credential else None
@@ -73,4 +73,4 @@ class ServiceContext:
             data: bytes = reply.data
             return reply.status, data
 
-        return LinkedBus(LogBus(exchange), self.links)
+        return LinkedBus(EventLogBus(exchange), self.links)

@@ -87,8 +87,8 @@ _raw_list = msgspec.json.Decoder(list[msgspec.Raw])
 _event = msgspec.json.Decoder(Event)
 
 
-class Log:
-    """The log and its readers' wake-up call."""
+class EventLog:
+    """The event log's head and identity, and its readers' wake-up call."""
 
     def __init__(self) -> None:
         self.head = 0
@@ -174,19 +174,19 @@ def read(conn: sqlite3.Connection, after: int, limit: int, head: int, log_id: by
 
 def create_app(ctx: ServiceContext) -> ServiceApp:
     db = ctx.database(MIGRATIONS, ["events"])
-    log = Log()
+    event_log = EventLog()
 
-    class LogResource:
-        """The log as the app's resource: its head and identity read as the bus starts,
+    class EventLogResource:
+        """The event log as the app's resource: its head and identity read as the bus starts,
         its held readers released as it begins to stop (app.release_held)."""
 
         async def start(self) -> None:
-            (log.head,) = db.conn.execute(
+            (event_log.head,) = db.conn.execute(
                 "SELECT coalesce(max(position), 0) FROM events").fetchone()
-            (log.id,) = db.conn.execute("SELECT id FROM log").fetchone()
+            (event_log.id,) = db.conn.execute("SELECT id FROM log").fetchone()
 
         def release(self) -> None:
-            log.release()
+            event_log.release()
 
         async def close(self) -> None:
             pass
@@ -208,16 +208,16 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
                                   {"msshop.position": position, "msshop.event.id": event.id,
                                    "db.name": db.file_name})
         if answer["appended"]:
-            log.appended(answer["head"])
+            event_log.appended(answer["head"])
         return json_response(answer)
 
     async def get_events(request: Request, after: int, limit: int, wait_ms: int) -> Response:
-        await log.wait(after, wait_ms / 1000)
-        body = read(db.conn, after, limit, log.head, log.id.encode())
+        await event_log.wait(after, wait_ms / 1000)
+        body = read(db.conn, after, limit, event_log.head, event_log.id.encode())
         return Response(body, media_type="application/json")
 
     def health() -> dict[str, Any]:
-        return {**db.health(), "head": log.head, "log": log.id}
+        return {**db.health(), "head": event_log.head, "log": event_log.id}
 
     return service_app(
         ctx.name,
@@ -240,7 +240,7 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
                          default=0)],
              auth="owner or services", action="reading the bus's log")],
         health,
-        [db, LogResource()],
+        [db, EventLogResource()],
         ctx.tracer,
         ctx.admin,
         __doc__ or "",

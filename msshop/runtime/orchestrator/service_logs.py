@@ -28,7 +28,7 @@ from pathlib import Path
 from msshop.contracts.config import Settings
 from msshop.contracts.errors import InvalidArgument, SandboxError, UsageError
 from msshop.contracts.topology import BY_NAME
-from msshop.runtime.orchestrator.logs import LogFollower, complete_lines
+from msshop.runtime.orchestrator.log_files import LogFollower, complete_lines
 from msshop.runtime.orchestrator.state import SandboxPaths, is_running
 
 FOLLOW_POLL = 0.1

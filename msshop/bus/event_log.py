@@ -30,7 +30,7 @@ class Appended(msgspec.Struct, frozen=True):
     head: int
 
 
-class LogBus:
+class EventLogBus:
     def __init__(self, exchange: Exchange) -> None:
         self._exchange = exchange
         self._page = msgspec.json.Decoder(Page)

@@ -15,8 +15,8 @@ from msshop import render
 from msshop.cli.app import as_flag
 from msshop.contracts.config import load
 from msshop.contracts.errors import InvalidArgument
-from msshop.runtime.orchestrator import logview
-from msshop.runtime.orchestrator.logview import LogLine, Stamp, merged_by_time, stamp, timed
+from msshop.runtime.orchestrator import service_logs
+from msshop.runtime.orchestrator.service_logs import LogLine, Stamp, merged_by_time, stamp, timed
 
 NOW = dt.datetime(2026, 11, 24, 17, 30, 0)
 OWN = "17:14:14.867 users INFO users serving on 127.0.0.1:7101"
@@ -32,14 +32,14 @@ def at(hour: int, minute: int, second: float = 0, day: int = 24) -> float:
     ("0s", 0),
 ])
 def test_since_takes_a_duration_back_from_now(text: str, seconds_ago: float) -> None:
-    assert logview.since_moment(text, NOW) == NOW.timestamp() - seconds_ago
+    assert service_logs.since_moment(text, NOW) == NOW.timestamp() - seconds_ago
 
 
 @pytest.mark.parametrize(("text", "clock"), [
     ("17:05", (17, 5, 0)), ("9:05", (9, 5, 0)), ("08:00:30", (8, 0, 30)), ("00:00", (0, 0, 0)),
 ])
 def test_since_takes_a_clock_time_today(text: str, clock: tuple[int, int, int]) -> None:
-    assert logview.since_moment(text, NOW) == NOW.replace(
+    assert service_logs.since_moment(text, NOW) == NOW.replace(
         hour=clock[0], minute=clock[1], second=clock[2]).timestamp()
 
 
@@ -47,16 +47,16 @@ def test_since_takes_a_clock_time_today(text: str, clock: tuple[int, int, int]) 
                                   "12", "yesterday", "1h30"])
 def test_a_bad_since_is_one_line_naming_both_forms(text: str) -> None:
     with pytest.raises(InvalidArgument) as refused:
-        logview.since_moment(text, NOW)
+        service_logs.since_moment(text, NOW)
     message = refused.value.worded(as_flag)  # as the CLI says it
     assert message.startswith(f"--since {text!r} is neither a duration")
     assert "HH:MM" in message and "\n" not in message
 
 
 def test_a_bad_grep_is_one_line_with_the_fix() -> None:
-    assert logview.pattern(r"ERROR|WARN").search("x WARN y")
+    assert service_logs.pattern(r"ERROR|WARN").search("x WARN y")
     with pytest.raises(InvalidArgument) as refused:
-        logview.pattern("(")
+        service_logs.pattern("(")
     assert refused.value.exit_code == 2
     message = refused.value.worded(as_flag)  # as the CLI says it
     assert message.startswith("--grep '(' is not a regular expression (")
@@ -133,13 +133,13 @@ def test_the_log_view_checks_its_arguments_before_a_line_is_read(tmp_path: Path)
         "17:00:00.000 users INFO a\n17:00:01.000 users WARNING b\n17:00:02.000 users INFO c\n"
         "17:00:03.000 users INFO partly writ")
     with pytest.raises(InvalidArgument):
-        logview.view(settings, None, since="soon")
+        service_logs.view(settings, None, since="soon")
     with pytest.raises(InvalidArgument):
-        logview.view(settings, None, grep="[")
-    shown = logview.view(settings, None, 2)
+        service_logs.view(settings, None, grep="[")
+    shown = service_logs.view(settings, None, 2)
     assert shown.names == ["users"]
     assert [line.message for line in shown.lines] == ["b", "c"]  # the last line is unfinished
-    assert [line.message for line in logview.view(settings, "users", grep="WARN|a$").lines] \
+    assert [line.message for line in service_logs.view(settings, "users", grep="WARN|a$").lines] \
         == ["a", "b"]
 
 
