@@ -29,6 +29,9 @@ def test_read_your_writes_with_after(any_sandbox: Sandbox) -> None:
     client = sandbox.client()
     client.request("users", "POST", "/users", {"email": "r@example.com", "name": "R"})
     client.request("products", "POST", "/products", {"title": "Cap", "price": 9})
+    # relays of different services are not ordered: the user's and the product's events
+    # must be on the bus before the order's, for `after` to stand for all three
+    caught_up(client, timeout=30)
     order = client.request("orders", "POST", "/orders?wait_published_ms=2000",
                            {"user_id": 1, "product_id": 1})
     position = order["event"]["position"]
