@@ -79,5 +79,5 @@ def traces(
 
     found = matching(TraceStore.of(settings(ctx).sandbox_dir).recent(), user, strategy,
                      failed, limit)
-    emit(Outcome(render.trace_summaries(found), lambda out: render.trace_list(out, found)),
+    emit(Outcome(found, lambda out: render.trace_list(out, found)),
          as_json)

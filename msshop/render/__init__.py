@@ -26,7 +26,7 @@ _TOPICS: dict[str, tuple[str, ...]] = {
     "documents": (
         "comparison", "document", "event_on_the_bus", "journey_document", "json_line",
         "log_record", "poison_event", "query_answer", "sandbox_down", "sandbox_up",
-        "service_changed", "status_unknown", "trace_summaries", "verification",
+        "service_changed", "status_unknown", "verification",
     ),
     "experiments": ("experiment", "experiment_progress", "report_files"),
     "inspection": ("database_overview", "table_rows"),
@@ -88,7 +88,6 @@ if TYPE_CHECKING:
         sandbox_up as sandbox_up,
         service_changed as service_changed,
         status_unknown as status_unknown,
-        trace_summaries as trace_summaries,
         verification as verification,
     )
     from msshop.render.experiments import (

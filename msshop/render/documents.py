@@ -16,7 +16,6 @@ if TYPE_CHECKING:
         Comparison,
         EventOnTheBus,
         Followed,
-        ListedTrace,
         LogEntry,
         Poisoned,
         QueryAnswer,
@@ -31,7 +30,6 @@ if TYPE_CHECKING:
     from msshop.instruments.asking import Asked
     from msshop.instruments.checking import Compared, Verified
     from msshop.instruments.journey import Journey
-    from msshop.instruments.traces.store import Listed
     from msshop.runtime.orchestrator.service_logs import LogLine
     from msshop.runtime.orchestrator.state import State
 
@@ -108,13 +106,6 @@ def status_unknown(sandbox: str, error: str) -> StatusUnknown:
 def query_answer(asked: Asked) -> QueryAnswer:
     return {"answer": asked.answer, "latency_ms": asked.latency_ms,
             "trace_id": asked.trace_id, "spans": asked.spans}
-
-
-def trace_summaries(found: list[Listed]) -> list[ListedTrace]:
-    return [{"trace_id": line.trace_id, "kind": line.kind, "user_id": line.user_id,
-             "strategy": line.strategy, "started_at": line.started_at,
-             "duration_ms": line.duration_ms, "services": list(line.services), "ok": line.ok,
-             "spans": line.spans} for line in found]
 
 
 def poison_event(position: int) -> Poisoned:

@@ -13,10 +13,10 @@ from rich.tree import Tree
 from msshop.render.console import SERVICE_STYLES, clean, data, note, service_name
 
 if TYPE_CHECKING:
+    from msshop.contracts.outcomes import ListedTrace
     from msshop.contracts.spans import Span
     from msshop.instruments.journey import Journey
     from msshop.instruments.traces.shape import Node
-    from msshop.instruments.traces.store import Listed
 
 
 def _short(values: Any, most: int = 5) -> str:
@@ -166,7 +166,7 @@ def journey(out: Console, followed: Journey, view: str = "both") -> None:
                   "msshop status); the trace shows how far the write got")
 
 
-def trace_list(out: Console, found: list[Listed]) -> None:
+def trace_list(out: Console, found: list[ListedTrace]) -> None:
     """`msshop traces`: one line each, newest first."""
     import time
 
@@ -179,13 +179,14 @@ def trace_list(out: Console, found: list[Listed]) -> None:
                             ("services but query", "left")):
         table.add_column(column, justify=justify, no_wrap=True)  # type: ignore[arg-type]
     for line in found:
-        table.add_row(line.trace_id[:12], time.strftime("%H:%M:%S",
-                                                        time.localtime(line.started_at)),
-                      str(line.user_id), line.strategy.replace(" (batched)", ""),
-                      f"{line.duration_ms:.2f}" if line.ok else Text("failed", style="red"),
-                      ",".join(s for s in line.services if s != "query") or "-")
+        table.add_row(line["trace_id"][:12],
+                      time.strftime("%H:%M:%S", time.localtime(line["started_at"])),
+                      str(line["user_id"]), line["strategy"].replace(" (batched)", ""),
+                      f"{line['duration_ms']:.2f}" if line["ok"]
+                      else Text("failed", style="red"),
+                      ",".join(s for s in line["services"] if s != "query") or "-")
     out.print(table)
-    note(out, "show one with: msshop trace " + found[0].trace_id[:12])
+    note(out, "show one with: msshop trace " + found[0]["trace_id"][:12])
 
 
 def text_document(text: str) -> None:

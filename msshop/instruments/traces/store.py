@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from msshop.contracts.errors import SandboxError, UsageError
+from msshop.contracts.outcomes import ListedTrace
 from msshop.contracts.spans import Span
 from msshop.instruments.traces.shape import summary
 
@@ -25,43 +26,32 @@ class StoredTrace:
     kind: str = "question"  # question (a read) | write (a write followed to the read model)
 
 
-@dataclass(frozen=True)
-class Listed:
-    """One line of `msshop traces`."""
-
-    trace_id: str
-    kind: str  # question (a read) | write (`buy --trace`, `signup --trace`)
-    user_id: int
-    strategy: str  # with the fan-out for direct-call, e.g. "direct-call (naive)"
-    started_at: float  # unix seconds
-    duration_ms: float
-    services: list[str]
-    ok: bool  # no span failed
-    spans: int
-
-
-def listed(trace: StoredTrace) -> Listed:
+def listed(trace: StoredTrace) -> ListedTrace:
+    """One line of `msshop traces` (and one item of its --json)."""
     shape = summary(trace.spans)
     strategy = (f"{trace.question} (write)" if trace.kind == "write"
                 else f"{trace.strategy} ({trace.fanout})" if trace.fanout else trace.strategy)
-    return Listed(trace.trace_id, trace.kind, trace.user_id, strategy,
-                  min((float(s["start"]) for s in trace.spans), default=0.0),
-                  shape["duration_ms"], [s for s in shape["services"] if s != "cli"],
-                  all(s.get("status") != "error" for s in trace.spans), len(trace.spans))
+    return {"trace_id": trace.trace_id, "kind": trace.kind, "user_id": trace.user_id,
+            "strategy": strategy,
+            "started_at": min((float(s["start"]) for s in trace.spans), default=0.0),
+            "duration_ms": shape["duration_ms"],
+            "services": [s for s in shape["services"] if s != "cli"],
+            "ok": all(s.get("status") != "error" for s in trace.spans),
+            "spans": len(trace.spans)}
 
 
 def matching(traces: list[StoredTrace], user: int | None = None,
              strategy: str | None = None, failed: bool = False, limit: int = 20
-             ) -> list[Listed]:
+             ) -> list[ListedTrace]:
     """The newest `limit` traces that pass the filters."""
     lines = []
     for trace in traces:
         line = listed(trace)
-        if user is not None and line.user_id != user:
+        if user is not None and line["user_id"] != user:
             continue
         if strategy is not None and trace.strategy != strategy:
             continue
-        if failed and line.ok:
+        if failed and line["ok"]:
             continue
         lines.append(line)
         if len(lines) == limit:
