@@ -21,6 +21,7 @@ CONFIG_ENV = "MSSHOP_CONFIG"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 BUS_BACKENDS = ("log", "nats")
 BUS_NODES = (1, 3, 5)  # a JetStream cluster needs a majority: an odd number of nodes
+KEPT_MIB = 32  # the query service's kept answers, at most (services/query/kept.py)
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,11 @@ SETTINGS: tuple[Setting, ...] = (
         lambda v: 0.1 <= v <= 86400,
     ),
     Setting(
+        "query.kept_mib", int, KEPT_MIB, "MSSHOP_QUERY_KEPT_MIB",
+        "MiB from 0 to 4096 (0 keeps no answers: every replicated read reads the file)",
+        lambda v: 0 <= v <= 4096,
+    ),
+    Setting(
         "seed.users", int, 200, "MSSHOP_SEED_USERS",
         "an integer from 1 to 10000000",
         lambda v: 1 <= v <= 10_000_000,
@@ -157,6 +163,7 @@ class Settings:
     bus_url: str  # nats: an existing server ("" starts one)
     bus_nodes: int  # nats: how many servers msshop starts
     bus_dedup_window: float  # nats: seconds JetStream remembers an event id
+    query_kept_mib: int  # the answers the query service keeps in memory, at most
     seed_users: int
     seed_products: int
     seed_orders: int
@@ -178,6 +185,7 @@ class Settings:
             bus_url=values["bus.url"],
             bus_nodes=values["bus.nodes"],
             bus_dedup_window=values["bus.dedup_window"],
+            query_kept_mib=values["query.kept_mib"],
             seed_users=values["seed.users"],
             seed_products=values["seed.products"],
             seed_orders=values["seed.orders"],

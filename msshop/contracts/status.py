@@ -55,8 +55,16 @@ class NatsNode(TypedDict):
     problem: str  # why it is not ready ("": it is)
 
 
+class KeptHealth(TypedDict):
+    """The answers the query service keeps in memory (services/query/kept.py)."""
+
+    answers: int
+    bytes: int  # what they hold, as counted against most_bytes
+    most_bytes: int  # the setting query.kept_mib
+
+
 class Health(TypedDict):
-    """GET /health of any service; the last six keys only where they apply."""
+    """GET /health of any service; the keys from `outbox` on only where they apply."""
 
     service: str
     status: str
@@ -70,6 +78,7 @@ class Health(TypedDict):
     log: NotRequired[str]  # bus: the log's identity
     consumer: NotRequired[ConsumerHealth]  # query
     rebuilding: NotRequired[bool]  # query
+    kept: NotRequired[KeptHealth]  # query
     nats: NotRequired[NatsNode]  # a nats-server node of the bus (its health, so shaped)
 
 

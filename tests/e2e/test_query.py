@@ -405,3 +405,39 @@ def test_a_kept_answer_is_let_go_by_each_event_that_changes_it(sandbox: Sandbox)
     client.replay()
     rebuilt, read = ask()
     assert "msshop.kept_at" not in read and same(rebuilt) == same(renamed)
+
+
+def test_many_distinct_users_leave_the_query_service_within_its_bound(tmp_path: Path
+                                                                      ) -> None:
+    """Finding 6 of issue 23: every answer asked for was kept, and one without orders
+    counted 2 bytes, so 200,000 users asked once grew the query service by ~260 MiB. With
+    a cap of 1 MiB, asking 24,000 more distinct users after the first 24,000 (by then the
+    span ring, 50,000 spans, is full) leaves its memory where it was."""
+    from msshop.runtime.http1 import Connection
+
+    users = 48_000
+    with running_sandbox(tmp_path / "sandbox", MSSHOP_QUERY_KEPT_MIB="1") as sandbox:
+        sandbox.run("seed", "--users", str(users), "--products", "1", "--orders", "0",
+                    "--wait", check=True, timeout=120)
+        query = next(s for s in sandbox.status()["services"] if s["name"] == "query")
+        connection = Connection("127.0.0.1", query["port"], timeout=10)
+
+        def resident_mib() -> float:
+            status = Path(f"/proc/{query['pid']}/status").read_text()
+            line = next(x for x in status.splitlines() if x.startswith("VmRSS:"))
+            return int(line.split()[1]) / 1024
+
+        def ask(first: int, last: int) -> None:
+            for user_id in range(first, last + 1):
+                status, body = connection.request("GET", f"/user-orders/{user_id}")
+                assert status == 200, body
+
+        ask(1, users // 2)
+        settled = resident_mib()
+        ask(users // 2 + 1, users)
+        grown = resident_mib() - settled
+        assert grown < 6, f"the query service grew by {grown:.1f} MiB for 24,000 more users"
+        kept = sandbox.client().health("query")["kept"]
+        assert kept["most_bytes"] == 1024 * 1024 and kept["bytes"] <= kept["most_bytes"]
+        assert 500 < kept["answers"] < 1100, kept
+        connection.close()

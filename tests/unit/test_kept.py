@@ -3,12 +3,18 @@ bound on what is kept."""
 
 from __future__ import annotations
 
+import gc
+import tracemalloc
+from typing import Any
+
 import msgspec
+import pytest
 
 from msshop.contracts import events
 from msshop.contracts.answers import OrderLine, order_line
 from msshop.contracts.events import Received
-from msshop.runtime.services.query.kept import LARGEST, Answers
+from msshop.runtime.services.query import replicated
+from msshop.runtime.services.query.kept import ENTRY, LARGEST, MIB, Answers
 
 
 def event(kind: str, aggregate_id: int, data: dict[str, object]) -> Received:
@@ -57,7 +63,9 @@ def test_a_user_event_lets_go_of_that_user_and_a_product_event_of_everyone() -> 
 
 
 def test_the_oldest_answers_go_past_the_bound_and_a_huge_one_is_never_kept() -> None:
-    one = len(msgspec.json.encode(orders(10)))
+    sizing = Answers()
+    keep(sizing, 1, 10)
+    one = sizing.bytes  # one answer of 10 orders, as counted
     answers = Answers(most_bytes=3 * one)
     for user_id in range(1, 6):
         keep(answers, user_id, 10)
@@ -65,3 +73,72 @@ def test_the_oldest_answers_go_past_the_bound_and_a_huge_one_is_never_kept() -> 
     huge = LARGEST // len(msgspec.json.encode(orders(1))) + 1
     keep(answers, 9, huge)
     assert answers.get(9) is None and len(answers) == 3
+
+
+def rows(user_id: int, count: int) -> list[tuple[Any, ...]]:
+    """An answer's order rows as replicated.rows_of reads them."""
+    return [(1, user_id * 1000 + n, 5 + n % 7, f"Hat number {n}", 1, 1999,
+             user_id * 1000 + n, 3) for n in range(count)]
+
+
+def keep_like_the_service(answers: Answers, user_id: int, count: int) -> None:
+    """What the query service keeps for a user with `count` orders: their JSON and the
+    sources of the read's span, as replicated.user_orders makes them."""
+    read = rows(user_id, count)
+    answers.keep(user_id, {"id": user_id, "name": f"User Number{user_id}",
+                           "email": f"user{user_id}@example.com"},
+                 [order_line(r[1], r[2], r[3], r[4], r[5]) for r in read],
+                 replicated.sources(user_id, read, 20), position=123_456)
+
+
+def test_a_user_without_orders_counts_what_the_answer_holds_not_two_bytes() -> None:
+    answers = Answers()
+    keep_like_the_service(answers, 1_000_000, 0)
+    kept = answers.get(1_000_000)
+    assert kept is not None
+    assert answers.bytes == kept.size >= len(kept.user) + len(kept.orders) + ENTRY
+
+
+@pytest.mark.parametrize("count", [0, 1, 5, 30])
+def test_what_is_counted_covers_what_python_really_holds(count: int) -> None:
+    """The count is not below what tracemalloc sees the kept answers take, nor far above."""
+    answers = Answers(most_bytes=1 << 60)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for user_id in range(1_000_000, 1_002_000):
+            keep_like_the_service(answers, user_id, count)
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert held <= answers.bytes <= held * 1.5, (held, answers.bytes)
+
+
+def test_many_distinct_users_stay_within_a_small_bound_the_oldest_let_go() -> None:
+    answers = Answers(most_bytes=MIB)
+    for user_id in range(1_000_000, 1_200_000):  # 200,000 users asked once
+        keep_like_the_service(answers, user_id, 0)
+        assert answers.bytes <= MIB
+    assert 500 < len(answers) < 1100  # ~1,100 bytes each
+    assert answers.get(1_199_999) is not None and answers.get(1_000_000) is None
+    answers.forget_all()
+    assert answers.bytes == 0 and len(answers) == 0
+
+
+def test_an_event_gives_back_what_its_answer_counted() -> None:
+    answers = Answers()
+    keep_like_the_service(answers, 1, 3)
+    keep_like_the_service(answers, 2, 0)
+    two = answers.get(2)
+    assert two is not None
+    answers.applied(event(events.ORDER_PLACED, 9, {"id": 9, "user_id": 1, "product_id": 1,
+                                                    "quantity": 1, "unit_price": 10.0}))
+    assert answers.bytes == two.size
+
+
+def test_a_bound_of_zero_keeps_nothing() -> None:
+    answers = Answers(most_bytes=0)
+    keep_like_the_service(answers, 1, 0)
+    assert len(answers) == 0 and answers.bytes == 0

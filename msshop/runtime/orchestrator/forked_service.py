@@ -70,6 +70,7 @@ class ForkedServiceKind:
                        if n != name and s.url.startswith("http")},
             http_timeout=settings.http_timeout,
             timeouts=dict(settings.timeouts),
+            kept_mib=settings.query_kept_mib,
             bus_address=(sandbox.bus.address(name, sandbox.token, bus_timeout)
                          if sandbox.bus.backend == "nats" else None),
             **credentials_for(name, sandbox.token),

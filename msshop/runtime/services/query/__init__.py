@@ -42,7 +42,7 @@ from msshop.runtime.platform.http import HttpError, json_response
 from msshop.runtime.platform.openapi import Endpoint, Param, path_id
 from msshop.runtime.platform.tracing import current_trace_id
 from msshop.runtime.services.query import direct_call, projection, rebuild, replicated
-from msshop.runtime.services.query.kept import Answers
+from msshop.runtime.services.query.kept import MIB, Answers
 
 MIGRATIONS = [projection.SCHEMA + ";" + CONSUMER_SCHEMA, CONSUMER_LOG_COLUMN]
 SOURCES_IN_TRACE = 20  # events named in a span; all are counted by kind
@@ -54,7 +54,7 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
     db = ctx.database(MIGRATIONS, projection.TABLES)
     peers = ctx.peers()
     bus = ctx.bus(peers)
-    answers = Answers()
+    answers = Answers(ctx.kept_mib * MIB)
     write = projection.dropping_for_tests()
 
     def apply(conn: sqlite3.Connection, event: Received, position: int) -> None:
@@ -161,7 +161,8 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
             rebuilding.clear()
 
     def health() -> dict[str, Any]:
-        return {**db.health(), "consumer": consumer.health(), "rebuilding": bool(rebuilding)}
+        return {**db.health(), "consumer": consumer.health(), "rebuilding": bool(rebuilding),
+                "kept": answers.health()}
 
     user_id = path_id("user_id", "user")
     position = Annotated[int, msgspec.Meta(ge=0, le=MAX_ID)]
