@@ -3,6 +3,7 @@ the one way a MsshopError leaves the command line (a line on stderr and its exit
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -76,3 +77,25 @@ def flags(**names: str) -> Iterator[None]:
         yield
     except InvalidArgument as exc:
         raise UsageError(exc.worded(lambda p: names.get(p) or as_flag(p))) from None
+
+
+@contextmanager
+def until_stopped(following: bool) -> Iterator[None]:
+    """Within, when `following`: Ctrl-C (SIGINT) or SIGTERM ends the block quietly, the
+    command then exiting 0 as Ctrl-C always ended a follow. Started from a shell's
+    background job (`msshop logs -f &`), a process inherits SIGINT ignored, and Python then
+    leaves it so: Ctrl-C, or `kill -INT`, would never reach it. So both signals are given
+    Python's own SIGINT handler (a KeyboardInterrupt; asyncio's runner, seeing it, cancels
+    its task cleanly) for as long as the follow lasts."""
+    if not following:
+        yield
+        return
+    stopping = (signal.SIGINT, signal.SIGTERM)
+    before = {number: signal.signal(number, signal.default_int_handler) for number in stopping}
+    try:
+        yield
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for number, handler in before.items():
+            signal.signal(number, handler)

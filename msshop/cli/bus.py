@@ -7,7 +7,7 @@ from functools import partial
 
 import typer
 
-from msshop.cli.app import settings
+from msshop.cli.app import settings, until_stopped
 from msshop.cli.emit import Outcome, emit, emit_each
 from msshop.cli.options import json_option
 from msshop.cli.shop import client
@@ -33,9 +33,11 @@ def events(
     bus = client(ctx).bus()  # first: with no sandbox, say so before importing the bus's client
     from msshop.instruments import event_pager  # asyncio and msgspec: ~25 ms
 
-    emit_each((Outcome(render.event_on_the_bus(position, event),
-                       partial(render.event_line, position=position, event=event))
-               for position, event in event_pager.read(bus, after, limit, follow)), as_json)
+    with until_stopped(follow):  # Ctrl-C ends --follow
+        emit_each((Outcome(render.event_on_the_bus(position, event),
+                           partial(render.event_line, position=position, event=event))
+                   for position, event in event_pager.read(bus, after, limit, follow)),
+                  as_json)
 
 
 def replay(

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from msshop.cli.app import flags, settings
+from msshop.cli.app import flags, settings, until_stopped
 from msshop.cli.emit import Outcome, emit, emit_each
 from msshop.cli.options import SERVICE_HELP, json_option
 from msshop.contracts.errors import MsshopError, UsageError
@@ -189,12 +189,10 @@ def logs(
     with flags():
         shown = service_logs.view(settings(ctx), service, lines, follow, since, grep)
     width = None if no_prefix else max(len(name) for name in shown.names)
-    try:
+    with until_stopped(follow):  # Ctrl-C ends --follow; it is how one stops it
         emit_each((Outcome(render.log_record(entry),
                            partial(render.log_entry, entry=entry, width=width))
                    for entry in shown.lines), as_json)
-    except KeyboardInterrupt:  # Ctrl-C ends --follow; it is how one stops it
-        return
 
 
 def wait(

@@ -9,6 +9,7 @@ import json
 import re
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -120,6 +121,34 @@ def test_follow_json_prints_each_new_line_as_it_is_written(logged: Sandbox) -> N
         follow.send_signal(signal.SIGINT)  # Ctrl-C: it stops quietly
         assert follow.wait(10) == 0
         assert follow.stderr is not None and follow.stderr.read() == ""
+
+
+def ignoring_ctrl_c() -> None:
+    """As a shell's background job starts a command: SIGINT ignored, inherited as such."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("follow", [["logs", "supervisor", "-f", "-n", "1"],
+                                    ["events", "--follow"]], ids=["logs", "events"])
+def test_a_follow_started_as_a_background_job_stops_quietly_on_a_signal(
+        logged: Sandbox, follow: list[str], stop: signal.Signals) -> None:
+    """Issue 23: started with SIGINT ignored (`msshop logs -f &`), the followers never
+    stopped on Ctrl-C; now SIGINT, and SIGTERM too, end them quietly with exit code 0."""
+    logged.run("signup", "--email", "follow@example.com", "--name", "F")  # an event to show
+    process = subprocess.Popen([sys.executable, "-m", "msshop", *follow], env=logged.env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=ignoring_ctrl_c)
+    try:
+        assert process.stdout is not None and process.stderr is not None
+        assert process.stdout.readline(), "it shows what there is, then follows"
+        process.send_signal(stop)
+        assert process.wait(10) == 0
+        assert process.stderr.read() == ""
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
 
 
 def test_nats_servers_lines_merge_in_time_order_with_msshops(tmp_path: Path) -> None:
