@@ -22,13 +22,20 @@ STATUS_STYLES = {"running": "green", "starting": "yellow", "stopping": "yellow",
 
 
 # Control characters in data (a user's name, a product's title, an error that quotes them)
-# are shown escaped, never sent to the terminal: ESC [ … could rewrite the screen.
+# are shown escaped, never sent to the terminal: ESC [ … could rewrite the screen. So are
+# the invisible ones that change what a line seems to say: a right-to-left override
+# (U+202E) turns "txt.exe" around, a zero-width space hides in a name, a line separator
+# breaks a line where none is seen (Unicode's bidirectional and zero-width format marks).
 _ESCAPED = {code: f"\\x{code:02x}" for code in (*range(0x20), 0x7F, *range(0x80, 0xA0))
             if code != 0x09}
+_INVISIBLE = (0x061C, *range(0x200B, 0x2010), *range(0x2028, 0x202F), *range(0x2060, 0x2070),
+              0xFEFF)
+_ESCAPED.update({code: f"\\u{code:04x}" for code in _INVISIBLE})
 
 
 def clean(value: object) -> str:
-    """`value` as text with every control character but tab escaped (e.g. \\x1b)."""
+    """`value` as text with every control character but tab escaped (e.g. \\x1b), and the
+    invisible bidirectional and zero-width marks (e.g. \\u202e)."""
     return str(value).translate(_ESCAPED)
 
 

@@ -183,3 +183,38 @@ def test_the_installed_msshop_script_runs(tmp_path: Path) -> None:
     refused = subprocess.run([str(script), "status"], env=env, capture_output=True, text=True,
                              timeout=60)
     assert refused.returncode == 1 and refused.stderr.startswith("error: no sandbox is running")
+
+
+INVISIBLE = ("\u202e", "\u202a", "\u2066", "\u2069", "\u200b", "\u200f", "\ufeff", "\u2028")
+
+
+def test_bidirectional_and_invisible_marks_in_data_are_shown_escaped(sandbox: Sandbox
+                                                                     ) -> None:
+    """Issue 23: a right-to-left override (U+202E) in a name reached the terminal as it
+    was, turning what followed it around; every invisible mark is now shown escaped."""
+    client = sandbox.client()
+    user = client.signup("rtl@example.com", "Eve \u202eexe.txt\u202c \u200bSmith")
+    product = client.request("products", "POST", "/products",
+                             {"title": "Hat \u2066red\u2069\ufeff", "price": 5,
+                              "sku": "HAT\u200f1"})
+    client.buy(user["id"], product["id"])
+    sandbox.run("wait", "--for", "caught-up", check=True)
+    who = str(user["id"])
+    shown: dict[str, str] = {}
+    for args in (["query", "--user", who], ["query", "--user", who, "--strategy", "monolith"],
+                 ["query", "--user", who, "--strategy", "direct-call"],
+                 ["compare", "--user", who], ["trace", "last"], ["traces"],
+                 ["products"], ["status"], ["events"], ["verify"],
+                 ["buy", "--user", who, "--product", str(product["id"])],
+                 ["signup", "--email", "rtl2@example.com", "--name", "\u202eagain"]):
+        result = sandbox.run(*args)
+        assert result.returncode == 0, (args, result.stderr)
+        output = result.stdout + result.stderr
+        assert not [mark for mark in INVISIBLE if mark in output], (args, output)
+        shown[args[0] if args[0] != "query" else " ".join(args[-1:])] = output
+    assert "Eve \\u202eexe.txt\\u202c \\u200bSmith" in shown[who]
+    assert "Hat \\u2066red\\u2069\\ufeff" in shown[who]
+    assert "Hat \\u2066red\\u2069\\ufeff" in shown["products"]
+    assert "HAT\\u200f1" in shown["products"]
+    assert "\\u202eagain" in shown["signup"]
+    assert "\\u202eexe.txt" in shown["events"]

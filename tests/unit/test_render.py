@@ -176,3 +176,15 @@ def test_a_narrow_status_drops_the_least_useful_columns_and_keeps_the_rest_whole
     tiny = shown(36)  # the title wraps; the table keeps what matters most
     assert next(line for line in tiny if line.startswith("service")).split() == [
         "service", "status", "rows"]
+
+
+def test_control_bidirectional_and_zero_width_characters_are_escaped() -> None:
+    from msshop.render.console import clean
+
+    marks = [*range(0x202A, 0x202F), *range(0x2066, 0x206A), *range(0x200B, 0x2010),
+             0xFEFF, 0x2028, 0x2029, 0x061C, 0x1B, 0x07, 0x7F, 0x85, 0x9B]
+    for code in marks:
+        shown = clean(f"a{chr(code)}b")
+        assert chr(code) not in shown and shown.startswith("a\\") and shown.endswith("b"), code
+    assert clean("\u202eexe.txt") == "\\u202eexe.txt"
+    assert clean("tab\tstays, é and 日本 stay") == "tab\tstays, é and 日本 stay"
