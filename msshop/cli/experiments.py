@@ -52,14 +52,14 @@ def experiment(
     config = settings(ctx, **{"bus.backend": bus})
     with flags(report="--report DIR"):
         scenario = run.scenario(name, seconds, rate)
-        if report_dir is not None:
-            page.make_room(report_dir)
+        made = page.make_room(report_dir) if report_dir is not None else []
     progress_to = render.terminal(stderr=as_json)  # the JSON alone on stdout
-    report = run.run(config, scenario, sandbox,
-                     say=lambda message: render.experiment_progress(progress_to, message))
-    if report_dir is not None:
-        with flags(report="--report DIR"):
-            written = page.write_report(report, report_dir)
-        render.report_files(progress_to, written)
+    with page.taken_back_on_failure(made):
+        report = run.run(config, scenario, sandbox,
+                         say=lambda message: render.experiment_progress(progress_to, message))
+        if report_dir is not None:
+            with flags(report="--report DIR"):
+                written = page.write_report(report, report_dir)
+            render.report_files(progress_to, written)
     emit(Outcome(report, lambda out: render.experiment(out, report),
                  exit_code=EXIT_CODES[report["outcome"]["verdict"]]), as_json)

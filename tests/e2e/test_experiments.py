@@ -149,3 +149,34 @@ def test_in_a_running_sandbox_it_is_left_running(shared_sandbox: Sandbox,
     assert json.loads(result.stdout)["outcome"]["verdict"] == "valid"
     services = shared_sandbox.status()["services"]
     assert all(s["status"] == "running" for s in services), services
+
+
+def test_a_scenario_name_that_is_not_plain_is_refused_and_leaves_no_folder(tmp_path: Path
+                                                                           ) -> None:
+    """Issue 23: a scenario named "a/b" ran, ended in a traceback making its folder, and
+    left --report's folder empty behind it. Now it is one line before anything runs."""
+    scenario = tmp_path / "slash.toml"
+    scenario.write_text('name = "a/b"\ntitle = "x"\nseconds = 10\n[[faults]]\nkind = "kill"\n'
+                        'target = "products"\nstart = 2\nend = 5\n')
+    report = tmp_path / "reports" / "slash"
+    env = sandbox_env(tmp_path / "unused", TMPDIR=str(tmp_path))
+    result = msshop_in_process("experiment", str(scenario), "--report", str(report), env=env)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"error: {scenario}: name 'a/b' is not a plain name; use letters, digits, - and _, "
+        "starting with a letter or digit, at most 64, e.g. \"products-outage\""]
+    assert not (tmp_path / "reports").exists() and not (tmp_path / "unused").exists()
+
+
+def test_a_run_that_fails_leaves_no_empty_report_folder(tmp_path: Path) -> None:
+    """The report's folder is made before the run (a bad one is said at once); a run that
+    then fails, here a sandbox that cannot start in time, takes it away again."""
+    report = tmp_path / "reports" / "outage"
+    environment = sandbox_env(tmp_path / "unused", TMPDIR=str(tmp_path),
+                              MSSHOP_STARTUP_TIMEOUT="0.001")
+    result = msshop("experiment", "products-outage", "--seconds", SECONDS, "--report",
+                    str(report), env=environment, timeout=120)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not (tmp_path / "reports").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith("msshop-experiment-")]

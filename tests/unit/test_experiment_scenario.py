@@ -89,3 +89,20 @@ def test_an_unknown_name_lists_the_scenarios_and_a_file_can_be_given() -> None:
     with pytest.raises(UsageError, match=r"cannot read the scenario file /nope/x\.toml"):
         load("/nope/x.toml")
     assert scenario.parse(GOOD, "x").faults[0].label == "products killed"
+
+
+@pytest.mark.parametrize("name", ["a/b", "../up", "/abs", "", "-dash-first", "sp ace",
+                                  "dot.ted", "x" * 65, "new\nline", "é"])
+def test_a_name_that_is_not_a_plain_name_is_one_line(name: str) -> None:
+    """Issue 23: a name with "/" ran, then failed making its folder with a traceback."""
+    with pytest.raises(UsageError) as raised:
+        parse(GOOD.replace('name = "mine"', f"name = {name!r}".replace("'", '"')
+                           if "\n" not in name else 'name = "new\\nline"'), "mine.toml")
+    message = raised.value.message
+    assert message.startswith("mine.toml: name ") and "\n" not in message
+    assert "is not a plain name; use letters, digits, - and _" in message
+
+
+@pytest.mark.parametrize("name", ["mine", "Products_outage-2", "x" * 64, "9lives"])
+def test_a_plain_name_reads(name: str) -> None:
+    assert parse(GOOD.replace('"mine"', f'"{name}"'), "mine.toml").name == name

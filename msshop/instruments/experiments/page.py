@@ -12,9 +12,10 @@ plotly is imported only here, inside the functions, so no other command pays for
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from html import escape
 from pathlib import Path
@@ -43,18 +44,38 @@ SECONDS = "seconds from the start of the load"
 Value = Callable[["Second"], "float | None"]
 
 
-def make_room(directory: Path) -> None:
+def make_room(directory: Path) -> list[Path]:
     """Make `directory` for a report, before the run (a bad directory is said at once, not
-    after the experiment); one line if it cannot be."""
+    after the experiment); one line if it cannot be. The folders it made, deepest first."""
     if directory.exists() and not directory.is_dir():
         raise InvalidArgument(f"cannot write the report into {directory}: a file is in the "
                               "way; choose another {report}", "report")
+    made = []
+    for folder in (directory, *directory.parents):
+        if folder.exists():
+            break
+        made.append(folder)
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InvalidArgument(f"cannot write the report into {directory}: "
                               f"{exc.strerror or exc}; choose another {{report}}",
                               "report") from None
+    return made
+
+
+@contextlib.contextmanager
+def taken_back_on_failure(made: list[Path]) -> Iterator[None]:
+    """Within: the run that fills the folders make_room `made`. If it fails (or is
+    interrupted), they are removed again while still empty: no empty report folder is
+    left behind a run that wrote no report."""
+    try:
+        yield
+    except BaseException:
+        for folder in made:
+            with contextlib.suppress(OSError):  # not empty: something of it was written
+                folder.rmdir()
+        raise
 
 
 def write_report(report: ExperimentReport, directory: Path) -> list[Path]:

@@ -21,6 +21,7 @@ or any TOML file a teacher writes, read strictly: a wrong field is one line nami
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,10 @@ FAULT_FIELDS = {"kind": str, "target": str, "start": float, "end": float, "ms": 
                 "rate": float}
 MAX_SECONDS = 600.0
 MAX_RATE = 1000.0
+# A scenario's name goes into a folder's name and the report: a plain identifier, never a
+# path (issue 23: a "/" in it ended in a traceback from making the run's folder).
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+NAME_RULE = "letters, digits, - and _, starting with a letter or digit, at most 64"
 
 
 @dataclass(frozen=True)
@@ -132,6 +137,9 @@ def parse(text: str, origin: str) -> Scenario:
     for required in ("name", "title", "seconds", "faults"):
         if required not in top:
             raise UsageError(f"{origin}: the field {required!r} is missing")
+    if not NAME.fullmatch(top["name"]):
+        raise UsageError(f"{origin}: name {top['name']!r} is not a plain name; use "
+                         f"{NAME_RULE}, e.g. \"products-outage\"")
     seconds = _in_range(f"{origin}: seconds", top["seconds"], 1, MAX_SECONDS)
     faults = []
     for number, raw in enumerate(top["faults"], start=1):
