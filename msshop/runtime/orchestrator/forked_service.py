@@ -70,6 +70,7 @@ class ForkedServiceKind:
                        if n != name and s.url.startswith("http")},
             http_timeout=settings.http_timeout,
             timeouts=dict(settings.timeouts),
+            connection_limits=settings.connections,
             bus_address=(sandbox.bus.address(name, sandbox.token, bus_timeout)
                          if sandbox.bus.backend == "nats" else None),
             **credentials_for(name, sandbox.token),

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from msshop.contracts.config import ConnectionLimits
 from msshop.contracts.credentials import bearer
 from msshop.runtime.platform.db import Database
 from msshop.runtime.platform.links import LinkedBus, Links
@@ -25,6 +26,8 @@ class ServiceContext:
     peer_urls: dict[str, str] = field(default_factory=dict)  # other services by name
     http_timeout: float = 2.0
     timeouts: dict[str, float] = field(default_factory=dict)  # per dependency
+    # the connections it takes: deadlines and a cap (runtime/platform/connections.py)
+    connection_limits: ConnectionLimits = field(default_factory=ConnectionLimits)
     # Secrets, from the supervisor at fork (see msshop.contracts.credentials):
     admin: str | None = None  # the digest of the sandbox's token: checks its owner's calls
     credential: str | None = None  # this service's own, shown to the bus
