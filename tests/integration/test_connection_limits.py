@@ -24,6 +24,7 @@ import uvloop
 from msshop.contracts.config import ConnectionLimits
 from msshop.runtime.platform.connections import ConnectionGuard, guarded
 from msshop.runtime.platform.runner import PromptServer
+from msshop.runtime.platform.wire import Client
 
 DEADLINE = 1.0  # seconds to send a request, in these tests
 KEEP_ALIVE = 1  # seconds idle between requests
@@ -190,3 +191,26 @@ def alive(sock: socket.socket) -> bool:
         return False
     finally:
         sock.setblocking(True)
+
+
+def test_the_services_client_finds_its_kept_connection_closed_by_the_keep_alive_timeout(
+) -> None:
+    """wire.Client (the services' calls to each other) after the server closed its kept
+    connection for being idle: a GET and a POST each go on a new connection, once."""
+    async def calls(port: int, prompt: PromptServer) -> None:
+        client = Client()
+        try:
+            assert await client.request("GET", "127.0.0.1", port, "/") == (200, b"ok")
+            deadline = time.monotonic() + KEEP_ALIVE + SLACK
+            while prompt.server_state.connections:  # closed by the keep-alive timeout
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.05)
+            assert await client.request("POST", "127.0.0.1", port, "/body", b"{}") == (
+                200, b"ok")
+            assert await client.request("GET", "127.0.0.1", port, "/") == (200, b"ok")
+            assert len(prompt.server_state.connections) == 1
+        finally:
+            client.close()
+
+    with served(100) as (port, prompt):
+        uvloop.run(calls(port, prompt))
