@@ -32,12 +32,13 @@ SLACK = 2.0  # the sweep's half second, and a loaded machine's
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """/slow?S sleeps S seconds; /body reads the whole body; anything else answers ok."""
+    """/slow?S sleeps S seconds (before reading a body); /body reads the whole body;
+    anything else answers ok."""
     if scope["type"] != "http":
         return
-    if scope["path"] == "/slow":
+    if scope["path"] in ("/slow", "/slow-body"):
         await asyncio.sleep(float(scope["query_string"] or 0))
-    if scope["path"] == "/body":
+    if scope["path"] in ("/body", "/slow-body"):
         while (await receive()).get("more_body"):
             pass
     await send({"type": "http.response.start", "status": 200,
@@ -134,6 +135,18 @@ def test_a_request_running_longer_than_the_deadline_is_not_cut() -> None:
         assert ask(sock, f"/slow?{DEADLINE * 3}").endswith(b"ok")
         assert time.monotonic() - started >= DEADLINE * 3
         assert ask(sock).endswith(b"ok"), "and the connection is still there"
+
+
+def test_a_big_body_the_app_is_slow_to_read_is_not_cut() -> None:
+    """The whole body was sent at once; uvicorn stops reading past 64 KiB until the app
+    reads it: that wait is the app's, not a slow client's."""
+    body = b"x" * 1_000_000
+    with server() as port, connect(port) as sock:
+        started = time.monotonic()
+        sock.sendall(f"POST /slow-body?{DEADLINE * 3} HTTP/1.1\r\nhost: shop\r\n"
+                     f"content-length: {len(body)}\r\n\r\n".encode() + body)
+        assert sock.recv(65536).endswith(b"ok")
+        assert time.monotonic() - started >= DEADLINE * 3
 
 
 def test_at_the_cap_the_idle_connections_make_room_and_one_line_says_so(

@@ -161,8 +161,8 @@ class GuardedProtocol(HttpToolsProtocol):
             return FRESH
         if cycle.response_complete:  # the next request
             return cycle
-        if cycle.more_body:  # this request's body
-            return cycle.message_event
+        if cycle.more_body and not self.flow.read_paused:  # this request's body
+            return cycle.message_event  # (paused: the app has yet to read what came)
         return None
 
     def waiting_for_request(self) -> bool:
