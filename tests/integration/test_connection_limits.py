@@ -22,6 +22,7 @@ import uvicorn
 import uvloop
 
 from msshop.contracts.config import ConnectionLimits
+from msshop.runtime.platform import connections
 from msshop.runtime.platform.connections import ConnectionGuard, guarded
 from msshop.runtime.platform.runner import PromptServer
 from msshop.runtime.platform.wire import Client
@@ -150,8 +151,9 @@ def test_a_big_body_the_app_is_slow_to_read_is_not_cut() -> None:
 
 
 def test_at_the_cap_the_idle_connections_make_room_and_one_line_says_so(
-        caplog: pytest.LogCaptureFixture) -> None:
+        caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
     caplog.set_level(logging.INFO, "msshop.connections")
+    monkeypatch.setattr(connections, "QUIET", 0.5)  # a burst ends after 0.5 s of quiet
     cap = 8
     with server(cap=cap) as port:
         flood = [connect(port) for _ in range(cap * 3)]
@@ -163,9 +165,15 @@ def test_at_the_cap_the_idle_connections_make_room_and_one_line_says_so(
         finally:
             for sock in flood:
                 sock.close()
+        deadline = time.monotonic() + DEADLINE + SLACK + 2
+        while not any("has passed" in r.getMessage() for r in caplog.records):
+            assert time.monotonic() < deadline, "the burst's end was not said"
+            time.sleep(0.05)
         warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
         assert len(warnings) == 1, warnings  # once per burst, not once per connection
         assert f"shop has {cap} connections open, the most it takes" in warnings[0]
+        ended = [r.getMessage() for r in caplog.records if "has passed" in r.getMessage()]
+        assert len(ended) == 1 and "closed to make room" in ended[0], ended
 
 
 def test_at_the_cap_with_every_connection_busy_a_new_one_is_answered_503_in_json() -> None:

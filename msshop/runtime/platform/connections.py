@@ -96,7 +96,7 @@ class ConnectionGuard:
             self._event("late", now, late)
         elif self.in_burst and now - self.last_event >= QUIET \
                 and len(self.connections) < self.cap:
-            self._end_burst()
+            self.end_burst()
 
     def _event(self, kind: str, now: float, count: int = 1) -> None:
         first = self.counts[kind] == 0
@@ -118,7 +118,10 @@ class ConnectionGuard:
                         "running: it answers new ones 503; counting until it stops",
                         self.service, self.cap)
 
-    def _end_burst(self) -> None:
+    def end_burst(self) -> None:
+        """Say what the burst did, once it has passed (or the service stops during it)."""
+        if not self.in_burst:
+            return
         counts = self.counts
         log.info("%s: the burst of connections has passed: %d closed for sending no request "
                  "in time, %d closed to make room, %d refused; %d open now", self.service,

@@ -155,6 +155,8 @@ class PromptServer(uvicorn.Server):
         """uvicorn's shutdown (no new connections, idle ones closed, open requests finished,
         then the app's shutdown), with held requests released first and no fixed pauses."""
         uvicorn_log.info("Shutting down")
+        if self.guard is not None:
+            self.guard.end_burst()  # what a burst of connections still going did
         for server in self.servers:
             server.close()
         for sock in sockets or []:
