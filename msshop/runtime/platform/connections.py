@@ -12,8 +12,9 @@ What each connection may do:
   up to 30 s; a slow answer is the caller's timeout to judge, not this one's);
 - stay idle between requests `keep_alive` seconds (uvicorn's own keep-alive timer);
 - be one of at most `cap` connections. At the cap a new connection makes room by closing
-  the connections longest idle or still sending their request (a flood's); when every
-  connection has a request running, the new one is answered 503 and closed.
+  the connections longest idle or still sending the head of their request (a flood's:
+  none of them has begun a request, so nothing is lost); when no connection is such, the
+  new one is answered 503 and closed.
 
 Cost on the hot path: none per request. The deadline is kept by a sweep from the server's
 tick (runner.PromptServer), which reads uvicorn's own per-connection state (its request
@@ -64,18 +65,19 @@ class ConnectionGuard:
         if len(self.connections) <= self.cap:
             return
         now = self.time()
-        waiting = sorted((c for c in self.connections if c is not newcomer
-                          and c.waiting_for_request()),
+        unbegun = sorted((c for c in self.connections if c is not newcomer
+                          and c.before_a_request()),
                          key=lambda c: c.since if c.mark is not None else now)
-        if not waiting:  # every other connection has a request running: none is idle
+        if not unbegun:  # every other connection has a request running: none is idle
             self._event("refused", now)
             newcomer.transport.write(self.refusal)
             newcomer.transport.close()
             return
         # a quarter of them at once, so a flood does not sort on every connection
-        for connection in waiting[:max(1, len(waiting) // 4)]:
+        closing = unbegun[:max(1, len(unbegun) // 4)]
+        for connection in closing:
             connection.transport.close()
-        self._event("made_room", now)
+        self._event("made_room", now, len(closing))
 
     # every SWEEP seconds
     def sweep(self) -> None:
@@ -83,7 +85,7 @@ class ConnectionGuard:
         now = self.time()
         deadline = self.limits.request_timeout
         late = 0
-        for connection in self.connections:
+        for connection in list(self.connections):  # (closing one may remove it)
             mark = connection.waiting_mark()
             if mark is None:  # a request running, or idle under uvicorn's keep-alive timer
                 connection.mark = None
@@ -115,7 +117,7 @@ class ConnectionGuard:
                         self.service, self.cap)
         else:
             log.warning("%s has %d connections open, the most it takes, each with a request "
-                        "running: it answers new ones 503; counting until it stops",
+                        "under way: it answers new ones 503; counting until it stops",
                         self.service, self.cap)
 
     def end_burst(self) -> None:
@@ -133,7 +135,7 @@ class ConnectionGuard:
 
 def _refusal(service: str, cap: int) -> bytes:
     body = msgspec.json.encode({
-        "error": f"{service} has {cap} connections open, each with a request running, the "
+        "error": f"{service} has {cap} connections open, each with a request under way, the "
                  f"most it takes; try again shortly",
         "status": 503, "service": service})
     return (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
@@ -168,10 +170,14 @@ class GuardedProtocol(HttpToolsProtocol):
             return cycle.message_event  # (paused: the app has yet to read what came)
         return None
 
-    def waiting_for_request(self) -> bool:
-        """Idle, or still sending its request: closing it loses no answer."""
-        return (self.timeout_keep_alive_task is not None or self.waiting_mark() is not None) \
-            and not self.transport.is_closing()
+    def before_a_request(self) -> bool:
+        """Idle, or the head of its request not all read: no request has begun, so closing
+        it loses no answer and cuts no work short. (One still sending its body is left to
+        the deadline: its request has begun.)"""
+        if self.transport.is_closing():
+            return False
+        cycle = cast("RequestResponseCycle | None", self.cycle)
+        return cycle is None or cycle.response_complete
 
 
 def guarded(guard: ConnectionGuard) -> type[GuardedProtocol]:
