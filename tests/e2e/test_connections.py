@@ -1,12 +1,12 @@
 """Connections cannot starve a service (issue 23, finding 4): under a low file-descriptor
 limit, a flood of idle connections and trickling clients once made orders and query
 refuse everyone, with nothing in their logs, and `status` called them down. Here the
-same flood meets a sandbox started under a hard limit of 256 descriptors (128 when the
-test itself may open too few for that flood): purchases and
-queries are answered, the flood is closed by the deadlines and the cap (each said once
-in the service's log), and `status` shows the services running. A bus long-poll longer
-than the request deadline is not cut; a service that runs but does not answer is told
-apart from one that is down."""
+same flood meets a sandbox started under a soft limit of 64 descriptors and a hard limit
+of 256 (128 when the test itself may open too few for that flood), which `up` raises the
+soft one to: purchases and queries are answered, the flood is closed by the deadlines and
+the cap (each said once in the service's log), and `status` shows the services running. A
+bus long-poll longer than the request deadline is not cut; a service that runs but does
+not answer is told apart from one that is down."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def sandbox_under_low_limit(root: Path, hard: int) -> Iterator[Sandbox]:
     result = subprocess.run([sys.executable, "-m", "msshop", "up", "--detach"],
                             env=sandbox.env, capture_output=True, text=True, timeout=60,
                             preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE,
-                                                                  (hard, hard)))
+                                                                  (64, hard)))
     assert result.returncode == 0, result.stdout + result.stderr
     try:
         yield sandbox
@@ -64,6 +64,15 @@ def until(condition: Callable[[], bool], timeout: float, what: str) -> None:
     while not condition():
         assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
         time.sleep(0.05)
+
+
+def open_files_limit(pid: int) -> tuple[int, int]:
+    """A process's (soft, hard) RLIMIT_NOFILE, as /proc shows it."""
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith("Max open files"):
+            soft, hard = line.split()[3:5]
+            return int(soft), int(hard)
+    raise AssertionError(f"no open files limit for pid {pid}")
 
 
 def closed(sock: socket.socket) -> bool:
@@ -86,6 +95,10 @@ def test_a_flood_of_idle_and_trickling_connections_under_a_low_fd_limit_starves_
     with sandbox_under_low_limit(tmp_path / "sandbox", hard) as sandbox:
         one_purchase(sandbox)
         state = sandbox.state
+        # started with a soft limit of 64: the supervisor raised it to the hard one before
+        # it forked, so every service has it
+        for pid in sandbox.pids():
+            assert open_files_limit(pid) == (hard, hard), pid
         flood: list[socket.socket] = []
         tricklers: list[socket.socket] = []
         try:
