@@ -101,6 +101,23 @@ SETTINGS: tuple[Setting, ...] = (
         lambda v: v in LOG_LEVELS,
     ),
     Setting(
+        "connections.request_timeout", float, 5.0, "MSSHOP_REQUEST_TIMEOUT",
+        "seconds from 0.5 to 300 (a client has this long to send a whole request)",
+        lambda v: 0.5 <= v <= 300,
+    ),
+    Setting(
+        "connections.keep_alive", int, 30, "MSSHOP_KEEP_ALIVE",
+        "whole seconds from 20 to 3600 (the services' own calls keep a connection idle 15 s, "
+        "so it must stay longer than that)",
+        lambda v: 20 <= v <= 3600,
+    ),
+    Setting(
+        "connections.max_connections", int, 1000, "MSSHOP_MAX_CONNECTIONS",
+        "an integer from 16 to 1000000 (each service's; it also stays within its "
+        "file-descriptor limit)",
+        lambda v: 16 <= v <= 1_000_000,
+    ),
+    Setting(
         "bus.backend", str, "log", "MSSHOP_BUS_BACKEND",
         "one of " + ", ".join(BUS_BACKENDS),
         lambda v: v in BUS_BACKENDS,
@@ -150,6 +167,16 @@ BY_KEY: dict[str, Setting] = {s.key: s for s in SETTINGS}
 
 
 @dataclass(frozen=True)
+class ConnectionLimits:
+    """What each service allows the connections it takes (runtime/platform/connections.py):
+    seconds to send a whole request, seconds idle between requests, and how many at once."""
+
+    request_timeout: float = 5.0
+    keep_alive: int = 30
+    max_connections: int = 1000
+
+
+@dataclass(frozen=True)
 class Settings:
     sandbox_dir: Path
     base_port: int
@@ -159,6 +186,7 @@ class Settings:
     http_timeout: float
     timeouts: dict[str, float]  # per dependency; absent: http_timeout
     log_level: str
+    connections: ConnectionLimits
     bus_backend: str  # "log" (the sandbox's own) or "nats" (JetStream)
     bus_url: str  # nats: an existing server ("" starts one)
     bus_nodes: int  # nats: how many servers msshop starts
@@ -181,6 +209,10 @@ class Settings:
             timeouts={key.partition(".")[2]: value for key, value in values.items()
                       if key.startswith("timeouts.") and value},
             log_level=values["services.log_level"],
+            connections=ConnectionLimits(
+                request_timeout=values["connections.request_timeout"],
+                keep_alive=values["connections.keep_alive"],
+                max_connections=values["connections.max_connections"]),
             bus_backend=values["bus.backend"],
             bus_url=values["bus.url"],
             bus_nodes=values["bus.nodes"],

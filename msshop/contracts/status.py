@@ -90,7 +90,7 @@ class ServiceStatus(TypedDict):
     url: str
     db: str
     log: str
-    health: str  # ok | down | -
+    health: str  # ok | not answering (runs, but its /health did not answer) | down | -
     rows: dict[str, int] | None
     exit: str | None  # how it last ended, e.g. "killed by SIGKILL"
     ready_ms: float | None
@@ -99,6 +99,9 @@ class ServiceStatus(TypedDict):
     consumer: NotRequired[ConsumerHealth]
     chaos: NotRequired[ChaosState | None]
     nats: NotRequired[NatsNode]  # a node of a nats bus
+    # health "not answering" or "down": why ("connection refused", "connection reset",
+    # "no answer within 1 s", "answered 503")
+    unanswered: NotRequired[str]
 
 
 class BusReport(TypedDict):

@@ -144,10 +144,20 @@ def replication_lines(status: StatusReport) -> list[str]:
                 lines += fitted(f"chaos in {s['name']}:", words)
             for callee, fault in c.get("links", {}).items():
                 lines += fitted(f"chaos on {s['name']} -> {callee}:", link_words(fault))
+        if why := s.get("unanswered"):
+            lines.append(f"{s['name']} {_runs(s)}is not answering: {why}; see: msshop logs "
+                         f"{s['name']}")
         if s["exit"] and s["status"] in ("crashed", "failed"):
             lines.append(f"{s['name']} {s['status']}: {s['exit']}; start it with: "
                          f"msshop start {s['name']}")
     return lines
+
+
+def _runs(service: ServiceStatus) -> str:
+    """"runs (pid N) but " while its process is there: not answering is not down."""
+    if service["health"] == "down":
+        return ""
+    return f"runs (pid {service['pid']}) but "
 
 
 def _nats_words(status: StatusReport) -> str:

@@ -74,3 +74,26 @@ def test_the_state_prompt_server_reads_is_where_it_was() -> None:
         "uvicorn's HttpToolsProtocol.shutdown is gone (PromptServer closes idle connections)")
     assert "none" in uvicorn.config.LOOP_FACTORIES, "uvicorn's loop='none' is gone"
     assert config.timeout_graceful_shutdown == 1
+
+
+def test_the_protocol_state_the_connection_guard_reads_is_where_it_was() -> None:
+    """connections.GuardedProtocol extends HttpToolsProtocol.connection_made and reads its
+    request cycle and keep-alive timer (no hook of its own on the hot path)."""
+    from uvicorn.protocols.http.flow_control import FlowControl
+    from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
+
+    init = inspect.getsource(HttpToolsProtocol.__init__)
+    for name in ("self.cycle", "self.timeout_keep_alive_task", "self.transport",
+                 "self.connections", "self.flow"):
+        assert name in init, f"HttpToolsProtocol no longer sets {name}"
+    assert list(inspect.signature(HttpToolsProtocol.connection_made).parameters) == [
+        "self", "transport"]
+    cycle = inspect.getsource(RequestResponseCycle.__init__)
+    for name in ("self.response_complete", "self.more_body", "self.message_event"):
+        assert name in cycle, f"RequestResponseCycle no longer sets {name}"
+    assert "self.read_paused" in inspect.getsource(FlowControl.__init__)
+    # the keep-alive timer is armed once a response is complete, dropped when data comes
+    assert "self.timeout_keep_alive_task = self.loop.call_later" in inspect.getsource(
+        HttpToolsProtocol.on_response_complete)
+    assert "_unset_keepalive_if_required" in inspect.getsource(
+        HttpToolsProtocol.data_received)

@@ -117,6 +117,25 @@ def test_a_kept_connection_the_peer_closed_is_not_seen_by_a_get(pause: float) ->
     run(test)
 
 
+def test_a_post_on_a_kept_connection_the_peer_had_just_closed_is_not_sent_again() -> None:
+    """The peer closed a kept connection as a POST went out on it (a server's idle timeout
+    or its connection cap, at that instant): the POST is not repeated on a new connection,
+    since the client cannot know it was not read; the caller hears of it (a relay sends
+    its batch again, which the bus takes once by event id)."""
+    async def answer_then_close(head: bytes, writer: asyncio.StreamWriter) -> None:
+        await ok(head, writer)
+        writer.close()
+
+    async def test() -> None:
+        async with peer(answer_then_close) as (client, port, connections):
+            assert await client.request("GET", "127.0.0.1", port, "/1") == (200, b"/1")
+            with pytest.raises(Disconnected):
+                await client.request("POST", "127.0.0.1", port, "/orders", b"{}",
+                                     {"content-type": "application/json"})
+            assert sum(connections) == 1, "the POST was sent again on a new connection"
+    run(test)
+
+
 def test_a_peer_that_closes_mid_answer_is_an_error_and_a_post_is_not_sent_twice() -> None:
     async def half(head: bytes, writer: asyncio.StreamWriter) -> None:
         writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc")

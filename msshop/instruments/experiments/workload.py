@@ -28,6 +28,7 @@ from typing import Any
 
 from msshop.contracts.strategies import ReadStrategy
 from msshop.instruments.experiments.report import STRATEGIES
+from msshop.runtime.fd_limit import raise_fd_limit
 from msshop.runtime.platform.wire import Client, ConnectFailed, address_of
 
 TIMEOUT = 2.0  # a read or purchase unanswered this long counts as refused
@@ -99,7 +100,10 @@ class Workload:
         self._watchers: set[asyncio.Task[None]] = set()
         self._probing = True
         # the services' own client (wire.py): a connection per request in flight, kept
-        # alive for the next; from run() to settle()
+        # alive for the next; from run() to settle(). Open-loop, so with a service slow
+        # or paused by a fault the requests in flight pile up: as many descriptors as the
+        # process may have
+        raise_fd_limit()
         self._client = Client()
         self._random = random.Random(7)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from msshop.contracts.config import Settings
 from msshop.contracts.topology import SERVICES, ServiceSpec
+from msshop.runtime.fd_limit import raise_fd_limit
 from msshop.runtime.orchestrator.broker import external_bus
 from msshop.runtime.orchestrator.forked_service import ForkedServiceKind
 from msshop.runtime.orchestrator.kind import ProcessKind
@@ -47,5 +48,6 @@ def bus_state(settings: Settings, services: dict[str, ServiceState]) -> BusState
 
 def supervisor(settings: Settings, printer: Printer, mode: str,
                inherited_fds: list[int] | None = None) -> Supervisor:
+    raise_fd_limit()  # before any fork: every service and nats-server inherits it
     return Supervisor(settings, printer, mode, inherited_fds, kinds=process_kinds(settings),
                       lineup=lineup(settings), bus=bus_state)

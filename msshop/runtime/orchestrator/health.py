@@ -21,23 +21,45 @@ def get_json(host: str, port: int, path: str, timeout: float, any_status: bool =
     """The JSON object a 200 answer to GET `path` carries (`any_status`: whatever the
     status, as nats-server's /healthz says why it is unhealthy in a 503); None for anything
     else (no answer in time, another status, not a JSON object)."""
+    answer = json_or_why(host, port, path, timeout, any_status)
+    return answer if isinstance(answer, dict) else None
+
+
+def json_or_why(host: str, port: int, path: str, timeout: float, any_status: bool = False
+                ) -> dict[str, Any] | str:
+    """get_json's document, or why there is none, in a few words ("connection refused",
+    "connection reset", "no answer within 1 s", "answered 503"): a process that runs but
+    does not answer is told from one that is gone."""
     try:
         with Connection(host, port, timeout) as connection:
             status, body = connection.request("GET", path, most=MOST)
-    except (OSError, ValueError):
-        return None
+    except TimeoutError:
+        return f"no answer within {timeout:g} s"
+    except ConnectionRefusedError:
+        return "connection refused"
+    except (ConnectionResetError, BrokenPipeError):  # http1.Disconnected is a reset too
+        return "connection reset"
+    except OSError as exc:
+        return (exc.strerror or str(exc)).lower()
+    except ValueError:
+        return "not an HTTP answer"
     if status != 200 and not any_status:
-        return None
+        return f"answered {status}"
     try:
         data = json.loads(body)
     except ValueError:
-        return None
-    return data if isinstance(data, dict) else None
+        return "answered something other than JSON"
+    return data if isinstance(data, dict) else "answered something other than a JSON object"
 
 
 def probe(host: str, port: int, timeout: float = 1.0) -> dict[str, Any] | None:
     """The service's /health document, or None if it does not answer 200 in time."""
     return get_json(host, port, "/health", timeout)
+
+
+def probe_or_why(host: str, port: int, timeout: float = 1.0) -> dict[str, Any] | str:
+    """The service's /health document, or why it did not come (json_or_why)."""
+    return json_or_why(host, port, "/health", timeout)
 
 
 def probe_nats(host: str, port: int, timeout: float = 1.0) -> dict[str, Any] | None:

@@ -18,7 +18,7 @@ from msshop.contracts.config import Settings
 from msshop.contracts.errors import SandboxError, UsageError
 from msshop.contracts.topology import BY_NAME, SERVICES
 from msshop.runtime.orchestrator import control
-from msshop.runtime.orchestrator.health import probe, probe_nats
+from msshop.runtime.orchestrator.health import json_or_why, probe, probe_nats
 from msshop.runtime.orchestrator.state import (
     SandboxPaths,
     State,
@@ -182,16 +182,22 @@ def status(settings: Settings) -> StatusReport:
     state = running_state(settings)
     services = []
     for name, service in state.services.items():
-        health = cast("Health | None", health_of(state, name, timeout=1.0)
-                      if service.status == "running" else None)
+        health: Health | None = None
+        unanswered = ""
+        if service.status == "running":
+            answer = health_or_why(state, name, timeout=1.0)
+            health = cast("Health", answer) if isinstance(answer, dict) else None
+            unanswered = answer if isinstance(answer, str) else ""
         report: ServiceStatus = {
             "name": name, "status": service.status, "pid": service.pid, "port": service.port,
             "url": service.url, "db": service.db, "log": service.log,
             "health": (health.get("status", "ok") if health
-                       else "down" if service.status == "running" else "-"),
+                       else _unanswered(service.pid) if service.status == "running" else "-"),
             "rows": health["rows"] if health else None,
             "exit": service.exit, "ready_ms": service.ready_ms,
         }
+        if unanswered:  # why it is not answering: refused, reset, timed out
+            report["unanswered"] = unanswered
         if health:  # what it says of replication, and the faults injected into it
             if "outbox" in health:  # users, products, orders: the backlog
                 report["outbox"] = health["outbox"]
@@ -255,6 +261,25 @@ def health_of(state: State, name: str, timeout: float) -> dict[str, Any] | None:
     if service.kind == "nats-server":
         return probe_nats(state.host, service.monitor_port or 0, timeout=timeout)
     return probe(state.host, service.port, timeout=timeout)
+
+
+def health_or_why(state: State, name: str, timeout: float) -> dict[str, Any] | str:
+    """health_of, or why no health came ("connection refused", "no answer within 1 s")."""
+    service = state.services[name]
+    if service.kind == "nats-server":
+        port = service.monitor_port or 0
+        node = probe_nats(state.host, port, timeout=timeout)
+        if node is not None:
+            return node
+        why = json_or_why(state.host, port, "/healthz", timeout, any_status=True)
+        return why if isinstance(why, str) else "its monitoring port answers only at times"
+    return json_or_why(state.host, service.port, "/health", timeout)
+
+
+def _unanswered(pid: int | None) -> str:
+    """The health of a process the supervisor runs but which did not answer: "not
+    answering" while it is alive (flooded, stuck, out of descriptors), "down" if gone."""
+    return "not answering" if pid is not None and pid_alive(pid) else "down"
 
 
 def kill(settings: Settings, service: str) -> State:

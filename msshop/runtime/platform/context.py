@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from msshop.contracts.config import KEPT_MIB
+from msshop.contracts.config import KEPT_MIB, ConnectionLimits
 from msshop.contracts.credentials import bearer
 from msshop.runtime.platform.db import Database
 from msshop.runtime.platform.links import LinkedBus, Links
@@ -27,6 +27,8 @@ class ServiceContext:
     http_timeout: float = 2.0
     timeouts: dict[str, float] = field(default_factory=dict)  # per dependency
     kept_mib: int = KEPT_MIB  # query only: the answers it keeps in memory, at most
+    # the connections it takes: deadlines and a cap (runtime/platform/connections.py)
+    connection_limits: ConnectionLimits = field(default_factory=ConnectionLimits)
     # Secrets, from the supervisor at fork (see msshop.contracts.credentials):
     admin: str | None = None  # the digest of the sandbox's token: checks its owner's calls
     credential: str | None = None  # this service's own, shown to the bus

@@ -25,7 +25,9 @@ from typing import Any
 import uvicorn
 import uvloop
 
+from msshop.runtime.fd_limit import connection_cap, raise_fd_limit
 from msshop.runtime.platform.app import release_held
+from msshop.runtime.platform.connections import SWEEP, ConnectionGuard, guarded
 from msshop.runtime.platform.context import ServiceContext
 from msshop.runtime.platform.isolation import install_isolation_guard
 
@@ -33,6 +35,7 @@ log = logging.getLogger("msshop.runner")
 uvicorn_log = logging.getLogger("uvicorn.error")
 
 TICK = 0.1  # uvicorn's: its chores (the Date header) run every tenth tick
+SWEEP_TICKS = round(SWEEP / TICK)  # the connections' deadlines are kept every this many
 DRAIN_POLL = 0.001  # seconds between looks at the connections still open while stopping
 
 
@@ -61,12 +64,15 @@ def serve(entry: str, context: ServiceContext, sock: socket.socket, lifeline_fd:
     configure_logging(context.name, log_level)
     install_isolation_guard(context.name, context.db_path)
     app = load_entry(entry)(context)
+    limits = context.connection_limits
+    fd_limit, _ = raise_fd_limit()  # the supervisor has; a service started alone may not
+    guard = ConnectionGuard(context.name, limits, connection_cap(limits, fd_limit))
     config = uvicorn.Config(
-        app, loop="none", http="httptools", ws="none", lifespan="on",
+        app, loop="none", http=guarded(guard), ws="none", lifespan="on",
         access_log=False, log_config=None, log_level=log_level,
-        timeout_graceful_shutdown=1, timeout_keep_alive=30,
+        timeout_graceful_shutdown=1, timeout_keep_alive=limits.keep_alive,
     )
-    server = PromptServer(config, release=lambda: release_held(app))
+    server = PromptServer(config, release=lambda: release_held(app), guard=guard)
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -82,8 +88,9 @@ def serve(entry: str, context: ServiceContext, sock: socket.socket, lifeline_fd:
                 server.exit_now()
 
         loop.add_reader(lifeline_fd, lifeline_event)
-        log.info("%s serving on %s:%s (pid %d, db %s)", context.name,
-                 *sock.getsockname()[:2], os.getpid(), context.db_path)
+        log.info("%s serving on %s:%s (pid %d, db %s, at most %d connections)",
+                 context.name, *sock.getsockname()[:2], os.getpid(), context.db_path,
+                 guard.cap)
         await server.serve(sockets=[sock])
 
     # What the process holds once it is set up (the supervisor's heap, frozen before the
@@ -104,11 +111,16 @@ class PromptServer(uvicorn.Server):
     wakes the loop at once; requests held open are released (they answer with what they
     have: app.release_held); connections are looked at every millisecond. A request
     still running after timeout_graceful_shutdown is cancelled, as uvicorn does.
+
+    Its ticks also keep the connections' deadlines (connections.ConnectionGuard.sweep):
+    no timer or task per connection or per request.
     """
 
-    def __init__(self, config: uvicorn.Config, release: Callable[[], None]) -> None:
+    def __init__(self, config: uvicorn.Config, release: Callable[[], None],
+                 guard: ConnectionGuard | None = None) -> None:
         super().__init__(config)
         self.release = release
+        self.guard = guard
         self.stop_requested = asyncio.Event()
         self.loop: asyncio.AbstractEventLoop | None = None  # set once serving
 
@@ -128,9 +140,13 @@ class PromptServer(uvicorn.Server):
     async def main_loop(self) -> None:
         """uvicorn's loop of ticks, each also ended by a stop request."""
         self.loop = asyncio.get_running_loop()
+        if self.guard is not None:
+            self.guard.bind(self.server_state.connections, self.loop.time)
         ticks = 0
         while not await self.on_tick(ticks):
             ticks = (ticks + 1) % 864_000
+            if self.guard is not None and ticks % SWEEP_TICKS == 0:
+                self.guard.sweep()
             with suppress(TimeoutError):
                 async with asyncio.timeout(TICK):
                     await self.stop_requested.wait()
@@ -139,6 +155,8 @@ class PromptServer(uvicorn.Server):
         """uvicorn's shutdown (no new connections, idle ones closed, open requests finished,
         then the app's shutdown), with held requests released first and no fixed pauses."""
         uvicorn_log.info("Shutting down")
+        if self.guard is not None:
+            self.guard.end_burst()  # what a burst of connections still going did
         for server in self.servers:
             server.close()
         for sock in sockets or []:

@@ -24,7 +24,9 @@ import httptools
 
 from msshop.runtime.http1 import encode
 
-IDLE = 15.0  # seconds a connection is kept idle: below uvicorn's keep-alive (30 s)
+# seconds a connection is kept idle: below the servers' keep-alive (connections.keep_alive,
+# 30 s, at least 20), so a server never closes one for idleness as a request goes out on it
+IDLE = 15.0
 IDLE_PER_PEER = 64  # idle connections kept to one peer; more are closed as they finish
 RETRIED = frozenset({"GET", "HEAD"})  # safe to send again on a new connection
 
