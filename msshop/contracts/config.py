@@ -50,6 +50,13 @@ def _is_nats_url(value: str) -> bool:
     return True
 
 
+def _is_name(value: str) -> bool:
+    """A stream name JetStream takes, as contracts/streams.py's NAME says."""
+    from msshop.contracts.streams import NAME
+
+    return NAME.fullmatch(value) is not None
+
+
 def _is_ip(value: str) -> bool:
     try:
         ipaddress.ip_address(value)
@@ -116,6 +123,12 @@ SETTINGS: tuple[Setting, ...] = (
         lambda v: v in BUS_NODES,
     ),
     Setting(
+        "bus.stream", str, "", "MSSHOP_BUS_STREAM",
+        "\"\" (the sandbox's own: msshop-<its identity>) or a stream name of letters, "
+        "digits, - and _ (at most 64)",
+        lambda v: v == "" or _is_name(v),
+    ),
+    Setting(
         "bus.dedup_window", float, 120.0, "MSSHOP_BUS_DEDUP_WINDOW",
         "seconds from 0.1 to 86400 (how long JetStream remembers an event's id)",
         lambda v: 0.1 <= v <= 86400,
@@ -156,6 +169,7 @@ class Settings:
     bus_backend: str  # "log" (the sandbox's own) or "nats" (JetStream)
     bus_url: str  # nats: an existing server ("" starts one)
     bus_nodes: int  # nats: how many servers msshop starts
+    bus_stream: str  # nats: the stream ("": the sandbox's own, named for its identity)
     bus_dedup_window: float  # nats: seconds JetStream remembers an event id
     seed_users: int
     seed_products: int
@@ -177,6 +191,7 @@ class Settings:
             bus_backend=values["bus.backend"],
             bus_url=values["bus.url"],
             bus_nodes=values["bus.nodes"],
+            bus_stream=values["bus.stream"],
             bus_dedup_window=values["bus.dedup_window"],
             seed_users=values["seed.users"],
             seed_products=values["seed.products"],

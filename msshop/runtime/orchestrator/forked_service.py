@@ -72,6 +72,7 @@ class ForkedServiceKind:
             timeouts=dict(settings.timeouts),
             bus_address=(sandbox.bus.address(name, sandbox.token, bus_timeout)
                          if sandbox.bus.backend == "nats" else None),
+            sandbox=sandbox.bus.sandbox,
             **credentials_for(name, sandbox.token),
         )
         return self.new_process(BY_NAME[name], context, Path(service.log), settings.log_level)
