@@ -121,7 +121,6 @@ class JetStreamBus:
         self._reader: _Reader | None = None
         self._problem: str | None = None  # the server's last complaint, for error messages
         self._lost = False  # the connection dropped; the client is reconnecting
-        self._made = False  # the stream was made by this client (claim)
 
     async def start(self) -> None:
         """Nothing to do at once: the connection is made at first use, so a service starts
@@ -194,7 +193,8 @@ class JetStreamBus:
                     await reader.stop()
                 self._reader = None
                 info = await self._stream_info()
-                reader = _Reader(after + 1, info.state.last_seq, _log_id(info), self.address)
+                reader = _Reader(after + 1, info.state.last_seq, _log_id(info), self.address,
+                                 self.name)
                 await reader.subscribe(await self._jetstream())
                 self._reader = reader
             return await self._take(reader, after, limit, wait)
@@ -291,13 +291,11 @@ class JetStreamBus:
                 raise
             return self._js
 
-    async def claim(self) -> bool:
+    async def claim(self) -> None:
         """Make the sandbox's stream, or check the one there is this sandbox's and fit to
-        use (`msshop up` asks before anything starts). True if it was made now. Raises
-        StreamRefused for a stream it must not use, BusUnavailable if NATS cannot say."""
-        self._made = False
+        use (`msshop up` asks before anything starts). Raises StreamRefused for a stream
+        it must not use, BusUnavailable if NATS cannot say."""
         await self._jetstream()
-        return self._made
 
     async def _ensure_stream(self, js: JetStreamContext) -> None:
         from nats.js.api import StreamConfig
@@ -323,7 +321,6 @@ class JetStreamBus:
             allow_direct=True)
         try:
             await js.add_stream(config)
-            self._made = True
             log.info("nats: made stream %s (%d replica(s), de-duplication window %g s)",
                      address.stream, address.replicas, address.dedup_window)
         except Exception as exc:
@@ -351,8 +348,10 @@ class JetStreamBus:
 class _Reader:
     """One ordered consumer and the events it delivered that no read has taken yet."""
 
-    def __init__(self, start: int, head: int, log_id: str, address: NatsAddress) -> None:
+    def __init__(self, start: int, head: int, log_id: str, address: NatsAddress,
+                 reader: str) -> None:
         self.address = address
+        self.reader = reader  # who reads: the consumer's description on the server
         self.sender_at = streams.sender_at(address.sandbox)  # in this sandbox's subjects
         self.next = start  # the position the next read must ask after (minus one)
         self.expected = start  # the next position the server should deliver
@@ -373,7 +372,9 @@ class _Reader:
                 streams.all_subjects(self.address.sandbox), stream=self.address.stream,
                 ordered_consumer=True, cb=self._delivered,
                 deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-                config=ConsumerConfig(opt_start_seq=self.expected),
+                config=ConsumerConfig(  # its name is the server's; it says whose it is
+                    opt_start_seq=self.expected,
+                    description=f"msshop sandbox {self.address.sandbox}: {self.reader}"),
                 pending_msgs_limit=HIGH_WATER, pending_bytes_limit=256 * 1024 * 1024)
         except Exception as exc:
             raise BusUnavailable(f"NATS did not start a consumer at position "

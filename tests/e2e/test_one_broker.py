@@ -71,6 +71,9 @@ def test_two_sandboxes_on_one_server_each_see_only_their_own_events(
                                     "orders_replica": 0}, "none of the other's events"
             assert "only-b@example.com" not in emails(first)
             assert first.client().bus_head() == 28 and second.client().bus_head() == 1
+            for own in (a, b):  # each query service reads its own stream, and says whose
+                readers = consumer_descriptions(nats_server, f"msshop-{own}")
+                assert f"msshop sandbox {own}: msshop-query" in readers, readers
             for sandbox, own in ((first, a), (second, b)):
                 status = sandbox.status()["bus"]
                 assert (status["sandbox"], status["stream"]) == (own, f"msshop-{own}")
@@ -165,6 +168,21 @@ def test_the_log_of_another_sandbox_is_named_and_refused(tmp_path: Path) -> None
                          f"({other}), not this one ({mine}); put this sandbox's own back, "
                          "or move it away to start an empty log and then rebuild the read "
                          "model: msshop replay query; see: msshop logs bus"), said
+
+
+def consumer_descriptions(url: str, stream: str) -> list[str]:
+    """What the server says of the consumers on `stream` (the reader's are ordered ones)."""
+    import nats
+
+    async def ask() -> list[str]:
+        nc = await nats.connect(url)
+        try:
+            return [info.config.description or ""
+                    for info in await nc.jetstream().consumers_info(stream)]
+        finally:
+            await nc.close()
+
+    return asyncio.run(ask())
 
 
 def make_stream(url: str, name: str, subjects: list[str], retention: str,
