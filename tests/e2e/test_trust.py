@@ -402,3 +402,31 @@ def test_the_owners_token_may_not_append_and_is_told_so(shared_sandbox: Sandbox)
     status, answer = client.exchange("bus", "POST", "/events", [forged()], bearer("0" * 64))
     assert (status, answer["error"]) == (
         403, "appending to the bus refused: that is not this sandbox's token")
+
+
+def test_on_the_log_types_written_past_the_bus_are_dead_lettered(sandbox: Sandbox) -> None:
+    """The log bus refuses them at the door; written into bus.db behind its back (the
+    test plays someone with the file, while the bus is stopped), each type from a service
+    that does not own it is still not applied: the read model dead-letters it."""
+    sandbox.run("stop", "bus", check=True)
+    foreigners = [foreign(event_type, sender, aggregate_id=4900 + i)
+                  for i, (event_type, sender) in enumerate(NOT_THE_OWNER)]
+    with sqlite3.connect(sandbox.root / "data" / "bus.db") as conn:
+        conn.executemany(
+            "INSERT INTO events (id, type, source, aggregate_type, aggregate_id, "
+            "aggregate_version, occurred_at, appended_at, trace_id, body) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)",
+            [(e.id, e.type, e.source, e.aggregate_type, e.aggregate_id, e.aggregate_version,
+              e.occurred_at, e.occurred_at, events.encode(e)) for e in foreigners])
+    sandbox.run("start", "bus", check=True)
+    deadline = time.monotonic() + 10
+    while len(letters := sandbox.client().dead_letters(100)["dead_letters"]) < len(foreigners):
+        assert time.monotonic() < deadline, letters
+        time.sleep(0.05)
+    assert sorted(d["reason"] for d in letters) == sorted(
+        f"a {e.type} comes only from {events.OWNERS[e.type]}, but {e.source} sent it"
+        for e in foreigners)
+    with sqlite3.connect(sandbox.root / "data" / "query.db") as conn:
+        assert [conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+                for table in ("users_replica", "products_replica", "orders_replica")] == \
+            [0, 0, 0], "nothing applied"
