@@ -32,7 +32,7 @@ def ready(out: Console, state: State, seconds: float | None = None) -> None:
     note(out, f"sandbox {state.sandbox} is up{took} (supervisor pid {state.supervisor_pid}, "
               f"{state.mode})")
     if state.bus.backend == "nats":  # which stream: on a shared server, this sandbox's own
-        where = ", ".join(state.bus.servers) if state.bus.external else "its nats-server"
+        where = ", ".join(state.bus.servers) if state.bus.external else "its own nats-server"
         note(out, f"events on NATS stream {state.bus.stream} (subjects "
                   f"{all_subjects(state.bus.sandbox)}) at {where}")
     for name, service in state.services.items():
