@@ -2,9 +2,10 @@
 
 How each operation maps onto JetStream (docs/ARCHITECTURE.md draws it):
 
-    append   publish each event to `msshop.events.<source>`, its id as the de-duplication
-             id (Nats-Msg-Id "<source>.<id>"); the stream's ack gives the position (its
-             sequence), and for a repeat inside the window the first one's
+    append   publish each event to `msshop.<sandbox>.<source>.<type>` (contracts/
+             streams.py names them), its id as the de-duplication id (Nats-Msg-Id
+             "<source>.<id>"); the stream's ack gives the position (its sequence), and for
+             a repeat inside the window the first one's
     read     an ordered consumer (ephemeral, in memory, no acks) started at `after + 1`; it
              is kept while reads go on from where the last one ended, and made anew when
              someone asks for another position. The reader's position lives in its own
@@ -13,11 +14,15 @@ How each operation maps onto JetStream (docs/ARCHITECTURE.md draws it):
     log      the stream's name and creation time: a stream deleted and made again is
              another log, and a read model built from the old one says so
 
-A service publishes only to its own subject (the server's permissions say so), so the
-subject a message arrived on names who sent it: a read hands it over as the event's
-`sender`, and the consumer dead-letters an event whose `source` says otherwise. The
-stream is made by whoever first finds it missing, with the settings in `NatsAddress`; the
-nats package is imported only when this bus is used.
+Every name is the sandbox's own: its stream (msshop-<identity>, or bus.stream) takes only
+its subjects, so two sandboxes on one server never see each other's events. A service
+publishes only to its own subjects, and only the types it owns (the server's permissions
+say so), so the subject a message arrived on names who sent it: a read hands it over as
+the event's `sender`, and the consumer dead-letters an event whose `source` says
+otherwise. The stream is made by whoever first finds it missing, with the settings in
+`NatsAddress` and the sandbox's identity in its metadata; one found is used only if it is
+this sandbox's and has the shape msshop needs (`stream_problem`), else StreamRefused says
+why. The nats package is imported only when this bus is used.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from msshop.bus.interface import BusUnavailable, Page
+from msshop.contracts import streams
 from msshop.contracts.events import Delivered
 
 if TYPE_CHECKING:
@@ -45,9 +51,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("msshop.bus")
 
-STREAM = "MSSHOP"
-SUBJECT = "msshop.events"  # each source publishes to SUBJECT.<source>
-SENDER_AT = len(SUBJECT) + 1  # where the sender's name starts in a subject
 HIGH_WATER = 20_000  # events held by a reader before the server is told to wait
 DELIVERY_GRACE = 5.0  # seconds to wait for events the stream is known to hold
 # When the connection drops, the client tries each server once more (in a cluster: the other
@@ -80,6 +83,8 @@ class NatsAddress:
     """Where the stream is and who is asking: what a service or the CLI needs to reach it."""
 
     servers: tuple[str, ...]  # nats://host:port, any node of a cluster
+    sandbox: str  # whose events: the sandbox's identity names its subjects (streams.py)
+    stream: str  # the sandbox's stream
     user: str = ""
     password: str = ""
     replicas: int = 1  # copies of the stream (a three-node cluster keeps three)
@@ -88,11 +93,18 @@ class NatsAddress:
     inbox: str = "_INBOX"  # reply subjects; each service has its own (permissions)
 
 
+class StreamRefused(BusUnavailable):
+    """The server has a stream by this sandbox's stream's name that is not fit to use: made
+    for another sandbox, or of another shape. Using it would mix or lose events."""
+
+
 class _Header(msgspec.Struct):
-    """What the bus reads of an event: who sent it and its id (the rest is carried as is)."""
+    """What the bus reads of an event: who sent it, its type and id (the rest is carried as
+    is). Source and type are tokens of its subject: plain names only."""
 
     id: str
     source: str
+    type: str
 
 
 _header = msgspec.json.Decoder(_Header)
@@ -142,8 +154,13 @@ class JetStreamBus:
                     header = _header.decode(body)
                 except msgspec.DecodeError as exc:
                     raise BusUnavailable(f"not an event, not sent: {exc}") from None
+                if not (streams.NAME.fullmatch(header.source)
+                        and streams.NAME.fullmatch(header.type)):
+                    raise BusUnavailable(
+                        f"not sent: an event's source and type are names (letters, digits, "
+                        f"- and _), not {header.source!r} and {header.type!r}")
                 futures.append(await js.publish_async(
-                    f"{SUBJECT}.{header.source}", body,
+                    streams.subject(self.address.sandbox, header.source, header.type), body,
                     headers={"Nats-Msg-Id": f"{header.source}.{header.id}"}))
             async with asyncio.timeout(self.address.timeout):
                 acks = await asyncio.gather(*futures)
@@ -157,8 +174,8 @@ class JetStreamBus:
         except NoStreamResponseError:
             self._js = None  # if the stream is gone, the next call makes it again
             raise BusUnavailable(self._say(
-                f"no stream {STREAM} answered (deleted, or its nodes are choosing a "
-                "leader)")) from None
+                f"no stream {self.address.stream} answered (deleted, or its nodes are "
+                "choosing a leader)")) from None
         except (NatsError, OSError) as exc:
             raise BusUnavailable(self._say(f"NATS refused the events: {_words(exc)}")) from None
         finally:
@@ -176,7 +193,8 @@ class JetStreamBus:
                     await reader.stop()
                 self._reader = None
                 info = await self._stream_info()
-                reader = _Reader(after + 1, info.state.last_seq, _log_id(info))
+                reader = _Reader(after + 1, info.state.last_seq, _log_id(info), self.address,
+                                 self.name)
                 await reader.subscribe(await self._jetstream())
                 self._reader = reader
             return await self._take(reader, after, limit, wait)
@@ -273,27 +291,40 @@ class JetStreamBus:
                 raise
             return self._js
 
+    async def claim(self) -> None:
+        """Make the sandbox's stream, or check the one there is this sandbox's and fit to
+        use (`msshop up` asks before anything starts). Raises StreamRefused for a stream
+        it must not use, BusUnavailable if NATS cannot say."""
+        await self._jetstream()
+
     async def _ensure_stream(self, js: JetStreamContext) -> None:
         from nats.js.api import StreamConfig
         from nats.js.errors import NotFoundError
 
+        address = self.address
         try:
-            await js.stream_info(STREAM)
-            return
+            info = await js.stream_info(address.stream)
         except NotFoundError:
-            pass
+            info = None
         except Exception as exc:
-            raise BusUnavailable(self._say(f"NATS did not describe stream {STREAM}: "
+            raise BusUnavailable(self._say(f"NATS did not describe stream {address.stream}: "
                                            f"{_words(exc)}")) from None
+        if info is not None:
+            if (problem := stream_problem(info.config, address)) is not None:
+                raise StreamRefused(problem)
+            return
         config = StreamConfig(
-            name=STREAM, subjects=[f"{SUBJECT}.>"], num_replicas=self.address.replicas,
-            duplicate_window=self.address.dedup_window, allow_direct=True)
+            name=address.stream, subjects=[streams.all_subjects(address.sandbox)],
+            description=f"msshop: the events of sandbox {address.sandbox}",
+            metadata={streams.OWNER_KEY: address.sandbox},
+            num_replicas=address.replicas, duplicate_window=address.dedup_window,
+            allow_direct=True)
         try:
             await js.add_stream(config)
             log.info("nats: made stream %s (%d replica(s), de-duplication window %g s)",
-                     STREAM, self.address.replicas, self.address.dedup_window)
+                     address.stream, address.replicas, address.dedup_window)
         except Exception as exc:
-            raise BusUnavailable(self._say(f"NATS did not make stream {STREAM}: "
+            raise BusUnavailable(self._say(f"NATS did not make stream {address.stream}: "
                                            f"{_words(exc)}")) from None
 
     async def _stream_info(self) -> Any:
@@ -301,10 +332,11 @@ class JetStreamBus:
 
         js = await self._jetstream()
         try:
-            return await js.stream_info(STREAM)
+            return await js.stream_info(self.address.stream)
         except NotFoundError:
             self._js = None  # made again at the next use
-            raise BusUnavailable(f"NATS has no stream {STREAM} (it was deleted)") from None
+            raise BusUnavailable(f"NATS has no stream {self.address.stream} (it was "
+                                 "deleted)") from None
         except Exception as exc:
             raise BusUnavailable(self._say(f"NATS did not answer: {_words(exc)}")) from None
 
@@ -316,7 +348,11 @@ class JetStreamBus:
 class _Reader:
     """One ordered consumer and the events it delivered that no read has taken yet."""
 
-    def __init__(self, start: int, head: int, log_id: str) -> None:
+    def __init__(self, start: int, head: int, log_id: str, address: NatsAddress,
+                 reader: str) -> None:
+        self.address = address
+        self.reader = reader  # who reads: the consumer's description on the server
+        self.sender_at = streams.sender_at(address.sandbox)  # in this sandbox's subjects
         self.next = start  # the position the next read must ask after (minus one)
         self.expected = start  # the next position the server should deliver
         self.head = head
@@ -333,9 +369,12 @@ class _Reader:
 
         try:
             self._sub = await js.subscribe(
-                f"{SUBJECT}.>", stream=STREAM, ordered_consumer=True, cb=self._delivered,
+                streams.all_subjects(self.address.sandbox), stream=self.address.stream,
+                ordered_consumer=True, cb=self._delivered,
                 deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-                config=ConsumerConfig(opt_start_seq=self.expected),
+                config=ConsumerConfig(  # its name is the server's; it says whose it is
+                    opt_start_seq=self.expected,
+                    description=f"msshop sandbox {self.address.sandbox}: {self.reader}"),
                 pending_msgs_limit=HIGH_WATER, pending_bytes_limit=256 * 1024 * 1024)
         except Exception as exc:
             raise BusUnavailable(f"NATS did not start a consumer at position "
@@ -351,8 +390,8 @@ class _Reader:
         self.expected = position + 1
         if position + pending > self.head:
             self.head = position + pending
-        self.buffer.append(Delivered(position, msgspec.Raw(msg.data),
-                                     msg.subject[SENDER_AT:]))
+        sender = msg.subject[self.sender_at:].partition(".")[0]
+        self.buffer.append(Delivered(position, msgspec.Raw(msg.data), sender))
         if not self.arrived.is_set():
             self.arrived.set()
         if len(self.buffer) >= HIGH_WATER:
@@ -367,6 +406,40 @@ class _Reader:
                 await sub.unsubscribe()
             except Exception as exc:  # gone with its connection: nothing to undo
                 log.debug("nats: unsubscribe: %s", _words(exc))
+
+
+def stream_problem(config: Any, address: NatsAddress) -> str | None:
+    """Why a stream found on the server is not this sandbox's to use (None: it is): made
+    for another sandbox (its metadata says whose), or of a shape that would mix in others'
+    events or lose events (other subjects, retention that removes what was read, limits
+    that drop old events, memory only)."""
+    name, servers = config.name, ", ".join(address.servers)
+    own = streams.default_stream(address.sandbox)
+    fix = (f"leave bus.stream unset to use this sandbox's own ({own})" if name != own else
+           "name another one with bus.stream (MSSHOP_BUS_STREAM), or delete that one if it "
+           "is yours to lose")
+    owner = (config.metadata or {}).get(streams.OWNER_KEY)
+    if owner and owner != address.sandbox:
+        return (f"stream {name} on {servers} belongs to another sandbox ({owner}), not this "
+                f"one ({address.sandbox}); {fix}")
+    wrong = []
+    wanted = streams.all_subjects(address.sandbox)
+    if list(config.subjects or []) != [wanted]:
+        wrong.append(f"subjects {', '.join(config.subjects or []) or 'none'} "
+                     f"(this sandbox's: {wanted})")
+    retention = getattr(config.retention, "value", config.retention)
+    if retention not in (None, "limits"):
+        wrong.append(f"{retention} retention (events would go once read; limits needed)")
+    for limit in ("max_msgs", "max_bytes", "max_age"):
+        value = getattr(config, limit, None)
+        if value and value > 0:
+            wrong.append(f"{limit} {value:g} (older events would be dropped)")
+    if getattr(config.storage, "value", config.storage) == "memory":
+        wrong.append("memory storage (events would be lost with the server)")
+    if wrong:
+        return (f"stream {name} on {servers} has the wrong shape for msshop: "
+                f"{'; '.join(wrong)}; {fix}")
+    return None
 
 
 def _sequence(reply: str) -> tuple[int, int]:

@@ -51,6 +51,13 @@ def _is_nats_url(value: str) -> bool:
     return True
 
 
+def _is_name(value: str) -> bool:
+    """A stream name JetStream takes, as contracts/streams.py's NAME says."""
+    from msshop.contracts.streams import NAME
+
+    return NAME.fullmatch(value) is not None
+
+
 def _is_ip(value: str) -> bool:
     try:
         ipaddress.ip_address(value)
@@ -134,6 +141,12 @@ SETTINGS: tuple[Setting, ...] = (
         lambda v: v in BUS_NODES,
     ),
     Setting(
+        "bus.stream", str, "", "MSSHOP_BUS_STREAM",
+        "\"\" (the sandbox's own: msshop-<its identity>) or a stream name of letters, "
+        "digits, - and _ (at most 64)",
+        lambda v: v == "" or _is_name(v),
+    ),
+    Setting(
         "bus.dedup_window", float, 120.0, "MSSHOP_BUS_DEDUP_WINDOW",
         "seconds from 0.1 to 86400 (how long JetStream remembers an event's id)",
         lambda v: 0.1 <= v <= 86400,
@@ -190,6 +203,7 @@ class Settings:
     bus_backend: str  # "log" (the sandbox's own) or "nats" (JetStream)
     bus_url: str  # nats: an existing server ("" starts one)
     bus_nodes: int  # nats: how many servers msshop starts
+    bus_stream: str  # nats: the stream ("": the sandbox's own, named for its identity)
     bus_dedup_window: float  # nats: seconds JetStream remembers an event id
     query_kept_mib: int  # the answers the query service keeps in memory, at most
     seed_users: int
@@ -216,6 +230,7 @@ class Settings:
             bus_backend=values["bus.backend"],
             bus_url=values["bus.url"],
             bus_nodes=values["bus.nodes"],
+            bus_stream=values["bus.stream"],
             bus_dedup_window=values["bus.dedup_window"],
             query_kept_mib=values["query.kept_mib"],
             seed_users=values["seed.users"],

@@ -68,6 +68,26 @@ CATALOGUE: dict[str, tuple[str, tuple[str, ...]]] = {
     ORDER_PLACED: ("order", ("id", "user_id", "product_id", "quantity", "unit_price")),
 }
 
+#: event type -> the one service that records it. Nobody else may: the log bus refuses
+#: the event from any other sender (403), NATS by the senders' subject permissions, and a
+#: consumer that meets one anyway dead-letters it. A new event type (the sagas' too) gets
+#: its owner here. A type not named here has no owner to check; no read model knows it
+#: either, so it is dead-lettered as an unknown type.
+OWNERS: dict[str, str] = {
+    USER_SIGNED_UP: "users",
+    PRODUCT_CREATED: "products",
+    PRODUCT_UPDATED: "products",
+    ORDER_PLACED: "orders",
+}
+
+
+def not_its_owner(event_type: str, sender: str) -> str | None:
+    """Why `sender` may not record an event of `event_type` (None: it may)."""
+    owner = OWNERS.get(event_type)
+    if owner is None or owner == sender:
+        return None
+    return f"a {event_type} comes only from {owner}, but {sender} sent it"
+
 
 _process_tag = os.urandom(6).hex()  # fresh in each process: see _reset_after_fork
 _sequence = itertools.count()

@@ -34,6 +34,7 @@ class SandboxUp(TypedDict):
     supervisor_pid: int
     up_ms: float
     bus: str  # log | nats
+    stream: NotRequired[str]  # nats: the sandbox's stream (contracts/streams.py)
     notes: list[str]  # what the person should hear, e.g. a stale state file cleared
     services: list[RunningService]
     waited: NotRequired[WaitReport]  # with --wait: as `msshop wait --json` prints it

@@ -109,6 +109,8 @@ class BusReport(TypedDict):
     servers: list[str]  # nats: every node's client URL
     external: bool  # nats: a server msshop did not start
     replicas: int
+    sandbox: str  # the sandbox's identity (data/sandbox.id), which names its log or stream
+    stream: str  # nats: the sandbox's stream ("" with the log)
 
 
 class SupervisorStatus(TypedDict):

@@ -94,6 +94,8 @@ def sandbox_up(state: State, seconds: float, notes: list[str],
         "up_ms": round(seconds * 1000, 1), "bus": state.bus.backend, "notes": notes,
         "services": [{"name": name, "pid": s.pid, "port": s.port, "url": s.url, "db": s.db,
                       "log": s.log} for name, s in state.services.items()]}
+    if state.bus.backend == "nats":
+        up["stream"] = state.bus.stream
     if waited is not None:
         up["waited"] = waited
     return up

@@ -10,6 +10,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from msshop.contracts.streams import all_subjects
 from msshop.render.console import (
     STATUS_STYLES,
     clock,
@@ -30,6 +31,10 @@ def ready(out: Console, state: State, seconds: float | None = None) -> None:
     took = f" in {seconds * 1000:.0f} ms" if seconds is not None else ""
     note(out, f"sandbox {state.sandbox} is up{took} (supervisor pid {state.supervisor_pid}, "
               f"{state.mode})")
+    if state.bus.backend == "nats":  # which stream: on a shared server, this sandbox's own
+        where = ", ".join(state.bus.servers) if state.bus.external else "its own nats-server"
+        note(out, f"events on NATS stream {state.bus.stream} (subjects "
+                  f"{all_subjects(state.bus.sandbox)}) at {where}")
     for name, service in state.services.items():
         line = Text("  ") + service_name(f"{name:<9}") + Text(
             f" {service.url:<23} pid {service.pid:<7} {relative(service.db, state.sandbox)}")
@@ -120,7 +125,7 @@ def replication_lines(status: StatusReport) -> list[str]:
         lines.append(f"bus: head at position {max(heads):,}" + _nats_words(status))
     elif "bus" in status and status["bus"]["external"]:
         lines.append("bus: NATS JetStream at " + ", ".join(status["bus"]["servers"])
-                     + " (not started by msshop)")
+                     + f", stream {status['bus']['stream']} (not started by msshop)")
     query = by_name.get("query", nobody)
     consumer = query.get("consumer") if query is not None else None
     if consumer:
@@ -168,7 +173,7 @@ def _nats_words(status: StatusReport) -> str:
     leaders = {s["nats"]["leader"] for s in status["services"] if "nats" in s} - {""}
     nodes = len(bus["servers"])
     if nodes == 1:
-        return " (NATS JetStream)"
+        return f" (NATS JetStream, stream {bus['stream']})"
     words = f" (NATS, {nodes} nodes, stream on {bus['replicas']}"
     if leaders:
         words += ", led by " + "/".join(sorted(leaders)).replace("msshop-", "")

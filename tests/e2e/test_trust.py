@@ -190,6 +190,8 @@ def test_on_nats_each_part_may_do_only_its_own_part(shared_nats_sandbox: Sandbox
     orders_event = [events.encode(events.make(events.ORDER_PLACED, "orders", 4343, 1, {
         "id": 4343}, None))]
     head = sandbox.client().bus_head()
+    mine = f"msshop.{sandbox.state.bus.sandbox}"  # the sandbox's subjects (streams.py)
+    # (nats-py lowers the server's words: "permissions violation for publish to …orderplaced")
     # nobody without the sandbox's secrets gets in
     said = refused(sandbox, "users", lambda bus: bus.head(), password="0" * 64)
     assert said.startswith("bus is down: cannot reach NATS at nats://127.0.0.1:")
@@ -197,11 +199,11 @@ def test_on_nats_each_part_may_do_only_its_own_part(shared_nats_sandbox: Sandbox
     # users may not append orders' events, query and the owner may append nothing
     said = refused(sandbox, "users", lambda bus: bus.append(orders_event))
     assert said == ('NATS refused the events: permissions violation for publish to '
-                    '"msshop.events.orders"')
+                    f'"{mine}.orders.orderplaced"')
     said = refused(sandbox, "query", lambda bus: bus.append(one))
-    assert said.endswith('permissions violation for publish to "msshop.events.users"')
+    assert said.endswith(f'permissions violation for publish to "{mine}.users.usersignedup"')
     said = refused(sandbox, "owner", lambda bus: bus.append(one))
-    assert said.endswith('permissions violation for publish to "msshop.events.users"')
+    assert said.endswith(f'permissions violation for publish to "{mine}.users.usersignedup"')
     # a writing service may not read the log
     said = refused(sandbox, "users", lambda bus: bus.read(0, 10))
     assert said.startswith("NATS did not start a consumer at position 1"), said
@@ -258,8 +260,10 @@ def test_on_nats_an_event_whose_source_is_not_its_sender_is_dead_lettered(
                                 password=address.password,
                                 inbox_prefix=address.inbox.encode())
         try:
-            ack = await nc.jetstream().publish("msshop.events.orders", body,
-                                               headers={"Nats-Msg-Id": "orders.forged"})
+            # orders' own subject (streams.py): the server lets orders publish here
+            ack = await nc.jetstream().publish(
+                f"msshop.{sandbox.state.bus.sandbox}.orders.OrderPlaced", body,
+                headers={"Nats-Msg-Id": "orders.forged"})
             return ack.seq
         finally:
             await nc.close()
@@ -276,3 +280,153 @@ def test_on_nats_an_event_whose_source_is_not_its_sender_is_dead_lettered(
     assert found[0]["reason"] == "the event says it comes from 'users', but orders sent it"
     answer = sandbox.client().user_orders(4242, "replicated")
     assert not isinstance(answer, dict) or answer["user"] is None, "nothing was applied"
+
+
+# --- issue 23, finding 3: each event type has one owner ------------------------------------
+
+#: every event type and each writing service that does not own it
+NOT_THE_OWNER = [(event_type, sender) for event_type, owner in events.OWNERS.items()
+                 for sender in ("users", "products", "orders") if sender != owner]
+HUGE = 2 ** 62  # the finding's version: it would win over every later real update
+
+
+def foreign(event_type: str, sender: str, aggregate_id: int = 4747) -> events.Event:
+    """An event of `event_type`, made and signed by `sender`, which does not own that type;
+    valid data, a version that would win over everything."""
+    samples: dict[str, dict[str, object]] = {
+        events.USER_SIGNED_UP: {"id": aggregate_id, "email": "o@example.com", "name": "O"},
+        events.PRODUCT_CREATED: {"id": aggregate_id, "title": "Owned", "price": 1.0},
+        events.PRODUCT_UPDATED: {"id": aggregate_id, "title": "Owned", "price": 1.0},
+        events.ORDER_PLACED: {"id": aggregate_id, "user_id": 1, "product_id": 1,
+                              "quantity": 1, "unit_price": 1.0},
+    }
+    data = samples[event_type]
+    return events.make(event_type, sender, aggregate_id, HUGE, data, None)
+
+
+@pytest.fixture(params=["log", "nats"], scope="module")
+def either_shared(request: pytest.FixtureRequest) -> Sandbox:
+    """The module's shared sandbox on each backend (a fresh one per case would start 16)."""
+    fixture = "shared_nats_sandbox" if request.param == "nats" else "shared_sandbox"
+    sandbox: Sandbox = request.getfixturevalue(fixture)
+    return sandbox
+
+
+@pytest.mark.parametrize(("event_type", "sender"), NOT_THE_OWNER)
+def test_a_service_may_not_append_a_type_another_service_owns(
+        either_shared: Sandbox, event_type: str, sender: str) -> None:
+    """The attack: a writing service's own credential, `source` = itself (so the sender
+    check passes), a type it does not own. Refused at the bus, on both backends."""
+    sandbox = either_shared
+    head = sandbox.client().bus_head()
+    said = refused_append(sandbox, sender, [events.encode(foreign(event_type, sender))])
+    owner = events.OWNERS[event_type]
+    if sandbox.backend == "log":
+        assert said == (f"the bus refused the events: event [0]: a {event_type} comes only "
+                        f"from {owner}, but {sender} sent it: a service appends only the "
+                        "event types it owns"), said
+    else:  # the server's permissions (nats-py lowers its words)
+        subject = f"msshop.{sandbox.state.bus.sandbox}.{sender}.{event_type}".lower()
+        assert said == f'NATS refused the events: permissions violation for publish to ' \
+                       f'"{subject}"', said
+    assert sandbox.client().bus_head() == head, "nothing was appended"
+
+
+def refused_append(sandbox: Sandbox, sender: str, bodies: list[bytes]) -> str:
+    async def go() -> str:
+        # on NATS a refused publish is never confirmed: wait 0.5 s for it, not 10
+        bus = (nats_bus(sandbox, sender) if sandbox.backend == "nats"
+               else sandbox.client().bus(as_service=sender))
+        try:
+            await bus.append(bodies)
+        except BusUnavailable as exc:
+            return exc.message
+        finally:
+            await bus.close()
+        raise AssertionError(f"{sender} was allowed")
+
+    return asyncio.run(go())
+
+
+@pytest.mark.parametrize(("event_type", "sender"), NOT_THE_OWNER)
+def test_on_nats_a_type_that_gets_past_the_server_is_dead_lettered(
+        shared_nats_sandbox: Sandbox, event_type: str, sender: str) -> None:
+    """The server checks subjects, not bodies: a client with `sender`'s credential (not
+    msshop's relay, which takes the subject from the event) publishes another's type on a
+    subject of its own. The consumer sees the type's owner is not its sender and
+    dead-letters it; nothing is applied."""
+    import nats
+
+    sandbox = shared_nats_sandbox
+    address = sandbox.state.bus.address(sender, sandbox.state.token)
+    own_type = next(t for t, owner in events.OWNERS.items() if owner == sender)
+    event = foreign(event_type, sender, aggregate_id=4800 + len(event_type) + len(sender))
+
+    async def publish() -> int:
+        nc = await nats.connect(list(address.servers), user=address.user,
+                                password=address.password,
+                                inbox_prefix=address.inbox.encode())
+        try:
+            ack = await nc.jetstream().publish(
+                f"msshop.{address.sandbox}.{sender}.{own_type}", events.encode(event),
+                headers={"Nats-Msg-Id": f"{sender}.{event.id}"})
+            return ack.seq
+        finally:
+            await nc.close()
+
+    position = asyncio.run(publish())
+    deadline = time.monotonic() + 10
+    while not (found := [d for d in sandbox.client().dead_letters(500)["dead_letters"]
+                         if d["position"] == position]):
+        assert time.monotonic() < deadline, "the foreign event was not refused"
+        time.sleep(0.05)
+    owner = events.OWNERS[event_type]
+    assert found[0]["reason"] == f"a {event_type} comes only from {owner}, but {sender} sent it"
+    with sqlite3.connect(sandbox.root / "data" / "query.db") as conn:  # nothing applied
+        versions = [v for table in ("users_replica", "products_replica")
+                    for (v,) in conn.execute(f"SELECT version FROM {table}")]
+        orders = conn.execute("SELECT count(*) FROM orders_replica WHERE id = ?",
+                              (event.aggregate_id,)).fetchone()[0]
+    assert HUGE not in versions and orders == 0
+
+
+def test_the_owners_token_may_not_append_and_is_told_so(shared_sandbox: Sandbox) -> None:
+    """It is the sandbox's token (the owner reads the bus with it): the refusal says the
+    owner may not append, not that the token is someone else's."""
+    client = shared_sandbox.client()
+    status, answer = client.exchange("bus", "POST", "/events", [forged()],
+                                     bearer(shared_sandbox.state.token))
+    assert status == 403
+    assert answer["error"] == ("appending to the bus refused: that is the sandbox owner's "
+                               "token, and the owner may not: only the sandbox's services may")
+    status, answer = client.exchange("bus", "POST", "/events", [forged()], bearer("0" * 64))
+    assert (status, answer["error"]) == (
+        403, "appending to the bus refused: that is not this sandbox's token")
+
+
+def test_on_the_log_types_written_past_the_bus_are_dead_lettered(sandbox: Sandbox) -> None:
+    """The log bus refuses them at the door; written into bus.db behind its back (the
+    test plays someone with the file, while the bus is stopped), each type from a service
+    that does not own it is still not applied: the read model dead-letters it."""
+    sandbox.run("stop", "bus", check=True)
+    foreigners = [foreign(event_type, sender, aggregate_id=4900 + i)
+                  for i, (event_type, sender) in enumerate(NOT_THE_OWNER)]
+    with sqlite3.connect(sandbox.root / "data" / "bus.db") as conn:
+        conn.executemany(
+            "INSERT INTO events (id, type, source, aggregate_type, aggregate_id, "
+            "aggregate_version, occurred_at, appended_at, trace_id, body) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)",
+            [(e.id, e.type, e.source, e.aggregate_type, e.aggregate_id, e.aggregate_version,
+              e.occurred_at, e.occurred_at, events.encode(e)) for e in foreigners])
+    sandbox.run("start", "bus", check=True)
+    deadline = time.monotonic() + 10
+    while len(letters := sandbox.client().dead_letters(100)["dead_letters"]) < len(foreigners):
+        assert time.monotonic() < deadline, letters
+        time.sleep(0.05)
+    assert sorted(d["reason"] for d in letters) == sorted(
+        f"a {e.type} comes only from {events.OWNERS[e.type]}, but {e.source} sent it"
+        for e in foreigners)
+    with sqlite3.connect(sandbox.root / "data" / "query.db") as conn:
+        assert [conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+                for table in ("users_replica", "products_replica", "orders_replica")] == \
+            [0, 0, 0], "nothing applied"

@@ -7,6 +7,7 @@ import sqlite3
 from pathlib import Path
 
 import msgspec
+import pytest
 
 from msshop.contracts import events
 from msshop.contracts.events import Delivered
@@ -132,3 +133,32 @@ def test_a_bulk_rebuild_ends_with_the_tables_the_live_projection_builds(tmp_path
         assert bulk.execute(f"SELECT * FROM {table} ORDER BY {key}").fetchall() == \
             live.execute(f"SELECT * FROM {live_table} ORDER BY {key}").fetchall(), name
     assert bulk.execute("SELECT count(title) FROM orders_replica_next").fetchone()[0] > 0
+
+
+@pytest.mark.parametrize(("event_type", "sender"), [
+    (event_type, sender) for event_type, owner in events.OWNERS.items()
+    for sender in ("users", "products", "orders") if sender != owner])
+def test_an_event_from_a_service_that_does_not_own_its_type_is_dead_lettered(
+        tmp_path: Path, event_type: str, sender: str) -> None:
+    """If one gets past a bus (both refuse it; tests/e2e/test_trust.py), the read model
+    still does not apply it: a type comes from its owner only (events.OWNERS)."""
+    conn, consumer = fresh_read_model(tmp_path)
+    samples: dict[str, dict[str, object]] = {
+        events.USER_SIGNED_UP: {"id": 9, "email": "o@example.com", "name": "O"},
+        events.PRODUCT_CREATED: {"id": 9, "title": "Owned", "price": 1.0},
+        events.PRODUCT_UPDATED: {"id": 9, "title": "Owned", "price": 1.0},
+        events.ORDER_PLACED: {"id": 9, "user_id": 1, "product_id": 1, "quantity": 1,
+                              "unit_price": 1.0},
+    }
+    data = samples[event_type]
+    consumer.apply_batch(delivered((1, events.make(event_type, sender, 9, 2 ** 62, data,
+                                                   None))))
+    assert conn.execute("SELECT reason FROM dead_letters").fetchall() == [
+        (f"a {event_type} comes only from {events.OWNERS[event_type]}, but {sender} sent it",)]
+    assert all(conn.execute(f"SELECT count(*) FROM {table}").fetchone() == (0,)
+               for table in projection.TABLES), "nothing applied"
+
+
+def test_every_event_type_has_its_owner() -> None:
+    assert set(events.OWNERS) == set(events.CATALOGUE)
+    assert set(events.OWNERS.values()) <= {"users", "products", "orders"}

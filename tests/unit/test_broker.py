@@ -45,28 +45,37 @@ def test_nodes_and_their_ports_follow_the_scheme() -> None:
 
 
 def test_each_part_may_do_only_its_own_part() -> None:
-    users = {u["user"]: u for u in broker.users("t0ken")}
+    """Names follow the sandbox's identity (here "a1b2"), so a managed server's permissions
+    speak of this sandbox's stream and subjects only; each writer may publish only the
+    event types it owns (issue 23, finding 3)."""
+    users = {u["user"]: u for u in broker.users("t0ken", "a1b2", "msshop-a1b2")}
     assert set(users) == {"owner", "users", "products", "orders", "query"}
     assert users["owner"]["password"] == "t0ken"
-    assert users["owner"]["permissions"] == {"publish": {"deny": ["msshop.events.>"]}}
+    assert users["owner"]["permissions"] == {"publish": {"deny": ["msshop.a1b2.>"]}}
     orders = users["orders"]
     assert orders["password"] == service_credential("t0ken", "orders")
     published = orders["permissions"]["publish"]["allow"]
-    assert "msshop.events.orders" in published
-    assert not any(p.startswith("msshop.events.") and p != "msshop.events.orders"
+    assert "msshop.a1b2.orders.*" in published
+    assert not any(p.startswith("msshop.") and p != "msshop.a1b2.orders.*"
                    for p in published)
+    assert orders["permissions"]["publish"]["deny"] == [
+        "msshop.a1b2.orders.ProductCreated", "msshop.a1b2.orders.ProductUpdated",
+        "msshop.a1b2.orders.UserSignedUp"], "no type another service owns"
+    assert users["users"]["permissions"]["publish"]["deny"] == [
+        "msshop.a1b2.users.OrderPlaced", "msshop.a1b2.users.ProductCreated",
+        "msshop.a1b2.users.ProductUpdated"]
     assert not any("CONSUMER" in p for p in published), "a writer does not read"
     assert orders["permissions"]["subscribe"] == {"allow": ["_INBOX.orders.>"]}
     query = users["query"]["permissions"]["publish"]["allow"]
-    assert not any(p.startswith("msshop.events") for p in query), "the reader writes nothing"
-    assert "$JS.API.CONSUMER.CREATE.MSSHOP.>" in query
+    assert not any(p.startswith("msshop.") for p in query), "the reader writes nothing"
+    assert "$JS.API.CONSUMER.CREATE.msshop-a1b2.>" in query
     assert not any("DELETE" in p and "STREAM" in p for p in query + published)
 
 
 def test_a_node_of_a_cluster_routes_to_the_others(tmp_path: Path) -> None:
     config = json.loads(broker.server_config(
         "bus-2", "127.0.0.1", (7120, 7121, 7122), tmp_path / "store", "t",
-        routes=[7106, 7122, 7132]))
+        routes=[7106, 7122, 7132], sandbox="a1b2", stream="msshop-a1b2"))
     assert (config["host"], config["port"], config["http"]) == ("127.0.0.1", 7120,
                                                                "127.0.0.1:7121")
     assert config["server_name"] == "msshop-bus-2"
@@ -74,16 +83,19 @@ def test_a_node_of_a_cluster_routes_to_the_others(tmp_path: Path) -> None:
     assert config["cluster"]["routes"] == ["nats-route://127.0.0.1:7106",
                                            "nats-route://127.0.0.1:7132"]
     alone = json.loads(broker.server_config("bus", "127.0.0.1", (7100, 7105, 7106),
-                                            tmp_path / "s", "t", routes=[]))
+                                            tmp_path / "s", "t", routes=[], sandbox="a1b2",
+                                            stream="msshop-a1b2"))
     assert "cluster" not in alone
 
 
 def test_an_external_url_gives_servers_without_the_password() -> None:
-    bus = external_bus("nats://shop:s%40cret@10.0.0.5:4222, nats://10.0.0.6:4222", 60.0)
+    bus = external_bus("nats://shop:s%40cret@10.0.0.5:4222, nats://10.0.0.6:4222", 60.0,
+                       "a1b2", "msshop-a1b2")
     assert bus.servers == ["nats://10.0.0.5:4222", "nats://10.0.0.6:4222"]
     assert (bus.user, bus.password, bus.external) == ("shop", "s@cret", True)
     address = bus.address("orders", "token")
     assert (address.user, address.password, address.inbox) == ("shop", "s@cret", "_INBOX")
+    assert (address.sandbox, address.stream) == ("a1b2", "msshop-a1b2")
 
 
 def test_the_live_view_shows_a_nodes_warnings_and_errors_only() -> None:

@@ -222,7 +222,8 @@ def test_link_faults_are_shown_within_80_columns() -> None:
     status: StatusReport = {  # only what the lines read
         "running": True, "sandbox": "/tmp/sb", "mode": "detached",
         "supervisor": {"pid": 1, "started_at": 0.0}, "bus": {
-            "backend": "log", "servers": [], "external": False, "replicas": 1},
+            "backend": "log", "servers": [], "external": False, "replicas": 1,
+            "sandbox": "a1b2", "stream": ""},
         "services": [{
             "name": "products", "status": "running", "pid": 2, "port": 1, "url": "",
             "db": "", "log": "", "health": "ok", "rows": None, "exit": None,

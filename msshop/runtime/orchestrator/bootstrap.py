@@ -6,7 +6,9 @@ entry here, and the supervisor's loop stays as it is.
 
 from __future__ import annotations
 
+from msshop.contracts import streams
 from msshop.contracts.config import Settings
+from msshop.contracts.errors import SandboxError
 from msshop.contracts.topology import SERVICES, ServiceSpec
 from msshop.runtime.fd_limit import raise_fd_limit
 from msshop.runtime.orchestrator.broker import external_bus
@@ -14,7 +16,12 @@ from msshop.runtime.orchestrator.forked_service import ForkedServiceKind
 from msshop.runtime.orchestrator.kind import ProcessKind
 from msshop.runtime.orchestrator.nats_node import NatsNodeKind, managed_bus
 from msshop.runtime.orchestrator.printer import Printer
-from msshop.runtime.orchestrator.state import BusState, ServiceState
+from msshop.runtime.orchestrator.state import (
+    BusState,
+    SandboxPaths,
+    ServiceState,
+    sandbox_identity,
+)
 from msshop.runtime.orchestrator.supervisor import Supervisor
 
 
@@ -38,12 +45,43 @@ def lineup(settings: Settings) -> list[tuple[ServiceSpec, str]]:
 
 
 def bus_state(settings: Settings, services: dict[str, ServiceState]) -> BusState:
-    """What carries the events, once every process's ports are bound."""
+    """What carries the events, once every process's ports are bound: named for the
+    sandbox's identity (made at its first `up`, kept in data/sandbox.id). On a server
+    msshop does not start, the stream is made or checked now, before anything starts."""
+    identity = sandbox_identity(SandboxPaths(settings.sandbox_dir))
     if settings.bus_backend != "nats":
-        return BusState(backend=settings.bus_backend)
+        return BusState(backend=settings.bus_backend, sandbox=identity)
+    stream = settings.bus_stream or streams.default_stream(identity)
     if settings.bus_url:
-        return external_bus(settings.bus_url, settings.bus_dedup_window)
-    return managed_bus(settings, services)
+        bus = external_bus(settings.bus_url, settings.bus_dedup_window, identity, stream)
+        claim_stream(bus)
+        return bus
+    return managed_bus(settings, services, identity, stream)
+
+
+def claim_stream(bus: BusState) -> None:
+    """Make the sandbox's stream on an external server, or check that the one there is
+    this sandbox's and of msshop's shape: a SandboxError (one line, the fix) if not. A
+    server that cannot be asked is no reason to refuse: the services retry it, and their
+    relays say why (as with a wrong password)."""
+    import asyncio
+
+    from msshop.bus.interface import BusUnavailable
+    from msshop.bus.jetstream import JetStreamBus, StreamRefused
+
+    async def claim() -> None:
+        client = JetStreamBus(bus.address("owner", ""), "msshop-supervisor")
+        try:
+            await client.claim()
+        finally:
+            await client.close()
+
+    try:
+        asyncio.run(claim())  # over before the first fork: no loop or thread is left
+    except StreamRefused as exc:
+        raise SandboxError(exc.message) from None
+    except BusUnavailable:
+        pass
 
 
 def supervisor(settings: Settings, printer: Printer, mode: str,

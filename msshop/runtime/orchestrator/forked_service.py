@@ -74,6 +74,7 @@ class ForkedServiceKind:
             connection_limits=settings.connections,
             bus_address=(sandbox.bus.address(name, sandbox.token, bus_timeout)
                          if sandbox.bus.backend == "nats" else None),
+            sandbox=sandbox.bus.sandbox,
             **credentials_for(name, sandbox.token),
         )
         return self.new_process(BY_NAME[name], context, Path(service.log), settings.log_level)

@@ -12,7 +12,6 @@ from typing import Any
 
 from msshop.runtime.http1 import Connection
 
-STREAM = "MSSHOP"  # as msshop.bus.jetstream names it (the runtime does not import the bus)
 MOST = 16 * 1024 * 1024  # an answer bigger than this is not a health document
 
 
@@ -62,12 +61,13 @@ def probe_or_why(host: str, port: int, timeout: float = 1.0) -> dict[str, Any] |
     return json_or_why(host, port, "/health", timeout)
 
 
-def probe_nats(host: str, port: int, timeout: float = 1.0) -> dict[str, Any] | None:
+def probe_nats(host: str, port: int, timeout: float = 1.0, stream: str = ""
+               ) -> dict[str, Any] | None:
     """A node's health as a service's /health document, None if its monitoring port does
     not answer. "status" is "ok" once it can take the stream's work (JetStream up, in a
     cluster a meta leader known, every stream it keeps current: so a node restarted counts
     as ready once it has caught up), else "not ready" (nats.problem says why); with the
-    stream's head and size as this node holds them."""
+    stream's head and size as this node holds them (`stream`: the sandbox's)."""
     healthz = get_json(host, port, "/healthz", timeout, any_status=True)
     if healthz is None:
         return None
@@ -75,10 +75,10 @@ def probe_nats(host: str, port: int, timeout: float = 1.0) -> dict[str, Any] | N
     problem = "" if ready else str(healthz.get("error") or healthz.get("status"))
     jsz = get_json(host, port, "/jsz?streams=true", timeout) or {}
     varz = get_json(host, port, "/varz", timeout) or {}
-    stream = next((s for account in jsz.get("account_details") or []
-                   for s in account.get("stream_detail") or [] if s.get("name") == STREAM),
-                  None)
-    state = (stream or {}).get("state") or {}
+    found = next((s for account in jsz.get("account_details") or []
+                  for s in account.get("stream_detail") or [] if s.get("name") == stream),
+                 None)
+    state = (found or {}).get("state") or {}
     return {
         "service": "bus", "status": "ok" if ready else "not ready", "pid": None,
         "ready_at": None, "chaos": None,
@@ -87,6 +87,6 @@ def probe_nats(host: str, port: int, timeout: float = 1.0) -> dict[str, Any] | N
         "head": int(state.get("last_seq", 0)),
         "nats": {"server": varz.get("server_name", ""), "version": varz.get("version", ""),
                  "connections": varz.get("connections", 0),
-                 "leader": ((stream or {}).get("cluster") or {}).get("leader", ""),
+                 "leader": ((found or {}).get("cluster") or {}).get("leader", ""),
                  "problem": problem},
     }

@@ -215,7 +215,8 @@ def status(settings: Settings) -> StatusReport:
         "supervisor": {"pid": state.supervisor_pid, "started_at": state.started_at},
         "services": services,
         "bus": {"backend": state.bus.backend, "servers": state.bus.servers,
-                "external": state.bus.external, "replicas": state.bus.replicas},
+                "external": state.bus.external, "replicas": state.bus.replicas,
+                "sandbox": state.bus.sandbox, "stream": state.bus.stream},
     }
 
 
@@ -259,7 +260,8 @@ def health_of(state: State, name: str, timeout: float) -> dict[str, Any] | None:
     """A service's /health, or a nats-server's health in the same shape; None: no answer."""
     service = state.services[name]
     if service.kind == "nats-server":
-        return probe_nats(state.host, service.monitor_port or 0, timeout=timeout)
+        return probe_nats(state.host, service.monitor_port or 0, timeout=timeout,
+                          stream=state.bus.stream)
     return probe(state.host, service.port, timeout=timeout)
 
 

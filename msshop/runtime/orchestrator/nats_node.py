@@ -27,11 +27,12 @@ class NatsNodeKind:
     stops_alone = True
 
     def __init__(self, settings: Settings, *, new_node: NodeFactory = broker.BrokerProcess,
-                 probe: Probe = probe_nats) -> None:
+                 probe: Probe | None = None) -> None:
         self.settings = settings
         self.paths = SandboxPaths(settings.sandbox_dir)
         self.new_node = new_node
-        self.probe = probe  # a node's health, on its monitoring port
+        self.probe = probe or self.probe_node  # a node's health, on its monitoring port
+        self.stream = ""  # the sandbox's stream, whose head a node's health tells (spawn)
 
     def reserve(self, spec: ServiceSpec, ports: PortBook) -> list[ServiceState]:
         """The bus's nodes, each with its client port bound now and its monitoring and
@@ -64,14 +65,18 @@ class NatsNodeKind:
     def spawn(self, service: ServiceState, sandbox: State) -> ChildProcess:
         config = self.paths.nats / f"{service.name}.conf"
         routes = [s.route_port for s in sandbox.services.values() if s.route_port]
+        self.stream = sandbox.bus.stream
         broker.write_config(config, broker.server_config(
             service.name, sandbox.host,
             (service.port, service.monitor_port or 0, service.route_port or 0),
-            Path(service.db), sandbox.token, routes))
+            Path(service.db), sandbox.token, routes, sandbox.bus.sandbox, sandbox.bus.stream))
         return self.new_node(service.name, config, Path(service.log))
 
     def health(self, service: ServiceState, host: str, timeout: float) -> Health | None:
         return self.probe(host, service.monitor_port or 0, timeout=timeout)
+
+    def probe_node(self, host: str, port: int, timeout: float) -> Health | None:
+        return probe_nats(host, port, timeout, self.stream)
 
     def ready(self, service: ServiceState, host: str, timeout: float) -> Health | None:
         """A node that answers is not ready until it can take the stream's work."""
@@ -85,10 +90,12 @@ class NatsNodeKind:
         return broker.worth_showing(lines)
 
 
-def managed_bus(settings: Settings, services: dict[str, ServiceState]) -> BusState:
+def managed_bus(settings: Settings, services: dict[str, ServiceState], sandbox: str,
+                stream: str) -> BusState:
     """The bus as its nodes make it: every node's client URL, the stream kept on up to
     three of them."""
     names = broker.node_names(settings.bus_nodes)
-    return BusState(backend="nats", servers=[services[name].url for name in names],
+    return BusState(backend="nats", sandbox=sandbox, stream=stream,
+                    servers=[services[name].url for name in names],
                     replicas=min(len(names), broker.MAX_REPLICAS),
                     dedup_window=settings.bus_dedup_window)

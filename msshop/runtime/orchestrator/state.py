@@ -2,6 +2,8 @@
 
 Layout of a sandbox directory:
     data/<service>.db   each service's own SQLite file (plus its -wal and -shm)
+    data/sandbox.id     the sandbox's identity, made at its first `up` and kept with the
+                        data: its bus log and its NATS stream and subjects are named by it
     data/nats/<node>/   with the nats bus: each nats-server's JetStream store
     nats/<node>.conf    with the nats bus: each nats-server's config (mode 0600)
     logs/<service>.log  each service's log; logs/supervisor.log for the supervisor
@@ -18,6 +20,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import secrets
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,6 +52,10 @@ class SandboxPaths:
 
     def nats_store(self, node: str) -> Path:
         return self.data / "nats" / node
+
+    @property
+    def identity_file(self) -> Path:
+        return self.data / "sandbox.id"
 
     @property
     def state_file(self) -> Path:
@@ -99,6 +106,8 @@ class BusState:
     """What carries the events, and how the CLI reaches it."""
 
     backend: str = "log"  # log | nats
+    sandbox: str = ""  # the sandbox's identity (data/sandbox.id): whose events these are
+    stream: str = ""  # nats: the stream (contracts/streams.py names it)
     servers: list[str] = field(default_factory=list)  # nats: client URLs, every node
     external: bool = False  # nats: a server msshop did not start (bus.url)
     user: str = ""  # nats, external: the credentials in bus.url, which everyone uses
@@ -111,11 +120,11 @@ class BusState:
         from msshop.bus.jetstream import NatsAddress
 
         if self.external:
-            return NatsAddress(tuple(self.servers), self.user, self.password, self.replicas,
-                               self.dedup_window, timeout)
+            return NatsAddress(tuple(self.servers), self.sandbox, self.stream, self.user,
+                               self.password, self.replicas, self.dedup_window, timeout)
         password = token if who == "owner" else service_credential(token, who)
-        return NatsAddress(tuple(self.servers), who, password, self.replicas,
-                           self.dedup_window, timeout, f"_INBOX.{who}")
+        return NatsAddress(tuple(self.servers), self.sandbox, self.stream, who, password,
+                           self.replicas, self.dedup_window, timeout, f"_INBOX.{who}")
 
 
 @dataclass
@@ -139,6 +148,35 @@ class State:
         services = {name: ServiceState(**s) for name, s in data.pop("services").items()}
         bus = BusState(**data.pop("bus", {}))
         return cls(services=services, bus=bus, **data)
+
+
+def sandbox_identity(paths: SandboxPaths) -> str:
+    """The sandbox's identity: read from data/sandbox.id, or made there at its first `up`
+    (random, 12 hex digits). It outlives `down` (state.json goes, data stays), so a
+    restarted sandbox finds its own stream and log again."""
+    from msshop.contracts.streams import NAME
+
+    path = paths.identity_file
+    try:
+        identity = path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        made = secrets.token_hex(6)
+        tmp = path.with_name(f"sandbox.id.{os.getpid()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as out:
+            out.write(made + "\n")
+        tmp.replace(path)
+        return made
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else "not text"
+        raise SandboxError(f"cannot read the sandbox's identity {path}: {why}; remove it to "
+                           "make a new one (then rebuild the read model: msshop replay "
+                           "query)") from None
+    if NAME.fullmatch(identity) is None:
+        raise SandboxError(f"the sandbox's identity in {path} is damaged ({identity[:20]!r}: "
+                           "letters, digits, - and _ expected); remove it to make a new one "
+                           "(then rebuild the read model: msshop replay query)")
+    return identity
 
 
 def write_state(paths: SandboxPaths, state: State) -> None:

@@ -115,6 +115,7 @@ class Supervisor:
             self._clear_stale(stale)
         try:
             services = self.reserve_all()
+            bus = self.plan_bus(self.settings, services)  # an external stream: checked here
         except SandboxError:
             self.close()
             raise
@@ -123,7 +124,7 @@ class Supervisor:
             sandbox=str(self.paths.root), host=self.settings.host, supervisor_pid=os.getpid(),
             control_port=self.control.port, token=self.control.token, mode=self.mode,
             started_at=time.time(), services=services,
-            bus=self.plan_bus(self.settings, services),
+            bus=bus,
         )
         if self.printer.refresh_interval:  # from here on, every line the services log is shown
             self.followers = {s.name: LogFollower(Path(s.log)) for s in services.values()}

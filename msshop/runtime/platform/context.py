@@ -34,6 +34,7 @@ class ServiceContext:
     credential: str | None = None  # this service's own, shown to the bus
     senders: dict[str, str] = field(default_factory=dict)  # bus only: digest -> service
     bus_address: NatsAddress | None = None  # the nats bus (None: the sandbox's own log)
+    sandbox: str = ""  # the sandbox's identity (data/sandbox.id): the bus's log is its own
     tracer: Tracer = field(init=False, compare=False)
     # faults on this service's calls (POST /chaos with `to`): its Peers and bus act on them
     links: Links = field(init=False, compare=False)

@@ -102,12 +102,13 @@ def authorization(scope: Scope) -> str | None:
 
 
 def caller(header: str | None, admin: str | None, services: Mapping[str, str],
-           what: str) -> str:
+           what: str, owner_refused: str | None = None) -> str:
     """Who is asking, from its `authorization` header: OWNER (the sandbox's token, whose
     digest is `admin`: the service checks the token without holding it) or the service
     whose credential this is (`services`: credential digest -> name). 401 without a
     credential, 403 with another. `what` is what the credential allows, as the refusal
-    names it."""
+    names it. `owner_refused`: the token's digest where only services may (the owner is
+    told so, not that its token is someone else's)."""
     secret = presented(header)
     if secret is None:
         raise HttpError(401, f"{what} needs the sandbox's token: send 'authorization: Bearer "
@@ -116,5 +117,8 @@ def caller(header: str | None, admin: str | None, services: Mapping[str, str],
         return OWNER
     name = services.get(digest(secret))
     if name is None:
+        if matches(secret, owner_refused):
+            raise HttpError(403, f"{what} refused: that is the sandbox owner's token, and "
+                                 "the owner may not: only the sandbox's services may")
         raise HttpError(403, f"{what} refused: that is not this sandbox's token")
     return name

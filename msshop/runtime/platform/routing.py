@@ -92,11 +92,12 @@ class Credentials:
             raise ValueError(f"{endpoint.method} {endpoint.path}: a route that requires a "
                              "credential says what it allows (action)")
         admin = self.admin if "owner" in endpoint.auth else None
+        owner_refused = None if admin else self.admin  # the owner is told it may not
         services = self.services if "services" in endpoint.auth else {}
         what = endpoint.action
 
         def check(scope: Scope) -> str:
-            return caller(authorization(scope), admin, services, what)
+            return caller(authorization(scope), admin, services, what, owner_refused)
 
         return check
 

@@ -25,18 +25,19 @@ import asyncio
 import sqlite3
 import time
 from contextlib import suppress
+from pathlib import Path
 from typing import Annotated, Any
 
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from msshop.contracts.events import Appended, Event, EventPage
+from msshop.contracts.events import Appended, Event, EventPage, not_its_owner
 from msshop.contracts.limits import MAX_BATCH, MAX_ID
 from msshop.contracts.topology import BY_NAME
 from msshop.runtime.platform.app import ServiceApp, service_app
 from msshop.runtime.platform.context import ServiceContext
-from msshop.runtime.platform.db import transaction
+from msshop.runtime.platform.db import StartupFailed, transaction
 from msshop.runtime.platform.http import HttpError, json_response, read_json
 from msshop.runtime.platform.openapi import Endpoint, Param
 
@@ -78,6 +79,11 @@ MIGRATIONS = [
     ALTER TABLE events_next RENAME TO events;
     CREATE TABLE log (id TEXT NOT NULL, created_at REAL NOT NULL);
     INSERT INTO log VALUES (lower(hex(randomblob(16))), (julianday('now') - 2440587.5) * 86400)
+    """,
+    # Whose log this is: the sandbox's identity (data/sandbox.id), written at the bus's
+    # first start ("" until then, and in a log made before this); another's is refused.
+    """
+    ALTER TABLE log ADD COLUMN sandbox TEXT NOT NULL DEFAULT ''
     """,
 ]
 MAX_WAIT = 30.0
@@ -134,11 +140,31 @@ def decode_batch(body: bytes) -> list[tuple[Event, bytes]]:
 
 
 def check_sender(sender: str, batch: list[tuple[Event, bytes]]) -> None:
-    """A service appends its own events only: the source recorded is who proved it sent."""
+    """A service appends its own events only: the source recorded is who proved it sent,
+    and each type comes from its one owner (events.OWNERS)."""
     for i, (event, _) in enumerate(batch):
         if event.source != sender:
             raise HttpError(403, f"event [{i}] says it comes from {event.source!r}, but "
                                  f"{sender} sent it: a service appends only its own events")
+        if (wrong := not_its_owner(event.type, sender)) is not None:
+            raise HttpError(403, f"event [{i}]: {wrong}: a service appends only the event "
+                                 "types it owns")
+
+
+def check_owner(conn: sqlite3.Connection, owner: str, sandbox: str, path: Path) -> None:
+    """The log is this sandbox's: one whose owner is not yet written (a new log, or one
+    made before logs knew their sandbox) becomes its own; another sandbox's is refused,
+    so that no read model takes another shop's events for this one's."""
+    if not sandbox or owner == sandbox:
+        return
+    if not owner:
+        with transaction(conn):
+            conn.execute("UPDATE log SET sandbox = ?", (sandbox,))
+        return
+    raise StartupFailed(
+        f"{path} is the log of another sandbox ({owner}), not this one ({sandbox}); put "
+        f"this sandbox's own back, or move it away to start an empty log and then rebuild "
+        f"the read model: msshop replay query")
 
 
 def append(conn: sqlite3.Connection, batch: list[tuple[Event, bytes]]) -> dict[str, Any]:
@@ -183,7 +209,8 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
         async def start(self) -> None:
             (event_log.head,) = db.conn.execute(
                 "SELECT coalesce(max(position), 0) FROM events").fetchone()
-            (event_log.id,) = db.conn.execute("SELECT id FROM log").fetchone()
+            event_log.id, owner = db.conn.execute("SELECT id, sandbox FROM log").fetchone()
+            check_owner(db.conn, owner, ctx.sandbox, ctx.db_path)
 
         def release(self) -> None:
             event_log.release()

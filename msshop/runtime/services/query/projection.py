@@ -161,6 +161,10 @@ class Projection:
 
     def apply(self, conn: sqlite3.Connection, event: Received, position: int) -> None:
         """Apply one event to the read model (inside the consumer's batch transaction)."""
+        if (wrong := events.not_its_owner(event.type, event.source)) is not None:
+            # the bus refuses these (both backends); one that got through anyway (a bus of
+            # an older msshop, a server whose permissions someone else wrote) is not applied
+            raise Poison(wrong)
         if event.type == events.ORDER_PLACED:  # first: most events are orders
             # Not poison if its user or product is not seen yet: those come from other
             # services' relays, and nothing orders one service's events against another's.
