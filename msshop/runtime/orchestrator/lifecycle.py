@@ -18,7 +18,7 @@ from msshop.contracts.config import Settings
 from msshop.contracts.errors import SandboxError, UsageError
 from msshop.contracts.topology import BY_NAME, SERVICES
 from msshop.runtime.orchestrator import control
-from msshop.runtime.orchestrator.health import json_or_why, probe, probe_nats
+from msshop.runtime.orchestrator.health import json_or_why, probe_nats
 from msshop.runtime.orchestrator.state import (
     SandboxPaths,
     State,
@@ -258,11 +258,8 @@ def start(settings: Settings, service: str, restart: bool = False
 
 def health_of(state: State, name: str, timeout: float) -> dict[str, Any] | None:
     """A service's /health, or a nats-server's health in the same shape; None: no answer."""
-    service = state.services[name]
-    if service.kind == "nats-server":
-        return probe_nats(state.host, service.monitor_port or 0, timeout=timeout,
-                          stream=state.bus.stream)
-    return probe(state.host, service.port, timeout=timeout)
+    found = health_or_why(state, name, timeout)
+    return found if isinstance(found, dict) else None
 
 
 def health_or_why(state: State, name: str, timeout: float) -> dict[str, Any] | str:
@@ -270,7 +267,7 @@ def health_or_why(state: State, name: str, timeout: float) -> dict[str, Any] | s
     service = state.services[name]
     if service.kind == "nats-server":
         port = service.monitor_port or 0
-        node = probe_nats(state.host, port, timeout=timeout)
+        node = probe_nats(state.host, port, timeout=timeout, stream=state.bus.stream)
         if node is not None:
             return node
         why = json_or_why(state.host, port, "/healthz", timeout, any_status=True)
