@@ -21,7 +21,10 @@ CONFIG_ENV = "MSSHOP_CONFIG"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 BUS_BACKENDS = ("log", "nats")
 BUS_NODES = (1, 3, 5)  # a JetStream cluster needs a majority: an odd number of nodes
-KEPT_MIB = 32  # the query service's kept answers, at most (services/query/kept.py)
+KEPT_MIB = 16  # the query service's kept answers, at most (services/query/kept.py)
+#: finished spans each service keeps for GET /spans (about 1 KiB each: with KEPT_MIB, what
+#: 200,000 distinct users asked once add to the query service stays within 32 MiB)
+SPANS_KEPT = 10_000
 
 
 @dataclass(frozen=True)
@@ -157,6 +160,12 @@ SETTINGS: tuple[Setting, ...] = (
         lambda v: 0 <= v <= 4096,
     ),
     Setting(
+        "traces.spans_kept", int, SPANS_KEPT, "MSSHOP_SPANS_KEPT",
+        "an integer from 100 to 1000000 (finished spans each service keeps for GET /spans, "
+        "about 1 KiB each; the oldest go)",
+        lambda v: 100 <= v <= 1_000_000,
+    ),
+    Setting(
         "seed.users", int, 200, "MSSHOP_SEED_USERS",
         "an integer from 1 to 10000000",
         lambda v: 1 <= v <= 10_000_000,
@@ -206,6 +215,7 @@ class Settings:
     bus_stream: str  # nats: the stream ("": the sandbox's own, named for its identity)
     bus_dedup_window: float  # nats: seconds JetStream remembers an event id
     query_kept_mib: int  # the answers the query service keeps in memory, at most
+    traces_spans_kept: int  # finished spans each service keeps for GET /spans
     seed_users: int
     seed_products: int
     seed_orders: int
@@ -233,6 +243,7 @@ class Settings:
             bus_stream=values["bus.stream"],
             bus_dedup_window=values["bus.dedup_window"],
             query_kept_mib=values["query.kept_mib"],
+            traces_spans_kept=values["traces.spans_kept"],
             seed_users=values["seed.users"],
             seed_products=values["seed.products"],
             seed_orders=values["seed.orders"],

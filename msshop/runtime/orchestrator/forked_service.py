@@ -71,6 +71,7 @@ class ForkedServiceKind:
             http_timeout=settings.http_timeout,
             timeouts=dict(settings.timeouts),
             kept_mib=settings.query_kept_mib,
+            spans_kept=settings.traces_spans_kept,
             connection_limits=settings.connections,
             bus_address=(sandbox.bus.address(name, sandbox.token, bus_timeout)
                          if sandbox.bus.backend == "nats" else None),

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from msshop.contracts.config import KEPT_MIB, ConnectionLimits
+from msshop.contracts.config import KEPT_MIB, SPANS_KEPT, ConnectionLimits
 from msshop.contracts.credentials import bearer
 from msshop.runtime.platform.db import Database
 from msshop.runtime.platform.links import LinkedBus, Links
@@ -27,6 +27,7 @@ class ServiceContext:
     http_timeout: float = 2.0
     timeouts: dict[str, float] = field(default_factory=dict)  # per dependency
     kept_mib: int = KEPT_MIB  # query only: the answers it keeps in memory, at most
+    spans_kept: int = SPANS_KEPT  # finished spans kept for GET /spans (the tracer's ring)
     # the connections it takes: deadlines and a cap (runtime/platform/connections.py)
     connection_limits: ConnectionLimits = field(default_factory=ConnectionLimits)
     # Secrets, from the supervisor at fork (see msshop.contracts.credentials):
@@ -40,7 +41,7 @@ class ServiceContext:
     links: Links = field(init=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "tracer", Tracer(self.name))
+        object.__setattr__(self, "tracer", Tracer(self.name, self.spans_kept))
         object.__setattr__(self, "links", Links(self.name))
 
     def database(self, migrations: list[str], tables: list[str]) -> Database:

@@ -15,13 +15,13 @@ from collections import deque
 from contextvars import ContextVar
 from typing import Any
 
+from msshop.contracts.config import SPANS_KEPT
 from msshop.contracts.spans import Span, new_span_id, new_trace_id
 
 _current: ContextVar[Span | None] = ContextVar("msshop_current_span", default=None)
 # the caller asked for this request to be followed (its traceparent's sampled flag): then a
 # write's events carry the span that made them, and the asynchronous part records spans too
 _followed: ContextVar[bool] = ContextVar("msshop_followed", default=False)
-RING_SIZE = 50_000
 
 
 def current_span() -> Span | None:
@@ -31,7 +31,7 @@ def current_span() -> Span | None:
 class Tracer:
     """Makes spans for one service and keeps the finished ones in a ring."""
 
-    def __init__(self, service: str, capacity: int = RING_SIZE) -> None:
+    def __init__(self, service: str, capacity: int = SPANS_KEPT) -> None:
         self.service = service
         self.finished: deque[Span] = deque(maxlen=capacity)
 

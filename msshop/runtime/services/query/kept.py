@@ -29,11 +29,12 @@ import msgspec
 
 from msshop.contracts import events
 from msshop.contracts.answers import Buyer, OrderLine
+from msshop.contracts.config import KEPT_MIB
 from msshop.contracts.events import Received
 from msshop.contracts.status import KeptHealth
 
 MIB = 1024 * 1024
-MOST_BYTES = 32 * MIB  # all answers kept (the setting query.kept_mib): the oldest go past it
+MOST_BYTES = KEPT_MIB * MIB  # all answers kept (the setting query.kept_mib): the oldest go
 LARGEST = 1024 * 1024  # an answer bigger than this is read from the file each time
 # The Python objects an answer holds beside its JSON, measured on CPython 3.11: with
 # sys.getsizeof, the Kept (80), its two Raws (48 each), the two bytes objects' headers (33
