@@ -121,7 +121,7 @@ class Tasks:
 
     def add(self, name: str) -> Task:
         """A task to be started (run, thread), shown in /health from now on."""
-        task = Task(name, f"{self.service}'s {name}", self._sleep)
+        task = Task(name, f"{possessive(self.service)} {name}", self._sleep)
         self._tasks[name] = task  # a task started again after a stop (a rebuild) replaces it
         return task
 
@@ -174,6 +174,11 @@ class Tasks:
         now = time.time()
         return [problem for task in self._tasks.values()
                 if (problem := task.problem(now)) is not None]
+
+
+def possessive(service: str) -> str:
+    """"orders' relay", "query's consumer": the services named as a plural take no s."""
+    return f"{service}'" if service.endswith("s") and service != "bus" else f"{service}'s"
 
 
 def cause_of(exc: BaseException) -> str:
