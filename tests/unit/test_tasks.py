@@ -23,8 +23,9 @@ from msshop.bus.interface import Page
 from msshop.contracts import events
 from msshop.contracts.events import Received
 from msshop.runtime.platform.app import service_app
+from msshop.runtime.platform.checkpoint import Checkpointer
 from msshop.runtime.platform.consumer import Consumer
-from msshop.runtime.platform.db import open_database
+from msshop.runtime.platform.db import open_database, transaction
 from msshop.runtime.platform.openapi import Endpoint
 from msshop.runtime.platform.outbox import OUTBOX_SCHEMA, OUTBOX_TRACE_COLUMN, Outbox
 from msshop.runtime.platform.routing import Router
@@ -247,3 +248,39 @@ def test_a_full_disk_is_a_507_naming_the_file_and_the_fix(
                  "reads still work", "status": 507, "service": "orders"}
     assert len(caplog.records) == 1, "one line, not one per write, and no traceback"
     assert caplog.records[0].exc_info is None
+
+
+def test_a_refused_commit_leaves_no_transaction_open(tmp_path: Path) -> None:
+    """A COMMIT that fails (here a deferred foreign key; on a full disk SQLITE_FULL) may
+    leave the transaction open: every later BEGIN on the connection would then fail, and a
+    restarted relay or consumer with it."""
+    conn = open_database(tmp_path / "file.db", [
+        "CREATE TABLE parents (id INTEGER PRIMARY KEY);"
+        "CREATE TABLE children (id INTEGER PRIMARY KEY, parent INTEGER REFERENCES parents "
+        "DEFERRABLE INITIALLY DEFERRED)"])
+    with pytest.raises(sqlite3.IntegrityError), transaction(conn):
+        conn.execute("INSERT INTO children VALUES (1, 99)")
+    assert not conn.in_transaction
+    with transaction(conn):
+        conn.execute("INSERT INTO parents VALUES (1)")
+    assert conn.execute("SELECT count(*) FROM children").fetchone() == (0,)
+
+
+def test_a_failing_checkpoint_is_a_problem_with_the_wal_size(tmp_path: Path) -> None:
+    path = tmp_path / "service.db"
+    conn = open_database(path, ["CREATE TABLE t (x)"])
+    own = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    tasks = Tasks("orders")
+    checkpointer = Checkpointer(conn, own, "orders", interval=60, tasks=tasks)
+    checkpointer.start()
+    with transaction(conn):
+        conn.execute("INSERT INTO t VALUES (zeroblob(100000))")
+    own.close()  # every checkpoint now fails
+    checkpointer.checkpoint()
+    [problem] = tasks.problems()
+    assert problem.startswith("orders' checkpoint failing for 0 s: the write-ahead log could "
+                              "not be copied into the database file: ")
+    assert problem.endswith("; the write-ahead log is 0.1 MB and grows with every write "
+                            "until a checkpoint succeeds")
+    checkpointer.stop()
+    conn.close()
