@@ -10,8 +10,8 @@ An event that cannot be applied leaves nothing behind: each batch is applied und
 SAVEPOINT, and when one of its events fails (poison, or a bug in apply) the batch is rolled
 back to it and applied again one event at a time, each under a savepoint of its own, so the
 failing event's writes are undone and it alone is dead-lettered. A savepoint per event
-always cost the rebuild a third more CPU time (100,000 events, in-process); one per batch
-cost nothing measurable. A failure that is not the event's (a full disk, an I/O error: disk.py)
+always cost the rebuild 27-32% more CPU time (100,000 events, in-process); one per batch
+costs nothing measurable. A failure that is not the event's (a full disk, an I/O error: disk.py)
 dead-letters nothing: the whole transaction is rolled back, and the consumer's task, under
 the process's supervisor (tasks.py), is started again until it succeeds.
 """
