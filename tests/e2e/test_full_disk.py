@@ -1,8 +1,9 @@
 """A full disk under a running sandbox (issue 23, finding 1): its data on a small tmpfs the
 test mounts, purchases flowing until the disk is full. Writes are refused with 507 naming
-the disk, reads go on, /health and `status` say which task fails and why; once there is
-room again the relays and the consumer resume by themselves, and nothing is lost or
-doubled."""
+the disk (the CLI: one line with the path and the fix), reads go on (the trace store's
+failure a warning), /health and `status` say which task fails and why (the consumer on a
+COMMIT, the relay marking rows sent, not "the bus has not answered"); once there is room
+again the relays and the consumer resume by themselves, and nothing is lost or doubled."""
 
 from __future__ import annotations
 
@@ -72,6 +73,19 @@ def problems(sandbox: Sandbox) -> list[str]:
             for line in service.get("problems", [])]
 
 
+def relay_failure(sandbox: Sandbox) -> str:
+    """What orders says of its relay's failure, once it has failed: its task started again
+    (its health counts the restarts; the log has the line, with the cause), or the bus
+    refusing the events."""
+    health = sandbox.client().health("orders")
+    relay = next(task for task in health.get("tasks", []) if task["name"] == "relay")
+    if relay["restarts"]:
+        log = Path(sandbox.state.services["orders"].log).read_text()
+        return next(line for line in log.splitlines() if "orders' relay failed: " in line)
+    error = health["outbox"]["error"] or ""
+    return "" if "chaos" in error else error
+
+
 def test_a_full_disk_refuses_writes_clearly_and_replication_resumes_with_room(
         tmp_path: Path) -> None:
     root = tmp_path / "sandbox"
@@ -90,6 +104,8 @@ def test_a_full_disk_refuses_writes_clearly_and_replication_resumes_with_room(
                 "created"]
             until(lambda: all(s.get("outbox", {"pending": 0})["pending"] == 0
                               for s in sandbox.status()["services"]), "the outboxes sent")
+            # and orders' relay too: what is bought now waits in its outbox
+            sandbox.run("chaos", "orders", "--to", "bus", "--error-rate", "1", check=True)
             orders_db = data / "orders.db"
             filler = fill_up(data)
             # A reader holds orders' write-ahead log, as `msshop inspect` may: else SQLite
@@ -110,6 +126,7 @@ def test_a_full_disk_refuses_writes_clearly_and_replication_resumes_with_room(
                     placed += 1
                 else:
                     refused = status, answer
+            waiting = placed - BATCH  # in orders' outbox
             status, answer = refused
             assert status == 507, answer
             assert answer["service"] == "orders"
@@ -152,6 +169,14 @@ def test_a_full_disk_refuses_writes_clearly_and_replication_resumes_with_room(
             assert waited.returncode != 0
             said = " ".join((waited.stdout + waited.stderr).split())
             assert "query: degraded (query's consumer failing for " in said, said
+
+            # orders' relay meets the full disk too: on orders' side (marking rows sent) or
+            # on the bus's (storing them), and says which
+            sandbox.run("chaos", "orders", "--to", "bus", "--clear", check=True)
+            if waiting:
+                said = until(lambda: relay_failure(sandbox), "the relay reported failing")
+                assert f"orders' relay failed: {DISK_FULL} (at " in said or (
+                    "the disk of bus is full" in said), said
 
             # room again: everything resumes by itself, nothing lost or doubled
             reader.close()
