@@ -46,13 +46,13 @@ class Checkpointer:
         self._tasks = tasks or Tasks(name)
         self._task: Task = self._tasks.add("checkpoint")
         self._task.detail = self.wal_words
-        self._wal: Path | None = None  # the file's write-ahead log, known once started
+        self._file: Path | None = None  # the service's file, known once started
         self.error: str | None = None  # the last checkpoint's failure, until one succeeds
 
     def start(self) -> None:
         self._service.execute("PRAGMA wal_autocheckpoint=0")
         file = self._service.execute("PRAGMA database_list").fetchone()[2]
-        self._wal = Path(f"{file}-wal") if file else None
+        self._file = Path(file) if file else None
         self._tasks.thread(self._task, self._run, self._stopping)
 
     def stop(self) -> None:
@@ -79,9 +79,14 @@ class Checkpointer:
 
     def wal_words(self) -> str:
         """The WAL's size in words, while checkpoints fail: it grows until one succeeds."""
-        try:
-            size = self._wal.stat().st_size if self._wal is not None else 0
-        except OSError:
-            size = 0
+        size = wal_bytes(self._file) if self._file is not None else 0
         return (f"the write-ahead log is {size / 1e6:.1f} MB and grows with every write "
                 "until a checkpoint succeeds")
+
+
+def wal_bytes(file: Path) -> int:
+    """The size of `file`'s write-ahead log (0: none)."""
+    try:
+        return Path(f"{file}-wal").stat().st_size
+    except OSError:
+        return 0

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from msshop.runtime.platform.checkpoint import Checkpointer
+from msshop.runtime.platform.checkpoint import Checkpointer, wal_bytes
 from msshop.runtime.platform.isolation import guard_connection
 from msshop.runtime.platform.tracing import SpanScope, db_attributes
 
@@ -71,14 +71,6 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
 
 def table_counts(conn: sqlite3.Connection, tables: Sequence[str]) -> dict[str, int]:
     return {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables}
-
-
-def wal_bytes(path: Path) -> int:
-    """The size of the file's write-ahead log (0: none)."""
-    try:
-        return Path(f"{path}-wal").stat().st_size
-    except OSError:
-        return 0
 
 
 class StartupFailed(Exception):
