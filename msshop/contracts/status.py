@@ -45,6 +45,17 @@ class ConsumerHealth(ReplicaFreshness):
     dead_letters: int
 
 
+class TaskHealth(TypedDict):
+    """A piece of a service's background work (relay, consumer, checkpoint) as its
+    supervisor sees it (runtime/platform/tasks.py)."""
+
+    name: str
+    state: str  # running | failing | stopped
+    error: str | None  # why it fails, one line; None while it works
+    failing_since: float | None  # unix seconds
+    restarts: int  # how often it was started again after it failed
+
+
 class NatsNode(TypedDict):
     """A nats-server of the sandbox's bus, as its monitoring port describes it."""
 
@@ -64,7 +75,9 @@ class KeptHealth(TypedDict):
 
 
 class Health(TypedDict):
-    """GET /health of any service; the keys from `outbox` on only where they apply."""
+    """GET /health of any service; the keys after `rows` only where they apply. `status`
+    is "ok", or "degraded" while a background task fails (`problems` says which, and why),
+    or a nats-server's "not ready"."""
 
     service: str
     status: str
@@ -73,6 +86,9 @@ class Health(TypedDict):
     chaos: ChaosState | None
     db: str
     rows: dict[str, int]
+    wal_bytes: NotRequired[int]  # the write-ahead log's size: it grows while checkpoints fail
+    tasks: NotRequired[list[TaskHealth]]  # msshop's services: their background work
+    problems: NotRequired[list[str]]  # one line for each task that fails now
     outbox: NotRequired[OutboxHealth]  # users, products, orders
     head: NotRequired[int]  # bus
     log: NotRequired[str]  # bus: the log's identity
@@ -90,10 +106,13 @@ class ServiceStatus(TypedDict):
     url: str
     db: str
     log: str
-    health: str  # ok | not answering (runs, but its /health did not answer) | down | -
+    # ok | degraded (a background task fails) | not answering (runs, but its /health did
+    # not answer) | down | -
+    health: str
     rows: dict[str, int] | None
     exit: str | None  # how it last ended, e.g. "killed by SIGKILL"
     ready_ms: float | None
+    problems: NotRequired[list[str]]  # why its health is "degraded"
     outbox: NotRequired[OutboxHealth]
     head: NotRequired[int]
     consumer: NotRequired[ConsumerHealth]

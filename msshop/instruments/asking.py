@@ -33,6 +33,7 @@ class Asked:
     latency_ms: float
     trace_id: str
     fanout: str | None = None
+    unsaved: str | None = None  # why the trace could not be stored (a full disk), if so
 
 
 # The query service speaks HTTP, so its advice names its query parameters; a person at the
@@ -88,10 +89,11 @@ class Questioner:
             root["status"] = "error"
         trace_id: str = root["trace_id"]
         spans = [root, *self.gather(trace_id)]
-        self.traces.save(StoredTrace(trace_id, QUESTION, strategy, user_id, fan, spans))
+        unsaved = self.traces.save(StoredTrace(trace_id, QUESTION, strategy, user_id, fan,
+                                               spans))
         if isinstance(answer, Refused):
             raise ServiceError(f"{in_flags(answer.error)} (trace {trace_id})", answer.status)
-        return Asked(strategy, answer, spans, latency, trace_id, fan)
+        return Asked(strategy, answer, spans, latency, trace_id, fan, unsaved)
 
     def _ask_monolith(self, user_id: int) -> Asked:
         root = _root_span(ReadStrategy.MONOLITH, user_id, None, "internal")
@@ -111,9 +113,9 @@ class Questioner:
         join.update(start=root["start"], duration_ms=touched.duration_ms)
         trace_id: str = root["trace_id"]
         spans = [root, join]
-        self.traces.save(StoredTrace(trace_id, QUESTION, ReadStrategy.MONOLITH, user_id, None,
-                                     spans))
-        return Asked(ReadStrategy.MONOLITH, answer, spans, latency, trace_id)
+        unsaved = self.traces.save(StoredTrace(trace_id, QUESTION, ReadStrategy.MONOLITH,
+                                               user_id, None, spans))
+        return Asked(ReadStrategy.MONOLITH, answer, spans, latency, trace_id, unsaved=unsaved)
 
     def gather(self, trace_id: str) -> list[Span]:
         """Every span any running service kept for this trace."""

@@ -32,6 +32,7 @@ class Journey:
     spans: list[Span]
     applied: bool  # the read model has the write (False: still on its way, e.g. bus down)
     lag_ms: float | None  # commit at the source to applied in the read model
+    unsaved: str | None = None  # why the trace could not be stored (a full disk), if so
 
 
 @dataclass(frozen=True)
@@ -88,8 +89,9 @@ def _followed(questioner: Questioner, root: Span, what: str, user_id: int) -> Jo
         applied = False  # the bus or the query service is down: show what got that far
     trace_id = str(root["trace_id"])
     spans = [root, *questioner.gather(trace_id)]
-    questioner.traces.save(StoredTrace(trace_id, what, "write", user_id, None, spans,
-                                       kind="write"))
+    unsaved = questioner.traces.save(StoredTrace(trace_id, what, "write", user_id, None,
+                                                 spans, kind="write"))
     lags = [s["attributes"]["msshop.lag_ms"] for s in spans
             if s["service"] == "query" and "msshop.lag_ms" in (s.get("attributes") or {})]
-    return Journey(trace_id, spans, applied and bool(lags), max(lags) if lags else None)
+    return Journey(trace_id, spans, applied and bool(lags), max(lags) if lags else None,
+                   unsaved)

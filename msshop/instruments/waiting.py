@@ -191,8 +191,9 @@ def _one(client: ShopClient, state: State, condition: Condition, name: str, look
     entry = _service(name, service.status, False, None, health=said)
     if health is None:
         entry["why"] = "not answering"
-    elif said != "ok":
-        problem = health["nats"]["problem"] if "nats" in health else ""
+    elif said != "ok":  # a nats node not ready, or a service's background work failing
+        problem = (health["nats"]["problem"] if "nats" in health
+                   else "; ".join(health.get("problems", [])))
         entry["why"] = said + (f" ({problem})" if problem else "")
     elif condition == "caught-up" and "outbox" in health:
         pending = health["outbox"]["pending"]

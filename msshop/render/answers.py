@@ -59,6 +59,8 @@ def answer_with_trace(out: Console, asked: Asked, view: str = "both") -> None:
     answer(out, asked)
     out.print()
     trace_views(out, asked.spans, asked.trace_id, view)
+    if asked.unsaved:
+        note(out, f"warning: {asked.unsaved}", style="yellow")
 
 
 def freshness(fresh: Freshness | None, strategy: str = ReadStrategy.DIRECT_CALL) -> str:

@@ -115,6 +115,8 @@ def replication_lines(status: StatusReport) -> list[str]:
                 if (outbox := s.get("outbox")) is not None]
     waiting = sum(outbox["pending"] for s in by_name.values()
                   if (outbox := s.get("outbox")) is not None)
+    for s in status["services"]:  # background work failing first: it is what to fix
+        lines += s.get("problems", [])
     if outboxes:
         lines.append("outbox backlog: " + ", ".join(outboxes))
     for name, s in by_name.items():
@@ -135,7 +137,7 @@ def replication_lines(status: StatusReport) -> list[str]:
         lines.append(f"query: read model at position {consumer['position']:,} of "
                      f"{consumer['bus_head']:,} ({state}), {consumer['dead_letters']:,} "
                      "dead letter(s)")
-        if consumer["bus_error"]:
+        if consumer["bus_error"]:  # the bus's failure; the consumer's own is a problem above
             lines.append(f"  its consumer is retrying: {consumer['bus_error']}")
         if problem := consumer.get("log_problem"):
             lines.append(f"  {problem}")
@@ -245,7 +247,8 @@ class LivePrinter:
                 service_name(name),
                 Text(service.status, style=STATUS_STYLES.get(service.status, "")),
                 str(service.pid or "-"), str(service.port),
-                Text("ok", style="green") if doc else Text("-", style="red"),
+                Text(doc.get("status", "ok"), style="green" if doc.get("status", "ok") == "ok"
+                     else "red") if doc else Text("-", style="red"),
                 relative(service.db, state.sandbox),
                 row_counts(doc.get("rows") if doc else None),
             ])

@@ -164,6 +164,8 @@ def journey(out: Console, followed: Journey, view: str = "both") -> None:
     else:
         note(out, "not in the read model yet (is the bus or the query service down? see: "
                   "msshop status); the trace shows how far the write got")
+    if followed.unsaved:
+        note(out, f"warning: {followed.unsaved}", style="yellow")
 
 
 def trace_list(out: Console, found: list[ListedTrace]) -> None:

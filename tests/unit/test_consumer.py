@@ -141,11 +141,6 @@ def test_an_interrupt_mid_batch_propagates_and_leaves_neither_rows_nor_position(
     assert users(conn) == [1, 2, 3, 4] and stored_position(conn) == 4
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Consumer._write applies each event with no savepoint: when apply() fails after it has "
-    "written (a bug, or a Poison raised late), the event is dead-lettered but what it wrote "
-    "commits with the batch, so the read model holds part of an event it reports as not "
-    "applied"))
 def test_a_dead_lettered_event_leaves_none_of_its_writes_behind(tmp_path: Path) -> None:
     def apply(conn: sqlite3.Connection, event: Received, position: int) -> None:
         projection.apply(conn, event, position)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from contextlib import suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from msshop.contracts.errors import SandboxError, UsageError
 from msshop.contracts.outcomes import ListedTrace
 from msshop.contracts.spans import Span
 from msshop.instruments.traces.shape import summary
+from msshop.runtime.platform import disk
 
 KEEP_TRACES = 200
 
@@ -70,13 +72,25 @@ class TraceStore:
         """The store of the sandbox in that directory (running or not)."""
         return cls(sandbox / "traces")
 
-    def save(self, trace: StoredTrace) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        (self.folder / f"{trace.trace_id}.json").write_text(json.dumps(asdict(trace)))
-        (self.folder / "last").write_text(trace.trace_id)
-        stored = sorted(self.folder.glob("*.json"), key=lambda p: p.stat().st_mtime)
-        for old in stored[:-KEEP_TRACES]:
-            old.unlink(missing_ok=True)
+    def save(self, trace: StoredTrace) -> str | None:
+        """Keep the trace; None, or why it could not be kept (a full disk): a warning for
+        the caller to show, never a failure of the question it traces."""
+        written = self.folder / f"{trace.trace_id}.json"
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            written.write_text(json.dumps(asdict(trace)))
+            (self.folder / "last").write_text(trace.trace_id)
+            stored = sorted(self.folder.glob("*.json"), key=lambda p: p.stat().st_mtime)
+            for old in stored[:-KEEP_TRACES]:
+                old.unlink(missing_ok=True)
+        except OSError as exc:
+            with suppress(OSError):  # a half-written trace is no trace
+                written.unlink(missing_ok=True)
+            why = (f"the disk is full ({self.folder})" if disk.is_full(exc)
+                   else f"{exc.strerror or exc} ({self.folder})")
+            return (f"trace {trace.trace_id} was not kept: {why}; `msshop trace` cannot "
+                    "show it again")
+        return None
 
     def _whole(self, prefix: str) -> str:
         found = [p.stem for p in self.folder.glob(f"{prefix}*.json")] \

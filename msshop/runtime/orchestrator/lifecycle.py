@@ -199,6 +199,8 @@ def status(settings: Settings) -> StatusReport:
         if unanswered:  # why it is not answering: refused, reset, timed out
             report["unanswered"] = unanswered
         if health:  # what it says of replication, and the faults injected into it
+            if health.get("problems"):  # background work failing: why it is "degraded"
+                report["problems"] = health["problems"]
             if "outbox" in health:  # users, products, orders: the backlog
                 report["outbox"] = health["outbox"]
             if "head" in health:  # the bus: its log's head

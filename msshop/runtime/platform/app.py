@@ -10,6 +10,7 @@ import time
 import traceback
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
 from typing import Annotated, Any, Protocol
 
 import msgspec
@@ -22,10 +23,12 @@ from msshop.contracts.shop import ChaosAnswer, Trespassed
 from msshop.contracts.spans import Spans, parse_traceparent, sampled
 from msshop.contracts.status import Health
 from msshop.runtime.platform.chaos import Chaos, ChaosMiddleware, Faults, Trespass
+from msshop.runtime.platform.db import Database
 from msshop.runtime.platform.http import json_response
 from msshop.runtime.platform.links import Links
 from msshop.runtime.platform.openapi import Endpoint, Param, document
 from msshop.runtime.platform.routing import ROUTE, Credentials, Operation, Router
+from msshop.runtime.platform.tasks import Tasks
 from msshop.runtime.platform.tracing import Tracer, follow, unfollow
 
 TraceId = Annotated[str, msgspec.Meta(min_length=32, max_length=32)]
@@ -105,10 +108,19 @@ def service_app(
 
     chaos = Chaos(service, links if links is not None else links_of(resources))
 
+    supervisors = tasks_of(resources)
+
     async def health_endpoint(request: Request) -> Response:
-        return json_response({"service": service, "status": "ok", "pid": os.getpid(),
+        # 200 whatever it says: a service that answers is up (the supervisor's readiness);
+        # "degraded" while background work fails, and `problems` says which and why
+        problems = [line for tasks in supervisors for line in tasks.problems()]
+        return json_response({"service": service, "status": "degraded" if problems else "ok",
+                              "pid": os.getpid(),
                               "ready_at": ready_at[0] if ready_at else None,
-                              "chaos": chaos.active(), **health()})
+                              "chaos": chaos.active(), **health(),
+                              "tasks": [task for tasks in supervisors
+                                        for task in tasks.health()],
+                              "problems": problems})
 
     async def spans_endpoint(request: Request, trace_id: str) -> Response:
         return json_response({"service": service, "spans": tracer.spans_of(trace_id)})
@@ -147,7 +159,7 @@ def service_app(
             traced=False),
         *endpoints,
     ]
-    router = Router(service, Credentials(admin, senders or {}))
+    router = Router(service, Credentials(admin, senders or {}), file_of(resources))
     for endpoint in every:
         router.add(endpoint)
     # faults inside the span, so that they show in traces
@@ -198,6 +210,22 @@ def release_all(resources: Sequence[Resource]) -> None:
         release = getattr(resource, "release", None)
         if callable(release):
             release()
+
+
+def tasks_of(resources: Sequence[Resource]) -> list[Tasks]:
+    """The supervisors of the background work the resources run (one per process, the
+    ServiceContext's, which the Database, relay and consumer share), each once."""
+    found: list[Tasks] = []
+    for resource in resources:
+        tasks = getattr(resource, "tasks", None)
+        if isinstance(tasks, Tasks) and all(tasks is not seen for seen in found):
+            found.append(tasks)
+    return found
+
+
+def file_of(resources: Sequence[Resource]) -> Path | None:
+    """The service's own file, which a write refused for a full disk names."""
+    return next((r.path for r in resources if isinstance(r, Database)), None)
 
 
 def links_of(resources: Sequence[Resource]) -> Links | None:

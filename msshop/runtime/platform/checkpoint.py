@@ -10,7 +10,12 @@ So the service's connection never checkpoints (`wal_autocheckpoint=0`), and a th
 PASSIVE checkpoint every INTERVAL on a second connection to the same file. A passive
 checkpoint runs beside readers and writers (it copies what no reader still needs), and the
 sqlite3 module lets go of the GIL while SQLite copies, so the loop keeps serving. The WAL
-is still bounded: what is written in an INTERVAL, plus what a long read holds back.
+is still bounded: what is written in an INTERVAL, plus what a long read holds back, as long
+as checkpoints succeed. While they fail (a full disk: the file cannot grow to take the
+pages) the WAL grows with every commit; the thread keeps trying, and the task says so in
+/health, with the WAL's size (tasks.py: "orders' checkpoint failing for 40 s: database or
+disk is full; the write-ahead log is 49.0 MB ..."), until one succeeds and the WAL is
+reused from its start.
 """
 
 from __future__ import annotations
@@ -18,6 +23,9 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+from pathlib import Path
+
+from msshop.runtime.platform.tasks import Task, Tasks
 
 log = logging.getLogger("msshop.db")
 
@@ -26,28 +34,32 @@ INTERVAL = 0.1  # seconds between checkpoints; one with nothing to copy costs mi
 
 class Checkpointer:
     """Checkpoints `own` (a connection to the service's file, for this thread only) every
-    `interval` seconds from start() until stop(); `service` stops checkpointing itself."""
+    `interval` seconds from start() until stop(), on a thread its process's `tasks`
+    supervise; `service` stops checkpointing itself."""
 
     def __init__(self, service: sqlite3.Connection, own: sqlite3.Connection, name: str,
-                 interval: float = INTERVAL) -> None:
+                 interval: float = INTERVAL, tasks: Tasks | None = None) -> None:
         self._service = service
         self._own = own
         self._interval = interval
         self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"{name}-checkpoint",
-                                        daemon=True)
+        self._tasks = tasks or Tasks(name)
+        self._task: Task = self._tasks.add("checkpoint")
+        self._task.detail = self.wal_words
+        self._file: Path | None = None  # the service's file, known once started
         self.error: str | None = None  # the last checkpoint's failure, until one succeeds
 
     def start(self) -> None:
         self._service.execute("PRAGMA wal_autocheckpoint=0")
-        self._thread.start()
+        file = self._service.execute("PRAGMA database_list").fetchone()[2]
+        self._file = Path(file) if file else None
+        self._tasks.thread(self._task, self._run, self._stopping)
 
     def stop(self) -> None:
         """Stop the thread (after the checkpoint under way, if any) and close its connection.
         The service's own connection, closed last, checkpoints what is left."""
         self._stopping.set()
-        if self._thread.is_alive():
-            self._thread.join()
+        self._task.join()
         self._own.close()
 
     def _run(self) -> None:
@@ -58,11 +70,23 @@ class Checkpointer:
         try:
             self._own.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         except sqlite3.Error as exc:  # e.g. the disk is full: say so once, keep trying
-            if self.error != str(exc):
-                log.warning("checkpoint: the write-ahead log could not be copied into the "
-                            "database file: %s; trying again every %g s", exc, self._interval)
-            self.error = str(exc)
+            self.error = str(exc)  # logged once per cause, and shown in /health
+            self._task.failed(f"the write-ahead log could not be copied into the database "
+                              f"file: {exc}")
         else:
-            if self.error is not None:
-                log.info("checkpoint: the write-ahead log is copied again")
             self.error = None
+            self._task.recovered()
+
+    def wal_words(self) -> str:
+        """The WAL's size in words, while checkpoints fail: it grows until one succeeds."""
+        size = wal_bytes(self._file) if self._file is not None else 0
+        return (f"the write-ahead log is {size / 1e6:.1f} MB and grows with every write "
+                "until a checkpoint succeeds")
+
+
+def wal_bytes(file: Path) -> int:
+    """The size of `file`'s write-ahead log (0: none)."""
+    try:
+        return Path(f"{file}-wal").stat().st_size
+    except OSError:
+        return 0

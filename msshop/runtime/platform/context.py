@@ -11,6 +11,7 @@ from msshop.contracts.config import KEPT_MIB, SPANS_KEPT, ConnectionLimits
 from msshop.contracts.credentials import bearer
 from msshop.runtime.platform.db import Database
 from msshop.runtime.platform.links import LinkedBus, Links
+from msshop.runtime.platform.tasks import Tasks
 from msshop.runtime.platform.tracing import Tracer
 
 if TYPE_CHECKING:
@@ -39,10 +40,13 @@ class ServiceContext:
     tracer: Tracer = field(init=False, compare=False)
     # faults on this service's calls (POST /chaos with `to`): its Peers and bus act on them
     links: Links = field(init=False, compare=False)
+    # the supervisor of its background work (relay, consumer, checkpoint): tasks.py
+    tasks: Tasks = field(init=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tracer", Tracer(self.name, self.spans_kept))
         object.__setattr__(self, "links", Links(self.name))
+        object.__setattr__(self, "tasks", Tasks(self.name))
 
     def database(self, migrations: list[str], tables: list[str]) -> Database:
         return Database(self, migrations, tables)

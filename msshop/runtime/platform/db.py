@@ -14,12 +14,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from msshop.runtime.platform.checkpoint import Checkpointer
+from msshop.runtime.platform.checkpoint import Checkpointer, wal_bytes
 from msshop.runtime.platform.isolation import guard_connection
 from msshop.runtime.platform.tracing import SpanScope, db_attributes
 
 if TYPE_CHECKING:
     from msshop.runtime.platform.context import ServiceContext
+    from msshop.runtime.platform.tasks import Tasks
 
 
 def open_database(path: Path, migrations: Sequence[str]) -> sqlite3.Connection:
@@ -55,14 +56,17 @@ def statements(script: str) -> list[str]:
 
 @contextmanager
 def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """A write transaction that takes the write lock at once and rolls back on any error."""
+    """A write transaction that takes the write lock at once and rolls back on any error,
+    the COMMIT's own included: a COMMIT refused (a full disk, SQLITE_BUSY) may leave the
+    transaction open, and every later BEGIN on the connection would fail."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         yield conn
+        conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:  # SQLite may have rolled it back already (SQLITE_FULL may)
+            conn.execute("ROLLBACK")
         raise
-    conn.execute("COMMIT")
 
 
 def table_counts(conn: sqlite3.Connection, tables: Sequence[str]) -> dict[str, int]:
@@ -102,7 +106,7 @@ class Database:
                                 f"{exc.strerror}") from None
         guard_connection(self.ctx.name, conn, path)
         guard_connection(self.ctx.name, own, path)
-        self._checkpointer = Checkpointer(conn, own, self.ctx.name)
+        self._checkpointer = Checkpointer(conn, own, self.ctx.name, tasks=self.ctx.tasks)
         self._checkpointer.start()
         self._conn = conn
 
@@ -119,8 +123,20 @@ class Database:
         assert self._conn is not None, "the database opens when the app starts"
         return self._conn
 
+    @property
+    def path(self) -> Path:
+        """The service's file (a refused write names it: routing.py)."""
+        return self.ctx.db_path
+
+    @property
+    def tasks(self) -> Tasks:
+        """The process's supervised background work, the checkpointer among it (app.py
+        finds it here)."""
+        return self.ctx.tasks
+
     def health(self) -> dict[str, Any]:
-        return {"db": str(self.ctx.db_path), "rows": table_counts(self.conn, self.tables)}
+        return {"db": str(self.ctx.db_path), "rows": table_counts(self.conn, self.tables),
+                "wal_bytes": wal_bytes(self.ctx.db_path)}
 
     def span(self, operation: str, table: str, keys: Any = None) -> SpanScope:
         """A span for one statement on this file; set span["attributes"]["msshop.rows"]."""

@@ -11,6 +11,10 @@ to the bus in order, in batches, and marks them sent with the position the bus g
 - While the bus is down the rows wait and the relay retries with backoff. A row is marked
   sent only after the bus has stored it; if the process dies in between, the row is sent
   again, and the bus's append, idempotent by event id, keeps it once.
+- Anything else that stops it (a full disk under `mark_sent`, a bug) ends the relay's
+  attempt, not the relay: it runs under the process's task supervisor (tasks.py), which
+  says so in /health and starts it again; what was stored but not marked is sent again,
+  and kept once, as above.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from msshop.contracts.limits import MAX_BATCH
 from msshop.contracts.status import OutboxHealth
 from msshop.runtime.platform.backoff import Backoff, Sleep
 from msshop.runtime.platform.db import transaction
+from msshop.runtime.platform.tasks import Task, Tasks
 from msshop.runtime.platform.tracing import Tracer
 
 log = logging.getLogger("msshop.outbox")
@@ -60,10 +65,12 @@ POLL = 1.0
 
 class Outbox:
     def __init__(self, service: str, connection: Callable[[], sqlite3.Connection], bus: Bus,
-                 sleep: Sleep = asyncio.sleep, tracer: Tracer | None = None) -> None:
+                 sleep: Sleep = asyncio.sleep, tracer: Tracer | None = None,
+                 tasks: Tasks | None = None) -> None:
         """`connection` returns the service's connection (it opens with the app, after this
         object is made); `sleep` is the relay's pause between retries (tests pass a fake);
-        `tracer` records the publishing of followed writes' events."""
+        `tracer` records the publishing of followed writes' events; `tasks` supervises the
+        relay (the process's: ServiceContext.tasks)."""
         self.service = service
         self.tracer = tracer
         self._connection = connection
@@ -71,7 +78,8 @@ class Outbox:
         self._backoff = Backoff(sleep)
         self._wake = asyncio.Event()
         self._published = asyncio.Event()  # swapped after each batch the bus has stored
-        self._task: asyncio.Task[None] | None = None
+        self.tasks = tasks or Tasks(service)
+        self._task: Task | None = None
         self.error: str | None = None  # why the last send failed, until one succeeds
         self.failing_since: float | None = None
 
@@ -96,16 +104,14 @@ class Outbox:
     # --- the relay -------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self._wake.set()  # look at once: a crash may have left rows behind
-        self._task = asyncio.create_task(self._run(), name=f"{self.service}-relay")
+        self._task = self.tasks.run("relay", self._run)
 
     async def close(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._task
+            await self._task.stop()
 
     async def _run(self) -> None:
+        self._wake.set()  # look at once: a crash (or a failed attempt) may have left rows
         while True:
             # asyncio.timeout, not wait_for: on Python 3.11 a wait_for cancelled in the
             # turn its event fires returns instead of raising, and close() would be lost
@@ -114,6 +120,8 @@ class Outbox:
                     await self._wake.wait()
             self._wake.clear()
             await self.flush()
+            if self._task is not None:  # the outbox was read and sent: whatever failed works
+                self._task.recovered()
 
     async def flush(self) -> None:
         """Send everything pending, retrying with backoff while the bus is unreachable."""

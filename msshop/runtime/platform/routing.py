@@ -20,12 +20,15 @@ from __future__ import annotations
 
 import inspect
 import logging
+import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from msshop.runtime.platform import disk
 from msshop.runtime.platform.http import (
     HttpError,
     authorization,
@@ -148,14 +151,24 @@ class Route:
         return {name: parts[i] for i, name in self.params}
 
 
+#: seconds between two log lines about writes refused for a full disk (one per write
+#: would fill a log as fast as purchases come)
+FULL_DISK_LOG_EVERY = 30.0
+
+
 class Router:
     """Dispatches an HTTP request to its operation. A handler's HttpError (or the
-    credential's, or a parameter's) is answered as the JSON error it describes; any other
-    exception is logged and answered 500, naming the log to read."""
+    credential's, or a parameter's) is answered as the JSON error it describes; a full disk
+    (disk.py) 507 naming the service's file (`db_path`) and the fix; any other exception is
+    logged and answered 500, naming the log to read."""
 
-    def __init__(self, service: str, credentials: Credentials | None = None) -> None:
+    def __init__(self, service: str, credentials: Credentials | None = None,
+                 db_path: Path | None = None) -> None:
         self.service = service
         self.credentials = credentials or Credentials(None, {})
+        self.db_path = db_path
+        self._full_logged_at: float | None = None  # monotonic; None: not full, as last seen
+        self._refused_since_logged = 0
         self.exact: dict[str, Route] = {}  # templates without parameters, by path
         # templates with parameters, by (number of segments, first segment)
         self.templated: dict[tuple[int, str], list[Route]] = {}
@@ -229,12 +242,28 @@ class Router:
             response = json_response({"error": one_line(exc.message), "status": exc.status,
                                       "service": self.service, **exc.extra}, exc.status)
         except Exception as exc:
+            if disk.is_full(exc):
+                response = self._disk_full(scope)
+                await respond(response, scope, receive, send)
+                return
             log.exception("unhandled error in %s %s", scope["method"], scope["path"])
             response = json_response({
                 "error": one_line(f"{self.service} failed: {type(exc).__name__}: {exc}; "
                                   f"see: msshop logs {self.service}"),
                 "status": 500, "service": self.service}, 500)
         await respond(response, scope, receive, send)
+
+    def _disk_full(self, scope: Scope) -> Response:
+        """507, and a log line now and then (not a traceback: nothing is broken)."""
+        message = disk.full_disk(self.service, self.db_path)
+        self._refused_since_logged += 1
+        now = time.monotonic()
+        if self._full_logged_at is None or now - self._full_logged_at >= FULL_DISK_LOG_EVERY:
+            log.warning("%s %s refused: %s (%d write(s) refused so far)", scope["method"],
+                        scope["path"], message, self._refused_since_logged)
+            self._full_logged_at, self._refused_since_logged = now, 0
+        return json_response({"error": one_line(message), "status": disk.STATUS,
+                              "service": self.service}, disk.STATUS)
 
     async def _refuse(self, allowed: str, scope: Scope, receive: Receive, send: Send
                       ) -> None:

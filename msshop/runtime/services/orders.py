@@ -239,7 +239,7 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
     db = ctx.database(MIGRATIONS, ["orders"])
     peers = ctx.peers()
     bus = ctx.bus(peers)
-    outbox = Outbox("orders", lambda: db.conn, bus, tracer=ctx.tracer)
+    outbox = Outbox("orders", lambda: db.conn, bus, tracer=ctx.tracer, tasks=ctx.tasks)
 
     async def checkout(purchases: list[Purchase]) -> list[tuple[dict[str, Any], bool] |
                                                         Exception]:

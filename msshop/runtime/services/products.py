@@ -216,7 +216,7 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
     db = ctx.database(MIGRATIONS, ["products"])
     peers = ctx.peers()
     bus = ctx.bus(peers)
-    outbox = Outbox("products", lambda: db.conn, bus, tracer=ctx.tracer)
+    outbox = Outbox("products", lambda: db.conn, bus, tracer=ctx.tracer, tasks=ctx.tasks)
 
     async def post_product(request: Request) -> Response:
         values = checked(await read_body(request, NewProduct))

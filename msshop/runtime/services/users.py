@@ -139,7 +139,7 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
     db = ctx.database(MIGRATIONS, ["users"])
     peers = ctx.peers()
     bus = ctx.bus(peers)
-    outbox = Outbox("users", lambda: db.conn, bus, tracer=ctx.tracer)
+    outbox = Outbox("users", lambda: db.conn, bus, tracer=ctx.tracer, tasks=ctx.tasks)
 
     async def post_user(request: Request) -> Response:
         signup = checked(await read_body(request, SignUp))

@@ -62,7 +62,7 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
         answers.applied(event)
 
     consumer = Consumer("query", lambda: db.conn, bus, apply, tracer=ctx.tracer,
-                        db_name=db.file_name)
+                        db_name=db.file_name, tasks=ctx.tasks)
 
     async def user_orders(request: Request, user_id: int, strategy: ReadStrategy,
                           fanout: str, partial: bool, after: int, wait_ms: int, kept: bool

@@ -120,6 +120,9 @@ class Projection:
     - `finish()` also inserts the orders still held: until then the tables lag the events
       applied, which only a rebuild, swapped in after finish(), may allow. The rebuild
       builds the index after the swap.
+    - The rows held are rolled back with the consumer's savepoints (`mark`, `rewind`:
+      consumer.Held), so an event dead-lettered leaves no held row behind, and a batch
+      applied again does not lose rows an insert under the savepoint had taken.
     """
 
     BULK_ORDERS = 10_000
@@ -128,6 +131,9 @@ class Projection:
         self.suffix = suffix
         self.bulk = bulk
         self._held: list[tuple[Any, ...]] = []  # bulk: orders not inserted yet
+        # bulk: the list held at the last mark() and how many rows it had: a flush makes a
+        # new list and leaves that one as it was, so rewind() finds what was held
+        self._mark: tuple[list[tuple[Any, ...]], int] = (self._held, 0)
         self._inserted = False  # bulk: some orders are in, with copies a product event may age
         self._recopy: set[int] = set()  # bulk: products whose orders' copies are stale
         self.tables = {name: f"{name}_replica{suffix}"
@@ -199,11 +205,23 @@ class Projection:
             raise Poison(f"unknown event type {event.type!r}")
 
     def _insert_held(self, conn: sqlite3.Connection) -> None:
-        # by (user_id, id), then position: of an order delivered twice, the first one stays
-        self._held.sort()
-        conn.executemany(self.insert_order, self._held)
-        self._inserted = self._inserted or bool(self._held)
-        self._held.clear()
+        # by (user_id, id), then position: of an order delivered twice, the first one stays;
+        # sorted into a new list, so the marked one is left as rewind() needs it
+        rows, self._held = sorted(self._held), []
+        conn.executemany(self.insert_order, rows)
+        self._inserted = self._inserted or bool(rows)
+
+    def mark(self) -> None:
+        """A savepoint is taken: remember what is held (O(1): the list and its length)."""
+        self._mark = (self._held, len(self._held))
+
+    def rewind(self) -> None:
+        """The savepoint is rolled back: hold what was held at mark(), the rows inserted
+        since then (rolled back with it) included. Products noted for finish() stay noted:
+        copying a product's current row again changes nothing."""
+        held, count = self._mark
+        del held[count:]
+        self._held = held
 
     def finish(self, conn: sqlite3.Connection) -> None:
         """After a bulk load: the orders held back are inserted, and the orders of products

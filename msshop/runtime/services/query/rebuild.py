@@ -36,7 +36,7 @@ async def rebuild(connection: Callable[[], Any], bus: Bus, live: Consumer,
     before = live.position
     await live.close()
     try:
-        rebuilder = Consumer(REBUILDER, connection, bus, shadow.apply)
+        rebuilder = Consumer(REBUILDER, connection, bus, shadow.apply, held=shadow)
 
         def swap(conn: Any) -> None:
             """In the transaction that applies the last events: the copies, then the swap."""
