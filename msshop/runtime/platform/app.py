@@ -150,6 +150,7 @@ def service_app(
     router = Router(service, Credentials(admin, senders or {}))
     for endpoint in every:
         router.add(endpoint)
+    router.explain = explainer(resources)
     # faults inside the span, so that they show in traces
     handle = TracingMiddleware(ChaosMiddleware(router, chaos), tracer)
     return ServiceApp(handle, lifespan, router, lambda: release_all(resources))
@@ -198,6 +199,14 @@ def release_all(resources: Sequence[Resource]) -> None:
         release = getattr(resource, "release", None)
         if callable(release):
             release()
+
+
+def explainer(resources: Sequence[Resource]) -> Callable[[Exception], str | None]:
+    """What puts a known failure in words: the service's database's `damaged` (db.py)."""
+    damaged = [explain for resource in resources
+               if callable(explain := getattr(resource, "damaged", None))]
+    return lambda exc: next((words for explain in damaged
+                             if (words := explain(exc)) is not None), None)
 
 
 def links_of(resources: Sequence[Resource]) -> Links | None:

@@ -1,0 +1,249 @@
+"""`msshop check`: each service's file checked whole (the start check stops after a time
+budget: runtime/platform/integrity.py). `msshop repair bus`: rebuild the bus's event log
+from what the services' outboxes hold.
+
+Why it can: a writing service keeps each outbox row after sending it, with the position the
+bus gave it (runtime/platform/outbox.py), so users, products and orders hold every event
+they ever sent, where it went. Put back together, they are the log, but for what no outbox
+holds: events appended directly (`msshop poison`), and a position an earlier log used that
+a newer one gave to another event.
+
+The rebuild: the bus stopped (a running bus holds its file); the damaged bus.db (and its
+-wal, -shm) moved aside, named, never deleted; a new bus.db with every recoverable event at
+its original position, under a NEW log identity, so the read model sees a replaced log and
+is rebuilt from it (`msshop replay query`, which this runs once the bus is back); then the
+bus started again. Outbox rows never sent stay pending: the relays send them after.
+
+The operator looking, not a service (as in inspection.py and monolith.py): the services'
+files are opened read-only, while they run. The bus's own schema is the bus's (services/
+bus.py), so the new file is what a bus would have made.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import closing, suppress
+from pathlib import Path
+
+import msgspec
+
+from msshop.contracts.config import Settings
+from msshop.contracts.errors import SandboxError, UsageError
+from msshop.contracts.events import decode
+from msshop.contracts.repair import Checked, FileChecked, OutboxRecovered, Repaired
+from msshop.contracts.topology import BY_NAME, NAMES, SERVICES
+from msshop.instruments.inspection import Unreadable, bus_backend, read_only_uri
+from msshop.runtime.orchestrator import lifecycle
+from msshop.runtime.orchestrator.state import SandboxPaths, is_running, read_state
+from msshop.runtime.platform.db import open_database, transaction
+from msshop.runtime.platform.integrity import quick_check, way_out
+
+#: one recovered event: (position, sent_at, source, its bytes as sent)
+Row = tuple[int, float, str, bytes]
+INSERT = ("INSERT INTO events (position, id, type, source, aggregate_type, aggregate_id, "
+          "aggregate_version, occurred_at, appended_at, trace_id, body) "
+          "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+WAL_FILES = ("-wal", "-shm")
+
+
+def check_files(settings: Settings, service: str | None = None) -> Checked:
+    """Each service's file (or `service`'s) read whole by PRAGMA quick_check, read-only
+    (the sandbox may run): whether it is damaged, and the way out if it is."""
+    if service is not None and service not in BY_NAME:
+        raise UsageError(f"unknown service {service!r}; choose one of: " + ", ".join(NAMES))
+    paths = SandboxPaths(settings.sandbox_dir)
+    if not paths.data.is_dir():
+        raise SandboxError(f"no sandbox in {paths.root} (no data/ there): nothing to check")
+    state = read_state(paths) if is_running(paths) else None
+    files: list[FileChecked] = []
+    for name in [service] if service else NAMES:
+        path = BY_NAME[name].db_path(paths.root)
+        file: FileChecked = {"service": name, "path": str(path), "exists": path.exists(),
+                             "ok": None, "problem": None, "way_out": None, "seconds": 0.0}
+        files.append(file)
+        if not file["exists"]:
+            continue
+        try:
+            checked = quick_check(path, uri=read_only_uri(path))
+        except (Unreadable, sqlite3.Error) as exc:
+            file["problem"] = f"cannot be read: {exc}"
+        else:
+            file["problem"], file["seconds"] = checked.problem, round(checked.seconds, 3)
+        file["ok"] = file["problem"] is None
+        if not file["ok"]:
+            running = state is not None and state.services[name].status == "running"
+            file["way_out"] = way_out(name, path, running)
+    return {"sandbox": str(paths.root), "files": files,
+            "ok": all(file["ok"] is not False for file in files)}
+
+
+def repair_bus(settings: Settings) -> Repaired:
+    paths = SandboxPaths(settings.sandbox_dir)
+    if not paths.data.is_dir():
+        raise SandboxError(f"no sandbox in {paths.root} (no data/ there): nothing to repair")
+    if bus_backend(paths) == "nats":
+        raise UsageError("this sandbox's bus is NATS JetStream: `msshop repair bus` rebuilds "
+                         "msshop's own log (bus.db) only; a lost stream is named by the "
+                         "relays, which make it again (docs/cli.md)")
+    running = is_running(paths)
+    state = read_state(paths) if running else None
+    if state is not None and state.services["bus"].status in ("running", "starting"):
+        raise SandboxError("the bus is running: stop it first (a running bus holds its "
+                           "file), then repair: msshop stop bus; msshop repair bus")
+    path = BY_NAME["bus"].db_path(paths.root)
+    old_log, old_head = _old_log(path)
+    outboxes, rows = _read_outboxes(paths.root)
+    kept = _by_position(rows)
+    _count(outboxes, rows, kept)
+    new_log = _write(path.with_name(path.name + ".rebuilt"), kept)
+    moved = _move_aside(path)
+    path.with_name(path.name + ".rebuilt").rename(path)
+    head = max(kept, default=0)
+    lost = _runs(_missing(kept, max(head, old_head or 0)))
+    report: Repaired = {
+        "sandbox": str(paths.root), "path": str(path),
+        "moved_aside": str(moved) if moved else None, "old_log": old_log,
+        "old_head": old_head, "log": new_log, "events": len(kept), "head": head,
+        "outboxes": outboxes, "lost": [[a, b] for a, b in lost],
+        "lost_count": sum(b - a + 1 for a, b in lost), "started": False, "replayed": None,
+        "next": None,
+    }
+    if state is None:
+        report["next"] = ("start the sandbox, then rebuild the read model from the new log: "
+                          "msshop up --detach; msshop replay query")
+        return report
+    lifecycle.start(settings, "bus")
+    report["started"] = True
+    if lifecycle.running_state(settings).services["query"].status == "running":
+        from msshop.instruments.replay import replay
+
+        report["replayed"] = replay(settings, "query")
+    else:
+        report["next"] = ("start the query service, then rebuild its read model from the "
+                          "new log: msshop start query; msshop replay query")
+    return report
+
+
+def _old_log(path: Path) -> tuple[str | None, int | None]:
+    """The damaged log's identity and last position, if they can still be read (the last
+    position is on the b-tree's rightmost path, often whole when the middle is not)."""
+    if not path.exists():
+        return None, None
+    log_id = head = None
+    try:
+        with closing(sqlite3.connect(read_only_uri(path), uri=True)) as conn:
+            with suppress(sqlite3.Error):
+                (log_id,) = conn.execute("SELECT id FROM log").fetchone()
+            with suppress(sqlite3.Error):
+                (head,) = conn.execute("SELECT max(position) FROM events").fetchone()
+    except Unreadable:
+        pass
+    return log_id, head
+
+
+def _read_outboxes(root: Path) -> tuple[list[OutboxRecovered], list[Row]]:
+    """Every sent row of every writing service's outbox, read-only, and what each held."""
+    found: list[OutboxRecovered] = []
+    rows: list[Row] = []
+    for spec in SERVICES:
+        if not spec.publishes:
+            continue
+        path = spec.db_path(root)
+        outbox: OutboxRecovered = {"service": spec.name, "path": str(path), "events": 0,
+                                   "pending": 0, "earlier_log": 0, "error": None}
+        found.append(outbox)
+        if not path.exists():
+            outbox["error"] = f"{path.name} does not exist"
+            continue
+        try:
+            with closing(sqlite3.connect(read_only_uri(path), uri=True)) as conn:
+                conn.execute("BEGIN")  # one moment of the file: the sent and the pending
+                rows.extend((position, sent_at, spec.name, bytes(body))
+                            for position, sent_at, body in conn.execute(
+                                "SELECT position, sent_at, body FROM outbox "
+                                "WHERE position IS NOT NULL"))
+                (outbox["pending"],) = conn.execute(
+                    "SELECT count(*) FROM outbox WHERE sent_at IS NULL").fetchone()
+        except (Unreadable, sqlite3.Error) as exc:
+            outbox["error"] = f"{path.name} cannot be read: {exc}"
+    return found, rows
+
+
+def _by_position(rows: list[Row]) -> dict[int, Row]:
+    """One event a position. Two rows at one position were sent to two logs (the log was
+    replaced before, and the newer one gave the position again): the later-sent is the
+    newer log's; the earlier cannot be put back where it was."""
+    kept: dict[int, Row] = {}
+    for row in rows:
+        other = kept.get(row[0])
+        if other is None or other[1] < row[1]:
+            kept[row[0]] = row
+    return kept
+
+
+def _count(outboxes: list[OutboxRecovered], rows: list[Row], kept: dict[int, Row]) -> None:
+    """Each outbox's events put back, and those that lost their position to a newer log."""
+    by_service = {outbox["service"]: outbox for outbox in outboxes}
+    for row in rows:
+        by_service[row[2]]["events" if kept[row[0]] is row else "earlier_log"] += 1
+
+
+def _write(path: Path, kept: dict[int, Row]) -> str:
+    """A new bus.db at `path`: the bus's own schema (with a new log identity), then every
+    event at its position. Returns the new log's identity."""
+    from msshop.runtime.services.bus import MIGRATIONS  # the bus's schema, not a copy
+
+    for stale in (path, *(path.with_name(path.name + s) for s in WAL_FILES)):
+        stale.unlink(missing_ok=True)  # an earlier repair that stopped half-way
+    conn = open_database(path, MIGRATIONS)
+    try:
+        with transaction(conn):
+            conn.executemany(INSERT, _inserted(kept))
+        (log_id,) = conn.execute("SELECT id FROM log").fetchone()
+    finally:
+        conn.close()  # the last connection: the WAL is copied into the file and removed
+    return str(log_id)
+
+
+def _inserted(kept: dict[int, Row]) -> Iterator[tuple[object, ...]]:
+    for position in sorted(kept):
+        _, sent_at, _, body = kept[position]
+        try:
+            e = decode(body)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            continue  # a service's own row that is not an event: it never reached a bus
+        yield (position, e.id, e.type, e.source, e.aggregate_type, e.aggregate_id,
+               e.aggregate_version, e.occurred_at, sent_at or time.time(), e.trace_id, body)
+
+
+def _move_aside(path: Path) -> Path | None:
+    """The damaged file (with its -wal and -shm: a -wal left without its file too, which a
+    new file must not take for its own) renamed beside it; None if there was nothing."""
+    aside = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+    moved = False
+    for suffix in WAL_FILES:
+        companion = path.with_name(path.name + suffix)
+        if companion.exists():
+            companion.rename(aside.with_name(aside.name + suffix))
+            moved = True
+    if path.exists():
+        path.rename(aside)
+        return aside
+    return aside if moved else None
+
+
+def _missing(kept: dict[int, Row], head: int) -> Iterable[int]:
+    return (position for position in range(1, head + 1) if position not in kept)
+
+
+def _runs(positions: Iterable[int]) -> list[tuple[int, int]]:
+    """Positions as [first, last] runs: 3, 4, 5, 9 -> (3, 5), (9, 9)."""
+    runs: list[tuple[int, int]] = []
+    for position in positions:
+        if runs and runs[-1][1] == position - 1:
+            runs[-1] = (runs[-1][0], position)
+        else:
+            runs.append((position, position))
+    return runs
