@@ -1,0 +1,148 @@
+"""A damaged or lost database (issue 23, finding 5): found at start and named with its way
+out, never a traceback; the bus's log rebuilt from the services' outboxes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+from pathlib import Path
+
+from msshop.contracts.events import Event
+from msshop.instruments import event_pager
+from msshop.instruments.checking import caught_up
+from tests.conftest import Sandbox
+
+DAMAGE = bytes(range(256)) * 256  # 64 KiB that no b-tree page begins with
+
+
+def overwrite_middle(path: Path) -> None:
+    """64 KiB of the file's middle overwritten, as a bad disk or a stray write would."""
+    middle = (path.stat().st_size // 2) & ~4095
+    with path.open("r+b") as file:
+        file.seek(middle)
+        file.write(DAMAGE)
+
+
+def damage_under_a_running_service(path: Path) -> None:
+    """Overwrite the middle of a file its service holds open, so that it reads the damage:
+    the WAL copied into the file first (the middle is then read from the file), then one
+    commit from here, which makes the service drop the pages it had cached."""
+    with sqlite3.connect(path, isolation_level=None) as conn:
+        conn.execute("PRAGMA busy_timeout=5000")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        conn.execute("CREATE TABLE scratch (x)")
+        conn.execute("DROP TABLE scratch")
+    conn.close()
+    overwrite_middle(path)
+
+
+def log_of(sandbox: Sandbox) -> list[tuple[int, Event]]:
+    return list(event_pager.read(sandbox.client().bus(), 0, 10_000_000, follow=False))
+
+
+def one_line_error(stderr: str) -> str:
+    assert stderr.startswith("error: ") and stderr.count("\n") == 1, stderr
+    assert "Traceback" not in stderr
+    return stderr
+
+
+def test_damaged_bus_log_is_named_then_rebuilt_from_the_outboxes(sandbox: Sandbox) -> None:
+    sandbox.run("seed", "--users", "100", "--products", "20", "--orders", "5000", "--wait",
+                check=True)
+    poisoned = json.loads(sandbox.run("poison", "--json", check=True).stdout)["position"]
+    client = sandbox.client()
+    caught_up(client, timeout=30)
+    before = log_of(sandbox)
+    bus_db = sandbox.root / "data" / "bus.db"
+
+    # damaged under the running bus: a request that reads it is told which file and what
+    # to do, in one line, not a traceback
+    damage_under_a_running_service(bus_db)
+    status, answer = client.exchange("bus", "GET", "/health")
+    assert status == 500 and answer["service"] == "bus"
+    assert answer["error"] == (
+        f"bus: its database {bus_db} is damaged (database disk image is malformed); rebuild "
+        "it from the services' outboxes: msshop stop bus; msshop repair bus")
+    running = sandbox.run("repair", "bus")
+    assert running.returncode == 1
+    assert "the bus is running: stop it first" in one_line_error(running.stderr)
+
+    # stopped, it does not start again: one line naming the file and the way out
+    sandbox.run("stop", "bus", check=True)
+    bought = client.request("orders", "POST", "/orders", {"user_id": 1, "product_id": 1})
+    refused = sandbox.run("start", "bus")
+    assert refused.returncode == 1
+    line = one_line_error(refused.stderr)
+    assert f"its database {bus_db} is damaged" in line
+    assert "rebuild it from the services' outboxes: msshop repair bus" in line
+    checked = sandbox.run("check", "bus", "--json")
+    assert checked.returncode == 1 and json.loads(checked.stdout)["files"][0]["ok"] is False
+
+    repaired = json.loads(sandbox.run("repair", "bus", "--json", check=True).stdout)
+    aside = Path(repaired["moved_aside"])
+    assert aside.parent == bus_db.parent and aside.name.startswith("bus.db.damaged-")
+    assert aside.read_bytes().count(DAMAGE) == 1  # kept as it was
+    assert repaired["events"] == len(before) - 1 and repaired["head"] == len(before) - 1
+    assert repaired["lost"] == [[poisoned, poisoned]] and repaired["lost_count"] == 1
+    assert {o["service"]: o["pending"] for o in repaired["outboxes"]}["orders"] == 1
+    assert repaired["started"] and repaired["replayed"] is not None
+    assert repaired["log"] != repaired["old_log"]
+
+    # every event the outboxes held is back at its position, the one never sent after it;
+    # the read model rebuilt from the new log: nothing lost or doubled
+    caught_up(client, timeout=30)
+    after = log_of(sandbox)
+    kept = [(p, e.id) for p, e in before if p != poisoned]
+    assert [(p, e.id) for p, e in after][:len(kept)] == kept
+    assert [e.aggregate_id for _, e in after[len(kept):]] == [bought["id"]]
+    assert len({e.id for _, e in after}) == len(after)
+    sandbox.run("verify", check=True)
+    answer = client.request("query", "GET", "/user-orders/1")
+    assert bought["id"] in [o["order_id"] for o in answer["orders"]]
+
+
+def test_bus_log_lost_with_its_file_is_rebuilt_while_the_sandbox_is_down(
+        sandbox: Sandbox) -> None:
+    sandbox.run("seed", "--users", "50", "--products", "10", "--orders", "500", "--wait",
+                check=True)
+    before = [(p, e.id) for p, e in log_of(sandbox)]
+    sandbox.run("down", check=True)
+    for name in ("bus.db", "bus.db-wal", "bus.db-shm"):
+        (sandbox.root / "data" / name).unlink(missing_ok=True)
+
+    repaired = json.loads(sandbox.run("repair", "bus", "--json", check=True).stdout)
+    assert repaired["moved_aside"] is None and repaired["old_log"] is None
+    assert repaired["events"] == len(before) and repaired["lost"] == []
+    assert not repaired["started"]
+    assert repaired["next"] == ("start the sandbox, then rebuild the read model from the new "
+                                "log: msshop up --detach; msshop replay query")
+    sandbox.run("up", "--detach", check=True)
+    sandbox.run("replay", "query", check=True)
+    caught_up(sandbox.client(), timeout=30)
+    assert [(p, e.id) for p, e in log_of(sandbox)] == before
+    sandbox.run("verify", check=True)
+
+
+def test_damaged_service_file_at_start_names_it_and_the_way_out(sandbox: Sandbox) -> None:
+    sandbox.run("seed", "--users", "3000", "--products", "10", "--orders", "10", "--wait",
+                check=True)
+    users_db = sandbox.root / "data" / "users.db"
+    sandbox.run("down", check=True)
+    copy = users_db.with_name("users.db.copy")
+    shutil.copyfile(users_db, copy)  # a copy taken while users was stopped
+    overwrite_middle(users_db)
+
+    refused = sandbox.run("up", "--detach")
+    assert refused.returncode == 1
+    line = one_line_error(refused.stderr)
+    assert f"users could not start: its database {users_db} is damaged" in line
+    assert (f"it is the only copy of users's data: put back a copy of users.db taken while "
+            f"users was stopped; without one, start an empty sandbox (every service's data "
+            f"is lost): msshop down; rm -r {users_db.parent}; msshop up --detach") in line
+    inspected = sandbox.run("inspect", "users")
+    assert inspected.returncode == 0 and "cannot be read" in inspected.stdout
+
+    copy.replace(users_db)  # the way out it named
+    sandbox.run("up", "--detach", check=True)
+    assert sandbox.client().request("users", "GET", "/users/3000")["id"] == 3000
