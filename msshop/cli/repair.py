@@ -20,7 +20,7 @@ def check(
     """Check each service's database whole, read-only; name the way out of a damaged one.
 
     Exit 1 if one is damaged. Each service checks its own file as it starts, for at most
-    half a second: this reads the rest of a large one.
+    0.2 s: this reads the rest of a large one.
 
     \b
     Example: msshop check orders

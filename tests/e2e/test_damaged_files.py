@@ -137,7 +137,7 @@ def test_damaged_service_file_at_start_names_it_and_the_way_out(sandbox: Sandbox
     assert refused.returncode == 1
     line = one_line_error(refused.stderr)
     assert f"users could not start: its database {users_db} is damaged" in line
-    assert (f"it is the only copy of users's data: put back a copy of users.db taken while "
+    assert (f"it is the only copy of what users stores: put back a copy of users.db taken while "
             f"users was stopped; without one, start an empty sandbox (every service's data "
             f"is lost): msshop down; rm -r {users_db.parent}; msshop up --detach") in line
     inspected = sandbox.run("inspect", "users")
@@ -146,3 +146,22 @@ def test_damaged_service_file_at_start_names_it_and_the_way_out(sandbox: Sandbox
     copy.replace(users_db)  # the way out it named
     sandbox.run("up", "--detach", check=True)
     assert sandbox.client().request("users", "GET", "/users/3000")["id"] == 3000
+
+
+def test_damaged_read_model_is_moved_aside_and_rebuilt_from_the_bus(sandbox: Sandbox) -> None:
+    sandbox.run("seed", "--users", "500", "--products", "20", "--orders", "3000", "--wait",
+                check=True)
+    query_db = sandbox.root / "data" / "query.db"
+    sandbox.run("stop", "query", check=True)
+    overwrite_middle(query_db)
+    refused = sandbox.run("start", "query")
+    assert refused.returncode == 1
+    line = one_line_error(refused.stderr)
+    assert f"query could not start: its database {query_db} is damaged" in line
+    assert (f"it is a read model: move it aside and start query again, which rebuilds it "
+            f"from the bus: mv {query_db} {query_db}.damaged; msshop start query") in line
+
+    query_db.rename(query_db.with_name("query.db.damaged"))  # the way out it named
+    sandbox.run("start", "query", check=True)
+    caught_up(sandbox.client(), timeout=30)
+    sandbox.run("verify", check=True)
