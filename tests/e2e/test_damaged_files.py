@@ -137,9 +137,10 @@ def test_damaged_service_file_at_start_names_it_and_the_way_out(sandbox: Sandbox
     assert refused.returncode == 1
     line = one_line_error(refused.stderr)
     assert f"users could not start: its database {users_db} is damaged" in line
-    assert (f"it is the only copy of what users stores: put back a copy of users.db taken while "
-            f"users was stopped; without one, start an empty sandbox (every service's data "
-            f"is lost): msshop down; rm -r {users_db.parent}; msshop up --detach") in line
+    assert ("move it away and put back a copy taken while users was stopped (it is the only "
+            "copy of what users stores); without one, start an empty sandbox (every "
+            f"service's data is lost): msshop down; rm -r {users_db.parent}; msshop up "
+            "--detach") in line
     inspected = sandbox.run("inspect", "users")
     assert inspected.returncode == 0 and "cannot be read" in inspected.stdout
 

@@ -39,7 +39,9 @@ def test_a_whole_file_passes_and_a_damaged_one_is_named(tmp_path: Path) -> None:
 def test_not_a_database_is_named(tmp_path: Path) -> None:
     path = tmp_path / "users.db"
     path.write_bytes(b"not a database, " * 512)
-    assert quick_check(path).problem == "file is not a database"
+    with pytest.raises(sqlite3.DatabaseError, match="file is not a database") as raised:
+        quick_check(path)
+    assert is_damage(raised.value) and not is_damage(raised.value, strictly=True)
 
 
 def test_the_start_check_stops_at_its_budget(tmp_path: Path) -> None:
@@ -60,8 +62,9 @@ def test_the_way_out_depends_on_what_the_file_is(tmp_path: Path) -> None:
         f"it is a read model: move it aside and start query again, which rebuilds it from "
         f"the bus: mv {data}/query.db {data}/query.db.damaged; msshop start query (or msshop "
         f"up --detach)")
-    assert way_out("orders", data / "orders.db").startswith(
-        "it is the only copy of what orders stores: put back a copy of orders.db taken while "
-        "orders was stopped; without one, start an empty sandbox")
+    assert way_out("orders", data / "orders.db") == (
+        "move it away and put back a copy taken while orders was stopped (it is the only "
+        "copy of what orders stores); without one, start an empty sandbox (every service's "
+        f"data is lost): msshop down; rm -r {data}; msshop up --detach")
     assert damage_message("bus", data / "bus.db", "page 7: bad header").startswith(
         f"its database {data}/bus.db is damaged (page 7: bad header); rebuild it")

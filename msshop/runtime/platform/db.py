@@ -104,11 +104,12 @@ class Database:
             # the checkpointer's own connection (checkpoint.py), used by its thread only
             own = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         except sqlite3.DatabaseError as exc:  # not a database, damaged, truncated, locked
-            if is_damage(exc):
+            if is_damage(exc, strictly=True):  # a SQLite file, with pages that are not
                 raise StartupFailed(damage_message(self.ctx.name, path, str(exc))) from None
+            # not one at all (damaged, or another file put there), truncated, locked
             raise StartupFailed(
                 f"{self.ctx.name} cannot open its database {path}: {exc}; if the file is "
-                f"damaged: {way_out(self.ctx.name, path)}") from None
+                f"damaged, {way_out(self.ctx.name, path)}") from None
         except OSError as exc:
             raise StartupFailed(f"{self.ctx.name} cannot open its database {path}: "
                                 f"{exc.strerror}") from None

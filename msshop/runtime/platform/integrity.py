@@ -50,14 +50,16 @@ def quick_check(path: Path, budget: float | None = None, uri: str | None = None)
     try:
         if timer is not None:
             timer.start()
-        try:
+        try:  # a file that is no database at all (page 1 damaged) raises: the caller says
             rows = conn.execute("PRAGMA quick_check(20)").fetchall()
         except sqlite3.OperationalError as exc:
             if budget is not None and "interrupt" in str(exc):
                 return Checked(None, False, time.monotonic() - started)
             raise
-        except sqlite3.DatabaseError as exc:  # not a database at all, or page 1 damaged
-            return Checked(str(exc), True, time.monotonic() - started)
+        except sqlite3.DatabaseError as exc:
+            if not is_damage(exc, strictly=True):
+                raise
+            return Checked(str(exc), True, time.monotonic() - started)  # its schema damaged
     finally:
         if timer is not None:
             timer.cancel()
@@ -69,11 +71,12 @@ def quick_check(path: Path, budget: float | None = None, uri: str | None = None)
     return Checked(problem, True, time.monotonic() - started)
 
 
-def is_damage(exc: BaseException) -> bool:
-    """Whether an error says the file is damaged (not busy, not full, not a bad query)."""
+def is_damage(exc: BaseException, strictly: bool = False) -> bool:
+    """Whether an error says the file is damaged (not busy, not full, not a bad query);
+    `strictly`: a SQLite file with damaged pages, not a file that is none at all."""
     code = getattr(exc, "sqlite_errorcode", None)
     return isinstance(exc, sqlite3.DatabaseError) and code is not None \
-        and code & 0xFF in _DAMAGED
+        and code & 0xFF in (_DAMAGED[:1] if strictly else _DAMAGED)
 
 
 def way_out(service: str, path: Path, running: bool = False) -> str:
@@ -89,10 +92,11 @@ def way_out(service: str, path: Path, running: bool = False) -> str:
         return (f"it is a read model: move it aside and start {service} again, which "
                 f"rebuilds it from the bus: {stop}mv {path} {path}.damaged; "
                 f"msshop start {service} (or msshop up --detach)")
-    data = path.parent
-    return (f"it is the only copy of what {service} stores: put back a copy of {path.name} taken "
-            f"while {service} was stopped; without one, start an empty sandbox (every "
-            f"service's data is lost): msshop down; rm -r {data}; msshop up --detach")
+    # not "start it empty": the others hold its ids, which a new file would give again
+    return (f"move it away and put back a copy taken while {service} was stopped (it is "
+            f"the only copy of what {service} stores); without one, start an empty "
+            f"sandbox (every service's data is lost): msshop down; rm -r {path.parent}; "
+            "msshop up --detach")
 
 
 def damage_message(service: str, path: Path, problem: str, running: bool = False) -> str:
