@@ -15,7 +15,8 @@ class OutboxRecovered(TypedDict):
     path: str
     events: int  # sent events put back at their positions
     pending: int  # never sent: its relay sends them once the bus is back
-    earlier_log: int  # sent to an earlier log at a position the newer log reused: not put back
+    # sent to an earlier log at a position a newer log gave again: back after the head
+    moved: int
     error: str | None  # the outbox could not be read: none of its events are back
 
 

@@ -21,10 +21,13 @@ bus.py), so the new file is what a bus would have made.
 
 from __future__ import annotations
 
+import heapq
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import closing, suppress
+from collections.abc import Iterator
+from contextlib import ExitStack, closing, contextmanager, suppress
+from dataclasses import dataclass, field
+from itertools import groupby
 from pathlib import Path
 
 import msgspec
@@ -94,18 +97,18 @@ def repair_bus(settings: Settings) -> Repaired:
                            "file), then repair: msshop stop bus; msshop repair bus")
     path = BY_NAME["bus"].db_path(paths.root)
     old_log, old_head = _old_log(path)
-    outboxes, rows = _read_outboxes(paths.root)
-    kept = _by_position(rows)
-    _count(outboxes, rows, kept)
-    new_log = _write(path.with_name(path.name + ".rebuilt"), kept)
+    rebuilt = path.with_name(path.name + ".rebuilt")
+    with _outboxes(paths.root) as (outboxes, sent):
+        merged = Merged()
+        written = _write(rebuilt, _merged(sent, outboxes, old_head, merged))
     moved = _move_aside(path)
-    path.with_name(path.name + ".rebuilt").rename(path)
-    head = max(kept, default=0)
-    lost = _runs(_missing(kept, max(head, old_head or 0)))
+    rebuilt.rename(path)
+    lost = merged.gaps
     report: Repaired = {
         "sandbox": str(paths.root), "path": str(path),
         "moved_aside": str(moved) if moved else None, "old_log": old_log,
-        "old_head": old_head, "log": new_log, "events": len(kept), "head": head,
+        "old_head": old_head, "log": written.log, "events": written.events,
+        "head": written.head,
         "outboxes": outboxes, "lost": [[a, b] for a, b in lost],
         "lost_count": sum(b - a + 1 for a, b in lost), "started": False, "replayed": None,
         "next": None,
@@ -143,77 +146,115 @@ def _old_log(path: Path) -> tuple[str | None, int | None]:
     return log_id, head
 
 
-def _read_outboxes(root: Path) -> tuple[list[OutboxRecovered], list[Row]]:
-    """Every sent row of every writing service's outbox, read-only, and what each held."""
+@contextmanager
+def _outboxes(root: Path) -> Iterator[tuple[list[OutboxRecovered], Iterator[Row]]]:
+    """What each writing service's outbox holds, and every sent row of them all in position
+    order (merged as read: a log of a million events is not held in memory), read-only,
+    each outbox as of one moment."""
     found: list[OutboxRecovered] = []
-    rows: list[Row] = []
-    for spec in SERVICES:
-        if not spec.publishes:
-            continue
-        path = spec.db_path(root)
-        outbox: OutboxRecovered = {"service": spec.name, "path": str(path), "events": 0,
-                                   "pending": 0, "earlier_log": 0, "error": None}
-        found.append(outbox)
-        if not path.exists():
-            outbox["error"] = f"{path.name} does not exist"
-            continue
-        try:
-            with closing(sqlite3.connect(read_only_uri(path), uri=True)) as conn:
+    streams: list[Iterator[Row]] = []
+    with ExitStack() as stack:
+        for spec in SERVICES:
+            if not spec.publishes:
+                continue
+            path = spec.db_path(root)
+            outbox: OutboxRecovered = {"service": spec.name, "path": str(path), "events": 0,
+                                       "pending": 0, "moved": 0, "error": None}
+            found.append(outbox)
+            if not path.exists():
+                outbox["error"] = f"{path.name} does not exist"
+                continue
+            try:
+                conn = stack.enter_context(closing(
+                    sqlite3.connect(read_only_uri(path), uri=True)))
                 conn.execute("BEGIN")  # one moment of the file: the sent and the pending
-                rows.extend((position, sent_at, spec.name, bytes(body))
-                            for position, sent_at, body in conn.execute(
-                                "SELECT position, sent_at, body FROM outbox "
-                                "WHERE position IS NOT NULL"))
                 (outbox["pending"],) = conn.execute(
                     "SELECT count(*) FROM outbox WHERE sent_at IS NULL").fetchone()
-        except (Unreadable, sqlite3.Error) as exc:
-            outbox["error"] = f"{path.name} cannot be read: {exc}"
-    return found, rows
+                streams.append(_sent(conn, spec.name, outbox))
+            except (Unreadable, sqlite3.Error) as exc:
+                outbox["error"] = f"{path.name} cannot be read: {exc}"
+        yield found, heapq.merge(*streams, key=lambda row: (row[0], row[1]))
 
 
-def _by_position(rows: list[Row]) -> dict[int, Row]:
-    """One event a position. Two rows at one position were sent to two logs (the log was
-    replaced before, and the newer one gave the position again): the later-sent is the
-    newer log's; the earlier cannot be put back where it was."""
-    kept: dict[int, Row] = {}
-    for row in rows:
-        other = kept.get(row[0])
-        if other is None or other[1] < row[1]:
-            kept[row[0]] = row
-    return kept
+def _sent(conn: sqlite3.Connection, service: str, outbox: OutboxRecovered) -> Iterator[Row]:
+    try:
+        for position, sent_at, body in conn.execute(
+                "SELECT position, sent_at, body FROM outbox WHERE position IS NOT NULL "
+                "ORDER BY position, sent_at"):
+            yield position, sent_at or 0.0, service, bytes(body)
+    except sqlite3.Error as exc:  # damaged part-way: what came before it is back
+        outbox["error"] = f"reading it stopped: {exc}"
 
 
-def _count(outboxes: list[OutboxRecovered], rows: list[Row], kept: dict[int, Row]) -> None:
-    """Each outbox's events put back, and those that lost their position to a newer log."""
+@dataclass
+class Merged:
+    """The outboxes' rows put in order: the last original position put back, and the runs
+    of positions up to the old log's head that no outbox held."""
+
+    head: int = 0
+    gaps: list[tuple[int, int]] = field(default_factory=list)
+
+
+def _merged(sent: Iterator[Row], outboxes: list[OutboxRecovered], old_head: int | None,
+            merged: Merged) -> Iterator[Row]:
+    """One event a position, counted for its outbox. Two rows at one position were sent to
+    two logs (the log was replaced before, and the newer one gave the position again): the
+    later-sent is the newer log's and stays; the earlier is put back after the head, at a
+    new position (its outbox still names the old one, which no reader waits for)."""
     by_service = {outbox["service"]: outbox for outbox in outboxes}
-    for row in rows:
-        by_service[row[2]]["events" if kept[row[0]] is row else "earlier_log"] += 1
+    displaced: list[Row] = []
+    for position, rows in groupby(sent, key=lambda row: row[0]):
+        *earlier, kept = rows  # in order of sending
+        displaced.extend(earlier)
+        if position > merged.head + 1:
+            merged.gaps.append((merged.head + 1, position - 1))
+        merged.head = position
+        by_service[kept[2]]["events"] += 1
+        yield kept
+    end = max(merged.head, old_head or 0)
+    if end > merged.head:  # the old log went further than any outbox
+        merged.gaps.append((merged.head + 1, end))
+    for offset, row in enumerate(sorted(displaced, key=lambda row: row[1]), start=1):
+        by_service[row[2]]["moved"] += 1
+        yield end + offset, row[1], row[2], row[3]
 
 
-def _write(path: Path, kept: dict[int, Row]) -> str:
+@dataclass
+class Written:
+    """What went into the new log: its identity, how many events, its head."""
+
+    log: str = ""
+    events: int = 0
+    head: int = 0
+
+
+def _write(path: Path, rows: Iterator[Row]) -> Written:
     """A new bus.db at `path`: the bus's own schema (with a new log identity), then every
-    event at its position. Returns the new log's identity."""
+    event at its position."""
     from msshop.runtime.services.bus import MIGRATIONS  # the bus's schema, not a copy
 
     for stale in (path, *(path.with_name(path.name + s) for s in WAL_FILES)):
         stale.unlink(missing_ok=True)  # an earlier repair that stopped half-way
+    written = Written()
     conn = open_database(path, MIGRATIONS)
     try:
         with transaction(conn):
-            conn.executemany(INSERT, _inserted(kept))
-        (log_id,) = conn.execute("SELECT id FROM log").fetchone()
+            conn.executemany(INSERT, _inserted(rows, written))
+        (written.log,) = conn.execute("SELECT id FROM log").fetchone()
     finally:
         conn.close()  # the last connection: the WAL is copied into the file and removed
-    return str(log_id)
+    return written
 
 
-def _inserted(kept: dict[int, Row]) -> Iterator[tuple[object, ...]]:
-    for position in sorted(kept):
-        _, sent_at, _, body = kept[position]
+def _inserted(rows: Iterator[Row], written: Written) -> Iterator[tuple[object, ...]]:
+    """Each row as the bus stores it, in position order."""
+    for position, sent_at, _, body in rows:
         try:
             e = decode(body)
         except (msgspec.DecodeError, msgspec.ValidationError):
             continue  # a service's own row that is not an event: it never reached a bus
+        written.events += 1
+        written.head = position
         yield (position, e.id, e.type, e.source, e.aggregate_type, e.aggregate_id,
                e.aggregate_version, e.occurred_at, sent_at or time.time(), e.trace_id, body)
 
@@ -232,18 +273,3 @@ def _move_aside(path: Path) -> Path | None:
         path.rename(aside)
         return aside
     return aside if moved else None
-
-
-def _missing(kept: dict[int, Row], head: int) -> Iterable[int]:
-    return (position for position in range(1, head + 1) if position not in kept)
-
-
-def _runs(positions: Iterable[int]) -> list[tuple[int, int]]:
-    """Positions as [first, last] runs: 3, 4, 5, 9 -> (3, 5), (9, 9)."""
-    runs: list[tuple[int, int]] = []
-    for position in positions:
-        if runs and runs[-1][1] == position - 1:
-            runs[-1] = (runs[-1][0], position)
-        else:
-            runs.append((position, position))
-    return runs

@@ -29,8 +29,9 @@ def repair_report(out: Console, report: Repaired) -> None:
             continue
         line = (f"  {outbox['service']:<9} {outbox['events']:>9,} back, "
                 f"{outbox['pending']:,} never sent (its relay sends them)")
-        if outbox["earlier_log"]:
-            line += f", {outbox['earlier_log']:,} sent to an earlier log (not back)"
+        if outbox["moved"]:
+            line += (f", {outbox['moved']:,} sent to an earlier log, back after the head "
+                     "(their position taken by a newer log)")
         note(out, line)
     if report["lost"]:
         runs = [f"{a}" if a == b else f"{a}-{b}" for a, b in report["lost"][:SHOWN_RUNS]]

@@ -166,3 +166,33 @@ def test_damaged_read_model_is_moved_aside_and_rebuilt_from_the_bus(sandbox: San
     sandbox.run("start", "query", check=True)
     caught_up(sandbox.client(), timeout=30)
     sandbox.run("verify", check=True)
+
+
+def test_a_log_emptied_before_the_repair_loses_nothing(sandbox: Sandbox) -> None:
+    """The bus started again on an empty log (its file lost, no repair yet) and gave
+    positions 1 and 2 again: the newer log's events keep them; the older two go after the
+    head."""
+    sandbox.run("seed", "--users", "50", "--products", "10", "--orders", "300", "--wait",
+                check=True)
+    before = log_of(sandbox)
+    sandbox.run("stop", "bus", check=True)
+    for name in ("bus.db", "bus.db-wal", "bus.db-shm"):
+        (sandbox.root / "data" / name).unlink(missing_ok=True)
+    sandbox.run("start", "bus", check=True)
+    client = sandbox.client()
+    bought = [client.request("orders", "POST", "/orders?wait_published_ms=5000",
+                             {"user_id": 1, "product_id": 1}) for _ in range(2)]
+    assert [order["event"]["position"] for order in bought] == [1, 2]
+
+    sandbox.run("stop", "bus", check=True)
+    repaired = json.loads(sandbox.run("repair", "bus", "--json", check=True).stdout)
+    assert repaired["events"] == len(before) + 2 and repaired["lost"] == []
+    moved = {o["service"]: o["moved"] for o in repaired["outboxes"]}
+    assert moved == {"users": 2, "products": 0, "orders": 0}
+    caught_up(client, timeout=30)
+    after = [(p, e.id) for p, e in log_of(sandbox)]
+    assert after[:2] == [(1, bought[0]["event"]["id"]), (2, bought[1]["event"]["id"])]
+    assert after[2:len(before)] == [(p, e.id) for p, e in before[2:]]
+    assert after[len(before):] == [(len(before) + 1, before[0][1].id),
+                                   (len(before) + 2, before[1][1].id)]
+    sandbox.run("verify", check=True)
