@@ -141,8 +141,9 @@ def test_damaged_service_file_at_start_names_it_and_the_way_out(sandbox: Sandbox
             "copy of what users stores); without one, start an empty sandbox (every "
             f"service's data is lost): msshop down; rm -r {users_db.parent}; msshop up "
             "--detach") in line
-    inspected = sandbox.run("inspect", "users")
-    assert inspected.returncode == 0 and "cannot be read" in inspected.stdout
+    inspected = json.loads(sandbox.run("inspect", "users", "--json", check=True).stdout)
+    note = inspected["databases"][0]["note"]
+    assert note.startswith("cannot be read: database disk image is malformed; move it away")
 
     copy.replace(users_db)  # the way out it named
     sandbox.run("up", "--detach", check=True)
