@@ -24,7 +24,8 @@ class Repaired(TypedDict):
     """The bus's log rebuilt from the services' outboxes, in a new file with a new identity."""
 
     sandbox: str
-    path: str  # bus.db, the new one
+    bus: str  # "log": bus.db written anew; "nats": the lost stream republished
+    path: str  # bus.db, the new one (on NATS: the stream)
     moved_aside: str | None  # the damaged file, kept (None: there was none: it was lost)
     old_log: str | None  # the old log's identity, if it could still be read
     old_head: int | None  # the old log's last position, if it could still be read
@@ -34,6 +35,9 @@ class Repaired(TypedDict):
     outboxes: list[OutboxRecovered]
     lost: list[list[int]]  # [first, last] runs of positions no outbox holds: not recovered
     lost_count: int
+    # events back at another position than their own: after the head (a position a newer
+    # log gave again), or on NATS, numbered by the server after a lost position
+    renumbered: int
     started: bool  # the bus was started again (the sandbox runs)
     replayed: Replayed | None  # the read model rebuilt from the new log
     next: str | None  # what is left to do

@@ -35,6 +35,7 @@ import msgspec
 from msshop.contracts.config import Settings
 from msshop.contracts.errors import SandboxError, UsageError
 from msshop.contracts.events import decode
+from msshop.contracts.limits import MAX_BATCH
 from msshop.contracts.repair import Checked, FileChecked, OutboxRecovered, Repaired
 from msshop.contracts.topology import BY_NAME, NAMES, SERVICES
 from msshop.instruments.inspection import Unreadable, bus_backend, read_only_uri
@@ -87,9 +88,7 @@ def repair_bus(settings: Settings) -> Repaired:
     if not paths.data.is_dir():
         raise SandboxError(f"no sandbox in {paths.root} (no data/ there): nothing to repair")
     if bus_backend(paths) == "nats":
-        raise UsageError("this sandbox's bus is NATS JetStream: `msshop repair bus` rebuilds "
-                         "msshop's own log (bus.db) only; a lost stream is named by the "
-                         "relays, which make it again (docs/cli.md)")
+        return _republish(settings, paths)
     running = is_running(paths)
     state = read_state(paths) if running else None
     if state is not None and state.services["bus"].status in ("running", "starting"):
@@ -99,19 +98,21 @@ def repair_bus(settings: Settings) -> Repaired:
     old_log, old_head = _old_log(path)
     rebuilt = path.with_name(path.name + ".rebuilt")
     with _outboxes(paths.root) as (outboxes, sent):
+        _something_to_read(outboxes)
         merged = Merged()
         written = _write(rebuilt, _merged(sent, outboxes, old_head, merged))
     moved = _move_aside(path)
     rebuilt.rename(path)
     lost = merged.gaps
     report: Repaired = {
-        "sandbox": str(paths.root), "path": str(path),
+        "sandbox": str(paths.root), "bus": "log", "path": str(path),
         "moved_aside": str(moved) if moved else None, "old_log": old_log,
         "old_head": old_head, "log": written.log, "events": written.events,
         "head": written.head,
         "outboxes": outboxes, "lost": [[a, b] for a, b in lost],
-        "lost_count": sum(b - a + 1 for a, b in lost), "started": False, "replayed": None,
-        "next": None,
+        "lost_count": sum(b - a + 1 for a, b in lost),
+        "renumbered": sum(outbox["moved"] for outbox in outboxes), "started": False,
+        "replayed": None, "next": None,
     }
     if state is None:
         report["next"] = ("start the sandbox, then rebuild the read model from the new log: "
@@ -119,6 +120,11 @@ def repair_bus(settings: Settings) -> Repaired:
         return report
     lifecycle.start(settings, "bus")
     report["started"] = True
+    return _replayed(settings, report)
+
+
+def _replayed(settings: Settings, report: Repaired) -> Repaired:
+    """The read model rebuilt from the new log, if the query service runs."""
     if lifecycle.running_state(settings).services["query"].status == "running":
         from msshop.instruments.replay import replay
 
@@ -127,6 +133,67 @@ def repair_bus(settings: Settings) -> Repaired:
         report["next"] = ("start the query service, then rebuild its read model from the "
                           "new log: msshop start query; msshop replay query")
     return report
+
+
+def _republish(settings: Settings, paths: SandboxPaths) -> Repaired:
+    """On NATS JetStream: the stream lost with its store (or deleted) is made again with
+    every event the outboxes sent, in position order, each published by its own service's
+    credential with its id (the server numbers them: a position keeps its number as long
+    as no position before it was lost). Into an empty stream only: one that a relay has
+    made again and published to meanwhile would mix the new with the old."""
+    import asyncio
+
+    from msshop.bus.interface import BusUnavailable
+    from msshop.instruments.client import ShopClient
+
+    state = lifecycle.running_state(settings)
+    client = ShopClient(state)
+
+    async def republish(rows: Iterator[Row]) -> tuple[Written, int]:
+        owner = client.bus()
+        buses = {spec.name: client.bus(as_service=spec.name)
+                 for spec in SERVICES if spec.publishes}
+        try:
+            with suppress(BusUnavailable):  # no stream (lost): none is made by reading
+                if (head := await owner.head()) > 0:
+                    raise SandboxError(
+                        f"the stream holds {head:,} events: it was not lost, or a relay has "
+                        "made it again and published to it since; repair republishes into "
+                        "a lost stream only")
+            written, renumbered = Written(), 0
+            for source, run in groupby(rows, key=lambda row: row[2]):
+                batch = list(run)
+                for start in range(0, len(batch), MAX_BATCH):
+                    part = batch[start:start + MAX_BATCH]
+                    positions = await buses[source].append([row[3] for row in part])
+                    renumbered += sum(row[0] != position
+                                      for row, position in zip(part, positions, strict=True))
+                    written.events += len(part)
+                    written.head = max(written.head, *positions)
+            written.log = (await owner.read(0, 1)).log if written.events else ""
+            return written, renumbered
+        except BusUnavailable as exc:
+            raise SandboxError(f"republishing stopped: {exc.message}; what was sent stays "
+                               "(each event once: the server knows its id); run "
+                               "msshop repair bus again once NATS answers") from None
+        finally:
+            for bus in (owner, *buses.values()):
+                await bus.close()
+
+    with _outboxes(paths.root) as (outboxes, sent):
+        _something_to_read(outboxes)
+        merged = Merged()
+        written, renumbered = asyncio.run(republish(_merged(sent, outboxes, None, merged)))
+    lost = merged.gaps
+    report: Repaired = {
+        "sandbox": str(paths.root), "bus": "nats", "path": "NATS JetStream's stream",
+        "moved_aside": None,
+        "old_log": None, "old_head": None, "log": written.log, "events": written.events,
+        "head": written.head, "outboxes": outboxes, "lost": [[a, b] for a, b in lost],
+        "lost_count": sum(b - a + 1 for a, b in lost), "renumbered": renumbered,
+        "started": True, "replayed": None, "next": None,
+    }
+    return _replayed(settings, report)
 
 
 def _old_log(path: Path) -> tuple[str | None, int | None]:
@@ -174,6 +241,13 @@ def _outboxes(root: Path) -> Iterator[tuple[list[OutboxRecovered], Iterator[Row]
             except (Unreadable, sqlite3.Error) as exc:
                 outbox["error"] = f"{path.name} cannot be read: {exc}"
         yield found, heapq.merge(*streams, key=lambda row: (row[0], row[1]))
+
+
+def _something_to_read(outboxes: list[OutboxRecovered]) -> None:
+    """Refuse to make an empty log out of nothing: no outbox could be read at all."""
+    if all(outbox["error"] for outbox in outboxes):
+        raise SandboxError("no outbox to rebuild the log from: " + "; ".join(
+            f"{outbox['error']}" for outbox in outboxes) + "; nothing was changed")
 
 
 def _sent(conn: sqlite3.Connection, service: str, outbox: OutboxRecovered) -> Iterator[Row]:

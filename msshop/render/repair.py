@@ -16,13 +16,25 @@ SHOWN_RUNS = 8  # runs of lost positions named in the text (all of them: --json)
 
 
 def repair_report(out: Console, report: Repaired) -> None:
-    if report["moved_aside"]:
-        note(out, f"moved the damaged log aside (kept): {report['moved_aside']}")
+    if report["bus"] == "nats":
+        note(out, f"republished the outboxes' events into the stream, in position order: "
+                  f"{report['events']:,} events, head {report['head']:,}, new log "
+                  f"{report['log'][:8]}")
     else:
-        note(out, f"there was no {report['path']}: the log was lost with its file")
-    note(out, f"rebuilt {report['path']} from the outboxes: {report['events']:,} events at "
-              f"their positions, head {report['head']:,}, new log {report['log'][:8]} "
-              f"(was {(report['old_log'] or 'unreadable')[:8]})")
+        if report["moved_aside"]:
+            note(out, f"moved the damaged log aside (kept): {report['moved_aside']}")
+        else:
+            note(out, f"there was no {report['path']}: the log was lost with its file")
+        note(out, f"rebuilt {report['path']} from the outboxes: {report['events']:,} events, "
+                  f"head {report['head']:,}, new log {report['log'][:8]} (was "
+                  f"{(report['old_log'] or 'unreadable')[:8]})")
+    if report["renumbered"]:
+        where = ("numbered by the server after a lost position" if report["bus"] == "nats"
+                 else "after the head: a newer log had given their position again")
+        note(out, f"{report['renumbered']:,} event(s) back at another position ({where}); "
+                  "the others at their own")
+    else:
+        note(out, "every event back at its own position")
     for outbox in report["outboxes"]:
         if outbox["error"]:
             note(out, f"  {outbox['service']:<9} NOT RECOVERED: {outbox['error']}", "red")
@@ -30,8 +42,7 @@ def repair_report(out: Console, report: Repaired) -> None:
         line = (f"  {outbox['service']:<9} {outbox['events']:>9,} back, "
                 f"{outbox['pending']:,} never sent (its relay sends them)")
         if outbox["moved"]:
-            line += (f", {outbox['moved']:,} sent to an earlier log, back after the head "
-                     "(their position taken by a newer log)")
+            line += f", {outbox['moved']:,} sent to an earlier log"
         note(out, line)
     if report["lost"]:
         runs = [f"{a}" if a == b else f"{a}-{b}" for a, b in report["lost"][:SHOWN_RUNS]]
@@ -39,9 +50,13 @@ def repair_report(out: Console, report: Repaired) -> None:
         note(out, f"not recovered: {report['lost_count']:,} position(s) no outbox holds "
                   f"(events appended directly, e.g. msshop poison): {', '.join(runs)}{more}",
              "yellow")
+    elif report["old_head"] is not None:
+        note(out, f"nothing lost: every position of the old log, to {report['old_head']:,}, "
+                  "is back")
     else:
-        note(out, "nothing lost: every position of the old log is back")
-    if report["started"]:
+        note(out, "no position missing up to the head (the old log's end is unknown: an "
+                  "event appended directly after the last one sent is not seen)")
+    if report["started"] and report["bus"] == "log":
         note(out, "started the bus")
     if report["replayed"] is not None:
         replay_summary(out, report["replayed"])

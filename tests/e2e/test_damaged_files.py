@@ -11,7 +11,7 @@ from pathlib import Path
 from msshop.contracts.events import Event
 from msshop.instruments import event_pager
 from msshop.instruments.checking import caught_up
-from tests.conftest import Sandbox
+from tests.conftest import Sandbox, running_sandbox
 
 DAMAGE = bytes(range(256)) * 256  # 64 KiB that no b-tree page begins with
 
@@ -200,3 +200,33 @@ def test_a_log_emptied_before_the_repair_loses_nothing(sandbox: Sandbox) -> None
     assert after[len(before):] == [(len(before) + 1, before[0][1].id),
                                    (len(before) + 2, before[1][1].id)]
     sandbox.run("verify", check=True)
+
+
+def test_nats_stream_lost_with_its_store_is_republished(tmp_path: Path) -> None:
+    with running_sandbox(tmp_path / "sandbox", MSSHOP_BUS_BACKEND="nats") as sandbox:
+        sandbox.run("seed", "--users", "50", "--products", "10", "--orders", "300",
+                    "--wait", check=True)
+        poisoned = json.loads(sandbox.run("poison", "--json", check=True).stdout)["position"]
+        client = sandbox.client()
+        late = client.request("orders", "POST", "/orders?wait_published_ms=5000",
+                              {"user_id": 2, "product_id": 2})
+        caught_up(client, timeout=30)
+        before = log_of(sandbox)
+        sandbox.run("down", check=True)
+        shutil.rmtree(sandbox.root / "data" / "nats")  # the stream lost with its store
+        sandbox.run("up", "--detach", check=True)
+
+        repaired = json.loads(sandbox.run("repair", "bus", "--json", check=True).stdout)
+        assert (repaired["bus"], repaired["events"]) == ("nats", len(before) - 1)
+        assert repaired["lost"] == [[poisoned, poisoned]]
+        assert repaired["renumbered"] == 1  # the order after the lost position: one less
+        assert repaired["replayed"] is not None
+        caught_up(sandbox.client(), timeout=30)  # the sandbox's new ports
+        kept = [e.id for p, e in before if p != poisoned]
+        after = log_of(sandbox)
+        assert [e.id for _, e in after] == kept and after[-1][1].aggregate_id == late["id"]
+        assert [p for p, _ in after] == list(range(1, len(kept) + 1))
+        sandbox.run("verify", check=True)
+        again = sandbox.run("repair", "bus")
+        assert again.returncode == 1
+        assert f"the stream holds {len(kept):,} events" in one_line_error(again.stderr)
