@@ -307,16 +307,23 @@ def _write(path: Path, rows: Iterator[Row]) -> Written:
     event at its position."""
     from msshop.runtime.services.bus import MIGRATIONS  # the bus's schema, not a copy
 
-    for stale in (path, *(path.with_name(path.name + s) for s in WAL_FILES)):
+    files = (path, *(path.with_name(path.name + s) for s in WAL_FILES))
+    for stale in files:
         stale.unlink(missing_ok=True)  # an earlier repair that stopped half-way
     written = Written()
-    conn = open_database(path, MIGRATIONS)
     try:
-        with transaction(conn):
-            conn.executemany(INSERT, _inserted(rows, written))
-        (written.log,) = conn.execute("SELECT id FROM log").fetchone()
-    finally:
-        conn.close()  # the last connection: the WAL is copied into the file and removed
+        conn = open_database(path, MIGRATIONS)
+        try:
+            with transaction(conn):
+                conn.executemany(INSERT, _inserted(rows, written))
+            (written.log,) = conn.execute("SELECT id FROM log").fetchone()
+        finally:
+            conn.close()  # the last connection: the WAL is copied into the file, removed
+    except (sqlite3.Error, OSError) as exc:  # a full disk: the old file was not touched
+        for partial in files:
+            partial.unlink(missing_ok=True)
+        raise SandboxError(f"writing the new log {path} failed: {exc}; nothing was changed "
+                           "(free the space, then run msshop repair bus again)") from None
     return written
 
 
