@@ -44,8 +44,9 @@ def quick_check(path: Path, budget: float | None = None, uri: str | None = None)
     started = time.monotonic()
     conn = sqlite3.connect(uri or path, uri=uri is not None, isolation_level=None,
                            check_same_thread=False)
-    # interrupted from a timer, not a progress handler: the check is one step of SQLite's
-    # VM, which looks for an interrupt at each page it reads but calls no handler
+    # interrupted from a timer, not a progress handler: the check runs inside one step of
+    # SQLite's VM, between which a handler is called (with one, a cold 1M-order sandbox's
+    # `up` took 22 s); an interrupt is looked for at each page
     timer = threading.Timer(budget, conn.interrupt) if budget is not None else None
     try:
         if timer is not None:

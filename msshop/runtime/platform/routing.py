@@ -232,16 +232,13 @@ class Router:
                                       "service": self.service, **exc.extra}, exc.status)
         except Exception as exc:
             known = self.explain(exc)
-            if known is not None:
+            if known is None:
+                log.exception("unhandled error in %s %s", scope["method"], scope["path"])
+            else:
                 log.error("%s %s: %s", scope["method"], scope["path"], known)
-                response = json_response({"error": one_line(known), "status": 500,
-                                          "service": self.service}, 500)
-                await respond(response, scope, receive, send)
-                return
-            log.exception("unhandled error in %s %s", scope["method"], scope["path"])
             response = json_response({
-                "error": one_line(f"{self.service} failed: {type(exc).__name__}: {exc}; "
-                                  f"see: msshop logs {self.service}"),
+                "error": one_line(known or f"{self.service} failed: {type(exc).__name__}: "
+                                           f"{exc}; see: msshop logs {self.service}"),
                 "status": 500, "service": self.service}, 500)
         await respond(response, scope, receive, send)
 
