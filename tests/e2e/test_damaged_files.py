@@ -3,15 +3,20 @@ out, never a traceback; the bus's log rebuilt from the services' outboxes."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import sqlite3
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from msshop.contracts.events import Event
 from msshop.instruments import event_pager
 from msshop.instruments.checking import caught_up
-from tests.conftest import Sandbox, running_sandbox
+from tests.conftest import Sandbox, msshop, running_sandbox, sandbox_env
 
 DAMAGE = bytes(range(256)) * 256  # 64 KiB that no b-tree page begins with
 
@@ -230,3 +235,44 @@ def test_nats_stream_lost_with_its_store_is_republished(tmp_path: Path) -> None:
         again = sandbox.run("repair", "bus")
         assert again.returncode == 1
         assert f"the stream holds {len(kept):,} events" in one_line_error(again.stderr)
+
+
+@contextlib.contextmanager
+def small_filesystem(where: Path, size: int) -> Iterator[Path]:
+    """A tmpfs of `size` bytes at `where` (needs root: skipped without it)."""
+    where.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+                          capture_output=True, text=True)
+    if made.returncode != 0:
+        pytest.skip(f"cannot make a small filesystem here: {made.stderr.strip()}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=True)
+
+
+def test_a_repair_that_fills_the_disk_changes_nothing(sandbox: Sandbox, tmp_path: Path) -> None:
+    sandbox.run("seed", "--users", "100", "--products", "10", "--orders", "3000", "--wait",
+                check=True)
+    sandbox.run("down", check=True)
+    data = sandbox.root / "data"
+    used = sum(f.stat().st_size for f in data.iterdir() if f.is_file())
+    bus_db = data / "bus.db"
+    # room for the sandbox's files, not for a second log
+    with small_filesystem(tmp_path / "small", used + bus_db.stat().st_size // 2) as small:
+        shutil.copytree(data, small / "data")
+        env = sandbox_env(small)
+        overwrite_middle(small / "data" / "bus.db")
+        damaged = (small / "data" / "bus.db").read_bytes()
+        full = msshop("repair", "bus", env=env)
+        assert full.returncode == 1
+        line = one_line_error(full.stderr)
+        assert f"writing the new log {small / 'data' / 'bus.db.rebuilt'} failed" in line
+        assert "nothing was changed" in line
+        assert sorted(p.name for p in (small / "data").iterdir()) == sorted(
+            p.name for p in data.iterdir())
+        assert (small / "data" / "bus.db").read_bytes() == damaged
+
+        subprocess.run(["mount", "-o", f"remount,size={used * 3}", str(small)], check=True)
+        repaired = json.loads(msshop("repair", "bus", "--json", env=env, check=True).stdout)
+        assert repaired["lost"] == [] and repaired["events"] == 100 + 10 + 3000
