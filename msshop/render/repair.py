@@ -47,9 +47,11 @@ def repair_report(out: Console, report: Repaired) -> None:
     if report["lost"]:
         runs = [f"{a}" if a == b else f"{a}-{b}" for a, b in report["lost"][:SHOWN_RUNS]]
         more = " …" if len(report["lost"]) > SHOWN_RUNS else ""
+        unread = any(outbox["error"] for outbox in report["outboxes"])
+        why = ("events appended directly, e.g. msshop poison"
+               + (", or held by an outbox that could not be read" if unread else ""))
         note(out, f"not recovered: {report['lost_count']:,} position(s) no outbox holds "
-                  f"(events appended directly, e.g. msshop poison): {', '.join(runs)}{more}",
-             "yellow")
+                  f"({why}): {', '.join(runs)}{more}", "yellow")
     elif report["old_head"] is not None:
         note(out, f"nothing lost: every position of the old log, to {report['old_head']:,}, "
                   "is back")
