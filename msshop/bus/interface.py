@@ -1,5 +1,6 @@
 """What a bus is to the code that uses it: append a batch, read after a position (with an
-optional wait), the head. Positions are global, start at 1 and have no gaps; an append is
+optional wait), the head. Positions are global, start at 1 and have no gaps (but in a log
+`msshop repair bus` rebuilt, where a position no outbox held stays empty); an append is
 idempotent by event id (a repeat keeps its first position)."""
 
 from __future__ import annotations

@@ -8,7 +8,18 @@ imports no more than typer and the contracts.
 
 from __future__ import annotations
 
-from msshop.cli import asking, bench, bus, demo, experiments, faults, sandbox, shop, traces
+from msshop.cli import (
+    asking,
+    bench,
+    bus,
+    demo,
+    experiments,
+    faults,
+    repair,
+    sandbox,
+    shop,
+    traces,
+)
 from msshop.cli.app import app, main
 
 __all__ = ["app", "main"]
@@ -21,7 +32,7 @@ for command in (
     faults.chaos, faults.trespass, faults.poison,
     shop.signup, shop.products, shop.buy, shop.seed,
     asking.query, asking.compare, traces.trace, traces.traces, asking.verify,
-    bus.events, bus.replay, bus.deadletters,
+    bus.events, bus.replay, bus.deadletters, repair.check, repair.repair,
     bench.bench, experiments.experiment, demo.demo,
 ):
     app.command()(command)

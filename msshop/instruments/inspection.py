@@ -33,6 +33,7 @@ from msshop.contracts.inspection import (
 )
 from msshop.contracts.topology import BY_NAME, NAMES, SERVICES
 from msshop.runtime.orchestrator.state import SandboxPaths, is_running, read_state
+from msshop.runtime.platform.integrity import is_damage, way_out
 
 if TYPE_CHECKING:
     from sqlite_utils import Database
@@ -206,7 +207,8 @@ def _database(root: Path, service: str, backend: str, dbstat: bool) -> DatabaseI
             (info["pages"],) = db.execute("PRAGMA page_count").fetchone()
             info["tables"] = _tables(db, _btree_bytes(db) if dbstat else None)
     except (Unreadable, sqlite3.Error) as exc:
-        info["note"] = f"cannot be read: {exc}"
+        info["note"] = f"cannot be read: {exc}" + (
+            f"; {way_out(service, path)}" if is_damage(exc) else "")
     # after the read: the -wal may have grown meanwhile, and these are sizes on disk now
     info["db_bytes"] = _size(path)
     info["wal_bytes"] = _size(_beside(path, "-wal"))

@@ -31,6 +31,7 @@ _TOPICS: dict[str, tuple[str, ...]] = {
     "experiments": ("experiment", "experiment_progress", "report_files"),
     "inspection": ("database_overview", "table_rows"),
     "logs": ("log_entry",),
+    "repair": ("files_checked", "repair_report"),
     "sandbox": (
         "LivePrinter", "foreground_end", "kill_note", "ready", "replication_lines", "shutdown",
         "start_note", "status", "status_table", "stop_note", "up_detached",
@@ -101,6 +102,10 @@ if TYPE_CHECKING:
     )
     from msshop.render.logs import (
         log_entry as log_entry,
+    )
+    from msshop.render.repair import (
+        files_checked as files_checked,
+        repair_report as repair_report,
     )
     from msshop.render.sandbox import (
         LivePrinter as LivePrinter,

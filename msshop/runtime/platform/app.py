@@ -162,6 +162,7 @@ def service_app(
     router = Router(service, Credentials(admin, senders or {}), file_of(resources))
     for endpoint in every:
         router.add(endpoint)
+    router.explain = explainer(resources)
     # faults inside the span, so that they show in traces
     handle = TracingMiddleware(ChaosMiddleware(router, chaos), tracer)
     return ServiceApp(handle, lifespan, router, lambda: release_all(resources))
@@ -226,6 +227,14 @@ def tasks_of(resources: Sequence[Resource]) -> list[Tasks]:
 def file_of(resources: Sequence[Resource]) -> Path | None:
     """The service's own file, which a write refused for a full disk names."""
     return next((r.path for r in resources if isinstance(r, Database)), None)
+
+
+def explainer(resources: Sequence[Resource]) -> Callable[[Exception], str | None]:
+    """What puts a known failure in words: the service's database's `damaged` (db.py)."""
+    damaged = [explain for resource in resources
+               if callable(explain := getattr(resource, "damaged", None))]
+    return lambda exc: next((words for explain in damaged
+                             if (words := explain(exc)) is not None), None)
 
 
 def links_of(resources: Sequence[Resource]) -> Links | None:

@@ -8,6 +8,7 @@ writer takes the lock up front instead of failing half-way on an upgrade.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -15,12 +16,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from msshop.runtime.platform.checkpoint import Checkpointer, wal_bytes
+from msshop.runtime.platform.integrity import (
+    START_BUDGET,
+    damage_message,
+    is_damage,
+    quick_check,
+    way_out,
+)
 from msshop.runtime.platform.isolation import guard_connection
 from msshop.runtime.platform.tracing import SpanScope, db_attributes
 
 if TYPE_CHECKING:
     from msshop.runtime.platform.context import ServiceContext
     from msshop.runtime.platform.tasks import Tasks
+
+log = logging.getLogger("msshop.db")
 
 
 def open_database(path: Path, migrations: Sequence[str]) -> sqlite3.Connection:
@@ -93,14 +103,17 @@ class Database:
     async def start(self) -> None:
         path = self.ctx.db_path
         try:
+            self.check(path)
             conn = open_database(path, self.migrations)
             # the checkpointer's own connection (checkpoint.py), used by its thread only
             own = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         except sqlite3.DatabaseError as exc:  # not a database, damaged, truncated, locked
+            if is_damage(exc, strictly=True):  # a SQLite file, with pages that are not
+                raise StartupFailed(damage_message(self.ctx.name, path, str(exc))) from None
+            # not one at all (damaged, or another file put there), truncated, locked
             raise StartupFailed(
                 f"{self.ctx.name} cannot open its database {path}: {exc}; if the file is "
-                "damaged, move it away and start again (an empty one is made; its data is "
-                "lost), or put back a copy") from None
+                f"damaged, {way_out(self.ctx.name, path)}") from None
         except OSError as exc:
             raise StartupFailed(f"{self.ctx.name} cannot open its database {path}: "
                                 f"{exc.strerror}") from None
@@ -109,6 +122,29 @@ class Database:
         self._checkpointer = Checkpointer(conn, own, self.ctx.name, tasks=self.ctx.tasks)
         self._checkpointer.start()
         self._conn = conn
+
+    def check(self, path: Path) -> None:
+        """A damaged file is refused before anything reads it (a service that started on
+        one would fail later, at some request, with no word of the way out): quick_check,
+        within a time budget (integrity.py says why, and what it costs)."""
+        if not path.exists():
+            return  # a new sandbox: the file is made now
+        checked = quick_check(path, START_BUDGET)
+        if checked.problem is not None:
+            raise StartupFailed(damage_message(self.ctx.name, path, checked.problem))
+        if not checked.complete:
+            log.warning("%s: the check of %s stopped after %.1f s (%d MB); the rest is "
+                        "checked by reading it, or at once with: msshop check %s",
+                        self.ctx.name, path, checked.seconds, path.stat().st_size >> 20,
+                        self.ctx.name)
+
+    def damaged(self, exc: BaseException) -> str | None:
+        """If `exc` says this file is damaged: one line naming it and the way out (the
+        router answers a request that met it so, not with a traceback)."""
+        if not is_damage(exc):
+            return None
+        return f"{self.ctx.name}: " + damage_message(self.ctx.name, self.ctx.db_path, str(exc),
+                                                    running=True)
 
     async def close(self) -> None:
         if self._checkpointer is not None:

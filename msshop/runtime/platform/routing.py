@@ -172,6 +172,9 @@ class Router:
         self.exact: dict[str, Route] = {}  # templates without parameters, by path
         # templates with parameters, by (number of segments, first segment)
         self.templated: dict[tuple[int, str], list[Route]] = {}
+        # a known failure put in words (the service's damaged file: db.py's damaged), so
+        # that it is answered and logged as one line, not as a traceback
+        self.explain: Callable[[Exception], str | None] = lambda exc: None
 
     def add(self, endpoint: Endpoint) -> None:
         route = self._route(endpoint.path)
@@ -246,10 +249,14 @@ class Router:
                 response = self._disk_full(scope)
                 await respond(response, scope, receive, send)
                 return
-            log.exception("unhandled error in %s %s", scope["method"], scope["path"])
+            known = self.explain(exc)
+            if known is None:
+                log.exception("unhandled error in %s %s", scope["method"], scope["path"])
+            else:
+                log.error("%s %s: %s", scope["method"], scope["path"], known)
             response = json_response({
-                "error": one_line(f"{self.service} failed: {type(exc).__name__}: {exc}; "
-                                  f"see: msshop logs {self.service}"),
+                "error": one_line(known or f"{self.service} failed: {type(exc).__name__}: "
+                                           f"{exc}; see: msshop logs {self.service}"),
                 "status": 500, "service": self.service}, 500)
         await respond(response, scope, receive, send)
 
