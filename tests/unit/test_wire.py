@@ -99,15 +99,18 @@ def test_connection_close_is_honoured() -> None:
     run(test)
 
 
+async def answer_then_close(head: bytes, writer: asyncio.StreamWriter) -> None:
+    """A peer that closes a kept connection once it has answered (a restarted service, or
+    a server's idle timeout)."""
+    await ok(head, writer)
+    writer.close()
+
+
 @pytest.mark.parametrize("pause", [0.0, 0.05])
 def test_a_kept_connection_the_peer_closed_is_not_seen_by_a_get(pause: float) -> None:
     """The peer closes a kept connection once it has answered (as a restarted service
     does): the next GET goes on a new connection, whether the close was noticed before it
     (pause) or only as it was sent (no pause: it is sent again)."""
-    async def answer_then_close(head: bytes, writer: asyncio.StreamWriter) -> None:
-        await ok(head, writer)
-        writer.close()
-
     async def test() -> None:
         async with peer(answer_then_close) as (client, port, connections):
             assert await client.request("GET", "127.0.0.1", port, "/1") == (200, b"/1")
@@ -122,10 +125,6 @@ def test_a_post_on_a_kept_connection_the_peer_had_just_closed_is_not_sent_again(
     or its connection cap, at that instant): the POST is not repeated on a new connection,
     since the client cannot know it was not read; the caller hears of it (a relay sends
     its batch again, which the bus takes once by event id)."""
-    async def answer_then_close(head: bytes, writer: asyncio.StreamWriter) -> None:
-        await ok(head, writer)
-        writer.close()
-
     async def test() -> None:
         async with peer(answer_then_close) as (client, port, connections):
             assert await client.request("GET", "127.0.0.1", port, "/1") == (200, b"/1")
