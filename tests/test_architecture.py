@@ -67,3 +67,15 @@ def test_mypy_is_clean() -> None:
     result = subprocess.run([tool("mypy")], cwd=ROOT, capture_output=True, text=True,
                             timeout=600)
     assert result.returncode == 0, result.stdout
+
+
+def test_every_package_in_the_tree_is_installed() -> None:
+    """pyproject lists the packages setuptools installs: one left out works in a checkout
+    (and an editable install) but not after `pip install .`, where `msshop` fails."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+                 ["packages"])
+    in_tree = {".".join(init.parent.relative_to(ROOT).parts)
+               for init in (ROOT / "msshop").rglob("__init__.py")}
+    assert in_tree - listed == set(), "add these to [tool.setuptools] packages in pyproject"
