@@ -136,6 +136,10 @@ class ProcessKind(Protocol):
     def ready(self, service: ServiceState, host: str, timeout: float) -> Health | None:
         """Its health once it can take its work; None until then."""
 
+    def unready(self, service: ServiceState, host: str) -> str:
+        """What a person should hear of a process not ready at the startup deadline,
+        besides its log (where it was asked, and what came back); "": nothing more."""
+
     def remove_data(self, service: ServiceState) -> None:
         """Delete what it stores (reset); its log stays."""
 

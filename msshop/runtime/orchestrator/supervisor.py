@@ -271,14 +271,16 @@ class Supervisor:
             if self.stopping:
                 raise Interrupted()
             if self.clock() > deadline:
+                first = pending[0]
+                why = self._kind(first).unready(state.services[first], state.host)
                 for name in pending:  # not left running half-started, nor called "starting"
                     self._stop(name)
                     state.services[name].status = "failed"
                     state.services[name].exit = f"not healthy within {timeout:g} s"
                 write_state(self.paths, state)
                 raise SandboxError(
-                    f"{pending[0]} did not become healthy within {timeout:g} s; "
-                    f"see: msshop logs {pending[0]}"
+                    f"{first} did not become healthy within {timeout:g} s"
+                    + (f" ({why})" if why else "") + f"; see: msshop logs {first}"
                 )
             self.sleep(pause)
             pause = min(pause * 2, 0.02)
