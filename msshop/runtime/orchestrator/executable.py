@@ -68,6 +68,7 @@ class ExecutableKind:
         self.new_process = new_process
         self.probe = probe
         self.cwd = cwd or str(Path.cwd())  # where `msshop up` ran: a relative path means that
+        self.argv: dict[str, list[str]] = {}  # each one's, as last started
 
     def reserve(self, spec: ServiceSpec, ports: PortBook) -> list[ServiceState]:
         command = list(self.settings.commands[spec.name])
@@ -108,7 +109,7 @@ class ExecutableKind:
 
     def spawn(self, service: ServiceState, sandbox: State) -> ChildProcess:
         command = list(service.command or [])
-        argv = [self.program(service.name, command), *command[1:]]
+        argv = self.argv[service.name] = [self.program(service.name, command), *command[1:]]
         data_dir = Path(service.db)
         service_file = write_service_file(data_dir, service_document(service, sandbox))
         env = {**os.environ,
@@ -128,7 +129,7 @@ class ExecutableKind:
         answer = self.probe(host, service.port, timeout)
         if isinstance(answer, dict):
             return answer
-        if service.pid is not None:
+        if service.pid is not None and running_as(service.pid, self.argv[service.name]):
             elsewhere = [address for address in listening(service.pid)
                          if address[1] != service.port]
             if elsewhere:
@@ -188,6 +189,15 @@ def write_service_file(data_dir: Path, document: dict[str, Any]) -> Path:
         json.dump(document, out, indent=2)
     tmp.replace(path)
     return path
+
+
+def running_as(pid: int, argv: list[str]) -> bool:
+    """Process `pid` runs `argv` (it has exec'd it: before, it is a fork of the supervisor,
+    with the supervisor's sockets still open)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes() == "\0".join(argv).encode() + b"\0"
+    except OSError:
+        return False
 
 
 def listening(pid: int) -> list[tuple[str, int]]:
