@@ -198,3 +198,50 @@ def test_a_bus_of_your_own_is_refused_before_anything_starts(tmp_path: Path) -> 
         "(it would have to check each writer's credential); run a program as users, "
         "products, orders or query"]
     assert not (root / "state.json").exists()
+
+
+def test_a_program_flooding_its_log_does_not_choke_the_supervisor(tmp_path: Path) -> None:
+    """Its log written as fast as it can for 3 s, in a sandbox in the foreground (whose
+    live view shows every service's new lines): the supervisor shows a part and says how
+    much it skipped, answers its commands meanwhile, and stops in time."""
+    root = tmp_path / "sandbox"
+    sandbox = Sandbox(root, sandbox_env(root))
+    program = shlex.join([sys.executable, str(ROOT / PROGRAM), "flood"])
+    shown = tmp_path / "terminal.txt"
+    log = root / "logs" / "query.log"
+
+    def flood_over() -> bool:
+        with log.open("rb") as file:
+            file.seek(max(0, log.stat().st_size - 200))
+            return b"flood over" in file.read()
+
+    with shown.open("w") as terminal:
+        up = subprocess.Popen([sys.executable, "-m", "msshop", "up", "--service",
+                               f"query={program}"], env=sandbox.env, stdout=terminal,
+                              stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while not (root / "state.json").exists() or \
+                sandbox.state.services["query"].status != "running":
+            assert time.monotonic() < deadline and up.poll() is None, shown.read_text()
+            time.sleep(0.02)
+        asked = 0
+        while not flood_over():
+            assert time.monotonic() < deadline, "the flood lasts 3 s"
+            began = time.monotonic()
+            assert sandbox.run("status", "--json").returncode == 0
+            assert time.monotonic() - began < 5, "the supervisor answers while flooded"
+            asked += 1
+        assert asked >= 1 and log.stat().st_size > 10_000_000
+        stopped = sandbox.run("stop", "query")
+        assert stopped.returncode == 0, stopped.stderr
+        down = sandbox.run("down")
+        assert down.returncode == 0, down.stderr
+        assert up.wait(timeout=15) == 0
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.wait()
+    assert "bytes of this log skipped here" in shown.read_text()
+    assert programs_of(root) == []
+    log.unlink()  # not left on the test machine's disk

@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -58,13 +59,21 @@ def main() -> None:
             time.sleep(1)
     if mode == "wrong-port":
         port = 0  # a free one, not the one it was given
-    if mode == "flood":
-        line = "stand-in query: flooding " + "x" * 200 + "\n"
-        while True:
-            sys.stdout.write(line * 1000)
     server = ThreadingHTTPServer((host, port), Handler)
     server.daemon_threads = True
     print(f"stand-in query serving on {host}:{server.socket.getsockname()[1]}", flush=True)
+    if mode == "flood":  # serves, and writes to its log as fast as it can for 3 s (150 MB at most)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        line = "stand-in query: flooding " + "x" * 200 + "\n"
+        until = time.monotonic() + 3
+        for _ in range(700):
+            sys.stdout.write(line * 1000)
+            if time.monotonic() > until:
+                break
+        sys.stdout.flush()
+        print("stand-in query: flood over", flush=True)
+        while True:
+            time.sleep(1)
     server.serve_forever()
 
 
