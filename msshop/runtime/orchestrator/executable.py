@@ -203,8 +203,11 @@ def running_as(pid: int, argv: list[str]) -> bool:
 def listening(pid: int) -> list[tuple[str, int]]:
     """The TCP addresses process `pid` listens on (Linux: its sockets' inodes found in
     /proc/<pid>/net/tcp and tcp6); none where /proc cannot tell."""
+    links = []
     try:
-        links = [str(fd.readlink()) for fd in Path(f"/proc/{pid}/fd").iterdir()]
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):  # closed while looked at
+                links.append(str(fd.readlink()))
     except OSError:  # gone, or no /proc (macOS)
         return []
     inodes = {link[8:-1] for link in links if link.startswith("socket:[")}
