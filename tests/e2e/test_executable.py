@@ -245,3 +245,23 @@ def test_a_program_flooding_its_log_does_not_choke_the_supervisor(tmp_path: Path
     assert "bytes of this log skipped here" in shown.read_text()
     assert programs_of(root) == []
     log.unlink()  # not left on the test machine's disk
+
+
+def test_what_the_program_starts_itself_stops_with_it(tmp_path: Path) -> None:
+    """A shell that runs the server as its child: stop, kill and down reach both (its
+    process group), and nothing is left behind."""
+    root = tmp_path / "sandbox"
+    sandbox = Sandbox(root, sandbox_env(root))
+    shell = f"{shlex.join(command())} & wait"
+    started = sandbox.run("up", "--detach", "--service", f"query=sh -c {shlex.quote(shell)}",
+                          cwd=ROOT)
+    try:
+        assert started.returncode == 0, started.stderr
+        assert len(programs_of(root)) == 2  # the shell and its server
+        assert sandbox.run("stop", "query").returncode == 0
+        assert wait_gone(programs_of(root), timeout=5) == []
+        assert sandbox.run("start", "query").returncode == 0
+        assert len(programs_of(root)) == 2
+    finally:
+        stop_sandbox(sandbox)
+    assert wait_gone(programs_of(root), timeout=5) == []

@@ -125,15 +125,33 @@ class ExecProcess(ForkedProcess):
         self._process = _fork.Process(
             target=exec_program,
             args=(self.name, argv, env, cwd, self.log_path,
-                  (*lifeline, sock.fileno(), *close_in_child)),
+                  (*lifeline, sock.fileno(), *close_in_child), os.getpid()),
             name=f"msshop-{self.name}", daemon=False)
         self.started_at = time.time()
         self._process.start()
         sock.close()
 
+    # A program may start processes of its own (a shell's, node's workers): they are in its
+    # process group, and stop and are killed with it.
+
+    def terminate(self) -> None:
+        self._signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self._signal(signal.SIGKILL)
+
+    def _signal(self, number: int) -> None:
+        if not self.alive() or self.pid is None:
+            return
+        try:
+            os.killpg(self.pid, number)  # its group's id is its pid (setpgid in the child)
+        except OSError:  # not yet in a group of its own: just forked
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, number)
+
 
 def exec_program(name: str, argv: list[str], env: dict[str, str] | None, cwd: str | None,
-                 log_path: Path, close_fds: tuple[int, ...]) -> None:
+                 log_path: Path, close_fds: tuple[int, ...], supervisor: int) -> None:
     """In the forked child: become `argv`, logging to `log_path`."""
     os.setpgid(0, 0)  # Ctrl-C reaches the supervisor, which stops the processes in order
     signal.set_wakeup_fd(-1)
@@ -145,6 +163,8 @@ def exec_program(name: str, argv: list[str], env: dict[str, str] | None, cwd: st
     if sys.platform.startswith("linux"):  # the kernel's lifeline: SIGTERM when we die
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != supervisor:  # it died before that: no one would send it
+            os._exit(1)
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
