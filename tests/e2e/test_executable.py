@@ -265,3 +265,17 @@ def test_what_the_program_starts_itself_stops_with_it(tmp_path: Path) -> None:
     finally:
         stop_sandbox(sandbox)
     assert wait_gone(programs_of(root), timeout=5) == []
+
+
+@pytest.mark.parametrize(("given", "expected"), [
+    ("query", "error: --service 'query' names no command; use --service NAME='PROGRAM "
+              "ARGS', e.g. --service query='python3 d.py'"),
+    ("quarry=./d", "error: --service quarry=...: unknown service 'quarry'; choose one of: "
+                   "bus, users, products, orders, query"),
+])
+def test_a_malformed_service_flag_is_a_usage_error(tmp_path: Path, given: str,
+                                                   expected: str) -> None:
+    root = tmp_path / "sandbox"
+    refused = Sandbox(root, sandbox_env(root)).run("up", "--detach", "--service", given)
+    assert (refused.returncode, refused.stderr.splitlines()) == (2, [expected])
+    assert not (root / "state.json").exists()
