@@ -222,3 +222,24 @@ def test_a_bad_command_is_one_line_naming_the_setting(
         config.load(config_file=file, env=where.get("env", {}))
     assert expected in refused.value.message
     assert "\n" not in refused.value.message
+
+
+def test_on_nats_its_file_says_how_to_sign_in_to_the_stream() -> None:
+    from msshop.runtime.orchestrator.executable import service_document
+    from msshop.runtime.orchestrator.state import BusState, ServiceState, State
+
+    token = secrets.token_hex(16)
+    query = ServiceState(name="query", port=7104, url="http://127.0.0.1:7104",
+                         db="/s/data/query", log="/s/logs/query.log", kind="executable")
+    bus = ServiceState(name="bus", port=7100, url="nats://127.0.0.1:7100", db="", log="")
+    sandbox = State(sandbox="/s", host=HOST, supervisor_pid=1, control_port=1, token=token,
+                    mode="detached", started_at=0.0,
+                    services={"bus": bus, "query": query},
+                    bus=BusState(backend="nats", sandbox="abc", stream="msshop-abc",
+                                 servers=["nats://127.0.0.1:7100"]))
+    document = service_document(query, sandbox)
+    assert document["peers"] == {}  # a nats node has no http URL
+    assert document["bus"] == {
+        "backend": "nats", "servers": ["nats://127.0.0.1:7100"], "stream": "msshop-abc",
+        "subjects": "msshop.abc.>", "user": "query",
+        "password": service_credential(token, "query")}

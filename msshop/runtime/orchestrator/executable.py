@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from msshop.contracts import streams
 from msshop.contracts.config import Settings
 from msshop.contracts.credentials import digest, service_credential
 from msshop.contracts.errors import SandboxError
@@ -170,7 +171,7 @@ def service_document(service: ServiceState, sandbox: State) -> dict[str, Any]:
     if sandbox.bus.backend == "nats":
         address = sandbox.bus.address(name, sandbox.token)
         bus = {"backend": "nats", "servers": list(address.servers),
-               "stream": address.stream, "subjects": f"msshop.{sandbox.bus.sandbox}.>",
+               "stream": address.stream, "subjects": streams.all_subjects(sandbox.bus.sandbox),
                "user": address.user, "password": address.password}
     else:
         bus = {"backend": "log", "url": peers.get("bus", "")}
