@@ -110,6 +110,10 @@ def test_stop_start_restart_and_kill_drive_it_like_any_service(tmp_path: Path) -
         assert started.returncode == 0, started.stderr
         first = sandbox.state.services["query"].pid
         assert first is not None
+        chaos = sandbox.run("chaos", "query", "--latency", "300")
+        assert (chaos.returncode, chaos.stderr.splitlines()) == (2, [
+            "error: query is a program of your own, which cannot take chaos (only msshop's "
+            "services do); stop, start or kill it instead (msshop kill query)"])
         assert sandbox.run("restart", "query").returncode == 0
         second = sandbox.state.services["query"].pid
         assert second not in (None, first) and wait_gone([first], timeout=5) == []
