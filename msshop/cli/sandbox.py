@@ -31,6 +31,10 @@ def up(
         None, "--bus-nodes", metavar="N",
         help="nats: how many clustered nats-servers to start, 1, 3 or 5 "
              "[env MSSHOP_BUS_NODES; default 1]."),
+    programs: list[str] | None = typer.Option(
+        None, "--service", metavar="NAME='CMD'",
+        help="Run your own program as that service instead of msshop's, e.g. "
+             "query='python3 d.py'; repeatable [env MSSHOP_<NAME>_COMMAND]."),
     wait_for: str | None = typer.Option(
         None, "--wait", metavar="healthy|caught-up",
         help="With --detach: then wait until this holds: healthy (what --detach does "
@@ -55,7 +59,8 @@ def up(
     if as_json and not detach:
         raise UsageError("--json goes with --detach (in the foreground, up shows a live "
                          "table until Ctrl-C)")
-    config = settings(ctx, **{"bus.backend": bus, "bus.nodes": bus_nodes})
+    config = settings(ctx, **{"bus.backend": bus, "bus.nodes": bus_nodes},
+                      **_commands(programs or []))
     console = render.terminal()
     started = time.perf_counter()
     if not detach:
@@ -79,6 +84,23 @@ def up(
     emit(Outcome({**up_outcome.document, "waited": report},
                  lambda out: render.wait_report(out, report),
                  exit_code=EXIT_CODES[report["outcome"]]), as_json)
+
+
+def _commands(programs: list[str]) -> dict[str, str]:
+    """--service NAME='CMD', each as the setting services.NAME.command."""
+    from msshop.contracts.topology import NAMES
+
+    commands = {}
+    for program in programs:
+        name, equals, command = program.partition("=")
+        if not equals or not command.strip():
+            raise UsageError(f"--service {program!r} names no command; use --service "
+                             "NAME='PROGRAM ARGS', e.g. --service query='python3 d.py'")
+        if name not in NAMES:
+            raise UsageError(f"--service {name}=...: unknown service '{name}'; choose one "
+                             "of: " + ", ".join(NAMES))
+        commands[f"services.{name}.command"] = command
+    return commands
 
 
 def down(ctx: typer.Context, as_json: bool = json_option()) -> None:

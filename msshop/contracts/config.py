@@ -61,6 +61,18 @@ def _is_name(value: str) -> bool:
     return NAME.fullmatch(value) is not None
 
 
+def _is_command(value: tuple[str, ...]) -> bool:
+    """() (msshop's own program) or a program and its arguments, none of them empty."""
+    return all(value) and "\0" not in "".join(value)
+
+
+#: the parts a program of your own may run as: not yet the bus, whose appends are checked
+#: with credentials only msshop's own bus knows how to check (the senders' digests)
+FOREIGN_BUS = ("() only: a program of your own as the bus is not supported yet (it would "
+               "have to check each writer's credential); run a program as users, products, "
+               "orders or query")
+
+
 def _is_ip(value: str) -> bool:
     try:
         ipaddress.ip_address(value)
@@ -109,6 +121,16 @@ SETTINGS: tuple[Setting, ...] = (
         "services.log_level", str, "info", "MSSHOP_LOG_LEVEL",
         "one of " + ", ".join(LOG_LEVELS),
         lambda v: v in LOG_LEVELS,
+    ),
+    *(Setting(
+        f"services.{name}.command", tuple, (), f"MSSHOP_{name.upper()}_COMMAND",
+        f"[] (msshop's own {name} service) or a program and its arguments, e.g. "
+        '["python3", "my_service.py"] (in the environment: "python3 my_service.py")',
+        _is_command,
+    ) for name in ("users", "products", "orders", "query")),
+    Setting(
+        "services.bus.command", tuple, (), "MSSHOP_BUS_COMMAND", FOREIGN_BUS,
+        lambda v: v == (),
     ),
     Setting(
         "connections.request_timeout", float, 5.0, "MSSHOP_REQUEST_TIMEOUT",
@@ -208,6 +230,8 @@ class Settings:
     http_timeout: float
     timeouts: dict[str, float]  # per dependency; absent: http_timeout
     log_level: str
+    # a program that runs as that service instead of msshop's own (absent: ours)
+    commands: dict[str, tuple[str, ...]]
     connections: ConnectionLimits
     bus_backend: str  # "log" (the sandbox's own) or "nats" (JetStream)
     bus_url: str  # nats: an existing server ("" starts one)
@@ -233,6 +257,8 @@ class Settings:
             timeouts={key.partition(".")[2]: value for key, value in values.items()
                       if key.startswith("timeouts.") and value},
             log_level=values["services.log_level"],
+            commands={key.split(".")[1]: value for key, value in values.items()
+                      if key.endswith(".command") and value},
             connections=ConnectionLimits(
                 request_timeout=values["connections.request_timeout"],
                 keep_alive=values["connections.keep_alive"],
@@ -303,8 +329,7 @@ def read_file(path: Path) -> dict[str, Any]:
                 f"{path}: '{section}' must be a [section]; sections are "
                 + ", ".join(sorted({k.split('.')[0] for k in BY_KEY}))
             )
-        for name, raw in table.items():
-            key = f"{section}.{name}"
+        for key, raw in _flattened(section, table):
             setting = BY_KEY.get(key)
             if setting is None:
                 raise ConfigError(
@@ -315,6 +340,19 @@ def read_file(path: Path) -> dict[str, Any]:
                 value = (path.parent / value).resolve()
             values[key] = value
     return values
+
+
+def _flattened(prefix: str, table: dict[str, Any]) -> list[tuple[str, Any]]:
+    """A TOML table's values by dotted key: [services.query] command = […] (a table in a
+    table) is the key services.query.command, as `query.command = […]` in [services] is."""
+    found: list[tuple[str, Any]] = []
+    for name, raw in table.items():
+        key = f"{prefix}.{name}"
+        if isinstance(raw, dict) and key not in BY_KEY:
+            found += _flattened(key, raw)
+        else:
+            found.append((key, raw))
+    return found
 
 
 def _coerce(setting: Setting, raw: Any, origin: str, parse_text: bool = True) -> Any:
@@ -331,6 +369,13 @@ def _coerce(setting: Setting, raw: Any, origin: str, parse_text: bool = True) ->
         elif setting.kind is Path:
             if isinstance(raw, str | Path):
                 value = Path(raw)
+        elif setting.kind is tuple:  # a command: a list in a file, a shell-like string else
+            if isinstance(raw, list | tuple) and all(isinstance(arg, str) for arg in raw):
+                value = tuple(raw)
+            elif isinstance(raw, str) and parse_text:
+                import shlex
+
+                value = tuple(shlex.split(raw))
         elif isinstance(raw, str):
             value = (raw.strip().lower() if setting.key in ("services.log_level", "bus.backend")
                      else raw)

@@ -112,6 +112,8 @@ class ServiceStatus(TypedDict):
     rows: dict[str, int] | None
     exit: str | None  # how it last ended, e.g. "killed by SIGKILL"
     ready_ms: float | None
+    kind: NotRequired[str]  # service (msshop's) | nats-server | executable (a program of yours)
+    command: NotRequired[list[str]]  # executable: the program and its arguments
     problems: NotRequired[list[str]]  # why its health is "degraded"
     outbox: NotRequired[OutboxHealth]
     head: NotRequired[int]

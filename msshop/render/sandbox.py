@@ -3,6 +3,7 @@ the service commands (stop, start, restart, kill) say."""
 
 from __future__ import annotations
 
+import shlex
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console, RenderableType
@@ -199,6 +200,9 @@ def abilities(service: ServiceStatus | Health) -> str | None:
 
 def status(out: Console, status: StatusReport) -> None:
     out.print(status_table(out, status))
+    for service in status["services"]:
+        if "command" in service:
+            note(out, f"{service['name']} is your program: {shlex.join(service['command'])}")
     for line in replication_lines(status):
         note(out, line)
 

@@ -626,6 +626,9 @@ class FakeKind:
     def ready(self, service: ServiceState, host: str, timeout: float) -> Health | None:
         return self.health(service, host, timeout)
 
+    def unready(self, service: ServiceState, host: str) -> str:
+        return ""
+
     def remove_data(self, service: ServiceState) -> None:
         self.world.journal.append(f"remove data {service.name}")
         shutil.rmtree(service.db, ignore_errors=True)

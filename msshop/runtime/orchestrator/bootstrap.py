@@ -12,6 +12,7 @@ from msshop.contracts.errors import SandboxError
 from msshop.contracts.topology import SERVICES, ServiceSpec
 from msshop.runtime.fd_limit import raise_fd_limit
 from msshop.runtime.orchestrator.broker import external_bus
+from msshop.runtime.orchestrator.executable import ExecutableKind
 from msshop.runtime.orchestrator.forked_service import ForkedServiceKind
 from msshop.runtime.orchestrator.kind import ProcessKind
 from msshop.runtime.orchestrator.nats_node import NatsNodeKind, managed_bus
@@ -27,18 +28,23 @@ from msshop.runtime.orchestrator.supervisor import Supervisor
 
 def process_kinds(settings: Settings) -> dict[str, ProcessKind]:
     """Every kind the supervisor can run, by the name its processes' state records."""
-    kinds: list[ProcessKind] = [ForkedServiceKind(settings), NatsNodeKind(settings)]
+    kinds: list[ProcessKind] = [ForkedServiceKind(settings), NatsNodeKind(settings),
+                                ExecutableKind(settings)]
     return {kind.name: kind for kind in kinds}
 
 
 def lineup(settings: Settings) -> list[tuple[ServiceSpec, str]]:
     """Each part of the topology and the kind that runs it: the bus is nats-server nodes
-    with `--bus nats`, and nothing at all with bus.url (a server msshop does not start)."""
+    with `--bus nats`, and nothing at all with bus.url (a server msshop does not start); a
+    part whose settings name a command is that program (services.<name>.command)."""
     parts = []
     for spec in SERVICES:
         if spec.name == "bus" and settings.bus_backend == "nats":
             if not settings.bus_url:
                 parts.append((spec, NatsNodeKind.name))
+            continue
+        if spec.name in settings.commands:
+            parts.append((spec, ExecutableKind.name))
             continue
         parts.append((spec, ForkedServiceKind.name))
     return parts

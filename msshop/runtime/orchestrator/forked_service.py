@@ -86,6 +86,9 @@ class ForkedServiceKind:
     def ready(self, service: ServiceState, host: str, timeout: float) -> Health | None:
         return self.health(service, host, timeout)  # it answers once its app is set up
 
+    def unready(self, service: ServiceState, host: str) -> str:
+        return ""  # its log says why
+
     def remove_data(self, service: ServiceState) -> None:
         for suffix in ("", "-wal", "-shm"):
             Path(service.db + suffix).unlink(missing_ok=True)

@@ -3,51 +3,16 @@
 The supervisor's loop (supervisor.py) knows the stages, the deadlines, the state file and
 the control commands; what differs from one kind of process to another is behind
 `ProcessKind`, looked up by the kind's name, which each process's `ServiceState.kind`
-records. Two kinds exist: a forked Python service (forked_service.py) and a node of the
-managed nats bus (nats_node.py). Which kind runs which part of the topology is decided in
-one place, bootstrap.py.
+records. Three kinds exist: a forked Python service (forked_service.py), a node of the
+managed nats bus (nats_node.py) and a program of your own run as one of the services
+(executable.py). Which kind runs which part of the topology is decided in one place,
+bootstrap.py.
 
-A third kind is one more class and one more entry in bootstrap.py; the loop does not
-change. For example a learner's service in any language, run as
-`[services.query] command = ["./my-query"]`, would be:
-
-    class ExecutableKind:
-        name = "executable"  # what `msshop status` and state.json call it
-        stops_alone = False  # stopped with the rest of its stage
-
-        def reserve(self, spec, ports):  # its HTTP port, bound now, handed over at start
-            port = ports.listen(spec.name, self.port_for(spec))
-            return [ServiceState(name=spec.name, port=port, kind=self.name, ...)]
-
-        def part(self, service):  # it stands in for that part of the topology: its stage
-            return service.name
-
-        def own_ports(self, service):  # it binds no port besides the one it is handed
-            return []
-
-        def warm_up(self, names):  # nothing to import ahead of its stage
-            pass
-
-        def spawn(self, service, sandbox):  # not started: the loop starts it with the
-            # socket; it gets a data directory, and its credential in a file of its own
-            return ExecutableProcess(self.command, Path(service.db), credential, ...)
-
-        def health(self, service, host, timeout):  # the same GET /health as ours
-            return probe(host, service.port, timeout)
-
-        def ready(self, service, host, timeout):
-            return self.health(service, host, timeout)
-
-        def remove_data(self, service):
-            shutil.rmtree(service.db, ignore_errors=True)
-
-        def worth_showing(self, lines):  # everything it logs, in the live view
-            return lines
-
-and in bootstrap.py, `process_kinds` lists it and `lineup` gives it the parts whose
-settings name a command. Its process (`ChildProcess`) would hand the bound socket to the
-program it executes as an inherited descriptor, as a forked service inherits its own (or
-close it just before, as BrokerProcess does, for a program that binds its port itself).
+Another kind is one more class and one more entry in bootstrap.py; the loop does not
+change (tests/unit/test_supervisor.py plugs in a fake one). executable.py is the example
+to follow for a process that is not ours: it binds the port it is handed (closed in the
+child just before exec, process.py's ExecProcess), answers the same GET /health, keeps
+its data in a directory of its own, and gets its secrets in a file of its own.
 """
 
 from __future__ import annotations
@@ -135,6 +100,10 @@ class ProcessKind(Protocol):
 
     def ready(self, service: ServiceState, host: str, timeout: float) -> Health | None:
         """Its health once it can take its work; None until then."""
+
+    def unready(self, service: ServiceState, host: str) -> str:
+        """What a person should hear of a process not ready at the startup deadline,
+        besides its log (where it was asked, and what came back); "": nothing more."""
 
     def remove_data(self, service: ServiceState) -> None:
         """Delete what it stores (reset); its log stays."""

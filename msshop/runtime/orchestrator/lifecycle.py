@@ -193,9 +193,11 @@ def status(settings: Settings) -> StatusReport:
             "url": service.url, "db": service.db, "log": service.log,
             "health": (health.get("status", "ok") if health
                        else _unanswered(service.pid) if service.status == "running" else "-"),
-            "rows": health["rows"] if health else None,
-            "exit": service.exit, "ready_ms": service.ready_ms,
+            "rows": health.get("rows") if health else None,  # a program of yours: maybe none
+            "exit": service.exit, "ready_ms": service.ready_ms, "kind": service.kind,
         }
+        if service.command:  # a program of your own runs as this service
+            report["command"] = service.command
         if unanswered:  # why it is not answering: refused, reset, timed out
             report["unanswered"] = unanswered
         if health:  # what it says of replication, and the faults injected into it
@@ -233,8 +235,10 @@ def check_service(name: str, state: State | None = None) -> str:
 def check_msshop_service(name: str, state: State, doing: str) -> str:
     """A service msshop runs itself (not a nats-server node), for what only they can do."""
     check_service(name, state)
-    if state.services[name].kind != "service":
-        raise UsageError(f"{name} is a nats-server, which cannot {doing}; stop, start or "
+    kind = state.services[name].kind
+    if kind != "service":
+        what = "a nats-server" if kind == "nats-server" else "a program of your own"
+        raise UsageError(f"{name} is {what}, which cannot {doing}; stop, start or "
                          f"kill it instead (msshop kill {name})")
     return name
 

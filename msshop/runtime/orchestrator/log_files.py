@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections import deque
 from pathlib import Path
 
@@ -9,10 +10,13 @@ from pathlib import Path
 class LogFollower:
     """Yields the complete lines appended to a file since the last call."""
 
-    def __init__(self, path: Path, from_start: bool = False, offset: int | None = None
-                 ) -> None:
-        """From the end of the file, its start, or `offset` (where a reading stopped)."""
+    def __init__(self, path: Path, from_start: bool = False, offset: int | None = None,
+                 most: int | None = None) -> None:
+        """From the end of the file, its start, or `offset` (where a reading stopped).
+        `most`: bytes read at most per call; beyond, the oldest are skipped (said in a
+        line of their own), so a process flooding its log cannot flood its reader."""
         self.path = path
+        self.most = most
         if offset is None:
             offset = 0 if from_start or not path.exists() else path.stat().st_size
         self.offset = offset
@@ -27,24 +31,38 @@ class LogFollower:
             self.offset, self.partial = 0, b""
         if size == self.offset:
             return []
+        skipped = 0
+        if self.most is not None and size - self.offset > self.most:
+            skipped = size - self.most - self.offset
+            self.offset, self.partial = size - self.most, b""
         with self.path.open("rb") as f:
             f.seek(self.offset)
             data = f.read(size - self.offset)
         self.offset += len(data)
         data = self.partial + data
         *lines, self.partial = data.split(b"\n")
-        return [line.decode(errors="replace") for line in lines]
+        said = [line.decode(errors="replace") for line in lines]
+        if skipped:  # the line cut in two by the skip is skipped too
+            said[:1] = [f"[msshop: {skipped:,} bytes of this log skipped here, written "
+                        "faster than they can be shown; the file has them all]"]
+        return said
 
 
-def tail(path: Path, count: int) -> list[str]:
-    """The last `count` lines of a file (all of them for count <= 0)."""
+def tail(path: Path, count: int, most: int | None = None) -> list[str]:
+    """The last `count` lines of a file (all of them for count <= 0), read from its last
+    `most` bytes (None: the whole file)."""
     try:
-        with path.open("r", encoding="utf-8", errors="replace") as f:
-            if count <= 0:
-                return f.read().splitlines()
-            return list(deque(f, maxlen=count))
+        with path.open("rb") as f:
+            if most is not None:
+                end = f.seek(0, 2)
+                f.seek(max(0, end - most))
+                if end > most:
+                    f.readline()  # the line the cut fell in
+            text = f.read().decode("utf-8", errors="replace")
     except FileNotFoundError:
         return []
+    lines = io.StringIO(text, newline=None).readlines()  # as a file opened "r" reads
+    return lines if count <= 0 else list(deque(lines, maxlen=count))
 
 
 def complete_lines(path: Path) -> tuple[list[str], int]:
@@ -61,7 +79,8 @@ def complete_lines(path: Path) -> tuple[list[str], int]:
 
 def last_error_line(path: Path) -> str | None:
     """The last line that looks like an error, to quote when a service fails to start."""
-    lines = [line.rstrip("\n") for line in tail(path, 50)]
+    # the end of the file only: a process that flooded its log must not stall the report
+    lines = [line.rstrip("\n") for line in tail(path, 50, most=256 * 1024)]
     for line in reversed(lines):  # a service that could not start says why in one line
         if " could not start: " in line:
             return line

@@ -83,6 +83,9 @@ class NatsNodeKind:
         health = self.health(service, host, timeout)
         return health if health is not None and health.get("status") == "ok" else None
 
+    def unready(self, service: ServiceState, host: str) -> str:
+        return ""  # its log says why
+
     def remove_data(self, service: ServiceState) -> None:
         shutil.rmtree(service.db, ignore_errors=True)
 

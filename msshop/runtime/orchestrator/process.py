@@ -10,6 +10,7 @@ however it dies, the kernel closes that end; every service sees EOF and exits. N
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import gc
 import importlib
 import os
@@ -28,6 +29,7 @@ from msshop.contracts.topology import ServiceSpec
 from msshop.runtime.platform.context import ServiceContext
 
 _fork = multiprocess.get_context("fork")
+PR_SET_PDEATHSIG = 1
 
 # What uvicorn would otherwise import lazily in each child as it starts: the protocol and
 # lifespan classes its Config.load() picks by name (5-8 ms per child, three children at
@@ -98,6 +100,86 @@ class ForkedProcess:
         """SIGKILL, for a process that did not end after SIGTERM."""
         if self.alive():
             self._process.kill()
+
+
+class ExecProcess(ForkedProcess):
+    """A program that is not ours (nats-server, a service in any language), forked like a
+    service and then replaced by the program: its own process group, SIGTERM from the
+    kernel if the supervisor dies (Linux), stdin /dev/null, stdout and stderr appended to
+    its log. It binds its port itself: the supervisor's socket held the port until the
+    child closes it just before exec, so nothing else could take it meanwhile."""
+
+    def __init__(self, name: str, log_path: Path) -> None:
+        super().__init__()
+        self.name = name
+        self.log_path = log_path
+
+    def program(self) -> tuple[list[str], dict[str, str] | None, str | None]:
+        """(argv with argv[0] a path, its environment (None: ours), its directory)."""
+        raise NotImplementedError
+
+    def start(self, sock: socket.socket, lifeline: tuple[int, int],
+              close_in_child: Sequence[int]) -> None:
+        argv, env, cwd = self.program()
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._process = _fork.Process(
+            target=exec_program,
+            args=(self.name, argv, env, cwd, self.log_path,
+                  (*lifeline, sock.fileno(), *close_in_child), os.getpid()),
+            name=f"msshop-{self.name}", daemon=False)
+        self.started_at = time.time()
+        self._process.start()
+        sock.close()
+
+    # A program may start processes of its own (a shell's, node's workers): they are in its
+    # process group, and stop and are killed with it.
+
+    def terminate(self) -> None:
+        self._signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self._signal(signal.SIGKILL)
+
+    def _signal(self, number: int) -> None:
+        if not self.alive() or self.pid is None:
+            return
+        try:
+            os.killpg(self.pid, number)  # its group's id is its pid (setpgid in the child)
+        except OSError:  # not yet in a group of its own: just forked
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, number)
+
+
+def exec_program(name: str, argv: list[str], env: dict[str, str] | None, cwd: str | None,
+                 log_path: Path, close_fds: tuple[int, ...], supervisor: int) -> None:
+    """In the forked child: become `argv`, logging to `log_path`."""
+    os.setpgid(0, 0)  # Ctrl-C reaches the supervisor, which stops the processes in order
+    signal.set_wakeup_fd(-1)
+    for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+    for fd in close_fds:  # the lifeline, the port it binds itself, the supervisor's own
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    if sys.platform.startswith("linux"):  # the kernel's lifeline: SIGTERM when we die
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != supervisor:  # it died before that: no one would send it
+            os._exit(1)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        if env is None:
+            os.execv(argv[0], argv)
+        os.execve(argv[0], argv, env)
+    except OSError as exc:
+        os.write(2, f"{name} could not start: cannot run {argv[0]}: {exc.strerror}\n"
+                 .encode())
+        os._exit(127)
 
 
 class ServiceProcess(ForkedProcess):

@@ -2,6 +2,8 @@
 
 Layout of a sandbox directory:
     data/<service>.db   each service's own SQLite file (plus its -wal and -shm)
+    data/<service>/     a program of your own run as that service: its own directory,
+                        with service.json (mode 0600: its port, peers and credential)
     data/sandbox.id     the sandbox's identity, made at its first `up` and kept with the
                         data: its bus log and its NATS stream and subjects are named by it
     data/nats/<node>/   with the nats bus: each nats-server's JetStream store
@@ -96,9 +98,12 @@ class ServiceState:
     exit: str | None = None  # how it last ended, e.g. "killed by SIGKILL"
     started_at: float | None = None
     ready_ms: float | None = None  # fork to ready, by the service's own report
-    kind: str = "service"  # service (an msshop process) | nats-server (a node of the bus)
+    # service (an msshop process) | nats-server (a node of the bus) | executable (a
+    # program of your own, run as that service: its command)
+    kind: str = "service"
     monitor_port: int | None = None  # nats-server: where its health is asked
     route_port: int | None = None  # nats-server in a cluster: where the nodes meet
+    command: list[str] | None = None  # executable: the program and its arguments
 
 
 @dataclass

@@ -50,6 +50,7 @@ from msshop.runtime.orchestrator.state import (
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 HEALTH_REFRESH = 1.0
 KILL_WAIT = 5.0  # seconds for the kernel to reap a process sent SIGKILL
+SHOWN_PER_TICK = 16 * 1024  # bytes of each log the live view shows at most per tick
 
 
 class Interrupted(SandboxError):
@@ -127,7 +128,8 @@ class Supervisor:
             bus=bus,
         )
         if self.printer.refresh_interval:  # from here on, every line the services log is shown
-            self.followers = {s.name: LogFollower(Path(s.log)) for s in services.values()}
+            self.followers = {s.name: LogFollower(Path(s.log), most=SHOWN_PER_TICK)
+                              for s in services.values()}
         self._install_signals()
         write_state(self.paths, self.state)
         return self.state
@@ -271,14 +273,16 @@ class Supervisor:
             if self.stopping:
                 raise Interrupted()
             if self.clock() > deadline:
+                first = pending[0]
+                why = self._kind(first).unready(state.services[first], state.host)
                 for name in pending:  # not left running half-started, nor called "starting"
                     self._stop(name)
                     state.services[name].status = "failed"
                     state.services[name].exit = f"not healthy within {timeout:g} s"
                 write_state(self.paths, state)
                 raise SandboxError(
-                    f"{pending[0]} did not become healthy within {timeout:g} s; "
-                    f"see: msshop logs {pending[0]}"
+                    f"{first} did not become healthy within {timeout:g} s"
+                    + (f" ({why})" if why else "") + f"; see: msshop logs {first}"
                 )
             self.sleep(pause)
             pause = min(pause * 2, 0.02)
