@@ -1,0 +1,658 @@
+"""Service D, "which products did user U order?", in plain Python: the standard library only.
+
+A reference program for msshop's foreign-service contract (docs/protocol.md): msshop runs it
+as the sandbox's query service, and it answers the lesson's question two ways:
+
+    GET /user-orders/{user_id}?strategy=direct-call
+        ask the owners now: users and orders at once, then products for the titles
+    GET /user-orders/{user_id}?strategy=replicated[&after=POSITION&wait_ms=2000]
+        read our own copy, built from the bus's events (after=: read-your-writes)
+    GET /health
+        who we are, and how far our copy has read the bus
+
+It never opens another service's file: what it knows of users, products and orders comes
+over HTTP (direct-call) or from their events on the bus (replicated). Its own file is
+$MSSHOP_DATA_DIR/query-replica.db.
+
+Run it as msshop's query service:  msshop up --service query='python3 service_d.py'
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+import os
+import random
+import re
+import signal
+import sqlite3
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+log = logging.getLogger("service-d")
+
+MAX_ID = 2**63 - 1  # SQLite's INTEGER: ids and positions are at most this
+MAX_WAIT_MS = 30_000  # read-your-writes: the longest a caller may ask us to wait
+MAX_IDS = 10_000  # ids in one ?ids= call to products (what it takes at most)
+PAGE = 1000  # events asked of the bus at a time
+LONG_POLL_MS = 10_000  # how long the bus may hold a read while nothing is new
+HTTP_TIMEOUT = 2.0  # seconds a peer has to answer a direct-call
+
+
+# --- Settings: everything comes from the environment and service.json -------------------
+
+class Settings:
+    """What msshop tells us (docs/protocol.md): the address to bind, our own directory,
+    the other services' URLs, and the secret that lets us read the bus."""
+
+    def __init__(self, document: dict[str, Any]) -> None:
+        self.service: str = document["service"]
+        self.host: str = document["host"]
+        self.port: int = int(document["port"])
+        self.data_dir = Path(document["data_dir"])
+        self.peers: dict[str, str] = document["peers"]
+        self.credential: str = document["credential"]
+        self.bus_url: str = document["bus"].get("url") or self.peers["bus"]
+        if document["bus"].get("backend", "log") != "log":
+            raise SystemExit(f"{self.service}: this example reads only msshop's log bus, "
+                             f"not {document['bus']['backend']}; start msshop with --bus log")
+
+
+def load_settings() -> Settings:
+    """service.json, found through $MSSHOP_SERVICE_FILE. Secrets live only in that file
+    (mode 0600), never in the environment or on a command line."""
+    path = os.environ.get("MSSHOP_SERVICE_FILE")
+    if not path:
+        raise SystemExit("MSSHOP_SERVICE_FILE is not set: run this program as a service of "
+                         "msshop (msshop up --service query='python3 service_d.py')")
+    try:
+        return Settings(json.loads(Path(path).read_text()))
+    except (OSError, ValueError, KeyError, AttributeError) as exc:
+        raise SystemExit(f"cannot read the service file {path}: {exc}") from None
+
+
+# --- Errors: every failure is one JSON line, as msshop's services answer -----------------
+
+class HttpError(Exception):
+    """An answer other than 200: {"error", "status", "service"} plus any `extra` keys
+    (e.g. "dependency": which service failed)."""
+
+    def __init__(self, status: int, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status, self.message, self.extra = status, message, extra
+
+
+# --- Tracing: forward W3C traceparent so msshop's traces show who touched which data -------
+
+TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
+
+
+def trace_of(header: str | None) -> str:
+    """The caller's trace id (a new one if it sent none): our calls join its trace."""
+    found = TRACEPARENT.match((header or "").strip().lower())
+    if found and found.group(1) != "0" * 32:
+        return found.group(1)
+    return f"{random.getrandbits(128):032x}"
+
+
+def child_traceparent(trace_id: str) -> str:
+    """The header for one outgoing call: same trace, a new span id for the call, so the
+    callee's spans hang under it."""
+    return f"00-{trace_id}-{random.getrandbits(64):016x}-01"
+
+
+# --- Calling the other services over HTTP -----------------------------------------------
+
+def call(url: str, path: str, headers: dict[str, str], timeout: float) -> tuple[int, Any]:
+    """GET url+path; (status, decoded JSON). Raises OSError if nobody answers."""
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port,
+                                      timeout=timeout)
+    try:
+        conn.request("GET", path, headers=headers)
+        response = conn.getresponse()
+        body = response.read()
+    finally:
+        conn.close()
+    try:
+        return response.status, json.loads(body) if body else None
+    except ValueError:
+        return response.status, {"error": body[:200].decode(errors="replace")}
+
+
+def ask(settings: Settings, service: str, path: str, trace_id: str) -> tuple[int, Any]:
+    """Call a peer by name. Down, slow or failing (5xx) is a 503 naming it: the caller
+    sees which dependency to start again. A 4xx comes back for the caller to judge."""
+    url = settings.peers[service]
+    try:
+        status, data = call(url, path, {"traceparent": child_traceparent(trace_id)},
+                            HTTP_TIMEOUT)
+    except TimeoutError:
+        raise HttpError(503, f"{service} did not answer within {HTTP_TIMEOUT:g} s",
+                        dependency=service, failure="timeout") from None
+    except OSError as exc:
+        raise HttpError(503, f"{service} is down: {exc} at {url}; start it with: msshop "
+                             f"start {service}", dependency=service, failure="refused") from None
+    if status >= 500:
+        detail = data.get("error") if isinstance(data, dict) else data
+        raise HttpError(503, f"{service} failed with HTTP {status}: {detail}",
+                        dependency=service, failure="5xx")
+    return status, data
+
+
+def ok(service: str, status: int, data: Any) -> Any:
+    if status != 200:
+        detail = data.get("error") if isinstance(data, dict) else data
+        raise HttpError(502, f"{service} answered HTTP {status}: {detail}",
+                        dependency=service, failure="4xx")
+    return data
+
+
+def order_line(order_id: int, product_id: int, title: str | None, quantity: int,
+               unit_price_cents: int) -> dict[str, Any]:
+    """One order as every strategy shows it: prices kept as cents, sent as decimals (the
+    same arithmetic as msshop's, so answers compare equal to the last digit)."""
+    return {"order_id": order_id, "product_id": product_id, "title": title,
+            "quantity": quantity, "unit_price": unit_price_cents / 100,
+            "total": quantity * unit_price_cents / 100}
+
+
+# --- Strategy 1: direct-call (API composition) --------------------------------------------
+
+POOL = ThreadPoolExecutor(max_workers=16, thread_name_prefix="peer-call")
+
+
+def direct_call(settings: Settings, user_id: int, fanout: str, trace_id: str
+                ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """(user, orders) asked of their owners now. Two network stages whatever the number of
+    orders: users and orders at the same time, then products for the titles."""
+    user_call = POOL.submit(ask, settings, "users", f"/users/{user_id}", trace_id)
+    orders_call = POOL.submit(ask, settings, "orders", f"/orders?user_id={user_id}", trace_id)
+    (user_status, user), (orders_status, placed) = user_call.result(), orders_call.result()
+    if user_status == 404:
+        raise HttpError(404, f"no user with id {user_id}")
+    user = ok("users", user_status, user)
+    orders = ok("orders", orders_status, placed)["orders"]
+    product_ids = list(dict.fromkeys(o["product_id"] for o in orders))
+    titles = (product_titles(settings, product_ids, trace_id) if fanout == "batched"
+              else product_titles_one_by_one(settings, product_ids, trace_id))
+    lines = [order_line(o["id"], o["product_id"], titles.get(o["product_id"]), o["quantity"],
+                        round(o["unit_price"] * 100)) for o in orders]
+    return {"id": user_id, "name": user["name"], "email": user["email"]}, lines
+
+
+def product_titles(settings: Settings, ids: list[int], trace_id: str) -> dict[int, str]:
+    """One products call for all of them (in chunks of what products takes at most)."""
+    titles: dict[int, str] = {}
+    for start in range(0, len(ids), MAX_IDS):
+        chunk = ",".join(map(str, ids[start:start + MAX_IDS]))
+        found = ok("products", *ask(settings, "products", f"/products?ids={chunk}", trace_id))
+        titles.update((p["id"], p["title"]) for p in found["products"])
+    return titles
+
+
+def product_titles_one_by_one(settings: Settings, ids: list[int], trace_id: str
+                              ) -> dict[int, str]:
+    """fanout=naive: one call per product, one after the other: the N+1 pattern, slow on
+    purpose so `msshop compare` can show what it costs."""
+    titles: dict[int, str] = {}
+    for product_id in ids:
+        status, found = ask(settings, "products", f"/products/{product_id}", trace_id)
+        if status != 404:
+            titles[product_id] = ok("products", status, found)["title"]
+    return titles
+
+
+# --- Strategy 2: replicated (our own read model, built from the bus) ------------------------
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS users (
+    id INTEGER PRIMARY KEY, name TEXT NOT NULL, email TEXT NOT NULL,
+    version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS products (
+    id INTEGER PRIMARY KEY, title TEXT NOT NULL, version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS orders (
+    id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL, product_id INTEGER NOT NULL,
+    quantity INTEGER NOT NULL, unit_price_cents INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS orders_by_user ON orders (user_id, id);
+-- how far we have read the bus, and in which log: written in the same transaction as
+-- the rows, so after a crash we resume exactly where the last commit left off
+CREATE TABLE IF NOT EXISTS bus_position (
+    id INTEGER PRIMARY KEY CHECK (id = 1), position INTEGER NOT NULL, log TEXT NOT NULL);
+-- events we could not apply, kept with the reason instead of stopping the consumer
+CREATE TABLE IF NOT EXISTS dead_letters (
+    position INTEGER PRIMARY KEY, event_id TEXT, type TEXT, reason TEXT NOT NULL,
+    body TEXT NOT NULL, dead_at REAL NOT NULL);
+"""
+
+# Each event type comes from one service only; anything else is refused (dead-lettered).
+OWNERS = {"UserSignedUp": "users", "ProductCreated": "products",
+          "ProductUpdated": "products", "OrderPlaced": "orders"}
+
+
+def open_db(path: Path) -> sqlite3.Connection:
+    """Autocommit mode (isolation_level=None): we say BEGIN and COMMIT ourselves.
+    WAL lets the request threads read while the consumer writes."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    return conn
+
+
+class Poison(Exception):
+    """An event that can never be applied: it goes to dead_letters with this reason."""
+
+
+def an_id(data: dict[str, Any], key: str) -> int:
+    value = data.get(key)
+    if type(value) is not int or not 0 <= value <= MAX_ID:
+        raise Poison(f"data.{key} is not an id: {value!r}")
+    return value
+
+
+def text(data: dict[str, Any], key: str) -> str:
+    value = data.get(key)
+    if not isinstance(value, str):
+        raise Poison(f"data.{key} is not a string: {value!r}")
+    return value
+
+
+def cents(data: dict[str, Any], key: str) -> int:
+    value = data.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+            0 <= value <= 1_000_000):
+        raise Poison(f"data.{key} is not a price: {value!r}")
+    return round(value * 100)
+
+
+def apply_event(conn: sqlite3.Connection, event: dict[str, Any]) -> None:
+    """Apply one event to the read model. Safe to repeat and to receive out of order:
+    users and products keep their aggregate version and only a newer one wins; an order
+    is written once and never changes."""
+    kind, source = event.get("type"), event.get("source")
+    if kind not in OWNERS:
+        raise Poison(f"unknown event type {kind!r}")
+    if source != OWNERS[kind]:
+        raise Poison(f"a {kind} comes only from {OWNERS[kind]}, but {source} sent it")
+    data, version = event.get("data"), event.get("aggregate_version")
+    if not isinstance(data, dict) or type(version) is not int:
+        raise Poison("the event has no data object or no aggregate_version")
+    if an_id(data, "id") != event.get("aggregate_id"):
+        raise Poison(f"data.id {data['id']} is not the aggregate_id {event.get('aggregate_id')}")
+    if kind == "UserSignedUp":
+        conn.execute("INSERT INTO users VALUES (?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+                     "name = excluded.name, email = excluded.email, version = excluded.version "
+                     "WHERE excluded.version > users.version",
+                     (data["id"], text(data, "name"), text(data, "email"), version))
+    elif kind in ("ProductCreated", "ProductUpdated"):
+        # every product event carries the whole product, so an update that arrives before
+        # its creation is fine: the late creation has a lower version and loses
+        conn.execute("INSERT INTO products VALUES (?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+                     "title = excluded.title, version = excluded.version "
+                     "WHERE excluded.version > products.version",
+                     (data["id"], text(data, "title"), version))
+    else:
+        conn.execute("INSERT OR IGNORE INTO orders VALUES (?, ?, ?, ?, ?)",
+                     (data["id"], an_id(data, "user_id"), an_id(data, "product_id"),
+                      an_id(data, "quantity"), cents(data, "unit_price")))
+
+
+class Consumer:
+    """Follows the bus from our stored position and applies what it reads, in a thread of
+    its own. The request threads read its progress (freshness) and wait on it (after=)."""
+
+    def __init__(self, settings: Settings, db_path: Path) -> None:
+        self.settings = settings
+        self.conn = open_db(db_path)
+        self.conn.executescript(SCHEMA)
+        row = self.conn.execute("SELECT position, log FROM bus_position").fetchone()
+        self.position, self.log = (row[0], row[1]) if row else (0, "")
+        (self.dead,) = self.conn.execute("SELECT count(*) FROM dead_letters").fetchone()
+        self.applied = 0
+        self.head = self.position
+        self.catching_up_to: int | None = None
+        self.listening = False
+        self.bus_error: str | None = None
+        self.log_problem: str | None = None
+        self.head_seen_at: float | None = None
+        self.last_applied_at: float | None = None
+        self.advanced = threading.Condition()  # notified after each commit
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        wait_ms = 0  # the first read answers at once: it tells us the bus's head
+        first = True
+        while not self.stopping.is_set():
+            try:
+                self.listening = wait_ms > 0
+                page = self.read_bus(wait_ms)
+            except (OSError, ValueError, http.client.HTTPException) as exc:
+                self.note_bus_down(str(exc) or type(exc).__name__)
+                wait_ms = 0
+                continue
+            if self.bus_error is not None:
+                log.info("the bus is back; reading from position %d", self.position)
+            self.bus_error, wait_ms = None, LONG_POLL_MS
+            self.head_seen_at = time.time()
+            if not self.same_log(page):
+                self.stopping.wait(2.0)  # nothing to apply until someone fixes the log
+                continue
+            self.head = max(page["head"], self.position)
+            if first and page["head"] > self.position:
+                self.catching_up_to = page["head"]
+                log.info("catching up from position %d to %d", self.position, page["head"])
+            first = False
+            if page["events"]:
+                self.apply_page(page["events"])
+
+    def read_bus(self, wait_ms: int) -> dict[str, Any]:
+        """One long-poll of the log: the events after our position (or none, after wait_ms)."""
+        path = f"/events?after={self.position}&limit={PAGE}&wait_ms={wait_ms}"
+        status, page = call(self.settings.bus_url, path,
+                            {"authorization": f"Bearer {self.settings.credential}"},
+                            timeout=wait_ms / 1000 + 5)
+        if status != 200:
+            detail = page.get("error") if isinstance(page, dict) else page
+            raise OSError(f"the bus answered HTTP {status}: {detail}")
+        return page  # type: ignore[no-any-return]
+
+    def note_bus_down(self, why: str) -> None:
+        self.listening = False
+        if self.bus_error is None:
+            log.warning("cannot read the bus (%s); answers come from position %d",
+                        why, self.position)
+        self.bus_error = f"the bus is unreachable: {why}"
+        self.stopping.wait(0.5)  # try again soon, but do not spin
+
+    def same_log(self, page: dict[str, Any]) -> bool:
+        """A position means something only in the log it was read from: if the bus's log
+        was replaced or emptied, say so and apply nothing (the fix: rebuild from 0)."""
+        problem = None
+        if self.log and page["log"] != self.log:
+            problem = (f"the bus's log was replaced (it is log {page['log'][:8]}; this read "
+                       f"model was built from log {self.log[:8]}); delete "
+                       f"{self.settings.data_dir} and start again to rebuild it")
+        elif page["head"] < self.position:
+            problem = (f"the bus's log ends at position {page['head']}, but this read model "
+                       f"has applied up to {self.position}: the log was emptied or replaced")
+        if problem and problem != self.log_problem:
+            log.error("%s", problem)
+        self.log_problem = problem
+        if problem is None:
+            self.log = page["log"]
+        return problem is None
+
+    def apply_page(self, delivered: list[dict[str, Any]]) -> None:
+        """Apply a page of events and store the new position in ONE transaction: a crash
+        leaves both or neither, so each event is applied exactly once."""
+        position, applied, dead = self.position, 0, 0
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            for item in delivered:
+                position = item["position"]
+                if self.apply_one(item):
+                    applied += 1
+                else:
+                    dead += 1
+            self.conn.execute("INSERT INTO bus_position VALUES (1, ?, ?) ON CONFLICT (id) "
+                              "DO UPDATE SET position = excluded.position, log = excluded.log",
+                              (position, self.log))
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")  # e.g. a full disk: nothing applied, read again
+            raise
+        self.advanced_to(position, applied, dead)
+
+    def apply_one(self, item: dict[str, Any]) -> bool:
+        """Apply one event under a savepoint; False if it was dead-lettered instead.
+        The savepoint undoes a half-applied event, so the rest of the page still goes in."""
+        event = item["event"]
+        self.conn.execute("SAVEPOINT event")
+        try:
+            if not isinstance(event, dict):
+                raise Poison("not an event object")
+            apply_event(self.conn, event)
+        except (Poison, sqlite3.IntegrityError, KeyError, TypeError) as exc:
+            self.conn.execute("ROLLBACK TO event")
+            self.dead_letter(item["position"], event, str(exc))
+            self.conn.execute("RELEASE event")
+            return False
+        self.conn.execute("RELEASE event")
+        return True
+
+    def dead_letter(self, position: int, event: Any, reason: str) -> None:
+        log.warning("dead-lettered position %d: %s", position, reason)
+        known = event if isinstance(event, dict) else {}
+        self.conn.execute("INSERT OR REPLACE INTO dead_letters VALUES (?, ?, ?, ?, ?, ?)",
+                          (position, str(known.get("id")), str(known.get("type")), reason,
+                           json.dumps(event), time.time()))
+
+    def advanced_to(self, position: int, applied: int, dead: int) -> None:
+        with self.advanced:
+            self.position, self.last_applied_at = position, time.time()
+            self.head = max(self.head, position)
+            self.applied += applied
+            self.dead += dead
+            if self.catching_up_to is not None and position >= self.catching_up_to:
+                log.info("caught up at position %d", position)
+                self.catching_up_to = None
+            self.advanced.notify_all()  # wakes read-your-writes requests
+
+    def wait_for(self, position: int, wait_ms: int) -> bool:
+        """Read-your-writes: block until `position` is applied; False after wait_ms."""
+        with self.advanced:
+            return self.advanced.wait_for(lambda: self.position >= position, wait_ms / 1000)
+
+    def freshness(self) -> dict[str, Any]:
+        """How current the read model is, in the shape msshop's query service answers."""
+        now = time.time()
+
+        def ago(at: float | None) -> float | None:
+            return None if at is None else round((now - at) * 1000, 1)
+
+        return {"position": self.position, "bus_head": self.head,
+                "behind": self.head - self.position,
+                "caught_up": (self.head == self.position and self.bus_error is None
+                              and self.log_problem is None),
+                "catching_up_to": self.catching_up_to, "listening": self.listening,
+                "head_seen_ms_ago": ago(self.head_seen_at),
+                "last_applied_ms_ago": ago(self.last_applied_at),
+                "bus_error": self.bus_error, "log_problem": self.log_problem}
+
+
+class ReadModel:
+    """The request threads' side of the file: one read-only connection per thread."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.local = threading.local()
+
+    def conn(self) -> sqlite3.Connection:
+        if not hasattr(self.local, "conn"):
+            self.local.conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True,
+                                              isolation_level=None)
+        return self.local.conn  # type: ignore[no-any-return]
+
+    def user_orders(self, user_id: int) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+        """The user and their orders, each with its product's title (None: that product's
+        event has not reached us yet). One read transaction, so both parts agree."""
+        conn = self.conn()
+        conn.execute("BEGIN")
+        try:
+            user = conn.execute("SELECT id, name, email FROM users WHERE id = ?",
+                                (user_id,)).fetchone()
+            rows = conn.execute(
+                "SELECT o.id, o.product_id, p.title, o.quantity, o.unit_price_cents "
+                "FROM orders AS o LEFT JOIN products AS p ON p.id = o.product_id "
+                "WHERE o.user_id = ? ORDER BY o.id", (user_id,)).fetchall()
+        finally:
+            conn.execute("COMMIT")
+        if user is None:
+            return None, []
+        return {"id": user[0], "name": user[1], "email": user[2]}, [order_line(*r) for r in rows]
+
+    def rows(self) -> dict[str, int]:
+        conn = self.conn()
+        return {table: conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+                for table in ("users", "products", "orders")}
+
+
+# --- The HTTP side ------------------------------------------------------------------------
+
+class Service:
+    """What the request handlers need: settings, the consumer and the read model."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.db_path = settings.data_dir / "query-replica.db"
+        self.consumer = Consumer(settings, self.db_path)
+        self.read_model = ReadModel(self.db_path)
+        self.started_at = time.time()
+
+    def health(self) -> dict[str, Any]:
+        return {"service": self.settings.service, "status": "ok", "pid": os.getpid(),
+                "ready_at": self.started_at, "db": str(self.db_path),
+                "rows": self.read_model.rows(),
+                "consumer": {**self.consumer.freshness(), "applied": self.consumer.applied,
+                             "dead_letters": self.consumer.dead}}
+
+    def user_orders(self, user_id: int, query: dict[str, str], traceparent: str | None
+                    ) -> dict[str, Any]:
+        strategy = choice(query, "strategy", ("replicated", "direct-call"))
+        fanout = choice(query, "fanout", ("batched", "naive"))
+        after = number(query, "after", 0, MAX_ID, 0)
+        wait_ms = number(query, "wait_ms", 0, MAX_WAIT_MS, 2000)
+        choice(query, "kept", ("1", "0", "true", "false"))  # accepted: we keep no answers
+        trace_id = trace_of(traceparent)
+        if strategy == "direct-call":
+            user, orders = direct_call(self.settings, user_id, fanout, trace_id)
+            return {"question": "user-orders", "strategy": strategy, "fanout": fanout,
+                    "user": user, "orders": orders, "freshness": {"live": True},
+                    "trace_id": trace_id}
+        return self.replicated(user_id, after, wait_ms, trace_id)
+
+    def replicated(self, user_id: int, after: int, wait_ms: int, trace_id: str
+                   ) -> dict[str, Any]:
+        consumer = self.consumer
+        if after > consumer.position and not consumer.wait_for(after, wait_ms):
+            raise HttpError(503, f"the read model has not applied bus position {after} within "
+                                 f"{wait_ms} ms (it is at {consumer.position} of "
+                                 f"{consumer.head}); try again, or ask with a longer wait_ms",
+                            freshness=consumer.freshness())
+        freshness = consumer.freshness()
+        if consumer.catching_up_to is not None:
+            raise HttpError(503, f"not ready: catching up (position {consumer.position} of "
+                                 f"{consumer.catching_up_to}); ask again in a moment, or ask "
+                                 "with strategy=direct-call", freshness=freshness)
+        user, orders = self.read_model.user_orders(user_id)
+        if user is None:
+            raise HttpError(404, f"no user with id {user_id} (the read model has applied the "
+                                 f"bus up to position {freshness['position']})",
+                            freshness=freshness)
+        return {"question": "user-orders", "strategy": "replicated", "user": user,
+                "orders": orders, "freshness": freshness, "trace_id": trace_id}
+
+
+def choice(query: dict[str, str], name: str, allowed: tuple[str, ...]) -> str:
+    value = query.get(name, allowed[0])
+    if value not in allowed:
+        raise HttpError(422, f"{name} {value!r} is not one of: {', '.join(allowed)}")
+    return value
+
+
+def number(query: dict[str, str], name: str, least: int, most: int, default: int) -> int:
+    raw = query.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not least <= int(raw) <= most:
+        raise HttpError(422, f"query parameter {name}={raw!r} must be an integer from "
+                             f"{least} to {most}")
+    return int(raw)
+
+
+def user_id_of(raw: str) -> int:
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_ID:
+        raise HttpError(422, f"user_id {raw!r} is not an id: ids are positive integers")
+    return int(raw)
+
+
+class Handler(BaseHTTPRequestHandler):
+    """One request: route it, answer JSON. HTTP/1.1, so callers keep their connection."""
+
+    protocol_version = "HTTP/1.1"
+    # the head and the body go out in two writes: without this, Nagle's algorithm holds the
+    # body until the client's delayed ACK, 40 ms later, on every kept-alive request
+    disable_nagle_algorithm = True
+    service: Service  # set on the class by serve()
+
+    def do_GET(self) -> None:  # noqa: N802 (the name http.server calls)
+        url = urlsplit(self.path)
+        query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
+        parts = url.path.split("/")
+        try:
+            if url.path == "/health":
+                self.answer(200, self.service.health())
+            elif len(parts) == 3 and parts[1] == "user-orders":
+                self.answer(200, self.service.user_orders(
+                    user_id_of(parts[2]), query, self.headers.get("traceparent")))
+            else:
+                raise HttpError(404, f"{self.service.settings.service} has no route "
+                                     f"GET {url.path}")
+        except HttpError as exc:
+            self.answer(exc.status, {"error": exc.message, "status": exc.status,
+                                     "service": self.service.settings.service, **exc.extra})
+        except Exception as exc:  # a bug: one line in the log, a JSON 500 to the caller
+            log.exception("GET %s failed", self.path)
+            self.answer(500, {"error": f"{type(exc).__name__}: {exc}; see the service's log",
+                              "status": 500, "service": self.service.settings.service})
+
+    def answer(self, status: int, document: dict[str, Any]) -> None:
+        body = json.dumps(document).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # one line per request would drown the log; errors are logged where they happen
+
+
+def serve(settings: Settings) -> None:
+    service = Service(settings)
+    Handler.service = service
+    server = ThreadingHTTPServer((settings.host, settings.port), Handler)
+    server.daemon_threads = True  # a held request does not keep the process from stopping
+    consumer = threading.Thread(target=service.consumer.run, name="consumer", daemon=True)
+    consumer.start()
+
+    def stop(signum: int, frame: object) -> None:
+        # shutdown() waits for serve_forever to return, so it must run on another thread
+        service.consumer.stopping.set()
+        threading.Thread(target=server.shutdown).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    log.info("%s listening on http://%s:%d, read model %s, from bus position %d",
+             settings.service, settings.host, settings.port, service.db_path,
+             service.consumer.position)
+    server.serve_forever(poll_interval=0.05)
+    server.server_close()
+    log.info("stopped")
+
+
+def main() -> None:
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    serve(load_settings())
+
+
+if __name__ == "__main__":
+    main()
