@@ -313,7 +313,8 @@ class Consumer:
         self.conn = open_db(db_path)
         self.conn.executescript(SCHEMA)
         row = self.conn.execute("SELECT position, log FROM bus_position").fetchone()
-        self.position, self.log = (row[0], row[1]) if row else (0, "")
+        self.position: int = row[0] if row else 0  # the last event applied
+        self.log: str = row[1] if row else ""  # the identity of the log it belongs to
         (self.dead,) = self.conn.execute("SELECT count(*) FROM dead_letters").fetchone()
         self.applied = 0
         self.head = self.position
@@ -448,7 +449,8 @@ class Consumer:
     def wait_for(self, position: int, wait_ms: int) -> bool:
         """Read-your-writes: block until `position` is applied; False after wait_ms."""
         with self.advanced:
-            return self.advanced.wait_for(lambda: self.position >= position, wait_ms / 1000)
+            return bool(self.advanced.wait_for(lambda: self.position >= position,
+                                               wait_ms / 1000))
 
     def freshness(self) -> dict[str, Any]:
         """How current the read model is, in the shape msshop's query service answers."""
@@ -592,7 +594,7 @@ class Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     service: Service  # set on the class by serve()
 
-    def do_GET(self) -> None:  # noqa: N802 (the name http.server calls)
+    def do_GET(self) -> None:  # the name http.server calls
         url = urlsplit(self.path)
         query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
         parts = url.path.split("/")
