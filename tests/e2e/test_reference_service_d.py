@@ -235,6 +235,27 @@ def test_replicated_reads_its_own_writes_with_after(seeded: tuple[Sandbox, Refer
     assert answer == {**answer, "question": "user-orders", "strategy": "replicated"}
 
 
+def test_an_event_it_cannot_apply_is_dead_lettered_and_it_goes_on(
+        seeded: tuple[Sandbox, Reference]) -> None:
+    sandbox, program = seeded
+    before = program.consumer()
+    sandbox.run("poison", check=True)
+    position = sandbox.client().bus_head()
+    until(lambda: program.consumer()["position"] >= position, "the poison is read")
+    after = program.consumer()
+    assert after["dead_letters"] == before["dead_letters"] + 1
+    with contextlib.closing(sqlite3.connect(program.data_dir / "query-replica.db")) as conn:
+        reason = conn.execute("SELECT reason FROM dead_letters WHERE position = ?",
+                              (position,)).fetchone()
+    assert reason is not None and "unknown event type" in reason[0]
+    # and it still follows the bus: the next purchase reaches its read model
+    order, _ = sandbox.client().buy(6, 3, wait_published_ms=2000)
+    event = order.get("event")
+    assert event is not None and event["position"] is not None
+    status, answer = program.get(f"/user-orders/6?after={event['position']}&wait_ms=5000")
+    assert status == 200 and order["id"] in [o["order_id"] for o in answer["orders"]]
+
+
 def test_callees_spans_carry_the_forwarded_trace(seeded: tuple[Sandbox, Reference]) -> None:
     sandbox, program = seeded
     trace_id, parent = new_trace_id(), new_span_id()
@@ -293,3 +314,48 @@ def test_a_dependency_down_fails_direct_call_and_not_replicated(tmp_path: Path) 
             assert error["error"].startswith("products is down"), error
             status, answer = program.get("/user-orders/2?strategy=replicated")
             assert status == 200 and answer["orders"] == truth
+            # SIGTERM, even with a long-poll of the bus open: it stops at once, cleanly
+            started = time.monotonic()
+            program.stop()
+            assert program.process is not None and program.process.returncode == 0
+            assert time.monotonic() - started < 2, program.log()
+
+
+def load_program() -> Any:
+    """The reference program as a module, to try its apply on its own."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("service_d", PROGRAM)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_duplicates_and_out_of_order_events_change_nothing(tmp_path: Path) -> None:
+    service_d = load_program()
+
+    def event(kind: str, source: str, version: int, data: dict[str, Any]) -> dict[str, Any]:
+        return {"type": kind, "source": source, "aggregate_id": data["id"],
+                "aggregate_version": version, "data": data}
+
+    stream = [
+        event("UserSignedUp", "users", 1, {"id": 1, "name": "Ann", "email": "a@x"}),
+        event("ProductCreated", "products", 1, {"id": 7, "title": "Hat", "price": 5}),
+        event("OrderPlaced", "orders", 1, {"id": 3, "user_id": 1, "product_id": 7,
+                                           "quantity": 2, "unit_price": 5}),
+        event("ProductUpdated", "products", 2, {"id": 7, "title": "Cap", "price": 6}),
+    ]
+
+    def answer(events: list[dict[str, Any]], name: str) -> Any:
+        path = tmp_path / f"{name}.db"
+        conn = service_d.open_db(path)
+        conn.executescript(service_d.SCHEMA)
+        for item in events:
+            service_d.apply_event(conn, item)
+        return service_d.ReadModel(path).user_orders(1)
+
+    in_order = answer(stream, "in-order")
+    assert in_order[1][0]["title"] == "Cap"
+    assert answer([*stream, *stream], "twice") == in_order
+    assert answer(list(reversed(stream)), "reversed") == in_order
