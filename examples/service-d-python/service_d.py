@@ -19,6 +19,8 @@ Run it as msshop's query service:  msshop up --service query='python3 service_d.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import http.client
 import json
 import logging
@@ -30,7 +32,11 @@ import sqlite3
 import sys
 import threading
 import time
+from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -59,6 +65,7 @@ class Settings:
         self.data_dir = Path(document["data_dir"])
         self.peers: dict[str, str] = document["peers"]
         self.credential: str = document["credential"]
+        self.owner_digest: str = document["owner_digest"]
         self.bus_url: str = document["bus"].get("url") or self.peers["bus"]
         if document["bus"].get("backend", "log") != "log":
             raise SystemExit(f"{self.service}: this example reads only msshop's log bus, "
@@ -90,22 +97,69 @@ class HttpError(Exception):
 
 
 # --- Tracing: forward W3C traceparent so msshop's traces show who touched which data -------
+#
+# Each request gets a server span; each call we make gets a client span, whose id goes to
+# the callee in `traceparent`, so the callee's spans hang under it. msshop draws a trace by
+# asking every service for its spans of that trace (GET /spans): ours are kept here, in
+# msshop's span format. Without them the callees' spans would still carry the trace id, but
+# hang under a parent nobody can show.
 
 TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
+KEPT_SPANS = 10_000  # the last spans made, for GET /spans; older ones are let go
 
 
-def trace_of(header: str | None) -> str:
-    """The caller's trace id (a new one if it sent none): our calls join its trace."""
+def new_id(bits: int) -> str:
+    return f"{random.getrandbits(bits):0{bits // 4}x}"
+
+
+def parse_traceparent(header: str | None) -> tuple[str, str | None]:
+    """(trace id, the caller's span id) from the caller's header; a new trace if it sent
+    none, or one we cannot read."""
     found = TRACEPARENT.match((header or "").strip().lower())
-    if found and found.group(1) != "0" * 32:
-        return found.group(1)
-    return f"{random.getrandbits(128):032x}"
+    if found and found.group(1) != "0" * 32 and found.group(2) != "0" * 16:
+        return found.group(1), found.group(2)
+    return new_id(128), None
 
 
-def child_traceparent(trace_id: str) -> str:
-    """The header for one outgoing call: same trace, a new span id for the call, so the
-    callee's spans hang under it."""
-    return f"00-{trace_id}-{random.getrandbits(64):016x}-01"
+class Tracer:
+    """The spans this program made, the last KEPT_SPANS of them."""
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+        self.kept: deque[dict[str, Any]] = deque(maxlen=KEPT_SPANS)
+
+    @contextmanager
+    def span(self, trace_id: str, parent_id: str | None, name: str, kind: str,
+             **attributes: Any) -> Iterator[dict[str, Any]]:
+        """A span around the block: timed, marked "error" if the block raises."""
+        span = {"trace_id": trace_id, "span_id": new_id(64), "parent_id": parent_id,
+                "service": self.service, "name": name, "kind": kind, "start": time.time(),
+                "duration_ms": 0.0, "status": "ok", "attributes": attributes}
+        began = time.perf_counter()
+        try:
+            yield span
+        except BaseException:
+            span["status"] = "error"
+            raise
+        finally:
+            span["duration_ms"] = (time.perf_counter() - began) * 1000
+            self.kept.append(span)  # deque.append is thread-safe
+
+    def of(self, trace_id: str) -> list[dict[str, Any]]:
+        return [span for span in list(self.kept) if span["trace_id"] == trace_id]
+
+
+@dataclass(frozen=True)
+class Traced:
+    """Where a request's work is recorded: its trace, and the span our calls go under."""
+
+    tracer: Tracer
+    trace_id: str
+    span_id: str
+
+    def span(self, name: str, kind: str, **attributes: Any
+             ) -> AbstractContextManager[dict[str, Any]]:
+        return self.tracer.span(self.trace_id, self.span_id, name, kind, **attributes)
 
 
 # --- Calling the other services over HTTP -----------------------------------------------
@@ -127,20 +181,34 @@ def call(url: str, path: str, headers: dict[str, str], timeout: float) -> tuple[
         return response.status, {"error": body[:200].decode(errors="replace")}
 
 
-def ask(settings: Settings, service: str, path: str, trace_id: str) -> tuple[int, Any]:
-    """Call a peer by name. Down, slow or failing (5xx) is a 503 naming it: the caller
-    sees which dependency to start again. A 4xx comes back for the caller to judge."""
+def ask(settings: Settings, traced: Traced, service: str, path: str) -> tuple[int, Any]:
+    """Call a peer by name, as a client span whose id the callee gets in `traceparent`.
+    Down, slow or failing (5xx) is a 503 naming it: the caller sees which dependency to
+    start again. A 4xx comes back for the caller to judge."""
+    with traced.span(f"GET {service}", "client", **{
+            "peer.service": service, "http.request.method": "GET",
+            "url.path": path.partition("?")[0]}) as span:
+        status, data = call_traced(settings, service, path, span)
+        span["attributes"]["http.response.status_code"] = status
+        return status, data
+
+
+def call_traced(settings: Settings, service: str, path: str, span: dict[str, Any]
+                ) -> tuple[int, Any]:
     url = settings.peers[service]
+    header = f"00-{span['trace_id']}-{span['span_id']}-01"
     try:
-        status, data = call(url, path, {"traceparent": child_traceparent(trace_id)},
-                            HTTP_TIMEOUT)
+        status, data = call(url, path, {"traceparent": header}, HTTP_TIMEOUT)
     except TimeoutError:
+        span["attributes"]["msshop.failure"] = "timeout"
         raise HttpError(503, f"{service} did not answer within {HTTP_TIMEOUT:g} s",
                         dependency=service, failure="timeout") from None
     except OSError as exc:
+        span["attributes"]["msshop.failure"] = "refused"
         raise HttpError(503, f"{service} is down: {exc} at {url}; start it with: msshop "
                              f"start {service}", dependency=service, failure="refused") from None
     if status >= 500:
+        span["attributes"]["msshop.failure"] = "5xx"
         detail = data.get("error") if isinstance(data, dict) else data
         raise HttpError(503, f"{service} failed with HTTP {status}: {detail}",
                         dependency=service, failure="5xx")
@@ -169,42 +237,42 @@ def order_line(order_id: int, product_id: int, title: str | None, quantity: int,
 POOL = ThreadPoolExecutor(max_workers=16, thread_name_prefix="peer-call")
 
 
-def direct_call(settings: Settings, user_id: int, fanout: str, trace_id: str
+def direct_call(settings: Settings, traced: Traced, user_id: int, fanout: str
                 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """(user, orders) asked of their owners now. Two network stages whatever the number of
     orders: users and orders at the same time, then products for the titles."""
-    user_call = POOL.submit(ask, settings, "users", f"/users/{user_id}", trace_id)
-    orders_call = POOL.submit(ask, settings, "orders", f"/orders?user_id={user_id}", trace_id)
+    user_call = POOL.submit(ask, settings, traced, "users", f"/users/{user_id}")
+    orders_call = POOL.submit(ask, settings, traced, "orders", f"/orders?user_id={user_id}")
     (user_status, user), (orders_status, placed) = user_call.result(), orders_call.result()
     if user_status == 404:
         raise HttpError(404, f"no user with id {user_id}")
     user = ok("users", user_status, user)
     orders = ok("orders", orders_status, placed)["orders"]
     product_ids = list(dict.fromkeys(o["product_id"] for o in orders))
-    titles = (product_titles(settings, product_ids, trace_id) if fanout == "batched"
-              else product_titles_one_by_one(settings, product_ids, trace_id))
+    titles = (product_titles(settings, traced, product_ids) if fanout == "batched"
+              else product_titles_one_by_one(settings, traced, product_ids))
     lines = [order_line(o["id"], o["product_id"], titles.get(o["product_id"]), o["quantity"],
                         round(o["unit_price"] * 100)) for o in orders]
     return {"id": user_id, "name": user["name"], "email": user["email"]}, lines
 
 
-def product_titles(settings: Settings, ids: list[int], trace_id: str) -> dict[int, str]:
+def product_titles(settings: Settings, traced: Traced, ids: list[int]) -> dict[int, str]:
     """One products call for all of them (in chunks of what products takes at most)."""
     titles: dict[int, str] = {}
     for start in range(0, len(ids), MAX_IDS):
         chunk = ",".join(map(str, ids[start:start + MAX_IDS]))
-        found = ok("products", *ask(settings, "products", f"/products?ids={chunk}", trace_id))
+        found = ok("products", *ask(settings, traced, "products", f"/products?ids={chunk}"))
         titles.update((p["id"], p["title"]) for p in found["products"])
     return titles
 
 
-def product_titles_one_by_one(settings: Settings, ids: list[int], trace_id: str
+def product_titles_one_by_one(settings: Settings, traced: Traced, ids: list[int]
                               ) -> dict[int, str]:
     """fanout=naive: one call per product, one after the other: the N+1 pattern, slow on
     purpose so `msshop compare` can show what it costs."""
     titles: dict[int, str] = {}
     for product_id in ids:
-        status, found = ask(settings, "products", f"/products/{product_id}", trace_id)
+        status, found = ask(settings, traced, "products", f"/products/{product_id}")
         if status != 404:
             titles[product_id] = ok("products", status, found)["title"]
     return titles
@@ -516,6 +584,7 @@ class Service:
         self.db_path = settings.data_dir / "query-replica.db"
         self.consumer = Consumer(settings, self.db_path)
         self.read_model = ReadModel(self.db_path)
+        self.tracer = Tracer(settings.service)
         self.started_at = time.time()
 
     def health(self) -> dict[str, Any]:
@@ -525,22 +594,40 @@ class Service:
                 "consumer": {**self.consumer.freshness(), "applied": self.consumer.applied,
                              "dead_letters": self.consumer.dead}}
 
-    def user_orders(self, user_id: int, query: dict[str, str], traceparent: str | None
+    def spans(self, query: dict[str, str], authorization: str | None) -> dict[str, Any]:
+        """GET /spans?trace_id=: our spans of one trace, for the sandbox's owner only (they
+        name keys and rows): msshop shows its token, we check it against its digest."""
+        secret = authorization[7:].strip() if authorization and authorization[:7].lower(
+        ) == "bearer " else ""
+        if not secret:
+            raise HttpError(401, "reading spans needs the sandbox's token: send "
+                                 "'authorization: Bearer <token from state.json>'")
+        digest = hashlib.sha256(secret.encode()).hexdigest()
+        if not hmac.compare_digest(digest, self.settings.owner_digest):
+            raise HttpError(403, "reading spans refused: that is not this sandbox's token")
+        trace_id = query.get("trace_id", "")
+        if not re.fullmatch(r"[0-9a-f]{32}", trace_id):
+            raise HttpError(422, "ask for one trace: GET /spans?trace_id=<32 hex digits>")
+        return {"service": self.settings.service, "spans": self.tracer.of(trace_id)}
+
+    def user_orders(self, user_id: int, query: dict[str, str], traced: Traced
                     ) -> dict[str, Any]:
         strategy = choice(query, "strategy", ("replicated", "direct-call"))
         fanout = choice(query, "fanout", ("batched", "naive"))
         after = number(query, "after", 0, MAX_ID, 0)
         wait_ms = number(query, "wait_ms", 0, MAX_WAIT_MS, 2000)
         choice(query, "kept", ("1", "0", "true", "false"))  # accepted: we keep no answers
-        trace_id = trace_of(traceparent)
+        if choice(query, "partial", ("0", "1", "false", "true")) in ("1", "true"):
+            raise HttpError(422, "partial answers are not served by this example; ask "
+                                 "without partial")
         if strategy == "direct-call":
-            user, orders = direct_call(self.settings, user_id, fanout, trace_id)
+            user, orders = direct_call(self.settings, traced, user_id, fanout)
             return {"question": "user-orders", "strategy": strategy, "fanout": fanout,
                     "user": user, "orders": orders, "freshness": {"live": True},
-                    "trace_id": trace_id}
-        return self.replicated(user_id, after, wait_ms, trace_id)
+                    "trace_id": traced.trace_id}
+        return self.replicated(user_id, after, wait_ms, traced)
 
-    def replicated(self, user_id: int, after: int, wait_ms: int, trace_id: str
+    def replicated(self, user_id: int, after: int, wait_ms: int, traced: Traced
                    ) -> dict[str, Any]:
         consumer = self.consumer
         if after > consumer.position and not consumer.wait_for(after, wait_ms):
@@ -553,13 +640,17 @@ class Service:
             raise HttpError(503, f"not ready: catching up (position {consumer.position} of "
                                  f"{consumer.catching_up_to}); ask again in a moment, or ask "
                                  "with strategy=direct-call", freshness=freshness)
-        user, orders = self.read_model.user_orders(user_id)
+        with traced.span("SELECT users, orders, products", "internal", **{
+                "db.system": "sqlite", "db.name": self.db_path.name, "db.operation": "SELECT",
+                "db.sql.table": "users, orders, products", "msshop.keys": [user_id]}) as span:
+            user, orders = self.read_model.user_orders(user_id)
+            span["attributes"]["msshop.rows"] = len(orders) + (user is not None)
         if user is None:
             raise HttpError(404, f"no user with id {user_id} (the read model has applied the "
                                  f"bus up to position {freshness['position']})",
                             freshness=freshness)
         return {"question": "user-orders", "strategy": "replicated", "user": user,
-                "orders": orders, "freshness": freshness, "trace_id": trace_id}
+                "orders": orders, "freshness": freshness, "trace_id": traced.trace_id}
 
 
 def choice(query: dict[str, str], name: str, allowed: tuple[str, ...]) -> str:
@@ -601,9 +692,10 @@ class Handler(BaseHTTPRequestHandler):
         try:
             if url.path == "/health":
                 self.answer(200, self.service.health())
+            elif url.path == "/spans":
+                self.answer(200, self.service.spans(query, self.headers.get("authorization")))
             elif len(parts) == 3 and parts[1] == "user-orders":
-                self.answer(200, self.service.user_orders(
-                    user_id_of(parts[2]), query, self.headers.get("traceparent")))
+                self.user_orders(parts[2], query)
             else:
                 raise HttpError(404, f"{self.service.settings.service} has no route "
                                      f"GET {url.path}")
@@ -614,6 +706,22 @@ class Handler(BaseHTTPRequestHandler):
             log.exception("GET %s failed", self.path)
             self.answer(500, {"error": f"{type(exc).__name__}: {exc}; see the service's log",
                               "status": 500, "service": self.service.settings.service})
+
+    def user_orders(self, raw_id: str, query: dict[str, str]) -> None:
+        """The question, as a server span in the caller's trace (a new trace if it sent
+        no traceparent); our calls and reads are its children."""
+        trace_id, parent = parse_traceparent(self.headers.get("traceparent"))
+        with self.service.tracer.span(trace_id, parent, "GET /user-orders/{user_id}",
+                                      "server", **{"http.route": "/user-orders/{user_id}",
+                                                   "http.request.method": "GET"}) as span:
+            traced = Traced(self.service.tracer, trace_id, span["span_id"])
+            try:
+                answer = self.service.user_orders(user_id_of(raw_id), query, traced)
+            except HttpError as exc:
+                span["attributes"]["http.response.status_code"] = exc.status
+                raise
+            span["attributes"]["http.response.status_code"] = 200
+        self.answer(200, answer)
 
     def answer(self, status: int, document: dict[str, Any]) -> None:
         body = json.dumps(document).encode()

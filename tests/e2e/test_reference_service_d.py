@@ -210,6 +210,7 @@ def test_errors_are_ours_in_shape_and_status(seeded: tuple[Sandbox, Reference]) 
         assert status == 404 and error["error"].startswith("no user with id 424242"), error
         assert (error["status"], error["service"]) == (404, "query")
     for path in ("/user-orders/abc", "/user-orders/1?strategy=telepathy",
+                 "/user-orders/1?partial=1",
                  "/user-orders/1?wait_ms=-1", "/user-orders/1?after=x"):
         status, error = program.get(path)
         assert status == 422 and set(error) == {"error", "status", "service"}, (path, error)
@@ -263,14 +264,54 @@ def test_callees_spans_carry_the_forwarded_trace(seeded: tuple[Sandbox, Referenc
                                  {"traceparent": f"00-{trace_id}-{parent}-01"})
     assert status == 200 and answer["trace_id"] == trace_id
     client = sandbox.client()
-    callers = set()
+    callers: dict[str, str] = {}
     for service in ("users", "orders", "products"):
         served = [s for s in client.spans(service, trace_id) if s["kind"] == "server"]
-        assert served, f"{service} has no span of trace {trace_id}"
-        assert all(s["trace_id"] == trace_id for s in served)
-        callers |= {s["parent_id"] for s in served}
-    # each call went as a child span of its own, not as the caller's span
-    assert len(callers) == 3 and parent not in callers
+        assert len(served) == 1, f"{service}'s spans of trace {trace_id}: {served}"
+        callers[service] = served[0]["parent_id"]
+    # each call went as a child span of its own, which the program serves in msshop's
+    # format (GET /spans, the owner's token), under its server span, under our span
+    own = owner_spans(program, trace_id)
+    server = next(s for s in own if s["kind"] == "server")
+    assert (server["parent_id"], server["service"]) == (parent, "query")
+    calls = {s["attributes"]["peer.service"]: s for s in own if s["kind"] == "client"}
+    assert {name: s["span_id"] for name, s in calls.items()} == callers
+    assert all(s["parent_id"] == server["span_id"] for s in calls.values())
+    assert calls["products"]["start"] >= max(
+        calls[name]["start"] + calls[name]["duration_ms"] / 1000 for name in ("users", "orders")
+    ) - 0.001, "products is the second stage"
+
+
+def test_replicated_trace_names_only_its_own_file(seeded: tuple[Sandbox, Reference]) -> None:
+    _, program = seeded
+    trace_id = new_trace_id()
+    status, _ = program.get("/user-orders/2",
+                            {"traceparent": f"00-{trace_id}-{new_span_id()}-01"})
+    assert status == 200
+    read = [s for s in owner_spans(program, trace_id) if "db.system" in s["attributes"]]
+    assert [s["attributes"]["db.name"] for s in read] == ["query-replica.db"]
+    assert all(s["kind"] != "client" for s in owner_spans(program, trace_id))
+
+
+def test_its_spans_are_the_owners_only(seeded: tuple[Sandbox, Reference]) -> None:
+    _, program = seeded
+    status, error = program.get(f"/spans?trace_id={new_trace_id()}")
+    assert status == 401 and error["service"] == "query"
+    status, error = program.get(f"/spans?trace_id={new_trace_id()}",
+                                {"authorization": "Bearer not-the-token"})
+    assert status == 403
+    query_credential = service_credential(program.sandbox.state.token, "query")
+    status, error = program.get(f"/spans?trace_id={new_trace_id()}",
+                                {"authorization": f"Bearer {query_credential}"})
+    assert status == 403
+
+
+def owner_spans(program: Reference, trace_id: str) -> list[dict[str, Any]]:
+    status, found = program.get(f"/spans?trace_id={trace_id}",
+                                {"authorization": f"Bearer {program.sandbox.state.token}"})
+    assert status == 200, found
+    spans: list[dict[str, Any]] = found["spans"]
+    return spans
 
 
 def test_sigkill_mid_catch_up_resumes_and_applies_each_event_once(tmp_path: Path) -> None:
@@ -328,6 +369,7 @@ def load_program() -> Any:
     spec = importlib.util.spec_from_file_location("service_d", PROGRAM)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("service_d", module)  # its dataclasses look themselves up there
     spec.loader.exec_module(module)
     return module
 
