@@ -594,21 +594,37 @@ class Service:
                 "consumer": {**self.consumer.freshness(), "applied": self.consumer.applied,
                              "dead_letters": self.consumer.dead}}
 
-    def spans(self, query: dict[str, str], authorization: str | None) -> dict[str, Any]:
-        """GET /spans?trace_id=: our spans of one trace, for the sandbox's owner only (they
-        name keys and rows): msshop shows its token, we check it against its digest."""
+    def check_owner(self, authorization: str | None, what: str) -> None:
+        """Only the sandbox's owner may read spans and dead letters (they hold its data).
+        msshop sends its token; we hold only the token's digest, enough to check it."""
         secret = authorization[7:].strip() if authorization and authorization[:7].lower(
         ) == "bearer " else ""
         if not secret:
-            raise HttpError(401, "reading spans needs the sandbox's token: send "
+            raise HttpError(401, f"{what} needs the sandbox's token: send "
                                  "'authorization: Bearer <token from state.json>'")
         digest = hashlib.sha256(secret.encode()).hexdigest()
         if not hmac.compare_digest(digest, self.settings.owner_digest):
-            raise HttpError(403, "reading spans refused: that is not this sandbox's token")
+            raise HttpError(403, f"{what} refused: that is not this sandbox's token")
+
+    def spans(self, query: dict[str, str], authorization: str | None) -> dict[str, Any]:
+        """GET /spans?trace_id=: our spans of one trace (msshop gathers them to draw it)."""
+        self.check_owner(authorization, "reading spans")
         trace_id = query.get("trace_id", "")
         if not re.fullmatch(r"[0-9a-f]{32}", trace_id):
             raise HttpError(422, "ask for one trace: GET /spans?trace_id=<32 hex digits>")
         return {"service": self.settings.service, "spans": self.tracer.of(trace_id)}
+
+    def dead_letters(self, query: dict[str, str], authorization: str | None
+                     ) -> dict[str, Any]:
+        """GET /dead-letters?limit=N: the events we could not apply, newest first."""
+        self.check_owner(authorization, "reading dead letters")
+        limit = number(query, "limit", 1, 10_000, 50)
+        rows = self.read_model.conn().execute(
+            "SELECT position, event_id, type, reason, dead_at, body FROM dead_letters "
+            "ORDER BY position DESC LIMIT ?", (limit,)).fetchall()
+        return {"count": self.consumer.dead, "dead_letters": [
+            {"position": p, "event_id": i, "type": t, "reason": r, "dead_at": at,
+             "body": body[:500]} for p, i, t, r, at, body in rows]}
 
     def user_orders(self, user_id: int, query: dict[str, str], traced: Traced
                     ) -> dict[str, Any]:
@@ -694,6 +710,9 @@ class Handler(BaseHTTPRequestHandler):
                 self.answer(200, self.service.health())
             elif url.path == "/spans":
                 self.answer(200, self.service.spans(query, self.headers.get("authorization")))
+            elif url.path == "/dead-letters":
+                self.answer(200, self.service.dead_letters(
+                    query, self.headers.get("authorization")))
             elif len(parts) == 3 and parts[1] == "user-orders":
                 self.user_orders(parts[2], query)
             else:

@@ -245,10 +245,12 @@ def test_an_event_it_cannot_apply_is_dead_lettered_and_it_goes_on(
     until(lambda: program.consumer()["position"] >= position, "the poison is read")
     after = program.consumer()
     assert after["dead_letters"] == before["dead_letters"] + 1
-    with contextlib.closing(sqlite3.connect(program.data_dir / "query-replica.db")) as conn:
-        reason = conn.execute("SELECT reason FROM dead_letters WHERE position = ?",
-                              (position,)).fetchone()
-    assert reason is not None and "unknown event type" in reason[0]
+    status, listed = program.get("/dead-letters?limit=1",
+                                 {"authorization": f"Bearer {sandbox.state.token}"})
+    assert status == 200 and listed["count"] == after["dead_letters"], listed
+    (newest,) = listed["dead_letters"]
+    assert newest["position"] == position and "unknown event type" in newest["reason"]
+    assert program.get("/dead-letters")[0] == 401
     # and it still follows the bus: the next purchase reaches its read model
     order, _ = sandbox.client().buy(6, 3, wait_published_ms=2000)
     event = order.get("event")
