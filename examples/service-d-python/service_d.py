@@ -392,12 +392,27 @@ class Consumer:
         self.log_problem: str | None = None
         self.head_seen_at: float | None = None
         self.last_applied_at: float | None = None
+        self.started = False  # the first page is read: we know where the bus's head was
+        self.failing: str | None = None  # why the consumer fails now (not the bus's fault)
         self.advanced = threading.Condition()  # notified after each commit
         self.stopping = threading.Event()
 
     def run(self) -> None:
+        """The consumer thread: never ends until we stop. A failure that is not the bus's
+        (a full disk, a bug) is logged, shown in /health, and tried again: what failed was
+        rolled back, so it is read again from the stored position."""
+        while not self.stopping.is_set():
+            try:
+                self.follow()
+            except Exception as exc:
+                why = f"{type(exc).__name__}: {exc}"
+                if self.failing != why:
+                    log.exception("the consumer failed; trying again in 1 s")
+                self.failing, self.listening = why, False
+                self.stopping.wait(1.0)
+
+    def follow(self) -> None:
         wait_ms = 0  # the first read answers at once: it tells us the bus's head
-        first = True
         while not self.stopping.is_set():
             try:
                 self.listening = wait_ms > 0
@@ -414,12 +429,13 @@ class Consumer:
                 self.stopping.wait(2.0)  # nothing to apply until someone fixes the log
                 continue
             self.head = max(page["head"], self.position)
-            if first and page["head"] > self.position:
+            if self.catching_up_to is None and not self.started and page["head"] > self.position:
                 self.catching_up_to = page["head"]
                 log.info("catching up from position %d to %d", self.position, page["head"])
-            first = False
+            self.started = True
             if page["events"]:
                 self.apply_page(page["events"])
+            self.failing = None  # read and applied: whatever failed works again
 
     def read_bus(self, wait_ms: int) -> dict[str, Any]:
         """One long-poll of the log: the events after our position (or none, after wait_ms)."""
@@ -475,7 +491,8 @@ class Consumer:
                               (position, self.log))
             self.conn.execute("COMMIT")
         except BaseException:
-            self.conn.execute("ROLLBACK")  # e.g. a full disk: nothing applied, read again
+            if self.conn.in_transaction:  # a failed COMMIT may have rolled back already
+                self.conn.execute("ROLLBACK")  # e.g. a full disk: nothing applied, read again
             raise
         self.advanced_to(position, applied, dead)
 
@@ -527,14 +544,20 @@ class Consumer:
         def ago(at: float | None) -> float | None:
             return None if at is None else round((now - at) * 1000, 1)
 
+        # the bus answers every long-poll within LONG_POLL_MS, even with nothing new: one
+        # open much longer (a frozen bus) is not "listening", whatever the socket says
+        error, listening = self.bus_error, self.listening
+        if listening and self.head_seen_at and now - self.head_seen_at > LONG_POLL_MS / 1000 + 2:
+            error = error or f"the bus has not answered for {now - self.head_seen_at:.0f} s"
+            listening = False
         return {"position": self.position, "bus_head": self.head,
                 "behind": self.head - self.position,
-                "caught_up": (self.head == self.position and self.bus_error is None
-                              and self.log_problem is None),
-                "catching_up_to": self.catching_up_to, "listening": self.listening,
+                "caught_up": (self.head == self.position and error is None
+                              and self.log_problem is None and self.failing is None),
+                "catching_up_to": self.catching_up_to, "listening": listening,
                 "head_seen_ms_ago": ago(self.head_seen_at),
                 "last_applied_ms_ago": ago(self.last_applied_at),
-                "bus_error": self.bus_error, "log_problem": self.log_problem}
+                "bus_error": error, "log_problem": self.log_problem}
 
 
 class ReadModel:
@@ -588,9 +611,13 @@ class Service:
         self.started_at = time.time()
 
     def health(self) -> dict[str, Any]:
-        return {"service": self.settings.service, "status": "ok", "pid": os.getpid(),
-                "ready_at": self.started_at, "db": str(self.db_path),
+        """Still 200 when the consumer fails ("degraded", and why): the process is up, and
+        direct-call still works."""
+        failing = self.consumer.failing
+        return {"service": self.settings.service, "status": "degraded" if failing else "ok",
+                "pid": os.getpid(), "ready_at": self.started_at, "db": str(self.db_path),
                 "rows": self.read_model.rows(),
+                "problems": [f"the consumer fails: {failing}"] if failing else [],
                 "consumer": {**self.consumer.freshness(), "applied": self.consumer.applied,
                              "dead_letters": self.consumer.dead}}
 
@@ -680,14 +707,14 @@ def number(query: dict[str, str], name: str, least: int, most: int, default: int
     raw = query.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not least <= int(raw) <= most:
+    if not (raw.isascii() and raw.isdigit()) or not least <= int(raw) <= most:
         raise HttpError(422, f"query parameter {name}={raw!r} must be an integer from "
                              f"{least} to {most}")
     return int(raw)
 
 
 def user_id_of(raw: str) -> int:
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_ID:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_ID:
         raise HttpError(422, f"user_id {raw!r} is not an id: ids are positive integers")
     return int(raw)
 
@@ -725,6 +752,18 @@ class Handler(BaseHTTPRequestHandler):
             log.exception("GET %s failed", self.path)
             self.answer(500, {"error": f"{type(exc).__name__}: {exc}; see the service's log",
                               "status": 500, "service": self.service.settings.service})
+
+    def do_POST(self) -> None:
+        self.not_allowed()
+
+    do_PUT = do_PATCH = do_DELETE = do_POST
+
+    def not_allowed(self) -> None:
+        """Every route here is GET: other methods get our JSON error, not http.server's
+        HTML page."""
+        self.close_connection = True  # we did not read the body they may have sent
+        self.answer(405, {"error": f"{self.command} is not allowed here; use GET",
+                          "status": 405, "service": self.service.settings.service})
 
     def user_orders(self, raw_id: str, query: dict[str, str]) -> None:
         """The question, as a server span in the caller's trace (a new trace if it sent

@@ -210,10 +210,16 @@ def test_errors_are_ours_in_shape_and_status(seeded: tuple[Sandbox, Reference]) 
         assert status == 404 and error["error"].startswith("no user with id 424242"), error
         assert (error["status"], error["service"]) == (404, "query")
     for path in ("/user-orders/abc", "/user-orders/1?strategy=telepathy",
-                 "/user-orders/1?partial=1",
+                 "/user-orders/1?partial=1", "/user-orders/%C2%B2",
+                 "/user-orders/1?after=%C2%B2",
                  "/user-orders/1?wait_ms=-1", "/user-orders/1?after=x"):
         status, error = program.get(path)
         assert status == 422 and set(error) == {"error", "status", "service"}, (path, error)
+    conn = http.client.HTTPConnection("127.0.0.1", program.port, timeout=10)
+    conn.request("POST", "/user-orders/1", body=b"{}")
+    response = conn.getresponse()
+    assert response.status == 405 and json.loads(response.read())["service"] == "query"
+    conn.close()
     status, error = program.get("/user-orders/1?after=999999999&wait_ms=50")
     assert status == 503 and "not applied bus position 999999999 within 50 ms" in error[
         "error"]
@@ -357,6 +363,22 @@ def test_a_dependency_down_fails_direct_call_and_not_replicated(tmp_path: Path) 
             assert error["error"].startswith("products is down"), error
             status, answer = program.get("/user-orders/2?strategy=replicated")
             assert status == 200 and answer["orders"] == truth
+            # the bus down too: replicated answers from what it has, and says why it is not
+            # current; the bus back, it reads on
+            sandbox.run("kill", "bus", check=True)
+            until(lambda: program.consumer()["bus_error"] is not None, "the bus is missed")
+            status, answer = program.get("/user-orders/2?strategy=replicated")
+            assert status == 200 and answer["orders"] == truth
+            assert answer["freshness"]["caught_up"] is False
+            sandbox.run("start", "bus", check=True)
+            sandbox.run("start", "products", check=True)
+            order, _ = sandbox.client().buy(2, 1, wait_published_ms=5000)
+            event = order.get("event")
+            assert event is not None and event["position"] is not None
+            status, answer = program.get(f"/user-orders/2?after={event['position']}"
+                                         "&wait_ms=10000")
+            assert status == 200 and answer["freshness"]["bus_error"] is None, answer
+            assert order["id"] in [o["order_id"] for o in answer["orders"]]
             # SIGTERM, even with a long-poll of the bus open: it stops at once, cleanly
             started = time.monotonic()
             program.stop()
