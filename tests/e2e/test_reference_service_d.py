@@ -26,8 +26,10 @@ from typing import Any
 
 import pytest
 
+from msshop.contracts.answers import ReplicaFreshness, UserOrders
 from msshop.contracts.credentials import digest, service_credential
 from msshop.contracts.spans import new_span_id, new_trace_id
+from msshop.contracts.status import ConsumerHealth
 from msshop.instruments.asking import databases
 from msshop.instruments.checking import caught_up, differences
 from msshop.instruments.monolith import all_user_orders, all_users
@@ -126,6 +128,11 @@ class Reference:
         return (self.data_dir / "query.log").read_text(errors="replace")[-2000:]
 
 
+def keys(typed: Any) -> set[str]:
+    """Every key a TypedDict of msshop's contracts names."""
+    return set(typed.__required_keys__ | typed.__optional_keys__)
+
+
 def until(condition: Callable[[], bool], what: str, timeout: float = 15) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -199,6 +206,7 @@ def test_both_strategies_equal_the_monolith_for_every_user(seeded: tuple[Sandbox
     assert (health["service"], health["status"], health["pid"]) == (
         "query", "ok", program.process.pid if program.process else None)
     consumer = health["consumer"]
+    assert set(consumer) == keys(ConsumerHealth), "the shape of our query service's /health"
     assert consumer["behind"] == 0 and consumer["dead_letters"] == 0
     assert consumer["listening"] is True and consumer["bus_error"] is None
 
@@ -239,6 +247,8 @@ def test_replicated_reads_its_own_writes_with_after(seeded: tuple[Sandbox, Refer
     assert status == 200, answer
     assert order["id"] in [line["order_id"] for line in answer["orders"]]
     assert answer["freshness"]["position"] >= position
+    assert set(answer) <= keys(UserOrders) and set(answer["freshness"]) == keys(
+        ReplicaFreshness)
     assert answer == {**answer, "question": "user-orders", "strategy": "replicated"}
 
 
@@ -271,6 +281,7 @@ def test_callees_spans_carry_the_forwarded_trace(seeded: tuple[Sandbox, Referenc
     status, answer = program.get("/user-orders/5?strategy=direct-call",
                                  {"traceparent": f"00-{trace_id}-{parent}-01"})
     assert status == 200 and answer["trace_id"] == trace_id
+    assert set(answer) <= keys(UserOrders) and answer["freshness"] == {"live": True}
     client = sandbox.client()
     callers: dict[str, str] = {}
     for service in ("users", "orders", "products"):
