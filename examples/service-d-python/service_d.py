@@ -50,6 +50,7 @@ MAX_IDS = 10_000  # ids in one ?ids= call to products (what it takes at most)
 PAGE = 1000  # events asked of the bus at a time
 LONG_POLL_MS = 10_000  # how long the bus may hold a read while nothing is new
 HTTP_TIMEOUT = 2.0  # seconds a peer has to answer a direct-call
+DB_FILE = "query-replica.db"  # the read model, in $MSSHOP_DATA_DIR
 
 
 # --- Settings: everything comes from the environment and service.json -------------------
@@ -350,7 +351,7 @@ def apply_event(conn: sqlite3.Connection, event: dict[str, Any]) -> None:
     if source != OWNERS[kind]:
         raise Poison(f"a {kind} comes only from {OWNERS[kind]}, but {source} sent it")
     data, version = event.get("data"), event.get("aggregate_version")
-    if not isinstance(data, dict) or type(version) is not int:
+    if not isinstance(data, dict) or type(version) is not int or not 0 <= version <= MAX_ID:
         raise Poison("the event has no data object or no aggregate_version")
     if an_id(data, "id") != event.get("aggregate_id"):
         raise Poison(f"data.id {data['id']} is not the aggregate_id {event.get('aggregate_id')}")
@@ -370,6 +371,10 @@ def apply_event(conn: sqlite3.Connection, event: dict[str, Any]) -> None:
         conn.execute("INSERT OR IGNORE INTO orders VALUES (?, ?, ?, ?, ?)",
                      (data["id"], an_id(data, "user_id"), an_id(data, "product_id"),
                       an_id(data, "quantity"), cents(data, "unit_price")))
+
+
+class BusRefused(Exception):
+    """The bus answered, but not with a page (e.g. 403: the credential is wrong)."""
 
 
 class Consumer:
@@ -417,8 +422,12 @@ class Consumer:
             try:
                 self.listening = wait_ms > 0
                 page = self.read_bus(wait_ms)
+            except BusRefused as exc:
+                self.note_bus_down(str(exc))
+                wait_ms = 0
+                continue
             except (OSError, ValueError, http.client.HTTPException) as exc:
-                self.note_bus_down(str(exc) or type(exc).__name__)
+                self.note_bus_down(f"the bus is unreachable: {exc or type(exc).__name__}")
                 wait_ms = 0
                 continue
             if self.bus_error is not None:
@@ -445,7 +454,7 @@ class Consumer:
                             timeout=wait_ms / 1000 + 5)
         if status != 200:
             detail = page.get("error") if isinstance(page, dict) else page
-            raise OSError(f"the bus answered HTTP {status}: {detail}")
+            raise BusRefused(f"the bus answered HTTP {status}: {detail}")
         return page  # type: ignore[no-any-return]
 
     def note_bus_down(self, why: str) -> None:
@@ -453,7 +462,7 @@ class Consumer:
         if self.bus_error is None:
             log.warning("cannot read the bus (%s); answers come from position %d",
                         why, self.position)
-        self.bus_error = f"the bus is unreachable: {why}"
+        self.bus_error = why
         self.stopping.wait(0.5)  # try again soon, but do not spin
 
     def same_log(self, page: dict[str, Any]) -> bool:
@@ -462,8 +471,9 @@ class Consumer:
         problem = None
         if self.log and page["log"] != self.log:
             problem = (f"the bus's log was replaced (it is log {page['log'][:8]}; this read "
-                       f"model was built from log {self.log[:8]}); delete "
-                       f"{self.settings.data_dir} and start again to rebuild it")
+                       f"model was built from log {self.log[:8]}); stop this service, "
+                       f"delete {self.settings.data_dir / DB_FILE} and start it again to "
+                       "rebuild it from the new log")
         elif page["head"] < self.position:
             problem = (f"the bus's log ends at position {page['head']}, but this read model "
                        f"has applied up to {self.position}: the log was emptied or replaced")
@@ -505,7 +515,8 @@ class Consumer:
             if not isinstance(event, dict):
                 raise Poison("not an event object")
             apply_event(self.conn, event)
-        except (Poison, sqlite3.IntegrityError, KeyError, TypeError) as exc:
+        except (Poison, sqlite3.IntegrityError, KeyError, TypeError, ValueError,
+                OverflowError) as exc:  # the event's fault; a full disk is not: see apply_page
             self.conn.execute("ROLLBACK TO event")
             self.dead_letter(item["position"], event, str(exc))
             self.conn.execute("RELEASE event")
@@ -516,8 +527,10 @@ class Consumer:
     def dead_letter(self, position: int, event: Any, reason: str) -> None:
         log.warning("dead-lettered position %d: %s", position, reason)
         known = event if isinstance(event, dict) else {}
+        event_id, kind = known.get("id"), known.get("type")
         self.conn.execute("INSERT OR REPLACE INTO dead_letters VALUES (?, ?, ?, ?, ?, ?)",
-                          (position, str(known.get("id")), str(known.get("type")), reason,
+                          (position, event_id if isinstance(event_id, str) else None,
+                           kind if isinstance(kind, str) else None, reason,
                            json.dumps(event), time.time()))
 
     def advanced_to(self, position: int, applied: int, dead: int) -> None:
@@ -604,7 +617,7 @@ class Service:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.db_path = settings.data_dir / "query-replica.db"
+        self.db_path = settings.data_dir / DB_FILE
         self.consumer = Consumer(settings, self.db_path)
         self.read_model = ReadModel(self.db_path)
         self.tracer = Tracer(settings.service)
@@ -793,11 +806,17 @@ class Handler(BaseHTTPRequestHandler):
         pass  # one line per request would drown the log; errors are logged where they happen
 
 
+class Server(ThreadingHTTPServer):
+    """A thread per connection."""
+
+    daemon_threads = True  # a held request does not keep the process from stopping
+    request_queue_size = 128  # socketserver's 5 refuses connections under a burst
+
+
 def serve(settings: Settings) -> None:
     service = Service(settings)
     Handler.service = service
-    server = ThreadingHTTPServer((settings.host, settings.port), Handler)
-    server.daemon_threads = True  # a held request does not keep the process from stopping
+    server = Server((settings.host, settings.port), Handler)
     consumer = threading.Thread(target=service.consumer.run, name="consumer", daemon=True)
     consumer.start()
 

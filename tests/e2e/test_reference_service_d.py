@@ -436,3 +436,35 @@ def test_duplicates_and_out_of_order_events_change_nothing(tmp_path: Path) -> No
     assert in_order[1][0]["title"] == "Cap"
     assert answer([*stream, *stream], "twice") == in_order
     assert answer(list(reversed(stream)), "reversed") == in_order
+
+
+def test_a_page_with_bad_events_applies_the_rest_and_dead_letters_each(tmp_path: Path
+                                                                       ) -> None:
+    service_d = load_program()
+    settings = service_d.Settings({
+        "service": "query", "host": "127.0.0.1", "port": 1, "data_dir": str(tmp_path),
+        "peers": {"bus": "http://127.0.0.1:1"}, "credential": "c", "owner_digest": "d",
+        "bus": {"backend": "log", "url": "http://127.0.0.1:1"}})
+    consumer = service_d.Consumer(settings, tmp_path / "read.db")
+    user = {"type": "UserSignedUp", "source": "users", "aggregate_id": 1,
+            "aggregate_version": 1, "data": {"id": 1, "name": "Ann", "email": "a@x"}}
+    page = [
+        {"position": 1, "event": user},
+        {"position": 2, "event": {**user, "aggregate_version": 2**70}},  # beyond SQLite
+        {"position": 3, "event": {**user, "source": "orders"}},  # not its owner
+        {"position": 4, "event": "not an object"},
+        {"position": 5, "event": {**user, "type": "UserRenamed"}},  # unknown
+        {"position": 6, "event": {"type": "OrderPlaced", "source": "orders",
+                                  "aggregate_id": 9, "aggregate_version": 1, "data": {
+                                      "id": 9, "user_id": 1, "product_id": 2,
+                                      "quantity": 1, "unit_price": 2.5}}},
+    ]
+    consumer.apply_page(page)
+    assert (consumer.position, consumer.applied, consumer.dead) == (6, 2, 4)
+    reasons = dict(consumer.conn.execute("SELECT position, reason FROM dead_letters"))
+    assert sorted(reasons) == [2, 3, 4, 5]
+    assert "comes only from users" in reasons[3] and "unknown event type" in reasons[5]
+    user_found, orders = service_d.ReadModel(tmp_path / "read.db").user_orders(1)
+    assert user_found == {"id": 1, "name": "Ann", "email": "a@x"}
+    assert orders == [{"order_id": 9, "product_id": 2, "title": None, "quantity": 1,
+                       "unit_price": 2.5, "total": 2.5}]
