@@ -1,0 +1,845 @@
+"""Service D, "which products did user U order?", in plain Python: the standard library only.
+
+A reference program for msshop's foreign-service contract (docs/protocol.md): msshop runs it
+as the sandbox's query service, and it answers the lesson's question two ways:
+
+    GET /user-orders/{user_id}?strategy=direct-call
+        ask the owners now: users and orders at once, then products for the titles
+    GET /user-orders/{user_id}?strategy=replicated[&after=POSITION&wait_ms=2000]
+        read our own copy, built from the bus's events (after=: read-your-writes)
+    GET /health
+        who we are, and how far our copy has read the bus
+
+It never opens another service's file: what it knows of users, products and orders comes
+over HTTP (direct-call) or from their events on the bus (replicated). Its own file is
+$MSSHOP_DATA_DIR/query-replica.db.
+
+Run it as msshop's query service:  msshop up --service query='python3 service_d.py'
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import http.client
+import json
+import logging
+import os
+import random
+import re
+import signal
+import sqlite3
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+log = logging.getLogger("service-d")
+
+MAX_ID = 2**63 - 1  # SQLite's INTEGER: ids and positions are at most this
+MAX_WAIT_MS = 30_000  # read-your-writes: the longest a caller may ask us to wait
+MAX_IDS = 10_000  # ids in one ?ids= call to products (what it takes at most)
+PAGE = 1000  # events asked of the bus at a time
+LONG_POLL_MS = 10_000  # how long the bus may hold a read while nothing is new
+HTTP_TIMEOUT = 2.0  # seconds a peer has to answer a direct-call
+DB_FILE = "query-replica.db"  # the read model, in $MSSHOP_DATA_DIR
+
+
+# --- Settings: everything comes from the environment and service.json -------------------
+
+class Settings:
+    """What msshop tells us (docs/protocol.md): the address to bind, our own directory,
+    the other services' URLs, and the secret that lets us read the bus."""
+
+    def __init__(self, document: dict[str, Any]) -> None:
+        self.service: str = document["service"]
+        self.host: str = document["host"]
+        self.port: int = int(document["port"])
+        self.data_dir = Path(document["data_dir"])
+        self.peers: dict[str, str] = document["peers"]
+        self.credential: str = document["credential"]
+        self.owner_digest: str = document["owner_digest"]
+        self.bus_url: str = document["bus"].get("url") or self.peers["bus"]
+        if document["bus"].get("backend", "log") != "log":
+            raise SystemExit(f"{self.service}: this example reads only msshop's log bus, "
+                             f"not {document['bus']['backend']}; start msshop with --bus log")
+
+
+def load_settings() -> Settings:
+    """service.json, found through $MSSHOP_SERVICE_FILE. Secrets live only in that file
+    (mode 0600), never in the environment or on a command line."""
+    path = os.environ.get("MSSHOP_SERVICE_FILE")
+    if not path:
+        raise SystemExit("MSSHOP_SERVICE_FILE is not set: run this program as a service of "
+                         "msshop (msshop up --service query='python3 service_d.py')")
+    try:
+        return Settings(json.loads(Path(path).read_text()))
+    except (OSError, ValueError, KeyError, AttributeError) as exc:
+        raise SystemExit(f"cannot read the service file {path}: {exc}") from None
+
+
+# --- Errors: every failure is one JSON line, as msshop's services answer -----------------
+
+class HttpError(Exception):
+    """An answer other than 200: {"error", "status", "service"} plus any `extra` keys
+    (e.g. "dependency": which service failed)."""
+
+    def __init__(self, status: int, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status, self.message, self.extra = status, message, extra
+
+
+# --- Tracing: forward W3C traceparent so msshop's traces show who touched which data -------
+#
+# Each request gets a server span; each call we make gets a client span, whose id goes to
+# the callee in `traceparent`, so the callee's spans hang under it. msshop draws a trace by
+# asking every service for its spans of that trace (GET /spans): ours are kept here, in
+# msshop's span format. Without them the callees' spans would still carry the trace id, but
+# hang under a parent nobody can show.
+
+TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
+KEPT_SPANS = 10_000  # the last spans made, for GET /spans; older ones are let go
+
+
+def new_id(bits: int) -> str:
+    return f"{random.getrandbits(bits):0{bits // 4}x}"
+
+
+def parse_traceparent(header: str | None) -> tuple[str, str | None]:
+    """(trace id, the caller's span id) from the caller's header; a new trace if it sent
+    none, or one we cannot read."""
+    found = TRACEPARENT.match((header or "").strip().lower())
+    if found and found.group(1) != "0" * 32 and found.group(2) != "0" * 16:
+        return found.group(1), found.group(2)
+    return new_id(128), None
+
+
+class Tracer:
+    """The spans this program made, the last KEPT_SPANS of them."""
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+        self.kept: deque[dict[str, Any]] = deque(maxlen=KEPT_SPANS)
+
+    @contextmanager
+    def span(self, trace_id: str, parent_id: str | None, name: str, kind: str,
+             **attributes: Any) -> Iterator[dict[str, Any]]:
+        """A span around the block: timed, marked "error" if the block raises."""
+        span = {"trace_id": trace_id, "span_id": new_id(64), "parent_id": parent_id,
+                "service": self.service, "name": name, "kind": kind, "start": time.time(),
+                "duration_ms": 0.0, "status": "ok", "attributes": attributes}
+        began = time.perf_counter()
+        try:
+            yield span
+        except BaseException:
+            span["status"] = "error"
+            raise
+        finally:
+            span["duration_ms"] = (time.perf_counter() - began) * 1000
+            self.kept.append(span)  # deque.append is thread-safe
+
+    def of(self, trace_id: str) -> list[dict[str, Any]]:
+        return [span for span in list(self.kept) if span["trace_id"] == trace_id]
+
+
+@dataclass(frozen=True)
+class Traced:
+    """Where a request's work is recorded: its trace, and the span our calls go under."""
+
+    tracer: Tracer
+    trace_id: str
+    span_id: str
+
+    def span(self, name: str, kind: str, **attributes: Any
+             ) -> AbstractContextManager[dict[str, Any]]:
+        return self.tracer.span(self.trace_id, self.span_id, name, kind, **attributes)
+
+
+# --- Calling the other services over HTTP -----------------------------------------------
+
+def call(url: str, path: str, headers: dict[str, str], timeout: float) -> tuple[int, Any]:
+    """GET url+path; (status, decoded JSON). Raises OSError if nobody answers."""
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port,
+                                      timeout=timeout)
+    try:
+        conn.request("GET", path, headers=headers)
+        response = conn.getresponse()
+        body = response.read()
+    finally:
+        conn.close()
+    try:
+        return response.status, json.loads(body) if body else None
+    except ValueError:
+        return response.status, {"error": body[:200].decode(errors="replace")}
+
+
+def ask(settings: Settings, traced: Traced, service: str, path: str) -> tuple[int, Any]:
+    """Call a peer by name, as a client span whose id the callee gets in `traceparent`.
+    Down, slow or failing (5xx) is a 503 naming it: the caller sees which dependency to
+    start again. A 4xx comes back for the caller to judge."""
+    with traced.span(f"GET {service}", "client", **{
+            "peer.service": service, "http.request.method": "GET",
+            "url.path": path.partition("?")[0]}) as span:
+        status, data = call_traced(settings, service, path, span)
+        span["attributes"]["http.response.status_code"] = status
+        return status, data
+
+
+def call_traced(settings: Settings, service: str, path: str, span: dict[str, Any]
+                ) -> tuple[int, Any]:
+    url = settings.peers[service]
+    header = f"00-{span['trace_id']}-{span['span_id']}-01"
+    try:
+        status, data = call(url, path, {"traceparent": header}, HTTP_TIMEOUT)
+    except TimeoutError:
+        span["attributes"]["msshop.failure"] = "timeout"
+        raise HttpError(503, f"{service} did not answer within {HTTP_TIMEOUT:g} s",
+                        dependency=service, failure="timeout") from None
+    except OSError as exc:
+        span["attributes"]["msshop.failure"] = "refused"
+        raise HttpError(503, f"{service} is down: {exc} at {url}; start it with: msshop "
+                             f"start {service}", dependency=service, failure="refused") from None
+    if status >= 500:
+        span["attributes"]["msshop.failure"] = "5xx"
+        detail = data.get("error") if isinstance(data, dict) else data
+        raise HttpError(503, f"{service} failed with HTTP {status}: {detail}",
+                        dependency=service, failure="5xx")
+    return status, data
+
+
+def ok(service: str, status: int, data: Any) -> Any:
+    if status != 200:
+        detail = data.get("error") if isinstance(data, dict) else data
+        raise HttpError(502, f"{service} answered HTTP {status}: {detail}",
+                        dependency=service, failure="4xx")
+    return data
+
+
+def order_line(order_id: int, product_id: int, title: str | None, quantity: int,
+               unit_price_cents: int) -> dict[str, Any]:
+    """One order as every strategy shows it: prices kept as cents, sent as decimals (the
+    same arithmetic as msshop's, so answers compare equal to the last digit)."""
+    return {"order_id": order_id, "product_id": product_id, "title": title,
+            "quantity": quantity, "unit_price": unit_price_cents / 100,
+            "total": quantity * unit_price_cents / 100}
+
+
+# --- Strategy 1: direct-call (API composition) --------------------------------------------
+
+POOL = ThreadPoolExecutor(max_workers=16, thread_name_prefix="peer-call")
+
+
+def direct_call(settings: Settings, traced: Traced, user_id: int, fanout: str
+                ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """(user, orders) asked of their owners now. Two network stages whatever the number of
+    orders: users and orders at the same time, then products for the titles."""
+    user_call = POOL.submit(ask, settings, traced, "users", f"/users/{user_id}")
+    orders_call = POOL.submit(ask, settings, traced, "orders", f"/orders?user_id={user_id}")
+    (user_status, user), (orders_status, placed) = user_call.result(), orders_call.result()
+    if user_status == 404:
+        raise HttpError(404, f"no user with id {user_id}")
+    user = ok("users", user_status, user)
+    orders = ok("orders", orders_status, placed)["orders"]
+    product_ids = list(dict.fromkeys(o["product_id"] for o in orders))
+    titles = (product_titles(settings, traced, product_ids) if fanout == "batched"
+              else product_titles_one_by_one(settings, traced, product_ids))
+    lines = [order_line(o["id"], o["product_id"], titles.get(o["product_id"]), o["quantity"],
+                        round(o["unit_price"] * 100)) for o in orders]
+    return {"id": user_id, "name": user["name"], "email": user["email"]}, lines
+
+
+def product_titles(settings: Settings, traced: Traced, ids: list[int]) -> dict[int, str]:
+    """One products call for all of them (in chunks of what products takes at most)."""
+    titles: dict[int, str] = {}
+    for start in range(0, len(ids), MAX_IDS):
+        chunk = ",".join(map(str, ids[start:start + MAX_IDS]))
+        found = ok("products", *ask(settings, traced, "products", f"/products?ids={chunk}"))
+        titles.update((p["id"], p["title"]) for p in found["products"])
+    return titles
+
+
+def product_titles_one_by_one(settings: Settings, traced: Traced, ids: list[int]
+                              ) -> dict[int, str]:
+    """fanout=naive: one call per product, one after the other: the N+1 pattern, slow on
+    purpose so `msshop compare` can show what it costs."""
+    titles: dict[int, str] = {}
+    for product_id in ids:
+        status, found = ask(settings, traced, "products", f"/products/{product_id}")
+        if status != 404:
+            titles[product_id] = ok("products", status, found)["title"]
+    return titles
+
+
+# --- Strategy 2: replicated (our own read model, built from the bus) ------------------------
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS users (
+    id INTEGER PRIMARY KEY, name TEXT NOT NULL, email TEXT NOT NULL,
+    version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS products (
+    id INTEGER PRIMARY KEY, title TEXT NOT NULL, version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS orders (
+    id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL, product_id INTEGER NOT NULL,
+    quantity INTEGER NOT NULL, unit_price_cents INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS orders_by_user ON orders (user_id, id);
+-- how far we have read the bus, and in which log: written in the same transaction as
+-- the rows, so after a crash we resume exactly where the last commit left off
+CREATE TABLE IF NOT EXISTS bus_position (
+    id INTEGER PRIMARY KEY CHECK (id = 1), position INTEGER NOT NULL, log TEXT NOT NULL);
+-- events we could not apply, kept with the reason instead of stopping the consumer
+CREATE TABLE IF NOT EXISTS dead_letters (
+    position INTEGER PRIMARY KEY, event_id TEXT, type TEXT, reason TEXT NOT NULL,
+    body TEXT NOT NULL, dead_at REAL NOT NULL);
+"""
+
+# Each event type comes from one service only; anything else is refused (dead-lettered).
+OWNERS = {"UserSignedUp": "users", "ProductCreated": "products",
+          "ProductUpdated": "products", "OrderPlaced": "orders"}
+
+
+def open_db(path: Path) -> sqlite3.Connection:
+    """Autocommit mode (isolation_level=None): we say BEGIN and COMMIT ourselves.
+    WAL lets the request threads read while the consumer writes."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    return conn
+
+
+class Poison(Exception):
+    """An event that can never be applied: it goes to dead_letters with this reason."""
+
+
+def an_id(data: dict[str, Any], key: str) -> int:
+    value = data.get(key)
+    if type(value) is not int or not 0 <= value <= MAX_ID:
+        raise Poison(f"data.{key} is not an id: {value!r}")
+    return value
+
+
+def text(data: dict[str, Any], key: str) -> str:
+    value = data.get(key)
+    if not isinstance(value, str):
+        raise Poison(f"data.{key} is not a string: {value!r}")
+    return value
+
+
+def cents(data: dict[str, Any], key: str) -> int:
+    value = data.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+            0 <= value <= 1_000_000):
+        raise Poison(f"data.{key} is not a price: {value!r}")
+    return round(value * 100)
+
+
+def apply_event(conn: sqlite3.Connection, event: dict[str, Any]) -> None:
+    """Apply one event to the read model. Safe to repeat and to receive out of order:
+    users and products keep their aggregate version and only a newer one wins; an order
+    is written once and never changes."""
+    kind, source = event.get("type"), event.get("source")
+    if kind not in OWNERS:
+        raise Poison(f"unknown event type {kind!r}")
+    if source != OWNERS[kind]:
+        raise Poison(f"a {kind} comes only from {OWNERS[kind]}, but {source} sent it")
+    data, version = event.get("data"), event.get("aggregate_version")
+    if not isinstance(data, dict) or type(version) is not int or not 0 <= version <= MAX_ID:
+        raise Poison("the event has no data object or no aggregate_version")
+    if an_id(data, "id") != event.get("aggregate_id"):
+        raise Poison(f"data.id {data['id']} is not the aggregate_id {event.get('aggregate_id')}")
+    if kind == "UserSignedUp":
+        conn.execute("INSERT INTO users VALUES (?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+                     "name = excluded.name, email = excluded.email, version = excluded.version "
+                     "WHERE excluded.version > users.version",
+                     (data["id"], text(data, "name"), text(data, "email"), version))
+    elif kind in ("ProductCreated", "ProductUpdated"):
+        # every product event carries the whole product, so an update that arrives before
+        # its creation is fine: the late creation has a lower version and loses
+        conn.execute("INSERT INTO products VALUES (?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+                     "title = excluded.title, version = excluded.version "
+                     "WHERE excluded.version > products.version",
+                     (data["id"], text(data, "title"), version))
+    else:
+        conn.execute("INSERT OR IGNORE INTO orders VALUES (?, ?, ?, ?, ?)",
+                     (data["id"], an_id(data, "user_id"), an_id(data, "product_id"),
+                      an_id(data, "quantity"), cents(data, "unit_price")))
+
+
+class BusRefused(Exception):
+    """The bus answered, but not with a page (e.g. 403: the credential is wrong)."""
+
+
+class Consumer:
+    """Follows the bus from our stored position and applies what it reads, in a thread of
+    its own. The request threads read its progress (freshness) and wait on it (after=)."""
+
+    def __init__(self, settings: Settings, db_path: Path) -> None:
+        self.settings = settings
+        self.conn = open_db(db_path)
+        self.conn.executescript(SCHEMA)
+        row = self.conn.execute("SELECT position, log FROM bus_position").fetchone()
+        self.position: int = row[0] if row else 0  # the last event applied
+        self.log: str = row[1] if row else ""  # the identity of the log it belongs to
+        (self.dead,) = self.conn.execute("SELECT count(*) FROM dead_letters").fetchone()
+        self.applied = 0
+        self.head = self.position
+        self.catching_up_to: int | None = None
+        self.listening = False
+        self.bus_error: str | None = None
+        self.log_problem: str | None = None
+        self.head_seen_at: float | None = None
+        self.last_applied_at: float | None = None
+        self.started = False  # the first page is read: we know where the bus's head was
+        self.failing: str | None = None  # why the consumer fails now (not the bus's fault)
+        self.advanced = threading.Condition()  # notified after each commit
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        """The consumer thread: never ends until we stop. A failure that is not the bus's
+        (a full disk, a bug) is logged, shown in /health, and tried again: what failed was
+        rolled back, so it is read again from the stored position."""
+        while not self.stopping.is_set():
+            try:
+                self.follow()
+            except Exception as exc:
+                why = f"{type(exc).__name__}: {exc}"
+                if self.failing != why:
+                    log.exception("the consumer failed; trying again in 1 s")
+                self.failing, self.listening = why, False
+                self.stopping.wait(1.0)
+
+    def follow(self) -> None:
+        wait_ms = 0  # the first read answers at once: it tells us the bus's head
+        while not self.stopping.is_set():
+            try:
+                self.listening = wait_ms > 0
+                page = self.read_bus(wait_ms)
+            except BusRefused as exc:
+                self.note_bus_down(str(exc))
+                wait_ms = 0
+                continue
+            except (OSError, ValueError, http.client.HTTPException) as exc:
+                self.note_bus_down(f"the bus is unreachable: {exc or type(exc).__name__}")
+                wait_ms = 0
+                continue
+            if self.bus_error is not None:
+                log.info("the bus is back; reading from position %d", self.position)
+            self.bus_error, wait_ms = None, LONG_POLL_MS
+            self.head_seen_at = time.time()
+            if not self.same_log(page):
+                self.stopping.wait(2.0)  # nothing to apply until someone fixes the log
+                continue
+            self.head = max(page["head"], self.position)
+            if self.catching_up_to is None and not self.started and page["head"] > self.position:
+                self.catching_up_to = page["head"]
+                log.info("catching up from position %d to %d", self.position, page["head"])
+            self.started = True
+            if page["events"]:
+                self.apply_page(page["events"])
+            self.failing = None  # read and applied: whatever failed works again
+
+    def read_bus(self, wait_ms: int) -> dict[str, Any]:
+        """One long-poll of the log: the events after our position (or none, after wait_ms)."""
+        path = f"/events?after={self.position}&limit={PAGE}&wait_ms={wait_ms}"
+        status, page = call(self.settings.bus_url, path,
+                            {"authorization": f"Bearer {self.settings.credential}"},
+                            timeout=wait_ms / 1000 + 5)
+        if status != 200:
+            detail = page.get("error") if isinstance(page, dict) else page
+            raise BusRefused(f"the bus answered HTTP {status}: {detail}")
+        return page  # type: ignore[no-any-return]
+
+    def note_bus_down(self, why: str) -> None:
+        self.listening = False
+        if self.bus_error is None:
+            log.warning("cannot read the bus (%s); answers come from position %d",
+                        why, self.position)
+        self.bus_error = why
+        self.stopping.wait(0.5)  # try again soon, but do not spin
+
+    def same_log(self, page: dict[str, Any]) -> bool:
+        """A position means something only in the log it was read from: if the bus's log
+        was replaced or emptied, say so and apply nothing (the fix: rebuild from 0)."""
+        problem = None
+        if self.log and page["log"] != self.log:
+            problem = (f"the bus's log was replaced (it is log {page['log'][:8]}; this read "
+                       f"model was built from log {self.log[:8]}); stop this service, "
+                       f"delete {self.settings.data_dir / DB_FILE} and start it again to "
+                       "rebuild it from the new log")
+        elif page["head"] < self.position:
+            problem = (f"the bus's log ends at position {page['head']}, but this read model "
+                       f"has applied up to {self.position}: the log was emptied or replaced")
+        if problem and problem != self.log_problem:
+            log.error("%s", problem)
+        self.log_problem = problem
+        if problem is None:
+            self.log = page["log"]
+        return problem is None
+
+    def apply_page(self, delivered: list[dict[str, Any]]) -> None:
+        """Apply a page of events and store the new position in ONE transaction: a crash
+        leaves both or neither, so each event is applied exactly once."""
+        position, applied, dead = self.position, 0, 0
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            for item in delivered:
+                position = item["position"]
+                if self.apply_one(item):
+                    applied += 1
+                else:
+                    dead += 1
+            self.conn.execute("INSERT INTO bus_position VALUES (1, ?, ?) ON CONFLICT (id) "
+                              "DO UPDATE SET position = excluded.position, log = excluded.log",
+                              (position, self.log))
+            self.conn.execute("COMMIT")
+        except BaseException:
+            if self.conn.in_transaction:  # a failed COMMIT may have rolled back already
+                self.conn.execute("ROLLBACK")  # e.g. a full disk: nothing applied, read again
+            raise
+        self.advanced_to(position, applied, dead)
+
+    def apply_one(self, item: dict[str, Any]) -> bool:
+        """Apply one event under a savepoint; False if it was dead-lettered instead.
+        The savepoint undoes a half-applied event, so the rest of the page still goes in."""
+        event = item["event"]
+        self.conn.execute("SAVEPOINT event")
+        try:
+            if not isinstance(event, dict):
+                raise Poison("not an event object")
+            apply_event(self.conn, event)
+        except (Poison, sqlite3.IntegrityError, KeyError, TypeError, ValueError,
+                OverflowError) as exc:  # the event's fault; a full disk is not: see apply_page
+            self.conn.execute("ROLLBACK TO event")
+            self.dead_letter(item["position"], event, str(exc))
+            self.conn.execute("RELEASE event")
+            return False
+        self.conn.execute("RELEASE event")
+        return True
+
+    def dead_letter(self, position: int, event: Any, reason: str) -> None:
+        log.warning("dead-lettered position %d: %s", position, reason)
+        known = event if isinstance(event, dict) else {}
+        event_id, kind = known.get("id"), known.get("type")
+        self.conn.execute("INSERT OR REPLACE INTO dead_letters VALUES (?, ?, ?, ?, ?, ?)",
+                          (position, event_id if isinstance(event_id, str) else None,
+                           kind if isinstance(kind, str) else None, reason,
+                           json.dumps(event), time.time()))
+
+    def advanced_to(self, position: int, applied: int, dead: int) -> None:
+        with self.advanced:
+            self.position, self.last_applied_at = position, time.time()
+            self.head = max(self.head, position)
+            self.applied += applied
+            self.dead += dead
+            if self.catching_up_to is not None and position >= self.catching_up_to:
+                log.info("caught up at position %d", position)
+                self.catching_up_to = None
+            self.advanced.notify_all()  # wakes read-your-writes requests
+
+    def wait_for(self, position: int, wait_ms: int) -> bool:
+        """Read-your-writes: block until `position` is applied; False after wait_ms."""
+        with self.advanced:
+            return bool(self.advanced.wait_for(lambda: self.position >= position,
+                                               wait_ms / 1000))
+
+    def freshness(self) -> dict[str, Any]:
+        """How current the read model is, in the shape msshop's query service answers."""
+        now = time.time()
+
+        def ago(at: float | None) -> float | None:
+            return None if at is None else round((now - at) * 1000, 1)
+
+        # the bus answers every long-poll within LONG_POLL_MS, even with nothing new: one
+        # open much longer (a frozen bus) is not "listening", whatever the socket says
+        error, listening = self.bus_error, self.listening
+        if listening and self.head_seen_at and now - self.head_seen_at > LONG_POLL_MS / 1000 + 2:
+            error = error or f"the bus has not answered for {now - self.head_seen_at:.0f} s"
+            listening = False
+        return {"position": self.position, "bus_head": self.head,
+                "behind": self.head - self.position,
+                "caught_up": (self.head == self.position and error is None
+                              and self.log_problem is None and self.failing is None),
+                "catching_up_to": self.catching_up_to, "listening": listening,
+                "head_seen_ms_ago": ago(self.head_seen_at),
+                "last_applied_ms_ago": ago(self.last_applied_at),
+                "bus_error": error, "log_problem": self.log_problem}
+
+
+class ReadModel:
+    """The request threads' side of the file: one read-only connection per thread."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.local = threading.local()
+
+    def conn(self) -> sqlite3.Connection:
+        if not hasattr(self.local, "conn"):
+            self.local.conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True,
+                                              isolation_level=None)
+        return self.local.conn  # type: ignore[no-any-return]
+
+    def user_orders(self, user_id: int) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+        """The user and their orders, each with its product's title (None: that product's
+        event has not reached us yet). One read transaction, so both parts agree."""
+        conn = self.conn()
+        conn.execute("BEGIN")
+        try:
+            user = conn.execute("SELECT id, name, email FROM users WHERE id = ?",
+                                (user_id,)).fetchone()
+            rows = conn.execute(
+                "SELECT o.id, o.product_id, p.title, o.quantity, o.unit_price_cents "
+                "FROM orders AS o LEFT JOIN products AS p ON p.id = o.product_id "
+                "WHERE o.user_id = ? ORDER BY o.id", (user_id,)).fetchall()
+        finally:
+            conn.execute("COMMIT")
+        if user is None:
+            return None, []
+        return {"id": user[0], "name": user[1], "email": user[2]}, [order_line(*r) for r in rows]
+
+    def rows(self) -> dict[str, int]:
+        conn = self.conn()
+        return {table: conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+                for table in ("users", "products", "orders")}
+
+
+# --- The HTTP side ------------------------------------------------------------------------
+
+class Service:
+    """What the request handlers need: settings, the consumer and the read model."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.db_path = settings.data_dir / DB_FILE
+        self.consumer = Consumer(settings, self.db_path)
+        self.read_model = ReadModel(self.db_path)
+        self.tracer = Tracer(settings.service)
+        self.started_at = time.time()
+
+    def health(self) -> dict[str, Any]:
+        """Still 200 when the consumer fails ("degraded", and why): the process is up, and
+        direct-call still works."""
+        failing = self.consumer.failing
+        return {"service": self.settings.service, "status": "degraded" if failing else "ok",
+                "pid": os.getpid(), "ready_at": self.started_at, "db": str(self.db_path),
+                "rows": self.read_model.rows(),
+                "problems": [f"the consumer fails: {failing}"] if failing else [],
+                "consumer": {**self.consumer.freshness(), "applied": self.consumer.applied,
+                             "dead_letters": self.consumer.dead}}
+
+    def check_owner(self, authorization: str | None, what: str) -> None:
+        """Only the sandbox's owner may read spans and dead letters (they hold its data).
+        msshop sends its token; we hold only the token's digest, enough to check it."""
+        secret = authorization[7:].strip() if authorization and authorization[:7].lower(
+        ) == "bearer " else ""
+        if not secret:
+            raise HttpError(401, f"{what} needs the sandbox's token: send "
+                                 "'authorization: Bearer <token from state.json>'")
+        digest = hashlib.sha256(secret.encode()).hexdigest()
+        if not hmac.compare_digest(digest, self.settings.owner_digest):
+            raise HttpError(403, f"{what} refused: that is not this sandbox's token")
+
+    def spans(self, query: dict[str, str], authorization: str | None) -> dict[str, Any]:
+        """GET /spans?trace_id=: our spans of one trace (msshop gathers them to draw it)."""
+        self.check_owner(authorization, "reading spans")
+        trace_id = query.get("trace_id", "")
+        if not re.fullmatch(r"[0-9a-f]{32}", trace_id):
+            raise HttpError(422, "ask for one trace: GET /spans?trace_id=<32 hex digits>")
+        return {"service": self.settings.service, "spans": self.tracer.of(trace_id)}
+
+    def dead_letters(self, query: dict[str, str], authorization: str | None
+                     ) -> dict[str, Any]:
+        """GET /dead-letters?limit=N: the events we could not apply, newest first."""
+        self.check_owner(authorization, "reading dead letters")
+        limit = number(query, "limit", 1, 10_000, 50)
+        rows = self.read_model.conn().execute(
+            "SELECT position, event_id, type, reason, dead_at, body FROM dead_letters "
+            "ORDER BY position DESC LIMIT ?", (limit,)).fetchall()
+        return {"count": self.consumer.dead, "dead_letters": [
+            {"position": p, "event_id": i, "type": t, "reason": r, "dead_at": at,
+             "body": body[:500]} for p, i, t, r, at, body in rows]}
+
+    def user_orders(self, user_id: int, query: dict[str, str], traced: Traced
+                    ) -> dict[str, Any]:
+        strategy = choice(query, "strategy", ("replicated", "direct-call"))
+        fanout = choice(query, "fanout", ("batched", "naive"))
+        after = number(query, "after", 0, MAX_ID, 0)
+        wait_ms = number(query, "wait_ms", 0, MAX_WAIT_MS, 2000)
+        choice(query, "kept", ("1", "0", "true", "false"))  # accepted: we keep no answers
+        if choice(query, "partial", ("0", "1", "false", "true")) in ("1", "true"):
+            raise HttpError(422, "partial answers are not served by this example; ask "
+                                 "without partial")
+        if strategy == "direct-call":
+            user, orders = direct_call(self.settings, traced, user_id, fanout)
+            return {"question": "user-orders", "strategy": strategy, "fanout": fanout,
+                    "user": user, "orders": orders, "freshness": {"live": True},
+                    "trace_id": traced.trace_id}
+        return self.replicated(user_id, after, wait_ms, traced)
+
+    def replicated(self, user_id: int, after: int, wait_ms: int, traced: Traced
+                   ) -> dict[str, Any]:
+        consumer = self.consumer
+        if after > consumer.position and not consumer.wait_for(after, wait_ms):
+            raise HttpError(503, f"the read model has not applied bus position {after} within "
+                                 f"{wait_ms} ms (it is at {consumer.position} of "
+                                 f"{consumer.head}); try again, or ask with a longer wait_ms",
+                            freshness=consumer.freshness())
+        freshness = consumer.freshness()
+        if consumer.catching_up_to is not None:
+            raise HttpError(503, f"not ready: catching up (position {consumer.position} of "
+                                 f"{consumer.catching_up_to}); ask again in a moment, or ask "
+                                 "with strategy=direct-call", freshness=freshness)
+        with traced.span("SELECT users, orders, products", "internal", **{
+                "db.system": "sqlite", "db.name": self.db_path.name, "db.operation": "SELECT",
+                "db.sql.table": "users, orders, products", "msshop.keys": [user_id]}) as span:
+            user, orders = self.read_model.user_orders(user_id)
+            span["attributes"]["msshop.rows"] = len(orders) + (user is not None)
+        if user is None:
+            raise HttpError(404, f"no user with id {user_id} (the read model has applied the "
+                                 f"bus up to position {freshness['position']})",
+                            freshness=freshness)
+        return {"question": "user-orders", "strategy": "replicated", "user": user,
+                "orders": orders, "freshness": freshness, "trace_id": traced.trace_id}
+
+
+def choice(query: dict[str, str], name: str, allowed: tuple[str, ...]) -> str:
+    value = query.get(name, allowed[0])
+    if value not in allowed:
+        raise HttpError(422, f"{name} {value!r} is not one of: {', '.join(allowed)}")
+    return value
+
+
+def number(query: dict[str, str], name: str, least: int, most: int, default: int) -> int:
+    raw = query.get(name)
+    if raw is None:
+        return default
+    if not (raw.isascii() and raw.isdigit()) or not least <= int(raw) <= most:
+        raise HttpError(422, f"query parameter {name}={raw!r} must be an integer from "
+                             f"{least} to {most}")
+    return int(raw)
+
+
+def user_id_of(raw: str) -> int:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_ID:
+        raise HttpError(422, f"user_id {raw!r} is not an id: ids are positive integers")
+    return int(raw)
+
+
+class Handler(BaseHTTPRequestHandler):
+    """One request: route it, answer JSON. HTTP/1.1, so callers keep their connection."""
+
+    protocol_version = "HTTP/1.1"
+    # the head and the body go out in two writes: without this, Nagle's algorithm holds the
+    # body until the client's delayed ACK, 40 ms later, on every kept-alive request
+    disable_nagle_algorithm = True
+    service: Service  # set on the class by serve()
+
+    def do_GET(self) -> None:  # the name http.server calls
+        url = urlsplit(self.path)
+        query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
+        parts = url.path.split("/")
+        try:
+            if url.path == "/health":
+                self.answer(200, self.service.health())
+            elif url.path == "/spans":
+                self.answer(200, self.service.spans(query, self.headers.get("authorization")))
+            elif url.path == "/dead-letters":
+                self.answer(200, self.service.dead_letters(
+                    query, self.headers.get("authorization")))
+            elif len(parts) == 3 and parts[1] == "user-orders":
+                self.user_orders(parts[2], query)
+            else:
+                raise HttpError(404, f"{self.service.settings.service} has no route "
+                                     f"GET {url.path}")
+        except HttpError as exc:
+            self.answer(exc.status, {"error": exc.message, "status": exc.status,
+                                     "service": self.service.settings.service, **exc.extra})
+        except Exception as exc:  # a bug: one line in the log, a JSON 500 to the caller
+            log.exception("GET %s failed", self.path)
+            self.answer(500, {"error": f"{type(exc).__name__}: {exc}; see the service's log",
+                              "status": 500, "service": self.service.settings.service})
+
+    def do_POST(self) -> None:
+        self.not_allowed()
+
+    do_PUT = do_PATCH = do_DELETE = do_POST
+
+    def not_allowed(self) -> None:
+        """Every route here is GET: other methods get our JSON error, not http.server's
+        HTML page."""
+        self.close_connection = True  # we did not read the body they may have sent
+        self.answer(405, {"error": f"{self.command} is not allowed here; use GET",
+                          "status": 405, "service": self.service.settings.service})
+
+    def user_orders(self, raw_id: str, query: dict[str, str]) -> None:
+        """The question, as a server span in the caller's trace (a new trace if it sent
+        no traceparent); our calls and reads are its children."""
+        trace_id, parent = parse_traceparent(self.headers.get("traceparent"))
+        with self.service.tracer.span(trace_id, parent, "GET /user-orders/{user_id}",
+                                      "server", **{"http.route": "/user-orders/{user_id}",
+                                                   "http.request.method": "GET"}) as span:
+            traced = Traced(self.service.tracer, trace_id, span["span_id"])
+            try:
+                answer = self.service.user_orders(user_id_of(raw_id), query, traced)
+            except HttpError as exc:
+                span["attributes"]["http.response.status_code"] = exc.status
+                raise
+            span["attributes"]["http.response.status_code"] = 200
+        self.answer(200, answer)
+
+    def answer(self, status: int, document: dict[str, Any]) -> None:
+        body = json.dumps(document).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # one line per request would drown the log; errors are logged where they happen
+
+
+class Server(ThreadingHTTPServer):
+    """A thread per connection."""
+
+    daemon_threads = True  # a held request does not keep the process from stopping
+    request_queue_size = 128  # socketserver's 5 refuses connections under a burst
+
+
+def serve(settings: Settings) -> None:
+    service = Service(settings)
+    Handler.service = service
+    server = Server((settings.host, settings.port), Handler)
+    consumer = threading.Thread(target=service.consumer.run, name="consumer", daemon=True)
+    consumer.start()
+
+    def stop(signum: int, frame: object) -> None:
+        # shutdown() waits for serve_forever to return, so it must run on another thread
+        service.consumer.stopping.set()
+        threading.Thread(target=server.shutdown).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    log.info("%s listening on http://%s:%d, read model %s, from bus position %d",
+             settings.service, settings.host, settings.port, service.db_path,
+             service.consumer.position)
+    server.serve_forever(poll_interval=0.05)
+    server.server_close()
+    log.info("stopped")
+
+
+def main() -> None:
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    serve(load_settings())
+
+
+if __name__ == "__main__":
+    main()

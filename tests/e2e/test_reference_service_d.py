@@ -1,0 +1,470 @@
+"""The reference Service D in plain Python (examples/service-d-python), run as a real process
+next to a real sandbox, written against the foreign-service contract (docs/protocol.md):
+its answers equal the monolith's by both strategies, it reads its own writes, resumes after
+SIGKILL applying each event once, survives a dependency down, and forwards traceparent.
+
+Until the supervisor runs foreign programs itself, the test starts it: a service.json as
+the contract says, its own directory under tmp_path, a free port."""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import http.client
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from msshop.contracts.answers import ReplicaFreshness, UserOrders
+from msshop.contracts.credentials import digest, service_credential
+from msshop.contracts.spans import new_span_id, new_trace_id
+from msshop.contracts.status import ConsumerHealth
+from msshop.instruments.asking import databases
+from msshop.instruments.checking import caught_up, differences
+from msshop.instruments.monolith import all_user_orders, all_users
+from tests.conftest import ROOT, Sandbox, running_sandbox
+
+PROGRAM = ROOT / "examples" / "service-d-python" / "service_d.py"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@dataclass
+class Reference:
+    """The reference program running as the query service, beside a sandbox."""
+
+    sandbox: Sandbox
+    data_dir: Path
+    port: int
+    process: subprocess.Popen[bytes] | None = None
+
+    def write_service_file(self) -> Path:
+        state = self.sandbox.state
+        peers = {name: s.url for name, s in state.services.items()
+                 if name in ("bus", "users", "products", "orders")}
+        document = {
+            "protocol": 1, "service": "query", "host": "127.0.0.1", "port": self.port,
+            "data_dir": str(self.data_dir), "peers": peers,
+            "credential": service_credential(state.token, "query"),
+            "owner_digest": digest(state.token),
+            "bus": {"backend": "log", "url": peers["bus"]}}
+        path = self.data_dir / "service.json"
+        path.touch(mode=0o600)
+        path.write_text(json.dumps(document))
+        return path
+
+    def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MSSHOP_")}
+        env.update(MSSHOP_SERVICE="query", MSSHOP_HOST="127.0.0.1", MSSHOP_PORT=str(self.port),
+                   MSSHOP_DATA_DIR=str(self.data_dir), MSSHOP_PROTOCOL="1",
+                   MSSHOP_SERVICE_FILE=str(self.write_service_file()))
+        with (self.data_dir / "query.log").open("ab") as log:
+            self.process = subprocess.Popen([sys.executable, str(PROGRAM)], env=env,
+                                            stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        until(lambda: self.answers_health(), "the reference program answers /health")
+
+    def answers_health(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise AssertionError(f"the reference program exited {self.process.returncode}: "
+                                 + self.log())
+        with contextlib.suppress(OSError):
+            return self.get("/health")[0] == 200
+        return False
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        """End the program by its pid (SIGKILL if SIGTERM does not end it in 5 s)."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.kill(self.process.pid, sig)
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            os.kill(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=5)
+
+    def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            conn.request("GET", path, headers=headers or {})
+            response = conn.getresponse()
+            return response.status, json.loads(response.read())
+        finally:
+            conn.close()
+
+    def consumer(self) -> dict[str, Any]:
+        status, health = self.get("/health")
+        assert status == 200, health
+        found: dict[str, Any] = health["consumer"]
+        return found
+
+    def caught_up(self, timeout: float = 30) -> dict[str, Any]:
+        """Wait until it has applied the bus's head (after the sandbox's outboxes are
+        drained: our own query service caught up says so)."""
+        caught_up(self.sandbox.client(), timeout=timeout)
+        head = self.sandbox.client().bus_head()
+        until(lambda: self.consumer()["position"] >= head and self.consumer()["caught_up"],
+              f"the reference program applies the bus up to {head}", timeout)
+        return self.consumer()
+
+    def log(self) -> str:
+        return (self.data_dir / "query.log").read_text(errors="replace")[-2000:]
+
+
+def keys(typed: Any) -> set[str]:
+    """Every key a TypedDict of msshop's contracts names."""
+    return set(typed.__required_keys__ | typed.__optional_keys__)
+
+
+def until(condition: Callable[[], bool], what: str, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"timed out waiting until {what}")
+
+
+@contextlib.contextmanager
+def reference(sandbox: Sandbox, data_dir: Path) -> Iterator[Reference]:
+    program = Reference(sandbox, data_dir, free_port())
+    try:
+        program.start()
+        yield program
+    finally:
+        program.stop()
+
+
+def seed(sandbox: Sandbox, users: int, products: int, orders: int) -> None:
+    sandbox.run("seed", "--users", str(users), "--products", str(products), "--orders",
+                str(orders), "--seed", "24", check=True, timeout=120)
+    client = sandbox.client()
+    for product_id in (1, 2):  # renamed after they were bought: every answer shows the new
+        client.request("products", "PATCH", f"/products/{product_id}",
+                       {"title": f"Renamed {product_id}"})
+    caught_up(client, timeout=60)
+
+
+def assert_equals_monolith(program: Reference, strategies: tuple[str, ...]) -> int:
+    """Every user's answer by each strategy against the monolith's join; the users checked."""
+    files = databases(program.sandbox.state)
+    truth, people = all_user_orders(files), all_users(files)
+    for user_id, orders in truth.items():
+        for strategy in strategies:
+            status, answer = program.get(f"/user-orders/{user_id}?strategy={strategy}")
+            assert status == 200, (user_id, strategy, answer)
+            assert answer["user"] == people[user_id], (user_id, strategy)
+            assert answer["orders"] == orders, (user_id, strategy,
+                                                differences(orders, answer["orders"]))
+    return len(truth)
+
+
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Sandbox, Reference]]:
+    root = tmp_path_factory.mktemp("reference")
+    with running_sandbox(root / "sandbox") as sandbox:
+        seed(sandbox, users=40, products=15, orders=500)
+        with reference(sandbox, root / "service-d") as program:
+            program.caught_up()
+            yield sandbox, program
+
+
+def test_it_imports_only_the_standard_library() -> None:
+    tree = ast.parse(PROGRAM.read_text())
+    imported = {alias.name.partition(".")[0] for node in ast.walk(tree)
+                if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {node.module.partition(".")[0] for node in ast.walk(tree)
+                 if isinstance(node, ast.ImportFrom) and node.module}
+    assert imported - {"__future__"} <= sys.stdlib_module_names, imported
+
+
+def test_both_strategies_equal_the_monolith_for_every_user(seeded: tuple[Sandbox, Reference]
+                                                           ) -> None:
+    _, program = seeded
+    assert assert_equals_monolith(program, ("replicated", "direct-call")) == 40
+    status, naive = program.get("/user-orders/1?strategy=direct-call&fanout=naive")
+    assert status == 200
+    assert naive["orders"] == all_user_orders(databases(program.sandbox.state))[1]
+    status, health = program.get("/health")
+    assert (health["service"], health["status"], health["pid"]) == (
+        "query", "ok", program.process.pid if program.process else None)
+    consumer = health["consumer"]
+    assert set(consumer) == keys(ConsumerHealth), "the shape of our query service's /health"
+    assert consumer["behind"] == 0 and consumer["dead_letters"] == 0
+    assert consumer["listening"] is True and consumer["bus_error"] is None
+
+
+def test_errors_are_ours_in_shape_and_status(seeded: tuple[Sandbox, Reference]) -> None:
+    _, program = seeded
+    for strategy in ("replicated", "direct-call"):
+        status, error = program.get(f"/user-orders/424242?strategy={strategy}")
+        assert status == 404 and error["error"].startswith("no user with id 424242"), error
+        assert (error["status"], error["service"]) == (404, "query")
+    for path in ("/user-orders/abc", "/user-orders/1?strategy=telepathy",
+                 "/user-orders/1?partial=1", "/user-orders/%C2%B2",
+                 "/user-orders/1?after=%C2%B2",
+                 "/user-orders/1?wait_ms=-1", "/user-orders/1?after=x"):
+        status, error = program.get(path)
+        assert status == 422 and set(error) == {"error", "status", "service"}, (path, error)
+    conn = http.client.HTTPConnection("127.0.0.1", program.port, timeout=10)
+    conn.request("POST", "/user-orders/1", body=b"{}")
+    response = conn.getresponse()
+    assert response.status == 405 and json.loads(response.read())["service"] == "query"
+    conn.close()
+    status, error = program.get("/user-orders/1?after=999999999&wait_ms=50")
+    assert status == 503 and "not applied bus position 999999999 within 50 ms" in error[
+        "error"]
+    assert error["freshness"]["position"] >= 1
+
+
+def test_replicated_reads_its_own_writes_with_after(seeded: tuple[Sandbox, Reference]
+                                                    ) -> None:
+    sandbox, program = seeded
+    client = sandbox.client()
+    order, _ = client.buy(3, 4, quantity=2, wait_published_ms=2000)
+    event = order.get("event")
+    assert event is not None and event["position"] is not None, order
+    position = event["position"]
+    status, answer = program.get(f"/user-orders/3?strategy=replicated&after={position}"
+                                 "&wait_ms=5000")
+    assert status == 200, answer
+    assert order["id"] in [line["order_id"] for line in answer["orders"]]
+    assert answer["freshness"]["position"] >= position
+    assert set(answer) <= keys(UserOrders) and set(answer["freshness"]) == keys(
+        ReplicaFreshness)
+    assert answer == {**answer, "question": "user-orders", "strategy": "replicated"}
+
+
+def test_an_event_it_cannot_apply_is_dead_lettered_and_it_goes_on(
+        seeded: tuple[Sandbox, Reference]) -> None:
+    sandbox, program = seeded
+    before = program.consumer()
+    sandbox.run("poison", check=True)
+    position = sandbox.client().bus_head()
+    until(lambda: program.consumer()["position"] >= position, "the poison is read")
+    after = program.consumer()
+    assert after["dead_letters"] == before["dead_letters"] + 1
+    status, listed = program.get("/dead-letters?limit=1",
+                                 {"authorization": f"Bearer {sandbox.state.token}"})
+    assert status == 200 and listed["count"] == after["dead_letters"], listed
+    (newest,) = listed["dead_letters"]
+    assert newest["position"] == position and "unknown event type" in newest["reason"]
+    assert program.get("/dead-letters")[0] == 401
+    # and it still follows the bus: the next purchase reaches its read model
+    order, _ = sandbox.client().buy(6, 3, wait_published_ms=2000)
+    event = order.get("event")
+    assert event is not None and event["position"] is not None
+    status, answer = program.get(f"/user-orders/6?after={event['position']}&wait_ms=5000")
+    assert status == 200 and order["id"] in [o["order_id"] for o in answer["orders"]]
+
+
+def test_callees_spans_carry_the_forwarded_trace(seeded: tuple[Sandbox, Reference]) -> None:
+    sandbox, program = seeded
+    trace_id, parent = new_trace_id(), new_span_id()
+    status, answer = program.get("/user-orders/5?strategy=direct-call",
+                                 {"traceparent": f"00-{trace_id}-{parent}-01"})
+    assert status == 200 and answer["trace_id"] == trace_id
+    assert set(answer) <= keys(UserOrders) and answer["freshness"] == {"live": True}
+    client = sandbox.client()
+    callers: dict[str, str] = {}
+    for service in ("users", "orders", "products"):
+        served = [s for s in client.spans(service, trace_id) if s["kind"] == "server"]
+        assert len(served) == 1, f"{service}'s spans of trace {trace_id}: {served}"
+        callers[service] = served[0]["parent_id"]
+    # each call went as a child span of its own, which the program serves in msshop's
+    # format (GET /spans, the owner's token), under its server span, under our span
+    own = owner_spans(program, trace_id)
+    server = next(s for s in own if s["kind"] == "server")
+    assert (server["parent_id"], server["service"]) == (parent, "query")
+    calls = {s["attributes"]["peer.service"]: s for s in own if s["kind"] == "client"}
+    assert {name: s["span_id"] for name, s in calls.items()} == callers
+    assert all(s["parent_id"] == server["span_id"] for s in calls.values())
+    assert calls["products"]["start"] >= max(
+        calls[name]["start"] + calls[name]["duration_ms"] / 1000 for name in ("users", "orders")
+    ) - 0.001, "products is the second stage"
+
+
+def test_replicated_trace_names_only_its_own_file(seeded: tuple[Sandbox, Reference]) -> None:
+    _, program = seeded
+    trace_id = new_trace_id()
+    status, _ = program.get("/user-orders/2",
+                            {"traceparent": f"00-{trace_id}-{new_span_id()}-01"})
+    assert status == 200
+    read = [s for s in owner_spans(program, trace_id) if "db.system" in s["attributes"]]
+    assert [s["attributes"]["db.name"] for s in read] == ["query-replica.db"]
+    assert all(s["kind"] != "client" for s in owner_spans(program, trace_id))
+
+
+def test_its_spans_are_the_owners_only(seeded: tuple[Sandbox, Reference]) -> None:
+    _, program = seeded
+    status, error = program.get(f"/spans?trace_id={new_trace_id()}")
+    assert status == 401 and error["service"] == "query"
+    status, error = program.get(f"/spans?trace_id={new_trace_id()}",
+                                {"authorization": "Bearer not-the-token"})
+    assert status == 403
+    query_credential = service_credential(program.sandbox.state.token, "query")
+    status, error = program.get(f"/spans?trace_id={new_trace_id()}",
+                                {"authorization": f"Bearer {query_credential}"})
+    assert status == 403
+
+
+def owner_spans(program: Reference, trace_id: str) -> list[dict[str, Any]]:
+    status, found = program.get(f"/spans?trace_id={trace_id}",
+                                {"authorization": f"Bearer {program.sandbox.state.token}"})
+    assert status == 200, found
+    spans: list[dict[str, Any]] = found["spans"]
+    return spans
+
+
+def test_sigkill_mid_catch_up_resumes_and_applies_each_event_once(tmp_path: Path) -> None:
+    with running_sandbox(tmp_path / "sandbox") as sandbox:
+        seed(sandbox, users=500, products=50, orders=30_000)
+        head = sandbox.client().bus_head()
+        program = Reference(sandbox, tmp_path / "service-d", free_port())
+        try:
+            program.start()
+            until(lambda: 0 < program.consumer()["position"] < head,
+                  "the reference program is part way through its catch-up", timeout=30)
+            program.stop(signal.SIGKILL)
+            stored = stored_position(program.data_dir)
+            assert 0 < stored < head, (stored, head)
+            program.start()
+            consumer = program.caught_up(timeout=60)
+            # it read on from the stored position: the events after it, each applied once
+            assert consumer["applied"] == head - stored and consumer["dead_letters"] == 0
+            assert f"from bus position {stored}" in program.log()
+            assert assert_equals_monolith(program, ("replicated",)) == 500
+        finally:
+            program.stop()
+
+
+def stored_position(data_dir: Path) -> int:
+    with contextlib.closing(sqlite3.connect(data_dir / "query-replica.db")) as conn:
+        (position,) = conn.execute("SELECT position FROM bus_position").fetchone()
+    return int(position)
+
+
+def test_a_dependency_down_fails_direct_call_and_not_replicated(tmp_path: Path) -> None:
+    with running_sandbox(tmp_path / "sandbox") as sandbox:
+        seed(sandbox, users=10, products=5, orders=50)
+        with reference(sandbox, tmp_path / "service-d") as program:
+            program.caught_up()
+            truth = all_user_orders(databases(sandbox.state))[2]
+            sandbox.run("kill", "products", check=True)
+            status, error = program.get("/user-orders/2?strategy=direct-call")
+            assert status == 503, error
+            assert error["dependency"] == "products" and error["service"] == "query"
+            assert error["error"].startswith("products is down"), error
+            status, answer = program.get("/user-orders/2?strategy=replicated")
+            assert status == 200 and answer["orders"] == truth
+            # the bus down too: replicated answers from what it has, and says why it is not
+            # current; the bus back, it reads on
+            sandbox.run("kill", "bus", check=True)
+            until(lambda: program.consumer()["bus_error"] is not None, "the bus is missed")
+            status, answer = program.get("/user-orders/2?strategy=replicated")
+            assert status == 200 and answer["orders"] == truth
+            assert answer["freshness"]["caught_up"] is False
+            sandbox.run("start", "bus", check=True)
+            sandbox.run("start", "products", check=True)
+            order, _ = sandbox.client().buy(2, 1, wait_published_ms=5000)
+            event = order.get("event")
+            assert event is not None and event["position"] is not None
+            status, answer = program.get(f"/user-orders/2?after={event['position']}"
+                                         "&wait_ms=10000")
+            assert status == 200 and answer["freshness"]["bus_error"] is None, answer
+            assert order["id"] in [o["order_id"] for o in answer["orders"]]
+            # SIGTERM, even with a long-poll of the bus open: it stops at once, cleanly
+            started = time.monotonic()
+            program.stop()
+            assert program.process is not None and program.process.returncode == 0
+            assert time.monotonic() - started < 2, program.log()
+
+
+def load_program() -> Any:
+    """The reference program as a module, to try its apply on its own."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("service_d", PROGRAM)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("service_d", module)  # its dataclasses look themselves up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_duplicates_and_out_of_order_events_change_nothing(tmp_path: Path) -> None:
+    service_d = load_program()
+
+    def event(kind: str, source: str, version: int, data: dict[str, Any]) -> dict[str, Any]:
+        return {"type": kind, "source": source, "aggregate_id": data["id"],
+                "aggregate_version": version, "data": data}
+
+    stream = [
+        event("UserSignedUp", "users", 1, {"id": 1, "name": "Ann", "email": "a@x"}),
+        event("ProductCreated", "products", 1, {"id": 7, "title": "Hat", "price": 5}),
+        event("OrderPlaced", "orders", 1, {"id": 3, "user_id": 1, "product_id": 7,
+                                           "quantity": 2, "unit_price": 5}),
+        event("ProductUpdated", "products", 2, {"id": 7, "title": "Cap", "price": 6}),
+    ]
+
+    def answer(events: list[dict[str, Any]], name: str) -> Any:
+        path = tmp_path / f"{name}.db"
+        conn = service_d.open_db(path)
+        conn.executescript(service_d.SCHEMA)
+        for item in events:
+            service_d.apply_event(conn, item)
+        return service_d.ReadModel(path).user_orders(1)
+
+    in_order = answer(stream, "in-order")
+    assert in_order[1][0]["title"] == "Cap"
+    assert answer([*stream, *stream], "twice") == in_order
+    assert answer(list(reversed(stream)), "reversed") == in_order
+
+
+def test_a_page_with_bad_events_applies_the_rest_and_dead_letters_each(tmp_path: Path
+                                                                       ) -> None:
+    service_d = load_program()
+    settings = service_d.Settings({
+        "service": "query", "host": "127.0.0.1", "port": 1, "data_dir": str(tmp_path),
+        "peers": {"bus": "http://127.0.0.1:1"}, "credential": "c", "owner_digest": "d",
+        "bus": {"backend": "log", "url": "http://127.0.0.1:1"}})
+    consumer = service_d.Consumer(settings, tmp_path / "read.db")
+    user = {"type": "UserSignedUp", "source": "users", "aggregate_id": 1,
+            "aggregate_version": 1, "data": {"id": 1, "name": "Ann", "email": "a@x"}}
+    page = [
+        {"position": 1, "event": user},
+        {"position": 2, "event": {**user, "aggregate_version": 2**70}},  # beyond SQLite
+        {"position": 3, "event": {**user, "source": "orders"}},  # not its owner
+        {"position": 4, "event": "not an object"},
+        {"position": 5, "event": {**user, "type": "UserRenamed"}},  # unknown
+        {"position": 6, "event": {"type": "OrderPlaced", "source": "orders",
+                                  "aggregate_id": 9, "aggregate_version": 1, "data": {
+                                      "id": 9, "user_id": 1, "product_id": 2,
+                                      "quantity": 1, "unit_price": 2.5}}},
+    ]
+    consumer.apply_page(page)
+    assert (consumer.position, consumer.applied, consumer.dead) == (6, 2, 4)
+    reasons = dict(consumer.conn.execute("SELECT position, reason FROM dead_letters"))
+    assert sorted(reasons) == [2, 3, 4, 5]
+    assert "comes only from users" in reasons[3] and "unknown event type" in reasons[5]
+    user_found, orders = service_d.ReadModel(tmp_path / "read.db").user_orders(1)
+    assert user_found == {"id": 1, "name": "Ann", "email": "a@x"}
+    assert orders == [{"order_id": 9, "product_id": 2, "title": None, "quantity": 1,
+                       "unit_price": 2.5, "total": 2.5}]
