@@ -468,3 +468,26 @@ def test_a_page_with_bad_events_applies_the_rest_and_dead_letters_each(tmp_path:
     assert user_found == {"id": 1, "name": "Ann", "email": "a@x"}
     assert orders == [{"order_id": 9, "product_id": 2, "title": None, "quantity": 1,
                        "unit_price": 2.5, "total": 2.5}]
+
+
+def test_run_by_msshop_as_the_query_service_it_passes_verify_and_compare(tmp_path: Path
+                                                                          ) -> None:
+    """The two halves joined: `msshop up` runs the reference program as Service D (the
+    supervisor's executable kind, the contract's service.json), and msshop's own checks
+    hold it to the monolith: verify over every user, compare for one, both strategies."""
+    command = f"{sys.executable} {PROGRAM}"
+    with running_sandbox(tmp_path / "sandbox", MSSHOP_QUERY_COMMAND=command) as sandbox:
+        status = json.loads(sandbox.run("status", "--json", check=True).stdout)
+        query = next(s for s in status["services"] if s["name"] == "query")
+        assert query["kind"] == "executable" and query["health"] == "ok"
+        sandbox.run("seed", "--users", "60", "--products", "15", "--orders", "400",
+                    "--wait", check=True)
+        verified = sandbox.run("verify", check=True)
+        assert "equals the monolith join for all 60 users" in verified.stdout
+        compared = sandbox.run("compare", "--user", "7", "--json", check=True)
+        rows = json.loads(compared.stdout)["strategies"]
+        assert len(rows) >= 3 and all(row["equal"] and not row["error"] for row in rows), rows
+        direct = sandbox.run("query", "--user", "7", "--strategy", "direct-call", "--json",
+                             check=True)
+        answer = json.loads(direct.stdout)["answer"]
+        assert answer["strategy"] == "direct-call" and answer["user"]["id"] == 7
