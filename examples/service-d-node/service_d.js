@@ -428,15 +428,17 @@ class ModelFile {
     this.path = path.join(dataDir, MODEL_FILE);
   }
 
+  // The stored read model, or an empty one at position 0 on a first start. A file we
+  // cannot read (someone edited it) stops the program with one line: guessing would apply
+  // events twice or skip them.
   load() {
-    let text;
     try {
-      text = fs.readFileSync(this.path, "utf8");
+      return new ReadModel(JSON.parse(fs.readFileSync(this.path, "utf8")));
     } catch (err) {
-      if (err.code === "ENOENT") return new ReadModel(); // a first start: read from 0
-      throw err;
+      if (err.code === "ENOENT") return new ReadModel();
+      return fail(`cannot read the read model ${this.path}: ${err.message}; stop this ` +
+                  "service, delete that file and start it again to rebuild it from the bus");
     }
-    return new ReadModel(JSON.parse(text));
   }
 
   save(model) {
@@ -844,9 +846,10 @@ class Service {
       document = { error: err.message, status, service: this.settings.service, ...err.extra };
     }
     const body = JSON.stringify(document);
-    if (status === 405) res.shouldKeepAlive = false; // we did not read the body they sent
-    res.writeHead(status, { "content-type": "application/json",
-                            "content-length": Buffer.byteLength(body) });
+    const headers = { "content-type": "application/json",
+                      "content-length": Buffer.byteLength(body) };
+    if (status === 405) headers.connection = "close"; // we did not read the body they sent
+    res.writeHead(status, headers);
     res.end(body);
   }
 }
@@ -855,7 +858,7 @@ function serve(settings) {
   const service = new Service(settings);
   const server = http.createServer((req, res) => {
     req.resume(); // any body is not ours to read: drain it so the connection can go on
-    service.handle(req, res);
+    service.handle(req, res).catch((err) => log("ERROR", `answering ${req.url}: ${err.stack}`));
   });
   // the head and the body can go out in two writes: without noDelay, Nagle's algorithm
   // holds the body until the client's delayed ACK, 40 ms later, on every kept-alive answer

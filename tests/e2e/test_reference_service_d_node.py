@@ -5,6 +5,7 @@ model is a JSON file instead of SQLite, so the crash test reads the position fro
 
 from __future__ import annotations
 
+import http.client
 import json
 import shutil
 import signal
@@ -75,6 +76,11 @@ def test_errors_are_ours_in_shape_and_status(seeded: tuple[Sandbox, Reference]) 
                  "/user-orders/1?after=x", "/user-orders/99999999999999999999"):
         status, error = program.get(path)
         assert status == 422 and set(error) == {"error", "status", "service"}, (path, error)
+    conn = http.client.HTTPConnection("127.0.0.1", program.port, timeout=10)
+    conn.request("POST", "/user-orders/1", body=b"{}")
+    response = conn.getresponse()
+    assert response.status == 405 and json.loads(response.read())["service"] == "query"
+    conn.close()
     status, error = program.get("/no/such/route")
     assert status == 404 and error["service"] == "query"
     status, error = program.get("/user-orders/1?after=999999999&wait_ms=50")
@@ -187,3 +193,32 @@ def test_run_by_msshop_as_the_query_service_it_passes_verify_and_compare(tmp_pat
                              check=True)
         answer = json.loads(direct.stdout)["answer"]
         assert answer["strategy"] == "direct-call" and answer["user"]["id"] == 7
+
+
+def test_an_event_it_cannot_apply_is_dead_lettered_and_it_goes_on(
+        seeded: tuple[Sandbox, Reference]) -> None:
+    sandbox, program = seeded
+    before = program.consumer()
+    sandbox.run("poison", check=True)
+    position = sandbox.client().bus_head()
+    until(lambda: program.consumer()["position"] >= position, "the poison is read")
+    assert program.consumer()["dead_letters"] == before["dead_letters"] + 1
+    status, listed = program.get("/dead-letters?limit=1",
+                                 {"authorization": f"Bearer {sandbox.state.token}"})
+    assert status == 200, listed
+    (newest,) = listed["dead_letters"]
+    assert newest["position"] == position and "unknown event type" in newest["reason"]
+    assert program.get("/dead-letters")[0] == 401
+    stored = json.loads((program.data_dir / "query-replica.json").read_text())
+    assert stored["position"] >= position and stored["dead_count"] == listed["count"]
+
+
+def test_a_damaged_read_model_file_stops_it_with_one_line(tmp_path: Path) -> None:
+    with running_sandbox(tmp_path / "sandbox") as sandbox:
+        program = Reference(sandbox, tmp_path / "service-d", free_port(), command=COMMAND)
+        program.data_dir.mkdir(parents=True)
+        (program.data_dir / "query-replica.json").write_text('{"position": 12, "us')
+        with pytest.raises(AssertionError, match="exited 2") as raised:
+            program.start()
+        assert "cannot read the read model" in str(raised.value)
+        assert "delete that file" in str(raised.value) and "Traceback" not in str(raised.value)
