@@ -9,6 +9,7 @@ import http.client
 import json
 import shutil
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -169,8 +170,10 @@ def test_products_down_fails_direct_call_and_not_replicated(tmp_path: Path) -> N
             status, answer = program.get("/user-orders/2?strategy=replicated")
             assert status == 200 and answer["orders"] == truth
             # SIGTERM, even with a long-poll of the bus open: it stops at once, cleanly
+            started = time.monotonic()
             program.stop()
             assert program.process is not None and program.process.returncode == 0
+            assert time.monotonic() - started < 2, program.log()
 
 
 def test_run_by_msshop_as_the_query_service_it_passes_verify_and_compare(tmp_path: Path
