@@ -53,6 +53,7 @@ class Reference:
     data_dir: Path
     port: int
     process: subprocess.Popen[bytes] | None = None
+    command: tuple[str, ...] = (sys.executable, str(PROGRAM))  # the program to run
 
     def write_service_file(self) -> Path:
         state = self.sandbox.state
@@ -76,7 +77,7 @@ class Reference:
                    MSSHOP_DATA_DIR=str(self.data_dir), MSSHOP_PROTOCOL="1",
                    MSSHOP_SERVICE_FILE=str(self.write_service_file()))
         with (self.data_dir / "query.log").open("ab") as log:
-            self.process = subprocess.Popen([sys.executable, str(PROGRAM)], env=env,
+            self.process = subprocess.Popen(list(self.command), env=env,
                                             stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         until(lambda: self.answers_health(), "the reference program answers /health")
 
@@ -143,8 +144,9 @@ def until(condition: Callable[[], bool], what: str, timeout: float = 15) -> None
 
 
 @contextlib.contextmanager
-def reference(sandbox: Sandbox, data_dir: Path) -> Iterator[Reference]:
-    program = Reference(sandbox, data_dir, free_port())
+def reference(sandbox: Sandbox, data_dir: Path,
+              command: tuple[str, ...] = (sys.executable, str(PROGRAM))) -> Iterator[Reference]:
+    program = Reference(sandbox, data_dir, free_port(), command=command)
     try:
         program.start()
         yield program

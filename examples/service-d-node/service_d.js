@@ -1,0 +1,885 @@
+// Service D, "which products did user U order?", in plain JavaScript: Node 20, no packages.
+//
+// A reference program for msshop's foreign-service contract (docs/protocol.md): msshop runs
+// it as the sandbox's query service, and it answers the lesson's question two ways:
+//
+//     GET /user-orders/{user_id}?strategy=direct-call
+//         ask the owners now: users and orders at once, then products for the titles
+//     GET /user-orders/{user_id}?strategy=replicated[&after=POSITION&wait_ms=2000]
+//         read our own copy, built from the bus's events (after=: read-your-writes)
+//     GET /health
+//         who we are, and how far our copy has read the bus
+//
+// It never opens another service's file: what it knows of users, products and orders comes
+// over HTTP (direct-call) or from their events on the bus (replicated). Node 20 has no
+// SQLite, so the read model lives in memory and in ONE file, $MSSHOP_DATA_DIR/
+// query-replica.json, rewritten (write, fsync, rename) after each page of events: the rows
+// and the bus position in the same file, so a crash leaves both or neither.
+//
+// Run it as msshop's query service:  msshop up --service query='node service_d.js'
+"use strict";
+
+const crypto = require("node:crypto");
+const fs = require("node:fs");
+const http = require("node:http");
+const path = require("node:path");
+
+const MAX_ID = Number.MAX_SAFE_INTEGER; // ids and positions beyond this lose digits in JS
+const MAX_WAIT_MS = 30_000; // read-your-writes: the longest a caller may ask us to wait
+const MAX_IDS = 10_000; // ids in one ?ids= call to products (what it takes at most)
+const PAGE = 1000; // events asked of the bus at a time
+const LONG_POLL_MS = 10_000; // how long the bus may hold a read while nothing is new
+const HTTP_TIMEOUT_MS = 2000; // how long a peer has to answer a direct-call
+const MODEL_FILE = "query-replica.json"; // the read model, in $MSSHOP_DATA_DIR
+const KEPT_DEAD_LETTERS = 1000; // the newest dead letters kept in the file (all are counted)
+const KEPT_SPANS = 10_000; // the last spans made, for GET /spans; older ones are let go
+
+function log(level, message) {
+  process.stderr.write(`${new Date().toISOString()} ${level} service-d: ${message}\n`);
+}
+
+// --- Settings: everything comes from the environment and service.json -------------------
+
+// What msshop tells us (docs/protocol.md): the address to bind, our own directory, the
+// other services' URLs, and the secret that lets us read the bus. Secrets live only in
+// that file (mode 0600), never in the environment or on a command line.
+function loadSettings() {
+  const file = process.env.MSSHOP_SERVICE_FILE;
+  if (!file) {
+    fail("MSSHOP_SERVICE_FILE is not set: run this program as a service of msshop " +
+         "(msshop up --service query='node service_d.js')");
+  }
+  let doc;
+  try {
+    doc = JSON.parse(fs.readFileSync(file, "utf8"));
+  } catch (err) {
+    fail(`cannot read the service file ${file}: ${err.message}`);
+  }
+  const bus = doc.bus || {};
+  if ((bus.backend || "log") !== "log") {
+    fail(`${doc.service}: this example reads only msshop's log bus, not ${bus.backend}; ` +
+         "start msshop with --bus log");
+  }
+  for (const key of ["service", "host", "port", "data_dir", "peers", "credential",
+                     "owner_digest"]) {
+    if (doc[key] === undefined) fail(`cannot read the service file ${file}: no "${key}"`);
+  }
+  return { service: doc.service, host: doc.host, port: Number(doc.port),
+           dataDir: doc.data_dir, peers: doc.peers, credential: doc.credential,
+           ownerDigest: doc.owner_digest, busUrl: bus.url || doc.peers.bus };
+}
+
+function fail(message) {
+  process.stderr.write(message + "\n");
+  process.exit(2);
+}
+
+// --- Errors: every failure is one JSON answer, as msshop's services give ------------------
+
+// An answer other than 200: {"error", "status", "service"} plus any `extra` keys
+// (e.g. "dependency": which service failed).
+class HttpError extends Error {
+  constructor(status, message, extra = {}) {
+    super(message);
+    this.status = status;
+    this.extra = extra;
+  }
+}
+
+// --- Tracing: forward W3C traceparent so msshop's traces show who touched which data -----
+//
+// Each request gets a server span; each call we make gets a client span, whose id goes to
+// the callee in `traceparent`, so the callee's spans hang under it. msshop draws a trace by
+// asking every service for its spans of that trace (GET /spans): ours are kept here, in
+// msshop's span format.
+
+const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
+const newId = (bits) => crypto.randomBytes(bits / 8).toString("hex");
+
+// [trace id, the caller's span id] from the caller's header; a new trace if it sent none,
+// or one we cannot read.
+function parseTraceparent(header) {
+  const found = TRACEPARENT.exec(String(header || "").trim().toLowerCase());
+  if (found && found[1] !== "0".repeat(32) && found[2] !== "0".repeat(16)) {
+    return [found[1], found[2]];
+  }
+  return [newId(128), null];
+}
+
+class Tracer {
+  constructor(service) {
+    this.service = service;
+    this.kept = [];
+  }
+
+  start(traceId, parentId, name, kind, attributes = {}) {
+    return { trace_id: traceId, span_id: newId(64), parent_id: parentId,
+             service: this.service, name, kind, start: Date.now() / 1000, duration_ms: 0,
+             status: "ok", attributes, began: process.hrtime.bigint() };
+  }
+
+  end(span, error = false) {
+    span.duration_ms = Number(process.hrtime.bigint() - span.began) / 1e6;
+    delete span.began;
+    if (error) span.status = "error";
+    this.kept.push(span);
+    if (this.kept.length > KEPT_SPANS) this.kept.splice(0, this.kept.length - KEPT_SPANS);
+  }
+
+  // A span around an async block: timed, marked "error" if the block throws.
+  async around(traceId, parentId, name, kind, attributes, block) {
+    const span = this.start(traceId, parentId, name, kind, attributes);
+    try {
+      const result = await block(span);
+      this.end(span);
+      return result;
+    } catch (err) {
+      this.end(span, true);
+      throw err;
+    }
+  }
+
+  of(traceId) {
+    return this.kept.filter((span) => span.trace_id === traceId);
+  }
+}
+
+// --- Calling the other services over HTTP ----------------------------------------------
+
+// One kept-alive connection pool for every call: a new TCP connection per call costs more
+// than the call itself on a small answer.
+const AGENT = new http.Agent({ keepAlive: true, maxSockets: 64 });
+
+// GET url+path; resolves {status, data}. Rejects with an Error whose `code` says why
+// (ECONNREFUSED, ETIMEDOUT, ...) if nobody answers.
+function call(url, pathAndQuery, headers, timeoutMs, agent = AGENT, signal = undefined) {
+  return new Promise((resolve, reject) => {
+    const req = http.get(new URL(pathAndQuery, url), { agent, headers, signal }, (res) => {
+      const chunks = [];
+      res.on("data", (chunk) => chunks.push(chunk));
+      res.on("error", reject);
+      res.on("end", () => {
+        const body = Buffer.concat(chunks).toString("utf8");
+        let data = null;
+        try {
+          data = body ? JSON.parse(body) : null;
+        } catch {
+          data = { error: body.slice(0, 200) };
+        }
+        resolve({ status: res.statusCode, data });
+      });
+    });
+    // without it each kept-alive request waits for the peer's delayed ACK (~40 ms)
+    req.on("socket", (socket) => socket.setNoDelay(true));
+    req.setTimeout(timeoutMs, () => {
+      const err = new Error(`no answer within ${timeoutMs} ms`);
+      err.code = "ETIMEDOUT";
+      req.destroy(err);
+    });
+    req.on("error", (err) => {
+      err.reused = req.reusedSocket; // a kept-alive socket the peer had already closed
+      reject(err);
+    });
+  });
+}
+
+// A peer closes an idle kept-alive connection when it likes; a request sent on it just
+// then fails without the peer being down. Such a request is tried once more, on a new one.
+async function callOnce(url, pathAndQuery, headers, timeoutMs) {
+  try {
+    return await call(url, pathAndQuery, headers, timeoutMs);
+  } catch (err) {
+    if (err.reused && err.code === "ECONNRESET") {
+      return call(url, pathAndQuery, headers, timeoutMs);
+    }
+    throw err;
+  }
+}
+
+const peerDetail = (data) => (data && typeof data === "object" ? data.error : data);
+
+// Call a peer by name, as a client span whose id the callee gets in `traceparent`.
+// Down, slow or failing (5xx) is a 503 naming it: the caller sees which dependency to
+// start again. A 4xx comes back for the caller to judge.
+function ask(settings, traced, service, pathAndQuery) {
+  const attributes = { "peer.service": service, "http.request.method": "GET",
+                       "url.path": pathAndQuery.split("?")[0] };
+  return traced.around(`GET ${service}`, "client", attributes, async (span) => {
+    const url = settings.peers[service];
+    const headers = { traceparent: `00-${span.trace_id}-${span.span_id}-01` };
+    let answer;
+    try {
+      answer = await callOnce(url, pathAndQuery, headers, HTTP_TIMEOUT_MS);
+    } catch (err) {
+      if (err.code === "ETIMEDOUT") {
+        attributes["msshop.failure"] = "timeout";
+        throw new HttpError(503, `${service} did not answer within ${HTTP_TIMEOUT_MS / 1000} s`,
+                            { dependency: service, failure: "timeout" });
+      }
+      attributes["msshop.failure"] = "refused";
+      throw new HttpError(503, `${service} is down: ${err.message} at ${url}; start it ` +
+                          `with: msshop start ${service}`,
+                          { dependency: service, failure: "refused" });
+    }
+    attributes["http.response.status_code"] = answer.status;
+    if (answer.status >= 500) {
+      attributes["msshop.failure"] = "5xx";
+      throw new HttpError(503, `${service} failed with HTTP ${answer.status}: ` +
+                          peerDetail(answer.data), { dependency: service, failure: "5xx" });
+    }
+    return answer;
+  });
+}
+
+function ok(service, { status, data }) {
+  if (status !== 200) {
+    throw new HttpError(502, `${service} answered HTTP ${status}: ${peerDetail(data)}`,
+                        { dependency: service, failure: "4xx" });
+  }
+  return data;
+}
+
+// One order as every strategy shows it: prices kept as cents, sent as decimals (the same
+// arithmetic as msshop's, so answers compare equal to the last digit).
+function orderLine(orderId, productId, title, quantity, unitPriceCents) {
+  return { order_id: orderId, product_id: productId, title, quantity,
+           unit_price: unitPriceCents / 100, total: (quantity * unitPriceCents) / 100 };
+}
+
+// --- Strategy 1: direct-call (API composition) --------------------------------------------
+
+// [user, orders] asked of their owners now. Two network stages whatever the number of
+// orders: users and orders at the same time, then products for the titles.
+async function directCall(settings, traced, userId, fanout) {
+  const [userAnswer, ordersAnswer] = await Promise.all([
+    ask(settings, traced, "users", `/users/${userId}`),
+    ask(settings, traced, "orders", `/orders?user_id=${userId}`)]);
+  if (userAnswer.status === 404) throw new HttpError(404, `no user with id ${userId}`);
+  const user = ok("users", userAnswer);
+  const orders = ok("orders", ordersAnswer).orders;
+  const productIds = [...new Set(orders.map((o) => o.product_id))];
+  const titles = fanout === "batched"
+    ? await productTitles(settings, traced, productIds)
+    : await productTitlesOneByOne(settings, traced, productIds);
+  const lines = orders.map((o) => orderLine(o.id, o.product_id, titles.get(o.product_id) ?? null,
+                                            o.quantity, Math.round(o.unit_price * 100)));
+  return [{ id: userId, name: user.name, email: user.email }, lines];
+}
+
+// One products call for all of them (in chunks of what products takes at most).
+async function productTitles(settings, traced, ids) {
+  const titles = new Map();
+  for (let start = 0; start < ids.length; start += MAX_IDS) {
+    const chunk = ids.slice(start, start + MAX_IDS).join(",");
+    const found = ok("products", await ask(settings, traced, "products",
+                                           `/products?ids=${chunk}`));
+    for (const product of found.products) titles.set(product.id, product.title);
+  }
+  return titles;
+}
+
+// fanout=naive: one call per product, one after the other: the N+1 pattern, slow on
+// purpose so `msshop compare` can show what it costs.
+async function productTitlesOneByOne(settings, traced, ids) {
+  const titles = new Map();
+  for (const productId of ids) {
+    const answer = await ask(settings, traced, "products", `/products/${productId}`);
+    if (answer.status !== 404) titles.set(productId, ok("products", answer).title);
+  }
+  return titles;
+}
+
+// --- Strategy 2: replicated (our own read model, built from the bus) ----------------------
+
+// Each event type comes from one service only; anything else is refused (dead-lettered).
+const OWNERS = { UserSignedUp: "users", ProductCreated: "products",
+                 ProductUpdated: "products", OrderPlaced: "orders" };
+
+// An event that can never be applied: it goes to the dead letters with this reason.
+class Poison extends Error {}
+
+const show = (value) => JSON.stringify(value) ?? String(value);
+
+function anId(data, key) {
+  const value = data[key];
+  if (!Number.isInteger(value) || value < 0 || value > MAX_ID) {
+    throw new Poison(`data.${key} is not an id: ${show(value)}`);
+  }
+  return value;
+}
+
+function text(data, key) {
+  if (typeof data[key] !== "string") {
+    throw new Poison(`data.${key} is not a string: ${show(data[key])}`);
+  }
+  return data[key];
+}
+
+function cents(data, key) {
+  const value = data[key];
+  if (typeof value !== "number" || !(value >= 0 && value <= 1_000_000)) {
+    throw new Poison(`data.${key} is not a price: ${show(value)}`);
+  }
+  return Math.round(value * 100);
+}
+
+// The read model: plain objects keyed by id, as they are stored in the file, plus an index
+// of each user's orders (rebuilt on load, never stored: one fact in one place).
+class ReadModel {
+  constructor(stored = {}) {
+    this.log = stored.log || ""; // the identity of the bus's log the position belongs to
+    this.position = stored.position || 0; // the last event applied
+    this.users = stored.users || {}; // id -> {name, email, version}
+    this.products = stored.products || {}; // id -> {title, version}
+    this.orders = stored.orders || {}; // id -> {user_id, product_id, quantity, cents}
+    this.deadLetters = stored.dead_letters || []; // the newest KEPT_DEAD_LETTERS
+    this.deadCount = stored.dead_count || 0;
+    this.ordersByUser = new Map();
+    for (const [id, order] of Object.entries(this.orders)) this.index(Number(id), order);
+  }
+
+  index(orderId, order) {
+    if (!this.ordersByUser.has(order.user_id)) this.ordersByUser.set(order.user_id, []);
+    this.ordersByUser.get(order.user_id).push(orderId);
+  }
+
+  // Apply one event. Every check comes before the first change, so an event that is
+  // refused changes nothing. Safe to repeat and to receive out of order: users and
+  // products keep their aggregate version and only a newer one wins; an order is written
+  // once and never changes.
+  apply(event) {
+    if (event === null || typeof event !== "object" || Array.isArray(event)) {
+      throw new Poison("not an event object");
+    }
+    const { type: kind, source, data, aggregate_version: version } = event;
+    if (!Object.hasOwn(OWNERS, kind)) throw new Poison(`unknown event type ${show(kind)}`);
+    if (source !== OWNERS[kind]) {
+      throw new Poison(`a ${kind} comes only from ${OWNERS[kind]}, but ${source} sent it`);
+    }
+    if (data === null || typeof data !== "object" || !Number.isInteger(version) ||
+        version < 0 || version > MAX_ID) {
+      throw new Poison("the event has no data object or no aggregate_version");
+    }
+    const id = anId(data, "id");
+    if (id !== event.aggregate_id) {
+      throw new Poison(`data.id ${id} is not the aggregate_id ${show(event.aggregate_id)}`);
+    }
+    if (kind === "UserSignedUp") {
+      const row = { name: text(data, "name"), email: text(data, "email"), version };
+      if (!this.users[id] || version > this.users[id].version) this.users[id] = row;
+    } else if (kind === "ProductCreated" || kind === "ProductUpdated") {
+      // every product event carries the whole product, so an update that arrives before
+      // its creation is fine: the late creation has a lower version and loses
+      const row = { title: text(data, "title"), version };
+      if (!this.products[id] || version > this.products[id].version) this.products[id] = row;
+    } else {
+      const row = { user_id: anId(data, "user_id"), product_id: anId(data, "product_id"),
+                    quantity: anId(data, "quantity"), cents: cents(data, "unit_price") };
+      if (!this.orders[id]) {
+        this.orders[id] = row;
+        this.index(id, row);
+      }
+    }
+  }
+
+  deadLetter(position, event, reason) {
+    log("WARNING", `dead-lettered position ${position}: ${reason}`);
+    const known = event !== null && typeof event === "object" ? event : {};
+    this.deadLetters.push({
+      position, event_id: typeof known.id === "string" ? known.id : null,
+      type: typeof known.type === "string" ? known.type : null, reason,
+      dead_at: Date.now() / 1000, body: (JSON.stringify(event) ?? "").slice(0, 500) });
+    if (this.deadLetters.length > KEPT_DEAD_LETTERS) this.deadLetters.shift();
+    this.deadCount += 1;
+  }
+
+  // The user and their orders by id, each with its product's title (null: that product's
+  // event has not reached us yet). Titles are joined when asked, so a rename is one row.
+  userOrders(userId) {
+    const user = this.users[userId];
+    if (!user) return [null, []];
+    const ids = [...(this.ordersByUser.get(userId) || [])].sort((a, b) => a - b);
+    const lines = ids.map((id) => {
+      const o = this.orders[id];
+      return orderLine(id, o.product_id, this.products[o.product_id]?.title ?? null,
+                       o.quantity, o.cents);
+    });
+    return [{ id: userId, name: user.name, email: user.email }, lines];
+  }
+
+  rows() {
+    return { users: Object.keys(this.users).length, products: Object.keys(this.products).length,
+             orders: Object.keys(this.orders).length };
+  }
+
+  toJSON() {
+    return { log: this.log, position: this.position, users: this.users,
+             products: this.products, orders: this.orders, dead_letters: this.deadLetters,
+             dead_count: this.deadCount };
+  }
+}
+
+// The file: the rows AND the position, written whole to a temporary file, flushed to
+// disk, then renamed over the old one. A rename is atomic: after a crash the file is
+// either the old page's or the new page's, never half of one, so we resume from a
+// position that matches the rows and apply each event once.
+class ModelFile {
+  constructor(dataDir) {
+    this.path = path.join(dataDir, MODEL_FILE);
+  }
+
+  // The stored read model, or an empty one at position 0 on a first start. A file we
+  // cannot read (someone edited it) stops the program with one line: guessing would apply
+  // events twice or skip them.
+  load() {
+    try {
+      return new ReadModel(JSON.parse(fs.readFileSync(this.path, "utf8")));
+    } catch (err) {
+      if (err.code === "ENOENT") return new ReadModel();
+      return fail(`cannot read the read model ${this.path}: ${err.message}; stop this ` +
+                  "service, delete that file and start it again to rebuild it from the bus");
+    }
+  }
+
+  save(model) {
+    const temporary = `${this.path}.tmp`;
+    const fd = fs.openSync(temporary, "w", 0o600);
+    try {
+      fs.writeSync(fd, JSON.stringify(model));
+      fs.fsyncSync(fd); // on disk before the rename makes it the file
+    } finally {
+      fs.closeSync(fd);
+    }
+    fs.renameSync(temporary, this.path);
+  }
+}
+
+class BusRefused extends Error {} // the bus answered, but not with a page (e.g. 403)
+
+// Follows the bus from our stored position and applies what it reads. Requests read its
+// progress (freshness) and wait on it (after=).
+class Consumer {
+  constructor(settings) {
+    this.settings = settings;
+    this.file = new ModelFile(settings.dataDir);
+    this.model = this.file.load();
+    this.applied = 0;
+    this.head = this.model.position;
+    this.catchingUpTo = null;
+    this.listening = false;
+    this.busError = null;
+    this.logProblem = null;
+    this.headSeenAt = null;
+    this.lastAppliedAt = null;
+    this.started = false; // the first page is read: we know where the bus's head was
+    this.failing = null; // why the consumer fails now (not the bus's fault)
+    this.waiters = new Set(); // read-your-writes requests: {position, wake}
+    this.stopping = false;
+    this.aborter = new AbortController(); // ends an open long-poll when we stop
+    // the long-poll has its own connection: it is held open for seconds at a time
+    this.agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  }
+
+  get position() {
+    return this.model.position;
+  }
+
+  // Never ends until we stop. A failure that is not the bus's (a full disk, a bug) is
+  // logged, shown in /health, and tried again from the file: what failed was not saved,
+  // so it is read again from the stored position.
+  async run() {
+    while (!this.stopping) {
+      try {
+        await this.follow();
+      } catch (err) {
+        if (this.stopping) return;
+        const why = `${err.name}: ${err.message}`;
+        if (this.failing !== why) log("ERROR", `the consumer failed; trying again in 1 s: ${why}`);
+        this.failing = why;
+        this.listening = false;
+        this.model = this.file.load(); // drop what was applied in memory but not saved
+        await this.pause(1000);
+      }
+    }
+  }
+
+  async follow() {
+    let waitMs = 0; // the first read answers at once: it tells us the bus's head
+    while (!this.stopping) {
+      let page;
+      try {
+        this.listening = waitMs > 0;
+        page = await this.readBus(waitMs);
+      } catch (err) {
+        if (this.stopping) return;
+        const why = err instanceof BusRefused ? err.message
+          : `the bus is unreachable: ${err.message || err.code}`;
+        await this.noteBusDown(why);
+        waitMs = 0;
+        continue;
+      }
+      if (this.busError !== null) log("INFO", `the bus is back; reading from position ${this.position}`);
+      this.busError = null;
+      waitMs = LONG_POLL_MS;
+      this.headSeenAt = Date.now();
+      if (!this.sameLog(page)) {
+        await this.pause(2000); // nothing to apply until someone fixes the log
+        continue;
+      }
+      this.head = Math.max(page.head, this.position);
+      if (this.catchingUpTo === null && !this.started && page.head > this.position) {
+        this.catchingUpTo = page.head;
+        log("INFO", `catching up from position ${this.position} to ${page.head}`);
+      }
+      this.started = true;
+      if (page.events.length > 0) this.applyPage(page.events);
+      this.failing = null; // read and applied: whatever failed works again
+    }
+  }
+
+  // One long-poll of the log: the events after our position (or none, after waitMs).
+  async readBus(waitMs) {
+    const query = `/events?after=${this.position}&limit=${PAGE}&wait_ms=${waitMs}`;
+    const { status, data } = await call(
+      this.settings.busUrl, query, { authorization: `Bearer ${this.settings.credential}` },
+      waitMs + 5000, this.agent, this.aborter.signal);
+    if (status !== 200) throw new BusRefused(`the bus answered HTTP ${status}: ${peerDetail(data)}`);
+    if (!data || !Array.isArray(data.events) || !Number.isInteger(data.head)) {
+      throw new BusRefused("the bus answered something that is not a page of events");
+    }
+    return data;
+  }
+
+  async noteBusDown(why) {
+    this.listening = false;
+    if (this.busError === null) {
+      log("WARNING", `cannot read the bus (${why}); answers come from position ${this.position}`);
+    }
+    this.busError = why;
+    await this.pause(500); // try again soon, but do not spin
+  }
+
+  // A position means something only in the log it was read from: if the bus's log was
+  // replaced or emptied, say so and apply nothing (the fix: rebuild from 0).
+  sameLog(page) {
+    let problem = null;
+    if (this.model.log && page.log !== this.model.log) {
+      problem = `the bus's log was replaced (it is log ${String(page.log).slice(0, 8)}; this ` +
+        `read model was built from log ${this.model.log.slice(0, 8)}); stop this service, ` +
+        `delete ${this.file.path} and start it again to rebuild it from the new log`;
+    } else if (page.head < this.position) {
+      problem = `the bus's log ends at position ${page.head}, but this read model has ` +
+        `applied up to ${this.position}: the log was emptied or replaced`;
+    }
+    if (problem && problem !== this.logProblem) log("ERROR", problem);
+    this.logProblem = problem;
+    if (problem === null) this.model.log = page.log;
+    return problem === null;
+  }
+
+  // Apply a page of events, then save the rows and the new position in one file. Nothing
+  // else runs meanwhile (it is all synchronous), so no request sees half a page; if the
+  // save fails, run() reloads the file and the page is read again.
+  applyPage(delivered) {
+    let applied = 0;
+    for (const item of delivered) {
+      try {
+        this.model.apply(item.event);
+        applied += 1;
+      } catch (err) {
+        if (!(err instanceof Poison)) throw err; // a bug is not the event's fault
+        this.model.deadLetter(item.position, item.event, err.message);
+      }
+      this.model.position = item.position;
+    }
+    this.file.save(this.model);
+    this.advancedTo(applied);
+  }
+
+  advancedTo(applied) {
+    this.lastAppliedAt = Date.now();
+    this.head = Math.max(this.head, this.position);
+    this.applied += applied;
+    if (this.catchingUpTo !== null && this.position >= this.catchingUpTo) {
+      log("INFO", `caught up at position ${this.position}`);
+      this.catchingUpTo = null;
+    }
+    for (const waiter of this.waiters) if (this.position >= waiter.position) waiter.wake(true);
+  }
+
+  // Read-your-writes: resolves true once `position` is applied, false after waitMs.
+  waitFor(position, waitMs) {
+    if (this.position >= position) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const waiter = { position };
+      const timer = setTimeout(() => waiter.wake(false), waitMs);
+      waiter.wake = (reached) => {
+        clearTimeout(timer);
+        this.waiters.delete(waiter);
+        resolve(reached);
+      };
+      this.waiters.add(waiter);
+    });
+  }
+
+  pause(ms) {
+    return new Promise((resolve) => setTimeout(resolve, ms));
+  }
+
+  stop() {
+    this.stopping = true;
+    this.aborter.abort();
+  }
+
+  // How current the read model is, in the shape msshop's query service answers.
+  freshness() {
+    const now = Date.now();
+    const ago = (at) => (at === null ? null : Math.round((now - at) * 10) / 10);
+    // the bus answers every long-poll within LONG_POLL_MS, even with nothing new: one
+    // open much longer (a frozen bus) is not "listening", whatever the socket says
+    let error = this.busError;
+    let listening = this.listening;
+    if (listening && this.headSeenAt !== null && now - this.headSeenAt > LONG_POLL_MS + 2000) {
+      error = error || `the bus has not answered for ${Math.round((now - this.headSeenAt) / 1000)} s`;
+      listening = false;
+    }
+    return { position: this.position, bus_head: this.head, behind: this.head - this.position,
+             caught_up: this.head === this.position && error === null &&
+               this.logProblem === null && this.failing === null,
+             catching_up_to: this.catchingUpTo, listening,
+             head_seen_ms_ago: ago(this.headSeenAt),
+             last_applied_ms_ago: ago(this.lastAppliedAt), bus_error: error,
+             log_problem: this.logProblem };
+  }
+}
+
+// --- The HTTP side ------------------------------------------------------------------------
+
+function choice(query, name, allowed) {
+  const value = query.has(name) ? query.get(name) : allowed[0];
+  if (!allowed.includes(value)) {
+    throw new HttpError(422, `${name} ${show(value)} is not one of: ${allowed.join(", ")}`);
+  }
+  return value;
+}
+
+const DIGITS = /^[0-9]+$/;
+
+function number(query, name, least, most, fallback) {
+  if (!query.has(name)) return fallback;
+  const raw = query.get(name);
+  if (!DIGITS.test(raw) || Number(raw) < least || Number(raw) > most) {
+    throw new HttpError(422, `query parameter ${name}=${show(raw)} must be an integer from ` +
+                        `${least} to ${most}`);
+  }
+  return Number(raw);
+}
+
+function userIdOf(raw) {
+  if (!DIGITS.test(raw) || Number(raw) < 1 || Number(raw) > MAX_ID) {
+    throw new HttpError(422, `user_id ${show(raw)} is not an id: ids are positive integers`);
+  }
+  return Number(raw);
+}
+
+class Service {
+  constructor(settings) {
+    this.settings = settings;
+    this.consumer = new Consumer(settings);
+    this.tracer = new Tracer(settings.service);
+    this.startedAt = Date.now() / 1000;
+  }
+
+  // Still 200 when the consumer fails ("degraded", and why): the process is up, and
+  // direct-call still works.
+  health() {
+    const { failing, model } = this.consumer;
+    return { service: this.settings.service, status: failing ? "degraded" : "ok",
+             pid: process.pid, ready_at: this.startedAt, db: this.consumer.file.path,
+             rows: model.rows(), problems: failing ? [`the consumer fails: ${failing}`] : [],
+             consumer: { ...this.consumer.freshness(), applied: this.consumer.applied,
+                         dead_letters: model.deadCount } };
+  }
+
+  // Only the sandbox's owner may read spans and dead letters (they hold its data). msshop
+  // sends its token; we hold only the token's digest, enough to check it.
+  checkOwner(authorization, what) {
+    const header = String(authorization || "");
+    const secret = header.slice(0, 7).toLowerCase() === "bearer " ? header.slice(7).trim() : "";
+    if (!secret) {
+      throw new HttpError(401, `${what} needs the sandbox's token: send ` +
+                          "'authorization: Bearer <token from state.json>'");
+    }
+    const digest = crypto.createHash("sha256").update(secret).digest();
+    const expected = Buffer.from(String(this.settings.ownerDigest), "hex");
+    if (expected.length !== digest.length || !crypto.timingSafeEqual(digest, expected)) {
+      throw new HttpError(403, `${what} refused: that is not this sandbox's token`);
+    }
+  }
+
+  spans(query, authorization) {
+    this.checkOwner(authorization, "reading spans");
+    const traceId = query.get("trace_id") || "";
+    if (!/^[0-9a-f]{32}$/.test(traceId)) {
+      throw new HttpError(422, "ask for one trace: GET /spans?trace_id=<32 hex digits>");
+    }
+    return { service: this.settings.service, spans: this.tracer.of(traceId) };
+  }
+
+  deadLetters(query, authorization) {
+    this.checkOwner(authorization, "reading dead letters");
+    const limit = number(query, "limit", 1, 10_000, 50);
+    const { model } = this.consumer;
+    return { count: model.deadCount, dead_letters: model.deadLetters.slice(-limit).reverse() };
+  }
+
+  // The question, as a server span in the caller's trace (a new trace if it sent no
+  // traceparent); our calls and reads are its children.
+  async userOrders(rawId, query, traceparent) {
+    const [traceId, parent] = parseTraceparent(traceparent);
+    const attributes = { "http.route": "/user-orders/{user_id}", "http.request.method": "GET" };
+    return this.tracer.around(traceId, parent, "GET /user-orders/{user_id}", "server",
+                              attributes, async (span) => {
+      const traced = {
+        traceId,
+        around: (name, kind, attrs, block) =>
+          this.tracer.around(traceId, span.span_id, name, kind, attrs, block),
+      };
+      try {
+        const answer = await this.answerUserOrders(userIdOf(rawId), query, traced);
+        attributes["http.response.status_code"] = 200;
+        return answer;
+      } catch (err) {
+        attributes["http.response.status_code"] = err instanceof HttpError ? err.status : 500;
+        throw err;
+      }
+    });
+  }
+
+  async answerUserOrders(userId, query, traced) {
+    const strategy = choice(query, "strategy", ["replicated", "direct-call"]);
+    const fanout = choice(query, "fanout", ["batched", "naive"]);
+    const after = number(query, "after", 0, MAX_ID, 0);
+    const waitMs = number(query, "wait_ms", 0, MAX_WAIT_MS, 2000);
+    choice(query, "kept", ["1", "0", "true", "false"]); // accepted: we keep no answers
+    if (["1", "true"].includes(choice(query, "partial", ["0", "1", "false", "true"]))) {
+      throw new HttpError(422, "partial answers are not served by this example; ask " +
+                          "without partial");
+    }
+    if (strategy === "direct-call") {
+      const [user, orders] = await directCall(this.settings, traced, userId, fanout);
+      return { question: "user-orders", strategy, fanout, user, orders,
+               freshness: { live: true }, trace_id: traced.traceId };
+    }
+    return this.replicated(userId, after, waitMs, traced);
+  }
+
+  async replicated(userId, after, waitMs, traced) {
+    const consumer = this.consumer;
+    if (after > consumer.position && !(await consumer.waitFor(after, waitMs))) {
+      throw new HttpError(503, `the read model has not applied bus position ${after} within ` +
+                          `${waitMs} ms (it is at ${consumer.position} of ${consumer.head}); ` +
+                          "try again, or ask with a longer wait_ms",
+                          { freshness: consumer.freshness() });
+    }
+    const freshness = consumer.freshness();
+    if (consumer.catchingUpTo !== null) {
+      throw new HttpError(503, `not ready: catching up (position ${consumer.position} of ` +
+                          `${consumer.catchingUpTo}); ask again in a moment, or ask with ` +
+                          "strategy=direct-call", { freshness });
+    }
+    const attributes = { "db.system": "json-file", "db.name": MODEL_FILE,
+                         "db.operation": "SELECT", "db.sql.table": "users, orders, products",
+                         "msshop.keys": [userId] };
+    const [user, orders] = await traced.around("SELECT users, orders, products", "internal",
+                                               attributes, async () => {
+      const found = consumer.model.userOrders(userId);
+      attributes["msshop.rows"] = found[1].length + (found[0] ? 1 : 0);
+      return found;
+    });
+    if (user === null) {
+      throw new HttpError(404, `no user with id ${userId} (the read model has applied the ` +
+                          `bus up to position ${freshness.position})`, { freshness });
+    }
+    return { question: "user-orders", strategy: "replicated", user, orders, freshness,
+             trace_id: traced.traceId };
+  }
+
+  // Route one request; resolves [status, document].
+  async route(req) {
+    const url = new URL(req.url, "http://service-d");
+    const parts = url.pathname.split("/");
+    if (req.method !== "GET") {
+      throw new HttpError(405, `${req.method} is not allowed here; use GET`);
+    }
+    if (url.pathname === "/health") return this.health();
+    if (url.pathname === "/spans") return this.spans(url.searchParams, req.headers.authorization);
+    if (url.pathname === "/dead-letters") {
+      return this.deadLetters(url.searchParams, req.headers.authorization);
+    }
+    if (parts.length === 3 && parts[1] === "user-orders") {
+      let rawId;
+      try {
+        rawId = decodeURIComponent(parts[2]);
+      } catch {
+        rawId = parts[2];
+      }
+      return this.userOrders(rawId, url.searchParams, req.headers.traceparent);
+    }
+    throw new HttpError(404, `${this.settings.service} has no route GET ${url.pathname}`);
+  }
+
+  async handle(req, res) {
+    let status = 200;
+    let document;
+    try {
+      document = await this.route(req);
+    } catch (err) {
+      if (err instanceof HttpError) {
+        status = err.status;
+      } else { // a bug: one line in the log, a JSON 500 to the caller
+        log("ERROR", `GET ${req.url} failed: ${err.stack}`);
+        status = 500;
+        err.message = `${err.name}: ${err.message}; see the service's log`;
+        err.extra = {};
+      }
+      document = { error: err.message, status, service: this.settings.service, ...err.extra };
+    }
+    const body = JSON.stringify(document);
+    const headers = { "content-type": "application/json",
+                      "content-length": Buffer.byteLength(body) };
+    if (status === 405) headers.connection = "close"; // we did not read the body they sent
+    res.writeHead(status, headers);
+    res.end(body);
+  }
+}
+
+function serve(settings) {
+  const service = new Service(settings);
+  const server = http.createServer((req, res) => {
+    req.resume(); // any body is not ours to read: drain it so the connection can go on
+    service.handle(req, res).catch((err) => log("ERROR", `answering ${req.url}: ${err.stack}`));
+  });
+  // the head and the body can go out in two writes: without noDelay, Nagle's algorithm
+  // holds the body until the client's delayed ACK, 40 ms later, on every kept-alive answer
+  server.on("connection", (socket) => socket.setNoDelay(true));
+  server.keepAliveTimeout = 60_000; // msshop's clients keep their connection between asks
+
+  const stop = () => {
+    service.consumer.stop(); // ends the open long-poll; the file is always whole
+    server.close();
+    server.closeAllConnections();
+    log("INFO", "stopped");
+    process.exit(0);
+  };
+  process.on("SIGTERM", stop);
+  process.on("SIGINT", stop);
+
+  server.listen(settings.port, settings.host, () => {
+    log("INFO", `${settings.service} listening on http://${settings.host}:${settings.port}, ` +
+        `read model ${service.consumer.file.path}, from bus position ${service.consumer.position}`);
+    service.consumer.run();
+  });
+}
+
+serve(loadSettings());
