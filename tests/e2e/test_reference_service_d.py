@@ -491,5 +491,10 @@ def test_run_by_msshop_as_the_query_service_it_passes_verify_and_compare(tmp_pat
         assert len(rows) >= 3 and all(row["equal"] and not row["error"] for row in rows), rows
         direct = sandbox.run("query", "--user", "7", "--strategy", "direct-call", "--json",
                              check=True)
-        answer = json.loads(direct.stdout)["answer"]
+        asked = json.loads(direct.stdout)
+        answer = asked["answer"]
         assert answer["strategy"] == "direct-call" and answer["user"]["id"] == 7
+        # the trace: the program's own spans (it serves GET /spans in our format) and the
+        # callees', joined by the traceparent it forwards
+        services = {span["service"] for span in asked["spans"]}
+        assert {"cli", "query", "users", "orders", "products"} <= services, services
