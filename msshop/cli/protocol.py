@@ -52,4 +52,4 @@ def new(
 
     made = new_service(kind, service, lang, directory)
     emit(Outcome(made, lambda out: render.new_service(
-        out, made["directory"], made["files"], made["service"], made["command"])), as_json)
+        out, made["directory"], made["files"], made["service"], made["run"])), as_json)

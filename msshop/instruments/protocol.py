@@ -32,6 +32,7 @@ class NewService(TypedDict):
     directory: str
     files: list[str]
     command: str  # the program, as `msshop up --service NAME='...'` takes it
+    run: str  # the shell line that runs it as the service
 
 
 def text() -> str:
@@ -66,8 +67,10 @@ def new_service(kind: str, service: str, lang: str, directory: str) -> NewServic
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    command = f"{interpreter} {shlex.quote(str(target / program))}"
     return {"service": service, "lang": lang, "directory": directory, "files": files,
-            "command": f"{interpreter} {shlex.quote(str(target / program))}"}
+            "command": command,
+            "run": f"msshop up --service {service}={shlex.quote(command)}"}
 
 
 def check_request(kind: str, service: str, lang: str) -> None:

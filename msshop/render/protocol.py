@@ -17,9 +17,7 @@ def protocol_page(out: Console, text: str) -> None:
 
 
 def new_service(out: Console, directory: str, files: list[str], service: str,
-                command: str) -> None:
-    out.print(data(f"wrote {', '.join(files)} into {directory}"))
+                run: str) -> None:
+    out.print(data(f"wrote {', '.join(files)} into {directory}"), soft_wrap=True)
     out.print(f"run it as msshop's {service} service:")
-    out.print(data(f"  msshop up --service {service}='{command}'"), soft_wrap=True)
-    out.print(data(f"or: MSSHOP_{service.upper()}_COMMAND='{command}' msshop up"),
-              soft_wrap=True)
+    out.print(data(f"  {run}"), soft_wrap=True)

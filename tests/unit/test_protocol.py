@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -149,6 +150,15 @@ def test_new_service_writes_the_reference_program_and_says_how_to_run_it(
     interpreter = {"python": "python3", "node": "node"}[lang]
     assert f"msshop up --service query='{interpreter} mine-too/{program}'" in said
     assert max(len(line) for line in said.splitlines()) <= 80
+
+
+def test_new_service_quotes_a_path_a_shell_would_split(tmp_path: Path) -> None:
+    target = tmp_path / "it's mine"
+    made = json.loads(msshop_in_process("new", "service", "query", str(target), "--json",
+                                        env=sandbox_env(tmp_path), check=True).stdout)
+    assert shlex.split(made["command"]) == ["python3", str(target / "service_d.py")]
+    *_, assignment = shlex.split(made["run"])
+    assert assignment == f"query={made['command']}"
 
 
 @pytest.mark.parametrize(("args", "said"), [
