@@ -15,6 +15,7 @@ from msshop.cli import (
     demo,
     experiments,
     faults,
+    protocol,
     repair,
     sandbox,
     shop,
@@ -25,7 +26,8 @@ from msshop.cli.app import app, main
 __all__ = ["app", "main"]
 
 # In the order `msshop --help` lists them: the sandbox, faults, the shop, the question,
-# traces, the bus, measuring, teaching.
+# traces, the bus, measuring, teaching,
+# your own services.
 for command in (
     sandbox.up, sandbox.down, sandbox.status, sandbox.inspect, sandbox.logs, sandbox.wait,
     sandbox.stop, sandbox.start, sandbox.restart, sandbox.kill,
@@ -34,5 +36,6 @@ for command in (
     asking.query, asking.compare, traces.trace, traces.traces, asking.verify,
     bus.events, bus.replay, bus.deadletters, repair.check, repair.repair,
     bench.bench, experiments.experiment, demo.demo,
+    protocol.protocol, protocol.new,
 ):
     app.command()(command)

@@ -1,5 +1,5 @@
 """What ships as data inside the package: configs/<folder>/*.toml as msshop.configs.<folder>
-(demos, experiments)."""
+(demos, experiments), docs/protocol.md as msshop.docs, examples/ as msshop.examples."""
 
 from __future__ import annotations
 
@@ -18,3 +18,12 @@ def toml_files(folder: str) -> dict[str, Any]:
         found = Path(__file__).resolve().parents[2] / "configs" / folder
     return {Path(item.name).stem: item for item in found.iterdir()
             if item.name.endswith(".toml")}
+
+
+def tree_item(package: str, folder: str) -> Any:
+    """msshop.<package> (a Traversable): from the installed package, or, from a source
+    checkout, <folder> beside it (docs, examples)."""
+    try:
+        return resources.files(f"msshop.{package}")
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parents[2] / folder

@@ -31,6 +31,7 @@ _TOPICS: dict[str, tuple[str, ...]] = {
     "experiments": ("experiment", "experiment_progress", "report_files"),
     "inspection": ("database_overview", "table_rows"),
     "logs": ("log_entry",),
+    "protocol": ("new_service", "protocol_page"),
     "repair": ("files_checked", "repair_report"),
     "sandbox": (
         "LivePrinter", "foreground_end", "kill_note", "ready", "replication_lines", "shutdown",
@@ -102,6 +103,10 @@ if TYPE_CHECKING:
     )
     from msshop.render.logs import (
         log_entry as log_entry,
+    )
+    from msshop.render.protocol import (
+        new_service as new_service,
+        protocol_page as protocol_page,
     )
     from msshop.render.repair import (
         files_checked as files_checked,
