@@ -10,6 +10,9 @@ import msgspec
 
 from msshop.contracts import events
 
+#: the contract's version: MSSHOP_PROTOCOL and service.json's "protocol"
+PROTOCOL = 1
+
 #: the variables a program is started with, and what each holds
 ENVIRONMENT: dict[str, str] = {
     "MSSHOP_SERVICE": "the service it runs as, e.g. query",
@@ -87,8 +90,8 @@ def data_fields(event_type: str) -> list[tuple[str, str]]:
     return [(name, properties[name]["type"]) for name in data.__struct_fields__]
 
 
-def document(protocol: int) -> ProtocolDocument:
-    return {"protocol": protocol,
+def document() -> ProtocolDocument:
+    return {"protocol": PROTOCOL,
             "environment": [{"name": name, "meaning": meaning}
                             for name, meaning in ENVIRONMENT.items()],
             "service_file": msgspec.json.schema(ServiceFile),

@@ -41,9 +41,7 @@ def text() -> str:
 
 
 def document() -> protocol.ProtocolDocument:
-    from msshop.runtime.orchestrator.executable import PROTOCOL
-
-    return protocol.document(PROTOCOL)
+    return protocol.document()
 
 
 def new_service(kind: str, service: str, lang: str, directory: str) -> NewService:

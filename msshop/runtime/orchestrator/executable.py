@@ -26,6 +26,7 @@ from msshop.contracts import streams
 from msshop.contracts.config import Settings
 from msshop.contracts.credentials import digest, service_credential
 from msshop.contracts.errors import SandboxError
+from msshop.contracts.protocol import PROTOCOL
 from msshop.contracts.topology import ServiceSpec
 from msshop.runtime.orchestrator.health import probe_or_why
 from msshop.runtime.orchestrator.kind import ChildProcess, Health
@@ -33,7 +34,6 @@ from msshop.runtime.orchestrator.ports import PortBook, url_host
 from msshop.runtime.orchestrator.process import ExecProcess
 from msshop.runtime.orchestrator.state import SandboxPaths, ServiceState, State
 
-PROTOCOL = 1
 SERVICE_FILE = "service.json"
 # A probe: the /health document, or why none came (health.probe_or_why)
 ProbeOrWhy = Callable[[str, int, float], "dict[str, Any] | str"]
