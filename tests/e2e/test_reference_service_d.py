@@ -1,7 +1,14 @@
-"""The reference Service D in plain Python (examples/service-d-python), run as a real process
-next to a real sandbox, written against the foreign-service contract (docs/protocol.md):
-its answers equal the monolith's by both strategies, it reads its own writes, resumes after
-SIGKILL applying each event once, survives a dependency down, and forwards traceparent.
+"""The reference Service Ds, in plain Python (examples/service-d-python) and in JavaScript
+(examples/service-d-node), each run as a real process next to a real sandbox, written
+against the foreign-service contract (docs/protocol.md): its answers equal the monolith's by
+both strategies, it reads its own writes, resumes after SIGKILL applying each event once,
+survives a dependency down, and forwards traceparent.
+
+One suite, run against every implementation (as an abstract test case runs against every
+recorder): the shared tests take `impl`, a small description of one program (its command,
+how to read its stored position from its data directory); the tests that exist for one
+program only stay below, for that program only. The Node parameter skips where `node` is
+not on PATH.
 
 Until the supervisor runs foreign programs itself, the test starts it: a service.json as
 the contract says, its own directory under tmp_path, a free port."""
@@ -13,6 +20,7 @@ import contextlib
 import http.client
 import json
 import os
+import shutil
 import signal
 import socket
 import sqlite3
@@ -36,6 +44,46 @@ from msshop.instruments.monolith import all_user_orders, all_users
 from tests.conftest import ROOT, Sandbox, running_sandbox
 
 PROGRAM = ROOT / "examples" / "service-d-python" / "service_d.py"
+NODE_PROGRAM = ROOT / "examples" / "service-d-node" / "service_d.js"
+NO_NODE = pytest.mark.skipif(shutil.which("node") is None,
+                             reason="the JavaScript Service D needs `node` (Node 20) on PATH")
+
+
+def sqlite_stored(data_dir: Path) -> tuple[int, int]:
+    """The Python program's position and dead-letter count, saved with its rows in SQLite."""
+    with contextlib.closing(sqlite3.connect(data_dir / "query-replica.db")) as conn:
+        (position,) = conn.execute("SELECT position FROM bus_position").fetchone()
+        (dead,) = conn.execute("SELECT count(*) FROM dead_letters").fetchone()
+    return int(position), int(dead)
+
+
+def json_stored(data_dir: Path) -> tuple[int, int]:
+    """The Node program's position and dead-letter count, saved with its rows in its JSON
+    file (a rename left no half-written file behind)."""
+    stored = json.loads((data_dir / "query-replica.json").read_text())
+    return int(stored["position"]), int(stored["dead_count"])
+
+
+@dataclass(frozen=True)
+class Implementation:
+    """One reference Service D: what differs between the programs the suite runs against."""
+
+    name: str
+    program: Path
+    command: tuple[str, ...]
+    stored: Callable[[Path], tuple[int, int]]  # (position, dead letters) from its data dir
+    model_file: str  # its read model's file in its data directory, named by its db spans
+
+    def shell_command(self) -> str:
+        return " ".join(self.command)
+
+
+PYTHON = Implementation("python", PROGRAM, (sys.executable, str(PROGRAM)), sqlite_stored,
+                        "query-replica.db")
+NODE = Implementation("node", NODE_PROGRAM, ("node", str(NODE_PROGRAM)), json_stored,
+                      "query-replica.json")
+IMPLEMENTATIONS = [pytest.param(PYTHON, id="python"),
+                   pytest.param(NODE, id="node", marks=NO_NODE)]
 
 
 def free_port() -> int:
@@ -178,23 +226,25 @@ def assert_equals_monolith(program: Reference, strategies: tuple[str, ...]) -> i
     return len(truth)
 
 
+@pytest.fixture(scope="module", params=IMPLEMENTATIONS)
+def impl(request: pytest.FixtureRequest) -> Implementation:
+    """The program under test: every shared test runs once for each implementation."""
+    found: Implementation = request.param
+    return found
+
+
 @pytest.fixture(scope="module")
-def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Sandbox, Reference]]:
-    root = tmp_path_factory.mktemp("reference")
+def seeded(impl: Implementation, tmp_path_factory: pytest.TempPathFactory
+           ) -> Iterator[tuple[Sandbox, Reference]]:
+    root = tmp_path_factory.mktemp(f"reference-{impl.name}")
     with running_sandbox(root / "sandbox") as sandbox:
         seed(sandbox, users=40, products=15, orders=500)
-        with reference(sandbox, root / "service-d") as program:
+        with reference(sandbox, root / "service-d", impl.command) as program:
             program.caught_up()
             yield sandbox, program
 
 
-def test_it_imports_only_the_standard_library() -> None:
-    tree = ast.parse(PROGRAM.read_text())
-    imported = {alias.name.partition(".")[0] for node in ast.walk(tree)
-                if isinstance(node, ast.Import) for alias in node.names}
-    imported |= {node.module.partition(".")[0] for node in ast.walk(tree)
-                 if isinstance(node, ast.ImportFrom) and node.module}
-    assert imported - {"__future__"} <= sys.stdlib_module_names, imported
+# -- the shared suite: every test here runs against each implementation -------------------
 
 
 def test_both_strategies_equal_the_monolith_for_every_user(seeded: tuple[Sandbox, Reference]
@@ -220,9 +270,9 @@ def test_errors_are_ours_in_shape_and_status(seeded: tuple[Sandbox, Reference]) 
         assert status == 404 and error["error"].startswith("no user with id 424242"), error
         assert (error["status"], error["service"]) == (404, "query")
     for path in ("/user-orders/abc", "/user-orders/1?strategy=telepathy",
-                 "/user-orders/1?partial=1", "/user-orders/%C2%B2",
-                 "/user-orders/1?after=%C2%B2",
-                 "/user-orders/1?wait_ms=-1", "/user-orders/1?after=x"):
+                 "/user-orders/1?partial=1", "/user-orders/%C2%B2", "/user-orders/%zz",
+                 "/user-orders/1?after=%C2%B2", "/user-orders/1?wait_ms=-1",
+                 "/user-orders/1?after=x", "/user-orders/99999999999999999999"):
         status, error = program.get(path)
         assert status == 422 and set(error) == {"error", "status", "service"}, (path, error)
     conn = http.client.HTTPConnection("127.0.0.1", program.port, timeout=10)
@@ -230,6 +280,8 @@ def test_errors_are_ours_in_shape_and_status(seeded: tuple[Sandbox, Reference]) 
     response = conn.getresponse()
     assert response.status == 405 and json.loads(response.read())["service"] == "query"
     conn.close()
+    status, error = program.get("/no/such/route")
+    assert status == 404 and error["service"] == "query"
     status, error = program.get("/user-orders/1?after=999999999&wait_ms=50")
     assert status == 503 and "not applied bus position 999999999 within 50 ms" in error[
         "error"]
@@ -255,7 +307,7 @@ def test_replicated_reads_its_own_writes_with_after(seeded: tuple[Sandbox, Refer
 
 
 def test_an_event_it_cannot_apply_is_dead_lettered_and_it_goes_on(
-        seeded: tuple[Sandbox, Reference]) -> None:
+        impl: Implementation, seeded: tuple[Sandbox, Reference]) -> None:
     sandbox, program = seeded
     before = program.consumer()
     sandbox.run("poison", check=True)
@@ -269,6 +321,9 @@ def test_an_event_it_cannot_apply_is_dead_lettered_and_it_goes_on(
     (newest,) = listed["dead_letters"]
     assert newest["position"] == position and "unknown event type" in newest["reason"]
     assert program.get("/dead-letters")[0] == 401
+    # stored with its rows: the position past the poison, the dead letter counted
+    stored, dead = impl.stored(program.data_dir)
+    assert stored >= position and dead == listed["count"]
     # and it still follows the bus: the next purchase reaches its read model
     order, _ = sandbox.client().buy(6, 3, wait_published_ms=2000)
     event = order.get("event")
@@ -278,6 +333,7 @@ def test_an_event_it_cannot_apply_is_dead_lettered_and_it_goes_on(
 
 
 def test_callees_spans_carry_the_forwarded_trace(seeded: tuple[Sandbox, Reference]) -> None:
+    """traceparent forwarded with a span per call: a new span id for each."""
     sandbox, program = seeded
     trace_id, parent = new_trace_id(), new_span_id()
     status, answer = program.get("/user-orders/5?strategy=direct-call",
@@ -297,20 +353,22 @@ def test_callees_spans_carry_the_forwarded_trace(seeded: tuple[Sandbox, Referenc
     assert (server["parent_id"], server["service"]) == (parent, "query")
     calls = {s["attributes"]["peer.service"]: s for s in own if s["kind"] == "client"}
     assert {name: s["span_id"] for name, s in calls.items()} == callers
+    assert len(set(callers.values())) == 3, "a new span id for each call"
     assert all(s["parent_id"] == server["span_id"] for s in calls.values())
     assert calls["products"]["start"] >= max(
         calls[name]["start"] + calls[name]["duration_ms"] / 1000 for name in ("users", "orders")
     ) - 0.001, "products is the second stage"
 
 
-def test_replicated_trace_names_only_its_own_file(seeded: tuple[Sandbox, Reference]) -> None:
+def test_replicated_trace_names_only_its_own_file(impl: Implementation,
+                                                  seeded: tuple[Sandbox, Reference]) -> None:
     _, program = seeded
     trace_id = new_trace_id()
     status, _ = program.get("/user-orders/2",
                             {"traceparent": f"00-{trace_id}-{new_span_id()}-01"})
     assert status == 200
     read = [s for s in owner_spans(program, trace_id) if "db.system" in s["attributes"]]
-    assert [s["attributes"]["db.name"] for s in read] == ["query-replica.db"]
+    assert [s["attributes"]["db.name"] for s in read] == [impl.model_file]
     assert all(s["kind"] != "client" for s in owner_spans(program, trace_id))
 
 
@@ -335,17 +393,18 @@ def owner_spans(program: Reference, trace_id: str) -> list[dict[str, Any]]:
     return spans
 
 
-def test_sigkill_mid_catch_up_resumes_and_applies_each_event_once(tmp_path: Path) -> None:
+def test_sigkill_mid_catch_up_resumes_and_applies_each_event_once(impl: Implementation,
+                                                                  tmp_path: Path) -> None:
     with running_sandbox(tmp_path / "sandbox") as sandbox:
         seed(sandbox, users=500, products=50, orders=30_000)
         head = sandbox.client().bus_head()
-        program = Reference(sandbox, tmp_path / "service-d", free_port())
+        program = Reference(sandbox, tmp_path / "service-d", free_port(), command=impl.command)
         try:
             program.start()
             until(lambda: 0 < program.consumer()["position"] < head,
-                  "the reference program is part way through its catch-up", timeout=30)
+                  f"the {impl.name} program is part way through its catch-up", timeout=30)
             program.stop(signal.SIGKILL)
-            stored = stored_position(program.data_dir)
+            stored, _ = impl.stored(program.data_dir)
             assert 0 < stored < head, (stored, head)
             program.start()
             consumer = program.caught_up(timeout=60)
@@ -357,18 +416,15 @@ def test_sigkill_mid_catch_up_resumes_and_applies_each_event_once(tmp_path: Path
             program.stop()
 
 
-def stored_position(data_dir: Path) -> int:
-    with contextlib.closing(sqlite3.connect(data_dir / "query-replica.db")) as conn:
-        (position,) = conn.execute("SELECT position FROM bus_position").fetchone()
-    return int(position)
-
-
-def test_a_dependency_down_fails_direct_call_and_not_replicated(tmp_path: Path) -> None:
+def test_a_dependency_down_fails_direct_call_and_not_replicated(impl: Implementation,
+                                                                tmp_path: Path) -> None:
     with running_sandbox(tmp_path / "sandbox") as sandbox:
         seed(sandbox, users=10, products=5, orders=50)
-        with reference(sandbox, tmp_path / "service-d") as program:
+        with reference(sandbox, tmp_path / "service-d", impl.command) as program:
             program.caught_up()
             truth = all_user_orders(databases(sandbox.state))[2]
+            # a kept-alive connection to products first: its loss must read as "down" too
+            assert program.get("/user-orders/2?strategy=direct-call")[0] == 200
             sandbox.run("kill", "products", check=True)
             status, error = program.get("/user-orders/2?strategy=direct-call")
             assert status == 503, error
@@ -397,6 +453,46 @@ def test_a_dependency_down_fails_direct_call_and_not_replicated(tmp_path: Path) 
             program.stop()
             assert program.process is not None and program.process.returncode == 0
             assert time.monotonic() - started < 2, program.log()
+
+
+def test_run_by_msshop_as_the_query_service_it_passes_verify_and_compare(
+        impl: Implementation, tmp_path: Path) -> None:
+    """The two halves joined: `msshop up` runs the program as Service D (the supervisor's
+    executable kind, the contract's service.json), and msshop's own checks hold it to the
+    monolith: verify over every user, compare for one, both strategies."""
+    with running_sandbox(tmp_path / "sandbox", MSSHOP_QUERY_COMMAND=impl.shell_command()
+                         ) as sandbox:
+        status = json.loads(sandbox.run("status", "--json", check=True).stdout)
+        query = next(s for s in status["services"] if s["name"] == "query")
+        assert query["kind"] == "executable" and query["health"] == "ok"
+        sandbox.run("seed", "--users", "60", "--products", "15", "--orders", "400",
+                    "--wait", check=True)
+        verified = sandbox.run("verify", check=True)
+        assert "equals the monolith join for all 60 users" in verified.stdout
+        compared = sandbox.run("compare", "--user", "7", "--json", check=True)
+        rows = json.loads(compared.stdout)["strategies"]
+        assert len(rows) >= 3 and all(row["equal"] and not row["error"] for row in rows), rows
+        direct = sandbox.run("query", "--user", "7", "--strategy", "direct-call", "--json",
+                             check=True)
+        asked = json.loads(direct.stdout)
+        answer = asked["answer"]
+        assert answer["strategy"] == "direct-call" and answer["user"]["id"] == 7
+        # the trace: the program's own spans (it serves GET /spans in our format) and the
+        # callees', joined by the traceparent it forwards
+        services = {span["service"] for span in asked["spans"]}
+        assert {"cli", "query", "users", "orders", "products"} <= services, services
+
+
+# -- the Python program only ----------------------------------------------------------------
+
+
+def test_it_imports_only_the_standard_library() -> None:
+    tree = ast.parse(PROGRAM.read_text())
+    imported = {alias.name.partition(".")[0] for node in ast.walk(tree)
+                if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {node.module.partition(".")[0] for node in ast.walk(tree)
+                 if isinstance(node, ast.ImportFrom) and node.module}
+    assert imported - {"__future__"} <= sys.stdlib_module_names, imported
 
 
 def load_program() -> Any:
@@ -472,29 +568,16 @@ def test_a_page_with_bad_events_applies_the_rest_and_dead_letters_each(tmp_path:
                        "unit_price": 2.5, "total": 2.5}]
 
 
-def test_run_by_msshop_as_the_query_service_it_passes_verify_and_compare(tmp_path: Path
-                                                                          ) -> None:
-    """The two halves joined: `msshop up` runs the reference program as Service D (the
-    supervisor's executable kind, the contract's service.json), and msshop's own checks
-    hold it to the monolith: verify over every user, compare for one, both strategies."""
-    command = f"{sys.executable} {PROGRAM}"
-    with running_sandbox(tmp_path / "sandbox", MSSHOP_QUERY_COMMAND=command) as sandbox:
-        status = json.loads(sandbox.run("status", "--json", check=True).stdout)
-        query = next(s for s in status["services"] if s["name"] == "query")
-        assert query["kind"] == "executable" and query["health"] == "ok"
-        sandbox.run("seed", "--users", "60", "--products", "15", "--orders", "400",
-                    "--wait", check=True)
-        verified = sandbox.run("verify", check=True)
-        assert "equals the monolith join for all 60 users" in verified.stdout
-        compared = sandbox.run("compare", "--user", "7", "--json", check=True)
-        rows = json.loads(compared.stdout)["strategies"]
-        assert len(rows) >= 3 and all(row["equal"] and not row["error"] for row in rows), rows
-        direct = sandbox.run("query", "--user", "7", "--strategy", "direct-call", "--json",
-                             check=True)
-        asked = json.loads(direct.stdout)
-        answer = asked["answer"]
-        assert answer["strategy"] == "direct-call" and answer["user"]["id"] == 7
-        # the trace: the program's own spans (it serves GET /spans in our format) and the
-        # callees', joined by the traceparent it forwards
-        services = {span["service"] for span in asked["spans"]}
-        assert {"cli", "query", "users", "orders", "products"} <= services, services
+# -- the Node program only ------------------------------------------------------------------
+
+
+@NO_NODE
+def test_a_damaged_read_model_file_stops_it_with_one_line(tmp_path: Path) -> None:
+    with running_sandbox(tmp_path / "sandbox") as sandbox:
+        program = Reference(sandbox, tmp_path / "service-d", free_port(), command=NODE.command)
+        program.data_dir.mkdir(parents=True)
+        (program.data_dir / "query-replica.json").write_text('{"position": 12, "us')
+        with pytest.raises(AssertionError, match="exited 2") as raised:
+            program.start()
+        assert "cannot read the read model" in str(raised.value)
+        assert "delete that file" in str(raised.value) and "Traceback" not in str(raised.value)
