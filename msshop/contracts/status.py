@@ -27,6 +27,9 @@ class ChaosState(TypedDict):
     jitter_ms: float
     error_rate: float
     links: NotRequired[dict[str, LinkFault]]
+    # by caller, where a program of your own calls this service: the faults on its link
+    # here, applied as its calls arrive on its door (runtime/platform/links.py's Doors)
+    doors: NotRequired[dict[str, LinkFault]]
 
 
 class OutboxHealth(TypedDict):
@@ -114,6 +117,8 @@ class ServiceStatus(TypedDict):
     ready_ms: float | None
     kind: NotRequired[str]  # service (msshop's) | nats-server | executable (a program of yours)
     command: NotRequired[list[str]]  # executable: the program and its arguments
+    # the ports it listens on for the calls of a program of your own, by caller
+    doors: NotRequired[dict[str, int]]
     problems: NotRequired[list[str]]  # why its health is "degraded"
     outbox: NotRequired[OutboxHealth]
     head: NotRequired[int]

@@ -2,7 +2,10 @@
 check the sandbox's token, which only the sandbox's owner can read.
 
 - `msshop chaos`: make a service slow or failing, or clear it; or (`to`) only its calls to
-  one other service: slow, failing (a partition), or (to the bus) events handed over twice;
+  one other service: slow, failing (a partition), or (to the bus) events handed over twice.
+  A program of your own run as a service has no /chaos: the faults on its calls are set at
+  the doors the services it calls keep for it (runtime/platform/links.py's Doors), and
+  the bus hands it events again by its credential; the requests it answers take none;
 - `msshop trespass`: make a service try to open another's database file: the isolation
   guard refuses, and says so;
 - `msshop poison`: put an event on the bus that no read model can apply: the query service
@@ -12,12 +15,15 @@ check the sandbox's token, which only the sandbox's owner can read.
 from __future__ import annotations
 
 from msshop.contracts.config import Settings
-from msshop.contracts.errors import InvalidArgument
+from msshop.contracts.errors import InvalidArgument, UsageError
 from msshop.contracts.shop import ChaosAnswer, Trespassed
 from msshop.contracts.status import ChaosState, LinkFault
 from msshop.contracts.topology import BY_NAME, NAMES
 from msshop.instruments.client import ShopClient
 from msshop.runtime.orchestrator import lifecycle
+from msshop.runtime.orchestrator.state import State
+
+EXECUTABLE = "executable"  # a program of your own (ServiceState.kind)
 
 MAX_DELAY_MS = 60_000  # the services' own limit (runtime/platform/chaos.py)
 
@@ -30,6 +36,10 @@ def inject(settings: Settings, service: str, latency_ms: float, jitter_ms: float
     that link's only)."""
     check_faults(service, latency_ms, jitter_ms, error_rate, clear, to, duplicate_rate)
     state = lifecycle.running_state(settings)
+    if service in state.services and state.services[service].kind == EXECUTABLE:
+        fault = None if clear else link_fault(latency_ms, jitter_ms, error_rate,
+                                              duplicate_rate)
+        return program_links(state, service, to, fault)
     lifecycle.check_msshop_service(service, state, "take chaos (only msshop's services do)")
     faults: ChaosState | LinkFault | None = None  # None: clear
     if not clear and to is None:
@@ -38,6 +48,73 @@ def inject(settings: Settings, service: str, latency_ms: float, jitter_ms: float
         faults = {"latency_ms": latency_ms, "jitter_ms": jitter_ms, "error_rate": error_rate,
                   "duplicate_rate": duplicate_rate}
     return ShopClient(state).chaos(service, faults, to=to)
+
+
+def link_fault(latency_ms: float = 0.0, jitter_ms: float = 0.0, error_rate: float = 0.0,
+               duplicate_rate: float = 0.0) -> LinkFault:
+    return {"latency_ms": latency_ms, "jitter_ms": jitter_ms, "error_rate": error_rate,
+            "duplicate_rate": duplicate_rate}
+
+
+def doors_into(state: State, caller: str) -> list[str]:
+    """The services that keep a door for `caller`, a program of your own: those it calls."""
+    return [name for name, s in state.services.items() if s.doors and caller in s.doors]
+
+
+def no_door(state: State, caller: str, callee: str) -> str | None:
+    """Why the link caller -> callee cannot take faults, caller being a program of your
+    own (one line naming the fix), or None: it can."""
+    if callee in doors_into(state, caller):
+        return None
+    if callee == "bus" and state.bus.backend == "nats":
+        return (f"{caller} -> bus: the faults on a program of your own's link to the bus "
+                "are kept by the log bus (its door for it); this sandbox's bus is nats: "
+                "start one with --bus log for them")
+    return (f"{caller} -> {callee}: {callee} is not one of msshop's services, so it keeps "
+            f"no door for {caller}'s calls; put the fault on a link into one of: "
+            + ", ".join(doors_into(state, caller)))
+
+
+def program_links(state: State, caller: str, to: str | None, fault: LinkFault | None
+                  ) -> ChaosAnswer:
+    """`msshop chaos` on a program of your own: the faults on its calls to `to` (None: on
+    every link, which only a clear may do), set at the callees' doors; its links now."""
+    if to is None and fault is not None:
+        raise UsageError(
+            f"{caller} is a program of your own: msshop cannot slow or fail the requests it "
+            f"answers (it serves no /chaos); put the fault on its calls instead, e.g. "
+            f"msshop chaos {caller} --to users --latency 200")
+    if to is not None and (why := no_door(state, caller, to)) is not None:
+        raise UsageError(why)
+    client = ShopClient(state)
+    try:
+        for callee in [to] if to is not None else doors_into(state, caller):
+            client.door_chaos(callee, caller, fault)
+        links = {}
+        for callee in doors_into(state, caller):
+            chaos = client.health(callee).get("chaos")
+            doors = chaos.get("doors", {}) if chaos else {}
+            if caller in doors:
+                links[callee] = doors[caller]
+    finally:
+        client.close()
+    return {"service": caller, "chaos": None, "links": links}
+
+
+def set_link(state: State, caller: str, callee: str, fault: LinkFault | None,
+             timeout: float = 5.0) -> None:
+    """The faults on the link caller -> callee (None: none), wherever they are kept: in
+    the caller, or for a program of your own, at the callee's door for it."""
+    client = ShopClient(state, timeout=timeout)
+    try:
+        if state.services[caller].kind == EXECUTABLE:
+            if (why := no_door(state, caller, callee)) is not None:
+                raise UsageError(why)
+            client.door_chaos(callee, caller, fault)
+        else:
+            client.chaos(caller, fault, to=callee)
+    finally:
+        client.close()
 
 
 def check_faults(service: str, latency_ms: float, jitter_ms: float, error_rate: float,

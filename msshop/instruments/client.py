@@ -193,6 +193,15 @@ class ShopClient:
             body["to"] = to
         return cast("ChaosAnswer", self._owner(service, "POST", "/chaos", body))
 
+    def door_chaos(self, callee: str, caller: str, fault: LinkFault | None
+                   ) -> LinkFault | None:
+        """Set the faults on the link from `caller`, a program of your own, to `callee`, kept
+        at `callee`'s door for it (None clears them); the link's faults now."""
+        body: dict[str, Any] = {"caller": caller, "clear": True} if fault is None else {
+            "caller": caller, **fault}
+        link: LinkFault | None = self._owner(callee, "POST", "/chaos", body)["link"]
+        return link
+
     def trespass(self, service: str, into: str) -> Trespassed:
         """Make `service` try to open `into`'s database file (the guard refuses)."""
         return cast("Trespassed", self._owner(service, "POST", "/chaos/trespass",

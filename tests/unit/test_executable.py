@@ -115,13 +115,19 @@ def test_it_starts_with_the_contract_and_its_secrets_only_in_its_file(
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
         assert stat.S_IMODE(Path(query.db).stat().st_mode) == 0o700
         document = json.loads(path.read_text())
+        # each peer is reached through the door it keeps for query's calls (where the
+        # faults on that link are applied), held as the callee's own port until it starts
+        doors = {name: on_disk(supervisor, name).doors or {}
+                 for name in ("bus", "users", "products", "orders")}
+        assert all(set(door) == {"query"} for door in doors.values()), doors
+        assert [bound for bound in world.binds if "door" in bound[2]] == [
+            (HOST, 0, f"{name} (the door for query's calls)") for name in doors]
         assert document == {
             "protocol": 1, "service": "query", "host": HOST, "port": BASE_PORT + 4,
             "data_dir": query.db,
-            "peers": {name: f"http://{HOST}:{BASE_PORT + offset}" for name, offset in
-                      (("bus", 0), ("users", 1), ("products", 2), ("orders", 3))},
+            "peers": {name: f"http://{HOST}:{door['query']}" for name, door in doors.items()},
             "credential": credential, "owner_digest": digest(token),
-            "bus": {"backend": "log", "url": f"http://{HOST}:{BASE_PORT}"}}
+            "bus": {"backend": "log", "url": f"http://{HOST}:{doors['bus']['query']}"}}
         assert any(message.startswith(f"query ready on http://{HOST}:{BASE_PORT + 4}")
                    for _, message in printer.events)
     finally:

@@ -1,6 +1,12 @@
 """The nemesis: applies a scenario's faults to a running sandbox and heals them. Each call
 blocks until the fault has taken hold (a kill reported, a restart healthy), so the times
-the runner records are when the fault was really there."""
+the runner records are when the fault was really there.
+
+A program of your own run as a service takes them too: the process faults by signals to
+its whole process group (a program may have children), the faults on its links at the
+doors of the services it calls, duplicates by the bus for it as a reader (chaos.set_link).
+The requests it answers take none: it serves no /chaos, and that is said before the run.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,8 @@ from typing import Any, cast
 
 from msshop.contracts.config import Settings
 from msshop.contracts.errors import UsageError
+from msshop.contracts.status import LinkFault
+from msshop.instruments.chaos import EXECUTABLE, link_fault, no_door, set_link
 from msshop.instruments.client import ShopClient
 from msshop.instruments.experiments.scenario import Fault
 from msshop.runtime.orchestrator import lifecycle
@@ -29,6 +37,11 @@ class Nemesis:
                 state.services[fault.target].kind != "service":
             raise UsageError(f"{fault.kind} {fault.target}: only msshop's services take "
                              "chaos; put it on a link instead, e.g. \"query->bus\"")
+        if fault.link is not None and fault.link[0] in state.services and \
+                state.services[fault.link[0]].kind == EXECUTABLE:
+            why = no_door(state, *fault.link)
+            if why is not None:
+                raise UsageError(f"{fault.kind} {fault.target}: {why}")
 
     def apply(self, fault: Fault) -> None:
         if fault.link is not None:
@@ -53,21 +66,35 @@ class Nemesis:
             self._chaos(fault, heal=True)
 
     def _signal(self, target: str, signum: signal.Signals) -> None:
+        """To the service's process group (each service leads its own: a program of your
+        own's children are frozen and thawed with it), or the process if it leads none."""
         pid = lifecycle.running_state(self.settings).services[target].pid
-        if pid is not None:
-            os.kill(pid, signum)
+        if pid is None:
+            return
+        try:
+            if os.getpgid(pid) == pid:
+                os.killpg(pid, signum)
+            else:
+                os.kill(pid, signum)
+        except ProcessLookupError:  # gone meanwhile: the supervisor reports it
+            pass
 
     def _chaos(self, fault: Fault, heal: bool) -> None:
         state = lifecycle.running_state(self.settings)
-        caller, callee = fault.link or (fault.target, None)
+        if fault.link is not None:
+            link: LinkFault | None = None if heal else {
+                "latency": link_fault(latency_ms=fault.ms),
+                "errors": link_fault(error_rate=fault.rate),
+                "partition": link_fault(error_rate=1.0),
+                "duplicates": link_fault(duplicate_rate=fault.rate)}[fault.kind]
+            set_link(state, *fault.link, link)
+            return
         faults: dict[str, Any] | None = None
         if not heal:
             faults = {"latency": {"latency_ms": fault.ms},
-                      "errors": {"error_rate": fault.rate},
-                      "partition": {"error_rate": 1.0},
-                      "duplicates": {"duplicate_rate": fault.rate}}[fault.kind]
+                      "errors": {"error_rate": fault.rate}}[fault.kind]
         client = ShopClient(state, timeout=5)
         try:
-            client.chaos(caller, cast(Any, faults), to=callee)
+            client.chaos(fault.target, cast(Any, faults))
         finally:
             client.close()

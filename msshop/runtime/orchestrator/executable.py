@@ -165,8 +165,11 @@ def service_document(service: ServiceState, sandbox: State) -> dict[str, Any]:
     """service.json: what the program needs to know, secrets included (contract v1)."""
     name = service.name
     credential = service_credential(sandbox.token, name)
-    peers = {n: s.url for n, s in sandbox.services.items()
-             if n != name and s.url.startswith("http")}
+    # each of msshop's services it calls is reached through the door it keeps for this
+    # program, where the faults on that link are applied (links.py's Doors)
+    peers = {n: (f"http://{url_host(sandbox.host)}:{s.doors[name]}"
+                 if s.doors and name in s.doors else s.url)
+             for n, s in sandbox.services.items() if n != name and s.url.startswith("http")}
     bus: dict[str, Any]
     if sandbox.bus.backend == "nats":
         address = sandbox.bus.address(name, sandbox.token)

@@ -39,16 +39,19 @@ class ForkedServiceKind:
     def reserve(self, spec: ServiceSpec, ports: PortBook) -> list[ServiceState]:
         base = self.settings.base_port
         port = ports.listen(spec.name, base + spec.port_offset if base else 0)
+        doors = {caller: ports.hold(spec.name, 0, door_for(caller))
+                 for caller in foreign_callers(self.settings, spec.name)}
         return [ServiceState(
             name=spec.name, port=port, url=f"http://{url_host(ports.host)}:{port}",
             db=str(spec.db_path(self.paths.root)), log=str(spec.log_path(self.paths.root)),
-            kind=self.name)]
+            kind=self.name, doors=doors or None)]
 
     def part(self, service: ServiceState) -> str:
         return service.name
 
     def own_ports(self, service: ServiceState) -> list[tuple[int, str]]:
-        return []
+        """Its doors: it binds them as it starts (runner.doors)."""
+        return [(port, door_for(caller)) for caller, port in (service.doors or {}).items()]
 
     def warm_up(self, names: Sequence[str]) -> None:
         self.preload([BY_NAME[name] for name in names])
@@ -76,6 +79,7 @@ class ForkedServiceKind:
             bus_address=(sandbox.bus.address(name, sandbox.token, bus_timeout)
                          if sandbox.bus.backend == "nats" else None),
             sandbox=sandbox.bus.sandbox,
+            door_ports=dict(service.doors or {}),
             **credentials_for(name, sandbox.token),
         )
         return self.new_process(BY_NAME[name], context, Path(service.log), settings.log_level)
@@ -95,6 +99,17 @@ class ForkedServiceKind:
 
     def worth_showing(self, lines: list[str]) -> list[str]:
         return lines
+
+
+def foreign_callers(settings: Settings, callee: str) -> list[str]:
+    """The programs of your own that may call `callee` (every one that calls others: the
+    peers it is given are every other service): each gets a door into it (links.py)."""
+    return [name for name in settings.commands
+            if name != callee and name in BY_NAME and BY_NAME[name].calls_others]
+
+
+def door_for(caller: str) -> str:
+    return f"the door for {caller}'s calls"
 
 
 def credentials_for(name: str, token: str) -> dict[str, Any]:

@@ -198,6 +198,8 @@ def status(settings: Settings) -> StatusReport:
         }
         if service.command:  # a program of your own runs as this service
             report["command"] = service.command
+        if service.doors:  # where the calls of programs of your own arrive
+            report["doors"] = service.doors
         if unanswered:  # why it is not answering: refused, reset, timed out
             report["unanswered"] = unanswered
         if health:  # what it says of replication, and the faults injected into it
@@ -214,6 +216,7 @@ def status(settings: Settings) -> StatusReport:
             if "nats" in health:  # a nats-server node: which, and who leads the stream
                 report["nats"] = health["nats"]
         services.append(report)
+    with_door_faults(services)
     return {
         "running": True, "sandbox": state.sandbox, "mode": state.mode,
         "supervisor": {"pid": state.supervisor_pid, "started_at": state.started_at},
@@ -222,6 +225,22 @@ def status(settings: Settings) -> StatusReport:
                 "external": state.bus.external, "replicas": state.bus.replicas,
                 "sandbox": state.bus.sandbox, "stream": state.bus.stream},
     }
+
+
+def with_door_faults(services: list[ServiceStatus]) -> None:
+    """A program of your own has no /chaos: the faults on its links are kept by the
+    services it calls, at its doors; shown as its own links, as ours show theirs."""
+    for callee in services:
+        chaos_there = callee.get("chaos")
+        doors = chaos_there.get("doors", {}) if chaos_there else {}
+        for caller, fault in doors.items():
+            report = next((s for s in services if s["name"] == caller), None)
+            if report is None:
+                continue
+            chaos = report.get("chaos") or {"latency_ms": 0.0, "jitter_ms": 0.0,
+                                             "error_rate": 0.0}
+            chaos.setdefault("links", {})[callee["name"]] = fault
+            report["chaos"] = chaos
 
 
 def check_service(name: str, state: State | None = None) -> str:

@@ -104,6 +104,9 @@ class ServiceState:
     monitor_port: int | None = None  # nats-server: where its health is asked
     route_port: int | None = None  # nats-server in a cluster: where the nodes meet
     command: list[str] | None = None  # executable: the program and its arguments
+    # msshop's service called by a program of your own: by caller, the port that caller's
+    # calls arrive on (its door: the URL its service.json gives, where its link's faults are)
+    doors: dict[str, int] | None = None
 
 
 @dataclass

@@ -25,7 +25,7 @@ from msshop.contracts.status import Health
 from msshop.runtime.platform.chaos import Chaos, ChaosMiddleware, Faults, Trespass
 from msshop.runtime.platform.db import Database
 from msshop.runtime.platform.http import json_response
-from msshop.runtime.platform.links import Links
+from msshop.runtime.platform.links import Doors, Links
 from msshop.runtime.platform.openapi import Endpoint, Param, document
 from msshop.runtime.platform.routing import ROUTE, Credentials, Operation, Router
 from msshop.runtime.platform.tasks import Tasks
@@ -106,7 +106,8 @@ def service_app(
             for resource in reversed(opened):
                 await resource.close()
 
-    chaos = Chaos(service, links if links is not None else links_of(resources))
+    chaos = Chaos(service, links if links is not None else links_of(resources),
+                  doors_of(resources))
 
     supervisors = tasks_of(resources)
 
@@ -235,6 +236,15 @@ def explainer(resources: Sequence[Resource]) -> Callable[[Exception], str | None
                if callable(explain := getattr(resource, "damaged", None))]
     return lambda exc: next((words for explain in damaged
                              if (words := explain(exc)) is not None), None)
+
+
+def doors_of(resources: Sequence[Resource]) -> Doors | None:
+    """The doors of the service's process (its ServiceContext's, which its Database holds):
+    the ports programs of your own call it on, and the faults on those links."""
+    for resource in resources:
+        if isinstance(resource, Database):
+            return resource.ctx.doors
+    return None
 
 
 def links_of(resources: Sequence[Resource]) -> Links | None:

@@ -6,6 +6,10 @@
                  "duplicate_rate" (to the bus only)} | {"to": "<callee>", "clear": true}:
                  the same on this service's own calls to that one service (links.py); a
                  `clear` without `to` clears everything, the requests answered and the links
+    POST /chaos  {"caller": "<a program of your own>", "latency_ms", "jitter_ms",
+                 "error_rate", "duplicate_rate" (the bus only)}: the same on that program's
+                 calls to this service, as they arrive on its door (links.py's Doors); on
+                 the bus, duplicate_rate hands that reader (by its credential) events again
     POST /chaos/trespass  {"into": "<service>"}: the service tries to open that service's
                  database file, as a bug would, so that the isolation guard's refusal is
                  seen (answered and logged; nothing is opened)
@@ -33,7 +37,7 @@ from msshop.contracts.status import ChaosState
 from msshop.contracts.topology import BY_NAME, NAMES
 from msshop.runtime.platform.http import HttpError, json_response, read_body
 from msshop.runtime.platform.isolation import trespass
-from msshop.runtime.platform.links import BUS, Links, link_fault
+from msshop.runtime.platform.links import BUS, Doors, Links, link_fault
 from msshop.runtime.platform.openapi import documented
 from msshop.runtime.platform.routing import ROUTE, Operation
 
@@ -59,6 +63,9 @@ class Faults(msgspec.Struct, forbid_unknown_fields=True):
     duplicate_rate: Annotated[float, documented(
         "with to: bus only: the share of events read from the bus handed over again in a "
         "later read, out of order", minimum=0, maximum=1)] = 0.0
+    caller: Annotated[str | None, documented(
+        "a program of your own that calls this service: act on its calls as they arrive "
+        "at its door (its link to this service)", maxLength=64)] = None
 
 
 class Trespass(msgspec.Struct, forbid_unknown_fields=True):
@@ -70,11 +77,14 @@ class Trespass(msgspec.Struct, forbid_unknown_fields=True):
 class Chaos:
     """What is injected now, the endpoint that changes it, and the middleware that does it."""
 
-    def __init__(self, service: str, links: Links | None = None) -> None:
+    def __init__(self, service: str, links: Links | None = None,
+                 doors: Doors | None = None) -> None:
         self.service = service
         self.faults = Faults()  # on the requests this service answers
         # on its calls: shared with the service's Peers and bus, which act on them
         self.links = links if links is not None else Links(service)
+        # on the calls of programs of your own, as they arrive (the bus reads them too)
+        self.doors = doors if doors is not None else Doors(service, {})
 
     def answering(self) -> bool:
         """Whether the requests this service answers are delayed or failed."""
@@ -91,15 +101,20 @@ class Chaos:
 
     def active(self) -> ChaosState | None:
         """Everything injected, for /health and `msshop status` (None: nothing)."""
-        links = self.links.report()
+        links, doors = self.links.report(), self.doors.report()
         state = self.incoming()
-        if links:
+        if links or doors:
             state = state or {"latency_ms": 0.0, "jitter_ms": 0.0, "error_rate": 0.0}
+        if state is not None and links:
             state["links"] = links
+        if state is not None and doors:
+            state["doors"] = doors
         return state
 
     async def endpoint(self, request: Request) -> Response:
         faults = await read_body(request, Faults)
+        if faults.caller is not None:
+            return self.at_door(faults)
         to = faults.to
         if to is not None and (to not in NAMES or to == self.service):
             others = ", ".join(n for n in NAMES if n != self.service)
@@ -116,21 +131,38 @@ class Chaos:
             if to is None:
                 self.faults = Faults()
                 self.links.clear()
+                self.doors.clear()
             else:
                 self.links.set(to, None)
             return self.answer()
-        for name, value, high in (("latency_ms", faults.latency_ms, MAX_DELAY_MS),
-                                  ("jitter_ms", faults.jitter_ms, MAX_DELAY_MS),
-                                  ("error_rate", faults.error_rate, 1),
-                                  ("duplicate_rate", faults.duplicate_rate, 1)):
-            if not 0 <= value <= high:
-                raise HttpError(422, f"{name} {value} must be from 0 to {high}")
+        check_values(faults)
         if to is None:
             self.faults = faults
         else:
             self.links.set(to, link_fault(faults.latency_ms, faults.jitter_ms,
                                           faults.error_rate, faults.duplicate_rate))
         return self.answer()
+
+    def at_door(self, faults: Faults) -> Response:
+        """POST /chaos with `caller`: the faults on that program's link to this service."""
+        caller = faults.caller
+        if caller not in self.doors.ports:
+            doors = ", ".join(self.doors.ports) or "none runs here"
+            raise HttpError(422, f"caller {caller!r}: name a program of your own that calls "
+                                 f"{self.service} through a door ({doors}); for msshop's own "
+                                 f"services, POST /chaos {{\"to\": \"{self.service}\"}} on "
+                                 "the caller")
+        if faults.to is not None:
+            raise HttpError(422, "give caller or to, not both: caller is a link into this "
+                                 "service, to a link out of it")
+        if faults.duplicate_rate and self.service != BUS:
+            raise HttpError(422, "duplicate_rate is the bus handing out events again: give "
+                                 "it to the bus")
+        check_values(faults)
+        self.doors.set(caller, None if faults.clear else link_fault(
+            faults.latency_ms, faults.jitter_ms, faults.error_rate, faults.duplicate_rate))
+        return json_response({"service": self.service, "caller": caller,
+                              "link": self.doors.report().get(caller)})
 
     def answer(self) -> Response:
         return json_response({"service": self.service, "chaos": self.incoming(),
@@ -150,9 +182,19 @@ class Chaos:
                               "refused": refused})
 
 
+def check_values(faults: Faults) -> None:
+    for name, value, high in (("latency_ms", faults.latency_ms, MAX_DELAY_MS),
+                              ("jitter_ms", faults.jitter_ms, MAX_DELAY_MS),
+                              ("error_rate", faults.error_rate, 1),
+                              ("duplicate_rate", faults.duplicate_rate, 1)):
+        if not 0 <= value <= high:
+            raise HttpError(422, f"{name} {value} must be from 0 to {high}")
+
+
 class ChaosMiddleware:
     """Delays and fails requests as the service's Chaos says (pure ASGI), but those to a
-    route declared with chaos=False."""
+    route declared with chaos=False; and every request that arrives on a door with a fault
+    as that door's link says (what a caller of ours would have done before sending it)."""
 
     def __init__(self, app: ASGIApp, chaos: Chaos) -> None:
         self.app = app
@@ -160,6 +202,12 @@ class ChaosMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         chaos = self.chaos
+        if chaos.doors.faulty and scope["type"] == "http":
+            refused = await chaos.doors.cross((scope.get("server") or ("", 0))[1])
+            if refused is not None:
+                await json_response({"error": refused, "status": 503,
+                                     "service": chaos.service}, 503)(scope, receive, send)
+                return
         route: Operation | None = scope.get(ROUTE)
         if scope["type"] != "http" or not chaos.answering() or (
                 route is not None and not route.chaos):

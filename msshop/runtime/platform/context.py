@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from msshop.contracts.config import KEPT_MIB, SPANS_KEPT, ConnectionLimits
 from msshop.contracts.credentials import bearer
 from msshop.runtime.platform.db import Database
-from msshop.runtime.platform.links import LinkedBus, Links
+from msshop.runtime.platform.links import Doors, LinkedBus, Links
 from msshop.runtime.platform.tasks import Tasks
 from msshop.runtime.platform.tracing import Tracer
 
@@ -37,6 +37,10 @@ class ServiceContext:
     senders: dict[str, str] = field(default_factory=dict)  # bus only: digest -> service
     bus_address: NatsAddress | None = None  # the nats bus (None: the sandbox's own log)
     sandbox: str = ""  # the sandbox's identity (data/sandbox.id): the bus's log is its own
+    # by caller: the port it listens on, besides its own, for the calls of a program of your
+    # own (its door: links.py's Doors), and the faults on what arrives there
+    door_ports: dict[str, int] = field(default_factory=dict)
+    doors: Doors = field(init=False, compare=False)
     tracer: Tracer = field(init=False, compare=False)
     # faults on this service's calls (POST /chaos with `to`): its Peers and bus act on them
     links: Links = field(init=False, compare=False)
@@ -46,6 +50,7 @@ class ServiceContext:
     def __post_init__(self) -> None:
         object.__setattr__(self, "tracer", Tracer(self.name, self.spans_kept))
         object.__setattr__(self, "links", Links(self.name))
+        object.__setattr__(self, "doors", Doors(self.name, self.door_ports))
         object.__setattr__(self, "tasks", Tasks(self.name))
 
     def database(self, migrations: list[str], tables: list[str]) -> Database:

@@ -6,6 +6,14 @@ it (chaos.py), and the two ways a service calls out act on it: Peers before each
 (peers.py), and `LinkedBus` around whatever bus the context made (NATS or the log). The
 log bus reaches the bus through Peers too; that exchange tells Peers not to apply the
 link again.
+
+A caller that is not msshop's (a program of your own run as a service) has none of this in
+it, so its links are kept by the callees instead (`Doors`): each of our services it calls
+listens on one more port for it alone, its door, which is the URL its service.json gives
+for that callee; what arrives there takes the link's faults before it is answered, as a
+call of our own would before it is sent. The same `Links` do it, one per door, so the
+words, the limits and `msshop chaos query --to users` are the same either way. The log
+bus hands a reader's events over again by `Redelivery`, as LinkedBus does for ours.
 """
 
 from __future__ import annotations
@@ -13,7 +21,8 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Generic, TypeVar
 
 from msshop.bus.interface import Bus, BusUnavailable, Page
 from msshop.contracts.events import Delivered
@@ -21,6 +30,7 @@ from msshop.contracts.status import LinkFault
 
 BUS = "bus"
 REDELIVERY_BUFFER = 1000  # events held for handing over again: a bounded memory
+Item = TypeVar("Item")
 
 
 def link_fault(latency_ms: float = 0.0, jitter_ms: float = 0.0, error_rate: float = 0.0,
@@ -75,21 +85,44 @@ class Links:
                 f"msshop chaos {self.caller} --to {callee} --clear")
 
 
+class Redelivery(Generic[Item]):
+    """A share of the events read handed over again in a later read, shuffled among its
+    events (duplicates, redelivery and disorder at once), but never after its last.
+
+    The page's last event stays last: a consumer stores the last position it was handed as
+    its own, so that position advances exactly as the bus says. A re-delivery is an older
+    event, which the read model's per-aggregate versions make harmless.
+    """
+
+    def __init__(self, rng: random.Random | None = None) -> None:
+        self._random = rng or random.Random()
+        self._again: deque[Item] = deque(maxlen=REDELIVERY_BUFFER)
+
+    def clear(self) -> None:
+        """Nothing held is handed over any more (the fault cleared, or another log)."""
+        self._again.clear()
+
+    def mixed(self, events: list[Item], rate: float) -> list[Item]:
+        if not events:  # nothing to hide them among, and no last event to keep last
+            return events
+        again = list(self._again)
+        self._again.clear()
+        self._again.extend(e for e in events if self._random.random() < rate)
+        *mixed, last = events
+        mixed += again
+        self._random.shuffle(mixed)
+        return [*mixed, last]
+
+
 class LinkedBus:
     """A Bus with its service's faults on the link to the bus: latency and failures on every
     call (BusUnavailable, as an unreachable bus), and with a duplicate rate, that share of
-    the events read handed over again in a later read, shuffled among its events.
-
-    The real page's last event stays last: the consumer stores `events[-1].position` as its
-    new position, so that position advances exactly as the bus says. A re-delivery is an
-    older event, which the read model's per-aggregate versions make harmless.
-    """
+    the events read handed over again in a later read (Redelivery)."""
 
     def __init__(self, bus: Bus, links: Links, rng: random.Random | None = None) -> None:
         self.bus = bus
         self.links = links
-        self._random = rng or random.Random()
-        self._again: deque[Delivered] = deque(maxlen=REDELIVERY_BUFFER)
+        self._again: Redelivery[Delivered] = Redelivery(rng)
         self._again_log = ""  # the log those events are from: never mix two logs
 
     async def start(self) -> None:
@@ -109,7 +142,10 @@ class LinkedBus:
         if not rate:
             self._again.clear()  # cleared: what was held is not handed over any more
             return page
-        return self._duplicated(page, rate)
+        if page.log != self._again_log:  # a replaced log: its old events mean nothing now
+            self._again.clear()
+            self._again_log = page.log
+        return Page(page.head, self._again.mixed(page.events, rate), page.log)
 
     async def head(self) -> int:
         await self._cross()
@@ -120,16 +156,42 @@ class LinkedBus:
         if refused is not None:
             raise BusUnavailable(refused)
 
-    def _duplicated(self, page: Page, rate: float) -> Page:
-        if page.log != self._again_log:  # a replaced log: its old events mean nothing now
-            self._again.clear()
-            self._again_log = page.log
-        if not page.events:  # nothing to hide them among, and no last event to keep last
-            return page
-        again = list(self._again)
-        self._again.clear()
-        self._again.extend(e for e in page.events if self._random.random() < rate)
-        *mixed, last = page.events
-        mixed += again
-        self._random.shuffle(mixed)
-        return Page(page.head, [*mixed, last], page.log)
+
+class Doors:
+    """The links of the callers that are not msshop's, kept by the callee they call: by
+    caller, its door's port and the faults on what arrives there (one Links each, whose
+    only callee is this service). Read on each request only while a door has a fault."""
+
+    def __init__(self, callee: str, ports: Mapping[str, int],
+                 rng: random.Random | None = None) -> None:
+        self.callee = callee
+        self.ports = dict(ports)  # caller -> its door's port
+        self.caller_at = {port: caller for caller, port in self.ports.items()}
+        self._links = {caller: Links(caller, rng) for caller in self.ports}
+        self.faulty = False  # any door with a fault: the fast path's one check
+
+    def set(self, caller: str, fault: LinkFault | None) -> None:
+        self._links[caller].set(self.callee, fault)
+        self.faulty = any(links.report() for links in self._links.values())
+
+    def clear(self) -> None:
+        for links in self._links.values():
+            links.clear()
+        self.faulty = False
+
+    def report(self) -> dict[str, LinkFault]:
+        """Each door with a fault: its caller's link to this service."""
+        return {caller: fault for caller, links in self._links.items()
+                for fault in links.report().values()}
+
+    def duplicate_rate(self, caller: str) -> float:
+        links = self._links.get(caller)
+        return links.duplicate_rate(self.callee) if links is not None else 0.0
+
+    async def cross(self, port: int) -> str | None:
+        """A request arrived on `port`: if that is a door, its link's latency, then the one
+        line to fail it with if it is to fail (None: it is answered)."""
+        caller = self.caller_at.get(port)
+        if caller is None:
+            return None
+        return await self._links[caller].cross(self.callee)

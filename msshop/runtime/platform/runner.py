@@ -91,7 +91,7 @@ def serve(entry: str, context: ServiceContext, sock: socket.socket, lifeline_fd:
         log.info("%s serving on %s:%s (pid %d, db %s, at most %d connections)",
                  context.name, *sock.getsockname()[:2], os.getpid(), context.db_path,
                  guard.cap)
-        await server.serve(sockets=[sock])
+        await server.serve(sockets=[sock, *doors(context, sock)])
 
     # What the process holds once it is set up (the supervisor's heap, frozen before the
     # fork: ServiceProcess.start; then the app) lives as long as it does. Frozen out of the
@@ -100,6 +100,27 @@ def serve(entry: str, context: ServiceContext, sock: socket.socket, lifeline_fd:
     gc.collect()
     gc.freeze()
     uvloop.run(main())
+
+
+def doors(context: ServiceContext, sock: socket.socket) -> list[socket.socket]:
+    """A listening socket for each program of your own that calls this service (its door,
+    links.py's Doors): the supervisor held each port until this start, as a nats-server's
+    own; one taken meanwhile is the start's failure, named."""
+    host = sock.getsockname()[0]
+    bound = []
+    for caller, port in context.doors.ports.items():
+        door = socket.socket(sock.family, socket.SOCK_STREAM)
+        door.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            door.bind((host, port))
+        except OSError as exc:
+            door.close()
+            log.error("%s could not start: its door for %s's calls, port %d, is taken (%s); "
+                      "start it again: msshop start %s", context.name, caller, port,
+                      exc.strerror, context.name)
+            raise SystemExit(1) from None
+        bound.append(door)
+    return bound
 
 
 class PromptServer(uvicorn.Server):

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
+from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
 from typing import Annotated, Any
@@ -39,6 +40,7 @@ from msshop.runtime.platform.app import ServiceApp, service_app
 from msshop.runtime.platform.context import ServiceContext
 from msshop.runtime.platform.db import StartupFailed, transaction
 from msshop.runtime.platform.http import HttpError, json_response, read_json
+from msshop.runtime.platform.links import Doors, Redelivery
 from msshop.runtime.platform.openapi import Endpoint, Param
 
 MIGRATIONS = [
@@ -189,18 +191,46 @@ def append(conn: sqlite3.Connection, batch: list[tuple[Event, bytes]]) -> dict[s
     return {"positions": positions, "appended": appended, "head": head}
 
 
-def read(conn: sqlite3.Connection, after: int, limit: int, head: int, log_id: bytes) -> bytes:
-    """The answer to GET /events, assembled from the stored bytes without re-encoding."""
-    rows = conn.execute("SELECT position, body FROM events WHERE position > ? "
-                        "ORDER BY position LIMIT ?", (after, limit)).fetchall()
+Row = tuple[int, bytes]  # (position, the event as stored)
+
+
+def read(conn: sqlite3.Connection, after: int, limit: int, head: int, log_id: bytes,
+         handed: Callable[[list[Row]], list[Row]] | None = None) -> bytes:
+    """The answer to GET /events, assembled from the stored bytes without re-encoding;
+    `handed`: what the reader is handed instead of the rows (a delivery fault)."""
+    rows: list[Row] = conn.execute("SELECT position, body FROM events WHERE position > ? "
+                                   "ORDER BY position LIMIT ?", (after, limit)).fetchall()
+    if handed is not None:
+        rows = handed(rows)
     items = b",".join(b'{"position":%d,"event":%s}' % (position, body)
                       for position, body in rows)
     return b'{"head":%d,"log":"%s","events":[%s]}' % (head, log_id, items)
 
 
+class Deliveries:
+    """Delivery faults decided here, per reader, for readers with no msshop code in them (a
+    program of your own: POST /chaos {"caller": "query", "duplicate_rate": P} on the bus):
+    that share of the events it reads handed to it again in a later read, shuffled among
+    them, never after the page's last (links.py's Redelivery, as our own consumer's
+    LinkedBus does it). The reader is who its credential says it is."""
+
+    def __init__(self, doors: Doors) -> None:
+        self.doors = doors
+        self.held: dict[str, Redelivery[Row]] = {}
+
+    def for_reader(self, reader: str) -> Callable[[list[Row]], list[Row]] | None:
+        rate = self.doors.duplicate_rate(reader)
+        if not rate:
+            self.held.pop(reader, None)  # cleared: what was held is not handed over any more
+            return None
+        again = self.held.setdefault(reader, Redelivery())
+        return lambda rows: again.mixed(rows, rate)
+
+
 def create_app(ctx: ServiceContext) -> ServiceApp:
     db = ctx.database(MIGRATIONS, ["events"])
     event_log = EventLog()
+    deliveries = Deliveries(ctx.doors)
 
     class EventLogResource:
         """The event log as the app's resource: its head and identity read as the bus starts,
@@ -238,9 +268,11 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
             event_log.appended(answer["head"])
         return json_response(answer)
 
-    async def get_events(request: Request, after: int, limit: int, wait_ms: int) -> Response:
+    async def get_events(request: Request, caller: str, after: int, limit: int, wait_ms: int
+                         ) -> Response:
         await event_log.wait(after, wait_ms / 1000)
-        body = read(db.conn, after, limit, event_log.head, event_log.id.encode())
+        body = read(db.conn, after, limit, event_log.head, event_log.id.encode(),
+                    deliveries.for_reader(caller))
         return Response(body, media_type="application/json")
 
     def health() -> dict[str, Any]:
