@@ -60,7 +60,7 @@ def up(
         raise UsageError("--json goes with --detach (in the foreground, up shows a live "
                          "table until Ctrl-C)")
     config = settings(ctx, **{"bus.backend": bus, "bus.nodes": bus_nodes},
-                      **_commands(programs or []))
+                      **service_commands(programs or []))
     console = render.terminal()
     started = time.perf_counter()
     if not detach:
@@ -86,7 +86,7 @@ def up(
                  exit_code=EXIT_CODES[report["outcome"]]), as_json)
 
 
-def _commands(programs: list[str]) -> dict[str, str]:
+def service_commands(programs: list[str]) -> dict[str, str]:
     """--service NAME='CMD', each as the setting services.NAME.command."""
     from msshop.contracts.topology import NAMES
 

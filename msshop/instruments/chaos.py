@@ -36,7 +36,8 @@ def inject(settings: Settings, service: str, latency_ms: float, jitter_ms: float
     that link's only)."""
     check_faults(service, latency_ms, jitter_ms, error_rate, clear, to, duplicate_rate)
     state = lifecycle.running_state(settings)
-    if service in state.services and state.services[service].kind == EXECUTABLE:
+    if service in state.services and state.services[service].kind == EXECUTABLE and (
+            to is not None or clear):  # its links; the requests it answers take none
         fault = None if clear else link_fault(latency_ms, jitter_ms, error_rate,
                                               duplicate_rate)
         return program_links(state, service, to, fault)
@@ -77,13 +78,11 @@ def no_door(state: State, caller: str, callee: str) -> str | None:
 
 def program_links(state: State, caller: str, to: str | None, fault: LinkFault | None
                   ) -> ChaosAnswer:
-    """`msshop chaos` on a program of your own: the faults on its calls to `to` (None: on
-    every link, which only a clear may do), set at the callees' doors; its links now."""
+    """`msshop chaos` on a program of your own: the faults on its calls to `to` (None:
+    every link cleared), set at the callees' doors; its links now."""
     if to is None and fault is not None:
-        raise UsageError(
-            f"{caller} is a program of your own: msshop cannot slow or fail the requests it "
-            f"answers (it serves no /chaos); put the fault on its calls instead, e.g. "
-            f"msshop chaos {caller} --to users --latency 200")
+        raise UsageError(f"{caller}: give the link to put the fault on, e.g. msshop chaos "
+                         f"{caller} --to users --latency 200")
     if to is not None and (why := no_door(state, caller, to)) is not None:
         raise UsageError(why)
     client = ShopClient(state)

@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 import tomllib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -96,14 +97,16 @@ class Stage(Protocol):
         """Until the presenter asks for the next step."""
 
 
-def run(name: str, pause: bool, speed: float, stage: Stage) -> int:
+def run(name: str, pause: bool, speed: float, stage: Stage,
+        commands: Mapping[str, Sequence[str]] | None = None) -> int:
     """Run a demo on `stage`; returns how many steps ran (`pause`: wait for the presenter
-    between steps). Raises StepFailed on a step that went wrong."""
+    between steps). Raises StepFailed on a step that went wrong. `commands`: programs of
+    your own to run as those services (services.<name>.command), in every step."""
     if speed <= 0:
         raise InvalidArgument(f"{{speed}} {speed:g} must be more than 0", "speed")
     scenario = load(name)
     root = Path(tempfile.mkdtemp(prefix=f"msshop-demo-{name}-"))
-    env = child_environment(root, stage.width, stage.colour)
+    env = child_environment(root, stage.width, stage.colour, commands or {})
     stage.title(scenario.title, scenario.summary, root / "sandbox")
     captured: dict[str, str] = {}
     started_sandbox = False
@@ -172,11 +175,15 @@ def check(step: Step, number: int, code: int, output: str) -> None:
         raise StepFailed(f"step {number} did not print {step.expect!r}")
 
 
-def child_environment(root: Path, width: int, colour: bool) -> dict[str, str]:
-    """The commands run in the demo's own sandbox, at the demo's width and colours."""
+def child_environment(root: Path, width: int, colour: bool,
+                      commands: Mapping[str, Sequence[str]]) -> dict[str, str]:
+    """The commands run in the demo's own sandbox, at the demo's width and colours, with
+    the programs of your own it runs as services (none: msshop's own)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MSSHOP_")}
     env.update(MSSHOP_SANDBOX=str(root / "sandbox"), MSSHOP_BASE_PORT="0",
                COLUMNS=str(width))
+    for service, command in commands.items():
+        env[f"MSSHOP_{service.upper()}_COMMAND"] = shlex.join(command)
     if colour:
         env["FORCE_COLOR"] = "1"  # the commands' output is captured, not a terminal
     else:

@@ -161,6 +161,9 @@ def journey(out: Console, followed: Journey, view: str = "both") -> None:
     if followed.applied and followed.lag_ms is not None:
         note(out, f"replicated: committed at the source, applied in the read model "
                   f"{followed.lag_ms:.2f} ms later (the replication lag)")
+    elif followed.applied:  # a program of your own that records no apply span
+        note(out, "replicated: applied in the read model; its lag is not in the trace (the "
+                  "query service records no apply span)")
     else:
         note(out, "not in the read model yet (is the bus or the query service down? see: "
                   "msshop status); the trace shows how far the write got")

@@ -35,13 +35,13 @@ from typing import Any
 import pytest
 
 from msshop.contracts.answers import ReplicaFreshness, UserOrders
-from msshop.contracts.credentials import digest, service_credential
+from msshop.contracts.credentials import bearer, digest, service_credential
 from msshop.contracts.spans import new_span_id, new_trace_id
 from msshop.contracts.status import ConsumerHealth
 from msshop.instruments.asking import databases
 from msshop.instruments.checking import caught_up, differences
 from msshop.instruments.monolith import all_user_orders, all_users
-from tests.conftest import ROOT, Sandbox, running_sandbox
+from tests.conftest import ROOT, Sandbox, msshop, running_sandbox, sandbox_env
 
 PROGRAM = ROOT / "examples" / "service-d-python" / "service_d.py"
 NODE_PROGRAM = ROOT / "examples" / "service-d-node" / "service_d.js"
@@ -581,3 +581,205 @@ def test_a_damaged_read_model_file_stops_it_with_one_line(tmp_path: Path) -> Non
             program.start()
         assert "cannot read the read model" in str(raised.value)
         assert "delete that file" in str(raised.value) and "Traceback" not in str(raised.value)
+
+
+# -- faults on a program of your own, run by msshop (each implementation) -----------------
+#
+# It has no /chaos and no msshop code in it: the process faults are signals to its process
+# group, the faults on its calls are kept at the doors its callees listen on for it (the
+# URLs its service.json gives), and the bus hands it events again by its credential.
+
+PARTITION_USERS = ("chaos: query cannot reach users (a partition on purpose); clear it "
+                   "with: msshop chaos query --to users --clear")
+PARTITION_BUS = ("chaos: query cannot reach bus (a partition on purpose); clear it with: "
+                 "msshop chaos query --to bus --clear")
+EXPERIMENT_SECONDS = "3"  # as tests/e2e/test_experiments.py: each fault lasts 1.5 s
+
+
+@pytest.fixture(scope="module")
+def run_by_msshop(impl: Implementation, tmp_path_factory: pytest.TempPathFactory
+                  ) -> Iterator[Sandbox]:
+    """A sandbox whose query service is the program, started by `msshop up`, seeded."""
+    root = tmp_path_factory.mktemp(f"faults-{impl.name}")
+    with running_sandbox(root / "sandbox", MSSHOP_QUERY_COMMAND=impl.shell_command()
+                         ) as sandbox:
+        sandbox.run("seed", "--users", "20", "--products", "8", "--orders", "100", "--wait",
+                    check=True)
+        yield sandbox
+
+
+def program_consumer(sandbox: Sandbox) -> dict[str, Any]:
+    found: dict[str, Any] = sandbox.client().request("query", "GET", "/health")["consumer"]
+    return found
+
+
+def direct_call(sandbox: Sandbox, user_id: int) -> tuple[int, Any]:
+    return sandbox.client().exchange("query", "GET",
+                                     f"/user-orders/{user_id}?strategy=direct-call")
+
+
+def test_faults_on_its_calls_are_applied_at_the_doors_it_is_given(
+        run_by_msshop: Sandbox) -> None:
+    sandbox = run_by_msshop
+    state = sandbox.state
+    doors = {name: s.doors["query"] for name, s in state.services.items()
+             if s.doors and "query" in s.doors}
+    assert sorted(doors) == ["bus", "orders", "products", "users"]
+    document = json.loads((Path(state.services["query"].db) / "service.json").read_text())
+    assert document["peers"] == {name: f"http://127.0.0.1:{port}"
+                                 for name, port in doors.items()}, "its peers are its doors"
+    assert all(port != state.services[name].port for name, port in doors.items())
+    listed = {s["name"]: s.get("doors") for s in sandbox.status()["services"]}
+    assert listed["users"] == {"query": doors["users"]} and listed["query"] is None
+
+    said = sandbox.run("chaos", "query", "--to", "users", "--error-rate", "1", check=True,
+                       env_extra={"COLUMNS": "80"}).stdout
+    assert said.splitlines() == ["query -> users: every call fails (a partition)",
+                                 "clear with: msshop chaos query --to users --clear"]
+    status, error = direct_call(sandbox, 1)
+    assert (status, error["dependency"], error["service"]) == (503, "users", "query"), error
+    assert PARTITION_USERS in error["error"], error
+    truth = all_user_orders(databases(state))[1]
+    status, answer = sandbox.client().exchange("query", "GET", "/user-orders/1")
+    assert status == 200 and answer["orders"] == truth, "replicated needs no one"
+    sandbox.client().buy(2, 3)  # orders is ours: it reaches users on users' own port
+    shown = sandbox.run("status", check=True, env_extra={"COLUMNS": "80"}).stdout
+    assert "chaos on query -> users: every call fails (a partition)" in shown
+    assert "chaos in users" not in shown, "users answers everyone else as before"
+
+    sandbox.run("chaos", "query", "--to", "users", "--clear", check=True)
+    sandbox.run("chaos", "query", "--to", "products", "--latency", "300", check=True)
+    started = time.monotonic()
+    status, answer = direct_call(sandbox, 1)
+    assert status == 200 and answer["orders"] == truth
+    assert time.monotonic() - started >= 0.3, "its call to products waited at the door"
+    cleared = json.loads(sandbox.run("chaos", "query", "--clear", "--json",
+                                     check=True).stdout)
+    assert cleared == {"service": "query", "chaos": None, "links": {}}
+    started = time.monotonic()
+    assert direct_call(sandbox, 1)[0] == 200 and time.monotonic() - started < 0.3
+
+    refused = sandbox.run("chaos", "query", "--latency", "100")
+    assert refused.returncode == 2 and refused.stderr.splitlines() == [
+        "error: query is a program of your own, which cannot take chaos (only msshop's "
+        "services do); stop, start or kill it instead (msshop kill query)"], \
+        "the requests it answers take none: it serves no /chaos"
+    status, answer = sandbox.client().exchange(
+        "users", "POST", "/chaos", {"caller": "orders", "error_rate": 1},
+        headers=bearer(state.token))
+    assert status == 422 and answer["error"].startswith(
+        "caller 'orders': name a program of your own that calls users through a door "
+        "(query)"), answer
+
+
+def test_the_bus_partitions_it_and_hands_it_events_again_by_its_credential(
+        run_by_msshop: Sandbox) -> None:
+    sandbox = run_by_msshop
+    client = sandbox.client()
+    sandbox.run("chaos", "query", "--to", "bus", "--error-rate", "1", check=True)
+    # a long-poll it opened before the cut brings one more append; the next read meets it
+    client.buy(4, 1, wait_published_ms=2000)
+    until(lambda: program_consumer(sandbox)["bus_error"] is not None, "the bus is cut off")
+    assert PARTITION_BUS in program_consumer(sandbox)["bus_error"]
+    order, _ = client.buy(4, 2, wait_published_ms=2000)
+    answer = client.request("query", "GET", "/user-orders/4")
+    assert answer["freshness"]["caught_up"] is False, "served from its copy, stale"
+    assert order["id"] not in [o["order_id"] for o in answer["orders"]]
+    sandbox.run("chaos", "query", "--to", "bus", "--clear", check=True)
+    caught_up(client, timeout=30)
+    answer = client.request("query", "GET", "/user-orders/4")
+    assert order["id"] in [o["order_id"] for o in answer["orders"]]
+
+    said = sandbox.run("chaos", "query", "--to", "bus", "--duplicate-rate", "0.5",
+                       check=True).stdout
+    assert said.startswith("query -> bus: 50% of the events read handed over again")
+    before, head = program_consumer(sandbox)["applied"], client.bus_head()
+    for n in range(30):  # one at a time: small pages, each with earlier events mixed in
+        client.request("orders", "POST", "/orders", {
+            "user_id": 1 + n % 20, "product_id": 1 + n % 8, "request_id": f"again-{n}"})
+    at = caught_up(client, timeout=30)
+    handed = program_consumer(sandbox)["applied"] - before
+    assert handed > (at.position - head) * 1.2, "events were handed to it again"
+    bus = next(s for s in sandbox.status()["services"] if s["name"] == "bus")
+    assert bus["chaos"]["doors"]["query"]["duplicate_rate"] == 0.5
+    sandbox.run("chaos", "query", "--clear", check=True)
+    verified = sandbox.run("verify")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    ids = [o["order_id"] for user in range(1, 21)
+           for o in client.request("query", "GET", f"/user-orders/{user}")["orders"]]
+    assert len(ids) == len(set(ids)), "each order once"
+    assert program_consumer(sandbox)["dead_letters"] == 0
+
+
+def test_it_is_paused_stopped_and_killed_as_a_process_group(run_by_msshop: Sandbox) -> None:
+    from msshop.contracts.config import load
+    from msshop.instruments.experiments.nemesis import Nemesis
+    from msshop.instruments.experiments.scenario import Fault
+
+    sandbox = run_by_msshop
+    nemesis = Nemesis(load(overrides={"sandbox.dir": sandbox.root}))
+    pid = sandbox.state.services["query"].pid
+    assert pid is not None and os.getpgid(pid) == pid, "it leads a process group of its own"
+    pause = Fault("pause", "query", 0, 1)
+    nemesis.apply(pause)
+    try:
+        until(lambda: Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] == "T",
+              "the kernel has stopped it (SIGSTOP is delivered asynchronously)")
+        query = next(s for s in sandbox.status()["services"] if s["name"] == "query")
+        assert (query["status"], query["health"]) == ("running", "not answering")
+    finally:
+        nemesis.heal(pause)
+    until(lambda: direct_call(sandbox, 2)[0] == 200, "it answers again once thawed")
+    for kind, exit_word in (("stop", "stopped"), ("kill", "crashed")):
+        fault = Fault(kind, "query", 0, 1)
+        nemesis.apply(fault)
+        assert sandbox.state.services["query"].status == exit_word
+        nemesis.heal(fault)
+        assert sandbox.state.services["query"].status == "running"
+        assert direct_call(sandbox, 2)[0] == 200
+    caught_up(sandbox.client(), timeout=30)
+
+
+@pytest.mark.parametrize("name", ["products-outage", "bus-outage", "duplicates",
+                                  "query-crash"])
+def test_the_experiments_end_as_they_do_with_ours(run_by_msshop: Sandbox, name: str,
+                                                  tmp_path: Path) -> None:
+    sandbox = run_by_msshop
+    result = sandbox.run("experiment", name, "--seconds", EXPERIMENT_SECONDS, "--json",
+                         "--sandbox", str(sandbox.root), env_extra={"TMPDIR": str(tmp_path)},
+                         timeout=120)
+    assert result.stdout, result.stderr
+    report = json.loads(result.stdout)
+    outcome = report["outcome"]
+    assert result.returncode == 0 and outcome["verdict"] == "valid", outcome
+    assert outcome["problems"] == [] and outcome["checked"]["confirmed"] > 0
+    assert outcome["checked"]["replicated"] == outcome["checked"]["confirmed"]
+    during = report["during_faults"]
+    if name == "products-outage":
+        assert during["direct-call"]["availability"] <= 0.4, "answers only at the edges"
+        assert during["replicated"]["availability"] == 1.0
+    elif name == "bus-outage":
+        assert during["replicated"]["availability"] == 1.0
+        assert during["direct-call"]["availability"] == 1.0, "it never uses the bus"
+        assert report["staleness"]["max"] > 500, "a purchase in the fault waits for the heal"
+    elif name == "query-crash":
+        assert during["replicated"]["availability"] < 1.0
+        assert during["direct-call"]["availability"] < 1.0
+    assert all(s["status"] == "running" for s in sandbox.status()["services"])
+
+
+def test_the_lesson_demo_runs_with_it(impl: Implementation, tmp_path: Path) -> None:
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = sandbox_env(tmp_path / "unused", TMPDIR=str(scratch), COLUMNS="80")
+    result = msshop("demo", "lesson", "--no-pause", "--speed", "100", "--service",
+                    f"query={impl.shell_command()}", env=env, cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for line in ["breaks encapsulation", "products.db", "= monolith",
+                 f"replicated touched query: {impl.model_file}",
+                 "freshness: read model at bus position", "applied in the read model"]:
+        assert line in result.stdout, line
+    assert max(len(line) for line in result.stdout.splitlines()) <= 80
+    assert result.stdout.rstrip().endswith("demo 'lesson' done: 9 steps, nothing left "
+                                           "behind")
+    assert list(scratch.iterdir()) == [], "the demo's temporary sandbox is removed"
