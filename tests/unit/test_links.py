@@ -19,7 +19,13 @@ from msshop.contracts.status import StatusReport
 from msshop.runtime.platform.consumer import Consumer
 from msshop.runtime.platform.db import open_database
 from msshop.runtime.platform.http import HttpError
-from msshop.runtime.platform.links import REDELIVERY_BUFFER, LinkedBus, Links, link_fault
+from msshop.runtime.platform.links import (
+    REDELIVERY_BUFFER,
+    Doors,
+    LinkedBus,
+    Links,
+    link_fault,
+)
 from msshop.runtime.platform.peers import Peers
 from msshop.runtime.services.query import MIGRATIONS, projection
 from tests.fakes import MemoryBus, RecordingSleep, run
@@ -232,3 +238,52 @@ def test_link_faults_are_shown_within_80_columns() -> None:
     shown = render.replication_lines(status)
     assert shown[0] == "chaos on products -> bus:" and max(map(len, shown)) <= 80
     assert not any(line.startswith("chaos in") for line in shown), "it answers untouched"
+
+
+def faulty(doors: Doors) -> bool:
+    return doors.faulty  # read afresh each time (not narrowed by an earlier assert)
+
+
+def test_a_door_applies_its_callers_link_to_what_arrives_there_only() -> None:
+    """A program of your own's link, kept by its callee: a call arriving on the door takes
+    the fault in the same words as a link of ours; the callee's own port takes none."""
+    doors = Doors("users", {"query": 5101}, random.Random(1))
+    assert not faulty(doors) and asyncio.run(doors.cross(5101)) is None
+    doors.set("query", link_fault(error_rate=1.0))
+    assert faulty(doors) and doors.report() == {"query": link_fault(error_rate=1.0)}
+    assert asyncio.run(doors.cross(5101)) == (
+        "chaos: query cannot reach users (a partition on purpose); clear it with: msshop "
+        "chaos query --to users --clear")
+    assert asyncio.run(doors.cross(5001)) is None, "everyone else, on users' own port"
+    doors.set("query", link_fault(duplicate_rate=0.5))
+    assert doors.duplicate_rate("query") == 0.5 and doors.duplicate_rate("orders") == 0.0
+    doors.set("query", link_fault())  # all zeros: no fault
+    assert not faulty(doors) and doors.report() == {}
+    doors.set("query", link_fault(latency_ms=5))
+    doors.clear()
+    assert not faulty(doors) and doors.report() == {}
+
+
+def test_a_program_of_your_owns_link_without_a_door_is_one_line_naming_the_fix() -> None:
+    from msshop.instruments.chaos import doors_into, no_door
+    from msshop.runtime.orchestrator.state import BusState, ServiceState, State
+
+    def service(name: str, kind: str = "service", doors: dict[str, int] | None = None
+                ) -> ServiceState:
+        return ServiceState(name, 1, "http://127.0.0.1:1", "db", "log", kind=kind,
+                            doors=doors)
+
+    state = State("sandbox", "127.0.0.1", 1, 2, "t", "detached", 0.0, {
+        "bus": service("bus", "nats-server"), "users": service("users", doors={"query": 3}),
+        "products": service("products", doors={"query": 4}),
+        "orders": service("orders", "executable"), "query": service("query", "executable")},
+        BusState(backend="nats"))
+    assert doors_into(state, "query") == ["users", "products"]
+    assert no_door(state, "query", "users") is None
+    assert no_door(state, "query", "bus") == (
+        "query -> bus: the faults on a program of your own's link to the bus are kept by "
+        "the log bus (its door for it); this sandbox's bus is nats: start one with --bus "
+        "log for them")
+    assert no_door(state, "query", "orders") == (
+        "query -> orders: orders is not one of msshop's services, so it keeps no door for "
+        "query's calls; put the fault on a link into one of: users, products")
