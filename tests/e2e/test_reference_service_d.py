@@ -664,12 +664,22 @@ def test_faults_on_its_calls_are_applied_at_the_doors_it_is_given(
         "error: query is a program of your own, which cannot take chaos (only msshop's "
         "services do); stop, start or kill it instead (msshop kill query)"], \
         "the requests it answers take none: it serves no /chaos"
-    status, answer = sandbox.client().exchange(
-        "users", "POST", "/chaos", {"caller": "orders", "error_rate": 1},
-        headers=bearer(state.token))
-    assert status == 422 and answer["error"].startswith(
-        "caller 'orders': name a program of your own that calls users through a door "
-        "(query)"), answer
+    for callee, body, says in [
+        ("users", {"caller": "orders", "error_rate": 1}, "caller 'orders': name a program of "
+         "your own that calls users through a door (query)"),
+        ("users", {"caller": "query", "to": "bus"}, "give caller or to, not both"),
+        ("users", {"caller": "query", "duplicate_rate": 0.5}, "give it to the bus"),
+        ("bus", {"caller": "query", "error_rate": 2}, "error_rate 2.0 must be from 0 to 1"),
+        ("bus", {"caller": 5}, "invalid request body: Expected `str | null`, got `int`")]:
+        status, answer = sandbox.client().exchange(callee, "POST", "/chaos", body,
+                                                   headers=bearer(state.token))
+        assert (status, answer["status"], answer["service"]) == (422, 422, callee), answer
+        assert says in answer["error"], (body, answer)
+    status, _ = sandbox.client().exchange("users", "POST", "/chaos",
+                                          {"caller": "query", "error_rate": 1})
+    assert status == 401, "the owner's token, as for any fault"
+    assert sandbox.client().request("users", "GET", "/health")["chaos"] is None, \
+        "nothing refused was applied"
 
 
 def test_the_bus_partitions_it_and_hands_it_events_again_by_its_credential(
