@@ -682,6 +682,28 @@ def test_faults_on_its_calls_are_applied_at_the_doors_it_is_given(
         "nothing refused was applied"
 
 
+def test_a_door_taken_by_another_program_is_named_and_its_callee_starts_once_freed(
+        run_by_msshop: Sandbox) -> None:
+    sandbox = run_by_msshop
+    sandbox.run("stop", "users", check=True)
+    doors = sandbox.state.services["users"].doors
+    assert doors is not None
+    try:
+        with socket.socket() as squatter:  # as msshop binds: a closed connection's
+            squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT
+            squatter.bind(("127.0.0.1", doors["query"]))  # does not count, a listener does
+            squatter.listen()
+            refused = sandbox.run("start", "users")
+            assert refused.returncode == 1 and refused.stderr.splitlines() == [
+                f"error: port {doors['query']} for users (the door for query's calls) is "
+                "taken by another program; free it, or pick other ports with --base-port N "
+                "or MSSHOP_BASE_PORT=N (0 picks free ones)"], refused.stderr
+    finally:  # the module's sandbox goes on with users running
+        sandbox.run("start", "users", check=True)
+    assert sandbox.state.services["users"].doors == doors, "the same door, as its URL says"
+    until(lambda: direct_call(sandbox, 1)[0] == 200, "query reaches users at its door")
+
+
 def test_the_bus_partitions_it_and_hands_it_events_again_by_its_credential(
         run_by_msshop: Sandbox) -> None:
     sandbox = run_by_msshop
