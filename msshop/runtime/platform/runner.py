@@ -105,7 +105,7 @@ def serve(entry: str, context: ServiceContext, sock: socket.socket, lifeline_fd:
 def doors(context: ServiceContext, sock: socket.socket) -> list[socket.socket]:
     """A listening socket for each program of your own that calls this service (its door,
     links.py's Doors): the supervisor held each port until this start, as a nats-server's
-    own; one taken meanwhile is the start's failure, named."""
+    own; one that cannot be bound now (taken meanwhile) fails the start, named."""
     host = sock.getsockname()[0]
     bound = []
     for caller, port in context.doors.ports.items():
@@ -115,8 +115,8 @@ def doors(context: ServiceContext, sock: socket.socket) -> list[socket.socket]:
             door.bind((host, port))
         except OSError as exc:
             door.close()
-            log.error("%s could not start: its door for %s's calls, port %d, is taken (%s); "
-                      "start it again: msshop start %s", context.name, caller, port,
+            log.error("%s could not start: cannot listen on its door for %s's calls, port "
+                      "%d: %s; free it, then: msshop start %s", context.name, caller, port,
                       exc.strerror, context.name)
             raise SystemExit(1) from None
         bound.append(door)
