@@ -199,8 +199,9 @@ class ShopClient:
         at `callee`'s door for it (None clears them); the link's faults now."""
         body: dict[str, Any] = {"caller": caller, "clear": True} if fault is None else {
             "caller": caller, **fault}
-        link: LinkFault | None = self._owner(callee, "POST", "/chaos", body)["link"]
-        return link
+        answer = cast("ChaosAnswer", self._owner(callee, "POST", "/chaos", body))
+        chaos = answer["chaos"]
+        return chaos.get("doors", {}).get(caller) if chaos else None
 
     def trespass(self, service: str, into: str) -> Trespassed:
         """Make `service` try to open `into`'s database file (the guard refuses)."""

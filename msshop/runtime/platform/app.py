@@ -145,9 +145,10 @@ def service_app(
             auth="owner", action="reading spans",  # they name keys and rows
             chaos=False, traced=False),
         Endpoint("POST", "/chaos", chaos.endpoint,
-                 "Inject faults: latency, jitter, errors; with `to`, on a link", {
+                 "Inject faults: latency, jitter, errors; with `to` or `caller`, on a link", {
                      200: (ChaosAnswer, "The faults now injected (null: none), and on each "
-                                        "link")},
+                                        "link (`chaos.doors`: those kept here for a program "
+                                        "of your own)")},
                  body=Faults, auth="owner", action="chaos", chaos=False),
         Endpoint("POST", "/chaos/trespass", chaos.trespass,
                  "Try to open another service's database file, to see the guard refuse", {

@@ -161,8 +161,9 @@ class Chaos:
         check_values(faults)
         self.doors.set(caller, None if faults.clear else link_fault(
             faults.latency_ms, faults.jitter_ms, faults.error_rate, faults.duplicate_rate))
-        return json_response({"service": self.service, "caller": caller,
-                              "link": self.doors.report().get(caller)})
+        # ChaosAnswer's shape, as documented: `chaos.doors` holds the doors' faults
+        return json_response({"service": self.service, "chaos": self.active(),
+                              "links": self.links.report()})
 
     def answer(self) -> Response:
         return json_response({"service": self.service, "chaos": self.incoming(),
