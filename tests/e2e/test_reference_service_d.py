@@ -815,3 +815,42 @@ def test_the_lesson_demo_runs_with_it(impl: Implementation, tmp_path: Path) -> N
     assert result.stdout.rstrip().endswith("demo 'lesson' done: 9 steps, nothing left "
                                            "behind")
     assert list(scratch.iterdir()) == [], "the demo's temporary sandbox is removed"
+
+
+def group_members(leader: int) -> set[int]:
+    """The live processes of process group `leader` (Linux: /proc/<pid>/stat's pgrp)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                fields = (entry / "stat").read_text().rpartition(")")[2].split()
+                if int(fields[2]) == leader and fields[0] != "Z":
+                    found.add(int(entry.name))
+    return found
+
+
+def test_a_program_with_children_is_killed_and_paused_whole(tmp_path: Path) -> None:
+    """A shell that starts the program as its child: `msshop kill` and the nemesis's pause
+    reach both (the whole process group), so no child is left holding the port."""
+    from msshop.contracts.config import load
+    from msshop.instruments.experiments.nemesis import Nemesis
+    from msshop.instruments.experiments.scenario import Fault
+
+    wrapped = f"sh -c '{sys.executable} {PROGRAM} & wait'"
+    with running_sandbox(tmp_path / "sandbox", MSSHOP_QUERY_COMMAND=wrapped) as sandbox:
+        leader = sandbox.state.services["query"].pid
+        assert leader is not None
+        members = group_members(leader)
+        assert len(members) == 2, "the shell and the program it started"
+        nemesis = Nemesis(load(overrides={"sandbox.dir": sandbox.root}))
+        pause = Fault("pause", "query", 0, 1)
+        nemesis.apply(pause)
+        try:
+            until(lambda: all(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2]
+                              .split()[0] == "T" for pid in members), "both are stopped")
+        finally:
+            nemesis.heal(pause)
+        sandbox.run("kill", "query", check=True)
+        until(lambda: not group_members(leader), "the child is killed with the shell")
+        sandbox.run("start", "query", check=True)  # its port is free: nobody holds it
+        assert direct_call(sandbox, 1)[0] == 404, "it answers (no user 1 in an empty shop)"

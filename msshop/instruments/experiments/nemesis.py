@@ -10,7 +10,6 @@ The requests it answers take none: it serves no /chaos, and that is said before 
 
 from __future__ import annotations
 
-import os
 import signal
 from typing import Any, cast
 
@@ -66,18 +65,9 @@ class Nemesis:
             self._chaos(fault, heal=True)
 
     def _signal(self, target: str, signum: signal.Signals) -> None:
-        """To the service's process group (each service leads its own: a program of your
-        own's children are frozen and thawed with it), or the process if it leads none."""
         pid = lifecycle.running_state(self.settings).services[target].pid
-        if pid is None:
-            return
-        try:
-            if os.getpgid(pid) == pid:
-                os.killpg(pid, signum)
-            else:
-                os.kill(pid, signum)
-        except ProcessLookupError:  # gone meanwhile: the supervisor reports it
-            pass
+        if pid is not None:
+            lifecycle.signal_group(pid, signum)
 
     def _chaos(self, fault: Fault, heal: bool) -> None:
         state = lifecycle.running_state(self.settings)

@@ -306,8 +306,24 @@ def _unanswered(pid: int | None) -> str:
     return "not answering" if pid is not None and pid_alive(pid) else "down"
 
 
+def signal_group(pid: int, signum: int) -> None:
+    """Signal a service's process group: each service leads one of its own, so a program
+    of your own's children (a shell's, node's workers) are killed, frozen and thawed with
+    it, as a crash or a pause of the whole program would. A process that leads no group
+    (not yet in its own, just forked) is signalled alone; one gone meanwhile is not an
+    error (the supervisor reports it)."""
+    try:
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, signum)
+        else:
+            os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
+
+
 def kill(settings: Settings, service: str) -> State:
-    """SIGKILL a service, as a crash would; wait until the supervisor has noticed."""
+    """SIGKILL a service and its process group, as a crash would; wait until the
+    supervisor has noticed."""
     paths = SandboxPaths(settings.sandbox_dir)
     state = running_state(settings)
     check_service(service, state)
@@ -315,7 +331,7 @@ def kill(settings: Settings, service: str) -> State:
     if pid is None or state.services[service].status != "running":
         raise SandboxError(f"{service} is not running ({state.services[service].status}); "
                            f"start it with: msshop start {service}")
-    os.kill(pid, signal.SIGKILL)
+    signal_group(pid, signal.SIGKILL)
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         current = read_state(paths)
