@@ -19,6 +19,13 @@ class LinkFault(TypedDict):
     duplicate_rate: float  # to the bus only: the share of events read handed over again
 
 
+def link_fault(latency_ms: float = 0.0, jitter_ms: float = 0.0, error_rate: float = 0.0,
+               duplicate_rate: float = 0.0) -> LinkFault:
+    """A link's faults, each left out 0 (Links, and the CLI and nemesis that set them)."""
+    return {"latency_ms": latency_ms, "jitter_ms": jitter_ms, "error_rate": error_rate,
+            "duplicate_rate": duplicate_rate}
+
+
 class ChaosState(TypedDict):
     """Faults injected into a service (POST /chaos): into the requests it answers, and
     (`links`, by callee, only where there is a fault) into the calls it makes."""

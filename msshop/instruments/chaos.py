@@ -17,7 +17,7 @@ from __future__ import annotations
 from msshop.contracts.config import Settings
 from msshop.contracts.errors import InvalidArgument, UsageError
 from msshop.contracts.shop import ChaosAnswer, Trespassed
-from msshop.contracts.status import ChaosState, LinkFault
+from msshop.contracts.status import ChaosState, LinkFault, link_fault
 from msshop.contracts.topology import BY_NAME, NAMES
 from msshop.instruments.client import ShopClient
 from msshop.runtime.orchestrator import lifecycle
@@ -49,12 +49,6 @@ def inject(settings: Settings, service: str, latency_ms: float, jitter_ms: float
         faults = {"latency_ms": latency_ms, "jitter_ms": jitter_ms, "error_rate": error_rate,
                   "duplicate_rate": duplicate_rate}
     return ShopClient(state).chaos(service, faults, to=to)
-
-
-def link_fault(latency_ms: float = 0.0, jitter_ms: float = 0.0, error_rate: float = 0.0,
-               duplicate_rate: float = 0.0) -> LinkFault:
-    return {"latency_ms": latency_ms, "jitter_ms": jitter_ms, "error_rate": error_rate,
-            "duplicate_rate": duplicate_rate}
 
 
 def doors_into(state: State, caller: str) -> list[str]:

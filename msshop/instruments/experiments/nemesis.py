@@ -15,8 +15,8 @@ from typing import Any, cast
 
 from msshop.contracts.config import Settings
 from msshop.contracts.errors import UsageError
-from msshop.contracts.status import LinkFault
-from msshop.instruments.chaos import EXECUTABLE, link_fault, no_door, set_link
+from msshop.contracts.status import LinkFault, link_fault
+from msshop.instruments.chaos import EXECUTABLE, no_door, set_link
 from msshop.instruments.client import ShopClient
 from msshop.instruments.experiments.scenario import Fault
 from msshop.runtime.orchestrator import lifecycle
