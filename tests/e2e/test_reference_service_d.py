@@ -41,7 +41,7 @@ from msshop.contracts.status import ConsumerHealth
 from msshop.instruments.asking import databases
 from msshop.instruments.checking import caught_up, differences
 from msshop.instruments.monolith import all_user_orders, all_users
-from tests.conftest import ROOT, Sandbox, running_sandbox
+from tests.conftest import ROOT, Sandbox, one_purchase, running_sandbox
 
 PROGRAM = ROOT / "examples" / "service-d-python" / "service_d.py"
 NODE_PROGRAM = ROOT / "examples" / "service-d-node" / "service_d.js"
@@ -481,6 +481,126 @@ def test_run_by_msshop_as_the_query_service_it_passes_verify_and_compare(
         # callees', joined by the traceparent it forwards
         services = {span["service"] for span in asked["spans"]}
         assert {"cli", "query", "users", "orders", "products"} <= services, services
+
+
+# -- on NATS JetStream: each program reads the stream itself, with no client library ------
+
+NATS_NODES = [pytest.param(1, id="nats"), pytest.param(3, id="nats-3-nodes")]
+
+
+def run_by_msshop(sandbox: Sandbox) -> Reference:
+    """The program msshop runs as the query service, to ask over HTTP (not started here)."""
+    query = sandbox.state.services["query"]
+    return Reference(sandbox, Path(query.db), query.port)
+
+
+@pytest.mark.parametrize("nodes", NATS_NODES)
+def test_on_nats_it_equals_the_monolith_and_resumes_after_sigkill(
+        impl: Implementation, nodes: int, tmp_path: Path) -> None:
+    """`msshop up --bus nats` (one node, or three) with the reference as Service D: it reads
+    the stream with the NATS text protocol on a socket (a pull consumer of its own from its
+    stored position + 1), signed in as the user service.json names, which may only read.
+    verify and read-your-writes hold; SIGKILL part way through a catch-up, then a start:
+    it reads on from its stored position, each event applied once. Three nodes: the node it
+    reads from killed, it reads on from the next server."""
+    with running_sandbox(tmp_path / "sandbox", MSSHOP_BUS_BACKEND="nats",
+                         MSSHOP_BUS_NODES=str(nodes),
+                         MSSHOP_QUERY_COMMAND=impl.shell_command()) as sandbox:
+        program = run_by_msshop(sandbox)
+        bus = json.loads((program.data_dir / "service.json").read_text())["bus"]
+        state = sandbox.state
+        assert bus == {"backend": "nats", "servers": state.bus.servers,
+                       "stream": state.bus.stream, "subjects": f"msshop.{state.bus.sandbox}.>",
+                       "user": "query", "password": service_credential(state.token, "query"),
+                       "inbox": "_INBOX.query", "external": False}
+        assert len(bus["servers"]) == nodes
+        sandbox.run("seed", "--users", "60", "--products", "15", "--orders", "400", "--wait",
+                    check=True)
+        verified = sandbox.run("verify", check=True)
+        assert "equals the monolith join for all 60 users" in verified.stdout
+        assert_reads_its_own_write(sandbox, program, user=7)
+
+        sandbox.run("stop", "query", check=True)
+        sandbox.run("seed", "--users", "500", "--products", "50", "--orders", "30000",
+                    check=True, timeout=180)
+        sandbox.run("start", "query", check=True)
+
+        def catching_up() -> bool:
+            consumer = program.consumer()
+            return consumer["position"] > 0 and consumer["catching_up_to"] is not None
+
+        until(catching_up, f"the {impl.name} program is part way through its catch-up",
+              timeout=30)
+        sandbox.run("kill", "query", check=True)
+        stored, _ = impl.stored(program.data_dir)
+        assert 0 < stored < sandbox.client().bus_head(), stored
+        sandbox.run("start", "query", check=True)
+        caught_up(sandbox.client(), timeout=90)
+        head, consumer = sandbox.client().bus_head(), program.consumer()
+        assert consumer["applied"] == head - stored and consumer["dead_letters"] == 0
+        log = Path(sandbox.state.services["query"].log).read_text()
+        assert f"from bus position {stored}" in log
+        verified = sandbox.run("verify", check=True)
+        assert "equals the monolith join for all 500 users" in verified.stdout
+
+        if nodes == 3:  # the first server, which it reads from: it reads on from another
+            sandbox.run("kill", "bus", check=True)
+            assert_reads_its_own_write(sandbox, program, user=9, wait_ms=20_000)
+            assert program.consumer()["bus_error"] is None
+
+
+def assert_reads_its_own_write(sandbox: Sandbox, program: Reference, user: int,
+                               wait_ms: int = 5000) -> None:
+    order, _ = sandbox.client().buy(user, 2, wait_published_ms=min(wait_ms, 10_000))
+    event = order.get("event")
+    assert event is not None and event["position"] is not None, order
+    status, answer = program.get(f"/user-orders/{user}?after={event['position']}"
+                                 f"&wait_ms={wait_ms}")
+    assert status == 200, answer
+    assert order["id"] in [line["order_id"] for line in answer["orders"]]
+
+
+def test_on_nats_its_user_may_read_and_nothing_more(tmp_path: Path) -> None:
+    """The credential in service.json signs in to NATS as a reader only: publishing an
+    event, or deleting the stream, is refused by the server (nats-py, a client that is not
+    the program's, tries); nothing reaches the stream."""
+    import asyncio
+
+    import nats
+
+    with running_sandbox(tmp_path / "sandbox", MSSHOP_BUS_BACKEND="nats",
+                         MSSHOP_QUERY_COMMAND=PYTHON.shell_command()) as sandbox:
+        one_purchase(sandbox)
+        program = run_by_msshop(sandbox)
+        bus = json.loads((program.data_dir / "service.json").read_text())["bus"]
+        head = sandbox.client().bus_head()
+        refused: list[str] = []
+
+        async def trespass() -> None:
+            async def error(exc: Exception) -> None:
+                refused.append(str(exc))
+
+            nc = await nats.connect(bus["servers"], user=bus["user"], password=bus["password"],
+                                    inbox_prefix=bus["inbox"].encode(), error_cb=error,
+                                    allow_reconnect=False)
+            try:
+                event = {"id": "x", "type": "UserSignedUp", "source": "users"}
+                await nc.publish(bus["subjects"].replace(">", "users.UserSignedUp"),
+                                 json.dumps(event).encode())
+                with contextlib.suppress(Exception):  # refused: no answer comes
+                    await nc.request(f"$JS.API.STREAM.DELETE.{bus['stream']}", b"",
+                                     timeout=1)
+                await nc.flush()
+            finally:
+                await nc.close()
+
+        asyncio.run(trespass())
+        assert sorted(refused) == sorted(
+            f'nats: permissions violation for publish to "{subject}"'.lower() for subject in (
+                bus["subjects"].replace(">", "users.UserSignedUp"),
+                f"$JS.API.STREAM.DELETE.{bus['stream']}")), refused
+        assert sandbox.client().bus_head() == head
+        assert run_by_msshop(sandbox).consumer()["position"] == head
 
 
 # -- the Python program only ----------------------------------------------------------------
