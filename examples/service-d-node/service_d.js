@@ -513,7 +513,7 @@ class NatsReader {
     this.user = bus.user;
     this.password = bus.password;
     this.prefix = bus.subjects.replace(/>$/, ""); // msshop.<id>.: the sender follows
-    this.inbox = `${bus.inbox || "_INBOX"}.${newId(64)}`; // only ours may be read
+    this.inbox = `_INBOX.${this.user}.${newId(64)}`; // the replies we may read
     this.server = 0; // the next server to try: the one after the last that failed
     this.socket = null;
     this.received = []; // lines and messages read off the socket, not yet taken

@@ -426,7 +426,7 @@ class NatsReader:
         self.servers = [urlsplit(url) for url in bus["servers"]]
         self.stream, self.user, self.password = bus["stream"], bus["user"], bus["password"]
         self.prefix = bus["subjects"].removesuffix(">")  # msshop.<id>.: the sender follows
-        self.inbox = f"{bus.get('inbox') or '_INBOX'}.{new_id(64)}"  # only ours may be read
+        self.inbox = f"_INBOX.{self.user}.{new_id(64)}"  # the replies we may read
         self.server = 0  # the next server to try: the one after the last that failed
         self.sock: socket.socket | None = None
         self.buffer = b""

@@ -32,10 +32,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from msshop.contracts.answers import ReplicaFreshness, UserOrders
 from msshop.contracts.credentials import digest, service_credential
+from msshop.contracts.protocol import ServiceFile
 from msshop.contracts.spans import new_span_id, new_trace_id
 from msshop.contracts.status import ConsumerHealth
 from msshop.instruments.asking import databases
@@ -507,12 +509,12 @@ def test_on_nats_it_equals_the_monolith_and_resumes_after_sigkill(
                          MSSHOP_BUS_NODES=str(nodes),
                          MSSHOP_QUERY_COMMAND=impl.shell_command()) as sandbox:
         program = run_by_msshop(sandbox)
-        bus = json.loads((program.data_dir / "service.json").read_text())["bus"]
+        given = (program.data_dir / "service.json").read_bytes()
+        bus = msgspec.json.decode(given, type=ServiceFile)["bus"]
         state = sandbox.state
         assert bus == {"backend": "nats", "servers": state.bus.servers,
                        "stream": state.bus.stream, "subjects": f"msshop.{state.bus.sandbox}.>",
-                       "user": "query", "password": service_credential(state.token, "query"),
-                       "inbox": "_INBOX.query", "external": False}
+                       "user": "query", "password": service_credential(state.token, "query")}
         assert len(bus["servers"]) == nodes
         sandbox.run("seed", "--users", "60", "--products", "15", "--orders", "400", "--wait",
                     check=True)
@@ -581,7 +583,8 @@ def test_on_nats_its_user_may_read_and_nothing_more(tmp_path: Path) -> None:
                 refused.append(str(exc))
 
             nc = await nats.connect(bus["servers"], user=bus["user"], password=bus["password"],
-                                    inbox_prefix=bus["inbox"].encode(), error_cb=error,
+                                    inbox_prefix=f"_INBOX.{bus['user']}".encode(),
+                                    error_cb=error,
                                     allow_reconnect=False)
             try:
                 event = {"id": "x", "type": "UserSignedUp", "source": "users"}

@@ -170,13 +170,12 @@ def service_document(service: ServiceState, sandbox: State) -> dict[str, Any]:
     bus: dict[str, Any]
     if sandbox.bus.backend == "nats":
         # the managed bus signs it in as itself, with its credential, allowed to read only
-        # (broker.foreign_reader), its replies on its own inbox; with bus.url, whoever
+        # (broker.foreign_reader), its replies under _INBOX.<user>.; with bus.url, whoever
         # runs that server decides, and every part signs in with the URL's user
         address = sandbox.bus.address(name, sandbox.token)
         bus = {"backend": "nats", "servers": list(address.servers),
                "stream": address.stream, "subjects": streams.all_subjects(sandbox.bus.sandbox),
-               "user": address.user, "password": address.password, "inbox": address.inbox,
-               "external": sandbox.bus.external}
+               "user": address.user, "password": address.password}
     else:
         bus = {"backend": "log", "url": peers.get("bus", "")}
     return {"protocol": PROTOCOL, "service": name, "host": sandbox.host, "port": service.port,
