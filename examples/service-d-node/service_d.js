@@ -9,6 +9,8 @@
 //         read our own copy, built from the bus's events (after=: read-your-writes)
 //     GET /health
 //         who we are, and how far our copy has read the bus
+//     POST /chaos/trespass
+//         the sandbox's owner asks us to open another service's file, as a bug would
 //
 // It never opens another service's file: what it knows of users, products and orders comes
 // over HTTP (direct-call) or from their events on the bus (replicated). Node 20 has no
@@ -953,6 +955,71 @@ class Consumer {
   }
 }
 
+// --- Asked to trespass: POST /chaos/trespass (docs/protocol.md) --------------------------
+//
+// The lesson's rule is that no service opens another's database file. `msshop trespass
+// query --into users` asks us to break it on purpose, as a bug would: open and read the
+// file msshop names, and answer what happened. Where msshop has the kernel hold the rule
+// (Landlock), the operating system refuses; where nothing refuses, msshop reports the rule
+// broken. Either way one line goes to our log.
+
+const TRESPASS_WAYS = ["open"]; // fs.openSync and a read (Node 20 has no SQLite)
+
+// Tries what it is asked to, and remembers how often it was refused (for /health).
+class Trespasser {
+  constructor(service) {
+    this.service = service;
+    this.tried = 0;
+    this.refused = 0;
+    this.last = null;
+  }
+
+  attempt(body) {
+    if (!body || typeof body !== "object") {
+      throw new HttpError(422, 'send {"into": "<service>", "path": "<its file>"}');
+    }
+    const { into, path: file } = body;
+    const how = body.how === undefined ? "open" : body.how;
+    if (typeof into !== "string" || !/^[a-z][a-z0-9-]{0,63}$/.test(into)) {
+      throw new HttpError(422, `into ${show(into)}: name the service whose file to try`);
+    }
+    if (typeof file !== "string" || !file.startsWith("/") || file.includes("\0")) {
+      throw new HttpError(422, `path ${show(file)}: give the absolute path of ${into}'s file`);
+    }
+    if (!TRESPASS_WAYS.includes(how)) {
+      throw new HttpError(422, `how ${show(how)} is not one of: ${TRESPASS_WAYS.join(", ")}`);
+    }
+    let error = null;
+    try {
+      const fd = fs.openSync(file, "r");
+      try {
+        fs.readSync(fd, Buffer.alloc(100), 0, 100, 0);
+      } finally {
+        fs.closeSync(fd);
+      }
+    } catch (err) {
+      error = `${err.code || err.name}: ${err.message}`;
+    }
+    if (error !== null) {
+      log("WARNING", `trespass, on purpose: tried to read ${into}'s file ${file} (${how}): ` +
+          `refused: ${error}`);
+    } else {
+      log("ERROR", `trespass, on purpose: read ${into}'s file ${file} (${how}) and nothing ` +
+          "refused it: the isolation rule did not hold");
+    }
+    const answer = { service: this.service, into, tried: file, how, refused: error !== null,
+                     error };
+    this.tried += 1;
+    if (error !== null) this.refused += 1;
+    this.last = answer;
+    return answer;
+  }
+
+  health() {
+    return { tried: this.tried, refused: this.refused, last: this.last };
+  }
+}
+
 // --- The HTTP side ------------------------------------------------------------------------
 
 function choice(query, name, allowed) {
@@ -987,6 +1054,7 @@ class Service {
     this.settings = settings;
     this.consumer = new Consumer(settings);
     this.tracer = new Tracer(settings.service);
+    this.trespasser = new Trespasser(settings.service);
     this.startedAt = Date.now() / 1000;
   }
 
@@ -998,7 +1066,8 @@ class Service {
              pid: process.pid, ready_at: this.startedAt, db: this.consumer.file.path,
              rows: model.rows(), problems: failing ? [`the consumer fails: ${failing}`] : [],
              consumer: { ...this.consumer.freshness(), applied: this.consumer.applied,
-                         dead_letters: model.deadCount } };
+                         dead_letters: model.deadCount },
+             trespass: this.trespasser.health() };
   }
 
   // Only the sandbox's owner may read spans and dead letters (they hold its data). msshop
@@ -1105,12 +1174,18 @@ class Service {
              trace_id: traced.traceId };
   }
 
-  // Route one request; resolves [status, document].
+  // Route one request; resolves its document.
   async route(req) {
     const url = new URL(req.url, "http://service-d");
     const parts = url.pathname.split("/");
+    if (req.method === "POST" && url.pathname === "/chaos/trespass") {
+      const body = await jsonBody(req); // read first: the connection goes on after
+      this.checkOwner(req.headers.authorization, "trespass");
+      return this.trespasser.attempt(body);
+    }
     if (req.method !== "GET") {
-      throw new HttpError(405, `${req.method} is not allowed here; use GET`);
+      throw new HttpError(405, `${req.method} is not allowed here; use GET (POST only for ` +
+                          "/chaos/trespass)");
     }
     if (url.pathname === "/health") return this.health();
     if (url.pathname === "/spans") return this.spans(url.searchParams, req.headers.authorization);
@@ -1154,10 +1229,35 @@ class Service {
   }
 }
 
+// A small JSON body (POST /chaos/trespass): 413 beyond 64 KiB, 422 if it is not JSON.
+function jsonBody(req) {
+  return new Promise((resolve, reject) => {
+    const chunks = [];
+    let size = 0;
+    req.on("data", (chunk) => {
+      size += chunk.length;
+      if (size <= 65536) chunks.push(chunk);
+    });
+    req.on("error", reject);
+    req.on("end", () => {
+      if (size > 65536) {
+        reject(new HttpError(413, "a trespass request is a small JSON object"));
+        return;
+      }
+      try {
+        resolve(JSON.parse(Buffer.concat(chunks).toString("utf8") || "null"));
+      } catch {
+        reject(new HttpError(422, "the body is not JSON"));
+      }
+    });
+  });
+}
+
 function serve(settings) {
   const service = new Service(settings);
   const server = http.createServer((req, res) => {
-    req.resume(); // any body is not ours to read: drain it so the connection can go on
+    // any other body is not ours to read: drain it so the connection can go on
+    if (!(req.method === "POST" && req.url === "/chaos/trespass")) req.resume();
     service.handle(req, res).catch((err) => log("ERROR", `answering ${req.url}: ${err.stack}`));
   });
   // the head and the body can go out in two writes: without noDelay, Nagle's algorithm

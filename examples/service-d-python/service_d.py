@@ -9,6 +9,8 @@ as the sandbox's query service, and it answers the lesson's question two ways:
         read our own copy, built from the bus's events (after=: read-your-writes)
     GET /health
         who we are, and how far our copy has read the bus
+    POST /chaos/trespass
+        the sandbox's owner asks us to open another service's file, as a bug would
 
 It never opens another service's file: what it knows of users, products and orders comes
 over HTTP (direct-call) or from their events on the bus (replicated). Its own file is
@@ -41,7 +43,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 log = logging.getLogger("service-d")
 
@@ -872,6 +874,68 @@ class ReadModel:
                 for table in ("users", "products", "orders")}
 
 
+# --- Asked to trespass: POST /chaos/trespass (docs/protocol.md) --------------------------
+#
+# The lesson's rule is that no service opens another's database file. `msshop trespass
+# query --into users` asks us to break it on purpose, as a bug would: open and read the
+# file msshop names, and answer what happened. Where msshop has the kernel hold the rule
+# (Landlock), the operating system refuses; where nothing refuses, msshop reports the rule
+# broken. Either way one line goes to our log.
+
+TRESPASS_WAYS = ("sqlite", "open")  # sqlite3.connect and a read, or the file opened
+
+
+class Trespasser:
+    """Tries what it is asked to, and remembers how often it was refused (for /health)."""
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+        self.tried, self.refused = 0, 0
+        self.last: dict[str, Any] | None = None
+        self.lock = threading.Lock()
+
+    def attempt(self, body: Any) -> dict[str, Any]:
+        if not isinstance(body, dict):
+            raise HttpError(422, 'send {"into": "<service>", "path": "<its file>"}')
+        into, path, how = body.get("into"), body.get("path"), body.get("how", "sqlite")
+        if not (isinstance(into, str) and re.fullmatch(r"[a-z][a-z0-9-]{0,63}", into)):
+            raise HttpError(422, f"into {into!r}: name the service whose file to try")
+        if not (isinstance(path, str) and path.startswith("/") and "\0" not in path):
+            raise HttpError(422, f"path {path!r}: give the absolute path of {into}'s file")
+        if how not in TRESPASS_WAYS:
+            raise HttpError(422, f"how {how!r} is not one of: {', '.join(TRESPASS_WAYS)}")
+        error = None
+        try:
+            if how == "sqlite":
+                conn = sqlite3.connect(f"file:{quote(path)}?mode=ro", uri=True)
+                try:
+                    conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+                finally:
+                    conn.close()
+            else:
+                with Path(path).open("rb") as file:
+                    file.read(100)
+        except (OSError, sqlite3.Error) as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        if error is not None:
+            log.warning("trespass, on purpose: tried to read %s's file %s (%s): refused: %s",
+                        into, path, how, error)
+        else:
+            log.error("trespass, on purpose: read %s's file %s (%s) and nothing refused it: "
+                      "the isolation rule did not hold", into, path, how)
+        answer = {"service": self.service, "into": into, "tried": path, "how": how,
+                  "refused": error is not None, "error": error}
+        with self.lock:
+            self.tried += 1
+            self.refused += error is not None
+            self.last = answer
+        return answer
+
+    def health(self) -> dict[str, Any]:
+        with self.lock:
+            return {"tried": self.tried, "refused": self.refused, "last": self.last}
+
+
 # --- The HTTP side ------------------------------------------------------------------------
 
 class Service:
@@ -883,6 +947,7 @@ class Service:
         self.consumer = Consumer(settings, self.db_path)
         self.read_model = ReadModel(self.db_path)
         self.tracer = Tracer(settings.service)
+        self.trespasser = Trespasser(settings.service)
         self.started_at = time.time()
 
     def health(self) -> dict[str, Any]:
@@ -894,7 +959,8 @@ class Service:
                 "rows": self.read_model.rows(),
                 "problems": [f"the consumer fails: {failing}"] if failing else [],
                 "consumer": {**self.consumer.freshness(), "applied": self.consumer.applied,
-                             "dead_letters": self.consumer.dead}}
+                             "dead_letters": self.consumer.dead},
+                "trespass": self.trespasser.health()}
 
     def check_owner(self, authorization: str | None, what: str) -> None:
         """Only the sandbox's owner may read spans and dead letters (they hold its data).
@@ -1029,15 +1095,36 @@ class Handler(BaseHTTPRequestHandler):
                               "status": 500, "service": self.service.settings.service})
 
     def do_POST(self) -> None:
+        if urlsplit(self.path).path != "/chaos/trespass":
+            self.not_allowed()
+            return
+        try:
+            length = self.headers.get("content-length") or "0"
+            if not (length.isascii() and length.isdigit() and int(length) <= 65536):
+                self.close_connection = True  # the body is not read: the connection ends
+                raise HttpError(413, "a trespass request is a small JSON object")
+            raw = self.rfile.read(int(length))  # read first: the connection goes on after
+            self.service.check_owner(self.headers.get("authorization"), "trespass")
+            try:
+                body = json.loads(raw or b"null")
+            except ValueError:
+                raise HttpError(422, "the body is not JSON") from None
+            self.answer(200, self.service.trespasser.attempt(body))
+        except HttpError as exc:
+            self.answer(exc.status, {"error": exc.message, "status": exc.status,
+                                     "service": self.service.settings.service, **exc.extra})
+
+    def do_PUT(self) -> None:
         self.not_allowed()
 
-    do_PUT = do_PATCH = do_DELETE = do_POST
+    do_PATCH = do_DELETE = do_PUT
 
     def not_allowed(self) -> None:
         """Every route here is GET: other methods get our JSON error, not http.server's
         HTML page."""
         self.close_connection = True  # we did not read the body they may have sent
-        self.answer(405, {"error": f"{self.command} is not allowed here; use GET",
+        self.answer(405, {"error": f"{self.command} is not allowed here; use GET (POST only "
+                                   "for /chaos/trespass)",
                           "status": 405, "service": self.service.settings.service})
 
     def user_orders(self, raw_id: str, query: dict[str, str]) -> None:

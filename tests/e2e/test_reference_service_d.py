@@ -606,6 +606,104 @@ def test_on_nats_its_user_may_read_and_nothing_more(tmp_path: Path) -> None:
         assert run_by_msshop(sandbox).consumer()["position"] == head
 
 
+# -- msshop trespass on a program of your own ---------------------------------------------
+
+TRESPASS_HOW = {"python": "sqlite", "node": "open"}  # each program's way, when not told
+
+
+def kernel_holds_the_rule(sandbox: Sandbox) -> bool:
+    """Whether msshop has the kernel hold the isolation rule in this sandbox (Landlock:
+    msshop's services say so in /health's "isolation"). Where it does not, nothing stops a
+    program of your own from reading another service's file, and msshop says so."""
+    return sandbox.client().health("users").get("isolation") == "kernel"
+
+
+def test_trespass_asks_it_to_try_and_what_happened_shows_everywhere(
+        impl: Implementation, tmp_path: Path) -> None:
+    """`msshop trespass query --into users` with the reference as the query service: the
+    program is asked (POST /chaos/trespass, the owner's token, users' file where the state
+    says it is) to open and read it as a bug would; the CLI, its log, /health and `status`
+    say what happened. Without a kernel rule it reads the file: the CLI reports the rule
+    broken (exit 1). Nothing of the sandbox is harmed."""
+    with running_sandbox(tmp_path / "sandbox", MSSHOP_QUERY_COMMAND=impl.shell_command()
+                         ) as sandbox:
+        sandbox.run("seed", "--users", "10", "--products", "5", "--orders", "40", "--wait",
+                    check=True)
+        state = sandbox.state
+        result = sandbox.run("trespass", "query", "--into", "users", "--json")
+        answer = json.loads(result.stdout)
+        assert (answer["service"], answer["into"], answer["tried"], answer["how"]) == (
+            "query", "users", state.services["users"].db, TRESPASS_HOW[impl.name])
+        log = Path(state.services["query"].log).read_text()
+        status = sandbox.run("status", check=True).stdout
+        (told,) = [s["trespass"] for s in sandbox.status()["services"] if s["name"] == "query"]
+        assert told["tried"] == 1 and told["last"]["tried"] == state.services["users"].db
+        if answer["held"]:  # the kernel refused: checked where msshop applies Landlock
+            assert result.returncode == 0 and answer["refused"], result
+            assert told["refused"] == 1 and told["last"]["error"] == answer["refused"]
+            assert f"tried to read users's file {answer['tried']}" in log
+            assert "query's last trespass, into users: refused" in status
+        else:
+            assert not kernel_holds_the_rule(sandbox), "the kernel rule let it read the file"
+            assert result.returncode == 1 and answer["refused"] == ""
+            assert "error: query opened and read users's file" in result.stderr
+            assert "the isolation rule did not hold" in result.stderr
+            assert f"read users's file {answer['tried']} ({answer['how']}) and nothing " \
+                   "refused it" in log
+            assert told["refused"] == 0 and told["last"]["error"] is None
+            assert "query's last trespass, into users: it read the file" in status
+        # one try, one line in its log; the shop is whole
+        assert log.count("trespass, on purpose") == 1
+        assert "equals the monolith join for all 10 users" in sandbox.run(
+            "verify", check=True).stdout
+
+
+def test_trespass_is_refused_by_the_kernel(impl: Implementation, tmp_path: Path) -> None:
+    with running_sandbox(tmp_path / "sandbox", MSSHOP_QUERY_COMMAND=impl.shell_command()
+                         ) as sandbox:
+        if not kernel_holds_the_rule(sandbox):
+            pytest.skip("msshop applies no kernel rule (Landlock) to its services here: "
+                        "a program of your own's trespass is not refused")
+        result = sandbox.run("trespass", "query", "--into", "orders", "--json")
+        answer = json.loads(result.stdout)
+        assert result.returncode == 0 and answer["held"] is True, result
+        assert "ermission denied" in answer["refused"] or "EACCES" in answer["refused"] \
+            or "unable to open" in answer["refused"], answer
+
+
+def test_trespass_on_a_program_that_does_not_serve_it_says_so(tmp_path: Path) -> None:
+    """A program of your own with no POST /chaos/trespass (http.server answers 501): one
+    line naming the program and the page that says how."""
+    program = tmp_path / "bare.py"
+    program.write_text(BARE_PROGRAM)
+    with running_sandbox(tmp_path / "sandbox",
+                         MSSHOP_QUERY_COMMAND=f"{sys.executable} {program}") as sandbox:
+        result = sandbox.run("trespass", "query", "--into", "users")
+        assert result.returncode != 0
+        assert result.stderr.strip() == (
+            "error: query is your program; it does not serve POST /chaos/trespass: see "
+            "docs/protocol.md"), result.stderr
+        wrong = sandbox.run("trespass", "query", "--into", "query")
+        assert wrong.returncode == 2 and "--into 'query': name another service" in wrong.stderr
+
+
+# a program that serves /health only: http.server answers anything else 501
+BARE_PROGRAM = """
+import json, os
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+class Health(BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = json.dumps({"service": "query", "status": "ok", "pid": os.getpid()}).encode()
+        self.send_response(200)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+HTTPServer((os.environ["MSSHOP_HOST"], int(os.environ["MSSHOP_PORT"])), Health).serve_forever()
+"""
+
+
 # -- the Python program only ----------------------------------------------------------------
 
 
@@ -704,3 +802,19 @@ def test_a_damaged_read_model_file_stops_it_with_one_line(tmp_path: Path) -> Non
             program.start()
         assert "cannot read the read model" in str(raised.value)
         assert "delete that file" in str(raised.value) and "Traceback" not in str(raised.value)
+
+
+def test_a_trespass_the_os_refuses_is_answered_and_counted(tmp_path: Path) -> None:
+    """The refusal branch of the Python program's trespass, with a refusal the operating
+    system gives anywhere (a directory is no database file, and cannot be read as one)."""
+    service_d = load_program()
+    trespasser = service_d.Trespasser("query")
+    for how in ("sqlite", "open"):
+        answer = trespasser.attempt({"into": "users", "path": str(tmp_path), "how": how})
+        assert answer["refused"] is True and answer["error"], answer
+    assert trespasser.health()["tried"] == trespasser.health()["refused"] == 2
+    for body, words in (([], "send {"), ({"into": "users", "path": "rel.db"}, "absolute"),
+                        ({"into": "Users!", "path": "/x"}, "name the service"),
+                        ({"into": "users", "path": "/x", "how": "ctypes"}, "not one of")):
+        with pytest.raises(service_d.HttpError, match=words):
+            trespasser.attempt(body)
