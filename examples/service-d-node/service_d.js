@@ -505,6 +505,10 @@ class LogReader {
 // position.
 
 const NATS_TIMEOUT_MS = 5000; // how long a NATS server has to answer a request
+// while a fetch waits, the server sends a heartbeat (a status 100) each second; three
+// seconds of silence mean our consumer is gone (its node died while we were connected to
+// another), so we make a new one rather than wait for a fetch that will never end
+const HEARTBEAT_MS = 1000;
 const CRLF = Buffer.from("\r\n");
 
 // Reads the sandbox's stream; read() resolves a page in the log bus's shape.
@@ -525,8 +529,7 @@ class NatsReader {
     this.consumer = null; // our consumer's name on the server
     this.next = 0; // the stream sequence our consumer delivers next
     this.pull = null; // the reply subject of the fetch still open
-    this.pullLeft = 0;
-    this.pullEnds = 0;
+    this.pullLeft = 0; // events the open fetch may still bring
     this.head = 0;
     this.log = "";
   }
@@ -587,6 +590,7 @@ class NatsReader {
       const got = await this.take(Date.now() + NATS_TIMEOUT_MS);
       if (got === null) throw new Error(`NATS at ${where} did not answer CONNECT`);
       if (got.line === "PONG") break;
+      this.check(got.line); // e.g. -ERR 'Authorization Violation': a wrong password
     }
     log("INFO", `reading stream ${this.stream} on NATS at ${where}`);
   }
@@ -619,14 +623,13 @@ class NatsReader {
       this.sent += 1;
       this.pull = `${this.inbox}.fetch.${this.sent}`;
       this.pullLeft = PAGE;
-      this.pullEnds = Date.now() + waitMs;
       this.publish(`$JS.API.CONSUMER.MSG.NEXT.${this.stream}.${this.consumer}`, this.pull,
-                   { batch: PAGE, expires: waitMs * 1e6 });
+                   { batch: PAGE, expires: waitMs * 1e6, idle_heartbeat: HEARTBEAT_MS * 1e6 });
     }
     const events = [];
     while (this.pull !== null && events.length < PAGE) {
-      const got = await this.message(this.pullEnds + NATS_TIMEOUT_MS);
-      if (got === null) throw new Error("NATS did not end a fetch in time: the consumer is gone");
+      const got = await this.message(Date.now() + 3 * HEARTBEAT_MS);
+      if (got === null) throw new Error("NATS went quiet in a fetch (no heartbeat): our consumer is gone");
       if (got.subject === this.pull && !got.reply) { // a status: the fetch ended, or a problem
         this.fetchEnded(got.headers);
         continue;
@@ -742,15 +745,20 @@ class NatsReader {
     return this.received.shift();
   }
 
-  // The next message; other lines are news (INFO), PONG, +OK, or -ERR: the server refused
-  // something (authorization, permissions).
+  // The next message, past other lines.
   async message(deadline) {
     for (;;) {
       const got = await this.take(deadline);
       if (got === null || got.line === undefined) return got;
-      if (got.line.startsWith("-ERR")) {
-        throw new BusRefused(`NATS refused: ${got.line.slice(5).replace(/^'|'$/g, "")}`);
-      }
+      this.check(got.line);
+    }
+  }
+
+  // A line that is not a message: news (INFO), PONG, +OK, or -ERR: the server refused
+  // something (authorization, permissions). (PING is answered as it arrives: parse.)
+  check(line) {
+    if (line.startsWith("-ERR")) {
+      throw new BusRefused(`NATS refused: ${line.slice(5).replace(/^'|'$/g, "")}`);
     }
   }
 

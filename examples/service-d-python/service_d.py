@@ -419,6 +419,10 @@ class LogReader:
 # position.
 
 NATS_TIMEOUT = 5.0  # seconds a NATS server has to answer a request
+# while a fetch waits, the server sends a heartbeat (a status 100) each second; three
+# seconds of silence mean our consumer is gone (its node died while we were connected to
+# another), so we make a new one rather than wait for a fetch that will never end
+HEARTBEAT = 1.0
 
 
 class NatsReader:
@@ -436,7 +440,7 @@ class NatsReader:
         self.consumer: str | None = None  # our consumer's name on the server
         self.next = 0  # the stream sequence our consumer delivers next
         self.pull: str | None = None  # the reply subject of the fetch still open
-        self.pull_left, self.pull_ends = 0, 0.0
+        self.pull_left = 0  # events the open fetch may still bring
         self.head, self.log = 0, ""
 
     def read(self, after: int, wait_ms: int) -> dict[str, Any]:
@@ -501,14 +505,16 @@ class NatsReader:
         if self.pull is None:
             self.sent += 1
             self.pull = f"{self.inbox}.fetch.{self.sent}"
-            self.pull_left, self.pull_ends = PAGE, time.monotonic() + wait_ms / 1000
+            self.pull_left = PAGE
             self.publish(f"$JS.API.CONSUMER.MSG.NEXT.{self.stream}.{self.consumer}", self.pull,
-                         {"batch": PAGE, "expires": wait_ms * 1_000_000})
+                         {"batch": PAGE, "expires": wait_ms * 1_000_000,
+                          "idle_heartbeat": int(HEARTBEAT * 1e9)})
         events: list[dict[str, Any]] = []
         while self.pull is not None and len(events) < PAGE:
-            got = self.message(self.pull_ends + NATS_TIMEOUT)
+            got = self.message(time.monotonic() + 3 * HEARTBEAT)
             if got is None:
-                raise TimeoutError("NATS did not end a fetch in time: the consumer is gone")
+                raise TimeoutError("NATS went quiet in a fetch (no heartbeat): our consumer "
+                                   "is gone")
             subject, reply, headers, payload = got
             if subject == self.pull and not reply:  # a status: the fetch ended, or a problem
                 self.fetch_ended(headers)

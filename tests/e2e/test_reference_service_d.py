@@ -547,17 +547,72 @@ def test_on_nats_it_equals_the_monolith_and_resumes_after_sigkill(
 
         if nodes == 3:  # the first server, which it reads from: it reads on from another
             sandbox.run("kill", "bus", check=True)
-            assert_reads_its_own_write(sandbox, program, user=9, wait_ms=20_000)
-            assert program.consumer()["bus_error"] is None
+            assert_reads_its_own_write(sandbox, program, user=9, timeout=30)
+        else:  # its only server killed: it says so, and reads on once it is back
+            sandbox.run("kill", "bus", check=True)
+            until(lambda: program.consumer()["bus_error"] is not None, "the bus is missed")
+            sandbox.run("start", "bus", check=True)
+            assert_reads_its_own_write(sandbox, program, user=9, timeout=30)
+        assert program.consumer()["bus_error"] is None
+        # SIGTERM with a fetch open on the stream: it stops cleanly within the stop
+        # timeout (its last word is its own; SIGKILL would have cut it off)
+        started = time.monotonic()
+        sandbox.run("stop", "query", check=True)
+        assert time.monotonic() - started < 5
+        assert Path(sandbox.state.services["query"].log).read_text().rstrip().endswith(
+            "stopped")
+
+
+def test_on_nats_a_wrong_password_is_one_line_in_its_health_and_nothing_stops(
+        impl: Implementation, tmp_path: Path) -> None:
+    """service.json's NATS password wrong (a credential edited by hand, or of another
+    sandbox): the server refuses the sign-in; the program says why in /health's bus_error,
+    retries, and still answers direct-call."""
+    with running_sandbox(tmp_path / "sandbox", MSSHOP_BUS_BACKEND="nats") as sandbox:
+        one_purchase(sandbox)
+        program = WrongPassword(sandbox, tmp_path / "service-d", free_port(),
+                                command=impl.command)
+        try:
+            program.start()
+            until(lambda: program.consumer()["bus_error"] is not None, "the refusal is seen")
+            consumer = program.consumer()
+            assert "Authorization Violation" in consumer["bus_error"], consumer
+            assert consumer["caught_up"] is False and consumer["position"] == 0
+            status, answer = program.get("/user-orders/1?strategy=direct-call")
+            assert status == 200 and len(answer["orders"]) == 1
+            assert "Traceback" not in program.log() and WRONG not in program.log()
+        finally:
+            program.stop()
+
+
+WRONG = "not-the-credential-7f3a"  # never in a log
+
+
+@dataclass
+class WrongPassword(Reference):
+    """The program beside a NATS sandbox, given the query user with a wrong password."""
+
+    def write_service_file(self) -> Path:
+        path = super().write_service_file()
+        document = json.loads(path.read_text())
+        bus = self.sandbox.state.bus
+        document["bus"] = {"backend": "nats", "servers": bus.servers, "stream": bus.stream,
+                           "subjects": f"msshop.{bus.sandbox}.>", "user": "query",
+                           "password": WRONG}
+        path.write_text(json.dumps(document))
+        return path
 
 
 def assert_reads_its_own_write(sandbox: Sandbox, program: Reference, user: int,
-                               wait_ms: int = 5000) -> None:
-    order, _ = sandbox.client().buy(user, 2, wait_published_ms=min(wait_ms, 10_000))
+                               timeout: float = 5) -> None:
+    """A purchase, then its answer with after= its position, asked until `timeout`."""
+    order, _ = sandbox.client().buy(user, 2, wait_published_ms=10_000)
     event = order.get("event")
     assert event is not None and event["position"] is not None, order
-    status, answer = program.get(f"/user-orders/{user}?after={event['position']}"
-                                 f"&wait_ms={wait_ms}")
+    asked = f"/user-orders/{user}?after={event['position']}&wait_ms=2000"
+    until(lambda: program.get(asked)[0] == 200, f"it applies position {event['position']}",
+          timeout)
+    status, answer = program.get(asked)
     assert status == 200, answer
     assert order["id"] in [line["order_id"] for line in answer["orders"]]
 
