@@ -504,6 +504,8 @@ class LogReader {
 // next server of the list (a cluster's other nodes) and starts a new consumer from our
 // position.
 
+class NoStream extends BusRefused {} // JetStream has no stream by that name (code 10059)
+
 const NATS_TIMEOUT_MS = 5000; // how long a NATS server has to answer a request
 // while a fetch waits, the server sends a heartbeat (a status 100) each second; three
 // seconds of silence mean our consumer is gone (its node died while we were connected to
@@ -538,7 +540,10 @@ class NatsReader {
     try {
       if (this.socket === null) await this.connect();
       if (waitMs === 0 || this.consumer === null || this.next !== after + 1) {
-        await this.describe();
+        if (!(await this.describe())) { // no stream: an empty log, for now
+          await new Promise((resolve) => setTimeout(resolve, Math.min(waitMs, 1000)));
+          return { head: 0, log: "", events: [] };
+        }
         if (waitMs === 0) return { head: this.head, log: this.log, events: [] }; // the head only
         await this.startConsumer(after + 1);
       }
@@ -596,11 +601,22 @@ class NatsReader {
   }
 
   // The stream's head (its last sequence) and identity (name and creation time: a stream
-  // deleted and made again is another log).
+  // deleted and made again is another log). False if there is no stream: the writers make
+  // it with the first event, so until then the log is empty (and after a deletion, it is:
+  // our position is then beyond its head).
   async describe() {
-    const info = await this.request(`$JS.API.STREAM.INFO.${this.stream}`, {});
+    let info;
+    try {
+      info = await this.request(`$JS.API.STREAM.INFO.${this.stream}`, {});
+    } catch (err) {
+      if (!(err instanceof NoStream)) throw err;
+      this.head = 0;
+      this.log = "";
+      return false;
+    }
     this.head = Number(info.state.last_seq);
     this.log = `${info.config.name}@${info.created}`;
+    return true;
   }
 
   async startConsumer(start) {
@@ -687,7 +703,10 @@ class NatsReader {
         throw new BusRefused(`no JetStream answered ${subject} (its nodes may be choosing a leader)`);
       }
       const answer = JSON.parse(got.payload.toString("utf8"));
-      if (answer.error) throw new BusRefused(`NATS refused ${subject}: ${answer.error.description}`);
+      if (answer.error) {
+        const Refused = answer.error.err_code === 10059 ? NoStream : BusRefused;
+        throw new Refused(`NATS refused ${subject}: ${answer.error.description}`);
+      }
       return answer;
     }
   }

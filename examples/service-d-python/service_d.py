@@ -418,6 +418,10 @@ class LogReader:
 # next server of the list (a cluster's other nodes) and starts a new consumer from our
 # position.
 
+class NoStream(BusRefused):
+    """JetStream has no stream by that name (its error code 10059)."""
+
+
 NATS_TIMEOUT = 5.0  # seconds a NATS server has to answer a request
 # while a fetch waits, the server sends a heartbeat (a status 100) each second; three
 # seconds of silence mean our consumer is gone (its node died while we were connected to
@@ -448,7 +452,9 @@ class NatsReader:
             if self.sock is None:
                 self.connect()
             if wait_ms == 0 or self.consumer is None or self.next != after + 1:
-                self.describe()
+                if not self.describe():  # no stream: an empty log, for now
+                    time.sleep(min(wait_ms, 1000) / 1000)  # nothing to wait on: look again
+                    return {"head": 0, "log": "", "events": []}
                 if wait_ms == 0:  # asked for the head only (the first read)
                     return {"head": self.head, "log": self.log, "events": []}
                 self.start_consumer(after + 1)
@@ -482,12 +488,19 @@ class NatsReader:
             self.check(line)
         log.info("reading stream %s on NATS at %s", self.stream, where)
 
-    def describe(self) -> None:
+    def describe(self) -> bool:
         """The stream's head (its last sequence) and identity (name and creation time: a
-        stream deleted and made again is another log)."""
-        info = self.request(f"$JS.API.STREAM.INFO.{self.stream}", {})
+        stream deleted and made again is another log). False if there is no stream: the
+        writers make it with the first event, so until then the log is empty (and after a
+        deletion, it is: our position is then beyond its head)."""
+        try:
+            info = self.request(f"$JS.API.STREAM.INFO.{self.stream}", {})
+        except NoStream:
+            self.head, self.log = 0, ""
+            return False
         self.head = int(info["state"]["last_seq"])
         self.log = f"{info['config']['name']}@{info['created']}"
+        return True
 
     def start_consumer(self, start: int) -> None:
         config = {"deliver_policy": "by_start_sequence", "opt_start_seq": start,
@@ -574,7 +587,8 @@ class NatsReader:
                                  "choosing a leader)")
             answer: dict[str, Any] = json.loads(got[3])
             if "error" in answer:
-                raise BusRefused(f"NATS refused {subject}: {answer['error'].get('description')}")
+                refused = NoStream if answer["error"].get("err_code") == 10059 else BusRefused
+                raise refused(f"NATS refused {subject}: {answer['error'].get('description')}")
             return answer
         raise TimeoutError(f"NATS did not answer {subject} within {NATS_TIMEOUT:g} s")
 

@@ -516,6 +516,11 @@ def test_on_nats_it_equals_the_monolith_and_resumes_after_sigkill(
                        "stream": state.bus.stream, "subjects": f"msshop.{state.bus.sandbox}.>",
                        "user": "query", "password": service_credential(state.token, "query")}
         assert len(bus["servers"]) == nodes
+        # nothing published yet, so no stream (the writers make it with the first event,
+        # and a reader may not): an empty log, caught up, not an error
+        until(lambda: program.consumer()["listening"], "it has read the empty log")
+        assert sandbox.run("wait", "--for", "caught-up", "--timeout", "10").returncode == 0
+        assert program.consumer()["bus_error"] is None
         sandbox.run("seed", "--users", "60", "--products", "15", "--orders", "400", "--wait",
                     check=True)
         verified = sandbox.run("verify", check=True)
