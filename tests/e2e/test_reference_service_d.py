@@ -525,6 +525,9 @@ def test_on_nats_it_equals_the_monolith_and_resumes_after_sigkill(
                     check=True)
         verified = sandbox.run("verify", check=True)
         assert "equals the monolith join for all 60 users" in verified.stdout
+        compared = sandbox.run("compare", "--user", "7", "--json", check=True)
+        rows = json.loads(compared.stdout)["strategies"]
+        assert len(rows) >= 3 and all(row["equal"] and not row["error"] for row in rows), rows
         assert_reads_its_own_write(sandbox, program, user=7)
 
         sandbox.run("stop", "query", check=True)
