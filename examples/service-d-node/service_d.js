@@ -12,8 +12,10 @@
 //     POST /chaos/trespass
 //         the sandbox's owner asks us to open another service's file, as a bug would
 //
-// It never opens another service's file: what it knows of users, products and orders comes
-// over HTTP (direct-call) or from their events on the bus (replicated). Node 20 has no
+// It never opens another service's file (unless told to, on purpose: POST /chaos/trespass):
+// what it knows of users, products and orders comes over HTTP (direct-call) or from their
+// events on the bus (replicated): msshop's log, or NATS JetStream read with node:net and
+// no package. Node 20 has no
 // SQLite, so the read model lives in memory and in ONE file, $MSSHOP_DATA_DIR/
 // query-replica.json, rewritten (write, fsync, rename) after each page of events: the rows
 // and the bus position in the same file, so a crash leaves both or neither.
@@ -485,6 +487,199 @@ class LogReader {
   }
 }
 
+// Follows the bus from our stored position and applies what it reads. Requests read its
+// progress (freshness) and wait on it (after=).
+class Consumer {
+  constructor(settings) {
+    this.settings = settings;
+    this.file = new ModelFile(settings.dataDir);
+    this.model = this.file.load();
+    this.applied = 0;
+    this.head = this.model.position;
+    this.catchingUpTo = null;
+    this.listening = false;
+    this.busError = null;
+    this.logProblem = null;
+    this.headSeenAt = null;
+    this.lastAppliedAt = null;
+    this.started = false; // the first page is read: we know where the bus's head was
+    this.failing = null; // why the consumer fails now (not the bus's fault)
+    this.waiters = new Set(); // read-your-writes requests: {position, wake}
+    this.stopping = false;
+    this.bus = settings.bus.backend === "nats" ? new NatsReader(settings.bus)
+      : new LogReader(settings);
+  }
+
+  get position() {
+    return this.model.position;
+  }
+
+  // Never ends until we stop. A failure that is not the bus's (a full disk, a bug) is
+  // logged, shown in /health, and tried again from the file: what failed was not saved,
+  // so it is read again from the stored position.
+  async run() {
+    while (!this.stopping) {
+      try {
+        await this.follow();
+      } catch (err) {
+        if (this.stopping) return;
+        const why = `${err.name}: ${err.message}`;
+        if (this.failing !== why) log("ERROR", `the consumer failed; trying again in 1 s: ${why}`);
+        this.failing = why;
+        this.listening = false;
+        this.model = this.file.load(); // drop what was applied in memory but not saved
+        await this.pause(1000);
+      }
+    }
+  }
+
+  async follow() {
+    let waitMs = 0; // the first read answers at once: it tells us the bus's head
+    while (!this.stopping) {
+      let page;
+      try {
+        this.listening = waitMs > 0;
+        page = await this.readBus(waitMs);
+      } catch (err) {
+        if (this.stopping) return;
+        const why = err instanceof BusRefused ? err.message
+          : `the bus is unreachable: ${err.message || err.code}`;
+        await this.noteBusDown(why);
+        waitMs = 0;
+        continue;
+      }
+      if (this.busError !== null) log("INFO", `the bus is back; reading from position ${this.position}`);
+      this.busError = null;
+      waitMs = LONG_POLL_MS;
+      this.headSeenAt = Date.now();
+      if (!this.sameLog(page)) {
+        await this.pause(2000); // nothing to apply until someone fixes the log
+        continue;
+      }
+      this.head = Math.max(page.head, this.position);
+      if (this.catchingUpTo === null && !this.started && page.head > this.position) {
+        this.catchingUpTo = page.head;
+        log("INFO", `catching up from position ${this.position} to ${page.head}`);
+      }
+      this.started = true;
+      if (page.events.length > 0) this.applyPage(page.events);
+      this.failing = null; // read and applied: whatever failed works again
+    }
+  }
+
+  // The events after our position (or none, after waitMs), whichever the bus:
+  // {head, log, events: [{position, event[, sender]}, ...]}.
+  readBus(waitMs) {
+    return this.bus.read(this.position, waitMs);
+  }
+
+  async noteBusDown(why) {
+    this.listening = false;
+    if (this.busError === null) {
+      log("WARNING", `cannot read the bus (${why}); answers come from position ${this.position}`);
+    }
+    this.busError = why;
+    await this.pause(500); // try again soon, but do not spin
+  }
+
+  // A position means something only in the log it was read from: if the bus's log was
+  // replaced or emptied, say so and apply nothing (the fix: rebuild from 0).
+  sameLog(page) {
+    let problem = null;
+    if (this.model.log && page.log !== this.model.log) {
+      problem = `the bus's log was replaced (it is log ${String(page.log).slice(0, 8)}; this ` +
+        `read model was built from log ${this.model.log.slice(0, 8)}); stop this service, ` +
+        `delete ${this.file.path} and start it again to rebuild it from the new log`;
+    } else if (page.head < this.position) {
+      problem = `the bus's log ends at position ${page.head}, but this read model has ` +
+        `applied up to ${this.position}: the log was emptied or replaced`;
+    }
+    if (problem && problem !== this.logProblem) log("ERROR", problem);
+    this.logProblem = problem;
+    if (problem === null) this.model.log = page.log;
+    return problem === null;
+  }
+
+  // Apply a page of events, then save the rows and the new position in one file. Nothing
+  // else runs meanwhile (it is all synchronous), so no request sees half a page; if the
+  // save fails, run() reloads the file and the page is read again.
+  applyPage(delivered) {
+    let applied = 0;
+    for (const item of delivered) {
+      try {
+        const source = item.event && typeof item.event === "object" ? item.event.source : null;
+        if (item.sender && source !== item.sender) { // NATS: its subject says who sent it
+          throw new Poison(`its source is ${show(source)}, but ${item.sender} sent it`);
+        }
+        this.model.apply(item.event);
+        applied += 1;
+      } catch (err) {
+        if (!(err instanceof Poison)) throw err; // a bug is not the event's fault
+        this.model.deadLetter(item.position, item.event, err.message);
+      }
+      this.model.position = item.position;
+    }
+    this.file.save(this.model);
+    this.advancedTo(applied);
+  }
+
+  advancedTo(applied) {
+    this.lastAppliedAt = Date.now();
+    this.head = Math.max(this.head, this.position);
+    this.applied += applied;
+    if (this.catchingUpTo !== null && this.position >= this.catchingUpTo) {
+      log("INFO", `caught up at position ${this.position}`);
+      this.catchingUpTo = null;
+    }
+    for (const waiter of this.waiters) if (this.position >= waiter.position) waiter.wake(true);
+  }
+
+  // Read-your-writes: resolves true once `position` is applied, false after waitMs.
+  waitFor(position, waitMs) {
+    if (this.position >= position) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const waiter = { position };
+      const timer = setTimeout(() => waiter.wake(false), waitMs);
+      waiter.wake = (reached) => {
+        clearTimeout(timer);
+        this.waiters.delete(waiter);
+        resolve(reached);
+      };
+      this.waiters.add(waiter);
+    });
+  }
+
+  pause(ms) {
+    return new Promise((resolve) => setTimeout(resolve, ms));
+  }
+
+  stop() {
+    this.stopping = true;
+    this.bus.close();
+  }
+
+  // How current the read model is, in the shape msshop's query service answers.
+  freshness() {
+    const now = Date.now();
+    const ago = (at) => (at === null ? null : Math.round((now - at) * 10) / 10);
+    // the bus answers every long-poll within LONG_POLL_MS, even with nothing new: one
+    // open much longer (a frozen bus) is not "listening", whatever the socket says
+    let error = this.busError;
+    let listening = this.listening;
+    if (listening && this.headSeenAt !== null && now - this.headSeenAt > LONG_POLL_MS + 2000) {
+      error = error || `the bus has not answered for ${Math.round((now - this.headSeenAt) / 1000)} s`;
+      listening = false;
+    }
+    return { position: this.position, bus_head: this.head, behind: this.head - this.position,
+             caught_up: this.head === this.position && error === null &&
+               this.logProblem === null && this.failing === null,
+             catching_up_to: this.catchingUpTo, listening,
+             head_seen_ms_ago: ago(this.headSeenAt),
+             last_applied_ms_ago: ago(this.lastAppliedAt), bus_error: error,
+             log_problem: this.logProblem };
+  }
+}
+
 // --- Reading the bus on NATS JetStream, with no client library ---------------------------
 //
 // With `msshop up --bus nats` the bus is a JetStream stream (service.json's bus.stream)
@@ -786,199 +981,6 @@ class NatsReader {
     this.socket = null;
     this.consumer = null;
     this.pull = null;
-  }
-}
-
-// Follows the bus from our stored position and applies what it reads. Requests read its
-// progress (freshness) and wait on it (after=).
-class Consumer {
-  constructor(settings) {
-    this.settings = settings;
-    this.file = new ModelFile(settings.dataDir);
-    this.model = this.file.load();
-    this.applied = 0;
-    this.head = this.model.position;
-    this.catchingUpTo = null;
-    this.listening = false;
-    this.busError = null;
-    this.logProblem = null;
-    this.headSeenAt = null;
-    this.lastAppliedAt = null;
-    this.started = false; // the first page is read: we know where the bus's head was
-    this.failing = null; // why the consumer fails now (not the bus's fault)
-    this.waiters = new Set(); // read-your-writes requests: {position, wake}
-    this.stopping = false;
-    this.bus = settings.bus.backend === "nats" ? new NatsReader(settings.bus)
-      : new LogReader(settings);
-  }
-
-  get position() {
-    return this.model.position;
-  }
-
-  // Never ends until we stop. A failure that is not the bus's (a full disk, a bug) is
-  // logged, shown in /health, and tried again from the file: what failed was not saved,
-  // so it is read again from the stored position.
-  async run() {
-    while (!this.stopping) {
-      try {
-        await this.follow();
-      } catch (err) {
-        if (this.stopping) return;
-        const why = `${err.name}: ${err.message}`;
-        if (this.failing !== why) log("ERROR", `the consumer failed; trying again in 1 s: ${why}`);
-        this.failing = why;
-        this.listening = false;
-        this.model = this.file.load(); // drop what was applied in memory but not saved
-        await this.pause(1000);
-      }
-    }
-  }
-
-  async follow() {
-    let waitMs = 0; // the first read answers at once: it tells us the bus's head
-    while (!this.stopping) {
-      let page;
-      try {
-        this.listening = waitMs > 0;
-        page = await this.readBus(waitMs);
-      } catch (err) {
-        if (this.stopping) return;
-        const why = err instanceof BusRefused ? err.message
-          : `the bus is unreachable: ${err.message || err.code}`;
-        await this.noteBusDown(why);
-        waitMs = 0;
-        continue;
-      }
-      if (this.busError !== null) log("INFO", `the bus is back; reading from position ${this.position}`);
-      this.busError = null;
-      waitMs = LONG_POLL_MS;
-      this.headSeenAt = Date.now();
-      if (!this.sameLog(page)) {
-        await this.pause(2000); // nothing to apply until someone fixes the log
-        continue;
-      }
-      this.head = Math.max(page.head, this.position);
-      if (this.catchingUpTo === null && !this.started && page.head > this.position) {
-        this.catchingUpTo = page.head;
-        log("INFO", `catching up from position ${this.position} to ${page.head}`);
-      }
-      this.started = true;
-      if (page.events.length > 0) this.applyPage(page.events);
-      this.failing = null; // read and applied: whatever failed works again
-    }
-  }
-
-  // The events after our position (or none, after waitMs), whichever the bus:
-  // {head, log, events: [{position, event[, sender]}, ...]}.
-  readBus(waitMs) {
-    return this.bus.read(this.position, waitMs);
-  }
-
-  async noteBusDown(why) {
-    this.listening = false;
-    if (this.busError === null) {
-      log("WARNING", `cannot read the bus (${why}); answers come from position ${this.position}`);
-    }
-    this.busError = why;
-    await this.pause(500); // try again soon, but do not spin
-  }
-
-  // A position means something only in the log it was read from: if the bus's log was
-  // replaced or emptied, say so and apply nothing (the fix: rebuild from 0).
-  sameLog(page) {
-    let problem = null;
-    if (this.model.log && page.log !== this.model.log) {
-      problem = `the bus's log was replaced (it is log ${String(page.log).slice(0, 8)}; this ` +
-        `read model was built from log ${this.model.log.slice(0, 8)}); stop this service, ` +
-        `delete ${this.file.path} and start it again to rebuild it from the new log`;
-    } else if (page.head < this.position) {
-      problem = `the bus's log ends at position ${page.head}, but this read model has ` +
-        `applied up to ${this.position}: the log was emptied or replaced`;
-    }
-    if (problem && problem !== this.logProblem) log("ERROR", problem);
-    this.logProblem = problem;
-    if (problem === null) this.model.log = page.log;
-    return problem === null;
-  }
-
-  // Apply a page of events, then save the rows and the new position in one file. Nothing
-  // else runs meanwhile (it is all synchronous), so no request sees half a page; if the
-  // save fails, run() reloads the file and the page is read again.
-  applyPage(delivered) {
-    let applied = 0;
-    for (const item of delivered) {
-      try {
-        const source = item.event && typeof item.event === "object" ? item.event.source : null;
-        if (item.sender && source !== item.sender) { // NATS: its subject says who sent it
-          throw new Poison(`its source is ${show(source)}, but ${item.sender} sent it`);
-        }
-        this.model.apply(item.event);
-        applied += 1;
-      } catch (err) {
-        if (!(err instanceof Poison)) throw err; // a bug is not the event's fault
-        this.model.deadLetter(item.position, item.event, err.message);
-      }
-      this.model.position = item.position;
-    }
-    this.file.save(this.model);
-    this.advancedTo(applied);
-  }
-
-  advancedTo(applied) {
-    this.lastAppliedAt = Date.now();
-    this.head = Math.max(this.head, this.position);
-    this.applied += applied;
-    if (this.catchingUpTo !== null && this.position >= this.catchingUpTo) {
-      log("INFO", `caught up at position ${this.position}`);
-      this.catchingUpTo = null;
-    }
-    for (const waiter of this.waiters) if (this.position >= waiter.position) waiter.wake(true);
-  }
-
-  // Read-your-writes: resolves true once `position` is applied, false after waitMs.
-  waitFor(position, waitMs) {
-    if (this.position >= position) return Promise.resolve(true);
-    return new Promise((resolve) => {
-      const waiter = { position };
-      const timer = setTimeout(() => waiter.wake(false), waitMs);
-      waiter.wake = (reached) => {
-        clearTimeout(timer);
-        this.waiters.delete(waiter);
-        resolve(reached);
-      };
-      this.waiters.add(waiter);
-    });
-  }
-
-  pause(ms) {
-    return new Promise((resolve) => setTimeout(resolve, ms));
-  }
-
-  stop() {
-    this.stopping = true;
-    this.bus.close();
-  }
-
-  // How current the read model is, in the shape msshop's query service answers.
-  freshness() {
-    const now = Date.now();
-    const ago = (at) => (at === null ? null : Math.round((now - at) * 10) / 10);
-    // the bus answers every long-poll within LONG_POLL_MS, even with nothing new: one
-    // open much longer (a frozen bus) is not "listening", whatever the socket says
-    let error = this.busError;
-    let listening = this.listening;
-    if (listening && this.headSeenAt !== null && now - this.headSeenAt > LONG_POLL_MS + 2000) {
-      error = error || `the bus has not answered for ${Math.round((now - this.headSeenAt) / 1000)} s`;
-      listening = false;
-    }
-    return { position: this.position, bus_head: this.head, behind: this.head - this.position,
-             caught_up: this.head === this.position && error === null &&
-               this.logProblem === null && this.failing === null,
-             catching_up_to: this.catchingUpTo, listening,
-             head_seen_ms_ago: ago(this.headSeenAt),
-             last_applied_ms_ago: ago(this.lastAppliedAt), bus_error: error,
-             log_problem: this.logProblem };
   }
 }
 

@@ -12,9 +12,10 @@ as the sandbox's query service, and it answers the lesson's question two ways:
     POST /chaos/trespass
         the sandbox's owner asks us to open another service's file, as a bug would
 
-It never opens another service's file: what it knows of users, products and orders comes
-over HTTP (direct-call) or from their events on the bus (replicated). Its own file is
-$MSSHOP_DATA_DIR/query-replica.db.
+It never opens another service's file (unless told to, on purpose: POST /chaos/trespass):
+what it knows of users, products and orders comes over HTTP (direct-call) or from their
+events on the bus (replicated): msshop's log, or NATS JetStream read with no client
+library. Its own file is $MSSHOP_DATA_DIR/query-replica.db.
 
 Run it as msshop's query service:  msshop up --service query='python3 service_d.py'
 """
@@ -399,6 +400,238 @@ class LogReader:
         return page  # type: ignore[no-any-return]
 
 
+class Consumer:
+    """Follows the bus from our stored position and applies what it reads, in a thread of
+    its own. The request threads read its progress (freshness) and wait on it (after=)."""
+
+    def __init__(self, settings: Settings, db_path: Path) -> None:
+        self.settings = settings
+        self.bus: LogReader | NatsReader = (
+            NatsReader(settings.bus) if settings.bus_backend == "nats" else LogReader(settings))
+        self.conn = open_db(db_path)
+        self.conn.executescript(SCHEMA)
+        row = self.conn.execute("SELECT position, log FROM bus_position").fetchone()
+        self.position: int = row[0] if row else 0  # the last event applied
+        self.log: str = row[1] if row else ""  # the identity of the log it belongs to
+        (self.dead,) = self.conn.execute("SELECT count(*) FROM dead_letters").fetchone()
+        self.applied = 0
+        self.head = self.position
+        self.catching_up_to: int | None = None
+        self.listening = False
+        self.bus_error: str | None = None
+        self.log_problem: str | None = None
+        self.head_seen_at: float | None = None
+        self.last_applied_at: float | None = None
+        self.started = False  # the first page is read: we know where the bus's head was
+        self.failing: str | None = None  # why the consumer fails now (not the bus's fault)
+        self.advanced = threading.Condition()  # notified after each commit
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        """The consumer thread: never ends until we stop. A failure that is not the bus's
+        (a full disk, a bug) is logged, shown in /health, and tried again: what failed was
+        rolled back, so it is read again from the stored position."""
+        while not self.stopping.is_set():
+            try:
+                self.follow()
+            except Exception as exc:
+                why = f"{type(exc).__name__}: {exc}"
+                if self.failing != why:
+                    log.exception("the consumer failed; trying again in 1 s")
+                self.failing, self.listening = why, False
+                self.stopping.wait(1.0)
+
+    def follow(self) -> None:
+        wait_ms = 0  # the first read answers at once: it tells us the bus's head
+        while not self.stopping.is_set():
+            try:
+                self.listening = wait_ms > 0
+                page = self.read_bus(wait_ms)
+            except BusRefused as exc:
+                self.note_bus_down(str(exc))
+                wait_ms = 0
+                continue
+            except (OSError, ValueError, http.client.HTTPException) as exc:
+                self.note_bus_down(f"the bus is unreachable: {str(exc) or type(exc).__name__}")
+                wait_ms = 0
+                continue
+            if self.bus_error is not None:
+                log.info("the bus is back; reading from position %d", self.position)
+            self.bus_error, wait_ms = None, LONG_POLL_MS
+            self.head_seen_at = time.time()
+            if not self.same_log(page):
+                self.stopping.wait(2.0)  # nothing to apply until someone fixes the log
+                continue
+            self.head = max(page["head"], self.position)
+            if self.catching_up_to is None and not self.started and page["head"] > self.position:
+                self.catching_up_to = page["head"]
+                log.info("catching up from position %d to %d", self.position, page["head"])
+            self.started = True
+            if page["events"]:
+                self.apply_page(page["events"])
+            self.failing = None  # read and applied: whatever failed works again
+
+    def read_bus(self, wait_ms: int) -> dict[str, Any]:
+        """The events after our position (or none, after wait_ms), whichever the bus:
+        {"head", "log", "events": [{"position", "event"[, "sender"]}, ...]}."""
+        return self.bus.read(self.position, wait_ms)
+
+    def note_bus_down(self, why: str) -> None:
+        self.listening = False
+        if self.bus_error is None:
+            log.warning("cannot read the bus (%s); answers come from position %d",
+                        why, self.position)
+        self.bus_error = why
+        self.stopping.wait(0.5)  # try again soon, but do not spin
+
+    def same_log(self, page: dict[str, Any]) -> bool:
+        """A position means something only in the log it was read from: if the bus's log
+        was replaced or emptied, say so and apply nothing (the fix: rebuild from 0)."""
+        problem = None
+        if self.log and page["log"] != self.log:
+            problem = (f"the bus's log was replaced (it is log {page['log'][:8]}; this read "
+                       f"model was built from log {self.log[:8]}); stop this service, "
+                       f"delete {self.settings.data_dir / DB_FILE} and start it again to "
+                       "rebuild it from the new log")
+        elif page["head"] < self.position:
+            problem = (f"the bus's log ends at position {page['head']}, but this read model "
+                       f"has applied up to {self.position}: the log was emptied or replaced")
+        if problem and problem != self.log_problem:
+            log.error("%s", problem)
+        self.log_problem = problem
+        if problem is None:
+            self.log = page["log"]
+        return problem is None
+
+    def apply_page(self, delivered: list[dict[str, Any]]) -> None:
+        """Apply a page of events and store the new position in ONE transaction: a crash
+        leaves both or neither, so each event is applied exactly once."""
+        position, applied, dead = self.position, 0, 0
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            for item in delivered:
+                position = item["position"]
+                if self.apply_one(item):
+                    applied += 1
+                else:
+                    dead += 1
+            self.conn.execute("INSERT INTO bus_position VALUES (1, ?, ?) ON CONFLICT (id) "
+                              "DO UPDATE SET position = excluded.position, log = excluded.log",
+                              (position, self.log))
+            self.conn.execute("COMMIT")
+        except BaseException:
+            if self.conn.in_transaction:  # a failed COMMIT may have rolled back already
+                self.conn.execute("ROLLBACK")  # e.g. a full disk: nothing applied, read again
+            raise
+        self.advanced_to(position, applied, dead)
+
+    def apply_one(self, item: dict[str, Any]) -> bool:
+        """Apply one event under a savepoint; False if it was dead-lettered instead.
+        The savepoint undoes a half-applied event, so the rest of the page still goes in."""
+        event = item["event"]
+        self.conn.execute("SAVEPOINT event")
+        try:
+            if not isinstance(event, dict):
+                raise Poison("not an event object")
+            sender = item.get("sender")  # NATS: who published it (its subject says)
+            if sender and event.get("source") != sender:
+                raise Poison(f"its source is {event.get('source')!r}, but {sender} sent it")
+            apply_event(self.conn, event)
+        except (Poison, sqlite3.IntegrityError, KeyError, TypeError, ValueError,
+                OverflowError) as exc:  # the event's fault; a full disk is not: see apply_page
+            self.conn.execute("ROLLBACK TO event")
+            self.dead_letter(item["position"], event, str(exc))
+            self.conn.execute("RELEASE event")
+            return False
+        self.conn.execute("RELEASE event")
+        return True
+
+    def dead_letter(self, position: int, event: Any, reason: str) -> None:
+        log.warning("dead-lettered position %d: %s", position, reason)
+        known = event if isinstance(event, dict) else {}
+        event_id, kind = known.get("id"), known.get("type")
+        self.conn.execute("INSERT OR REPLACE INTO dead_letters VALUES (?, ?, ?, ?, ?, ?)",
+                          (position, event_id if isinstance(event_id, str) else None,
+                           kind if isinstance(kind, str) else None, reason,
+                           json.dumps(event), time.time()))
+
+    def advanced_to(self, position: int, applied: int, dead: int) -> None:
+        with self.advanced:
+            self.position, self.last_applied_at = position, time.time()
+            self.head = max(self.head, position)
+            self.applied += applied
+            self.dead += dead
+            if self.catching_up_to is not None and position >= self.catching_up_to:
+                log.info("caught up at position %d", position)
+                self.catching_up_to = None
+            self.advanced.notify_all()  # wakes read-your-writes requests
+
+    def wait_for(self, position: int, wait_ms: int) -> bool:
+        """Read-your-writes: block until `position` is applied; False after wait_ms."""
+        with self.advanced:
+            return bool(self.advanced.wait_for(lambda: self.position >= position,
+                                               wait_ms / 1000))
+
+    def freshness(self) -> dict[str, Any]:
+        """How current the read model is, in the shape msshop's query service answers."""
+        now = time.time()
+
+        def ago(at: float | None) -> float | None:
+            return None if at is None else round((now - at) * 1000, 1)
+
+        # the bus answers every long-poll within LONG_POLL_MS, even with nothing new: one
+        # open much longer (a frozen bus) is not "listening", whatever the socket says
+        error, listening = self.bus_error, self.listening
+        if listening and self.head_seen_at and now - self.head_seen_at > LONG_POLL_MS / 1000 + 2:
+            error = error or f"the bus has not answered for {now - self.head_seen_at:.0f} s"
+            listening = False
+        return {"position": self.position, "bus_head": self.head,
+                "behind": self.head - self.position,
+                "caught_up": (self.head == self.position and error is None
+                              and self.log_problem is None and self.failing is None),
+                "catching_up_to": self.catching_up_to, "listening": listening,
+                "head_seen_ms_ago": ago(self.head_seen_at),
+                "last_applied_ms_ago": ago(self.last_applied_at),
+                "bus_error": error, "log_problem": self.log_problem}
+
+
+class ReadModel:
+    """The request threads' side of the file: one read-only connection per thread."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.local = threading.local()
+
+    def conn(self) -> sqlite3.Connection:
+        if not hasattr(self.local, "conn"):
+            self.local.conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True,
+                                              isolation_level=None)
+        return self.local.conn  # type: ignore[no-any-return]
+
+    def user_orders(self, user_id: int) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+        """The user and their orders, each with its product's title (None: that product's
+        event has not reached us yet). One read transaction, so both parts agree."""
+        conn = self.conn()
+        conn.execute("BEGIN")
+        try:
+            user = conn.execute("SELECT id, name, email FROM users WHERE id = ?",
+                                (user_id,)).fetchone()
+            rows = conn.execute(
+                "SELECT o.id, o.product_id, p.title, o.quantity, o.unit_price_cents "
+                "FROM orders AS o LEFT JOIN products AS p ON p.id = o.product_id "
+                "WHERE o.user_id = ? ORDER BY o.id", (user_id,)).fetchall()
+        finally:
+            conn.execute("COMMIT")
+        if user is None:
+            return None, []
+        return {"id": user[0], "name": user[1], "email": user[2]}, [order_line(*r) for r in rows]
+
+    def rows(self) -> dict[str, int]:
+        conn = self.conn()
+        return {table: conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+                for table in ("users", "products", "orders")}
+
+
 # --- Reading the bus on NATS JetStream, with no client library ----------------------------
 #
 # With `msshop up --bus nats` the bus is a JetStream stream (service.json's bus.stream)
@@ -660,238 +893,6 @@ class NatsReader:
         if self.sock is not None:
             self.sock.close()
         self.sock, self.consumer, self.pull = None, None, None
-
-
-class Consumer:
-    """Follows the bus from our stored position and applies what it reads, in a thread of
-    its own. The request threads read its progress (freshness) and wait on it (after=)."""
-
-    def __init__(self, settings: Settings, db_path: Path) -> None:
-        self.settings = settings
-        self.bus: LogReader | NatsReader = (
-            NatsReader(settings.bus) if settings.bus_backend == "nats" else LogReader(settings))
-        self.conn = open_db(db_path)
-        self.conn.executescript(SCHEMA)
-        row = self.conn.execute("SELECT position, log FROM bus_position").fetchone()
-        self.position: int = row[0] if row else 0  # the last event applied
-        self.log: str = row[1] if row else ""  # the identity of the log it belongs to
-        (self.dead,) = self.conn.execute("SELECT count(*) FROM dead_letters").fetchone()
-        self.applied = 0
-        self.head = self.position
-        self.catching_up_to: int | None = None
-        self.listening = False
-        self.bus_error: str | None = None
-        self.log_problem: str | None = None
-        self.head_seen_at: float | None = None
-        self.last_applied_at: float | None = None
-        self.started = False  # the first page is read: we know where the bus's head was
-        self.failing: str | None = None  # why the consumer fails now (not the bus's fault)
-        self.advanced = threading.Condition()  # notified after each commit
-        self.stopping = threading.Event()
-
-    def run(self) -> None:
-        """The consumer thread: never ends until we stop. A failure that is not the bus's
-        (a full disk, a bug) is logged, shown in /health, and tried again: what failed was
-        rolled back, so it is read again from the stored position."""
-        while not self.stopping.is_set():
-            try:
-                self.follow()
-            except Exception as exc:
-                why = f"{type(exc).__name__}: {exc}"
-                if self.failing != why:
-                    log.exception("the consumer failed; trying again in 1 s")
-                self.failing, self.listening = why, False
-                self.stopping.wait(1.0)
-
-    def follow(self) -> None:
-        wait_ms = 0  # the first read answers at once: it tells us the bus's head
-        while not self.stopping.is_set():
-            try:
-                self.listening = wait_ms > 0
-                page = self.read_bus(wait_ms)
-            except BusRefused as exc:
-                self.note_bus_down(str(exc))
-                wait_ms = 0
-                continue
-            except (OSError, ValueError, http.client.HTTPException) as exc:
-                self.note_bus_down(f"the bus is unreachable: {str(exc) or type(exc).__name__}")
-                wait_ms = 0
-                continue
-            if self.bus_error is not None:
-                log.info("the bus is back; reading from position %d", self.position)
-            self.bus_error, wait_ms = None, LONG_POLL_MS
-            self.head_seen_at = time.time()
-            if not self.same_log(page):
-                self.stopping.wait(2.0)  # nothing to apply until someone fixes the log
-                continue
-            self.head = max(page["head"], self.position)
-            if self.catching_up_to is None and not self.started and page["head"] > self.position:
-                self.catching_up_to = page["head"]
-                log.info("catching up from position %d to %d", self.position, page["head"])
-            self.started = True
-            if page["events"]:
-                self.apply_page(page["events"])
-            self.failing = None  # read and applied: whatever failed works again
-
-    def read_bus(self, wait_ms: int) -> dict[str, Any]:
-        """The events after our position (or none, after wait_ms), whichever the bus:
-        {"head", "log", "events": [{"position", "event"[, "sender"]}, ...]}."""
-        return self.bus.read(self.position, wait_ms)
-
-    def note_bus_down(self, why: str) -> None:
-        self.listening = False
-        if self.bus_error is None:
-            log.warning("cannot read the bus (%s); answers come from position %d",
-                        why, self.position)
-        self.bus_error = why
-        self.stopping.wait(0.5)  # try again soon, but do not spin
-
-    def same_log(self, page: dict[str, Any]) -> bool:
-        """A position means something only in the log it was read from: if the bus's log
-        was replaced or emptied, say so and apply nothing (the fix: rebuild from 0)."""
-        problem = None
-        if self.log and page["log"] != self.log:
-            problem = (f"the bus's log was replaced (it is log {page['log'][:8]}; this read "
-                       f"model was built from log {self.log[:8]}); stop this service, "
-                       f"delete {self.settings.data_dir / DB_FILE} and start it again to "
-                       "rebuild it from the new log")
-        elif page["head"] < self.position:
-            problem = (f"the bus's log ends at position {page['head']}, but this read model "
-                       f"has applied up to {self.position}: the log was emptied or replaced")
-        if problem and problem != self.log_problem:
-            log.error("%s", problem)
-        self.log_problem = problem
-        if problem is None:
-            self.log = page["log"]
-        return problem is None
-
-    def apply_page(self, delivered: list[dict[str, Any]]) -> None:
-        """Apply a page of events and store the new position in ONE transaction: a crash
-        leaves both or neither, so each event is applied exactly once."""
-        position, applied, dead = self.position, 0, 0
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            for item in delivered:
-                position = item["position"]
-                if self.apply_one(item):
-                    applied += 1
-                else:
-                    dead += 1
-            self.conn.execute("INSERT INTO bus_position VALUES (1, ?, ?) ON CONFLICT (id) "
-                              "DO UPDATE SET position = excluded.position, log = excluded.log",
-                              (position, self.log))
-            self.conn.execute("COMMIT")
-        except BaseException:
-            if self.conn.in_transaction:  # a failed COMMIT may have rolled back already
-                self.conn.execute("ROLLBACK")  # e.g. a full disk: nothing applied, read again
-            raise
-        self.advanced_to(position, applied, dead)
-
-    def apply_one(self, item: dict[str, Any]) -> bool:
-        """Apply one event under a savepoint; False if it was dead-lettered instead.
-        The savepoint undoes a half-applied event, so the rest of the page still goes in."""
-        event = item["event"]
-        self.conn.execute("SAVEPOINT event")
-        try:
-            if not isinstance(event, dict):
-                raise Poison("not an event object")
-            sender = item.get("sender")  # NATS: who published it (its subject says)
-            if sender and event.get("source") != sender:
-                raise Poison(f"its source is {event.get('source')!r}, but {sender} sent it")
-            apply_event(self.conn, event)
-        except (Poison, sqlite3.IntegrityError, KeyError, TypeError, ValueError,
-                OverflowError) as exc:  # the event's fault; a full disk is not: see apply_page
-            self.conn.execute("ROLLBACK TO event")
-            self.dead_letter(item["position"], event, str(exc))
-            self.conn.execute("RELEASE event")
-            return False
-        self.conn.execute("RELEASE event")
-        return True
-
-    def dead_letter(self, position: int, event: Any, reason: str) -> None:
-        log.warning("dead-lettered position %d: %s", position, reason)
-        known = event if isinstance(event, dict) else {}
-        event_id, kind = known.get("id"), known.get("type")
-        self.conn.execute("INSERT OR REPLACE INTO dead_letters VALUES (?, ?, ?, ?, ?, ?)",
-                          (position, event_id if isinstance(event_id, str) else None,
-                           kind if isinstance(kind, str) else None, reason,
-                           json.dumps(event), time.time()))
-
-    def advanced_to(self, position: int, applied: int, dead: int) -> None:
-        with self.advanced:
-            self.position, self.last_applied_at = position, time.time()
-            self.head = max(self.head, position)
-            self.applied += applied
-            self.dead += dead
-            if self.catching_up_to is not None and position >= self.catching_up_to:
-                log.info("caught up at position %d", position)
-                self.catching_up_to = None
-            self.advanced.notify_all()  # wakes read-your-writes requests
-
-    def wait_for(self, position: int, wait_ms: int) -> bool:
-        """Read-your-writes: block until `position` is applied; False after wait_ms."""
-        with self.advanced:
-            return bool(self.advanced.wait_for(lambda: self.position >= position,
-                                               wait_ms / 1000))
-
-    def freshness(self) -> dict[str, Any]:
-        """How current the read model is, in the shape msshop's query service answers."""
-        now = time.time()
-
-        def ago(at: float | None) -> float | None:
-            return None if at is None else round((now - at) * 1000, 1)
-
-        # the bus answers every long-poll within LONG_POLL_MS, even with nothing new: one
-        # open much longer (a frozen bus) is not "listening", whatever the socket says
-        error, listening = self.bus_error, self.listening
-        if listening and self.head_seen_at and now - self.head_seen_at > LONG_POLL_MS / 1000 + 2:
-            error = error or f"the bus has not answered for {now - self.head_seen_at:.0f} s"
-            listening = False
-        return {"position": self.position, "bus_head": self.head,
-                "behind": self.head - self.position,
-                "caught_up": (self.head == self.position and error is None
-                              and self.log_problem is None and self.failing is None),
-                "catching_up_to": self.catching_up_to, "listening": listening,
-                "head_seen_ms_ago": ago(self.head_seen_at),
-                "last_applied_ms_ago": ago(self.last_applied_at),
-                "bus_error": error, "log_problem": self.log_problem}
-
-
-class ReadModel:
-    """The request threads' side of the file: one read-only connection per thread."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.local = threading.local()
-
-    def conn(self) -> sqlite3.Connection:
-        if not hasattr(self.local, "conn"):
-            self.local.conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True,
-                                              isolation_level=None)
-        return self.local.conn  # type: ignore[no-any-return]
-
-    def user_orders(self, user_id: int) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-        """The user and their orders, each with its product's title (None: that product's
-        event has not reached us yet). One read transaction, so both parts agree."""
-        conn = self.conn()
-        conn.execute("BEGIN")
-        try:
-            user = conn.execute("SELECT id, name, email FROM users WHERE id = ?",
-                                (user_id,)).fetchone()
-            rows = conn.execute(
-                "SELECT o.id, o.product_id, p.title, o.quantity, o.unit_price_cents "
-                "FROM orders AS o LEFT JOIN products AS p ON p.id = o.product_id "
-                "WHERE o.user_id = ? ORDER BY o.id", (user_id,)).fetchall()
-        finally:
-            conn.execute("COMMIT")
-        if user is None:
-            return None, []
-        return {"id": user[0], "name": user[1], "email": user[2]}, [order_line(*r) for r in rows]
-
-    def rows(self) -> dict[str, int]:
-        conn = self.conn()
-        return {table: conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-                for table in ("users", "products", "orders")}
 
 
 # --- Asked to trespass: POST /chaos/trespass (docs/protocol.md) --------------------------
