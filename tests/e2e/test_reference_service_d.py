@@ -44,6 +44,7 @@ from msshop.instruments.asking import databases
 from msshop.instruments.checking import caught_up, differences
 from msshop.instruments.monolith import all_user_orders, all_users
 from tests.conftest import ROOT, Sandbox, one_purchase, running_sandbox
+from tests.e2e.test_broker import nats_server  # noqa: F401  (the fixture: a server of our own)
 
 PROGRAM = ROOT / "examples" / "service-d-python" / "service_d.py"
 NODE_PROGRAM = ROOT / "examples" / "service-d-node" / "service_d.js"
@@ -569,6 +570,28 @@ def test_on_nats_it_equals_the_monolith_and_resumes_after_sigkill(
         assert time.monotonic() - started < 5
         assert Path(sandbox.state.services["query"].log).read_text().rstrip().endswith(
             "stopped")
+
+
+def test_on_an_external_nats_server_it_reads_as_the_urls_user(
+        impl: Implementation, tmp_path: Path, nats_server: str) -> None:  # noqa: F811
+    """bus.url: a server msshop did not start. service.json names its servers, the
+    sandbox's stream and subjects, and the URL's user and password (every part signs in
+    with them; that server's owner decides what they may do): it reads the stream."""
+    with running_sandbox(tmp_path / "sandbox", MSSHOP_BUS_BACKEND="nats",
+                         MSSHOP_BUS_URL=nats_server,
+                         MSSHOP_QUERY_COMMAND=impl.shell_command()) as sandbox:
+        program = run_by_msshop(sandbox)
+        given = (program.data_dir / "service.json").read_bytes()
+        bus = msgspec.json.decode(given, type=ServiceFile)["bus"]
+        state = sandbox.state
+        assert bus == {"backend": "nats", "servers": [nats_server.replace("shop:s3cret@", "")],
+                       "stream": state.bus.stream, "subjects": f"msshop.{state.bus.sandbox}.>",
+                       "user": "shop", "password": "s3cret"}
+        sandbox.run("seed", "--users", "30", "--products", "10", "--orders", "200", "--wait",
+                    check=True)
+        verified = sandbox.run("verify", check=True)
+        assert "equals the monolith join for all 30 users" in verified.stdout
+        assert_reads_its_own_write(sandbox, program, user=4)
 
 
 def test_on_nats_a_wrong_password_is_one_line_in_its_health_and_nothing_stops(
