@@ -744,6 +744,43 @@ def test_trespass_asks_it_to_try_and_what_happened_shows_everywhere(
             "verify", check=True).stdout
 
 
+def test_a_trespass_it_is_refused_is_answered_logged_and_counted(
+        seeded: tuple[Sandbox, Reference]) -> None:
+    """POST /chaos/trespass as the contract says, with a path the operating system refuses
+    to read as a file anywhere (a directory): each program answers refused, with the OS's
+    words, logs one line and counts it in /health. Without the owner's token, or with a
+    body of another shape, it refuses, and the connection goes on (the body was read)."""
+    sandbox, program = seeded
+    token = {"authorization": f"Bearer {sandbox.state.token}",
+             "content-type": "application/json"}
+    before = program.get("/health")[1]["trespass"]
+    conn = http.client.HTTPConnection("127.0.0.1", program.port, timeout=10)
+    try:
+        def post(body: Any, headers: dict[str, str]) -> tuple[int, Any]:
+            conn.request("POST", "/chaos/trespass", body=json.dumps(body), headers=headers)
+            response = conn.getresponse()
+            return response.status, json.loads(response.read())
+
+        asked = {"into": "users", "path": str(program.data_dir)}
+        assert post(asked, {})[0] == 401
+        assert post(asked, {"authorization": "Bearer not-the-token"})[0] == 403
+        wrongs: list[Any] = [[], {"into": "users", "path": "users.db"},
+                             {**asked, "how": "ctypes"}]
+        for wrong in wrongs:
+            status, error = post(wrong, token)
+            assert status == 422 and error["service"] == "query", (wrong, error)
+        status, answer = post(asked, token)  # the same connection all along
+    finally:
+        conn.close()
+    assert status == 200 and answer["refused"] is True and answer["error"], answer
+    assert (answer["service"], answer["into"], answer["tried"]) == (
+        "query", "users", str(program.data_dir))
+    told = program.get("/health")[1]["trespass"]
+    assert (told["tried"], told["refused"]) == (before["tried"] + 1, before["refused"] + 1)
+    assert told["last"] == answer
+    assert f"tried to read users's file {program.data_dir}" in program.log()
+
+
 def test_trespass_is_refused_by_the_kernel(impl: Implementation, tmp_path: Path) -> None:
     with running_sandbox(tmp_path / "sandbox", MSSHOP_QUERY_COMMAND=impl.shell_command()
                          ) as sandbox:
