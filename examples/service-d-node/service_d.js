@@ -9,9 +9,13 @@
 //         read our own copy, built from the bus's events (after=: read-your-writes)
 //     GET /health
 //         who we are, and how far our copy has read the bus
+//     POST /chaos/trespass
+//         the sandbox's owner asks us to open another service's file, as a bug would
 //
-// It never opens another service's file: what it knows of users, products and orders comes
-// over HTTP (direct-call) or from their events on the bus (replicated). Node 20 has no
+// It never opens another service's file (unless told to, on purpose: POST /chaos/trespass):
+// what it knows of users, products and orders comes over HTTP (direct-call) or from their
+// events on the bus (replicated): msshop's log, or NATS JetStream read with node:net and
+// no package. Node 20 has no
 // SQLite, so the read model lives in memory and in ONE file, $MSSHOP_DATA_DIR/
 // query-replica.json, rewritten (write, fsync, rename) after each page of events: the rows
 // and the bus position in the same file, so a crash leaves both or neither.
@@ -22,6 +26,7 @@
 const crypto = require("node:crypto");
 const fs = require("node:fs");
 const http = require("node:http");
+const net = require("node:net");
 const path = require("node:path");
 
 const MAX_ID = Number.MAX_SAFE_INTEGER; // ids and positions beyond this lose digits in JS
@@ -55,10 +60,10 @@ function loadSettings() {
   } catch (err) {
     fail(`cannot read the service file ${file}: ${err.message}`);
   }
-  const bus = doc.bus || {};
-  if ((bus.backend || "log") !== "log") {
-    fail(`${doc.service}: this example reads only msshop's log bus, not ${bus.backend}; ` +
-         "start msshop with --bus log");
+  const bus = doc.bus || {}; // {"backend": "log", "url"} or {"backend": "nats", "servers", ...}
+  if (!["log", "nats"].includes(bus.backend || "log")) {
+    fail(`${doc.service}: this example reads msshop's log bus or NATS JetStream, not ` +
+         `${JSON.stringify(bus.backend)}`);
   }
   for (const key of ["service", "host", "port", "data_dir", "peers", "credential",
                      "owner_digest"]) {
@@ -66,7 +71,7 @@ function loadSettings() {
   }
   return { service: doc.service, host: doc.host, port: Number(doc.port),
            dataDir: doc.data_dir, peers: doc.peers, credential: doc.credential,
-           ownerDigest: doc.owner_digest, busUrl: bus.url || doc.peers.bus };
+           ownerDigest: doc.owner_digest, bus, busUrl: bus.url || doc.peers.bus };
 }
 
 function fail(message) {
@@ -456,6 +461,32 @@ class ModelFile {
 
 class BusRefused extends Error {} // the bus answered, but not with a page (e.g. 403)
 
+// msshop's own log bus: one HTTP long-poll per read (docs/protocol.md).
+class LogReader {
+  constructor(settings) {
+    this.settings = settings;
+    this.aborter = new AbortController(); // ends an open long-poll when we stop
+    // the long-poll has its own connection: it is held open for seconds at a time
+    this.agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  }
+
+  async read(after, waitMs) {
+    const query = `/events?after=${after}&limit=${PAGE}&wait_ms=${waitMs}`;
+    const { status, data } = await call(
+      this.settings.busUrl, query, { authorization: `Bearer ${this.settings.credential}` },
+      waitMs + 5000, this.agent, this.aborter.signal);
+    if (status !== 200) throw new BusRefused(`the bus answered HTTP ${status}: ${peerDetail(data)}`);
+    if (!data || !Array.isArray(data.events) || !Number.isInteger(data.head)) {
+      throw new BusRefused("the bus answered something that is not a page of events");
+    }
+    return data;
+  }
+
+  close() {
+    this.aborter.abort();
+  }
+}
+
 // Follows the bus from our stored position and applies what it reads. Requests read its
 // progress (freshness) and wait on it (after=).
 class Consumer {
@@ -475,9 +506,8 @@ class Consumer {
     this.failing = null; // why the consumer fails now (not the bus's fault)
     this.waiters = new Set(); // read-your-writes requests: {position, wake}
     this.stopping = false;
-    this.aborter = new AbortController(); // ends an open long-poll when we stop
-    // the long-poll has its own connection: it is held open for seconds at a time
-    this.agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    this.bus = settings.bus.backend === "nats" ? new NatsReader(settings.bus)
+      : new LogReader(settings);
   }
 
   get position() {
@@ -537,17 +567,10 @@ class Consumer {
     }
   }
 
-  // One long-poll of the log: the events after our position (or none, after waitMs).
-  async readBus(waitMs) {
-    const query = `/events?after=${this.position}&limit=${PAGE}&wait_ms=${waitMs}`;
-    const { status, data } = await call(
-      this.settings.busUrl, query, { authorization: `Bearer ${this.settings.credential}` },
-      waitMs + 5000, this.agent, this.aborter.signal);
-    if (status !== 200) throw new BusRefused(`the bus answered HTTP ${status}: ${peerDetail(data)}`);
-    if (!data || !Array.isArray(data.events) || !Number.isInteger(data.head)) {
-      throw new BusRefused("the bus answered something that is not a page of events");
-    }
-    return data;
+  // The events after our position (or none, after waitMs), whichever the bus:
+  // {head, log, events: [{position, event[, sender]}, ...]}.
+  readBus(waitMs) {
+    return this.bus.read(this.position, waitMs);
   }
 
   async noteBusDown(why) {
@@ -584,6 +607,10 @@ class Consumer {
     let applied = 0;
     for (const item of delivered) {
       try {
+        const source = item.event && typeof item.event === "object" ? item.event.source : null;
+        if (item.sender && source !== item.sender) { // NATS: its subject says who sent it
+          throw new Poison(`its source is ${show(source)}, but ${item.sender} sent it`);
+        }
         this.model.apply(item.event);
         applied += 1;
       } catch (err) {
@@ -628,7 +655,7 @@ class Consumer {
 
   stop() {
     this.stopping = true;
-    this.aborter.abort();
+    this.bus.close();
   }
 
   // How current the read model is, in the shape msshop's query service answers.
@@ -650,6 +677,375 @@ class Consumer {
              head_seen_ms_ago: ago(this.headSeenAt),
              last_applied_ms_ago: ago(this.lastAppliedAt), bus_error: error,
              log_problem: this.logProblem };
+  }
+}
+
+// --- Reading the bus on NATS JetStream, with no client library ---------------------------
+//
+// With `msshop up --bus nats` the bus is a JetStream stream (service.json's bus.stream)
+// holding every event of the sandbox, one message each: an event's position is its stream
+// sequence. We speak the NATS text protocol over a plain socket (node:net): the server says
+// INFO, we say CONNECT (user and password) and PING, it says PONG; we SUB to our inbox, and
+// PUB requests to the JetStream API with a reply subject in that inbox, whose answers come
+// back as MSG (or HMSG: with headers). Lines end in \r\n; a message's payload follows its
+// line, its length given there.
+//
+// The reader is a pull consumer of our own, made to start at our stored position + 1
+// (ephemeral, in memory, no acks: the server forgets it when we stop asking; our position
+// lives in our file, with the rows). Each read asks for the next page (MSG.NEXT: batch,
+// expires) and takes what comes: each message's reply subject, $JS.ACK.<stream>.<consumer>.
+// <delivered>.<stream seq>.<consumer seq>.<time>.<pending>, tells its position and how many
+// are left after it. A dropped connection or a server gone: the next read connects to the
+// next server of the list (a cluster's other nodes) and starts a new consumer from our
+// position.
+
+class NoStream extends BusRefused {} // JetStream has no stream by that name (code 10059)
+
+const NATS_TIMEOUT_MS = 5000; // how long a NATS server has to answer a request
+// while a fetch waits, the server sends a heartbeat (a status 100) each second; three
+// seconds of silence mean our consumer is gone (its node died while we were connected to
+// another), so we make a new one rather than wait for a fetch that will never end
+const HEARTBEAT_MS = 1000;
+const CRLF = Buffer.from("\r\n");
+
+// Reads the sandbox's stream; read() resolves a page in the log bus's shape.
+class NatsReader {
+  constructor(bus) {
+    this.servers = bus.servers.map((url) => new URL(url));
+    this.stream = bus.stream;
+    this.user = bus.user;
+    this.password = bus.password;
+    this.prefix = bus.subjects.replace(/>$/, ""); // msshop.<id>.: the sender follows
+    this.inbox = `_INBOX.${this.user}.${newId(64)}`; // the replies we may read
+    this.server = 0; // the next server to try: the one after the last that failed
+    this.socket = null;
+    this.received = []; // lines and messages read off the socket, not yet taken
+    this.ended = null; // why the connection ended
+    this.wake = null; // resolves the wait for the next line or message
+    this.sent = 0; // requests made: each gets a reply subject of its own
+    this.consumer = null; // our consumer's name on the server
+    this.next = 0; // the stream sequence our consumer delivers next
+    this.pull = null; // the reply subject of the fetch still open
+    this.pullLeft = 0; // events the open fetch may still bring
+    this.head = 0;
+    this.log = "";
+  }
+
+  async read(after, waitMs) {
+    try {
+      if (this.socket === null) await this.connect();
+      if (waitMs === 0 || this.consumer === null || this.next !== after + 1) {
+        if (!(await this.describe())) { // no stream: an empty log, for now
+          await new Promise((resolve) => setTimeout(resolve, Math.min(waitMs, 1000)));
+          return { head: 0, log: "", events: [] };
+        }
+        if (waitMs === 0) return { head: this.head, log: this.log, events: [] }; // the head only
+        await this.startConsumer(after + 1);
+      }
+      const events = await this.fetch(waitMs);
+      if (events.length === 0) await this.describe(); // still the stream we read? how long?
+      return { head: this.head, log: this.log, events };
+    } catch (err) {
+      this.close(); // whatever broke, start over (on the next server)
+      throw err;
+    }
+  }
+
+  async connect() {
+    const url = this.servers[this.server % this.servers.length];
+    this.server += 1; // if this one fails, the next read tries the next
+    const where = `${url.hostname}:${url.port}`;
+    this.received = [];
+    this.ended = null;
+    let buffer = Buffer.alloc(0);
+    const socket = net.connect(Number(url.port) || 4222, url.hostname);
+    this.socket = socket;
+    socket.setNoDelay(true);
+    const current = () => this.socket === socket; // an old connection's news is not ours
+    socket.on("data", (chunk) => {
+      if (!current()) return;
+      buffer = this.parse(Buffer.concat([buffer, chunk]));
+      this.poke();
+    });
+    socket.on("error", (err) => {
+      if (current()) this.ended = this.ended || err;
+      this.poke();
+    });
+    socket.on("close", () => {
+      if (current()) this.ended = this.ended || new Error("the NATS server closed the connection");
+      this.poke();
+    });
+    const info = await this.take(Date.now() + NATS_TIMEOUT_MS);
+    if (info === null || info.line === undefined || !info.line.startsWith("INFO ")) {
+      throw new Error(`${where} is not a NATS server`);
+    }
+    if (JSON.parse(info.line.slice(5)).tls_required) {
+      throw new BusRefused(`NATS at ${where} requires TLS, which this example does not speak`);
+    }
+    const hello = { user: this.user, pass: this.password, verbose: false, pedantic: false,
+                    headers: true, no_responders: true, name: "service-d (node)",
+                    lang: "node-net", version: "1", protocol: 1 };
+    socket.write(`CONNECT ${JSON.stringify(hello)}\r\nPING\r\nSUB ${this.inbox}.> 1\r\n`);
+    for (;;) {
+      const got = await this.take(Date.now() + NATS_TIMEOUT_MS);
+      if (got === null) throw new Error(`NATS at ${where} did not answer CONNECT`);
+      if (got.line === "PONG") break;
+      this.check(got.line); // e.g. -ERR 'Authorization Violation': a wrong password
+    }
+    log("INFO", `reading stream ${this.stream} on NATS at ${where}`);
+  }
+
+  // The stream's head (its last sequence) and identity (name and creation time: a stream
+  // deleted and made again is another log). False if there is no stream: the writers make
+  // it with the first event, so until then the log is empty (and after a deletion, it is:
+  // our position is then beyond its head).
+  async describe() {
+    let info;
+    try {
+      info = await this.request(`$JS.API.STREAM.INFO.${this.stream}`, {});
+    } catch (err) {
+      if (!(err instanceof NoStream)) throw err;
+      this.head = 0;
+      this.log = "";
+      return false;
+    }
+    this.head = Number(info.state.last_seq);
+    this.log = `${info.config.name}@${info.created}`;
+    return true;
+  }
+
+  async startConsumer(start) {
+    const config = { deliver_policy: "by_start_sequence", opt_start_seq: start,
+                     ack_policy: "none", mem_storage: true,
+                     inactive_threshold: 60e9, // ns: gone a minute after we stop
+                     description: "service-d (node)" };
+    const made = await this.request(`$JS.API.CONSUMER.CREATE.${this.stream}`,
+                                    { stream_name: this.stream, config });
+    this.consumer = made.name;
+    this.next = start;
+    this.pull = null;
+  }
+
+  // The next events: at once if the stream has them, else as soon as one comes, or none
+  // after waitMs. One fetch open at a time; a page ends where the stream did (pending 0),
+  // at PAGE events, or with the fetch.
+  async fetch(waitMs) {
+    if (this.pull === null) {
+      this.sent += 1;
+      this.pull = `${this.inbox}.fetch.${this.sent}`;
+      this.pullLeft = PAGE;
+      this.publish(`$JS.API.CONSUMER.MSG.NEXT.${this.stream}.${this.consumer}`, this.pull,
+                   { batch: PAGE, expires: waitMs * 1e6, idle_heartbeat: HEARTBEAT_MS * 1e6 });
+    }
+    const events = [];
+    while (this.pull !== null && events.length < PAGE) {
+      const got = await this.message(Date.now() + 3 * HEARTBEAT_MS);
+      if (got === null) throw new Error("NATS went quiet in a fetch (no heartbeat): our consumer is gone");
+      if (got.subject === this.pull && !got.reply) { // a status: the fetch ended, or a problem
+        this.fetchEnded(got.headers);
+        continue;
+      }
+      const ack = got.reply.split(".");
+      if (ack.length < 9 || ack[1] !== "ACK") continue;
+      // $JS.ACK.<stream>.<consumer>.<n>.<seq>.<n>.<time>.<pending>, or with
+      // <domain>.<account> after ACK (and a token more at the end)
+      const at = ack.length === 9 ? 2 : 4;
+      if (ack[at + 1] !== this.consumer) continue; // an old consumer's: not ours now
+      const position = Number(ack[at + 3]);
+      const pending = Number(ack[at + 6]);
+      this.pullLeft -= 1;
+      if (this.pullLeft === 0) this.pull = null; // the whole batch came: the fetch is done
+      if (position < this.next) continue; // delivered before (never, with one consumer)
+      this.next = position + 1;
+      this.head = Math.max(this.head, position + pending);
+      const sender = got.subject.slice(this.prefix.length).split(".")[0];
+      let event;
+      try {
+        event = JSON.parse(got.payload.toString("utf8"));
+      } catch {
+        event = got.payload.toString("utf8"); // not JSON: dead-lettered as not an event
+      }
+      events.push({ position, event, sender });
+      if (pending === 0) break; // all the stream holds: answer now, the fetch stays open
+    }
+    return events;
+  }
+
+  // A status in place of a message: 408 (expired), 409 (e.g. the consumer was deleted, or
+  // the server is busy) end the fetch; 100 (a heartbeat) does not.
+  fetchEnded(headers) {
+    const statusLine = headers.toString("utf8").split("\r\n")[0]; // NATS/1.0 408 ...
+    const code = statusLine.slice(9, 12);
+    if (code === "100") return;
+    this.pull = null;
+    if (code === "408") return;
+    this.consumer = null; // whatever it is, the next read makes a new consumer
+    if (code !== "409") throw new BusRefused(`NATS refused the fetch: ${statusLine.slice(9)}`);
+  }
+
+  // A JetStream API call: its JSON answer; BusRefused with the server's words if it
+  // answered an error. Made only while no fetch is open (their messages would be lost).
+  async request(subject, body) {
+    this.sent += 1;
+    const reply = `${this.inbox}.api.${this.sent}`;
+    this.publish(subject, reply, body);
+    const deadline = Date.now() + NATS_TIMEOUT_MS;
+    for (;;) {
+      const got = await this.message(deadline);
+      if (got === null) throw new Error(`NATS did not answer ${subject} within ${NATS_TIMEOUT_MS} ms`);
+      if (got.subject !== reply) continue; // something of an earlier fetch, too late
+      if (got.headers.toString("utf8").startsWith("NATS/1.0 503")) {
+        throw new BusRefused(`no JetStream answered ${subject} (its nodes may be choosing a leader)`);
+      }
+      const answer = JSON.parse(got.payload.toString("utf8"));
+      if (answer.error) {
+        const Refused = answer.error.err_code === 10059 ? NoStream : BusRefused;
+        throw new Refused(`NATS refused ${subject}: ${answer.error.description}`);
+      }
+      return answer;
+    }
+  }
+
+  // the protocol itself: lines and messages on the socket
+
+  publish(subject, reply, body) {
+    const payload = Buffer.from(JSON.stringify(body));
+    this.socket.write(Buffer.concat([
+      Buffer.from(`PUB ${subject} ${reply} ${payload.length}\r\n`), payload, CRLF]));
+  }
+
+  // Splits what arrived into lines and messages (answering the server's PINGs at once);
+  // returns the bytes of an unfinished one, for when the rest comes.
+  parse(buffer) {
+    for (;;) {
+      const end = buffer.indexOf(CRLF);
+      if (end < 0) return buffer;
+      const line = buffer.subarray(0, end).toString("utf8");
+      if (!line.startsWith("MSG ") && !line.startsWith("HMSG ")) {
+        if (line === "PING") this.socket.write("PONG\r\n");
+        else this.received.push({ line });
+        buffer = buffer.subarray(end + 2);
+        continue;
+      }
+      const words = line.split(" "); // [H]MSG subject sid [reply] [header bytes] bytes
+      const withHeaders = words[0] === "HMSG";
+      const total = Number(words[words.length - 1]);
+      const split = withHeaders ? Number(words[words.length - 2]) : 0;
+      if (buffer.length < end + 2 + total + 2) return buffer; // the rest is on its way
+      const data = buffer.subarray(end + 2, end + 2 + total);
+      this.received.push({
+        subject: words[1], reply: words.length === 5 + (withHeaders ? 1 : 0) ? words[3] : "",
+        headers: data.subarray(0, split), payload: data.subarray(split) });
+      buffer = buffer.subarray(end + 2 + total + 2);
+    }
+  }
+
+  poke() {
+    if (this.wake !== null) this.wake();
+  }
+
+  // The next line or message off the socket; null at the deadline.
+  async take(deadline) {
+    while (this.received.length === 0) {
+      if (this.ended !== null) throw this.ended;
+      const left = deadline - Date.now();
+      if (left <= 0) return null;
+      await new Promise((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.wake = () => { clearTimeout(timer); resolve(); };
+      });
+      this.wake = null;
+    }
+    return this.received.shift();
+  }
+
+  // The next message, past other lines.
+  async message(deadline) {
+    for (;;) {
+      const got = await this.take(deadline);
+      if (got === null || got.line === undefined) return got;
+      this.check(got.line);
+    }
+  }
+
+  // A line that is not a message: news (INFO), PONG, +OK, or -ERR: the server refused
+  // something (authorization, permissions). (PING is answered as it arrives: parse.)
+  check(line) {
+    if (line.startsWith("-ERR")) {
+      throw new BusRefused(`NATS refused: ${line.slice(5).replace(/^'|'$/g, "")}`);
+    }
+  }
+
+  close() {
+    if (this.socket !== null) this.socket.destroy();
+    this.socket = null;
+    this.consumer = null;
+    this.pull = null;
+  }
+}
+
+// --- Asked to trespass: POST /chaos/trespass (docs/protocol.md) --------------------------
+//
+// The lesson's rule is that no service opens another's database file. `msshop trespass
+// query --into users` asks us to break it on purpose, as a bug would: open and read the
+// file msshop names, and answer what happened. Where msshop has the kernel hold the rule
+// (Landlock), the operating system refuses; where nothing refuses, msshop reports the rule
+// broken. Either way one line goes to our log.
+
+const TRESPASS_WAYS = ["open"]; // fs.openSync and a read (Node 20 has no SQLite)
+
+// Tries what it is asked to, and remembers how often it was refused (for /health).
+class Trespasser {
+  constructor(service) {
+    this.service = service;
+    this.tried = 0;
+    this.refused = 0;
+    this.last = null;
+  }
+
+  attempt(body) {
+    if (!body || typeof body !== "object") {
+      throw new HttpError(422, 'send {"into": "<service>", "path": "<its file>"}');
+    }
+    const { into, path: file } = body;
+    const how = body.how === undefined ? "open" : body.how;
+    if (typeof into !== "string" || !/^[a-z][a-z0-9-]{0,63}$/.test(into)) {
+      throw new HttpError(422, `into ${show(into)}: name the service whose file to try`);
+    }
+    if (typeof file !== "string" || !file.startsWith("/") || file.includes("\0")) {
+      throw new HttpError(422, `path ${show(file)}: give the absolute path of ${into}'s file`);
+    }
+    if (!TRESPASS_WAYS.includes(how)) {
+      throw new HttpError(422, `how ${show(how)} is not one of: ${TRESPASS_WAYS.join(", ")}`);
+    }
+    let error = null;
+    try {
+      const fd = fs.openSync(file, "r");
+      try {
+        fs.readSync(fd, Buffer.alloc(100), 0, 100, 0);
+      } finally {
+        fs.closeSync(fd);
+      }
+    } catch (err) {
+      error = `${err.code || err.name}: ${err.message}`;
+    }
+    if (error !== null) {
+      log("WARNING", `trespass, on purpose: tried to read ${into}'s file ${file} (${how}): ` +
+          `refused: ${error}`);
+    } else {
+      log("ERROR", `trespass, on purpose: read ${into}'s file ${file} (${how}) and nothing ` +
+          "refused it: the isolation rule did not hold");
+    }
+    const answer = { service: this.service, into, tried: file, how, refused: error !== null,
+                     error };
+    this.tried += 1;
+    if (error !== null) this.refused += 1;
+    this.last = answer;
+    return answer;
+  }
+
+  health() {
+    return { tried: this.tried, refused: this.refused, last: this.last };
   }
 }
 
@@ -687,6 +1083,7 @@ class Service {
     this.settings = settings;
     this.consumer = new Consumer(settings);
     this.tracer = new Tracer(settings.service);
+    this.trespasser = new Trespasser(settings.service);
     this.startedAt = Date.now() / 1000;
   }
 
@@ -698,7 +1095,8 @@ class Service {
              pid: process.pid, ready_at: this.startedAt, db: this.consumer.file.path,
              rows: model.rows(), problems: failing ? [`the consumer fails: ${failing}`] : [],
              consumer: { ...this.consumer.freshness(), applied: this.consumer.applied,
-                         dead_letters: model.deadCount } };
+                         dead_letters: model.deadCount },
+             trespass: this.trespasser.health() };
   }
 
   // Only the sandbox's owner may read spans and dead letters (they hold its data). msshop
@@ -805,12 +1203,18 @@ class Service {
              trace_id: traced.traceId };
   }
 
-  // Route one request; resolves [status, document].
+  // Route one request; resolves its document.
   async route(req) {
     const url = new URL(req.url, "http://service-d");
     const parts = url.pathname.split("/");
+    if (req.method === "POST" && url.pathname === "/chaos/trespass") {
+      const body = await jsonBody(req); // read first: the connection goes on after
+      this.checkOwner(req.headers.authorization, "trespass");
+      return this.trespasser.attempt(body);
+    }
     if (req.method !== "GET") {
-      throw new HttpError(405, `${req.method} is not allowed here; use GET`);
+      throw new HttpError(405, `${req.method} is not allowed here; use GET (POST only for ` +
+                          "/chaos/trespass)");
     }
     if (url.pathname === "/health") return this.health();
     if (url.pathname === "/spans") return this.spans(url.searchParams, req.headers.authorization);
@@ -854,10 +1258,35 @@ class Service {
   }
 }
 
+// A small JSON body (POST /chaos/trespass): 413 beyond 64 KiB, 422 if it is not JSON.
+function jsonBody(req) {
+  return new Promise((resolve, reject) => {
+    const chunks = [];
+    let size = 0;
+    req.on("data", (chunk) => {
+      size += chunk.length;
+      if (size <= 65536) chunks.push(chunk);
+    });
+    req.on("error", reject);
+    req.on("end", () => {
+      if (size > 65536) {
+        reject(new HttpError(413, "a trespass request is a small JSON object"));
+        return;
+      }
+      try {
+        resolve(JSON.parse(Buffer.concat(chunks).toString("utf8") || "null"));
+      } catch {
+        reject(new HttpError(422, "the body is not JSON"));
+      }
+    });
+  });
+}
+
 function serve(settings) {
   const service = new Service(settings);
   const server = http.createServer((req, res) => {
-    req.resume(); // any body is not ours to read: drain it so the connection can go on
+    // any other body is not ours to read: drain it so the connection can go on
+    if (!(req.method === "POST" && req.url === "/chaos/trespass")) req.resume();
     service.handle(req, res).catch((err) => log("ERROR", `answering ${req.url}: ${err.stack}`));
   });
   // the head and the body can go out in two writes: without noDelay, Nagle's algorithm

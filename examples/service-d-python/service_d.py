@@ -9,10 +9,13 @@ as the sandbox's query service, and it answers the lesson's question two ways:
         read our own copy, built from the bus's events (after=: read-your-writes)
     GET /health
         who we are, and how far our copy has read the bus
+    POST /chaos/trespass
+        the sandbox's owner asks us to open another service's file, as a bug would
 
-It never opens another service's file: what it knows of users, products and orders comes
-over HTTP (direct-call) or from their events on the bus (replicated). Its own file is
-$MSSHOP_DATA_DIR/query-replica.db.
+It never opens another service's file (unless told to, on purpose: POST /chaos/trespass):
+what it knows of users, products and orders comes over HTTP (direct-call) or from their
+events on the bus (replicated): msshop's log, or NATS JetStream read with no client
+library. Its own file is $MSSHOP_DATA_DIR/query-replica.db.
 
 Run it as msshop's query service:  msshop up --service query='python3 service_d.py'
 """
@@ -28,6 +31,7 @@ import os
 import random
 import re
 import signal
+import socket
 import sqlite3
 import sys
 import threading
@@ -40,7 +44,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 log = logging.getLogger("service-d")
 
@@ -67,10 +71,13 @@ class Settings:
         self.peers: dict[str, str] = document["peers"]
         self.credential: str = document["credential"]
         self.owner_digest: str = document["owner_digest"]
-        self.bus_url: str = document["bus"].get("url") or self.peers["bus"]
-        if document["bus"].get("backend", "log") != "log":
-            raise SystemExit(f"{self.service}: this example reads only msshop's log bus, "
-                             f"not {document['bus']['backend']}; start msshop with --bus log")
+        # {"backend": "log", "url"} or {"backend": "nats", "servers", "stream", ...}
+        self.bus: dict[str, Any] = document["bus"]
+        self.bus_backend: str = self.bus.get("backend", "log")
+        self.bus_url: str = self.bus.get("url") or self.peers.get("bus", "")
+        if self.bus_backend not in ("log", "nats"):
+            raise SystemExit(f"{self.service}: this example reads msshop's log bus or NATS "
+                             f"JetStream, not {self.bus_backend!r}")
 
 
 def load_settings() -> Settings:
@@ -377,12 +384,30 @@ class BusRefused(Exception):
     """The bus answered, but not with a page (e.g. 403: the credential is wrong)."""
 
 
+class LogReader:
+    """msshop's own log bus: one HTTP long-poll per read (docs/protocol.md)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.url, self.credential = settings.bus_url, settings.credential
+
+    def read(self, after: int, wait_ms: int) -> dict[str, Any]:
+        path = f"/events?after={after}&limit={PAGE}&wait_ms={wait_ms}"
+        status, page = call(self.url, path, {"authorization": f"Bearer {self.credential}"},
+                            timeout=wait_ms / 1000 + 5)
+        if status != 200:
+            detail = page.get("error") if isinstance(page, dict) else page
+            raise BusRefused(f"the bus answered HTTP {status}: {detail}")
+        return page  # type: ignore[no-any-return]
+
+
 class Consumer:
     """Follows the bus from our stored position and applies what it reads, in a thread of
     its own. The request threads read its progress (freshness) and wait on it (after=)."""
 
     def __init__(self, settings: Settings, db_path: Path) -> None:
         self.settings = settings
+        self.bus: LogReader | NatsReader = (
+            NatsReader(settings.bus) if settings.bus_backend == "nats" else LogReader(settings))
         self.conn = open_db(db_path)
         self.conn.executescript(SCHEMA)
         row = self.conn.execute("SELECT position, log FROM bus_position").fetchone()
@@ -427,7 +452,7 @@ class Consumer:
                 wait_ms = 0
                 continue
             except (OSError, ValueError, http.client.HTTPException) as exc:
-                self.note_bus_down(f"the bus is unreachable: {exc or type(exc).__name__}")
+                self.note_bus_down(f"the bus is unreachable: {str(exc) or type(exc).__name__}")
                 wait_ms = 0
                 continue
             if self.bus_error is not None:
@@ -447,15 +472,9 @@ class Consumer:
             self.failing = None  # read and applied: whatever failed works again
 
     def read_bus(self, wait_ms: int) -> dict[str, Any]:
-        """One long-poll of the log: the events after our position (or none, after wait_ms)."""
-        path = f"/events?after={self.position}&limit={PAGE}&wait_ms={wait_ms}"
-        status, page = call(self.settings.bus_url, path,
-                            {"authorization": f"Bearer {self.settings.credential}"},
-                            timeout=wait_ms / 1000 + 5)
-        if status != 200:
-            detail = page.get("error") if isinstance(page, dict) else page
-            raise BusRefused(f"the bus answered HTTP {status}: {detail}")
-        return page  # type: ignore[no-any-return]
+        """The events after our position (or none, after wait_ms), whichever the bus:
+        {"head", "log", "events": [{"position", "event"[, "sender"]}, ...]}."""
+        return self.bus.read(self.position, wait_ms)
 
     def note_bus_down(self, why: str) -> None:
         self.listening = False
@@ -514,6 +533,9 @@ class Consumer:
         try:
             if not isinstance(event, dict):
                 raise Poison("not an event object")
+            sender = item.get("sender")  # NATS: who published it (its subject says)
+            if sender and event.get("source") != sender:
+                raise Poison(f"its source is {event.get('source')!r}, but {sender} sent it")
             apply_event(self.conn, event)
         except (Poison, sqlite3.IntegrityError, KeyError, TypeError, ValueError,
                 OverflowError) as exc:  # the event's fault; a full disk is not: see apply_page
@@ -610,6 +632,331 @@ class ReadModel:
                 for table in ("users", "products", "orders")}
 
 
+# --- Reading the bus on NATS JetStream, with no client library ----------------------------
+#
+# With `msshop up --bus nats` the bus is a JetStream stream (service.json's bus.stream)
+# holding every event of the sandbox, one message each: an event's position is its stream
+# sequence. We speak the NATS text protocol over a plain socket: the server says INFO, we
+# say CONNECT (user and password) and PING, it says PONG; we SUB to our inbox, and PUB
+# requests to the JetStream API with a reply subject in that inbox, whose answers come
+# back as MSG (or HMSG: with headers). Lines end in \r\n; a message's payload follows its
+# line, its length given there.
+#
+# The reader is a pull consumer of our own, made to start at our stored position + 1
+# (ephemeral, in memory, no acks: the server forgets it when we stop asking; our position
+# lives in our file, with the rows). Each read asks for the next page (MSG.NEXT: batch,
+# expires) and takes what comes: each message's reply subject, $JS.ACK.<stream>.<consumer>.
+# <delivered>.<stream seq>.<consumer seq>.<time>.<pending>, tells its position and how many
+# are left after it. A dropped connection or a server gone: the next read connects to the
+# next server of the list (a cluster's other nodes) and starts a new consumer from our
+# position.
+
+class NoStream(BusRefused):
+    """JetStream has no stream by that name (its error code 10059)."""
+
+
+NATS_TIMEOUT = 5.0  # seconds a NATS server has to answer a request
+# while a fetch waits, the server sends a heartbeat (a status 100) each second; three
+# seconds of silence mean our consumer is gone (its node died while we were connected to
+# another), so we make a new one rather than wait for a fetch that will never end
+HEARTBEAT = 1.0
+
+
+class NatsReader:
+    """Reads the sandbox's stream; `read` returns a page in the log bus's shape."""
+
+    def __init__(self, bus: dict[str, Any]) -> None:
+        self.servers = [urlsplit(url) for url in bus["servers"]]
+        self.stream, self.user, self.password = bus["stream"], bus["user"], bus["password"]
+        self.prefix = bus["subjects"].removesuffix(">")  # msshop.<id>.: the sender follows
+        self.inbox = f"_INBOX.{self.user}.{new_id(64)}"  # the replies we may read
+        self.server = 0  # the next server to try: the one after the last that failed
+        self.sock: socket.socket | None = None
+        self.buffer = b""
+        self.sent = 0  # requests made: each gets a reply subject of its own
+        self.consumer: str | None = None  # our consumer's name on the server
+        self.next = 0  # the stream sequence our consumer delivers next
+        self.pull: str | None = None  # the reply subject of the fetch still open
+        self.pull_left = 0  # events the open fetch may still bring
+        self.head, self.log = 0, ""
+
+    def read(self, after: int, wait_ms: int) -> dict[str, Any]:
+        try:
+            if self.sock is None:
+                self.connect()
+            if wait_ms == 0 or self.consumer is None or self.next != after + 1:
+                if not self.describe():  # no stream: an empty log, for now
+                    time.sleep(min(wait_ms, 1000) / 1000)  # nothing to wait on: look again
+                    return {"head": 0, "log": "", "events": []}
+                if wait_ms == 0:  # asked for the head only (the first read)
+                    return {"head": self.head, "log": self.log, "events": []}
+                self.start_consumer(after + 1)
+            events = self.fetch(wait_ms)
+            if not events:  # nothing new: is the stream still the one we read, how long?
+                self.describe()
+            return {"head": self.head, "log": self.log, "events": events}
+        except BaseException:
+            self.close()  # whatever broke, start over (on the next server)
+            raise
+
+    def connect(self) -> None:
+        url = self.servers[self.server % len(self.servers)]
+        self.server += 1  # if this one fails, the next read tries the next
+        where = f"{url.hostname}:{url.port}"
+        self.sock = socket.create_connection((url.hostname, url.port or 4222), NATS_TIMEOUT)
+        self.buffer = b""
+        info = self.line(time.monotonic() + NATS_TIMEOUT)
+        if info is None or not info.startswith(b"INFO "):
+            raise ConnectionError(f"{where} is not a NATS server")
+        if json.loads(info[5:]).get("tls_required"):
+            raise BusRefused(f"NATS at {where} requires TLS, which this example does not speak")
+        hello = {"user": self.user, "pass": self.password, "verbose": False,
+                 "pedantic": False, "headers": True, "no_responders": True,
+                 "name": "service-d (python)", "lang": "python-stdlib", "version": "1",
+                 "protocol": 1}
+        self.send(f"CONNECT {json.dumps(hello)}\r\nPING\r\nSUB {self.inbox}.> 1\r\n")
+        while (line := self.line(time.monotonic() + NATS_TIMEOUT)) != b"PONG":
+            if line is None:
+                raise TimeoutError(f"NATS at {where} did not answer CONNECT")
+            self.check(line)
+        log.info("reading stream %s on NATS at %s", self.stream, where)
+
+    def describe(self) -> bool:
+        """The stream's head (its last sequence) and identity (name and creation time: a
+        stream deleted and made again is another log). False if there is no stream: the
+        writers make it with the first event, so until then the log is empty (and after a
+        deletion, it is: our position is then beyond its head)."""
+        try:
+            info = self.request(f"$JS.API.STREAM.INFO.{self.stream}", {})
+        except NoStream:
+            self.head, self.log = 0, ""
+            return False
+        self.head = int(info["state"]["last_seq"])
+        self.log = f"{info['config']['name']}@{info['created']}"
+        return True
+
+    def start_consumer(self, start: int) -> None:
+        config = {"deliver_policy": "by_start_sequence", "opt_start_seq": start,
+                  "ack_policy": "none", "mem_storage": True,
+                  "inactive_threshold": 60 * 10**9,  # ns: gone a minute after we stop
+                  "description": "service-d (python)"}
+        made = self.request(f"$JS.API.CONSUMER.CREATE.{self.stream}",
+                            {"stream_name": self.stream, "config": config})
+        self.consumer, self.next, self.pull = made["name"], start, None
+
+    def fetch(self, wait_ms: int) -> list[dict[str, Any]]:
+        """The next events: at once if the stream has them, else as soon as one comes, or
+        none after wait_ms. One fetch open at a time; a page ends where the stream did
+        (pending 0), at PAGE events, or with the fetch."""
+        if self.pull is None:
+            self.sent += 1
+            self.pull = f"{self.inbox}.fetch.{self.sent}"
+            self.pull_left = PAGE
+            self.publish(f"$JS.API.CONSUMER.MSG.NEXT.{self.stream}.{self.consumer}", self.pull,
+                         {"batch": PAGE, "expires": wait_ms * 1_000_000,
+                          "idle_heartbeat": int(HEARTBEAT * 1e9)})
+        events: list[dict[str, Any]] = []
+        while self.pull is not None and len(events) < PAGE:
+            got = self.message(time.monotonic() + 3 * HEARTBEAT)
+            if got is None:
+                raise TimeoutError("NATS went quiet in a fetch (no heartbeat): our consumer "
+                                   "is gone")
+            subject, reply, headers, payload = got
+            if subject == self.pull and not reply:  # a status: the fetch ended, or a problem
+                self.fetch_ended(headers)
+                continue
+            ack = reply.split(".")
+            if len(ack) < 9 or ack[1] != "ACK":
+                continue
+            # $JS.ACK.<stream>.<consumer>.<n>.<seq>.<n>.<time>.<pending>, or with
+            # <domain>.<account> after ACK (and a token more at the end)
+            at = 2 if len(ack) == 9 else 4
+            if ack[at + 1] != self.consumer:
+                continue  # an old consumer's: not ours now
+            position, pending = int(ack[at + 3]), int(ack[at + 6])
+            self.pull_left -= 1
+            if self.pull_left == 0:
+                self.pull = None  # the whole batch came: the fetch is done
+            if position < self.next:
+                continue  # delivered before (never, with one consumer; kept safe)
+            self.next = position + 1
+            self.head = max(self.head, position + pending)
+            sender = subject.removeprefix(self.prefix).partition(".")[0]
+            try:
+                event = json.loads(payload)
+            except ValueError:  # not JSON: dead-lettered as "not an event object"
+                event = payload.decode(errors="replace")
+            events.append({"position": position, "event": event, "sender": sender})
+            if pending == 0:
+                break  # all the stream holds: answer now, the fetch stays open for more
+        return events
+
+    def fetch_ended(self, headers: bytes) -> None:
+        """A status in place of a message: 408 (expired), 409 (e.g. the consumer was
+        deleted, or the server is busy) end the fetch; 100 (a heartbeat) does not."""
+        status_line = headers.split(b"\r\n")[0].decode(errors="replace")  # NATS/1.0 408 ...
+        code = status_line[9:12]
+        if code == "100":
+            return
+        self.pull = None
+        if code == "408":
+            return
+        self.consumer = None  # whatever it is, the next read makes a new consumer
+        if code != "409":
+            raise BusRefused(f"NATS refused the fetch: {status_line[9:]}")
+
+    def request(self, subject: str, body: dict[str, Any]) -> dict[str, Any]:
+        """A JetStream API call: its JSON answer; BusRefused with the server's words if it
+        answered an error. Made only while no fetch is open (their messages would be lost)."""
+        self.sent += 1
+        reply = f"{self.inbox}.api.{self.sent}"
+        self.publish(subject, reply, body)
+        deadline = time.monotonic() + NATS_TIMEOUT
+        while (got := self.message(deadline)) is not None:
+            if got[0] != reply:
+                continue  # something of an earlier fetch, too late
+            if got[2].startswith(b"NATS/1.0 503"):
+                raise BusRefused(f"no JetStream answered {subject} (its nodes may be "
+                                 "choosing a leader)")
+            answer: dict[str, Any] = json.loads(got[3])
+            if "error" in answer:
+                refused = NoStream if answer["error"].get("err_code") == 10059 else BusRefused
+                raise refused(f"NATS refused {subject}: {answer['error'].get('description')}")
+            return answer
+        raise TimeoutError(f"NATS did not answer {subject} within {NATS_TIMEOUT:g} s")
+
+    # the protocol itself: lines and messages on the socket
+
+    def publish(self, subject: str, reply: str, body: dict[str, Any]) -> None:
+        payload = json.dumps(body).encode()
+        self.send(f"PUB {subject} {reply} {len(payload)}\r\n".encode() + payload + b"\r\n")
+
+    def send(self, data: str | bytes) -> None:
+        assert self.sock is not None
+        self.sock.sendall(data.encode() if isinstance(data, str) else data)
+
+    def message(self, deadline: float) -> tuple[str, str, bytes, bytes] | None:
+        """The next MSG or HMSG as (subject, reply, headers, payload), answering the
+        server's PINGs on the way; None at the deadline."""
+        while (line := self.line(deadline)) is not None:
+            if not (line.startswith(b"MSG ") or line.startswith(b"HMSG ")):
+                self.check(line)
+                continue
+            words = line.decode().split()  # [H]MSG subject sid [reply] [header bytes] bytes
+            with_headers = words[0] == "HMSG"
+            sizes = [int(word) for word in words[-2 if with_headers else -1:]]
+            reply = words[3] if len(words) == 4 + with_headers + 1 else ""
+            data = self.exactly(sizes[-1] + 2)[:-2]
+            split = sizes[0] if with_headers else 0
+            return words[1], reply, data[:split], data[split:]
+        return None
+
+    def check(self, line: bytes) -> None:
+        """A line that is not a message: PING (answered), PONG, +OK, INFO (a cluster's news:
+        nothing to do), or -ERR (the server refused something: authorization, permissions)."""
+        if line == b"PING":
+            self.send(b"PONG\r\n")
+        elif line.startswith(b"-ERR"):
+            raise BusRefused(f"NATS refused: {line[5:].decode(errors='replace').strip(chr(39))}")
+
+    def line(self, deadline: float) -> bytes | None:
+        while b"\r\n" not in self.buffer:
+            if not self.receive(deadline):
+                return None
+        line, _, self.buffer = self.buffer.partition(b"\r\n")
+        return line
+
+    def exactly(self, size: int) -> bytes:
+        while len(self.buffer) < size:  # the rest of a message the server is sending now
+            if not self.receive(time.monotonic() + NATS_TIMEOUT):
+                raise TimeoutError("NATS stopped in the middle of a message")
+        data, self.buffer = self.buffer[:size], self.buffer[size:]
+        return data
+
+    def receive(self, deadline: float) -> bool:
+        """More bytes into the buffer; False at the deadline."""
+        assert self.sock is not None
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        self.sock.settimeout(left)
+        try:
+            data = self.sock.recv(65536)
+        except TimeoutError:
+            return False
+        if not data:
+            raise ConnectionError("the NATS server closed the connection")
+        self.buffer += data
+        return True
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+        self.sock, self.consumer, self.pull = None, None, None
+
+
+# --- Asked to trespass: POST /chaos/trespass (docs/protocol.md) --------------------------
+#
+# The lesson's rule is that no service opens another's database file. `msshop trespass
+# query --into users` asks us to break it on purpose, as a bug would: open and read the
+# file msshop names, and answer what happened. Where msshop has the kernel hold the rule
+# (Landlock), the operating system refuses; where nothing refuses, msshop reports the rule
+# broken. Either way one line goes to our log.
+
+TRESPASS_WAYS = ("sqlite", "open")  # sqlite3.connect and a read, or the file opened
+
+
+class Trespasser:
+    """Tries what it is asked to, and remembers how often it was refused (for /health)."""
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+        self.tried, self.refused = 0, 0
+        self.last: dict[str, Any] | None = None
+        self.lock = threading.Lock()
+
+    def attempt(self, body: Any) -> dict[str, Any]:
+        if not isinstance(body, dict):
+            raise HttpError(422, 'send {"into": "<service>", "path": "<its file>"}')
+        into, path, how = body.get("into"), body.get("path"), body.get("how", "sqlite")
+        if not (isinstance(into, str) and re.fullmatch(r"[a-z][a-z0-9-]{0,63}", into)):
+            raise HttpError(422, f"into {into!r}: name the service whose file to try")
+        if not (isinstance(path, str) and path.startswith("/") and "\0" not in path):
+            raise HttpError(422, f"path {path!r}: give the absolute path of {into}'s file")
+        if how not in TRESPASS_WAYS:
+            raise HttpError(422, f"how {how!r} is not one of: {', '.join(TRESPASS_WAYS)}")
+        error = None
+        try:
+            if how == "sqlite":
+                conn = sqlite3.connect(f"file:{quote(path)}?mode=ro", uri=True)
+                try:
+                    conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+                finally:
+                    conn.close()
+            else:
+                with Path(path).open("rb") as file:
+                    file.read(100)
+        except (OSError, sqlite3.Error) as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        if error is not None:
+            log.warning("trespass, on purpose: tried to read %s's file %s (%s): refused: %s",
+                        into, path, how, error)
+        else:
+            log.error("trespass, on purpose: read %s's file %s (%s) and nothing refused it: "
+                      "the isolation rule did not hold", into, path, how)
+        answer = {"service": self.service, "into": into, "tried": path, "how": how,
+                  "refused": error is not None, "error": error}
+        with self.lock:
+            self.tried += 1
+            self.refused += error is not None
+            self.last = answer
+        return answer
+
+    def health(self) -> dict[str, Any]:
+        with self.lock:
+            return {"tried": self.tried, "refused": self.refused, "last": self.last}
+
+
 # --- The HTTP side ------------------------------------------------------------------------
 
 class Service:
@@ -621,6 +968,7 @@ class Service:
         self.consumer = Consumer(settings, self.db_path)
         self.read_model = ReadModel(self.db_path)
         self.tracer = Tracer(settings.service)
+        self.trespasser = Trespasser(settings.service)
         self.started_at = time.time()
 
     def health(self) -> dict[str, Any]:
@@ -632,7 +980,8 @@ class Service:
                 "rows": self.read_model.rows(),
                 "problems": [f"the consumer fails: {failing}"] if failing else [],
                 "consumer": {**self.consumer.freshness(), "applied": self.consumer.applied,
-                             "dead_letters": self.consumer.dead}}
+                             "dead_letters": self.consumer.dead},
+                "trespass": self.trespasser.health()}
 
     def check_owner(self, authorization: str | None, what: str) -> None:
         """Only the sandbox's owner may read spans and dead letters (they hold its data).
@@ -767,15 +1116,36 @@ class Handler(BaseHTTPRequestHandler):
                               "status": 500, "service": self.service.settings.service})
 
     def do_POST(self) -> None:
+        if urlsplit(self.path).path != "/chaos/trespass":
+            self.not_allowed()
+            return
+        try:
+            length = self.headers.get("content-length") or "0"
+            if not (length.isascii() and length.isdigit() and int(length) <= 65536):
+                self.close_connection = True  # the body is not read: the connection ends
+                raise HttpError(413, "a trespass request is a small JSON object")
+            raw = self.rfile.read(int(length))  # read first: the connection goes on after
+            self.service.check_owner(self.headers.get("authorization"), "trespass")
+            try:
+                body = json.loads(raw or b"null")
+            except ValueError:
+                raise HttpError(422, "the body is not JSON") from None
+            self.answer(200, self.service.trespasser.attempt(body))
+        except HttpError as exc:
+            self.answer(exc.status, {"error": exc.message, "status": exc.status,
+                                     "service": self.service.settings.service, **exc.extra})
+
+    def do_PUT(self) -> None:
         self.not_allowed()
 
-    do_PUT = do_PATCH = do_DELETE = do_POST
+    do_PATCH = do_DELETE = do_PUT
 
     def not_allowed(self) -> None:
         """Every route here is GET: other methods get our JSON error, not http.server's
         HTML page."""
         self.close_connection = True  # we did not read the body they may have sent
-        self.answer(405, {"error": f"{self.command} is not allowed here; use GET",
+        self.answer(405, {"error": f"{self.command} is not allowed here; use GET (POST only "
+                                   "for /chaos/trespass)",
                           "status": 405, "service": self.service.settings.service})
 
     def user_orders(self, raw_id: str, query: dict[str, str]) -> None:

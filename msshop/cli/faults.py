@@ -63,7 +63,10 @@ def trespass(
 
     with flags():
         answer = faults.trespass(settings(ctx), service, into)
-    emit(Outcome(answer, lambda out: render.trespass_refusal(out, answer)), as_json)
+    broken = answer.get("held") is False  # a program of your own opened the file
+    emit(Outcome(answer, lambda out: render.trespass_refusal(out, answer),
+                 exit_code=1 if broken else 0,
+                 complaint=render.trespass_broken(answer) if broken else None), as_json)
 
 
 def poison(ctx: typer.Context, as_json: bool = json_option("Print its position as JSON.")

@@ -25,13 +25,17 @@ ENVIRONMENT: dict[str, str] = {
 
 
 class BusAddress(TypedDict):
-    """service.json's `bus`: the log backend's URL, or the nats servers and stream."""
+    """service.json's `bus`: the log backend's URL, or the nats servers, the stream, the
+    subjects it takes (a wildcard: msshop.<sandbox>.>) and who to sign in as (replies
+    under _INBOX.<user>.)."""
 
     backend: Literal["log", "nats"]
     url: NotRequired[str]
     servers: NotRequired[list[str]]
     stream: NotRequired[str]
-    subjects: NotRequired[list[str]]
+    subjects: NotRequired[str]
+    user: NotRequired[str]
+    password: NotRequired[str]
 
 
 class ServiceFile(TypedDict):

@@ -113,7 +113,11 @@ class Trespassed(TypedDict):
     service: str
     into: str
     tried: str  # the path it tried to open
-    refused: str  # the isolation guard's words
+    refused: str  # the isolation guard's words (a program of your own: the OS's, or "")
+    # a program of your own (POST /chaos/trespass of docs/protocol.md): whether the rule
+    # held (False: it opened and read the file), and the way it tried
+    held: NotRequired[bool]
+    how: NotRequired[str]
 
 
 class Replayed(TypedDict):

@@ -76,6 +76,27 @@ class NatsNode(TypedDict):
     problem: str  # why it is not ready ("": it is)
 
 
+class TrespassTry(TypedDict):
+    """A program of your own asked to open another service's file, as a bug would (POST
+    /chaos/trespass, docs/protocol.md): what it tried, and what happened."""
+
+    service: str
+    into: str
+    tried: str  # the path it tried to open and read
+    how: str  # the way it tried: sqlite, open
+    refused: bool  # the open or the read failed (where the kernel holds the rule, it did)
+    error: str | None  # the operating system's words when refused
+
+
+class TrespassHealth(TypedDict):
+    """A program of your own's /health `trespass`: how often it was asked to, how often it
+    was refused, and its last try (None: never asked)."""
+
+    tried: int
+    refused: int
+    last: TrespassTry | None
+
+
 class KeptHealth(TypedDict):
     """The answers the query service keeps in memory (services/query/kept.py)."""
 
@@ -106,6 +127,7 @@ class Health(TypedDict):
     rebuilding: NotRequired[bool]  # query
     kept: NotRequired[KeptHealth]  # query
     nats: NotRequired[NatsNode]  # a nats-server node of the bus (its health, so shaped)
+    trespass: NotRequired[TrespassHealth]  # a program of your own that serves the trespass
 
 
 class ServiceStatus(TypedDict):
@@ -132,6 +154,7 @@ class ServiceStatus(TypedDict):
     consumer: NotRequired[ConsumerHealth]
     chaos: NotRequired[ChaosState | None]
     nats: NotRequired[NatsNode]  # a node of a nats bus
+    trespass: NotRequired[TrespassHealth]  # a program of your own: its trespasses, if told
     # health "not answering" or "down": why ("connection refused", "connection reset",
     # "no answer within 1 s", "answered 503")
     unanswered: NotRequired[str]

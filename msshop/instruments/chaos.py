@@ -15,9 +15,9 @@ check the sandbox's token, which only the sandbox's owner can read.
 from __future__ import annotations
 
 from msshop.contracts.config import Settings
-from msshop.contracts.errors import InvalidArgument, UsageError
+from msshop.contracts.errors import InvalidArgument, SandboxError, ServiceError, UsageError
 from msshop.contracts.shop import ChaosAnswer, Trespassed
-from msshop.contracts.status import ChaosState, LinkFault, link_fault
+from msshop.contracts.status import ChaosState, LinkFault, TrespassTry, link_fault
 from msshop.contracts.topology import BY_NAME, NAMES
 from msshop.instruments.client import ShopClient
 from msshop.runtime.orchestrator import lifecycle
@@ -145,13 +145,42 @@ def check_faults(service: str, latency_ms: float, jitter_ms: float, error_rate: 
 
 
 def trespass(settings: Settings, service: str, into: str) -> Trespassed:
+    """Make `service` try to open `into`'s database file: msshop's own services are
+    refused by their isolation guard; a program of your own is asked to try (POST
+    /chaos/trespass, docs/protocol.md) and says what happened (`held`)."""
     state = lifecycle.running_state(settings)
-    lifecycle.check_msshop_service(service, state, "open a database file")
+    lifecycle.check_service(service, state)
+    program = state.services[service].kind == "executable"
+    if not program:
+        lifecycle.check_msshop_service(service, state, "open a database file")
     others = [n for n, s in state.services.items() if s.kind == "service" and n != service]
     if into not in others:
         raise InvalidArgument(f"{{into}} {into!r}: name another service whose file to try: "
                               + ", ".join(others), "into")
+    if program:
+        return program_trespass(ShopClient(state), service, into, state.services[into].db)
     return ShopClient(state).trespass(service, into)
+
+
+def program_trespass(client: ShopClient, service: str, into: str, path: str) -> Trespassed:
+    """A program of your own asked to open and read `path` (`into`'s file, where the state
+    says it is); its answer checked against the contract."""
+    import msgspec
+
+    try:
+        answer = client.trespass_program(service, into, path)
+    except ServiceError as exc:
+        if exc.status in (404, 405, 501):
+            raise SandboxError(f"{service} is your program; it does not serve POST "
+                               "/chaos/trespass: see docs/protocol.md") from None
+        raise
+    try:
+        tried = msgspec.convert(answer, TrespassTry)
+    except msgspec.ValidationError as exc:
+        raise SandboxError(f"{service} answered POST /chaos/trespass with something other "
+                           f"than docs/protocol.md says ({exc}); fix your program") from None
+    return {"service": service, "into": into, "tried": tried["tried"],
+            "refused": tried["error"] or "", "held": tried["refused"], "how": tried["how"]}
 
 
 POISON_TYPE = "Poison"

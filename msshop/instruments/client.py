@@ -208,6 +208,11 @@ class ShopClient:
         return cast("Trespassed", self._owner(service, "POST", "/chaos/trespass",
                                               {"into": into}))
 
+    def trespass_program(self, service: str, into: str, path: str) -> Any:
+        """Ask a program of your own to open and read `path`, `into`'s file (POST
+        /chaos/trespass, docs/protocol.md): its answer as sent, for the caller to check."""
+        return self._owner(service, "POST", "/chaos/trespass", {"into": into, "path": path})
+
     def replay(self) -> Replayed:
         """Rebuild the query service's read model from position 0 of the bus."""
         return cast("Replayed", self._owner("query", "POST", "/replay", None, REPLAY_TIMEOUT))

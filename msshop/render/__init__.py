@@ -39,7 +39,7 @@ _TOPICS: dict[str, tuple[str, ...]] = {
     ),
     "shop": (
         "chaos", "order", "poison_note", "products", "reset_note", "seed_progress", "seed_report",
-        "seed_wait_failed", "trespass_refusal", "user",
+        "seed_wait_failed", "trespass_broken", "trespass_refusal", "user",
     ),
     "traces": ("journey", "text_document", "timeline", "trace", "trace_list", "trace_views"),
     "waiting": ("wait_report",),
@@ -134,6 +134,7 @@ if TYPE_CHECKING:
         seed_progress as seed_progress,
         seed_report as seed_report,
         seed_wait_failed as seed_wait_failed,
+        trespass_broken as trespass_broken,
         trespass_refusal as trespass_refusal,
         user as user,
     )

@@ -203,8 +203,21 @@ def status(out: Console, status: StatusReport) -> None:
     for service in status["services"]:
         if "command" in service:
             note(out, f"{service['name']} is your program: {shlex.join(service['command'])}")
+        if line := trespass_line(service):
+            note(out, line)
     for line in replication_lines(status):
         note(out, line)
+
+
+def trespass_line(service: ServiceStatus) -> str | None:
+    """A program of your own's last trespass (msshop trespass), as its /health tells it."""
+    told = service.get("trespass")
+    if told is None or (last := told["last"]) is None:
+        return None
+    what = (f"refused ({last['error']})" if last["refused"]
+            else "it read the file: the isolation rule did not hold")
+    return (f"{service['name']}'s last trespass, into {last['into']}: {what}; "
+            f"{told['refused']:,} of {told['tried']:,} refused")
 
 
 class LivePrinter:

@@ -136,12 +136,25 @@ def reset_note(out: Console) -> None:
 
 
 def trespass_refusal(out: Console, answer: Trespassed) -> None:
-    service = answer["service"]
-    note(out, f"{service} tried to open {answer['into']}.db, the {answer['into']} service's "
-              "file;")
-    note(out, "the isolation guard refused:")
+    service, into = answer["service"], answer["into"]
+    if answer.get("held") is False:  # a program of your own opened it: the rule is broken
+        error(trespass_broken(answer))
+        out.print(data(answer["tried"]), soft_wrap=True)
+        note(out, f"its log says so too: msshop logs {service}")
+        return
+    note(out, f"{service} tried to open {into}.db, the {into} service's file;")
+    if "held" in answer:  # a program of your own, refused by the operating system
+        note(out, f"the operating system refused ({answer.get('how', '')}):")
+    else:
+        note(out, "the isolation guard refused:")
     out.print(data(answer["refused"]), soft_wrap=True)  # one line: it quotes whole paths
     note(out, f"nothing was opened; {service}'s log says so too: msshop logs {service}")
+
+
+def trespass_broken(answer: Trespassed) -> str:
+    """A program of your own read another service's file: nothing held the rule."""
+    return (f"{answer['service']} opened and read {answer['into']}'s file "
+            f"({answer.get('how', '')}): nothing refused it, the isolation rule did not hold")
 
 
 def poison_note(out: Console, position: int) -> None:

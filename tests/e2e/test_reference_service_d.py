@@ -32,16 +32,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from msshop.contracts.answers import ReplicaFreshness, UserOrders
 from msshop.contracts.credentials import bearer, digest, service_credential
+from msshop.contracts.protocol import ServiceFile
 from msshop.contracts.spans import new_span_id, new_trace_id
 from msshop.contracts.status import ConsumerHealth
 from msshop.instruments.asking import databases
 from msshop.instruments.checking import caught_up, differences
 from msshop.instruments.monolith import all_user_orders, all_users
-from tests.conftest import ROOT, Sandbox, msshop, running_sandbox, sandbox_env
+from tests.conftest import ROOT, Sandbox, msshop, one_purchase, running_sandbox, sandbox_env
+from tests.e2e.test_broker import nats_server  # noqa: F401  (the fixture: a server of our own)
 
 PROGRAM = ROOT / "examples" / "service-d-python" / "service_d.py"
 NODE_PROGRAM = ROOT / "examples" / "service-d-node" / "service_d.js"
@@ -483,6 +486,347 @@ def test_run_by_msshop_as_the_query_service_it_passes_verify_and_compare(
         assert {"cli", "query", "users", "orders", "products"} <= services, services
 
 
+# -- on NATS JetStream: each program reads the stream itself, with no client library ------
+
+NATS_NODES = [pytest.param(1, id="nats"), pytest.param(3, id="nats-3-nodes")]
+
+
+def the_program_msshop_runs(sandbox: Sandbox) -> Reference:
+    """The program msshop runs as the query service, to ask over HTTP (not started here)."""
+    query = sandbox.state.services["query"]
+    return Reference(sandbox, Path(query.db), query.port)
+
+
+@pytest.mark.parametrize("nodes", NATS_NODES)
+def test_on_nats_it_equals_the_monolith_and_resumes_after_sigkill(
+        impl: Implementation, nodes: int, tmp_path: Path) -> None:
+    """`msshop up --bus nats` (one node, or three) with the reference as Service D: it reads
+    the stream with the NATS text protocol on a socket (a pull consumer of its own from its
+    stored position + 1), signed in as the user service.json names, which may only read.
+    verify and read-your-writes hold; SIGKILL part way through a catch-up, then a start:
+    it reads on from its stored position, each event applied once. Three nodes: the node it
+    reads from killed, it reads on from the next server."""
+    with running_sandbox(tmp_path / "sandbox", MSSHOP_BUS_BACKEND="nats",
+                         MSSHOP_BUS_NODES=str(nodes),
+                         MSSHOP_QUERY_COMMAND=impl.shell_command()) as sandbox:
+        program = the_program_msshop_runs(sandbox)
+        given = (program.data_dir / "service.json").read_bytes()
+        bus = msgspec.json.decode(given, type=ServiceFile)["bus"]
+        state = sandbox.state
+        assert bus == {"backend": "nats", "servers": state.bus.servers,
+                       "stream": state.bus.stream, "subjects": f"msshop.{state.bus.sandbox}.>",
+                       "user": "query", "password": service_credential(state.token, "query")}
+        assert len(bus["servers"]) == nodes
+        # nothing published yet, so no stream (the writers make it with the first event,
+        # and a reader may not): an empty log, caught up, not an error
+        until(lambda: program.consumer()["listening"], "it has read the empty log")
+        assert sandbox.run("wait", "--for", "caught-up", "--timeout", "10").returncode == 0
+        assert program.consumer()["bus_error"] is None
+        sandbox.run("seed", "--users", "60", "--products", "15", "--orders", "400", "--wait",
+                    check=True)
+        verified = sandbox.run("verify", check=True)
+        assert "equals the monolith join for all 60 users" in verified.stdout
+        compared = sandbox.run("compare", "--user", "7", "--json", check=True)
+        rows = json.loads(compared.stdout)["strategies"]
+        assert len(rows) >= 3 and all(row["equal"] and not row["error"] for row in rows), rows
+        assert_reads_its_own_write(sandbox, program, user=7)
+
+        sandbox.run("stop", "query", check=True)
+        sandbox.run("seed", "--users", "500", "--products", "50", "--orders", "30000",
+                    check=True, timeout=180)
+        sandbox.run("start", "query", check=True)
+
+        def catching_up() -> bool:
+            consumer = program.consumer()
+            return consumer["position"] > 0 and consumer["catching_up_to"] is not None
+
+        until(catching_up, f"the {impl.name} program is part way through its catch-up",
+              timeout=30)
+        sandbox.run("kill", "query", check=True)
+        stored, _ = impl.stored(program.data_dir)
+        assert 0 < stored < sandbox.client().bus_head(), stored
+        sandbox.run("start", "query", check=True)
+        caught_up(sandbox.client(), timeout=90)
+        head, consumer = sandbox.client().bus_head(), program.consumer()
+        assert consumer["applied"] == head - stored and consumer["dead_letters"] == 0
+        log = Path(sandbox.state.services["query"].log).read_text()
+        assert f"from bus position {stored}" in log
+        verified = sandbox.run("verify", check=True)
+        assert "equals the monolith join for all 500 users" in verified.stdout
+
+        if nodes == 3:  # the first server, which it reads from: it reads on from another
+            sandbox.run("kill", "bus", check=True)
+            assert_reads_its_own_write(sandbox, program, user=9, timeout=30)
+        else:  # its only server killed: it says so, and reads on once it is back
+            sandbox.run("kill", "bus", check=True)
+            until(lambda: program.consumer()["bus_error"] is not None, "the bus is missed")
+            sandbox.run("start", "bus", check=True)
+            assert_reads_its_own_write(sandbox, program, user=9, timeout=30)
+        assert program.consumer()["bus_error"] is None
+        # SIGTERM with a fetch open on the stream: it stops cleanly within the stop
+        # timeout (its last word is its own; SIGKILL would have cut it off)
+        started = time.monotonic()
+        sandbox.run("stop", "query", check=True)
+        assert time.monotonic() - started < 5
+        assert Path(sandbox.state.services["query"].log).read_text().rstrip().endswith(
+            "stopped")
+
+
+def test_on_an_external_nats_server_it_reads_as_the_urls_user(
+        impl: Implementation, tmp_path: Path, nats_server: str) -> None:  # noqa: F811
+    """bus.url: a server msshop did not start. service.json names its servers, the
+    sandbox's stream and subjects, and the URL's user and password (every part signs in
+    with them; that server's owner decides what they may do): it reads the stream."""
+    with running_sandbox(tmp_path / "sandbox", MSSHOP_BUS_BACKEND="nats",
+                         MSSHOP_BUS_URL=nats_server,
+                         MSSHOP_QUERY_COMMAND=impl.shell_command()) as sandbox:
+        program = the_program_msshop_runs(sandbox)
+        given = (program.data_dir / "service.json").read_bytes()
+        bus = msgspec.json.decode(given, type=ServiceFile)["bus"]
+        state = sandbox.state
+        assert bus == {"backend": "nats", "servers": [nats_server.replace("shop:s3cret@", "")],
+                       "stream": state.bus.stream, "subjects": f"msshop.{state.bus.sandbox}.>",
+                       "user": "shop", "password": "s3cret"}
+        sandbox.run("seed", "--users", "30", "--products", "10", "--orders", "200", "--wait",
+                    check=True)
+        verified = sandbox.run("verify", check=True)
+        assert "equals the monolith join for all 30 users" in verified.stdout
+        assert_reads_its_own_write(sandbox, program, user=4)
+
+
+def test_on_nats_a_wrong_password_is_one_line_in_its_health_and_nothing_stops(
+        impl: Implementation, tmp_path: Path) -> None:
+    """service.json's NATS password wrong (a credential edited by hand, or of another
+    sandbox): the server refuses the sign-in; the program says why in /health's bus_error,
+    retries, and still answers direct-call."""
+    with running_sandbox(tmp_path / "sandbox", MSSHOP_BUS_BACKEND="nats") as sandbox:
+        one_purchase(sandbox)
+        program = WrongPassword(sandbox, tmp_path / "service-d", free_port(),
+                                command=impl.command)
+        try:
+            program.start()
+            until(lambda: program.consumer()["bus_error"] is not None, "the refusal is seen")
+            consumer = program.consumer()
+            assert "Authorization Violation" in consumer["bus_error"], consumer
+            assert consumer["caught_up"] is False and consumer["position"] == 0
+            status, answer = program.get("/user-orders/1?strategy=direct-call")
+            assert status == 200 and len(answer["orders"]) == 1
+            assert "Traceback" not in program.log() and WRONG not in program.log()
+        finally:
+            program.stop()
+
+
+WRONG = "not-the-credential-7f3a"  # never in a log
+
+
+@dataclass
+class WrongPassword(Reference):
+    """The program beside a NATS sandbox, given the query user with a wrong password."""
+
+    def write_service_file(self) -> Path:
+        path = super().write_service_file()
+        document = json.loads(path.read_text())
+        bus = self.sandbox.state.bus
+        document["bus"] = {"backend": "nats", "servers": bus.servers, "stream": bus.stream,
+                           "subjects": f"msshop.{bus.sandbox}.>", "user": "query",
+                           "password": WRONG}
+        path.write_text(json.dumps(document))
+        return path
+
+
+def assert_reads_its_own_write(sandbox: Sandbox, program: Reference, user: int,
+                               timeout: float = 5) -> None:
+    """A purchase, then its answer with after= its position, asked until `timeout`."""
+    order, _ = sandbox.client().buy(user, 2, wait_published_ms=10_000)
+    event = order.get("event")
+    assert event is not None and event["position"] is not None, order
+    asked = f"/user-orders/{user}?after={event['position']}&wait_ms=2000"
+    until(lambda: program.get(asked)[0] == 200, f"it applies position {event['position']}",
+          timeout)
+    status, answer = program.get(asked)
+    assert status == 200, answer
+    assert order["id"] in [line["order_id"] for line in answer["orders"]]
+
+
+def test_on_nats_its_user_may_read_and_nothing_more(tmp_path: Path) -> None:
+    """The credential in service.json signs in to NATS as a reader only: publishing an
+    event, or deleting the stream, is refused by the server (nats-py, a client that is not
+    the program's, tries); nothing reaches the stream."""
+    import asyncio
+
+    import nats
+
+    with running_sandbox(tmp_path / "sandbox", MSSHOP_BUS_BACKEND="nats",
+                         MSSHOP_QUERY_COMMAND=PYTHON.shell_command()) as sandbox:
+        one_purchase(sandbox)
+        program = the_program_msshop_runs(sandbox)
+        bus = json.loads((program.data_dir / "service.json").read_text())["bus"]
+        head = sandbox.client().bus_head()
+        refused: list[str] = []
+
+        async def trespass() -> None:
+            async def error(exc: Exception) -> None:
+                refused.append(str(exc))
+
+            nc = await nats.connect(bus["servers"], user=bus["user"], password=bus["password"],
+                                    inbox_prefix=f"_INBOX.{bus['user']}".encode(),
+                                    error_cb=error,
+                                    allow_reconnect=False)
+            try:
+                event = {"id": "x", "type": "UserSignedUp", "source": "users"}
+                await nc.publish(bus["subjects"].replace(">", "users.UserSignedUp"),
+                                 json.dumps(event).encode())
+                with contextlib.suppress(Exception):  # refused: no answer comes
+                    await nc.request(f"$JS.API.STREAM.DELETE.{bus['stream']}", b"",
+                                     timeout=1)
+                await nc.flush()
+            finally:
+                await nc.close()
+
+        asyncio.run(trespass())
+        assert sorted(refused) == sorted(
+            f'nats: permissions violation for publish to "{subject}"'.lower() for subject in (
+                bus["subjects"].replace(">", "users.UserSignedUp"),
+                f"$JS.API.STREAM.DELETE.{bus['stream']}")), refused
+        assert sandbox.client().bus_head() == head
+        assert the_program_msshop_runs(sandbox).consumer()["position"] == head
+
+
+# -- msshop trespass on a program of your own ---------------------------------------------
+
+TRESPASS_HOW = {"python": "sqlite", "node": "open"}  # each program's way, when not told
+
+
+def kernel_holds_the_rule(sandbox: Sandbox) -> bool:
+    """Whether msshop has the kernel hold the isolation rule in this sandbox (Landlock:
+    msshop's services say so in /health's "isolation"). Where it does not, nothing stops a
+    program of your own from reading another service's file, and msshop says so."""
+    return sandbox.client().health("users").get("isolation") == "kernel"
+
+
+def test_trespass_asks_it_to_try_and_what_happened_shows_everywhere(
+        impl: Implementation, tmp_path: Path) -> None:
+    """`msshop trespass query --into users` with the reference as the query service: the
+    program is asked (POST /chaos/trespass, the owner's token, users' file where the state
+    says it is) to open and read it as a bug would; the CLI, its log, /health and `status`
+    say what happened. Without a kernel rule it reads the file: the CLI reports the rule
+    broken (exit 1). Nothing of the sandbox is harmed."""
+    with running_sandbox(tmp_path / "sandbox", MSSHOP_QUERY_COMMAND=impl.shell_command()
+                         ) as sandbox:
+        sandbox.run("seed", "--users", "10", "--products", "5", "--orders", "40", "--wait",
+                    check=True)
+        state = sandbox.state
+        result = sandbox.run("trespass", "query", "--into", "users", "--json")
+        answer = json.loads(result.stdout)
+        assert (answer["service"], answer["into"], answer["tried"], answer["how"]) == (
+            "query", "users", state.services["users"].db, TRESPASS_HOW[impl.name])
+        log = Path(state.services["query"].log).read_text()
+        status = sandbox.run("status", check=True).stdout
+        (told,) = [s["trespass"] for s in sandbox.status()["services"] if s["name"] == "query"]
+        assert told["tried"] == 1 and told["last"]["tried"] == state.services["users"].db
+        if answer["held"]:  # the kernel refused: checked where msshop applies Landlock
+            assert result.returncode == 0 and answer["refused"], result
+            assert told["refused"] == 1 and told["last"]["error"] == answer["refused"]
+            assert f"tried to read users's file {answer['tried']}" in log
+            assert "query's last trespass, into users: refused" in status
+        else:
+            assert not kernel_holds_the_rule(sandbox), "the kernel rule let it read the file"
+            assert result.returncode == 1 and answer["refused"] == ""
+            assert "error: query opened and read users's file" in result.stderr
+            assert "the isolation rule did not hold" in result.stderr
+            assert f"read users's file {answer['tried']} ({answer['how']}) and nothing " \
+                   "refused it" in log
+            assert told["refused"] == 0 and told["last"]["error"] is None
+            assert "query's last trespass, into users: it read the file" in status
+        # one try, one line in its log; the shop is whole
+        assert log.count("trespass, on purpose") == 1
+        assert "equals the monolith join for all 10 users" in sandbox.run(
+            "verify", check=True).stdout
+
+
+def test_a_trespass_it_is_refused_is_answered_logged_and_counted(
+        seeded: tuple[Sandbox, Reference]) -> None:
+    """POST /chaos/trespass as the contract says, with a path the operating system refuses
+    to read as a file anywhere (a directory): each program answers refused, with the OS's
+    words, logs one line and counts it in /health. Without the owner's token, or with a
+    body of another shape, it refuses, and the connection goes on (the body was read)."""
+    sandbox, program = seeded
+    token = {"authorization": f"Bearer {sandbox.state.token}",
+             "content-type": "application/json"}
+    before = program.get("/health")[1]["trespass"]
+    conn = http.client.HTTPConnection("127.0.0.1", program.port, timeout=10)
+    try:
+        def post(body: Any, headers: dict[str, str]) -> tuple[int, Any]:
+            conn.request("POST", "/chaos/trespass", body=json.dumps(body), headers=headers)
+            response = conn.getresponse()
+            return response.status, json.loads(response.read())
+
+        asked = {"into": "users", "path": str(program.data_dir)}
+        assert post(asked, {})[0] == 401
+        assert post(asked, {"authorization": "Bearer not-the-token"})[0] == 403
+        wrongs: list[Any] = [[], {"into": "users", "path": "users.db"},
+                             {**asked, "how": "ctypes"}]
+        for wrong in wrongs:
+            status, error = post(wrong, token)
+            assert status == 422 and error["service"] == "query", (wrong, error)
+        status, answer = post(asked, token)  # the same connection all along
+    finally:
+        conn.close()
+    assert status == 200 and answer["refused"] is True and answer["error"], answer
+    assert (answer["service"], answer["into"], answer["tried"]) == (
+        "query", "users", str(program.data_dir))
+    told = program.get("/health")[1]["trespass"]
+    assert (told["tried"], told["refused"]) == (before["tried"] + 1, before["refused"] + 1)
+    assert told["last"] == answer
+    assert f"tried to read users's file {program.data_dir}" in program.log()
+
+
+def test_trespass_is_refused_by_the_kernel(impl: Implementation, tmp_path: Path) -> None:
+    with running_sandbox(tmp_path / "sandbox", MSSHOP_QUERY_COMMAND=impl.shell_command()
+                         ) as sandbox:
+        if not kernel_holds_the_rule(sandbox):
+            pytest.skip("msshop applies no kernel rule (Landlock) to its services here: "
+                        "a program of your own's trespass is not refused")
+        result = sandbox.run("trespass", "query", "--into", "orders", "--json")
+        answer = json.loads(result.stdout)
+        assert result.returncode == 0 and answer["held"] is True, result
+        assert "ermission denied" in answer["refused"] or "EACCES" in answer["refused"] \
+            or "unable to open" in answer["refused"], answer
+
+
+def test_trespass_on_a_program_that_does_not_serve_it_says_so(tmp_path: Path) -> None:
+    """A program of your own with no POST /chaos/trespass (http.server answers 501): one
+    line naming the program and the page that says how."""
+    program = tmp_path / "bare.py"
+    program.write_text(BARE_PROGRAM)
+    with running_sandbox(tmp_path / "sandbox",
+                         MSSHOP_QUERY_COMMAND=f"{sys.executable} {program}") as sandbox:
+        result = sandbox.run("trespass", "query", "--into", "users")
+        assert result.returncode != 0
+        assert result.stderr.strip() == (
+            "error: query is your program; it does not serve POST /chaos/trespass: see "
+            "docs/protocol.md"), result.stderr
+        wrong = sandbox.run("trespass", "query", "--into", "query")
+        assert wrong.returncode == 2 and "--into 'query': name another service" in wrong.stderr
+
+
+# a program that serves /health only: http.server answers anything else 501
+BARE_PROGRAM = """
+import json, os
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+class Health(BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = json.dumps({"service": "query", "status": "ok", "pid": os.getpid()}).encode()
+        self.send_response(200)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+HTTPServer((os.environ["MSSHOP_HOST"], int(os.environ["MSSHOP_PORT"])), Health).serve_forever()
+"""
+
+
 # -- the Python program only ----------------------------------------------------------------
 
 
@@ -854,3 +1198,19 @@ def test_a_program_with_children_is_killed_and_paused_whole(tmp_path: Path) -> N
         until(lambda: not group_members(leader), "the child is killed with the shell")
         sandbox.run("start", "query", check=True)  # its port is free: nobody holds it
         assert direct_call(sandbox, 1)[0] == 404, "it answers (no user 1 in an empty shop)"
+
+
+def test_a_trespass_the_os_refuses_is_answered_and_counted(tmp_path: Path) -> None:
+    """The refusal branch of the Python program's trespass, with a refusal the operating
+    system gives anywhere (a directory is no database file, and cannot be read as one)."""
+    service_d = load_program()
+    trespasser = service_d.Trespasser("query")
+    for how in ("sqlite", "open"):
+        answer = trespasser.attempt({"into": "users", "path": str(tmp_path), "how": how})
+        assert answer["refused"] is True and answer["error"], answer
+    assert trespasser.health()["tried"] == trespasser.health()["refused"] == 2
+    for body, words in (([], "send {"), ({"into": "users", "path": "rel.db"}, "absolute"),
+                        ({"into": "Users!", "path": "/x"}, "name the service"),
+                        ({"into": "users", "path": "/x", "how": "ctypes"}, "not one of")):
+        with pytest.raises(service_d.HttpError, match=words):
+            trespasser.attempt(body)

@@ -104,3 +104,20 @@ def test_the_live_view_shows_a_nodes_warnings_and_errors_only() -> None:
              "[7] 2026/11/24 14:17:00.30 [ERR] Error trying to connect to route",
              "[7] 2026/11/24 14:17:00.31 [INF]   Store Directory: \"/tmp/x\""]
     assert broker.worth_showing(lines) == lines[1:3]
+
+
+def test_a_program_of_your_own_that_reads_may_read_and_nothing_more() -> None:
+    """A foreign query service (issue 24) gets what a pull consumer of its own takes:
+    describe the stream, make, fetch from and delete its consumer, its inbox; it may not
+    publish an event, make or change the stream, or do flow control of a push consumer."""
+    users = {u["user"]: u for u in broker.users("t0ken", "a1b2", "msshop-a1b2",
+                                                foreign=["query"])}
+    query = users["query"]["permissions"]
+    assert query["publish"] == {"allow": [
+        "$JS.API.STREAM.INFO.msshop-a1b2", "$JS.API.CONSUMER.CREATE.msshop-a1b2",
+        "$JS.API.CONSUMER.CREATE.msshop-a1b2.>", "$JS.API.CONSUMER.MSG.NEXT.msshop-a1b2.>",
+        "$JS.API.CONSUMER.DELETE.msshop-a1b2.>"]}
+    assert query["subscribe"] == {"allow": ["_INBOX.query.>"]}
+    ours = {u["user"]: u for u in broker.users("t0ken", "a1b2", "msshop-a1b2")}
+    assert {name: u for name, u in users.items() if name != "query"} == {
+        name: u for name, u in ours.items() if name != "query"}, "the others' as before"

@@ -188,3 +188,23 @@ def test_control_bidirectional_and_zero_width_characters_are_escaped() -> None:
         assert chr(code) not in shown and shown.startswith("a\\") and shown.endswith("b"), code
     assert clean("\u202eexe.txt") == "\\u202eexe.txt"
     assert clean("tab\tstays, é and 日本 stay") == "tab\tstays, é and 日本 stay"
+
+
+def test_a_trespass_a_program_of_your_own_was_refused_reads_in_80_columns() -> None:
+    """The operating system's refusal, as `msshop trespass query --into users` shows it
+    where the kernel holds the rule (the e2e test sees it only where Landlock is)."""
+    out = Console(width=80, record=True, color_system=None, force_terminal=False)
+    render.trespass_refusal(out, {
+        "service": "query", "into": "users", "tried": "/tmp/sb/data/users/users.db",
+        "refused": "PermissionError: [Errno 13] Permission denied: "
+                   "'/tmp/sb/data/users/users.db'", "held": True, "how": "open"})
+    text = out.export_text()
+    assert text.splitlines()[:2] == [
+        "query tried to open users.db, the users service's file;",
+        "the operating system refused (open):"]
+    assert "Permission denied" in text and "nothing was opened" in text
+    assert all(len(line) <= 80 for line in text.splitlines())
+    assert render.trespass_broken({"service": "query", "into": "users", "tried": "/x",
+                                   "refused": "", "held": False, "how": "open"}) == (
+        "query opened and read users's file (open): nothing refused it, the isolation "
+        "rule did not hold")

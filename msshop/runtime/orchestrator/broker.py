@@ -24,7 +24,7 @@ import os
 import shutil
 import sys
 import sysconfig
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -70,9 +70,12 @@ def find_server() -> str:
     return found
 
 
-def users(token: str, sandbox: str, stream: str) -> list[dict[str, Any]]:
+def users(token: str, sandbox: str, stream: str,
+          foreign: Collection[str] = ()) -> list[dict[str, Any]]:
     """Who may sign in, and what each may do, on the sandbox's stream and subjects
-    (contracts/streams.py names them for the sandbox's identity)."""
+    (contracts/streams.py names them for the sandbox's identity). `foreign`: the services
+    run by a program of your own; one that reads gets only what reading takes
+    (foreign_reader)."""
     stream_api = [f"$JS.API.STREAM.INFO.{stream}", f"$JS.API.STREAM.CREATE.{stream}"]
     # the owner (the CLI) may do anything but publish events: as with the sandbox's log,
     # only the services that record events append them
@@ -86,6 +89,8 @@ def users(token: str, sandbox: str, stream: str) -> list[dict[str, Any]]:
         if spec.publishes:  # its own subjects, but none of a type another service owns
             allow, deny = streams.senders_rules(sandbox, spec.name)
             permissions["publish"] = {"allow": [*allow, *stream_api], "deny": deny}
+        elif spec.name in foreign:
+            permissions["publish"] = {"allow": foreign_reader(stream)}
         else:  # a reader: its own ordered consumers, and their flow control
             permissions["publish"] = {"allow": [
                 *stream_api, f"$JS.API.CONSUMER.CREATE.{stream}",
@@ -96,16 +101,28 @@ def users(token: str, sandbox: str, stream: str) -> list[dict[str, Any]]:
     return entries
 
 
+def foreign_reader(stream: str) -> list[str]:
+    """What a program of your own that reads the bus may publish: the JetStream API calls
+    of a pull consumer of its own on the stream (describe the stream; make, fetch from and
+    delete its consumer), nothing else: no event subject, and it cannot make or change the
+    stream. It subscribes only to its inbox, _INBOX.<service>.> (docs/protocol.md)."""
+    return [f"$JS.API.STREAM.INFO.{stream}", f"$JS.API.CONSUMER.CREATE.{stream}",
+            f"$JS.API.CONSUMER.CREATE.{stream}.>", f"$JS.API.CONSUMER.MSG.NEXT.{stream}.>",
+            f"$JS.API.CONSUMER.DELETE.{stream}.>"]
+
+
 def server_config(name: str, host: str, ports: tuple[int, int, int], store: Path,
-                  token: str, routes: Sequence[int], sandbox: str, stream: str) -> str:
+                  token: str, routes: Sequence[int], sandbox: str, stream: str,
+                  foreign: Collection[str] = ()) -> str:
     """nats-server's config for one node (its format accepts JSON). `routes`: the route
-    ports of every node of a cluster, none for a single server."""
+    ports of every node of a cluster, none for a single server; `foreign`: the services
+    run by a program of your own."""
     client, monitor, route = ports
     config: dict[str, Any] = {
         "server_name": f"msshop-{name}",
         "host": host, "port": client, "http": f"{url_host(host)}:{monitor}",
         "jetstream": {"store_dir": str(store)},
-        "authorization": {"users": users(token, sandbox, stream)},
+        "authorization": {"users": users(token, sandbox, stream, foreign)},
         "logtime": True,
         "max_payload": 8 * 1024 * 1024,
     }

@@ -172,6 +172,9 @@ def service_document(service: ServiceState, sandbox: State) -> dict[str, Any]:
              for n, s in sandbox.services.items() if n != name and s.url.startswith("http")}
     bus: dict[str, Any]
     if sandbox.bus.backend == "nats":
+        # the managed bus signs it in as itself, with its credential, allowed to read only
+        # (broker.foreign_reader), its replies under _INBOX.<user>.; with bus.url, whoever
+        # runs that server decides, and every part signs in with the URL's user
         address = sandbox.bus.address(name, sandbox.token)
         bus = {"backend": "nats", "servers": list(address.servers),
                "stream": address.stream, "subjects": streams.all_subjects(sandbox.bus.sandbox),

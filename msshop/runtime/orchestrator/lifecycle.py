@@ -215,6 +215,8 @@ def status(settings: Settings) -> StatusReport:
                 report["chaos"] = health["chaos"]
             if "nats" in health:  # a nats-server node: which, and who leads the stream
                 report["nats"] = health["nats"]
+            if "trespass" in health:  # a program of your own asked to break the rule
+                report["trespass"] = health["trespass"]
         services.append(report)
     with_door_faults(services)
     return {

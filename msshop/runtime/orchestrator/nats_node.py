@@ -11,6 +11,7 @@ from pathlib import Path
 from msshop.contracts.config import Settings
 from msshop.contracts.topology import ServiceSpec
 from msshop.runtime.orchestrator import broker
+from msshop.runtime.orchestrator.executable import ExecutableKind
 from msshop.runtime.orchestrator.health import probe_nats
 from msshop.runtime.orchestrator.kind import ChildProcess, Health, Probe
 from msshop.runtime.orchestrator.ports import PortBook, url_host
@@ -66,10 +67,12 @@ class NatsNodeKind:
         config = self.paths.nats / f"{service.name}.conf"
         routes = [s.route_port for s in sandbox.services.values() if s.route_port]
         self.stream = sandbox.bus.stream
+        foreign = [s.name for s in sandbox.services.values() if s.kind == ExecutableKind.name]
         broker.write_config(config, broker.server_config(
             service.name, sandbox.host,
             (service.port, service.monitor_port or 0, service.route_port or 0),
-            Path(service.db), sandbox.token, routes, sandbox.bus.sandbox, sandbox.bus.stream))
+            Path(service.db), sandbox.token, routes, sandbox.bus.sandbox, sandbox.bus.stream,
+            foreign))
         return self.new_node(service.name, config, Path(service.log))
 
     def health(self, service: ServiceState, host: str, timeout: float) -> Health | None:
