@@ -113,7 +113,9 @@ class Trespassed(TypedDict):
     service: str
     into: str
     tried: str  # the path it tried to open
-    refused: str  # the isolation guard's words
+    refused: str  # the isolation guard's words, or the kernel's refusal
+    how: NotRequired[str]  # the door: sqlite | open | ctypes | child | symlink | hardlink
+    by: NotRequired[str]  # who refused: guard (in-process) | kernel (its Landlock rule)
 
 
 class Replayed(TypedDict):

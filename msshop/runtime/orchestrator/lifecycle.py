@@ -198,6 +198,9 @@ def status(settings: Settings) -> StatusReport:
         }
         if service.command:  # a program of your own runs as this service
             report["command"] = service.command
+        # who holds the isolation rule: the service's own word, else what it was started with
+        if isolation := (health.get("isolation") if health else None) or service.isolation:
+            report["isolation"] = isolation
         if unanswered:  # why it is not answering: refused, reset, timed out
             report["unanswered"] = unanswered
         if health:  # what it says of replication, and the faults injected into it
