@@ -141,7 +141,8 @@ def test_a_damaged_database_file_is_named_with_its_cause_at_up(tmp_path: Path) -
     result = msshop("up", "--detach", env=sandbox_env(root))
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "users failed to start" in result.stderr
-    assert f"users cannot open its database {root / 'data' / 'users' / 'users.db'}: file is not a " \
+    users_db = root / "data" / "users" / "users.db"
+    assert f"users cannot open its database {users_db}: file is not a " \
            "database; if the file is damaged, move it away" in result.stderr
     assert not (root / "state.json").exists(), "nothing is left running"
 

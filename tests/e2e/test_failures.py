@@ -203,7 +203,8 @@ def test_replay_rebuilds_the_read_model_from_the_log_while_running(any_sandbox: 
     client = sandbox.client()
     client.request("products", "PATCH", "/products/1", {"title": "Renamed"})
     caught_up(client, timeout=30)
-    with sqlite3.connect(sandbox.root / "data" / "query" / "query.db") as conn:  # the test breaks it
+    query_db = sandbox.root / "data" / "query" / "query.db"
+    with sqlite3.connect(query_db) as conn:  # the test breaks it
         conn.execute("DELETE FROM orders_replica WHERE user_id = 1")
     assert sandbox.run("verify").returncode == 1
     result = sandbox.run("replay", "query", check=True).stdout

@@ -337,7 +337,8 @@ def test_a_poison_event_is_dead_lettered_and_later_events_still_apply(
 def test_verify_names_a_difference_and_exits_1(sandbox: Sandbox) -> None:
     sandbox.run("seed", "--users", "5", "--products", "3", "--orders", "20", check=True)
     caught_up(sandbox.client(), timeout=10)
-    with sqlite3.connect(sandbox.root / "data" / "query" / "query.db") as conn:  # the test breaks it
+    query_db = sandbox.root / "data" / "query" / "query.db"
+    with sqlite3.connect(query_db) as conn:  # the test breaks it
         (order_id, user_id) = conn.execute(
             "SELECT id, user_id FROM orders_replica ORDER BY id LIMIT 1").fetchone()
         conn.execute("DELETE FROM orders_replica WHERE id = ?", (order_id,))

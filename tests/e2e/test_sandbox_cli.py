@@ -212,7 +212,8 @@ def test_stop_start_restart(sandbox: Sandbox) -> None:
 
 def test_a_service_that_cannot_start_is_named_and_nothing_is_left(tmp_path: Path) -> None:
     root = tmp_path / "sandbox"
-    (root / "data" / "products" / "products.db").mkdir(parents=True)  # a directory where the file should be
+    # a directory where the file should be
+    (root / "data" / "products" / "products.db").mkdir(parents=True)
     result = msshop("up", "--detach", env=sandbox_env(root))
     assert result.returncode == 1
     message = one_error_line(result)

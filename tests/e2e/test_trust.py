@@ -151,7 +151,8 @@ def test_verify_sees_a_user_renamed_in_the_read_model(sandbox: Sandbox) -> None:
     sandbox.run("seed", "--users", "3", "--products", "2", "--orders", "5", check=True)
     caught_up(sandbox.client(), timeout=10)
     assert sandbox.run("verify").returncode == 0
-    with sqlite3.connect(sandbox.root / "data" / "query" / "query.db") as conn:  # the test forges it
+    query_db = sandbox.root / "data" / "query" / "query.db"
+    with sqlite3.connect(query_db) as conn:  # the test forges it
         (name,) = conn.execute("SELECT name FROM users_replica WHERE id = 2").fetchone()
         conn.execute("UPDATE users_replica SET name = 'Mallory' WHERE id = 2")
     result = sandbox.run("verify")
