@@ -51,12 +51,17 @@ class IsolationViolation(PermissionError):
 #   the guard) is refused at `sqlite3.connect/handle`.
 # - Loading an extension (native code: it could open anything) is refused.
 #
+# - Reading another service's files without sqlite3 (with `closed`, the sandbox's data/):
+#   Python's open(), os.open and io.open_code of a path there outside the own directory
+#   (through any symlink: the real path is checked), and os.link of one, are refused. So
+#   `open()` + `Connection.deserialize` is shut even where the kernel holds no rule.
+#
 # Not shut, because an audit hook cannot see it: `set_authorizer` (any form: None, or one's own
 # authorizer) replaces the guard on that connection; a factory's own __init__ can use its
-# connection before connect() returns; another file's bytes read without sqlite3 (open(), a
-# subprocess, ctypes) and handed to Connection.deserialize(); a connection opened before the
-# guard (serve() installs it first). Those take deliberate code, and an operating-system boundary
-# (a user or a Landlock ruleset per service) to shut.
+# connection before connect() returns; libc called through ctypes, or a child process, reading
+# another file; a connection opened before the guard (serve() installs it first). Those take
+# deliberate code, and the kernel's rule (confine, below: a Landlock ruleset per service) shuts
+# each of them: the file cannot be opened by this process at all.
 
 # --- the kernel's rule ------------------------------------------------------------------------
 #
