@@ -144,7 +144,7 @@ def test_every_door_from_a_python_program_is_refused_by_the_kernel(
         assert (query["kind"], query["health"], query["isolation"]) == (
             "executable", "ok", "kernel")
         logged = sandbox.run("logs", "query").stdout
-        assert "door read the state: PermissionError: [Errno 13] {EACCES}" in logged
+        assert f"door read the state: PermissionError: [Errno 13] {EACCES}" in logged
         with sqlite3.connect(BY_NAME["users"].db_path(root)) as conn:  # untouched, whole
             assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
 

@@ -120,35 +120,42 @@ def kernel_rule_note(enabled: bool) -> str | None:
 class Confinement:
     """What one service's process may touch: everything beneath `own` (its directory), and
     read-only what it runs on. Nothing that holds `sandbox` is granted whole: the sandbox is
-    closed to it but for its own directory (and `readable` files in it, e.g. a config)."""
+    closed to it but for its own directory (and `readable` files in it, e.g. a config).
+
+    Its `rules` are worked out when it is made, in the supervisor (the part every service
+    shares once per sandbox): the child only opens each path and makes the system calls."""
 
     own: Path
     sandbox: Path
     readable: tuple[Path, ...] = ()  # its program, its arguments that are files, a config
-    system: tuple[str, ...] = field(default=SYSTEM)
+    rules: tuple[tuple[str, int], ...] = field(init=False)  # (path, rights), own first
 
-    def rules(self) -> list[tuple[str, int]]:
-        """(path, rights) for every rule, the own directory first."""
+    def __post_init__(self) -> None:
         sandbox = os.path.realpath(self.sandbox)
-        own = os.path.realpath(self.own)
-        rules: dict[str, int] = {own: handled(abi())}
-        wanted = [*self.system, *runtime_paths()]
+        rules: dict[str, int] = {os.path.realpath(self.own): handled(abi())}
+        wanted: list[str] = []
         for given in map(os.path.realpath, self.readable):
             if not _holds(sandbox, given):
                 wanted.append(given)
             elif Path(given).is_file():  # in the sandbox (a config): that file alone
                 rules.setdefault(given, READ_FILE)
-        for path in _outermost(_granted(wanted, sandbox)):
+        for path in _outermost([*_shared(sandbox), *_granted(wanted, sandbox)]):
             rules.setdefault(path, READ)
         for path, rights in DEVICES.items():
             if Path(path).exists():
                 rules.setdefault(path, rights)
-        return list(rules.items())
+        object.__setattr__(self, "rules", tuple(rules.items()))
 
     def apply(self) -> int:
         """Restrict this process (and whatever it execs or starts) to its rules, for the
         rest of its life; the number of rules. LandlockError names what failed."""
-        return restrict(self.rules())
+        return restrict(self.rules)
+
+
+@functools.cache
+def _shared(sandbox: str) -> tuple[str, ...]:
+    """What every service of the sandbox reads: the system, and this Python."""
+    return tuple(_granted([*SYSTEM, *runtime_paths()], sandbox))
 
 
 def program_files(argv: Sequence[str], cwd: str | None) -> tuple[Path, ...]:
