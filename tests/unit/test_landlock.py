@@ -129,3 +129,22 @@ def test_applied_it_holds_for_the_process_and_what_it_costs(
     assert (mine, theirs) == ("ok", os.strerror(13))
     assert 10 <= count <= 40, count
     print(f"Landlock set-up: {count} rules in {took * 1e6:.0f} us")  # reported, not judged
+
+
+def test_where_the_kernel_has_none_up_says_so_and_asks_for_no_rule(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(landlock, "abi", lambda: 0)  # an older Linux, macOS
+    assert landlock.kernel_rule(True) is False
+    assert landlock.kernel_rule_note(True) == (
+        "no Landlock on this system (Linux 5.13 or later has it): the isolation rule is "
+        "checked only inside msshop's Python services")
+    with pytest.raises(landlock.LandlockError, match="this kernel has no Landlock"):
+        landlock.restrict([])
+
+
+def test_turned_off_it_is_said_and_asked_for_nowhere() -> None:
+    assert landlock.kernel_rule(False) is False
+    assert "turned off ([isolation] kernel = false or MSSHOP_KERNEL_ISOLATION=0)" in (
+        landlock.kernel_rule_note(False) or "")
+    if landlock.abi() >= 1:
+        assert landlock.kernel_rule(True) and landlock.kernel_rule_note(True) is None
