@@ -178,7 +178,7 @@ def runtime_paths() -> tuple[str, ...]:
 
     paths = [sys.prefix, sys.base_prefix, sys.exec_prefix,
              *(entry or str(Path.cwd()) for entry in sys.path),
-             str(Path(msshop.__file__).parent.parent)]
+             str(Path(msshop.__file__).parent)]
     return tuple(dict.fromkeys(os.path.realpath(p) for p in paths if Path(p).exists()))
 
 
