@@ -117,6 +117,10 @@ def test_every_door_from_a_python_program_is_refused_by_the_kernel(
     with attacked(tmp_path, python_program) as (sandbox, report):
         root = sandbox.root
         assert report.pop("own database") == "allowed: (20000,)", "its own directory works"
+        # users' open file through /proc/<pid>/fd: a process outside its domain is not
+        # inspected (Landlock's ptrace rule), so not even its links are read
+        assert report.pop("another process").startswith(
+            f"PermissionError: [Errno 13] {EACCES}: '/proc/"), "users' file through its fds"
         unable = "OperationalError: unable to open database file"
         assert report == {
             "sqlite": unable,

@@ -8,6 +8,7 @@ Run by tests/e2e/test_kernel_isolation.py as `msshop up --service query='python3
 from __future__ import annotations
 
 import ctypes
+import errno
 import http.server
 import json
 import os
@@ -69,6 +70,22 @@ def by_hardlink() -> object:
     return alias.read_bytes()[:16]
 
 
+def by_another_process() -> object:  # /proc/<pid>/fd of the users service: its open file
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and (entry / "cmdline").read_bytes().startswith(
+                    b"msshop: users"):
+                for fd in (entry / "fd").iterdir():
+                    if fd.readlink() == THEIRS:
+                        return fd.read_bytes()[:16]
+                return "its file is not open"
+        except OSError as exc:
+            if exc.errno == errno.ESRCH:
+                continue
+            raise
+    return "no users process"
+
+
 def write_beside() -> object:  # in data/, beside the services' directories
     return (SANDBOX / "data" / "planted").write_text("x")
 
@@ -97,6 +114,7 @@ def own_database() -> object:  # its own directory works, temporary files and al
 DOORS: dict[str, Callable[[], object]] = {
     "sqlite": by_sqlite, "attach": by_attach, "open": by_open_and_deserialize,
     "ctypes": by_ctypes, "child": by_child, "symlink": by_symlink, "hardlink": by_hardlink,
+    "another process": by_another_process,
     "write beside": write_beside, "write in the sandbox": write_in_the_sandbox,
     "write where it runs": write_where_it_runs, "read the state": read_the_state,
     "own database": own_database}
