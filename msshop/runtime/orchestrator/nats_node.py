@@ -75,9 +75,9 @@ class NatsNodeKind:
             (service.port, service.monitor_port or 0, service.route_port or 0),
             Path(service.db), sandbox.token, routes, sandbox.bus.sandbox, sandbox.bus.stream))
         # its store is its own directory; it reads its config (a file in the sandbox)
+        Path(service.db).mkdir(mode=0o700, parents=True, exist_ok=True)
         confinement = (Confinement(Path(service.db), self.paths.root, readable=(config,))
                        if kernel_rule(self.settings.kernel_isolation) else None)
-        Path(service.db).mkdir(mode=0o700, parents=True, exist_ok=True)
         return self.new_node(service.name, config, Path(service.log), confinement)
 
     def health(self, service: ServiceState, host: str, timeout: float) -> Health | None:
