@@ -67,8 +67,19 @@ class LandlockError(OSError):
     """A ruleset that could not be made or applied: the start fails with these words."""
 
 
+# Scopes (ABI 6): a process may not signal, nor connect to an abstract unix socket of, a
+# process outside its domain: a service cannot kill or stop another (the supervisor still
+# can: the scope binds the process restricted, not those outside).
+SCOPE_ABSTRACT_UNIX_SOCKET = 1 << 0
+SCOPE_SIGNAL = 1 << 1
+SCOPES_FROM_ABI = 6
+
+
 class _RulesetAttr(ctypes.Structure):
-    _fields_ = (("handled_access_fs", ctypes.c_uint64),)  # the net and scope fields: unused
+    # the network rights (ABI 4) are not handled: services talk over 127.0.0.1. A kernel of
+    # an older ABI takes the whole struct as long as what it does not know is zero.
+    _fields_ = (("handled_access_fs", ctypes.c_uint64), ("handled_access_net", ctypes.c_uint64),
+                ("scoped", ctypes.c_uint64))
 
 
 class _PathBeneathAttr(ctypes.Structure):
@@ -231,7 +242,8 @@ def restrict(rules: Sequence[tuple[str, int]]) -> int:
     create, add, restrict_self = SYSCALLS[platform.machine()]
     libc = _libc()
     known = handled(version)
-    attr = _RulesetAttr(known)
+    scoped = (SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL) if version >= SCOPES_FROM_ABI else 0
+    attr = _RulesetAttr(known, 0, scoped)
     ruleset = libc.syscall(create, ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)),
                            ctypes.c_uint32(0))
     if ruleset < 0:
