@@ -188,6 +188,11 @@ SETTINGS: tuple[Setting, ...] = (
         lambda v: 100 <= v <= 1_000_000,
     ),
     Setting(
+        "isolation.kernel", bool, True, "MSSHOP_KERNEL_ISOLATION",
+        "true or false (env: 1 or 0): false runs every service without its Landlock rule, "
+        "for debugging; the isolation rule is then checked only inside msshop's services",
+    ),
+    Setting(
         "seed.users", int, 200, "MSSHOP_SEED_USERS",
         "an integer from 1 to 10000000",
         lambda v: 1 <= v <= 10_000_000,
@@ -240,6 +245,7 @@ class Settings:
     bus_dedup_window: float  # nats: seconds JetStream remembers an event id
     query_kept_mib: int  # the answers the query service keeps in memory, at most
     traces_spans_kept: int  # finished spans each service keeps for GET /spans
+    kernel_isolation: bool  # each service under a Landlock ruleset, where the kernel has it
     seed_users: int
     seed_products: int
     seed_orders: int
@@ -270,6 +276,7 @@ class Settings:
             bus_dedup_window=values["bus.dedup_window"],
             query_kept_mib=values["query.kept_mib"],
             traces_spans_kept=values["traces.spans_kept"],
+            kernel_isolation=values["isolation.kernel"],
             seed_users=values["seed.users"],
             seed_products=values["seed.products"],
             seed_orders=values["seed.orders"],
@@ -360,7 +367,13 @@ def _coerce(setting: Setting, raw: Any, origin: str, parse_text: bool = True) ->
     from a TOML file (parse_text=False) must already have the right TOML type."""
     value: Any = None
     try:
-        if setting.kind is int:
+        if setting.kind is bool:  # true/false in a file; 1/0, true/false, yes/no as text
+            if isinstance(raw, bool):
+                value = raw
+            elif isinstance(raw, str) and parse_text:
+                value = {"1": True, "true": True, "yes": True, "on": True, "0": False,
+                         "false": False, "no": False, "off": False}.get(raw.strip().lower())
+        elif setting.kind is int:
             if isinstance(raw, int | str) and not isinstance(raw, bool):
                 value = int(raw)
         elif setting.kind is float:

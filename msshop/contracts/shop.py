@@ -113,11 +113,13 @@ class Trespassed(TypedDict):
     service: str
     into: str
     tried: str  # the path it tried to open
-    refused: str  # the isolation guard's words (a program of your own: the OS's, or "")
+    # the isolation guard's words, or the kernel's (a program of your own: the OS's, or "")
+    refused: str
     # a program of your own (POST /chaos/trespass of docs/protocol.md): whether the rule
-    # held (False: it opened and read the file), and the way it tried
+    # held (False: it opened and read the file)
     held: NotRequired[bool]
-    how: NotRequired[str]
+    how: NotRequired[str]  # the door: sqlite | open | ctypes | child | symlink | hardlink
+    by: NotRequired[str]  # who refused: guard (in-process) | kernel (its Landlock rule)
 
 
 class Replayed(TypedDict):

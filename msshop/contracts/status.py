@@ -117,6 +117,9 @@ class Health(TypedDict):
     chaos: ChaosState | None
     db: str
     rows: dict[str, int]
+    # who holds the isolation rule in it: "kernel" (its Landlock ruleset) or "process"
+    # (msshop's in-process guard alone: no Landlock here, or turned off)
+    isolation: NotRequired[str]
     wal_bytes: NotRequired[int]  # the write-ahead log's size: it grows while checkpoints fail
     tasks: NotRequired[list[TaskHealth]]  # msshop's services: their background work
     problems: NotRequired[list[str]]  # one line for each task that fails now
@@ -145,6 +148,9 @@ class ServiceStatus(TypedDict):
     exit: str | None  # how it last ended, e.g. "killed by SIGKILL"
     ready_ms: float | None
     kind: NotRequired[str]  # service (msshop's) | nats-server | executable (a program of yours)
+    # who holds the isolation rule: kernel (Landlock) | process (msshop's guard alone) |
+    # none (a program of your own where the kernel does not)
+    isolation: NotRequired[str]
     command: NotRequired[list[str]]  # executable: the program and its arguments
     # the ports it listens on for the calls of a program of your own, by caller
     doors: NotRequired[dict[str, int]]

@@ -25,7 +25,17 @@ class ServiceSpec:
     def db_filename(self) -> str:
         return f"{self.name}.db"
 
+    def data_dir(self, sandbox: Path) -> Path:
+        """The service's own directory, the one place its process may write (and the only
+        part of the sandbox it may read: a Landlock rule names a directory, and SQLite's
+        -wal, -shm and -journal files come and go beside the database)."""
+        return sandbox / "data" / self.name
+
     def db_path(self, sandbox: Path) -> Path:
+        return self.data_dir(sandbox) / self.db_filename
+
+    def legacy_db_path(self, sandbox: Path) -> Path:
+        """Where a sandbox made before issue 24 keeps the database (moved at `up`)."""
         return sandbox / "data" / self.db_filename
 
     def log_path(self, sandbox: Path) -> Path:

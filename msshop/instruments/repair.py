@@ -40,6 +40,7 @@ from msshop.contracts.repair import Checked, FileChecked, OutboxRecovered, Repai
 from msshop.contracts.topology import BY_NAME, NAMES, SERVICES
 from msshop.instruments.inspection import Unreadable, bus_backend, read_only_uri
 from msshop.runtime.orchestrator import lifecycle
+from msshop.runtime.orchestrator.layout import move_to_service_dirs
 from msshop.runtime.orchestrator.state import SandboxPaths, is_running, read_state
 from msshop.runtime.platform.db import open_database, transaction
 from msshop.runtime.platform.integrity import quick_check, way_out
@@ -94,7 +95,10 @@ def repair_bus(settings: Settings) -> Repaired:
     if state is not None and state.services["bus"].status in ("running", "starting"):
         raise SandboxError("the bus is running: stop it first (a running bus holds its "
                            "file), then repair: msshop stop bus; msshop repair bus")
+    if not running:  # a sandbox of the old layout: its files where the new log will go
+        move_to_service_dirs(paths.root)
     path = BY_NAME["bus"].db_path(paths.root)
+    path.parent.mkdir(mode=0o700, exist_ok=True)
     old_log, old_head = _old_log(path)
     rebuilt = path.with_name(path.name + ".rebuilt")
     with _outboxes(paths.root) as (outboxes, sent):

@@ -207,6 +207,26 @@ def status(out: Console, status: StatusReport) -> None:
             note(out, line)
     for line in replication_lines(status):
         note(out, line)
+    if isolation := isolation_line(status):
+        note(out, isolation)
+
+
+ISOLATION_WORDS = {"kernel": "held by the kernel (Landlock)",
+                   "process": "checked in-process only", "none": "not held"}
+
+
+def isolation_line(status: StatusReport) -> str | None:
+    """Who keeps each service out of the others' files, in one line: grouped by who."""
+    groups: dict[str, list[str]] = {}
+    for s in status["services"]:
+        if who := s.get("isolation"):
+            groups.setdefault(who, []).append(s["name"])
+    if not groups:
+        return None
+    if list(groups) == ["kernel"]:
+        return "isolation: held by the kernel (Landlock) for every service"
+    return "isolation: " + "; ".join(f"{ISOLATION_WORDS.get(who, who)} for {', '.join(names)}"
+                                     for who, names in groups.items())
 
 
 def trespass_line(service: ServiceStatus) -> str | None:

@@ -136,12 +136,13 @@ def test_a_sandbox_path_that_is_a_file(tmp_path: Path) -> None:
 
 def test_a_damaged_database_file_is_named_with_its_cause_at_up(tmp_path: Path) -> None:
     root = tmp_path / "sandbox"
-    (root / "data").mkdir(parents=True)
-    (root / "data" / "users.db").write_bytes(b"this is not a database, " * 200)
+    (root / "data" / "users").mkdir(parents=True)
+    (root / "data" / "users" / "users.db").write_bytes(b"this is not a database, " * 200)
     result = msshop("up", "--detach", env=sandbox_env(root))
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "users failed to start" in result.stderr
-    assert f"users cannot open its database {root / 'data' / 'users.db'}: file is not a " \
+    users_db = root / "data" / "users" / "users.db"
+    assert f"users cannot open its database {users_db}: file is not a " \
            "database; if the file is damaged, move it away" in result.stderr
     assert not (root / "state.json").exists(), "nothing is left running"
 
@@ -170,4 +171,4 @@ def test_the_sandbox_is_its_owners_alone(shared_sandbox: Sandbox) -> None:
         assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
     for log in (root / "logs").iterdir():
         assert stat.S_IMODE(log.stat().st_mode) & 0o077 == 0, log
-    assert os.access(root / "data" / "users.db", os.R_OK)
+    assert os.access(root / "data" / "users" / "users.db", os.R_OK)

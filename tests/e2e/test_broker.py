@@ -52,9 +52,9 @@ def buy_for(sandbox: Sandbox, seconds: float, confirmed: list[int], refused: lis
 
 
 def stored_and_replicated(sandbox: Sandbox) -> tuple[set[int], list[int]]:
-    with sqlite3.connect(sandbox.root / "data" / "orders.db") as conn:
+    with sqlite3.connect(sandbox.root / "data" / "orders" / "orders.db") as conn:
         stored = {i for (i,) in conn.execute("SELECT id FROM orders")}
-    with sqlite3.connect(sandbox.root / "data" / "query.db") as conn:
+    with sqlite3.connect(sandbox.root / "data" / "query" / "query.db") as conn:
         replicated = [i for (i,) in conn.execute("SELECT id FROM orders_replica")]
     return stored, replicated
 

@@ -62,7 +62,7 @@ def test_damaged_bus_log_is_named_then_rebuilt_from_the_outboxes(sandbox: Sandbo
     assert late["event"]["position"] == poisoned + 1  # the lost position will be a gap
     caught_up(client, timeout=30)
     before = log_of(sandbox)
-    bus_db = sandbox.root / "data" / "bus.db"
+    bus_db = sandbox.root / "data" / "bus" / "bus.db"
 
     # damaged under the running bus: a request that reads it is told which file and what
     # to do, in one line, not a traceback
@@ -117,7 +117,7 @@ def test_bus_log_lost_with_its_file_is_rebuilt_while_the_sandbox_is_down(
     before = [(p, e.id) for p, e in log_of(sandbox)]
     sandbox.run("down", check=True)
     for name in ("bus.db", "bus.db-wal", "bus.db-shm"):
-        (sandbox.root / "data" / name).unlink(missing_ok=True)
+        (sandbox.root / "data" / "bus" / name).unlink(missing_ok=True)
 
     repaired = json.loads(sandbox.run("repair", "bus", "--json", check=True).stdout)
     assert repaired["moved_aside"] is None and repaired["old_log"] is None
@@ -135,7 +135,7 @@ def test_bus_log_lost_with_its_file_is_rebuilt_while_the_sandbox_is_down(
 def test_damaged_service_file_at_start_names_it_and_the_way_out(sandbox: Sandbox) -> None:
     sandbox.run("seed", "--users", "3000", "--products", "10", "--orders", "10", "--wait",
                 check=True)
-    users_db = sandbox.root / "data" / "users.db"
+    users_db = sandbox.root / "data" / "users" / "users.db"
     sandbox.run("down", check=True)
     copy = users_db.with_name("users.db.copy")
     shutil.copyfile(users_db, copy)  # a copy taken while users was stopped
@@ -147,7 +147,7 @@ def test_damaged_service_file_at_start_names_it_and_the_way_out(sandbox: Sandbox
     assert f"users could not start: its database {users_db} is damaged" in line
     assert ("move it away and put back a copy taken while users was stopped (it is the only "
             "copy of what users stores); without one, start an empty sandbox (every "
-            f"service's data is lost): msshop down; rm -r {users_db.parent}; msshop up "
+            f"service's data is lost): msshop down; rm -r {users_db.parent.parent}; msshop up "
             "--detach") in line
     inspected = json.loads(sandbox.run("inspect", "users", "--json", check=True).stdout)
     note = inspected["databases"][0]["note"]
@@ -161,7 +161,7 @@ def test_damaged_service_file_at_start_names_it_and_the_way_out(sandbox: Sandbox
 def test_damaged_read_model_is_moved_aside_and_rebuilt_from_the_bus(sandbox: Sandbox) -> None:
     sandbox.run("seed", "--users", "500", "--products", "20", "--orders", "3000", "--wait",
                 check=True)
-    query_db = sandbox.root / "data" / "query.db"
+    query_db = sandbox.root / "data" / "query" / "query.db"
     sandbox.run("stop", "query", check=True)
     overwrite_middle(query_db)
     refused = sandbox.run("start", "query")
@@ -186,7 +186,7 @@ def test_a_log_emptied_before_the_repair_loses_nothing(sandbox: Sandbox) -> None
     before = log_of(sandbox)
     sandbox.run("stop", "bus", check=True)
     for name in ("bus.db", "bus.db-wal", "bus.db-shm"):
-        (sandbox.root / "data" / name).unlink(missing_ok=True)
+        (sandbox.root / "data" / "bus" / name).unlink(missing_ok=True)
     sandbox.run("start", "bus", check=True)
     client = sandbox.client()
     bought = [client.request("orders", "POST", "/orders?wait_published_ms=5000",
@@ -256,22 +256,22 @@ def test_a_repair_that_fills_the_disk_changes_nothing(sandbox: Sandbox, tmp_path
                 check=True)
     sandbox.run("down", check=True)
     data = sandbox.root / "data"
-    used = sum(f.stat().st_size for f in data.iterdir() if f.is_file())
-    bus_db = data / "bus.db"
+    used = sum(f.stat().st_size for f in data.rglob("*") if f.is_file())
+    bus_db = data / "bus" / "bus.db"
     # room for the sandbox's files, not for a second log
     with small_filesystem(tmp_path / "small", used + bus_db.stat().st_size // 2) as small:
         shutil.copytree(data, small / "data")
         env = sandbox_env(small)
-        overwrite_middle(small / "data" / "bus.db")
-        damaged = (small / "data" / "bus.db").read_bytes()
+        overwrite_middle(small / "data" / "bus" / "bus.db")
+        damaged = (small / "data" / "bus" / "bus.db").read_bytes()
         full = msshop("repair", "bus", env=env)
         assert full.returncode == 1
         line = one_line_error(full.stderr)
-        assert f"writing the new log {small / 'data' / 'bus.db.rebuilt'} failed" in line
+        assert f"writing the new log {small / 'data' / 'bus' / 'bus.db.rebuilt'} failed" in line
         assert "nothing was changed" in line
-        assert sorted(p.name for p in (small / "data").iterdir()) == sorted(
-            p.name for p in data.iterdir())
-        assert (small / "data" / "bus.db").read_bytes() == damaged
+        assert sorted(p.relative_to(small) for p in (small / "data").rglob("*")) == sorted(
+            p.relative_to(sandbox.root) for p in data.rglob("*"))
+        assert (small / "data" / "bus" / "bus.db").read_bytes() == damaged
 
         subprocess.run(["mount", "-o", f"remount,size={used * 3}", str(small)], check=True)
         repaired = json.loads(msshop("repair", "bus", "--json", env=env, check=True).stdout)

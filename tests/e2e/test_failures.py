@@ -58,9 +58,9 @@ def test_query_sigkilled_mid_catch_up_applies_nothing_twice_and_skips_nothing(
     client = sandbox.client()
     caught_up(client, timeout=60)
     sandbox.run("stop", "query", check=True)
-    (sandbox.root / "data" / "query.db").unlink()  # rebuild from position 0 on start
+    (sandbox.root / "data" / "query" / "query.db").unlink()  # rebuild from position 0 on start
     for suffix in ("-wal", "-shm"):
-        (sandbox.root / "data" / f"query.db{suffix}").unlink(missing_ok=True)
+        (sandbox.root / "data" / "query" / f"query.db{suffix}").unlink(missing_ok=True)
     sandbox.run("start", "query", check=True)
     # while it catches up it says so instead of answering from a half-built read model
     status, answer = sandbox.client().exchange("query", "GET", "/user-orders/1")
@@ -71,14 +71,14 @@ def test_query_sigkilled_mid_catch_up_applies_nothing_twice_and_skips_nothing(
     pid = sandbox.state.services["query"].pid
     assert pid is not None
     os.kill(pid, signal.SIGKILL)
-    with sqlite3.connect(sandbox.root / "data" / "query.db") as conn:
+    with sqlite3.connect(sandbox.root / "data" / "query" / "query.db") as conn:
         (applied,) = conn.execute("SELECT coalesce(max(position), 0) FROM consumer_offsets"
                                   ).fetchone()
     assert 0 < applied < 20340, "killed part-way through the log"
     time.sleep(0.2)  # the supervisor notices the crash
     sandbox.run("start", "query", check=True)
     caught_up(sandbox.client(), timeout=60)
-    with sqlite3.connect(sandbox.root / "data" / "query.db") as conn:
+    with sqlite3.connect(sandbox.root / "data" / "query" / "query.db") as conn:
         assert conn.execute("SELECT count(*), count(DISTINCT id) FROM orders_replica"
                             ).fetchone() == (20000, 20000)
         assert conn.execute("SELECT count(*) FROM users_replica").fetchone() == (300,)
@@ -105,7 +105,7 @@ def test_bus_down_during_a_thousand_purchases_loses_nothing(any_sandbox: Sandbox
 
     sandbox.run("start", "bus", check=True)
     caught_up(sandbox.client(), timeout=30)
-    with sqlite3.connect(sandbox.root / "data" / "query.db") as conn:
+    with sqlite3.connect(sandbox.root / "data" / "query" / "query.db") as conn:
         ids = [i for (i,) in conn.execute("SELECT id FROM orders_replica ORDER BY id")]
     assert ids == sorted(placed), "every order once, none missing"
     in_order = [e.aggregate_id for e in sandbox.bus_events() if e.type == "OrderPlaced"]
@@ -203,13 +203,14 @@ def test_replay_rebuilds_the_read_model_from_the_log_while_running(any_sandbox: 
     client = sandbox.client()
     client.request("products", "PATCH", "/products/1", {"title": "Renamed"})
     caught_up(client, timeout=30)
-    with sqlite3.connect(sandbox.root / "data" / "query.db") as conn:  # the test breaks it
+    query_db = sandbox.root / "data" / "query" / "query.db"
+    with sqlite3.connect(query_db) as conn:  # the test breaks it
         conn.execute("DELETE FROM orders_replica WHERE user_id = 1")
     assert sandbox.run("verify").returncode == 1
     result = sandbox.run("replay", "query", check=True).stdout
     assert result.startswith("rebuilt the read model from position 0: 3,071 events in ")
     assert sandbox.run("verify").returncode == 0
-    with sqlite3.connect(sandbox.root / "data" / "query.db") as conn:
+    with sqlite3.connect(sandbox.root / "data" / "query" / "query.db") as conn:
         tables = {n for (n,) in conn.execute("SELECT name FROM sqlite_master")}
     assert "orders_replica_next" not in tables and "orders_replica_by_product" in tables
     # it goes on consuming after the swap

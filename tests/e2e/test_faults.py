@@ -21,9 +21,9 @@ def test_a_trespass_is_refused_by_the_guard_and_nothing_is_opened(shared_sandbox
     answer = json.loads(sandbox.run("trespass", "products", "--into", "query", "--json",
                                     check=True).stdout)
     assert answer["service"] == "products" and answer["into"] == "query"
-    assert answer["tried"] == str(sandbox.root / "data" / "query.db")
+    assert answer["tried"] == str(sandbox.root / "data" / "query" / "query.db")
     assert answer["refused"].startswith("isolation guard: service 'products' may open only")
-    orders_db = sandbox.root / "data" / "orders.db"
+    orders_db = sandbox.root / "data" / "orders" / "orders.db"
     assert result.startswith("users tried to open orders.db, the orders service's file;\n"
                              "the isolation guard refused:")
     assert f"refused to open {orders_db}" in result

@@ -106,7 +106,7 @@ def test_a_full_disk_refuses_writes_clearly_and_replication_resumes_with_room(
                               for s in sandbox.status()["services"]), "the outboxes sent")
             # and orders' relay too: what is bought now waits in its outbox
             sandbox.run("chaos", "orders", "--to", "bus", "--error-rate", "1", check=True)
-            orders_db = data / "orders.db"
+            orders_db = data / "orders" / "orders.db"
             filler = fill_up(data)
             # A reader holds orders' write-ahead log, as `msshop inspect` may: else SQLite
             # starts it again from its beginning after each checkpoint, and small writes go

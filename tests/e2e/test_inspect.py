@@ -51,8 +51,9 @@ def files(data: Path, with_shm: bool = True) -> dict[str, tuple[int, str]]:
     """Every file in data/: its mtime and a hash of its bytes. A running service's -shm is
     the WAL's index in shared memory, where every reader marks what it reads: left out
     while the sandbox runs."""
-    return {path.name: (path.stat().st_mtime_ns, hashlib.sha256(path.read_bytes()).hexdigest())
-            for path in sorted(data.iterdir())
+    return {str(path.relative_to(data)): (path.stat().st_mtime_ns,
+                                          hashlib.sha256(path.read_bytes()).hexdigest())
+            for path in sorted(data.rglob("*"))
             if path.is_file() and (with_shm or not path.name.endswith("-shm"))}
 
 
@@ -83,7 +84,7 @@ def test_text_shows_every_database_and_what_replication_costs(seeded: Sandbox) -
     assert text.startswith(f"sandbox {seeded.root}\nrunning; the bus: msshop's log\n")
     assert "the operator looking, not a service" in text
     for service in ("bus", "users", "products", "orders", "query"):
-        assert f"\n{service}  data/{service}.db  " in text
+        assert f"\n{service}  data/{service}/{service}.db  " in text
     events = next(line for line in text.splitlines() if line.startswith("  events "))
     assert events.split()[1] == f"{EVENTS:,}", events
     assert "what replication costs in space" in text
@@ -106,7 +107,7 @@ def test_json_counts_equal_what_was_seeded_with_the_read_models_ratio(seeded: Sa
     assert [d["service"] for d in document["databases"]] == [
         "bus", "users", "products", "orders", "query"]
     for database in document["databases"]:
-        path = seeded.root / "data" / f"{database['service']}.db"
+        path = seeded.root / "data" / database["service"] / f"{database['service']}.db"
         assert database["path"] == str(path) and database["exists"] is True
         assert database["opened"] == "read-only" and database["note"] is None
         assert database["bytes"] == database["db_bytes"] + database["wal_bytes"] > 0
@@ -142,7 +143,7 @@ def test_json_counts_equal_what_was_seeded_with_the_read_models_ratio(seeded: Sa
 def test_one_service_shows_its_schemas(seeded: Sandbox) -> None:
     text = seeded.run("inspect", "orders", check=True).stdout
     within_80_columns(text)
-    assert "\norders  data/orders.db  " in text and "\nusers  " not in text
+    assert "\norders  data/orders/orders.db  " in text and "\nusers  " not in text
     assert "\nschemas\n" in text and "    CREATE TABLE orders (\n" in text
     assert "    CREATE TABLE outbox (\n" in text
     assert "what replication costs" not in text
@@ -155,7 +156,7 @@ def test_the_first_rows_of_a_table(seeded: Sandbox) -> None:
     rows = json.loads(seeded.run("inspect", "orders", "--table", "orders", "--limit", "3",
                                  "--json", check=True).stdout)
     assert rows["service"] == "orders" and rows["table"] == "orders"
-    assert rows["path"] == str(seeded.root / "data" / "orders.db")
+    assert rows["path"] == str(seeded.root / "data" / "orders" / "orders.db")
     assert rows["total_rows"] == SEEDED["orders"] and rows["limit"] == 3
     assert [row["id"] for row in rows["rows"]] == [1, 2, 3]
     assert [c["name"] for c in rows["columns"]][:3] == ["id", "user_id", "product_id"]
@@ -165,7 +166,8 @@ def test_the_first_rows_of_a_table(seeded: Sandbox) -> None:
                       check=True).stdout
     within_80_columns(text)
     lines = text.splitlines()
-    assert lines[0] == "orders.orders: the first 3 of 300 rows (data/orders.db, read-only)"
+    assert lines[0] == ("orders.orders: the first 3 of 300 rows (data/orders/orders.db, "
+                        "read-only)")
     assert lines[1].startswith("id  user_id  product_id") and len(lines) == 5
 
     # more columns than fit side by side: a block per row; the events' bodies are JSON text

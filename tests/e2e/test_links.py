@@ -107,7 +107,7 @@ def test_events_handed_over_twice_and_out_of_order_change_nothing(any_sandbox: S
     assert consumer(sandbox)["applied"] > at.position * 1.2, "events were handed over again"
     verified = sandbox.run("verify")
     assert verified.returncode == 0, verified.stdout + verified.stderr
-    with sqlite3.connect(sandbox.root / "data" / "query.db") as conn:
+    with sqlite3.connect(sandbox.root / "data" / "query" / "query.db") as conn:
         assert conn.execute("SELECT count(*), count(DISTINCT id) FROM orders_replica"
                             ).fetchone() == (330, 330)
     ids = [o["order_id"] for user in range(1, 31)

@@ -17,13 +17,13 @@ from tests.e2e.test_broker import nats_server  # noqa: F401  (the fixture: a ser
 
 
 def rows(sandbox: Sandbox) -> dict[str, int]:
-    with sqlite3.connect(sandbox.root / "data" / "query.db") as conn:
+    with sqlite3.connect(sandbox.root / "data" / "query" / "query.db") as conn:
         return {table: conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
                 for table in ("users_replica", "products_replica", "orders_replica")}
 
 
 def emails(sandbox: Sandbox) -> set[str]:
-    with sqlite3.connect(sandbox.root / "data" / "query.db") as conn:
+    with sqlite3.connect(sandbox.root / "data" / "query" / "query.db") as conn:
         return {e for (e,) in conn.execute("SELECT email FROM users_replica")}
 
 
@@ -156,13 +156,13 @@ def test_the_log_of_another_sandbox_is_named_and_refused(tmp_path: Path) -> None
     with running_sandbox(tmp_path / "b"):  # restarted: the same log is its own
         assert identity(tmp_path / "b") == mine
     for suffix in ("", "-wal", "-shm"):
-        source = tmp_path / "a" / "data" / f"bus.db{suffix}"
-        target = tmp_path / "b" / "data" / f"bus.db{suffix}"
+        source = tmp_path / "a" / "data" / "bus" / f"bus.db{suffix}"
+        target = tmp_path / "b" / "data" / "bus" / f"bus.db{suffix}"
         target.unlink(missing_ok=True)
         if source.exists():
             shutil.copyfile(source, target)
     said = refused_up(tmp_path / "b")
-    bus_db = tmp_path / "b" / "data" / "bus.db"
+    bus_db = tmp_path / "b" / "data" / "bus" / "bus.db"
     assert said.startswith("error: bus failed to start (exited with code 3): "), said
     assert said.endswith(f"bus could not start: {bus_db} is the log of another sandbox "
                          f"({other}), not this one ({mine}); put this sandbox's own back, "

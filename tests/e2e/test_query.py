@@ -42,7 +42,7 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
 
 
 def databases(sandbox: Sandbox) -> dict[str, Path]:
-    return {n: sandbox.root / "data" / f"{n}.db" for n in ("users", "products", "orders")}
+    return {n: sandbox.root / "data" / n / f"{n}.db" for n in ("users", "products", "orders")}
 
 
 def query_json(sandbox: Sandbox, *args: str) -> dict[str, Any]:
@@ -273,7 +273,7 @@ def test_killed_between_commit_and_publish_the_event_arrives_exactly_once(
     assert outbox["pending"] == 1
     assert outbox["error"].startswith("bus is down")
     sandbox.run("kill", "orders", check=True)  # committed, never published
-    with sqlite3.connect(sandbox.root / "data" / "orders.db") as conn:
+    with sqlite3.connect(sandbox.root / "data" / "orders" / "orders.db") as conn:
         assert conn.execute("SELECT count(*) FROM outbox WHERE sent_at IS NULL").fetchone() \
             == (1,)
     sandbox.run("start", "bus", check=True)
@@ -326,7 +326,7 @@ def test_a_poison_event_is_dead_lettered_and_later_events_still_apply(
             break
         time.sleep(0.02)
     assert consumer["dead_letters"] == 2
-    with sqlite3.connect(sandbox.root / "data" / "query.db") as conn:
+    with sqlite3.connect(sandbox.root / "data" / "query" / "query.db") as conn:
         reasons = [r for (r,) in conn.execute("SELECT reason FROM dead_letters ORDER BY 1")]
     assert reasons[0].startswith("UserSignedUp data is invalid: Object missing required field")
     assert reasons[1] == "unknown event type 'UserTeleported'"
@@ -337,7 +337,8 @@ def test_a_poison_event_is_dead_lettered_and_later_events_still_apply(
 def test_verify_names_a_difference_and_exits_1(sandbox: Sandbox) -> None:
     sandbox.run("seed", "--users", "5", "--products", "3", "--orders", "20", check=True)
     caught_up(sandbox.client(), timeout=10)
-    with sqlite3.connect(sandbox.root / "data" / "query.db") as conn:  # the test breaks it
+    query_db = sandbox.root / "data" / "query" / "query.db"
+    with sqlite3.connect(query_db) as conn:  # the test breaks it
         (order_id, user_id) = conn.execute(
             "SELECT id, user_id FROM orders_replica ORDER BY id LIMIT 1").fetchone()
         conn.execute("DELETE FROM orders_replica WHERE id = ?", (order_id,))

@@ -58,7 +58,7 @@ def test_up_seed_status_down_from_any_directory(tmp_path: Path) -> None:
     assert list(by_name) == ["bus", "users", "products", "orders", "query"]
     for name, service in by_name.items():
         assert service["status"] == "running" and service["health"] == "ok"
-        assert service["db"] == str(root / "data" / f"{name}.db")
+        assert service["db"] == str(root / "data" / name / f"{name}.db")
         assert isinstance(service["pid"], int) and isinstance(service["port"], int)
     assert by_name["users"]["rows"] == {"users": 30}
     assert by_name["products"]["rows"] == {"products": 10}
@@ -73,7 +73,7 @@ def test_up_seed_status_down_from_any_directory(tmp_path: Path) -> None:
     assert wait_gone(pids) == []
     assert_nothing_left(root)
     assert not (elsewhere / "sandbox").exists(), "nothing is created in the working directory"
-    assert sorted(p.name for p in (root / "data").glob("*.db")) == [
+    assert sorted(p.name for p in (root / "data").glob("*/*.db")) == [
         "bus.db", "orders.db", "products.db", "query.db", "users.db"]
 
 
@@ -212,7 +212,8 @@ def test_stop_start_restart(sandbox: Sandbox) -> None:
 
 def test_a_service_that_cannot_start_is_named_and_nothing_is_left(tmp_path: Path) -> None:
     root = tmp_path / "sandbox"
-    (root / "data" / "products.db").mkdir(parents=True)  # a directory where the file should be
+    # a directory where the file should be
+    (root / "data" / "products" / "products.db").mkdir(parents=True)
     result = msshop("up", "--detach", env=sandbox_env(root))
     assert result.returncode == 1
     message = one_error_line(result)

@@ -68,9 +68,9 @@ def test_random_kills_while_purchases_flow_lose_nothing(any_sandbox: Sandbox) ->
     print(f"soak: {SECONDS:g} s, {kills} kills, {len(confirmed)} purchases confirmed, "
           f"{failed[0]} refused while a service was down")
     assert kills >= SECONDS // 2 and len(confirmed) > 100, (kills, len(confirmed), failed)
-    with sqlite3.connect(sandbox.root / "data" / "orders.db") as conn:
+    with sqlite3.connect(sandbox.root / "data" / "orders" / "orders.db") as conn:
         stored = {i for (i,) in conn.execute("SELECT id FROM orders")}
-    with sqlite3.connect(sandbox.root / "data" / "query.db") as conn:
+    with sqlite3.connect(sandbox.root / "data" / "query" / "query.db") as conn:
         replicated = [i for (i,) in conn.execute("SELECT id FROM orders_replica")]
     assert set(confirmed) <= stored, "a purchase the client saw succeed is missing"
     assert len(replicated) == len(set(replicated)) == len(stored), "each order exactly once"

@@ -107,7 +107,7 @@ def test_a_lost_or_replaced_log_is_named_never_caught_up(sandbox: Sandbox, how: 
     sandbox.run("seed", "--users", "5", "--products", "3", "--orders", "20", check=True)
     caught_up(sandbox.client(), timeout=10)
     sandbox.run("stop", "bus", check=True)
-    bus_db = sandbox.root / "data" / "bus.db"
+    bus_db = sandbox.root / "data" / "bus" / "bus.db"
     if how == "emptied":
         for suffix in ("", "-wal", "-shm"):
             bus_db.with_name(bus_db.name + suffix).unlink(missing_ok=True)
@@ -151,7 +151,8 @@ def test_verify_sees_a_user_renamed_in_the_read_model(sandbox: Sandbox) -> None:
     sandbox.run("seed", "--users", "3", "--products", "2", "--orders", "5", check=True)
     caught_up(sandbox.client(), timeout=10)
     assert sandbox.run("verify").returncode == 0
-    with sqlite3.connect(sandbox.root / "data" / "query.db") as conn:  # the test forges it
+    query_db = sandbox.root / "data" / "query" / "query.db"
+    with sqlite3.connect(query_db) as conn:  # the test forges it
         (name,) = conn.execute("SELECT name FROM users_replica WHERE id = 2").fetchone()
         conn.execute("UPDATE users_replica SET name = 'Mallory' WHERE id = 2")
     result = sandbox.run("verify")
@@ -385,7 +386,7 @@ def test_on_nats_a_type_that_gets_past_the_server_is_dead_lettered(
         time.sleep(0.05)
     owner = events.OWNERS[event_type]
     assert found[0]["reason"] == f"a {event_type} comes only from {owner}, but {sender} sent it"
-    with sqlite3.connect(sandbox.root / "data" / "query.db") as conn:  # nothing applied
+    with sqlite3.connect(sandbox.root / "data" / "query" / "query.db") as conn:  # nothing applied
         versions = [v for table in ("users_replica", "products_replica")
                     for (v,) in conn.execute(f"SELECT version FROM {table}")]
         orders = conn.execute("SELECT count(*) FROM orders_replica WHERE id = ?",
@@ -414,7 +415,7 @@ def test_on_the_log_types_written_past_the_bus_are_dead_lettered(sandbox: Sandbo
     sandbox.run("stop", "bus", check=True)
     foreigners = [foreign(event_type, sender, aggregate_id=4900 + i)
                   for i, (event_type, sender) in enumerate(NOT_THE_OWNER)]
-    with sqlite3.connect(sandbox.root / "data" / "bus.db") as conn:
+    with sqlite3.connect(sandbox.root / "data" / "bus" / "bus.db") as conn:
         conn.executemany(
             "INSERT INTO events (id, type, source, aggregate_type, aggregate_id, "
             "aggregate_version, occurred_at, appended_at, trace_id, body) "
@@ -429,7 +430,7 @@ def test_on_the_log_types_written_past_the_bus_are_dead_lettered(sandbox: Sandbo
     assert sorted(d["reason"] for d in letters) == sorted(
         f"a {e.type} comes only from {events.OWNERS[e.type]}, but {e.source} sent it"
         for e in foreigners)
-    with sqlite3.connect(sandbox.root / "data" / "query.db") as conn:
+    with sqlite3.connect(sandbox.root / "data" / "query" / "query.db") as conn:
         assert [conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
                 for table in ("users_replica", "products_replica", "orders_replica")] == \
             [0, 0, 0], "nothing applied"

@@ -164,7 +164,7 @@ def test_up_detach_wait_caught_up_returns_once_the_read_model_has_everything(
     truth = json.loads(sandbox.run("query", "--user", "1", "--strategy", "monolith", "--json",
                                    check=True).stdout)["answer"]["orders"]
     sandbox.run("down", check=True)
-    for path in (sandbox.root / "data").glob("query.db*"):
+    for path in (sandbox.root / "data" / "query").glob("query.db*"):
         path.unlink()
     shutil.rmtree(sandbox.root / "traces", ignore_errors=True)
     up = sandbox.run("up", "--detach", "--wait", "caught-up", check=True)

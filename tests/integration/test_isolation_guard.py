@@ -502,3 +502,88 @@ def test_only_a_service_process_is_guarded(tmp_path: Path) -> None:
     monolith = sqlite3.connect(":memory:", uri=True)
     monolith.execute("ATTACH DATABASE ? AS users", (f"file:{quote(str(files.other))}?mode=ro",))
     assert _users(monolith, "users") == THEIR_ROW
+
+
+# --- raw reads of another service's data (issue 24), where no kernel rule holds --------------
+
+def _in_a_fenced_child(data: Path, door: Callable[[Path, Path], object], queue: Any) -> None:
+    """A service's process as runner.serve makes it where the kernel has no Landlock: the
+    guard with data/ fenced (`closed`): every service's directory but its own."""
+    reports: list[str] = []
+    own, other = data / "orders" / "orders.db", data / "users" / "users.db"
+    try:
+        install_isolation_guard("orders", own, reports.append, closed=data)
+        try:
+            outcome = f"allowed: {door(own, other)!r}"
+        except Exception as exc:
+            outcome = f"{type(exc).__name__}: {exc}"
+    except BaseException as exc:
+        outcome = f"the child failed before the door: {type(exc).__name__}: {exc}"
+    queue.put((outcome, reports))
+
+
+def _deserialized(other: Path) -> object:
+    conn = sqlite3.connect(":memory:")
+    with other.open("rb") as file:  # the guard's known hole before issue 24
+        conn.deserialize(file.read())
+    return _users(conn)
+
+
+def _linked(own: Path, other: Path) -> object:
+    alias = own.parent / "alias.db"
+    os.link(other, alias)
+    return _users(sqlite3.connect(alias))
+
+
+def _symlinked(own: Path, other: Path) -> object:
+    alias = own.parent / "alias.db"
+    alias.symlink_to(other)
+    return alias.read_bytes()[:16]
+
+
+RAW_DOORS: dict[str, tuple[Callable[[Path, Path], object], str]] = {
+    "open() + deserialize": (lambda own, other: _deserialized(other), "open"),
+    "os.open": (lambda own, other: os.open(other, os.O_RDONLY), "open"),
+    "a symlink in its own directory": (_symlinked, "open"),
+    "a hard link in its own directory": (_linked, "link"),
+}
+
+
+@pytest.mark.parametrize("door", RAW_DOORS)
+def test_raw_reads_of_another_services_data_are_refused(tmp_path: Path, door: str) -> None:
+    data = tmp_path.resolve() / "data"
+    for name in ("orders", "users"):
+        (data / name).mkdir(parents=True)
+    with sqlite3.connect(data / "users" / "users.db") as theirs:
+        theirs.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT)")
+        theirs.execute("INSERT INTO users VALUES (?, ?)", THEIR_ROW[0])
+    theirs.close()
+    context = multiprocess.get_context("fork")
+    queue = context.Queue()
+    attempt, verb = RAW_DOORS[door]
+    child = context.Process(target=_in_a_fenced_child, args=(data, attempt, queue))
+    child.start()
+    outcome, reports = queue.get(timeout=30)
+    child.join(10)
+    expected = (f"isolation guard: service 'orders' may open only its own database "
+                f"{data / 'orders' / 'orders.db'}; refused to {verb} "
+                f"{data / 'users' / 'users.db'} (another service's data)")
+    assert outcome == f"IsolationViolation: {expected}"
+    assert reports == [expected]
+
+
+def test_its_own_directory_stays_open_to_it(tmp_path: Path) -> None:
+    data = tmp_path.resolve() / "data"
+    (data / "orders").mkdir(parents=True)
+
+    def door(own: Path, other: Path) -> object:
+        (own.parent / "notes.txt").write_text("mine")
+        return (own.parent / "notes.txt").read_text(), Path(os.devnull).read_text()
+
+    context = multiprocess.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_in_a_fenced_child, args=(data, door, queue))
+    child.start()
+    outcome, reports = queue.get(timeout=30)
+    child.join(10)
+    assert (outcome, reports) == ("allowed: ('mine', '')", [])

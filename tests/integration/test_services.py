@@ -29,7 +29,7 @@ def test_health_names_the_service_and_its_own_file(shared_sandbox: Sandbox) -> N
         health = client.request(name, "GET", "/health")
         assert health["service"] == name
         assert health["status"] == "ok"
-        assert health["db"] == str(shared_sandbox.root / "data" / f"{name}.db")
+        assert health["db"] == str(shared_sandbox.root / "data" / name / f"{name}.db")
         assert health["rows"]
 
 
@@ -221,7 +221,7 @@ def test_each_service_wrote_only_its_own_file(shared_sandbox: Sandbox) -> None:
     data = shared_sandbox.root / "data"
     tables = {}
     for name in ("bus", "users", "products", "orders", "query"):
-        with sqlite3.connect(f"file:{data / (name + '.db')}?mode=ro", uri=True) as conn:
+        with sqlite3.connect(f"file:{data / name / (name + '.db')}?mode=ro", uri=True) as conn:
             tables[name] = {row[0] for row in conn.execute(
                 "SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert tables == {
@@ -230,7 +230,7 @@ def test_each_service_wrote_only_its_own_file(shared_sandbox: Sandbox) -> None:
         "orders": {"orders", "outbox"},
         "query": {"users_replica", "products_replica", "orders_replica", "consumer_offsets",
                   "dead_letters"}}
-    assert sorted(p.name for p in data.glob("*.db")) == [
+    assert sorted(p.name for p in data.glob("*/*.db")) == [
         "bus.db", "orders.db", "products.db", "query.db", "users.db"]
 
 

@@ -23,6 +23,7 @@ from msshop.runtime.orchestrator.bootstrap import bus_state, lineup
 from msshop.runtime.orchestrator.executable import ExecutableKind, listening
 from msshop.runtime.orchestrator.ports import PortBook
 from msshop.runtime.orchestrator.supervisor import Supervisor
+from msshop.runtime.platform.landlock import Confinement
 from tests.unit.test_supervisor import (
     BASE_PORT,
     HOST,
@@ -54,7 +55,7 @@ class Started:
         self.given: dict[str, tuple[list[str], dict[str, str], str]] = {}
 
     def __call__(self, name: str, argv: list[str], env: dict[str, str], cwd: str,
-                 log_path: Path) -> FakeProcess:
+                 log_path: Path, confinement: Confinement | None = None) -> FakeProcess:
         self.given[name] = (argv, env, cwd)
         process = FakeProcess(self.world, name, Path(env["MSSHOP_DATA_DIR"]), log_path)
         self.world.processes[name] = process

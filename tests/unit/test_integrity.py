@@ -62,7 +62,7 @@ def test_the_way_out_depends_on_what_the_file_is(tmp_path: Path) -> None:
         f"it is a read model: move it aside and start query again, which rebuilds it from "
         f"the bus: mv {data}/query.db {data}/query.db.damaged; msshop start query (or msshop "
         f"up --detach)")
-    assert way_out("orders", data / "orders.db") == (
+    assert way_out("orders", data / "orders" / "orders.db") == (
         "move it away and put back a copy taken while orders was stopped (it is the only "
         "copy of what orders stores); without one, start an empty sandbox (every service's "
         f"data is lost): msshop down; rm -r {data}; msshop up --detach")

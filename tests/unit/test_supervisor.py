@@ -40,6 +40,7 @@ from msshop.runtime.orchestrator.state import (
 )
 from msshop.runtime.orchestrator.supervisor import KILL_WAIT, Supervisor
 from msshop.runtime.platform.context import ServiceContext
+from msshop.runtime.platform.landlock import Confinement
 
 HOST = "127.0.0.1"
 BASE_PORT = 7100
@@ -152,7 +153,8 @@ class World:
         self.processes[spec.name] = process
         return process
 
-    def new_node(self, name: str, config: Path, log_path: Path) -> FakeProcess:
+    def new_node(self, name: str, config: Path, log_path: Path,
+                 confinement: Confinement | None = None) -> FakeProcess:
         process = FakeProcess(self, name, config, log_path)
         self.processes[name] = process
         return process
@@ -280,7 +282,7 @@ def test_start_forks_a_stopped_service_and_answers_once_it_is_healthy(
     process = world.processes["users"]
     assert process.context is not None
     assert process.context.name == "users"
-    assert process.context.db_path == supervisor.paths.data / "users.db"
+    assert process.context.db_path == supervisor.paths.data / "users" / "users.db"
     assert process.context.peer_urls == {
         name: f"http://{HOST}:{BASE_PORT + offset}"
         for offset, name in enumerate(ALL) if name != "users"}
@@ -437,8 +439,9 @@ def test_reset_stops_all_deletes_the_data_and_starts_all(
         running: Supervisor, world: World, printer: RecordingPrinter) -> None:
     data = running.paths.data
     for name in ALL:
+        (data / name).mkdir()
         for suffix in ("", "-wal", "-shm"):
-            (data / f"{name}.db{suffix}").write_text("rows")
+            (data / name / f"{name}.db{suffix}").write_text("rows")
     log = running.paths.logs / "users.log"
     log.write_text("kept\n")
     old = dict(world.processes)

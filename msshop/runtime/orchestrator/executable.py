@@ -33,6 +33,7 @@ from msshop.runtime.orchestrator.kind import ChildProcess, Health
 from msshop.runtime.orchestrator.ports import PortBook, url_host
 from msshop.runtime.orchestrator.process import ExecProcess
 from msshop.runtime.orchestrator.state import SandboxPaths, ServiceState, State
+from msshop.runtime.platform.landlock import Confinement, kernel_rule
 
 SERVICE_FILE = "service.json"
 # A probe: the /health document, or why none came (health.probe_or_why)
@@ -43,16 +44,17 @@ class ExecutableProcess(ExecProcess):
     """The program, exec'd in the directory `msshop up` ran in, with its environment."""
 
     def __init__(self, name: str, argv: list[str], env: dict[str, str], cwd: str,
-                 log_path: Path) -> None:
-        super().__init__(name, log_path)
+                 log_path: Path, confinement: Confinement | None = None) -> None:
+        super().__init__(name, log_path, confinement)
         self.argv, self.env, self.cwd = argv, env, cwd
 
     def program(self) -> tuple[list[str], dict[str, str] | None, str | None]:
         return self.argv, self.env, self.cwd
 
 
-# (name, argv, env, cwd, log path) -> the process, not started
-ExecutableFactory = Callable[[str, list[str], dict[str, str], str, Path], ChildProcess]
+# (name, argv, env, cwd, log path, its Landlock rule or None) -> the process, not started
+ExecutableFactory = Callable[[str, list[str], dict[str, str], str, Path, Confinement | None],
+                             ChildProcess]
 
 
 class ExecutableKind:
@@ -78,8 +80,9 @@ class ExecutableKind:
         port = ports.listen(spec.name, base + spec.port_offset if base else 0)
         return [ServiceState(
             name=spec.name, port=port, url=f"http://{url_host(ports.host)}:{port}",
-            db=str(self.paths.data / spec.name), log=str(spec.log_path(self.paths.root)),
-            kind=self.name, command=command)]
+            db=str(spec.data_dir(self.paths.root)), log=str(spec.log_path(self.paths.root)),
+            kind=self.name, command=command,
+            isolation="kernel" if kernel_rule(self.settings.kernel_isolation) else "none")]
 
     def program(self, name: str, command: list[str]) -> str:
         """The path of the command's program, looked up as a shell would (on PATH, or
@@ -117,7 +120,13 @@ class ExecutableKind:
                "MSSHOP_SERVICE": service.name, "MSSHOP_HOST": sandbox.host,
                "MSSHOP_PORT": str(service.port), "MSSHOP_DATA_DIR": str(data_dir),
                "MSSHOP_SERVICE_FILE": str(service_file), "MSSHOP_PROTOCOL": str(PROTOCOL)}
-        return self.new_process(service.name, argv, env, self.cwd, Path(service.log))
+        confinement = None
+        if kernel_rule(self.settings.kernel_isolation):
+            confinement = Confinement(data_dir, self.paths.root)
+            # the one place it may write: temporary files go there too (SQLite's, mktemp's)
+            env.update(TMPDIR=str(data_dir), SQLITE_TMPDIR=str(data_dir))
+        return self.new_process(service.name, argv, env, self.cwd, Path(service.log),
+                                confinement)
 
     def health(self, service: ServiceState, host: str, timeout: float) -> Health | None:
         answer = self.probe(host, service.port, timeout)

@@ -3,6 +3,7 @@ stack imported beforehand (process.preload), each with its own SQLite file."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from msshop.runtime.orchestrator.ports import PortBook, url_host
 from msshop.runtime.orchestrator.process import ServiceProcess, preload
 from msshop.runtime.orchestrator.state import SandboxPaths, ServiceState, State
 from msshop.runtime.platform.context import ServiceContext
+from msshop.runtime.platform.landlock import Confinement, kernel_rule
 
 # (spec, context, log path, log level) -> the process, not started
 ProcessFactory = Callable[[ServiceSpec, ServiceContext, Path, str], ChildProcess]
@@ -44,7 +46,8 @@ class ForkedServiceKind:
         return [ServiceState(
             name=spec.name, port=port, url=f"http://{url_host(ports.host)}:{port}",
             db=str(spec.db_path(self.paths.root)), log=str(spec.log_path(self.paths.root)),
-            kind=self.name, doors=doors or None)]
+            kind=self.name, doors=doors or None,
+            isolation="kernel" if kernel_rule(self.settings.kernel_isolation) else "process")]
 
     def part(self, service: ServiceState) -> str:
         return service.name
@@ -80,6 +83,8 @@ class ForkedServiceKind:
                          if sandbox.bus.backend == "nats" else None),
             sandbox=sandbox.bus.sandbox,
             door_ports=dict(service.doors or {}),
+            confinement=(Confinement(Path(service.db).parent, self.paths.root)
+                         if kernel_rule(settings.kernel_isolation) else None),
             **credentials_for(name, sandbox.token),
         )
         return self.new_process(BY_NAME[name], context, Path(service.log), settings.log_level)
@@ -94,8 +99,7 @@ class ForkedServiceKind:
         return ""  # its log says why
 
     def remove_data(self, service: ServiceState) -> None:
-        for suffix in ("", "-wal", "-shm"):
-            Path(service.db + suffix).unlink(missing_ok=True)
+        shutil.rmtree(Path(service.db).parent, ignore_errors=True)  # its own directory
 
     def worth_showing(self, lines: list[str]) -> list[str]:
         return lines

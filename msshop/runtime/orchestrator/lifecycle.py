@@ -200,6 +200,9 @@ def status(settings: Settings) -> StatusReport:
             report["command"] = service.command
         if service.doors:  # where the calls of programs of your own arrive
             report["doors"] = service.doors
+        # who holds the isolation rule: the service's own word, else what it was started with
+        if isolation := (health.get("isolation") if health else None) or service.isolation:
+            report["isolation"] = isolation
         if unanswered:  # why it is not answering: refused, reset, timed out
             report["unanswered"] = unanswered
         if health:  # what it says of replication, and the faults injected into it

@@ -16,8 +16,10 @@ from msshop.runtime.orchestrator.health import probe_nats
 from msshop.runtime.orchestrator.kind import ChildProcess, Health, Probe
 from msshop.runtime.orchestrator.ports import PortBook, url_host
 from msshop.runtime.orchestrator.state import BusState, SandboxPaths, ServiceState, State
+from msshop.runtime.platform.landlock import Confinement, kernel_rule
 
-NodeFactory = Callable[[str, Path, Path], ChildProcess]  # (node, config, log path), not started
+# (node, config, log path, its Landlock rule or None) -> the node, not started
+NodeFactory = Callable[[str, Path, Path, Confinement | None], ChildProcess]
 
 
 class NatsNodeKind:
@@ -50,7 +52,9 @@ class NatsNodeKind:
             nodes.append(ServiceState(
                 name=name, port=port, url=f"nats://{url_host(ports.host)}:{port}",
                 db=str(self.paths.nats_store(name)), log=str(self.paths.logs / f"{name}.log"),
-                kind=self.name, monitor_port=monitor, route_port=route))
+                kind=self.name, monitor_port=monitor, route_port=route,
+                isolation="kernel" if kernel_rule(self.settings.kernel_isolation)
+                else "none"))
         return nodes
 
     def part(self, service: ServiceState) -> str:
@@ -73,7 +77,11 @@ class NatsNodeKind:
             (service.port, service.monitor_port or 0, service.route_port or 0),
             Path(service.db), sandbox.token, routes, sandbox.bus.sandbox, sandbox.bus.stream,
             foreign))
-        return self.new_node(service.name, config, Path(service.log))
+        # its store is its own directory; it reads its config (a file in the sandbox)
+        Path(service.db).mkdir(mode=0o700, parents=True, exist_ok=True)
+        confinement = (Confinement(Path(service.db), self.paths.root, readable=(config,))
+                       if kernel_rule(self.settings.kernel_isolation) else None)
+        return self.new_node(service.name, config, Path(service.log), confinement)
 
     def health(self, service: ServiceState, host: str, timeout: float) -> Health | None:
         return self.probe(host, service.monitor_port or 0, timeout=timeout)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import gc
 import importlib
 import os
@@ -27,6 +28,7 @@ from setproctitle import setproctitle
 
 from msshop.contracts.topology import ServiceSpec
 from msshop.runtime.platform.context import ServiceContext
+from msshop.runtime.platform.landlock import Confinement, program_files
 
 _fork = multiprocess.get_context("fork")
 PR_SET_PDEATHSIG = 1
@@ -109,10 +111,12 @@ class ExecProcess(ForkedProcess):
     its log. It binds its port itself: the supervisor's socket held the port until the
     child closes it just before exec, so nothing else could take it meanwhile."""
 
-    def __init__(self, name: str, log_path: Path) -> None:
+    def __init__(self, name: str, log_path: Path, confinement: Confinement | None = None
+                 ) -> None:
         super().__init__()
         self.name = name
         self.log_path = log_path
+        self.confinement = confinement  # its Landlock rule (None: the kernel holds none)
 
     def program(self) -> tuple[list[str], dict[str, str] | None, str | None]:
         """(argv with argv[0] a path, its environment (None: ours), its directory)."""
@@ -122,10 +126,14 @@ class ExecProcess(ForkedProcess):
               close_in_child: Sequence[int]) -> None:
         argv, env, cwd = self.program()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        confinement = self.confinement
+        if confinement is not None:  # it may read its program and the files it is given
+            confinement = dataclasses.replace(
+                confinement, readable=(*confinement.readable, *program_files(argv, cwd)))
         self._process = _fork.Process(
             target=exec_program,
             args=(self.name, argv, env, cwd, self.log_path,
-                  (*lifeline, sock.fileno(), *close_in_child), os.getpid()),
+                  (*lifeline, sock.fileno(), *close_in_child), os.getpid(), confinement),
             name=f"msshop-{self.name}", daemon=False)
         self.started_at = time.time()
         self._process.start()
@@ -151,8 +159,10 @@ class ExecProcess(ForkedProcess):
 
 
 def exec_program(name: str, argv: list[str], env: dict[str, str] | None, cwd: str | None,
-                 log_path: Path, close_fds: tuple[int, ...], supervisor: int) -> None:
-    """In the forked child: become `argv`, logging to `log_path`."""
+                 log_path: Path, close_fds: tuple[int, ...], supervisor: int,
+                 confinement: Confinement | None = None) -> None:
+    """In the forked child: become `argv`, logging to `log_path`, under its Landlock rule
+    (which exec keeps: the program and whatever it starts live under it)."""
     os.setpgid(0, 0)  # Ctrl-C reaches the supervisor, which stops the processes in order
     signal.set_wakeup_fd(-1)
     for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -173,6 +183,18 @@ def exec_program(name: str, argv: list[str], env: dict[str, str] | None, cwd: st
     try:
         if cwd is not None:
             os.chdir(cwd)
+    except OSError as exc:
+        os.write(2, f"{name} could not start: cannot enter {cwd}: {exc.strerror}\n".encode())
+        os._exit(127)
+    try:
+        if confinement is not None:  # its log is open already: it needs no rule
+            confinement.apply()
+    except OSError as exc:
+        os.write(2, f"{name} could not start: its isolation rule cannot be applied "
+                 f"({exc.strerror}); fix that, or run without the kernel's rule: [isolation] "
+                 f"kernel = false or MSSHOP_KERNEL_ISOLATION=0\n".encode())
+        os._exit(126)
+    try:
         if env is None:
             os.execv(argv[0], argv)
         os.execve(argv[0], argv, env)

@@ -1,9 +1,12 @@
 """Where a sandbox lives on disk, and the state file that tells every command what runs there.
 
 Layout of a sandbox directory:
-    data/<service>.db   each service's own SQLite file (plus its -wal and -shm)
-    data/<service>/     a program of your own run as that service: its own directory,
-                        with service.json (mode 0600: its port, peers and credential)
+    data/<service>/     each service's own directory (0700), the one place its process
+                        may write (its Landlock rule): <service>.db, its SQLite file (plus
+                        its -wal and -shm); a program of your own run as that service
+                        finds service.json there (mode 0600: its port, peers and
+                        credential). A sandbox made with data/<service>.db side by side
+                        is moved over at `up` (layout.py)
     data/sandbox.id     the sandbox's identity, made at its first `up` and kept with the
                         data: its bus log and its NATS stream and subjects are named by it
     data/nats/<node>/   with the nats bus: each nats-server's JetStream store
@@ -107,6 +110,9 @@ class ServiceState:
     # msshop's service called by a program of your own: by caller, the port that caller's
     # calls arrive on (its door: the URL its service.json gives, where its link's faults are)
     doors: dict[str, int] | None = None
+    # who holds the isolation rule: kernel (its Landlock ruleset) | process (msshop's
+    # in-process guard only) | none (a program of your own where the kernel does not)
+    isolation: str = ""
 
 
 @dataclass

@@ -31,6 +31,7 @@ from msshop.contracts.errors import SandboxError
 from msshop.contracts.topology import ServiceSpec, stages
 from msshop.runtime.orchestrator.control import ControlServer
 from msshop.runtime.orchestrator.kind import ChildProcess, Health, ProcessKind
+from msshop.runtime.orchestrator.layout import move_to_service_dirs, moved_note
 from msshop.runtime.orchestrator.log_files import LogFollower, last_error_line
 from msshop.runtime.orchestrator.ports import Binder, PortBook, bind
 from msshop.runtime.orchestrator.printer import Printer
@@ -46,6 +47,7 @@ from msshop.runtime.orchestrator.state import (
     remove_state,
     write_state,
 )
+from msshop.runtime.platform.landlock import kernel_rule_note
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 HEALTH_REFRESH = 1.0
@@ -114,6 +116,17 @@ class Supervisor:
         stale = read_state(self.paths)
         if stale is not None:
             self._clear_stale(stale)
+        try:
+            moved = move_to_service_dirs(self.paths.root)  # nothing runs: nothing has it open
+        except SandboxError:
+            self.close()
+            raise
+        if moved:
+            self.notes.append(moved_note(moved))
+            self.printer.event(self.notes[-1])
+        if unheld := kernel_rule_note(self.settings.kernel_isolation):  # said once, here
+            self.notes.append(unheld)
+            self.printer.event(unheld, "warning")
         try:
             services = self.reserve_all()
             bus = self.plan_bus(self.settings, services)  # an external stream: checked here

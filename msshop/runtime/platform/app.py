@@ -25,6 +25,7 @@ from msshop.contracts.status import Health
 from msshop.runtime.platform.chaos import Chaos, ChaosMiddleware, Faults, Trespass
 from msshop.runtime.platform.db import Database
 from msshop.runtime.platform.http import json_response
+from msshop.runtime.platform.isolation import held_by
 from msshop.runtime.platform.links import Doors, Links
 from msshop.runtime.platform.openapi import Endpoint, Param, document
 from msshop.runtime.platform.routing import ROUTE, Credentials, Operation, Router
@@ -118,7 +119,7 @@ def service_app(
         return json_response({"service": service, "status": "degraded" if problems else "ok",
                               "pid": os.getpid(),
                               "ready_at": ready_at[0] if ready_at else None,
-                              "chaos": chaos.active(), **health(),
+                              "chaos": chaos.active(), "isolation": held_by(), **health(),
                               "tasks": [task for tasks in supervisors
                                         for task in tasks.health()],
                               "problems": problems})

@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from starlette.requests import Request
@@ -72,6 +72,10 @@ class Trespass(msgspec.Struct, forbid_unknown_fields=True):
     """POST /chaos/trespass: whose database file to try to open."""
 
     into: Annotated[str, documented("another service of the sandbox", max_length=64)]
+    how: Annotated[Literal["sqlite", "open", "ctypes", "child", "symlink", "hardlink"],
+                   documented("the door tried: sqlite3.connect; open() + deserialize; libc "
+                              "open through ctypes; cat in a child process; a symlink or a "
+                              "hard link made in its own directory")] = "sqlite"
 
 
 class Chaos:
@@ -170,17 +174,18 @@ class Chaos:
                               "links": self.links.report()})
 
     async def trespass(self, request: Request) -> Response:
-        into = (await read_body(request, Trespass)).into
+        body = await read_body(request, Trespass)
+        into = body.into
         if into not in NAMES or into == self.service:
             others = ", ".join(n for n in NAMES if n != self.service)
             raise HttpError(422, f"into {into!r}: name another service ({others})")
         try:
-            tried, refused = trespass(into)
+            tried, by, refused = trespass(into, body.how)
         except RuntimeError as exc:
             raise HttpError(500, str(exc)) from None
         log.warning("trespass, on purpose: %s", refused)
         return json_response({"service": self.service, "into": into, "tried": tried,
-                              "refused": refused})
+                              "refused": refused, "how": body.how, "by": by})
 
 
 def check_values(faults: Faults) -> None:

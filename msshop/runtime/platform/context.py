@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from msshop.contracts.config import KEPT_MIB, SPANS_KEPT, ConnectionLimits
 from msshop.contracts.credentials import bearer
 from msshop.runtime.platform.db import Database
+from msshop.runtime.platform.landlock import Confinement
 from msshop.runtime.platform.links import Doors, LinkedBus, Links
 from msshop.runtime.platform.tasks import Tasks
 from msshop.runtime.platform.tracing import Tracer
@@ -41,6 +42,9 @@ class ServiceContext:
     # own (its door: links.py's Doors), and the faults on what arrives there
     door_ports: dict[str, int] = field(default_factory=dict)
     doors: Doors = field(init=False, compare=False)
+    # the Landlock rule it starts under (its own directory read-write, what it runs on
+    # read-only); None: the kernel does not hold the rule here (turned off, or no Landlock)
+    confinement: Confinement | None = None
     tracer: Tracer = field(init=False, compare=False)
     # faults on this service's calls (POST /chaos with `to`): its Peers and bus act on them
     links: Links = field(init=False, compare=False)

@@ -96,7 +96,7 @@ def way_out(service: str, path: Path, running: bool = False) -> str:
     # not "start it empty": the others hold its ids, which a new file would give again
     return (f"move it away and put back a copy taken while {service} was stopped (it is "
             f"the only copy of what {service} stores); without one, start an empty "
-            f"sandbox (every service's data is lost): msshop down; rm -r {path.parent}; "
+            f"sandbox (every service's data is lost): msshop down; rm -r {path.parent.parent}; "
             "msshop up --detach")
 
 

@@ -8,11 +8,14 @@ the guard's authorizer on its connections (guard_connection).
 from __future__ import annotations
 
 import _sqlite3
+import ctypes
+import errno
 import functools
 import logging
 import os
 import re
 import sqlite3
+import subprocess
 import sys
 import threading
 from collections.abc import Callable
@@ -20,6 +23,8 @@ from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
+
+from msshop.runtime.platform.landlock import Confinement
 
 log = logging.getLogger("msshop.isolation")
 
@@ -46,12 +51,52 @@ class IsolationViolation(PermissionError):
 #   the guard) is refused at `sqlite3.connect/handle`.
 # - Loading an extension (native code: it could open anything) is refused.
 #
+# - Reading another service's files without sqlite3 (with `closed`, the sandbox's data/):
+#   Python's open(), os.open and io.open_code of a path there outside the own directory
+#   (through any symlink: the real path is checked), and os.link of one, are refused. So
+#   `open()` + `Connection.deserialize` is shut even where the kernel holds no rule.
+#
 # Not shut, because an audit hook cannot see it: `set_authorizer` (any form: None, or one's own
 # authorizer) replaces the guard on that connection; a factory's own __init__ can use its
-# connection before connect() returns; another file's bytes read without sqlite3 (open(), a
-# subprocess, ctypes) and handed to Connection.deserialize(); a connection opened before the
-# guard (serve() installs it first). Those take deliberate code, and an operating-system boundary
-# (a user or a Landlock ruleset per service) to shut.
+# connection before connect() returns; libc called through ctypes, or a child process, reading
+# another file; a connection opened before the guard (serve() installs it first). Those take
+# deliberate code, and the kernel's rule (confine, below: a Landlock ruleset per service) shuts
+# each of them: the file cannot be opened by this process at all.
+
+# --- the kernel's rule ------------------------------------------------------------------------
+#
+# Where the kernel has Landlock, the service's process is first put under its ruleset
+# (landlock.py: its own directory read-write, what it runs on read-only), which shuts every
+# door above for any code, sqlite3 or not. The guard stays: it names the offending code path
+# in the service's log, where the kernel only says EACCES.
+
+_held_by_kernel: list[int] = []  # the rules applied, once (a fork of the supervisor: none)
+
+
+def confine(confinement: Confinement | None) -> None:
+    """Put this process under its Landlock ruleset (None: the kernel does not hold the rule
+    here). Files open before it (the service's log on fds 1 and 2) stay usable: Landlock
+    checks a file when it is opened. LandlockError if it cannot be applied."""
+    if confinement is None:
+        return
+    _held_by_kernel.append(confinement.apply())
+    # SQLite writes its temporary files (big sorts, statement journals, temp tables) in the
+    # first of /var/tmp, /usr/tmp, /tmp it can access(), which Landlock does not answer:
+    # it would pick one the ruleset refuses. The own directory, then (a process-wide
+    # setting, made once through a connection that touches no file).
+    with closing(sqlite3.connect(":memory:")) as conn:
+        conn.execute(f"PRAGMA temp_store_directory = '{_quoted(confinement.own)}'")
+
+
+def held_by() -> str:
+    """Who holds the isolation rule in this process: "kernel" (a Landlock ruleset) or
+    "process" (the guard below, alone)."""
+    return "kernel" if _held_by_kernel else "process"
+
+
+def _quoted(path: Path) -> str:
+    return os.fspath(path).replace("'", "''")
+
 
 Reporter = Callable[[str], None]
 Authorizer = Callable[[int, str | None, str | None, str | None, str | None], int]
@@ -63,23 +108,88 @@ _SET_AUTHORIZER = sqlite3.Connection.set_authorizer  # the C method, whatever a 
 _installed: list[str] = []
 
 
-def trespass(other: str) -> tuple[str, str]:
-    """Try to open another service's file, as a bug or an attacker in this service would:
-    (the path tried, the guard's refusal). Only where the guard is installed (a service's
-    own process); if the file were opened, it is closed at once and RuntimeError says so."""
+def _by_sqlite(path: str) -> object:
+    with closing(sqlite3.connect(path)) as conn:
+        return conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+
+
+def _by_open(path: str) -> object:  # the bytes, then a database made of them in memory
+    with Path(path).open("rb") as file, closing(sqlite3.connect(":memory:")) as conn:
+        conn.deserialize(file.read())
+        return conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+
+
+def _by_ctypes(path: str) -> object:  # libc's open(2), which no audit hook sees
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = libc.open(os.fsencode(path), os.O_RDONLY)
+    if fd < 0:
+        number = ctypes.get_errno()
+        raise OSError(number, os.strerror(number))
+    os.close(fd)
+    return fd
+
+
+def _by_child(path: str) -> object:  # another program, in a child process
+    done = subprocess.run(["cat", path], capture_output=True, check=False)
+    if done.returncode:
+        raise OSError(errno.EACCES, done.stderr.decode(errors="replace").strip())
+    return len(done.stdout)
+
+
+def _by_symlink(path: str) -> object:  # a name in its own directory for their file
+    alias = Path(_installed[0]).parent / f".trespass-{os.getpid()}"
+    alias.unlink(missing_ok=True)
+    alias.symlink_to(path)
+    try:
+        return alias.read_bytes()[:16]
+    finally:
+        alias.unlink(missing_ok=True)
+
+
+def _by_hardlink(path: str) -> object:  # their file linked into its own directory
+    alias = Path(_installed[0]).parent / f".trespass-{os.getpid()}"
+    alias.unlink(missing_ok=True)
+    os.link(path, alias)
+    try:
+        return alias.read_bytes()[:16]
+    finally:
+        alias.unlink(missing_ok=True)
+
+
+#: how a service may try to read another's database (POST /chaos/trespass's `how`)
+DOORS: dict[str, Callable[[str], object]] = {
+    "sqlite": _by_sqlite, "open": _by_open, "ctypes": _by_ctypes, "child": _by_child,
+    "symlink": _by_symlink, "hardlink": _by_hardlink}
+
+
+def trespass(other: str, how: str = "sqlite") -> tuple[str, str, str]:
+    """Try to read another service's database by `how` (DOORS), as a bug or an attacker in
+    this service would: (the path tried, who refused: "guard" or "kernel", their words).
+    Only where the guard is installed (a service's own process); if the file were read,
+    RuntimeError says so."""
     if not _installed:
         raise RuntimeError("no isolation guard in this process: nothing to show")
-    path = str(Path(_installed[0]).parent / f"{other}.db")
+    path = str(Path(_installed[0]).parent.parent / other / f"{other}.db")  # data/<other>/
     try:
-        sqlite3.connect(path).close()
+        DOORS[how](path)
     except IsolationViolation as exc:
-        return path, str(exc)
-    raise RuntimeError(f"the isolation guard let this process open {path}")
+        return path, "guard", str(exc)
+    except (OSError, sqlite3.Error) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        by = "kernel" if held_by() == "kernel" else "the system"
+        return path, by, (f"the kernel's isolation rule (Landlock) refused {how} of {path}: "
+                          f"{why}" if by == "kernel" else f"{how} of {path} failed: {why}")
+    raise RuntimeError(f"the isolation rule let this process read {path} (by {how})")
 
 
-def install_isolation_guard(service: str, own_file: Path, report: Reporter | None = None) -> None:
+def install_isolation_guard(service: str, own_file: Path, report: Reporter | None = None,
+                            *, closed: Path | None = None) -> None:
     """From now on this process may open only `own_file` (and in-memory databases), by any
-    connection, by connect, ATTACH or VACUUM INTO, and may load no SQLite extension.
+    connection, by connect, ATTACH or VACUUM INTO, and may load no SQLite extension. With
+    `closed` (the sandbox's data/), Python's open() of a file there outside the own file's
+    directory is refused too: `open()` + `Connection.deserialize` reads another file's
+    bytes without sqlite3 (ctypes and a child process still can: the kernel's rule shuts
+    those, landlock.py).
 
     Audit hooks cannot be removed, so call this only in a service's own process, before it
     opens any connection.
@@ -161,6 +271,29 @@ def install_isolation_guard(service: str, own_file: Path, report: Reporter | Non
         "sqlite3.enable_load_extension": enables_extensions,
         "sqlite3.load_extension": loads_extension,
     }
+    if closed is not None:
+        fence, home = _real(closed) + os.sep, str(Path(own).parent) + os.sep
+
+        def theirs(name: object) -> str | None:
+            """The real path, if it is another service's data."""
+            if isinstance(name, int):
+                return None  # a descriptor already open
+            try:
+                path = _real(os.fsdecode(name))  # type: ignore[arg-type]
+            except (TypeError, ValueError):
+                return None
+            return path if path.startswith(fence) and not path.startswith(home) else None
+
+        def opens_a_file(args: tuple[Any, ...]) -> None:  # open(), os.open, io.open_code
+            if path := theirs(args[0]):
+                refuse(f"refused to open {path} (another service's data)")
+
+        def links_a_file(args: tuple[Any, ...]) -> None:  # os.link: theirs, by a new name
+            if path := theirs(args[0]):
+                refuse(f"refused to link {path} (another service's data)")
+
+        handlers["open"] = opens_a_file
+        handlers["os.link"] = links_a_file
 
     def hook(event: str, args: tuple[Any, ...]) -> None:
         handler = handlers.get(event)

@@ -29,7 +29,8 @@ from msshop.runtime.fd_limit import connection_cap, raise_fd_limit
 from msshop.runtime.platform.app import release_held
 from msshop.runtime.platform.connections import SWEEP, ConnectionGuard, guarded
 from msshop.runtime.platform.context import ServiceContext
-from msshop.runtime.platform.isolation import install_isolation_guard
+from msshop.runtime.platform.isolation import confine, install_isolation_guard
+from msshop.runtime.platform.landlock import LandlockError
 
 log = logging.getLogger("msshop.runner")
 uvicorn_log = logging.getLogger("uvicorn.error")
@@ -62,7 +63,22 @@ def load_entry(entry: str) -> Callable[[ServiceContext], Any]:
 def serve(entry: str, context: ServiceContext, sock: socket.socket, lifeline_fd: int,
           log_level: str) -> None:
     configure_logging(context.name, log_level)
-    install_isolation_guard(context.name, context.db_path)
+    own = context.db_path.parent  # its own directory (data/<service>/)
+    try:
+        own.mkdir(mode=0o700, parents=True, exist_ok=True)  # there before its rule names it
+    except OSError as exc:
+        log.error("%s could not start: cannot make its directory %s: %s", context.name, own,
+                  exc.strerror)
+        sys.exit(1)
+    try:
+        confine(context.confinement)  # the log is open already: it needs no rule
+    except LandlockError as exc:
+        log.error("%s could not start: its isolation rule cannot be applied (%s); fix that, "
+                  "or run without the kernel's rule: [isolation] kernel = false or "
+                  "MSSHOP_KERNEL_ISOLATION=0", context.name, exc.strerror)
+        sys.exit(1)
+    install_isolation_guard(context.name, context.db_path,
+                            closed=context.db_path.parent.parent)  # data/: the others' too
     app = load_entry(entry)(context)
     limits = context.connection_limits
     fd_limit, _ = raise_fd_limit()  # the supervisor has; a service started alone may not
