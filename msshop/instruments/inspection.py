@@ -32,6 +32,7 @@ from msshop.contracts.inspection import (
     TableRows,
 )
 from msshop.contracts.topology import BY_NAME, NAMES, SERVICES
+from msshop.runtime.orchestrator.layout import refuse_old_layout
 from msshop.runtime.orchestrator.state import SandboxPaths, is_running, read_state
 from msshop.runtime.platform.integrity import is_damage, way_out
 
@@ -60,6 +61,7 @@ def inspect(settings: Settings, service: str | None = None) -> Inspection:
     paths = SandboxPaths(settings.sandbox_dir)
     names = [_known(service)] if service is not None else list(NAMES)
     _require_data(paths)
+    refuse_old_layout(paths.root, "inspect")
     backend, dbstat, running = bus_backend(paths), has_dbstat(), is_running(paths)
     databases = [_database(paths.root, name, backend, dbstat) for name in names]
     if not any(info["exists"] for info in databases):

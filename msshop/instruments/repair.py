@@ -40,7 +40,7 @@ from msshop.contracts.repair import Checked, FileChecked, OutboxRecovered, Repai
 from msshop.contracts.topology import BY_NAME, NAMES, SERVICES
 from msshop.instruments.inspection import Unreadable, bus_backend, read_only_uri
 from msshop.runtime.orchestrator import lifecycle
-from msshop.runtime.orchestrator.layout import move_to_service_dirs
+from msshop.runtime.orchestrator.layout import move_to_service_dirs, refuse_old_layout
 from msshop.runtime.orchestrator.state import SandboxPaths, is_running, read_state
 from msshop.runtime.platform.db import open_database, transaction
 from msshop.runtime.platform.integrity import quick_check, way_out
@@ -61,6 +61,7 @@ def check_files(settings: Settings, service: str | None = None) -> Checked:
     paths = SandboxPaths(settings.sandbox_dir)
     if not paths.data.is_dir():
         raise SandboxError(f"no sandbox in {paths.root} (no data/ there): nothing to check")
+    refuse_old_layout(paths.root, "check")
     state = read_state(paths) if is_running(paths) else None
     files: list[FileChecked] = []
     for name in [service] if service else NAMES:

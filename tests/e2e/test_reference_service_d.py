@@ -1040,8 +1040,9 @@ def test_a_door_taken_by_another_program_is_named_and_its_callee_starts_once_fre
             refused = sandbox.run("start", "users")
             assert refused.returncode == 1 and refused.stderr.splitlines() == [
                 f"error: port {doors['query']} for users (the door for query's calls) is "
-                "taken by another program; free it, or pick other ports with --base-port N "
-                "or MSSHOP_BASE_PORT=N (0 picks free ones)"], refused.stderr
+                "taken by another program; free it and run the command again (a running "
+                "sandbox keeps its ports; msshop down, then up, picks them again)"
+            ], refused.stderr
     finally:  # the module's sandbox goes on with users running
         sandbox.run("start", "users", check=True)
     assert sandbox.state.services["users"].doors == doors, "the same door, as its URL says"

@@ -13,6 +13,8 @@ import pytest
 from msshop.contracts.errors import SandboxError
 from msshop.contracts.topology import BY_NAME, NAMES
 from msshop.runtime.orchestrator.layout import move_to_service_dirs
+from tests.cli_in_process import msshop_in_process
+from tests.conftest import sandbox_env
 
 
 @pytest.fixture
@@ -109,3 +111,21 @@ def test_into_a_directory_there_already_and_never_over_a_file(
         f"do not want and run the command again")
     assert taken.read_bytes() == b"someone's"
     assert BY_NAME["orders"].legacy_db_path(root2).exists()
+
+
+@pytest.mark.parametrize("command", [("inspect",), ("check",), ("check", "orders")])
+def test_a_command_that_writes_nothing_names_the_way_over_and_moves_nothing(
+        tmp_path: Path, kept_open: list[sqlite3.Connection], command: tuple[str, ...]) -> None:
+    """`inspect` and `check` promise to write nothing: on an old sandbox they say how to
+    move it over, in one line, rather than report every database missing."""
+    root = tmp_path / "sandbox"
+    before = old_sandbox(root, kept_open)
+    result = msshop_in_process(*command, env=sandbox_env(root))
+    assert result.returncode == 1, result
+    assert result.stderr.strip().splitlines() == [
+        f"error: this sandbox keeps its databases side by side ({Path('data', 'bus.db')}…), "
+        "the layout before each service had a directory of its own; `msshop up` moves them "
+        f"over (nothing is lost), then run `msshop {command[0]}` again"]
+    for name in NAMES:  # nothing moved, nothing written
+        assert BY_NAME[name].legacy_db_path(root).read_bytes() == before[name]
+        assert not BY_NAME[name].data_dir(root).exists()

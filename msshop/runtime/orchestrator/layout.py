@@ -32,6 +32,19 @@ def move_to_service_dirs(root: Path) -> list[str]:
     return moved
 
 
+def refuse_old_layout(root: Path, command: str) -> None:
+    """For a command that writes nothing (`check`, `inspect`): a SandboxError naming the way
+    over if a database still sits at the old place, instead of reading it as missing."""
+    old = [spec.legacy_db_path(root) for spec in SERVICES
+           if os.path.lexists(spec.legacy_db_path(root))
+           or (root / "data" / f".{spec.name}.moving").is_dir()]
+    if old:
+        raise SandboxError(
+            f"this sandbox keeps its databases side by side ({old[0].relative_to(root)}…), "
+            f"the layout before each service had a directory of its own; `msshop up` moves "
+            f"them over (nothing is lost), then run `msshop {command}` again")
+
+
 def moved_note(names: list[str]) -> str:
     return (f"moved the databases of {', '.join(names)} into a directory each "
             f"(data/<service>/<service>.db), with their -wal and -shm files")

@@ -18,6 +18,24 @@ from msshop.contracts.errors import SandboxError
 Binder = Callable[[str, int, str], socket.socket]  # (host, port, what it is for) -> bound
 
 
+class PortTaken(SandboxError):
+    """A port another program holds; its words fit `up` (the sandbox may pick others)."""
+
+    def __init__(self, port: int, service: str) -> None:
+        super().__init__(
+            f"port {port} for {service} is taken by another program; free it, or pick "
+            "other ports with --base-port N or MSSHOP_BASE_PORT=N (0 picks free ones)")
+        self.port, self.service = port, service
+
+    def in_running_sandbox(self) -> SandboxError:
+        """The same, said on a start or restart: a running sandbox keeps its ports (the
+        URLs others were given name them), so the way out is to free this one."""
+        return SandboxError(
+            f"port {self.port} for {self.service} is taken by another program; free it and "
+            "run the command again (a running sandbox keeps its ports; msshop down, then up, "
+            "picks them again)")
+
+
 def bind(host: str, port: int, service: str) -> socket.socket:
     """Bind (not yet listen) the service's port; a taken port is a clear SandboxError."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -28,10 +46,7 @@ def bind(host: str, port: int, service: str) -> socket.socket:
     except OSError as exc:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
-            raise SandboxError(
-                f"port {port} for {service} is taken by another program; free it, or pick "
-                "other ports with --base-port N or MSSHOP_BASE_PORT=N (0 picks free ones)"
-            ) from None
+            raise PortTaken(port, service) from None
         raise SandboxError(f"cannot bind {host}:{port} for {service}: {exc.strerror}") from None
     sock.set_inheritable(True)
     return sock
@@ -69,15 +84,21 @@ class PortBook:
              ) -> socket.socket:
         """The listening socket to start `name` with, and its own ports still held: bound
         at prepare, or bound again now (a restart), so that a port taken meanwhile is
-        named before the process starts."""
-        sock = self.listening.pop(name, None) or self.bind(self.host, port, name)
+        named before the process starts (a port bound again is one the running sandbox
+        gave out: taken, it is said so)."""
+        try:
+            sock = self.listening.pop(name, None) or self.bind(self.host, port, name)
+        except PortTaken as taken:
+            raise taken.in_running_sandbox() from None
         if name not in self.held:
             try:
                 for number, what in own_ports:
                     self.hold(name, number, what)
-            except BaseException:
+            except BaseException as exc:
                 sock.close()
                 self.release(name)
+                if isinstance(exc, PortTaken):
+                    raise exc.in_running_sandbox() from None
                 raise
         return sock
 
