@@ -321,6 +321,10 @@ class ShopClient:
         if isinstance(exc, TimeoutError):
             return SandboxError(f"{service} did not answer within {self.timeout:g} s at "
                                 f"{info.url}; see: msshop logs {service}")
+        if info.status == "running":  # its process lives (as the state last said)
+            return SandboxError(f"{service} is not answering at {info.url} ({exc}) though "
+                                f"its process runs; see: msshop logs {service}, or restart "
+                                f"it: msshop restart {service}")
         return SandboxError(f"{service} is not answering at {info.url} ({exc}); "
                             f"check with: msshop status, start it with: msshop start {service}")
 
