@@ -16,6 +16,7 @@ from msshop.cli.app import as_flag
 from msshop.contracts.config import load
 from msshop.contracts.errors import InvalidArgument
 from msshop.runtime.orchestrator import service_logs
+from msshop.runtime.orchestrator.log_files import complete_lines
 from msshop.runtime.orchestrator.service_logs import LogLine, Stamp, merged_by_time, stamp, timed
 
 NOW = dt.datetime(2026, 11, 24, 17, 30, 0)
@@ -163,3 +164,20 @@ def test_a_log_line_as_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert printed["service"] == "bus-2" and printed["level"] == "WARNING"
     assert printed["message"] == "\x1b[2Jslow" and printed["line"].startswith("[1] 2026")
     assert dt.datetime.fromisoformat(printed["time"]).timestamp() == at(17, 14, 14.1)
+
+
+@pytest.mark.parametrize("last", [1, 40, 1_000, 5_000, 100_000])
+def test_the_last_lines_read_from_the_end_are_the_whole_files_last_lines(
+        tmp_path: Path, last: int) -> None:
+    """Read from the end in growing chunks: the same lines (none cut in two where a chunk
+    began, the line still being written left out) and the same offset as a whole read."""
+    log = tmp_path / "users.log"
+    with log.open("w") as f:
+        for n in range(20_000):  # lines of every length, some longer than a chunk
+            f.write(f"10:00:00.{n % 1000:03d} users INFO line {n} " + "x" * (n % 97) + "\n")
+            if n % 5_000 == 0:
+                f.write("y" * 100_000 + "\n")
+        f.write("10:00:01.000 users INFO still being writ")
+    whole, end = complete_lines(log)
+    assert complete_lines(log, last) == (whole[-last:], end)
+    assert end == log.stat().st_size - len("10:00:01.000 users INFO still being writ")

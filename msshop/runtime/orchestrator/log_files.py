@@ -65,16 +65,28 @@ def tail(path: Path, count: int, most: int | None = None) -> list[str]:
     return lines if count <= 0 else list(deque(lines, maxlen=count))
 
 
-def complete_lines(path: Path) -> tuple[list[str], int]:
-    """Every complete line of a file, and the byte offset just after the last of them: a
-    line still being written is left for a LogFollower started there."""
+def complete_lines(path: Path, last: int = 0) -> tuple[list[str], int]:
+    """Every complete line of a file (or only its `last` ones: read from the end, so a log
+    of gigabytes costs what its end does), and the byte offset just after the last of
+    them: a line still being written is left for a LogFollower started there."""
     try:
-        data = path.read_bytes()
+        with path.open("rb") as f:
+            size = f.seek(0, 2)
+            start, chunk = size, 64 * 1024
+            while True:  # from the end, each read twice the last, until enough lines
+                start = max(0, size - chunk) if last > 0 else 0
+                f.seek(start)
+                data = f.read(size - start)
+                if start == 0 or data.count(b"\n") > last:
+                    break
+                chunk *= 2
     except FileNotFoundError:
         return [], 0
     end = data.rfind(b"\n") + 1
+    first = data.find(b"\n") + 1 if start > 0 else 0  # the line the cut fell in: not whole
     # split at newlines only: a line may hold other separators a user typed (U+2028 …)
-    return data[:end].decode(errors="replace").split("\n")[:-1], end
+    lines = data[first:end].decode(errors="replace").split("\n")[:-1]
+    return (lines[-last:] if last > 0 else lines), start + end
 
 
 def last_error_line(path: Path) -> str | None:

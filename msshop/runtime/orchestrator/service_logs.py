@@ -214,10 +214,9 @@ def _lines(settings: Settings, files: dict[str, Path], count: int, follow: bool,
     followers: dict[str, LogFollower] = {}
     last: dict[str, LogLine | None] = {}
     for name, path in files.items():
-        lines, end = complete_lines(path)
+        # the last `count` (or, filtered, every line): a huge log is not read whole for 40
+        lines, end = complete_lines(path, count if count > 0 and wanted is None else 0)
         followers[name] = LogFollower(path, offset=end)  # from exactly where this read ends
-        if count > 0 and wanted is None:
-            lines = lines[-count:]
         timed_lines = timed(name, lines, _written(path))
         last[name] = timed_lines[-1] if timed_lines else None
         kept = [line for line in timed_lines if wanted is None or wanted(line)]
