@@ -74,6 +74,7 @@ class Followed(TypedDict):
     applied: bool  # false: still on its way (e.g. the bus is down)
     lag_ms: float | None
     spans: list[Span]
+    unsaved: NotRequired[str]  # why the trace was not kept (a full disk): `trace` lacks it
 
 
 class Purchase(TypedDict):
@@ -98,6 +99,7 @@ class QueryAnswer(TypedDict):
     latency_ms: float
     trace_id: str
     spans: list[Span]
+    unsaved: NotRequired[str]  # why the trace was not kept (a full disk): `trace` lacks it
 
 
 class ListedTrace(TypedDict):

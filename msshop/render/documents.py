@@ -46,8 +46,11 @@ def json_line(value: Any) -> None:
 
 
 def journey_document(journey: Journey) -> Followed:
-    return {"trace_id": journey.trace_id, "applied": journey.applied,
-            "lag_ms": journey.lag_ms, "spans": journey.spans}
+    followed: Followed = {"trace_id": journey.trace_id, "applied": journey.applied,
+                          "lag_ms": journey.lag_ms, "spans": journey.spans}
+    if journey.unsaved:  # the warning the terminal shows, for a script too
+        followed["unsaved"] = journey.unsaved
+    return followed
 
 
 def event_on_the_bus(position: int, event: Event) -> EventOnTheBus:
@@ -106,8 +109,11 @@ def status_unknown(sandbox: str, error: str) -> StatusUnknown:
 
 
 def query_answer(asked: Asked) -> QueryAnswer:
-    return {"answer": asked.answer, "latency_ms": asked.latency_ms,
-            "trace_id": asked.trace_id, "spans": asked.spans}
+    answer: QueryAnswer = {"answer": asked.answer, "latency_ms": asked.latency_ms,
+                           "trace_id": asked.trace_id, "spans": asked.spans}
+    if asked.unsaved:  # the warning the terminal shows, for a script too
+        answer["unsaved"] = asked.unsaved
+    return answer
 
 
 def poison_event(position: int) -> Poisoned:

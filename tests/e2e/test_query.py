@@ -7,6 +7,7 @@ import asyncio
 import base64
 import json
 import random
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -442,3 +443,29 @@ def test_many_distinct_users_leave_the_query_service_within_its_bound(tmp_path: 
         assert kept["most_bytes"] == 1024 * 1024 and kept["bytes"] <= kept["most_bytes"]
         assert 500 < kept["answers"] < 1100, kept
         connection.close()
+
+
+def test_a_trace_that_cannot_be_kept_is_said_in_json_as_on_a_terminal(sandbox: Sandbox
+                                                                       ) -> None:
+    """The answer comes, and the warning that `msshop trace` cannot show it again is in the
+    JSON a script reads as it is on the terminal (the traces' folder made unwritable: a
+    file stands where it should be)."""
+    one_purchase(sandbox)
+    traces = sandbox.root / "traces"
+    shutil.rmtree(traces, ignore_errors=True)
+    traces.write_text("in the way")
+    try:
+        asked = query_json(sandbox, "--user", "1")
+        assert [o["title"] for o in asked["answer"]["orders"]] == ["Hat"]
+        assert asked["unsaved"].startswith(f"trace {asked['trace_id']} was not kept: ")
+        assert asked["unsaved"].endswith("; `msshop trace` cannot show it again")
+        shown = sandbox.run("query", "--user", "1", check=True)
+        assert "warning: trace " in shown.stdout + shown.stderr
+        bought = json.loads(sandbox.run("buy", "--user", "1", "--product", "1", "--trace",
+                                        "--json", check=True).stdout)
+        assert bought["journey"]["unsaved"].startswith(
+            f"trace {bought['journey']['trace_id']} was not kept: ")
+    finally:
+        traces.unlink()
+    kept = query_json(sandbox, "--user", "1")
+    assert "unsaved" not in kept, "kept again once the folder can be made"
