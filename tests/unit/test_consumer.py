@@ -19,6 +19,7 @@ from msshop.contracts.events import Delivered, Received
 from msshop.runtime.platform import consumer as consumer_module
 from msshop.runtime.platform.consumer import Apply, Consumer
 from msshop.runtime.platform.db import open_database
+from msshop.runtime.platform.tracing import Tracer
 from msshop.runtime.services.query import MIGRATIONS, projection
 from tests.fakes import MemoryBus, RecordingSleep, WatchingSleep, run
 
@@ -460,3 +461,52 @@ def test_a_long_poll_the_bus_never_answers_is_not_called_listening(tmp_path: Pat
     fresh = consumer.freshness()
     assert fresh["caught_up"] is False and fresh["listening"] is False
     assert fresh["bus_error"] == "the bus has not answered for 13 s"
+
+
+# --- the spans of followed writes: one per event applied, and only once it is committed --
+
+def followed(user_id: int) -> events.Event:
+    """A write someone follows (`buy --trace`): its event carries the trace and its span."""
+    return events.make(events.USER_SIGNED_UP, "users", user_id, 1,
+                       {"id": user_id, "email": f"u{user_id}@example.com", "name": f"U{user_id}"},
+                       f"{user_id:032x}", parent_span=f"{user_id:016x}")
+
+
+def traced_consumer(conn: sqlite3.Connection, apply: Apply) -> tuple[Consumer, Tracer]:
+    tracer = Tracer("query")
+    return Consumer("query", lambda: conn, MemoryBus(), apply, sleep=RecordingSleep(),
+                    tracer=tracer, db_name="query.db"), tracer
+
+
+def applied_spans(tracer: Tracer) -> list[int]:
+    return sorted(int(span["trace_id"], 16) for span in tracer.finished
+                  if span["name"] == f"apply {events.USER_SIGNED_UP}")
+
+
+def test_a_batch_applied_again_event_by_event_records_each_apply_once(tmp_path: Path) -> None:
+    def apply(conn: sqlite3.Connection, event: Received, position: int) -> None:
+        if position == 3:
+            raise ValueError("a bug in the projection")
+        projection.apply(conn, event, position)
+
+    conn = read_model(tmp_path)
+    consumer, tracer = traced_consumer(conn, apply)
+    consumer.apply_batch(numbered(followed(1), followed(2), followed(3), followed(4)))
+    assert users(conn) == [1, 2, 4]
+    assert applied_spans(tracer) == [1, 2, 4], "the first try's spans were rolled back too"
+
+
+def test_a_batch_whose_transaction_fails_records_no_apply(tmp_path: Path) -> None:
+    def apply(conn: sqlite3.Connection, event: Received, position: int) -> None:
+        if position == 2:
+            raise KeyboardInterrupt  # not the event's fault: the whole batch is undone
+        projection.apply(conn, event, position)
+
+    conn = read_model(tmp_path)
+    consumer, tracer = traced_consumer(conn, apply)
+    with pytest.raises(KeyboardInterrupt):
+        consumer.apply_batch(numbered(followed(1), followed(2)))
+    assert users(conn) == [] and applied_spans(tracer) == []
+    consumer.apply = projection.apply
+    consumer.apply_batch(numbered(followed(1), followed(2)))
+    assert applied_spans(tracer) == [1, 2]

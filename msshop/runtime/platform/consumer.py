@@ -25,7 +25,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from contextlib import suppress
-from typing import Protocol
+from typing import Any, Protocol
 
 import msgspec
 
@@ -71,6 +71,8 @@ class Poison(Exception):
 
 
 Apply = Callable[[sqlite3.Connection, Received, int], None]
+# Tracer.record's arguments: (name, kind, trace id, parent span, started, ms, attributes)
+SpanToRecord = tuple[str, str, str, str | None, float, float, dict[str, Any]]
 
 
 class Held(Protocol):
@@ -122,6 +124,10 @@ class Consumer:
         self.tasks = tasks or Tasks(name)
         self.held = held
         self._task: Task | None = None
+        # spans of followed applies not yet committed: recorded once their transaction is,
+        # dropped with a savepoint rolled back (a batch applied again event by event) or a
+        # transaction that fails (nothing of it was applied)
+        self._uncommitted: list[SpanToRecord] = []
 
     async def start(self) -> None:
         """Resume from the stored position, and follow the bus until close()."""
@@ -266,9 +272,20 @@ class Consumer:
     def apply_batch(self, delivered: list[Delivered]) -> None:
         """Apply events and store the new position, all in one transaction."""
         conn = self._connection()
-        with transaction(conn):
-            position, occurred, dead = self._write(conn, delivered)
+        try:
+            with transaction(conn):
+                position, occurred, dead = self._write(conn, delivered)
+        except BaseException:
+            self._uncommitted.clear()
+            raise
+        self._record_committed()
         self._advanced_to(position, occurred, dead)
+
+    def _record_committed(self) -> None:
+        if self.tracer is not None:
+            for span in self._uncommitted:
+                self.tracer.record(*span)
+        self._uncommitted.clear()
 
     def _write(self, conn: sqlite3.Connection, delivered: list[Delivered],
                follow: bool = True) -> tuple[int, list[float], int]:
@@ -284,6 +301,7 @@ class Consumer:
         conn.execute("SAVEPOINT batch")
         if self.held is not None:
             self.held.mark()
+        spans = len(self._uncommitted)
         try:
             occurred = [self._apply_one(conn, item, follow) for item in delivered]
             dead = 0
@@ -293,6 +311,7 @@ class Consumer:
             conn.execute("ROLLBACK TO batch")
             if self.held is not None:
                 self.held.rewind()
+            del self._uncommitted[spans:]  # applied again below: one span each
             occurred, dead = self._write_each(conn, delivered, follow)
         conn.execute("RELEASE batch")
         position = delivered[-1].position
@@ -313,6 +332,7 @@ class Consumer:
             conn.execute("SAVEPOINT event")
             if self.held is not None:
                 self.held.mark()
+            spans = len(self._uncommitted)
             try:
                 occurred.append(self._apply_one(conn, item, follow))
             except Exception as exc:
@@ -321,6 +341,7 @@ class Consumer:
                 conn.execute("ROLLBACK TO event")
                 if self.held is not None:
                     self.held.rewind()
+                del self._uncommitted[spans:]
                 if isinstance(exc, Poison):
                     reason = str(exc)
                 else:  # a bug must not stop the consumer either
@@ -353,12 +374,12 @@ class Consumer:
         assert self.tracer is not None and event.trace_id is not None
         started, began = time.time(), time.perf_counter()
         self.apply(conn, event, position)
-        self.tracer.record(
+        self._uncommitted.append((
             f"apply {event.type}", "consumer", event.trace_id, event.parent_span, started,
             (time.perf_counter() - began) * 1000,
             {"db.system": "sqlite", "db.name": self.db_name, "db.operation": "UPSERT",
              "msshop.position": position, "msshop.event.id": event.id,
-             "msshop.lag_ms": round((time.time() - event.occurred_at) * 1000, 3)})
+             "msshop.lag_ms": round((time.time() - event.occurred_at) * 1000, 3)}))
 
     def _advanced_to(self, position: int, occurred: list[float], dead: int,
                      record_lags: bool = True) -> None:
