@@ -9,6 +9,7 @@ module builds a URL. `request` and `exchange` stay for what has no method (tests
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, cast
@@ -94,11 +95,14 @@ class ShopClient:
             traceparent: str | None = None) -> tuple[Order, bool]:
         """(the order, whether it is new: False for a repeated request id). With
         `wait_published_ms`, the order's event carries its bus position once sent; with
-        `traceparent` (sampled), the write is followed to the read model."""
+        `traceparent` (sampled), the write is followed to the read model.
+
+        Without a `request_id` one is made: the connection sends a request again when a
+        kept connection turns out closed before any answer (runtime/http1.py), and the
+        request id makes that purchase placed once even if the first had arrived."""
         body: dict[str, Any] = {"user_id": user_id, "product_id": product_id,
-                                "quantity": quantity}
-        if request_id is not None:
-            body["request_id"] = request_id
+                                "quantity": quantity,
+                                "request_id": request_id or uuid.uuid4().hex}
         path = "/orders" + (f"?wait_published_ms={wait_published_ms}"
                             if wait_published_ms else "")
         headers = {"traceparent": traceparent} if traceparent else None
