@@ -193,6 +193,12 @@ SETTINGS: tuple[Setting, ...] = (
         "for debugging; the isolation rule is then checked only inside msshop's services",
     ),
     Setting(
+        "isolation.read", tuple, (), "MSSHOP_ISOLATION_READ",
+        "a list of folders or files a program of your own may also read under the kernel's "
+        "rule, e.g. [\"~/.pyenv\"] (env: separated by spaces, as a shell would)",
+        _is_command,
+    ),
+    Setting(
         "seed.users", int, 200, "MSSHOP_SEED_USERS",
         "an integer from 1 to 10000000",
         lambda v: 1 <= v <= 10_000_000,
@@ -246,6 +252,9 @@ class Settings:
     query_kept_mib: int  # the answers the query service keeps in memory, at most
     traces_spans_kept: int  # finished spans each service keeps for GET /spans
     kernel_isolation: bool  # each service under a Landlock ruleset, where the kernel has it
+    # what a program of your own may also read under it (its runtime, where msshop cannot
+    # tell): absolute, ~ expanded, relative to the directory msshop runs in
+    isolation_read: tuple[Path, ...]
     seed_users: int
     seed_products: int
     seed_orders: int
@@ -277,6 +286,8 @@ class Settings:
             query_kept_mib=values["query.kept_mib"],
             traces_spans_kept=values["traces.spans_kept"],
             kernel_isolation=values["isolation.kernel"],
+            isolation_read=tuple(Path(p).expanduser().absolute()
+                                 for p in values["isolation.read"]),
             seed_users=values["seed.users"],
             seed_products=values["seed.products"],
             seed_orders=values["seed.orders"],

@@ -233,3 +233,73 @@ def test_an_old_sandbox_is_moved_over_at_up_with_every_row(tmp_path: Path) -> No
                 "each (data/<service>/<service>.db), with their -wal and -shm files") in said
         verified = sandbox.run("verify", check=True)
         assert verified.returncode == 0
+
+
+# --- what a program of your own runs on: a version manager's shim, isolation.read ------------
+
+REFERENCE = ROOT / "examples" / "service-d-python" / "service_d.py"
+
+
+def test_a_version_managers_shim_starts_under_the_rule(tmp_path: Path) -> None:
+    """`python3` on PATH is often pyenv's shim, which runs the manager's own code and the
+    Python it chose, all beneath its root: that root is granted, read-only."""
+    manager = tmp_path / "manager"
+    (manager / "versions" / "d").mkdir(parents=True)
+    shutil.copy(REFERENCE, manager / "versions" / "d" / "service_d.py")
+    shim = manager / "shims" / "service-d"
+    shim.parent.mkdir()
+    shim.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} '
+                    '"$(dirname "$0")/../versions/d/service_d.py"\n')
+    shim.chmod(0o755)
+    root = tmp_path / "sandbox"
+    sandbox = Sandbox(root, sandbox_env(root))
+    try:
+        up = sandbox.run("up", "--detach", "--service", f"query={shim}")
+        assert up.returncode == 0, up.stderr
+        query = next(s for s in sandbox.status()["services"] if s["name"] == "query")
+        assert (query["health"], query["isolation"]) == ("ok", "kernel")
+    finally:
+        stop_sandbox(sandbox)
+
+
+def test_what_else_a_program_runs_on_is_named_in_isolation_read(tmp_path: Path) -> None:
+    """A program that reads a folder msshop cannot know of is refused at start, and the
+    failed start says where to name it; named, it starts; a wrong name is one line."""
+    library = tmp_path / "library"
+    library.mkdir()
+    shutil.copy(REFERENCE, library / "service_d.py")
+    program = tmp_path / "program" / "main.py"
+    program.parent.mkdir()
+    program.write_text(f"import runpy\nrunpy.run_path({str(library / 'service_d.py')!r}, "
+                       "run_name='__main__')\n")
+    command = f"query={shlex.quote(sys.executable)} {shlex.quote(str(program))}"
+    root = tmp_path / "sandbox"
+    refused = Sandbox(root, sandbox_env(root)).run("up", "--detach", "--service", command)
+    assert refused.returncode == 1
+    [line] = refused.stderr.strip().splitlines()
+    assert line.startswith("error: query failed to start (exited with code 1): ")
+    assert f"{EACCES}: '{library / 'service_d.py'}'" in line
+    assert line.endswith(
+        " (refused by the kernel's isolation rule: it may read the system, its own files "
+        "and msshop's Python; name what else it runs on in [isolation] read or "
+        "MSSHOP_ISOLATION_READ); see: msshop logs query")
+
+    for read, says in (
+            (tmp_path / "nowhere", "which does not exist; fix the path"),
+            (root / "data", "inside the sandbox: a program of your own may read only its "
+                            "own directory there; remove it")):
+        wrong = Sandbox(root, sandbox_env(root, MSSHOP_ISOLATION_READ=str(read)))
+        result = wrong.run("up", "--detach", "--service", command)
+        assert result.returncode == 1
+        assert result.stderr.strip().splitlines() == [
+            f"error: isolation.read names {read}, {says} (MSSHOP_ISOLATION_READ or "
+            "[isolation] read)"], result.stderr
+
+    sandbox = Sandbox(root, sandbox_env(root, MSSHOP_ISOLATION_READ=str(library)))
+    try:
+        up = sandbox.run("up", "--detach", "--service", command)
+        assert up.returncode == 0, up.stderr
+        query = next(s for s in sandbox.status()["services"] if s["name"] == "query")
+        assert (query["health"], query["isolation"]) == ("ok", "kernel")
+    finally:
+        stop_sandbox(sandbox)

@@ -148,3 +148,16 @@ def test_turned_off_it_is_said_and_asked_for_nowhere() -> None:
         landlock.kernel_rule_note(False) or "")
     if landlock.abi() >= 1:
         assert landlock.kernel_rule(True) and landlock.kernel_rule_note(True) is None
+
+
+@pytest.mark.parametrize(("program", "root"), [
+    ("/home/a/.pyenv/shims/python3", "/home/a/.pyenv"),
+    ("/home/a/.asdf/shims/node", "/home/a/.asdf"),
+    ("/home/a/.volta/bin/node", "/home/a/.volta"),
+    ("/usr/bin/python3", None),
+    ("/home/a/bin/node", None),
+])
+def test_a_version_managers_shim_names_the_root_it_runs_from(program: str,
+                                                               root: str | None) -> None:
+    found = landlock.version_manager(Path(program))
+    assert found == (Path(root) if root else None)

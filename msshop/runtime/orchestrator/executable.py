@@ -76,6 +76,7 @@ class ExecutableKind:
     def reserve(self, spec: ServiceSpec, ports: PortBook) -> list[ServiceState]:
         command = list(self.settings.commands[spec.name])
         self.program(spec.name, command)  # one that does not exist: refused before any start
+        self.check_reads()
         base = self.settings.base_port
         port = ports.listen(spec.name, base + spec.port_offset if base else 0)
         return [ServiceState(
@@ -83,6 +84,22 @@ class ExecutableKind:
             db=str(spec.data_dir(self.paths.root)), log=str(spec.log_path(self.paths.root)),
             kind=self.name, command=command,
             isolation="kernel" if kernel_rule(self.settings.kernel_isolation) else "none")]
+
+    def check_reads(self) -> None:
+        """isolation.read names what exists, and nothing of the sandbox (which the rule is
+        there to keep): else one line, before anything starts."""
+        if not kernel_rule(self.settings.kernel_isolation):
+            return
+        sandbox = self.paths.root.resolve()
+        for path in self.settings.isolation_read:
+            if not path.exists():
+                raise SandboxError(f"isolation.read names {path}, which does not exist; fix "
+                                   "the path (MSSHOP_ISOLATION_READ or [isolation] read)")
+            if path.resolve().is_relative_to(sandbox):
+                raise SandboxError(f"isolation.read names {path}, inside the sandbox: a "
+                                   "program of your own may read only its own directory "
+                                   "there; remove it (MSSHOP_ISOLATION_READ or [isolation] "
+                                   "read)")
 
     def program(self, name: str, command: list[str]) -> str:
         """The path of the command's program, looked up as a shell would (on PATH, or
@@ -122,7 +139,8 @@ class ExecutableKind:
                "MSSHOP_SERVICE_FILE": str(service_file), "MSSHOP_PROTOCOL": str(PROTOCOL)}
         confinement = None
         if kernel_rule(self.settings.kernel_isolation):
-            confinement = Confinement(data_dir, self.paths.root)
+            confinement = Confinement(data_dir, self.paths.root,
+                                      readable=self.settings.isolation_read)
             # the one place it may write: temporary files go there too (SQLite's, mktemp's)
             env.update(TMPDIR=str(data_dir), SQLITE_TMPDIR=str(data_dir))
         return self.new_process(service.name, argv, env, self.cwd, Path(service.log),

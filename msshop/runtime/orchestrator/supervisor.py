@@ -53,6 +53,11 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 HEALTH_REFRESH = 1.0
 KILL_WAIT = 5.0  # seconds for the kernel to reap a process sent SIGKILL
 SHOWN_PER_TICK = 16 * 1024  # bytes of each log the live view shows at most per tick
+# a process under the kernel's rule that dies of a refusal at start: what it may read is
+# most likely too little (its runtime lives where msshop cannot tell)
+REFUSED_HINT = (" (refused by the kernel's isolation rule: it may read the system, its "
+                "own files and msshop's Python; name what else it runs on in [isolation] "
+                "read or MSSHOP_ISOLATION_READ)")
 
 
 class Interrupted(SandboxError):
@@ -268,6 +273,8 @@ class Supervisor:
                     raise SandboxError(
                         f"{name} failed to start ({service.exit})"
                         + (f": {quote.strip()}" if quote else "")
+                        + (REFUSED_HINT if service.isolation == "kernel" and quote
+                           and "Permission denied" in quote else "")
                         + f"; see: msshop logs {name}"
                     )
                 health = self._kind(name).ready(service, state.host, timeout=0.5)

@@ -178,7 +178,20 @@ def program_files(argv: Sequence[str], cwd: str | None) -> tuple[Path, ...]:
         path = Path(cwd or Path.cwd(), arg)
         if arg and path.is_file():
             found += [path, path.parent]
+    if argv and (manager := version_manager(Path(cwd or Path.cwd(), argv[0]))):
+        found.append(manager)
     return tuple(found)
+
+
+def version_manager(program: Path) -> Path | None:
+    """The root of the version manager whose shim `program` is (pyenv, rbenv, nodenv,
+    asdf: <root>/shims/<name>; volta: <root>/bin/<name>), or None. A shim runs the
+    manager's code and the runtime it chose, all beneath that root: without it the
+    program cannot start (`python3` on PATH is often pyenv's)."""
+    folder = program.parent
+    if folder.name == "shims" or (folder.name == "bin" and folder.parent.name == ".volta"):
+        return folder.parent
+    return None
 
 
 @functools.cache
