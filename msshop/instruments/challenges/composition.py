@@ -13,6 +13,7 @@ from msshop.instruments import monolith
 from msshop.instruments.asking import Asked, databases
 from msshop.instruments.challenges.arena import Arena, Judged
 from msshop.instruments.challenges.findings import Finding
+from msshop.instruments.challenges.sandbox import RUN_IT_YOURSELF
 from msshop.instruments.checking import differences, network_stages
 from msshop.instruments.traces.shape import summary
 
@@ -117,7 +118,7 @@ def _ask(arena: Arena, user: int, judged: Judged, check: str) -> Asked | None:
     except MsshopError as exc:
         judged.findings.append(Finding(check, f"user {user}", "an answer",
                                        f"no answer ({exc.message})",
-                                       "see the service's log: msshop logs query"))
+                                       f"did it crash or hang? {RUN_IT_YOURSELF}"))
         return None
 
 

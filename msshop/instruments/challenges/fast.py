@@ -10,7 +10,7 @@ from typing import TypedDict
 
 from msshop.instruments.challenges.arena import Arena, Judged
 from msshop.instruments.challenges.findings import Finding
-from msshop.instruments.challenges.sandbox import own_sandbox, seed
+from msshop.instruments.challenges.sandbox import RUN_IT_YOURSELF, own_sandbox, seed
 from msshop.instruments.checking import caught_up
 from msshop.instruments.client import ShopClient
 from msshop.runtime.orchestrator.state import State
@@ -44,7 +44,7 @@ def fast(arena: Arena) -> Judged:
     if yours["refused"]:
         judged.findings.append(Finding(
             CHECK, subject, "every read answered", f"{yours['refused']} refused or "
-            f"unanswered within {TIMEOUT:g} s", "see the service's log: msshop logs query"))
+            f"unanswered within {TIMEOUT:g} s", f"did it crash or hang? {RUN_IT_YOURSELF}"))
     for name, took, limit in (("p50", yours["p50_ms"], P50_MS),
                               ("p99", yours["p99_ms"], P99_MS)):
         if took is not None and took > limit:

@@ -5,6 +5,7 @@ trial starts from."""
 from __future__ import annotations
 
 import dataclasses
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from msshop.contracts.config import Settings
+from msshop.contracts.errors import MsshopError
 from msshop.instruments.client import ShopClient
 from msshop.runtime.orchestrator import lifecycle
 from msshop.runtime.orchestrator.state import State
@@ -21,6 +23,9 @@ from msshop.runtime.orchestrator.state import State
 #: growing with them, or not)
 ORDER_COUNTS = (0, 1, 2, 3, 5, 8, 13, 40)
 PRODUCTS = max(ORDER_COUNTS)  # a user with k orders bought k different products
+LOGS_HINT = re.compile(r"; see: msshop logs \S+$")
+#: where a learner sees what their program wrote, the challenge's sandbox being removed
+RUN_IT_YOURSELF = "run it yourself: msshop up --service query='CMD', then msshop logs query"
 
 
 @contextmanager
@@ -29,7 +34,10 @@ def own_sandbox(settings: Settings, name: str) -> Iterator[tuple[Settings, State
     root = Path(tempfile.mkdtemp(prefix=f"msshop-challenge-{name}-"))
     config = dataclasses.replace(settings, sandbox_dir=root / "sandbox", base_port=0)
     try:
-        lifecycle.up_detached(config)
+        try:
+            lifecycle.up_detached(config)
+        except MsshopError as exc:  # its logs go with the sandbox: no `msshop logs` to see
+            raise type(exc)(LOGS_HINT.sub("", exc.message)) from None
         try:
             yield config, lifecycle.running_state(config)
         finally:
