@@ -7,6 +7,7 @@ import json
 import os
 from pathlib import Path
 
+from msshop.contracts.errors import UsageError
 from msshop.instruments.challenges import ladder, progress
 from msshop.instruments.challenges.findings import Finding
 from tests.cli_in_process import msshop_in_process
@@ -68,7 +69,7 @@ def test_bad_input_is_one_line_naming_the_fix(tmp_path: Path) -> None:
         (("run", "fast", "--seconds", "0"),
          "error: --seconds 0: give a length from 0 to 600 seconds"),
     ]:
-        code, out, err = run(tmp_path, *args, columns=400)
+        code, _, err = run(tmp_path, *args, columns=400)
         assert code == 2 and err.strip() == said, (args, err)
 
 
@@ -98,7 +99,7 @@ def test_progress_in_a_directory_that_cannot_be_written_is_one_line(tmp_path: Pa
         tmp_path.chmod(0o500)
     try:
         progress.record("fast", "passed", tmp_path)
-    except Exception as exc:  # noqa: BLE001 - the message is what is checked
+    except UsageError as exc:
         assert "cannot keep your progress in" in str(exc)
     else:
         raise AssertionError("no error")
