@@ -98,7 +98,7 @@ def test_a_wrong_answer_fails_with_one_line_a_user_each_and_a_readable_page(
     page = (tmp_path / "page" / "index.html").read_text()
     assert "failed" in page and "user 1: no &quot;user&quot; in the answer" in page
     written = json.loads((tmp_path / "page" / "report.json").read_text())
-    assert written["verdict"] == "failed" and written["more_findings"] == 3
+    assert written["verdict"] == "failed" and written["more_findings"] == 5
 
 
 def test_a_program_that_does_not_exist_or_dies_at_start_is_one_line(tmp_path: Path

@@ -10,7 +10,7 @@ from typing import Literal, TypedDict
 Verdict = Literal["passed", "failed", "unknown"]
 #: as the experiments' (valid, invalid, unknown)
 EXIT_CODES: dict[Verdict, int] = {"passed": 0, "failed": 1, "unknown": 2}
-SHOWN = 5  # findings named one by one; the rest are counted
+SHOWN = 3  # findings named one by one; the rest are counted
 
 
 class FindingRecord(TypedDict):
