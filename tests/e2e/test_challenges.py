@@ -127,3 +127,15 @@ def test_a_rung_not_gradeable_yet_says_so_in_one_line_and_exits_2(tmp_path: Path
     assert "crash is not gradeable yet: its trial lands with the bus faults it needs" \
         in " ".join(result.stdout.split())
     assert not (tmp_path / ".msshop-challenges.json").exists()  # unknown changes nothing
+
+
+def test_answers_made_by_calling_at_query_time_fail_read_model(tmp_path: Path) -> None:
+    caller = f"{sys.executable} {NAIVE} {PYTHON_REFERENCE} calls-at-query-time"
+    code, report, _ = challenge(tmp_path, "read-model", "--service", caller)
+    assert (code, report["verdict"]) == (1, "failed")
+    findings = report["findings"]
+    assert isinstance(findings, list)
+    assert findings[0]["line"].startswith("user ")
+    assert "expected an answer from your read model — your calls to the other services " \
+           "were cut: does it call them at query time?" in findings[0]["line"]
+    assert "msshop chaos" not in findings[0]["line"]  # the sandbox's advice, not theirs

@@ -1,18 +1,39 @@
-"""A naive N+1 Service D for the challenge tests: the Python reference (its path is the
-first argument, so the kernel's rule lets this program read it), with its one products
-call for all titles swapped for one call per product. Its answers stay right; rung 2
-(batched) must fail it, naming the user and how many requests products got."""
+"""Naive Service Ds for the challenge tests: the Python reference (its path is the first
+argument, so the kernel's rule lets this program read it) with one thing made naive, by
+the second argument:
+
+- n-plus-1 (the default): its one products call for all titles swapped for one call per
+  product. Its answers stay right; rung 2 (batched) must fail it, naming the user and
+  how many requests products got;
+- calls-at-query-time: its replicated answers made by calling the owners, as direct-call
+  does. Right while they answer; rung 3 (read-model) must fail it.
+"""
 
 from __future__ import annotations
 
 import importlib.util
 import sys
+from typing import Any
 
 spec = importlib.util.spec_from_file_location("service_d", sys.argv[1])
 assert spec is not None and spec.loader is not None
-reference = importlib.util.module_from_spec(spec)
+reference: Any = importlib.util.module_from_spec(spec)
 sys.modules["service_d"] = reference  # its dataclasses look their module up by name
 spec.loader.exec_module(reference)
-# the N+1 pattern: one products call per title
-reference.product_titles = reference.product_titles_one_by_one  # type: ignore[attr-defined]
+mode = sys.argv[2] if len(sys.argv) > 2 else "n-plus-1"
+
+
+def replicated_by_calling(self: Any, user_id: int, after: int, wait_ms: int, traced: Any
+                          ) -> dict[str, Any]:
+    user, orders = reference.direct_call(self.settings, traced, user_id, "batched")
+    return {"question": "user-orders", "strategy": "replicated", "user": user,
+            "orders": orders, "freshness": {"live": True}, "trace_id": traced.trace_id}
+
+
+if mode == "n-plus-1":
+    reference.product_titles = reference.product_titles_one_by_one
+elif mode == "calls-at-query-time":
+    reference.Service.replicated = replicated_by_calling
+else:
+    sys.exit(f"unknown mode {mode!r}: n-plus-1 or calls-at-query-time")
 reference.main()

@@ -12,7 +12,7 @@ from msshop.contracts.strategies import ReadStrategy
 from msshop.instruments import monolith
 from msshop.instruments.asking import Asked, databases
 from msshop.instruments.challenges.arena import Arena, Judged
-from msshop.instruments.challenges.findings import Finding
+from msshop.instruments.challenges.findings import Finding, refusal
 from msshop.instruments.challenges.sandbox import RUN_IT_YOURSELF
 from msshop.instruments.checking import differences, network_stages
 from msshop.instruments.traces.shape import summary
@@ -116,9 +116,11 @@ def _ask(arena: Arena, user: int, judged: Judged, check: str) -> Asked | None:
     try:
         return arena.questioner.ask(user, ReadStrategy.DIRECT_CALL)
     except MsshopError as exc:
+        said, trace_id = refusal(exc.message)
         judged.findings.append(Finding(check, f"user {user}", "an answer",
-                                       f"no answer ({exc.message})",
-                                       f"did it crash or hang? {RUN_IT_YOURSELF}"))
+                                       f"no answer ({said})",
+                                       f"did it crash or hang? {RUN_IT_YOURSELF}",
+                                       trace_id=trace_id))
         return None
 
 

@@ -4,6 +4,7 @@ line of evidence. Never a stack trace, never a wall of JSON."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal, TypedDict
 
@@ -11,6 +12,7 @@ Verdict = Literal["passed", "failed", "unknown"]
 #: as the experiments' (valid, invalid, unknown)
 EXIT_CODES: dict[Verdict, int] = {"passed": 0, "failed": 1, "unknown": 2}
 SHOWN = 3  # findings named one by one; the rest are counted
+TRACED = re.compile(r" \(trace ([0-9a-f]{32})\)$")
 
 
 class FindingRecord(TypedDict):
@@ -50,3 +52,11 @@ class Finding:
 def first_few(findings: list[Finding]) -> tuple[list[Finding], int]:
     """The findings shown one by one, and how many more there were."""
     return findings[:SHOWN], max(0, len(findings) - SHOWN)
+
+
+def refusal(message: str) -> tuple[str, str | None]:
+    """What an error answer said, short (its first clause: the advice after it is for
+    whoever runs the sandbox, which the learner's is not), and its trace id if named."""
+    found = TRACED.search(message)
+    said = TRACED.sub("", message).split("; ", 1)[0]
+    return said, found.group(1) if found else None

@@ -17,7 +17,7 @@ from msshop.instruments.challenges.composition import (
     one_per_user,
     requests_under,
 )
-from msshop.instruments.challenges.findings import Finding
+from msshop.instruments.challenges.findings import Finding, refusal
 from msshop.instruments.checking import caught_up
 
 CATCH_UP = 30.0  # seconds the read model has to apply the bus's head
@@ -70,10 +70,11 @@ def _check_user(arena: Arena, user: int, judged: Judged) -> None:
     try:
         asked = arena.questioner.ask(user, ReadStrategy.REPLICATED)
     except MsshopError as exc:
+        said, trace_id = refusal(exc.message)
         judged.findings.append(Finding(
-            CHECK, f"user {user}", "an answer from your read model",
-            f"no answer ({exc.message})",
-            "with your calls to the other services cut, only your read model can answer"))
+            CHECK, f"user {user}", "an answer from your read model", f"no answer ({said})",
+            "your calls to the other services were cut: does it call them at query time?",
+            trace_id=trace_id))
         return
     truth, _ = monolith.user_orders(databases(arena.state), user)
     judged.findings += one_per_user(CHECK, user, compared(truth, asked.answer, CAUSES),
