@@ -46,14 +46,16 @@ def test_msshops_own_query_service_passes_every_gradeable_rung(tmp_path: Path, b
     passes_every_rung(tmp_path, "--bus", bus)
 
 
-def test_the_python_starting_point_passes_every_gradeable_rung(tmp_path: Path) -> None:
+@pytest.mark.parametrize("bus", ["log", "nats"])
+def test_the_python_starting_point_passes_every_gradeable_rung(tmp_path: Path, bus: str
+                                                               ) -> None:
     # the learner's first two commands: a starting point, then the first rung against it
     msshop_in_process("new", "service", "query", "--lang", "python", "d/",
                       env=sandbox_env(tmp_path / "unused"), cwd=tmp_path, check=True)
     assert (tmp_path / "d" / "service_d.py").is_file()
     # sys.executable, not `python3`: a pyenv shim on PATH is a script the kernel's rule
     # keeps from running its pyenv; a system python3 (/usr/bin) runs as it is
-    passes_every_rung(tmp_path, "--service", f"{sys.executable} d/service_d.py")
+    passes_every_rung(tmp_path, "--bus", bus, "--service", f"{sys.executable} d/service_d.py")
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
@@ -139,3 +141,17 @@ def test_answers_made_by_calling_at_query_time_fail_read_model(tmp_path: Path) -
     assert "expected an answer from your read model — your calls to the other services " \
            "were cut: does it call them at query time?" in findings[0]["line"]
     assert "msshop chaos" not in findings[0]["line"]  # the sandbox's advice, not theirs
+
+
+def test_a_slow_service_fails_fast_beside_msshops_own_figures(tmp_path: Path) -> None:
+    slow = f"{sys.executable} {NAIVE} {PYTHON_REFERENCE} slow"
+    code, report, _ = challenge(tmp_path, "fast", "--service", slow)
+    assert (code, report["verdict"]) == (1, "failed")
+    figures = report["figures"]
+    assert isinstance(figures, dict)
+    assert figures["yours"]["p50_ms"] > 250 > figures["msshop"]["p50_ms"]
+    findings = report["findings"]
+    assert isinstance(findings, list)
+    assert findings[0]["line"].startswith("100 reads at 100/s: p50 ")
+    assert ", expected p50 ≤ 20 ms — " in findings[0]["line"]
+    assert findings[0]["evidence"].startswith("msshop's own query service: p50 ")

@@ -6,13 +6,16 @@ the second argument:
   product. Its answers stay right; rung 2 (batched) must fail it, naming the user and
   how many requests products got;
 - calls-at-query-time: its replicated answers made by calling the owners, as direct-call
-  does. Right while they answer; rung 3 (read-model) must fail it.
+  does. Right while they answer; rung 3 (read-model) must fail it;
+- slow: each replicated answer a quarter of a second late. Right; rung 10 (fast) must
+  fail it, msshop's own figures beside.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import sys
+import time
 from typing import Any
 
 spec = importlib.util.spec_from_file_location("service_d", sys.argv[1])
@@ -30,10 +33,20 @@ def replicated_by_calling(self: Any, user_id: int, after: int, wait_ms: int, tra
             "orders": orders, "freshness": {"live": True}, "trace_id": traced.trace_id}
 
 
+def slowly(answer: Any) -> Any:
+    def late(*args: Any) -> Any:
+        time.sleep(0.25)
+        return answer(*args)
+
+    return late
+
+
 if mode == "n-plus-1":
     reference.product_titles = reference.product_titles_one_by_one
 elif mode == "calls-at-query-time":
     reference.Service.replicated = replicated_by_calling
+elif mode == "slow":
+    reference.Service.replicated = slowly(reference.Service.replicated)
 else:
-    sys.exit(f"unknown mode {mode!r}: n-plus-1 or calls-at-query-time")
+    sys.exit(f"unknown mode {mode!r}: n-plus-1, calls-at-query-time or slow")
 reference.main()

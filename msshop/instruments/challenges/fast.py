@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
+from collections import Counter
 from typing import TypedDict
 
+from msshop.contracts.errors import MsshopError
 from msshop.instruments.challenges.arena import Arena, Judged
 from msshop.instruments.challenges.findings import Finding
 from msshop.instruments.challenges.sandbox import RUN_IT_YOURSELF, own_sandbox, seed
@@ -20,12 +22,14 @@ RATE = 100.0  # reads per second, sent on schedule (open loop: a slow answer del
 P50_MS = 20.0
 P99_MS = 200.0
 TIMEOUT = 2.0  # a read unanswered this long counts as refused
+CATCH_UP = 30.0  # seconds the read model has to apply the seed before it is measured
 CHECK = "fast"
 
 
 class Figures(TypedDict):
     reads: int
     refused: int
+    refusals: dict[str, int]  # by what came back: "HTTP 404", "no answer"
     p50_ms: float | None
     p99_ms: float | None
 
@@ -33,6 +37,15 @@ class Figures(TypedDict):
 def fast(arena: Arena) -> Judged:
     judged = Judged(checked=[f"replicated reads at {RATE:g}/s for {arena.seconds:g} s: "
                              f"p50 ≤ {P50_MS:g} ms, p99 ≤ {P99_MS:g} ms, none refused"])
+    try:
+        caught_up(arena.client, CATCH_UP)  # its read model has every user: reads, not 404s
+    except MsshopError as exc:
+        judged.findings.append(Finding(
+            CHECK, "the read model", f"the bus's head applied within {CATCH_UP:g} s",
+            exc.message.split(": ", 1)[-1].removesuffix("; see: msshop status"),
+            "does GET /health report consumer.position as you apply events "
+            "(docs/protocol.md)?"))
+        return judged
     yours = measure(arena.state, list(arena.cast.users), arena.seconds)
     judged.figures["yours"] = yours
     if "query" in arena.settings.commands:
@@ -44,7 +57,9 @@ def fast(arena: Arena) -> Judged:
     if yours["refused"]:
         judged.findings.append(Finding(
             CHECK, subject, "every read answered", f"{yours['refused']} refused or "
-            f"unanswered within {TIMEOUT:g} s", f"did it crash or hang? {RUN_IT_YOURSELF}"))
+            f"unanswered within {TIMEOUT:g} s", f"did it crash or hang? {RUN_IT_YOURSELF}",
+            "what came back: " + ", ".join(f"{what}: {times}" for what, times
+                                           in sorted(yours["refusals"].items()))))
     for name, took, limit in (("p50", yours["p50_ms"], P50_MS),
                               ("p99", yours["p99_ms"], P99_MS)):
         if took is not None and took > limit:
@@ -82,25 +97,27 @@ def measure(state: State, users: list[int], seconds: float) -> Figures:
 async def _measure(host: str, port: int, users: list[int], seconds: float) -> Figures:
     client = Client()
     took: list[float] = []
-    refused = 0
+    refusals: Counter[str] = Counter()
 
-    async def read(n: int) -> bool:
+    async def read(n: int) -> None:
         path = f"/user-orders/{users[n % len(users)]}?strategy=replicated"
         began = time.perf_counter()
         try:
             async with asyncio.timeout(TIMEOUT):
                 status, _ = await client.request("GET", host, port, path)
         except (ConnectFailed, TimeoutError, OSError):
-            return False
+            refusals["no answer"] += 1
+            return
         if status != 200:
-            return False
+            refusals[f"HTTP {status}"] += 1
+            return
         took.append((time.perf_counter() - began) * 1000)
-        return True
 
     try:
         for n in range(len(users)):  # warm: the first answer of each may load it
             await read(n)
         took.clear()
+        refusals.clear()
         loop = asyncio.get_running_loop()
         started = loop.time()
         tasks = []
@@ -109,12 +126,12 @@ async def _measure(host: str, port: int, users: list[int], seconds: float) -> Fi
             await asyncio.sleep(max(0.0, started + at - loop.time()))
             tasks.append(asyncio.create_task(read(n)))
             n += 1
-        refused = sum(not ok for ok in await asyncio.gather(*tasks))
+        await asyncio.gather(*tasks)
     finally:
         client.close()
     ordered = sorted(took)
-    return {"reads": n, "refused": refused, "p50_ms": _at(ordered, 0.5),
-            "p99_ms": _at(ordered, 0.99)}
+    return {"reads": n, "refused": sum(refusals.values()), "refusals": dict(refusals),
+            "p50_ms": _at(ordered, 0.5), "p99_ms": _at(ordered, 0.99)}
 
 
 def _at(ordered: list[float], share: float) -> float | None:
