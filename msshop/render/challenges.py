@@ -66,5 +66,7 @@ def challenge_result(out: Console, report: ChallengeReport) -> None:
             got = figures[whose]
             note(out, f"{label}: {got['reads']} reads, p50 {got['p50_ms']} ms, "
                  f"p99 {got['p99_ms']} ms, {got['refused']} refused")
+    if report["traces"]:
+        note(out, "--report DIR draws each failing answer's trace", "dim")
     if report["note"]:
         note(out, report["note"], "yellow")

@@ -59,8 +59,9 @@ def test_the_python_starting_point_passes_every_gradeable_rung(tmp_path: Path, b
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
-def test_the_node_reference_passes_every_gradeable_rung(tmp_path: Path) -> None:
-    passes_every_rung(tmp_path, "--service", f"node {NODE_REFERENCE}")
+@pytest.mark.parametrize("bus", ["log", "nats"])
+def test_the_node_reference_passes_every_gradeable_rung(tmp_path: Path, bus: str) -> None:
+    passes_every_rung(tmp_path, "--bus", bus, "--service", f"node {NODE_REFERENCE}")
 
 
 def test_a_naive_n_plus_1_caller_fails_batched_naming_the_user_and_the_bound(
@@ -77,7 +78,10 @@ def test_a_naive_n_plus_1_caller_fails_batched_naming_the_user_and_the_bound(
                                     "expected at most 2 at any number of orders — "
                                     "one call per product (N+1)?"), first
     assert first["evidence"] == "requests under the trace: users 1, orders 1, products 40"
-    assert len(first["trace_id"]) == 32
+    traces = report["traces"]
+    assert isinstance(traces, dict)
+    served = [s for s in traces[first["trace_id"]] if s["kind"] == "server"]
+    assert sum(s["service"] == "products" for s in served) == 40
     progress = json.loads((tmp_path / ".msshop-challenges.json").read_text())
     assert progress["challenges"] == {"direct-call": {"status": "passed"},
                                       "batched": {"status": "failed"}}
@@ -101,6 +105,10 @@ def test_a_wrong_answer_fails_with_one_line_a_user_each_and_a_readable_page(
     assert "failed" in page and "user 1: no &quot;user&quot; in the answer" in page
     written = json.loads((tmp_path / "page" / "report.json").read_text())
     assert written["verdict"] == "failed" and written["more_findings"] == 5
+    for trace_id in written["traces"]:  # each shown finding's answer, drawn
+        assert f'href="trace-{trace_id}.html"' in page
+        assert (tmp_path / "page" / f"trace-{trace_id}.html").is_file()
+    assert len(written["traces"]) == 3
 
 
 def test_a_program_that_does_not_exist_or_dies_at_start_is_one_line(tmp_path: Path

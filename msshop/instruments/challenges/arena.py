@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from msshop.contracts.config import Settings
+from msshop.contracts.spans import Span
 from msshop.instruments.asking import Questioner
 from msshop.instruments.challenges.findings import Finding, Verdict
 from msshop.instruments.challenges.sandbox import Cast
@@ -41,6 +42,14 @@ class Judged:
     unknown: list[str] = field(default_factory=list)  # why it could not tell, one line each
     figures: dict[str, Any] = field(default_factory=dict)  # what it measured, by name
     checked: list[str] = field(default_factory=list)  # what it checked, one line each
+    traces: dict[str, list[Span]] = field(default_factory=dict)  # the findings', by id
+
+    def found(self, findings: list[Finding], spans: list[Span]) -> None:
+        """Findings about one answer, kept with the spans of its trace."""
+        self.findings += findings
+        for finding in findings:
+            if finding.trace_id is not None:
+                self.traces[finding.trace_id] = spans
 
     @property
     def verdict(self) -> Verdict:

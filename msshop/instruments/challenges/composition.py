@@ -44,7 +44,7 @@ def equal_to_monolith(arena: Arena) -> Judged:
     for user in arena.cast.users:
         asked = _ask(arena, user, judged, "equal to the monolith")
         if asked is not None:
-            judged.findings += _wrong(arena, user, asked, "equal to the monolith")
+            judged.found(_wrong(arena, user, asked, "equal to the monolith"), asked.spans)
     return judged
 
 
@@ -60,36 +60,36 @@ def batched(arena: Arena) -> Judged:
         asked = _ask(arena, user, judged, "bounded calls")
         if asked is None:
             continue
-        judged.findings += _wrong(arena, user, asked, "bounded calls")
+        judged.found(_wrong(arena, user, asked, "bounded calls"), asked.spans)
         received = requests_under(asked.spans)
         for callee in CALLEES:
             most[callee] = max(most[callee], received[callee])
         if orders and not any(received.values()):
-            judged.findings.append(Finding(
+            judged.found([Finding(
                 "bounded calls", f"user {user}", "the calls to users, orders and products "
                 "under the answer's trace", "no request under it reached them",
                 "forward traceparent on each call (docs/protocol.md, Tracing)",
-                trace_id=asked.trace_id))
+                trace_id=asked.trace_id)], asked.spans)
             continue
         too_many = [c for c in CALLEES if received[c] > MAX_PER_CALLEE]
         if too_many:
             callee = max(too_many, key=lambda c: received[c])
-            judged.findings.append(Finding(
+            judged.found([Finding(
                 "bounded calls", f"user {user}",
                 f"at most {MAX_PER_CALLEE} at any number of orders",
                 f"{callee} got {received[callee]} requests for {orders} orders",
                 "one call per product (N+1)? ask for many at once: GET /products?ids=1,2,3",
-                _counted(received), asked.trace_id))
+                _counted(received), asked.trace_id)], asked.spans)
             continue
         stages = _fewest_stages(arena, user, asked)
         if stages > MAX_STAGES:
-            judged.findings.append(Finding(
+            judged.found([Finding(
                 "bounded calls", f"user {user}", f"at most {MAX_STAGES} stages",
                 f"{stages} sequential network stages",
                 "a products call per order makes a stage each: ask for all at once"
                 if received["products"] > 1 else
                 "users and orders do not depend on each other: ask both at once",
-                _counted(received), asked.trace_id))
+                _counted(received), asked.trace_id)], asked.spans)
     judged.figures["most_requests"] = dict(most)
     return judged
 

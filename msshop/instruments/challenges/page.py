@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from msshop.contracts.errors import InvalidArgument
 from msshop.instruments.experiments.page import make_room, taken_back_on_failure
+from msshop.instruments.traces.html import to_html
 
 if TYPE_CHECKING:
     from msshop.instruments.challenges.run import ChallengeReport
@@ -24,6 +25,9 @@ def write_report(report: ChallengeReport, directory: Path) -> list[Path]:
     """index.html and report.json in `directory`; the paths written, the page first."""
     files = {directory / "index.html": page(report),
              directory / "report.json": json.dumps(report, indent=2) + "\n"}
+    for trace_id, spans in report["traces"].items():  # each finding's answer, drawn
+        files[directory / f"trace-{trace_id}.html"] = to_html(
+            spans, trace_id, f"{report['challenge']}: a failing answer")
     make_room(directory)
     try:
         for path, text in files.items():
@@ -40,8 +44,9 @@ def page(report: ChallengeReport) -> str:
         f"<li>{escape(f['line'])}"
         + (f"<br><span class=evidence>{escape(f['evidence'])}</span>" if f["evidence"]
            else "")
-        + (f"<br><span class=evidence>trace {escape(f['trace_id'])}</span>"
-           if f["trace_id"] else "") + "</li>" for f in report["findings"])
+        + (f"<br><a class=evidence href=\"trace-{escape(f['trace_id'])}.html\">its trace, "
+           f"{escape(f['trace_id'])}</a>" if f["trace_id"] in report["traces"] else "")
+        + "</li>" for f in report["findings"])
     if report["more_findings"]:
         findings += f"<li>and {report['more_findings']} more</li>"
     unknown = "".join(f"<li>{escape(line)}</li>" for line in report["unknown"])

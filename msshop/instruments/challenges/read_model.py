@@ -77,12 +77,13 @@ def _check_user(arena: Arena, user: int, judged: Judged) -> None:
             trace_id=trace_id))
         return
     truth, _ = monolith.user_orders(databases(arena.state), user)
-    judged.findings += one_per_user(CHECK, user, compared(truth, asked.answer, CAUSES),
-                                    asked.trace_id)
+    judged.found(one_per_user(CHECK, user, compared(truth, asked.answer, CAUSES),
+                              asked.trace_id), asked.spans)
     received = requests_under(asked.spans)
     if any(received.values()):
         called = ", ".join(f"{c} {n}" for c, n in received.items() if n)
-        judged.findings.append(Finding(
+        judged.found([Finding(
             CHECK, f"user {user}", "no request to another service at query time",
             f"requests under the answer's trace: {called}",
-            "a replicated answer reads your read model only", trace_id=asked.trace_id))
+            "a replicated answer reads your read model only", trace_id=asked.trace_id)],
+            asked.spans)

@@ -16,6 +16,7 @@ from typing import Any, TypedDict
 
 from msshop.contracts.config import Settings
 from msshop.contracts.errors import MsshopError, UsageError
+from msshop.contracts.spans import Span
 from msshop.instruments.asking import Questioner
 from msshop.instruments.challenges import composition, progress
 from msshop.instruments.challenges.arena import Arena, Judged, Say
@@ -45,6 +46,7 @@ class ChallengeReport(TypedDict):
     more_findings: int  # how many more there were
     unknown: list[str]  # why it could not tell, a line each
     figures: dict[str, Any]
+    traces: dict[str, list[Span]]  # the shown findings' traces, by id (--report draws them)
     note: str | None  # about the progress file, if it could not be read or kept
 
 
@@ -90,7 +92,10 @@ def run(settings: Settings, name: str, service: str | None = None,
             "seconds": length, "took_s": round(time.monotonic() - began, 1),
             "verdict": judged.verdict, "checked": judged.checked,
             "findings": [f.record() for f in shown], "more_findings": more,
-            "unknown": judged.unknown, "figures": judged.figures, "note": note}
+            "unknown": judged.unknown, "figures": judged.figures,
+            "traces": {f.trace_id: judged.traces[f.trace_id] for f in shown
+                       if f.trace_id is not None and f.trace_id in judged.traces},
+            "note": note}
 
 
 def _trial(found: Challenge, config: Settings, seconds: float, tell: Say) -> Judged:
