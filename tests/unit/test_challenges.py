@@ -7,9 +7,11 @@ import json
 import os
 from pathlib import Path
 
+from msshop.contracts.answers import UserOrders, order_line
 from msshop.contracts.errors import UsageError
 from msshop.instruments.challenges import ladder, progress
-from msshop.instruments.challenges.findings import Finding
+from msshop.instruments.challenges.composition import compared
+from msshop.instruments.challenges.findings import Finding, refusal
 from tests.cli_in_process import msshop_in_process
 from tests.conftest import sandbox_env
 
@@ -113,3 +115,30 @@ def test_a_finding_is_one_line_subject_actual_expected_cause() -> None:
     assert finding.line() == "user 12: products got 9 requests, expected at most 2 — " \
                              "one call per product (N+1)?"
     assert finding.record()["evidence"] == "users 1, orders 1, products 9"
+
+
+def test_an_error_answer_is_said_short_with_its_trace_id_kept() -> None:
+    trace = "9d23d1edfd3d09a60946be755997d882"
+    said, trace_id = refusal("users failed with HTTP 503: a partition on purpose; clear "
+                             f"it with: msshop chaos query --to users --clear (trace {trace})")
+    assert (said, trace_id) == ("users failed with HTTP 503: a partition on purpose", trace)
+    assert refusal("query is not running") == ("query is not running", None)
+
+
+def test_an_answer_of_the_wrong_shape_is_a_finding_not_a_crash() -> None:
+    truth: UserOrders = {
+        "question": "user-orders", "strategy": "monolith", "label": "",
+        "user": {"id": 1, "name": "Ann", "email": "ann@example.com"},
+        "orders": [order_line(5, 2, "Hat", 1, 1000)], "freshness": {"live": True}}
+    assert compared(truth, truth) == []
+    for answer, said in [
+        ("not even an object", 'no "user" in the answer'),
+        ({"user": truth["user"], "orders": "none"}, 'no "orders" list in the answer'),
+        ({"user": truth["user"], "orders": [{"title": "Hat"}]}, "an order without one"),
+        ({"user": truth["user"], "orders": [42]}, "an order without one"),
+    ]:
+        assert said in [actual for _, actual, _ in compared(truth, answer)], answer
+    wrong = {**truth, "orders": [{**truth["orders"][0], "title": "Cap"}]}
+    assert compared(truth, wrong) == [(
+        "'Hat'", "order 5 title is 'Cap'",
+        "is each title the product's own, looked up by product_id?")]
