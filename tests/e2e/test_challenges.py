@@ -163,3 +163,16 @@ def test_a_slow_service_fails_fast_beside_msshops_own_figures(tmp_path: Path) ->
     assert findings[0]["line"].startswith("100 reads at 100/s: p50 ")
     assert ", expected p50 ≤ 20 ms — " in findings[0]["line"]
     assert findings[0]["evidence"].startswith("msshop's own query service: p50 ")
+
+
+def test_a_service_that_never_answers_fails_in_bounded_time(tmp_path: Path) -> None:
+    hanging = f"{sys.executable} {NAIVE} {PYTHON_REFERENCE} hang"
+    code, report, _ = challenge(tmp_path, "batched", "--service", hanging, timeout=60)
+    assert (code, report["verdict"]) == (1, "failed")
+    checked = report["checked"]
+    assert isinstance(checked, list)
+    assert checked[-1] == "stopped asking after 2 questions went unanswered"
+    findings = report["findings"]
+    assert isinstance(findings, list) and len(findings) == 2
+    assert findings[0]["line"].startswith("user 8: no answer (query did not answer within "
+                                          "5 s at http://127.0.0.1:")

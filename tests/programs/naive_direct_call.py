@@ -8,7 +8,8 @@ the second argument:
 - calls-at-query-time: its replicated answers made by calling the owners, as direct-call
   does. Right while they answer; rung 3 (read-model) must fail it;
 - slow: each replicated answer a quarter of a second late. Right; rung 10 (fast) must
-  fail it, msshop's own figures beside.
+  fail it, msshop's own figures beside;
+- hang: healthy, but no answer to the question ever comes (each waits a minute).
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ if mode == "n-plus-1":
     reference.product_titles = reference.product_titles_one_by_one
 elif mode == "calls-at-query-time":
     reference.Service.replicated = replicated_by_calling
+elif mode == "hang":
+    reference.Service.user_orders = lambda *args: time.sleep(60)
 elif mode == "slow":
     reference.Service.replicated = slowly(reference.Service.replicated)
 else:

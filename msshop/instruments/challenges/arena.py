@@ -16,6 +16,7 @@ from msshop.instruments.client import ShopClient
 from msshop.runtime.orchestrator.state import State
 
 Say = Callable[[str], None]
+GIVE_UP_AFTER = 2  # unanswered questions, after which a trial asks no more
 
 
 @dataclass
@@ -50,6 +51,15 @@ class Judged:
         for finding in findings:
             if finding.trace_id is not None:
                 self.traces[finding.trace_id] = spans
+
+    def given_up(self) -> bool:
+        """Whether enough questions went unanswered that asking the rest would only make
+        the learner wait (each waits for its timeout): the findings say enough."""
+        if sum(f.unanswered for f in self.findings) < GIVE_UP_AFTER:
+            return False
+        self.checked.append(f"stopped asking after {GIVE_UP_AFTER} questions went "
+                            "unanswered")
+        return True
 
     @property
     def verdict(self) -> Verdict:

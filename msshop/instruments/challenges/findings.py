@@ -37,6 +37,7 @@ class Finding:
     cause: str | None = None  # the likely cause, as a question the learner can follow
     evidence: str | None = None  # what it rests on, e.g. the requests counted in the trace
     trace_id: str | None = None  # the failing request's trace (in --json and the report)
+    unanswered: bool = False  # the question got no answer at all (an error, or none)
 
     def line(self) -> str:
         """One line: subject, what came back, what was expected, the likely cause."""

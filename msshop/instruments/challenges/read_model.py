@@ -59,6 +59,8 @@ def from_read_model(arena: Arena) -> Judged:
         for callee in CALLEES:
             chaos.set_link(arena.state, "query", callee, faulty)
         for user in arena.cast.users:
+            if judged.given_up():
+                break
             _check_user(arena, user, judged)
     finally:
         for callee in CALLEES:
@@ -74,7 +76,7 @@ def _check_user(arena: Arena, user: int, judged: Judged) -> None:
         judged.findings.append(Finding(
             CHECK, f"user {user}", "an answer from your read model", f"no answer ({said})",
             "your calls to the other services were cut: does it call them at query time?",
-            trace_id=trace_id))
+            trace_id=trace_id, unanswered=True))
         return
     truth, _ = monolith.user_orders(databases(arena.state), user)
     judged.found(one_per_user(CHECK, user, compared(truth, asked.answer, CAUSES),
