@@ -12,6 +12,7 @@ from msshop.cli import (
     asking,
     bench,
     bus,
+    challenge,
     demo,
     experiments,
     faults,
@@ -27,7 +28,7 @@ __all__ = ["app", "main"]
 
 # In the order `msshop --help` lists them: the sandbox, faults, the shop, the question,
 # traces, the bus, measuring, teaching,
-# your own services.
+# your own services, and the challenges built on them.
 for command in (
     sandbox.up, sandbox.down, sandbox.status, sandbox.inspect, sandbox.logs, sandbox.wait,
     sandbox.stop, sandbox.start, sandbox.restart, sandbox.kill,
@@ -36,6 +37,6 @@ for command in (
     asking.query, asking.compare, traces.trace, traces.traces, asking.verify,
     bus.events, bus.replay, bus.deadletters, repair.check, repair.repair,
     bench.bench, experiments.experiment, demo.demo,
-    protocol.protocol, protocol.new,
+    protocol.protocol, protocol.new, challenge.challenge,
 ):
     app.command()(command)

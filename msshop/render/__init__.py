@@ -21,6 +21,8 @@ _TOPICS: dict[str, tuple[str, ...]] = {
     "answers": ("answer", "answer_with_trace", "compare", "freshness", "verify"),
     "bench": ("bench_progress", "bench_report", "bench_side_by_side"),
     "bus": ("dead_letters", "event_line", "replay_summary"),
+    "challenges": ("challenge_list", "challenge_progress", "challenge_result",
+                   "challenge_show"),
     "console": ("Console", "error", "note", "terminal"),
     "demo": ("DemoStage", "demo_summary"),
     "documents": (
@@ -67,6 +69,12 @@ if TYPE_CHECKING:
         dead_letters as dead_letters,
         event_line as event_line,
         replay_summary as replay_summary,
+    )
+    from msshop.render.challenges import (
+        challenge_list as challenge_list,
+        challenge_progress as challenge_progress,
+        challenge_result as challenge_result,
+        challenge_show as challenge_show,
     )
     from msshop.render.console import (
         error as error,

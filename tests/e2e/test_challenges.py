@@ -1,0 +1,178 @@
+"""`msshop challenge`: each gradeable rung run for real (a sandbox of its own, real
+processes, the learner's program as the query service), its verdict and what a learner is
+told; the ladder, the progress file, the report and the exit codes."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.cli_in_process import msshop_in_process
+from tests.conftest import msshop, sandbox_env
+
+ROOT = Path(__file__).resolve().parents[2]
+GRADED = ("direct-call", "batched", "read-model", "fast")
+SQUEEZED = ("--seconds", "1")  # the timed parts of a run (fast), a few seconds in all
+PYTHON_REFERENCE = ROOT / "examples" / "service-d-python" / "service_d.py"
+NODE_REFERENCE = ROOT / "examples" / "service-d-node" / "service_d.js"
+NAIVE = ROOT / "tests" / "programs" / "naive_direct_call.py"
+STAND_IN = ROOT / "tests" / "programs" / "stand_in_query.py"
+
+
+def challenge(tmp_path: Path, *args: str, timeout: float = 120
+              ) -> tuple[int, dict[str, object], str]:
+    """`msshop challenge run ARGS --json` in tmp_path: (exit code, the report, stderr)."""
+    result = msshop("challenge", "run", *args, *SQUEEZED, "--json",
+                    env=sandbox_env(tmp_path / "unused"), cwd=tmp_path, timeout=timeout)
+    assert result.stdout, result.stderr
+    return result.returncode, json.loads(result.stdout), result.stderr
+
+
+def passes_every_rung(tmp_path: Path, *service: str) -> None:
+    for name in GRADED:
+        code, report, stderr = challenge(tmp_path, name, *service)
+        assert (code, report["verdict"]) == (0, "passed"), (name, report, stderr)
+        assert report["findings"] == [] and report["unknown"] == []
+
+
+@pytest.mark.parametrize("bus", ["log", "nats"])
+def test_msshops_own_query_service_passes_every_gradeable_rung(tmp_path: Path, bus: str
+                                                              ) -> None:
+    passes_every_rung(tmp_path, "--bus", bus)
+
+
+@pytest.mark.parametrize("bus", ["log", "nats"])
+def test_the_python_starting_point_passes_every_gradeable_rung(tmp_path: Path, bus: str
+                                                               ) -> None:
+    # the learner's first two commands: a starting point, then the first rung against it
+    msshop_in_process("new", "service", "query", "--lang", "python", "d/",
+                      env=sandbox_env(tmp_path / "unused"), cwd=tmp_path, check=True)
+    assert (tmp_path / "d" / "service_d.py").is_file()
+    # sys.executable, not `python3`: a pyenv shim on PATH is a script the kernel's rule
+    # keeps from running its pyenv; a system python3 (/usr/bin) runs as it is
+    passes_every_rung(tmp_path, "--bus", bus, "--service", f"{sys.executable} d/service_d.py")
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+@pytest.mark.parametrize("bus", ["log", "nats"])
+def test_the_node_reference_passes_every_gradeable_rung(tmp_path: Path, bus: str) -> None:
+    passes_every_rung(tmp_path, "--bus", bus, "--service", f"node {NODE_REFERENCE}")
+
+
+def test_a_naive_n_plus_1_caller_fails_batched_naming_the_user_and_the_bound(
+        tmp_path: Path) -> None:
+    naive = f"{sys.executable} {NAIVE} {PYTHON_REFERENCE}"
+    code, report, _ = challenge(tmp_path, "direct-call", "--service", naive)
+    assert (code, report["verdict"]) == (0, "passed")  # its answers are right
+    code, report, _ = challenge(tmp_path, "batched", "--service", naive)
+    assert (code, report["verdict"]) == (1, "failed")
+    findings = report["findings"]
+    assert isinstance(findings, list)
+    first = findings[0]  # the user with the most orders (40) is named first
+    assert first["line"].startswith("user 8: products got 40 requests for 40 orders, "
+                                    "expected at most 2 at any number of orders — "
+                                    "one call per product (N+1)?"), first
+    assert first["evidence"] == "requests under the trace: users 1, orders 1, products 40"
+    traces = report["traces"]
+    assert isinstance(traces, dict)
+    served = [s for s in traces[first["trace_id"]] if s["kind"] == "server"]
+    assert sum(s["service"] == "products" for s in served) == 40
+    progress = json.loads((tmp_path / ".msshop-challenges.json").read_text())
+    assert progress["challenges"] == {"direct-call": {"status": "passed"},
+                                      "batched": {"status": "failed"}}
+
+
+def test_a_wrong_answer_fails_with_one_line_a_user_each_and_a_readable_page(
+        tmp_path: Path) -> None:
+    result = msshop("challenge", "run", "direct-call", "--service",
+                    f"{sys.executable} {STAND_IN}", "--report", "page",
+                    env=sandbox_env(tmp_path / "unused"), cwd=tmp_path, timeout=120)
+    assert result.returncode == 1, result.stderr
+    lines = result.stdout.splitlines()
+    verdict = next(n for n, line in enumerate(lines) if not line.startswith(("challenge: ",
+                                                                           "  ", "wrote ")))
+    assert lines[verdict].startswith("direct-call: failed (rung 1, log bus, ")
+    assert lines[verdict + 2] == "  user 1: no \"user\" in the answer, expected the user's id, " \
+                       "name and email — is the user's own record asked for (GET /users/ID)?"
+    assert "Traceback" not in result.stdout + result.stderr
+    assert "{" not in result.stdout  # no JSON thrown at the learner
+    page = (tmp_path / "page" / "index.html").read_text()
+    assert "failed" in page and "user 1: no &quot;user&quot; in the answer" in page
+    written = json.loads((tmp_path / "page" / "report.json").read_text())
+    assert written["verdict"] == "failed" and written["more_findings"] == 5
+    for trace_id in written["traces"]:  # each shown finding's answer, drawn
+        assert f'href="trace-{trace_id}.html"' in page
+        assert (tmp_path / "page" / f"trace-{trace_id}.html").is_file()
+    assert len(written["traces"]) == 3
+
+
+def test_a_program_that_does_not_exist_or_dies_at_start_is_one_line(tmp_path: Path
+                                                                    ) -> None:
+    env = sandbox_env(tmp_path / "unused")
+    missing = msshop("challenge", "run", "direct-call", "--service", "no-such-program-xyz",
+                     env=env, cwd=tmp_path)
+    assert missing.returncode != 0
+    assert missing.stderr.strip().splitlines() == [
+        "error: query's command `no-such-program-xyz` cannot run: no-such-program-xyz is "
+        "not a program on PATH; install it or fix the command (--service query=..., "
+        "MSSHOP_QUERY_COMMAND or [services.query] command)"]
+    dying = msshop("challenge", "run", "direct-call", "--service",
+                   shlex.join([sys.executable, str(STAND_IN), "exit"]), env=env, cwd=tmp_path)
+    assert dying.returncode != 0
+    [line] = dying.stderr.strip().splitlines()
+    assert line.startswith("error: query failed to start (exited with code 3)"), line
+    assert "msshop logs" not in line  # its sandbox, and its log, are gone
+    assert not (tmp_path / ".msshop-challenges.json").exists()
+
+
+def test_a_rung_not_gradeable_yet_says_so_in_one_line_and_exits_2(tmp_path: Path) -> None:
+    result = msshop("challenge", "run", "crash", env=sandbox_env(tmp_path / "unused"),
+                    cwd=tmp_path)
+    assert result.returncode == 2
+    assert "crash is not gradeable yet: its trial lands with the bus faults it needs" \
+        in " ".join(result.stdout.split())
+    assert not (tmp_path / ".msshop-challenges.json").exists()  # unknown changes nothing
+
+
+def test_answers_made_by_calling_at_query_time_fail_read_model(tmp_path: Path) -> None:
+    caller = f"{sys.executable} {NAIVE} {PYTHON_REFERENCE} calls-at-query-time"
+    code, report, _ = challenge(tmp_path, "read-model", "--service", caller)
+    assert (code, report["verdict"]) == (1, "failed")
+    findings = report["findings"]
+    assert isinstance(findings, list)
+    assert findings[0]["line"].startswith("user ")
+    assert "expected an answer from your read model — your calls to the other services " \
+           "were cut: does it call them at query time?" in findings[0]["line"]
+    assert "msshop chaos" not in findings[0]["line"]  # the sandbox's advice, not theirs
+
+
+def test_a_slow_service_fails_fast_beside_msshops_own_figures(tmp_path: Path) -> None:
+    slow = f"{sys.executable} {NAIVE} {PYTHON_REFERENCE} slow"
+    code, report, _ = challenge(tmp_path, "fast", "--service", slow)
+    assert (code, report["verdict"]) == (1, "failed")
+    figures = report["figures"]
+    assert isinstance(figures, dict)
+    assert figures["yours"]["p50_ms"] > 250 > figures["msshop"]["p50_ms"]
+    findings = report["findings"]
+    assert isinstance(findings, list)
+    assert findings[0]["line"].startswith("100 reads at 100/s: p50 ")
+    assert ", expected p50 ≤ 20 ms — " in findings[0]["line"]
+    assert findings[0]["evidence"].startswith("msshop's own query service: p50 ")
+
+
+def test_a_service_that_never_answers_fails_in_bounded_time(tmp_path: Path) -> None:
+    hanging = f"{sys.executable} {NAIVE} {PYTHON_REFERENCE} hang"
+    code, report, _ = challenge(tmp_path, "batched", "--service", hanging, timeout=60)
+    assert (code, report["verdict"]) == (1, "failed")
+    checked = report["checked"]
+    assert isinstance(checked, list)
+    assert checked[-1] == "stopped asking after 2 questions went unanswered"
+    findings = report["findings"]
+    assert isinstance(findings, list) and len(findings) == 2
+    assert findings[0]["line"].startswith("user 8: no answer (query did not answer within "
+                                          "5 s at http://127.0.0.1:")
