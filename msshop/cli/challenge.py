@@ -40,7 +40,7 @@ def challenge(
     Progress is kept in .msshop-challenges.json here; exit 0 passed, 1 failed, 2 unknown.
 
     \b
-    Example: msshop challenge run direct-call --service 'python3 d/service_d.py'
+    Example: msshop challenge run direct-call --service 'python3 d/service.py'
     """
     from msshop import render
     from msshop.instruments.challenges import ladder, page, progress, run

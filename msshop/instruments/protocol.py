@@ -16,8 +16,8 @@ from msshop.instruments.shipped import tree_item
 
 #: --lang -> the example's folder, its program, and the interpreter that runs it
 STARTERS: dict[str, tuple[str, str, str]] = {
-    "python": ("service-d-python", "service_d.py", "python3"),
-    "node": ("service-d-node", "service_d.js", "node"),
+    "python": ("service-d-python", "service.py", "python3"),
+    "node": ("service-d-node", "service.js", "node"),
 }
 #: the services a reference program exists for (the lesson's Service D)
 STARTED = ("query",)

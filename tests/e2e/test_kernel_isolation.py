@@ -237,7 +237,7 @@ def test_an_old_sandbox_is_moved_over_at_up_with_every_row(tmp_path: Path) -> No
 
 # --- what a program of your own runs on: a version manager's shim, isolation.read ------------
 
-REFERENCE = ROOT / "examples" / "service-d-python" / "service_d.py"
+REFERENCE = ROOT / "examples" / "service-d-python" / "service.py"
 
 
 def test_a_version_managers_shim_starts_under_the_rule(tmp_path: Path) -> None:
@@ -245,11 +245,11 @@ def test_a_version_managers_shim_starts_under_the_rule(tmp_path: Path) -> None:
     Python it chose, all beneath its root: that root is granted, read-only."""
     manager = tmp_path / "manager"
     (manager / "versions" / "d").mkdir(parents=True)
-    shutil.copy(REFERENCE, manager / "versions" / "d" / "service_d.py")
+    shutil.copy(REFERENCE, manager / "versions" / "d" / "service.py")
     shim = manager / "shims" / "service-d"
     shim.parent.mkdir()
     shim.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} '
-                    '"$(dirname "$0")/../versions/d/service_d.py"\n')
+                    '"$(dirname "$0")/../versions/d/service.py"\n')
     shim.chmod(0o755)
     root = tmp_path / "sandbox"
     sandbox = Sandbox(root, sandbox_env(root))
@@ -267,10 +267,10 @@ def test_what_else_a_program_runs_on_is_named_in_isolation_read(tmp_path: Path) 
     failed start says where to name it; named, it starts; a wrong name is one line."""
     library = tmp_path / "library"
     library.mkdir()
-    shutil.copy(REFERENCE, library / "service_d.py")
+    shutil.copy(REFERENCE, library / "service.py")
     program = tmp_path / "program" / "main.py"
     program.parent.mkdir()
-    program.write_text(f"import runpy\nrunpy.run_path({str(library / 'service_d.py')!r}, "
+    program.write_text(f"import runpy\nrunpy.run_path({str(library / 'service.py')!r}, "
                        "run_name='__main__')\n")
     command = f"query={shlex.quote(sys.executable)} {shlex.quote(str(program))}"
     root = tmp_path / "sandbox"
@@ -278,7 +278,7 @@ def test_what_else_a_program_runs_on_is_named_in_isolation_read(tmp_path: Path) 
     assert refused.returncode == 1
     [line] = refused.stderr.strip().splitlines()
     assert line.startswith("error: query failed to start (exited with code 1): ")
-    assert f"{EACCES}: '{library / 'service_d.py'}'" in line
+    assert f"{EACCES}: '{library / 'service.py'}'" in line
     assert line.endswith(
         " (refused by the kernel's isolation rule: it may read the system, its own files "
         "and msshop's Python; name what else it runs on in [isolation] read or "

@@ -46,8 +46,8 @@ from msshop.instruments.monolith import all_user_orders, all_users
 from tests.conftest import ROOT, Sandbox, msshop, one_purchase, running_sandbox, sandbox_env
 from tests.e2e.test_broker import nats_server  # noqa: F401  (the fixture: a server of our own)
 
-PROGRAM = ROOT / "examples" / "service-d-python" / "service_d.py"
-NODE_PROGRAM = ROOT / "examples" / "service-d-node" / "service_d.js"
+PROGRAM = ROOT / "examples" / "service-d-python" / "service.py"
+NODE_PROGRAM = ROOT / "examples" / "service-d-node" / "service.js"
 NO_NODE = pytest.mark.skipif(shutil.which("node") is None,
                              reason="the JavaScript Service D needs `node` (Node 20) on PATH")
 

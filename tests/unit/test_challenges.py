@@ -67,7 +67,7 @@ def test_bad_input_is_one_line_naming_the_fix(tmp_path: Path) -> None:
         (("show",), f"error: msshop challenge show needs a NAME; choose one of: {names}"),
         (("list", "--service", "x"), "error: --service: only msshop challenge run takes it"),
         (("run", "fast", "--service", ""), "error: --service names no command; e.g. "
-                                           "--service 'python3 d/service_d.py'"),
+                                           "--service 'python3 d/service.py'"),
         (("run", "fast", "--seconds", "0"),
          "error: --seconds 0: give a length from 0 to 600 seconds"),
     ]:

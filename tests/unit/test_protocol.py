@@ -139,7 +139,7 @@ def test_new_service_writes_the_reference_program_and_says_how_to_run_it(
     made = json.loads(msshop_in_process("new", "service", "query", "--lang", lang,
                                         str(target), "--json", env=sandbox_env(tmp_path),
                                         check=True).stdout)
-    program = {"python": "service_d.py", "node": "service_d.js"}[lang]
+    program = {"python": "service.py", "node": "service.js"}[lang]
     assert sorted(p.name for p in target.iterdir()) == sorted(["README.md", program])
     example = ROOT / "examples" / f"service-d-{lang}"
     assert (target / program).read_bytes() == (example / program).read_bytes()
@@ -156,7 +156,7 @@ def test_new_service_quotes_a_path_a_shell_would_split(tmp_path: Path) -> None:
     target = tmp_path / "it's mine"
     made = json.loads(msshop_in_process("new", "service", "query", str(target), "--json",
                                         env=sandbox_env(tmp_path), check=True).stdout)
-    assert shlex.split(made["command"]) == ["python3", str(target / "service_d.py")]
+    assert shlex.split(made["command"]) == ["python3", str(target / "service.py")]
     *_, assignment = shlex.split(made["run"])
     assert assignment == f"query={made['command']}"
 

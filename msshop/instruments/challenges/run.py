@@ -60,7 +60,7 @@ def command_of(service: str | None) -> tuple[str, ...] | None:
         raise UsageError(f"--service {service!r}: {exc}; quote it as a shell would") from None
     if not words:
         raise UsageError("--service names no command; e.g. --service "
-                         "'python3 d/service_d.py'")
+                         "'python3 d/service.py'")
     return words
 
 

@@ -17,7 +17,7 @@ what it knows of users, products and orders comes over HTTP (direct-call) or fro
 events on the bus (replicated): msshop's log, or NATS JetStream read with no client
 library. Its own file is $MSSHOP_DATA_DIR/query-replica.db.
 
-Run it as msshop's query service:  msshop up --service query='python3 service_d.py'
+Run it as msshop's query service:  msshop up --service query='python3 service.py'
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def load_settings() -> Settings:
     path = os.environ.get("MSSHOP_SERVICE_FILE")
     if not path:
         raise SystemExit("MSSHOP_SERVICE_FILE is not set: run this program as a service of "
-                         "msshop (msshop up --service query='python3 service_d.py')")
+                         "msshop (msshop up --service query='python3 service.py')")
     try:
         return Settings(json.loads(Path(path).read_text()))
     except (OSError, ValueError, KeyError, AttributeError) as exc:

@@ -20,7 +20,7 @@
 // query-replica.json, rewritten (write, fsync, rename) after each page of events: the rows
 // and the bus position in the same file, so a crash leaves both or neither.
 //
-// Run it as msshop's query service:  msshop up --service query='node service_d.js'
+// Run it as msshop's query service:  msshop up --service query='node service.js'
 "use strict";
 
 const crypto = require("node:crypto");
@@ -52,7 +52,7 @@ function loadSettings() {
   const file = process.env.MSSHOP_SERVICE_FILE;
   if (!file) {
     fail("MSSHOP_SERVICE_FILE is not set: run this program as a service of msshop " +
-         "(msshop up --service query='node service_d.js')");
+         "(msshop up --service query='node service.js')");
   }
   let doc;
   try {
