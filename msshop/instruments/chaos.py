@@ -17,7 +17,13 @@ from __future__ import annotations
 from msshop.contracts.config import Settings
 from msshop.contracts.errors import InvalidArgument, SandboxError, ServiceError, UsageError
 from msshop.contracts.shop import ChaosAnswer, Trespassed
-from msshop.contracts.status import ChaosState, LinkFault, TrespassTry, link_fault
+from msshop.contracts.status import (
+    ChaosState,
+    DeliveryJournal,
+    LinkFault,
+    TrespassTry,
+    link_fault,
+)
 from msshop.contracts.topology import BY_NAME, NAMES
 from msshop.instruments.client import ShopClient
 from msshop.runtime.orchestrator import lifecycle
@@ -30,25 +36,37 @@ MAX_DELAY_MS = 60_000  # the services' own limit (runtime/platform/chaos.py)
 
 def inject(settings: Settings, service: str, latency_ms: float, jitter_ms: float,
            error_rate: float, clear: bool, to: str | None = None,
-           duplicate_rate: float = 0.0) -> ChaosAnswer:
+           duplicate_rate: float = 0.0, reorder_rate: float = 0.0,
+           redeliver_rate: float = 0.0) -> ChaosAnswer:
     """Inject faults into the requests `service` answers, or with `to`, into its calls to
-    that service (error rate 1: a partition on that link); `clear` removes them (with `to`:
-    that link's only)."""
-    check_faults(service, latency_ms, jitter_ms, error_rate, clear, to, duplicate_rate)
+    that service (error rate 1: a partition on that link; to the bus, the delivery faults
+    too: duplicates, reorder, late redelivery); `clear` removes them (with `to`: that
+    link's only)."""
+    check_faults(service, latency_ms, jitter_ms, error_rate, clear, to, duplicate_rate,
+                 reorder_rate, redeliver_rate)
     state = lifecycle.running_state(settings)
+    link = link_fault(latency_ms, jitter_ms, error_rate, duplicate_rate, reorder_rate,
+                      redeliver_rate)
     if service in state.services and state.services[service].kind == EXECUTABLE and (
             to is not None or clear):  # its links; the requests it answers take none
-        fault = None if clear else link_fault(latency_ms, jitter_ms, error_rate,
-                                              duplicate_rate)
-        return program_links(state, service, to, fault)
+        return program_links(state, service, to, None if clear else link)
     lifecycle.check_msshop_service(service, state, "take chaos (only msshop's services do)")
     faults: ChaosState | LinkFault | None = None  # None: clear
     if not clear and to is None:
         faults = {"latency_ms": latency_ms, "jitter_ms": jitter_ms, "error_rate": error_rate}
     elif not clear:
-        faults = {"latency_ms": latency_ms, "jitter_ms": jitter_ms, "error_rate": error_rate,
-                  "duplicate_rate": duplicate_rate}
+        faults = link
     return ShopClient(state).chaos(service, faults, to=to)
+
+
+def deliveries(settings: Settings, reader: str, limit: int = 10_000) -> DeliveryJournal:
+    """What the log bus's delivery faults handed `reader`, a program of your own, out of
+    the ordinary: each event with its fault and when (evidence for a checker)."""
+    state = lifecycle.running_state(settings)
+    if state.bus.backend != "log":
+        raise UsageError("the delivery journal is the log bus's; this sandbox's bus is "
+                         f"{state.bus.backend}: start one with --bus log for it")
+    return ShopClient(state).deliveries(reader, limit)
 
 
 def doors_into(state: State, caller: str) -> list[str]:
@@ -111,7 +129,8 @@ def set_link(state: State, caller: str, callee: str, fault: LinkFault | None,
 
 
 def check_faults(service: str, latency_ms: float, jitter_ms: float, error_rate: float,
-                 clear: bool, to: str | None, duplicate_rate: float) -> None:
+                 clear: bool, to: str | None, duplicate_rate: float,
+                 reorder_rate: float = 0.0, redeliver_rate: float = 0.0) -> None:
     """Refuse what the service would refuse, as one line naming the fix (InvalidArgument)."""
     if to is not None and (to not in NAMES or to == service):
         others = ", ".join(name for name in NAMES if name != service)
@@ -121,19 +140,25 @@ def check_faults(service: str, latency_ms: float, jitter_ms: float, error_rate: 
         raise InvalidArgument(f"{service} calls no other service: put the link on its "
                               f"caller, e.g. msshop chaos query {{to}} {service} "
                               "{error_rate} 1", "to", "error_rate")
-    if duplicate_rate and to != "bus":
-        raise InvalidArgument("{duplicate_rate} is the bus handing out events again: give "
-                              f"it with {{to}} bus, e.g. msshop chaos {service} {{to}} bus "
-                              "{duplicate_rate} 0.3", "duplicate_rate", "to")
+    for name, rate, how in (("duplicate_rate", duplicate_rate, "again"),
+                            ("reorder_rate", reorder_rate, "out of order"),
+                            ("redeliver_rate", redeliver_rate, "again, late")):
+        if rate and to != "bus":
+            raise InvalidArgument(f"{{{name}}} is the bus handing out events {how}: give it with "
+                                  f"{{to}} bus, e.g. msshop chaos {service} {{to}} bus "
+                                  f"{{{name}}} 0.3", name, "to")
+    share = " (a share: 0.3 is 30%)"
     for name, value, high, unit in (("latency_ms", latency_ms, MAX_DELAY_MS, " ms"),
                                     ("jitter_ms", jitter_ms, MAX_DELAY_MS, " ms"),
-                                    ("error_rate", error_rate, 1, " (a share: 0.3 is 30%)"),
-                                    ("duplicate_rate", duplicate_rate, 1,
-                                     " (a share: 0.3 is 30%)")):
+                                    ("error_rate", error_rate, 1, share),
+                                    ("duplicate_rate", duplicate_rate, 1, share),
+                                    ("reorder_rate", reorder_rate, 1, share),
+                                    ("redeliver_rate", redeliver_rate, 1, share)):
         if not 0 <= value <= high:
             raise InvalidArgument(f"{{{name}}} {value:g}: give a value from 0 to {high:,}{unit}",
                                   name)
-    given = latency_ms or jitter_ms or error_rate or duplicate_rate
+    given = (latency_ms or jitter_ms or error_rate or duplicate_rate or reorder_rate
+             or redeliver_rate)
     if clear and given:
         raise InvalidArgument("{clear} removes every fault (with {to}: that link's); give it "
                               "alone", "clear", "to")

@@ -4,7 +4,8 @@ the runner records are when the fault was really there.
 
 A program of your own run as a service takes them too: the process faults by signals to
 its whole process group (a program may have children), the faults on its links at the
-doors of the services it calls, duplicates by the bus for it as a reader (chaos.set_link).
+doors of the services it calls, the delivery faults (duplicates, reorder, late
+redelivery) by the bus for it as a reader (chaos.set_link).
 The requests it answers take none: it serves no /chaos, and that is said before the run.
 """
 
@@ -76,7 +77,9 @@ class Nemesis:
                 "latency": link_fault(latency_ms=fault.ms),
                 "errors": link_fault(error_rate=fault.rate),
                 "partition": link_fault(error_rate=1.0),
-                "duplicates": link_fault(duplicate_rate=fault.rate)}[fault.kind]
+                "duplicates": link_fault(duplicate_rate=fault.rate),
+                "reorder": link_fault(reorder_rate=fault.rate),
+                "redelivery": link_fault(redeliver_rate=fault.rate)}[fault.kind]
             set_link(state, *fault.link, link)
             return
         faults: dict[str, Any] | None = None

@@ -1,0 +1,200 @@
+"""The deliberately broken Service D (tests/programs/broken_service_d.py), run by msshop as
+the query service, shows each defect against msshop's own tools and the log bus's delivery
+faults (issue 25): without --break it passes `msshop verify` under every delivery fault;
+each --break fails where it should, and the bus's delivery journal says what it handed
+out of the ordinary. Real processes throughout: a sandbox, the program, the bus."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from msshop.instruments.client import Refused, ShopClient
+from tests.conftest import ROOT, Sandbox, running_sandbox
+
+PROGRAM = ROOT / "tests" / "programs" / "broken_service_d.py"
+
+
+@contextmanager
+def broken(tmp_path: Path, defect: str | None) -> Iterator[Sandbox]:
+    """A sandbox whose query service is the broken program (`defect` None: correct)."""
+    command = f"{sys.executable} {PROGRAM}" + (f" --break {defect}" if defect else "")
+    with running_sandbox(tmp_path / "sandbox", MSSHOP_QUERY_COMMAND=command) as sandbox:
+        yield sandbox
+
+
+def until(condition: Callable[[], Any], what: str, timeout: float = 10.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if found := condition():
+            return found
+        time.sleep(0.02)
+    raise AssertionError(f"not within {timeout:g} s: {what}")
+
+
+def shop(client: ShopClient, orders: int = 3, more: int = 0) -> None:
+    """Two users, two products, `orders` orders of user 1 and one of user 2 (`more`: a
+    further call, whose two new users have emails of their own)."""
+    for n in (1, 2):
+        client.request("users", "POST", "/users", {"email": f"u{n}-{more}@example.com",
+                                                   "name": f"User {n}"})
+        client.request("products", "POST", "/products", {"title": f"P{n}", "price": 10 * n})
+    for n in range(orders):
+        client.request("orders", "POST", "/orders", {"user_id": 1, "product_id": 1 + n % 2})
+    client.request("orders", "POST", "/orders", {"user_id": 2, "product_id": 1})
+
+
+def verify(sandbox: Sandbox) -> tuple[int, dict[str, Any]]:
+    result = sandbox.run("verify", "--json")
+    return result.returncode, json.loads(result.stdout)
+
+
+def bus_fault(sandbox: Sandbox, *flags: str) -> None:
+    sandbox.run("chaos", "query", "--to", "bus", *flags, check=True)
+
+
+def caught_up(client: ShopClient) -> None:
+    until(lambda: client.health("query")["consumer"]["caught_up"], "caught up")
+
+
+def head_after(client: ShopClient, before: int) -> int:
+    return int(until(lambda: (head := client.bus_head()) > before and head,
+                     "the write reached the bus"))
+
+
+def test_the_correct_one_passes_verify_under_every_delivery_fault(tmp_path: Path) -> None:
+    with broken(tmp_path, None) as sandbox:
+        bus_fault(sandbox, "--duplicate-rate", "0.5", "--reorder-rate", "1",
+                  "--redeliver-rate", "0.5")
+        client = sandbox.client()
+        shop(client, orders=6)
+        for title in ("P1 b", "P1 c", "P1 d"):
+            client.request("products", "PATCH", "/products/1", {"title": title})
+        shop(client, orders=6, more=1)  # more pages: held events are handed over in them
+        code, report = verify(sandbox)
+        assert code == 0, report
+        journal = client.deliveries("query")
+        assert journal["reader"] == "query" and journal["kept"] > 0, journal
+        assert {e["fault"] for e in journal["entries"]} <= {"duplicate", "redelivered",
+                                                            "reordered"}
+
+
+def test_not_idempotent_applies_a_duplicate_again_and_the_journal_names_it(
+        tmp_path: Path) -> None:
+    with broken(tmp_path, "not-idempotent") as sandbox:
+        client = sandbox.client()
+        bus_fault(sandbox, "--duplicate-rate", "1")
+        shop(client, orders=4)
+        shop(client, orders=4, more=1)  # a later page: what was held is handed over again
+        code, report = verify(sandbox)
+        said = json.dumps(report)
+        assert code == 1 and "appears twice" in said, report
+        journal = client.deliveries("query")
+        placed = [e for e in journal["entries"]
+                  if e["fault"] == "duplicate" and e["type"] == "OrderPlaced"]
+        assert placed, journal
+        first = placed[0]
+        assert first["aggregate_type"] == "order" and first["position"] > 0
+        assert first["at"] <= time.time()
+
+
+@pytest.mark.parametrize(("defect", "waits"), [(None, True), ("ignores-after", False)])
+def test_ignores_after_answers_without_the_write_it_was_asked_to_wait_for(
+        tmp_path: Path, defect: str | None, waits: bool) -> None:
+    with broken(tmp_path, defect) as sandbox:
+        client = sandbox.client()
+        shop(client, orders=1)
+        caught_up(client)
+        bus_fault(sandbox, "--error-rate", "1")  # the consumer reads nothing for now:
+        # once its long-poll, open since before the fault, has answered
+        client.request("users", "POST", "/users", {"email": "wake@example.com",
+                                                   "name": "Wake"})
+        until(lambda: client.health("query")["consumer"]["bus_error"], "cut off")
+        before = client.bus_head()
+        client.request("orders", "POST", "/orders", {"user_id": 1, "product_id": 2})
+        after = head_after(client, before)
+        answer = client.exchange("query", "GET", f"/user-orders/1?after={after}&wait_ms=300")
+        if not waits:
+            assert answer[0] == 200 and len(answer[1]["orders"]) == 1, \
+                "answered at once, without the order it was asked to wait for"
+            return
+        assert answer[0] == 503 and "not applied" in answer[1]["error"], answer
+        bus_fault(sandbox, "--clear")
+        status, body = client.exchange("query", "GET",
+                                       f"/user-orders/1?after={after}&wait_ms=5000")
+        assert status == 200 and len(body["orders"]) == 2, body
+
+
+@pytest.mark.parametrize("defect", [None, "ignores-versions"])
+def test_ignores_versions_keeps_a_stale_product_under_reordering(tmp_path: Path,
+                                                                 defect: str | None) -> None:
+    with broken(tmp_path, defect) as sandbox:
+        client = sandbox.client()
+        shop(client, orders=1)
+        caught_up(client)
+        bus_fault(sandbox, "--reorder-rate", "1")
+        # updates of product 1 appended together (the bus gathers a woken reader's page),
+        # then another event, so that they are not the page's last
+        for title in ("P1 v2", "P1 v3", "P1 v4"):
+            client.request("products", "PATCH", "/products/1", {"title": title})
+        client.request("users", "POST", "/users", {"email": "u3@example.com",
+                                                   "name": "User 3"})
+        code, report = verify(sandbox)
+        reordered = [e for e in client.deliveries("query")["entries"]
+                     if e["fault"] == "reordered"]
+        assert reordered and {e["aggregate_id"] for e in reordered} == {1}, reordered
+        if defect is None:
+            assert code == 0, report
+        else:
+            assert code == 1 and "'P1 v4'" in json.dumps(report), report
+
+
+@pytest.mark.parametrize(("defect", "calls"), [(None, 1), ("n-plus-one", 4)])
+def test_n_plus_one_asks_products_once_per_order(tmp_path: Path, defect: str | None,
+                                                 calls: int) -> None:
+    with broken(tmp_path, defect) as sandbox:
+        client = sandbox.client()
+        shop(client, orders=4)
+        trace = "ab" * 16
+        status, answer = client.exchange(
+            "query", "GET", "/user-orders/1?strategy=direct-call",
+            headers={"traceparent": f"00-{trace}-{'cd' * 8}-01"})
+        assert status == 200 and len(answer["orders"]) == 4, answer
+        spans = [s for s in client.spans("products", trace) if s["kind"] == "server"]
+        assert len(spans) == calls, spans
+
+
+def test_slow_takes_50_ms_more_per_answer(tmp_path: Path) -> None:
+    with broken(tmp_path, "slow") as sandbox:
+        client = sandbox.client()
+        shop(client, orders=1)
+        caught_up(client)
+        started = time.monotonic()
+        for _ in range(5):
+            answer = client.user_orders(1, "replicated")
+            assert not isinstance(answer, Refused), answer
+        assert (time.monotonic() - started) / 5 >= 0.05
+
+
+def test_the_journal_is_the_owners_and_names_a_reader(tmp_path: Path) -> None:
+    with broken(tmp_path, None) as sandbox:
+        client = sandbox.client()
+        status, answer = client.exchange("bus", "GET", "/chaos/deliveries?reader=query")
+        assert status == 401, answer
+        refused = sandbox.run("chaos", "query", "--to", "users", "--reorder-rate", "0.3")
+        assert refused.returncode == 2
+        assert "--reorder-rate is the bus handing out events out of order: give it with " \
+               "--to bus" in refused.stderr
+        status, answer = client.exchange("bus", "GET", "/chaos/deliveries?reader=nobody",
+                                         headers={"authorization": "Bearer "
+                                                  + sandbox.state.token})
+        assert status == 422 and "name a program of your own" in answer["error"], answer
+        assert client.deliveries("query") == {"reader": "query", "entries": [], "kept": 0,
+                                              "dropped": 0}
