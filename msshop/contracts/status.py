@@ -66,6 +66,19 @@ class DeliveryJournal(TypedDict):
     dropped: int
 
 
+class CrashedWhileApplying(TypedDict):
+    """Where a service was SIGKILLed while its consumer applied a backlog (the nemesis's
+    crash-applying fault, instruments/chaos.py's crash_while_applying)."""
+
+    service: str
+    start: int  # the position it had applied when the backlog was published
+    position: int  # the position its /health said last, just before the kill
+    head: int  # the backlog's end on the bus
+    while_applying: bool  # start < position < head: killed mid-backlog
+    attempts: int  # backlogs published until one was caught mid-way
+    at: float  # unix seconds of the kill
+
+
 class ChaosState(TypedDict):
     """Faults injected into a service (POST /chaos): into the requests it answers, and
     (`links`, by callee, only where there is a fault) into the calls it makes."""

@@ -14,11 +14,21 @@ check the sandbox's token, which only the sandbox's owner can read.
 
 from __future__ import annotations
 
+import contextlib
+import time
+
 from msshop.contracts.config import Settings
-from msshop.contracts.errors import InvalidArgument, SandboxError, ServiceError, UsageError
+from msshop.contracts.errors import (
+    InvalidArgument,
+    MsshopError,
+    SandboxError,
+    ServiceError,
+    UsageError,
+)
 from msshop.contracts.shop import ChaosAnswer, Trespassed
 from msshop.contracts.status import (
     ChaosState,
+    CrashedWhileApplying,
     DeliveryJournal,
     LinkFault,
     TrespassTry,
@@ -67,6 +77,78 @@ def deliveries(settings: Settings, reader: str, limit: int = 10_000) -> Delivery
         raise UsageError("the delivery journal is the log bus's; this sandbox's bus is "
                          f"{state.bus.backend}: start one with --bus log for it")
     return ShopClient(state).deliveries(reader, limit)
+
+
+BACKLOG = 1500  # orders in a crash-applying backlog: more than one page of every reader's
+SLOW_READS_MS = 100  # the consumer's reads of the backlog slowed so, to be caught mid-way
+
+
+def crash_while_applying(settings: Settings, service: str = "query", backlog: int = BACKLOG,
+                         attempts: int = 3, timeout: float = 20.0) -> CrashedWhileApplying:
+    """SIGKILL `service` while its consumer applies a backlog: publish `backlog` orders
+    (of a user and a product made for it), then kill it as soon as its /health position
+    is past where it was and short of the backlog's end. Its reads of the bus are slowed
+    meanwhile (its link's faults put back after), so each page's position shows. Tried
+    again with another backlog, `attempts` in all, if the whole one was applied between
+    two looks; the record says where it was killed. Not started again: the caller does."""
+    state = lifecycle.running_state(settings)
+    lifecycle.check_service(service, state)
+    client = ShopClient(state, timeout=10)
+    before = link_now(client, state, service, "bus")
+    set_link(state, service, "bus", link_fault(latency_ms=SLOW_READS_MS))
+    try:
+        mark = f"crash-{time.time_ns()}"
+        user = client.signup(f"{mark}@example.com", "Crash Test")
+        created = client.add_batch("products", [{"sku": mark, "title": "Crash test",
+                                                 "price": 1.0, "stock": 1}])
+        product = created.get("ids", [0])[0]
+        for attempt in range(1, attempts + 1):
+            start = consumer_position(client, service)
+            head = client.bus_head()
+            orders = [{"user_id": user["id"], "product_id": product, "quantity": 1,
+                       "request_id": f"{mark}-{attempt}-{n}"} for n in range(backlog)]
+            client.add_batch("orders", orders)
+            head += backlog  # at least: the workload may be writing too
+            position = poll_until_past(client, service, start, timeout)
+            if start < position < head or attempt == attempts:
+                lifecycle.kill(settings, service)
+                return {"service": service, "start": start, "position": position,
+                        "head": head, "while_applying": start < position < head,
+                        "attempts": attempt, "at": time.time()}
+        raise AssertionError("unreachable: the last attempt kills")
+    finally:
+        with contextlib.suppress(MsshopError):  # a killed program's door is still there
+            set_link(lifecycle.running_state(settings), service, "bus", before)
+        client.close()
+
+
+def consumer_position(client: ShopClient, service: str) -> int:
+    consumer = client.health(service).get("consumer")
+    if consumer is None:
+        raise UsageError(f"{service} has no consumer to crash while it applies; name the "
+                         "query service")
+    return int(consumer["position"])
+
+
+def poll_until_past(client: ShopClient, service: str, start: int, timeout: float) -> int:
+    """The consumer's position once it is past `start` (looking every 2 ms)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        position = consumer_position(client, service)
+        if position > start:
+            return position
+        time.sleep(0.002)
+    raise SandboxError(f"{service} applied nothing of the backlog within {timeout:g} s; "
+                       f"see: msshop status")
+
+
+def link_now(client: ShopClient, state: State, caller: str, callee: str) -> LinkFault | None:
+    """The faults on the link caller -> callee now, wherever kept (None: none)."""
+    if state.services[caller].kind == EXECUTABLE:
+        chaos = client.health(callee).get("chaos")
+        return (chaos.get("doors") or {}).get(caller) if chaos else None
+    chaos = client.health(caller).get("chaos")
+    return (chaos.get("links") or {}).get(callee) if chaos else None
 
 
 def doors_into(state: State, caller: str) -> list[str]:

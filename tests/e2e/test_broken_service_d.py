@@ -16,7 +16,11 @@ from typing import Any
 
 import pytest
 
+from msshop.contracts.config import load
+from msshop.contracts.status import CrashedWhileApplying
+from msshop.instruments.chaos import crash_while_applying
 from msshop.instruments.client import Refused, ShopClient
+from msshop.runtime.orchestrator import lifecycle
 from tests.conftest import ROOT, Sandbox, running_sandbox
 
 PROGRAM = ROOT / "tests" / "programs" / "broken_service_d.py"
@@ -198,3 +202,38 @@ def test_the_journal_is_the_owners_and_names_a_reader(tmp_path: Path) -> None:
         assert status == 422 and "name a program of your own" in answer["error"], answer
         assert client.deliveries("query") == {"reader": "query", "entries": [], "kept": 0,
                                               "dropped": 0}
+
+
+def crash_and_start(sandbox: Sandbox) -> CrashedWhileApplying:
+    """The nemesis's crash-applying, then the start that heals it."""
+    settings = load(env=sandbox.env)
+    crashed = crash_while_applying(settings, backlog=1500)
+    assert sandbox.state.services["query"].status != "running"
+    lifecycle.start(settings, "query")
+    return crashed
+
+
+@pytest.mark.parametrize("own", [True, False], ids=["msshop's", "broken without --break"])
+def test_a_crash_while_applying_leaves_nothing_applied_twice_or_skipped(
+        tmp_path: Path, own: bool) -> None:
+    with running_sandbox(tmp_path / "sandbox") if own else broken(tmp_path, None) as sandbox:
+        shop(sandbox.client(), orders=2)
+        crashed = crash_and_start(sandbox)
+        assert crashed["while_applying"], crashed
+        assert crashed["start"] < crashed["position"] < crashed["head"], crashed
+        code, report = verify(sandbox)
+        assert code == 0 and report["orders"] >= 1500 + 3, report
+
+
+def test_position_outside_the_transaction_applies_a_page_twice_after_a_crash(
+        tmp_path: Path) -> None:
+    with broken(tmp_path, "position-outside") as sandbox:
+        shop(sandbox.client(), orders=2)
+        for _ in range(3):  # each crash lands in the pause with near certainty; bounded
+            crashed = crash_and_start(sandbox)
+            assert crashed["while_applying"], crashed
+            code, report = verify(sandbox)
+            if code == 1:
+                break
+        said = json.dumps(report)
+        assert code == 1 and "appears twice" in said, report

@@ -16,8 +16,8 @@ from typing import Any, cast
 
 from msshop.contracts.config import Settings
 from msshop.contracts.errors import UsageError
-from msshop.contracts.status import LinkFault, link_fault
-from msshop.instruments.chaos import EXECUTABLE, no_door, set_link
+from msshop.contracts.status import CrashedWhileApplying, LinkFault, link_fault
+from msshop.instruments.chaos import EXECUTABLE, crash_while_applying, no_door, set_link
 from msshop.instruments.client import ShopClient
 from msshop.instruments.experiments.scenario import Fault
 from msshop.runtime.orchestrator import lifecycle
@@ -26,6 +26,7 @@ from msshop.runtime.orchestrator import lifecycle
 class Nemesis:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.crashes: list[CrashedWhileApplying] = []  # each crash-applying, where it hit
 
     def check(self, fault: Fault) -> None:
         """Refuse, before the run, a fault this sandbox cannot take."""
@@ -48,6 +49,8 @@ class Nemesis:
             self._chaos(fault, heal=False)
         elif fault.kind == "kill":
             lifecycle.kill(self.settings, fault.target)
+        elif fault.kind == "crash-applying":
+            self.crashes.append(crash_while_applying(self.settings, fault.target))
         elif fault.kind == "stop":
             lifecycle.command(self.settings, "stop", fault.target)
         elif fault.kind == "pause":
@@ -58,7 +61,7 @@ class Nemesis:
     def heal(self, fault: Fault) -> None:
         if fault.link is not None:
             self._chaos(fault, heal=True)
-        elif fault.kind in ("kill", "stop"):
+        elif fault.kind in ("kill", "crash-applying", "stop"):
             lifecycle.start(self.settings, fault.target)
         elif fault.kind == "pause":
             self._signal(fault.target, signal.SIGCONT)

@@ -35,6 +35,8 @@ from msshop.instruments.shipped import toml_files
 # kind -> (what it does, where it acts: "service", "link" or "either")
 KINDS: dict[str, tuple[str, str]] = {
     "kill": ("SIGKILL, as a crash would; started again at the end", "service"),
+    "crash-applying": ("a backlog of orders published, and the query service SIGKILLed "
+                       "while it applies them; started again at the end", "service"),
     "stop": ("stopped cleanly (SIGTERM); started again at the end", "service"),
     "pause": ("SIGSTOP: frozen, sockets open; SIGCONT at the end", "service"),
     "latency": ("every request (or every call on the link) waits `ms` first", "either"),
@@ -77,7 +79,8 @@ class Fault:
     @property
     def label(self) -> str:
         """How a chart names it, e.g. "products killed", "query->bus partitioned"."""
-        words = {"kill": "killed", "stop": "stopped", "pause": "paused",
+        words = {"kill": "killed", "crash-applying": "killed while applying",
+                 "stop": "stopped", "pause": "paused",
                  "latency": f"+{self.ms:g} ms", "errors": f"{self.rate:.0%} errors",
                  "partition": "partitioned", "duplicates": "duplicates",
                  "reorder": "reordered", "redelivery": "redelivered late"}
@@ -208,6 +211,9 @@ def _fault(raw: dict[str, Any], seconds: float, where: str) -> Fault:
     elif target not in NAMES:
         raise UsageError(f"{where}.target {target!r} is not a service; choose from: "
                          + ", ".join(NAMES))
+    elif kind == "crash-applying" and target != "query":
+        raise UsageError(f"{where}.target {target!r}: crash-applying kills the service "
+                         "that applies the bus's events; give \"query\"")
     start = _in_range(f"{where}.start", raw["start"], 0, seconds)
     end = _in_range(f"{where}.end", raw["end"], 0, seconds)
     if end <= start:
