@@ -21,7 +21,7 @@ from msshop.contracts.status import CrashedWhileApplying
 from msshop.instruments.chaos import crash_while_applying
 from msshop.instruments.client import Refused, ShopClient
 from msshop.runtime.orchestrator import lifecycle
-from tests.conftest import ROOT, Sandbox, running_sandbox
+from tests.conftest import ROOT, Sandbox, msshop, running_sandbox, sandbox_env
 
 PROGRAM = ROOT / "tests" / "programs" / "broken_service_d.py"
 
@@ -237,3 +237,26 @@ def test_position_outside_the_transaction_applies_a_page_twice_after_a_crash(
                 break
         said = json.dumps(report)
         assert code == 1 and "appears twice" in said, report
+
+
+@pytest.mark.parametrize("program", [None, "broken"])
+def test_an_experiment_with_the_new_kinds_stays_valid_for_a_correct_consumer(
+        tmp_path: Path, program: str | None) -> None:
+    """The scenario kinds reorder, redelivery and crash-applying, run by the nemesis on
+    msshop's own query service and on the broken one without --break: valid."""
+    mine = tmp_path / "mine.toml"
+    mine.write_text('name = "mine"\ntitle = "One idea at a time"\nseconds = 20\n'
+                    '[[faults]]\nkind = "reorder"\ntarget = "query->bus"\nrate = 1\n'
+                    'start = 2\nend = 8\n'
+                    '[[faults]]\nkind = "redelivery"\ntarget = "query->bus"\nrate = 0.5\n'
+                    'start = 2\nend = 8\n'
+                    '[[faults]]\nkind = "crash-applying"\ntarget = "query"\n'
+                    'start = 10\nend = 14\n')
+    env = {"MSSHOP_QUERY_COMMAND": f"{sys.executable} {PROGRAM}"} if program else {}
+    environment = sandbox_env(tmp_path / "unused", TMPDIR=str(tmp_path), **env)
+    result = msshop("experiment", str(mine), "--seconds", "6", "--json", env=environment,
+                    timeout=120)
+    report = json.loads(result.stdout)
+    assert result.returncode == 0, (report["outcome"], result.stderr)
+    assert [f["label"] for f in report["faults"]] == [
+        "query->bus reordered", "query->bus redelivered late", "query killed while applying"]

@@ -35,10 +35,10 @@ from msshop.instruments.shipped import toml_files
 # kind -> (what it does, where it acts: "service", "link" or "either")
 KINDS: dict[str, tuple[str, str]] = {
     "kill": ("SIGKILL, as a crash would; started again at the end", "service"),
-    "crash-applying": ("a backlog of orders published, and the query service SIGKILLed "
-                       "while it applies them; started again at the end", "service"),
     "stop": ("stopped cleanly (SIGTERM); started again at the end", "service"),
     "pause": ("SIGSTOP: frozen, sockets open; SIGCONT at the end", "service"),
+    "crash-applying": ("a backlog of orders published, and the query service SIGKILLed "
+                       "while it applies them; started again at the end", "service"),
     "latency": ("every request (or every call on the link) waits `ms` first", "either"),
     "errors": ("a share (`rate`) of requests or calls fail", "either"),
     "partition": ("the caller cannot reach the callee; nothing else changes", "link"),
