@@ -90,3 +90,23 @@ def test_our_own_consumer_gets_them_through_its_linked_bus() -> None:
     links.set("bus", None)
     assert [item.position for item in asyncio.run(linked.read(0, 100)).events] == [
         1, 2, 3, 4, 5], "cleared: as the bus says"
+
+
+def test_with_a_reorder_rate_a_woken_long_poll_gathers_what_follows() -> None:
+    """Updates made one after another reach a long-polling consumer together (the log bus
+    does the same for a program of your own), so there is something to reorder."""
+    bus = MemoryBus()
+    links = Links("query")
+    links.set("bus", link_fault(reorder_rate=1.0))
+    linked = LinkedBus(bus, links, random.Random(5))
+
+    async def scenario() -> list[Delivered]:
+        reading = asyncio.create_task(linked.read(0, 100, wait=5.0))
+        for body in (product(1), product(2), product(3), user(1)):
+            await bus.append([body])
+            await asyncio.sleep(0.01)
+        return (await reading).events
+
+    page = asyncio.run(scenario())
+    assert [item.position for item in page][-1] == 4
+    assert [v for _, v in versions(page)][:3] == [3, 2, 1], "gathered, then reordered"

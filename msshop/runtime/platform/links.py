@@ -43,6 +43,9 @@ from msshop.contracts.status import (
 
 BUS = "bus"
 REDELIVERY_BUFFER = 1000  # events held for handing over again: a bounded memory
+# with a reorder rate, a long-polling reader's page is gathered this long after it is
+# woken, so that updates appended one by one arrive together, with something to reorder
+REORDER_GATHER = 0.1
 Item = TypeVar("Item")
 
 
@@ -241,6 +244,11 @@ class LinkedBus:
         if page.log != self._again_log:  # a replaced log: its old events mean nothing now
             self._again.clear()
             self._again_log = page.log
+        if fault.get("reorder_rate") and wait and page.events and len(page.events) < limit:
+            await asyncio.sleep(REORDER_GATHER)  # as the log bus gathers a reader's page
+            more = await self.bus.read(page.events[-1].position, limit - len(page.events))
+            if more.log == page.log:
+                page = Page(max(page.head, more.head), [*page.events, *more.events], page.log)
         return Page(page.head, self._again.handed(page.events, fault)[0], page.log)
 
     async def head(self) -> int:

@@ -45,7 +45,13 @@ from msshop.runtime.platform.app import ServiceApp, service_app
 from msshop.runtime.platform.context import ServiceContext
 from msshop.runtime.platform.db import StartupFailed, transaction
 from msshop.runtime.platform.http import HttpError, json_response, read_json
-from msshop.runtime.platform.links import Doors, Misdelivery, delivery_faults, envelope_of
+from msshop.runtime.platform.links import (
+    REORDER_GATHER,
+    Doors,
+    Misdelivery,
+    delivery_faults,
+    envelope_of,
+)
 from msshop.runtime.platform.openapi import Endpoint, Param
 
 MIGRATIONS = [
@@ -95,9 +101,6 @@ MIGRATIONS = [
 ]
 MAX_WAIT = 30.0
 JOURNAL_SIZE = 10_000  # misdeliveries kept per reader: a bounded memory
-# with reorder_rate, a long-polling reader's page is gathered this long after it is woken,
-# so that updates appended one by one arrive together, with something to reorder
-REORDER_GATHER = 0.1
 #: what POST /events takes (decoded by decode_batch, which says which event is wrong)
 Batch = Annotated[list[Event], msgspec.Meta(min_length=1, max_length=MAX_BATCH)]
 _raw_list = msgspec.json.Decoder(list[msgspec.Raw])
