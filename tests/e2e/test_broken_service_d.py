@@ -202,6 +202,17 @@ def test_the_journal_is_the_owners_and_names_a_reader(tmp_path: Path) -> None:
         assert status == 422 and "name a program of your own" in answer["error"], answer
         assert client.deliveries("query") == {"reader": "query", "entries": [], "kept": 0,
                                               "dropped": 0}
+        said = sandbox.run("chaos", "query", "--to", "bus", "--reorder-rate", "0.3",
+                           "--redeliver-rate", "0.2", check=True,
+                           env_extra={"COLUMNS": "80"}).stdout
+        assert "30% of the updates read together handed newest first" in said, said
+        assert "20% of the events read handed over again, late" in said, said
+        assert all(len(line) <= 80 for line in said.splitlines()), said
+        status = sandbox.run("status", "--json", check=True).stdout
+        bus = next(s for s in json.loads(status)["services"] if s["name"] == "bus")
+        assert bus["chaos"]["doors"]["query"] == {
+            "latency_ms": 0, "jitter_ms": 0, "error_rate": 0, "duplicate_rate": 0,
+            "reorder_rate": 0.3, "redeliver_rate": 0.2}
 
 
 def crash_and_start(sandbox: Sandbox) -> CrashedWhileApplying:
