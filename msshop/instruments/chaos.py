@@ -94,8 +94,13 @@ def crash_while_applying(settings: Settings, service: str = "query", backlog: in
     state = lifecycle.running_state(settings)
     lifecycle.check_service(service, state)
     client = ShopClient(state, timeout=10)
-    before = link_now(client, state, service, "bus")
-    set_link(state, service, "bus", link_fault(latency_ms=SLOW_READS_MS))
+    # a program of your own's reads are slowed at the log bus's door for it (on NATS there
+    # is none: its backlog is caught mid-way by looking often, or on another attempt)
+    slowed = state.services[service].kind != EXECUTABLE or no_door(state, service, "bus") \
+        is None
+    before = link_now(client, state, service, "bus") if slowed else None
+    if slowed:
+        set_link(state, service, "bus", link_fault(latency_ms=SLOW_READS_MS))
     try:
         mark = f"crash-{time.time_ns()}"
         user = client.signup(f"{mark}@example.com", "Crash Test")
@@ -115,10 +120,11 @@ def crash_while_applying(settings: Settings, service: str = "query", backlog: in
                 return {"service": service, "start": start, "position": position,
                         "head": head, "while_applying": start < position < head,
                         "attempts": attempt, "at": time.time()}
-        raise AssertionError("unreachable: the last attempt kills")
+        raise UsageError(f"crash-applying: give at least one attempt, not {attempts}")
     finally:
-        with contextlib.suppress(MsshopError):  # a killed program's door is still there
-            set_link(lifecycle.running_state(settings), service, "bus", before)
+        if slowed:  # a killed program's door is still there; our own's links died with it
+            with contextlib.suppress(MsshopError):
+                set_link(lifecycle.running_state(settings), service, "bus", before)
         client.close()
 
 

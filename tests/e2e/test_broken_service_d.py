@@ -224,10 +224,12 @@ def crash_and_start(sandbox: Sandbox) -> CrashedWhileApplying:
     return crashed
 
 
-@pytest.mark.parametrize("own", [True, False], ids=["msshop's", "broken without --break"])
+@pytest.mark.parametrize(("own", "backend"), [(True, "log"), (True, "nats"), (False, "log")],
+                         ids=["msshop's", "msshop's on nats", "broken without --break"])
 def test_a_crash_while_applying_leaves_nothing_applied_twice_or_skipped(
-        tmp_path: Path, own: bool) -> None:
-    with running_sandbox(tmp_path / "sandbox") if own else broken(tmp_path, None) as sandbox:
+        tmp_path: Path, own: bool, backend: str) -> None:
+    with running_sandbox(tmp_path / "sandbox", MSSHOP_BUS_BACKEND=backend) if own \
+            else broken(tmp_path, None) as sandbox:
         shop(sandbox.client(), orders=2)
         crashed = crash_and_start(sandbox)
         assert crashed["while_applying"], crashed
