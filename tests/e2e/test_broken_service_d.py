@@ -273,3 +273,15 @@ def test_an_experiment_with_the_new_kinds_stays_valid_for_a_correct_consumer(
     assert result.returncode == 0, (report["outcome"], result.stderr)
     assert [f["label"] for f in report["faults"]] == [
         "query->bus reordered", "query->bus redelivered late", "query killed while applying"]
+
+
+def test_not_idempotent_makes_the_duplicates_experiment_invalid(tmp_path: Path) -> None:
+    environment = sandbox_env(
+        tmp_path / "unused", TMPDIR=str(tmp_path),
+        MSSHOP_QUERY_COMMAND=f"{sys.executable} {PROGRAM} --break not-idempotent")
+    result = msshop("experiment", "duplicates", "--seconds", "4", "--json", env=environment,
+                    timeout=120)
+    report = json.loads(result.stdout)
+    assert result.returncode == 1, (report["outcome"], result.stderr)
+    assert report["outcome"]["verdict"] == "invalid"
+    assert "is in the read model 2 times" in json.dumps(report["outcome"]), report["outcome"]
