@@ -2,7 +2,10 @@
 the query service, shows each defect against msshop's own tools and the log bus's delivery
 faults (issue 25): without --break it passes `msshop verify` under every delivery fault;
 each --break fails where it should, and the bus's delivery journal says what it handed
-out of the ordinary. Real processes throughout: a sandbox, the program, the bus."""
+out of the ordinary. The crash-while-applying fault (chaos.crash_while_applying, the
+nemesis's crash-applying) is survived by msshop's own query service and the correct
+program, and shows position-outside applying a page twice. Real processes throughout: a
+sandbox, the program, the bus (and a nats-server for one)."""
 
 from __future__ import annotations
 
@@ -208,8 +211,8 @@ def test_the_journal_is_the_owners_and_names_a_reader(tmp_path: Path) -> None:
         assert "30% of the updates read together handed newest first" in said, said
         assert "20% of the events read handed over again, late" in said, said
         assert all(len(line) <= 80 for line in said.splitlines()), said
-        status = sandbox.run("status", "--json", check=True).stdout
-        bus = next(s for s in json.loads(status)["services"] if s["name"] == "bus")
+        shown = sandbox.run("status", "--json", check=True).stdout
+        bus = next(s for s in json.loads(shown)["services"] if s["name"] == "bus")
         assert bus["chaos"]["doors"]["query"] == {
             "latency_ms": 0, "jitter_ms": 0, "error_rate": 0, "duplicate_rate": 0,
             "reorder_rate": 0.3, "redeliver_rate": 0.2}
