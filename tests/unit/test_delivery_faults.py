@@ -13,12 +13,14 @@ import msgspec
 from msshop.contracts import events
 from msshop.contracts.events import Delivered
 from msshop.runtime.platform.links import (
+    Doors,
     LinkedBus,
     Links,
     Misdelivery,
     delivered_aggregate,
     link_fault,
 )
+from msshop.runtime.services.bus import JOURNAL_SIZE, Deliveries
 from tests.fakes import MemoryBus
 
 
@@ -110,3 +112,30 @@ def test_with_a_reorder_rate_a_woken_long_poll_gathers_what_follows() -> None:
     page = asyncio.run(scenario())
     assert [item.position for item in page][-1] == 4
     assert [v for _, v in versions(page)][:3] == [3, 2, 1], "gathered, then reordered"
+
+
+def test_the_bus_journal_names_each_misdelivery_and_stays_bounded() -> None:
+    """The log bus's Deliveries, per reader: each event handed again is in the journal with
+    its type, aggregate and position; the oldest go past JOURNAL_SIZE, counted."""
+    doors = Doors("bus", {"query": 40001})
+    deliveries = Deliveries(doors)
+    assert deliveries.for_reader("query") is None, "no fault: rows handed as they are"
+    doors.set("query", link_fault(duplicate_rate=1.0))
+    rows = [(n, user(n)) for n in range(1, 1001)]
+    handed = deliveries.for_reader("query")
+    assert handed is not None
+    assert handed(rows[:1]) == rows[:1] and deliveries.journal("query", 10)["kept"] == 0
+    again = handed(rows[1:2])
+    assert sorted(again) == rows[:2]
+    (entry,) = deliveries.journal("query", 10)["entries"]
+    assert entry["fault"] == "duplicate" and entry["position"] == 1
+    assert (entry["type"], entry["aggregate_type"], entry["aggregate_id"]) == (
+        "UserSignedUp", "user", 1)
+    for _ in range(11):
+        handed(rows)
+    journal = deliveries.journal("query", 5)
+    assert journal["kept"] == JOURNAL_SIZE and journal["dropped"] > 0
+    assert len(journal["entries"]) == 5
+    doors.set("query", None)
+    assert deliveries.for_reader("query") is None
+    assert deliveries.journal("query", 1)["kept"] == JOURNAL_SIZE, "evidence outlives it"
