@@ -21,6 +21,7 @@ import pytest
 
 from msshop.contracts.config import load
 from msshop.contracts.status import CrashedWhileApplying
+from msshop.instruments import checking
 from msshop.instruments.chaos import crash_while_applying
 from msshop.instruments.client import Refused, ShopClient
 from msshop.runtime.orchestrator import lifecycle
@@ -68,7 +69,17 @@ def bus_fault(sandbox: Sandbox, *flags: str) -> None:
 
 
 def caught_up(client: ShopClient) -> None:
-    until(lambda: client.health("query")["consumer"]["caught_up"], "caught up")
+    """Outboxes empty and the bus's head applied, as msshop's wait sees it (the bus asked
+    for its head: a program's own caught_up is stale while a page is on its way)."""
+    checking.caught_up(client, timeout=10)
+
+
+def cut_off(sandbox: Sandbox, client: ShopClient) -> None:
+    """A partition between the query service and the bus, once it holds: the consumer's
+    long-poll, open since before the fault, answered (by a write) and the next refused."""
+    bus_fault(sandbox, "--error-rate", "1")
+    client.request("users", "POST", "/users", {"email": "wake@example.com", "name": "Wake"})
+    until(lambda: client.health("query")["consumer"]["bus_error"], "cut off")
 
 
 def head_after(client: ShopClient, before: int) -> int:
@@ -119,11 +130,7 @@ def test_ignores_after_answers_without_the_write_it_was_asked_to_wait_for(
         client = sandbox.client()
         shop(client, orders=1)
         caught_up(client)
-        bus_fault(sandbox, "--error-rate", "1")  # the consumer reads nothing for now:
-        # once its long-poll, open since before the fault, has answered
-        client.request("users", "POST", "/users", {"email": "wake@example.com",
-                                                   "name": "Wake"})
-        until(lambda: client.health("query")["consumer"]["bus_error"], "cut off")
+        cut_off(sandbox, client)
         before = client.bus_head()
         client.request("orders", "POST", "/orders", {"user_id": 1, "product_id": 2})
         after = head_after(client, before)
@@ -146,13 +153,14 @@ def test_ignores_versions_keeps_a_stale_product_under_reordering(tmp_path: Path,
         client = sandbox.client()
         shop(client, orders=1)
         caught_up(client)
-        bus_fault(sandbox, "--reorder-rate", "1")
-        # updates of product 1 appended together (the bus gathers a woken reader's page),
-        # then another event, so that they are not the page's last
-        for title in ("P1 v2", "P1 v3", "P1 v4"):
+        cut_off(sandbox, client)  # so that what follows waits, and comes in one page:
+        before = client.bus_head()
+        for title in ("P1 v2", "P1 v3", "P1 v4"):  # updates of product 1, then another
             client.request("products", "PATCH", "/products/1", {"title": title})
         client.request("users", "POST", "/users", {"email": "u3@example.com",
-                                                   "name": "User 3"})
+                                                   "name": "User 3"})  # (not the last)
+        until(lambda: client.bus_head() >= before + 4, "all four on the bus")
+        bus_fault(sandbox, "--reorder-rate", "1")  # in place of the partition
         code, report = verify(sandbox)
         reordered = [e for e in client.deliveries("query")["entries"]
                      if e["fault"] == "reordered"]
@@ -288,3 +296,28 @@ def test_not_idempotent_makes_the_duplicates_experiment_invalid(tmp_path: Path) 
     assert result.returncode == 1, (report["outcome"], result.stderr)
     assert report["outcome"]["verdict"] == "invalid"
     assert "is in the read model 2 times" in json.dumps(report["outcome"]), report["outcome"]
+
+
+def test_a_live_readers_page_is_gathered_so_that_updates_made_one_by_one_are_reordered(
+        tmp_path: Path) -> None:
+    """With a reorder rate the log bus holds a woken long-poll 100 ms, so updates made one
+    after another reach a caught-up program together: reordered (bounded rounds, as a
+    loaded machine may be slower than 100 ms between two of them)."""
+    with broken(tmp_path, None) as sandbox:
+        client = sandbox.client()
+        shop(client, orders=1)
+        caught_up(client)
+        bus_fault(sandbox, "--reorder-rate", "1")
+        for round_ in range(5):
+            for n in (1, 2):
+                client.request("products", "PATCH", "/products/1",
+                               {"title": f"P1 r{round_}-{n}"})
+            client.request("users", "POST", "/users", {"email": f"r{round_}@example.com",
+                                                       "name": "R"})
+            caught_up(client)
+            if client.deliveries("query")["kept"]:
+                break
+        (first, second) = client.deliveries("query")["entries"][:2]
+        assert first["fault"] == second["fault"] == "reordered"
+        assert first["aggregate_version"] > second["aggregate_version"], "newest first"
+        assert verify(sandbox)[0] == 0
