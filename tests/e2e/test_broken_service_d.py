@@ -104,11 +104,13 @@ def test_the_correct_one_passes_verify_under_every_delivery_fault(tmp_path: Path
                                                             "reordered"}
 
 
+@pytest.mark.parametrize(("flag", "fault"), [("--duplicate-rate", "duplicate"),
+                                             ("--redeliver-rate", "redelivered")])
 def test_not_idempotent_applies_a_duplicate_again_and_the_journal_names_it(
-        tmp_path: Path) -> None:
+        tmp_path: Path, flag: str, fault: str) -> None:
     with broken(tmp_path, "not-idempotent") as sandbox:
         client = sandbox.client()
-        bus_fault(sandbox, "--duplicate-rate", "1")
+        bus_fault(sandbox, flag, "1")
         shop(client, orders=4)
         shop(client, orders=4, more=1)  # a later page: what was held is handed over again
         code, report = verify(sandbox)
@@ -116,7 +118,7 @@ def test_not_idempotent_applies_a_duplicate_again_and_the_journal_names_it(
         assert code == 1 and "appears twice" in said, report
         journal = client.deliveries("query")
         placed = [e for e in journal["entries"]
-                  if e["fault"] == "duplicate" and e["type"] == "OrderPlaced"]
+                  if e["fault"] == fault and e["type"] == "OrderPlaced"]
         assert placed, journal
         first = placed[0]
         assert first["aggregate_type"] == "order" and first["position"] > 0
