@@ -28,6 +28,14 @@ def chaos(
         0, "--duplicate-rate", metavar="P",
         help="With --to bus: hand this share of the events read over again, later and out "
              "of order (0..1)."),
+    reorder_rate: float = typer.Option(
+        0, "--reorder-rate", metavar="P",
+        help="With --to bus: hand this share of a page's products (or users) with several "
+             "updates in it those updates newest first (0..1)."),
+    redeliver_rate: float = typer.Option(
+        0, "--redeliver-rate", metavar="P",
+        help="With --to bus: hand this share of the events read over again once, at the "
+             "start of a later page (0..1)."),
     clear: bool = typer.Option(False, "--clear",
                                help="Remove every fault (with --to: that link's)."),
     as_json: bool = json_option("Print the answer as JSON."),
@@ -42,7 +50,7 @@ def chaos(
 
     with flags(latency_ms="--latency", jitter_ms="--jitter"):
         answer = faults.inject(settings(ctx), service, latency, jitter, error_rate, clear, to,
-                               duplicate_rate)
+                               duplicate_rate, reorder_rate, redeliver_rate)
     emit(Outcome(answer, lambda out: render.chaos(out, service, answer, to)), as_json)
 
 

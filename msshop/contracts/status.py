@@ -17,13 +17,66 @@ class LinkFault(TypedDict):
     jitter_ms: float  # and up to this much more, at random
     error_rate: float  # the share of calls failed as if the callee were unreachable
     duplicate_rate: float  # to the bus only: the share of events read handed over again
+    # to the bus only, and only when not 0 (so a link without them reads as before):
+    # the share of a page's updates of one aggregate handed newest first
+    reorder_rate: NotRequired[float]
+    # the share of events read handed over again, once, at the start of a later page
+    redeliver_rate: NotRequired[float]
 
 
 def link_fault(latency_ms: float = 0.0, jitter_ms: float = 0.0, error_rate: float = 0.0,
-               duplicate_rate: float = 0.0) -> LinkFault:
+               duplicate_rate: float = 0.0, reorder_rate: float = 0.0,
+               redeliver_rate: float = 0.0) -> LinkFault:
     """A link's faults, each left out 0 (Links, and the CLI and nemesis that set them)."""
-    return {"latency_ms": latency_ms, "jitter_ms": jitter_ms, "error_rate": error_rate,
-            "duplicate_rate": duplicate_rate}
+    fault: LinkFault = {"latency_ms": latency_ms, "jitter_ms": jitter_ms,
+                        "error_rate": error_rate, "duplicate_rate": duplicate_rate}
+    if reorder_rate:
+        fault["reorder_rate"] = reorder_rate
+    if redeliver_rate:
+        fault["redeliver_rate"] = redeliver_rate
+    return fault
+
+
+#: what the bus hands a reader out of the ordinary, by delivery fault (Misdelivered.fault)
+DELIVERY_FAULTS = {"duplicate": "duplicate_rate", "reordered": "reorder_rate",
+                   "redelivered": "redeliver_rate"}
+
+
+class Misdelivered(TypedDict):
+    """One event the log bus handed a reader out of the ordinary, on purpose (its delivery
+    journal, GET /chaos/deliveries): what, where in the log, when, and by which fault."""
+
+    reader: str
+    fault: str  # duplicate (again, shuffled in) | redelivered (again, late) | reordered
+    position: int
+    type: str
+    aggregate_type: str
+    aggregate_id: int
+    aggregate_version: int
+    at: float  # unix seconds it was handed out
+
+
+class DeliveryJournal(TypedDict):
+    """GET /chaos/deliveries: a reader's misdeliveries, oldest first, the last `kept` at
+    most (`dropped`: how many older ones were let go)."""
+
+    reader: str
+    entries: list[Misdelivered]
+    kept: int
+    dropped: int
+
+
+class CrashedWhileApplying(TypedDict):
+    """Where a service was SIGKILLed while its consumer applied a backlog (the nemesis's
+    crash-applying fault, instruments/chaos.py's crash_while_applying)."""
+
+    service: str
+    start: int  # the position it had applied when the backlog was published
+    position: int  # the position its /health said last, just before the kill
+    head: int  # the backlog's end on the bus
+    while_applying: bool  # start < position < head: killed mid-backlog
+    attempts: int  # backlogs published until one was caught mid-way
+    at: float  # unix seconds of the kill
 
 
 class ChaosState(TypedDict):

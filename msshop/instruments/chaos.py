@@ -14,10 +14,26 @@ check the sandbox's token, which only the sandbox's owner can read.
 
 from __future__ import annotations
 
+import contextlib
+import time
+
 from msshop.contracts.config import Settings
-from msshop.contracts.errors import InvalidArgument, SandboxError, ServiceError, UsageError
+from msshop.contracts.errors import (
+    InvalidArgument,
+    MsshopError,
+    SandboxError,
+    ServiceError,
+    UsageError,
+)
 from msshop.contracts.shop import ChaosAnswer, Trespassed
-from msshop.contracts.status import ChaosState, LinkFault, TrespassTry, link_fault
+from msshop.contracts.status import (
+    ChaosState,
+    CrashedWhileApplying,
+    DeliveryJournal,
+    LinkFault,
+    TrespassTry,
+    link_fault,
+)
 from msshop.contracts.topology import BY_NAME, NAMES
 from msshop.instruments.client import ShopClient
 from msshop.runtime.orchestrator import lifecycle
@@ -30,25 +46,115 @@ MAX_DELAY_MS = 60_000  # the services' own limit (runtime/platform/chaos.py)
 
 def inject(settings: Settings, service: str, latency_ms: float, jitter_ms: float,
            error_rate: float, clear: bool, to: str | None = None,
-           duplicate_rate: float = 0.0) -> ChaosAnswer:
+           duplicate_rate: float = 0.0, reorder_rate: float = 0.0,
+           redeliver_rate: float = 0.0) -> ChaosAnswer:
     """Inject faults into the requests `service` answers, or with `to`, into its calls to
-    that service (error rate 1: a partition on that link); `clear` removes them (with `to`:
-    that link's only)."""
-    check_faults(service, latency_ms, jitter_ms, error_rate, clear, to, duplicate_rate)
+    that service (error rate 1: a partition on that link; to the bus, the delivery faults
+    too: duplicates, reorder, late redelivery); `clear` removes them (with `to`: that
+    link's only)."""
+    check_faults(service, latency_ms, jitter_ms, error_rate, clear, to, duplicate_rate,
+                 reorder_rate, redeliver_rate)
     state = lifecycle.running_state(settings)
+    link = link_fault(latency_ms, jitter_ms, error_rate, duplicate_rate, reorder_rate,
+                      redeliver_rate)
     if service in state.services and state.services[service].kind == EXECUTABLE and (
             to is not None or clear):  # its links; the requests it answers take none
-        fault = None if clear else link_fault(latency_ms, jitter_ms, error_rate,
-                                              duplicate_rate)
-        return program_links(state, service, to, fault)
+        return program_links(state, service, to, None if clear else link)
     lifecycle.check_msshop_service(service, state, "take chaos (only msshop's services do)")
     faults: ChaosState | LinkFault | None = None  # None: clear
     if not clear and to is None:
         faults = {"latency_ms": latency_ms, "jitter_ms": jitter_ms, "error_rate": error_rate}
     elif not clear:
-        faults = {"latency_ms": latency_ms, "jitter_ms": jitter_ms, "error_rate": error_rate,
-                  "duplicate_rate": duplicate_rate}
+        faults = link
     return ShopClient(state).chaos(service, faults, to=to)
+
+
+def deliveries(settings: Settings, reader: str, limit: int = 10_000) -> DeliveryJournal:
+    """What the log bus's delivery faults handed `reader`, a program of your own, out of
+    the ordinary: each event with its fault and when (evidence for a checker)."""
+    state = lifecycle.running_state(settings)
+    if state.bus.backend != "log":
+        raise UsageError("the delivery journal is the log bus's; this sandbox's bus is "
+                         f"{state.bus.backend}: start one with --bus log for it")
+    return ShopClient(state).deliveries(reader, limit)
+
+
+BACKLOG = 1500  # orders in a crash-applying backlog: more than one page of every reader's
+SLOW_READS_MS = 100  # the consumer's reads of the backlog slowed so, to be caught mid-way
+
+
+def crash_while_applying(settings: Settings, service: str = "query", backlog: int = BACKLOG,
+                         attempts: int = 3, timeout: float = 20.0) -> CrashedWhileApplying:
+    """SIGKILL `service` while its consumer applies a backlog: publish `backlog` orders
+    (of a user and a product made for it), then kill it as soon as its /health position
+    is past where it was and short of the backlog's end. Its reads of the bus are slowed
+    meanwhile (its link's faults put back after), so each page's position shows. Tried
+    again with another backlog, `attempts` in all, if the whole one was applied between
+    two looks; the record says where it was killed. Not started again: the caller does."""
+    state = lifecycle.running_state(settings)
+    lifecycle.check_service(service, state)
+    client = ShopClient(state, timeout=10)
+    # a program of your own's reads are slowed at the log bus's door for it (on NATS there
+    # is none: its backlog is caught mid-way by looking often, or on another attempt)
+    slowed = state.services[service].kind != EXECUTABLE or no_door(state, service, "bus") \
+        is None
+    before = link_now(client, state, service, "bus") if slowed else None
+    if slowed:
+        set_link(state, service, "bus", link_fault(latency_ms=SLOW_READS_MS))
+    try:
+        mark = f"crash-{time.time_ns()}"
+        user = client.signup(f"{mark}@example.com", "Crash Test")
+        created = client.add_batch("products", [{"sku": mark, "title": "Crash test",
+                                                 "price": 1.0, "stock": 1}])
+        product = created.get("ids", [0])[0]
+        for attempt in range(1, attempts + 1):
+            start = consumer_position(client, service)
+            head = client.bus_head()
+            orders = [{"user_id": user["id"], "product_id": product, "quantity": 1,
+                       "request_id": f"{mark}-{attempt}-{n}"} for n in range(backlog)]
+            client.add_batch("orders", orders)
+            head += backlog  # at least: the workload may be writing too
+            position = poll_until_past(client, service, start, timeout)
+            if start < position < head or attempt == attempts:
+                lifecycle.kill(settings, service)
+                return {"service": service, "start": start, "position": position,
+                        "head": head, "while_applying": start < position < head,
+                        "attempts": attempt, "at": time.time()}
+        raise UsageError(f"crash-applying: give at least one attempt, not {attempts}")
+    finally:
+        if slowed:  # a killed program's door is still there; our own's links died with it
+            with contextlib.suppress(MsshopError):
+                set_link(lifecycle.running_state(settings), service, "bus", before)
+        client.close()
+
+
+def consumer_position(client: ShopClient, service: str) -> int:
+    consumer = client.health(service).get("consumer")
+    if consumer is None:
+        raise UsageError(f"{service} has no consumer to crash while it applies; name the "
+                         "query service")
+    return int(consumer["position"])
+
+
+def poll_until_past(client: ShopClient, service: str, start: int, timeout: float) -> int:
+    """The consumer's position once it is past `start` (looking every 2 ms)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        position = consumer_position(client, service)
+        if position > start:
+            return position
+        time.sleep(0.002)
+    raise SandboxError(f"{service} applied nothing of the backlog within {timeout:g} s; "
+                       f"see: msshop status")
+
+
+def link_now(client: ShopClient, state: State, caller: str, callee: str) -> LinkFault | None:
+    """The faults on the link caller -> callee now, wherever kept (None: none)."""
+    if state.services[caller].kind == EXECUTABLE:
+        chaos = client.health(callee).get("chaos")
+        return (chaos.get("doors") or {}).get(caller) if chaos else None
+    chaos = client.health(caller).get("chaos")
+    return (chaos.get("links") or {}).get(callee) if chaos else None
 
 
 def doors_into(state: State, caller: str) -> list[str]:
@@ -111,7 +217,8 @@ def set_link(state: State, caller: str, callee: str, fault: LinkFault | None,
 
 
 def check_faults(service: str, latency_ms: float, jitter_ms: float, error_rate: float,
-                 clear: bool, to: str | None, duplicate_rate: float) -> None:
+                 clear: bool, to: str | None, duplicate_rate: float,
+                 reorder_rate: float = 0.0, redeliver_rate: float = 0.0) -> None:
     """Refuse what the service would refuse, as one line naming the fix (InvalidArgument)."""
     if to is not None and (to not in NAMES or to == service):
         others = ", ".join(name for name in NAMES if name != service)
@@ -121,19 +228,25 @@ def check_faults(service: str, latency_ms: float, jitter_ms: float, error_rate: 
         raise InvalidArgument(f"{service} calls no other service: put the link on its "
                               f"caller, e.g. msshop chaos query {{to}} {service} "
                               "{error_rate} 1", "to", "error_rate")
-    if duplicate_rate and to != "bus":
-        raise InvalidArgument("{duplicate_rate} is the bus handing out events again: give "
-                              f"it with {{to}} bus, e.g. msshop chaos {service} {{to}} bus "
-                              "{duplicate_rate} 0.3", "duplicate_rate", "to")
+    for name, rate, how in (("duplicate_rate", duplicate_rate, "again"),
+                            ("reorder_rate", reorder_rate, "out of order"),
+                            ("redeliver_rate", redeliver_rate, "again, late")):
+        if rate and to != "bus":
+            raise InvalidArgument(f"{{{name}}} is the bus handing out events {how}: give it with "
+                                  f"{{to}} bus, e.g. msshop chaos {service} {{to}} bus "
+                                  f"{{{name}}} 0.3", name, "to")
+    share = " (a share: 0.3 is 30%)"
     for name, value, high, unit in (("latency_ms", latency_ms, MAX_DELAY_MS, " ms"),
                                     ("jitter_ms", jitter_ms, MAX_DELAY_MS, " ms"),
-                                    ("error_rate", error_rate, 1, " (a share: 0.3 is 30%)"),
-                                    ("duplicate_rate", duplicate_rate, 1,
-                                     " (a share: 0.3 is 30%)")):
+                                    ("error_rate", error_rate, 1, share),
+                                    ("duplicate_rate", duplicate_rate, 1, share),
+                                    ("reorder_rate", reorder_rate, 1, share),
+                                    ("redeliver_rate", redeliver_rate, 1, share)):
         if not 0 <= value <= high:
             raise InvalidArgument(f"{{{name}}} {value:g}: give a value from 0 to {high:,}{unit}",
                                   name)
-    given = latency_ms or jitter_ms or error_rate or duplicate_rate
+    given = (latency_ms or jitter_ms or error_rate or duplicate_rate or reorder_rate
+             or redeliver_rate)
     if clear and given:
         raise InvalidArgument("{clear} removes every fault (with {to}: that link's); give it "
                               "alone", "clear", "to")

@@ -3,6 +3,7 @@ the monolith's join) and `verify` (the whole read model against it, once caught 
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 from msshop.contracts.answers import Freshness, OrderLine
@@ -23,6 +24,9 @@ def differences(expected: list[OrderLine], got: list[OrderLine], limit: int = 5)
     want = {o["order_id"]: o for o in expected}
     have = {o["order_id"]: o for o in got}
     found = [f"order {oid} is missing" for oid in want if oid not in have]
+    # an order twice in the answer (applied again when handed over again) is one in `have`
+    found += [f"order {oid} appears {'twice' if n == 2 else f'{n} times'}"
+              for oid, n in Counter(o["order_id"] for o in got).items() if n > 1]
     found += [f"order {oid} should not be there" for oid in have if oid not in want]
     for oid in want.keys() & have.keys():
         for key, value in want[oid].items():

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
         User,
     )
     from msshop.contracts.spans import Span
-    from msshop.contracts.status import ChaosState, Health, LinkFault
+    from msshop.contracts.status import ChaosState, DeliveryJournal, Health, LinkFault
 
 BatchKind = Literal["users", "products", "orders"]
 BATCHES: dict[BatchKind, tuple[str, str]] = {
@@ -206,6 +206,12 @@ class ShopClient:
         answer = cast("ChaosAnswer", self._owner(callee, "POST", "/chaos", body))
         chaos = answer["chaos"]
         return chaos.get("doors", {}).get(caller) if chaos else None
+
+    def deliveries(self, reader: str, limit: int = 10_000) -> DeliveryJournal:
+        """What the log bus's delivery faults handed `reader`, a program of your own, out
+        of the ordinary (duplicates, late redeliveries, reorders), oldest first."""
+        return cast("DeliveryJournal", self._owner(
+            "bus", "GET", "/chaos/deliveries?" + urlencode({"reader": reader, "limit": limit})))
 
     def trespass(self, service: str, into: str) -> Trespassed:
         """Make `service` try to open `into`'s database file (the guard refuses)."""

@@ -206,6 +206,12 @@ def link_words(fault: LinkFault) -> list[str]:
     if fault["duplicate_rate"]:
         words.append(f"{fault['duplicate_rate']:.0%} of the events read handed over again, "
                      "out of order")
+    if fault.get("reorder_rate"):
+        words.append(f"{fault.get('reorder_rate', 0):.0%} of the updates read together "
+                     "handed newest first")
+    if fault.get("redeliver_rate"):
+        words.append(f"{fault.get('redeliver_rate', 0):.0%} of the events read handed over "
+                     "again, late")
     return words
 
 

@@ -106,3 +106,24 @@ def test_a_name_that_is_not_a_plain_name_is_one_line(name: str) -> None:
 @pytest.mark.parametrize("name", ["mine", "Products_outage-2", "x" * 64, "9lives"])
 def test_a_plain_name_reads(name: str) -> None:
     assert parse(GOOD.replace('"mine"', f'"{name}"'), "mine.toml").name == name
+
+
+def test_the_delivery_faults_and_crash_applying_are_kinds_with_their_rules() -> None:
+    """Issue 25: reorder and redelivery come from the bus, each one idea; crash-applying
+    kills the service that applies the bus's events."""
+    def one(kind: str, target: str) -> str:
+        return (f'name = "x"\ntitle = "x"\nseconds = 10\n[[faults]]\nkind = "{kind}"\n'
+                f'target = "{target}"\nstart = 1\nend = 5\nrate = 0.5\n')
+
+    for kind, label in (("reorder", "reordered"), ("redelivery", "redelivered late")):
+        fault = parse(one(kind, "query->bus"), "mine.toml").faults[0]
+        assert (fault.link, fault.rate, fault.label) == (("query", "bus"), 0.5,
+                                                         f"query->bus {label}")
+        with pytest.raises(UsageError, match=f"{kind} come from the bus; give caller->bus"):
+            parse(one(kind, "query->users"), "mine.toml")
+        with pytest.raises(UsageError, match=f"{kind} acts on a link"):
+            parse(one(kind, "query"), "mine.toml")
+    crash = parse(one("crash-applying", "query"), "mine.toml").faults[0]
+    assert crash.label == "query killed while applying"
+    with pytest.raises(UsageError, match="crash-applying kills the service that applies"):
+        parse(one("crash-applying", "users"), "mine.toml")

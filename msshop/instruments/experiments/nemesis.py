@@ -4,7 +4,8 @@ the runner records are when the fault was really there.
 
 A program of your own run as a service takes them too: the process faults by signals to
 its whole process group (a program may have children), the faults on its links at the
-doors of the services it calls, duplicates by the bus for it as a reader (chaos.set_link).
+doors of the services it calls, the delivery faults (duplicates, reorder, late
+redelivery) by the bus for it as a reader (chaos.set_link).
 The requests it answers take none: it serves no /chaos, and that is said before the run.
 """
 
@@ -15,8 +16,8 @@ from typing import Any, cast
 
 from msshop.contracts.config import Settings
 from msshop.contracts.errors import UsageError
-from msshop.contracts.status import LinkFault, link_fault
-from msshop.instruments.chaos import EXECUTABLE, no_door, set_link
+from msshop.contracts.status import CrashedWhileApplying, LinkFault, link_fault
+from msshop.instruments.chaos import EXECUTABLE, crash_while_applying, no_door, set_link
 from msshop.instruments.client import ShopClient
 from msshop.instruments.experiments.scenario import Fault
 from msshop.runtime.orchestrator import lifecycle
@@ -25,6 +26,7 @@ from msshop.runtime.orchestrator import lifecycle
 class Nemesis:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.crashes: list[CrashedWhileApplying] = []  # each crash-applying, where it hit
 
     def check(self, fault: Fault) -> None:
         """Refuse, before the run, a fault this sandbox cannot take."""
@@ -47,6 +49,8 @@ class Nemesis:
             self._chaos(fault, heal=False)
         elif fault.kind == "kill":
             lifecycle.kill(self.settings, fault.target)
+        elif fault.kind == "crash-applying":
+            self.crashes.append(crash_while_applying(self.settings, fault.target))
         elif fault.kind == "stop":
             lifecycle.command(self.settings, "stop", fault.target)
         elif fault.kind == "pause":
@@ -57,7 +61,7 @@ class Nemesis:
     def heal(self, fault: Fault) -> None:
         if fault.link is not None:
             self._chaos(fault, heal=True)
-        elif fault.kind in ("kill", "stop"):
+        elif fault.kind in ("kill", "crash-applying", "stop"):
             lifecycle.start(self.settings, fault.target)
         elif fault.kind == "pause":
             self._signal(fault.target, signal.SIGCONT)
@@ -76,7 +80,9 @@ class Nemesis:
                 "latency": link_fault(latency_ms=fault.ms),
                 "errors": link_fault(error_rate=fault.rate),
                 "partition": link_fault(error_rate=1.0),
-                "duplicates": link_fault(duplicate_rate=fault.rate)}[fault.kind]
+                "duplicates": link_fault(duplicate_rate=fault.rate),
+                "reorder": link_fault(reorder_rate=fault.rate),
+                "redelivery": link_fault(redeliver_rate=fault.rate)}[fault.kind]
             set_link(state, *fault.link, link)
             return
         faults: dict[str, Any] | None = None

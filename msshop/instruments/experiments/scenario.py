@@ -14,7 +14,8 @@ or any TOML file a teacher writes, read strictly: a wrong field is one line nami
     start = 5             # seconds into the load
     end = 15              # healed then
     ms = 200              # latency only
-    rate = 1.0            # errors and duplicates: the share of calls or events
+    rate = 1.0            # errors, duplicates, reorder, redelivery: the share of calls
+                          # or events
 
 `--seconds N` runs the same schedule squeezed or stretched to N seconds.
 """
@@ -36,12 +37,19 @@ KINDS: dict[str, tuple[str, str]] = {
     "kill": ("SIGKILL, as a crash would; started again at the end", "service"),
     "stop": ("stopped cleanly (SIGTERM); started again at the end", "service"),
     "pause": ("SIGSTOP: frozen, sockets open; SIGCONT at the end", "service"),
+    "crash-applying": ("a backlog of orders published, and the query service SIGKILLed "
+                       "while it applies them; started again at the end", "service"),
     "latency": ("every request (or every call on the link) waits `ms` first", "either"),
     "errors": ("a share (`rate`) of requests or calls fail", "either"),
     "partition": ("the caller cannot reach the callee; nothing else changes", "link"),
     "duplicates": ("the bus hands the caller a share (`rate`) of events again, out of "
                    "order", "link"),
+    "reorder": ("the bus hands the caller a share (`rate`) of the aggregates updated "
+                "several times in a page those updates newest first", "link"),
+    "redelivery": ("the bus hands the caller a share (`rate`) of events again once, late: "
+                   "at the start of a later page", "link"),
 }
+BUS_ONLY = ("duplicates", "reorder", "redelivery")  # delivery faults: only the bus has them
 SCENARIO_FIELDS = {"name": str, "title": str, "shows": str, "seconds": float,
                    "read_rate": float, "purchase_rate": float, "faults": list}
 FAULT_FIELDS = {"kind": str, "target": str, "start": float, "end": float, "ms": float,
@@ -71,9 +79,11 @@ class Fault:
     @property
     def label(self) -> str:
         """How a chart names it, e.g. "products killed", "query->bus partitioned"."""
-        words = {"kill": "killed", "stop": "stopped", "pause": "paused",
+        words = {"kill": "killed", "crash-applying": "killed while applying",
+                 "stop": "stopped", "pause": "paused",
                  "latency": f"+{self.ms:g} ms", "errors": f"{self.rate:.0%} errors",
-                 "partition": "partitioned", "duplicates": "duplicates"}
+                 "partition": "partitioned", "duplicates": "duplicates",
+                 "reorder": "reordered", "redelivery": "redelivered late"}
         return f"{self.target} {words[self.kind]}"
 
     def scaled(self, factor: float) -> Fault:
@@ -192,8 +202,8 @@ def _fault(raw: dict[str, Any], seconds: float, where: str) -> Fault:
                                  "choose from: " + ", ".join(NAMES))
         if caller == callee:
             raise UsageError(f"{where}.target {target!r}: a link joins two services")
-        if kind == "duplicates" and callee != "bus":
-            raise UsageError(f"{where}.target {target!r}: duplicates come from the bus; "
+        if kind in BUS_ONLY and callee != "bus":
+            raise UsageError(f"{where}.target {target!r}: {kind} come from the bus; "
                              "give caller->bus")
     elif acts_on == "link":
         raise UsageError(f"{where}.target {target!r}: {kind} acts on a link; give "
@@ -201,6 +211,9 @@ def _fault(raw: dict[str, Any], seconds: float, where: str) -> Fault:
     elif target not in NAMES:
         raise UsageError(f"{where}.target {target!r} is not a service; choose from: "
                          + ", ".join(NAMES))
+    elif kind == "crash-applying" and target != "query":
+        raise UsageError(f"{where}.target {target!r}: crash-applying kills the service "
+                         "that applies the bus's events; give \"query\"")
     start = _in_range(f"{where}.start", raw["start"], 0, seconds)
     end = _in_range(f"{where}.end", raw["end"], 0, seconds)
     if end <= start:

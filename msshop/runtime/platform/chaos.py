@@ -3,13 +3,15 @@
     POST /chaos  {"latency_ms", "jitter_ms", "error_rate"} | {"clear": true}
                  header authorization: Bearer <the sandbox's token>  (401 without, 403 wrong)
     POST /chaos  {"to": "<callee>", "latency_ms", "jitter_ms", "error_rate",
-                 "duplicate_rate" (to the bus only)} | {"to": "<callee>", "clear": true}:
+                 "duplicate_rate", "reorder_rate", "redeliver_rate" (to the bus only: the
+                 delivery faults, links.py)} | {"to": "<callee>", "clear": true}:
                  the same on this service's own calls to that one service (links.py); a
                  `clear` without `to` clears everything, the requests answered and the links
     POST /chaos  {"caller": "<a program of your own>", "latency_ms", "jitter_ms",
-                 "error_rate", "duplicate_rate" (the bus only)}: the same on that program's
-                 calls to this service, as they arrive on its door (links.py's Doors); on
-                 the bus, duplicate_rate hands that reader (by its credential) events again
+                 "error_rate", "duplicate_rate", "reorder_rate", "redeliver_rate" (the bus
+                 only)}: the same on that program's calls to this service, as they arrive
+                 on its door (links.py's Doors); on the bus, the delivery faults act on
+                 what that reader (by its credential) is handed
     POST /chaos/trespass  {"into": "<service>"}: the service tries to open that service's
                  database file, as a bug would, so that the isolation guard's refusal is
                  seen (answered and logged; nothing is opened)
@@ -33,7 +35,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from msshop.contracts.status import ChaosState
+from msshop.contracts.status import ChaosState, LinkFault
 from msshop.contracts.topology import BY_NAME, NAMES
 from msshop.runtime.platform.http import HttpError, json_response, read_body
 from msshop.runtime.platform.isolation import trespass
@@ -63,6 +65,12 @@ class Faults(msgspec.Struct, forbid_unknown_fields=True):
     duplicate_rate: Annotated[float, documented(
         "with to: bus only: the share of events read from the bus handed over again in a "
         "later read, out of order", minimum=0, maximum=1)] = 0.0
+    reorder_rate: Annotated[float, documented(
+        "with to or caller: bus only: the share of a page's aggregates with several "
+        "updates in it handed them newest first", minimum=0, maximum=1)] = 0.0
+    redeliver_rate: Annotated[float, documented(
+        "with to or caller: bus only: the share of events read handed over again once, at "
+        "the start of a later read", minimum=0, maximum=1)] = 0.0
     caller: Annotated[str | None, documented(
         "a program of your own that calls this service: act on its calls as they arrive "
         "at its door (its link to this service)", maxLength=64)] = None
@@ -128,9 +136,9 @@ class Chaos:
             raise HttpError(422, f"{self.service} calls no other service: put the link on "
                                  f"its caller, e.g. POST /chaos {{\"to\": \"{self.service}\"}} "
                                  "on query")
-        if faults.duplicate_rate and to != BUS:
-            raise HttpError(422, "duplicate_rate is the bus handing out events again: give "
-                                 'it with "to": "bus"')
+        if (name := delivery_fault(faults)) and to != BUS:
+            raise HttpError(422, f"{name} is the bus handing out events: give it with "
+                                 '"to": "bus"')
         if faults.clear:
             if to is None:
                 self.faults = Faults()
@@ -143,8 +151,7 @@ class Chaos:
         if to is None:
             self.faults = faults
         else:
-            self.links.set(to, link_fault(faults.latency_ms, faults.jitter_ms,
-                                          faults.error_rate, faults.duplicate_rate))
+            self.links.set(to, fault_of(faults))
         return self.answer()
 
     def at_door(self, faults: Faults) -> Response:
@@ -159,12 +166,10 @@ class Chaos:
         if faults.to is not None:
             raise HttpError(422, "give caller or to, not both: caller is a link into this "
                                  "service, to a link out of it")
-        if faults.duplicate_rate and self.service != BUS:
-            raise HttpError(422, "duplicate_rate is the bus handing out events again: give "
-                                 "it to the bus")
+        if (name := delivery_fault(faults)) and self.service != BUS:
+            raise HttpError(422, f"{name} is the bus handing out events: give it to the bus")
         check_values(faults)
-        self.doors.set(caller, None if faults.clear else link_fault(
-            faults.latency_ms, faults.jitter_ms, faults.error_rate, faults.duplicate_rate))
+        self.doors.set(caller, None if faults.clear else fault_of(faults))
         # ChaosAnswer's shape, as documented: `chaos.doors` holds the doors' faults
         return json_response({"service": self.service, "chaos": self.active(),
                               "links": self.links.report()})
@@ -188,11 +193,24 @@ class Chaos:
                               "refused": refused, "how": body.how, "by": by})
 
 
+def delivery_fault(faults: Faults) -> str | None:
+    """The first delivery fault given (a bus-only one), by name; None: none."""
+    return next((name for name in ("duplicate_rate", "reorder_rate", "redeliver_rate")
+                 if getattr(faults, name)), None)
+
+
+def fault_of(faults: Faults) -> LinkFault:
+    return link_fault(faults.latency_ms, faults.jitter_ms, faults.error_rate,
+                      faults.duplicate_rate, faults.reorder_rate, faults.redeliver_rate)
+
+
 def check_values(faults: Faults) -> None:
     for name, value, high in (("latency_ms", faults.latency_ms, MAX_DELAY_MS),
                               ("jitter_ms", faults.jitter_ms, MAX_DELAY_MS),
                               ("error_rate", faults.error_rate, 1),
-                              ("duplicate_rate", faults.duplicate_rate, 1)):
+                              ("duplicate_rate", faults.duplicate_rate, 1),
+                              ("reorder_rate", faults.reorder_rate, 1),
+                              ("redeliver_rate", faults.redeliver_rate, 1)):
         if not 0 <= value <= high:
             raise HttpError(422, f"{name} {value} must be from 0 to {high}")
 

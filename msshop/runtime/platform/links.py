@@ -13,7 +13,15 @@ listens on one more port for it alone, its door, which is the URL its service.js
 for that callee; what arrives there takes the link's faults before it is answered, as a
 call of our own would before it is sent. The same `Links` do it, one per door, so the
 words, the limits and `msshop chaos query --to users` are the same either way. The log
-bus hands a reader's events over again by `Redelivery`, as LinkedBus does for ours.
+bus hands a reader's events over again, late or reordered by `Misdelivery`, as LinkedBus
+does for ours.
+
+Three delivery faults, each one idea a consumer must survive (a rung of the challenges):
+`duplicate_rate` (a share of events handed again in a later page, shuffled among its
+events: duplicates, lateness and disorder at once), `redeliver_rate` (handed again once,
+at the start of the next page, in order: late redelivery alone) and `reorder_rate` (within
+a page, a share of the aggregates with several updates there get them newest first:
+disorder alone, nothing twice). In every case the page's last event stays last.
 """
 
 from __future__ import annotations
@@ -21,8 +29,10 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Generic, TypeVar
+
+import msgspec
 
 from msshop.bus.interface import Bus, BusUnavailable, Page
 from msshop.contracts.events import Delivered
@@ -33,6 +43,9 @@ from msshop.contracts.status import (
 
 BUS = "bus"
 REDELIVERY_BUFFER = 1000  # events held for handing over again: a bounded memory
+# with a reorder rate, a long-polling reader's page is gathered this long after it is
+# woken, so that updates appended one by one arrive together, with something to reorder
+REORDER_GATHER = 0.1
 Item = TypeVar("Item")
 
 
@@ -62,6 +75,10 @@ class Links:
     def duplicate_rate(self, callee: str) -> float:
         fault = self._faults.get(callee)
         return fault["duplicate_rate"] if fault else 0.0
+
+    def fault(self, callee: str) -> LinkFault | None:
+        """The faults on the calls to `callee` (None: none): read, not to be changed."""
+        return self._faults.get(callee)
 
     async def cross(self, callee: str) -> str | None:
         """Before a call to `callee`: wait the link's latency, then the one line to fail the
@@ -100,26 +117,111 @@ class Redelivery(Generic[Item]):
         self._again.clear()
 
     def mixed(self, events: list[Item], rate: float) -> list[Item]:
+        return self.mixed_again(events, rate)[0]
+
+    def mixed_again(self, events: list[Item], rate: float) -> tuple[list[Item], list[Item]]:
+        """The page as handed, and which of its items are handed again."""
         if not events:  # nothing to hide them among, and no last event to keep last
-            return events
+            return events, []
         again = list(self._again)
         self._again.clear()
         self._again.extend(e for e in events if self._random.random() < rate)
         *mixed, last = events
         mixed += again
         self._random.shuffle(mixed)
-        return [*mixed, last]
+        return [*mixed, last], again
+
+
+class Misdelivery(Generic[Item]):
+    """A reader's delivery faults (the module's three), applied to each page it reads;
+    `handed` also says which items went out of the ordinary, and how (for the journal).
+    `aggregate`: an item's aggregate, or None for an item that is nobody's update."""
+
+    def __init__(self, aggregate: Callable[[Item], Hashable | None],
+                 rng: random.Random | None = None) -> None:
+        self._random = rng or random.Random()
+        self._aggregate = aggregate
+        self._duplicates: Redelivery[Item] = Redelivery(self._random)
+        self._late: deque[Item] = deque(maxlen=REDELIVERY_BUFFER)
+
+    def clear(self) -> None:
+        self._duplicates.clear()
+        self._late.clear()
+
+    def handed(self, events: list[Item], fault: LinkFault
+               ) -> tuple[list[Item], list[tuple[Item, str]]]:
+        """(the page as handed, each item handed out of the ordinary with its fault:
+        "reordered", "redelivered", "duplicate")."""
+        odd: list[tuple[Item, str]] = []
+        if not events:  # nothing to put them before, and no last event to keep last
+            return events, odd
+        page = events
+        if reorder := fault.get("reorder_rate", 0.0):
+            page = self._reordered(page, reorder, odd)
+        if redeliver := fault.get("redeliver_rate", 0.0):
+            late = list(self._late)
+            self._late.clear()
+            self._late.extend(e for e in events if self._random.random() < redeliver)
+            odd += [(e, "redelivered") for e in late]
+            page = [*late, *page]
+        if fault["duplicate_rate"]:
+            page, again = self._duplicates.mixed_again(page, fault["duplicate_rate"])
+            odd += [(e, "duplicate") for e in again]
+        return page, odd
+
+    def _reordered(self, events: list[Item], rate: float, odd: list[tuple[Item, str]]
+                   ) -> list[Item]:
+        """Each aggregate with more than one update in the page (its last event aside),
+        at `rate`, has them handed in its slots newest first."""
+        slots: dict[Hashable, list[int]] = {}
+        for index, item in enumerate(events[:-1]):
+            key = self._aggregate(item)
+            if key is not None:
+                slots.setdefault(key, []).append(index)
+        page = list(events)
+        for indexes in slots.values():
+            if len(indexes) > 1 and self._random.random() < rate:
+                for index, source in zip(indexes, reversed(indexes), strict=True):
+                    page[index] = events[source]
+                    odd.append((events[source], "reordered"))
+        return page
+
+
+class Envelope(msgspec.Struct):
+    """The fields of an event that its delivery faults and their journal read."""
+
+    type: str
+    aggregate_type: str
+    aggregate_id: int
+    aggregate_version: int
+
+
+envelope_of = msgspec.json.Decoder(Envelope).decode
+
+
+def delivered_aggregate(item: Delivered) -> tuple[str, int] | None:
+    try:
+        envelope = envelope_of(item.event)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None  # not an event (a poison): nobody's update
+    return envelope.aggregate_type, envelope.aggregate_id
+
+
+def delivery_faults(fault: LinkFault) -> bool:
+    """Whether the link's faults change what a reader is handed."""
+    return bool(fault["duplicate_rate"] or fault.get("reorder_rate")
+                or fault.get("redeliver_rate"))
 
 
 class LinkedBus:
     """A Bus with its service's faults on the link to the bus: latency and failures on every
-    call (BusUnavailable, as an unreachable bus), and with a duplicate rate, that share of
-    the events read handed over again in a later read (Redelivery)."""
+    call (BusUnavailable, as an unreachable bus), and with a delivery fault (duplicates,
+    late redelivery, reorder), the pages read handed as Misdelivery says."""
 
     def __init__(self, bus: Bus, links: Links, rng: random.Random | None = None) -> None:
         self.bus = bus
         self.links = links
-        self._again: Redelivery[Delivered] = Redelivery(rng)
+        self._again: Misdelivery[Delivered] = Misdelivery(delivered_aggregate, rng)
         self._again_log = ""  # the log those events are from: never mix two logs
 
     async def start(self) -> None:
@@ -135,14 +237,19 @@ class LinkedBus:
     async def read(self, after: int, limit: int, wait: float = 0.0) -> Page:
         await self._cross()
         page = await self.bus.read(after, limit, wait)
-        rate = self.links.duplicate_rate(BUS)
-        if not rate:
+        fault = self.links.fault(BUS)
+        if fault is None or not delivery_faults(fault):
             self._again.clear()  # cleared: what was held is not handed over any more
             return page
         if page.log != self._again_log:  # a replaced log: its old events mean nothing now
             self._again.clear()
             self._again_log = page.log
-        return Page(page.head, self._again.mixed(page.events, rate), page.log)
+        if fault.get("reorder_rate") and wait and page.events and len(page.events) < limit:
+            await asyncio.sleep(REORDER_GATHER)  # as the log bus gathers a reader's page
+            more = await self.bus.read(page.events[-1].position, limit - len(page.events))
+            if more.log == page.log:
+                page = Page(max(page.head, more.head), [*page.events, *more.events], page.log)
+        return Page(page.head, self._again.handed(page.events, fault)[0], page.log)
 
     async def head(self) -> int:
         await self._cross()
@@ -184,6 +291,11 @@ class Doors:
     def duplicate_rate(self, caller: str) -> float:
         links = self._links.get(caller)
         return links.duplicate_rate(self.callee) if links is not None else 0.0
+
+    def fault(self, caller: str) -> LinkFault | None:
+        """The faults on `caller`'s link here (None: none)."""
+        links = self._links.get(caller)
+        return links.fault(self.callee) if links is not None else None
 
     async def cross(self, port: int) -> str | None:
         """A request arrived on `port`: if that is a door, its link's latency, then the one

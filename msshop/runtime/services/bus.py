@@ -5,6 +5,9 @@
                    (authorization: Bearer …), and only events whose source is the sender
     GET  /events?after=P&limit=N&wait_ms=W  -> {"head", "log", "events": [{"position", "event"}]}
                    any service's credential, or the sandbox's token (msshop events)
+    GET  /chaos/deliveries?reader=R&limit=N  -> {"reader", "entries", "kept", "dropped"}
+                   the owner's token: what the delivery faults handed reader R out of the
+                   ordinary (the delivery journal: evidence for a checker)
 
 Append is idempotent by (source, event id): an event sent twice (a relay that died between
 the bus's answer and marking its row sent) keeps its first position, and no caller can
@@ -24,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
+from collections import deque
 from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
@@ -35,12 +39,19 @@ from starlette.responses import Response
 
 from msshop.contracts.events import Appended, Event, EventPage, not_its_owner
 from msshop.contracts.limits import MAX_BATCH, MAX_ID
+from msshop.contracts.status import DeliveryJournal, Misdelivered
 from msshop.contracts.topology import BY_NAME
 from msshop.runtime.platform.app import ServiceApp, service_app
 from msshop.runtime.platform.context import ServiceContext
 from msshop.runtime.platform.db import StartupFailed, transaction
 from msshop.runtime.platform.http import HttpError, json_response, read_json
-from msshop.runtime.platform.links import Doors, Redelivery
+from msshop.runtime.platform.links import (
+    REORDER_GATHER,
+    Doors,
+    Misdelivery,
+    delivery_faults,
+    envelope_of,
+)
 from msshop.runtime.platform.openapi import Endpoint, Param
 
 MIGRATIONS = [
@@ -89,6 +100,7 @@ MIGRATIONS = [
     """,
 ]
 MAX_WAIT = 30.0
+JOURNAL_SIZE = 10_000  # misdeliveries kept per reader: a bounded memory
 #: what POST /events takes (decoded by decode_batch, which says which event is wrong)
 Batch = Annotated[list[Event], msgspec.Meta(min_length=1, max_length=MAX_BATCH)]
 _raw_list = msgspec.json.Decoder(list[msgspec.Raw])
@@ -209,22 +221,65 @@ def read(conn: sqlite3.Connection, after: int, limit: int, head: int, log_id: by
 
 class Deliveries:
     """Delivery faults decided here, per reader, for readers with no msshop code in them (a
-    program of your own: POST /chaos {"caller": "query", "duplicate_rate": P} on the bus):
-    that share of the events it reads handed to it again in a later read, shuffled among
-    them, never after the page's last (links.py's Redelivery, as our own consumer's
-    LinkedBus does it). The reader is who its credential says it is."""
+    program of your own: POST /chaos {"caller": "query", "duplicate_rate": P} on the bus,
+    or reorder_rate, redeliver_rate): what links.py's Misdelivery makes of each page it
+    reads, as our own consumer's LinkedBus does it. The reader is who its credential says
+    it is. Each event handed out of the ordinary goes into the reader's journal (the
+    last JOURNAL_SIZE), which the owner reads: GET /chaos/deliveries."""
 
     def __init__(self, doors: Doors) -> None:
         self.doors = doors
-        self.held: dict[str, Redelivery[Row]] = {}
+        self.held: dict[str, Misdelivery[Row]] = {}
+        self.journals: dict[str, deque[Misdelivered]] = {}
+        self.dropped: dict[str, int] = {}
+
+    def gathering(self, reader: str) -> bool:
+        """Whether a long-poll of `reader` waits REORDER_GATHER for more after it wakes."""
+        fault = self.doors.fault(reader) if self.doors.faulty else None
+        return fault is not None and bool(fault.get("reorder_rate"))
 
     def for_reader(self, reader: str) -> Callable[[list[Row]], list[Row]] | None:
-        rate = self.doors.duplicate_rate(reader)
-        if not rate:
+        fault = self.doors.fault(reader) if self.doors.faulty else None
+        if fault is None or not delivery_faults(fault):
             self.held.pop(reader, None)  # cleared: what was held is not handed over any more
             return None
-        again = self.held.setdefault(reader, Redelivery())
-        return lambda rows: again.mixed(rows, rate)
+        misdelivery = self.held.setdefault(reader, Misdelivery(row_aggregate))
+
+        def handed(rows: list[Row]) -> list[Row]:
+            page, odd = misdelivery.handed(rows, fault)
+            if odd:
+                self.note(reader, odd)
+            return page
+
+        return handed
+
+    def note(self, reader: str, odd: list[tuple[Row, str]]) -> None:
+        journal = self.journals.setdefault(reader, deque(maxlen=JOURNAL_SIZE))
+        now = time.time()
+        for (position, body), fault in odd:
+            try:
+                event = envelope_of(body)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                continue  # not an event: nothing a checker could name
+            if len(journal) == JOURNAL_SIZE:
+                self.dropped[reader] = self.dropped.get(reader, 0) + 1
+            journal.append({"reader": reader, "fault": fault, "position": position,
+                            "type": event.type, "aggregate_type": event.aggregate_type,
+                            "aggregate_id": event.aggregate_id,
+                            "aggregate_version": event.aggregate_version, "at": now})
+
+    def journal(self, reader: str, limit: int) -> DeliveryJournal:
+        kept = list(self.journals.get(reader, ()))
+        return {"reader": reader, "entries": kept[-limit:], "kept": len(kept),
+                "dropped": self.dropped.get(reader, 0)}
+
+
+def row_aggregate(row: Row) -> tuple[str, int] | None:
+    try:
+        event = envelope_of(row[1])
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    return event.aggregate_type, event.aggregate_id
 
 
 def create_app(ctx: ServiceContext) -> ServiceApp:
@@ -271,9 +326,18 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
     async def get_events(request: Request, caller: str, after: int, limit: int, wait_ms: int
                          ) -> Response:
         await event_log.wait(after, wait_ms / 1000)
+        if wait_ms and deliveries.gathering(caller):
+            await asyncio.sleep(REORDER_GATHER)
         body = read(db.conn, after, limit, event_log.head, event_log.id.encode(),
                     deliveries.for_reader(caller))
         return Response(body, media_type="application/json")
+
+    async def get_deliveries(request: Request, reader: str, limit: int) -> Response:
+        if reader not in ctx.doors.ports:
+            readers = ", ".join(ctx.doors.ports) or "none runs here"
+            raise HttpError(422, f"reader {reader!r}: name a program of your own that reads "
+                                 f"the bus ({readers})")
+        return json_response(deliveries.journal(reader, limit))
 
     def health() -> dict[str, Any]:
         return {**db.health(), "head": event_log.head, "log": event_log.id}
@@ -297,7 +361,19 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
                          ge=0, le=int(MAX_WAIT * 1000))], "with nothing after `after`, "
                          "hold the answer until an append or this many ms (a long-poll)",
                          default=0)],
-             auth="owner or services", action="reading the bus's log")],
+             auth="owner or services", action="reading the bus's log"),
+         Endpoint("GET", "/chaos/deliveries", get_deliveries,
+                  "What the delivery faults handed a reader out of the ordinary", {
+                      200: (DeliveryJournal, "The reader's misdeliveries, oldest first: "
+                                             "duplicates, late redeliveries, reorders"),
+                      422: "Not a program of your own that reads the bus"},
+                  params=[Param("reader", Annotated[str, msgspec.Meta(min_length=1, max_length=64)],
+                                "the reader, as its credential names it", required=True,
+                                missing="name the reader: GET /chaos/deliveries?reader=query"),
+                          Param("limit", Annotated[int, msgspec.Meta(ge=1, le=JOURNAL_SIZE)],
+                                "at most this many, the newest", default=JOURNAL_SIZE)],
+                  auth="owner", action="reading the delivery journal", chaos=False,
+                  traced=False)],
         health,
         [db, EventLogResource()],
         ctx.tracer,
