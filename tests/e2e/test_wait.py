@@ -5,6 +5,7 @@ names the service, exit 1; no sandbox, exit 1), bad usage (exit 2), and --json."
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import time
@@ -35,8 +36,10 @@ def test_without_a_sandbox_healthy_and_caught_up_exit_1_and_down_holds(tmp_path:
         "caught-up", False, "no-sandbox")
     assert report["missing"][0].startswith("no sandbox is running in ")
     down = msshop_in_process("wait", "--for", "down", env=env)
-    assert (down.returncode, down.stdout.strip()) == (
-        0, f"down after 0 ms: no sandbox runs in {tmp_path / 'sandbox'}")
+    # at once, but how many ms "at once" is depends on the machine's load: not asserted
+    assert down.returncode == 0 and re.fullmatch(
+        rf"down after \d+ ms: no sandbox runs in {re.escape(str(tmp_path / 'sandbox'))}",
+        down.stdout.strip()), down.stdout
     named = json.loads(msshop_in_process("wait", "query", "--for", "down", "--json",
                                          env=env).stdout)
     assert named["reached"] and named["services"][0]["name"] == "query"
