@@ -5,6 +5,7 @@ told; the ladder, the progress file, the report and the exit codes."""
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import shutil
 import sys
@@ -17,6 +18,9 @@ from tests.conftest import msshop, sandbox_env
 
 ROOT = Path(__file__).resolve().parents[2]
 GRADED = ("direct-call", "batched", "read-model", "fast")
+#: graded under the bus's delivery faults, which a program of your own meets at the log
+#: bus's door for it (on NATS they are msshop's own query service's only)
+DELIVERY = ("at-least-once", "order")
 SQUEEZED = ("--seconds", "1")  # the timed parts of a run (fast), a few seconds in all
 PYTHON_REFERENCE = ROOT / "examples" / "service-d-python" / "service.py"
 NODE_REFERENCE = ROOT / "examples" / "service-d-node" / "service.js"
@@ -34,7 +38,8 @@ def challenge(tmp_path: Path, *args: str, timeout: float = 120
 
 
 def passes_every_rung(tmp_path: Path, *service: str) -> None:
-    for name in GRADED:
+    own_or_log = "--service" not in service or "nats" not in service
+    for name in GRADED + (DELIVERY if own_or_log else ()):
         code, report, stderr = challenge(tmp_path, name, *service)
         assert (code, report["verdict"]) == (0, "passed"), (name, report, stderr)
         assert report["findings"] == [] and report["unknown"] == []
@@ -132,10 +137,10 @@ def test_a_program_that_does_not_exist_or_dies_at_start_is_one_line(tmp_path: Pa
 
 
 def test_a_rung_not_gradeable_yet_says_so_in_one_line_and_exits_2(tmp_path: Path) -> None:
-    result = msshop("challenge", "run", "crash", env=sandbox_env(tmp_path / "unused"),
+    result = msshop("challenge", "run", "rebuild", env=sandbox_env(tmp_path / "unused"),
                     cwd=tmp_path)
     assert result.returncode == 2
-    assert "crash is not gradeable yet: its trial lands with the bus faults it needs" \
+    assert "rebuild is not gradeable yet: its trial lands with the bus faults it needs" \
         in " ".join(result.stdout.split())
     assert not (tmp_path / ".msshop-challenges.json").exists()  # unknown changes nothing
 
@@ -177,3 +182,44 @@ def test_a_service_that_never_answers_fails_in_bounded_time(tmp_path: Path) -> N
     assert isinstance(findings, list) and len(findings) == 2
     assert findings[0]["line"].startswith("user 8: no answer (query did not answer within "
                                           "5 s at http://127.0.0.1:")
+
+
+BROKEN = ROOT / "tests" / "programs" / "broken_service_d.py"
+
+
+def broken(defect: str | None = None) -> str:
+    return f"{sys.executable} {BROKEN}" + (f" --break {defect}" if defect else "")
+
+
+def test_the_broken_service_d_without_a_defect_passes_the_later_rungs(tmp_path: Path
+                                                                     ) -> None:
+    for name in DELIVERY:
+        code, report, stderr = challenge(tmp_path, name, "--service", broken())
+        assert (code, report["verdict"]) == (0, "passed"), (name, report, stderr)
+
+
+@pytest.mark.parametrize(("defect", "name", "said"), [
+    ("not-idempotent", "at-least-once",
+     r"user \d+: order \d+ appears (twice|\d+ times), expected once — the bus delivered "
+     r"OrderPlaced @\d+ again at \d+\.\d s \((duplicates fault|late redelivery)\); "
+     r"was it applied twice\?"),
+    ("ignores-versions", "order",
+     r"product 1: title '#1 v[23] [0-9:]+' shown \(user 8's answer\), expected the "
+     r"newest, '#1 v4 [0-9:]+' — the bus handed its updates v4 @\d+, v3 @\d+, v2 @\d+ "
+     r"\(reorder fault\): is ProductUpdated applied by its version\?"),
+])
+def test_a_broken_service_d_fails_its_rung_naming_what_the_bus_did(
+        tmp_path: Path, defect: str, name: str, said: str) -> None:
+    code, report, _ = challenge(tmp_path, name, "--service", broken(defect))
+    assert (code, report["verdict"]) == (1, "failed"), report
+    findings = report["findings"]
+    assert isinstance(findings, list)
+    assert re.fullmatch(said, findings[0]["line"]), findings[0]["line"]
+
+
+def test_delivery_faults_on_nats_for_a_program_of_your_own_are_unknown_not_a_verdict(
+        tmp_path: Path) -> None:
+    reference = f"{sys.executable} {PYTHON_REFERENCE}"
+    code, report, _ = challenge(tmp_path, "order", "--bus", "nats", "--service", reference)
+    assert (code, report["verdict"]) == (2, "unknown"), report
+    assert "start one with --bus log for them" in " ".join(report["unknown"])

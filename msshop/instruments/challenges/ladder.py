@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import TypedDict
 
 from msshop.contracts.errors import UsageError
-from msshop.instruments.challenges import composition, fast, read_model
+from msshop.instruments.challenges import composition, delivery, fast, read_model
 from msshop.instruments.challenges.arena import Trial
 from msshop.instruments.challenges.progress import Progress, Status
 
@@ -70,7 +70,7 @@ LADDER: tuple[Challenge, ...] = (
         "every user's replicated answer must equal the monolith's.",
         "duplicates and late redelivery", "no order twice, none missing",
         "An event has an id and a position. What have you already applied?",
-        "docs/protocol.md, Applying each event once"),
+        "docs/protocol.md, Applying each event once", delivery.at_least_once),
     Challenge(
         5, "order", "the newest product version wins, in any order",
         "Apply ProductUpdated by its version, not by when it arrived.",
@@ -78,7 +78,7 @@ LADDER: tuple[Challenge, ...] = (
         "every title must be the newest.",
         "reordered delivery of one product's updates", "every title the newest",
         "Each event carries its aggregate's version. Which one is newer?",
-        "docs/protocol.md, The events"),
+        "docs/protocol.md, The events", delivery.newest_wins),
     Challenge(
         6, "crash", "SIGKILL while applying: nothing twice, none lost",
         "Store your position in the same transaction as the rows it produced.",
