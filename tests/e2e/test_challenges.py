@@ -222,4 +222,6 @@ def test_delivery_faults_on_nats_for_a_program_of_your_own_are_unknown_not_a_ver
     reference = f"{sys.executable} {PYTHON_REFERENCE}"
     code, report, _ = challenge(tmp_path, "order", "--bus", "nats", "--service", reference)
     assert (code, report["verdict"]) == (2, "unknown"), report
-    assert "start one with --bus log for them" in " ".join(report["unknown"])
+    unknown = report["unknown"]
+    assert isinstance(unknown, list)
+    assert "start one with --bus log for them" in " ".join(unknown), unknown
