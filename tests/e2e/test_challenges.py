@@ -18,9 +18,9 @@ from tests.conftest import msshop, sandbox_env
 
 ROOT = Path(__file__).resolve().parents[2]
 GRADED = ("direct-call", "batched", "read-model", "fast")
-#: graded under the bus's delivery faults, which a program of your own meets at the log
-#: bus's door for it (on NATS they are msshop's own query service's only)
-DELIVERY = ("at-least-once", "order")
+#: graded under faults on the link to the bus, which a program of your own meets at the
+#: log bus's door for it (on NATS they are msshop's own query service's only)
+BUS_FAULTS = ("at-least-once", "order", "read-your-writes")
 SQUEEZED = ("--seconds", "1")  # the timed parts of a run (fast), a few seconds in all
 PYTHON_REFERENCE = ROOT / "examples" / "service-d-python" / "service.py"
 NODE_REFERENCE = ROOT / "examples" / "service-d-node" / "service.js"
@@ -39,7 +39,7 @@ def challenge(tmp_path: Path, *args: str, timeout: float = 120
 
 def passes_every_rung(tmp_path: Path, *service: str) -> None:
     own_or_log = "--service" not in service or "nats" not in service
-    for name in GRADED + (DELIVERY if own_or_log else ()):
+    for name in GRADED + (BUS_FAULTS if own_or_log else ()):
         code, report, stderr = challenge(tmp_path, name, *service)
         assert (code, report["verdict"]) == (0, "passed"), (name, report, stderr)
         assert report["findings"] == [] and report["unknown"] == []
@@ -193,7 +193,7 @@ def broken(defect: str | None = None) -> str:
 
 def test_the_broken_service_d_without_a_defect_passes_the_later_rungs(tmp_path: Path
                                                                      ) -> None:
-    for name in DELIVERY:
+    for name in BUS_FAULTS:
         code, report, stderr = challenge(tmp_path, name, "--service", broken())
         assert (code, report["verdict"]) == (0, "passed"), (name, report, stderr)
 
@@ -207,6 +207,11 @@ def test_the_broken_service_d_without_a_defect_passes_the_later_rungs(tmp_path: 
      r"product 1: title '#1 v[23] [0-9:]+' shown \(user 8's answer\), expected the "
      r"newest, '#1 v4 [0-9:]+' — the bus handed its updates v4 @\d+, v3 @\d+, v2 @\d+ "
      r"\(reorder fault\): is ProductUpdated applied by its version\?"),
+    ("ignores-after", "read-your-writes",
+     r"user \d+ \(after=\d+&wait_ms=(2000|300)\): an answer without it after \d+ ms, its "
+     r"freshness at position \d+, expected order \d+ in it (within 2000 ms|, or a 503 "
+     r"after 300 ms) — does it wait until it has applied POSITION, and answer 503 if it "
+     r"cannot\?"),
 ])
 def test_a_broken_service_d_fails_its_rung_naming_what_the_bus_did(
         tmp_path: Path, defect: str, name: str, said: str) -> None:

@@ -16,6 +16,7 @@ from msshop.instruments.challenges.replicas import (
     bus_link,
     exact_answers,
     handed_again,
+    held_off_bus,
     journal,
     until,
 )
@@ -83,7 +84,7 @@ def newest_wins(arena: Arena) -> Judged:
         return judged
     renamed = arena.cast.products[:RENAMED]
     try:
-        if not _cut_off(arena):
+        if not held_off_bus(arena, CUT_OFF_S):
             judged.unknown.append(f"could not hold your consumer off the bus within "
                                   f"{CUT_OFF_S:g} s (its /health consumer.bus_error "
                                   "stayed empty), so the renames could not be gathered")
@@ -110,19 +111,6 @@ def newest_wins(arena: Arena) -> Judged:
     if not judged.findings:
         exact_answers(arena, judged, ORDER, CAUSES)
     return judged
-
-
-def _cut_off(arena: Arena) -> bool:
-    """The consumer's reads of the bus refused, once that holds: its long-poll, open since
-    before, answered (by a write) and the next one refused."""
-    bus_link(arena, link_fault(error_rate=1.0))
-    arena.client.signup(f"wake-{time.time_ns()}@challenge.example", "Wake")
-    return until(lambda: _bus_error(arena), CUT_OFF_S)
-
-
-def _bus_error(arena: Arena) -> str | None:
-    consumer = arena.client.health("query").get("consumer")
-    return consumer["bus_error"] if consumer is not None else None
 
 
 def _titles(arena: Arena, judged: Judged, renamed: list[int],

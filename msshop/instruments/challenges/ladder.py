@@ -7,7 +7,13 @@ from dataclasses import dataclass
 from typing import TypedDict
 
 from msshop.contracts.errors import UsageError
-from msshop.instruments.challenges import composition, delivery, fast, read_model
+from msshop.instruments.challenges import (
+    composition,
+    delivery,
+    fast,
+    read_model,
+    read_your_writes,
+)
 from msshop.instruments.challenges.arena import Trial
 from msshop.instruments.challenges.progress import Progress, Status
 
@@ -91,11 +97,13 @@ LADDER: tuple[Challenge, ...] = (
         7, "read-your-writes", "honour after=POSITION within the stated wait",
         "Serve replicated?after=POSITION&wait_ms=W: answer once you have applied "
         "POSITION, or say you could not within W.",
-        "Places an order, asks at once with after= its position: the order must be "
-        "there, or an honest 504 after the wait.",
-        "a slow consumer", "within wait_ms, 2 s by default",
+        "Places orders and asks at once with after= each one's position: the order must "
+        "be there. Then holds your consumer off the bus and asks again: the order, or "
+        "an honest 503 once the wait is over; back on the bus, the order within the wait.",
+        "your consumer cut off from the bus for a while",
+        f"within wait_ms, {read_your_writes.WAIT_MS / 1000:g} s",
         "You know your position. Wait for it, but not forever.",
-        "docs/protocol.md, GET /user-orders/{user_id}"),
+        "docs/protocol.md, GET /user-orders/{user_id}", read_your_writes.read_your_writes),
     Challenge(
         8, "outage", "products down: answers go on, freshness honest",
         "Answer replicated reads from your read model while a service is down, saying "

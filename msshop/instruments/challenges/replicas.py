@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 
 from msshop.contracts.errors import MsshopError
-from msshop.contracts.status import LinkFault, Misdelivered
+from msshop.contracts.status import LinkFault, Misdelivered, link_fault
 from msshop.contracts.strategies import ReadStrategy
 from msshop.instruments import chaos, monolith
 from msshop.instruments.asking import databases
@@ -111,3 +111,17 @@ def until(condition: Callable[[], object], seconds: float) -> bool:
             return True
         time.sleep(0.02)
     return False
+
+
+def held_off_bus(arena: Arena, seconds: float) -> bool:
+    """The consumer's reads of the bus refused, once that holds within `seconds`: its
+    long-poll, open since before, answered (by a write) and the next one refused. Lifted
+    by bus_link(arena, None) or another fault."""
+    bus_link(arena, link_fault(error_rate=1.0))
+    arena.client.signup(f"wake-{time.time_ns()}@challenge.example", "Wake")
+    return until(lambda: _bus_error(arena), seconds)
+
+
+def _bus_error(arena: Arena) -> str | None:
+    consumer = arena.client.health("query").get("consumer")
+    return consumer["bus_error"] if consumer is not None else None
