@@ -17,7 +17,7 @@ from tests.cli_in_process import msshop_in_process
 from tests.conftest import msshop, sandbox_env
 
 ROOT = Path(__file__).resolve().parents[2]
-GRADED = ("direct-call", "batched", "read-model", "fast")
+GRADED = ("direct-call", "batched", "read-model", "crash", "fast")
 #: graded under faults on the link to the bus, which a program of your own meets at the
 #: log bus's door for it (on NATS they are msshop's own query service's only)
 BUS_FAULTS = ("at-least-once", "order", "read-your-writes")
@@ -193,7 +193,7 @@ def broken(defect: str | None = None) -> str:
 
 def test_the_broken_service_d_without_a_defect_passes_the_later_rungs(tmp_path: Path
                                                                      ) -> None:
-    for name in BUS_FAULTS:
+    for name in (*BUS_FAULTS, "crash"):
         code, report, stderr = challenge(tmp_path, name, "--service", broken())
         assert (code, report["verdict"]) == (0, "passed"), (name, report, stderr)
 
@@ -207,6 +207,10 @@ def test_the_broken_service_d_without_a_defect_passes_the_later_rungs(tmp_path: 
      r"product 1: title '#1 v[23] [0-9:]+' shown \(user 8's answer\), expected the "
      r"newest, '#1 v4 [0-9:]+' — the bus handed its updates v4 @\d+, v3 @\d+, v2 @\d+ "
      r"\(reorder fault\): is ProductUpdated applied by its version\?"),
+    ("position-outside", "crash",
+     r"user \d+: order \d+ appears twice, expected once — killed at position [\d,]+ while "
+     r"applying [\d,]+ to [\d,]+ \(crash [123]\): is your position stored in the same "
+     r"transaction as the rows it produced\?"),
     ("ignores-after", "read-your-writes",
      r"user \d+ \(after=\d+&wait_ms=(2000|300)\): an answer without it after \d+ ms, its "
      r"freshness at position \d+, expected order \d+ in it (within 2000 ms|, or a 503 "

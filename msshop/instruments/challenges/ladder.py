@@ -9,6 +9,7 @@ from typing import TypedDict
 from msshop.contracts.errors import UsageError
 from msshop.instruments.challenges import (
     composition,
+    crash,
     delivery,
     fast,
     read_model,
@@ -88,11 +89,12 @@ LADDER: tuple[Challenge, ...] = (
     Challenge(
         6, "crash", "SIGKILL while applying: nothing twice, none lost",
         "Store your position in the same transaction as the rows it produced.",
-        "Kills your service with SIGKILL while it applies events, starts it again, and "
-        "checks every answer once it has caught up.",
+        f"Publishes {crash.BACKLOG:,} orders and kills your service with SIGKILL while it "
+        "applies them, starts it again, and checks every answer once it has caught up; "
+        f"up to {crash.CRASHES} times.",
         "SIGKILL while applying", "no order twice, none missing",
         "If the process dies between writing the rows and the position, what is true?",
-        "docs/protocol.md, Applying each event once"),
+        "docs/protocol.md, Applying each event once", crash.crash),
     Challenge(
         7, "read-your-writes", "honour after=POSITION within the stated wait",
         "Serve replicated?after=POSITION&wait_ms=W: answer once you have applied "
