@@ -14,6 +14,7 @@ from msshop.instruments.challenges import (
     fast,
     read_model,
     read_your_writes,
+    rebuild,
 )
 from msshop.instruments.challenges.arena import Trial
 from msshop.instruments.challenges.progress import Progress, Status
@@ -118,10 +119,12 @@ LADDER: tuple[Challenge, ...] = (
     Challenge(
         9, "rebuild", "from empty, catch up N events in a stated time",
         "Rebuild your read model from position 0 quickly.",
-        "Empties your read model and times your catch-up over the whole bus.",
-        "none", "N events within the stated time",
+        f"Publishes {rebuild.BACKLOG:,} orders, stops your service, empties its data "
+        "directory (all but service.json), starts it again and times its catch-up over "
+        "the whole bus; then checks every answer.",
+        "none", f"the whole bus applied within {rebuild.WITHIN_S:g} s of the start",
         "Apply in batches, one transaction per batch, not one per event.",
-        "docs/protocol.md, Reading the bus"),
+        "docs/protocol.md, Reading the bus", rebuild.rebuild),
     Challenge(
         10, "fast", "p50 and p99 limits, beside msshop's own",
         "Answer replicated reads fast at a steady rate.",
