@@ -12,6 +12,7 @@ from msshop.instruments.challenges import (
     crash,
     delivery,
     fast,
+    outage,
     read_model,
     read_your_writes,
     rebuild,
@@ -111,11 +112,12 @@ LADDER: tuple[Challenge, ...] = (
         8, "outage", "products down: answers go on, freshness honest",
         "Answer replicated reads from your read model while a service is down, saying "
         "how fresh the answer is.",
-        "Kills products, places orders, asks every user: answers must keep coming, with "
-        "freshness that says what is behind.",
+        "Stops products, signs users up meanwhile, and asks every user again and again "
+        "while it is down: answers must keep coming, equal to the monolith's, with "
+        "freshness that is honest (never past the bus's head, caught up only when it is).",
         "products down", "every read answered; freshness honest",
         "Your read model does not need products to be up. Does your code?",
-        "README.md, Trade-offs, measured"),
+        "README.md, Trade-offs, measured", outage.outage),
     Challenge(
         9, "rebuild", "from empty, catch up N events in a stated time",
         "Rebuild your read model from position 0 quickly.",
