@@ -231,7 +231,7 @@ def test_the_broken_service_d_without_a_defect_passes_the_later_rungs(tmp_path: 
      r"transaction as the rows it produced\?"),
     ("ignores-after", "read-your-writes",
      r"user \d+ \(after=\d+&wait_ms=(2000|300)\): an answer without it after \d+ ms, its "
-     r"freshness at position \d+, expected order \d+ in it (within 2000 ms|, or a 503 "
+     r"freshness at position \d+, expected order \d+ in it( within 2000 ms|, or a 503 "
      r"after 300 ms) — does it wait until it has applied POSITION, and answer 503 if it "
      r"cannot\?"),
 ])
