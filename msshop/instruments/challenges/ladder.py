@@ -83,9 +83,11 @@ LADDER: tuple[Challenge, ...] = (
     Challenge(
         5, "order", "the newest product version wins, in any order",
         "Apply ProductUpdated by its version, not by when it arrived.",
-        "Renames products again and again while the bus reorders their updates; then "
-        "every title must be the newest.",
-        "reordered delivery of one product's updates", "every title the newest",
+        f"Renames {delivery.RENAMED} products {delivery.VERSIONS} times each while your "
+        "consumer is held off the bus, so that the updates come in one page, then hands "
+        "each product's updates newest first; every title must be the newest.",
+        "your consumer held off the bus; one product's updates handed newest first",
+        "every title the newest",
         "Each event carries its aggregate's version. Which one is newer?",
         "docs/protocol.md, The events", delivery.newest_wins),
     Challenge(

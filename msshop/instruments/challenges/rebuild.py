@@ -65,8 +65,8 @@ def rebuild(arena: Arena) -> Judged:
     took = time.monotonic() - started
     judged.figures.update(events=head, rebuild_s=round(took, 2),
                           events_per_s=round(head / took) if took else None)
-    judged.checked.append(f"{head:,} events applied in {took:.2f} s from the start "
-                          f"({head / took:,.0f} events/s)" if took else "")
+    judged.checked.append(f"{head:,} events applied in {took:.2f} s from the start"
+                          + (f" ({head / took:,.0f} events/s)" if took else ""))
     if took > WITHIN_S:
         judged.findings.append(Finding(
             CHECK, "the rebuild", f"{head:,} events applied within {WITHIN_S:g} s",
