@@ -5,6 +5,7 @@ told; the ladder, the progress file, the report and the exit codes."""
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import shutil
 import sys
@@ -16,7 +17,10 @@ from tests.cli_in_process import msshop_in_process
 from tests.conftest import msshop, sandbox_env
 
 ROOT = Path(__file__).resolve().parents[2]
-GRADED = ("direct-call", "batched", "read-model", "fast")
+GRADED = ("direct-call", "batched", "read-model", "crash", "outage", "rebuild", "fast")
+#: graded under faults on the link to the bus, which a program of your own meets at the
+#: log bus's door for it (on NATS they are msshop's own query service's only)
+BUS_FAULTS = ("at-least-once", "order", "read-your-writes")
 SQUEEZED = ("--seconds", "1")  # the timed parts of a run (fast), a few seconds in all
 PYTHON_REFERENCE = ROOT / "examples" / "service-d-python" / "service.py"
 NODE_REFERENCE = ROOT / "examples" / "service-d-node" / "service.js"
@@ -34,7 +38,8 @@ def challenge(tmp_path: Path, *args: str, timeout: float = 120
 
 
 def passes_every_rung(tmp_path: Path, *service: str) -> None:
-    for name in GRADED:
+    own_or_log = "--service" not in service or "nats" not in service
+    for name in GRADED + (BUS_FAULTS if own_or_log else ()):
         code, report, stderr = challenge(tmp_path, name, *service)
         assert (code, report["verdict"]) == (0, "passed"), (name, report, stderr)
         assert report["findings"] == [] and report["unknown"] == []
@@ -131,12 +136,17 @@ def test_a_program_that_does_not_exist_or_dies_at_start_is_one_line(tmp_path: Pa
     assert not (tmp_path / ".msshop-challenges.json").exists()
 
 
-def test_a_rung_not_gradeable_yet_says_so_in_one_line_and_exits_2(tmp_path: Path) -> None:
-    result = msshop("challenge", "run", "crash", env=sandbox_env(tmp_path / "unused"),
-                    cwd=tmp_path)
-    assert result.returncode == 2
-    assert "crash is not gradeable yet: its trial lands with the bus faults it needs" \
+def test_a_run_that_cannot_tell_says_why_in_one_line_and_exits_2(tmp_path: Path) -> None:
+    # every rung is gradeable now: what cannot be told is a delivery fault a program of
+    # your own cannot be given on NATS (the log bus keeps them, at its door for it)
+    reference = f"{sys.executable} {PYTHON_REFERENCE}"
+    result = msshop("challenge", "run", "at-least-once", "--bus", "nats", "--service",
+                    reference, *SQUEEZED, env=sandbox_env(tmp_path / "unused"),
+                    cwd=tmp_path, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert "this sandbox's bus is nats: start one with --bus log for them" \
         in " ".join(result.stdout.split())
+    assert "Traceback" not in result.stdout + result.stderr
     assert not (tmp_path / ".msshop-challenges.json").exists()  # unknown changes nothing
 
 
@@ -150,6 +160,19 @@ def test_answers_made_by_calling_at_query_time_fail_read_model(tmp_path: Path) -
     assert "expected an answer from your read model — your calls to the other services " \
            "were cut: does it call them at query time?" in findings[0]["line"]
     assert "msshop chaos" not in findings[0]["line"]  # the sandbox's advice, not theirs
+
+
+def test_answers_made_by_calling_products_fail_outage_naming_it(tmp_path: Path) -> None:
+    caller = f"{sys.executable} {NAIVE} {PYTHON_REFERENCE} calls-at-query-time"
+    code, report, _ = challenge(tmp_path, "outage", "--service", caller)
+    assert (code, report["verdict"]) == (1, "failed")
+    findings = report["findings"]
+    assert isinstance(findings, list)
+    lines = [f["line"] for f in findings]
+    assert any(re.fullmatch(
+        r"user \d+ \(products down\): HTTP 503: products is down: .*, expected an answer "
+        r"from your read model — a replicated answer needs nothing of products: does it "
+        r"call it, or wait for it\?", line) for line in lines), lines
 
 
 def test_a_slow_service_fails_fast_beside_msshops_own_figures(tmp_path: Path) -> None:
@@ -177,3 +200,45 @@ def test_a_service_that_never_answers_fails_in_bounded_time(tmp_path: Path) -> N
     assert isinstance(findings, list) and len(findings) == 2
     assert findings[0]["line"].startswith("user 8: no answer (query did not answer within "
                                           "5 s at http://127.0.0.1:")
+
+
+BROKEN = ROOT / "tests" / "programs" / "broken_service_d.py"
+
+
+def broken(defect: str | None = None) -> str:
+    return f"{sys.executable} {BROKEN}" + (f" --break {defect}" if defect else "")
+
+
+def test_the_broken_service_d_without_a_defect_passes_the_later_rungs(tmp_path: Path
+                                                                     ) -> None:
+    for name in (*BUS_FAULTS, "crash"):
+        code, report, stderr = challenge(tmp_path, name, "--service", broken())
+        assert (code, report["verdict"]) == (0, "passed"), (name, report, stderr)
+
+
+@pytest.mark.parametrize(("defect", "name", "said"), [
+    ("not-idempotent", "at-least-once",
+     r"user \d+: order \d+ appears (twice|\d+ times), expected once — the bus delivered "
+     r"OrderPlaced @\d+ again at \d+\.\d s \((duplicates fault|late redelivery)\); "
+     r"was it applied twice\?"),
+    ("ignores-versions", "order",
+     r"product 1: title '#1 v[23] [0-9:]+' shown \(user 8's answer\), expected the "
+     r"newest, '#1 v4 [0-9:]+' — the bus handed its updates v4 @\d+, v3 @\d+, v2 @\d+ "
+     r"\(reorder fault\): is ProductUpdated applied by its version\?"),
+    ("position-outside", "crash",
+     r"user \d+: order \d+ appears twice, expected once — killed at position [\d,]+ while "
+     r"applying [\d,]+ to [\d,]+ \(crash [123]\): is your position stored in the same "
+     r"transaction as the rows it produced\?"),
+    ("ignores-after", "read-your-writes",
+     r"user \d+ \(after=\d+&wait_ms=(2000|300)\): an answer without it after \d+ ms, its "
+     r"freshness at position \d+, expected order \d+ in it( within 2000 ms|, or a 503 "
+     r"after 300 ms) — does it wait until it has applied POSITION, and answer 503 if it "
+     r"cannot\?"),
+])
+def test_a_broken_service_d_fails_its_rung_naming_what_the_bus_did(
+        tmp_path: Path, defect: str, name: str, said: str) -> None:
+    code, report, _ = challenge(tmp_path, name, "--service", broken(defect))
+    assert (code, report["verdict"]) == (1, "failed"), report
+    findings = report["findings"]
+    assert isinstance(findings, list)
+    assert re.fullmatch(said, findings[0]["line"]), findings[0]["line"]

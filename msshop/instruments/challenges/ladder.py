@@ -7,7 +7,16 @@ from dataclasses import dataclass
 from typing import TypedDict
 
 from msshop.contracts.errors import UsageError
-from msshop.instruments.challenges import composition, fast, read_model
+from msshop.instruments.challenges import (
+    composition,
+    crash,
+    delivery,
+    fast,
+    outage,
+    read_model,
+    read_your_writes,
+    rebuild,
+)
 from msshop.instruments.challenges.arena import Trial
 from msshop.instruments.challenges.progress import Progress, Status
 
@@ -70,48 +79,56 @@ LADDER: tuple[Challenge, ...] = (
         "every user's replicated answer must equal the monolith's.",
         "duplicates and late redelivery", "no order twice, none missing",
         "An event has an id and a position. What have you already applied?",
-        "docs/protocol.md, Applying each event once"),
+        "docs/protocol.md, Applying each event once", delivery.at_least_once),
     Challenge(
         5, "order", "the newest product version wins, in any order",
         "Apply ProductUpdated by its version, not by when it arrived.",
-        "Renames products again and again while the bus reorders their updates; then "
-        "every title must be the newest.",
-        "reordered delivery of one product's updates", "every title the newest",
+        f"Renames {delivery.RENAMED} products {delivery.VERSIONS} times each while your "
+        "consumer is held off the bus, so that the updates come in one page, then hands "
+        "each product's updates newest first; every title must be the newest.",
+        "your consumer held off the bus; one product's updates handed newest first",
+        "every title the newest",
         "Each event carries its aggregate's version. Which one is newer?",
-        "docs/protocol.md, The events"),
+        "docs/protocol.md, The events", delivery.newest_wins),
     Challenge(
         6, "crash", "SIGKILL while applying: nothing twice, none lost",
         "Store your position in the same transaction as the rows it produced.",
-        "Kills your service with SIGKILL while it applies events, starts it again, and "
-        "checks every answer once it has caught up.",
+        f"Publishes {crash.BACKLOG:,} orders and kills your service with SIGKILL while it "
+        "applies them, starts it again, and checks every answer once it has caught up; "
+        f"up to {crash.CRASHES} times.",
         "SIGKILL while applying", "no order twice, none missing",
         "If the process dies between writing the rows and the position, what is true?",
-        "docs/protocol.md, Applying each event once"),
+        "docs/protocol.md, Applying each event once", crash.crash),
     Challenge(
         7, "read-your-writes", "honour after=POSITION within the stated wait",
         "Serve replicated?after=POSITION&wait_ms=W: answer once you have applied "
         "POSITION, or say you could not within W.",
-        "Places an order, asks at once with after= its position: the order must be "
-        "there, or an honest 504 after the wait.",
-        "a slow consumer", "within wait_ms, 2 s by default",
+        "Places orders and asks at once with after= each one's position: the order must "
+        "be there. Then holds your consumer off the bus and asks again: the order, or "
+        "an honest 503 once the wait is over; back on the bus, the order within the wait.",
+        "your consumer cut off from the bus for a while",
+        f"within wait_ms, {read_your_writes.WAIT_MS / 1000:g} s",
         "You know your position. Wait for it, but not forever.",
-        "docs/protocol.md, GET /user-orders/{user_id}"),
+        "docs/protocol.md, GET /user-orders/{user_id}", read_your_writes.read_your_writes),
     Challenge(
         8, "outage", "products down: answers go on, freshness honest",
         "Answer replicated reads from your read model while a service is down, saying "
         "how fresh the answer is.",
-        "Kills products, places orders, asks every user: answers must keep coming, with "
-        "freshness that says what is behind.",
+        "Stops products, signs users up meanwhile, and asks every user again and again "
+        "while it is down: answers must keep coming, equal to the monolith's, with "
+        "freshness that is honest (never past the bus's head, caught up only when it is).",
         "products down", "every read answered; freshness honest",
         "Your read model does not need products to be up. Does your code?",
-        "README.md, Trade-offs, measured"),
+        "README.md, Trade-offs, measured", outage.outage),
     Challenge(
         9, "rebuild", "from empty, catch up N events in a stated time",
         "Rebuild your read model from position 0 quickly.",
-        "Empties your read model and times your catch-up over the whole bus.",
-        "none", "N events within the stated time",
+        f"Publishes {rebuild.BACKLOG:,} orders, stops your service, empties its data "
+        "directory (all but service.json), starts it again and times its catch-up over "
+        "the whole bus; then checks every answer.",
+        "none", f"the whole bus applied within {rebuild.WITHIN_S:g} s of the start",
         "Apply in batches, one transaction per batch, not one per event.",
-        "docs/protocol.md, Reading the bus"),
+        "docs/protocol.md, Reading the bus", rebuild.rebuild),
     Challenge(
         10, "fast", "p50 and p99 limits, beside msshop's own",
         "Answer replicated reads fast at a steady rate.",
