@@ -9,9 +9,9 @@ import time
 from collections import Counter
 from typing import TypedDict
 
-from msshop.contracts.errors import MsshopError
 from msshop.instruments.challenges.arena import Arena, Judged
 from msshop.instruments.challenges.findings import Finding
+from msshop.instruments.challenges.replicas import CATCH_UP, applied_head
 from msshop.instruments.challenges.sandbox import RUN_IT_YOURSELF, own_sandbox, seed
 from msshop.instruments.checking import caught_up
 from msshop.instruments.client import ShopClient
@@ -22,7 +22,6 @@ RATE = 100.0  # reads per second, sent on schedule (open loop: a slow answer del
 P50_MS = 20.0
 P99_MS = 200.0
 TIMEOUT = 2.0  # a read unanswered this long counts as refused
-CATCH_UP = 30.0  # seconds the read model has to apply the seed before it is measured
 CHECK = "fast"
 
 
@@ -37,14 +36,7 @@ class Figures(TypedDict):
 def fast(arena: Arena) -> Judged:
     judged = Judged(checked=[f"replicated reads at {RATE:g}/s for {arena.seconds:g} s: "
                              f"p50 ≤ {P50_MS:g} ms, p99 ≤ {P99_MS:g} ms, none refused"])
-    try:
-        caught_up(arena.client, CATCH_UP)  # its read model has every user: reads, not 404s
-    except MsshopError as exc:
-        judged.findings.append(Finding(
-            CHECK, "the read model", f"the bus's head applied within {CATCH_UP:g} s",
-            exc.message.split(": ", 1)[-1].removesuffix("; see: msshop status"),
-            "does GET /health report consumer.position as you apply events "
-            "(docs/protocol.md)?"))
+    if not applied_head(arena, judged, CHECK):  # every user: reads, not 404s
         return judged
     yours = measure(arena.state, list(arena.cast.users), arena.seconds)
     judged.figures["yours"] = yours
@@ -82,7 +74,7 @@ def _msshop_own(arena: Arena) -> Figures:
         client = ShopClient(state, timeout=30)
         try:
             cast = seed(client)
-            caught_up(client, 30.0)
+            caught_up(client, CATCH_UP)
         finally:
             client.close()
         return measure(state, list(cast.users), arena.seconds)

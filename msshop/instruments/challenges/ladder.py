@@ -16,6 +16,7 @@ from msshop.instruments.challenges import (
     read_model,
     read_your_writes,
     rebuild,
+    replicas,
 )
 from msshop.instruments.challenges.arena import Trial
 from msshop.instruments.challenges.progress import Progress, Status
@@ -69,7 +70,7 @@ LADDER: tuple[Challenge, ...] = (
         "asks every user's replicated answer: each must equal the monolith's, and no "
         "request may reach those services under its trace.",
         "your calls to users, orders and products fail while it asks",
-        f"every user; caught up within {read_model.CATCH_UP:g} s",
+        f"every user; caught up within {replicas.CATCH_UP:g} s",
         "Keep your own copy of what you need, fed by the events, kept where you answer.",
         "docs/protocol.md, Reading the bus", read_model.from_read_model),
     Challenge(

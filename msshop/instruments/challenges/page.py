@@ -9,8 +9,7 @@ from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from msshop.contracts.errors import InvalidArgument
-from msshop.instruments.experiments.page import make_room, taken_back_on_failure
+from msshop.instruments.experiments.page import make_room, taken_back_on_failure, write_files
 from msshop.instruments.traces.html import to_html
 
 if TYPE_CHECKING:
@@ -28,15 +27,7 @@ def write_report(report: ChallengeReport, directory: Path) -> list[Path]:
     for trace_id, spans in report["traces"].items():  # each finding's answer, drawn
         files[directory / f"trace-{trace_id}.html"] = to_html(
             spans, trace_id, f"{report['challenge']}: a failing answer")
-    make_room(directory)
-    try:
-        for path, text in files.items():
-            path.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise InvalidArgument(f"cannot write the report into {directory}: "
-                              f"{exc.strerror or exc}; choose another {{report}}",
-                              "report") from None
-    return list(files)
+    return write_files(directory, files)
 
 
 def page(report: ChallengeReport) -> str:

@@ -18,9 +18,8 @@ from msshop.instruments.challenges.composition import (
     requests_under,
 )
 from msshop.instruments.challenges.findings import Finding, refusal
-from msshop.instruments.checking import caught_up
+from msshop.instruments.challenges.replicas import applied_head
 
-CATCH_UP = 30.0  # seconds the read model has to apply the bus's head
 RENAMED = 3  # products renamed after the seed (ProductUpdated must be applied too)
 CHECK = "from the read model"
 # the likely cause of a difference, by the field that differs
@@ -44,14 +43,7 @@ def from_read_model(arena: Arena) -> Judged:
         arena.client.request("products", "PATCH", f"/products/{product}",
                              {"title": f"Renamed at {stamp} #{product}"})
     started = time.monotonic()
-    try:
-        caught_up(arena.client, CATCH_UP)
-    except MsshopError as exc:
-        judged.findings.append(Finding(
-            CHECK, "the read model", f"the bus's head applied within {CATCH_UP:g} s",
-            exc.message.split(": ", 1)[-1].removesuffix("; see: msshop status"),
-            "does GET /health report consumer.position as you apply events "
-            "(docs/protocol.md)?"))
+    if not applied_head(arena, judged, CHECK):
         return judged
     judged.figures["caught_up_s"] = round(time.monotonic() - started, 3)
     faulty = link_fault(error_rate=1.0)

@@ -81,8 +81,14 @@ def taken_back_on_failure(made: list[Path]) -> Iterator[None]:
 def write_report(report: ExperimentReport, directory: Path) -> list[Path]:
     """index.html and report.json in `directory` (made if missing); the paths written. A
     directory that cannot be written is one line."""
-    files = {directory / "index.html": page(report),
-             directory / "report.json": json.dumps(report, indent=2) + "\n"}
+    return write_files(directory, {directory / "index.html": page(report),
+                                   directory / "report.json": json.dumps(report, indent=2)
+                                   + "\n"})
+
+
+def write_files(directory: Path, files: dict[Path, str]) -> list[Path]:
+    """Each file (UTF-8) in `directory`, made if missing; the paths written. A directory
+    that cannot be written is one line, naming the option ({report})."""
     make_room(directory)
     try:
         for path, text in files.items():
