@@ -25,6 +25,7 @@ from msshop.contracts.errors import (
     ServiceError,
     UsageError,
 )
+from msshop.contracts.kinds import Kind
 from msshop.contracts.shop import ChaosAnswer, Trespassed
 from msshop.contracts.status import (
     ChaosState,
@@ -38,8 +39,6 @@ from msshop.contracts.topology import BY_NAME, NAMES
 from msshop.instruments.client import ShopClient
 from msshop.runtime.orchestrator import lifecycle
 from msshop.runtime.orchestrator.state import State
-
-EXECUTABLE = "executable"  # a program of your own (ServiceState.kind)
 
 MAX_DELAY_MS = 60_000  # the services' own limit (runtime/platform/chaos.py)
 
@@ -57,7 +56,7 @@ def inject(settings: Settings, service: str, latency_ms: float, jitter_ms: float
     state = lifecycle.running_state(settings)
     link = link_fault(latency_ms, jitter_ms, error_rate, duplicate_rate, reorder_rate,
                       redeliver_rate)
-    if service in state.services and state.services[service].kind == EXECUTABLE and (
+    if service in state.services and state.services[service].kind == Kind.EXECUTABLE and (
             to is not None or clear):  # its links; the requests it answers take none
         return program_links(state, service, to, None if clear else link)
     lifecycle.check_msshop_service(service, state, "take chaos (only msshop's services do)")
@@ -96,7 +95,7 @@ def crash_while_applying(settings: Settings, service: str = "query", backlog: in
     client = ShopClient(state, timeout=10)
     # a program of your own's reads are slowed at the log bus's door for it (on NATS there
     # is none: its backlog is caught mid-way by looking often, or on another attempt)
-    slowed = state.services[service].kind != EXECUTABLE or no_door(state, service, "bus") \
+    slowed = state.services[service].kind != Kind.EXECUTABLE or no_door(state, service, "bus") \
         is None
     before = link_now(client, state, service, "bus") if slowed else None
     if slowed:
@@ -150,7 +149,7 @@ def poll_until_past(client: ShopClient, service: str, start: int, timeout: float
 
 def link_now(client: ShopClient, state: State, caller: str, callee: str) -> LinkFault | None:
     """The faults on the link caller -> callee now, wherever kept (None: none)."""
-    if state.services[caller].kind == EXECUTABLE:
+    if state.services[caller].kind == Kind.EXECUTABLE:
         chaos = client.health(callee).get("chaos")
         return (chaos.get("doors") or {}).get(caller) if chaos else None
     chaos = client.health(caller).get("chaos")
@@ -206,7 +205,7 @@ def set_link(state: State, caller: str, callee: str, fault: LinkFault | None,
     the caller, or for a program of your own, at the callee's door for it."""
     client = ShopClient(state, timeout=timeout)
     try:
-        if state.services[caller].kind == EXECUTABLE:
+        if state.services[caller].kind == Kind.EXECUTABLE:
             if (why := no_door(state, caller, callee)) is not None:
                 raise UsageError(why)
             client.door_chaos(callee, caller, fault)
@@ -263,10 +262,10 @@ def trespass(settings: Settings, service: str, into: str) -> Trespassed:
     /chaos/trespass, docs/protocol.md) and says what happened (`held`)."""
     state = lifecycle.running_state(settings)
     lifecycle.check_service(service, state)
-    program = state.services[service].kind == "executable"
+    program = state.services[service].kind == Kind.EXECUTABLE
     if not program:
         lifecycle.check_msshop_service(service, state, "open a database file")
-    others = [n for n, s in state.services.items() if s.kind == "service" and n != service]
+    others = [n for n, s in state.services.items() if s.kind == Kind.SERVICE and n != service]
     if into not in others:
         raise InvalidArgument(f"{{into}} {into!r}: name another service whose file to try: "
                               + ", ".join(others), "into")

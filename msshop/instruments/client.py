@@ -17,6 +17,7 @@ from urllib.parse import urlencode
 
 from msshop.contracts.credentials import bearer, service_credential
 from msshop.contracts.errors import SandboxError, ServiceError
+from msshop.contracts.kinds import Kind
 from msshop.runtime.http1 import Connection
 from msshop.runtime.orchestrator.state import State
 
@@ -167,7 +168,7 @@ class ShopClient:
 
     def health(self, service: str) -> Health:
         found = self.state.services.get(service)
-        if found is not None and found.kind == "nats-server":  # asked at its monitoring port
+        if found is not None and found.kind == Kind.NATS_SERVER:  # asked at its monitoring port
             from msshop.runtime.orchestrator.lifecycle import health_of
 
             health = health_of(self.state, service, self.timeout)
@@ -271,7 +272,7 @@ class ShopClient:
             return self.health("bus").get("head", 0)
         heads = []
         for name, service in self.state.services.items():
-            if service.kind == "nats-server" and service.status == "running":
+            if service.kind == Kind.NATS_SERVER and service.status == "running":
                 try:  # the highest any node holds: a follower may be behind its leader
                     heads.append(self.health(name).get("head", 0))
                 except SandboxError:

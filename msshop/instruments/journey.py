@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from msshop.contracts.errors import MsshopError
+from msshop.contracts.kinds import Kind
 from msshop.contracts.shop import Order, User
 from msshop.contracts.spans import Span, make_span, traceparent
 from msshop.instruments.asking import Questioner
@@ -96,6 +97,6 @@ def _followed(questioner: Questioner, root: Span, what: str, user_id: int) -> Jo
     # a program of your own as the query service may record no apply span (the contract
     # does not ask for one): caught up is then all that is known, and the lag is not
     query = questioner.client.state.services.get("query")
-    spans_optional = query is not None and query.kind == "executable"
+    spans_optional = query is not None and query.kind == Kind.EXECUTABLE
     return Journey(trace_id, spans, applied and (bool(lags) or spans_optional),
                    max(lags) if lags else None, unsaved)

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from msshop.contracts.errors import MsshopError
-from msshop.instruments import chaos
+from msshop.contracts.kinds import Kind
 from msshop.instruments.challenges.arena import Arena, Judged
 from msshop.instruments.challenges.findings import Finding
 from msshop.instruments.challenges.replicas import CATCH_UP, applied_head, exact_answers
@@ -80,7 +80,7 @@ def _emptied(arena: Arena) -> int:
     """The query service's data directory emptied but its service.json: how many went."""
     service = arena.state.services["query"]
     where = Path(service.db)
-    directory = where if service.kind == chaos.EXECUTABLE else where.parent
+    directory = where if service.kind == Kind.EXECUTABLE else where.parent
     gone = 0
     for path in directory.iterdir():
         if path.name == SERVICE_FILE:

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 
 from msshop.contracts.errors import MsshopError
+from msshop.contracts.kinds import Kind
 from msshop.contracts.status import LinkFault, Misdelivered, link_fault
 from msshop.contracts.strategies import ReadStrategy
 from msshop.instruments import chaos, monolith
@@ -72,7 +73,7 @@ def exact_answers(arena: Arena, judged: Judged, check: str, causes: dict[str, st
 def journal(arena: Arena) -> list[Misdelivered]:
     """What the log bus handed the learner's program out of the ordinary; none for
     msshop's own query service (its faults are in its own process) or on NATS."""
-    if arena.state.bus.backend != "log" or arena.state.services["query"].kind != chaos.EXECUTABLE:
+    if arena.state.bus.backend != "log" or arena.state.services["query"].kind != Kind.EXECUTABLE:
         return []
     try:
         return arena.client.deliveries("query")["entries"]

@@ -16,8 +16,9 @@ from typing import Any, cast
 
 from msshop.contracts.config import Settings
 from msshop.contracts.errors import UsageError
+from msshop.contracts.kinds import Kind
 from msshop.contracts.status import CrashedWhileApplying, LinkFault, link_fault
-from msshop.instruments.chaos import EXECUTABLE, crash_while_applying, no_door, set_link
+from msshop.instruments.chaos import crash_while_applying, no_door, set_link
 from msshop.instruments.client import ShopClient
 from msshop.instruments.experiments.scenario import Fault
 from msshop.runtime.orchestrator import lifecycle
@@ -35,11 +36,11 @@ class Nemesis:
             raise UsageError(f"{fault.kind} bus: the bus is a server msshop did not start "
                              "(bus.url); this experiment needs the sandbox's own bus")
         if fault.link is None and fault.kind in ("latency", "errors") and \
-                state.services[fault.target].kind != "service":
+                state.services[fault.target].kind != Kind.SERVICE:
             raise UsageError(f"{fault.kind} {fault.target}: only msshop's services take "
                              "chaos; put it on a link instead, e.g. \"query->bus\"")
         if fault.link is not None and fault.link[0] in state.services and \
-                state.services[fault.link[0]].kind == EXECUTABLE:
+                state.services[fault.link[0]].kind == Kind.EXECUTABLE:
             why = no_door(state, *fault.link)
             if why is not None:
                 raise UsageError(f"{fault.kind} {fault.target}: {why}")

@@ -37,7 +37,7 @@ def lineup(settings: Settings) -> list[tuple[ServiceSpec, str]]:
     """Each part of the topology and the kind that runs it: the bus is nats-server nodes
     with `--bus nats`, and nothing at all with bus.url (a server msshop does not start); a
     part whose settings name a command is that program (services.<name>.command)."""
-    parts = []
+    parts: list[tuple[ServiceSpec, str]] = []
     for spec in SERVICES:
         if spec.name == "bus" and settings.bus_backend == "nats":
             if not settings.bus_url:

@@ -26,6 +26,7 @@ from msshop.contracts import streams
 from msshop.contracts.config import Settings
 from msshop.contracts.credentials import digest, service_credential
 from msshop.contracts.errors import SandboxError
+from msshop.contracts.kinds import Kind
 from msshop.contracts.protocol import PROTOCOL
 from msshop.contracts.topology import ServiceSpec
 from msshop.runtime.orchestrator.health import probe_or_why
@@ -60,7 +61,7 @@ ExecutableFactory = Callable[[str, list[str], dict[str, str], str, Path, Confine
 class ExecutableKind:
     """A program given a port, a data directory of its own and a credential in a file."""
 
-    name = "executable"
+    name = Kind.EXECUTABLE
     stops_alone = False
 
     def __init__(self, settings: Settings, *,

@@ -10,6 +10,7 @@ from typing import Any
 
 from msshop.contracts.config import Settings
 from msshop.contracts.credentials import digest, service_credential
+from msshop.contracts.kinds import Kind
 from msshop.contracts.topology import BY_NAME, SERVICES, ServiceSpec
 from msshop.runtime.orchestrator.health import probe
 from msshop.runtime.orchestrator.kind import ChildProcess, Health, Probe
@@ -26,7 +27,7 @@ ProcessFactory = Callable[[ServiceSpec, ServiceContext, Path, str], ChildProcess
 class ForkedServiceKind:
     """An msshop service: `ServiceProcess`, answering GET /health on its own port."""
 
-    name = "service"
+    name = Kind.SERVICE
     stops_alone = False
 
     def __init__(self, settings: Settings, *, new_process: ProcessFactory = ServiceProcess,

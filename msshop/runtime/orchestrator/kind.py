@@ -70,7 +70,8 @@ class ProcessKind(Protocol):
 
     @property
     def name(self) -> str:
-        """ServiceState.kind of its processes: what status and the CLI call it."""
+        """ServiceState.kind of its processes (one of contracts/kinds.py's Kind): what
+        status and the CLI call it."""
 
     @property
     def stops_alone(self) -> bool:

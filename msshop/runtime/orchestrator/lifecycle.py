@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from msshop.contracts.config import Settings
 from msshop.contracts.errors import SandboxError, UsageError
+from msshop.contracts.kinds import Kind
 from msshop.contracts.topology import BY_NAME, SERVICES
 from msshop.runtime.orchestrator import control
 from msshop.runtime.orchestrator.health import json_or_why, probe_nats
@@ -260,8 +261,8 @@ def check_msshop_service(name: str, state: State, doing: str) -> str:
     """A service msshop runs itself (not a nats-server node), for what only they can do."""
     check_service(name, state)
     kind = state.services[name].kind
-    if kind != "service":
-        what = "a nats-server" if kind == "nats-server" else "a program of your own"
+    if kind != Kind.SERVICE:
+        what = "a nats-server" if kind == Kind.NATS_SERVER else "a program of your own"
         raise UsageError(f"{name} is {what}, which cannot {doing}; stop, start or "
                          f"kill it instead (msshop kill {name})")
     return name
@@ -295,7 +296,7 @@ def health_of(state: State, name: str, timeout: float) -> dict[str, Any] | None:
 def health_or_why(state: State, name: str, timeout: float) -> dict[str, Any] | str:
     """health_of, or why no health came ("connection refused", "no answer within 1 s")."""
     service = state.services[name]
-    if service.kind == "nats-server":
+    if service.kind == Kind.NATS_SERVER:
         port = service.monitor_port or 0
         node = probe_nats(state.host, port, timeout=timeout, stream=state.bus.stream)
         if node is not None:

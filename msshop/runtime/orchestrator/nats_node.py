@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from msshop.contracts.config import Settings
+from msshop.contracts.kinds import Kind
 from msshop.contracts.topology import ServiceSpec
 from msshop.runtime.orchestrator import broker
 from msshop.runtime.orchestrator.executable import ExecutableKind
@@ -26,7 +27,7 @@ class NatsNodeKind:
     """nats-server nodes. They stop one after another: nodes stopped at once cut each
     other's routes while writing, which nats-server logs as an error."""
 
-    name = "nats-server"
+    name = Kind.NATS_SERVER
     stops_alone = True
 
     def __init__(self, settings: Settings, *, new_node: NodeFactory = broker.BrokerProcess,

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from msshop.contracts.credentials import service_credential
 from msshop.contracts.errors import SandboxError
+from msshop.contracts.kinds import Kind
 
 if TYPE_CHECKING:
     from msshop.bus.jetstream import NatsAddress
@@ -103,7 +104,7 @@ class ServiceState:
     ready_ms: float | None = None  # fork to ready, by the service's own report
     # service (an msshop process) | nats-server (a node of the bus) | executable (a
     # program of your own, run as that service: its command)
-    kind: str = "service"
+    kind: str = Kind.SERVICE
     monitor_port: int | None = None  # nats-server: where its health is asked
     route_port: int | None = None  # nats-server in a cluster: where the nodes meet
     command: list[str] | None = None  # executable: the program and its arguments
