@@ -21,8 +21,8 @@ _TOPICS: dict[str, tuple[str, ...]] = {
     "answers": ("answer", "answer_with_trace", "compare", "freshness", "verify"),
     "bench": ("bench_progress", "bench_report", "bench_side_by_side"),
     "bus": ("dead_letters", "event_line", "replay_summary"),
-    "challenges": ("challenge_list", "challenge_progress", "challenge_result",
-                   "challenge_show"),
+    "challenges": ("challenge_ladder", "challenge_list", "challenge_progress",
+                   "challenge_result", "challenge_rung", "challenge_show"),
     "console": ("Console", "error", "note", "terminal"),
     "demo": ("DemoStage", "demo_summary"),
     "documents": (
@@ -71,9 +71,11 @@ if TYPE_CHECKING:
         replay_summary as replay_summary,
     )
     from msshop.render.challenges import (
+        challenge_ladder as challenge_ladder,
         challenge_list as challenge_list,
         challenge_progress as challenge_progress,
         challenge_result as challenge_result,
+        challenge_rung as challenge_rung,
         challenge_show as challenge_show,
     )
     from msshop.render.console import (

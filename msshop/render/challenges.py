@@ -1,5 +1,6 @@
 """`msshop challenge`: the ladder (one line a rung, within 80 columns), one challenge's
-task, a run's progress and its verdict with each finding on one line."""
+task, a run's progress and its verdict with each finding on one line; `run all`, a line a
+rung as each ends, then the failed rungs in full and the ladder's verdict."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from msshop.render.console import note
 
 if TYPE_CHECKING:
     from msshop.instruments.challenges.ladder import Ladder, Shown
-    from msshop.instruments.challenges.run import ChallengeReport
+    from msshop.instruments.challenges.run import ChallengeReport, LadderReport
 
 STATUS_STYLES = {"passed": "green", "failed": "red", "not tried": "dim"}
 VERDICT_STYLES = {"passed": "bold green", "failed": "bold red", "unknown": "bold yellow"}
@@ -70,3 +71,31 @@ def challenge_result(out: Console, report: ChallengeReport) -> None:
         note(out, "--report DIR draws each failing answer's trace", "dim")
     if report["note"]:
         note(out, report["note"], "yellow")
+
+
+def challenge_rung(out: Console, report: ChallengeReport) -> None:
+    """One rung of `run all`, as it ends: its verdict and its first finding or reason."""
+    out.print(Text.assemble(f"{report['rung']:>2}. ", (f"{report['challenge']:<16} ", "bold"),
+                            (f"{report['verdict']:<8}", VERDICT_STYLES[report["verdict"]]),
+                            f" {report['took_s']:g} s"), soft_wrap=True)
+    first = [f["line"] for f in report["findings"][:1]] + report["unknown"][:1]
+    for line in first[:1]:
+        note(out, f"    {line}", "dim")
+
+
+def challenge_ladder(out: Console, report: LadderReport) -> None:
+    """The whole ladder's verdict, then each failed or unknown rung's findings in full."""
+    for rung in report["challenges"]:
+        if rung["verdict"] != "passed":
+            out.print()
+            challenge_result(out, rung)
+    out.print()
+    rungs = len(report["challenges"])
+    words = [f"{len(report['passed'])} of {rungs} passed"]
+    words += [f"failed: {', '.join(report['failed'])}"] if report["failed"] else []
+    words += [f"unknown: {', '.join(report['unknown'])}"] if report["unknown"] else []
+    out.print(Text.assemble(("ladder", "bold"), ": ",
+                            (report["verdict"], VERDICT_STYLES[report["verdict"]]),
+                            f" ({'; '.join(words)}; {report['bus']} bus, "
+                            f"{report['took_s']:g} s)"), soft_wrap=True)
+    note(out, f"service: {report['service']}", "dim")

@@ -10,6 +10,7 @@ import shlex
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,12 +38,28 @@ def challenge(tmp_path: Path, *args: str, timeout: float = 120
     return result.returncode, json.loads(result.stdout), result.stderr
 
 
+def climbs(tmp_path: Path, *service: str) -> dict[str, Any]:
+    """`msshop challenge run all ARGS --json`: the whole ladder; its report."""
+    result = msshop("challenge", "run", "all", *service, *SQUEEZED, "--json",
+                    env=sandbox_env(tmp_path / "unused"), cwd=tmp_path, timeout=600)
+    assert result.stdout, result.stderr
+    report: dict[str, Any] = json.loads(result.stdout)
+    assert result.returncode == {"passed": 0, "failed": 1, "unknown": 2}[
+        str(report["verdict"])], (report["verdict"], result.stderr)
+    assert "Traceback" not in result.stderr
+    return report
+
+
 def passes_every_rung(tmp_path: Path, *service: str) -> None:
     own_or_log = "--service" not in service or "nats" not in service
-    for name in GRADED + (BUS_FAULTS if own_or_log else ()):
-        code, report, stderr = challenge(tmp_path, name, *service)
-        assert (code, report["verdict"]) == (0, "passed"), (name, report, stderr)
-        assert report["findings"] == [] and report["unknown"] == []
+    report = climbs(tmp_path, *service)
+    gradeable = GRADED + (BUS_FAULTS if own_or_log else ())
+    rungs = report["challenges"]
+    for rung in rungs:
+        if rung["challenge"] in gradeable:
+            assert rung["verdict"] == "passed", rung
+            assert rung["findings"] == [] and rung["unknown"] == []
+    assert {r["challenge"] for r in rungs} >= set(gradeable)
 
 
 @pytest.mark.parametrize("bus", ["log", "nats"])
@@ -184,8 +201,8 @@ def test_a_slow_service_fails_fast_beside_msshops_own_figures(tmp_path: Path) ->
     assert figures["yours"]["p50_ms"] > 250 > figures["msshop"]["p50_ms"]
     findings = report["findings"]
     assert isinstance(findings, list)
-    assert findings[0]["line"].startswith("100 reads at 100/s: p50 ")
-    assert ", expected p50 ≤ 20 ms — " in findings[0]["line"]
+    assert findings[0]["line"].startswith("500 reads at 500/s: p50 ")
+    assert ", expected p50 ≤ 5 ms — " in findings[0]["line"]
     assert findings[0]["evidence"].startswith("msshop's own query service: p50 ")
 
 
@@ -242,3 +259,57 @@ def test_a_broken_service_d_fails_its_rung_naming_what_the_bus_did(
     findings = report["findings"]
     assert isinstance(findings, list)
     assert re.fullmatch(said, findings[0]["line"]), findings[0]["line"]
+
+
+@pytest.mark.parametrize(("program", "fails"), [
+    (broken(), set()),
+    (broken("n-plus-one"), {"batched"}),
+    (broken("not-idempotent"), {"at-least-once"}),
+    (broken("position-outside"), {"crash"}),
+    (broken("ignores-versions"), {"order"}),
+    (broken("ignores-after"), {"read-your-writes"}),
+    (broken("slow"), {"fast"}),
+    (f"{sys.executable} {NAIVE} {PYTHON_REFERENCE} calls-at-query-time",
+     {"read-model", "outage"}),
+], ids=["correct", "n-plus-one", "not-idempotent", "position-outside", "ignores-versions",
+        "ignores-after", "slow", "calls-at-query-time"])
+def test_the_whole_ladder_fails_a_broken_service_d_exactly_where_it_is_broken(
+        tmp_path: Path, program: str, fails: set[str]) -> None:
+    """Each deliberately broken Service D climbs the whole ladder: it fails the rungs its
+    defect is about, with findings, and passes every other; nothing is unknown."""
+    report = climbs(tmp_path, "--service", program)
+    assert report["unknown"] == [], report["unknown"]
+    assert set(report["failed"]) == fails, [
+        (r["challenge"], r["findings"][:1]) for r in report["challenges"]
+        if r["verdict"] != "passed"]
+    for rung in report["challenges"]:
+        assert (rung["findings"] != []) == (rung["challenge"] in fails), rung
+    assert report["verdict"] == ("failed" if fails else "passed")
+    statuses = json.loads((tmp_path / ".msshop-challenges.json").read_text())["challenges"]
+    assert {name for name, s in statuses.items() if s["status"] == "failed"} == fails
+
+
+def test_run_all_draws_a_line_a_rung_the_ladders_verdict_and_a_page(tmp_path: Path) -> None:
+    result = msshop("challenge", "run", "all", *SQUEEZED, "--report", "ladder",
+                    env=sandbox_env(tmp_path / "unused", COLUMNS="80"), cwd=tmp_path,
+                    timeout=300)
+    assert result.returncode == 0, result.stderr
+    said = result.stdout + result.stderr
+    assert all(len(line) <= 80 for line in said.splitlines()), said
+    assert re.search(r"^ 1\. direct-call +passed +[\d.]+ s$", said, re.M), said
+    assert re.search(r"^10\. fast +passed +[\d.]+ s$", said, re.M), said
+    assert re.search(r"^ladder: passed \(10 of 10 passed; log bus, [\d.]+ s\)$",
+                     result.stdout, re.M), result.stdout
+    page = (tmp_path / "ladder" / "index.html").read_text()
+    written = json.loads((tmp_path / "ladder" / "report.json").read_text())
+    assert [r["challenge"] for r in written["challenges"]] == [
+        "direct-call", "batched", "read-model", "at-least-once", "order", "crash",
+        "read-your-writes", "outage", "rebuild", "fast"]
+    for rung in written["challenges"]:
+        assert f'href="{rung["challenge"]}/index.html"' in page
+        assert (tmp_path / "ladder" / rung["challenge"] / "report.json").is_file()
+    shown = msshop("challenge", "show", "all", env=sandbox_env(tmp_path / "unused"),
+                   cwd=tmp_path)
+    assert shown.returncode == 2 and "no challenge named 'all'" in shown.stderr
+    unnamed = msshop("challenge", "run", env=sandbox_env(tmp_path / "unused"), cwd=tmp_path)
+    assert unnamed.returncode == 2 and "(or all: the whole ladder)" in unnamed.stderr

@@ -18,9 +18,9 @@ from msshop.instruments.client import ShopClient
 from msshop.runtime.orchestrator.state import State
 from msshop.runtime.platform.wire import Client, ConnectFailed
 
-RATE = 100.0  # reads per second, sent on schedule (open loop: a slow answer delays none)
-P50_MS = 20.0
-P99_MS = 200.0
+RATE = 500.0  # reads per second, sent on schedule (open loop: a slow answer delays none)
+P50_MS = 5.0
+P99_MS = 100.0
 TIMEOUT = 2.0  # a read unanswered this long counts as refused
 CHECK = "fast"
 

@@ -1,6 +1,7 @@
 """`challenge run --report DIR`: index.html (the verdict, each finding, the figures; no
-script, opens offline) and report.json. The report folder is made and taken back as the
-experiments' is (experiments/page.py)."""
+script, opens offline) and report.json. `run all --report DIR`: each rung's in DIR/NAME/,
+and DIR/index.html the ladder, linking them. The report folder is made and taken back as
+the experiments' is (experiments/page.py)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,9 @@ from msshop.instruments.experiments.page import make_room, taken_back_on_failure
 from msshop.instruments.traces.html import to_html
 
 if TYPE_CHECKING:
-    from msshop.instruments.challenges.run import ChallengeReport
+    from msshop.instruments.challenges.run import ChallengeReport, LadderReport
 
-__all__ = ["make_room", "page", "taken_back_on_failure", "write_report"]
+__all__ = ["make_room", "page", "taken_back_on_failure", "write_ladder", "write_report"]
 
 COLOURS = {"passed": "#15803d", "failed": "#b91c1c", "unknown": "#a16207"}
 
@@ -28,6 +29,30 @@ def write_report(report: ChallengeReport, directory: Path) -> list[Path]:
         files[directory / f"trace-{trace_id}.html"] = to_html(
             spans, trace_id, f"{report['challenge']}: a failing answer")
     return write_files(directory, files)
+
+
+def write_ladder(report: LadderReport, directory: Path) -> list[Path]:
+    """DIR/index.html (the ladder) and DIR/report.json, then each rung's in DIR/NAME/."""
+    written = write_files(directory, {
+        directory / "index.html": ladder_page(report),
+        directory / "report.json": json.dumps(report, indent=2) + "\n"})
+    for rung in report["challenges"]:
+        written += write_report(rung, directory / rung["challenge"])
+    return written
+
+
+def ladder_page(report: LadderReport) -> str:
+    rows = "".join(
+        f"<tr><td>{r['rung']}</td><td><a href=\"{escape(r['challenge'])}/index.html\">"
+        f"{escape(r['challenge'])}</a></td><td><span class=badge style=\"background:"
+        f"{COLOURS[r['verdict']]}\">{r['verdict']}</span></td><td>{r['took_s']} s</td>"
+        f"<td>{escape(next(iter([f['line'] for f in r['findings']] + r['unknown']), ''))}"
+        "</td></tr>" for r in report["challenges"])
+    return LADDER_PAGE.format(
+        colour=COLOURS[report["verdict"]], verdict=report["verdict"],
+        service=escape(report["service"]), bus=escape(report["bus"]),
+        took=report["took_s"], passed=len(report["passed"]),
+        rungs=len(report["challenges"]), rows=rows)
 
 
 def page(report: ChallengeReport) -> str:
@@ -85,6 +110,40 @@ PAGE = """<!doctype html>
 {figures}
 <footer>Made by <code>msshop challenge run</code>. Everything on this page is in
 report.json beside it.</footer>
+</main>
+</body>
+</html>
+"""
+
+
+LADDER_PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>The ladder · msshop challenge</title>
+<style>
+  body {{ font: 15px/1.5 system-ui, sans-serif; color: #111827; margin: 0;
+         background: #f9fafb; }}
+  main {{ max-width: 960px; margin: 0 auto; padding: 2rem 1.5rem 3rem; }}
+  .kicker, .meta, footer {{ color: #6b7280; font-size: .9rem; }}
+  .verdict {{ border-left: 6px solid {colour}; background: #fff; padding: .8rem 1.1rem;
+             border-radius: 6px; }}
+  .badge {{ background: {colour}; color: #fff; font-weight: 700; padding: .1rem .6rem;
+           border-radius: 999px; }}
+  table {{ border-collapse: collapse; background: #fff; width: 100%; margin-top: 1rem; }}
+  td {{ padding: .4rem .6rem; border-top: 1px solid #e5e7eb; vertical-align: top; }}
+</style>
+</head>
+<body>
+<main>
+<p class=kicker>msshop challenge · the whole ladder</p>
+<h1>The ladder</h1>
+<p class=meta>{service} · {bus} bus · {took} s</p>
+<div class=verdict><span class=badge>{verdict}</span> {passed} of {rungs} passed</div>
+<table>{rows}</table>
+<footer>Made by <code>msshop challenge run all</code>. Each rung's page is in its own
+folder; everything on this page is in report.json beside it.</footer>
 </main>
 </body>
 </html>

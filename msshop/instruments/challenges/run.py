@@ -1,7 +1,8 @@
 """`msshop challenge run NAME`: the challenge in a sandbox of its own, with the learner's
 program as the query service (msshop's own without one), seeded, its trial run, and a
 verdict: passed, failed (with findings a learner can act on), or unknown (why it could
-not tell). The learner's progress in the current directory is updated."""
+not tell). The learner's progress in the current directory is updated. `run all`: every
+rung in the ladder's order, each so, and one verdict for the whole ladder."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import os
 import platform
 import shlex
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypedDict
@@ -21,9 +23,10 @@ from msshop.instruments.asking import Questioner
 from msshop.instruments.challenges import composition, progress
 from msshop.instruments.challenges.arena import Arena, Judged, Say
 from msshop.instruments.challenges.findings import FindingRecord, Verdict, first_few
-from msshop.instruments.challenges.ladder import Challenge, challenge
+from msshop.instruments.challenges.ladder import LADDER, Challenge, challenge
 from msshop.instruments.challenges.sandbox import own_sandbox, seed
 
+ALL = "all"  # `run all`: the whole ladder
 FULL_SECONDS = 10.0  # a timed part of a trial at full length (the whole run: under a minute)
 MSSHOP_OWN = "msshop's own query service"
 
@@ -48,6 +51,21 @@ class ChallengeReport(TypedDict):
     figures: dict[str, Any]
     traces: dict[str, list[Span]]  # the shown findings' traces, by id (--report draws them)
     note: str | None  # about the progress file, if it could not be read or kept
+
+
+class LadderReport(TypedDict):
+    """What `challenge run all` reports: each rung's report, in the ladder's order, and
+    the whole ladder's verdict (failed if any rung failed, else unknown if any could not
+    tell, else passed)."""
+
+    service: str
+    bus: str
+    took_s: float
+    verdict: Verdict
+    passed: list[str]
+    failed: list[str]
+    unknown: list[str]
+    challenges: list[ChallengeReport]
 
 
 def command_of(service: str | None) -> tuple[str, ...] | None:
@@ -96,6 +114,32 @@ def run(settings: Settings, name: str, service: str | None = None,
             "traces": {f.trace_id: judged.traces[f.trace_id] for f in shown
                        if f.trace_id is not None and f.trace_id in judged.traces},
             "note": note}
+
+
+def run_ladder(settings: Settings, service: str | None = None,
+               seconds: float | None = None, say: Say | None = None,
+               directory: Path | None = None,
+               ran: Callable[[ChallengeReport], None] | None = None) -> LadderReport:
+    """Every rung, one after another, each as `run` runs it (a sandbox of its own, the
+    progress kept); `ran` is told each rung's report as it ends. A program that cannot
+    start is said at the first rung, as `run` says it."""
+    began = time.monotonic()
+    reports: list[ChallengeReport] = []
+    tell: Say = say or (lambda message: None)
+    for found in LADDER:  # each rung's own steps are not told: its result line says it
+        tell(f"running rung {found.rung} of {len(LADDER)}, {found.name}")
+        report = run(settings, found.name, service, seconds, None, directory)
+        reports.append(report)
+        if ran is not None:
+            ran(report)
+    named = {verdict: [r["challenge"] for r in reports if r["verdict"] == verdict]
+             for verdict in ("passed", "failed", "unknown")}
+    verdict: Verdict = "failed" if named["failed"] else "unknown" if named["unknown"] \
+        else "passed"
+    return {"service": reports[0]["service"], "bus": settings.bus_backend,
+            "took_s": round(time.monotonic() - began, 1), "verdict": verdict,
+            "passed": named["passed"], "failed": named["failed"],
+            "unknown": named["unknown"], "challenges": reports}
 
 
 def _trial(found: Challenge, config: Settings, seconds: float, tell: Say) -> Judged:
