@@ -22,7 +22,7 @@ class ServiceWait(TypedDict):
 
     name: str
     status: str  # as the supervisor reports it: running, stopped, crashed … ("-": no sandbox)
-    health: str  # ok | not ready | down (running, no answer) | - (not asked)
+    health: str  # ok | not ready | not answering (running, no answer) | - (not asked)
     ready: bool  # the condition holds for it
     why: str | None  # what it still lacks, e.g. "1,200 events behind"
     exit: NotRequired[str | None]  # how it last ended, e.g. "killed by SIGKILL"

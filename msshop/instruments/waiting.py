@@ -187,7 +187,7 @@ def _one(client: ShopClient, state: State, condition: Condition, name: str, look
         looked.missing.append(f"{name}: {service.status}")
         return _service(name, service.status, False, service.status)
     health = _health(client, name)
-    said = "down" if health is None else health.get("status", "ok")
+    said = "not answering" if health is None else health.get("status", "ok")
     entry = _service(name, service.status, False, None, health=said)
     if health is None:
         entry["why"] = "not answering"

@@ -5,8 +5,10 @@ names the service, exit 1; no sandbox, exit 1), bad usage (exit 2), and --json."
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -179,3 +181,20 @@ def test_up_detach_wait_caught_up_returns_once_the_read_model_has_everything(
     assert replicated["freshness"]["position"] == 2030
     healthy = sandbox.run("up", "--detach", "--wait", "healthy")
     assert healthy.returncode == 1, "already running: up's own error comes first"
+
+
+def test_a_running_service_that_does_not_answer_is_not_answering_not_down(
+        sandbox: Sandbox) -> None:
+    pid = sandbox.state.services["query"].pid
+    assert pid is not None
+    os.kill(pid, signal.SIGSTOP)  # running, as the supervisor sees it; answering nothing
+    try:
+        result = sandbox.run("wait", "query", "--for", "healthy", "--timeout", "1.5",
+                             "--json")
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    report = json.loads(result.stdout)
+    assert (result.returncode, report["outcome"]) == (3, "timed-out"), report
+    [query] = report["services"]
+    assert (query["status"], query["health"], query["why"]) == (
+        "running", "not answering", "not answering"), query
