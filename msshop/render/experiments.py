@@ -204,6 +204,9 @@ def _key(faults: list[Window]) -> Text:
         key.append("\n  ")
         key.append(_shade(number) * 2, style=f"color({FAULT_COLOUR})")
         key.append_text(data(f" {window['label']}, {window['start']:.1f}-{window['end']:.1f} s"))
+        if "detail" in window:  # what it hit, on a line of its own under its name
+            key.append("\n     ")
+            key.append_text(data(window["detail"]))
     return key
 
 

@@ -225,3 +225,16 @@ def test_the_charting_libraries_load_only_when_drawing() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=60, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_what_a_crash_while_applying_hit_is_named_under_its_window() -> None:
+    report = fake_report()
+    detail = "killed at position 1,220,000 while applying 1,000,001 to 2,400,000 (backlog 3)"
+    report["faults"].append({"kind": "crash-applying", "target": "query",
+                             "label": "query killed while applying", "start": 8.0,
+                             "end": 11.0, "detail": detail})
+    text = rendered(report)
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert " ".join(text.split()).count(
+        "▒▒ query killed while applying, 8.0-11.0 s " + detail) == 2
+    assert f"(crash-applying query): {detail}</li>" in page(report)

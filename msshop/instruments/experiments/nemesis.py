@@ -45,6 +45,22 @@ class Nemesis:
             if why is not None:
                 raise UsageError(f"{fault.kind} {fault.target}: {why}")
 
+    def what_it_hit(self, fault: Fault) -> str | None:
+        """What a fault that lands somewhere in particular hit, in words (crash-applying:
+        where the consumer was when it was killed); None for the others."""
+        if fault.kind != "crash-applying":
+            return None
+        crash = next((c for c in reversed(self.crashes) if c["service"] == fault.target),
+                     None)
+        if crash is None:
+            return None
+        tries = f"backlog {crash['attempts']}"
+        if crash["while_applying"]:
+            return (f"killed at position {crash['position']:,} while applying "
+                    f"{crash['start'] + 1:,} to {crash['head']:,} ({tries})")
+        return (f"killed at position {crash['position']:,}, not mid-backlog "
+                f"{crash['start'] + 1:,} to {crash['head']:,} ({tries})")
+
     def apply(self, fault: Fault) -> None:
         if fault.link is not None:
             self._chaos(fault, heal=False)

@@ -211,7 +211,8 @@ def _faults_list(faults: list[Window]) -> str:
     if not faults:
         return "<p>No faults: this run is the baseline.</p>"
     items = "".join(f"<li><b>{escape(w['label'])}</b> from {w['start']:.1f} s to "
-                    f"{w['end']:.1f} s ({escape(w['kind'])} {escape(w['target'])})</li>"
+                    f"{w['end']:.1f} s ({escape(w['kind'])} {escape(w['target'])})"
+                    + (f": {escape(w['detail'])}" if "detail" in w else "") + "</li>"
                     for w in faults)
     return f"<ul>{items}</ul>"
 

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Literal, TypedDict
+from typing import Literal, NotRequired, TypedDict
 
 from msshop.contracts.strategies import SERVED, ReadStrategy
 
@@ -21,6 +21,7 @@ class Window(TypedDict):
     label: str  # e.g. "products killed"
     start: float
     end: float
+    detail: NotRequired[str]  # what it hit, e.g. crash-applying's position at the kill
 
 
 class Reads(TypedDict):

@@ -146,7 +146,8 @@ async def _drive(workload: Workload, nemesis: Nemesis, scenario: Scenario,
     finally:
         for fault, start in began.items():  # a run cut short heals what it broke
             await _step(nemesis.heal, fault, "heal", unknown)
-            windows.append(_window(fault, start, workload.now()))
+            windows.append(_window(fault, start, workload.now(),
+                                   nemesis.what_it_hit(fault)))
     ended = workload.now()
     recovered_in_s: float | None = None
     try:
@@ -178,7 +179,8 @@ async def _schedule(workload: Workload, nemesis: Nemesis, scenario: Scenario,
                 tell(f"{start:5.1f} s  {fault.label}")
         elif fault in began:
             healed = await _step(nemesis.heal, fault, "heal", unknown)
-            windows.append(_window(fault, began.pop(fault), workload.now()))
+            windows.append(_window(fault, began.pop(fault), workload.now(),
+                                   nemesis.what_it_hit(fault)))
             if healed:
                 tell(f"{workload.now():5.1f} s  {fault.target} healed")
 
@@ -193,9 +195,12 @@ async def _step(act: Callable[[Fault], None], fault: Fault, doing: str,
     return True
 
 
-def _window(fault: Fault, start: float, end: float) -> Window:
-    return {"kind": fault.kind, "target": fault.target, "label": fault.label,
-            "start": round(start, 3), "end": round(end, 3)}
+def _window(fault: Fault, start: float, end: float, detail: str | None) -> Window:
+    window: Window = {"kind": fault.kind, "target": fault.target, "label": fault.label,
+                      "start": round(start, 3), "end": round(end, 3)}
+    if detail is not None:
+        window["detail"] = detail
+    return window
 
 
 # --- the figures -----------------------------------------------------------------------------
