@@ -27,7 +27,8 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Coroutine
+from typing import Any
 from urllib.parse import urlsplit
 
 import msgspec
@@ -143,13 +144,7 @@ class ReaderDoor:
             server_in, server_out, self.upstream = await self.nodes.connect()
             if self.task is not None:
                 self.task.recovered()
-            upward = asyncio.create_task(pipe(client_in, server_out))
-            try:
-                await self.downward(server_in, client_out)
-            finally:
-                upward.cancel()
-                with contextlib.suppress(asyncio.CancelledError, OSError):
-                    await upward
+            await either(pipe(client_in, server_out), self.downward(server_in, client_out))
         except NoNode as exc:
             if self.task is not None:  # /health says so while it lasts
                 self.task.failed(str(exc))
@@ -229,6 +224,21 @@ class ReaderDoor:
             for item in page)
 
 
+async def either(*work: Coroutine[Any, Any, None]) -> None:
+    """Both directions of a connection, until one ends (the other is then cancelled);
+    what ended it raised again."""
+    tasks = [asyncio.create_task(each) for each in work]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    for task in done:
+        if not task.cancelled() and (failed := task.exception()) is not None:
+            raise failed
+
+
 async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
     """Reader -> server, as it is."""
     while data := await source.read(CHUNK):
@@ -236,11 +246,3 @@ async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None
         await sink.drain()
     with contextlib.suppress(OSError):
         sink.write_eof()
-
-
-def door_server(door: ReaderDoor) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter],
-                                              object]:
-    async def accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await door.serve(reader, writer)
-
-    return accepted
