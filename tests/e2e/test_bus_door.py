@@ -86,7 +86,7 @@ def test_the_program_reads_through_its_door_which_status_shows(door_sandbox: San
     door = next(s for s in status["services"] if s["name"] == DOOR)
     assert door["status"] == "running" and door["doors"] == {"query": door_port(sandbox)}
     health = door_health(sandbox)
-    assert health["doors"]["query"]["connections"] >= 1
+    assert health["readers"]["query"]["connections"] >= 1
     assert [t["name"] for t in health["tasks"]] == ["door for query"]
     verified = sandbox.run("verify", check=True)
     assert "equals the monolith join for all 10 users" in verified.stdout
@@ -123,7 +123,7 @@ def test_a_partition_shows_in_the_readers_health_and_after_it_every_event_once(
     try:
         purchases(sandbox, 40, "cut-off")
         until(lambda: consumer(sandbox)["bus_error"], "the reader says the bus is gone")
-        until(lambda: door_health(sandbox)["doors"]["query"]["connections"] == 0,
+        until(lambda: door_health(sandbox)["readers"]["query"]["connections"] == 0,
               "its connections closed, and kept closed")
         shown = sandbox.run("status", check=True).stdout
         assert "chaos on query -> bus" in shown and "its consumer is retrying" in shown
@@ -152,13 +152,13 @@ def test_with_three_nodes_a_killed_node_behind_the_door_is_passed_over(tmp_path:
         assert "connect_urls" not in info_line(door_port(sandbox))
         sandbox.run("seed", "--users", "10", "--products", "5", "--orders", "50", "--wait",
                     check=True)
-        reading = door_health(sandbox)["doors"]["query"]["node"]
+        reading = door_health(sandbox)["readers"]["query"]["node"]
         node = next(name for name, s in sandbox.state.services.items()
                     if s.kind == "nats-server" and reading.endswith(f":{s.port}"))
         sandbox.run("kill", node, check=True)
         purchases(sandbox, 30, "past-a-node")
         caught_up(sandbox.client(), timeout=60)
-        assert door_health(sandbox)["doors"]["query"]["node"] != reading
+        assert door_health(sandbox)["readers"]["query"]["node"] != reading
         verified = sandbox.run("verify", check=True)
         assert "equals the monolith join for all 10 users" in verified.stdout
         with contextlib.suppress(Exception):

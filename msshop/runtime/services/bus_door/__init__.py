@@ -75,7 +75,8 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
                for caller, port in ctx.doors.ports.items()}
 
     def health() -> dict[str, Any]:
-        return {"doors": {caller: door.health() for caller, door in readers.items()}}
+        # each reader: its door's port, its connections now, the node the last one reached
+        return {"readers": {caller: door.health() for caller, door in readers.items()}}
 
     return service_app(
         ctx.name,
