@@ -135,6 +135,20 @@ def test_a_program_that_does_not_exist_or_dies_at_start_is_one_line(tmp_path: Pa
     assert not (tmp_path / ".msshop-challenges.json").exists()
 
 
+def test_a_run_that_cannot_tell_says_why_in_one_line_and_exits_2(tmp_path: Path) -> None:
+    # every rung is gradeable on either bus now: what cannot be told is a program that
+    # never says it is cut off from the bus (here on NATS, cut off at the bus's door)
+    hiding = f"{sys.executable} {NAIVE} {PYTHON_REFERENCE} hides-bus-errors"
+    result = msshop("challenge", "run", "read-your-writes", "--bus", "nats", "--service",
+                    hiding, *SQUEEZED, env=sandbox_env(tmp_path / "unused"),
+                    cwd=tmp_path, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert "could not hold your consumer off the bus within 10 s (its /health " \
+        "consumer.bus_error stayed empty)" in " ".join(result.stdout.split())
+    assert "Traceback" not in result.stdout + result.stderr
+    assert not (tmp_path / ".msshop-challenges.json").exists()  # unknown changes nothing
+
+
 def test_on_nats_a_consumer_that_is_not_idempotent_fails_at_least_once_naming_the_duplicate(
         tmp_path: Path) -> None:
     # the duplicates reach a program of your own on NATS at the bus's door, whose journal

@@ -12,7 +12,9 @@ the second argument:
 - hang: healthy, but no answer to the question ever comes (each waits a minute);
 - not-idempotent: an OrderPlaced handed over again is written again (its orders table
   without a key, each one inserted as it comes). Right until the bus hands an event
-  twice; rung 4 (at-least-once) must fail it, on either bus, naming the duplicate.
+  twice; rung 4 (at-least-once) must fail it, on either bus, naming the duplicate;
+- hides-bus-errors: its /health never says the bus is gone (consumer.bus_error stays
+  empty). A checker that must see it cut off from the bus cannot tell: unknown.
 """
 
 from __future__ import annotations
@@ -68,7 +70,13 @@ elif mode == "not-idempotent":
         return None
 
     reference.apply_event = apply_again
+elif mode == "hides-bus-errors":
+    def quietly(self: Any, why: str) -> None:
+        self.listening = False
+        self.stopping.wait(0.5)
+
+    reference.Consumer.note_bus_down = quietly
 else:
-    sys.exit(f"unknown mode {mode!r}: n-plus-1, calls-at-query-time, slow, hang or "
-             "not-idempotent")
+    sys.exit(f"unknown mode {mode!r}: n-plus-1, calls-at-query-time, slow, hang, "
+             "not-idempotent or hides-bus-errors")
 reference.main()
