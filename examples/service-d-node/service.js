@@ -855,8 +855,9 @@ class NatsReader {
       const pending = Number(ack[at + 6]);
       this.pullLeft -= 1;
       if (this.pullLeft === 0) this.pull = null; // the whole batch came: the fetch is done
-      if (position < this.next) continue; // delivered before (never, with one consumer)
-      this.next = position + 1;
+      // one handed again or out of order (the bus's door may, as the log bus may) is
+      // applied as any other: the read model keeps each row's version
+      this.next = Math.max(this.next, position + 1);
       this.head = Math.max(this.head, position + pending);
       const sender = got.subject.slice(this.prefix.length).split(".")[0];
       let event;

@@ -777,9 +777,9 @@ class NatsReader:
             self.pull_left -= 1
             if self.pull_left == 0:
                 self.pull = None  # the whole batch came: the fetch is done
-            if position < self.next:
-                continue  # delivered before (never, with one consumer; kept safe)
-            self.next = position + 1
+            # one handed again or out of order (the bus's door may, as the log bus may) is
+            # applied as any other: the read model keeps each row's version
+            self.next = max(self.next, position + 1)
             self.head = max(self.head, position + pending)
             sender = subject.removeprefix(self.prefix).partition(".")[0]
             try:

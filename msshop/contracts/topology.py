@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+BUS = "bus"
+
 
 @dataclass(frozen=True)
 class ServiceSpec:
@@ -56,9 +58,24 @@ SERVICES: tuple[ServiceSpec, ...] = (
 )
 BY_NAME: dict[str, ServiceSpec] = {spec.name: spec for spec in SERVICES}
 NAMES: tuple[str, ...] = tuple(BY_NAME)
+#: The door to a NATS bus for the programs of your own that read it (services/bus_door):
+#: a proxy in front of the nats-server nodes, where the bus's delivery faults for such a
+#: reader are applied, as the log bus applies them itself. Not a part of the shop (no data,
+#: in no catalogue of services): run only when the bus is NATS and a program of your own
+#: reads it, in the bus's stage (it reaches the nodes only once a reader connects).
+BUS_DOOR = ServiceSpec("bus-door", 0, 7, "msshop.runtime.services.bus_door:create_app",
+                       "nothing: programs of your own read the NATS bus through it",
+                       calls_others=False)
+#: every part a forked msshop process may run: the services, and the bus's door
+PARTS: dict[str, ServiceSpec] = {**BY_NAME, BUS_DOOR.name: BUS_DOOR}
 
 
 def stages() -> list[list[ServiceSpec]]:
-    """Services grouped by stage, in start order."""
-    ordered = sorted({s.stage for s in SERVICES})
-    return [[s for s in SERVICES if s.stage == stage] for stage in ordered]
+    """The parts grouped by stage, in start order."""
+    ordered = sorted({s.stage for s in PARTS.values()})
+    return [[s for s in PARTS.values() if s.stage == stage] for stage in ordered]
+
+
+def keeps_doors_of(part: str) -> str:
+    """Whose links a part's doors are: the bus's door keeps the link to the bus."""
+    return BUS if part == BUS_DOOR.name else part

@@ -35,7 +35,7 @@ from msshop.contracts.status import (
     TrespassTry,
     link_fault,
 )
-from msshop.contracts.topology import BY_NAME, NAMES
+from msshop.contracts.topology import BUS, BUS_DOOR, BY_NAME, NAMES, keeps_doors_of
 from msshop.instruments.client import ShopClient
 from msshop.runtime.orchestrator import lifecycle
 from msshop.runtime.orchestrator.state import State
@@ -69,12 +69,14 @@ def inject(settings: Settings, service: str, latency_ms: float, jitter_ms: float
 
 
 def deliveries(settings: Settings, reader: str, limit: int = 10_000) -> DeliveryJournal:
-    """What the log bus's delivery faults handed `reader`, a program of your own, out of
-    the ordinary: each event with its fault and when (evidence for a checker)."""
+    """What the bus's delivery faults handed `reader`, a program of your own, out of the
+    ordinary: each event with its fault and when (evidence for a checker). Kept by the
+    log bus, or on nats by the bus's door, where that program reads."""
     state = lifecycle.running_state(settings)
-    if state.bus.backend != "log":
-        raise UsageError("the delivery journal is the log bus's; this sandbox's bus is "
-                         f"{state.bus.backend}: start one with --bus log for it")
+    if state.bus.backend != "log" and BUS_DOOR.name not in state.services:
+        raise UsageError("the delivery journal is kept where a program of your own reads "
+                         "the bus: no program of your own reads this sandbox's nats bus; "
+                         "run one as the query service for it")
     return ShopClient(state).deliveries(reader, limit)
 
 
@@ -93,8 +95,8 @@ def crash_while_applying(settings: Settings, service: str = "query", backlog: in
     state = lifecycle.running_state(settings)
     lifecycle.check_service(service, state)
     client = ShopClient(state, timeout=10)
-    # a program of your own's reads are slowed at the log bus's door for it (on NATS there
-    # is none: its backlog is caught mid-way by looking often, or on another attempt)
+    # a program of your own's reads are slowed at the bus's door for it (the log bus's, or
+    # on nats the bus's door; where there is none, it is caught mid-way by looking often)
     slowed = state.services[service].kind != Kind.EXECUTABLE or no_door(state, service, "bus") \
         is None
     before = link_now(client, state, service, "bus") if slowed else None
@@ -150,15 +152,17 @@ def poll_until_past(client: ShopClient, service: str, start: int, timeout: float
 def link_now(client: ShopClient, state: State, caller: str, callee: str) -> LinkFault | None:
     """The faults on the link caller -> callee now, wherever kept (None: none)."""
     if state.services[caller].kind == Kind.EXECUTABLE:
-        chaos = client.health(callee).get("chaos")
+        chaos = client.health(client.door_keeper(callee)).get("chaos")
         return (chaos.get("doors") or {}).get(caller) if chaos else None
     chaos = client.health(caller).get("chaos")
     return (chaos.get("links") or {}).get(callee) if chaos else None
 
 
 def doors_into(state: State, caller: str) -> list[str]:
-    """The services that keep a door for `caller`, a program of your own: those it calls."""
-    return [name for name, s in state.services.items() if s.doors and caller in s.doors]
+    """The links of `caller`, a program of your own, that a door keeps: the services it
+    calls (and on nats the bus, whose door is a process of its own)."""
+    return [keeps_doors_of(name) for name, s in state.services.items()
+            if s.doors and caller in s.doors]
 
 
 def no_door(state: State, caller: str, callee: str) -> str | None:
@@ -166,10 +170,10 @@ def no_door(state: State, caller: str, callee: str) -> str | None:
     own (one line naming the fix), or None: it can."""
     if callee in doors_into(state, caller):
         return None
-    if callee == "bus" and state.bus.backend == "nats":
+    if callee == BUS and state.bus.backend == "nats":  # a sandbox started before the door
         return (f"{caller} -> bus: the faults on a program of your own's link to the bus "
-                "are kept by the log bus (its door for it); this sandbox's bus is nats: "
-                "start one with --bus log for them")
+                "are kept by the bus's door, which this sandbox has not started; restart "
+                "it (msshop down, msshop up) to have one")
     return (f"{caller} -> {callee}: {callee} is not one of msshop's services, so it keeps "
             f"no door for {caller}'s calls; put the fault on a link into one of: "
             + ", ".join(doors_into(state, caller)))
@@ -190,7 +194,7 @@ def program_links(state: State, caller: str, to: str | None, fault: LinkFault | 
             client.door_chaos(callee, caller, fault)
         links = {}
         for callee in doors_into(state, caller):
-            chaos = client.health(callee).get("chaos")
+            chaos = client.health(client.door_keeper(callee)).get("chaos")
             doors = chaos.get("doors", {}) if chaos else {}
             if caller in doors:
                 links[callee] = doors[caller]

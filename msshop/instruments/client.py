@@ -18,6 +18,7 @@ from urllib.parse import urlencode
 from msshop.contracts.credentials import bearer, service_credential
 from msshop.contracts.errors import SandboxError, ServiceError
 from msshop.contracts.kinds import Kind
+from msshop.contracts.topology import BUS, BUS_DOOR
 from msshop.runtime.http1 import Connection
 from msshop.runtime.orchestrator.state import State
 
@@ -204,15 +205,25 @@ class ShopClient:
         at `callee`'s door for it (None clears them); the link's faults now."""
         body: dict[str, Any] = {"caller": caller, "clear": True} if fault is None else {
             "caller": caller, **fault}
-        answer = cast("ChaosAnswer", self._owner(callee, "POST", "/chaos", body))
+        answer = cast("ChaosAnswer", self._owner(self.door_keeper(callee), "POST", "/chaos",
+                                                 body))
         chaos = answer["chaos"]
         return chaos.get("doors", {}).get(caller) if chaos else None
 
     def deliveries(self, reader: str, limit: int = 10_000) -> DeliveryJournal:
-        """What the log bus's delivery faults handed `reader`, a program of your own, out
-        of the ordinary (duplicates, late redeliveries, reorders), oldest first."""
+        """What the bus's delivery faults handed `reader`, a program of your own, out of
+        the ordinary (duplicates, late redeliveries, reorders), oldest first: kept by the
+        log bus, or on nats by the bus's door."""
         return cast("DeliveryJournal", self._owner(
-            "bus", "GET", "/chaos/deliveries?" + urlencode({"reader": reader, "limit": limit})))
+            self.door_keeper(BUS), "GET",
+            "/chaos/deliveries?" + urlencode({"reader": reader, "limit": limit})))
+
+    def door_keeper(self, callee: str) -> str:
+        """The service that keeps the doors into `callee` for programs of your own: the
+        callee itself, but for a nats bus, whose door is a process of its own."""
+        if callee == BUS and BUS_DOOR.name in self.state.services:
+            return BUS_DOOR.name
+        return callee
 
     def trespass(self, service: str, into: str) -> Trespassed:
         """Make `service` try to open `into`'s database file (the guard refuses)."""

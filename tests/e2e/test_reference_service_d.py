@@ -497,6 +497,13 @@ def the_program_msshop_runs(sandbox: Sandbox) -> Reference:
     return Reference(sandbox, Path(query.db), query.port)
 
 
+def door_of(sandbox: Sandbox) -> str:
+    """The address of the bus's door for the query service (what service.json names)."""
+    doors = sandbox.state.services["bus-door"].doors
+    assert doors is not None
+    return f"nats://127.0.0.1:{doors['query']}"
+
+
 @pytest.mark.parametrize("nodes", NATS_NODES)
 def test_on_nats_it_equals_the_monolith_and_resumes_after_sigkill(
         impl: Implementation, nodes: int, tmp_path: Path) -> None:
@@ -513,10 +520,11 @@ def test_on_nats_it_equals_the_monolith_and_resumes_after_sigkill(
         given = (program.data_dir / "service.json").read_bytes()
         bus = msgspec.json.decode(given, type=ServiceFile)["bus"]
         state = sandbox.state
-        assert bus == {"backend": "nats", "servers": state.bus.servers,
+        # its one server is its door (services/bus_door), in front of every node
+        assert bus == {"backend": "nats", "servers": [door_of(sandbox)],
                        "stream": state.bus.stream, "subjects": f"msshop.{state.bus.sandbox}.>",
                        "user": "query", "password": service_credential(state.token, "query")}
-        assert len(bus["servers"]) == nodes
+        assert len(state.bus.servers) == nodes
         # nothing published yet, so no stream (the writers make it with the first event,
         # and a reader may not): an empty log, caught up, not an error
         until(lambda: program.consumer()["listening"], "it has read the empty log")
@@ -584,7 +592,8 @@ def test_on_an_external_nats_server_it_reads_as_the_urls_user(
         given = (program.data_dir / "service.json").read_bytes()
         bus = msgspec.json.decode(given, type=ServiceFile)["bus"]
         state = sandbox.state
-        assert bus == {"backend": "nats", "servers": [nats_server.replace("shop:s3cret@", "")],
+        assert state.bus.servers == [nats_server.replace("shop:s3cret@", "")]
+        assert bus == {"backend": "nats", "servers": [door_of(sandbox)],  # in front of it
                        "stream": state.bus.stream, "subjects": f"msshop.{state.bus.sandbox}.>",
                        "user": "shop", "password": "s3cret"}
         sandbox.run("seed", "--users", "30", "--products", "10", "--orders", "200", "--wait",

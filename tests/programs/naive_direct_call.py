@@ -9,7 +9,12 @@ the second argument:
   does. Right while they answer; rung 3 (read-model) must fail it;
 - slow: each replicated answer a quarter of a second late. Right; rung 10 (fast) must
   fail it, msshop's own figures beside;
-- hang: healthy, but no answer to the question ever comes (each waits a minute).
+- hang: healthy, but no answer to the question ever comes (each waits a minute);
+- not-idempotent: an OrderPlaced handed over again is written again (its orders table
+  without a key, each one inserted as it comes). Right until the bus hands an event
+  twice; rung 4 (at-least-once) must fail it, on either bus, naming the duplicate;
+- hides-bus-errors: its /health never says the bus is gone (consumer.bus_error stays
+  empty). A checker that must see it cut off from the bus cannot tell: unknown.
 """
 
 from __future__ import annotations
@@ -50,6 +55,28 @@ elif mode == "hang":
     reference.Service.user_orders = lambda *args: time.sleep(60)
 elif mode == "slow":
     reference.Service.replicated = slowly(reference.Service.replicated)
+elif mode == "not-idempotent":
+    reference.SCHEMA = reference.SCHEMA.replace("id INTEGER PRIMARY KEY, user_id",
+                                                "id INTEGER, user_id")
+    apply_once = reference.apply_event
+
+    def apply_again(conn: Any, event: dict[str, Any]) -> None:
+        if event.get("type") != "OrderPlaced":
+            return apply_once(conn, event)  # type: ignore[no-any-return]
+        data = event["data"]
+        conn.execute("INSERT INTO orders VALUES (?, ?, ?, ?, ?)",
+                     (data["id"], data["user_id"], data["product_id"], data["quantity"],
+                      reference.cents(data, "unit_price")))
+        return None
+
+    reference.apply_event = apply_again
+elif mode == "hides-bus-errors":
+    def quietly(self: Any, why: str) -> None:
+        self.listening = False
+        self.stopping.wait(0.5)
+
+    reference.Consumer.note_bus_down = quietly
 else:
-    sys.exit(f"unknown mode {mode!r}: n-plus-1, calls-at-query-time or slow")
+    sys.exit(f"unknown mode {mode!r}: n-plus-1, calls-at-query-time, slow, hang, "
+             "not-idempotent or hides-bus-errors")
 reference.main()

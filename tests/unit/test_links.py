@@ -280,10 +280,15 @@ def test_a_program_of_your_owns_link_without_a_door_is_one_line_naming_the_fix()
         BusState(backend="nats"))
     assert doors_into(state, "query") == ["users", "products"]
     assert no_door(state, "query", "users") is None
+    # a nats sandbox started before the bus's door (issue 25) has none: restart it
     assert no_door(state, "query", "bus") == (
         "query -> bus: the faults on a program of your own's link to the bus are kept by "
-        "the log bus (its door for it); this sandbox's bus is nats: start one with --bus "
-        "log for them")
+        "the bus's door, which this sandbox has not started; restart it (msshop down, "
+        "msshop up) to have one")
     assert no_door(state, "query", "orders") == (
         "query -> orders: orders is not one of msshop's services, so it keeps no door for "
         "query's calls; put the fault on a link into one of: users, products")
+    # with it, the link to the bus is kept there, named as the bus
+    state.services["bus-door"] = service("bus-door", doors={"query": 5, "orders": 6})
+    assert doors_into(state, "query") == ["users", "products", "bus"]
+    assert no_door(state, "query", "bus") is None

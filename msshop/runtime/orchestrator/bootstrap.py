@@ -9,11 +9,11 @@ from __future__ import annotations
 from msshop.contracts import streams
 from msshop.contracts.config import Settings
 from msshop.contracts.errors import SandboxError
-from msshop.contracts.topology import SERVICES, ServiceSpec
+from msshop.contracts.topology import BUS_DOOR, SERVICES, ServiceSpec
 from msshop.runtime.fd_limit import raise_fd_limit
 from msshop.runtime.orchestrator.broker import external_bus
 from msshop.runtime.orchestrator.executable import ExecutableKind
-from msshop.runtime.orchestrator.forked_service import ForkedServiceKind
+from msshop.runtime.orchestrator.forked_service import ForkedServiceKind, foreign_callers
 from msshop.runtime.orchestrator.kind import ProcessKind
 from msshop.runtime.orchestrator.nats_node import NatsNodeKind, managed_bus
 from msshop.runtime.orchestrator.printer import Printer
@@ -36,7 +36,8 @@ def process_kinds(settings: Settings) -> dict[str, ProcessKind]:
 def lineup(settings: Settings) -> list[tuple[ServiceSpec, str]]:
     """Each part of the topology and the kind that runs it: the bus is nats-server nodes
     with `--bus nats`, and nothing at all with bus.url (a server msshop does not start); a
-    part whose settings name a command is that program (services.<name>.command)."""
+    part whose settings name a command is that program (services.<name>.command); and on
+    nats, the bus's door, where the programs of your own read the nodes."""
     parts: list[tuple[ServiceSpec, str]] = []
     for spec in SERVICES:
         if spec.name == "bus" and settings.bus_backend == "nats":
@@ -47,6 +48,8 @@ def lineup(settings: Settings) -> list[tuple[ServiceSpec, str]]:
             parts.append((spec, ExecutableKind.name))
             continue
         parts.append((spec, ForkedServiceKind.name))
+    if settings.bus_backend == "nats" and foreign_callers(settings, BUS_DOOR.name):
+        parts.append((BUS_DOOR, ForkedServiceKind.name))  # programs of your own read there
     return parts
 
 

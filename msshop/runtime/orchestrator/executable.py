@@ -28,7 +28,7 @@ from msshop.contracts.credentials import digest, service_credential
 from msshop.contracts.errors import SandboxError
 from msshop.contracts.kinds import Kind
 from msshop.contracts.protocol import PROTOCOL
-from msshop.contracts.topology import ServiceSpec
+from msshop.contracts.topology import BUS_DOOR, ServiceSpec
 from msshop.runtime.orchestrator.health import probe_or_why
 from msshop.runtime.orchestrator.kind import ChildProcess, Health
 from msshop.runtime.orchestrator.ports import PortBook, url_host
@@ -197,14 +197,20 @@ def service_document(service: ServiceState, sandbox: State) -> dict[str, Any]:
     # program, where the faults on that link are applied (links.py's Doors)
     peers = {n: (f"http://{url_host(sandbox.host)}:{s.doors[name]}"
                  if s.doors and name in s.doors else s.url)
-             for n, s in sandbox.services.items() if n != name and s.url.startswith("http")}
+             for n, s in sandbox.services.items()
+             if n not in (name, BUS_DOOR.name) and s.url.startswith("http")}
     bus: dict[str, Any]
     if sandbox.bus.backend == "nats":
         # the managed bus signs it in as itself, with its credential, allowed to read only
         # (broker.foreign_reader), its replies under _INBOX.<user>.; with bus.url, whoever
         # runs that server decides, and every part signs in with the URL's user
         address = sandbox.bus.address(name, sandbox.token)
-        bus = {"backend": "nats", "servers": list(address.servers),
+        # it reads through its door (services/bus_door), where its delivery faults are
+        door = sandbox.services.get(BUS_DOOR.name)
+        servers = ([f"nats://{url_host(sandbox.host)}:{door.doors[name]}"]
+                   if door is not None and door.doors and name in door.doors
+                   else list(address.servers))
+        bus = {"backend": "nats", "servers": servers,
                "stream": address.stream, "subjects": streams.all_subjects(sandbox.bus.sandbox),
                "user": address.user, "password": address.password}
     else:

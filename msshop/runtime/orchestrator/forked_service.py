@@ -11,7 +11,7 @@ from typing import Any
 from msshop.contracts.config import Settings
 from msshop.contracts.credentials import digest, service_credential
 from msshop.contracts.kinds import Kind
-from msshop.contracts.topology import BY_NAME, SERVICES, ServiceSpec
+from msshop.contracts.topology import BUS_DOOR, BY_NAME, PARTS, SERVICES, ServiceSpec
 from msshop.runtime.orchestrator.health import probe
 from msshop.runtime.orchestrator.kind import ChildProcess, Health, Probe
 from msshop.runtime.orchestrator.ports import PortBook, url_host
@@ -58,11 +58,11 @@ class ForkedServiceKind:
         return [(port, door_for(caller)) for caller, port in (service.doors or {}).items()]
 
     def warm_up(self, names: Sequence[str]) -> None:
-        self.preload([BY_NAME[name] for name in names])
+        self.preload([PARTS[name] for name in names])
 
     def spawn(self, service: ServiceState, sandbox: State) -> ChildProcess:
         name = service.name
-        self.preload([BY_NAME[name]])
+        self.preload([PARTS[name]])
         if sandbox.bus.backend == "nats":  # each fork starts with the client imported
             from msshop.bus.jetstream import import_nats
 
@@ -84,11 +84,12 @@ class ForkedServiceKind:
                          if sandbox.bus.backend == "nats" else None),
             sandbox=sandbox.bus.sandbox,
             door_ports=dict(service.doors or {}),
+            nats_doors=name == BUS_DOOR.name,
             confinement=(Confinement(Path(service.db).parent, self.paths.root)
                          if kernel_rule(settings.kernel_isolation) else None),
             **credentials_for(name, sandbox.token),
         )
-        return self.new_process(BY_NAME[name], context, Path(service.log), settings.log_level)
+        return self.new_process(PARTS[name], context, Path(service.log), settings.log_level)
 
     def health(self, service: ServiceState, host: str, timeout: float) -> Health | None:
         return self.probe(host, service.port, timeout=timeout)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, cast
 from msshop.contracts.config import Settings
 from msshop.contracts.errors import SandboxError, UsageError
 from msshop.contracts.kinds import Kind
-from msshop.contracts.topology import BY_NAME, SERVICES
+from msshop.contracts.topology import BY_NAME, SERVICES, keeps_doors_of
 from msshop.runtime.orchestrator import control
 from msshop.runtime.orchestrator.health import json_or_why, probe_nats
 from msshop.runtime.orchestrator.state import (
@@ -245,7 +245,7 @@ def with_door_faults(services: list[ServiceStatus]) -> None:
                 continue
             chaos = report.get("chaos") or {"latency_ms": 0.0, "jitter_ms": 0.0,
                                              "error_rate": 0.0}
-            chaos.setdefault("links", {})[callee["name"]] = fault
+            chaos.setdefault("links", {})[keeps_doors_of(callee["name"])] = fault
             report["chaos"] = chaos
 
 

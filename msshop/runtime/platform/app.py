@@ -241,11 +241,15 @@ def explainer(resources: Sequence[Resource]) -> Callable[[Exception], str | None
 
 
 def doors_of(resources: Sequence[Resource]) -> Doors | None:
-    """The doors of the service's process (its ServiceContext's, which its Database holds):
+    """The doors of the service's process (its ServiceContext's, which its Database, or a
+    resource's `doors`, holds):
     the ports programs of your own call it on, and the faults on those links."""
     for resource in resources:
         if isinstance(resource, Database):
             return resource.ctx.doors
+        doors = getattr(resource, "doors", None)  # a service with no database (bus_door)
+        if isinstance(doors, Doors):
+            return doors
     return None
 
 

@@ -36,7 +36,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from msshop.contracts.status import ChaosState, LinkFault
-from msshop.contracts.topology import BY_NAME, NAMES
+from msshop.contracts.topology import BY_NAME, NAMES, keeps_doors_of
 from msshop.runtime.platform.http import HttpError, json_response, read_body
 from msshop.runtime.platform.isolation import trespass
 from msshop.runtime.platform.links import BUS, Doors, Links, link_fault
@@ -166,7 +166,7 @@ class Chaos:
         if faults.to is not None:
             raise HttpError(422, "give caller or to, not both: caller is a link into this "
                                  "service, to a link out of it")
-        if (name := delivery_fault(faults)) and self.service != BUS:
+        if (name := delivery_fault(faults)) and keeps_doors_of(self.service) != BUS:
             raise HttpError(422, f"{name} is the bus handing out events: give it to the bus")
         check_values(faults)
         self.doors.set(caller, None if faults.clear else fault_of(faults))

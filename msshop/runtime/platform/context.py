@@ -3,6 +3,7 @@ from it (its database, its peers, its bus)."""
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -42,6 +43,10 @@ class ServiceContext:
     # own (its door: links.py's Doors), and the faults on what arrives there
     door_ports: dict[str, int] = field(default_factory=dict)
     doors: Doors = field(init=False, compare=False)
+    # its doors speak NATS, not HTTP (the bus's door): the runner binds them as any door's,
+    # and leaves them in `door_sockets` for the service to serve (uvicorn serves the rest)
+    nats_doors: bool = False
+    door_sockets: list[socket.socket] = field(init=False, compare=False)
     # the Landlock rule it starts under (its own directory read-write, what it runs on
     # read-only); None: the kernel does not hold the rule here (turned off, or no Landlock)
     confinement: Confinement | None = None
@@ -56,6 +61,7 @@ class ServiceContext:
         object.__setattr__(self, "links", Links(self.name))
         object.__setattr__(self, "doors", Doors(self.name, self.door_ports))
         object.__setattr__(self, "tasks", Tasks(self.name))
+        object.__setattr__(self, "door_sockets", [])
 
     def database(self, migrations: list[str], tables: list[str]) -> Database:
         return Database(self, migrations, tables)

@@ -273,15 +273,26 @@ class Doors:
         self.caller_at = {port: caller for caller, port in self.ports.items()}
         self._links = {caller: Links(caller, rng) for caller in self.ports}
         self.faulty = False  # any door with a fault: the fast path's one check
+        # told the caller whose link changed: a door that holds connections open (the NATS
+        # bus's) closes them on a partition, where an HTTP door refuses the next request
+        self._watchers: list[Callable[[str], None]] = []
+
+    def watch(self, changed: Callable[[str], None]) -> None:
+        self._watchers.append(changed)
 
     def set(self, caller: str, fault: LinkFault | None) -> None:
         self._links[caller].set(self.callee, fault)
         self.faulty = any(links.report() for links in self._links.values())
+        for changed in self._watchers:
+            changed(caller)
 
     def clear(self) -> None:
         for links in self._links.values():
             links.clear()
         self.faulty = False
+        for caller in self.ports:
+            for changed in self._watchers:
+                changed(caller)
 
     def report(self) -> dict[str, LinkFault]:
         """Each door with a fault: its caller's link to this service."""

@@ -107,7 +107,11 @@ def serve(entry: str, context: ServiceContext, sock: socket.socket, lifeline_fd:
         log.info("%s serving on %s:%s (pid %d, db %s, at most %d connections)",
                  context.name, *sock.getsockname()[:2], os.getpid(), context.db_path,
                  guard.cap)
-        await server.serve(sockets=[sock, *doors(context, sock)])
+        bound = doors(context, sock)
+        if context.nats_doors:  # the service serves them itself (services/bus_door)
+            context.door_sockets.extend(bound)
+            bound = []
+        await server.serve(sockets=[sock, *bound])
 
     # What the process holds once it is set up (the supervisor's heap, frozen before the
     # fork: ServiceProcess.start; then the app) lives as long as it does. Frozen out of the

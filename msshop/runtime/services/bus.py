@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections import deque
 from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
@@ -39,12 +38,17 @@ from starlette.responses import Response
 
 from msshop.contracts.events import Appended, Event, EventPage, not_its_owner
 from msshop.contracts.limits import MAX_BATCH, MAX_ID
-from msshop.contracts.status import DeliveryJournal, Misdelivered
+from msshop.contracts.status import DeliveryJournal
 from msshop.contracts.topology import BY_NAME
 from msshop.runtime.platform.app import ServiceApp, service_app
 from msshop.runtime.platform.context import ServiceContext
 from msshop.runtime.platform.db import StartupFailed, transaction
 from msshop.runtime.platform.http import HttpError, json_response, read_json
+from msshop.runtime.platform.journal import (
+    JOURNAL_SIZE as JOURNAL_SIZE,  # re-exported: its tests name it here
+    DeliveryJournals,
+    journal_endpoint,
+)
 from msshop.runtime.platform.links import (
     REORDER_GATHER,
     Doors,
@@ -100,7 +104,6 @@ MIGRATIONS = [
     """,
 ]
 MAX_WAIT = 30.0
-JOURNAL_SIZE = 10_000  # misdeliveries kept per reader: a bounded memory
 #: what POST /events takes (decoded by decode_batch, which says which event is wrong)
 Batch = Annotated[list[Event], msgspec.Meta(min_length=1, max_length=MAX_BATCH)]
 _raw_list = msgspec.json.Decoder(list[msgspec.Raw])
@@ -225,13 +228,12 @@ class Deliveries:
     or reorder_rate, redeliver_rate): what links.py's Misdelivery makes of each page it
     reads, as our own consumer's LinkedBus does it. The reader is who its credential says
     it is. Each event handed out of the ordinary goes into the reader's journal (the
-    last JOURNAL_SIZE), which the owner reads: GET /chaos/deliveries."""
+    last JOURNAL_SIZE: journal.py), which the owner reads: GET /chaos/deliveries."""
 
     def __init__(self, doors: Doors) -> None:
         self.doors = doors
         self.held: dict[str, Misdelivery[Row]] = {}
-        self.journals: dict[str, deque[Misdelivered]] = {}
-        self.dropped: dict[str, int] = {}
+        self.journals = DeliveryJournals()
 
     def gathering(self, reader: str) -> bool:
         """Whether a long-poll of `reader` waits REORDER_GATHER for more after it wakes."""
@@ -254,24 +256,11 @@ class Deliveries:
         return handed
 
     def note(self, reader: str, odd: list[tuple[Row, str]]) -> None:
-        journal = self.journals.setdefault(reader, deque(maxlen=JOURNAL_SIZE))
-        now = time.time()
-        for (position, body), fault in odd:
-            try:
-                event = envelope_of(body)
-            except (msgspec.DecodeError, msgspec.ValidationError):
-                continue  # not an event: nothing a checker could name
-            if len(journal) == JOURNAL_SIZE:
-                self.dropped[reader] = self.dropped.get(reader, 0) + 1
-            journal.append({"reader": reader, "fault": fault, "position": position,
-                            "type": event.type, "aggregate_type": event.aggregate_type,
-                            "aggregate_id": event.aggregate_id,
-                            "aggregate_version": event.aggregate_version, "at": now})
+        self.journals.note(reader, ((position, body, fault)
+                                    for (position, body), fault in odd))
 
     def journal(self, reader: str, limit: int) -> DeliveryJournal:
-        kept = list(self.journals.get(reader, ()))
-        return {"reader": reader, "entries": kept[-limit:], "kept": len(kept),
-                "dropped": self.dropped.get(reader, 0)}
+        return self.journals.journal(reader, limit)
 
 
 def row_aggregate(row: Row) -> tuple[str, int] | None:
@@ -332,13 +321,6 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
                     deliveries.for_reader(caller))
         return Response(body, media_type="application/json")
 
-    async def get_deliveries(request: Request, reader: str, limit: int) -> Response:
-        if reader not in ctx.doors.ports:
-            readers = ", ".join(ctx.doors.ports) or "none runs here"
-            raise HttpError(422, f"reader {reader!r}: name a program of your own that reads "
-                                 f"the bus ({readers})")
-        return json_response(deliveries.journal(reader, limit))
-
     def health() -> dict[str, Any]:
         return {**db.health(), "head": event_log.head, "log": event_log.id}
 
@@ -362,18 +344,7 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
                          "hold the answer until an append or this many ms (a long-poll)",
                          default=0)],
              auth="owner or services", action="reading the bus's log"),
-         Endpoint("GET", "/chaos/deliveries", get_deliveries,
-                  "What the delivery faults handed a reader out of the ordinary", {
-                      200: (DeliveryJournal, "The reader's misdeliveries, oldest first: "
-                                             "duplicates, late redeliveries, reorders"),
-                      422: "Not a program of your own that reads the bus"},
-                  params=[Param("reader", Annotated[str, msgspec.Meta(min_length=1, max_length=64)],
-                                "the reader, as its credential names it", required=True,
-                                missing="name the reader: GET /chaos/deliveries?reader=query"),
-                          Param("limit", Annotated[int, msgspec.Meta(ge=1, le=JOURNAL_SIZE)],
-                                "at most this many, the newest", default=JOURNAL_SIZE)],
-                  auth="owner", action="reading the delivery journal", chaos=False,
-                  traced=False)],
+         journal_endpoint(deliveries.journals, ctx.doors.ports)],
         health,
         [db, EventLogResource()],
         ctx.tracer,
