@@ -31,10 +31,12 @@ PROGRAM = ROOT / "tests" / "programs" / "broken_service_d.py"
 
 
 @contextmanager
-def broken(tmp_path: Path, defect: str | None) -> Iterator[Sandbox]:
-    """A sandbox whose query service is the broken program (`defect` None: correct)."""
+def broken(tmp_path: Path, defect: str | None, backend: str = "log") -> Iterator[Sandbox]:
+    """A sandbox whose query service is the broken program (`defect` None: correct), on
+    the log bus or NATS JetStream (a real nats-server the sandbox starts)."""
     command = f"{sys.executable} {PROGRAM}" + (f" --break {defect}" if defect else "")
-    with running_sandbox(tmp_path / "sandbox", MSSHOP_QUERY_COMMAND=command) as sandbox:
+    with running_sandbox(tmp_path / "sandbox", MSSHOP_QUERY_COMMAND=command,
+                         MSSHOP_BUS_BACKEND=backend) as sandbox:
         yield sandbox
 
 
@@ -237,12 +239,16 @@ def crash_and_start(sandbox: Sandbox) -> CrashedWhileApplying:
     return crashed
 
 
-@pytest.mark.parametrize(("own", "backend"), [(True, "log"), (True, "nats"), (False, "log")],
-                         ids=["msshop's", "msshop's on nats", "broken without --break"])
+@pytest.mark.parametrize(("own", "backend"), [(True, "log"), (True, "nats"), (False, "log"),
+                                             (False, "nats")],
+                         ids=["msshop's", "msshop's on nats", "broken without --break",
+                              "broken without --break on nats"])
 def test_a_crash_while_applying_leaves_nothing_applied_twice_or_skipped(
         tmp_path: Path, own: bool, backend: str) -> None:
+    """On NATS a program of your own has no door to slow its reads: the nemesis catches
+    its backlog mid-way by looking often (the correct program's pages are 100 events)."""
     with running_sandbox(tmp_path / "sandbox", MSSHOP_BUS_BACKEND=backend) if own \
-            else broken(tmp_path, None) as sandbox:
+            else broken(tmp_path, None, backend) as sandbox:
         shop(sandbox.client(), orders=2)
         crashed = crash_and_start(sandbox)
         assert crashed["while_applying"], crashed
@@ -251,9 +257,10 @@ def test_a_crash_while_applying_leaves_nothing_applied_twice_or_skipped(
         assert code == 0 and report["orders"] >= 1500 + 3, report
 
 
+@pytest.mark.parametrize("backend", ["log", "nats"])
 def test_position_outside_the_transaction_applies_a_page_twice_after_a_crash(
-        tmp_path: Path) -> None:
-    with broken(tmp_path, "position-outside") as sandbox:
+        tmp_path: Path, backend: str) -> None:
+    with broken(tmp_path, "position-outside", backend) as sandbox:
         shop(sandbox.client(), orders=2)
         for _ in range(3):  # each crash lands in the pause with near certainty; bounded
             crashed = crash_and_start(sandbox)
@@ -323,3 +330,41 @@ def test_a_live_readers_page_is_gathered_so_that_updates_made_one_by_one_are_reo
         assert first["fault"] == second["fault"] == "reordered"
         assert first["aggregate_version"] > second["aggregate_version"], "newest first"
         assert verify(sandbox)[0] == 0
+
+
+# --- On NATS: the same program reads JetStream through the Python reference's reader --
+
+
+def test_on_nats_the_correct_one_reads_the_stream_and_passes_verify(tmp_path: Path) -> None:
+    with broken(tmp_path, None, "nats") as sandbox:
+        client = sandbox.client()
+        shop(client, orders=4)
+        for title in ("P1 b", "P1 c"):
+            client.request("products", "PATCH", "/products/1", {"title": title})
+        code, report = verify(sandbox)
+        assert code == 0, report
+        consumer = client.health("query")["consumer"]
+        assert consumer["bus_error"] is None and consumer["applied"] >= 10, consumer
+
+
+@pytest.mark.parametrize(("defect", "waits"), [(None, True), ("ignores-after", False)])
+def test_on_nats_ignores_after_answers_before_the_position_it_was_asked_for(
+        tmp_path: Path, defect: str | None, waits: bool) -> None:
+    """No door holds a program's NATS reads off, so the position asked for is the next one,
+    not yet written: the correct program waits for it (503 after wait_ms, then the write's
+    answer), ignores-after answers at once without it."""
+    with broken(tmp_path, defect, "nats") as sandbox:
+        client = sandbox.client()
+        shop(client, orders=1)
+        caught_up(client)
+        after = client.bus_head() + 1
+        answer = client.exchange("query", "GET", f"/user-orders/1?after={after}&wait_ms=300")
+        if not waits:
+            assert answer[0] == 200 and len(answer[1]["orders"]) == 1, \
+                "answered at once, before the position it was asked to wait for"
+            return
+        assert answer[0] == 503 and "not applied" in answer[1]["error"], answer
+        client.request("orders", "POST", "/orders", {"user_id": 1, "product_id": 2})
+        status, body = client.exchange("query", "GET",
+                                       f"/user-orders/1?after={after}&wait_ms=5000")
+        assert status == 200 and len(body["orders"]) == 2, body
