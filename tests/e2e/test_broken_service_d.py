@@ -10,6 +10,7 @@ sandbox, the program, the bus (and a nats-server for one)."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -368,3 +369,53 @@ def test_on_nats_ignores_after_answers_before_the_position_it_was_asked_for(
         status, body = client.exchange("query", "GET",
                                        f"/user-orders/1?after={after}&wait_ms=5000")
         assert status == 200 and len(body["orders"]) == 2, body
+
+
+# --- Rung 9, rebuild: the variants that fail it, and only it --------------------------
+
+#: on NATS the program loads the Python reference's reader: the kernel's rule must let it
+READS_REFERENCE = {"MSSHOP_ISOLATION_READ": str(ROOT / "examples" / "service-d-python")}
+SLOW_LINE = (r"the rebuild: took \d+\.\d s \([\d,]+ events/s\), expected [\d,]+ events "
+             r"applied within 3 s — ask the bus for a page of events and apply each page in "
+             r"one transaction, not one event per request and a commit per event")
+NOT_THERE_LINE = (r"user \d+: no answer \(HTTP 404: no user with id \d+\), expected an answer "
+                  r"from your read model — does it start from position 0 when its read model "
+                  r"is empty, not at the head\?")
+
+
+def challenge(tmp_path: Path, name: str, defect: str | None, bus: str = "log"
+              ) -> tuple[int, dict[str, Any], str]:
+    """`msshop challenge run NAME --service BROKEN --bus BUS --json` in tmp_path."""
+    command = f"{sys.executable} {PROGRAM}" + (f" --break {defect}" if defect else "")
+    result = msshop("challenge", "run", name, "--service", command, "--bus", bus,
+                    "--seconds", "1", "--json", cwd=tmp_path, timeout=180,
+                    env=sandbox_env(tmp_path / "unused", **READS_REFERENCE))
+    assert result.stdout, result.stderr
+    return result.returncode, json.loads(result.stdout), result.stderr
+
+
+@pytest.mark.parametrize("bus", ["log", "nats"])
+@pytest.mark.parametrize(("defect", "said"), [("one-at-a-time", SLOW_LINE),
+                                              ("starts-at-head", NOT_THERE_LINE)])
+def test_a_rebuild_variant_fails_rebuild_naming_the_cause(
+        tmp_path: Path, bus: str, defect: str, said: str) -> None:
+    code, report, stderr = challenge(tmp_path, "rebuild", defect, bus)
+    assert (code, report["verdict"]) == (1, "failed"), (report, stderr)
+    assert re.fullmatch(said, report["findings"][0]["line"]), report["findings"]
+    assert "stopped your service, published 20,000 orders" in stderr, stderr
+
+
+@pytest.mark.parametrize("bus", ["log", "nats"])
+def test_the_correct_one_rebuilds_within_the_stated_time(tmp_path: Path, bus: str) -> None:
+    code, report, stderr = challenge(tmp_path, "rebuild", None, bus)
+    assert (code, report["verdict"]) == (0, "passed"), (report, stderr)
+    assert report["figures"]["events"] > 20_000, report["figures"]
+
+
+@pytest.mark.parametrize("defect", ["one-at-a-time", "starts-at-head"])
+def test_a_rebuild_variant_passes_the_rungs_before_it(tmp_path: Path, defect: str) -> None:
+    """Each is right but for a rebuild: the sandbox is seeded after the program starts,
+    so starting at the head (empty then) misses nothing."""
+    for name in ("direct-call", "read-model"):
+        code, report, stderr = challenge(tmp_path, name, defect)
+        assert (code, report["verdict"]) == (0, "passed"), (name, report, stderr)

@@ -4,7 +4,8 @@ program of your own (`msshop up --service query='python3 broken_service_d.py --b
 KIND'`). Without --break it is correct. It reads msshop's log bus, or NATS JetStream
 through the Python reference's NatsReader (examples/service-d-python/service.py, loaded
 by path): reading NATS is not what it gets wrong, so each defect is its own code's, the
-same on either bus.
+same on either bus. On NATS, under msshop's kernel rule, let it read that file:
+MSSHOP_ISOLATION_READ=examples/service-d-python (absolute), or [isolation] read.
 
     n-plus-one        direct-call asks products once per order, one after the other
     not-idempotent    an OrderPlaced handed over again is applied again: a second row
@@ -57,6 +58,8 @@ CREATE TABLE IF NOT EXISTS products (id INTEGER PRIMARY KEY, title TEXT, version
 -- no key on id: whether an order is written once is up to apply() (not-idempotent)
 CREATE TABLE IF NOT EXISTS orders (id INTEGER, user_id INTEGER, product_id INTEGER,
                                    quantity INTEGER, unit_price_cents INTEGER);
+-- not unique, for the same reason; without it each "is it there?" reads the whole table
+CREATE INDEX IF NOT EXISTS orders_by_id ON orders (id);
 CREATE TABLE IF NOT EXISTS position (id INTEGER PRIMARY KEY CHECK (id = 1), at INTEGER);
 """
 
@@ -101,11 +104,18 @@ class NatsBus:
 
     def __init__(self, document: dict[str, Any], page: int) -> None:
         spec = importlib.util.spec_from_file_location("service_d_reference", REFERENCE)
-        if spec is None or spec.loader is None or not REFERENCE.is_file():
-            raise SystemExit(f"cannot read NATS: the Python reference {REFERENCE} is missing")
+        if spec is None or spec.loader is None:
+            raise SystemExit(f"cannot read NATS: no Python reference at {REFERENCE}")
         reference: Any = importlib.util.module_from_spec(spec)
         sys.modules[spec.name] = reference  # its dataclasses look themselves up there
-        spec.loader.exec_module(reference)
+        try:
+            spec.loader.exec_module(reference)
+        except PermissionError:  # msshop's kernel rule: only our own directory is granted
+            raise SystemExit(f"cannot read NATS: reading {REFERENCE} was refused; let this "
+                             f"program read it: MSSHOP_ISOLATION_READ={REFERENCE.parent} "
+                             "(or [isolation] read)") from None
+        except OSError as exc:
+            raise SystemExit(f"cannot read NATS: {exc}") from None
         reference.PAGE = page  # its fetches ask for as many as ours would
         self.reader = reference.NatsReader(document["bus"])
         self.refused: type[Exception] = reference.BusRefused
