@@ -4,8 +4,11 @@ faults (issue 25): without --break it passes `msshop verify` under every deliver
 each --break fails where it should, and the bus's delivery journal says what it handed
 out of the ordinary. The crash-while-applying fault (chaos.crash_while_applying, the
 nemesis's crash-applying) is survived by msshop's own query service and the correct
-program, and shows position-outside applying a page twice. Real processes throughout: a
-sandbox, the program, the bus (and a nats-server for one)."""
+program, and shows position-outside applying a page twice. On NATS (the program reads
+JetStream through the Python reference's reader) what needs no delivery fault: verify,
+crash-applying, position-outside and ignores-after. Rung 9 (rebuild) failed by
+starts-at-head and one-at-a-time alone, on both buses, naming the cause. Real processes
+throughout: a sandbox, the program, the bus (the log or a nats-server)."""
 
 from __future__ import annotations
 
