@@ -29,6 +29,7 @@ from msshop.instruments import checking
 from msshop.instruments.chaos import crash_while_applying
 from msshop.instruments.client import Refused, ShopClient
 from msshop.runtime.orchestrator import lifecycle
+from msshop.runtime.platform import landlock
 from tests.conftest import ROOT, Sandbox, msshop, running_sandbox, sandbox_env
 
 PROGRAM = ROOT / "tests" / "programs" / "broken_service_d.py"
@@ -377,7 +378,8 @@ def test_on_nats_ignores_after_answers_before_the_position_it_was_asked_for(
 # --- Rung 9, rebuild: the variants that fail it, and only it --------------------------
 
 #: on NATS the program loads the Python reference's reader: the kernel's rule must let it
-READS_REFERENCE = {"MSSHOP_ISOLATION_READ": str(ROOT / "examples" / "service-d-python")}
+REFERENCE_DIR = ROOT / "examples" / "service-d-python"
+READS_REFERENCE = {"MSSHOP_ISOLATION_READ": str(REFERENCE_DIR)}
 SLOW_LINE = (r"the rebuild: took \d+\.\d s \([\d,]+ events/s\), expected [\d,]+ events "
              r"applied within 3 s — ask the bus for a page of events and apply each page in "
              r"one transaction, not one event per request and a commit per event")
@@ -422,3 +424,17 @@ def test_a_rebuild_variant_passes_the_rungs_before_it(tmp_path: Path, defect: st
     for name in ("direct-call", "read-model"):
         code, report, stderr = challenge(tmp_path, name, defect)
         assert (code, report["verdict"]) == (0, "passed"), (name, report, stderr)
+
+
+@pytest.mark.skipif(landlock.abi() < 1, reason="this kernel has no Landlock")
+def test_on_nats_without_leave_to_read_the_reference_it_says_so_in_one_line(
+        tmp_path: Path) -> None:
+    """The kernel's rule grants the program its own directory: the reference's file must
+    be named; until it is, msshop's one line carries the program's own, naming the fix."""
+    result = msshop("challenge", "run", "read-model", "--bus", "nats", "--service",
+                    f"{sys.executable} {PROGRAM}", "--json", cwd=tmp_path, timeout=120,
+                    env=sandbox_env(tmp_path / "unused"))
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    said = result.stderr.strip().splitlines()[-1]
+    assert said.startswith("error: query failed to start"), said
+    assert f"let this program read it: MSSHOP_ISOLATION_READ={REFERENCE_DIR}" in said, said
