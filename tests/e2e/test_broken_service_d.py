@@ -33,6 +33,9 @@ from msshop.runtime.platform import landlock
 from tests.conftest import ROOT, Sandbox, msshop, running_sandbox, sandbox_env
 
 PROGRAM = ROOT / "tests" / "programs" / "broken_service_d.py"
+#: on NATS the program loads the Python reference's reader: the kernel's rule must let it
+REFERENCE_DIR = ROOT / "examples" / "service-d-python"
+READS_REFERENCE = {"MSSHOP_ISOLATION_READ": str(REFERENCE_DIR)}
 
 
 @contextmanager
@@ -40,8 +43,9 @@ def broken(tmp_path: Path, defect: str | None, backend: str = "log") -> Iterator
     """A sandbox whose query service is the broken program (`defect` None: correct), on
     the log bus or NATS JetStream (a real nats-server the sandbox starts)."""
     command = f"{sys.executable} {PROGRAM}" + (f" --break {defect}" if defect else "")
+    reads = READS_REFERENCE if backend == "nats" else {}
     with running_sandbox(tmp_path / "sandbox", MSSHOP_QUERY_COMMAND=command,
-                         MSSHOP_BUS_BACKEND=backend) as sandbox:
+                         MSSHOP_BUS_BACKEND=backend, **reads) as sandbox:
         yield sandbox
 
 
@@ -377,9 +381,6 @@ def test_on_nats_ignores_after_answers_before_the_position_it_was_asked_for(
 
 # --- Rung 9, rebuild: the variants that fail it, and only it --------------------------
 
-#: on NATS the program loads the Python reference's reader: the kernel's rule must let it
-REFERENCE_DIR = ROOT / "examples" / "service-d-python"
-READS_REFERENCE = {"MSSHOP_ISOLATION_READ": str(REFERENCE_DIR)}
 SLOW_LINE = (r"the rebuild: took \d+\.\d s \([\d,]+ events/s\), expected [\d,]+ events "
              r"applied within 3 s — ask the bus for a page of events and apply each page in "
              r"one transaction, not one event per request and a commit per event")
