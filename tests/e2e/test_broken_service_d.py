@@ -4,12 +4,16 @@ faults (issue 25): without --break it passes `msshop verify` under every deliver
 each --break fails where it should, and the bus's delivery journal says what it handed
 out of the ordinary. The crash-while-applying fault (chaos.crash_while_applying, the
 nemesis's crash-applying) is survived by msshop's own query service and the correct
-program, and shows position-outside applying a page twice. Real processes throughout: a
-sandbox, the program, the bus (and a nats-server for one)."""
+program, and shows position-outside applying a page twice. On NATS (the program reads
+JetStream through the Python reference's reader) what needs no delivery fault: verify,
+crash-applying, position-outside and ignores-after. Rung 9 (rebuild) failed by
+starts-at-head and one-at-a-time alone, on both buses, naming the cause. Real processes
+throughout: a sandbox, the program, the bus (the log or a nats-server)."""
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -25,16 +29,23 @@ from msshop.instruments import checking
 from msshop.instruments.chaos import crash_while_applying
 from msshop.instruments.client import Refused, ShopClient
 from msshop.runtime.orchestrator import lifecycle
+from msshop.runtime.platform import landlock
 from tests.conftest import ROOT, Sandbox, msshop, running_sandbox, sandbox_env
 
 PROGRAM = ROOT / "tests" / "programs" / "broken_service_d.py"
+#: on NATS the program loads the Python reference's reader: the kernel's rule must let it
+REFERENCE_DIR = ROOT / "examples" / "service-d-python"
+READS_REFERENCE = {"MSSHOP_ISOLATION_READ": str(REFERENCE_DIR)}
 
 
 @contextmanager
-def broken(tmp_path: Path, defect: str | None) -> Iterator[Sandbox]:
-    """A sandbox whose query service is the broken program (`defect` None: correct)."""
+def broken(tmp_path: Path, defect: str | None, backend: str = "log") -> Iterator[Sandbox]:
+    """A sandbox whose query service is the broken program (`defect` None: correct), on
+    the log bus or NATS JetStream (a real nats-server the sandbox starts)."""
     command = f"{sys.executable} {PROGRAM}" + (f" --break {defect}" if defect else "")
-    with running_sandbox(tmp_path / "sandbox", MSSHOP_QUERY_COMMAND=command) as sandbox:
+    reads = READS_REFERENCE if backend == "nats" else {}
+    with running_sandbox(tmp_path / "sandbox", MSSHOP_QUERY_COMMAND=command,
+                         MSSHOP_BUS_BACKEND=backend, **reads) as sandbox:
         yield sandbox
 
 
@@ -237,12 +248,16 @@ def crash_and_start(sandbox: Sandbox) -> CrashedWhileApplying:
     return crashed
 
 
-@pytest.mark.parametrize(("own", "backend"), [(True, "log"), (True, "nats"), (False, "log")],
-                         ids=["msshop's", "msshop's on nats", "broken without --break"])
+@pytest.mark.parametrize(("own", "backend"), [(True, "log"), (True, "nats"), (False, "log"),
+                                             (False, "nats")],
+                         ids=["msshop's", "msshop's on nats", "broken without --break",
+                              "broken without --break on nats"])
 def test_a_crash_while_applying_leaves_nothing_applied_twice_or_skipped(
         tmp_path: Path, own: bool, backend: str) -> None:
+    """On NATS a program of your own has no door to slow its reads: the nemesis catches
+    its backlog mid-way by looking often (the correct program's pages are 100 events)."""
     with running_sandbox(tmp_path / "sandbox", MSSHOP_BUS_BACKEND=backend) if own \
-            else broken(tmp_path, None) as sandbox:
+            else broken(tmp_path, None, backend) as sandbox:
         shop(sandbox.client(), orders=2)
         crashed = crash_and_start(sandbox)
         assert crashed["while_applying"], crashed
@@ -251,9 +266,10 @@ def test_a_crash_while_applying_leaves_nothing_applied_twice_or_skipped(
         assert code == 0 and report["orders"] >= 1500 + 3, report
 
 
+@pytest.mark.parametrize("backend", ["log", "nats"])
 def test_position_outside_the_transaction_applies_a_page_twice_after_a_crash(
-        tmp_path: Path) -> None:
-    with broken(tmp_path, "position-outside") as sandbox:
+        tmp_path: Path, backend: str) -> None:
+    with broken(tmp_path, "position-outside", backend) as sandbox:
         shop(sandbox.client(), orders=2)
         for _ in range(3):  # each crash lands in the pause with near certainty; bounded
             crashed = crash_and_start(sandbox)
@@ -323,3 +339,103 @@ def test_a_live_readers_page_is_gathered_so_that_updates_made_one_by_one_are_reo
         assert first["fault"] == second["fault"] == "reordered"
         assert first["aggregate_version"] > second["aggregate_version"], "newest first"
         assert verify(sandbox)[0] == 0
+
+
+# --- On NATS: the same program reads JetStream through the Python reference's reader --
+
+
+def test_on_nats_the_correct_one_reads_the_stream_and_passes_verify(tmp_path: Path) -> None:
+    with broken(tmp_path, None, "nats") as sandbox:
+        client = sandbox.client()
+        shop(client, orders=4)
+        for title in ("P1 b", "P1 c"):
+            client.request("products", "PATCH", "/products/1", {"title": title})
+        code, report = verify(sandbox)
+        assert code == 0, report
+        consumer = client.health("query")["consumer"]
+        assert consumer["bus_error"] is None and consumer["applied"] >= 10, consumer
+
+
+@pytest.mark.parametrize(("defect", "waits"), [(None, True), ("ignores-after", False)])
+def test_on_nats_ignores_after_answers_before_the_position_it_was_asked_for(
+        tmp_path: Path, defect: str | None, waits: bool) -> None:
+    """No door holds a program's NATS reads off, so the position asked for is the next one,
+    not yet written: the correct program waits for it (503 after wait_ms, then the write's
+    answer), ignores-after answers at once without it."""
+    with broken(tmp_path, defect, "nats") as sandbox:
+        client = sandbox.client()
+        shop(client, orders=1)
+        caught_up(client)
+        after = client.bus_head() + 1
+        answer = client.exchange("query", "GET", f"/user-orders/1?after={after}&wait_ms=300")
+        if not waits:
+            assert answer[0] == 200 and len(answer[1]["orders"]) == 1, \
+                "answered at once, before the position it was asked to wait for"
+            return
+        assert answer[0] == 503 and "not applied" in answer[1]["error"], answer
+        client.request("orders", "POST", "/orders", {"user_id": 1, "product_id": 2})
+        status, body = client.exchange("query", "GET",
+                                       f"/user-orders/1?after={after}&wait_ms=5000")
+        assert status == 200 and len(body["orders"]) == 2, body
+
+
+# --- Rung 9, rebuild: the variants that fail it, and only it --------------------------
+
+SLOW_LINE = (r"the rebuild: took \d+\.\d s \([\d,]+ events/s\), expected [\d,]+ events "
+             r"applied within 3 s — ask the bus for a page of events and apply each page in "
+             r"one transaction, not one event per request and a commit per event")
+NOT_THERE_LINE = (r"user \d+: no answer \(HTTP 404: no user with id \d+\), expected an answer "
+                  r"from your read model — does it start from position 0 when its read model "
+                  r"is empty, not at the head\?")
+
+
+def challenge(tmp_path: Path, name: str, defect: str | None, bus: str = "log"
+              ) -> tuple[int, dict[str, Any], str]:
+    """`msshop challenge run NAME --service BROKEN --bus BUS --json` in tmp_path."""
+    command = f"{sys.executable} {PROGRAM}" + (f" --break {defect}" if defect else "")
+    result = msshop("challenge", "run", name, "--service", command, "--bus", bus,
+                    "--seconds", "1", "--json", cwd=tmp_path, timeout=180,
+                    env=sandbox_env(tmp_path / "unused", **READS_REFERENCE))
+    assert result.stdout, result.stderr
+    return result.returncode, json.loads(result.stdout), result.stderr
+
+
+@pytest.mark.parametrize("bus", ["log", "nats"])
+@pytest.mark.parametrize(("defect", "said"), [("one-at-a-time", SLOW_LINE),
+                                              ("starts-at-head", NOT_THERE_LINE)])
+def test_a_rebuild_variant_fails_rebuild_naming_the_cause(
+        tmp_path: Path, bus: str, defect: str, said: str) -> None:
+    code, report, stderr = challenge(tmp_path, "rebuild", defect, bus)
+    assert (code, report["verdict"]) == (1, "failed"), (report, stderr)
+    assert re.fullmatch(said, report["findings"][0]["line"]), report["findings"]
+    assert "stopped your service, published 20,000 orders" in stderr, stderr
+
+
+@pytest.mark.parametrize("bus", ["log", "nats"])
+def test_the_correct_one_rebuilds_within_the_stated_time(tmp_path: Path, bus: str) -> None:
+    code, report, stderr = challenge(tmp_path, "rebuild", None, bus)
+    assert (code, report["verdict"]) == (0, "passed"), (report, stderr)
+    assert report["figures"]["events"] > 20_000, report["figures"]
+
+
+@pytest.mark.parametrize("defect", ["one-at-a-time", "starts-at-head"])
+def test_a_rebuild_variant_passes_the_rungs_before_it(tmp_path: Path, defect: str) -> None:
+    """Each is right but for a rebuild: the sandbox is seeded after the program starts,
+    so starting at the head (empty then) misses nothing."""
+    for name in ("direct-call", "read-model"):
+        code, report, stderr = challenge(tmp_path, name, defect)
+        assert (code, report["verdict"]) == (0, "passed"), (name, report, stderr)
+
+
+@pytest.mark.skipif(landlock.abi() < 1, reason="this kernel has no Landlock")
+def test_on_nats_without_leave_to_read_the_reference_it_says_so_in_one_line(
+        tmp_path: Path) -> None:
+    """The kernel's rule grants the program its own directory: the reference's file must
+    be named; until it is, msshop's one line carries the program's own, naming the fix."""
+    result = msshop("challenge", "run", "read-model", "--bus", "nats", "--service",
+                    f"{sys.executable} {PROGRAM}", "--json", cwd=tmp_path, timeout=120,
+                    env=sandbox_env(tmp_path / "unused"))
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    said = result.stderr.strip().splitlines()[-1]
+    assert said.startswith("error: query failed to start"), said
+    assert f"let this program read it: MSSHOP_ISOLATION_READ={REFERENCE_DIR}" in said, said

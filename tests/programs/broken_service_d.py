@@ -1,15 +1,24 @@
 """A Service D with one deliberate defect at a time, so that each challenge is shown able to
 fail (issue 25). The standard library only, and no msshop import: msshop runs it as any
 program of your own (`msshop up --service query='python3 broken_service_d.py --break
-KIND'`). Without --break it is correct. It reads msshop's log bus only (not NATS).
+KIND'`). Without --break it is correct. It reads msshop's log bus, or NATS JetStream
+through the Python reference's NatsReader (examples/service-d-python/service.py, loaded
+by path): reading NATS is not what it gets wrong, so each defect is its own code's, the
+same on either bus. On NATS, under msshop's kernel rule, let it read that file:
+MSSHOP_ISOLATION_READ=examples/service-d-python (absolute), or [isolation] read.
 
     n-plus-one        direct-call asks products once per order, one after the other
     not-idempotent    an OrderPlaced handed over again is applied again: a second row
     position-outside  the position is kept in its own file, written after the rows'
                       commit and a pause: a SIGKILL in the pause applies that page twice
+                      (no pause while catching up at start: a rebuild is not slowed)
     ignores-versions  the last ProductUpdated received wins, not the newest version
     ignores-after     replicated answers at once, whatever `after=` asks for
     slow              every answer takes 50 ms more
+    starts-at-head    with an empty read model it starts at the bus's head ("only new
+                      events matter"): whatever was published before it started is missing
+    one-at-a-time     asks the bus for one event at a time and commits each: a rebuild
+                      of thousands of events takes seconds, not a fraction of one
 
 It answers GET /health (with `consumer`) and GET /user-orders/{id} as docs/protocol.md
 says; no traces of its own, no dead letters, no trespass.
@@ -19,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import importlib.util
 import json
 import logging
 import os
@@ -36,8 +46,9 @@ from urllib.parse import parse_qs, urlsplit
 log = logging.getLogger("broken-service-d")
 
 BREAKS = ("n-plus-one", "not-idempotent", "position-outside", "ignores-versions",
-          "ignores-after", "slow")
-PAGE = 100  # events asked of the bus at a time
+          "ignores-after", "slow", "starts-at-head", "one-at-a-time")
+PAGE = 100  # events asked of the bus at a time (one-at-a-time: 1)
+REFERENCE = Path(__file__).resolve().parents[2] / "examples" / "service-d-python" / "service.py"
 LONG_POLL_MS = 5000
 SLOW_SECONDS = 0.05  # slow: added to every answer
 POSITION_PAUSE = 0.3  # position-outside: between the rows' commit and the position's write
@@ -48,6 +59,8 @@ CREATE TABLE IF NOT EXISTS products (id INTEGER PRIMARY KEY, title TEXT, version
 -- no key on id: whether an order is written once is up to apply() (not-idempotent)
 CREATE TABLE IF NOT EXISTS orders (id INTEGER, user_id INTEGER, product_id INTEGER,
                                    quantity INTEGER, unit_price_cents INTEGER);
+-- not unique, for the same reason; without it each "is it there?" reads the whole table
+CREATE INDEX IF NOT EXISTS orders_by_id ON orders (id);
 CREATE TABLE IF NOT EXISTS position (id INTEGER PRIMARY KEY CHECK (id = 1), at INTEGER);
 """
 
@@ -70,6 +83,51 @@ def call(url: str, path: str, headers: dict[str, str], timeout: float) -> tuple[
         conn.close()
 
 
+class LogBus:
+    """msshop's log bus: one HTTP long-poll per read (docs/protocol.md)."""
+
+    def __init__(self, document: dict[str, Any], page: int) -> None:
+        self.url = document["bus"].get("url") or document["peers"]["bus"]
+        self.auth = {"authorization": f"Bearer {document['credential']}"}
+        self.page = page
+
+    def read(self, after: int, wait_ms: int) -> dict[str, Any]:
+        status, page = call(self.url, f"/events?after={after}&limit={self.page}"
+                            f"&wait_ms={wait_ms}", self.auth, LONG_POLL_MS / 1000 + 5)
+        if status != 200:
+            raise OSError(f"the bus answered {status}: {page}")
+        return page  # type: ignore[no-any-return]
+
+
+class NatsBus:
+    """NATS JetStream, read by the Python reference's NatsReader (a pull consumer from
+    `after` + 1; pages in the log bus's shape), loaded by path rather than copied."""
+
+    def __init__(self, document: dict[str, Any], page: int) -> None:
+        spec = importlib.util.spec_from_file_location("service_d_reference", REFERENCE)
+        if spec is None or spec.loader is None:
+            raise SystemExit(f"cannot read NATS: no Python reference at {REFERENCE}")
+        reference: Any = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = reference  # its dataclasses look themselves up there
+        try:
+            spec.loader.exec_module(reference)
+        except PermissionError:  # msshop's kernel rule: only our own directory is granted
+            raise SystemExit(f"cannot read NATS: reading {REFERENCE} was refused; let this "
+                             f"program read it: MSSHOP_ISOLATION_READ={REFERENCE.parent} "
+                             "(or [isolation] read)") from None
+        except OSError as exc:
+            raise SystemExit(f"cannot read NATS: {exc}") from None
+        reference.PAGE = page  # its fetches ask for as many as ours would
+        self.reader = reference.NatsReader(document["bus"])
+        self.refused: type[Exception] = reference.BusRefused
+
+    def read(self, after: int, wait_ms: int) -> dict[str, Any]:
+        try:
+            return self.reader.read(after, wait_ms)  # type: ignore[no-any-return]
+        except self.refused as exc:  # e.g. no permission: as the log bus's non-200
+            raise OSError(str(exc)) from None
+
+
 def order_line(order_id: int, product_id: int, title: str | None, quantity: int,
                cents: int) -> dict[str, Any]:
     return {"order_id": order_id, "product_id": product_id, "title": title,
@@ -77,11 +135,12 @@ def order_line(order_id: int, product_id: int, title: str | None, quantity: int,
 
 
 class Consumer:
-    """Follows the log bus in a thread of its own; `defect` says what it gets wrong."""
+    """Follows the bus in a thread of its own; `defect` says what it gets wrong."""
 
     def __init__(self, document: dict[str, Any], defect: str | None) -> None:
-        self.bus = document["bus"].get("url") or document["peers"]["bus"]
-        self.auth = {"authorization": f"Bearer {document['credential']}"}
+        page = 1 if defect == "one-at-a-time" else PAGE
+        self.bus = (NatsBus if document["bus"].get("backend") == "nats" else LogBus)(
+            document, page)
         self.defect = defect
         data_dir = Path(document["data_dir"])
         self.position_file = data_dir / "position.txt"  # position-outside's
@@ -108,15 +167,16 @@ class Consumer:
         wait_ms, first = 0, True
         while True:
             try:
-                status, page = call(self.bus, f"/events?after={self.position}&limit={PAGE}"
-                                    f"&wait_ms={wait_ms}", self.auth, LONG_POLL_MS / 1000 + 5)
-                if status != 200:
-                    raise OSError(f"the bus answered {status}: {page}")
-            except (OSError, ValueError, http.client.HTTPException) as exc:
+                page = self.bus.read(self.position, wait_ms)
+            except (OSError, ValueError, KeyError, http.client.HTTPException) as exc:
                 self.bus_error, wait_ms = str(exc) or type(exc).__name__, 0
                 time.sleep(0.3)
                 continue
             self.bus_error, wait_ms = None, LONG_POLL_MS
+            if first and self.defect == "starts-at-head" and self.position == 0:
+                self.note(page["head"])  # the wrong way: "only new events matter"
+                first = False
+                continue
             self.head = max(page["head"], self.position)
             if first and self.head > self.position:
                 self.catching_up_to = self.head
@@ -143,8 +203,10 @@ class Consumer:
                 self.conn.execute("INSERT OR REPLACE INTO position VALUES (1, ?)", (position,))
             self.conn.execute("COMMIT")
         if self.defect == "position-outside":  # the wrong way: after, in another file
+            live = self.catching_up_to is None  # the pause widens a live consumer's window
             self.note(position)  # what /health says: the rows are in
-            time.sleep(POSITION_PAUSE)
+            if live:
+                time.sleep(POSITION_PAUSE)
             self.position_file.write_text(str(position))
         self.note(position, len(delivered))
 

@@ -124,7 +124,7 @@ LADDER: tuple[Challenge, ...] = (
     Challenge(
         9, "rebuild", "from empty, catch up N events in a stated time",
         "Rebuild your read model from position 0 quickly.",
-        f"Publishes {rebuild.BACKLOG:,} orders, stops your service, empties its data "
+        f"Stops your service, publishes {rebuild.BACKLOG:,} orders, empties its data "
         "directory (all but service.json), starts it again and times its catch-up over "
         "the whole bus; then checks every answer.",
         "none", f"the whole bus applied within {rebuild.WITHIN_S:g} s of the start",

@@ -1,6 +1,14 @@
-"""Rung 9: a read model rebuilt from nothing. A backlog published, the service stopped,
-its data directory emptied (all but service.json, which msshop writes), started again:
-the whole bus applied within the stated time, every answer then exact."""
+"""Rung 9: a read model rebuilt from nothing. The service stopped, a backlog published
+(on the bus only: nothing applies it meanwhile), its data directory emptied (all but
+service.json, which msshop writes), started again: the whole bus applied within the
+stated time, every answer then exact.
+
+The limits separate the two ways a learner applies a backlog: a page per request and a
+transaction per page (msshop's own, both references, the broken program without a defect:
+0.2-0.9 s for 20,000 events on two cores kept busy by two spinning processes, 20,000 to
+90,000 events/s) from an event per request and a commit per event (the broken program's
+one-at-a-time: 6-7.5 s on NATS, 13-16 s on the log bus, idle). WITHIN_S sits over 3 times
+above the slowest of the first and 2 times below the fastest of the second."""
 
 from __future__ import annotations
 
@@ -10,6 +18,8 @@ from pathlib import Path
 
 from msshop.contracts.errors import MsshopError
 from msshop.contracts.kinds import Kind
+from msshop.contracts.limits import MAX_BATCH
+from msshop.instruments import waiting
 from msshop.instruments.challenges.arena import Arena, Judged
 from msshop.instruments.challenges.findings import Finding
 from msshop.instruments.challenges.replicas import CATCH_UP, applied_head, exact_answers
@@ -17,8 +27,9 @@ from msshop.instruments.checking import caught_up
 from msshop.runtime.orchestrator import lifecycle
 from msshop.runtime.orchestrator.executable import SERVICE_FILE
 
-BACKLOG = 5000  # orders published before the rebuild, so the bus holds more than the seed
-WITHIN_S = 10.0  # the stated time for the whole bus, from the start
+BACKLOG = 20_000  # orders published while the service is stopped, on top of the seed
+WITHIN_S = 3.0  # the stated time for the whole bus, from the start
+PUBLISHED_WITHIN_S = 60.0  # for the writers' outboxes to put the backlog on the bus
 CHECK = "rebuilt from empty"
 CAUSES = {
     "the user": "is UserSignedUp applied from position 1 on?",
@@ -26,25 +37,35 @@ CAUSES = {
     "missing": "does it start from position 0 when its read model is empty?",
     "title": "is ProductUpdated applied (the newest title wins)?",
 }
+NOT_THERE = "does it start from position 0 when its read model is empty, not at the head?"
+SLOW = ("ask the bus for a page of events and apply each page in one transaction, not one "
+        "event per request and a commit per event")
 
 
 def rebuild(arena: Arena) -> Judged:
     judged = Judged(checked=[
-        f"{BACKLOG:,} orders published, your service stopped, its data directory emptied "
+        f"your service stopped, {BACKLOG:,} orders published, its data directory emptied "
         f"(all but {SERVICE_FILE}), started again: the bus's head applied within "
         f"{WITHIN_S:g} s, then every user's replicated answer against the monolith's"])
     client = arena.client
     user = client.signup(f"rebuild-{time.time_ns()}@challenge.example", "Rebuild")
-    client.add_batch("orders", [{"user_id": user["id"], "product_id": arena.cast.products[
-        n % len(arena.cast.products)], "quantity": 1, "request_id": f"rebuild-{n}"}
-        for n in range(BACKLOG)])
     if not applied_head(arena, judged, CHECK):
         return judged
-    head = client.bus_head()
     lifecycle.command(arena.settings, "stop", "query")
+    for first in range(0, BACKLOG, MAX_BATCH):  # as many requests as the services' limit asks
+        client.add_batch("orders", [{"user_id": user["id"], "product_id": arena.cast.products[
+            n % len(arena.cast.products)], "quantity": 1, "request_id": f"rebuild-{n}"}
+            for n in range(first, min(first + MAX_BATCH, BACKLOG))])
+    published = waiting.until(client, "caught-up", waiting.WRITERS, PUBLISHED_WITHIN_S,
+                              poll=0.01, patient=False)
+    if published["outcome"] != "reached":
+        judged.unknown.append("the backlog did not reach the bus: "
+                              + "; ".join(published["missing"]))
+        return judged
+    head = client.bus_head()
     emptied = _emptied(arena)
-    arena.say(f"stopped your service, emptied its data directory ({emptied} removed), "
-              "starting it again")
+    arena.say(f"stopped your service, published {BACKLOG:,} orders, emptied its data "
+              f"directory ({emptied} removed), starting it again")
     started = time.monotonic()
     try:
         lifecycle.start(arena.settings, "query")
@@ -60,7 +81,7 @@ def rebuild(arena: Arena) -> Judged:
         judged.findings.append(Finding(
             CHECK, "the rebuild", f"{head:,} events applied within {WITHIN_S:g} s",
             exc.message.split(": ", 1)[-1].removesuffix("; see: msshop status"),
-            "does it read the bus from position 0 when its read model is empty?"))
+            SLOW if _position(arena) > 0 else NOT_THERE))
         return judged
     took = time.monotonic() - started
     judged.figures.update(events=head, rebuild_s=round(took, 2),
@@ -70,10 +91,18 @@ def rebuild(arena: Arena) -> Judged:
     if took > WITHIN_S:
         judged.findings.append(Finding(
             CHECK, "the rebuild", f"{head:,} events applied within {WITHIN_S:g} s",
-            f"took {took:.1f} s ({head / took:,.0f} events/s)",
-            "apply each page in one transaction, not one per event"))
-    exact_answers(arena, judged, CHECK, CAUSES)
+            f"took {took:.1f} s ({head / took:,.0f} events/s)", SLOW))
+    exact_answers(arena, judged, CHECK, CAUSES, unanswered=NOT_THERE)
     return judged
+
+
+def _position(arena: Arena) -> int:
+    """The read model's position as its /health says (0: none, or no answer)."""
+    try:
+        consumer = arena.client.health("query").get("consumer")
+    except MsshopError:
+        return 0
+    return int(consumer["position"]) if consumer is not None else 0
 
 
 def _emptied(arena: Arena) -> int:

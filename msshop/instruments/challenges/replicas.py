@@ -44,9 +44,12 @@ def applied_head(arena: Arena, judged: Judged, check: str) -> bool:
 
 
 def exact_answers(arena: Arena, judged: Judged, check: str, causes: dict[str, str],
-                  explain: Explain | None = None) -> None:
+                  explain: Explain | None = None,
+                  unanswered: str = "is the user in your read model (UserSignedUp applied)?"
+                  ) -> None:
     """Every user's replicated answer (the monolith's users, the trial's own included)
-    against the monolith's: a finding per user, its likely cause explained if it can be."""
+    against the monolith's: a finding per user, its likely cause explained if it can be
+    (`unanswered`: why a user would get no answer, in the trial's words)."""
     for user in monolith.all_users(databases(arena.state)):
         if judged.given_up():
             return
@@ -55,8 +58,7 @@ def exact_answers(arena: Arena, judged: Judged, check: str, causes: dict[str, st
             judged.findings.append(Finding(
                 check, f"user {user}", "an answer from your read model",
                 f"no answer (HTTP {answer.status}: {answer.error.split('; ', 1)[0]})",
-                "is the user in your read model (UserSignedUp applied)?",
-                unanswered=True))
+                unanswered, unanswered=True))
             continue
         truth, _ = monolith.user_orders(databases(arena.state), user)
         found = compared(truth, answer, causes)
