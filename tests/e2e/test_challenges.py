@@ -37,10 +37,10 @@ def challenge(tmp_path: Path, *args: str, timeout: float = 120
     return result.returncode, json.loads(result.stdout), result.stderr
 
 
-def climbs(tmp_path: Path, *service: str) -> dict[str, Any]:
+def climbs(tmp_path: Path, *service: str, **env: str) -> dict[str, Any]:
     """`msshop challenge run all ARGS --json`: the whole ladder; its report."""
     result = msshop("challenge", "run", "all", *service, *SQUEEZED, "--json",
-                    env=sandbox_env(tmp_path / "unused"), cwd=tmp_path, timeout=600)
+                    env=sandbox_env(tmp_path / "unused", **env), cwd=tmp_path, timeout=600)
     assert result.stdout, result.stderr
     report: dict[str, Any] = json.loads(result.stdout)
     assert result.returncode == {"passed": 0, "failed": 1, "unknown": 2}[
@@ -285,15 +285,40 @@ def test_a_broken_service_d_fails_its_rung_naming_what_the_bus_did(
     (broken("ignores-versions"), {"order"}),
     (broken("ignores-after"), {"read-your-writes"}),
     (broken("slow"), {"fast"}),
+    (broken("starts-at-head"), {"rebuild"}),
+    (broken("one-at-a-time"), {"rebuild"}),
+    # its answers are made by calling: wrong when the calls are cut (read-model) or
+    # products is down (outage), and cut at orders' page for the rebuild's buyer, who has
+    # 20,000 orders (rebuild)
     (f"{sys.executable} {NAIVE} {PYTHON_REFERENCE} calls-at-query-time",
-     {"read-model", "outage"}),
+     {"read-model", "outage", "rebuild"}),
 ], ids=["correct", "n-plus-one", "not-idempotent", "position-outside", "ignores-versions",
-        "ignores-after", "slow", "calls-at-query-time"])
+        "ignores-after", "slow", "starts-at-head", "one-at-a-time", "calls-at-query-time"])
 def test_the_whole_ladder_fails_a_broken_service_d_exactly_where_it_is_broken(
         tmp_path: Path, program: str, fails: set[str]) -> None:
     """Each deliberately broken Service D climbs the whole ladder: it fails the rungs its
     defect is about, with findings, and passes every other; nothing is unknown."""
-    report = climbs(tmp_path, "--service", program)
+    fails_exactly(tmp_path, climbs(tmp_path, "--service", program), fails)
+
+
+@pytest.mark.parametrize(("defect", "fails"), [
+    (None, set()),
+    ("not-idempotent", {"at-least-once"}),
+    ("position-outside", {"crash"}),
+    ("ignores-versions", {"order"}),
+    ("ignores-after", {"read-your-writes"}),
+])
+def test_on_nats_the_whole_ladder_fails_the_broken_service_d_where_it_is_broken(
+        tmp_path: Path, defect: str | None, fails: set[str]) -> None:
+    """The same on NATS, where the program reads JetStream through the Python reference's
+    reader (which it may read: MSSHOP_ISOLATION_READ) and meets the faults at the bus's
+    door: the defects the bus's faults show."""
+    report = climbs(tmp_path, "--bus", "nats", "--service", broken(defect),
+                    MSSHOP_ISOLATION_READ=str(PYTHON_REFERENCE.parent))
+    fails_exactly(tmp_path, report, fails)
+
+
+def fails_exactly(tmp_path: Path, report: dict[str, Any], fails: set[str]) -> None:
     assert report["unknown"] == [], report["unknown"]
     assert set(report["failed"]) == fails, [
         (r["challenge"], r["findings"][:1]) for r in report["challenges"]

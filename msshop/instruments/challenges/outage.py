@@ -40,7 +40,13 @@ def outage(arena: Arena) -> Judged:
         for n in range(SIGNUPS):
             arena.client.signup(f"outage-{n}-{time.time_ns()}@challenge.example",
                                 f"Outage {n}")
-        # msshop's wait for caught-up ends at once with a service down: the bus's head
+        # msshop's wait for caught-up ends at once with a service down: the signups on
+        # the bus (users' outbox empty: its relay publishes after the commit), then the
+        # bus's head is what the read model must reach
+        if not until(lambda: arena.client.health("users")["outbox"]["pending"] == 0,
+                     CATCH_UP):
+            judged.unknown.append(f"the signups did not reach the bus within {CATCH_UP:g} s")
+            return judged
         applied = arena.client.bus_head()
         if not until(lambda: chaos.consumer_position(arena.client, "query") >= applied,
                      CATCH_UP):
