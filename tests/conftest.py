@@ -109,7 +109,8 @@ def one_purchase(sandbox: Sandbox, title: str = "Hat", price: float = 10) -> Non
 
     client = sandbox.client()
     client.request("users", "POST", "/users", {"email": "buyer@example.com", "name": "Buyer"})
-    client.request("products", "POST", "/products", {"title": title, "price": price})
+    client.request("products", "POST", "/products", {"title": title, "price": price,
+                                                   "stock": 1000})
     client.request("orders", "POST", "/orders", {"user_id": 1, "product_id": 1})
     caught_up(client, timeout=10)
 

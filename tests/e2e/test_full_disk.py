@@ -96,7 +96,8 @@ def test_a_full_disk_refuses_writes_clearly_and_replication_resumes_with_room(
         with running_sandbox(root) as sandbox:
             client = sandbox.client()
             client.signup("buyer@example.com", "Buyer")
-            client.request("products", "POST", "/products", {"title": "Hat", "price": 10})
+            client.request("products", "POST", "/products", {"title": "Hat", "price": 10,
+                                                              "stock": 1000})
             # the consumer cut off from the bus while orders come, so that it has events to
             # apply once the disk is full
             sandbox.run("chaos", "query", "--to", "bus", "--error-rate", "1", check=True)
