@@ -78,10 +78,13 @@ class Followed(TypedDict):
 
 
 class Purchase(TypedDict):
-    """`msshop buy --json`."""
+    """`msshop buy --json`: confirmed with the order, or rejected with the reason."""
 
-    order: Order
+    outcome: Literal["confirmed", "rejected"]
+    strategy: str  # the write strategy: monolith | direct-call
+    order: Order | None  # None when rejected
     created: bool  # false: the same request id had already placed it
+    reason: NotRequired[str]  # rejected: why (out of stock, not enough credit, no such id)
     journey: NotRequired[Followed]
 
 

@@ -19,45 +19,10 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 
 import msgspec
 
-
-@dataclass(frozen=True)
-class Book:
-    """Where one service keeps a balance: its holders' table and column, and its ledger."""
-
-    name: str  # "stock" | "credit": the ledger's tables are <name>_given, <name>_takes
-    holders: str  # the table of holders ("products", "users")
-    column: str  # the balance's column ("stock", "credit_cents")
-    noun: str  # a holder in a refusal: "product", "user"
-    short: str  # a refusal for too little: "out of stock", "not enough credit"
-    shown: Callable[[int], str] = str  # an amount in a refusal (cents as currency)
-
-    def schema(self, balance_now: str) -> str:
-        """The ledger's tables, and what is given now: `balance_now` is a SELECT of (holder
-        id, amount, at) for the holders already in the file (a migration's starting point).
-        """
-        return f"""
-        CREATE TABLE {self.name}_given (
-            id INTEGER PRIMARY KEY,
-            holder_id INTEGER NOT NULL,
-            amount INTEGER NOT NULL CHECK (amount >= 0),
-            key TEXT UNIQUE,
-            at REAL NOT NULL
-        );
-        CREATE INDEX {self.name}_given_by_holder ON {self.name}_given (holder_id);
-        CREATE TABLE {self.name}_takes (
-            purchase TEXT PRIMARY KEY,
-            holder_id INTEGER,
-            amount INTEGER NOT NULL CHECK (amount >= 0),
-            taken_at REAL NOT NULL,
-            given_back_at REAL
-        );
-        INSERT INTO {self.name}_given (holder_id, amount, at) {balance_now}
-        """
+from msshop.contracts.ledgers import Book
 
 
 class Take(msgspec.Struct, frozen=True):

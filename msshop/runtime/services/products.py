@@ -28,6 +28,7 @@ from starlette.responses import Response
 
 from msshop.contracts import events
 from msshop.contracts.events import Event
+from msshop.contracts.ledgers import STOCK
 from msshop.contracts.limits import MAX_BATCH, MAX_ID, MAX_PRICE, MAX_SKU, MAX_STOCK, MAX_TITLE
 from msshop.contracts.shop import Created, Product, ProductPage, ProductsFound
 from msshop.contracts.takes import (
@@ -48,7 +49,6 @@ from msshop.runtime.platform.openapi import Endpoint, Param, documented, id_list
 from msshop.runtime.platform.outbox import OUTBOX_SCHEMA, OUTBOX_TRACE_COLUMN, Outbox
 from msshop.runtime.platform.tracing import current_trace_id, followed_span
 
-STOCK = ledger.Book("stock", "products", "stock", "product", "out of stock")
 MIGRATIONS = [
     """
     CREATE TABLE products (

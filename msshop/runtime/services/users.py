@@ -26,6 +26,7 @@ from starlette.responses import Response
 
 from msshop.contracts import events
 from msshop.contracts.events import Event
+from msshop.contracts.ledgers import CREDIT
 from msshop.contracts.limits import MAX_BATCH, MAX_EMAIL, MAX_NAME
 from msshop.contracts.shop import Created, User, UsersFound
 from msshop.contracts.takes import (
@@ -47,8 +48,6 @@ from msshop.runtime.platform.openapi import Endpoint, documented, id_list, path_
 from msshop.runtime.platform.outbox import OUTBOX_SCHEMA, OUTBOX_TRACE_COLUMN, Outbox
 from msshop.runtime.platform.tracing import current_trace_id, followed_span
 
-CREDIT = ledger.Book("credit", "users", "credit_cents", "user", "not enough credit",
-                     lambda cents: f"{cents / 100:.2f}")
 DEFAULT_CREDIT = 1000.0  # a new user's credit unless the sign-up says
 MAX_CREDIT = MAX_CREDIT_CENTS / 100
 MIGRATIONS = [

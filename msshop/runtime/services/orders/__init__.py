@@ -108,9 +108,8 @@ def order_placed(row: tuple[Any, ...], trace_id: str | None, parent_span: str | 
                  ) -> Event:
     """The OrderPlaced event of an order's row as stored (COLUMNS' order): made from the
     row, so a batch of a million orders needs no dict per order first."""
-    return events.make(events.ORDER_PLACED, "orders", row[0], 1, {
-        "id": row[0], "user_id": row[1], "product_id": row[2], "quantity": row[3],
-        "unit_price": row[4] / 100}, trace_id, row[6], parent_span)
+    return events.order_placed(row[0], row[1], row[2], row[3], row[4], row[6], trace_id,
+                               parent_span)
 
 
 # --- plain functions over the connection -----------------------------------------------------
