@@ -183,7 +183,8 @@ class Comparison(TypedDict):
 
 
 class Verification(TypedDict):
-    """`msshop verify --json`: `ok` false (and exit 1) when any user differs."""
+    """`msshop verify --json`: `ok` false (and exit 1) when any user differs or the
+    invariant is broken."""
 
     ok: bool
     users: int
@@ -191,3 +192,4 @@ class Verification(TypedDict):
     position: int  # the bus position the read model was compared at
     head: int
     differences: dict[str, list[str]]  # user id -> what differs
+    invariant: list[str]  # each breach of stock and credit across services, one line
