@@ -118,7 +118,7 @@ def buy(
 
         bought = purchase.buy(state, strategy, user, product, quantity)
         emit(Outcome(purchase_document(bought), lambda out: draw_bought(out, bought),
-                     exit_code=bought.exit_code), as_json)
+                     exit_code=bought.exit_code, complaint=bought.reason), as_json)
         return
     from msshop.instruments import journey
 

@@ -51,20 +51,29 @@ def buy(databases: dict[str, Path], user_id: int, product_id: int, quantity: int
             raise SandboxError(f"{name}'s database {path} does not exist yet; "
                                "start the sandbox with: msshop up --detach")
     key = request_id or f"monolith-{uuid.uuid4().hex}"
-    with closing(sqlite3.connect(databases["orders"], isolation_level=None,
-                                 timeout=BUSY_MS / 1000)) as conn:
-        conn.execute(f"PRAGMA busy_timeout={BUSY_MS}")
-        for name in ("users", "products"):
-            conn.execute(f"ATTACH DATABASE ? AS {name}",
-                         (f"file:{quote(str(databases[name]))}?mode=rw",))
-        conn.execute("BEGIN IMMEDIATE")  # every attached file's write lock, up front
-        try:
-            written = _purchase(conn, user_id, product_id, quantity, key)
-            conn.execute("COMMIT" if written.order is not None else "ROLLBACK")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+    try:
+        with closing(sqlite3.connect(databases["orders"], isolation_level=None,
+                                     timeout=BUSY_MS / 1000)) as conn:
+            conn.execute(f"PRAGMA busy_timeout={BUSY_MS}")
+            for name in ("users", "products"):
+                conn.execute(f"ATTACH DATABASE ? AS {name}",
+                             (f"file:{quote(str(databases[name]))}?mode=rw",))
+            return _in_one_transaction(conn, user_id, product_id, quantity, key)
+    except sqlite3.OperationalError as exc:  # a file locked too long, or not to be opened
+        raise SandboxError(f"the monolith's purchase could not write the services' files "
+                           f"({exc}); nothing was written; see: msshop status") from None
+
+
+def _in_one_transaction(conn: sqlite3.Connection, user_id: int, product_id: int,
+                        quantity: int, key: str) -> Written:
+    conn.execute("BEGIN IMMEDIATE")  # every attached file's write lock, up front
+    try:
+        written = _purchase(conn, user_id, product_id, quantity, key)
+        conn.execute("COMMIT" if written.order is not None else "ROLLBACK")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
     return written
 
 

@@ -54,8 +54,10 @@ def order(out: Console, order: Order, created: bool) -> None:
 
 
 def rejected(out: Console, reason: str, strategy: str) -> None:
-    """A purchase refused: nothing was taken, no order was recorded."""
-    note(out, f"purchase rejected ({strategy}): {reason}; nothing was taken")
+    """A purchase refused: nothing was taken, no order was recorded. The reason is the
+    error line (stderr), as the service words it."""
+    note(out, f"purchase rejected ({strategy}); nothing was taken")
+    error(reason)
 
 
 @contextmanager
