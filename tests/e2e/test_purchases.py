@@ -246,3 +246,29 @@ def test_users_signed_up_before_credit_existed_get_the_default(tmp_path: Path) -
         assert user["credit"] == users_service.DEFAULT_CREDIT
         assert read(sandbox, "users", "SELECT holder_id, amount FROM credit_given") == [
             (1, round(users_service.DEFAULT_CREDIT * 100))]
+
+
+def test_a_give_back_that_cannot_be_made_is_retried_until_it_is(sandbox: Sandbox) -> None:
+    """users stopped: products took the stock, users cannot be asked, so the stock goes
+    back and the 503 names users; the give-back owed to users (it might have taken before
+    a timeout) waits, shown in orders' /health as a failing task, and is made once users
+    is back: nothing stays taken."""
+    client = sandbox.client()
+    (user,), product = shop(client, 1, 5)
+    sandbox.run("stop", "users", check=True)
+    status, answer = client.exchange("orders", "POST", "/orders", {
+        "user_id": user, "product_id": product, "request_id": "users-down"})
+    assert (status, answer["dependency"]) == (503, "users"), answer
+    assert stock_of(sandbox, product) == 5
+    health = client.health("orders")
+    assert health.get("owed_give_backs") == 1
+    task = next(t for t in health.get("tasks", []) if t["name"] == "give-back")
+    assert task["state"] == "failing" and "users is down" in (task["error"] or ""), task
+    sandbox.run("start", "users", check=True)
+    deadline = time.monotonic() + 20
+    while client.health("orders").get("owed_give_backs"):
+        assert time.monotonic() < deadline, "the give-back was never made"
+        time.sleep(0.05)
+    assert read(sandbox, "users", "SELECT purchase, amount FROM credit_takes "
+                "WHERE given_back_at IS NOT NULL") == [("users-down", 0)]
+    assert breaches(sandbox) == []

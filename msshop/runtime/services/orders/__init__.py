@@ -42,6 +42,7 @@ from msshop.runtime.platform.openapi import Endpoint, Param, path_id
 from msshop.runtime.platform.outbox import OUTBOX_SCHEMA, OUTBOX_TRACE_COLUMN, Outbox
 from msshop.runtime.platform.tracing import current_trace_id, followed_span
 from msshop.runtime.services.orders.taking import (
+    GiveBacks,
     Keys,
     Refusal,
     give_back_all,
@@ -206,6 +207,7 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
     bus = ctx.bus(peers)
     outbox = Outbox("orders", lambda: db.conn, bus, tracer=ctx.tracer, tasks=ctx.tasks)
     keys = Keys()
+    owed = GiveBacks(peers, ctx.tasks)
 
     def keyed(purchases: list[Purchase]) -> list[Purchase]:
         """Every purchase with a request_id: its takes are keyed by it."""
@@ -217,7 +219,7 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
         """Purchases that arrived together: one take of stock, one of credit, one commit."""
         purchases = keyed(purchases)
         named = [p.request_id or "" for p in purchases]
-        prices = await take_each(peers, list(purchases), named)
+        prices = await take_each(peers, owed, list(purchases), named)
         valid = [(p, price) for p, price in zip(purchases, prices, strict=True)
                  if not isinstance(price, Refusal)]
         placed: list[tuple[dict[str, Any], bool]] = []
@@ -237,7 +239,7 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
         try:
             return write()
         except Exception:
-            await give_back_all(peers, taken)
+            await give_back_all(owed, taken)
             raise
 
     purchases: Coalescer[Purchase, tuple[dict[str, Any], bool]] = Coalescer(
@@ -274,9 +276,9 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
         if not new:
             return json_response({"created": 0, "existing": len(purchases)})
         named = [p.request_id or "" for p in new]
-        answers = await take_each(peers, list(new), named)
+        answers = await take_each(peers, owed, list(new), named)
         if any(isinstance(a, Refusal) for a in answers):
-            await give_back_all(peers, [key for key, a in zip(named, answers, strict=True)
+            await give_back_all(owed, [key for key, a in zip(named, answers, strict=True)
                                         if not isinstance(a, Refusal)])
             raise refused_batch(list(new), answers)
         prices = {p.product_id: a for p, a in zip(new, answers, strict=True)
@@ -299,7 +301,7 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
         return json_response(as_dict(row))
 
     def health() -> dict[str, Any]:
-        return {**db.health(), "outbox": outbox.health()}
+        return {**db.health(), "outbox": outbox.health(), "owed_give_backs": owed.pending()}
 
     dependency = {502: "users or products failed the take (the message says how)",
                   503: "users or products is down or too slow (dependency, failure)"}
@@ -333,7 +335,7 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
                 params=[path_id("order_id", "order")]),
         ],
         health,
-        [db, peers, bus, outbox],
+        [db, peers, bus, outbox, owed],
         ctx.tracer,
         ctx.admin,
         __doc__ or "",

@@ -25,6 +25,7 @@ from typing import Protocol
 
 import msgspec
 
+from msshop.contracts.limits import MAX_BATCH
 from msshop.contracts.takes import (
     CreditTake,
     CreditTakes,
@@ -36,6 +37,7 @@ from msshop.contracts.takes import (
 )
 from msshop.runtime.platform.http import HttpError
 from msshop.runtime.platform.peers import Peers
+from msshop.runtime.platform.tasks import Task, Tasks
 
 log = logging.getLogger("msshop.orders")
 
@@ -80,24 +82,74 @@ async def _takes(peers: Peers, service: str, path: str, body: object) -> list[Ta
     return msgspec.json.decode(reply.data, type=TakeOutcomes).takes
 
 
-async def give_back(peers: Peers, service: str, purchases: list[str]) -> None:
-    """Give back what `service` took for `purchases`. If it cannot be told (down, slow),
-    the take stays: logged here, and named by `msshop verify` (the lesson, not hidden)."""
-    if not purchases:
-        return
+async def give_back(peers: Peers, service: str, purchases: list[str]) -> str | None:
+    """Give back what `service` took for `purchases`; why it could not be told, if so."""
     try:
         reply = await peers.request("POST", service, f"/{service}/takes/give-back",
                                     msgspec.json.encode(GiveBack(purchases)))
-        if reply.status == 200:
-            return
-        failure = f"HTTP {reply.status}"
     except HttpError as exc:
-        failure = exc.message
-    log.warning("orders could not give back what %s took for %d purchase(s) (%s): it stays "
-                "taken; msshop verify names it", service, len(purchases), failure)
+        return exc.message
+    return None if reply.status == 200 else f"{service} answered HTTP {reply.status}"
 
 
-async def take_each(peers: Peers, purchases: list[Buying], keys: list[str]
+class GiveBacks:
+    """What orders owes back: takes it could not give back at once (the service down, its
+    disk full) are given back in the background until they are, as the process's task
+    "give-back" (/health says it is failing, and why, meanwhile). Held in memory only: if
+    orders dies first they stay taken, and `msshop verify` names them."""
+
+    def __init__(self, peers: Peers, tasks: Tasks) -> None:
+        self.peers = peers
+        self.tasks = tasks
+        self._owed: dict[str, set[str]] = {"products": set(), "users": set()}
+        self._wake = asyncio.Event()
+        self._task: Task | None = None
+
+    async def start(self) -> None:
+        self._task = self.tasks.run("give-back", self._run)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            await self._task.stop()
+        if self.pending():
+            log.warning("orders stops owing %d give-back(s): they stay taken; msshop verify "
+                        "names them", self.pending())
+
+    def pending(self) -> int:
+        return sum(len(keys) for keys in self._owed.values())
+
+    async def give(self, service: str, purchases: list[str]) -> None:
+        """Give back now; what cannot be, later (logged once per cause by the task)."""
+        if not purchases:
+            return
+        failure = await give_back(self.peers, service, purchases)
+        if failure is not None:
+            log.warning("orders could not give back what %s took for %d purchase(s) (%s): "
+                        "trying again in the background", service, len(purchases), failure)
+            self._owed[service].update(purchases)
+            self._wake.set()
+
+    async def _run(self) -> None:
+        assert self._task is not None
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self.pending():
+                for service, keys in self._owed.items():
+                    if not keys:
+                        continue
+                    batch = list(keys)[:MAX_BATCH]
+                    failure = await give_back(self.peers, service, batch)
+                    if failure is None:
+                        keys.difference_update(batch)
+                        continue
+                    self._task.failed(f"{len(keys)} take(s) of {service} not given back yet: "
+                                      f"{failure}")
+                    await asyncio.sleep(self._task.backoff.next_pause())
+            self._task.recovered()
+
+
+async def take_each(peers: Peers, owed: GiveBacks, purchases: list[Buying], keys: list[str]
                     ) -> list[int | Refusal]:
     """For each purchase (keyed), its unit price in cents once its stock and its credit
     are both taken, or why it was refused (anything taken for it given back). A dependency
@@ -107,7 +159,7 @@ async def take_each(peers: Peers, purchases: list[Buying], keys: list[str]
             StockTake(key, p.product_id, p.quantity) for p, key in zip(purchases, keys,
                                                                       strict=True)]))
     except HttpError:  # it may have taken before its answer was lost (a timeout)
-        await give_back(peers, "products", keys)
+        await owed.give("products", keys)
         raise
     answers: list[int | Refusal] = [
         o.unit_price_cents if o.taken and o.unit_price_cents is not None else
@@ -120,14 +172,15 @@ async def take_each(peers: Peers, purchases: list[Buying], keys: list[str]
             CreditTake(keys[i], purchases[i].user_id,
                        purchases[i].quantity * _price(answers[i])) for i in priced]))
     except HttpError:
-        await give_back(peers, "products", [keys[i] for i in priced])
+        await owed.give("products", [keys[i] for i in priced])
+        await owed.give("users", [keys[i] for i in priced])  # it too may have taken
         raise
     refused: list[str] = []
     for i, outcome in zip(priced, credit, strict=True):
         if not outcome.taken:
             answers[i] = Refusal(outcome.status, outcome.reason or "refused by users")
             refused.append(keys[i])
-    await give_back(peers, "products", refused)
+    await owed.give("products", refused)
     return answers
 
 
@@ -136,9 +189,9 @@ def _price(answer: int | Refusal) -> int:
     return answer
 
 
-async def give_back_all(peers: Peers, keys: list[str]) -> None:
+async def give_back_all(owed: GiveBacks, keys: list[str]) -> None:
     """Give back the stock and the credit of purchases that could not be recorded."""
-    await asyncio.gather(give_back(peers, "products", keys), give_back(peers, "users", keys))
+    await asyncio.gather(owed.give("products", keys), owed.give("users", keys))
 
 
 def refused_batch(purchases: list[Buying], answers: list[int | Refusal]) -> HttpError:
