@@ -115,6 +115,17 @@ def one_purchase(sandbox: Sandbox, title: str = "Hat", price: float = 10) -> Non
     caught_up(client, timeout=10)
 
 
+def stock_up(sandbox: Sandbox, users: range, products: range, amount: int = 1_000_000
+             ) -> None:
+    """Give `users` credit and `products` stock for a test's many purchases: a purchase
+    takes both (issue 26), and a seeded shop has left only what it was seeded with."""
+    client = sandbox.client()
+    client.request("users", "POST", "/users/credit", {
+        "users": [{"id": i, "amount": float(amount)} for i in users]})
+    client.request("products", "POST", "/products/stock", {
+        "products": [{"id": i, "quantity": amount} for i in products]})
+
+
 def wait_gone(pids: list[int], timeout: float = 10) -> list[int]:
     """Wait until none of `pids` runs; return the ones still running at the deadline."""
     deadline = time.monotonic() + timeout
