@@ -51,21 +51,23 @@ class CreditTakes(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     takes: Annotated[list[CreditTake], msgspec.Meta(min_length=1, max_length=MAX_BATCH)]
 
 
-class TakeOutcome(msgspec.Struct, frozen=True):
-    """One take: taken (`again`: by this key before), or refused with the reason and the
-    status a purchase refused for it is answered with (409 not enough, 422 no such id).
-    Products add the unit price the stock was taken at."""
+class Refused(msgspec.Struct, frozen=True):
+    """A take refused: which (its index in the call), why, and the status a purchase
+    refused for it is answered with (409 not enough, 422 no such id)."""
 
-    purchase: str
-    taken: bool
-    again: bool = False
-    reason: str | None = None
-    status: int = 200
-    unit_price_cents: int | None = None
+    index: int
+    reason: str
+    status: int
 
 
 class TakeOutcomes(msgspec.Struct, frozen=True):
-    takes: list[TakeOutcome]
+    """Every take of the call not `refused` was taken (`again`: by its key before, so not
+    twice). Products add the unit price of each product taken from, in cents. Compact on
+    purpose: a batch of 10,000 takes answers in a few bytes when all are taken."""
+
+    refused: list[Refused]
+    again: list[int]  # indexes
+    unit_prices_cents: dict[int, int] = {}
 
 
 class GiveBack(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -37,7 +37,6 @@ from msshop.contracts.takes import (
     GivenBack,
     StockGiven,
     StockTakes,
-    TakeOutcome,
     TakeOutcomes,
 )
 from msshop.runtime.platform import ledger
@@ -242,10 +241,7 @@ def take_stock(conn: sqlite3.Connection, takes: StockTakes) -> TakeOutcomes:
         prices = dict(conn.execute(
             "SELECT id, price_cents FROM products WHERE id IN (SELECT value FROM json_each(?))",
             (msgspec.json.encode(list({t.product_id for t in takes.takes})),)).fetchall())
-    return TakeOutcomes([
-        TakeOutcome(o.purchase, o.taken, o.again, o.reason, o.status,
-                    prices.get(t.product_id) if o.taken else None)
-        for t, o in zip(takes.takes, outcomes, strict=True)])
+    return ledger.outcomes(outcomes, prices)
 
 
 def restock(conn: sqlite3.Connection, given: StockGiven) -> Given:
@@ -312,7 +308,7 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
         takes = await read_body(request, StockTakes)
         with db.span("UPDATE", "products", [t.product_id for t in takes.takes]) as span:
             outcomes = take_stock(db.conn, takes)
-            span["attributes"]["msshop.rows"] = sum(o.taken for o in outcomes.takes)
+            span["attributes"]["msshop.rows"] = len(takes.takes) - len(outcomes.refused)
         return json_response(outcomes)
 
     async def post_give_back(request: Request) -> Response:
@@ -360,8 +356,8 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
                      body=ProductChange, params=[product_id]),
             Endpoint("POST", "/products/takes", post_takes,
                      "Take stock for purchases (orders asks: direct-call)", {
-                         200: (TakeOutcomes, "Each take, in order: taken (with the unit "
-                                             "price) or refused with the reason")},
+                         200: (TakeOutcomes, "The takes refused, with the reason; every "
+                                             "other was taken (with the unit prices)")},
                      body=StockTakes),
             Endpoint("POST", "/products/takes/give-back", post_give_back,
                      "Give back the stock of purchases refused elsewhere", {

@@ -36,7 +36,6 @@ from msshop.contracts.takes import (
     GiveBack,
     Given,
     GivenBack,
-    TakeOutcome,
     TakeOutcomes,
 )
 from msshop.runtime.platform import ledger
@@ -181,8 +180,7 @@ def take_credit(conn: sqlite3.Connection, takes: CreditTakes) -> TakeOutcomes:
     with transaction(conn):
         outcomes = ledger.take(conn, CREDIT, [
             ledger.Take(t.purchase, t.user_id, t.amount_cents) for t in takes.takes])
-    return TakeOutcomes([TakeOutcome(o.purchase, o.taken, o.again, o.reason, o.status)
-                         for o in outcomes])
+    return ledger.outcomes(outcomes)
 
 
 def top_up(conn: sqlite3.Connection, given: CreditGiven) -> Given:
@@ -234,7 +232,7 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
         takes = await read_body(request, CreditTakes)
         with db.span("UPDATE", "users", [t.user_id for t in takes.takes]) as span:
             outcomes = take_credit(db.conn, takes)
-            span["attributes"]["msshop.rows"] = sum(o.taken for o in outcomes.takes)
+            span["attributes"]["msshop.rows"] = len(takes.takes) - len(outcomes.refused)
         return json_response(outcomes)
 
     async def post_give_back(request: Request) -> Response:
@@ -270,8 +268,8 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
                 params=[path_id("user_id", "user")]),
             Endpoint("POST", "/users/takes", post_takes,
                      "Take credit for purchases (orders asks: direct-call)", {
-                         200: (TakeOutcomes, "Each take, in order: taken or refused with "
-                                             "the reason")},
+                         200: (TakeOutcomes, "The takes refused, with the reason; every "
+                                             "other was taken")},
                      body=CreditTakes),
             Endpoint("POST", "/users/takes/give-back", post_give_back,
                      "Give back the credit of purchases refused elsewhere", {

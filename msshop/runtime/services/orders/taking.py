@@ -32,7 +32,6 @@ from msshop.contracts.takes import (
     GiveBack,
     StockTake,
     StockTakes,
-    TakeOutcome,
     TakeOutcomes,
 )
 from msshop.runtime.platform.http import HttpError
@@ -73,13 +72,13 @@ class Refusal:
         return HttpError(self.status, self.reason)
 
 
-async def _takes(peers: Peers, service: str, path: str, body: object) -> list[TakeOutcome]:
+async def _takes(peers: Peers, service: str, path: str, body: object) -> TakeOutcomes:
     reply = await peers.request("POST", service, path, msgspec.json.encode(body), raw=True)
     if reply.status != 200:
         raise HttpError(502, f"{service} answered HTTP {reply.status}: "
                              f"{reply.data[:200].decode(errors='replace')}",
                         dependency=service)
-    return msgspec.json.decode(reply.data, type=TakeOutcomes).takes
+    return msgspec.json.decode(reply.data, type=TakeOutcomes)
 
 
 async def give_back(peers: Peers, service: str, purchases: list[str]) -> str | None:
@@ -162,8 +161,9 @@ async def take_each(peers: Peers, owed: GiveBacks, purchases: list[Buying], keys
         await owed.give("products", keys)
         raise
     answers: list[int | Refusal] = [
-        o.unit_price_cents if o.taken and o.unit_price_cents is not None else
-        Refusal(o.status, o.reason or "refused by products") for o in stock]
+        stock.unit_prices_cents.get(p.product_id, 0) for p in purchases]
+    for no in stock.refused:
+        answers[no.index] = Refusal(no.status, no.reason)
     priced = [i for i, a in enumerate(answers) if isinstance(a, int)]
     if not priced:
         return answers
@@ -175,12 +175,12 @@ async def take_each(peers: Peers, owed: GiveBacks, purchases: list[Buying], keys
         await owed.give("products", [keys[i] for i in priced])
         await owed.give("users", [keys[i] for i in priced])  # it too may have taken
         raise
-    refused: list[str] = []
-    for i, outcome in zip(priced, credit, strict=True):
-        if not outcome.taken:
-            answers[i] = Refusal(outcome.status, outcome.reason or "refused by users")
-            refused.append(keys[i])
-    await owed.give("products", refused)
+    given_back: list[str] = []
+    for no in credit.refused:
+        i = priced[no.index]
+        answers[i] = Refusal(no.status, no.reason)
+        given_back.append(keys[i])
+    await owed.give("products", given_back)
     return answers
 
 
