@@ -272,3 +272,26 @@ def test_a_give_back_that_cannot_be_made_is_retried_until_it_is(sandbox: Sandbox
     assert read(sandbox, "users", "SELECT purchase, amount FROM credit_takes "
                 "WHERE given_back_at IS NOT NULL") == [("users-down", 0)]
     assert breaches(sandbox) == []
+
+
+def test_restocks_and_top_ups_with_a_key_are_given_once(sandbox: Sandbox) -> None:
+    client = sandbox.client()
+    (user,), product = shop(client, 1, 0, credit=0.0)
+    restock = {"key": "delivery-1", "products": [{"id": product, "quantity": 2},
+                                                 {"id": product, "quantity": 3}]}
+    assert client.request("products", "POST", "/products/stock", restock) == {"given": 1}
+    client.request("products", "POST", "/products/stock", restock)  # again: nothing more
+    top_up = {"key": "gift-1", "users": [{"id": user, "amount": 12.5}]}
+    client.request("users", "POST", "/users/credit", top_up)
+    client.request("users", "POST", "/users/credit", top_up)
+    assert stock_of(sandbox, product) == 5
+    assert client.request("users", "GET", f"/users/{user}")["credit"] == 12.5
+    status, answer = client.exchange("products", "POST", "/products/stock", {
+        "products": [{"id": product, "quantity": 1}, {"id": 999, "quantity": 1}]})
+    assert (status, answer["error"]) == (422, "product_id 999: no such product; nothing "
+                                              "was restocked")
+    status, answer = client.exchange("users", "POST", "/users/credit", {
+        "users": [{"id": user, "amount": 0.001}]})
+    assert status == 422 and "at most two decimal places" in answer["error"]
+    assert stock_of(sandbox, product) == 5
+    assert breaches(sandbox) == []

@@ -163,22 +163,29 @@ def give(conn: sqlite3.Connection, book: Book, gives: list[tuple[int, int]],
          key: str | None) -> list[int]:
     """Add each (holder id, amount) to its balance and the ledger (inside the write
     transaction); with a `key`, a give repeated is applied once per holder. The ids of
-    holders that do not exist (nothing is given then: the caller refuses the lot)."""
+    holders that do not exist (the caller refuses the lot: its transaction rolls back)."""
     now = time.time()
-    missing: list[int] = []
-    for holder_id, amount in gives:
-        keyed = None if key is None else f"{key}/{holder_id}"
-        if keyed is not None and conn.execute(
-                f"SELECT 1 FROM {book.name}_given WHERE key = ?", (keyed,)).fetchone():
-            continue
-        changed = conn.execute(f"UPDATE {book.holders} SET {book.column} = {book.column} + ? "
-                               "WHERE id = ?", (amount, holder_id)).rowcount
-        if not changed:
-            missing.append(holder_id)
-            continue
-        conn.execute(f"INSERT INTO {book.name}_given (holder_id, amount, key, at) "
-                     "VALUES (?, ?, ?, ?)", (holder_id, amount, keyed, now))
-    return missing
+    merged: dict[int, int] = {}  # a holder named twice is given the sum, once (its key)
+    for holder, amount in gives:
+        merged[holder] = merged.get(holder, 0) + amount
+    keyed = [(holder, amount, None if key is None else f"{key}/{holder}")
+             for holder, amount in merged.items()]
+    if key is not None:
+        done = {row[0] for row in conn.execute(
+            f"SELECT key FROM {book.name}_given WHERE key IN (SELECT value FROM json_each(?))",
+            (msgspec.json.encode([k for _, _, k in keyed]),))}
+        keyed = [each for each in keyed if each[2] not in done]
+    known = {row[0] for row in conn.execute(
+        f"SELECT id FROM {book.holders} WHERE id IN (SELECT value FROM json_each(?))",
+        (msgspec.json.encode([holder for holder, _, _ in keyed]),))}
+    missing = [holder for holder, _, _ in keyed if holder not in known]
+    if missing:
+        return missing
+    conn.executemany(f"UPDATE {book.holders} SET {book.column} = {book.column} + ? "
+                     "WHERE id = ?", [(amount, holder) for holder, amount, _ in keyed])
+    conn.executemany(f"INSERT INTO {book.name}_given (holder_id, amount, key, at) "
+                     "VALUES (?, ?, ?, ?)", [(h, a, k, now) for h, a, k in keyed])
+    return []
 
 
 def given_at_creation(conn: sqlite3.Connection, book: Book,

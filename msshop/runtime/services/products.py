@@ -252,7 +252,7 @@ def restock(conn: sqlite3.Connection, given: StockGiven) -> Given:
         if missing:
             raise HttpError(422, f"product_id {missing[0]}: no such product; nothing was "
                                  "restocked")
-    return Given(len(given.products))
+    return Given(len({p.id for p in given.products}))
 
 
 # --- HTTP ------------------------------------------------------------------------------------

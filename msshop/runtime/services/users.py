@@ -190,7 +190,7 @@ def top_up(conn: sqlite3.Connection, given: CreditGiven) -> Given:
         missing = ledger.give(conn, CREDIT, gives, given.key)
         if missing:
             raise HttpError(422, f"user_id {missing[0]}: no such user; no credit was given")
-    return Given(len(gives))
+    return Given(len({holder for holder, _ in gives}))
 
 
 # --- HTTP ------------------------------------------------------------------------------------
