@@ -109,9 +109,21 @@ def one_purchase(sandbox: Sandbox, title: str = "Hat", price: float = 10) -> Non
 
     client = sandbox.client()
     client.request("users", "POST", "/users", {"email": "buyer@example.com", "name": "Buyer"})
-    client.request("products", "POST", "/products", {"title": title, "price": price})
+    client.request("products", "POST", "/products", {"title": title, "price": price,
+                                                   "stock": 1000})
     client.request("orders", "POST", "/orders", {"user_id": 1, "product_id": 1})
     caught_up(client, timeout=10)
+
+
+def stock_up(sandbox: Sandbox, users: range, products: range, amount: int = 1_000_000
+             ) -> None:
+    """Give `users` credit and `products` stock for a test's many purchases: a purchase
+    takes both (issue 26), and a seeded shop has left only what it was seeded with."""
+    client = sandbox.client()
+    client.request("users", "POST", "/users/credit", {
+        "users": [{"id": i, "amount": float(amount)} for i in users]})
+    client.request("products", "POST", "/products/stock", {
+        "products": [{"id": i, "quantity": amount} for i in products]})
 
 
 def wait_gone(pids: list[int], timeout: float = 10) -> list[int]:

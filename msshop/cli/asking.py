@@ -77,7 +77,7 @@ def compare(
 
 
 def verify(ctx: typer.Context, as_json: bool = json_option()) -> None:
-    """Check the replicated read model against the monolith join.
+    """Check the replicated read model against the monolith join, and the invariant.
 
     \b
     Example: msshop verify
@@ -87,4 +87,4 @@ def verify(ctx: typer.Context, as_json: bool = json_option()) -> None:
 
     report = checking.verify(questioner(ctx))
     emit(Outcome(render.verification(report), lambda out: render.verify(out, report),
-                 exit_code=1 if report.differences else 0), as_json)
+                 exit_code=0 if report.ok else 1), as_json)

@@ -9,10 +9,15 @@ import typer
 from msshop.cli.app import flags, settings
 from msshop.cli.emit import Outcome, emit
 from msshop.cli.options import check_view, json_option, view_option
+from msshop.contracts.errors import UsageError
 from msshop.contracts.limits import MAX_ID, MAX_QUANTITY
+from msshop.contracts.strategies import WriteStrategy
 
 if TYPE_CHECKING:
+    from msshop.contracts.outcomes import Purchase
     from msshop.instruments.client import ShopClient
+    from msshop.instruments.purchase import Bought
+    from msshop.render import Console
 
 
 def client(ctx: typer.Context) -> ShopClient:
@@ -82,36 +87,69 @@ def buy(
     product: int = typer.Option(..., "--product", min=1, max=MAX_ID, help="The product id."),
     quantity: int = typer.Option(1, "--quantity", min=1, max=MAX_QUANTITY,
                                  help="How many, 1 to 1000."),
+    write: WriteStrategy | None = typer.Option(
+        None, "--write", help="How stock and credit are taken [default: purchase.strategy, "
+                              "direct-call]."),
     trace: bool = typer.Option(False, "--trace",
                                help="Follow the write to the read model and show its trace."),
     view: str = view_option("With --trace: a call tree, a timeline, or both."),
     as_json: bool = json_option(),
 ) -> None:
-    """Purchase a product for a user.
+    """Purchase a product for a user: confirmed (exit 0) or rejected with the reason (1).
 
     \b
     Example: msshop buy --user 42 --product 7 --trace
     """
     from msshop import render
     from msshop.contracts.outcomes import Purchase
-
-    check_view(view)
-    if not trace:
-        order, created = client(ctx).buy(user, product, quantity, wait_published_ms=1000)
-        emit(Outcome(Purchase(order=order, created=created),
-                     lambda out: render.order(out, order, created)), as_json)
-        return
-    from msshop.instruments import journey
     from msshop.runtime.orchestrator import lifecycle
 
-    bought = journey.buy(lifecycle.running_state(settings(ctx)), user, product, quantity)
+    check_view(view)
+    with flags():
+        config = settings(ctx, **{"purchase.strategy": write})
+        strategy = WriteStrategy(config.purchase_strategy)
+        if trace and strategy is WriteStrategy.MONOLITH:
+            raise UsageError("--trace follows a purchase through the services; the "
+                             "monolith's is one transaction in the CLI: leave out --trace, "
+                             "or use --write direct-call")
+    state = lifecycle.running_state(config)
+    if not trace:
+        from msshop.instruments import purchase
+
+        bought = purchase.buy(state, strategy, user, product, quantity)
+        emit(Outcome(purchase_document(bought), lambda out: draw_bought(out, bought),
+                     exit_code=bought.exit_code, complaint=bought.reason), as_json)
+        return
+    from msshop.instruments import journey
+
+    followed = journey.buy(state, user, product, quantity)
 
     def draw(out: render.Console) -> None:
-        render.order(out, bought.order, bought.created)
-        render.journey(out, bought.journey, view)
+        render.order(out, followed.order, followed.created)
+        render.journey(out, followed.journey, view)
 
-    emit(Outcome(Purchase(order=bought.order, created=bought.created,
-                          journey=render.journey_document(bought.journey)), draw), as_json)
+    emit(Outcome(Purchase(outcome="confirmed", strategy=str(strategy), order=followed.order,
+                          created=followed.created,
+                          journey=render.journey_document(followed.journey)), draw), as_json)
+
+
+def purchase_document(bought: Bought) -> Purchase:
+    from msshop.contracts.outcomes import Purchase
+
+    document = Purchase(outcome=bought.outcome, strategy=str(bought.strategy),
+                        order=bought.order, created=bought.created)
+    if bought.reason is not None:
+        document["reason"] = bought.reason
+    return document
+
+
+def draw_bought(out: Console, bought: Bought) -> None:
+    from msshop import render
+
+    if bought.order is None:
+        render.rejected(out, bought.reason or "refused", str(bought.strategy))
+    else:
+        render.order(out, bought.order, bought.created)
 
 
 def seed(

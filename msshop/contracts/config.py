@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from msshop.contracts.errors import ConfigError
+from msshop.contracts.strategies import DEFAULT_WRITE, WriteStrategy
 
 CONFIG_ENV = "MSSHOP_CONFIG"
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -199,6 +200,11 @@ SETTINGS: tuple[Setting, ...] = (
         _is_command,
     ),
     Setting(
+        "purchase.strategy", str, str(DEFAULT_WRITE), "MSSHOP_PURCHASE_STRATEGY",
+        "one of " + ", ".join(WriteStrategy) + " (how `msshop buy` takes stock and credit)",
+        lambda v: v in tuple(WriteStrategy),
+    ),
+    Setting(
         "seed.users", int, 200, "MSSHOP_SEED_USERS",
         "an integer from 1 to 10000000",
         lambda v: 1 <= v <= 10_000_000,
@@ -255,6 +261,7 @@ class Settings:
     # what a program of your own may also read under it (its runtime, where msshop cannot
     # tell): absolute, ~ expanded, relative to the directory msshop runs in
     isolation_read: tuple[Path, ...]
+    purchase_strategy: str  # a WriteStrategy's name
     seed_users: int
     seed_products: int
     seed_orders: int
@@ -288,6 +295,7 @@ class Settings:
             kernel_isolation=values["isolation.kernel"],
             isolation_read=tuple(Path(p).expanduser().absolute()
                                  for p in values["isolation.read"]),
+            purchase_strategy=values["purchase.strategy"],
             seed_users=values["seed.users"],
             seed_products=values["seed.products"],
             seed_orders=values["seed.orders"],

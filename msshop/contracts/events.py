@@ -151,6 +151,15 @@ encode = msgspec.json.Encoder().encode
 _decoder = msgspec.json.Decoder(Event)
 
 
+def order_placed(order_id: int, user_id: int, product_id: int, quantity: int,
+                 unit_price_cents: int, at: float, trace_id: str | None = None,
+                 parent_span: str | None = None) -> Event:
+    """An order's OrderPlaced, as orders writes it (and the monolith's purchase, for it)."""
+    return make(ORDER_PLACED, "orders", order_id, 1, {
+        "id": order_id, "user_id": user_id, "product_id": product_id, "quantity": quantity,
+        "unit_price": unit_price_cents / 100}, trace_id, at, parent_span)
+
+
 def decode(raw: bytes | msgspec.Raw) -> Event:
     """An event from its JSON (bytes, or a Raw slice of a larger document: no copy);
     raises msgspec.DecodeError/ValidationError if it is not one."""

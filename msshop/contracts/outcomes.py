@@ -78,10 +78,13 @@ class Followed(TypedDict):
 
 
 class Purchase(TypedDict):
-    """`msshop buy --json`."""
+    """`msshop buy --json`: confirmed with the order, or rejected with the reason."""
 
-    order: Order
+    outcome: Literal["confirmed", "rejected"]
+    strategy: str  # the write strategy: monolith | direct-call
+    order: Order | None  # None when rejected
     created: bool  # false: the same request id had already placed it
+    reason: NotRequired[str]  # rejected: why (out of stock, not enough credit, no such id)
     journey: NotRequired[Followed]
 
 
@@ -180,7 +183,8 @@ class Comparison(TypedDict):
 
 
 class Verification(TypedDict):
-    """`msshop verify --json`: `ok` false (and exit 1) when any user differs."""
+    """`msshop verify --json`: `ok` false (and exit 1) when any user differs or the
+    invariant is broken."""
 
     ok: bool
     users: int
@@ -188,3 +192,4 @@ class Verification(TypedDict):
     position: int  # the bus position the read model was compared at
     head: int
     differences: dict[str, list[str]]  # user id -> what differs
+    invariant: list[str]  # each breach of stock and credit across services, one line

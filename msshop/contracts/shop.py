@@ -30,6 +30,7 @@ class User(TypedDict):
     email: str
     name: str
     created_at: float
+    credit: float  # what the user may still spend, in the shop's currency
 
 
 class Product(TypedDict):

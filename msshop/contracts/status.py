@@ -177,6 +177,8 @@ class Health(TypedDict):
     tasks: NotRequired[list[TaskHealth]]  # msshop's services: their background work
     problems: NotRequired[list[str]]  # one line for each task that fails now
     outbox: NotRequired[OutboxHealth]  # users, products, orders
+    # orders: takes it could not give back yet, retried in the background (issue 26)
+    owed_give_backs: NotRequired[int]
     head: NotRequired[int]  # bus
     log: NotRequired[str]  # bus: the log's identity
     consumer: NotRequired[ConsumerHealth]  # query

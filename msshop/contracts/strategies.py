@@ -27,3 +27,14 @@ class ReadStrategy(StrEnum):
 #: what the query service serves at GET /user-orders/{user_id}?strategy=…, and so what
 #: the bench and the experiments measure side by side
 SERVED: tuple[ReadStrategy, ...] = tuple(s for s in ReadStrategy if s.served)
+
+
+class WriteStrategy(StrEnum):
+    """How a purchase takes stock and credit and is recorded (issue 26)."""
+
+    MONOLITH = "monolith"  # one SQLite transaction over the three files (breaks encapsulation)
+    DIRECT_CALL = "direct-call"  # orders asks products, then users, over HTTP; gives back
+
+
+#: what `msshop buy` uses unless told (purchase.strategy, MSSHOP_PURCHASE_STRATEGY, --write)
+DEFAULT_WRITE = WriteStrategy.DIRECT_CALL

@@ -105,9 +105,13 @@ def crash_while_applying(settings: Settings, service: str = "query", backlog: in
         set_link(state, service, "bus", link_fault(latency_ms=SLOW_READS_MS))
     try:
         mark = f"crash-{time.time_ns()}"
-        user = client.signup(f"{mark}@example.com", "Crash Test")
+        # stock and credit for every order of every attempt: purchases take both (issue 26)
+        enough = backlog * max(attempts, 1)
+        user = {"id": client.add_batch("users", [{
+            "email": f"{mark}@example.com", "name": "Crash Test",
+            "credit": float(enough)}]).get("ids", [0])[0]}
         created = client.add_batch("products", [{"sku": mark, "title": "Crash test",
-                                                 "price": 1.0, "stock": 1}])
+                                                 "price": 1.0, "stock": enough}])
         product = created.get("ids", [0])[0]
         applied_own_events(client, service)
         for attempt in range(1, attempts + 1):

@@ -10,7 +10,7 @@ from msshop.contracts.answers import Freshness, OrderLine
 from msshop.contracts.errors import MsshopError, SandboxError, ServiceError
 from msshop.contracts.spans import Span
 from msshop.contracts.strategies import ReadStrategy
-from msshop.instruments import monolith, waiting
+from msshop.instruments import invariant, monolith, waiting
 from msshop.instruments.asking import Questioner, databases
 from msshop.instruments.client import Refused, ShopClient
 from msshop.instruments.traces.shape import Summary, summary
@@ -115,13 +115,19 @@ def caught_up(client: ShopClient, timeout: float) -> CaughtUp:
 
 @dataclass(frozen=True)
 class Verified:
-    """`msshop verify`: users and orders compared at a bus position; who differs, how."""
+    """`msshop verify`: users and orders compared at a bus position; who differs, how; and
+    the invariant's breaches (stock and credit across services), one line each."""
 
     users: int
     orders: int
     position: int
     head: int
     differences: dict[int, list[str]]
+    invariant: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not self.differences and not self.invariant
 
 
 def verify(questioner: Questioner, timeout: float = 30.0) -> Verified:
@@ -146,4 +152,4 @@ def verify(questioner: Questioner, timeout: float = 30.0) -> Verified:
             if found:
                 wrong[user_id] = found
     return Verified(len(truth), sum(len(o) for o in truth.values()), at.position, at.head,
-                    wrong)
+                    wrong, tuple(invariant.breaches(databases(questioner.state))))

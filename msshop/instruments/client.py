@@ -132,6 +132,13 @@ class ShopClient:
             raise ServiceError(_error_of(answer) or f"{service} answered HTTP {status}", status)
         return cast("Created", answer)
 
+    def raw_checked(self, service: str, path: str, body: bytes) -> None:
+        """POST an encoded body; a 4xx/5xx is a ServiceError with the service's line."""
+        status, raw = self.raw(service, "POST", path, body)
+        if status >= 400:
+            raise ServiceError(_error_of(_decoded(raw)) or f"{service} answered HTTP {status}",
+                               status)
+
     # --- the question ----------------------------------------------------------------------
 
     def user_orders(self, user_id: int, strategy: str, fanout: str | None = None,

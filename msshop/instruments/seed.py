@@ -12,6 +12,12 @@ encoded with msgspec) in a thread while the one before it is in flight, so the s
 never waits for the next. Replication (relay, bus, read model) runs at the same time and
 is usually still catching up when the last batch is in: `replication` says how far it is,
 `wait_replicated` waits for it.
+
+Purchases take stock and credit (issue 26), so before each batch of orders the seed
+restocks its products and tops its buyers' credit up by exactly what that batch takes
+(keyed by the batch, so a seed repeated gives nothing twice): a seeded shop keeps the
+invariant (`msshop verify` is clean), and each product ends with the stock it was created
+with.
 """
 
 from __future__ import annotations
@@ -190,6 +196,34 @@ def make_orders(plan: SeedPlan, user_ids: list[int], product_ids: list[int]
                "request_id": f"{prefix}{n}"}
 
 
+@dataclass(frozen=True)
+class Restock:
+    """What one batch of orders takes, given before it is sent: (path, body) for products'
+    and users' services."""
+
+    stock: bytes
+    credit: bytes | None  # None: nothing to pay (every price 0)
+
+
+def restock(orders: list[dict[str, Any]], prices: dict[int, int]) -> Restock:
+    """Stock and credit for exactly these orders (prices in cents by product id), keyed by
+    the batch's first purchase and its size."""
+    import msgspec
+
+    stock: dict[int, int] = {}
+    credit: dict[int, int] = {}
+    for order in orders:
+        product, quantity = order["product_id"], order["quantity"]
+        stock[product] = stock.get(product, 0) + quantity
+        credit[order["user_id"]] = credit.get(order["user_id"], 0) + quantity * prices[product]
+    key = f"{orders[0]['request_id']}+{len(orders)}"
+    paying = [{"id": i, "amount": c / 100} for i, c in credit.items() if c]
+    return Restock(
+        msgspec.json.encode({"key": key, "products": [
+            {"id": i, "quantity": q} for i, q in stock.items()]}),
+        msgspec.json.encode({"key": key, "users": paying}) if paying else None)
+
+
 def batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
     """`items` in lists of `size` (the last one shorter), taken as they come."""
     each = iter(items)
@@ -207,13 +241,22 @@ def seed(client: ShopClient, plan: SeedPlan, progress: Progress | None = None) -
     started = time.perf_counter()
     seeded: dict[BatchKind, Seeded] = {}
 
-    def load(what: BatchKind, items: Iterable[dict[str, Any]], total: int) -> list[int]:
-        """POST the items in batches; the ids the service gave them, in order (if it says)."""
+    def load(what: BatchKind, items: Iterable[dict[str, Any]], total: int,
+             prices: dict[int, int] | None = None) -> list[int]:
+        """POST the items in batches; the ids the service gave them, in order (if it says).
+        With `prices`, orders: each batch's stock and credit given first."""
         began = time.perf_counter()
         ids: list[int] = []
         created = done = 0
         tell(what, 0, total)
-        for batch in made_ahead(encode_batch(what, each) for each in batches(items, BATCH)):
+        made = ((encode_batch(what, each),
+                 restock(each, prices) if prices is not None else None)
+                for each in batches(items, BATCH))
+        for batch, given in made_ahead(made):
+            if given is not None:
+                client.raw_checked("products", "/products/stock", given.stock)
+                if given.credit is not None:
+                    client.raw_checked("users", "/users/credit", given.credit)
             answer = client.add_batch(what, batch)
             ids.extend(answer.get("ids", []))
             created += answer["created"]
@@ -226,8 +269,10 @@ def seed(client: ShopClient, plan: SeedPlan, progress: Progress | None = None) -
         return ids
 
     user_ids = load("users", make_users(plan), plan.users)
-    product_ids = load("products", make_products(plan), plan.products)
-    load("orders", make_orders(plan, user_ids, product_ids), plan.orders)
+    catalogue = make_products(plan)
+    product_ids = load("products", catalogue, plan.products)
+    prices = {i: round(p["price"] * 100) for i, p in zip(product_ids, catalogue, strict=True)}
+    load("orders", make_orders(plan, user_ids, product_ids), plan.orders, prices)
     return {"plan": {"users": plan.users, "products": plan.products, "orders": plan.orders,
                      "seed": plan.seed},
             "users": seeded["users"], "products": seeded["products"],

@@ -40,8 +40,8 @@ _TOPICS: dict[str, tuple[str, ...]] = {
         "start_note", "status", "status_table", "stop_note", "up_detached",
     ),
     "shop": (
-        "chaos", "order", "poison_note", "products", "reset_note", "seed_progress", "seed_report",
-        "seed_wait_failed", "trespass_broken", "trespass_refusal", "user",
+        "chaos", "order", "poison_note", "products", "rejected", "reset_note", "seed_progress",
+        "seed_report", "seed_wait_failed", "trespass_broken", "trespass_refusal", "user",
     ),
     "traces": ("journey", "text_document", "timeline", "trace", "trace_list", "trace_views"),
     "waiting": ("wait_report",),
@@ -140,6 +140,7 @@ if TYPE_CHECKING:
         order as order,
         poison_note as poison_note,
         products as products,
+        rejected as rejected,
         reset_note as reset_note,
         seed_progress as seed_progress,
         seed_report as seed_report,

@@ -139,14 +139,28 @@ def compare(out: Console, user_id: int, rows: list[Compared]) -> None:
                      depth=2)  # the CLI's call, the query service's, and what it called
 
 
+def invariant(out: Console, breaches: tuple[str, ...]) -> None:
+    """Stock and credit across services, against the monolith's view of the files."""
+    if not breaches:
+        note(out, "verified: every product's stock and every user's credit equal what was "
+                  "given minus what confirmed orders hold, each taken once")
+        return
+    note(out, "the invariant is broken (stock and credit, from the three files):")
+    for line in breaches:
+        note(out, f"  {line}")
+
+
 def verify(out: Console, report: Verified) -> None:
+    """The read model against the monolith join, then the invariant across services."""
     wrong = report.differences
     if not wrong:
         note(out, f"verified: the replicated read model equals the monolith join for all "
                   f"{report.users:,} users ({report.orders:,} orders) at bus position "
                   f"{report.position:,}")
+        invariant(out, report.invariant)
         return
     note(out, f"{len(wrong):,} of {report.users:,} users differ between the replicated "
               f"read model and the monolith join (bus position {report.position:,}):")
     for user_id, found in list(wrong.items())[:20]:
         note(out, f"  user {user_id}: " + "; ".join(found))
+    invariant(out, report.invariant)

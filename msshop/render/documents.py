@@ -71,9 +71,10 @@ def comparison(user_id: int, rows: list[Compared]) -> Comparison:
 
 
 def verification(report: Verified) -> Verification:
-    return {"ok": not report.differences, "users": report.users, "orders": report.orders,
+    return {"ok": report.ok, "users": report.users, "orders": report.orders,
             "position": report.position, "head": report.head,
-            "differences": {str(user): found for user, found in report.differences.items()}}
+            "differences": {str(user): found for user, found in report.differences.items()},
+            "invariant": list(report.invariant)}
 
 
 def service_changed(service: str, action: Literal["stopped", "started", "restarted", "killed"],

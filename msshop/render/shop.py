@@ -53,6 +53,13 @@ def order(out: Console, order: Order, created: bool) -> None:
                   "stored it yet); see: msshop status")
 
 
+def rejected(out: Console, reason: str, strategy: str) -> None:
+    """A purchase refused: nothing was taken, no order was recorded. The reason is the
+    error line (stderr), as the service words it."""
+    note(out, f"purchase rejected ({strategy}); nothing was taken")
+    error(reason)
+
+
 @contextmanager
 def seed_progress(out: Console) -> Iterator[Callable[[str, int, int], None]]:
     # here, not at the top: `status`, `buy`… render from this module and draw no bar

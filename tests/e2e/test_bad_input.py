@@ -151,7 +151,7 @@ def test_names_with_control_characters_are_shown_escaped(shared_sandbox: Sandbox
     client = shared_sandbox.client()
     user = client.signup("esc@example.com", "Eve \x1b[2J\x1b]0;owned\x07 Smith")
     product = client.request("products", "POST", "/products",
-                             {"title": "Hat\x1b[31m red", "price": 5})
+                             {"title": "Hat\x1b[31m red", "price": 5, "stock": 1})
     client.buy(user["id"], product["id"])
     for args in (["query", "--user", str(user["id"]), "--strategy", "direct-call"],
                  ["products", "--after", str(product["id"] - 1), "--limit", "1"],

@@ -64,7 +64,8 @@ def shop(client: ShopClient, orders: int = 3, more: int = 0) -> None:
     for n in (1, 2):
         client.request("users", "POST", "/users", {"email": f"u{n}-{more}@example.com",
                                                    "name": f"User {n}"})
-        client.request("products", "POST", "/products", {"title": f"P{n}", "price": 10 * n})
+        client.request("products", "POST", "/products", {"title": f"P{n}", "price": 10 * n,
+                                                        "stock": 1000})
     for n in range(orders):
         client.request("orders", "POST", "/orders", {"user_id": 1, "product_id": 1 + n % 2})
     client.request("orders", "POST", "/orders", {"user_id": 2, "product_id": 1})

@@ -22,7 +22,7 @@ from msshop.contracts import events
 from msshop.contracts.errors import MsshopError
 from msshop.instruments.checking import caught_up
 from msshop.runtime.orchestrator.broker import find_server
-from tests.conftest import Sandbox, running_sandbox
+from tests.conftest import Sandbox, running_sandbox, stock_up
 
 
 def buy_for(sandbox: Sandbox, seconds: float, confirmed: list[int], refused: list[str]
@@ -67,6 +67,7 @@ def test_a_node_of_three_killed_under_purchases_loses_nothing_and_stops_nothing(
         assert [n["name"] for n in nodes] == ["bus", "bus-2", "bus-3"]
         assert all(n["health"] == "ok" and n["nats"]["server"] for n in nodes)
         sandbox.run("seed", "--users", "10", "--products", "5", "--orders", "50", check=True)
+        stock_up(sandbox, range(1, 11), range(1, 6))
         caught_up(sandbox.client(), timeout=20)
         leader = next(n["nats"]["leader"] for n in sandbox.status()["services"]
                       if n.get("nats", {}).get("leader"))

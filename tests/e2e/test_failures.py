@@ -28,7 +28,7 @@ def test_read_your_writes_with_after(any_sandbox: Sandbox) -> None:
     sandbox = any_sandbox
     client = sandbox.client()
     client.request("users", "POST", "/users", {"email": "r@example.com", "name": "R"})
-    client.request("products", "POST", "/products", {"title": "Cap", "price": 9})
+    client.request("products", "POST", "/products", {"title": "Cap", "price": 9, "stock": 100})
     # relays of different services are not ordered: the user's and the product's events
     # must be on the bus before the order's, for `after` to stand for all three
     caught_up(client, timeout=30)
@@ -92,7 +92,8 @@ def test_bus_down_during_a_thousand_purchases_loses_nothing(any_sandbox: Sandbox
     client.request("users", "POST", "/users/batch", {"users": [
         {"email": f"b{i}@example.com", "name": f"B {i}"} for i in range(20)]})
     client.request("products", "POST", "/products/batch", {"products": [
-        {"sku": f"p{i}", "title": f"Thing {i}", "price": 1 + i} for i in range(10)]})
+        {"sku": f"p{i}", "title": f"Thing {i}", "price": 1 + i, "stock": 1000}
+        for i in range(10)]})
     caught_up(client, timeout=10)
     sandbox.run("kill", "bus", check=True)
     placed = [client.request("orders", "POST", "/orders", {

@@ -93,10 +93,18 @@ def test_a_full_disk_refuses_writes_clearly_and_replication_resumes_with_room(
         # the trace store on the same disk, so that `msshop query` meets it full too
         (data / "traces").mkdir()
         (root / "traces").symlink_to(data / "traces")
+        # a purchase takes the stock and the credit before orders records it (issue 26):
+        # users' and products' files live off the small disk, so that the file the
+        # purchases fill is orders' own, as this test means
+        for service in ("users", "products"):
+            (tmp_path / service).mkdir()
+            (data / service).symlink_to(tmp_path / service)
         with running_sandbox(root) as sandbox:
             client = sandbox.client()
-            client.signup("buyer@example.com", "Buyer")
-            client.request("products", "POST", "/products", {"title": "Hat", "price": 10})
+            client.request("users", "POST", "/users", {
+                "email": "buyer@example.com", "name": "Buyer", "credit": 1_000_000})
+            client.request("products", "POST", "/products", {"title": "Hat", "price": 10,
+                                                              "stock": 100_000})
             # the consumer cut off from the bus while orders come, so that it has events to
             # apply once the disk is full
             sandbox.run("chaos", "query", "--to", "bus", "--error-rate", "1", check=True)

@@ -1,5 +1,5 @@
 """A write followed to the read model (`buy --trace`, `signup --trace`): one trace from the
-CLI through orders, its checks in users and products, the insert and its outbox row, the
+CLI through orders, its takes in products and users, the insert and its outbox row, the
 relay's publish, the bus's append and the query service's apply, in causal order, on both
 bus backends; and a write nobody asked to follow records none of that."""
 
@@ -42,8 +42,11 @@ def test_a_purchase_is_traced_to_the_read_model_in_causal_order(any_sandbox: San
     spans = stored(sandbox, trace_id)
     assert {s["trace_id"] for s in spans} == {trace_id}
     request = one(spans, "orders", "POST /orders")
-    one(spans, "users", "GET /users"), one(spans, "products", "GET /products")  # the checks
-    checks = [one(spans, "orders", "GET users"), one(spans, "orders", "GET products")]
+    # the takes (issue 26, direct-call): products' stock first (it answers the price), then
+    # users' credit
+    one(spans, "users", "POST /users/takes"), one(spans, "products", "POST /products/takes")
+    checks = [one(spans, "orders", "POST products"), one(spans, "orders", "POST users")]
+    assert ends(checks[0]) <= checks[1]["start"], "stock taken before credit"
     insert = one(spans, "orders", "INSERT orders")
     publish = one(spans, "orders", "publish OrderPlaced")
     apply = one(spans, "query", "apply OrderPlaced")

@@ -196,7 +196,7 @@ def test_bidirectional_and_invisible_marks_in_data_are_shown_escaped(sandbox: Sa
     user = client.signup("rtl@example.com", "Eve \u202eexe.txt\u202c \u200bSmith")
     product = client.request("products", "POST", "/products",
                              {"title": "Hat \u2066red\u2069\ufeff", "price": 5,
-                              "sku": "HAT\u200f1"})
+                              "sku": "HAT\u200f1", "stock": 2})
     client.buy(user["id"], product["id"])
     sandbox.run("wait", "--for", "caught-up", check=True)
     who = str(user["id"])

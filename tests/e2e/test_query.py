@@ -262,7 +262,8 @@ def test_killed_between_commit_and_publish_the_event_arrives_exactly_once(
     sandbox = any_sandbox
     client = sandbox.client()
     user = client.request("users", "POST", "/users", {"email": "k@example.com", "name": "K"})
-    hat = client.request("products", "POST", "/products", {"title": "Hat", "price": 10})
+    hat = client.request("products", "POST", "/products", {"title": "Hat", "price": 10,
+                                                              "stock": 100})
     caught_up(client, timeout=10)
     sandbox.run("stop", "bus", check=True)  # the relay cannot publish from here on
     order = client.request("orders", "POST", "/orders",

@@ -119,7 +119,8 @@ def test_purchase_checks_user_and_product_and_records_the_price_paid(shared_sand
                                                                       ) -> None:
     client = shared_sandbox.client()
     buyer = client.request("users", "POST", "/users", {"email": "b@example.com", "name": "B"})
-    shoe = client.request("products", "POST", "/products", {"title": "Boot", "price": 80})
+    shoe = client.request("products", "POST", "/products", {"title": "Boot", "price": 80,
+                                                                "stock": 100})
     status, order = client.exchange("orders", "POST", "/orders", {
         "user_id": buyer["id"], "product_id": shoe["id"], "quantity": 2, "request_id": "r-1"})
     assert status == 201
@@ -152,7 +153,8 @@ def test_purchases_arriving_together_each_get_their_own_answer(shared_sandbox: S
     shows the insert of its order, or the trace of the batch that did it."""
     client = shared_sandbox.client()
     buyer = client.request("users", "POST", "/users", {"email": "t@example.com", "name": "T"})
-    cap = client.request("products", "POST", "/products", {"title": "Cap", "price": 7})
+    cap = client.request("products", "POST", "/products", {"title": "Cap", "price": 7,
+                                                              "stock": 1000})
     bodies = [{"user_id": buyer["id"], "product_id": cap["id"], "request_id": f"tog-{n % 30}"}
               for n in range(40)]  # ten request ids sent twice
     bodies += [{"user_id": 777000 + n, "product_id": cap["id"]} for n in range(8)]
@@ -203,7 +205,8 @@ def test_purchases_arriving_together_each_get_their_own_answer(shared_sandbox: S
 def test_batch_purchase_is_all_or_nothing(shared_sandbox: Sandbox) -> None:
     client = shared_sandbox.client()
     buyer = client.request("users", "POST", "/users", {"email": "c@example.com", "name": "C"})
-    hat = client.request("products", "POST", "/products", {"title": "Hat", "price": 10})
+    hat = client.request("products", "POST", "/products", {"title": "Hat", "price": 10,
+                                                              "stock": 100})
     good = {"user_id": buyer["id"], "product_id": hat["id"]}
     status, answer = client.exchange("orders", "POST", "/orders/batch", {"orders": [
         good, {"user_id": 888888, "product_id": hat["id"]}]})
@@ -225,8 +228,9 @@ def test_each_service_wrote_only_its_own_file(shared_sandbox: Sandbox) -> None:
             tables[name] = {row[0] for row in conn.execute(
                 "SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert tables == {
-        "bus": {"events", "log"}, "users": {"users", "outbox"},
-        "products": {"products", "outbox"},
+        "bus": {"events", "log"},
+        "users": {"users", "outbox", "credit_given", "credit_takes"},
+        "products": {"products", "outbox", "stock_given", "stock_takes"},
         "orders": {"orders", "outbox"},
         "query": {"users_replica", "products_replica", "orders_replica", "consumer_offsets",
                   "dead_letters"}}

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import cast
 
 from msshop.contracts.config import Settings
+from msshop.contracts.limits import MAX_BATCH
 from msshop.contracts.strategies import ReadStrategy
 from msshop.instruments.asking import Questioner
 from msshop.instruments.bench import loadgen
@@ -156,6 +157,7 @@ def measure_everything(state: State, plan: Plan, tell: Say) -> Measured:
     tell(f"seeding {plan.background.orders:,} orders, and users with "
          + ", ".join(map(str, SIZES)) + " orders")
     seed(client, plan.background)
+    stock_up(client, plan.background.products)
     users = users_with_orders(client)
     caught_up(client, timeout=120)
 
@@ -255,9 +257,25 @@ def stages(questioner: Questioner, user_id: int, strategy: str) -> int:
     return min(counted)
 
 
+BENCH_STOCK = 1_000_000  # of each product, and credit enough: no purchase is refused
+BENCH_CREDIT = 100_000_000.0
+
+
+def stock_up(client: ShopClient, products: int) -> None:
+    """Every seeded product restocked for the bench's purchases (keyed: once per shop)."""
+    import msgspec
+
+    for first in range(1, products + 1, MAX_BATCH):
+        client.raw_checked("products", "/products/stock", msgspec.json.encode({
+            "key": f"bench-{first}", "products": [
+                {"id": i, "quantity": BENCH_STOCK}
+                for i in range(first, min(products, first + MAX_BATCH - 1) + 1)]}))
+
+
 def users_with_orders(client: ShopClient) -> dict[int, int]:
     """A user for each size in SIZES with exactly that many orders; {size: user id}."""
-    people = [{"email": f"bench-{size}@example.com", "name": f"Bench {size}"} for size in SIZES]
+    people = [{"email": f"bench-{size}@example.com", "name": f"Bench {size}",
+               "credit": BENCH_CREDIT} for size in SIZES]
     ids = client.add_batch("users", people).get("ids", [])
     products = client.products(limit=50)["products"]
     users = dict(zip(SIZES, ids, strict=True))

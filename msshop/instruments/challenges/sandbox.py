@@ -58,7 +58,8 @@ def seed(client: ShopClient, tag: str = "challenge") -> Cast:
     """Users with ORDER_COUNTS orders each, of distinct products, through the services'
     own APIs (so every row is also an event on the bus)."""
     people = client.add_batch("users", [
-        {"email": f"{tag}-{n}@challenge.example", "name": f"Learner {n}"}
+        {"email": f"{tag}-{n}@challenge.example", "name": f"Learner {n}",
+         "credit": 100_000_000.0}
         for n in range(len(ORDER_COUNTS))])["ids"]
     products = client.add_batch("products", [
         {"title": f"Challenge item {n}", "price": 2.5 + n, "stock": 1_000_000,

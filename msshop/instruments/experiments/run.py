@@ -118,7 +118,8 @@ def _head_of(client: ShopClient) -> Callable[[], int | None]:
 def _cast(client: ShopClient, tag: str) -> tuple[list[int], list[int]]:
     """The run's own users and products (new each run: answers stay small)."""
     users = client.add_batch("users", [{"email": f"{tag}-{n}@experiment.example",
-                                        "name": f"Experiment {n}"} for n in range(USERS)])
+                                        "name": f"Experiment {n}", "credit": 100_000_000.0}
+                                       for n in range(USERS)])
     products = client.add_batch("products", [
         {"title": f"Experiment item {n}", "price": 1.5 + n, "stock": 1_000_000,
          "sku": f"{tag}-{n}"} for n in range(PRODUCTS)])

@@ -87,12 +87,7 @@ class Outbox:
 
     def add(self, conn: sqlite3.Connection, events: Sequence[Event]) -> None:
         """Record events; call inside the transaction that makes the change."""
-        conn.executemany(
-            "INSERT INTO outbox (event_id, type, aggregate_type, aggregate_id, body, created_at, "
-            "traceparent) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [(e.id, e.type, e.aggregate_type, e.aggregate_id, encode(e), e.occurred_at,
-              f"{e.trace_id}-{e.parent_span}" if e.parent_span and e.trace_id else None)
-             for e in events])
+        add_events(conn, events)
 
     @contextmanager
     def transaction(self, conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
@@ -230,6 +225,19 @@ class Outbox:
             "FROM outbox WHERE sent_at IS NOT NULL ORDER BY seq DESC LIMIT 1)").fetchone()
         return {"pending": pending, "last_position": last, "error": self.error,
                 "failing_since": self.failing_since}
+
+
+def add_events(conn: sqlite3.Connection, events: Sequence[Event], table: str = "outbox"
+               ) -> None:
+    """Record events in an outbox (inside the change's transaction). Also the monolith's
+    purchase, which writes orders' outbox from the CLI (`table`: as its file is ATTACHed);
+    the relay finds such a row within POLL seconds, no commit of its own having woken it."""
+    conn.executemany(
+        f"INSERT INTO {table} (event_id, type, aggregate_type, aggregate_id, body, created_at, "
+        "traceparent) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [(e.id, e.type, e.aggregate_type, e.aggregate_id, encode(e), e.occurred_at,
+          f"{e.trace_id}-{e.parent_span}" if e.parent_span and e.trace_id else None)
+         for e in events])
 
 
 def mark_sent(conn: sqlite3.Connection, seqs: list[int], positions: list[int]) -> None:

@@ -25,6 +25,9 @@ class Reply:
     data: Any
 
 
+DISK_FULL = 507  # a dependency's disk is full: passed on, not a 503 (it is not down)
+
+
 class Peers:
     """Calls to other services, by service name, on kept-alive connections.
 
@@ -114,6 +117,8 @@ class Peers:
             payload = {"error": content[:200].decode(errors="replace")}
         if status >= 500:
             detail = payload.get("error") if isinstance(payload, dict) else payload
+            if status == DISK_FULL:  # the operator's fix is the same: said as it is
+                raise HttpError(DISK_FULL, str(detail), dependency=service, failure="full")
             raise self._failed(span, service, "5xx",
                                f"{service} failed with HTTP {status}: {detail}")
         return Reply(status, payload)

@@ -6,6 +6,12 @@
     GET   /products?ids=1,2,3                      -> {"products": [...], "missing": [...]}
     GET   /products/{id}                           -> product | 404
     PATCH /products/{id}     {"price"?, "title"?}  -> product | 404
+    POST  /products/takes    {"takes": [{purchase, product_id, quantity}]} -> each taken or not
+    POST  /products/takes/give-back {"purchases": [...]}  -> {"given_back": N}
+    POST  /products/stock    {"products": [{id, quantity}], "key"?}  -> restocked
+
+Stock is taken for purchases (orders asks, direct-call) and kept with its ledger, which
+`msshop verify` reads (runtime/platform/ledger.py).
 
 Prices travel as decimal numbers with at most two places and are stored as integer cents.
 """
@@ -22,10 +28,21 @@ from starlette.responses import Response
 
 from msshop.contracts import events
 from msshop.contracts.events import Event
+from msshop.contracts.ledgers import STOCK
 from msshop.contracts.limits import MAX_BATCH, MAX_ID, MAX_PRICE, MAX_SKU, MAX_STOCK, MAX_TITLE
 from msshop.contracts.shop import Created, Product, ProductPage, ProductsFound
+from msshop.contracts.takes import (
+    GiveBack,
+    Given,
+    GivenBack,
+    StockGiven,
+    StockTakes,
+    TakeOutcomes,
+)
+from msshop.runtime.platform import ledger
 from msshop.runtime.platform.app import ServiceApp, service_app
 from msshop.runtime.platform.context import ServiceContext
+from msshop.runtime.platform.db import transaction
 from msshop.runtime.platform.http import HttpError, json_response, read_body
 from msshop.runtime.platform.openapi import Endpoint, Param, documented, id_list, path_id
 from msshop.runtime.platform.outbox import OUTBOX_SCHEMA, OUTBOX_TRACE_COLUMN, Outbox
@@ -46,6 +63,7 @@ MIGRATIONS = [
     ALTER TABLE products ADD COLUMN version INTEGER NOT NULL DEFAULT 1
     """,
     OUTBOX_TRACE_COLUMN,
+    STOCK.schema("SELECT id, stock, updated_at FROM products WHERE stock > 0"),
 ]
 COLUMNS = "id, sku, title, price_cents, stock, updated_at, version"
 
@@ -132,6 +150,8 @@ def create_product(conn: sqlite3.Connection, outbox: Outbox,
             raise HttpError(409, f"sku {values[0]} already names a product") from None
         product = get_product(conn, int(cursor.lastrowid or 0))
         assert product is not None
+        ledger.given_at_creation(conn, STOCK, [(product["id"], values[3])],
+                                 product["updated_at"])
         outbox.add(conn, [product_event(events.PRODUCT_CREATED, product)])
     return product
 
@@ -142,6 +162,7 @@ def create_products(conn: sqlite3.Connection, outbox: Outbox,
     now = time.time()
     ids: list[int] = []
     created: list[Event] = []
+    stocked: list[tuple[int, int]] = []
     with outbox.transaction(conn):
         for row in rows:
             sku = row[0]
@@ -155,9 +176,11 @@ def create_products(conn: sqlite3.Connection, outbox: Outbox,
                 "VALUES (?, ?, ?, ?, ?)", (*row, now))
             product_id = int(cursor.lastrowid or 0)
             ids.append(product_id)
+            stocked.append((product_id, row[3]))
             created.append(product_event(events.PRODUCT_CREATED, {
                 "id": product_id, "sku": sku, "title": row[1], "price": row[2] / 100,
                 "updated_at": now, "version": 1}))
+        ledger.given_at_creation(conn, STOCK, stocked, now)
         outbox.add(conn, created)
     return {"ids": ids, "created": len(created)}
 
@@ -209,6 +232,29 @@ def change_product(conn: sqlite3.Connection, outbox: Outbox, product_id: int,
     return product
 
 
+def take_stock(conn: sqlite3.Connection, takes: StockTakes) -> TakeOutcomes:
+    """Each purchase's stock, taken in turn while it lasts, in one transaction; a taken one
+    says the unit price it was taken at (the price orders records)."""
+    with transaction(conn):
+        outcomes = ledger.take(conn, STOCK, [
+            ledger.Take(t.purchase, t.product_id, t.quantity) for t in takes.takes])
+        prices = dict(conn.execute(
+            "SELECT id, price_cents FROM products WHERE id IN (SELECT value FROM json_each(?))",
+            (msgspec.json.encode(list({t.product_id for t in takes.takes})),)).fetchall())
+    return ledger.outcomes(outcomes, prices)
+
+
+def restock(conn: sqlite3.Connection, given: StockGiven) -> Given:
+    """Add stock to each product, all or nothing (an unknown id refuses the lot)."""
+    with transaction(conn):
+        missing = ledger.give(conn, STOCK, [(p.id, p.quantity) for p in given.products],
+                              given.key)
+        if missing:
+            raise HttpError(422, f"product_id {missing[0]}: no such product; nothing was "
+                                 "restocked")
+    return Given(len({p.id for p in given.products}))
+
+
 # --- HTTP ------------------------------------------------------------------------------------
 
 
@@ -258,6 +304,25 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
             raise HttpError(404, f"no product with id {product_id}")
         return json_response(product)
 
+    async def post_takes(request: Request) -> Response:
+        takes = await read_body(request, StockTakes)
+        with db.span("UPDATE", "products", [t.product_id for t in takes.takes]) as span:
+            outcomes = take_stock(db.conn, takes)
+            span["attributes"]["msshop.rows"] = len(takes.takes) - len(outcomes.refused)
+        return json_response(outcomes)
+
+    async def post_give_back(request: Request) -> Response:
+        back = await read_body(request, GiveBack)
+        with db.span("UPDATE", "products") as span, transaction(db.conn):
+            given_back = ledger.give_back(db.conn, STOCK, back.purchases)
+            span["attributes"]["msshop.rows"] = given_back
+        return json_response(GivenBack(given_back))
+
+    async def post_stock(request: Request) -> Response:
+        given = await read_body(request, StockGiven)
+        with db.span("UPDATE", "products", [p.id for p in given.products]):
+            return json_response(restock(db.conn, given))
+
     def health() -> dict[str, Any]:
         return {**db.health(), "outbox": outbox.health()}
 
@@ -289,6 +354,19 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
                          200: (Product, "The product, changed"),
                          404: "No product with that id"},
                      body=ProductChange, params=[product_id]),
+            Endpoint("POST", "/products/takes", post_takes,
+                     "Take stock for purchases (orders asks: direct-call)", {
+                         200: (TakeOutcomes, "The takes refused, with the reason; every "
+                                             "other was taken (with the unit prices)")},
+                     body=StockTakes),
+            Endpoint("POST", "/products/takes/give-back", post_give_back,
+                     "Give back the stock of purchases refused elsewhere", {
+                         200: (GivenBack, "How many takes went back")},
+                     body=GiveBack),
+            Endpoint("POST", "/products/stock", post_stock, "Restock products", {
+                200: (Given, "How many products were given stock"),
+                422: "No such product: nothing was restocked"},
+                body=StockGiven),
         ],
         health,
         [db, peers, bus, outbox],

@@ -1,9 +1,16 @@
 """The users service: sign up, look users up. Owns users.db and nothing else.
 
-    POST /users           {"email", "name"}          -> 201 user | 409 email taken
-    POST /users/batch     {"users": [{email, name}]}  -> ids in input order (existing kept)
+    POST /users           {"email", "name", "credit"?}  -> 201 user | 409 email taken
+    POST /users/batch     {"users": [{email, name, credit?}]} -> ids in input order
     GET  /users/{id}                                  -> user | 404
     GET  /users?ids=1,2,3                             -> {"users": [...], "missing": [...]}
+    POST /users/takes     {"takes": [{purchase, user_id, amount_cents}]} -> each taken or not
+    POST /users/takes/give-back {"purchases": [...]}  -> {"given_back": N}
+    POST /users/credit    {"users": [{id, amount}], "key"?}  -> topped up
+
+Each user has a credit (in the shop's currency, kept in cents, never below zero) that
+purchases take (orders asks, direct-call), kept with its ledger, which `msshop verify`
+reads (runtime/platform/ledger.py).
 """
 
 from __future__ import annotations
@@ -19,15 +26,29 @@ from starlette.responses import Response
 
 from msshop.contracts import events
 from msshop.contracts.events import Event
+from msshop.contracts.ledgers import CREDIT
 from msshop.contracts.limits import MAX_BATCH, MAX_EMAIL, MAX_NAME
 from msshop.contracts.shop import Created, User, UsersFound
+from msshop.contracts.takes import (
+    MAX_CREDIT_CENTS,
+    CreditGiven,
+    CreditTakes,
+    GiveBack,
+    Given,
+    GivenBack,
+    TakeOutcomes,
+)
+from msshop.runtime.platform import ledger
 from msshop.runtime.platform.app import ServiceApp, service_app
 from msshop.runtime.platform.context import ServiceContext
+from msshop.runtime.platform.db import transaction
 from msshop.runtime.platform.http import HttpError, json_response, read_body
 from msshop.runtime.platform.openapi import Endpoint, documented, id_list, path_id
 from msshop.runtime.platform.outbox import OUTBOX_SCHEMA, OUTBOX_TRACE_COLUMN, Outbox
 from msshop.runtime.platform.tracing import current_trace_id, followed_span
 
+DEFAULT_CREDIT = 1000.0  # a new user's credit unless the sign-up says
+MAX_CREDIT = MAX_CREDIT_CENTS / 100
 MIGRATIONS = [
     """
     CREATE TABLE users (
@@ -39,11 +60,15 @@ MIGRATIONS = [
     """,
     OUTBOX_SCHEMA,
     OUTBOX_TRACE_COLUMN,
+    # users already signed up are given the default credit (and the ledger says so)
+    "ALTER TABLE users ADD COLUMN credit_cents INTEGER NOT NULL DEFAULT "
+    f"{round(DEFAULT_CREDIT * 100)} CHECK (credit_cents >= 0);"
+    + CREDIT.schema("SELECT id, credit_cents, created_at FROM users WHERE credit_cents > 0"),
 ]
 # no NUL either: SQLite's own text functions (json_each) end a string at one
 EMAIL_PATTERN = r"^[^@\s\x00]+@[^@\s\x00]+\.[^@\s\x00]+$"
 EMAIL = re.compile(EMAIL_PATTERN)
-COLUMNS = "id, email, name, created_at"
+COLUMNS = "id, email, name, created_at, credit_cents"
 
 
 class SignUp(msgspec.Struct, forbid_unknown_fields=True):
@@ -52,6 +77,9 @@ class SignUp(msgspec.Struct, forbid_unknown_fields=True):
     email: Annotated[str, documented("an email address, unique in the shop", minLength=3,
                                      maxLength=MAX_EMAIL, pattern=EMAIL_PATTERN)]
     name: Annotated[str, documented(minLength=1, maxLength=MAX_NAME)]
+    credit: Annotated[float, documented(
+        f"what the user may spend, at most two decimal places (default {DEFAULT_CREDIT:g})",
+        minimum=0, maximum=MAX_CREDIT)] = DEFAULT_CREDIT
 
 
 class SignUpBatch(msgspec.Struct, forbid_unknown_fields=True):
@@ -69,11 +97,20 @@ def checked(signup: SignUp, where: str = "") -> SignUp:
         raise HttpError(422, f"{where}email {signup.email!r} is not an email address")
     if not 1 <= len(name) <= MAX_NAME:
         raise HttpError(422, f"{where}name must be 1 to {MAX_NAME} characters")
-    return SignUp(email=email, name=name)
+    return SignUp(email=email, name=name, credit=credit_cents(signup.credit, where) / 100)
+
+
+def credit_cents(credit: float, where: str = "") -> int:
+    # the range first: round() of an amount near the float's limit would overflow
+    if not 0 <= credit <= MAX_CREDIT or abs(credit * 100 - round(credit * 100)) > 1e-6:
+        raise HttpError(422, f"{where}credit {credit!r} must be from 0 to {MAX_CREDIT:.0f} "
+                             "with at most two decimal places")
+    return round(credit * 100)
 
 
 def as_dict(row: tuple[Any, ...]) -> dict[str, Any]:
-    return {"id": row[0], "email": row[1], "name": row[2], "created_at": row[3]}
+    return {"id": row[0], "email": row[1], "name": row[2], "created_at": row[3],
+            "credit": row[4] / 100}
 
 
 # --- plain functions over the connection: the service's logic ------------------------------
@@ -89,13 +126,16 @@ def sign_up(conn: sqlite3.Connection, outbox: Outbox, signup: SignUp) -> dict[st
     with outbox.transaction(conn):
         try:
             cursor = conn.execute(
-                "INSERT INTO users (email, name, created_at) VALUES (?, ?, ?)",
-                (signup.email, signup.name, time.time()),
+                "INSERT INTO users (email, name, created_at, credit_cents) "
+                "VALUES (?, ?, ?, ?)",
+                (signup.email, signup.name, time.time(), credit_cents(signup.credit)),
             )
         except sqlite3.IntegrityError:
             raise HttpError(409, f"email {signup.email} is already signed up") from None
         user = as_dict(conn.execute(f"SELECT {COLUMNS} FROM users WHERE id = ?",
                                     (cursor.lastrowid,)).fetchone())
+        ledger.given_at_creation(conn, CREDIT, [(user["id"], credit_cents(signup.credit))],
+                                 user["created_at"])
         outbox.add(conn, [signed_up(user)])
     return user
 
@@ -109,9 +149,12 @@ def sign_up_many(conn: sqlite3.Connection, outbox: Outbox, signups: list[SignUp]
     with outbox.transaction(conn):
         known = dict(conn.execute(find, (emails,)).fetchall())
         new = list({s.email: s for s in signups if s.email not in known}.values())
-        conn.executemany("INSERT INTO users (email, name, created_at) VALUES (?, ?, ?)",
-                         [(s.email, s.name, now) for s in new])
+        conn.executemany("INSERT INTO users (email, name, created_at, credit_cents) "
+                         "VALUES (?, ?, ?, ?)",
+                         [(s.email, s.name, now, credit_cents(s.credit)) for s in new])
         ids = dict(conn.execute(find, (emails,)).fetchall())
+        ledger.given_at_creation(conn, CREDIT, [(ids[s.email], credit_cents(s.credit))
+                                                for s in new], now)
         outbox.add(conn, [signed_up({"id": ids[s.email], "email": s.email, "name": s.name,
                                      "created_at": now}) for s in new])
     return {"ids": [ids[s.email] for s in signups], "created": len(new)}
@@ -130,6 +173,24 @@ def get_users(conn: sqlite3.Connection, ids: list[int]) -> dict[str, Any]:
     found = {row[0]: as_dict(row) for row in rows}
     return {"users": [found[i] for i in ids if i in found],
             "missing": [i for i in ids if i not in found]}
+
+
+def take_credit(conn: sqlite3.Connection, takes: CreditTakes) -> TakeOutcomes:
+    """Each purchase's credit, taken in turn while it lasts, in one transaction."""
+    with transaction(conn):
+        outcomes = ledger.take(conn, CREDIT, [
+            ledger.Take(t.purchase, t.user_id, t.amount_cents) for t in takes.takes])
+    return ledger.outcomes(outcomes)
+
+
+def top_up(conn: sqlite3.Connection, given: CreditGiven) -> Given:
+    """Add credit to each user, all or nothing (an unknown id refuses the lot)."""
+    gives = [(u.id, credit_cents(u.amount, f"users[{i}]: ")) for i, u in enumerate(given.users)]
+    with transaction(conn):
+        missing = ledger.give(conn, CREDIT, gives, given.key)
+        if missing:
+            raise HttpError(422, f"user_id {missing[0]}: no such user; no credit was given")
+    return Given(len({holder for holder, _ in gives}))
 
 
 # --- HTTP ------------------------------------------------------------------------------------
@@ -167,6 +228,25 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
             span["attributes"]["msshop.rows"] = len(found["users"])
         return json_response(found)
 
+    async def post_takes(request: Request) -> Response:
+        takes = await read_body(request, CreditTakes)
+        with db.span("UPDATE", "users", [t.user_id for t in takes.takes]) as span:
+            outcomes = take_credit(db.conn, takes)
+            span["attributes"]["msshop.rows"] = len(takes.takes) - len(outcomes.refused)
+        return json_response(outcomes)
+
+    async def post_give_back(request: Request) -> Response:
+        back = await read_body(request, GiveBack)
+        with db.span("UPDATE", "users") as span, transaction(db.conn):
+            given_back = ledger.give_back(db.conn, CREDIT, back.purchases)
+            span["attributes"]["msshop.rows"] = given_back
+        return json_response(GivenBack(given_back))
+
+    async def post_credit(request: Request) -> Response:
+        given = await read_body(request, CreditGiven)
+        with db.span("UPDATE", "users", [u.id for u in given.users]):
+            return json_response(top_up(db.conn, given))
+
     def health() -> dict[str, Any]:
         return {**db.health(), "outbox": outbox.health()}
 
@@ -186,6 +266,19 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
             Endpoint("GET", "/users/{user_id}", get_one, "One user", {
                 200: (User, "The user"), 404: "No user with that id"},
                 params=[path_id("user_id", "user")]),
+            Endpoint("POST", "/users/takes", post_takes,
+                     "Take credit for purchases (orders asks: direct-call)", {
+                         200: (TakeOutcomes, "The takes refused, with the reason; every "
+                                             "other was taken")},
+                     body=CreditTakes),
+            Endpoint("POST", "/users/takes/give-back", post_give_back,
+                     "Give back the credit of purchases refused elsewhere", {
+                         200: (GivenBack, "How many takes went back")},
+                     body=GiveBack),
+            Endpoint("POST", "/users/credit", post_credit, "Top users' credit up", {
+                200: (Given, "How many users were given credit"),
+                422: "No such user: no credit was given"},
+                body=CreditGiven),
         ],
         health,
         [db, peers, bus, outbox],

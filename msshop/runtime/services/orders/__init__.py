@@ -1,11 +1,14 @@
 """The orders service: purchases. Owns orders.db only.
 
-It cannot read users or products from their files, so it asks those services over HTTP
-whether the user and the product exist, and what the product costs right now; the price
-paid is recorded with the order.
+It cannot read users or products from their files, so it asks those services over HTTP to
+take the purchase's stock and credit (direct-call, taking.py): products answers the price
+it took the stock at, which is recorded with the order. A purchase either service refuses
+(out of stock, not enough credit, no such user or product) is not recorded, and gets back
+what the other took.
 
     POST /orders         {"user_id", "product_id", "quantity"?, "request_id"?}
                          -> 201 order | 200 the same order again, for a repeated request_id
+                         | 409 out of stock, not enough credit | 422 no such user/product
                          the order carries "event": {"id", "type", "position"}; with
                          ?wait_published_ms=N it waits up to N ms for the bus position
     POST /orders/batch   {"orders": [...]}  -> {"created", "existing"}; all or nothing
@@ -13,15 +16,15 @@ paid is recorded with the order.
     GET  /orders/{id}                       -> order | 404
 
 `request_id` is the client's idempotency key: a purchase retried after a lost answer is
-recorded once.
+recorded once, and its stock and credit taken once (one is made when none is sent).
 """
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 import time
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 from starlette.requests import Request
@@ -37,8 +40,15 @@ from msshop.runtime.platform.context import ServiceContext
 from msshop.runtime.platform.http import HttpError, json_response, read_body
 from msshop.runtime.platform.openapi import Endpoint, Param, path_id
 from msshop.runtime.platform.outbox import OUTBOX_SCHEMA, OUTBOX_TRACE_COLUMN, Outbox
-from msshop.runtime.platform.peers import Peers
 from msshop.runtime.platform.tracing import current_trace_id, followed_span
+from msshop.runtime.services.orders.taking import (
+    GiveBacks,
+    Keys,
+    Refusal,
+    give_back_all,
+    refused_batch,
+    take_each,
+)
 
 MIGRATIONS = [
     """
@@ -59,6 +69,7 @@ MIGRATIONS = [
 COLUMNS = "id, user_id, product_id, quantity, unit_price_cents, request_id, created_at"
 COALESCE = 256  # at most this many concurrent purchases checked and committed together
 MAX_WAIT_PUBLISHED_MS = 10_000
+T = TypeVar("T")
 Ref = Annotated[int, msgspec.Meta(ge=1, le=MAX_ID, description="an id: a positive integer")]
 
 
@@ -98,9 +109,8 @@ def order_placed(row: tuple[Any, ...], trace_id: str | None, parent_span: str | 
                  ) -> Event:
     """The OrderPlaced event of an order's row as stored (COLUMNS' order): made from the
     row, so a batch of a million orders needs no dict per order first."""
-    return events.make(events.ORDER_PLACED, "orders", row[0], 1, {
-        "id": row[0], "user_id": row[1], "product_id": row[2], "quantity": row[3],
-        "unit_price": row[4] / 100}, trace_id, row[6], parent_span)
+    return events.order_placed(row[0], row[1], row[2], row[3], row[4], row[6], trace_id,
+                               parent_span)
 
 
 # --- plain functions over the connection -----------------------------------------------------
@@ -169,67 +179,23 @@ def place_orders(conn: sqlite3.Connection, outbox: Outbox, purchases: list[Purch
     return {"created": len(rows), "existing": len(purchases) - len(rows)}
 
 
+def unknown(conn: sqlite3.Connection, purchases: list[Purchase]) -> list[Purchase]:
+    """The purchases whose request_id no order has yet, once each (a batch may repeat one)."""
+    known = {row[0] for row in conn.execute(
+        "SELECT request_id FROM orders WHERE request_id IN (SELECT value FROM json_each(?))",
+        (msgspec.json.encode([p.request_id for p in purchases]),))}
+    new: list[Purchase] = []
+    for p in purchases:
+        if p.request_id not in known:
+            new.append(p)
+            known.add(p.request_id)
+    return new
+
+
 def orders_of(conn: sqlite3.Connection, user_id: int, limit: int) -> list[dict[str, Any]]:
     rows = conn.execute(f"SELECT {COLUMNS} FROM orders WHERE user_id = ? ORDER BY id LIMIT ?",
                         (user_id, limit)).fetchall()
     return [as_dict(r) for r in rows]
-
-
-# --- asking the other services ---------------------------------------------------------------
-
-
-class Known(msgspec.Struct):
-    """What users and products said of a set of purchases."""
-
-    missing_users: list[int]
-    missing_products: list[int]
-    prices: dict[int, int]  # cents, by product id
-
-
-async def ask(peers: Peers, purchases: list[Purchase]) -> Known:
-    """One call to users and one to products, at once, for every purchase; a dependency that
-    fails fails them all."""
-    user_ids = ",".join(str(i) for i in dict.fromkeys(p.user_id for p in purchases))
-    product_ids = ",".join(str(i) for i in dict.fromkeys(p.product_id for p in purchases))
-    users, products = await asyncio.gather(
-        peers.get("users", f"/users?ids={user_ids}"),
-        peers.get("products", f"/products?ids={product_ids}"),
-    )
-    for name, reply in (("users", users), ("products", products)):
-        if reply.status != 200:
-            raise HttpError(502, f"{name} answered HTTP {reply.status}: {reply.data}",
-                            dependency=name)
-    return Known(users.data["missing"], products.data["missing"],
-                 {p["id"]: round(p["price"] * 100) for p in products.data["products"]})
-
-
-async def check_each(peers: Peers, purchases: list[Purchase]) -> list[int | HttpError]:
-    """For each purchase, its product's price in cents once both its user and its product
-    are known to exist, or the 422 saying which is missing."""
-    known = await ask(peers, purchases)
-    missing_users = set(known.missing_users)
-    answers: list[int | HttpError] = []
-    for purchase in purchases:
-        if purchase.user_id in missing_users:
-            answers.append(HttpError(422, f"user_id {purchase.user_id}: no such user"))
-        elif purchase.product_id not in known.prices:
-            answers.append(HttpError(422, f"product_id {purchase.product_id}: no such "
-                                          "product"))
-        else:
-            answers.append(known.prices[purchase.product_id])
-    return answers
-
-
-async def check_many(peers: Peers, purchases: list[Purchase]) -> dict[int, int]:
-    """Prices by product id, once every user and product of the batch is known to exist."""
-    known = await ask(peers, purchases)
-    for field, missing, noun in (("user_id", known.missing_users, "user"),
-                                 ("product_id", known.missing_products, "product")):
-        if missing:
-            shown = ", ".join(str(i) for i in missing[:5])
-            more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
-            raise HttpError(422, f"{field} {shown}{more}: no such {noun}; nothing was recorded")
-    return known.prices
 
 
 # --- HTTP ------------------------------------------------------------------------------------
@@ -240,21 +206,41 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
     peers = ctx.peers()
     bus = ctx.bus(peers)
     outbox = Outbox("orders", lambda: db.conn, bus, tracer=ctx.tracer, tasks=ctx.tasks)
+    keys = Keys()
+    owed = GiveBacks(peers, ctx.tasks)
+
+    def keyed(purchases: list[Purchase]) -> list[Purchase]:
+        """Every purchase with a request_id: its takes are keyed by it."""
+        return [p if p.request_id is not None else msgspec.structs.replace(
+            p, request_id=keys.new()) for p in purchases]
 
     async def checkout(purchases: list[Purchase]) -> list[tuple[dict[str, Any], bool] |
                                                         Exception]:
-        """Purchases that arrived together: one check with users and products, one commit."""
-        prices = await check_each(peers, purchases)
+        """Purchases that arrived together: one take of stock, one of credit, one commit."""
+        purchases = keyed(purchases)
+        named = [p.request_id or "" for p in purchases]
+        prices = await take_each(peers, owed, list(purchases), named)
         valid = [(p, price) for p, price in zip(purchases, prices, strict=True)
-                 if not isinstance(price, HttpError)]
+                 if not isinstance(price, Refusal)]
         placed: list[tuple[dict[str, Any], bool]] = []
         if valid:
             with db.span("INSERT", "orders") as span:
-                placed = place_each(db.conn, outbox, valid)
+                placed = await recorded(lambda: place_each(db.conn, outbox, valid),
+                                        [p.request_id or "" for p, _ in valid])
                 span["attributes"]["msshop.keys"] = [order["id"] for order, _ in placed]
                 span["attributes"]["msshop.rows"] = len(placed)
-        recorded = iter(placed)
-        return [price if isinstance(price, HttpError) else next(recorded) for price in prices]
+        done = iter(placed)
+        return [price.error() if isinstance(price, Refusal) else next(done)
+                for price in prices]
+
+    async def recorded(write: Callable[[], T], taken: list[str]) -> T:
+        """The orders' commit; if it fails (a full disk), what was taken for them goes back
+        before the error is answered."""
+        try:
+            return write()
+        except Exception:
+            await give_back_all(owed, taken)
+            raise
 
     purchases: Coalescer[Purchase, tuple[dict[str, Any], bool]] = Coalescer(
         checkout, limit=COALESCE)
@@ -285,9 +271,21 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
 
     async def post_batch(request: Request) -> Response:
         batch = await read_body(request, Purchases)
-        purchases = [checked(p, f"orders[{i}]: ") for i, p in enumerate(batch.orders)]
-        prices = await check_many(peers, purchases)
-        return json_response(place_orders(db.conn, outbox, purchases, prices))
+        purchases = keyed([checked(p, f"orders[{i}]: ") for i, p in enumerate(batch.orders)])
+        new = unknown(db.conn, purchases)  # a known purchase took its share when it was made
+        if not new:
+            return json_response({"created": 0, "existing": len(purchases)})
+        named = [p.request_id or "" for p in new]
+        answers = await take_each(peers, owed, list(new), named)
+        if any(isinstance(a, Refusal) for a in answers):
+            await give_back_all(owed, [key for key, a in zip(named, answers, strict=True)
+                                        if not isinstance(a, Refusal)])
+            raise refused_batch(list(new), answers)
+        prices = {p.product_id: a for p, a in zip(new, answers, strict=True)
+                  if isinstance(a, int)}
+        placed = await recorded(lambda: place_orders(db.conn, outbox, new, prices), named)
+        return json_response({"created": placed["created"],
+                              "existing": len(purchases) - placed["created"]})
 
     async def get_many(request: Request, user_id: int, limit: int) -> Response:
         with db.span("SELECT", "orders", [user_id]) as span:
@@ -303,9 +301,9 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
         return json_response(as_dict(row))
 
     def health() -> dict[str, Any]:
-        return {**db.health(), "outbox": outbox.health()}
+        return {**db.health(), "outbox": outbox.health(), "owed_give_backs": owed.pending()}
 
-    dependency = {502: "users or products refused the check (the message says how)",
+    dependency = {502: "users or products failed the take (the message says how)",
                   503: "users or products is down or too slow (dependency, failure)"}
     return service_app(
         ctx.name,
@@ -313,6 +311,7 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
             Endpoint("POST", "/orders", post_order, "Buy a product", {
                 201: (Order, "The new order, with its OrderPlaced event"),
                 200: (Order, "The order this request_id already placed"),
+                409: "Refused: out of stock or not enough credit (nothing stays taken)",
                 422: "Invalid, or no such user or product", **dependency},
                 body=Purchase,
                 params=[Param("wait_published_ms", Annotated[int, msgspec.Meta(
@@ -327,6 +326,7 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
                               "at most this many orders", default=MAX_BATCH)]),
             Endpoint("POST", "/orders/batch", post_batch, "Record many purchases", {
                 200: (Created, "How many were new and how many known (by request_id)"),
+                409: "Out of stock or not enough credit: nothing was recorded",
                 422: "Invalid, or no such user or product: nothing was recorded",
                 **dependency},
                 body=Purchases),
@@ -335,7 +335,7 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
                 params=[path_id("order_id", "order")]),
         ],
         health,
-        [db, peers, bus, outbox],
+        [db, peers, bus, outbox, owed],
         ctx.tracer,
         ctx.admin,
         __doc__ or "",
