@@ -17,7 +17,7 @@ import pytest
 
 from msshop.contracts.credentials import bearer
 from msshop.instruments.checking import caught_up
-from tests.conftest import ROOT, Sandbox, running_sandbox
+from tests.conftest import ROOT, Sandbox, running_sandbox, stock_up
 
 REFERENCE = f"{sys.executable} {ROOT / 'examples' / 'service-d-python' / 'service.py'}"
 DOOR = "bus-door"
@@ -41,6 +41,7 @@ def door_health(sandbox: Sandbox) -> dict[str, Any]:
 
 
 def purchases(sandbox: Sandbox, count: int, tag: str) -> None:
+    stock_up(sandbox, range(1, 11), range(1, 6))  # a purchase takes stock and credit
     client = sandbox.client()
     client.add_batch("orders", [{"user_id": 1 + n % 10, "product_id": 1 + n % 5,
                                  "quantity": 1, "request_id": f"{tag}-{n}"}
