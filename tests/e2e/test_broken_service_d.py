@@ -6,8 +6,9 @@ out of the ordinary. The crash-while-applying fault (chaos.crash_while_applying,
 nemesis's crash-applying) is survived by msshop's own query service and the correct
 program, and shows position-outside applying a page twice. On NATS (the program reads
 JetStream through the Python reference's reader) what needs no delivery fault: verify,
-crash-applying, position-outside and ignores-after. Rung 9 (rebuild) failed by
-starts-at-head and one-at-a-time alone, on both buses, naming the cause. Real processes
+crash-applying, position-outside and ignores-after; rung 9 (rebuild) failed by
+starts-at-head and one-at-a-time, naming the cause (on the log bus every variant climbs
+the whole ladder in tests/e2e/test_challenges.py). Real processes
 throughout: a sandbox, the program, the bus (the log or a nats-server)."""
 
 from __future__ import annotations
@@ -401,7 +402,9 @@ def challenge(tmp_path: Path, name: str, defect: str | None, bus: str = "log"
     return result.returncode, json.loads(result.stdout), result.stderr
 
 
-@pytest.mark.parametrize("bus", ["log", "nats"])
+# On the log bus each variant climbs the whole ladder in tests/e2e/test_challenges.py
+# (failing rebuild alone, with these lines); here, the rebuild on NATS.
+@pytest.mark.parametrize("bus", ["nats"])
 @pytest.mark.parametrize(("defect", "said"), [("one-at-a-time", SLOW_LINE),
                                               ("starts-at-head", NOT_THERE_LINE)])
 def test_a_rebuild_variant_fails_rebuild_naming_the_cause(
@@ -412,20 +415,11 @@ def test_a_rebuild_variant_fails_rebuild_naming_the_cause(
     assert "stopped your service, published 20,000 orders" in stderr, stderr
 
 
-@pytest.mark.parametrize("bus", ["log", "nats"])
+@pytest.mark.parametrize("bus", ["nats"])
 def test_the_correct_one_rebuilds_within_the_stated_time(tmp_path: Path, bus: str) -> None:
     code, report, stderr = challenge(tmp_path, "rebuild", None, bus)
     assert (code, report["verdict"]) == (0, "passed"), (report, stderr)
     assert report["figures"]["events"] > 20_000, report["figures"]
-
-
-@pytest.mark.parametrize("defect", ["one-at-a-time", "starts-at-head"])
-def test_a_rebuild_variant_passes_the_rungs_before_it(tmp_path: Path, defect: str) -> None:
-    """Each is right but for a rebuild: the sandbox is seeded after the program starts,
-    so starting at the head (empty then) misses nothing."""
-    for name in ("direct-call", "read-model"):
-        code, report, stderr = challenge(tmp_path, name, defect)
-        assert (code, report["verdict"]) == (0, "passed"), (name, report, stderr)
 
 
 @pytest.mark.skipif(landlock.abi() < 1, reason="this kernel has no Landlock")
