@@ -13,9 +13,10 @@ never waits for the next. Replication (relay, bus, read model) runs at the same 
 is usually still catching up when the last batch is in: `replication` says how far it is,
 `wait_replicated` waits for it.
 
-Purchases take stock and credit (issue 26), so before each batch of orders the seed
-restocks its products and tops its buyers' credit up by exactly what that batch takes
-(keyed by the batch, so a seed repeated gives nothing twice): a seeded shop keeps the
+Purchases take stock and credit (issue 26), so before the first order the seed restocks
+its products and tops its buyers' credit up by exactly what its orders take (one call to
+each, keyed by the plan, so a seed repeated gives nothing twice; the orders made once more
+for the sums, which costs less than a restock per batch did): a seeded shop keeps the
 invariant (`msshop verify` is clean), and each product ends with the stock it was created
 with.
 """
@@ -198,25 +199,26 @@ def make_orders(plan: SeedPlan, user_ids: list[int], product_ids: list[int]
 
 @dataclass(frozen=True)
 class Restock:
-    """What one batch of orders takes, given before it is sent: (path, body) for products'
-    and users' services."""
+    """What the whole seed's orders take, given before the first of them is sent: the
+    encoded bodies of products' restock and users' top-up."""
 
     stock: bytes
     credit: bytes | None  # None: nothing to pay (every price 0)
 
 
-def restock(orders: list[dict[str, Any]], prices: dict[int, int]) -> Restock:
-    """Stock and credit for exactly these orders (prices in cents by product id), keyed by
-    the batch's first purchase and its size."""
+def restock(plan: SeedPlan, user_ids: list[int], product_ids: list[int],
+            prices: dict[int, int]) -> Restock:
+    """Stock and credit for exactly the orders `make_orders` will make (prices in cents by
+    product id), keyed by the plan, so that the same seed again gives nothing twice."""
     import msgspec
 
     stock: dict[int, int] = {}
     credit: dict[int, int] = {}
-    for order in orders:
+    for order in make_orders(plan, user_ids, product_ids):
         product, quantity = order["product_id"], order["quantity"]
         stock[product] = stock.get(product, 0) + quantity
         credit[order["user_id"]] = credit.get(order["user_id"], 0) + quantity * prices[product]
-    key = f"{orders[0]['request_id']}+{len(orders)}"
+    key = f"seed{plan.seed}-orders-{plan.users}x{plan.products}x{plan.orders}"
     paying = [{"id": i, "amount": c / 100} for i, c in credit.items() if c]
     return Restock(
         msgspec.json.encode({"key": key, "products": [
@@ -242,21 +244,18 @@ def seed(client: ShopClient, plan: SeedPlan, progress: Progress | None = None) -
     seeded: dict[BatchKind, Seeded] = {}
 
     def load(what: BatchKind, items: Iterable[dict[str, Any]], total: int,
-             prices: dict[int, int] | None = None) -> list[int]:
+             given: Restock | None = None) -> list[int]:
         """POST the items in batches; the ids the service gave them, in order (if it says).
-        With `prices`, orders: each batch's stock and credit given first."""
+        `given`, for orders: the stock and credit they take, given first."""
         began = time.perf_counter()
         ids: list[int] = []
         created = done = 0
         tell(what, 0, total)
-        made = ((encode_batch(what, each),
-                 restock(each, prices) if prices is not None else None)
-                for each in batches(items, BATCH))
-        for batch, given in made_ahead(made):
-            if given is not None:
-                client.raw_checked("products", "/products/stock", given.stock)
-                if given.credit is not None:
-                    client.raw_checked("users", "/users/credit", given.credit)
+        if given is not None:
+            client.raw_checked("products", "/products/stock", given.stock)
+            if given.credit is not None:
+                client.raw_checked("users", "/users/credit", given.credit)
+        for batch in made_ahead(encode_batch(what, each) for each in batches(items, BATCH)):
             answer = client.add_batch(what, batch)
             ids.extend(answer.get("ids", []))
             created += answer["created"]
@@ -272,7 +271,8 @@ def seed(client: ShopClient, plan: SeedPlan, progress: Progress | None = None) -
     catalogue = make_products(plan)
     product_ids = load("products", catalogue, plan.products)
     prices = {i: round(p["price"] * 100) for i, p in zip(product_ids, catalogue, strict=True)}
-    load("orders", make_orders(plan, user_ids, product_ids), plan.orders, prices)
+    load("orders", make_orders(plan, user_ids, product_ids), plan.orders,
+         restock(plan, user_ids, product_ids, prices))
     return {"plan": {"users": plan.users, "products": plan.products, "orders": plan.orders,
                      "seed": plan.seed},
             "users": seeded["users"], "products": seeded["products"],
