@@ -371,6 +371,13 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
+class Server(ThreadingHTTPServer):
+    """A thread per connection."""
+
+    daemon_threads = True  # a held request does not keep the process from stopping
+    request_queue_size = 128  # socketserver's 5 refuses connections under a burst
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--break", dest="defect", choices=BREAKS, default=None)
@@ -379,8 +386,7 @@ def main() -> None:
     document = json.loads(Path(os.environ["MSSHOP_SERVICE_FILE"]).read_text())
     service = Service(document, defect)
     Handler.service = service
-    server = ThreadingHTTPServer((document["host"], int(document["port"])), Handler)
-    server.daemon_threads = True
+    server = Server((document["host"], int(document["port"])), Handler)
     threading.Thread(target=service.consumer.run, daemon=True).start()
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
     log.info("query (broken: %s) on port %s", defect or "nothing", document["port"])

@@ -49,7 +49,9 @@ def fast(arena: Arena) -> Judged:
     if yours["refused"]:
         judged.findings.append(Finding(
             CHECK, subject, "every read answered", f"{yours['refused']} refused or "
-            f"unanswered within {TIMEOUT:g} s", f"did it crash or hang? {RUN_IT_YOURSELF}",
+            f"unanswered within {TIMEOUT:g} s", "did it crash or hang, or refuse "
+            "connections under the load (a listen backlog too small: Python's socketserver "
+            f"keeps 5)? {RUN_IT_YOURSELF}",
             "what came back: " + ", ".join(f"{what}: {times}" for what, times
                                            in sorted(yours["refusals"].items()))))
     for name, took, limit in (("p50", yours["p50_ms"], P50_MS),
