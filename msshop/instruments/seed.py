@@ -202,8 +202,8 @@ class Restock:
     """What the whole seed's orders take, given before the first of them is sent: the
     encoded bodies of products' restock and users' top-up."""
 
-    stock: bytes
-    credit: bytes | None  # None: nothing to pay (every price 0)
+    stock: bytes | None  # None: nothing to take (no orders)
+    credit: bytes | None  # None: nothing to pay (no orders, or every price 0)
 
 
 def restock(plan: SeedPlan, user_ids: list[int], product_ids: list[int],
@@ -222,7 +222,7 @@ def restock(plan: SeedPlan, user_ids: list[int], product_ids: list[int],
     paying = [{"id": i, "amount": c / 100} for i, c in credit.items() if c]
     return Restock(
         msgspec.json.encode({"key": key, "products": [
-            {"id": i, "quantity": q} for i, q in stock.items()]}),
+            {"id": i, "quantity": q} for i, q in stock.items()]}) if stock else None,
         msgspec.json.encode({"key": key, "users": paying}) if paying else None)
 
 
@@ -251,10 +251,10 @@ def seed(client: ShopClient, plan: SeedPlan, progress: Progress | None = None) -
         ids: list[int] = []
         created = done = 0
         tell(what, 0, total)
-        if given is not None:
+        if given is not None and given.stock is not None:
             client.raw_checked("products", "/products/stock", given.stock)
-            if given.credit is not None:
-                client.raw_checked("users", "/users/credit", given.credit)
+        if given is not None and given.credit is not None:
+            client.raw_checked("users", "/users/credit", given.credit)
         for batch in made_ahead(encode_batch(what, each) for each in batches(items, BATCH)):
             answer = client.add_batch(what, batch)
             ids.extend(answer.get("ids", []))

@@ -220,3 +220,21 @@ def test_the_relay_marks_a_seeds_rows_sent_at_their_positions_in_a_row_or_apart(
                         ).fetchall() == [(1, 41, 1), (2, 42, 1), (3, 43, 1), (4, 44, 1),
                                          (5, 9, 1), (6, None, 0)]
     assert outbox.pending() == 1
+
+
+def test_what_the_orders_take_is_given_once_and_nothing_without_orders() -> None:
+    from msshop.instruments.seed import make_orders, restock
+
+    plan = SeedPlan(users=3, products=2, orders=50, seed=7)
+    prices = {10: 250, 20: 100}
+    given = restock(plan, [1, 2, 3], [10, 20], prices)
+    assert given.stock is not None and given.credit is not None
+    stock = json.loads(given.stock)
+    taken: dict[int, int] = {}
+    for order in make_orders(plan, [1, 2, 3], [10, 20]):
+        taken[order["product_id"]] = taken.get(order["product_id"], 0) + order["quantity"]
+    assert {p["id"]: p["quantity"] for p in stock["products"]} == taken
+    assert stock["key"] == "seed7-orders-3x2x50" == json.loads(given.credit)["key"]
+    nothing = restock(SeedPlan(users=3, products=2, orders=0, seed=7), [1, 2, 3], [10, 20],
+                      prices)
+    assert (nothing.stock, nothing.credit) == (None, None)
