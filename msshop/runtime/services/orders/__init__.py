@@ -44,6 +44,7 @@ from msshop.runtime.platform.tracing import current_trace_id, followed_span
 from msshop.runtime.services.orders.taking import (
     GiveBacks,
     Keys,
+    Ledgers,
     Refusal,
     give_back_all,
     refused_batch,
@@ -207,7 +208,8 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
     bus = ctx.bus(peers)
     outbox = Outbox("orders", lambda: db.conn, bus, tracer=ctx.tracer, tasks=ctx.tasks)
     keys = Keys()
-    owed = GiveBacks(peers, ctx.tasks)
+    ledgers = Ledgers(peers, ctx.credential)
+    owed = GiveBacks(ledgers, ctx.tasks)
 
     def keyed(purchases: list[Purchase]) -> list[Purchase]:
         """Every purchase with a request_id: its takes are keyed by it."""
@@ -219,7 +221,7 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
         """Purchases that arrived together: one take of stock, one of credit, one commit."""
         purchases = keyed(purchases)
         named = [p.request_id or "" for p in purchases]
-        prices = await take_each(peers, owed, list(purchases), named)
+        prices = await take_each(ledgers, owed, list(purchases), named)
         valid = [(p, price) for p, price in zip(purchases, prices, strict=True)
                  if not isinstance(price, Refusal)]
         placed: list[tuple[dict[str, Any], bool]] = []
@@ -276,7 +278,7 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
         if not new:
             return json_response({"created": 0, "existing": len(purchases)})
         named = [p.request_id or "" for p in new]
-        answers = await take_each(peers, owed, list(new), named)
+        answers = await take_each(ledgers, owed, list(new), named)
         if any(isinstance(a, Refusal) for a in answers):
             await give_back_all(owed, [key for key, a in zip(named, answers, strict=True)
                                         if not isinstance(a, Refusal)])
