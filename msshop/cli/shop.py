@@ -108,6 +108,8 @@ def buy(
     with flags():
         config = settings(ctx, **{"purchase.strategy": write})
         strategy = WriteStrategy(config.purchase_strategy)
+        if strategy is WriteStrategy.SAGA:  # the contract is in; the write path follows
+            raise UsageError("--write saga is not served yet: use --write direct-call")
         if trace and strategy is WriteStrategy.MONOLITH:
             raise UsageError("--trace follows a purchase through the services; the "
                              "monolith's is one transaction in the CLI: leave out --trace, "

@@ -8,7 +8,7 @@ so nobody has to call back to the source to learn what happened.
     id                 unique, time-ordered (ms clock, random tag per process, counter)
     type               one of CATALOGUE
     source             the service that recorded it
-    aggregate_type     "user" | "product" | "order"
+    aggregate_type     "user" | "product" | "order" | "purchase" (a saga's steps)
     aggregate_id       the entity's id in its service
     aggregate_version  1, 2, ... per aggregate: duplicates and reordering are harmless
     occurred_at        unix seconds at the write's commit
@@ -26,6 +26,7 @@ from typing import Annotated, Any, TypedDict
 import msgspec
 
 from msshop.contracts.limits import MAX_EVENT_FIELD, MAX_ID
+from msshop.contracts.shop import OrderStatus
 
 # Checked as events are decoded (a bus refuses what fails them): a word of up to
 # MAX_EVENT_FIELD characters, and ids and versions SQLite can store.
@@ -59,7 +60,17 @@ USER_SIGNED_UP = "UserSignedUp"
 PRODUCT_CREATED = "ProductCreated"
 PRODUCT_UPDATED = "ProductUpdated"
 ORDER_PLACED = "OrderPlaced"
-
+# The choreographed saga (a purchase with write=saga): products takes the stock or refuses,
+# users the credit or refuses, products gives the stock back after a credit refusal, and
+# orders ends the order confirmed or rejected. The steps' events are of the aggregate
+# "purchase" (aggregate_id: the order's id; version: the step's place in the saga).
+STOCK_TAKEN = "StockTaken"
+STOCK_REFUSED = "StockRefused"
+CREDIT_TAKEN = "CreditTaken"
+CREDIT_REFUSED = "CreditRefused"
+STOCK_GIVEN_BACK = "StockGivenBack"
+ORDER_CONFIRMED = "OrderConfirmed"
+ORDER_REJECTED = "OrderRejected"
 
 
 # Each type's data, as the services send it (the entity's state after the write; prices
@@ -83,11 +94,75 @@ class ProductData(msgspec.Struct, frozen=True):
 
 
 class OrderData(msgspec.Struct, frozen=True):
+    """An order's state. `status`: pending for a saga's OrderPlaced, confirmed otherwise (an
+    event without it is of a confirmed order); `purchase`: its request_id, the ledgers' key
+    (a saga's steps are keyed by it)."""
+
     id: Number
     user_id: Number
     product_id: Number
     quantity: int
+    unit_price: float  # a pending order's is 0: products says the price as it takes stock
+    status: OrderStatus = OrderStatus.CONFIRMED
+    purchase: str | None = None
+
+
+class OrderOutcomeData(OrderData, frozen=True):
+    """OrderConfirmed / OrderRejected (the order's version 2): its whole state again, with
+    the reason it was rejected (null when confirmed)."""
+
+    reason: str | None = None
+
+
+class StockTakenData(msgspec.Struct, frozen=True):
+    """Products took the stock (keyed by purchase), at this unit price."""
+
+    order_id: Number
+    purchase: str
+    user_id: Number
+    product_id: Number
+    quantity: int
     unit_price: float
+
+
+class StockRefusedData(msgspec.Struct, frozen=True):
+    """Products refused: `status` 409 out of stock, 422 no such product."""
+
+    order_id: Number
+    purchase: str
+    reason: str
+    status: int
+
+
+class CreditTakenData(msgspec.Struct, frozen=True):
+    """Users took the credit (quantity x unit price, keyed by purchase)."""
+
+    order_id: Number
+    purchase: str
+    user_id: Number
+    amount: float
+    unit_price: float
+
+
+class CreditRefusedData(msgspec.Struct, frozen=True):
+    """Users refused: `status` 409 not enough credit, 422 no such user."""
+
+    order_id: Number
+    purchase: str
+    reason: str
+    status: int
+    unit_price: float
+
+
+class StockGivenBackData(msgspec.Struct, frozen=True):
+    """The compensation: products gave the stock back after users refused the credit;
+    `reason` is the credit refusal's."""
+
+    order_id: Number
+    purchase: str
+    product_id: Number
+    quantity: int
+    reason: str
 
 
 #: event type -> (aggregate type, the type of its data)
@@ -96,6 +171,19 @@ CATALOGUE: dict[str, tuple[str, type[msgspec.Struct]]] = {
     PRODUCT_CREATED: ("product", ProductData),
     PRODUCT_UPDATED: ("product", ProductData),
     ORDER_PLACED: ("order", OrderData),
+    STOCK_TAKEN: ("purchase", StockTakenData),
+    STOCK_REFUSED: ("purchase", StockRefusedData),
+    CREDIT_TAKEN: ("purchase", CreditTakenData),
+    CREDIT_REFUSED: ("purchase", CreditRefusedData),
+    STOCK_GIVEN_BACK: ("purchase", StockGivenBackData),
+    ORDER_CONFIRMED: ("order", OrderOutcomeData),
+    ORDER_REJECTED: ("order", OrderOutcomeData),
+}
+
+#: the saga's step events, each at its place in the purchase's saga (aggregate_version)
+STEP_VERSION: dict[str, int] = {
+    STOCK_TAKEN: 1, STOCK_REFUSED: 1, CREDIT_TAKEN: 2, CREDIT_REFUSED: 2,
+    STOCK_GIVEN_BACK: 3,
 }
 
 #: event type -> the one service that records it. Nobody else may: the log bus refuses
@@ -108,6 +196,13 @@ OWNERS: dict[str, str] = {
     PRODUCT_CREATED: "products",
     PRODUCT_UPDATED: "products",
     ORDER_PLACED: "orders",
+    STOCK_TAKEN: "products",
+    STOCK_REFUSED: "products",
+    CREDIT_TAKEN: "users",
+    CREDIT_REFUSED: "users",
+    STOCK_GIVEN_BACK: "products",
+    ORDER_CONFIRMED: "orders",
+    ORDER_REJECTED: "orders",
 }
 
 
@@ -153,11 +248,35 @@ _decoder = msgspec.json.Decoder(Event)
 
 def order_placed(order_id: int, user_id: int, product_id: int, quantity: int,
                  unit_price_cents: int, at: float, trace_id: str | None = None,
-                 parent_span: str | None = None) -> Event:
+                 parent_span: str | None = None, purchase: str | None = None,
+                 status: OrderStatus = OrderStatus.CONFIRMED) -> Event:
     """An order's OrderPlaced, as orders writes it (and the monolith's purchase, for it)."""
     return make(ORDER_PLACED, "orders", order_id, 1, {
         "id": order_id, "user_id": user_id, "product_id": product_id, "quantity": quantity,
-        "unit_price": unit_price_cents / 100}, trace_id, at, parent_span)
+        "unit_price": unit_price_cents / 100, "status": status.value, "purchase": purchase},
+        trace_id, at, parent_span)
+
+
+def order_ended(order_id: int, user_id: int, product_id: int, quantity: int,
+                unit_price_cents: int, purchase: str, status: OrderStatus,
+                reason: str | None, trace_id: str | None = None,
+                parent_span: str | None = None) -> Event:
+    """A saga's order confirmed or rejected: OrderConfirmed / OrderRejected, its version 2
+    (a read model applies it over the OrderPlaced, never the reverse)."""
+    event_type = ORDER_CONFIRMED if status is OrderStatus.CONFIRMED else ORDER_REJECTED
+    return make(event_type, "orders", order_id, 2, {
+        "id": order_id, "user_id": user_id, "product_id": product_id, "quantity": quantity,
+        "unit_price": unit_price_cents / 100, "status": status.value, "purchase": purchase,
+        "reason": reason}, trace_id, None, parent_span)
+
+
+def saga_step(event_type: str, data: StockTakenData | StockRefusedData | CreditTakenData
+              | CreditRefusedData | StockGivenBackData, trace_id: str | None = None,
+              parent_span: str | None = None) -> Event:
+    """A saga's step event (StockTaken ... StockGivenBack), recorded by its owner."""
+    assert isinstance(data, CATALOGUE[event_type][1])
+    return make(event_type, OWNERS[event_type], data.order_id, STEP_VERSION[event_type],
+                msgspec.structs.asdict(data), trace_id, None, parent_span)
 
 
 def decode(raw: bytes | msgspec.Raw) -> Event:

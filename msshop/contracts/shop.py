@@ -6,6 +6,7 @@ The services' OpenAPI documents (GET /openapi.json) are generated from these typ
 # No `from __future__ import annotations` here: a TypedDict with string annotations
 # compiles each one as it is defined (4x the time), and the services import these
 # on the way to their start (their OpenAPI documents name them).
+from enum import StrEnum
 from typing import NotRequired, TypedDict
 
 from msshop.contracts.answers import Buyer, OrderLine, ReplicaFreshness
@@ -72,15 +73,27 @@ class EventRef(TypedDict):
     position: int | None
 
 
+class OrderStatus(StrEnum):
+    """Where an order stands. Monolith and direct-call orders are confirmed as they are
+    written; a saga's is pending (the semantic lock: readers see it) until products and
+    users have said, then confirmed or rejected (with the reason)."""
+
+    PENDING = "pending"
+    CONFIRMED = "confirmed"
+    REJECTED = "rejected"
+
+
 class Order(TypedDict):
     id: int
     user_id: int
     product_id: int
     quantity: int
-    unit_price: float
+    unit_price: float  # a pending saga order's is 0: the price is products' to say
     total: float
     request_id: str | None
     created_at: float
+    status: OrderStatus
+    reason: str | None  # why it was rejected (null unless rejected)
     event: NotRequired[EventRef | None]
 
 

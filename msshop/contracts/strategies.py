@@ -34,6 +34,7 @@ class WriteStrategy(StrEnum):
 
     MONOLITH = "monolith"  # one SQLite transaction over the three files (breaks encapsulation)
     DIRECT_CALL = "direct-call"  # orders asks products, then users, over HTTP; gives back
+    SAGA = "saga"  # choreography: orders' PENDING order, products' and users' steps by events
 
 
 #: what `msshop buy` uses unless told (purchase.strategy, MSSHOP_PURCHASE_STRATEGY, --write)

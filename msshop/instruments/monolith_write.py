@@ -23,7 +23,7 @@ from urllib.parse import quote
 from msshop.contracts import events
 from msshop.contracts.errors import SandboxError
 from msshop.contracts.ledgers import CREDIT, STOCK
-from msshop.contracts.shop import Order
+from msshop.contracts.shop import Order, OrderStatus
 from msshop.runtime.platform import ledger
 from msshop.runtime.platform.outbox import add_events
 
@@ -100,7 +100,7 @@ def _purchase(conn: sqlite3.Connection, user_id: int, product_id: int, quantity:
         "request_id, created_at) VALUES (?, ?, ?, ?, ?, ?)",
         (user_id, product_id, quantity, price[0], key, now)).lastrowid or 0
     add_events(conn, [events.order_placed(order_id, user_id, product_id, quantity, price[0],
-                                          now)], table="main.outbox")
+                                          now, purchase=key)], table="main.outbox")
     row = conn.execute(f"SELECT {ORDER_COLUMNS} FROM main.orders WHERE id = ?",
                        (order_id,)).fetchone()
     return Written(_order(row), created=True)
@@ -112,4 +112,5 @@ ORDER_COLUMNS = "id, user_id, product_id, quantity, unit_price_cents, request_id
 def _order(row: tuple[int, int, int, int, int, str, float]) -> Order:
     return {"id": row[0], "user_id": row[1], "product_id": row[2], "quantity": row[3],
             "unit_price": row[4] / 100, "total": row[3] * row[4] / 100,
-            "request_id": row[5], "created_at": row[6], "event": None}
+            "request_id": row[5], "created_at": row[6], "status": OrderStatus.CONFIRMED,
+            "reason": None, "event": None}

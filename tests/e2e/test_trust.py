@@ -22,6 +22,7 @@ from msshop.contracts import events
 from msshop.contracts.credentials import bearer
 from msshop.instruments.checking import caught_up
 from tests.conftest import Sandbox, running_sandbox
+from tests.unit.test_protocol import made_by_the_saga
 
 B = TypeVar("B", bound=Bus)
 
@@ -310,6 +311,7 @@ def foreign(event_type: str, sender: str, aggregate_id: int = 4747) -> events.Ev
         events.PRODUCT_UPDATED: {"id": aggregate_id, "title": "Owned", "price": 1.0},
         events.ORDER_PLACED: {"id": aggregate_id, "user_id": 1, "product_id": 1,
                               "quantity": 1, "unit_price": 1.0},
+        **{e.type: e.data for e in made_by_the_saga()},
     }
     data = samples[event_type]
     return events.make(event_type, sender, aggregate_id, HUGE, data, None)

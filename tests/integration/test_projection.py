@@ -15,6 +15,7 @@ from msshop.runtime.platform.consumer import Consumer
 from msshop.runtime.platform.db import open_database, statements
 from msshop.runtime.services.query import MIGRATIONS, projection
 from tests.fakes import MemoryBus
+from tests.unit.test_protocol import made_by_the_saga
 
 
 def delivered(*pairs: tuple[int, events.Event | bytes]) -> list[Delivered]:
@@ -149,6 +150,7 @@ def test_an_event_from_a_service_that_does_not_own_its_type_is_dead_lettered(
         events.PRODUCT_UPDATED: {"id": 9, "title": "Owned", "price": 1.0},
         events.ORDER_PLACED: {"id": 9, "user_id": 1, "product_id": 1, "quantity": 1,
                               "unit_price": 1.0},
+        **{e.type: e.data for e in made_by_the_saga()},
     }
     data = samples[event_type]
     consumer.apply_batch(delivered((1, events.make(event_type, sender, 9, 2 ** 62, data,

@@ -19,6 +19,7 @@ import pytest
 from rich.console import Console
 
 from msshop.contracts import events, protocol
+from msshop.contracts.shop import OrderStatus
 from msshop.render.protocol import protocol_page
 from msshop.runtime.services import orders, products, users
 from tests.cli_in_process import msshop_in_process
@@ -38,6 +39,25 @@ def made_by_the_services() -> list[events.Event]:
         products.product_event(events.PRODUCT_CREATED, {**product, "version": 1}),
         products.product_event(events.PRODUCT_UPDATED, product),
         orders.order_placed((7, 1, 3, 2, 6049, "request", 1796421258.5), "a" * 32, None),
+        *made_by_the_saga(),
+    ]
+
+
+def made_by_the_saga() -> list[events.Event]:
+    """One event of each of the saga's types (issue 26)."""
+    key = "request"
+    return [
+        events.saga_step(events.STOCK_TAKEN, events.StockTakenData(7, key, 1, 3, 2, 60.49)),
+        events.saga_step(events.STOCK_REFUSED, events.StockRefusedData(
+            7, key, "product 3 has 1 left, not 2", 409)),
+        events.saga_step(events.CREDIT_TAKEN, events.CreditTakenData(7, key, 1, 120.98,
+                                                                     60.49)),
+        events.saga_step(events.CREDIT_REFUSED, events.CreditRefusedData(
+            7, key, "user 1 has 5.00 of credit, not 120.98", 409, 60.49)),
+        events.saga_step(events.STOCK_GIVEN_BACK, events.StockGivenBackData(
+            7, key, 3, 2, "user 1 has 5.00 of credit, not 120.98")),
+        events.order_ended(7, 1, 3, 2, 6049, key, OrderStatus.CONFIRMED, None),
+        events.order_ended(7, 1, 3, 2, 6049, key, OrderStatus.REJECTED, "out of stock"),
     ]
 
 

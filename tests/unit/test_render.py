@@ -8,6 +8,7 @@ from typing import cast
 from rich.console import Console
 
 from msshop import render
+from msshop.contracts.shop import OrderStatus
 from msshop.contracts.status import Health, StatusReport
 from msshop.runtime.orchestrator.state import ServiceState, State
 
@@ -73,7 +74,8 @@ def test_order_line() -> None:
     out = captured()
     render.order(out, {"id": 5, "user_id": 1, "product_id": 2, "quantity": 3,
                        "unit_price": 19.5, "total": 58.5, "request_id": None,
-                       "created_at": 0.0}, created=True)
+                       "created_at": 0.0, "status": OrderStatus.CONFIRMED, "reason": None},
+                 created=True)
     assert out.export_text() == (
         "order 5 placed: user 1 bought 3 x product 2 at 19.50 = 58.50\n")
 

@@ -33,7 +33,7 @@ from starlette.responses import Response
 from msshop.contracts import events
 from msshop.contracts.events import Event
 from msshop.contracts.limits import MAX_BATCH, MAX_ID, MAX_QUANTITY, MAX_REQUEST_ID
-from msshop.contracts.shop import Created, Order, OrdersOfUser
+from msshop.contracts.shop import Created, Order, OrdersOfUser, OrderStatus
 from msshop.runtime.platform.app import ServiceApp, service_app
 from msshop.runtime.platform.batching import Coalescer
 from msshop.runtime.platform.context import ServiceContext
@@ -66,8 +66,16 @@ MIGRATIONS = [
     """,
     OUTBOX_SCHEMA,
     OUTBOX_TRACE_COLUMN,
+    # issue 26's saga: an order may be pending until products and users have said; the
+    # orders written before it were all confirmed as they were written
+    """
+    ALTER TABLE orders ADD COLUMN status TEXT NOT NULL DEFAULT 'confirmed';
+    ALTER TABLE orders ADD COLUMN reason TEXT;
+    """,
 ]
-COLUMNS = "id, user_id, product_id, quantity, unit_price_cents, request_id, created_at"
+#: what a purchase writes (status and reason keep their defaults: confirmed, null)
+INSERTED = "id, user_id, product_id, quantity, unit_price_cents, request_id, created_at"
+COLUMNS = f"{INSERTED}, status, reason"
 COALESCE = 256  # at most this many concurrent purchases checked and committed together
 MAX_WAIT_PUBLISHED_MS = 10_000
 T = TypeVar("T")
@@ -101,9 +109,10 @@ def checked(purchase: Purchase, where: str = "") -> Purchase:
 
 
 def as_dict(row: tuple[Any, ...]) -> dict[str, Any]:
+    """An order's answer from its row (COLUMNS' order)."""
     return {"id": row[0], "user_id": row[1], "product_id": row[2], "quantity": row[3],
             "unit_price": row[4] / 100, "total": row[3] * row[4] / 100,
-            "request_id": row[5], "created_at": row[6]}
+            "request_id": row[5], "created_at": row[6], "status": row[7], "reason": row[8]}
 
 
 def order_placed(row: tuple[Any, ...], trace_id: str | None, parent_span: str | None
@@ -111,7 +120,7 @@ def order_placed(row: tuple[Any, ...], trace_id: str | None, parent_span: str | 
     """The OrderPlaced event of an order's row as stored (COLUMNS' order): made from the
     row, so a batch of a million orders needs no dict per order first."""
     return events.order_placed(row[0], row[1], row[2], row[3], row[4], row[6], trace_id,
-                               parent_span)
+                               parent_span, row[5])
 
 
 # --- plain functions over the connection -----------------------------------------------------
@@ -142,7 +151,8 @@ def place_each(conn: sqlite3.Connection, outbox: Outbox,
                 placed.append((existing, False))
                 continue
             row = (cursor.lastrowid, purchase.user_id, purchase.product_id,
-                   purchase.quantity, price_cents, purchase.request_id, now)
+                   purchase.quantity, price_cents, purchase.request_id, now,
+                   OrderStatus.CONFIRMED.value, None)
             event = order_placed(row, current_trace_id(), followed_span())
             order = as_dict(row)
             outbox.add(conn, [event])
@@ -174,7 +184,8 @@ def place_orders(conn: sqlite3.Connection, outbox: Outbox, purchases: list[Purch
         # seed.
         rows = [(order_id, p.user_id, p.product_id, p.quantity, prices[p.product_id],
                  p.request_id, now) for order_id, p in enumerate(new, start=last + 1)]
-        conn.executemany(f"INSERT INTO orders ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+        conn.executemany(f"INSERT INTO orders ({INSERTED}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                         rows)
         trace_id, parent_span = current_trace_id(), followed_span()  # the same for all
         outbox.add(conn, [order_placed(row, trace_id, parent_span) for row in rows])
     return {"created": len(rows), "existing": len(purchases) - len(rows)}
