@@ -15,7 +15,8 @@ from __future__ import annotations
 import sqlite3
 import time
 import uuid
-from contextlib import closing
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -50,7 +51,14 @@ def buy(databases: dict[str, Path], user_id: int, product_id: int, quantity: int
         if not path.exists():
             raise SandboxError(f"{name}'s database {path} does not exist yet; "
                                "start the sandbox with: msshop up --detach")
-    key = request_id or f"monolith-{uuid.uuid4().hex}"
+    with connected(databases) as conn:
+        return buy_on(conn, user_id, product_id, quantity, request_id)
+
+
+@contextmanager
+def connected(databases: dict[str, Path]) -> Iterator[sqlite3.Connection]:
+    """The monolith's one connection over the three files (orders' the main one), kept
+    for many purchases as a monolith keeps its connection (the bench's monolith row)."""
     try:
         with closing(sqlite3.connect(databases["orders"], isolation_level=None,
                                      timeout=BUSY_MS / 1000)) as conn:
@@ -58,10 +66,17 @@ def buy(databases: dict[str, Path], user_id: int, product_id: int, quantity: int
             for name in ("users", "products"):
                 conn.execute(f"ATTACH DATABASE ? AS {name}",
                              (f"file:{quote(str(databases[name]))}?mode=rw",))
-            return _in_one_transaction(conn, user_id, product_id, quantity, key)
+            yield conn
     except sqlite3.OperationalError as exc:  # a file locked too long, or not to be opened
         raise SandboxError(f"the monolith's purchase could not write the services' files "
                            f"({exc}); nothing was written; see: msshop status") from None
+
+
+def buy_on(conn: sqlite3.Connection, user_id: int, product_id: int, quantity: int,
+           request_id: str | None = None) -> Written:
+    """One purchase in one transaction on a `connected` connection."""
+    key = request_id or f"monolith-{uuid.uuid4().hex}"
+    return _in_one_transaction(conn, user_id, product_id, quantity, key)
 
 
 def _in_one_transaction(conn: sqlite3.Connection, user_id: int, product_id: int,

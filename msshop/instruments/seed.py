@@ -28,18 +28,28 @@ import queue
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Literal, TypedDict, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, TypeVar
 
 from msshop.contracts.errors import InvalidArgument
 from msshop.contracts.limits import MAX_BATCH
 from msshop.contracts.waiting import WaitReport
 from msshop.instruments import waiting
-from msshop.instruments.client import BatchKind, ShopClient, encode_batch
+from msshop.instruments.client import BatchKind, EncodedBatch, ShopClient, encode_batch
+
+if TYPE_CHECKING:
+    from msshop.contracts.shop import Created
 
 BATCH = MAX_BATCH  # items in one request: fewer, bigger requests (the services' limit)
 AHEAD = 2  # batches made ahead of the one in flight
+# batches sent at once, by kind: two orders batches, so that orders records one while the
+# other's stock and credit are being taken (the takes' calls to products, then users, are
+# the larger part of a batch's time); users and products one at a time, so that each
+# seed gives them the same ids
+IN_FLIGHT: dict[str, int] = {"orders": 2}
 WAIT_TIMEOUT = 600.0  # seconds --wait waits unless told (a million orders: 20-40 s here)
 LOOK_EVERY = 0.5  # seconds between looks while waiting: a progress a person can follow, and
 # few GETs (each look asks every service's /health and the bus's head, ~10 ms)
@@ -255,8 +265,8 @@ def seed(client: ShopClient, plan: SeedPlan, progress: Progress | None = None) -
             client.raw_checked("products", "/products/stock", given.stock, as_owner=True)
         if given is not None and given.credit is not None:
             client.raw_checked("users", "/users/credit", given.credit, as_owner=True)
-        for batch in made_ahead(encode_batch(what, each) for each in batches(items, BATCH)):
-            answer = client.add_batch(what, batch)
+        made = made_ahead(encode_batch(what, each) for each in batches(items, BATCH))
+        for batch, answer in sent(client, what, made, IN_FLIGHT.get(what, 1)):
             ids.extend(answer.get("ids", []))
             created += answer["created"]
             done += batch.size
@@ -278,6 +288,46 @@ def seed(client: ShopClient, plan: SeedPlan, progress: Progress | None = None) -
             "users": seeded["users"], "products": seeded["products"],
             "orders": seeded["orders"], "seconds": round(time.perf_counter() - started, 3),
             "replication": replication(client)}
+
+
+def sent(client: ShopClient, what: BatchKind, made: Iterator[EncodedBatch], in_flight: int
+         ) -> Iterator[tuple[EncodedBatch, Created]]:
+    """Each batch with the service's answer, in order; up to `in_flight` at once, each on a
+    client (a connection) of its own, in a thread that waits on it (the socket call lets go
+    of the GIL)."""
+    if in_flight == 1:
+        yield from ((batch, client.add_batch(what, batch)) for batch in made)
+        return
+    idle: queue.SimpleQueue[ShopClient] = queue.SimpleQueue()
+    clients = [ShopClient(client.state, client.timeout) for _ in range(in_flight)]
+    for each in clients:
+        idle.put(each)
+
+    def post(batch: EncodedBatch) -> Created:
+        mine = idle.get()
+        try:
+            return mine.add_batch(what, batch)
+        finally:
+            idle.put(mine)
+
+    waiting: deque[tuple[EncodedBatch, Future[Created]]] = deque()
+    try:
+        with ThreadPoolExecutor(in_flight, thread_name_prefix="seed-post") as pool:
+            try:
+                for batch in made:
+                    waiting.append((batch, pool.submit(post, batch)))
+                    if len(waiting) == in_flight:
+                        first, answer = waiting.popleft()
+                        yield first, answer.result()
+                while waiting:
+                    first, answer = waiting.popleft()
+                    yield first, answer.result()
+            finally:
+                for _, answer in waiting:
+                    answer.cancel()
+    finally:
+        for each in clients:
+            each.close()
 
 
 @dataclass(frozen=True)

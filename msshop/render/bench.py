@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from msshop.contracts.strategies import ReadStrategy
+from msshop.contracts.strategies import ReadStrategy, WriteStrategy
 from msshop.render.console import note
 
 if TYPE_CHECKING:
@@ -51,6 +51,15 @@ def bench_report(out: Console, report: BenchReport) -> None:
     note(out, f"paced at {paced['target_per_second']:,.0f}/s: {paced['per_second']:,.0f}/s "
               f"achieved; replication lag p50 {paced['lag_ms']['p50']:.2f} ms, p99 "
               f"{paced['lag_ms']['p99']:.2f} ms")
+    writes = Table(title="writes across services: purchases/s (clients), and request to "
+                         "outcome", box=None, pad_edge=False, title_justify="left")
+    for column in ("write", "purchases/s", "at rate/s", "p50 ms", "p99 ms"):
+        writes.add_column(column, justify="left" if column == "write" else "right")
+    for write, made in report["writes"].items():
+        writes.add_row(write, f"{made['per_second']:,.0f} ({made['clients']})",
+                       f"{made['target_per_second']:,.0f}",
+                       f"{made['outcome_ms']['p50']:.2f}", f"{made['outcome_ms']['p99']:.2f}")
+    out.print(writes)
     note(out, f"rebuild: {report['rebuild']['events']:,} events in "
               f"{report['rebuild']['seconds']:.2f} s ({report['rebuild']['per_second']:,.0f}"
               " events/s)")
@@ -77,12 +86,22 @@ def bench_side_by_side(out: Console, reports: list[BenchReport]) -> None:
         ("lag p99 at 1,000/s, ms", lambda r: f"{r['paced']['lag_ms']['p99']:.2f}"),
         ("purchases/s, 16 clients", lambda r: f"{r['sustained']['per_second']:,.0f}"),
         ("purchases/s, 1 client", lambda r: f"{r['purchases']['per_second']:,.0f}"),
+        *((f"{strategy} purchases/s", _write(strategy)) for strategy in WriteStrategy),
+        *((f"{strategy} outcome p99 ms", _outcome(strategy)) for strategy in WriteStrategy),
         ("rebuild, events/s", lambda r: f"{r['rebuild']['per_second']:,.0f}"),
         ("up -> healthy, ms", lambda r: f"{r['up_ms']:.0f}"),
     ]
     for label, figure in rows:
         table.add_row(label, *(figure(report) for report in reports))
     out.print(table)
+
+
+def _write(strategy: WriteStrategy) -> Callable[[BenchReport], str]:
+    return lambda r: f"{r['writes'][strategy]['per_second']:,.0f}"
+
+
+def _outcome(strategy: WriteStrategy) -> Callable[[BenchReport], str]:
+    return lambda r: f"{r['writes'][strategy]['outcome_ms']['p99']:.2f}"
 
 
 def _over(report: BenchReport, endpoint: str, floor: str) -> str:

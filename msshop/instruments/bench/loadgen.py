@@ -18,14 +18,23 @@ from collections.abc import Callable
 from msshop.runtime.platform.wire import Client, ConnectFailed
 
 Request = Callable[[int, int], tuple[str, str, bytes]]  # (client, n) -> method, path, body
+# After a 2xx answer, the request that waits for the outcome it does not carry yet (a saga's
+# purchase: GET its order until it is no longer pending), or None: the answer is the outcome
+Follow = Callable[[bytes], tuple[str, str, bytes | None] | None]
+# Whether an outcome counts as done (a saga's order confirmed), from its status and body
+Judge = Callable[[int, bytes], bool]
 JSON = {"content-type": "application/json"}
+
+
+def succeeded(status: int, body: bytes) -> bool:
+    return 200 <= status < 300
 
 
 @dataclasses.dataclass
 class Result:
     clients: int
     seconds: float
-    confirmed: int  # 2xx answers
+    confirmed: int  # outcomes that count (judge: 2xx answers unless told)
     failed: int  # any other answer, or a connection that broke
     latencies_ms: list[float]
 
@@ -35,7 +44,8 @@ class Result:
 
 
 async def _client(client: Client, host: str, port: int, k: int, request: Request,
-                  deadline: float, interval: float, offset: float, result: Result) -> None:
+                  deadline: float, interval: float, offset: float, result: Result,
+                  follow: Follow | None, judge: Judge) -> None:
     loop = asyncio.get_running_loop()
     next_at = loop.time() + offset
     n = 0
@@ -48,9 +58,13 @@ async def _client(client: Client, host: str, port: int, k: int, request: Request
             n += 1
             started = time.perf_counter()
             method, path, body = request(k, n)
-            status, _ = await client.request(method, host, port, path, body, JSON)
+            status, answer = await client.request(method, host, port, path, body, JSON)
+            then = follow(answer) if follow is not None and 200 <= status < 300 else None
+            if then is not None:
+                method, path, sent = then
+                status, answer = await client.request(method, host, port, path, sent, JSON)
             result.latencies_ms.append((time.perf_counter() - started) * 1000)
-            if 200 <= status < 300:
+            if judge(status, answer):
                 result.confirmed += 1
             else:
                 result.failed += 1
@@ -59,7 +73,7 @@ async def _client(client: Client, host: str, port: int, k: int, request: Request
 
 
 async def _run(host: str, port: int, request: Request, clients: int, seconds: float,
-               rate: float | None) -> Result:
+               rate: float | None, follow: Follow | None, judge: Judge) -> Result:
     loop = asyncio.get_running_loop()
     result = Result(clients, 0.0, 0, 0, [])
     interval = clients / rate if rate else 0.0
@@ -68,7 +82,8 @@ async def _run(host: str, port: int, request: Request, clients: int, seconds: fl
     try:
         await asyncio.gather(*(
             _client(client, host, port, k, request, started + seconds, interval,
-                    k * interval / clients, result) for k in range(clients)))
+                    k * interval / clients, result, follow, judge)
+            for k in range(clients)))
     finally:
         client.close()
     result.seconds = loop.time() - started
@@ -76,11 +91,14 @@ async def _run(host: str, port: int, request: Request, clients: int, seconds: fl
 
 
 def run(host: str, port: int, request: Request, clients: int, seconds: float,
-        rate: float | None = None) -> Result:
+        rate: float | None = None, follow: Follow | None = None,
+        judge: Judge = succeeded) -> Result:
     """`clients` connections for `seconds`, as fast as the server answers, or paced to
-    `rate` requests per second in all."""
+    `rate` requests per second in all; with `follow`, each request's outcome is waited for
+    on the same connection, and timed with it; `judge` says which outcomes count."""
+    work = _run(host, port, request, clients, seconds, rate, follow, judge)
     try:
         import uvloop
     except ImportError:  # a plain asyncio loop measures the same, a little less cheaply
-        return asyncio.run(_run(host, port, request, clients, seconds, rate))
-    return uvloop.run(_run(host, port, request, clients, seconds, rate))
+        return asyncio.run(work)
+    return uvloop.run(work)

@@ -43,6 +43,7 @@ from msshop.instruments.bench.report import (
     PlanReport,
     Staged,
 )
+from msshop.instruments.bench.writes import WRITE_RATE, measure_writes
 from msshop.instruments.checking import caught_up, network_stages
 from msshop.instruments.client import ShopClient
 from msshop.instruments.seed import SeedPlan, seed
@@ -204,11 +205,18 @@ def measure_everything(state: State, plan: Plan, tell: Say) -> Measured:
     tell(f"replication lag at {LAG_RATE:,} purchases/s for {plan.load_seconds:g} s")
     paced = load_with_lag(client, state, users[1], plan, rate=LAG_RATE)
 
+    tell(f"writes across services, each strategy for {plan.load_seconds:g} s as fast as "
+         f"it goes, then at {WRITE_RATE}/s: purchases/s and the time to the outcome")
+    writes = measure_writes(state, users[1], plan.background.products, plan.load_seconds,
+                            CLIENTS, summarize)
+    caught_up(client, timeout=120)
+
     tell("rebuilding the read model from position 0 of the log")
     rebuilt = client.replay()
     return {"latency_ms": latency, "by_orders": by_orders,
             "purchases": {"count": plan.purchases, "per_second": plan.purchases / seconds},
             "lag_ms": summarize(lags), "sustained": sustained, "paced": paced,
+            "writes": writes,
             "rebuild": {"events": rebuilt["events"], "seconds": rebuilt["seconds"],
                         "per_second": rebuilt["per_second"]}}
 

@@ -45,6 +45,19 @@ class Load(TypedDict):
     lag_ms: Figures
 
 
+class WriteFigures(TypedDict):
+    """One write strategy's purchases (issue 26): the sustained rate of confirmed outcomes
+    from `clients`, and the time from request to outcome at a paced rate."""
+
+    clients: int
+    per_second: float
+    confirmed: int
+    failed: int
+    target_per_second: float
+    paced_per_second: float
+    outcome_ms: Figures
+
+
 class Rebuild(TypedDict):
     events: int
     seconds: float
@@ -61,6 +74,7 @@ class Measured(TypedDict):
     lag_ms: Figures
     sustained: Load
     paced: Load
+    writes: dict[str, WriteFigures]  # write strategy -> its figures
     rebuild: Rebuild
 
 
