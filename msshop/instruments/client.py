@@ -141,9 +141,12 @@ class ShopClient:
             raise ServiceError(_error_of(answer) or f"{service} answered HTTP {status}", status)
         return cast("Created", answer)
 
-    def raw_checked(self, service: str, path: str, body: bytes) -> None:
-        """POST an encoded body; a 4xx/5xx is a ServiceError with the service's line."""
-        status, raw = self.raw(service, "POST", path, body)
+    def raw_checked(self, service: str, path: str, body: bytes, as_owner: bool = False
+                    ) -> None:
+        """POST an encoded body (`as_owner`: with the sandbox's token, for a route only its
+        owner may call); a 4xx/5xx is a ServiceError with the service's line."""
+        status, raw = self.raw(service, "POST", path, body,
+                               bearer(self.state.token) if as_owner else None)
         if status >= 400:
             raise ServiceError(_error_of(_decoded(raw)) or f"{service} answered HTTP {status}",
                                status)

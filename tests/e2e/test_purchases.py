@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from msshop.contracts.credentials import bearer
 from msshop.contracts.errors import MsshopError
 from msshop.contracts.strategies import ReadStrategy, WriteStrategy
 from msshop.instruments import invariant, purchase
@@ -276,22 +277,23 @@ def test_a_give_back_that_cannot_be_made_is_retried_until_it_is(sandbox: Sandbox
 
 def test_restocks_and_top_ups_with_a_key_are_given_once(sandbox: Sandbox) -> None:
     client = sandbox.client()
+    owner = bearer(sandbox.state.token)
     (user,), product = shop(client, 1, 0, credit=0.0)
     restock = {"key": "delivery-1", "products": [{"id": product, "quantity": 2},
                                                  {"id": product, "quantity": 3}]}
-    assert client.request("products", "POST", "/products/stock", restock) == {"given": 1}
-    client.request("products", "POST", "/products/stock", restock)  # again: nothing more
+    assert client.request("products", "POST", "/products/stock", restock, owner) == {"given": 1}
+    client.request("products", "POST", "/products/stock", restock, owner)  # again: nothing more
     top_up = {"key": "gift-1", "users": [{"id": user, "amount": 12.5}]}
-    client.request("users", "POST", "/users/credit", top_up)
-    client.request("users", "POST", "/users/credit", top_up)
+    client.request("users", "POST", "/users/credit", top_up, owner)
+    client.request("users", "POST", "/users/credit", top_up, owner)
     assert stock_of(sandbox, product) == 5
     assert client.request("users", "GET", f"/users/{user}")["credit"] == 12.5
     status, answer = client.exchange("products", "POST", "/products/stock", {
-        "products": [{"id": product, "quantity": 1}, {"id": 999, "quantity": 1}]})
+        "products": [{"id": product, "quantity": 1}, {"id": 999, "quantity": 1}]}, owner)
     assert (status, answer["error"]) == (422, "product_id 999: no such product; nothing "
                                               "was restocked")
     status, answer = client.exchange("users", "POST", "/users/credit", {
-        "users": [{"id": user, "amount": 0.001}]})
+        "users": [{"id": user, "amount": 0.001}]}, owner)
     assert status == 422 and "at most two decimal places" in answer["error"]
     assert stock_of(sandbox, product) == 5
     assert breaches(sandbox) == []

@@ -10,6 +10,8 @@
     POST  /products/takes/give-back {"purchases": [...]}  -> {"given_back": N}
     POST  /products/stock    {"products": [{id, quantity}], "key"?}  -> restocked
 
+The takes and give-backs take orders' credential only, restocks the sandbox's token only.
+
 Stock is taken for purchases (orders asks, direct-call) and kept with its ledger, which
 `msshop verify` reads (runtime/platform/ledger.py). In a saga (runtime/platform/saga.py)
 products follows the bus: a pending OrderPlaced takes the stock (StockTaken, at the price,
@@ -403,19 +405,22 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
                      "Take stock for purchases (orders asks: direct-call)", {
                          200: (TakeOutcomes, "The takes refused, with the reason; every "
                                              "other was taken (with the unit prices)")},
-                     body=StockTakes),
+                     body=StockTakes, auth="services",
+                     action="taking stock for a purchase"),
             Endpoint("POST", "/products/takes/give-back", post_give_back,
                      "Give back the stock of purchases refused elsewhere", {
                          200: (GivenBack, "How many takes went back")},
-                     body=GiveBack),
+                     body=GiveBack, auth="services",
+                     action="giving stock back"),
             Endpoint("POST", "/products/stock", post_stock, "Restock products", {
                 200: (Given, "How many products were given stock"),
                 422: "No such product: nothing was restocked"},
-                body=StockGiven),
+                body=StockGiven, auth="owner", action="restocking"),
         ],
         health,
         [db, peers, bus, outbox, participant],
         ctx.tracer,
         ctx.admin,
         __doc__ or "",
+        senders=ctx.senders,  # orders' credential: its purchases take stock
     )

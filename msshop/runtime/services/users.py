@@ -8,6 +8,8 @@
     POST /users/takes/give-back {"purchases": [...]}  -> {"given_back": N}
     POST /users/credit    {"users": [{id, amount}], "key"?}  -> topped up
 
+The takes and give-backs take orders' credential only, top-ups the sandbox's token only.
+
 Each user has a credit (in the shop's currency, kept in cents, never below zero) that
 purchases take (orders asks, direct-call), kept with its ledger, which `msshop verify`
 reads (runtime/platform/ledger.py). In a saga (runtime/platform/saga.py) users follows
@@ -300,19 +302,22 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
                      "Take credit for purchases (orders asks: direct-call)", {
                          200: (TakeOutcomes, "The takes refused, with the reason; every "
                                              "other was taken")},
-                     body=CreditTakes),
+                     body=CreditTakes, auth="services",
+                     action="taking credit for a purchase"),
             Endpoint("POST", "/users/takes/give-back", post_give_back,
                      "Give back the credit of purchases refused elsewhere", {
                          200: (GivenBack, "How many takes went back")},
-                     body=GiveBack),
+                     body=GiveBack, auth="services",
+                     action="giving credit back"),
             Endpoint("POST", "/users/credit", post_credit, "Top users' credit up", {
                 200: (Given, "How many users were given credit"),
                 422: "No such user: no credit was given"},
-                body=CreditGiven),
+                body=CreditGiven, auth="owner", action="topping credit up"),
         ],
         health,
         [db, peers, bus, outbox, participant],
         ctx.tracer,
         ctx.admin,
         __doc__ or "",
+        senders=ctx.senders,  # orders' credential: its purchases take credit
     )

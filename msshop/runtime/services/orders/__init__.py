@@ -55,6 +55,7 @@ from msshop.runtime.services.orders import saga
 from msshop.runtime.services.orders.taking import (
     GiveBacks,
     Keys,
+    Ledgers,
     Refusal,
     give_back_all,
     refused_batch,
@@ -261,7 +262,8 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
     bus = ctx.bus(peers)
     outbox = Outbox("orders", lambda: db.conn, bus, tracer=ctx.tracer, tasks=ctx.tasks)
     keys = Keys()
-    owed = GiveBacks(peers, ctx.tasks)
+    ledgers = Ledgers(peers, ctx.credential)
+    owed = GiveBacks(ledgers, ctx.tasks)
     ended = saga.Ended()
     participant = Participant(ctx, db, bus, outbox, saga.steps(), ended=ended.wake)
 
@@ -275,7 +277,7 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
         """Purchases that arrived together: one take of stock, one of credit, one commit."""
         purchases = keyed(purchases)
         named = [p.request_id or "" for p in purchases]
-        prices = await take_each(peers, owed, list(purchases), named)
+        prices = await take_each(ledgers, owed, list(purchases), named)
         valid = [(p, price) for p, price in zip(purchases, prices, strict=True)
                  if not isinstance(price, Refusal)]
         placed: list[tuple[dict[str, Any], bool]] = []
@@ -342,7 +344,7 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
         if not new:
             return json_response({"created": 0, "existing": len(purchases)})
         named = [p.request_id or "" for p in new]
-        answers = await take_each(peers, owed, list(new), named)
+        answers = await take_each(ledgers, owed, list(new), named)
         if any(isinstance(a, Refusal) for a in answers):
             await give_back_all(owed, [key for key, a in zip(named, answers, strict=True)
                                         if not isinstance(a, Refusal)])
