@@ -166,6 +166,9 @@ class StrategyCompared(TypedDict):
     error: str | None  # set: it failed, and why
     equal: bool  # equal to the monolith's answer
     differences: list[str]
+    # a saga's orders seen pending in one answer and decided in the other (issue 26): all
+    # that differs when the answer is only behind (or newer), in words
+    in_flight: list[str]
     orders: int
     latency_ms: float
     sequential_hops: int  # network stages behind the query service

@@ -1,0 +1,194 @@
+"""Issue 26: every read shows each order's status — confirmed, pending (a saga's, until its
+outcome) or rejected with the reason — by each read strategy; the replicated read model
+applies an order's outcome by version whatever the order it arrives in; `compare` tells an
+order in flight from a wrong one; `verify` checks the invariant by status. Real sandboxes:
+real service processes, their real SQLite files, the real bus (both backends where the
+bus is what is tested)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from msshop.contracts import events
+from msshop.contracts.answers import OrderLine, UserOrders
+from msshop.contracts.shop import OrderStatus
+from msshop.contracts.strategies import ReadStrategy
+from msshop.instruments.checking import caught_up
+from msshop.instruments.client import Refused, ShopClient
+from tests.conftest import Sandbox
+
+T = TypeVar("T")
+
+
+def until(found: Callable[[], T | None], what: str, timeout: float = 15) -> T:
+    """Poll until `found` gives something (not None), within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = found()
+        if value is not None:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.02)
+
+
+def shop(client: ShopClient, tag: str, credit: float = 1000.0, stock: int = 100,
+         price: float = 5.0) -> tuple[int, int]:
+    """A user with `credit`, a product with `stock` at `price`: (user id, product id)."""
+    user = client.request("users", "POST", "/users", {
+        "email": f"{tag}@example.com", "name": f"Buyer {tag}", "credit": credit})
+    product = client.request("products", "POST", "/products", {
+        "title": f"Thing {tag}", "price": price, "stock": stock})
+    return int(user["id"]), int(product["id"])
+
+
+def replicated(client: ShopClient, user_id: int) -> UserOrders:
+    answer = client.user_orders(user_id, ReadStrategy.REPLICATED, kept=False)
+    assert not isinstance(answer, Refused), answer
+    return answer
+
+
+def line_of(answer: UserOrders, order_id: int) -> OrderLine | None:
+    return next((o for o in answer["orders"] if o["order_id"] == order_id), None)
+
+
+def append_as(client: ShopClient, service: str, *appended: events.Event) -> None:
+    """Events on the bus as `service` records them (its own credential), in this order."""
+    async def append() -> None:
+        bus = client.bus(as_service=service)
+        try:
+            await bus.append([events.encode(event) for event in appended])
+        finally:
+            await bus.close()
+
+    asyncio.run(append())
+
+
+def outcome(order_id: int, user_id: int, product_id: int, status: OrderStatus,
+            reason: str | None = None) -> events.Event:
+    return events.order_ended(order_id, user_id, product_id, 2, 500, f"purchase-{order_id}",
+                              status, reason)
+
+
+def placed_pending(order_id: int, user_id: int, product_id: int) -> events.Event:
+    return events.order_placed(order_id, user_id, product_id, 2, 0, time.time(),
+                               purchase=f"purchase-{order_id}", status=OrderStatus.PENDING)
+
+
+# --- the replicated read model, from the bus ----------------------------------------------
+
+def test_replicated_applies_an_orders_outcome_by_version_whatever_comes_first(
+        any_sandbox: Sandbox) -> None:
+    """As orders records them (its credential, on either bus): an OrderRejected before its
+    OrderPlaced (the late v1 changes nothing), an OrderConfirmed after it, a saga's steps
+    among them (skipped, never dead-lettered). The answer says each status and reason."""
+    sandbox = any_sandbox
+    client = sandbox.client()
+    user, product = shop(client, "versions")
+    caught_up(client, timeout=10)
+    rejected, confirmed = 910_001, 910_002
+    step = events.saga_step(events.STOCK_REFUSED, events.StockRefusedData(
+        rejected, f"purchase-{rejected}", "out of stock: 0 left, 2 asked", 409))
+    append_as(client, "orders",
+              outcome(rejected, user, product, OrderStatus.REJECTED, "out of stock: 0 left"),
+              placed_pending(rejected, user, product), placed_pending(confirmed, user, product))
+    append_as(client, "products", step)
+    append_as(client, "orders", outcome(confirmed, user, product, OrderStatus.CONFIRMED))
+    caught_up(client, timeout=10)
+    answer = replicated(client, user)
+    assert [(o["order_id"], o["status"], o["reason"], o["unit_price"], o["total"])
+            for o in answer["orders"]] == [
+        (rejected, "rejected", "out of stock: 0 left", 5.0, 10.0),
+        (confirmed, "confirmed", None, 5.0, 10.0)]
+    assert client.dead_letters(10)["count"] == 0, "the steps are known, not poison"
+
+
+def test_the_answer_shows_the_status_in_80_columns_and_json_carries_it(
+        sandbox: Sandbox) -> None:
+    client = sandbox.client()
+    user, product = shop(client, "shown")
+    append_as(client, "orders", placed_pending(920_001, user, product),
+              placed_pending(920_002, user, product),
+              outcome(920_002, user, product, OrderStatus.REJECTED,
+                      "not enough credit: user has 1.00 of credit, not 10.00, for this "
+                      "purchase of two things that cost more than they have"))
+    caught_up(client, timeout=10)
+    said = sandbox.run("query", "--user", str(user), "--view", "tree",
+                       env_extra={"COLUMNS": "80"}, check=True)
+    lines = said.stdout.splitlines()
+    assert all(len(line) <= 80 for line in lines), lines
+    rows = {line.split()[0]: line.split() for line in lines if line[:8].strip().isdigit()}
+    assert rows["920001"][-1] == "pending" and rows["920002"][-1] == "rejected", lines
+    reason = next(line for line in lines if line.startswith("order 920002 rejected: "))
+    assert reason.startswith("order 920002 rejected: not enough credit: user has 1.00")
+    assert reason.endswith("…") and len(reason) == 80, "cut to the terminal, one line"
+    document = json.loads(sandbox.run("query", "--user", str(user), "--json",
+                                      check=True).stdout)
+    assert [(o["status"], o["reason"] is not None)
+            for o in document["answer"]["orders"]] == [("pending", False), ("rejected", True)]
+
+
+# --- compare ------------------------------------------------------------------------------
+
+def compared(sandbox: Sandbox, user: int) -> dict[str, dict[str, Any]]:
+    said = sandbox.run("compare", "--user", str(user), "--json")
+    assert said.returncode == 0, said.stderr
+    return {row["strategy"]: row for row in json.loads(said.stdout)["strategies"]}
+
+
+def test_compare_says_a_status_that_differs_from_orders(sandbox: Sandbox) -> None:
+    """A direct-call purchase is confirmed in orders; an OrderRejected for it (as orders
+    sends it: only the read model sees it) makes the read model say rejected: compare
+    says it differs, naming the status, while direct-call still equals the monolith."""
+    client = sandbox.client()
+    user, product = shop(client, "differs")
+    order, _ = client.buy(user, product, 2)
+    caught_up(client, timeout=10)
+    assert all(row["equal"] for name, row in compared(sandbox, user).items()
+               if name != "monolith")
+    append_as(client, "orders", outcome(order["id"], user, product, OrderStatus.REJECTED,
+                                        "invented"))
+    caught_up(client, timeout=10)
+    rows = compared(sandbox, user)
+    assert rows["direct-call (batched)"]["equal"] is True
+    row = rows["replicated"]
+    assert row["equal"] is False and row["in_flight"] == []
+    assert f"order {order['id']} status is 'rejected', expected 'confirmed'" in \
+        row["differences"]
+    text = sandbox.run("compare", "--user", str(user)).stdout
+    assert f"replicated: order {order['id']} status is 'rejected'" in text
+
+
+def stored_orders(sandbox: Sandbox, sql: str, *args: Any) -> None:
+    """A write to orders' own file, with orders stopped: the data someone broke."""
+    sandbox.run("stop", "orders", check=True)
+    path = sandbox.root / "data" / "orders" / "orders.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute(sql, args)
+    conn.close()
+    sandbox.run("start", "orders", check=True)
+
+
+def test_verify_names_a_rejected_order_that_still_holds_its_takes(sandbox: Sandbox) -> None:
+    """A confirmed order made rejected in orders' file (its takes untouched): verify names
+    it for the stock and for the credit, with the numbers, and the balances, which count
+    what it still holds, are not blamed twice."""
+    client = sandbox.client()
+    user, product = shop(client, "held", price=2.5)
+    order, _ = client.buy(user, product, 3)
+    caught_up(client, timeout=10)
+    assert sandbox.run("verify").returncode == 0
+    stored_orders(sandbox, "UPDATE orders SET status = 'rejected', reason = 'tampered' "
+                           "WHERE id = ?", order["id"])
+    said = sandbox.run("verify", "--json")
+    assert said.returncode == 1, said.stderr
+    key = order["request_id"]
+    assert json.loads(said.stdout)["invariant"] == [
+        f"order {order['id']} (purchase {key}): rejected (tampered), but product {product}'s "
+        "stock (3) is still taken for it, never given back",
+        f"order {order['id']} (purchase {key}): rejected (tampered), but user {user}'s "
+        "credit (7.50) is still taken for it, never given back"]
