@@ -2,8 +2,8 @@
 services, the way `docker compose up --wait` and `aspire wait` do.
 
 - healthy: each service running (as the supervisor reports it) and its health "ok";
-- caught-up: nothing left to replicate: a writing service's outbox is empty, query's read
-  model has applied the bus's head, a bus node answers;
+- caught-up: nothing left to replicate: a writing service's outbox is empty, its saga's
+  steps (issue 26) have applied the bus's head, query's read model too, a bus node answers;
 - down: the services stopped (for the whole sandbox: no supervisor runs at all).
 
 Each look is cheap: the supervisor's lock and state.json (what runs, what crashed), then
@@ -170,6 +170,9 @@ def _look(client: ShopClient, state: State, condition: Condition,
         looked.head = _head(client)
         if looked.head is None:
             looked.missing.append("bus: does not answer, so its head is unknown")
+        else:
+            _steps_done(client, [n for n in wanted if n in WRITERS and entries[n]["ready"]],
+                        looked)
         entries["query"] = _one(client, state, condition, "query", looked, patient)
     looked.services = [entries[name] for name in wanted]
     return looked
@@ -222,6 +225,27 @@ def _one(client: ShopClient, state: State, condition: Condition, name: str, look
 
 def _events(count: int) -> str:
     return f"{count:,} event{'' if count == 1 else 's'}"
+
+
+def _steps_done(client: ShopClient, writers: list[str], looked: _Look) -> None:
+    """The saga's participants (issue 26): each has applied the head its steps' events
+    are in, and sent what its steps made; then the head again, unmoved: no step is left
+    between the services. (A participant without a step consumer, a program of your own,
+    is judged by its outbox alone.)"""
+    assert looked.head is not None
+    for name in writers:
+        health = _health(client, name)
+        steps = health.get("saga") if health is not None else None
+        if health is None or steps is None:
+            continue
+        behind = looked.head - steps["position"]
+        sent = health.get("outbox", {}).get("pending", 0) == 0
+        if behind > 0 or not sent:
+            looked.missing.append(f"{name}: its saga's steps are {_events(max(behind, 0))} "
+                                  "behind" if behind > 0 else
+                                  f"{name}: events of its saga's steps not on the bus yet")
+    if not looked.missing and _head(client) != looked.head:
+        looked.missing.append("bus: the saga's steps added events while looking")
 
 
 def _health(client: ShopClient, name: str) -> Health | None:

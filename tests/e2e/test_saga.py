@@ -286,3 +286,19 @@ def test_buy_trace_follows_the_saga_through_every_participant(sandbox: Sandbox) 
             assert ("products", "apply CreditRefused") in applied, applied
             assert ("orders", "apply StockGivenBack") in applied, applied
         assert len({s["trace_id"] for s in spans}) == 1
+
+
+def test_verify_right_after_a_burst_of_sagas_waits_for_their_steps(sandbox: Sandbox) -> None:
+    """Caught up means the saga's steps too (instruments/waiting.py): `verify` at once after
+    purchases placed pending finds every order ended, none "still pending"."""
+    client = sandbox.client()
+    users, product = shop(client, 30, 20, price=2.0, credit=3.0)
+    # users' steps lag: each of its reads of the bus (and appends) takes 300 ms more
+    sandbox.run("chaos", "users", "--to", "bus", "--latency", "300", check=True)
+    with ThreadPoolExecutor(10) as pool:
+        list(pool.map(lambda n: ShopClient(sandbox.state).buy(
+            users[n], product, 1 + n % 2, request_id=f"burst-{n}", write=SAGA), range(30)))
+    said = sandbox.run("verify", "--json")
+    assert said.returncode == 0, said.stdout
+    assert read(sandbox, "orders", "SELECT count(*) FROM orders WHERE status = "
+                "'pending'") == [(0,)]
