@@ -13,6 +13,8 @@ from msshop.contracts.errors import UsageError
 from msshop.contracts.limits import MAX_ID, MAX_QUANTITY
 from msshop.contracts.strategies import WriteStrategy
 
+WAIT = 10.0  # seconds `buy --wait` waits for a saga's outcome unless --timeout says
+
 if TYPE_CHECKING:
     from msshop.contracts.outcomes import Purchase
     from msshop.instruments.client import ShopClient
@@ -91,8 +93,9 @@ def buy(
         None, "--write", help="How stock and credit are taken [default: purchase.strategy, "
                               "direct-call]."),
     wait: bool = typer.Option(False, "--wait", help="saga: wait for the outcome."),
-    timeout: float = typer.Option(10.0, "--timeout", min=0.1, max=60, metavar="S",
-                                  help="How long --wait waits, 0.1 to 60 s [default 10]."),
+    timeout: float | None = typer.Option(
+        None, "--timeout", min=0.1, max=60, metavar="S",
+        help="How long --wait waits, 0.1 to 60 s [default 10]."),
     trace: bool = typer.Option(False, "--trace",
                                help="Follow the write to the read model and show its trace."),
     view: str = view_option("With --trace: a call tree, a timeline, or both."),
@@ -114,23 +117,26 @@ def buy(
         if wait and strategy is not WriteStrategy.SAGA:
             raise UsageError(f"--wait waits for a saga's outcome; a {strategy} purchase "
                              "answers it at once: leave out --wait, or use --write saga")
+        if timeout is not None and not wait:
+            raise UsageError("--timeout says how long --wait waits: add --wait "
+                             "(with --write saga)")
         if trace and strategy is WriteStrategy.MONOLITH:
             raise UsageError("--trace follows a purchase through the services; the "
                              "monolith's is one transaction in the CLI: leave out --trace, "
                              "or use --write direct-call")
+    waited = (timeout or WAIT) if wait else 0.0
     state = lifecycle.running_state(config)
     if not trace:
         from msshop.instruments import purchase
 
-        bought = purchase.buy(state, strategy, user, product, quantity,
-                              wait=timeout if wait else 0.0)
+        bought = purchase.buy(state, strategy, user, product, quantity, wait=waited)
         emit(Outcome(purchase_document(bought), lambda out: draw_bought(out, bought),
                      exit_code=bought.exit_code, complaint=bought.reason), as_json)
         return
     from msshop.instruments import journey
 
     followed = journey.buy(state, user, product, quantity, strategy,
-                           wait=timeout if wait else journey.APPLIED_WAIT)
+                           wait=waited or journey.APPLIED_WAIT)
     bought = followed.bought
 
     def draw(out: render.Console) -> None:

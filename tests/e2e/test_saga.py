@@ -103,6 +103,7 @@ def test_credit_running_out_gives_the_stock_back_then_rejects(any_sandbox: Sandb
     done = client.order(order["id"], wait_ms=10_000)
     assert (done["status"], done["reason"]) == (
         "rejected", f"not enough credit: user {user} has 15.00, 20.00 asked")
+    assert done["unit_price"] == 10.0  # the price the credit refusal said
     assert stock_of(sandbox, product) == 5 and credit_of(sandbox, user) == 15
     assert read(sandbox, "products", "SELECT amount, given_back_at IS NOT NULL FROM "
                 "stock_takes WHERE purchase = 'too-dear'") == [(2, 1)]
@@ -243,6 +244,10 @@ def test_bad_input_is_rejected_with_the_reason_or_refused_in_one_line(
     assert status == 422 and "wait_ms" in answer["error"], answer
     said = sandbox.run("buy", "--user", str(user), "--product", str(product), "--wait")
     assert said.returncode == 2 and "use --write saga" in said.stderr
+    assert said.stderr.count("\n") == 1, said.stderr
+    said = sandbox.run("buy", "--user", str(user), "--product", str(product), "--write",
+                       "saga", "--timeout", "3")
+    assert said.returncode == 2 and "add --wait" in said.stderr
     assert said.stderr.count("\n") == 1, said.stderr
     assert breaches(sandbox) == []
 

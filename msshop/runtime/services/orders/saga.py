@@ -2,6 +2,7 @@
 
     CreditTaken     -> confirmed, at the unit price products took the stock at
     StockRefused    -> rejected with the reason (nothing was taken)
+    CreditRefused   -> still pending (the stock is not back yet), but now with its price
     StockGivenBack  -> rejected with the credit refusal's reason (the stock is back)
 
 An order ends once: the UPDATE touches it only while it is pending. Each end writes
@@ -20,6 +21,7 @@ from typing import Any, TypeVar
 
 from msshop.contracts import events
 from msshop.contracts.events import (
+    CreditRefusedData,
     CreditTakenData,
     Event,
     Received,
@@ -58,6 +60,14 @@ def refused(conn: sqlite3.Connection, refusal: StockRefusedData, cause: Received
     return end(conn, refusal.order_id, OrderStatus.REJECTED, refusal.reason, None, cause)
 
 
+def priced(conn: sqlite3.Connection, refusal: CreditRefusedData, cause: Received) -> None:
+    """The price the credit was refused at, on the order still pending: its rejection, once
+    the stock is back, shows what it would have cost."""
+    conn.execute("UPDATE orders SET unit_price_cents = ? WHERE id = ? AND status = ?",
+                 (round(refusal.unit_price * 100), refusal.order_id,
+                  OrderStatus.PENDING.value))
+
+
 def given_back(conn: sqlite3.Connection, back: StockGivenBackData, cause: Received
                ) -> Event | None:
     return end(conn, back.order_id, OrderStatus.REJECTED, back.reason, None, cause)
@@ -66,6 +76,7 @@ def given_back(conn: sqlite3.Connection, back: StockGivenBackData, cause: Receiv
 def steps() -> dict[str, Step[Any]]:
     return {events.CREDIT_TAKEN: Step(CreditTakenData, confirm),
             events.STOCK_REFUSED: Step(StockRefusedData, refused),
+            events.CREDIT_REFUSED: Step(CreditRefusedData, priced),
             events.STOCK_GIVEN_BACK: Step(StockGivenBackData, given_back)}
 
 
