@@ -68,6 +68,11 @@ def test_a_saga_purchase_confirms(any_sandbox: Sandbox) -> None:
     assert "confirmed (saga)" in said.stdout and "at 4.25 = 4.25" in said.stdout
     settled(sandbox)
     assert breaches(sandbox) == []
+    for service in ("products", "users", "orders"):  # /health shows each step consumer
+        health = client.health(service)
+        steps = health.get("saga")
+        assert steps is not None and steps["dead_letters"] == 0, health
+        assert "consumer" in {t["name"] for t in health.get("tasks", [])}, health
 
 
 def test_out_of_stock_is_rejected_with_the_reason_and_takes_nothing(
