@@ -13,14 +13,18 @@ reads the batch again. A step is applied once per order: `saga_steps` keeps the
 (order, event type) done, so a duplicate delivery (the bus's, or a redelivery after a
 crash) does nothing the second time.
 
-Every other event is skipped at the cost of its envelope's decoding (the consumer's, 0.8
-us) and a dict lookup; the position is stored once per batch whatever the batch holds.
+Every other event is skipped at the cost of its envelope's decoding (the consumer's) and a
+dict lookup; products also decodes an OrderPlaced's `status` alone, to skip a confirmed
+order (a seed's million). Measured in-process, 100,000 confirmed OrderPlaced in batches of
+1,000: ~0.9 us an event in products, ~0.55 us for a consumer that applies nothing. The
+position is stored once per batch whatever the batch holds.
 Each outcome event carries the trace of the event that caused it: a followed purchase
 (`msshop buy --trace`) shows each step's apply, in each participant, under its trace.
 """
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -83,7 +87,7 @@ class Step(Generic[D]):
     publish, if any. `wanted`: a cheap look before anything is written (None: all)."""
 
     data: type[D]
-    apply: Callable[[Any, D, Received], Event | None]
+    apply: Callable[[sqlite3.Connection, D, Received], Event | None]
     wanted: Callable[[Received], bool] | None = None
 
     def decode(self, event: Received) -> D:
@@ -113,7 +117,7 @@ class Participant:
                                  tracer=ctx.tracer, db_name=db.file_name, tasks=ctx.tasks,
                                  committed=self._committed)
 
-    def _apply(self, conn: Any, event: Received, position: int) -> None:
+    def _apply(self, conn: sqlite3.Connection, event: Received, position: int) -> None:
         step = self.steps.get(event.type)
         if step is None or (step.wanted is not None and not step.wanted(event)):
             return  # not this participant's: the position advances, nothing else
