@@ -70,7 +70,9 @@ class Poison(Exception):
     """This event can never be applied; the reason goes to the dead-letter table."""
 
 
-Apply = Callable[[sqlite3.Connection, Received, int], None]
+# Returns False for an event it skipped (a saga's step consumer: not its type): a followed
+# write's event then gets no span of its applying here. None (or True): applied.
+Apply = Callable[[sqlite3.Connection, Received, int], bool | None]
 # Tracer.record's arguments: (name, kind, trace id, parent span, started, ms, attributes)
 SpanToRecord = tuple[str, str, str, str | None, float, float, dict[str, Any]]
 
@@ -378,7 +380,8 @@ class Consumer:
         its journey, with the replication lag (commit at the source to applied here)."""
         assert self.tracer is not None and event.trace_id is not None
         started, began = time.time(), time.perf_counter()
-        self.apply(conn, event, position)
+        if self.apply(conn, event, position) is False:
+            return
         self._uncommitted.append((
             f"apply {event.type}", "consumer", event.trace_id, event.parent_span, started,
             (time.perf_counter() - began) * 1000,

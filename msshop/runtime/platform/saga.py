@@ -117,10 +117,12 @@ class Participant:
                                  tracer=ctx.tracer, db_name=db.file_name, tasks=ctx.tasks,
                                  committed=self._committed)
 
-    def _apply(self, conn: sqlite3.Connection, event: Received, position: int) -> None:
+    def _apply(self, conn: sqlite3.Connection, event: Received, position: int) -> bool:
+        """Apply the event's step; False: not this participant's (skipped: the position
+        advances, nothing else, and a followed write's trace gets no span of it here)."""
         step = self.steps.get(event.type)
         if step is None or (step.wanted is not None and not step.wanted(event)):
-            return  # not this participant's: the position advances, nothing else
+            return False
         wrong = events.not_its_owner(event.type, event.source)
         if wrong is not None:
             raise Poison(wrong)
@@ -128,11 +130,12 @@ class Participant:
         done = conn.execute("INSERT OR IGNORE INTO saga_steps (order_id, step, done_at) "
                             "VALUES (?, ?, ?)", (event.aggregate_id, event.type, time.time()))
         if done.rowcount == 0:
-            return  # applied before: a duplicate delivery
+            return True  # applied before: a duplicate delivery, nothing more to do
         made = step.apply(conn, data, event)
         if made is not None:
             add_events(conn, [made])
             self._made = True
+        return True
 
     def _committed(self) -> None:
         if self._made:
