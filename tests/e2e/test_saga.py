@@ -8,6 +8,7 @@ sandbox's log and on NATS JetStream; the invariant checked from the files
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -315,3 +316,26 @@ def test_verify_right_after_a_burst_of_sagas_waits_for_their_steps(sandbox: Sand
     assert said.returncode == 0, said.stdout
     assert read(sandbox, "orders", "SELECT count(*) FROM orders WHERE status = "
                 "'pending'") == [(0,)]
+
+
+@pytest.mark.parametrize("bus", ["log", "nats"])
+def test_the_steps_follow_a_new_log_from_its_start(tmp_path: Path, bus: str) -> None:
+    """The bus's log lost while it was down (bus.db, or JetStream's store, deleted): the
+    read model stops and says to rebuild it, but the saga's step consumers read the new
+    log from its start (each step once per order), so a saga placed on it still ends."""
+    with running_sandbox(tmp_path / "sandbox", MSSHOP_BUS_BACKEND=bus) as sandbox:
+        client = sandbox.client()
+        (user,), product = shop(client, 1, 5, tag=bus)
+        first, _ = client.buy(user, product, 1, write=SAGA)
+        assert client.order(first["id"], wait_ms=10_000)["status"] == "confirmed"
+        settled(sandbox)
+        sandbox.run("stop", "bus", check=True)
+        store = sandbox.root / "data" / ("bus" if bus == "log" else "nats/bus")
+        shutil.rmtree(store)
+        sandbox.run("start", "bus", check=True)
+        second, _ = client.buy(user, product, 2, write=SAGA)
+        assert client.order(second["id"], wait_ms=10_000)["status"] == "confirmed"
+        assert stock_of(sandbox, product) == 2
+        for service in ("products", "users", "orders"):
+            steps = client.health(service)["saga"]
+            assert steps["log_problem"] is None and steps["position"] <= steps["bus_head"]

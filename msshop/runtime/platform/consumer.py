@@ -91,13 +91,16 @@ class Consumer:
     def __init__(self, name: str, connection: Callable[[], sqlite3.Connection], bus: Bus,
                  apply: Apply, sleep: Sleep = asyncio.sleep, tracer: Tracer | None = None,
                  db_name: str = "", tasks: Tasks | None = None, held: Held | None = None,
-                 committed: Callable[[], None] | None = None) -> None:
+                 committed: Callable[[], None] | None = None,
+                 restarts_on_a_new_log: bool = False) -> None:
         """`sleep` is the pause between retries while the bus is unreachable (tests pass a
         fake); `tracer` records applying a followed write's events (into `db_name`);
         `tasks` supervises the consumer's task (the process's: ServiceContext.tasks);
         `held`: what `apply` keeps in memory, rolled back with a savepoint; `committed`
         runs after each batch followed live has committed (a saga's step wakes its relay
-        and whoever waits for an outcome)."""
+        and whoever waits for an outcome); `restarts_on_a_new_log`: a log replaced or
+        emptied is read from its start (a saga's steps, applied once per order whatever
+        they read), where a read model stops and says to rebuild it."""
         self.name = name
         self.tracer = tracer
         self.db_name = db_name
@@ -105,6 +108,7 @@ class Consumer:
         self.bus = bus
         self.apply = apply
         self.committed = committed
+        self.restarts_on_a_new_log = restarts_on_a_new_log
         self._backoff = Backoff(sleep)
         self.position = 0  # applied and stored
         self.head = 0  # the bus's last position, as last seen
@@ -237,6 +241,12 @@ class Consumer:
         """A page read while following: note the head, and apply its events; False if the
         page is from a log this read model was not built from (nothing applied)."""
         self.head_seen_at = time.time()
+        if self.restarts_on_a_new_log and self._replaced(batch):
+            log.warning("consumer: the bus's log was replaced or emptied (it is at position "
+                        "%d, this consumer was at %d); reading it from its start",
+                        batch.head, self.position)
+            self.position, self.head, self.log_id = 0, batch.head, batch.log or None
+            return True  # the next read starts at 0
         if not self._same_log(batch):
             self.head = batch.head
             return False
@@ -250,6 +260,11 @@ class Consumer:
         if batch.events:
             self.apply_batch(batch.events)
         return True
+
+    def _replaced(self, page: Page) -> bool:
+        """The page is of another log than the stored position's, or of one emptied."""
+        return bool(page.log and self.log_id and page.log != self.log_id) or \
+            page.head < self.position
 
     def _same_log(self, page: Page) -> bool:
         """Whether `page` continues the log the stored position belongs to; if not, say why

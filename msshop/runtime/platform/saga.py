@@ -115,7 +115,7 @@ class Participant:
         self._made = False
         self.consumer = Consumer(f"{ctx.name}-saga", lambda: db.conn, bus, self._apply,
                                  tracer=ctx.tracer, db_name=db.file_name, tasks=ctx.tasks,
-                                 committed=self._committed)
+                                 committed=self._committed, restarts_on_a_new_log=True)
 
     def _apply(self, conn: sqlite3.Connection, event: Received, position: int) -> bool:
         """Apply the event's step; False: not this participant's (skipped: the position
