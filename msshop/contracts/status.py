@@ -215,6 +215,7 @@ class ServiceStatus(TypedDict):
     outbox: NotRequired[OutboxHealth]
     head: NotRequired[int]
     consumer: NotRequired[ConsumerHealth]
+    saga: NotRequired[ConsumerHealth]  # users, products, orders: the saga's steps
     chaos: NotRequired[ChaosState | None]
     nats: NotRequired[NatsNode]  # a node of a nats bus
     trespass: NotRequired[TrespassHealth]  # a program of your own: its trespasses, if told
