@@ -18,6 +18,7 @@ from msshop.contracts.events import Delivered
 from msshop.contracts.ledgers import STOCK
 from msshop.contracts.shop import OrderStatus
 from msshop.runtime.platform import ledger
+from msshop.runtime.platform.consumer import IDLE_STORE
 from msshop.runtime.platform.context import ServiceContext
 from msshop.runtime.platform.db import Database, open_database
 from msshop.runtime.platform.outbox import Outbox
@@ -99,3 +100,26 @@ def test_a_step_event_from_another_than_its_owner_is_dead_lettered(tmp_path: Pat
         ("a CreditRefused comes only from users, but orders sent it",)]
     assert conn.execute("SELECT stock FROM products").fetchone() == (1,), "nothing given back"
     assert [kind for kind, _, _ in outbox(conn)] == ["StockTaken"]
+
+
+def test_a_batch_of_nothing_to_do_writes_nothing(tmp_path: Path) -> None:
+    """Skipped events (a seed's confirmed orders, direct-call's) open no transaction: the
+    position moves in memory, stored with the next batch that writes or IDLE_STORE events
+    on; a restart reads those again and skips them again."""
+    conn, participant = products_db(tmp_path, stock=3)
+    consumer = participant.consumer
+
+    def stored() -> int | None:
+        row = conn.execute("SELECT position FROM consumer_offsets").fetchone()
+        return None if row is None else int(row[0])
+
+    confirmed = [placed(n, 1, OrderStatus.CONFIRMED) for n in range(10, 13)]
+    consumer.apply_batch(delivered(1, *confirmed))
+    assert (consumer.position, stored(), conn.in_transaction) == (3, None, False)
+    consumer.apply_batch(delivered(4, placed(1, 1)))
+    assert (consumer.position, stored()) == (4, 4)
+    far = IDLE_STORE + 4
+    consumer.apply_batch(delivered(far, placed(20, 1, OrderStatus.CONFIRMED)))
+    assert (consumer.position, stored()) == (far, far)
+    assert consumer.applied == 5 and conn.execute("SELECT stock FROM products").fetchone() \
+        == (2,)

@@ -64,6 +64,10 @@ CATCH_UP_READ = 10_000  # events per read in a rebuild (the bus's most)
 CATCH_UP_TRANSACTION = 100_000  # events per transaction in a rebuild: see catch_up()
 LONG_POLL = 10.0  # seconds a read waits for an append
 SILENT_SLACK = 2.0  # a long-poll open this much longer than LONG_POLL: the bus is not answering
+# A consumer that skips most events (a saga's steps): a batch with nothing for it moves its
+# position in memory only, stored with the next batch it writes or once this many events
+# have gone by: a restart reads at most these again (and skips them again).
+IDLE_STORE = 10_000
 
 
 class Poison(Exception):
@@ -92,7 +96,8 @@ class Consumer:
                  apply: Apply, sleep: Sleep = asyncio.sleep, tracer: Tracer | None = None,
                  db_name: str = "", tasks: Tasks | None = None, held: Held | None = None,
                  committed: Callable[[], None] | None = None,
-                 restarts_on_a_new_log: bool = False) -> None:
+                 restarts_on_a_new_log: bool = False,
+                 skips: Callable[[Received], bool] | None = None) -> None:
         """`sleep` is the pause between retries while the bus is unreachable (tests pass a
         fake); `tracer` records applying a followed write's events (into `db_name`);
         `tasks` supervises the consumer's task (the process's: ServiceContext.tasks);
@@ -100,7 +105,9 @@ class Consumer:
         runs after each batch followed live has committed (a saga's step wakes its relay
         and whoever waits for an outcome); `restarts_on_a_new_log`: a log replaced or
         emptied is read from its start (a saga's steps, applied once per order whatever
-        they read), where a read model stops and says to rebuild it."""
+        they read), where a read model stops and says to rebuild it; `skips`: the events
+        `apply` would do nothing with, so that a batch of only those needs no transaction
+        (IDLE_STORE)."""
         self.name = name
         self.tracer = tracer
         self.db_name = db_name
@@ -109,6 +116,8 @@ class Consumer:
         self.apply = apply
         self.committed = committed
         self.restarts_on_a_new_log = restarts_on_a_new_log
+        self.skips = skips
+        self.stored = 0  # the position as stored in the file (`position` may be ahead)
         self._backoff = Backoff(sleep)
         self.position = 0  # applied and stored
         self.head = 0  # the bus's last position, as last seen
@@ -149,6 +158,7 @@ class Consumer:
         row = conn.execute("SELECT position, log_id FROM consumer_offsets WHERE consumer = ?",
                            (self.name,)).fetchone()
         self.position, self.log_id = (row[0], row[1]) if row else (0, None)
+        self.stored = self.position
         self.log_problem = None
         self.head = max(self.head, self.position)
         (self.dead,) = conn.execute("SELECT count(*) FROM dead_letters").fetchone()
@@ -291,6 +301,10 @@ class Consumer:
 
     def apply_batch(self, delivered: list[Delivered]) -> None:
         """Apply events and store the new position, all in one transaction."""
+        skipped = self._all_skipped(delivered)
+        if skipped is not None:  # nothing to write: the position moves in memory
+            self._advanced_to(delivered[-1].position, skipped, 0)
+            return
         conn = self._connection()
         try:
             with transaction(conn):
@@ -298,10 +312,29 @@ class Consumer:
         except BaseException:
             self._uncommitted.clear()
             raise
+        self.stored = position
         self._record_committed()
         self._advanced_to(position, occurred, dead)
         if self.committed is not None:
             self.committed()
+
+    def _all_skipped(self, delivered: list[Delivered]) -> list[float] | None:
+        """When `skips` says every event of the batch is nothing to this consumer (and the
+        stored position is less than IDLE_STORE behind): when each occurred. None: the
+        batch is applied and stored as any other (an event it may apply, or one that is
+        not an event, or not from its sender: dead-lettered there)."""
+        if self.skips is None or delivered[-1].position - self.stored >= IDLE_STORE:
+            return None
+        occurred = []
+        for item in delivered:
+            try:
+                event = receive(item.event)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                return None
+            if (item.sender and event.source != item.sender) or not self.skips(event):
+                return None
+            occurred.append(event.occurred_at)
+        return occurred
 
     def _record_committed(self) -> None:
         if self.tracer is not None:
