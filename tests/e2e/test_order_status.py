@@ -12,7 +12,10 @@ import json
 import sqlite3
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
+
+import pytest
 
 from msshop.contracts import events
 from msshop.contracts.answers import OrderLine, UserOrders
@@ -21,6 +24,8 @@ from msshop.contracts.strategies import ReadStrategy
 from msshop.instruments.checking import caught_up
 from msshop.instruments.client import Refused, ShopClient
 from tests.conftest import Sandbox
+from tests.e2e.test_reference_service_d import IMPLEMENTATIONS, Implementation, reference
+from tests.unit.test_protocol import made_by_the_saga
 
 T = TypeVar("T")
 
@@ -192,3 +197,40 @@ def test_verify_names_a_rejected_order_that_still_holds_its_takes(sandbox: Sandb
         "stock (3) is still taken for it, never given back",
         f"order {order['id']} (purchase {key}): rejected (tampered), but user {user}'s "
         "credit (7.50) is still taken for it, never given back"]
+
+
+# --- the reference Service Ds -------------------------------------------------------------
+
+@pytest.mark.parametrize("impl", IMPLEMENTATIONS)
+def test_the_reference_programs_show_the_status_and_skip_the_steps(
+        sandbox: Sandbox, tmp_path: Path, impl: Implementation) -> None:
+    """Each reference Service D, run beside a sandbox: a saga's events (an outcome before
+    its OrderPlaced, the steps between) give the statuses the monolith has nothing of but
+    the read model must show, and nothing is dead-lettered."""
+    client = sandbox.client()
+    user, product = shop(client, f"reference-{impl.name}")
+    order, _ = client.buy(user, product, 1)  # direct-call: confirmed in orders
+    rejected, confirmed = 930_001, 930_002
+    append_as(client, "orders",
+              outcome(rejected, user, product, OrderStatus.REJECTED, "out of stock"),
+              placed_pending(rejected, user, product), placed_pending(confirmed, user, product))
+    append_as(client, "products", *[e for e in made_by_the_saga()
+                                     if events.OWNERS[e.type] == "products"])
+    append_as(client, "users", *[e for e in made_by_the_saga()
+                                 if events.OWNERS[e.type] == "users"])
+    with reference(sandbox, tmp_path / impl.name, impl.command) as program:
+        assert program.caught_up()["dead_letters"] == 0
+        status, answer = program.get(f"/user-orders/{user}?strategy=replicated")
+        assert status == 200, answer
+        assert [(o["order_id"], o["status"], o["reason"]) for o in answer["orders"]] == [
+            (order["id"], "confirmed", None), (rejected, "rejected", "out of stock"),
+            (confirmed, "pending", None)]
+        append_as(client, "orders", outcome(confirmed, user, product, OrderStatus.CONFIRMED))
+        program.caught_up()
+        status, answer = program.get(f"/user-orders/{user}?strategy=replicated")
+        assert line_of(answer, confirmed) == {
+            "order_id": confirmed, "product_id": product, "title": f"Thing reference-"
+            f"{impl.name}", "quantity": 2, "unit_price": 5.0, "total": 10.0,
+            "status": "confirmed", "reason": None}
+        status, direct = program.get(f"/user-orders/{user}?strategy=direct-call")
+        assert status == 200 and direct["orders"] == replicated(client, user)["orders"][:1]
