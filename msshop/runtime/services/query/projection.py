@@ -126,7 +126,7 @@ def _order_row(event: Received, position: int) -> tuple[Any, ...]:
     """An order event's ORDER_ROW, its status checked against its type."""
     order: OrderData = _data(event, OrderData)
     if order.status not in STATUSES[event.type]:
-        raise Poison(f"{event.type} says its order is {order.status!r}")
+        raise Poison(f"{event.type} says its order is {order.status}")
     return (order.user_id, order.id, position, order.product_id, order.quantity,
             round(order.unit_price * 100), event.id, event.occurred_at, order.status,
             order.reason, event.aggregate_version)
