@@ -120,10 +120,11 @@ def stock_up(sandbox: Sandbox, users: range, products: range, amount: int = 1_00
     """Give `users` credit and `products` stock for a test's many purchases: a purchase
     takes both (issue 26), and a seeded shop has left only what it was seeded with."""
     client = sandbox.client()
+    owner = bearer(sandbox.state.token)  # only the sandbox's owner gives stock and credit
     client.request("users", "POST", "/users/credit", {
-        "users": [{"id": i, "amount": float(amount)} for i in users]})
+        "users": [{"id": i, "amount": float(amount)} for i in users]}, owner)
     client.request("products", "POST", "/products/stock", {
-        "products": [{"id": i, "quantity": amount} for i in products]})
+        "products": [{"id": i, "quantity": amount} for i in products]}, owner)
 
 
 def wait_gone(pids: list[int], timeout: float = 10) -> list[int]:

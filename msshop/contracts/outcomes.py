@@ -78,11 +78,12 @@ class Followed(TypedDict):
 
 
 class Purchase(TypedDict):
-    """`msshop buy --json`: confirmed with the order, or rejected with the reason."""
+    """`msshop buy --json`: confirmed with the order, or rejected with the reason; a saga's
+    may be pending (its outcome not known yet, or not within --wait's timeout)."""
 
-    outcome: Literal["confirmed", "rejected"]
-    strategy: str  # the write strategy: monolith | direct-call
-    order: Order | None  # None when rejected
+    outcome: Literal["confirmed", "rejected", "pending"]
+    strategy: str  # the write strategy: monolith | direct-call | saga
+    order: Order | None  # None when rejected (a saga's: the order, whatever its status)
     created: bool  # false: the same request id had already placed it
     reason: NotRequired[str]  # rejected: why (out of stock, not enough credit, no such id)
     journey: NotRequired[Followed]

@@ -182,6 +182,8 @@ class Health(TypedDict):
     head: NotRequired[int]  # bus
     log: NotRequired[str]  # bus: the log's identity
     consumer: NotRequired[ConsumerHealth]  # query
+    # users, products, orders: the consumer of the saga's events their steps apply
+    saga: NotRequired[ConsumerHealth]
     rebuilding: NotRequired[bool]  # query
     kept: NotRequired[KeptHealth]  # query
     nats: NotRequired[NatsNode]  # a nats-server node of the bus (its health, so shaped)

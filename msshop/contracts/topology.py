@@ -22,6 +22,9 @@ class ServiceSpec:
     owns: str  # what data the service owns, for people reading `msshop status`
     calls_others: bool = True  # needs the peer client (peers.py); the bus answers only
     publishes: bool = False  # records events (an outbox and its relay): may append to the bus
+    # the services whose credential its routes declared `auth="services"` take (the bus:
+    # every service; products and users: orders, whose purchases take stock and credit)
+    trusts: tuple[str, ...] = ()
 
     @property
     def db_filename(self) -> str:
@@ -46,11 +49,11 @@ class ServiceSpec:
 
 SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("bus", 0, 0, "msshop.runtime.services.bus:create_app", "the event log",
-                calls_others=False),
+                calls_others=False, trusts=("users", "products", "orders", "query")),
     ServiceSpec("users", 1, 1, "msshop.runtime.services.users:create_app", "users",
-                publishes=True),
+                publishes=True, trusts=("orders",)),
     ServiceSpec("products", 1, 2, "msshop.runtime.services.products:create_app", "products",
-                publishes=True),
+                publishes=True, trusts=("orders",)),
     ServiceSpec("orders", 1, 3, "msshop.runtime.services.orders:create_app", "orders",
                 publishes=True),
     ServiceSpec("query", 2, 4, "msshop.runtime.services.query:create_app",

@@ -252,9 +252,9 @@ def seed(client: ShopClient, plan: SeedPlan, progress: Progress | None = None) -
         created = done = 0
         tell(what, 0, total)
         if given is not None and given.stock is not None:
-            client.raw_checked("products", "/products/stock", given.stock)
+            client.raw_checked("products", "/products/stock", given.stock, as_owner=True)
         if given is not None and given.credit is not None:
-            client.raw_checked("users", "/users/credit", given.credit)
+            client.raw_checked("users", "/users/credit", given.credit, as_owner=True)
         for batch in made_ahead(encode_batch(what, each) for each in batches(items, BATCH)):
             answer = client.add_batch(what, batch)
             ids.extend(answer.get("ids", []))

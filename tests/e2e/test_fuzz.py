@@ -144,17 +144,21 @@ def tamed(case: AnyCase) -> None:
 class Caller:
     """Sends a service's cases with a credential that gets past the door (the owner's token;
     for POST /events, the users service's credential: only the services that record events
-    append), checks the answers, and clears any fault a case set."""
+    append; for the ledgers' takes and give-backs, orders': only its purchases take),
+    checks the answers, and clears any fault a case set."""
 
     def __init__(self, sandbox: Sandbox, name: str) -> None:
         self.base = sandbox.state.services[name].url
         self.owner = bearer(sandbox.state.token)
         self.publisher = sandbox.as_service("users")
+        self.buyer = sandbox.as_service("orders")
         self.session = requests.Session()
         self.cases = 0
 
     def credential(self, method: str, path: str) -> dict[str, str]:
-        return self.publisher if (method.upper(), path) == ("POST", "/events") else self.owner
+        if (method.upper(), path) == ("POST", "/events"):
+            return self.publisher
+        return self.buyer if "/takes" in path else self.owner
 
     def __call__(self, case: AnyCase) -> None:
         self.cases += 1

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from msshop.contracts.credentials import bearer
 from msshop.contracts.errors import MsshopError
 from msshop.contracts.strategies import ReadStrategy, WriteStrategy
 from msshop.instruments import invariant, purchase
@@ -62,7 +63,8 @@ def at_once(strategy: WriteStrategy) -> int:
     return max(4, min(BUYERS, (soft - 100) // 9))
 
 
-@pytest.mark.parametrize("strategy", list(WriteStrategy))
+# the saga's own (its rejected orders are recorded, as rejected): tests/e2e/test_saga.py
+@pytest.mark.parametrize("strategy", [s for s in WriteStrategy if s is not WriteStrategy.SAGA])
 def test_the_last_items_go_to_exactly_as_many_buyers(sandbox: Sandbox,
                                                      strategy: WriteStrategy) -> None:
     """50 buyers at once of a product with 10 left: exactly 10 confirmed, 40 rejected
@@ -149,9 +151,11 @@ def test_refusals_name_the_problem_and_leave_nothing_taken(sandbox: Sandbox) -> 
                        "monolith")
     assert said.returncode == 0, said.stderr
     assert f"bought 1 x product {product}" in said.stdout
+    # the saga (tests/e2e/test_saga.py) records its order pending and ends it: here, once
+    # products and users have said, confirmed
     said = sandbox.run("buy", "--user", str(user), "--product", str(product), "--write",
-                       "saga")
-    assert said.returncode == 2
+                       "saga", "--wait")
+    assert said.returncode == 0, said.stderr
     assert "Traceback" not in said.stderr
 
 
@@ -276,22 +280,23 @@ def test_a_give_back_that_cannot_be_made_is_retried_until_it_is(sandbox: Sandbox
 
 def test_restocks_and_top_ups_with_a_key_are_given_once(sandbox: Sandbox) -> None:
     client = sandbox.client()
+    owner = bearer(sandbox.state.token)
     (user,), product = shop(client, 1, 0, credit=0.0)
     restock = {"key": "delivery-1", "products": [{"id": product, "quantity": 2},
                                                  {"id": product, "quantity": 3}]}
-    assert client.request("products", "POST", "/products/stock", restock) == {"given": 1}
-    client.request("products", "POST", "/products/stock", restock)  # again: nothing more
+    assert client.request("products", "POST", "/products/stock", restock, owner) == {"given": 1}
+    client.request("products", "POST", "/products/stock", restock, owner)  # again: nothing more
     top_up = {"key": "gift-1", "users": [{"id": user, "amount": 12.5}]}
-    client.request("users", "POST", "/users/credit", top_up)
-    client.request("users", "POST", "/users/credit", top_up)
+    client.request("users", "POST", "/users/credit", top_up, owner)
+    client.request("users", "POST", "/users/credit", top_up, owner)
     assert stock_of(sandbox, product) == 5
     assert client.request("users", "GET", f"/users/{user}")["credit"] == 12.5
     status, answer = client.exchange("products", "POST", "/products/stock", {
-        "products": [{"id": product, "quantity": 1}, {"id": 999, "quantity": 1}]})
+        "products": [{"id": product, "quantity": 1}, {"id": 999, "quantity": 1}]}, owner)
     assert (status, answer["error"]) == (422, "product_id 999: no such product; nothing "
                                               "was restocked")
     status, answer = client.exchange("users", "POST", "/users/credit", {
-        "users": [{"id": user, "amount": 0.001}]})
+        "users": [{"id": user, "amount": 0.001}]}, owner)
     assert status == 422 and "at most two decimal places" in answer["error"]
     assert stock_of(sandbox, product) == 5
     assert breaches(sandbox) == []

@@ -38,7 +38,7 @@ def test_only_the_writing_services_append_each_its_own_events(shared_sandbox: Sa
     client = shared_sandbox.client()
     body = [forged()]
     for headers, status, says in [
-        ({}, 401, "appending to the bus needs the sandbox's token"),
+        ({}, 401, "appending to the bus needs a service's credential"),
         (bearer("0" * 64), 403, "appending to the bus refused"),
         (bearer(shared_sandbox.state.token), 403, "appending to the bus refused"),
         (shared_sandbox.as_service("query"), 403, "query reads the bus; only services"),
@@ -436,3 +436,50 @@ def test_on_the_log_types_written_past_the_bus_are_dead_lettered(sandbox: Sandbo
         assert [conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
                 for table in ("users_replica", "products_replica", "orders_replica")] == \
             [0, 0, 0], "nothing applied"
+
+
+def test_only_orders_takes_stock_and_credit_and_only_the_owner_gives_them(
+        shared_sandbox: Sandbox) -> None:
+    """The ledgers' doors (issue 26): a purchase's takes and give-backs come from orders
+    alone, restocks and top-ups from the sandbox's owner alone; each other caller is told
+    who may, and nothing moves."""
+    client = shared_sandbox.client()
+    user = client.signup(f"ledger-{time.time_ns()}@example.com", "Ledger")["id"]
+    product = client.request("products", "POST", "/products", {
+        "title": "Guarded", "price": 1.0, "stock": 3})["id"]
+    owner = bearer(shared_sandbox.state.token)
+    takes = {"/products/takes": {"takes": [{"purchase": "forged-1", "product_id": product,
+                                            "quantity": 3}]},
+             "/users/takes": {"takes": [{"purchase": "forged-1", "user_id": user,
+                                         "amount_cents": 100}]},
+             "/products/takes/give-back": {"purchases": ["forged-1"]},
+             "/users/takes/give-back": {"purchases": ["forged-1"]}}
+    for path, body in takes.items():
+        service = path.split("/")[1]
+        for headers, status, says in [
+            ({}, 401, "needs a service's credential (only orders may)"),
+            (owner, 403, "the owner may not"),
+            (bearer("0" * 64), 403, "refused: that is not this sandbox's token"),
+            (shared_sandbox.as_service("query"), 403, "not this sandbox's token"),
+            (shared_sandbox.as_service("users"), 403, "not this sandbox's token"),
+        ]:
+            answer = client.exchange(service, "POST", path, body, headers)
+            assert answer[0] == status and says in answer[1]["error"], (path, headers, answer)
+    gives = {"/products/stock": {"products": [{"id": product, "quantity": 5}]},
+             "/users/credit": {"users": [{"id": user, "amount": 5.0}]}}
+    for path, body in gives.items():
+        service = path.split("/")[1]
+        for headers, status in [({}, 401), (shared_sandbox.as_service("orders"), 403)]:
+            answer = client.exchange(service, "POST", path, body, headers)
+            assert answer[0] == status, (path, headers, answer)
+    assert client.request("products", "GET", f"/products/{product}")["stock"] == 3
+    assert client.request("users", "GET", f"/users/{user}")["credit"] == 1000.0
+    taken = client.request("products", "POST", "/products/takes", takes["/products/takes"],
+                           shared_sandbox.as_service("orders"))
+    assert taken["refused"] == [], "orders itself may"
+    assert client.request("products", "POST", "/products/stock", gives["/products/stock"],
+                          owner) == {"given": 1}, "and the owner restocks"
+    assert client.request("products", "GET", f"/products/{product}")["stock"] == 5
+    client.request("products", "POST", "/products/takes/give-back",
+                   takes["/products/takes/give-back"], shared_sandbox.as_service("orders"))
+    assert client.request("products", "GET", f"/products/{product}")["stock"] == 8

@@ -269,7 +269,8 @@ def stock_up(client: ShopClient, products: int) -> None:
         client.raw_checked("products", "/products/stock", msgspec.json.encode({
             "key": f"bench-{first}", "products": [
                 {"id": i, "quantity": BENCH_STOCK}
-                for i in range(first, min(products, first + MAX_BATCH - 1) + 1)]}))
+                for i in range(first, min(products, first + MAX_BATCH - 1) + 1)]}),
+            as_owner=True)
 
 
 def users_with_orders(client: ShopClient) -> dict[int, int]:

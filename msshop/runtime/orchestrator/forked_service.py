@@ -11,7 +11,7 @@ from typing import Any
 from msshop.contracts.config import Settings
 from msshop.contracts.credentials import digest, service_credential
 from msshop.contracts.kinds import Kind
-from msshop.contracts.topology import BUS_DOOR, BY_NAME, PARTS, SERVICES, ServiceSpec
+from msshop.contracts.topology import BUS_DOOR, BY_NAME, PARTS, ServiceSpec
 from msshop.runtime.orchestrator.health import probe
 from msshop.runtime.orchestrator.kind import ChildProcess, Health, Probe
 from msshop.runtime.orchestrator.ports import PortBook, url_host
@@ -120,10 +120,10 @@ def door_for(caller: str) -> str:
 
 def credentials_for(name: str, token: str) -> dict[str, Any]:
     """The secrets a service gets at fork (in its memory only): the digest of the sandbox's
-    token (to check its owner's calls), its own bus credential, and, for the bus, the
-    digest of each writing service's credential (who may append, as whom)."""
-    senders = ({digest(service_credential(token, spec.name)): spec.name
-                for spec in SERVICES if spec.name != name}
-               if name == "bus" else {})
+    token (to check its owner's calls), its own credential, and the digest of the
+    credential of each service it trusts (topology's `trusts`: the bus, who may append, as
+    whom; products and users, who may take stock and credit)."""
+    trusted = PARTS[name].trusts
+    senders = {digest(service_credential(token, other)): other for other in trusted}
     return {"admin": digest(token), "credential": service_credential(token, name),
             "senders": senders}

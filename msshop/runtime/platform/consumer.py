@@ -88,18 +88,21 @@ class Held(Protocol):
 class Consumer:
     def __init__(self, name: str, connection: Callable[[], sqlite3.Connection], bus: Bus,
                  apply: Apply, sleep: Sleep = asyncio.sleep, tracer: Tracer | None = None,
-                 db_name: str = "", tasks: Tasks | None = None, held: Held | None = None
-                 ) -> None:
+                 db_name: str = "", tasks: Tasks | None = None, held: Held | None = None,
+                 committed: Callable[[], None] | None = None) -> None:
         """`sleep` is the pause between retries while the bus is unreachable (tests pass a
         fake); `tracer` records applying a followed write's events (into `db_name`);
         `tasks` supervises the consumer's task (the process's: ServiceContext.tasks);
-        `held`: what `apply` keeps in memory, rolled back with a savepoint."""
+        `held`: what `apply` keeps in memory, rolled back with a savepoint; `committed`
+        runs after each batch followed live has committed (a saga's step wakes its relay
+        and whoever waits for an outcome)."""
         self.name = name
         self.tracer = tracer
         self.db_name = db_name
         self._connection = connection
         self.bus = bus
         self.apply = apply
+        self.committed = committed
         self._backoff = Backoff(sleep)
         self.position = 0  # applied and stored
         self.head = 0  # the bus's last position, as last seen
@@ -280,6 +283,8 @@ class Consumer:
             raise
         self._record_committed()
         self._advanced_to(position, occurred, dead)
+        if self.committed is not None:
+            self.committed()
 
     def _record_committed(self) -> None:
         if self.tracer is not None:

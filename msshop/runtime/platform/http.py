@@ -101,6 +101,11 @@ def authorization(scope: Scope) -> str | None:
     return None
 
 
+def _named(services: Mapping[str, str]) -> str:
+    names = sorted(set(services.values()))
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
 def caller(header: str | None, admin: str | None, services: Mapping[str, str],
            what: str, owner_refused: str | None = None) -> str:
     """Who is asking, from its `authorization` header: OWNER (the sandbox's token, whose
@@ -111,6 +116,10 @@ def caller(header: str | None, admin: str | None, services: Mapping[str, str],
     told so, not that its token is someone else's)."""
     secret = presented(header)
     if secret is None:
+        if admin is None and owner_refused is not None and services:
+            raise HttpError(401, f"{what} needs a service's credential (only "
+                                 f"{_named(services)} may): send 'authorization: Bearer "
+                                 "<its credential>'")
         raise HttpError(401, f"{what} needs the sandbox's token: send 'authorization: Bearer "
                              "<token from state.json>', or use the msshop command")
     if matches(secret, admin):

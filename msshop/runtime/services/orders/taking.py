@@ -25,6 +25,7 @@ from typing import Protocol
 
 import msgspec
 
+from msshop.contracts.credentials import bearer
 from msshop.contracts.limits import MAX_BATCH
 from msshop.contracts.takes import (
     CreditTake,
@@ -72,23 +73,33 @@ class Refusal:
         return HttpError(self.status, self.reason)
 
 
-async def _takes(peers: Peers, service: str, path: str, body: object) -> TakeOutcomes:
-    reply = await peers.request("POST", service, path, msgspec.json.encode(body), raw=True)
-    if reply.status != 200:
-        raise HttpError(502, f"{service} answered HTTP {reply.status}: "
-                             f"{reply.data[:200].decode(errors='replace')}",
-                        dependency=service)
-    return msgspec.json.decode(reply.data, type=TakeOutcomes)
+class Ledgers:
+    """orders' calls to the ledgers of products and users. Each carries orders' credential:
+    only orders may take stock and credit, or give them back (their routes say so)."""
 
+    def __init__(self, peers: Peers, credential: str | None) -> None:
+        self.peers = peers
+        self.headers = bearer(credential) if credential else None
 
-async def give_back(peers: Peers, service: str, purchases: list[str]) -> str | None:
-    """Give back what `service` took for `purchases`; why it could not be told, if so."""
-    try:
-        reply = await peers.request("POST", service, f"/{service}/takes/give-back",
-                                    msgspec.json.encode(GiveBack(purchases)))
-    except HttpError as exc:
-        return exc.message
-    return None if reply.status == 200 else f"{service} answered HTTP {reply.status}"
+    async def take(self, service: str, body: StockTakes | CreditTakes) -> TakeOutcomes:
+        reply = await self.peers.request("POST", service, f"/{service}/takes",
+                                         msgspec.json.encode(body), raw=True,
+                                         headers=self.headers)
+        if reply.status != 200:
+            raise HttpError(502, f"{service} answered HTTP {reply.status}: "
+                                 f"{reply.data[:200].decode(errors='replace')}",
+                            dependency=service)
+        return msgspec.json.decode(reply.data, type=TakeOutcomes)
+
+    async def give_back(self, service: str, purchases: list[str]) -> str | None:
+        """Give back what `service` took for `purchases`; why it could not be told, if so."""
+        try:
+            reply = await self.peers.request(
+                "POST", service, f"/{service}/takes/give-back",
+                msgspec.json.encode(GiveBack(purchases)), headers=self.headers)
+        except HttpError as exc:
+            return exc.message
+        return None if reply.status == 200 else f"{service} answered HTTP {reply.status}"
 
 
 class GiveBacks:
@@ -97,8 +108,8 @@ class GiveBacks:
     "give-back" (/health says it is failing, and why, meanwhile). Held in memory only: if
     orders dies first they stay taken, and `msshop verify` names them."""
 
-    def __init__(self, peers: Peers, tasks: Tasks) -> None:
-        self.peers = peers
+    def __init__(self, ledgers: Ledgers, tasks: Tasks) -> None:
+        self.ledgers = ledgers
         self.tasks = tasks
         self._owed: dict[str, set[str]] = {"products": set(), "users": set()}
         self._wake = asyncio.Event()
@@ -121,7 +132,7 @@ class GiveBacks:
         """Give back now; what cannot be, later (logged once per cause by the task)."""
         if not purchases:
             return
-        failure = await give_back(self.peers, service, purchases)
+        failure = await self.ledgers.give_back(service, purchases)
         if failure is not None:
             log.warning("orders could not give back what %s took for %d purchase(s) (%s): "
                         "trying again in the background", service, len(purchases), failure)
@@ -138,7 +149,7 @@ class GiveBacks:
                     if not keys:
                         continue
                     batch = list(keys)[:MAX_BATCH]
-                    failure = await give_back(self.peers, service, batch)
+                    failure = await self.ledgers.give_back(service, batch)
                     if failure is None:
                         keys.difference_update(batch)
                         continue
@@ -148,13 +159,13 @@ class GiveBacks:
             self._task.recovered()
 
 
-async def take_each(peers: Peers, owed: GiveBacks, purchases: list[Buying], keys: list[str]
-                    ) -> list[int | Refusal]:
+async def take_each(ledgers: Ledgers, owed: GiveBacks, purchases: list[Buying],
+                    keys: list[str]) -> list[int | Refusal]:
     """For each purchase (keyed), its unit price in cents once its stock and its credit
     are both taken, or why it was refused (anything taken for it given back). A dependency
     down or failing fails them all (HttpError 502/503), with what was taken given back."""
     try:
-        stock = await _takes(peers, "products", "/products/takes", StockTakes([
+        stock = await ledgers.take("products", StockTakes([
             StockTake(key, p.product_id, p.quantity) for p, key in zip(purchases, keys,
                                                                       strict=True)]))
     except HttpError:  # it may have taken before its answer was lost (a timeout)
@@ -168,7 +179,7 @@ async def take_each(peers: Peers, owed: GiveBacks, purchases: list[Buying], keys
     if not priced:
         return answers
     try:
-        credit = await _takes(peers, "users", "/users/takes", CreditTakes([
+        credit = await ledgers.take("users", CreditTakes([
             CreditTake(keys[i], purchases[i].user_id,
                        purchases[i].quantity * _price(answers[i])) for i in priced]))
     except HttpError:
