@@ -8,6 +8,7 @@ bus is what is tested)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sqlite3
 import time
@@ -19,8 +20,10 @@ import pytest
 
 from msshop.contracts import events
 from msshop.contracts.answers import OrderLine, UserOrders
-from msshop.contracts.shop import OrderStatus
+from msshop.contracts.shop import Order, OrderStatus
 from msshop.contracts.strategies import ReadStrategy
+from msshop.instruments import invariant
+from msshop.instruments.asking import databases
 from msshop.instruments.checking import caught_up
 from msshop.instruments.client import Refused, ShopClient
 from tests.conftest import Sandbox
@@ -234,3 +237,117 @@ def test_the_reference_programs_show_the_status_and_skip_the_steps(
             "status": "confirmed", "reason": None}
         status, direct = program.get(f"/user-orders/{user}?strategy=direct-call")
         assert status == 200 and direct["orders"] == replicated(client, user)["orders"][:1]
+
+
+# --- with the saga (S's write path) -------------------------------------------------------
+
+WAIT_MS = 10_000  # the longest an outcome is waited for (a busy machine: far above the ms)
+
+
+def ended(client: ShopClient, order_id: int) -> Order:
+    order = client.order(order_id, wait_ms=WAIT_MS)
+    assert order["status"] != "pending", order
+    return order
+
+
+def taken(sandbox: Sandbox, purchase: str) -> tuple[int, bool] | None:
+    """The stock products took for a purchase, and whether it was given back (None: no
+    take), from products' own file."""
+    path = sandbox.root / "data" / "products" / "products.db"
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+        row = conn.execute("SELECT amount, given_back_at IS NOT NULL FROM stock_takes "
+                           "WHERE purchase = ?", (purchase,)).fetchone()
+    return None if row is None else (int(row[0]), bool(row[1]))
+
+
+def statuses_by(sandbox: Sandbox, user: int, strategy: str, *flags: str
+                ) -> list[tuple[int, str, str | None]]:
+    said = sandbox.run("query", "--user", str(user), "--strategy", strategy, "--json", *flags)
+    assert said.returncode == 0, said.stderr
+    orders = json.loads(said.stdout)["answer"]["orders"]
+    return [(o["order_id"], o["status"], o["reason"]) for o in orders]
+
+
+def test_each_read_strategy_shows_confirmed_pending_and_rejected(sandbox: Sandbox) -> None:
+    """Saga purchases: one confirmed, one rejected (out of stock), one pending (users
+    stopped: its stock is taken, its credit step waits). The monolith's join, direct-call
+    (partial: users is down) and the read model show the same three statuses and the
+    reason; the invariant counts the pending order's stock as reserved, and names only
+    that it is pending. Once users is back the saga ends; a compensated purchase (credit
+    refused after the stock was taken) ends rejected; verify is clean."""
+    client = sandbox.client()
+    user, product = shop(client, "three", stock=3)
+    poor, _ = shop(client, "poor", credit=1.0)
+    confirmed = ended(client, client.buy(user, product, 1, write="saga")[0]["id"])
+    rejected = ended(client, client.buy(user, product, 10, write="saga")[0]["id"])
+    assert (confirmed["status"], rejected["status"]) == ("confirmed", "rejected")
+    assert rejected["reason"] and "stock" in rejected["reason"], rejected
+    sandbox.run("stop", "users", check=True)
+    pending, _ = client.buy(user, product, 1, request_id="held-by-users", write="saga")
+    until(lambda: taken(sandbox, "held-by-users"), "products takes its stock")
+    until(lambda: line_of(replicated(client, user), pending["id"]), "the read model has it")
+    want = [(confirmed["id"], "confirmed", None), (rejected["id"], "rejected",
+                                                   rejected["reason"]),
+            (pending["id"], "pending", None)]
+    assert statuses_by(sandbox, user, "monolith") == want
+    assert statuses_by(sandbox, user, "direct-call", "--partial") == want
+    assert statuses_by(sandbox, user, "replicated") == want
+    assert invariant.breaches(databases(sandbox.state), now=pending["created_at"] + 5) == [
+        f"order {pending['id']} (purchase held-by-users): still pending 5.0 s after it was "
+        "placed, with every service caught up (its saga is stuck)"], \
+        "its stock is reserved, not a balance that is wrong"
+    sandbox.run("start", "users", check=True)
+    assert ended(client, pending["id"])["status"] == "confirmed"
+    compensated = ended(client, client.buy(poor, product, 1, write="saga")[0]["id"])
+    assert compensated["status"] == "rejected" and "credit" in str(compensated["reason"])
+    assert taken(sandbox, str(compensated["request_id"])) == (1, True), \
+        "the stock was taken, then given back (the compensation)"
+    said = sandbox.run("verify")
+    assert said.returncode == 0, said.stdout + said.stderr
+    assert "no rejected order holds anything, and none is pending" in " ".join(
+        said.stdout.split())
+
+
+def test_compare_says_the_read_model_is_behind_not_wrong(sandbox: Sandbox) -> None:
+    """The read model held off the bus (a partition on its link) while a saga's order ends:
+    it still says pending where orders says confirmed. compare calls it behind, naming the
+    order, not a difference; once the link heals, equal."""
+    client = sandbox.client()
+    user, product = shop(client, "behind")
+    sandbox.run("stop", "users", check=True)
+    order, _ = client.buy(user, product, 2, write="saga")
+    until(lambda: line_of(replicated(client, user), order["id"]), "the read model has it")
+    sandbox.run("chaos", "query", "--to", "bus", "--error-rate", "1", check=True)
+    sandbox.run("start", "users", check=True)
+    assert ended(client, order["id"])["status"] == "confirmed"
+    row = compared(sandbox, user)["replicated"]
+    assert (row["equal"], row["differences"]) == (False, []), row
+    assert row["in_flight"] == [f"order {order['id']} is pending here, confirmed in orders: "
+                                "its outcome is not applied here yet"]
+    text = sandbox.run("compare", "--user", str(user)).stdout
+    assert "behind" in text and "differs" not in text, text
+    sandbox.run("chaos", "query", "--to", "bus", "--clear", check=True)
+    caught_up(client, timeout=10)
+    assert all(row["equal"] for name, row in compared(sandbox, user).items()
+               if name != "monolith")
+
+
+def test_verify_names_an_order_pending_once_everything_has_caught_up(sandbox: Sandbox
+                                                                      ) -> None:
+    """A pending order whose saga never started (its row put in orders' file with no
+    event: as if its OrderPlaced were lost): every service caught up, verify names it and
+    how long it has been pending."""
+    client = sandbox.client()
+    user, product = shop(client, "stuck")
+    client.buy(user, product, 1)
+    caught_up(client, timeout=10)
+    stored_orders(sandbox, "INSERT INTO orders (id, user_id, product_id, quantity, "
+                           "unit_price_cents, request_id, created_at, status) VALUES "
+                           "(777, ?, ?, 1, 0, 'stuck-1', ?, 'pending')", user, product,
+                  time.time() - 42)
+    said = sandbox.run("verify", "--json")
+    assert said.returncode == 1, said.stderr
+    (line,) = json.loads(said.stdout)["invariant"]
+    assert line.startswith("order 777 (purchase stuck-1): still pending 4"), line
+    assert line.endswith(" s after it was placed, with every service caught up (its saga "
+                         "is stuck)")
