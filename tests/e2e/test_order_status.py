@@ -351,3 +351,26 @@ def test_verify_names_an_order_pending_once_everything_has_caught_up(sandbox: Sa
     assert line.startswith("order 777 (purchase stuck-1): still pending 4"), line
     assert line.endswith(" s after it was placed, with every service caught up (its saga "
                          "is stuck)")
+
+
+def test_caught_up_waits_for_the_sagas_steps(sandbox: Sandbox) -> None:
+    """users' steps held off the bus (a partition on its link) while a saga's order waits
+    for its credit: every outbox is empty and the read model at the head, but the shop is
+    not caught up (users' steps are behind), so verify never calls that order stuck; once
+    the link heals, the order ends and verify is clean."""
+    client = sandbox.client()
+    user, product = shop(client, "waits")
+    caught_up(client, timeout=10)
+    sandbox.run("chaos", "users", "--to", "bus", "--error-rate", "1", check=True)
+    order, _ = client.buy(user, product, 1, write="saga")
+    until(lambda: taken(sandbox, str(order["request_id"])), "products takes its stock")
+    said = sandbox.run("wait", "--for", "caught-up", "--timeout", "1", "--json")
+    assert said.returncode == 3, said.stderr
+    report = json.loads(said.stdout)
+    assert any(m.startswith("users: its saga steps ") and m.endswith(" behind")
+               for m in report["missing"]), report["missing"]
+    assert client.order(order["id"])["status"] == "pending"
+    sandbox.run("chaos", "users", "--to", "bus", "--clear", check=True)
+    assert ended(client, order["id"])["status"] == "confirmed"
+    said = sandbox.run("verify")
+    assert said.returncode == 0, said.stdout + said.stderr
