@@ -298,7 +298,8 @@ CREATE TABLE IF NOT EXISTS products (
     id INTEGER PRIMARY KEY, title TEXT NOT NULL, version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS orders (
     id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL, product_id INTEGER NOT NULL,
-    quantity INTEGER NOT NULL, unit_price_cents INTEGER NOT NULL);
+    quantity INTEGER NOT NULL, unit_price_cents INTEGER NOT NULL,
+    status TEXT NOT NULL DEFAULT 'confirmed', reason TEXT, version INTEGER NOT NULL DEFAULT 1);
 CREATE INDEX IF NOT EXISTS orders_by_user ON orders (user_id, id);
 -- how far we have read the bus, and in which log: written in the same transaction as
 -- the rows, so after a crash we resume exactly where the last commit left off
@@ -310,8 +311,8 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     body TEXT NOT NULL, dead_at REAL NOT NULL);
 """
 
-# An order's status (a purchase by saga is pending until its outcome), added to a file made
-# before there were statuses; every order there was confirmed.
+# An order's status (a purchase by saga is pending until its outcome): the columns SCHEMA
+# makes, added to a file made before there were statuses (every order there was confirmed).
 ORDER_STATUS_COLUMNS = {
     "status": "ALTER TABLE orders ADD COLUMN status TEXT NOT NULL DEFAULT 'confirmed'",
     "reason": "ALTER TABLE orders ADD COLUMN reason TEXT",

@@ -174,8 +174,8 @@ def invariant(out: Console, breaches: tuple[str, ...]) -> None:
     """Stock and credit across services, against the monolith's view of the files."""
     if not breaches:
         note(out, "verified: every product's stock and every user's credit equal what was "
-                  "given minus what confirmed orders hold, each taken once (and pending "
-                  "orders' takes: none is left); no rejected order holds anything")
+                  "given minus what confirmed orders hold, each taken once; no rejected "
+                  "order holds anything, and none is pending")
         return
     note(out, "the invariant is broken (stock and credit, from the three files):")
     for line in breaches:

@@ -8,19 +8,27 @@ bus is what is tested)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sqlite3
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
+
+import pytest
 
 from msshop.contracts import events
 from msshop.contracts.answers import OrderLine, UserOrders
-from msshop.contracts.shop import OrderStatus
+from msshop.contracts.shop import Order, OrderStatus
 from msshop.contracts.strategies import ReadStrategy
+from msshop.instruments import invariant
+from msshop.instruments.asking import databases
 from msshop.instruments.checking import caught_up
 from msshop.instruments.client import Refused, ShopClient
 from tests.conftest import Sandbox
+from tests.e2e.test_reference_service_d import IMPLEMENTATIONS, Implementation, reference
+from tests.unit.test_protocol import made_by_the_saga
 
 T = TypeVar("T")
 
@@ -192,3 +200,177 @@ def test_verify_names_a_rejected_order_that_still_holds_its_takes(sandbox: Sandb
         "stock (3) is still taken for it, never given back",
         f"order {order['id']} (purchase {key}): rejected (tampered), but user {user}'s "
         "credit (7.50) is still taken for it, never given back"]
+
+
+# --- the reference Service Ds -------------------------------------------------------------
+
+@pytest.mark.parametrize("impl", IMPLEMENTATIONS)
+def test_the_reference_programs_show_the_status_and_skip_the_steps(
+        sandbox: Sandbox, tmp_path: Path, impl: Implementation) -> None:
+    """Each reference Service D, run beside a sandbox: a saga's events (an outcome before
+    its OrderPlaced, the steps between) give the statuses the monolith has nothing of but
+    the read model must show, and nothing is dead-lettered."""
+    client = sandbox.client()
+    user, product = shop(client, f"reference-{impl.name}")
+    order, _ = client.buy(user, product, 1)  # direct-call: confirmed in orders
+    rejected, confirmed = 930_001, 930_002
+    append_as(client, "orders",
+              outcome(rejected, user, product, OrderStatus.REJECTED, "out of stock"),
+              placed_pending(rejected, user, product), placed_pending(confirmed, user, product))
+    append_as(client, "products", *[e for e in made_by_the_saga()
+                                     if events.OWNERS[e.type] == "products"])
+    append_as(client, "users", *[e for e in made_by_the_saga()
+                                 if events.OWNERS[e.type] == "users"])
+    with reference(sandbox, tmp_path / impl.name, impl.command) as program:
+        assert program.caught_up()["dead_letters"] == 0
+        status, answer = program.get(f"/user-orders/{user}?strategy=replicated")
+        assert status == 200, answer
+        assert [(o["order_id"], o["status"], o["reason"]) for o in answer["orders"]] == [
+            (order["id"], "confirmed", None), (rejected, "rejected", "out of stock"),
+            (confirmed, "pending", None)]
+        append_as(client, "orders", outcome(confirmed, user, product, OrderStatus.CONFIRMED))
+        program.caught_up()
+        status, answer = program.get(f"/user-orders/{user}?strategy=replicated")
+        assert line_of(answer, confirmed) == {
+            "order_id": confirmed, "product_id": product, "title": f"Thing reference-"
+            f"{impl.name}", "quantity": 2, "unit_price": 5.0, "total": 10.0,
+            "status": "confirmed", "reason": None}
+        status, direct = program.get(f"/user-orders/{user}?strategy=direct-call")
+        assert status == 200 and direct["orders"] == replicated(client, user)["orders"][:1]
+
+
+# --- with the saga (S's write path) -------------------------------------------------------
+
+WAIT_MS = 10_000  # the longest an outcome is waited for (a busy machine: far above the ms)
+
+
+def ended(client: ShopClient, order_id: int) -> Order:
+    order = client.order(order_id, wait_ms=WAIT_MS)
+    assert order["status"] != "pending", order
+    return order
+
+
+def taken(sandbox: Sandbox, purchase: str) -> tuple[int, bool] | None:
+    """The stock products took for a purchase, and whether it was given back (None: no
+    take), from products' own file."""
+    path = sandbox.root / "data" / "products" / "products.db"
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+        row = conn.execute("SELECT amount, given_back_at IS NOT NULL FROM stock_takes "
+                           "WHERE purchase = ?", (purchase,)).fetchone()
+    return None if row is None else (int(row[0]), bool(row[1]))
+
+
+def statuses_by(sandbox: Sandbox, user: int, strategy: str, *flags: str
+                ) -> list[tuple[int, str, str | None]]:
+    said = sandbox.run("query", "--user", str(user), "--strategy", strategy, "--json", *flags)
+    assert said.returncode == 0, said.stderr
+    orders = json.loads(said.stdout)["answer"]["orders"]
+    return [(o["order_id"], o["status"], o["reason"]) for o in orders]
+
+
+def test_each_read_strategy_shows_confirmed_pending_and_rejected(sandbox: Sandbox) -> None:
+    """Saga purchases: one confirmed, one rejected (out of stock), one pending (users
+    stopped: its stock is taken, its credit step waits). The monolith's join, direct-call
+    (partial: users is down) and the read model show the same three statuses and the
+    reason; the invariant counts the pending order's stock as reserved, and names only
+    that it is pending. Once users is back the saga ends; a compensated purchase (credit
+    refused after the stock was taken) ends rejected; verify is clean."""
+    client = sandbox.client()
+    user, product = shop(client, "three", stock=3)
+    poor, _ = shop(client, "poor", credit=1.0)
+    confirmed = ended(client, client.buy(user, product, 1, write="saga")[0]["id"])
+    rejected = ended(client, client.buy(user, product, 10, write="saga")[0]["id"])
+    assert (confirmed["status"], rejected["status"]) == ("confirmed", "rejected")
+    assert rejected["reason"] and "stock" in rejected["reason"], rejected
+    sandbox.run("stop", "users", check=True)
+    pending, _ = client.buy(user, product, 1, request_id="held-by-users", write="saga")
+    until(lambda: taken(sandbox, "held-by-users"), "products takes its stock")
+    until(lambda: line_of(replicated(client, user), pending["id"]), "the read model has it")
+    want = [(confirmed["id"], "confirmed", None), (rejected["id"], "rejected",
+                                                   rejected["reason"]),
+            (pending["id"], "pending", None)]
+    assert statuses_by(sandbox, user, "monolith") == want
+    assert statuses_by(sandbox, user, "direct-call", "--partial") == want
+    assert statuses_by(sandbox, user, "replicated") == want
+    assert invariant.breaches(databases(sandbox.state), now=pending["created_at"] + 5) == [
+        f"order {pending['id']} (purchase held-by-users): still pending 5.0 s after it was "
+        "placed, with every service caught up (its saga is stuck)"], \
+        "its stock is reserved, not a balance that is wrong"
+    sandbox.run("start", "users", check=True)
+    assert ended(client, pending["id"])["status"] == "confirmed"
+    compensated = ended(client, client.buy(poor, product, 1, write="saga")[0]["id"])
+    assert compensated["status"] == "rejected" and "credit" in str(compensated["reason"])
+    assert taken(sandbox, str(compensated["request_id"])) == (1, True), \
+        "the stock was taken, then given back (the compensation)"
+    said = sandbox.run("verify")
+    assert said.returncode == 0, said.stdout + said.stderr
+    assert "no rejected order holds anything, and none is pending" in " ".join(
+        said.stdout.split())
+
+
+def test_compare_says_the_read_model_is_behind_not_wrong(sandbox: Sandbox) -> None:
+    """The read model held off the bus (a partition on its link) while a saga's order ends:
+    it still says pending where orders says confirmed. compare calls it behind, naming the
+    order, not a difference; once the link heals, equal."""
+    client = sandbox.client()
+    user, product = shop(client, "behind")
+    sandbox.run("stop", "users", check=True)
+    order, _ = client.buy(user, product, 2, write="saga")
+    until(lambda: line_of(replicated(client, user), order["id"]), "the read model has it")
+    sandbox.run("chaos", "query", "--to", "bus", "--error-rate", "1", check=True)
+    sandbox.run("start", "users", check=True)
+    assert ended(client, order["id"])["status"] == "confirmed"
+    row = compared(sandbox, user)["replicated"]
+    assert (row["equal"], row["differences"]) == (False, []), row
+    assert row["in_flight"] == [f"order {order['id']} is pending here, confirmed in orders: "
+                                "its outcome is not applied here yet"]
+    text = sandbox.run("compare", "--user", str(user)).stdout
+    assert "behind" in text and "differs" not in text, text
+    sandbox.run("chaos", "query", "--to", "bus", "--clear", check=True)
+    caught_up(client, timeout=10)
+    assert all(row["equal"] for name, row in compared(sandbox, user).items()
+               if name != "monolith")
+
+
+def test_verify_names_an_order_pending_once_everything_has_caught_up(sandbox: Sandbox
+                                                                      ) -> None:
+    """A pending order whose saga never started (its row put in orders' file with no
+    event: as if its OrderPlaced were lost): every service caught up, verify names it and
+    how long it has been pending."""
+    client = sandbox.client()
+    user, product = shop(client, "stuck")
+    client.buy(user, product, 1)
+    caught_up(client, timeout=10)
+    stored_orders(sandbox, "INSERT INTO orders (id, user_id, product_id, quantity, "
+                           "unit_price_cents, request_id, created_at, status) VALUES "
+                           "(777, ?, ?, 1, 0, 'stuck-1', ?, 'pending')", user, product,
+                  time.time() - 42)
+    said = sandbox.run("verify", "--json")
+    assert said.returncode == 1, said.stderr
+    (line,) = json.loads(said.stdout)["invariant"]
+    assert line.startswith("order 777 (purchase stuck-1): still pending 4"), line
+    assert line.endswith(" s after it was placed, with every service caught up (its saga "
+                         "is stuck)")
+
+
+def test_caught_up_waits_for_the_sagas_steps(sandbox: Sandbox) -> None:
+    """users' steps held off the bus (a partition on its link) while a saga's order waits
+    for its credit: every outbox is empty and the read model at the head, but the shop is
+    not caught up (users' steps are behind), so verify never calls that order stuck; once
+    the link heals, the order ends and verify is clean."""
+    client = sandbox.client()
+    user, product = shop(client, "waits")
+    caught_up(client, timeout=10)
+    sandbox.run("chaos", "users", "--to", "bus", "--error-rate", "1", check=True)
+    order, _ = client.buy(user, product, 1, write="saga")
+    until(lambda: taken(sandbox, str(order["request_id"])), "products takes its stock")
+    said = sandbox.run("wait", "--for", "caught-up", "--timeout", "1", "--json")
+    assert said.returncode == 3, said.stderr
+    report = json.loads(said.stdout)
+    assert any(m.startswith("users: its saga steps ") and m.endswith(" behind")
+               for m in report["missing"]), report["missing"]
+    assert client.order(order["id"])["status"] == "pending"
+    sandbox.run("chaos", "users", "--to", "bus", "--clear", check=True)
+    assert ended(client, order["id"])["status"] == "confirmed"
+    said = sandbox.run("verify")
+    assert said.returncode == 0, said.stdout + said.stderr
