@@ -245,10 +245,12 @@ function ok(service, { status, data }) {
 }
 
 // One order as every strategy shows it: prices kept as cents, sent as decimals (the same
-// arithmetic as msshop's, so answers compare equal to the last digit).
-function orderLine(orderId, productId, title, quantity, unitPriceCents) {
+// arithmetic as msshop's, so answers compare equal to the last digit), and where it
+// stands: pending, confirmed or rejected (with the reason).
+function orderLine(orderId, productId, title, quantity, unitPriceCents, status, reason) {
   return { order_id: orderId, product_id: productId, title, quantity,
-           unit_price: unitPriceCents / 100, total: (quantity * unitPriceCents) / 100 };
+           unit_price: unitPriceCents / 100, total: (quantity * unitPriceCents) / 100,
+           status, reason };
 }
 
 // --- Strategy 1: direct-call (API composition) --------------------------------------------
@@ -267,7 +269,8 @@ async function directCall(settings, traced, userId, fanout) {
     ? await productTitles(settings, traced, productIds)
     : await productTitlesOneByOne(settings, traced, productIds);
   const lines = orders.map((o) => orderLine(o.id, o.product_id, titles.get(o.product_id) ?? null,
-                                            o.quantity, Math.round(o.unit_price * 100)));
+                                            o.quantity, Math.round(o.unit_price * 100),
+                                            o.status ?? "confirmed", o.reason ?? null));
   return [{ id: userId, name: user.name, email: user.email }, lines];
 }
 
@@ -298,7 +301,17 @@ async function productTitlesOneByOne(settings, traced, ids) {
 
 // Each event type comes from one service only; anything else is refused (dead-lettered).
 const OWNERS = { UserSignedUp: "users", ProductCreated: "products",
-                 ProductUpdated: "products", OrderPlaced: "orders" };
+                 ProductUpdated: "products", OrderPlaced: "orders",
+                 OrderConfirmed: "orders", OrderRejected: "orders",
+                 // a saga's steps: the order's outcome says all we show, so we skip them
+                 StockTaken: "products", StockRefused: "products", CreditTaken: "users",
+                 CreditRefused: "users", StockGivenBack: "products" };
+const STEPS = new Set(["StockTaken", "StockRefused", "CreditTaken", "CreditRefused",
+                       "StockGivenBack"]);
+// what each order event may say of its order's status (an OrderPlaced that does not:
+// confirmed)
+const STATUSES = { OrderPlaced: ["pending", "confirmed"], OrderConfirmed: ["confirmed"],
+                   OrderRejected: ["rejected"] };
 
 // An event that can never be applied: it goes to the dead letters with this reason.
 class Poison extends Error {}
@@ -336,7 +349,9 @@ class ReadModel {
     this.position = stored.position || 0; // the last event applied
     this.users = stored.users || {}; // id -> {name, email, version}
     this.products = stored.products || {}; // id -> {title, version}
-    this.orders = stored.orders || {}; // id -> {user_id, product_id, quantity, cents}
+    // id -> {user_id, product_id, quantity, cents, status, reason, version} (a file made
+    // before statuses has none: its orders were all confirmed, version 1)
+    this.orders = stored.orders || {};
     this.deadLetters = stored.dead_letters || []; // the newest KEPT_DEAD_LETTERS
     this.deadCount = stored.dead_count || 0;
     this.ordersByUser = new Map();
@@ -349,9 +364,9 @@ class ReadModel {
   }
 
   // Apply one event. Every check comes before the first change, so an event that is
-  // refused changes nothing. Safe to repeat and to receive out of order: users and
-  // products keep their aggregate version and only a newer one wins; an order is written
-  // once and never changes.
+  // refused changes nothing. Safe to repeat and to receive out of order: users, products
+  // and orders keep their aggregate version and only a newer one wins (a saga's
+  // OrderConfirmed or OrderRejected, version 2, may come before its OrderPlaced).
   apply(event) {
     if (event === null || typeof event !== "object" || Array.isArray(event)) {
       throw new Poison("not an event object");
@@ -361,6 +376,7 @@ class ReadModel {
     if (source !== OWNERS[kind]) {
       throw new Poison(`a ${kind} comes only from ${OWNERS[kind]}, but ${source} sent it`);
     }
+    if (STEPS.has(kind)) return;
     if (data === null || typeof data !== "object" || !Number.isInteger(version) ||
         version < 0 || version > MAX_ID) {
       throw new Poison("the event has no data object or no aggregate_version");
@@ -378,11 +394,20 @@ class ReadModel {
       const row = { title: text(data, "title"), version };
       if (!this.products[id] || version > this.products[id].version) this.products[id] = row;
     } else {
+      const status = data.status ?? "confirmed";
+      const reason = data.reason ?? null;
+      if (!STATUSES[kind].includes(status) || (reason !== null && typeof reason !== "string")) {
+        throw new Poison(`${kind} says its order is ${show(status)} (reason ${show(reason)})`);
+      }
       const row = { user_id: anId(data, "user_id"), product_id: anId(data, "product_id"),
-                    quantity: anId(data, "quantity"), cents: cents(data, "unit_price") };
-      if (!this.orders[id]) {
+                    quantity: anId(data, "quantity"), cents: cents(data, "unit_price"),
+                    status, reason, version };
+      const had = this.orders[id];
+      if (!had) {
         this.orders[id] = row;
         this.index(id, row);
+      } else if (version > (had.version ?? 1)) {
+        this.orders[id] = { ...row, user_id: had.user_id }; // indexed under its first buyer
       }
     }
   }
@@ -407,7 +432,7 @@ class ReadModel {
     const lines = ids.map((id) => {
       const o = this.orders[id];
       return orderLine(id, o.product_id, this.products[o.product_id]?.title ?? null,
-                       o.quantity, o.cents);
+                       o.quantity, o.cents, o.status ?? "confirmed", o.reason ?? null);
     });
     return [{ id: userId, name: user.name, email: user.email }, lines];
   }

@@ -232,12 +232,13 @@ def ok(service: str, status: int, data: Any) -> Any:
 
 
 def order_line(order_id: int, product_id: int, title: str | None, quantity: int,
-               unit_price_cents: int) -> dict[str, Any]:
+               unit_price_cents: int, status: str, reason: str | None) -> dict[str, Any]:
     """One order as every strategy shows it: prices kept as cents, sent as decimals (the
-    same arithmetic as msshop's, so answers compare equal to the last digit)."""
+    same arithmetic as msshop's, so answers compare equal to the last digit), and where it
+    stands: pending, confirmed or rejected (with the reason)."""
     return {"order_id": order_id, "product_id": product_id, "title": title,
             "quantity": quantity, "unit_price": unit_price_cents / 100,
-            "total": quantity * unit_price_cents / 100}
+            "total": quantity * unit_price_cents / 100, "status": status, "reason": reason}
 
 
 # --- Strategy 1: direct-call (API composition) --------------------------------------------
@@ -260,7 +261,8 @@ def direct_call(settings: Settings, traced: Traced, user_id: int, fanout: str
     titles = (product_titles(settings, traced, product_ids) if fanout == "batched"
               else product_titles_one_by_one(settings, traced, product_ids))
     lines = [order_line(o["id"], o["product_id"], titles.get(o["product_id"]), o["quantity"],
-                        round(o["unit_price"] * 100)) for o in orders]
+                        round(o["unit_price"] * 100), o.get("status", "confirmed"),
+                        o.get("reason")) for o in orders]
     return {"id": user_id, "name": user["name"], "email": user["email"]}, lines
 
 
@@ -296,7 +298,8 @@ CREATE TABLE IF NOT EXISTS products (
     id INTEGER PRIMARY KEY, title TEXT NOT NULL, version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS orders (
     id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL, product_id INTEGER NOT NULL,
-    quantity INTEGER NOT NULL, unit_price_cents INTEGER NOT NULL);
+    quantity INTEGER NOT NULL, unit_price_cents INTEGER NOT NULL,
+    status TEXT NOT NULL DEFAULT 'confirmed', reason TEXT, version INTEGER NOT NULL DEFAULT 1);
 CREATE INDEX IF NOT EXISTS orders_by_user ON orders (user_id, id);
 -- how far we have read the bus, and in which log: written in the same transaction as
 -- the rows, so after a crash we resume exactly where the last commit left off
@@ -308,9 +311,25 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     body TEXT NOT NULL, dead_at REAL NOT NULL);
 """
 
+# An order's status (a purchase by saga is pending until its outcome): the columns SCHEMA
+# makes, added to a file made before there were statuses (every order there was confirmed).
+ORDER_STATUS_COLUMNS = {
+    "status": "ALTER TABLE orders ADD COLUMN status TEXT NOT NULL DEFAULT 'confirmed'",
+    "reason": "ALTER TABLE orders ADD COLUMN reason TEXT",
+    "version": "ALTER TABLE orders ADD COLUMN version INTEGER NOT NULL DEFAULT 1"}
+
 # Each event type comes from one service only; anything else is refused (dead-lettered).
 OWNERS = {"UserSignedUp": "users", "ProductCreated": "products",
-          "ProductUpdated": "products", "OrderPlaced": "orders"}
+          "ProductUpdated": "products", "OrderPlaced": "orders",
+          "OrderConfirmed": "orders", "OrderRejected": "orders",
+          # a saga's steps: the order's outcome says all we show, so we skip them
+          "StockTaken": "products", "StockRefused": "products", "CreditTaken": "users",
+          "CreditRefused": "users", "StockGivenBack": "products"}
+STEPS = {"StockTaken", "StockRefused", "CreditTaken", "CreditRefused", "StockGivenBack"}
+# what each order event may say of its order's status (an OrderPlaced that does not:
+# confirmed)
+STATUSES = {"OrderPlaced": ("pending", "confirmed"), "OrderConfirmed": ("confirmed",),
+            "OrderRejected": ("rejected",)}
 
 
 def open_db(path: Path) -> sqlite3.Connection:
@@ -350,13 +369,15 @@ def cents(data: dict[str, Any], key: str) -> int:
 
 def apply_event(conn: sqlite3.Connection, event: dict[str, Any]) -> None:
     """Apply one event to the read model. Safe to repeat and to receive out of order:
-    users and products keep their aggregate version and only a newer one wins; an order
-    is written once and never changes."""
+    users, products and orders keep their aggregate version and only a newer one wins (a
+    saga's OrderConfirmed or OrderRejected, version 2, may come before its OrderPlaced)."""
     kind, source = event.get("type"), event.get("source")
     if kind not in OWNERS:
         raise Poison(f"unknown event type {kind!r}")
     if source != OWNERS[kind]:
         raise Poison(f"a {kind} comes only from {OWNERS[kind]}, but {source} sent it")
+    if kind in STEPS:
+        return
     data, version = event.get("data"), event.get("aggregate_version")
     if not isinstance(data, dict) or type(version) is not int or not 0 <= version <= MAX_ID:
         raise Poison("the event has no data object or no aggregate_version")
@@ -375,9 +396,18 @@ def apply_event(conn: sqlite3.Connection, event: dict[str, Any]) -> None:
                      "WHERE excluded.version > products.version",
                      (data["id"], text(data, "title"), version))
     else:
-        conn.execute("INSERT OR IGNORE INTO orders VALUES (?, ?, ?, ?, ?)",
+        status, reason = data.get("status", "confirmed"), data.get("reason")
+        if status not in STATUSES[kind] or not isinstance(reason, (str, type(None))):
+            raise Poison(f"{kind} says its order is {status!r} (reason {reason!r})")
+        conn.execute("INSERT INTO orders (id, user_id, product_id, quantity, "
+                     "unit_price_cents, status, reason, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                     "ON CONFLICT (id) DO UPDATE SET quantity = excluded.quantity, "
+                     "unit_price_cents = excluded.unit_price_cents, status = excluded.status, "
+                     "reason = excluded.reason, version = excluded.version "
+                     "WHERE excluded.version > orders.version",
                      (data["id"], an_id(data, "user_id"), an_id(data, "product_id"),
-                      an_id(data, "quantity"), cents(data, "unit_price")))
+                      an_id(data, "quantity"), cents(data, "unit_price"), status, reason,
+                      version))
 
 
 class BusRefused(Exception):
@@ -410,6 +440,10 @@ class Consumer:
             NatsReader(settings.bus) if settings.bus_backend == "nats" else LogReader(settings))
         self.conn = open_db(db_path)
         self.conn.executescript(SCHEMA)
+        columns = {row[1] for row in self.conn.execute("PRAGMA table_info(orders)")}
+        for column, statement in ORDER_STATUS_COLUMNS.items():
+            if column not in columns:
+                self.conn.execute(statement)
         row = self.conn.execute("SELECT position, log FROM bus_position").fetchone()
         self.position: int = row[0] if row else 0  # the last event applied
         self.log: str = row[1] if row else ""  # the identity of the log it belongs to
@@ -617,8 +651,9 @@ class ReadModel:
             user = conn.execute("SELECT id, name, email FROM users WHERE id = ?",
                                 (user_id,)).fetchone()
             rows = conn.execute(
-                "SELECT o.id, o.product_id, p.title, o.quantity, o.unit_price_cents "
-                "FROM orders AS o LEFT JOIN products AS p ON p.id = o.product_id "
+                "SELECT o.id, o.product_id, p.title, o.quantity, o.unit_price_cents, "
+                "o.status, o.reason FROM orders AS o "
+                "LEFT JOIN products AS p ON p.id = o.product_id "
                 "WHERE o.user_id = ? ORDER BY o.id", (user_id,)).fetchall()
         finally:
             conn.execute("COMMIT")

@@ -13,6 +13,8 @@ from msshop.contracts.errors import UsageError
 from msshop.contracts.limits import MAX_ID, MAX_QUANTITY
 from msshop.contracts.strategies import WriteStrategy
 
+WAIT = 10.0  # seconds `buy --wait` waits for a saga's outcome unless --timeout says
+
 if TYPE_CHECKING:
     from msshop.contracts.outcomes import Purchase
     from msshop.instruments.client import ShopClient
@@ -90,49 +92,61 @@ def buy(
     write: WriteStrategy | None = typer.Option(
         None, "--write", help="How stock and credit are taken [default: purchase.strategy, "
                               "direct-call]."),
+    wait: bool = typer.Option(False, "--wait", help="saga: wait for the outcome."),
+    timeout: float | None = typer.Option(
+        None, "--timeout", min=0.1, max=60, metavar="S",
+        help="How long --wait waits, 0.1 to 60 s [default 10]."),
     trace: bool = typer.Option(False, "--trace",
                                help="Follow the write to the read model and show its trace."),
     view: str = view_option("With --trace: a call tree, a timeline, or both."),
     as_json: bool = json_option(),
 ) -> None:
-    """Purchase a product for a user: confirmed (exit 0) or rejected with the reason (1).
+    """Purchase a product for a user: confirmed (exit 0), rejected with the reason (1), or
+    a saga's still pending (3).
 
     \b
     Example: msshop buy --user 42 --product 7 --trace
     """
     from msshop import render
-    from msshop.contracts.outcomes import Purchase
     from msshop.runtime.orchestrator import lifecycle
 
     check_view(view)
     with flags():
         config = settings(ctx, **{"purchase.strategy": write})
         strategy = WriteStrategy(config.purchase_strategy)
-        if strategy is WriteStrategy.SAGA:  # the contract is in; the write path follows
-            raise UsageError("--write saga is not served yet: use --write direct-call")
+        if wait and strategy is not WriteStrategy.SAGA:
+            raise UsageError(f"--wait waits for a saga's outcome; a {strategy} purchase "
+                             "answers it at once: leave out --wait, or use --write saga")
+        if timeout is not None and not wait:
+            raise UsageError("--timeout says how long --wait waits: add --wait "
+                             "(with --write saga)")
         if trace and strategy is WriteStrategy.MONOLITH:
             raise UsageError("--trace follows a purchase through the services; the "
                              "monolith's is one transaction in the CLI: leave out --trace, "
                              "or use --write direct-call")
+    waited = (timeout or WAIT) if wait else 0.0
     state = lifecycle.running_state(config)
     if not trace:
         from msshop.instruments import purchase
 
-        bought = purchase.buy(state, strategy, user, product, quantity)
+        bought = purchase.buy(state, strategy, user, product, quantity, wait=waited)
         emit(Outcome(purchase_document(bought), lambda out: draw_bought(out, bought),
                      exit_code=bought.exit_code, complaint=bought.reason), as_json)
         return
     from msshop.instruments import journey
 
-    followed = journey.buy(state, user, product, quantity)
+    followed = journey.buy(state, user, product, quantity, strategy,
+                           wait=waited or journey.APPLIED_WAIT)
+    bought = followed.bought
 
     def draw(out: render.Console) -> None:
-        render.order(out, followed.order, followed.created)
+        draw_bought(out, bought)
         render.journey(out, followed.journey, view)
 
-    emit(Outcome(Purchase(outcome="confirmed", strategy=str(strategy), order=followed.order,
-                          created=followed.created,
-                          journey=render.journey_document(followed.journey)), draw), as_json)
+    document = purchase_document(bought)
+    document["journey"] = render.journey_document(followed.journey)
+    emit(Outcome(document, draw, exit_code=bought.exit_code, complaint=bought.reason),
+         as_json)
 
 
 def purchase_document(bought: Bought) -> Purchase:
@@ -150,6 +164,8 @@ def draw_bought(out: Console, bought: Bought) -> None:
 
     if bought.order is None:
         render.rejected(out, bought.reason or "refused", str(bought.strategy))
+    elif bought.strategy is WriteStrategy.SAGA:
+        render.saga_order(out, bought.order, bought.created)
     else:
         render.order(out, bought.order, bought.created)
 

@@ -16,7 +16,10 @@ QUESTION = "user-orders"
 
 class OrderLine(TypedDict):
     """One order of the user, with its product's title (None: not known, e.g. the product's
-    event has not reached the read model yet, or products was down)."""
+    event has not reached the read model yet, or products was down), and where it stands:
+    `status` is an OrderStatus's value (contracts/shop.py: pending, confirmed, rejected),
+    `reason` why it was rejected (None unless rejected). A pending saga order's price is 0
+    until products says it: prices are shown as the order has them."""
 
     order_id: int
     product_id: int
@@ -24,14 +27,22 @@ class OrderLine(TypedDict):
     quantity: int
     unit_price: float
     total: float
+    status: str
+    reason: str | None
+
+
+# An OrderStatus's value (contracts/shop.py imports this module, so not the enum here): an
+# order that does not say (monolith and direct-call orders, an older OrderPlaced) is this.
+CONFIRMED = "confirmed"
 
 
 def order_line(order_id: int, product_id: int, title: str | None, quantity: int,
-               unit_price_cents: int) -> OrderLine:
+               unit_price_cents: int, status: str = CONFIRMED,
+               reason: str | None = None) -> OrderLine:
     """The one way an order line is made: prices are stored as cents, sent as decimals."""
     return {"order_id": order_id, "product_id": product_id, "title": title,
             "quantity": quantity, "unit_price": unit_price_cents / 100,
-            "total": quantity * unit_price_cents / 100}
+            "total": quantity * unit_price_cents / 100, "status": status, "reason": reason}
 
 
 class Buyer(TypedDict):

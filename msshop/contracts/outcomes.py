@@ -78,11 +78,12 @@ class Followed(TypedDict):
 
 
 class Purchase(TypedDict):
-    """`msshop buy --json`: confirmed with the order, or rejected with the reason."""
+    """`msshop buy --json`: confirmed with the order, or rejected with the reason; a saga's
+    may be pending (its outcome not known yet, or not within --wait's timeout)."""
 
-    outcome: Literal["confirmed", "rejected"]
-    strategy: str  # the write strategy: monolith | direct-call
-    order: Order | None  # None when rejected
+    outcome: Literal["confirmed", "rejected", "pending"]
+    strategy: str  # the write strategy: monolith | direct-call | saga
+    order: Order | None  # None when rejected (a saga's: the order, whatever its status)
     created: bool  # false: the same request id had already placed it
     reason: NotRequired[str]  # rejected: why (out of stock, not enough credit, no such id)
     journey: NotRequired[Followed]
@@ -165,6 +166,9 @@ class StrategyCompared(TypedDict):
     error: str | None  # set: it failed, and why
     equal: bool  # equal to the monolith's answer
     differences: list[str]
+    # a saga's orders seen pending in one answer and decided in the other (issue 26): all
+    # that differs when the answer is only behind (or newer), in words
+    in_flight: list[str]
     orders: int
     latency_ms: float
     sequential_hops: int  # network stages behind the query service

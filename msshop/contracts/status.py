@@ -182,6 +182,8 @@ class Health(TypedDict):
     head: NotRequired[int]  # bus
     log: NotRequired[str]  # bus: the log's identity
     consumer: NotRequired[ConsumerHealth]  # query
+    # users, products, orders: the consumer of the saga's events their steps apply
+    saga: NotRequired[ConsumerHealth]
     rebuilding: NotRequired[bool]  # query
     kept: NotRequired[KeptHealth]  # query
     nats: NotRequired[NatsNode]  # a nats-server node of the bus (its health, so shaped)
@@ -213,6 +215,7 @@ class ServiceStatus(TypedDict):
     outbox: NotRequired[OutboxHealth]
     head: NotRequired[int]
     consumer: NotRequired[ConsumerHealth]
+    saga: NotRequired[ConsumerHealth]  # users, products, orders: the saga's steps
     chaos: NotRequired[ChaosState | None]
     nats: NotRequired[NatsNode]  # a node of a nats bus
     trespass: NotRequired[TrespassHealth]  # a program of your own: its trespasses, if told

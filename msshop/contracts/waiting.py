@@ -27,8 +27,10 @@ class ServiceWait(TypedDict):
     why: str | None  # what it still lacks, e.g. "1,200 events behind"
     exit: NotRequired[str | None]  # how it last ended, e.g. "killed by SIGKILL"
     pending: NotRequired[int]  # caught-up, a writing service: events not on the bus yet
-    position: NotRequired[int]  # caught-up, query: the bus position its read model applied
-    behind: NotRequired[int]  # caught-up, query: the bus's head minus that position
+    # caught-up, query: the bus position its read model applied; a writing service that
+    # takes part in the saga (issue 26): the position its saga steps applied
+    position: NotRequired[int]
+    behind: NotRequired[int]  # caught-up: the bus's head minus that position
 
 
 class WaitReport(TypedDict):

@@ -94,10 +94,12 @@ class ShopClient:
 
     def buy(self, user_id: int, product_id: int, quantity: int = 1,
             request_id: str | None = None, wait_published_ms: int = 0,
-            traceparent: str | None = None) -> tuple[Order, bool]:
+            traceparent: str | None = None, write: str = "direct-call"
+            ) -> tuple[Order, bool]:
         """(the order, whether it is new: False for a repeated request id). With
         `wait_published_ms`, the order's event carries its bus position once sent; with
-        `traceparent` (sampled), the write is followed to the read model.
+        `traceparent` (sampled), the write is followed to the read model; `write`: saga
+        answers the order pending (202), and products and users say the rest.
 
         Without a `request_id` one is made: the connection sends a request again when a
         kept connection turns out closed before any answer (runtime/http1.py), and the
@@ -105,13 +107,20 @@ class ShopClient:
         body: dict[str, Any] = {"user_id": user_id, "product_id": product_id,
                                 "quantity": quantity,
                                 "request_id": request_id or uuid.uuid4().hex}
-        path = "/orders" + (f"?wait_published_ms={wait_published_ms}"
-                            if wait_published_ms else "")
+        query = [f"wait_published_ms={wait_published_ms}"] if wait_published_ms else []
+        if write != "direct-call":
+            query.append(f"write={write}")
+        path = "/orders" + ("?" + "&".join(query) if query else "")
         headers = {"traceparent": traceparent} if traceparent else None
         status, answer = self.exchange("orders", "POST", path, body, headers)
         if status >= 400:
             raise ServiceError(_error_of(answer) or f"orders answered HTTP {status}", status)
-        return cast("Order", answer), status == 201
+        return cast("Order", answer), status in (201, 202)
+
+    def order(self, order_id: int, wait_ms: int = 0) -> Order:
+        """One order; with `wait_ms`, orders waits up to that long while it is pending."""
+        path = f"/orders/{order_id}" + (f"?wait_ms={wait_ms}" if wait_ms else "")
+        return cast("Order", self.request("orders", "GET", path))
 
     def orders_of(self, user_id: int) -> list[Order]:
         """The orders service's own record of a user's orders."""

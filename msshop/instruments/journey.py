@@ -17,8 +17,10 @@ from typing import Any
 
 from msshop.contracts.errors import MsshopError
 from msshop.contracts.kinds import Kind
-from msshop.contracts.shop import Order, User
+from msshop.contracts.shop import User
 from msshop.contracts.spans import Span, make_span, traceparent
+from msshop.contracts.strategies import WriteStrategy
+from msshop.instruments import purchase
 from msshop.instruments.asking import Questioner
 from msshop.instruments.checking import caught_up
 from msshop.instruments.traces.store import StoredTrace
@@ -38,8 +40,7 @@ class Journey:
 
 @dataclass(frozen=True)
 class Bought:
-    order: Order
-    created: bool
+    bought: purchase.Bought  # what became of the purchase
     journey: Journey
 
 
@@ -49,14 +50,25 @@ class SignedUp:
     journey: Journey
 
 
-def buy(state: State, user_id: int, product_id: int, quantity: int) -> Bought:
+def buy(state: State, user_id: int, product_id: int, quantity: int,
+        strategy: WriteStrategy = WriteStrategy.DIRECT_CALL, wait: float = APPLIED_WAIT
+        ) -> Bought:
+    """A purchase followed to the read model. A saga's is followed through every
+    participant: products', users' and orders' steps record their spans in its trace, and
+    its outcome is waited for (up to `wait` s) before the trace is gathered."""
     root = _root("buy", "orders", "/orders")
     questioner = Questioner(state)
-    order, created = _timed(root, lambda: questioner.client.buy(
-        user_id, product_id, quantity, wait_published_ms=1000,
-        traceparent=traceparent(root)))
+    client = questioner.client
+    if strategy is WriteStrategy.SAGA:
+        bought = _timed(root, lambda: purchase.by_saga(
+            client, user_id, product_id, quantity, None, wait, traceparent(root)))
+    else:
+        order, created = _timed(root, lambda: client.buy(
+            user_id, product_id, quantity, wait_published_ms=1000,
+            traceparent=traceparent(root)))
+        bought = purchase.Bought(strategy, "confirmed", order, created)
     journey = _followed(questioner, root, "buy", user_id)
-    return Bought(order, created, journey)
+    return Bought(bought, journey)
 
 
 def signup(state: State, email: str, name: str) -> SignedUp:

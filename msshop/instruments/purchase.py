@@ -3,17 +3,20 @@ confirmed (the order), or rejected with the reason (out of stock, not enough cre
 such user or product), nothing left taken.
 
 direct-call asks the orders service (which takes stock and credit over HTTP); monolith
-writes the three files in one transaction from the CLI (monolith_write.py).
+writes the three files in one transaction from the CLI (monolith_write.py); saga asks
+orders to record the order pending, and (with a wait) asks again until products and users
+have said: confirmed, or rejected with the reason; still pending once the wait is over.
 """
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Literal
 
 from msshop.contracts.errors import ServiceError
-from msshop.contracts.shop import Order
+from msshop.contracts.shop import Order, OrderStatus
 from msshop.contracts.strategies import WriteStrategy
 from msshop.instruments import monolith_write
 from msshop.instruments.asking import databases
@@ -21,21 +24,23 @@ from msshop.instruments.client import ShopClient
 from msshop.runtime.orchestrator.state import State
 
 REFUSED = (409, 422)  # a purchase refused, not a service failing
-Result = Literal["confirmed", "rejected"]
+Result = Literal["confirmed", "rejected", "pending"]
+ASK_MS = 5000  # the longest one GET /orders/{id}?wait_ms= waits (within the client's timeout)
+#: what `buy` exits with: confirmed 0, rejected 1, (usage 2), a saga still pending 3
+EXIT_CODES: dict[Result, int] = {"confirmed": 0, "rejected": 1, "pending": 3}
 
 
 @dataclass(frozen=True)
 class Bought:
     strategy: WriteStrategy
     outcome: Result
-    order: Order | None  # confirmed: the order
+    order: Order | None  # confirmed: the order (a saga's: whatever its status)
     created: bool  # False: the same request_id had already placed it
     reason: str | None = None  # rejected: why
 
     @property
     def exit_code(self) -> int:
-        """confirmed 0, rejected 1 (usage is 2; a saga's pending will be 3)."""
-        return 0 if self.outcome == "confirmed" else 1
+        return EXIT_CODES[self.outcome]
 
 
 def rejected(strategy: WriteStrategy, error: ServiceError) -> Bought | None:
@@ -46,7 +51,10 @@ def rejected(strategy: WriteStrategy, error: ServiceError) -> Bought | None:
 
 
 def buy(state: State, strategy: WriteStrategy, user_id: int, product_id: int,
-        quantity: int, request_id: str | None = None) -> Bought:
+        quantity: int, request_id: str | None = None, wait: float = 0.0) -> Bought:
+    """`wait`: a saga's purchase waits up to this many seconds for its outcome."""
+    if strategy is WriteStrategy.SAGA:
+        return by_saga(ShopClient(state), user_id, product_id, quantity, request_id, wait)
     if strategy is WriteStrategy.MONOLITH:
         written = monolith_write.buy(databases(state), user_id, product_id, quantity,
                                      request_id)
@@ -63,3 +71,30 @@ def buy(state: State, strategy: WriteStrategy, user_id: int, product_id: int,
             raise
         return refused
     return Bought(strategy, "confirmed", order, created)
+
+
+def by_saga(client: ShopClient, user_id: int, product_id: int, quantity: int,
+            request_id: str | None, wait: float, traceparent: str | None = None) -> Bought:
+    """A saga's purchase: placed pending; with `wait`, its outcome once known."""
+    order, created = client.buy(user_id, product_id, quantity, request_id or uuid.uuid4().hex,
+                                traceparent=traceparent, write=WriteStrategy.SAGA)
+    return saga_outcome(awaited(client, order, wait), created)
+
+
+def awaited(client: ShopClient, order: Order, wait: float) -> Order:
+    """The order once it is no longer pending, or as it is after `wait` seconds."""
+    deadline = time.monotonic() + wait
+    while order["status"] == OrderStatus.PENDING:
+        remaining_ms = int((deadline - time.monotonic()) * 1000)
+        if remaining_ms <= 0:
+            break
+        order = client.order(order["id"], min(remaining_ms, ASK_MS))
+    return order
+
+
+def saga_outcome(order: Order, created: bool) -> Bought:
+    if order["status"] == OrderStatus.CONFIRMED:
+        return Bought(WriteStrategy.SAGA, "confirmed", order, created)
+    if order["status"] == OrderStatus.REJECTED:
+        return Bought(WriteStrategy.SAGA, "rejected", order, created, order["reason"])
+    return Bought(WriteStrategy.SAGA, "pending", order, created)

@@ -2,8 +2,9 @@
 services, the way `docker compose up --wait` and `aspire wait` do.
 
 - healthy: each service running (as the supervisor reports it) and its health "ok";
-- caught-up: nothing left to replicate: a writing service's outbox is empty, query's read
-  model has applied the bus's head, a bus node answers;
+- caught-up: nothing left to replicate: a writing service's outbox is empty (and, if it
+  takes part in the saga, its steps have read the bus's head: issue 26, so no saga is left
+  half-way), query's read model has applied the bus's head, a bus node answers;
 - down: the services stopped (for the whole sandbox: no supervisor runs at all).
 
 Each look is cheap: the supervisor's lock and state.json (what runs, what crashed), then
@@ -171,6 +172,9 @@ def _look(client: ShopClient, state: State, condition: Condition,
         if looked.head is None:
             looked.missing.append("bus: does not answer, so its head is unknown")
         entries["query"] = _one(client, state, condition, "query", looked, patient)
+        for name, entry in entries.items():
+            if name != "query" and "position" in entry:
+                _saga_steps(entry, looked)
     looked.services = [entries[name] for name in wanted]
     return looked
 
@@ -200,6 +204,8 @@ def _one(client: ShopClient, state: State, condition: Condition, name: str, look
         entry["pending"] = pending
         if pending:
             entry["why"] = f"{_events(pending)} not on the bus yet"
+        if "saga" in health:  # judged against the head once it is read (_saga_steps)
+            entry["position"] = health["saga"]["position"]
     elif condition == "caught-up" and "consumer" in health:
         consumer = health["consumer"]
         entry["position"] = consumer["position"]
@@ -218,6 +224,19 @@ def _one(client: ShopClient, state: State, condition: Condition, name: str, look
     if not entry["ready"]:
         looked.missing.append(f"{name}: {entry['why']}")
     return entry
+
+
+def _saga_steps(entry: ServiceWait, looked: _Look) -> None:
+    """A saga participant's steps against the head read after them: its outbox was empty
+    and its steps had read up to `position` in one answer, so an event it had yet to act on
+    is in the head, and one it acted on is in its outbox or in the head."""
+    if looked.head is None or not entry["ready"]:
+        return
+    gap = looked.head - entry["position"]
+    entry["behind"] = max(0, gap)
+    if gap > 0:
+        entry["ready"], entry["why"] = False, f"its saga steps {_events(gap)} behind"
+        looked.missing.append(f"{entry['name']}: {entry['why']}")
 
 
 def _events(count: int) -> str:

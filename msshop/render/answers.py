@@ -16,7 +16,7 @@ from msshop.render.tables import Column, fitted_table
 from msshop.render.traces import timeline, trace_views
 
 if TYPE_CHECKING:  # types only: `msshop status` need not import the instruments
-    from msshop.contracts.answers import Freshness
+    from msshop.contracts.answers import Freshness, OrderLine
     from msshop.instruments.asking import Asked
     from msshop.instruments.checking import Compared, Verified
 
@@ -39,18 +39,43 @@ def answer(out: Console, asked: Asked) -> None:
     for column, justify in (("order", "right"), ("product", "right"), ("title", "left"),
                             ("qty", "right"), ("unit price", "right"), ("total", "right")):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    table.add_column("status")
     shown = data["orders"][:20]
     for o in shown:
         title = escaped(o["title"]) if o["title"] is not None else Text(
-            "(unavailable)" if missing else "(not replicated yet)", style="yellow")
+            _untitled(asked.strategy, bool(missing)), style="yellow")
         table.add_row(str(o["order_id"]), str(o["product_id"]), title, str(o["quantity"]),
-                      f"{o['unit_price']:.2f}", f"{o['total']:.2f}")
+                      f"{o['unit_price']:.2f}", f"{o['total']:.2f}", status(o))
     if shown:
         out.print(table)
+    for o in shown:  # a reason is a sentence: one line each under the table, cut to fit
+        if o.get("status") == "rejected":
+            out.print(escaped(f"order {o['order_id']} rejected: "
+                              f"{o.get('reason') or 'no reason given'}", style="red"),
+                      no_wrap=True, overflow="ellipsis", crop=True)
     if len(data["orders"]) > len(shown):
         out.print(Text(f"... and {len(data['orders']) - len(shown)} more (--json for all)",
                        style="dim"))
     note(out, f"freshness: {freshness(data.get('freshness'), asked.strategy)}")
+
+
+STATUS_STYLES = {"pending": "yellow", "rejected": "red"}
+
+
+def status(order: OrderLine) -> Text:
+    """An order's status for a table cell: pending (a saga's, not decided yet), confirmed
+    or rejected (its reason is on a line of its own under the table)."""
+    said = order.get("status", "confirmed")  # an answer of a program that does not say
+    return Text(said, style=STATUS_STYLES.get(said, ""))
+
+
+def _untitled(strategy: str, partial: bool) -> str:
+    """Why an order has no title: products failed (partial), there is no such product (the
+    monolith reads products' own file: a saga's order of one is rejected), or the read
+    model has not had its event yet."""
+    if partial:
+        return "(unavailable)"
+    return "(no such product)" if strategy == ReadStrategy.MONOLITH else "(not replicated yet)"
 
 
 def answer_with_trace(out: Console, asked: Asked, view: str = "both") -> None:
@@ -105,6 +130,7 @@ COMPARE_COLUMNS = (Column("strategy"), Column("answer"), Column("ms", "right"),
 def compare(out: Console, user_id: int, rows: list[Compared]) -> None:
     table_rows: list[list[RenderableType]] = []
     problems: list[str] = []
+    notes: list[str] = []  # orders in flight: not wrong, seen at another moment
     for row in rows:
         if row.error:
             table_rows.append([row.strategy, Text("failed", style="bold red"), "-", "-", "-",
@@ -115,9 +141,12 @@ def compare(out: Console, user_id: int, rows: list[Compared]) -> None:
             verdict = Text("the truth")
         elif row.equal:
             verdict = Text("= monolith", style="green")
+        elif not row.differences:  # only a saga's orders seen at another moment
+            verdict = Text("behind" if row.behind else "newer", style="yellow")
         else:
             verdict = Text("differs", style="bold red")
             problems.extend(f"{row.strategy}: {d}" for d in row.differences)
+        notes.extend(f"{row.strategy}: {said}" for said in row.in_flight)
         table_rows.append([row.strategy, verdict, f"{row.latency_ms:.2f}",
                            str(row.sequential_hops),
                            " ".join(s for s in row.services if s != "cli") or "cli only",
@@ -132,6 +161,8 @@ def compare(out: Console, user_id: int, rows: list[Compared]) -> None:
             note(out, f"{row.strategy} touched {dbs or 'no database'}")
     for problem in problems:
         note(out, problem, style="red")
+    for said in notes:
+        note(out, said, style="yellow")
     for row in rows:  # one small timeline each: what ran at once, what one after another
         if row.spans:
             out.print()
@@ -143,7 +174,8 @@ def invariant(out: Console, breaches: tuple[str, ...]) -> None:
     """Stock and credit across services, against the monolith's view of the files."""
     if not breaches:
         note(out, "verified: every product's stock and every user's credit equal what was "
-                  "given minus what confirmed orders hold, each taken once")
+                  "given minus what confirmed orders hold, each taken once; no rejected "
+                  "order holds anything, and none is pending")
         return
     note(out, "the invariant is broken (stock and credit, from the three files):")
     for line in breaches:

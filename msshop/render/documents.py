@@ -63,7 +63,8 @@ def event_on_the_bus(position: int, event: Event) -> EventOnTheBus:
 def comparison(user_id: int, rows: list[Compared]) -> Comparison:
     return {"user_id": user_id, "strategies": [
         {"strategy": row.strategy, "error": row.error, "equal": row.equal,
-         "differences": list(row.differences), "orders": row.orders,
+         "differences": list(row.differences), "in_flight": list(row.in_flight),
+         "orders": row.orders,
          "latency_ms": row.latency_ms, "sequential_hops": row.sequential_hops,
          "services": list(row.services), "databases": row.databases or {},
          "rows_read": row.rows_read, "freshness": row.freshness, "trace_id": row.trace_id}

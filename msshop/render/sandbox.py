@@ -107,6 +107,25 @@ def row_counts(rows: dict[str, int] | None) -> str:
                      for table, count in rows.items())
 
 
+def _saga_lines(by_name: dict[str, ServiceStatus]) -> list[str]:
+    """The saga's step consumers (users, products, orders: issue 26), when one is behind,
+    has dead letters or a problem; nothing while they keep up (every sandbox has them)."""
+    behind = [f"{name} {steps['behind']:,}" for name, s in by_name.items()
+              if (steps := s.get("saga")) is not None and steps["behind"] > 0]
+    dead = [f"{name} {steps['dead_letters']:,}" for name, s in by_name.items()
+            if (steps := s.get("saga")) is not None and steps["dead_letters"]]
+    lines = []
+    if behind:
+        lines.append("saga steps behind the bus (events): " + ", ".join(behind))
+    if dead:
+        lines.append("saga steps dead-lettered (their orders stay pending): "
+                     + ", ".join(dead))
+    for name, s in by_name.items():
+        if (steps := s.get("saga")) is not None and steps["bus_error"]:
+            lines.append(f"  the {name} saga steps are retrying: {steps['bus_error']}")
+    return lines
+
+
 def replication_lines(status: StatusReport) -> list[str]:
     """Outbox backlogs, the bus's head and the consumer's position, in words."""
     by_name = {s["name"]: s for s in status["services"]}
@@ -129,6 +148,7 @@ def replication_lines(status: StatusReport) -> list[str]:
     elif "bus" in status and status["bus"]["external"]:
         lines.append("bus: NATS JetStream at " + ", ".join(status["bus"]["servers"])
                      + f", stream {status['bus']['stream']} (not started by msshop)")
+    lines += _saga_lines(by_name)
     query = by_name.get("query", nobody)
     consumer = query.get("consumer") if query is not None else None
     if consumer:

@@ -53,6 +53,22 @@ def order(out: Console, order: Order, created: bool) -> None:
                   "stored it yet); see: msshop status")
 
 
+def saga_order(out: Console, order: Order, created: bool) -> None:
+    """A saga's purchase: its order as it stands (pending, confirmed or rejected)."""
+    again = "" if created else " (same request id)"
+    what = (f"user {order['user_id']} buys {order['quantity']} x product "
+            f"{order['product_id']}")
+    if order["status"] == "confirmed":
+        note(out, f"order {order['id']} confirmed (saga){again}: {what} at "
+                  f"{order['unit_price']:.2f} = {order['total']:.2f}")
+    elif order["status"] == "rejected":
+        note(out, f"order {order['id']} rejected (saga){again}: {what}; nothing stays taken")
+        error(order["reason"] or "rejected")
+    else:
+        note(out, f"order {order['id']} pending (saga){again}: {what}; products and users "
+                  "have not said yet (wait for it with --wait)")
+
+
 def rejected(out: Console, reason: str, strategy: str) -> None:
     """A purchase refused: nothing was taken, no order was recorded. The reason is the
     error line (stderr), as the service words it."""

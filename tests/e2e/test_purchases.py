@@ -63,7 +63,8 @@ def at_once(strategy: WriteStrategy) -> int:
     return max(4, min(BUYERS, (soft - 100) // 9))
 
 
-@pytest.mark.parametrize("strategy", list(WriteStrategy))
+# the saga's own (its rejected orders are recorded, as rejected): tests/e2e/test_saga.py
+@pytest.mark.parametrize("strategy", [s for s in WriteStrategy if s is not WriteStrategy.SAGA])
 def test_the_last_items_go_to_exactly_as_many_buyers(sandbox: Sandbox,
                                                      strategy: WriteStrategy) -> None:
     """50 buyers at once of a product with 10 left: exactly 10 confirmed, 40 rejected
@@ -150,9 +151,11 @@ def test_refusals_name_the_problem_and_leave_nothing_taken(sandbox: Sandbox) -> 
                        "monolith")
     assert said.returncode == 0, said.stderr
     assert f"bought 1 x product {product}" in said.stdout
+    # the saga (tests/e2e/test_saga.py) records its order pending and ends it: here, once
+    # products and users have said, confirmed
     said = sandbox.run("buy", "--user", str(user), "--product", str(product), "--write",
-                       "saga")
-    assert said.returncode == 2
+                       "saga", "--wait")
+    assert said.returncode == 0, said.stderr
     assert "Traceback" not in said.stderr
 
 

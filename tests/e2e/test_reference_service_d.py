@@ -918,7 +918,8 @@ def test_a_page_with_bad_events_applies_the_rest_and_dead_letters_each(tmp_path:
     user_found, orders = service_d.ReadModel(tmp_path / "read.db").user_orders(1)
     assert user_found == {"id": 1, "name": "Ann", "email": "a@x"}
     assert orders == [{"order_id": 9, "product_id": 2, "title": None, "quantity": 1,
-                       "unit_price": 2.5, "total": 2.5}]
+                       "unit_price": 2.5, "total": 2.5, "status": "confirmed",
+                       "reason": None}]
 
 
 # -- the Node program only ------------------------------------------------------------------

@@ -11,6 +11,7 @@ import pytest
 
 from msshop.contracts import events
 from msshop.contracts.events import Delivered
+from msshop.contracts.shop import OrderStatus
 from msshop.runtime.platform.consumer import Consumer
 from msshop.runtime.platform.db import open_database, statements
 from msshop.runtime.services.query import MIGRATIONS, projection
@@ -164,3 +165,118 @@ def test_an_event_from_a_service_that_does_not_own_its_type_is_dead_lettered(
 def test_every_event_type_has_its_owner() -> None:
     assert set(events.OWNERS) == set(events.CATALOGUE)
     assert set(events.OWNERS.values()) <= {"users", "products", "orders"}
+
+
+# --- issue 26: an order's status ----------------------------------------------------------
+
+def saga_order(status: OrderStatus, reason: str | None = None, order_id: int = 11,
+               price_cents: int = 2500) -> events.Event:
+    """A saga's order as orders records it: placed pending (v1, price 0), or its outcome
+    (v2, its whole state)."""
+    if status is OrderStatus.PENDING:
+        return events.order_placed(order_id, 1, 7, 2, 0, 1.0, purchase=f"p{order_id}",
+                                   status=OrderStatus.PENDING)
+    return events.order_ended(order_id, 1, 7, 2, price_cents, f"p{order_id}", status, reason)
+
+
+def statuses(conn: sqlite3.Connection) -> list[tuple[object, ...]]:
+    return conn.execute("SELECT id, status, reason, unit_price_cents, version "
+                        "FROM orders_replica ORDER BY id").fetchall()
+
+
+def test_an_order_placed_without_a_status_is_confirmed(tmp_path: Path) -> None:
+    conn, consumer = fresh_read_model(tmp_path)
+    old = events.make(events.ORDER_PLACED, "orders", 3, 1, {
+        "id": 3, "user_id": 1, "product_id": 7, "quantity": 2, "unit_price": 10.0}, None)
+    consumer.apply_batch(delivered((1, old), (2, saga_order(OrderStatus.PENDING))))
+    assert statuses(conn) == [(3, "confirmed", None, 1000, 1), (11, "pending", None, 0, 1)]
+
+
+@pytest.mark.parametrize("ended", [OrderStatus.CONFIRMED, OrderStatus.REJECTED])
+def test_an_outcome_wins_over_its_order_placed_in_either_order(tmp_path: Path,
+                                                               ended: OrderStatus) -> None:
+    """Nothing orders OrderPlaced and its outcome on the bus against each other for a
+    reader: v2 over v1 is applied, a v1 after a v2 changes nothing, a v2 again nothing."""
+    reason = None if ended is OrderStatus.CONFIRMED else "out of stock"
+    placed, outcome = saga_order(OrderStatus.PENDING), saga_order(ended, reason)
+    price = 2500  # the outcome says the price (a credit refusal says it too)
+    in_order, _ = fresh_read_model(tmp_path / "in-order")
+    out_of_order, consumer = fresh_read_model(tmp_path / "out-of-order")
+    Consumer("query", lambda: in_order, MemoryBus(), projection.apply).apply_batch(
+        delivered((1, placed), (2, outcome)))
+    consumer.apply_batch(delivered((1, outcome)))
+    assert statuses(out_of_order) == [(11, ended.value, reason, price, 2)], \
+        "an outcome first is kept: the order's whole state"
+    consumer.apply_batch(delivered((2, placed), (3, outcome), (4, placed)))
+    for conn in (in_order, out_of_order):
+        assert statuses(conn) == [(11, ended.value, reason, price, 2)]
+    assert consumer.dead == 0
+
+
+def test_the_sagas_steps_are_skipped_not_dead_lettered(tmp_path: Path) -> None:
+    conn, consumer = fresh_read_model(tmp_path)
+    steps = [e for e in made_by_the_saga() if e.type in events.STEP_VERSION]
+    consumer.apply_batch(delivered(*enumerate(steps, start=1)))
+    assert consumer.dead == 0 and consumer.position == len(steps)
+    assert all(conn.execute(f"SELECT count(*) FROM {table}").fetchone() == (0,)
+               for table in projection.TABLES), "a step writes nothing"
+
+
+@pytest.mark.parametrize(("event", "said"), [
+    (events.make(events.ORDER_PLACED, "orders", 5, 1, {
+        "id": 5, "user_id": 1, "product_id": 7, "quantity": 1, "unit_price": 1.0,
+        "status": "rejected"}, None), "OrderPlaced says its order is rejected"),
+    (events.make(events.ORDER_CONFIRMED, "orders", 5, 2, {
+        "id": 5, "user_id": 1, "product_id": 7, "quantity": 1, "unit_price": 1.0,
+        "status": "pending"}, None), "OrderConfirmed says its order is pending"),
+    (events.make(events.ORDER_REJECTED, "orders", 5, 2, {
+        "id": 5, "user_id": 1, "product_id": 7, "quantity": 1, "unit_price": 1.0,
+        "status": "lost", "reason": "x"}, None), "OrderRejected says its order is lost"),
+])
+def test_an_order_event_whose_status_cannot_be_is_dead_lettered(
+        tmp_path: Path, event: events.Event, said: str) -> None:
+    conn, consumer = fresh_read_model(tmp_path)
+    consumer.apply_batch(delivered((1, event)))
+    (reason,) = conn.execute("SELECT reason FROM dead_letters").fetchone()
+    assert reason.startswith(said)
+    assert conn.execute("SELECT count(*) FROM orders_replica").fetchone() == (0,)
+
+
+def test_a_rebuild_gives_the_statuses_the_live_read_model_has(tmp_path: Path) -> None:
+    """Placed, confirmed and rejected orders, each outcome before or after its OrderPlaced,
+    with the steps between and the product renamed after: the rebuild's tables equal the
+    live ones, and a file made before issue 26 migrates to the same shape."""
+    rng = random.Random(26)
+    log: list[events.Event] = [events.make(events.PRODUCT_CREATED, "products", 7, 1, {
+        "id": 7, "title": "Hat", "price": 25.0}, None)]
+    for order_id in range(1, 200):
+        ended = rng.choice([None, OrderStatus.CONFIRMED, OrderStatus.REJECTED])
+        pair = [saga_order(OrderStatus.PENDING, order_id=order_id)]
+        if ended is not None:
+            pair.append(saga_order(ended, "out of stock" if ended is OrderStatus.REJECTED
+                                   else None, order_id=order_id))
+            rng.shuffle(pair)
+        log += pair
+    log += made_by_the_saga()[:5]
+    log.append(events.make(events.PRODUCT_UPDATED, "products", 7, 2, {
+        "id": 7, "title": "Red hat", "price": 30.0}, None))
+    batch = delivered(*enumerate(log, start=1))
+
+    # a file made before the status columns: migrations 1 and 2 first, then the rest
+    before = open_database(tmp_path / "before.db", MIGRATIONS[:2])
+    before.close()
+    live = open_database(tmp_path / "before.db", MIGRATIONS)
+    Consumer("query", lambda: live, MemoryBus(), projection.apply).apply_batch(batch)
+    bulk, _ = fresh_read_model(tmp_path / "bulk")
+    shadow = projection.Projection("_next", bulk=True)
+    shadow.BULK_ORDERS = 13
+    for statement in statements(shadow.schema):
+        bulk.execute(statement)
+    rebuilder = Consumer("rebuild", lambda: bulk, MemoryBus(), shadow.apply)
+    rebuilder.apply_batch(batch)
+    shadow.finish(bulk)
+    assert rebuilder.dead == 0
+    got = bulk.execute("SELECT * FROM orders_replica_next ORDER BY user_id, id").fetchall()
+    assert got == live.execute("SELECT * FROM orders_replica ORDER BY user_id, id").fetchall()
+    assert {row[-3] for row in got} == {"pending", "confirmed", "rejected"}  # status
+    assert {row[8] for row in got} == {"Red hat"}, "every copy is the product's last"

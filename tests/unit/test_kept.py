@@ -52,6 +52,22 @@ def test_an_order_lets_go_of_its_buyer_only() -> None:
     assert answers.get(1) is not None and answers.get(2) is None
 
 
+def test_an_orders_outcome_lets_go_of_its_buyer_and_a_sagas_step_of_nobody() -> None:
+    """Issue 26: OrderConfirmed / OrderRejected change the buyer's answer; the steps
+    between (StockTaken ...) change none, so they must not empty what is kept."""
+    answers = Answers()
+    keep(answers, 1)
+    keep(answers, 2)
+    for step in (events.STOCK_TAKEN, events.CREDIT_REFUSED, events.STOCK_GIVEN_BACK):
+        answers.applied(event(step, 99, {"order_id": 99, "purchase": "p", "user_id": 2}))
+    assert len(answers) == 2
+    for ended in (events.ORDER_CONFIRMED, events.ORDER_REJECTED):
+        keep(answers, 2)
+        answers.applied(event(ended, 99, {"id": 99, "user_id": 2, "product_id": 1,
+                                          "quantity": 1, "unit_price": 10.0}))
+        assert answers.get(1) is not None and answers.get(2) is None
+
+
 def test_a_user_event_lets_go_of_that_user_and_a_product_event_of_everyone() -> None:
     answers = Answers()
     keep(answers, 1)
@@ -78,7 +94,7 @@ def test_the_oldest_answers_go_past_the_bound_and_a_huge_one_is_never_kept() -> 
 def rows(user_id: int, count: int) -> list[tuple[Any, ...]]:
     """An answer's order rows as replicated.rows_of reads them."""
     return [(1, user_id * 1000 + n, 5 + n % 7, f"Hat number {n}", 1, 1999,
-             user_id * 1000 + n, 3) for n in range(count)]
+             user_id * 1000 + n, 3, "confirmed", None, 1) for n in range(count)]
 
 
 def keep_like_the_service(answers: Answers, user_id: int, count: int) -> None:

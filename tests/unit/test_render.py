@@ -129,6 +129,22 @@ def test_status_does_not_call_the_shop_caught_up_while_events_wait_in_outboxes()
         "on the bus yet), 0 dead letter(s)"]
 
 
+def test_status_names_the_saga_steps_only_when_they_lag() -> None:
+    keeping_up = cast(StatusReport, {"services": [
+        {"name": "products", "status": "running", "exit": None, "saga": replica()},
+        {"name": "query", "status": "running", "exit": None, "consumer": replica()}]})
+    assert not any("saga" in line for line in render.replication_lines(keeping_up))
+    lagging = cast(StatusReport, {"services": [
+        {"name": "products", "status": "running", "exit": None,
+         "saga": replica(position=60, behind=40, caught_up=False)},
+        {"name": "users", "status": "running", "exit": None,
+         "saga": replica(dead_letters=2, bus_error="bus is down: connection refused")}]})
+    assert render.replication_lines(lagging) == [
+        "saga steps behind the bus (events): products 40",
+        "saga steps dead-lettered (their orders stay pending): users 2",
+        "  the users saga steps are retrying: bus is down: connection refused"]
+
+
 def test_every_renderer_the_cli_may_ask_for_is_found_and_typed() -> None:
     """render/__init__ imports a topic's module only when one of its names is first asked
     for; _TOPICS (where each name lives) and the imports that type them must agree."""

@@ -87,19 +87,25 @@ def users(token: str, sandbox: str, stream: str,
         if spec.name == "bus":
             continue
         permissions: dict[str, Any] = {"subscribe": {"allow": [f"_INBOX.{spec.name}.>"]}}
-        if spec.publishes:  # its own subjects, but none of a type another service owns
+        if spec.publishes:  # its own subjects, but none of a type another service owns;
+            # and it reads (the saga's steps follow the bus): its own ordered consumers
             allow, deny = streams.senders_rules(sandbox, spec.name)
-            permissions["publish"] = {"allow": [*allow, *stream_api], "deny": deny}
+            permissions["publish"] = {"allow": [*allow, *stream_api, *reader(stream)],
+                                      "deny": deny}
         elif spec.name in foreign:
             permissions["publish"] = {"allow": foreign_reader(stream)}
-        else:  # a reader: its own ordered consumers, and their flow control
-            permissions["publish"] = {"allow": [
-                *stream_api, f"$JS.API.CONSUMER.CREATE.{stream}",
-                f"$JS.API.CONSUMER.CREATE.{stream}.>", f"$JS.API.CONSUMER.DELETE.{stream}.>",
-                "$JS.FC.>"]}
+        else:  # a reader
+            permissions["publish"] = {"allow": [*stream_api, *reader(stream)]}
         entries.append({"user": spec.name, "password": service_credential(token, spec.name),
                         "permissions": permissions})
     return entries
+
+
+def reader(stream: str) -> list[str]:
+    """What a service that follows the bus may publish: the JetStream API calls of its own
+    ordered consumers, and their flow control."""
+    return [f"$JS.API.CONSUMER.CREATE.{stream}", f"$JS.API.CONSUMER.CREATE.{stream}.>",
+            f"$JS.API.CONSUMER.DELETE.{stream}.>", "$JS.FC.>"]
 
 
 def foreign_reader(stream: str) -> list[str]:

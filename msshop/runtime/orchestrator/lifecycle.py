@@ -215,6 +215,8 @@ def status(settings: Settings) -> StatusReport:
                 report["head"] = health["head"]
             if "consumer" in health:  # query: the read model's position and lag
                 report["consumer"] = health["consumer"]
+            if "saga" in health:  # users, products, orders: the saga's step consumers
+                report["saga"] = health["saga"]
             if health.get("chaos"):
                 report["chaos"] = health["chaos"]
             if "nats" in health:  # a nats-server node: which, and who leads the stream

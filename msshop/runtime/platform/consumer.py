@@ -64,13 +64,19 @@ CATCH_UP_READ = 10_000  # events per read in a rebuild (the bus's most)
 CATCH_UP_TRANSACTION = 100_000  # events per transaction in a rebuild: see catch_up()
 LONG_POLL = 10.0  # seconds a read waits for an append
 SILENT_SLACK = 2.0  # a long-poll open this much longer than LONG_POLL: the bus is not answering
+# A consumer that skips most events (a saga's steps): a batch with nothing for it moves its
+# position in memory only, stored with the next batch it writes or once this many events
+# have gone by: a restart reads at most these again (and skips them again).
+IDLE_STORE = 10_000
 
 
 class Poison(Exception):
     """This event can never be applied; the reason goes to the dead-letter table."""
 
 
-Apply = Callable[[sqlite3.Connection, Received, int], None]
+# Returns False for an event it skipped (a saga's step consumer: not its type): a followed
+# write's event then gets no span of its applying here. None (or True): applied.
+Apply = Callable[[sqlite3.Connection, Received, int], bool | None]
 # Tracer.record's arguments: (name, kind, trace id, parent span, started, ms, attributes)
 SpanToRecord = tuple[str, str, str, str | None, float, float, dict[str, Any]]
 
@@ -88,18 +94,30 @@ class Held(Protocol):
 class Consumer:
     def __init__(self, name: str, connection: Callable[[], sqlite3.Connection], bus: Bus,
                  apply: Apply, sleep: Sleep = asyncio.sleep, tracer: Tracer | None = None,
-                 db_name: str = "", tasks: Tasks | None = None, held: Held | None = None
-                 ) -> None:
+                 db_name: str = "", tasks: Tasks | None = None, held: Held | None = None,
+                 committed: Callable[[], None] | None = None,
+                 restarts_on_a_new_log: bool = False,
+                 skips: Callable[[Received], bool] | None = None) -> None:
         """`sleep` is the pause between retries while the bus is unreachable (tests pass a
         fake); `tracer` records applying a followed write's events (into `db_name`);
         `tasks` supervises the consumer's task (the process's: ServiceContext.tasks);
-        `held`: what `apply` keeps in memory, rolled back with a savepoint."""
+        `held`: what `apply` keeps in memory, rolled back with a savepoint; `committed`
+        runs after each batch followed live has committed (a saga's step wakes its relay
+        and whoever waits for an outcome); `restarts_on_a_new_log`: a log replaced or
+        emptied is read from its start (a saga's steps, applied once per order whatever
+        they read), where a read model stops and says to rebuild it; `skips`: the events
+        `apply` would do nothing with, so that a batch of only those needs no transaction
+        (IDLE_STORE)."""
         self.name = name
         self.tracer = tracer
         self.db_name = db_name
         self._connection = connection
         self.bus = bus
         self.apply = apply
+        self.committed = committed
+        self.restarts_on_a_new_log = restarts_on_a_new_log
+        self.skips = skips
+        self.stored = 0  # the position as stored in the file (`position` may be ahead)
         self._backoff = Backoff(sleep)
         self.position = 0  # applied and stored
         self.head = 0  # the bus's last position, as last seen
@@ -140,6 +158,7 @@ class Consumer:
         row = conn.execute("SELECT position, log_id FROM consumer_offsets WHERE consumer = ?",
                            (self.name,)).fetchone()
         self.position, self.log_id = (row[0], row[1]) if row else (0, None)
+        self.stored = self.position
         self.log_problem = None
         self.head = max(self.head, self.position)
         (self.dead,) = conn.execute("SELECT count(*) FROM dead_letters").fetchone()
@@ -232,6 +251,12 @@ class Consumer:
         """A page read while following: note the head, and apply its events; False if the
         page is from a log this read model was not built from (nothing applied)."""
         self.head_seen_at = time.time()
+        if self.restarts_on_a_new_log and self._replaced(batch):
+            log.warning("consumer: the bus's log was replaced or emptied (it is at position "
+                        "%d, this consumer was at %d); reading it from its start",
+                        batch.head, self.position)
+            self.position, self.head, self.log_id = 0, batch.head, batch.log or None
+            return True  # the next read starts at 0
         if not self._same_log(batch):
             self.head = batch.head
             return False
@@ -245,6 +270,11 @@ class Consumer:
         if batch.events:
             self.apply_batch(batch.events)
         return True
+
+    def _replaced(self, page: Page) -> bool:
+        """The page is of another log than the stored position's, or of one emptied."""
+        return bool(page.log and self.log_id and page.log != self.log_id) or \
+            page.head < self.position
 
     def _same_log(self, page: Page) -> bool:
         """Whether `page` continues the log the stored position belongs to; if not, say why
@@ -271,6 +301,10 @@ class Consumer:
 
     def apply_batch(self, delivered: list[Delivered]) -> None:
         """Apply events and store the new position, all in one transaction."""
+        skipped = self._all_skipped(delivered)
+        if skipped is not None:  # nothing to write: the position moves in memory
+            self._advanced_to(delivered[-1].position, skipped, 0)
+            return
         conn = self._connection()
         try:
             with transaction(conn):
@@ -278,8 +312,29 @@ class Consumer:
         except BaseException:
             self._uncommitted.clear()
             raise
+        self.stored = position
         self._record_committed()
         self._advanced_to(position, occurred, dead)
+        if self.committed is not None:
+            self.committed()
+
+    def _all_skipped(self, delivered: list[Delivered]) -> list[float] | None:
+        """When `skips` says every event of the batch is nothing to this consumer (and the
+        stored position is less than IDLE_STORE behind): when each occurred. None: the
+        batch is applied and stored as any other (an event it may apply, or one that is
+        not an event, or not from its sender: dead-lettered there)."""
+        if self.skips is None or delivered[-1].position - self.stored >= IDLE_STORE:
+            return None
+        occurred = []
+        for item in delivered:
+            try:
+                event = receive(item.event)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                return None
+            if (item.sender and event.source != item.sender) or not self.skips(event):
+                return None
+            occurred.append(event.occurred_at)
+        return occurred
 
     def _record_committed(self) -> None:
         if self.tracer is not None:
@@ -373,7 +428,8 @@ class Consumer:
         its journey, with the replication lag (commit at the source to applied here)."""
         assert self.tracer is not None and event.trace_id is not None
         started, began = time.time(), time.perf_counter()
-        self.apply(conn, event, position)
+        if self.apply(conn, event, position) is False:
+            return
         self._uncommitted.append((
             f"apply {event.type}", "consumer", event.trace_id, event.parent_span, started,
             (time.perf_counter() - began) * 1000,

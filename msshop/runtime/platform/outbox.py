@@ -89,6 +89,11 @@ class Outbox:
         """Record events; call inside the transaction that makes the change."""
         add_events(conn, events)
 
+    def wake(self) -> None:
+        """Events were added in a transaction of another's (a bus consumer's) that has
+        committed: send them now."""
+        self._wake.set()
+
     @contextmanager
     def transaction(self, conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         """A write transaction that wakes the relay once it has committed."""

@@ -13,7 +13,9 @@
 The takes and give-backs take orders' credential only, restocks the sandbox's token only.
 
 Stock is taken for purchases (orders asks, direct-call) and kept with its ledger, which
-`msshop verify` reads (runtime/platform/ledger.py).
+`msshop verify` reads (runtime/platform/ledger.py). In a saga (runtime/platform/saga.py)
+products follows the bus: a pending OrderPlaced takes the stock (StockTaken, at the price,
+or StockRefused), a CreditRefused gives it back (StockGivenBack).
 
 Prices travel as decimal numbers with at most two places and are stored as integer cents.
 """
@@ -29,7 +31,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from msshop.contracts import events
-from msshop.contracts.events import Event
+from msshop.contracts.events import (
+    CreditRefusedData,
+    Event,
+    OrderData,
+    Received,
+    StockGivenBackData,
+    StockRefusedData,
+    StockTakenData,
+)
 from msshop.contracts.ledgers import STOCK
 from msshop.contracts.limits import MAX_BATCH, MAX_ID, MAX_PRICE, MAX_SKU, MAX_STOCK, MAX_TITLE
 from msshop.contracts.shop import Created, Product, ProductPage, ProductsFound
@@ -48,6 +58,7 @@ from msshop.runtime.platform.db import transaction
 from msshop.runtime.platform.http import HttpError, json_response, read_body
 from msshop.runtime.platform.openapi import Endpoint, Param, documented, id_list, path_id
 from msshop.runtime.platform.outbox import OUTBOX_SCHEMA, OUTBOX_TRACE_COLUMN, Outbox
+from msshop.runtime.platform.saga import SAGA_MIGRATION, Participant, Step, outcome, pending
 from msshop.runtime.platform.tracing import current_trace_id, followed_span
 
 MIGRATIONS = [
@@ -66,6 +77,7 @@ MIGRATIONS = [
     """,
     OUTBOX_TRACE_COLUMN,
     STOCK.schema("SELECT id, stock, updated_at FROM products WHERE stock > 0"),
+    SAGA_MIGRATION,
 ]
 COLUMNS = "id, sku, title, price_cents, stock, updated_at, version"
 
@@ -246,6 +258,38 @@ def take_stock(conn: sqlite3.Connection, takes: StockTakes) -> TakeOutcomes:
     return ledger.outcomes(outcomes, prices)
 
 
+def take_for_order(conn: sqlite3.Connection, order: OrderData, cause: Received) -> Event:
+    """A saga's step: take a pending order's stock (keyed by its purchase), at the price."""
+    purchase = order.purchase or f"order-{order.id}"
+    taken, = ledger.take(conn, STOCK, [ledger.Take(purchase, order.product_id,
+                                                   order.quantity)])
+    if not taken.taken:
+        return outcome(events.STOCK_REFUSED, StockRefusedData(
+            order.id, purchase, taken.reason or "refused", taken.status), cause)
+    (price,) = conn.execute("SELECT price_cents FROM products WHERE id = ?",
+                            (order.product_id,)).fetchone()
+    return outcome(events.STOCK_TAKEN, StockTakenData(
+        order.id, purchase, order.user_id, order.product_id, order.quantity, price / 100),
+        cause)
+
+
+def give_back_for_order(conn: sqlite3.Connection, refusal: CreditRefusedData,
+                        cause: Received) -> Event:
+    """A saga's compensation: users refused the credit, so the stock goes back."""
+    took = conn.execute(f"SELECT holder_id, amount FROM {STOCK.name}_takes "
+                        "WHERE purchase = ?", (refusal.purchase,)).fetchone()
+    ledger.give_back(conn, STOCK, [refusal.purchase])
+    product_id, quantity = (took[0] or 0, took[1]) if took is not None else (0, 0)
+    return outcome(events.STOCK_GIVEN_BACK, StockGivenBackData(
+        refusal.order_id, refusal.purchase, product_id, quantity, refusal.reason), cause)
+
+
+SAGA_STEPS: dict[str, Step[Any]] = {
+    events.ORDER_PLACED: Step(OrderData, take_for_order, wanted=pending),
+    events.CREDIT_REFUSED: Step(CreditRefusedData, give_back_for_order),
+}
+
+
 def restock(conn: sqlite3.Connection, given: StockGiven) -> Given:
     """Add stock to each product, all or nothing (an unknown id refuses the lot)."""
     with transaction(conn):
@@ -265,6 +309,7 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
     peers = ctx.peers()
     bus = ctx.bus(peers)
     outbox = Outbox("products", lambda: db.conn, bus, tracer=ctx.tracer, tasks=ctx.tasks)
+    participant = Participant(ctx, db, bus, outbox, SAGA_STEPS)
 
     async def post_product(request: Request) -> Response:
         values = checked(await read_body(request, NewProduct))
@@ -326,7 +371,7 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
             return json_response(restock(db.conn, given))
 
     def health() -> dict[str, Any]:
-        return {**db.health(), "outbox": outbox.health()}
+        return {**db.health(), "outbox": outbox.health(), "saga": participant.health()}
 
     product_id = path_id("product_id", "product")
     return service_app(
@@ -373,7 +418,7 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
                 body=StockGiven, auth="owner", action="restocking"),
         ],
         health,
-        [db, peers, bus, outbox],
+        [db, peers, bus, outbox, participant],
         ctx.tracer,
         ctx.admin,
         __doc__ or "",

@@ -12,7 +12,8 @@ The takes and give-backs take orders' credential only, top-ups the sandbox's tok
 
 Each user has a credit (in the shop's currency, kept in cents, never below zero) that
 purchases take (orders asks, direct-call), kept with its ledger, which `msshop verify`
-reads (runtime/platform/ledger.py).
+reads (runtime/platform/ledger.py). In a saga (runtime/platform/saga.py) users follows
+the bus: a StockTaken takes quantity x unit price of credit (CreditTaken, or CreditRefused).
 """
 
 from __future__ import annotations
@@ -27,7 +28,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from msshop.contracts import events
-from msshop.contracts.events import Event
+from msshop.contracts.events import (
+    CreditRefusedData,
+    CreditTakenData,
+    Event,
+    Received,
+    StockTakenData,
+)
 from msshop.contracts.ledgers import CREDIT
 from msshop.contracts.limits import MAX_BATCH, MAX_EMAIL, MAX_NAME
 from msshop.contracts.shop import Created, User, UsersFound
@@ -47,6 +54,7 @@ from msshop.runtime.platform.db import transaction
 from msshop.runtime.platform.http import HttpError, json_response, read_body
 from msshop.runtime.platform.openapi import Endpoint, documented, id_list, path_id
 from msshop.runtime.platform.outbox import OUTBOX_SCHEMA, OUTBOX_TRACE_COLUMN, Outbox
+from msshop.runtime.platform.saga import SAGA_MIGRATION, Participant, Step, outcome
 from msshop.runtime.platform.tracing import current_trace_id, followed_span
 
 DEFAULT_CREDIT = 1000.0  # a new user's credit unless the sign-up says
@@ -66,6 +74,7 @@ MIGRATIONS = [
     "ALTER TABLE users ADD COLUMN credit_cents INTEGER NOT NULL DEFAULT "
     f"{round(DEFAULT_CREDIT * 100)} CHECK (credit_cents >= 0);"
     + CREDIT.schema("SELECT id, credit_cents, created_at FROM users WHERE credit_cents > 0"),
+    SAGA_MIGRATION,
 ]
 # no NUL either: SQLite's own text functions (json_each) end a string at one
 EMAIL_PATTERN = r"^[^@\s\x00]+@[^@\s\x00]+\.[^@\s\x00]+$"
@@ -185,6 +194,26 @@ def take_credit(conn: sqlite3.Connection, takes: CreditTakes) -> TakeOutcomes:
     return ledger.outcomes(outcomes)
 
 
+def take_for_order(conn: sqlite3.Connection, stock: StockTakenData, cause: Received
+                   ) -> Event:
+    """A saga's step: the stock is taken; take quantity x unit price of the user's credit
+    (keyed by the purchase)."""
+    price_cents = round(stock.unit_price * 100)
+    taken, = ledger.take(conn, CREDIT, [ledger.Take(stock.purchase, stock.user_id,
+                                                    stock.quantity * price_cents)])
+    if not taken.taken:
+        return outcome(events.CREDIT_REFUSED, CreditRefusedData(
+            stock.order_id, stock.purchase, taken.reason or "refused", taken.status,
+            stock.unit_price), cause)
+    return outcome(events.CREDIT_TAKEN, CreditTakenData(
+        stock.order_id, stock.purchase, stock.user_id, stock.quantity * price_cents / 100,
+        stock.unit_price), cause)
+
+
+SAGA_STEPS: dict[str, Step[Any]] = {
+    events.STOCK_TAKEN: Step(StockTakenData, take_for_order)}
+
+
 def top_up(conn: sqlite3.Connection, given: CreditGiven) -> Given:
     """Add credit to each user, all or nothing (an unknown id refuses the lot)."""
     gives = [(u.id, credit_cents(u.amount, f"users[{i}]: ")) for i, u in enumerate(given.users)]
@@ -203,6 +232,7 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
     peers = ctx.peers()
     bus = ctx.bus(peers)
     outbox = Outbox("users", lambda: db.conn, bus, tracer=ctx.tracer, tasks=ctx.tasks)
+    participant = Participant(ctx, db, bus, outbox, SAGA_STEPS)
 
     async def post_user(request: Request) -> Response:
         signup = checked(await read_body(request, SignUp))
@@ -250,7 +280,7 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
             return json_response(top_up(db.conn, given))
 
     def health() -> dict[str, Any]:
-        return {**db.health(), "outbox": outbox.health()}
+        return {**db.health(), "outbox": outbox.health(), "saga": participant.health()}
 
     return service_app(
         ctx.name,
@@ -285,7 +315,7 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
                 body=CreditGiven, auth="owner", action="topping credit up"),
         ],
         health,
-        [db, peers, bus, outbox],
+        [db, peers, bus, outbox, participant],
         ctx.tracer,
         ctx.admin,
         __doc__ or "",

@@ -11,9 +11,17 @@ what the other took.
                          | 409 out of stock, not enough credit | 422 no such user/product
                          the order carries "event": {"id", "type", "position"}; with
                          ?wait_published_ms=N it waits up to N ms for the bus position
+    POST /orders?write=saga  the same body -> 202 the order, pending (200: the request_id's
+                         order, whatever its status); products and users say the rest
     POST /orders/batch   {"orders": [...]}  -> {"created", "existing"}; all or nothing
     GET  /orders?user_id=U                  -> {"orders": [...]}
-    GET  /orders/{id}                       -> order | 404
+    GET  /orders/{id}?wait_ms=N             -> order | 404; waits up to N ms while pending
+
+The saga (write=saga, saga.py beside this): the order is committed PENDING with its
+OrderPlaced; products takes the stock, users the credit, and orders' own step consumer
+ends the order confirmed (CreditTaken) or rejected with the reason (StockRefused, or
+StockGivenBack once the stock of a credit refusal is back), with OrderConfirmed /
+OrderRejected in the same transaction.
 
 `request_id` is the client's idempotency key: a purchase retried after a lost answer is
 recorded once, and its stock and credit taken once (one is made when none is sent).
@@ -24,7 +32,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 from starlette.requests import Request
@@ -34,13 +42,16 @@ from msshop.contracts import events
 from msshop.contracts.events import Event
 from msshop.contracts.limits import MAX_BATCH, MAX_ID, MAX_QUANTITY, MAX_REQUEST_ID
 from msshop.contracts.shop import Created, Order, OrdersOfUser, OrderStatus
+from msshop.contracts.strategies import WriteStrategy
 from msshop.runtime.platform.app import ServiceApp, service_app
 from msshop.runtime.platform.batching import Coalescer
 from msshop.runtime.platform.context import ServiceContext
 from msshop.runtime.platform.http import HttpError, json_response, read_body
 from msshop.runtime.platform.openapi import Endpoint, Param, path_id
 from msshop.runtime.platform.outbox import OUTBOX_SCHEMA, OUTBOX_TRACE_COLUMN, Outbox
+from msshop.runtime.platform.saga import SAGA_MIGRATION, Participant
 from msshop.runtime.platform.tracing import current_trace_id, followed_span
+from msshop.runtime.services.orders import saga
 from msshop.runtime.services.orders.taking import (
     GiveBacks,
     Keys,
@@ -72,12 +83,16 @@ MIGRATIONS = [
     ALTER TABLE orders ADD COLUMN status TEXT NOT NULL DEFAULT 'confirmed';
     ALTER TABLE orders ADD COLUMN reason TEXT;
     """,
+    SAGA_MIGRATION,
 ]
 #: what a purchase writes (status and reason keep their defaults: confirmed, null)
 INSERTED = "id, user_id, product_id, quantity, unit_price_cents, request_id, created_at"
 COLUMNS = f"{INSERTED}, status, reason"
 COALESCE = 256  # at most this many concurrent purchases checked and committed together
 MAX_WAIT_PUBLISHED_MS = 10_000
+MAX_WAIT_MS = 10_000  # GET /orders/{id}?wait_ms: the longest wait for a pending order
+#: POST /orders?write=: what orders serves (monolith: refused, with where it is made)
+WRITES: tuple[WriteStrategy, ...] = tuple(WriteStrategy)
 T = TypeVar("T")
 Ref = Annotated[int, msgspec.Meta(ge=1, le=MAX_ID, description="an id: a positive integer")]
 
@@ -161,6 +176,34 @@ def place_each(conn: sqlite3.Connection, outbox: Outbox,
     return placed
 
 
+def place_pending(conn: sqlite3.Connection, outbox: Outbox, purchase: Purchase
+                  ) -> tuple[dict[str, Any], bool]:
+    """A saga's purchase: the order PENDING (no price yet: products says it) and its
+    OrderPlaced, in one transaction; (order, created). A request_id already recorded
+    returns that order, whatever its status."""
+    assert purchase.request_id is not None  # the saga's steps are keyed by it
+    now = time.time()
+    with outbox.transaction(conn):
+        cursor = conn.execute(
+            "INSERT OR IGNORE INTO orders (user_id, product_id, quantity, unit_price_cents, "
+            "request_id, created_at, status) VALUES (?, ?, ?, 0, ?, ?, ?)",
+            (purchase.user_id, purchase.product_id, purchase.quantity, purchase.request_id,
+             now, OrderStatus.PENDING.value))
+        if cursor.rowcount == 0:
+            existing = find_by_request(conn, purchase.request_id)
+            assert existing is not None
+            return existing, False
+        row = (int(cursor.lastrowid or 0), purchase.user_id, purchase.product_id,
+               purchase.quantity, 0, purchase.request_id, now, OrderStatus.PENDING.value, None)
+        event = events.order_placed(row[0], row[1], row[2], row[3], 0, now,
+                                    current_trace_id(), followed_span(),
+                                    purchase.request_id, OrderStatus.PENDING)
+        outbox.add(conn, [event])
+    order = as_dict(row)
+    order["event"] = {"id": event.id, "type": event.type, "position": None}
+    return order, True
+
+
 def place_orders(conn: sqlite3.Connection, outbox: Outbox, purchases: list[Purchase],
                  prices: dict[int, int]) -> dict[str, int]:
     """Record a batch: purchases whose request_id is known are skipped. One transaction:
@@ -221,6 +264,8 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
     keys = Keys()
     ledgers = Ledgers(peers, ctx.credential)
     owed = GiveBacks(ledgers, ctx.tasks)
+    ended = saga.Ended()
+    participant = Participant(ctx, db, bus, outbox, saga.steps(), ended=ended.wake)
 
     def keyed(purchases: list[Purchase]) -> list[Purchase]:
         """Every purchase with a request_id: its takes are keyed by it."""
@@ -258,13 +303,23 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
     purchases: Coalescer[Purchase, tuple[dict[str, Any], bool]] = Coalescer(
         checkout, limit=COALESCE)
 
-    async def post_order(request: Request, wait_published_ms: int) -> Response:
+    async def post_order(request: Request, wait_published_ms: int, write: WriteStrategy
+                         ) -> Response:
         purchase = checked(await read_body(request, Purchase))
         wait = wait_published_ms / 1000
+        if write is WriteStrategy.MONOLITH:
+            raise HttpError(422, "write=monolith: the monolith's purchase is made by the CLI "
+                                 "over the three files (msshop buy --write monolith)")
         if purchase.request_id is not None:
             seen = find_by_request(db.conn, purchase.request_id)
             if seen is not None:
                 return json_response(await with_event(seen, wait), 200)
+        if write is WriteStrategy.SAGA:
+            (purchase,) = keyed([purchase])
+            with db.span("INSERT", "orders") as span:
+                order, created = place_pending(db.conn, outbox, purchase)
+                span["attributes"]["msshop.keys"] = [order["id"]]
+            return json_response(await with_event(order, wait), 202 if created else 200)
         waiting = ctx.tracer.start("checkout (batched)")  # kept only if another trace has it
         done = await purchases.submit(purchase)
         order, created = done.value
@@ -306,15 +361,23 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
             span["attributes"]["msshop.rows"] = len(found)
         return json_response({"user_id": user_id, "orders": found})
 
-    async def get_one(request: Request, order_id: int) -> Response:
-        row = db.conn.execute(f"SELECT {COLUMNS} FROM orders WHERE id = ?",
-                              (order_id,)).fetchone()
+    async def get_one(request: Request, order_id: int, wait_ms: int) -> Response:
+        def read() -> tuple[Any, ...] | None:
+            row: tuple[Any, ...] | None = db.conn.execute(
+                f"SELECT {COLUMNS} FROM orders WHERE id = ?", (order_id,)).fetchone()
+            return row
+
+        row = read()
+        if row is not None and row[7] == OrderStatus.PENDING and wait_ms:
+            row = await ended.wait(read, lambda r: r is None or r[7] != OrderStatus.PENDING,
+                                   wait_ms / 1000)
         if row is None:
             raise HttpError(404, f"no order with id {order_id}")
         return json_response(as_dict(row))
 
     def health() -> dict[str, Any]:
-        return {**db.health(), "outbox": outbox.health(), "owed_give_backs": owed.pending()}
+        return {**db.health(), "outbox": outbox.health(), "owed_give_backs": owed.pending(),
+                "saga": participant.health()}
 
     dependency = {502: "users or products failed the take (the message says how)",
                   503: "users or products is down or too slow (dependency, failure)"}
@@ -323,13 +386,18 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
         [
             Endpoint("POST", "/orders", post_order, "Buy a product", {
                 201: (Order, "The new order, with its OrderPlaced event"),
+                202: (Order, "write=saga: the new order, pending, with its OrderPlaced"),
                 200: (Order, "The order this request_id already placed"),
                 409: "Refused: out of stock or not enough credit (nothing stays taken)",
                 422: "Invalid, or no such user or product", **dependency},
                 body=Purchase,
                 params=[Param("wait_published_ms", Annotated[int, msgspec.Meta(
                     ge=0, le=MAX_WAIT_PUBLISHED_MS)], "wait up to this long for the event's "
-                    "bus position (read-your-writes)", default=0)]),
+                    "bus position (read-your-writes)", default=0),
+                        Param("write", Literal[WRITES], "direct-call: take stock and credit "
+                              "now, over HTTP; saga: record the order pending, and let "
+                              "products and users say (202)",
+                              default=WriteStrategy.DIRECT_CALL)]),
             Endpoint("GET", "/orders", get_many, "A user's orders", {
                 200: (OrdersOfUser, "The user's orders, oldest first")},
                 params=[Param("user_id", Annotated[int, msgspec.Meta(ge=1, le=MAX_ID)],
@@ -345,10 +413,13 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
                 body=Purchases),
             Endpoint("GET", "/orders/{order_id}", get_one, "One order", {
                 200: (Order, "The order"), 404: "No order with that id"},
-                params=[path_id("order_id", "order")]),
+                params=[path_id("order_id", "order"),
+                        Param("wait_ms", Annotated[int, msgspec.Meta(ge=0, le=MAX_WAIT_MS)],
+                              "while the order is pending (a saga's), wait up to this long "
+                              "for its outcome", default=0)]),
         ],
         health,
-        [db, peers, bus, outbox, owed],
+        [db, peers, bus, outbox, owed, participant],
         ctx.tracer,
         ctx.admin,
         __doc__ or "",

@@ -44,7 +44,8 @@ from msshop.runtime.platform.tracing import current_trace_id
 from msshop.runtime.services.query import direct_call, projection, rebuild, replicated
 from msshop.runtime.services.query.kept import MIB, Answers
 
-MIGRATIONS = [projection.SCHEMA + ";" + CONSUMER_SCHEMA, CONSUMER_LOG_COLUMN]
+MIGRATIONS = [projection.SCHEMA + ";" + CONSUMER_SCHEMA, CONSUMER_LOG_COLUMN,
+              projection.STATUS_COLUMNS]
 SOURCES_IN_TRACE = 20  # events named in a span; all are counted by kind
 MAX_WAIT_MS = 30_000  # read-your-writes: the longest wait for a position
 MAX_DEAD_LETTERS = 10_000  # in one answer

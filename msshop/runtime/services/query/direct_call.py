@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from msshop.contracts.answers import Buyer, Gap, OrderLine, order_line
+from msshop.contracts.answers import CONFIRMED, Buyer, Gap, OrderLine, order_line
 from msshop.contracts.limits import MAX_BATCH
 from msshop.runtime.platform.http import HttpError
 from msshop.runtime.platform.peers import Peers, Reply
@@ -67,9 +67,11 @@ async def user_orders(peers: Peers, user_id: int, fanout: str, partial: bool = F
     orders = []
     for order in placed:
         product = products.get(order["product_id"])
+        # status as orders says it (an orders of your own that does not: confirmed)
         orders.append(order_line(order["id"], order["product_id"],
                                  product["title"] if product else None, order["quantity"],
-                                 round(order["unit_price"] * 100)))
+                                 round(order["unit_price"] * 100),
+                                 order.get("status", CONFIRMED), order.get("reason")))
     return user, orders, missing
 
 

@@ -5,9 +5,11 @@ The read model is the query service's file; this is a copy of a few of its answe
 and never older than the file. The consumer applies events and the service reads answers on
 one thread, each without yielding, so no read can fall between an event's write and the
 forgetting here: an answer is forgotten in the same step that applies the event.
-- UserSignedUp: that user's answer; OrderPlaced: the buyer's.
+- UserSignedUp: that user's answer; OrderPlaced, OrderConfirmed, OrderRejected: the
+  buyer's.
 - ProductCreated or ProductUpdated: every answer (a title may change in any of them;
   product events are rare beside orders, so finding whose is not worth an index read).
+- A saga's steps (StockTaken ...): none (the read model skips them).
 - A rebuild that swaps the read model in: every answer.
 
 Why (issue 14, docs/benchmarks.md): reading a user's rows, turning them into an answer and
@@ -63,7 +65,10 @@ def size_of(user: bytes, orders: bytes, sources: dict[str, Any]) -> int:
 
 
 class _Buyer(msgspec.Struct):
-    user_id: int  # an OrderPlaced's data: only whose it is
+    user_id: int  # an order event's data: only whose it is
+
+
+ORDER_EVENTS = frozenset((events.ORDER_PLACED, events.ORDER_CONFIRMED, events.ORDER_REJECTED))
 
 
 _BUYER = msgspec.json.Decoder(_Buyer)
@@ -121,11 +126,11 @@ class Answers:
 
     def applied(self, event: Received) -> None:
         """`event` was just written to the read model: forget the answers it changes."""
-        if event.type == events.ORDER_PLACED:
+        if event.type in ORDER_EVENTS:
             self.forget(_BUYER.decode(event.data).user_id)
         elif event.type == events.USER_SIGNED_UP:
             self.forget(event.aggregate_id)
-        else:
+        elif event.type not in events.STEP_VERSION:  # a step changes no answer
             self.forget_all()
 
     def health(self) -> KeptHealth:

@@ -2,8 +2,16 @@
 query service's own file, built from the bus's events.
 
 Each row remembers the event that last wrote it (position, id, time), so an answer can say
-where its rows came from and how old they are. Users and products carry their aggregate
-version: an event older than the row (a duplicate, or one that arrived late) changes nothing.
+where its rows came from and how old they are. Users, products and orders carry their
+aggregate version: an event older than the row (a duplicate, or one that arrived late)
+changes nothing.
+
+An order's status (issue 26): its OrderPlaced says pending (a saga's) or confirmed (no word:
+confirmed), and a saga's OrderConfirmed / OrderRejected (version 2, the order's whole state
+with the reason) end it. Either may arrive first (nothing orders them on the bus): a v2 over
+a v1 wins, and a v1 after a v2 is ignored. The saga's steps (StockTaken ...) are known
+types the read model does not need (the outcome carries all it shows): skipped, not
+dead-lettered.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ import msgspec
 from msshop.contracts import events
 from msshop.contracts.events import Received
 from msshop.contracts.limits import MAX_ID, MAX_PRICE
+from msshop.contracts.shop import OrderStatus
 from msshop.runtime.platform.consumer import Apply, Poison
 
 SCHEMA_TEMPLATE = """
@@ -53,6 +62,13 @@ CREATE TABLE {orders} (
 ) WITHOUT ROWID
 """
 INDEX_TEMPLATE = "CREATE INDEX {orders}_by_product ON {orders} (product_id)"
+# Issue 26, a migration of its own (a file made before it has the columns above only); a
+# rebuild's tables are made by both, so a rebuilt read model has the live one's shape.
+STATUS_TEMPLATE = """
+ALTER TABLE {orders} ADD COLUMN status TEXT NOT NULL DEFAULT 'confirmed';
+ALTER TABLE {orders} ADD COLUMN reason TEXT;
+ALTER TABLE {orders} ADD COLUMN version INTEGER NOT NULL DEFAULT 1
+"""
 # orders_replica is the answer, stored in the shape of the question:
 # - clustered by user, so one user's orders are neighbours on disk and one range read finds
 #   them all (an order id belongs to one user, so (user_id, id) is as unique as id);
@@ -63,6 +79,7 @@ TABLES = ["users_replica", "products_replica", "orders_replica"]
 SCHEMA = ";".join(template.format(users="users_replica", products="products_replica",
                                   orders="orders_replica")
                   for template in (SCHEMA_TEMPLATE, INDEX_TEMPLATE))
+STATUS_COLUMNS = STATUS_TEMPLATE.format(orders="orders_replica")
 
 
 # Numbers SQLite can store: an event whose data holds a bigger one is poison, not a crash.
@@ -87,10 +104,32 @@ class OrderData(msgspec.Struct):
     product_id: Id
     quantity: Id
     unit_price: Annotated[float, msgspec.Meta(ge=0, le=MAX_PRICE)]
+    # an OrderStatus's value, decoded as a plain string (an enum costs a conversion per
+    # order on the hot path) and checked against what its event type may say
+    status: str = OrderStatus.CONFIRMED.value  # an OrderPlaced that does not say
+    reason: str | None = None  # why it was rejected (OrderRejected)
+
+
+# What each of an order's events may say of its status; the one it says is stored.
+STATUSES: dict[str, frozenset[str]] = {
+    events.ORDER_PLACED: frozenset((OrderStatus.PENDING, OrderStatus.CONFIRMED)),
+    events.ORDER_CONFIRMED: frozenset((OrderStatus.CONFIRMED,)),
+    events.ORDER_REJECTED: frozenset((OrderStatus.REJECTED,)),
+}
 
 
 _DECODERS: dict[type[Any], msgspec.json.Decoder[Any]] = {
     kind: msgspec.json.Decoder(kind) for kind in (UserData, ProductData, OrderData)}
+
+
+def _order_row(event: Received, position: int) -> tuple[Any, ...]:
+    """An order event's ORDER_ROW, its status checked against its type."""
+    order: OrderData = _data(event, OrderData)
+    if order.status not in STATUSES[event.type]:
+        raise Poison(f"{event.type} says its order is {order.status}")
+    return (order.user_id, order.id, position, order.product_id, order.quantity,
+            round(order.unit_price * 100), event.id, event.occurred_at, order.status,
+            order.reason, event.aggregate_version)
 
 
 def _data(event: Received, kind: type[Any]) -> Any:
@@ -139,7 +178,8 @@ class Projection:
         self.tables = {name: f"{name}_replica{suffix}"
                        for name in ("users", "products", "orders")}
         t = self.tables
-        self.schema = SCHEMA_TEMPLATE.format(**t)
+        self.schema = ";".join(template.format(**t)
+                               for template in (SCHEMA_TEMPLATE, STATUS_TEMPLATE))
         self.index = INDEX_TEMPLATE.format(**t)
         self.upsert_user = (
             f"INSERT INTO {t['users']} (id, name, email, version, position, event_id, "
@@ -159,11 +199,23 @@ class Projection:
         # An order copies its product as it is inserted. Its row is ORDER_ROW: the table's
         # key and then the position first, so that rows held for a bulk insert sort by
         # comparing tuples in C (list.sort() with a key function cost half as much again).
-        self.insert_order = (
-            f"INSERT OR IGNORE INTO {t['orders']} (user_id, id, position, product_id, "
-            "quantity, unit_price_cents, event_id, occurred_at, title, product_position, "
-            "product_version) SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, p.title, p.position, "
-            f"p.version FROM (SELECT 1) LEFT JOIN {t['products']} AS p ON p.id = ?4")
+        copying = (
+            f"INTO {t['orders']} (user_id, id, position, product_id, quantity, "
+            "unit_price_cents, event_id, occurred_at, status, reason, version, title, "
+            "product_position, product_version) SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "
+            f"?10, ?11, p.title, p.position, p.version FROM (SELECT 1) LEFT JOIN "
+            f"{t['products']} AS p ON p.id = ?4")
+        self.insert_order = f"INSERT OR IGNORE {copying}"
+        # An order's outcome (version 2) over what is there, never under it; inserted, with
+        # its product copied, when it came before its OrderPlaced (which then is ignored).
+        # `WHERE true`: SQLite's upsert needs one after a SELECT with a join.
+        self.upsert_order = (
+            f"INSERT {copying} WHERE true ON CONFLICT (user_id, id) DO UPDATE SET "
+            "position = excluded.position, quantity = excluded.quantity, "
+            "unit_price_cents = excluded.unit_price_cents, event_id = excluded.event_id, "
+            "occurred_at = excluded.occurred_at, status = excluded.status, "
+            "reason = excluded.reason, version = excluded.version "
+            f"WHERE excluded.version > {t['orders']}.version")
 
     def apply(self, conn: sqlite3.Connection, event: Received, position: int) -> None:
         """Apply one event to the read model (inside the consumer's batch transaction)."""
@@ -175,9 +227,7 @@ class Projection:
             # Not poison if its user or product is not seen yet: those come from other
             # services' relays, and nothing orders one service's events against another's.
             # The order is kept; its title shows as not replicated until the product arrives.
-            order: OrderData = _data(event, OrderData)
-            row = (order.user_id, order.id, position, order.product_id, order.quantity,
-                   round(order.unit_price * 100), event.id, event.occurred_at)  # ORDER_ROW
+            row = _order_row(event, position)
             if not self.bulk:
                 conn.execute(self.insert_order, row)
                 return
@@ -201,6 +251,11 @@ class Projection:
                                                  event.aggregate_version, product.id))
             elif won and self._inserted:
                 self._recopy.add(product.id)
+        elif event.type in events.STEP_VERSION:
+            return  # a saga's step: its order's outcome (below) carries what is shown
+        elif event.type in STATUSES:  # OrderConfirmed, OrderRejected
+            conn.execute(self.upsert_order, _order_row(event, position))
+            self._inserted = True  # bulk: its copy may age as an insert's does
         else:
             raise Poison(f"unknown event type {event.type!r}")
 

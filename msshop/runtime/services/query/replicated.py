@@ -18,12 +18,15 @@ from msshop.contracts.answers import Buyer, OrderLine, order_line
 # in a tight loop, so two statements were a tenth of the answer's time. Kind 0 is the user,
 # kind 1 an order; each row is one shape, so nothing is repeated per order.
 READ = """
-SELECT 0, id, NULL, name, email, NULL, position, NULL
+SELECT 0, id, NULL, name, email, NULL, position, NULL, NULL, NULL, NULL
 FROM users_replica WHERE id = ?1
 UNION ALL
-SELECT 1, id, product_id, title, quantity, unit_price_cents, position, product_version
+SELECT 1, id, product_id, title, quantity, unit_price_cents, position, product_version,
+       status, reason, version
 FROM orders_replica WHERE user_id = ?1
 """
+# the event that last wrote an order's row, by its version and status (projection.py)
+ENDED = {"confirmed": "OrderConfirmed", "rejected": "OrderRejected"}
 
 
 def user_orders(conn: sqlite3.Connection, user_id: int, most_named: int
@@ -53,7 +56,7 @@ def answer_of(rows: list[tuple[Any, ...]]) -> tuple[Buyer | None, list[OrderLine
         return None, []
     head = rows[0]
     user: Buyer = {"id": head[1], "name": head[3], "email": head[4]}
-    return user, [order_line(r[1], r[2], r[3], r[4], r[5]) for r in rows[1:]]
+    return user, [order_line(r[1], r[2], r[3], r[4], r[5], r[8], r[9]) for r in rows[1:]]
 
 
 def sources(user_position: int, rows: list[tuple[Any, ...]], most_named: int
@@ -65,9 +68,14 @@ def sources(user_position: int, rows: list[tuple[Any, ...]], most_named: int
     # a title is copied with its product's version: none yet, the product is not seen yet
     versions = list({r[2]: r[7] for r in rows if r[3] is not None}.values())
     created = versions.count(1)
+    # a saga's order once it ended: its row was last written by its outcome (version 2)
+    ended = [r[8] for r in rows if r[10] != 1]
+    confirmed, rejected = ended.count("confirmed"), ended.count("rejected")
     named = [("UserSignedUp", "users", user_position),
-             *[("OrderPlaced", "orders", r[6]) for r in rows[:most_named - 1]]]
-    kinds = {"UserSignedUp": 1, "OrderPlaced": len(rows), "ProductCreated": created,
-             "ProductUpdated": len(versions) - created}
+             *[("OrderPlaced" if r[10] == 1 else ENDED.get(r[8], "OrderPlaced"), "orders",
+                r[6]) for r in rows[:most_named - 1]]]
+    kinds = {"UserSignedUp": 1, "OrderPlaced": len(rows) - confirmed - rejected,
+             "OrderConfirmed": confirmed, "OrderRejected": rejected,
+             "ProductCreated": created, "ProductUpdated": len(versions) - created}
     return {"count": 1 + len(rows) + len(versions), "named": named,
             "kinds": {kind: n for kind, n in kinds.items() if n}}

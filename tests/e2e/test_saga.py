@@ -1,0 +1,348 @@
+"""Issue 26, the choreographed saga: orders records the order pending, products and users
+take stock and credit as consumers of the bus (each in its own process and file, each
+step applied once), a credit refusal gives the stock back, and orders ends the order
+confirmed or rejected with the reason. Real service processes, real SQLite files, on the
+sandbox's log and on NATS JetStream; the invariant checked from the files
+(instruments/invariant.py)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from msshop.contracts.errors import MsshopError
+from msshop.contracts.strategies import WriteStrategy
+from msshop.instruments import purchase
+from msshop.instruments.client import ShopClient
+from tests.conftest import Sandbox, running_sandbox
+from tests.e2e.test_purchases import BUYERS, LEFT, breaches, read, shop, stock_of
+
+SAGA = WriteStrategy.SAGA
+WAIT = 20.0  # seconds a test waits for an outcome (a busy machine: far above the usual ms)
+
+
+def credit_of(sandbox: Sandbox, user: int) -> float:
+    return float(sandbox.client().request("users", "GET", f"/users/{user}")["credit"])
+
+
+def outcomes(sandbox: Sandbox, product: int) -> dict[str, int]:
+    return dict(read(sandbox, "orders", "SELECT status, count(*) FROM orders WHERE "
+                     "product_id = ? GROUP BY status", product))
+
+
+def settled(sandbox: Sandbox, timeout: float = WAIT) -> None:
+    """Every order confirmed or rejected (none pending), every outbox sent."""
+    client = sandbox.client()
+    deadline = time.monotonic() + timeout
+    while True:
+        pending = read(sandbox, "orders", "SELECT count(*) FROM orders WHERE status = "
+                       "'pending'")[0][0]
+        backlog = sum(client.health(s).get("outbox", {}).get("pending", 0)
+                      for s in ("users", "products", "orders"))
+        if not pending and not backlog:
+            return
+        assert time.monotonic() < deadline, f"{pending} order(s) still pending"
+        time.sleep(0.05)
+
+
+def test_a_saga_purchase_confirms(any_sandbox: Sandbox) -> None:
+    """Pending at once (202, the semantic lock), confirmed once products and users have
+    taken stock and credit; the price is products'; the CLI says so."""
+    sandbox = any_sandbox
+    client = sandbox.client()
+    (user,), product = shop(client, 1, 5, price=4.25)
+    order, created = client.buy(user, product, 2, request_id="saga-1", write=SAGA)
+    assert created and order["status"] == "pending" and order["reason"] is None
+    assert order["unit_price"] == 0  # the price is products' to say
+    done = client.order(order["id"], wait_ms=10_000)
+    assert (done["status"], done["unit_price"], done["total"]) == ("confirmed", 4.25, 8.5)
+    assert stock_of(sandbox, product) == 3
+    assert credit_of(sandbox, user) == 1000 - 8.5
+    said = sandbox.run("buy", "--user", str(user), "--product", str(product), "--write",
+                       "saga", "--wait")
+    assert said.returncode == 0, said.stderr
+    assert "confirmed (saga)" in said.stdout and "at 4.25 = 4.25" in said.stdout
+    settled(sandbox)
+    assert breaches(sandbox) == []
+    for service in ("products", "users", "orders"):  # /health shows each step consumer
+        health = client.health(service)
+        steps = health.get("saga")
+        assert steps is not None and steps["dead_letters"] == 0, health
+        assert "consumer" in {t["name"] for t in health.get("tasks", [])}, health
+
+
+def test_out_of_stock_is_rejected_with_the_reason_and_takes_nothing(
+        any_sandbox: Sandbox) -> None:
+    sandbox = any_sandbox
+    client = sandbox.client()
+    (user,), product = shop(client, 1, 3)
+    said = sandbox.run("buy", "--user", str(user), "--product", str(product), "--quantity",
+                       "4", "--write", "saga", "--wait", "--json")
+    assert said.returncode == 1, said.stderr
+    bought = json.loads(said.stdout)
+    assert (bought["outcome"], bought["strategy"]) == ("rejected", "saga")
+    reason = f"out of stock: product {product} has 3, 4 asked"
+    assert bought["reason"] == reason and bought["order"]["reason"] == reason
+    assert said.stderr.strip() == f"error: {reason}"
+    said = sandbox.run("buy", "--user", str(user), "--product", str(product), "--quantity",
+                       "4", "--write", "saga", "--wait")
+    assert said.returncode == 1 and "rejected (saga)" in said.stdout
+    assert stock_of(sandbox, product) == 3 and credit_of(sandbox, user) == 1000
+    assert read(sandbox, "products", "SELECT count(*) FROM stock_takes") == [(0,)]
+    settled(sandbox)
+    assert breaches(sandbox) == []
+
+
+def test_credit_running_out_gives_the_stock_back_then_rejects(any_sandbox: Sandbox) -> None:
+    """The compensation: products took the stock, users refused the credit, products gave
+    the stock back (StockGivenBack), and only then orders rejected the order, with the
+    credit refusal's reason: a rejected order never holds anything."""
+    sandbox = any_sandbox
+    client = sandbox.client()
+    (user,), product = shop(client, 1, 5, price=10.0, credit=15.0)
+    order, _ = client.buy(user, product, 2, request_id="too-dear", write=SAGA)
+    done = client.order(order["id"], wait_ms=10_000)
+    assert (done["status"], done["reason"]) == (
+        "rejected", f"not enough credit: user {user} has 15.00, 20.00 asked")
+    assert done["unit_price"] == 10.0  # the price the credit refusal said
+    assert stock_of(sandbox, product) == 5 and credit_of(sandbox, user) == 15
+    assert read(sandbox, "products", "SELECT amount, given_back_at IS NOT NULL FROM "
+                "stock_takes WHERE purchase = 'too-dear'") == [(2, 1)]
+    assert [kind for (kind,) in read(sandbox, "products", "SELECT type FROM outbox "
+                                     "WHERE aggregate_type = 'purchase' ORDER BY seq")] == [
+        "StockTaken", "StockGivenBack"]
+    assert [kind for (kind,) in read(sandbox, "orders", "SELECT type FROM outbox "
+                                     "ORDER BY seq")] == ["OrderPlaced", "OrderRejected"]
+    settled(sandbox)
+    assert breaches(sandbox) == []
+    assert sandbox.run("verify").returncode == 0
+
+
+@pytest.mark.parametrize("bus", ["log", "nats"])
+def test_the_last_items_go_to_exactly_as_many_saga_buyers(tmp_path: Path, bus: str) -> None:
+    """50 saga buyers at once of a product with 10 left: exactly 10 confirmed, 40 rejected
+    out of stock, the stock at 0 (never below), nothing pending, the invariant kept."""
+    with running_sandbox(tmp_path / "sandbox", MSSHOP_BUS_BACKEND=bus) as sandbox:
+        users, product = shop(sandbox.client(), BUYERS, LEFT)
+        state = sandbox.state
+
+        def buy(user: int) -> purchase.Bought:
+            return purchase.buy(state, SAGA, user, product, 1, wait=WAIT)
+
+        with ThreadPoolExecutor(BUYERS) as pool:
+            bought = list(pool.map(buy, users))
+        assert sorted(b.outcome for b in bought).count("confirmed") == LEFT
+        rejected = [b for b in bought if b.outcome == "rejected"]
+        assert len(rejected) == BUYERS - LEFT
+        assert all((b.reason or "").startswith(f"out of stock: product {product} has 0, "
+                                               "1 asked") for b in rejected)
+        assert stock_of(sandbox, product) == 0
+        assert outcomes(sandbox, product) == {"confirmed": LEFT, "rejected": BUYERS - LEFT}
+        settled(sandbox)
+        assert breaches(sandbox) == []
+
+
+def test_duplicated_and_redelivered_events_apply_each_step_once(any_sandbox: Sandbox) -> None:
+    """Every participant's reads of the bus handed back duplicates and redeliveries (the
+    bus's delivery faults): each step is applied once — one take per purchase, one
+    outcome event per step, the orders ended once."""
+    sandbox = any_sandbox
+    client = sandbox.client()
+    users, product = shop(client, 6, 100, price=2.0, credit=5.0)
+    for service in ("products", "users", "orders"):
+        sandbox.run("chaos", service, "--to", "bus", "--duplicate-rate", "1",
+                    "--redeliver-rate", "1", check=True)
+    placed = [client.buy(user, product, 3 if n % 2 else 2, request_id=f"dup-{n}",
+                         write=SAGA)[0] for n, user in enumerate(users)]
+    ended = [client.order(o["id"], wait_ms=10_000) for o in placed]
+    assert [o["status"] for o in ended] == ["confirmed", "rejected"] * 3  # 6 > 5 >= 4
+    settled(sandbox)
+    assert stock_of(sandbox, product) == 100 - 3 * 2
+    assert read(sandbox, "products", "SELECT count(*), sum(given_back_at IS NOT NULL) "
+                "FROM stock_takes") == [(6, 3)]
+    assert read(sandbox, "users", "SELECT count(*), sum(amount) FROM credit_takes") == [
+        (3, 3 * 400)]
+    steps = dict(read(sandbox, "products", "SELECT type, count(*) FROM outbox WHERE "
+                      "aggregate_type = 'purchase' GROUP BY type"))
+    assert steps == {"StockTaken": 6, "StockGivenBack": 3}
+    assert dict(read(sandbox, "users", "SELECT type, count(*) FROM outbox WHERE "
+                     "aggregate_type = 'purchase' GROUP BY type")) == {
+        "CreditTaken": 3, "CreditRefused": 3}
+    assert dict(read(sandbox, "orders", "SELECT type, count(*) FROM outbox GROUP BY type")
+                ) == {"OrderPlaced": 6, "OrderConfirmed": 3, "OrderRejected": 3}
+    head = client.bus_head()
+    for service in ("products", "users", "orders"):  # each was handed events more than once
+        assert client.health(service)["saga"]["applied"] > head, service
+        sandbox.run("chaos", service, "--clear", check=True)
+    assert breaches(sandbox) == []
+
+
+@pytest.mark.parametrize("victim", ["products", "users", "orders"])
+def test_a_participant_killed_during_saga_purchases_ends_every_order(
+        any_sandbox: Sandbox, victim: str) -> None:
+    """A participant SIGKILLed while saga purchases are under way: once it is started
+    again, every order is confirmed or rejected, none pending, and verify is clean."""
+    sandbox = any_sandbox
+    client = sandbox.client()
+    users, product = shop(client, 40, 25, price=3.0, credit=10.0)
+
+    def buy(user: int) -> int | None:
+        try:
+            order, _ = ShopClient(sandbox.state).buy(user, product, 1 + user % 3,
+                                                     request_id=f"kill-{user}", write=SAGA)
+        except MsshopError:
+            return None  # orders itself was killed: this purchase may never have been made
+        return int(order["id"])
+
+    # the victim's steps slowed (its reads of the bus, its appends), so that sagas are
+    # under way when it dies
+    sandbox.run("chaos", victim, "--to", "bus", "--latency", "500", check=True)
+    with ThreadPoolExecutor(8) as pool:
+        placing = [pool.submit(buy, user) for user in users]
+        deadline = time.monotonic() + WAIT
+        while not read(sandbox, "orders", "SELECT 1 FROM orders LIMIT 1"):
+            assert time.monotonic() < deadline, "no purchase was made"
+            time.sleep(0.005)
+        sandbox.run("kill", victim, check=True)
+        placed = [f.result(timeout=60) for f in placing]
+    assert read(sandbox, "orders", "SELECT count(*) FROM orders WHERE status = "
+                "'pending'")[0][0] > 0, "the victim died with sagas under way"
+    sandbox.run("start", victim, check=True)  # started afresh: without the fault
+    settled(sandbox, timeout=60)
+    counts = outcomes(sandbox, product)
+    assert set(counts) <= {"confirmed", "rejected"} and sum(counts.values()) >= len(
+        [p for p in placed if p is not None])
+    confirmed = read(sandbox, "orders", "SELECT coalesce(sum(quantity), 0) FROM orders "
+                     "WHERE status = 'confirmed'")[0][0]
+    assert stock_of(sandbox, product) == 25 - confirmed
+    assert breaches(sandbox) == []
+    assert sandbox.run("verify").returncode == 0
+
+
+def test_bad_input_is_rejected_with_the_reason_or_refused_in_one_line(
+        sandbox: Sandbox) -> None:
+    client = sandbox.client()
+    (user,), product = shop(client, 1, 5, price=1.0)
+    # unknown ids: the order is recorded, then rejected with the reason
+    nobody, _ = client.buy(999, product, 1, write=SAGA)
+    nothing, _ = client.buy(user, 999, 1, write=SAGA)
+    assert client.order(nobody["id"], wait_ms=10_000)["reason"] == "user_id 999: no such user"
+    assert client.order(nothing["id"], wait_ms=10_000)["reason"] == \
+        "product_id 999: no such product"
+    assert stock_of(sandbox, product) == 5  # the unknown user's stock went back
+    # a repeated request_id: one order, whatever its status; the repeat answers 200
+    body = {"user_id": user, "product_id": product, "quantity": 2, "request_id": "once"}
+    with ThreadPoolExecutor(10) as pool:
+        answers = list(pool.map(lambda _: ShopClient(sandbox.state).exchange(
+            "orders", "POST", "/orders?write=saga", body), range(10)))
+    assert sorted(status for status, _ in answers).count(202) == 1
+    assert {status for status, _ in answers} <= {200, 202}
+    assert len({answer["id"] for _, answer in answers}) == 1
+    settled(sandbox)
+    assert stock_of(sandbox, product) == 3
+    assert read(sandbox, "orders", "SELECT count(*) FROM orders WHERE request_id = "
+                "'once'") == [(1,)]
+    # what orders refuses at the door, in one line
+    for path, words in [("/orders?write=monolith", "msshop buy --write monolith"),
+                        ("/orders?write=sagas", "write")]:
+        status, answer = client.exchange("orders", "POST", path, body)
+        assert status == 422 and words in answer["error"], answer
+        assert set(answer) == {"error", "status", "service"}
+    status, answer = client.exchange("orders", "GET", f"/orders/{nobody['id']}?wait_ms=10001")
+    assert status == 422 and "wait_ms" in answer["error"], answer
+    said = sandbox.run("buy", "--user", str(user), "--product", str(product), "--wait")
+    assert said.returncode == 2 and "use --write saga" in said.stderr
+    assert said.stderr.count("\n") == 1, said.stderr
+    said = sandbox.run("buy", "--user", str(user), "--product", str(product), "--write",
+                       "saga", "--timeout", "3")
+    assert said.returncode == 2 and "add --wait" in said.stderr
+    assert said.stderr.count("\n") == 1, said.stderr
+    assert breaches(sandbox) == []
+
+
+def test_a_saga_still_pending_exits_3_and_confirms_once_products_is_back(
+        sandbox: Sandbox) -> None:
+    client = sandbox.client()
+    (user,), product = shop(client, 1, 5)
+    sandbox.run("stop", "products", check=True)
+    said = sandbox.run("buy", "--user", str(user), "--product", str(product), "--write",
+                       "saga", "--wait", "--timeout", "0.5", "--json")
+    assert said.returncode == 3, said.stderr
+    bought = json.loads(said.stdout)
+    assert bought["outcome"] == "pending" and bought["order"]["status"] == "pending"
+    sandbox.run("start", "products", check=True)
+    done = client.order(bought["order"]["id"], wait_ms=10_000)
+    assert done["status"] == "confirmed"
+    settled(sandbox)
+    assert breaches(sandbox) == []
+
+
+def test_buy_trace_follows_the_saga_through_every_participant(sandbox: Sandbox) -> None:
+    """`buy --write saga --wait --trace`: the spans of products', users' and orders' steps
+    are in the purchase's trace, and the outcome is the one said."""
+    client = sandbox.client()
+    (user,), product = shop(client, 1, 5, price=10.0, credit=15.0)
+    for quantity, outcome, exit_code in [(1, "confirmed", 0), (2, "rejected", 1)]:
+        said = sandbox.run("buy", "--user", str(user), "--product", str(product),
+                           "--quantity", str(quantity), "--write", "saga", "--wait",
+                           "--trace", "--json")
+        assert said.returncode == exit_code, said.stderr
+        bought = json.loads(said.stdout)
+        assert bought["outcome"] == outcome
+        spans = bought["journey"]["spans"]
+        applied = {(s["service"], s["name"]) for s in spans}
+        assert ("products", "apply OrderPlaced") in applied, applied
+        assert ("users", "apply StockTaken") in applied, applied
+        if outcome == "confirmed":
+            assert ("orders", "apply CreditTaken") in applied, applied
+        else:
+            assert ("products", "apply CreditRefused") in applied, applied
+            assert ("orders", "apply StockGivenBack") in applied, applied
+        assert len({s["trace_id"] for s in spans}) == 1
+        # a participant that skips an event (not its step) records nothing of it
+        assert not applied & {("users", "apply OrderPlaced"), ("products", "apply StockTaken"),
+                              ("orders", "apply OrderPlaced")}, applied
+
+
+def test_verify_right_after_a_burst_of_sagas_waits_for_their_steps(sandbox: Sandbox) -> None:
+    """Caught up means the saga's steps too (instruments/waiting.py): `verify` at once after
+    purchases placed pending finds every order ended, none "still pending"."""
+    client = sandbox.client()
+    users, product = shop(client, 30, 20, price=2.0, credit=3.0)
+    # users' steps lag: each of its reads of the bus (and appends) takes 300 ms more
+    sandbox.run("chaos", "users", "--to", "bus", "--latency", "300", check=True)
+    with ThreadPoolExecutor(10) as pool:
+        list(pool.map(lambda n: ShopClient(sandbox.state).buy(
+            users[n], product, 1 + n % 2, request_id=f"burst-{n}", write=SAGA), range(30)))
+    said = sandbox.run("verify", "--json")
+    assert said.returncode == 0, said.stdout
+    assert read(sandbox, "orders", "SELECT count(*) FROM orders WHERE status = "
+                "'pending'") == [(0,)]
+
+
+@pytest.mark.parametrize("bus", ["log", "nats"])
+def test_the_steps_follow_a_new_log_from_its_start(tmp_path: Path, bus: str) -> None:
+    """The bus's log lost while it was down (bus.db, or JetStream's store, deleted): the
+    read model stops and says to rebuild it, but the saga's step consumers read the new
+    log from its start (each step once per order), so a saga placed on it still ends."""
+    with running_sandbox(tmp_path / "sandbox", MSSHOP_BUS_BACKEND=bus) as sandbox:
+        client = sandbox.client()
+        (user,), product = shop(client, 1, 5, tag=bus)
+        first, _ = client.buy(user, product, 1, write=SAGA)
+        assert client.order(first["id"], wait_ms=10_000)["status"] == "confirmed"
+        settled(sandbox)
+        sandbox.run("stop", "bus", check=True)
+        store = sandbox.root / "data" / ("bus" if bus == "log" else "nats/bus")
+        shutil.rmtree(store)
+        sandbox.run("start", "bus", check=True)
+        second, _ = client.buy(user, product, 2, write=SAGA)
+        assert client.order(second["id"], wait_ms=10_000)["status"] == "confirmed"
+        assert stock_of(sandbox, product) == 2
+        for service in ("products", "users", "orders"):
+            steps = client.health(service)["saga"]
+            assert steps["log_problem"] is None and steps["position"] <= steps["bus_head"]
