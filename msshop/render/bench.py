@@ -51,8 +51,8 @@ def bench_report(out: Console, report: BenchReport) -> None:
     note(out, f"paced at {paced['target_per_second']:,.0f}/s: {paced['per_second']:,.0f}/s "
               f"achieved; replication lag p50 {paced['lag_ms']['p50']:.2f} ms, p99 "
               f"{paced['lag_ms']['p99']:.2f} ms")
-    writes = Table(title="writes across services: purchases/s (clients), and request to "
-                         "outcome", box=None, pad_edge=False, title_justify="left")
+    writes = Table(title="writes: purchases/s, and ms to the outcome", box=None,
+                   pad_edge=False, title_justify="left")
     for column in ("write", "purchases/s", "at rate/s", "p50 ms", "p99 ms"):
         writes.add_column(column, justify="left" if column == "write" else "right")
     for write, made in report["writes"].items():

@@ -37,6 +37,7 @@ class Result:
     confirmed: int  # outcomes that count (judge: 2xx answers unless told)
     failed: int  # any other answer, or a connection that broke
     latencies_ms: list[float]
+    started_at: float = 0.0  # time.monotonic() when the first request was sent
 
     @property
     def per_second(self) -> float:
@@ -75,7 +76,7 @@ async def _client(client: Client, host: str, port: int, k: int, request: Request
 async def _run(host: str, port: int, request: Request, clients: int, seconds: float,
                rate: float | None, follow: Follow | None, judge: Judge) -> Result:
     loop = asyncio.get_running_loop()
-    result = Result(clients, 0.0, 0, 0, [])
+    result = Result(clients, 0.0, 0, 0, [], time.monotonic())
     interval = clients / rate if rate else 0.0
     started = loop.time()
     client = Client()

@@ -8,7 +8,9 @@ rate.
 - direct-call: POST /orders from CLIENTS connections; the answer is the outcome.
 - saga: POST /orders?write=saga (202, pending), then GET /orders/{id}?wait_ms on the same
   connection until the order is confirmed or rejected: the outcome arrives after products,
-  users and orders have each applied their step from the bus.
+  users and orders have each applied their step from the bus. Its sustained rate is the
+  pipeline's: purchases sent as fast as orders takes them, decided per second
+  (_saga_sustained).
 
 Every purchase is of stock and credit the bench gave beforehand (none is refused); the
 sustained rate counts the purchases that ended confirmed, per second of the run.
@@ -17,9 +19,15 @@ sustained rate counts the purchases that ended confirmed, per second of the run.
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from collections.abc import Callable
+from contextlib import closing
+from pathlib import Path
+from urllib.parse import quote
 
+from msshop.contracts.errors import SandboxError
+from msshop.contracts.shop import OrderStatus
 from msshop.contracts.strategies import WriteStrategy
 from msshop.instruments.asking import databases
 from msshop.instruments.bench import loadgen
@@ -29,6 +37,7 @@ from msshop.runtime.orchestrator.state import State
 
 WRITE_RATE = 500  # purchases per second at which the outcome's latency is measured
 OUTCOME_WAIT_MS = 10_000  # a saga's GET waits at most this long for the outcome
+DECIDED_WITHIN = 120.0  # seconds the bench waits for its saga purchases to be decided
 Summarize = Callable[[list[float]], Figures]
 
 
@@ -40,6 +49,9 @@ def measure_writes(state: State, user_id: int, products: int, seconds: float, cl
         if strategy is WriteStrategy.MONOLITH:
             sustained = _monolith(state, user_id, products, seconds, None)
             paced = _monolith(state, user_id, products, seconds, WRITE_RATE)
+        elif strategy is WriteStrategy.SAGA:
+            sustained = _saga_sustained(state, user_id, products, seconds, clients)
+            paced = _served(state, strategy, user_id, products, seconds, clients, WRITE_RATE)
         else:
             sustained = _served(state, strategy, user_id, products, seconds, clients, None)
             paced = _served(state, strategy, user_id, products, seconds, clients, WRITE_RATE)
@@ -53,7 +65,10 @@ def measure_writes(state: State, user_id: int, products: int, seconds: float, cl
 
 
 def _served(state: State, strategy: WriteStrategy, user_id: int, products: int,
-            seconds: float, clients: int, rate: float | None) -> loadgen.Result:
+            seconds: float, clients: int, rate: float | None, follow: bool = True
+            ) -> loadgen.Result:
+    """Purchases through orders from `clients` connections; with `follow`, a saga's
+    outcome is waited for on the same connection and timed with its request."""
     tag = time.time()
     path = "/orders" if strategy is WriteStrategy.DIRECT_CALL else f"/orders?write={strategy}"
 
@@ -73,8 +88,44 @@ def _served(state: State, strategy: WriteStrategy, user_id: int, products: int,
 
     orders = state.services["orders"]
     return loadgen.run(state.host, orders.port, purchase, clients, seconds, rate,
-                       follow=outcome if strategy is WriteStrategy.SAGA else None,
-                       judge=confirmed)
+                       follow=outcome if follow and strategy is WriteStrategy.SAGA else None,
+                       judge=confirmed if follow else loadgen.succeeded)
+
+
+def _saga_sustained(state: State, user_id: int, products: int, seconds: float,
+                    clients: int) -> loadgen.Result:
+    """The rate the saga keeps up with: purchases sent as fast as orders takes them (each
+    answered at once, pending), then the time until the last of them is decided, read from
+    orders' file. Waiting for each outcome from 16 clients would measure its latency
+    instead: a saga's purchase is asynchronous, and its capacity is how many the steps
+    decide per second."""
+    orders = Path(state.services["orders"].db)
+    before = _last_order(orders)
+    sent = _served(state, WriteStrategy.SAGA, user_id, products, seconds, clients, None,
+                   follow=False)
+    deadline = time.monotonic() + DECIDED_WITHIN
+    while (pending := _count(orders, before, OrderStatus.PENDING)) and \
+            time.monotonic() < deadline:
+        time.sleep(0.005)
+    decided_at = time.monotonic()
+    if pending:
+        raise SandboxError(f"{pending:,} saga purchases of the bench were still pending "
+                           f"{DECIDED_WITHIN:g} s after the last was sent; see: msshop status")
+    confirmed = _count(orders, before, OrderStatus.CONFIRMED)
+    return loadgen.Result(clients, decided_at - sent.started_at, confirmed,
+                          sent.failed + sent.confirmed - confirmed, [])
+
+
+def _last_order(orders: Path) -> int:
+    with closing(sqlite3.connect(f"file:{quote(str(orders))}?mode=ro", uri=True)) as conn:
+        return int(conn.execute("SELECT coalesce(max(id), 0) FROM orders").fetchone()[0])
+
+
+def _count(orders: Path, after: int, status: OrderStatus) -> int:
+    """Orders after id `after` in `status` (the bench's own: the shop is its own)."""
+    with closing(sqlite3.connect(f"file:{quote(str(orders))}?mode=ro", uri=True)) as conn:
+        return int(conn.execute("SELECT count(*) FROM orders WHERE id > ? AND status = ?",
+                                (after, status.value)).fetchone()[0])
 
 
 def _monolith(state: State, user_id: int, products: int, seconds: float,
