@@ -263,6 +263,8 @@ def test_bad_input_is_rejected_with_the_reason_or_refused_in_one_line(
     assert said.returncode == 2 and "add --wait" in said.stderr
     assert said.stderr.count("\n") == 1, said.stderr
     assert breaches(sandbox) == []
+    verified = sandbox.run("verify")  # the order of no user is no user's in the read model
+    assert verified.returncode == 0, verified.stdout + verified.stderr
 
 
 def test_a_saga_still_pending_exits_3_and_confirms_once_products_is_back(

@@ -317,7 +317,7 @@ def dropping_for_tests() -> Apply:
         return apply
     seen = 0
 
-    def losing(conn: sqlite3.Connection, event: Received, position: int) -> None:
+    def losing(conn: sqlite3.Connection, event: Received, position: int) -> bool | None:
         nonlocal seen
         if event.type == events.ORDER_PLACED:
             seen += 1
@@ -325,7 +325,7 @@ def dropping_for_tests() -> Apply:
                 logging.getLogger("msshop.query").error(
                     "test-only: %s is set: OrderPlaced at position %d was dropped",
                     DROP_FOR_TESTS, position)
-                return
-        apply(conn, event, position)
+                return None
+        return apply(conn, event, position)
 
     return losing
