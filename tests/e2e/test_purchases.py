@@ -254,9 +254,10 @@ def test_users_signed_up_before_credit_existed_get_the_default(tmp_path: Path) -
 
 def test_a_give_back_that_cannot_be_made_is_retried_until_it_is(sandbox: Sandbox) -> None:
     """users stopped: products took the stock, users cannot be asked, so the stock goes
-    back and the 503 names users; the give-back owed to users (it might have taken before
-    a timeout) waits, shown in orders' /health as a failing task, and is made once users
-    is back: nothing stays taken."""
+    back and the 503 names users; users was never reached, so nothing is owed it. users too
+    slow instead (orders gives up after its timeout): it may have taken, so the give-back
+    owed to it waits, shown in orders' /health as a failing task, and is made once users
+    answers in time: nothing stays taken."""
     client = sandbox.client()
     (user,), product = shop(client, 1, 5)
     sandbox.run("stop", "users", check=True)
@@ -264,17 +265,30 @@ def test_a_give_back_that_cannot_be_made_is_retried_until_it_is(sandbox: Sandbox
         "user_id": user, "product_id": product, "request_id": "users-down"})
     assert (status, answer["dependency"]) == (503, "users"), answer
     assert stock_of(sandbox, product) == 5
-    health = client.health("orders")
-    assert health.get("owed_give_backs") == 1
-    task = next(t for t in health.get("tasks", []) if t["name"] == "give-back")
-    assert task["state"] == "failing" and "users is down" in (task["error"] or ""), task
+    assert client.health("orders").get("owed_give_backs") == 0, "users was never reached"
     sandbox.run("start", "users", check=True)
+
+    sandbox.run("chaos", "users", "--latency", "2500", check=True)  # orders waits 2 s
+    status, answer = client.exchange("orders", "POST", "/orders", {
+        "user_id": user, "product_id": product, "request_id": "users-slow"})
+    assert (status, answer["dependency"]) == (503, "users"), answer
+    assert stock_of(sandbox, product) == 5
+    assert client.health("orders").get("owed_give_backs") == 1
+    deadline = time.monotonic() + 20
+    while (task := next(t for t in client.health("orders").get("tasks", [])
+                        if t["name"] == "give-back"))["state"] != "failing":
+        assert time.monotonic() < deadline, task  # its first try in the background fails
+        time.sleep(0.05)
+    assert "did not answer" in (task["error"] or ""), task
+    sandbox.run("chaos", "users", "--clear", check=True)
     deadline = time.monotonic() + 20
     while client.health("orders").get("owed_give_backs"):
         assert time.monotonic() < deadline, "the give-back was never made"
         time.sleep(0.05)
-    assert read(sandbox, "users", "SELECT purchase, amount FROM credit_takes "
-                "WHERE given_back_at IS NOT NULL") == [("users-down", 0)]
+    assert read(sandbox, "users", "SELECT purchase FROM credit_takes "
+                "WHERE given_back_at IS NOT NULL") == [("users-slow",)]
+    assert read(sandbox, "users", "SELECT count(*) FROM credit_takes "
+                "WHERE given_back_at IS NULL") == [(0,)]
     assert breaches(sandbox) == []
 
 

@@ -168,8 +168,9 @@ async def take_each(ledgers: Ledgers, owed: GiveBacks, purchases: list[Buying],
         stock = await ledgers.take("products", StockTakes([
             StockTake(key, p.product_id, p.quantity) for p, key in zip(purchases, keys,
                                                                       strict=True)]))
-    except HttpError:  # it may have taken before its answer was lost (a timeout)
-        await owed.give("products", keys)
+    except HttpError as exc:  # it may have taken before its answer was lost (a timeout)
+        if may_have_taken(exc):
+            await owed.give("products", keys)
         raise
     answers: list[int | Refusal] = [
         stock.unit_prices_cents.get(p.product_id, 0) for p in purchases]
@@ -182,9 +183,10 @@ async def take_each(ledgers: Ledgers, owed: GiveBacks, purchases: list[Buying],
         credit = await ledgers.take("users", CreditTakes([
             CreditTake(keys[i], purchases[i].user_id,
                        purchases[i].quantity * _price(answers[i])) for i in priced]))
-    except HttpError:
+    except HttpError as exc:
         await owed.give("products", [keys[i] for i in priced])
-        await owed.give("users", [keys[i] for i in priced])  # it too may have taken
+        if may_have_taken(exc):  # it too may have taken
+            await owed.give("users", [keys[i] for i in priced])
         raise
     given_back: list[str] = []
     for no in credit.refused:
@@ -193,6 +195,13 @@ async def take_each(ledgers: Ledgers, owed: GiveBacks, purchases: list[Buying],
         given_back.append(keys[i])
     await owed.give("products", given_back)
     return answers
+
+
+def may_have_taken(failed: HttpError) -> bool:
+    """Whether a failed call of takes may have taken anything: not if the connection was
+    refused or the link cut (the request never reached the service: nothing to give back,
+    nothing owed while it is down); after a timeout or a broken connection, it may have."""
+    return failed.extra.get("failure") not in ("refused", "partition")
 
 
 def _price(answer: int | Refusal) -> int:
