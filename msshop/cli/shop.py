@@ -34,6 +34,9 @@ def signup(
     ctx: typer.Context,
     email: str = typer.Option(..., "--email", help="Unique email address."),
     name: str = typer.Option(..., "--name", help="The person's name."),
+    credit: float | None = typer.Option(
+        None, "--credit", metavar="AMOUNT",
+        help="Credit to start with (purchases take it) [default: the shop's, 1000.00]."),
     trace: bool = typer.Option(False, "--trace",
                                help="Follow the write to the read model and show its trace."),
     view: str = view_option("With --trace: a call tree, a timeline, or both."),
@@ -42,20 +45,20 @@ def signup(
     """Sign a user up.
 
     \b
-    Example: msshop signup --email ada@example.com --name 'Ada L'
+    Example: msshop signup --email ada@example.com --name 'Ada L' --credit 50
     """
     from msshop import render
     from msshop.contracts.outcomes import SignUp
 
     check_view(view)
     if not trace:
-        user = client(ctx).signup(email, name)
+        user = client(ctx).signup(email, name, credit=credit)
         emit(Outcome(SignUp(user=user), lambda out: render.user(out, user)), as_json)
         return
     from msshop.instruments import journey
     from msshop.runtime.orchestrator import lifecycle
 
-    signed = journey.signup(lifecycle.running_state(settings(ctx)), email, name)
+    signed = journey.signup(lifecycle.running_state(settings(ctx)), email, name, credit)
 
     def draw(out: render.Console) -> None:
         render.user(out, signed.user)

@@ -79,11 +79,15 @@ class ShopClient:
 
     # --- the shop --------------------------------------------------------------------------
 
-    def signup(self, email: str, name: str, traceparent: str | None = None) -> User:
-        """`traceparent` (with the sampled flag): follow the write to the read model."""
+    def signup(self, email: str, name: str, traceparent: str | None = None,
+               credit: float | None = None) -> User:
+        """`traceparent` (with the sampled flag): follow the write to the read model;
+        `credit`: what the user starts with (None: the users service's default)."""
         headers = {"traceparent": traceparent} if traceparent else None
-        status, answer = self.exchange("users", "POST", "/users",
-                                       {"email": email, "name": name}, headers)
+        body: dict[str, object] = {"email": email, "name": name}
+        if credit is not None:
+            body["credit"] = credit
+        status, answer = self.exchange("users", "POST", "/users", body, headers)
         if status >= 400:
             raise ServiceError(_error_of(answer) or f"users answered HTTP {status}", status)
         return cast("User", answer)

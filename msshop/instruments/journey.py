@@ -71,10 +71,11 @@ def buy(state: State, user_id: int, product_id: int, quantity: int,
     return Bought(bought, journey)
 
 
-def signup(state: State, email: str, name: str) -> SignedUp:
+def signup(state: State, email: str, name: str, credit: float | None = None) -> SignedUp:
     root = _root("signup", "users", "/users")
     questioner = Questioner(state)
-    user = _timed(root, lambda: questioner.client.signup(email, name, traceparent(root)))
+    user = _timed(root, lambda: questioner.client.signup(email, name, traceparent(root),
+                                                         credit))
     return SignedUp(user, _followed(questioner, root, "signup", int(user["id"])))
 
 

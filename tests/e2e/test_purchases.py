@@ -300,3 +300,18 @@ def test_restocks_and_top_ups_with_a_key_are_given_once(sandbox: Sandbox) -> Non
     assert status == 422 and "at most two decimal places" in answer["error"]
     assert stock_of(sandbox, product) == 5
     assert breaches(sandbox) == []
+
+
+def test_signup_sets_the_credit_to_start_with(sandbox: Sandbox) -> None:
+    given = sandbox.run("signup", "--email", "grace@example.com", "--name", "Grace",
+                        "--credit", "50", "--json", check=True)
+    user = json.loads(given.stdout)["user"]
+    assert user["credit"] == 50.0
+    default = sandbox.run("signup", "--email", "ada@example.com", "--name", "Ada", "--json",
+                          check=True)
+    assert json.loads(default.stdout)["user"]["credit"] == users_service.DEFAULT_CREDIT
+    refused = sandbox.run("signup", "--email", "alan@example.com", "--name", "Alan",
+                          "--credit", "0.001")
+    assert refused.returncode == 1 and refused.stdout == ""
+    (line,) = refused.stderr.strip().splitlines()
+    assert "at most two decimal places" in line, line

@@ -66,7 +66,10 @@ def quick_check(path: Path, budget: float | None = None, uri: str | None = None)
             timer.cancel()
             timer.join()  # not closed under an interrupt still to come
         conn.close()
-    found = [str(row[0]) for row in rows]
+    # a row may hold many problems, one per line, under "*** in database main ***": the
+    # message is one line (a failed start quotes the one line its log gives the cause in)
+    found = [line.strip() for row in rows for line in str(row[0]).splitlines()
+             if line.strip() and not line.startswith("***")]
     problem = None if found == ["ok"] else "; ".join(found[:3]) + (
         f" (and {len(found) - 3} more)" if len(found) > 3 else "")
     return Checked(problem, True, time.monotonic() - started)

@@ -58,9 +58,10 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
     answers = Answers(ctx.kept_mib * MIB)
     write = projection.dropping_for_tests()
 
-    def apply(conn: sqlite3.Connection, event: Received, position: int) -> None:
-        write(conn, event, position)
+    def apply(conn: sqlite3.Connection, event: Received, position: int) -> bool | None:
+        applied = write(conn, event, position)
         answers.applied(event)
+        return applied  # False: a saga's step, skipped (no span of it)
 
     consumer = Consumer("query", lambda: db.conn, bus, apply, tracer=ctx.tracer,
                         db_name=db.file_name, tasks=ctx.tasks)

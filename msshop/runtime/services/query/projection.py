@@ -217,8 +217,11 @@ class Projection:
             "reason = excluded.reason, version = excluded.version "
             f"WHERE excluded.version > {t['orders']}.version")
 
-    def apply(self, conn: sqlite3.Connection, event: Received, position: int) -> None:
-        """Apply one event to the read model (inside the consumer's batch transaction)."""
+    def apply(self, conn: sqlite3.Connection, event: Received, position: int
+              ) -> bool | None:
+        """Apply one event to the read model (inside the consumer's batch transaction);
+        False for a saga's step, which it skips (a followed purchase's trace shows no
+        apply of it here)."""
         if (wrong := events.not_its_owner(event.type, event.source)) is not None:
             # the bus refuses these (both backends); one that got through anyway (a bus of
             # an older msshop, a server whose permissions someone else wrote) is not applied
@@ -230,7 +233,7 @@ class Projection:
             row = _order_row(event, position)
             if not self.bulk:
                 conn.execute(self.insert_order, row)
-                return
+                return None
             self._held.append(row)
             if len(self._held) >= self.BULK_ORDERS:
                 self._insert_held(conn)
@@ -252,12 +255,13 @@ class Projection:
             elif won and self._inserted:
                 self._recopy.add(product.id)
         elif event.type in events.STEP_VERSION:
-            return  # a saga's step: its order's outcome (below) carries what is shown
+            return False  # a saga's step: its order's outcome (below) carries what is shown
         elif event.type in STATUSES:  # OrderConfirmed, OrderRejected
             conn.execute(self.upsert_order, _order_row(event, position))
             self._inserted = True  # bulk: its copy may age as an insert's does
         else:
             raise Poison(f"unknown event type {event.type!r}")
+        return None
 
     def _insert_held(self, conn: sqlite3.Connection) -> None:
         # by (user_id, id), then position: of an order delivered twice, the first one stays;
@@ -313,7 +317,7 @@ def dropping_for_tests() -> Apply:
         return apply
     seen = 0
 
-    def losing(conn: sqlite3.Connection, event: Received, position: int) -> None:
+    def losing(conn: sqlite3.Connection, event: Received, position: int) -> bool | None:
         nonlocal seen
         if event.type == events.ORDER_PLACED:
             seen += 1
@@ -321,7 +325,7 @@ def dropping_for_tests() -> Apply:
                 logging.getLogger("msshop.query").error(
                     "test-only: %s is set: OrderPlaced at position %d was dropped",
                     DROP_FOR_TESTS, position)
-                return
-        apply(conn, event, position)
+                return None
+        return apply(conn, event, position)
 
     return losing
