@@ -115,7 +115,8 @@ MIGRATIONS = [
 ]
 MAX_WAIT = 30.0
 # Positions one read of a few types looks at, at most: a reader far behind never scans
-# the whole log in one request (the `type` column is read row by row, ~0.1 us each)
+# the whole log in one request (the `type` column is read row by row: ~2 ms for 10,000
+# rows with none of its types, in-process, where handing them all took ~7 ms on the bus)
 SCAN = 10_000
 #: what POST /events takes (decoded by decode_batch, which says which event is wrong)
 Batch = Annotated[list[Event], msgspec.Meta(min_length=1, max_length=MAX_BATCH)]
