@@ -52,16 +52,24 @@ class MemoryBus:
         woken.set()
         return positions
 
-    async def read(self, after: int, limit: int, wait: float = 0.0) -> Page:
+    async def read(self, after: int, limit: int, wait: float = 0.0,
+                   types: frozenset[str] | None = None) -> Page:
         self.calls.append(f"read {after} {limit} {wait:g}")
         self._fail_if_told()
         if len(self.log) <= after and wait > 0:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._appended.wait(), timeout=wait)
-        events = [Delivered(position, msgspec.Raw(body))
-                  for position, body in enumerate(self.log[after:after + limit],
-                                                  start=after + 1)]
-        return Page(len(self.log), events)
+        events: list[Delivered] = []
+        # with types, how far it looked (as the log bus, with no bound on its scan); without,
+        # not said (0), as a bus that hands every event may
+        through = 0 if types is None else max(after, len(self.log))
+        for position, body in enumerate(self.log[after:], start=after + 1):
+            if types is None or msgspec.json.decode(body)["type"] in types:
+                events.append(Delivered(position, msgspec.Raw(body)))
+                if len(events) == limit:
+                    through = 0 if types is None else position
+                    break
+        return Page(len(self.log), events, through=through)
 
     async def head(self) -> int:
         self._fail_if_told()

@@ -1,7 +1,8 @@
 """The sandbox's own bus: the `bus` service's SQLite log, over HTTP. Nothing to install.
 
     POST /events   [event, ...]                 -> {"positions", "appended", "head"}
-    GET  /events?after=P&limit=N&wait_ms=W      -> {"head", "events": [{"position", "event"}]}
+    GET  /events?after=P&limit=N&wait_ms=W[&types=T,U]
+                                   -> {"head", "log", "through", "events": [{"position", "event"}]}
 
 The only place these addresses are written on the client side. How the bytes travel is the
 caller's `Exchange`: the services' kept-alive peer client (runtime/platform/wire.py, with
@@ -49,11 +50,13 @@ class EventLogBus:
             raise BusUnavailable(f"the bus refused the events: {_error(body)}")
         return self._decode(self._appended, body).positions
 
-    async def read(self, after: int, limit: int, wait: float = 0.0) -> Page:
+    async def read(self, after: int, limit: int, wait: float = 0.0,
+                   types: frozenset[str] | None = None) -> Page:
         wait = min(max(wait, 0.0), MAX_WAIT)
+        only = f"&types={','.join(sorted(types))}" if types is not None else ""
         status, body = await self._exchange(
-            "GET", f"/events?after={after}&limit={limit}&wait_ms={round(wait * 1000)}", None,
-            wait + WAIT_SLACK if wait else None)
+            "GET", f"/events?after={after}&limit={limit}&wait_ms={round(wait * 1000)}{only}",
+            None, wait + WAIT_SLACK if wait else None)
         if status != 200:
             raise BusUnavailable(f"the bus answered HTTP {status}: {_error(body)}")
         return self._decode(self._page, body)

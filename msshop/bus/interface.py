@@ -20,11 +20,16 @@ class BusUnavailable(MsshopError):
 
 class Page(msgspec.Struct, frozen=True):
     """Events after a position, in order, the bus's head when it answered, and which log
-    this is (a log replaced or emptied has another identity; "" if the bus has none)."""
+    this is (a log replaced or emptied has another identity; "" if the bus has none).
+    `through`: how far the bus looked; every event up to it was looked at, and those not
+    handed were not of the types asked for (0: not said; the last event is as far as it
+    is known to have looked). A reader of a few types moves its position there, so that
+    one with nothing to do still advances (and is caught up at the head)."""
 
     head: int
     events: list[Delivered]
     log: str = ""
+    through: int = 0
 
 
 class Bus(Protocol):
@@ -40,9 +45,12 @@ class Bus(Protocol):
         Raises BusUnavailable if the bus did not store them."""
         ...
 
-    async def read(self, after: int, limit: int, wait: float = 0.0) -> Page:
+    async def read(self, after: int, limit: int, wait: float = 0.0,
+                   types: frozenset[str] | None = None) -> Page:
         """Up to `limit` events after position `after`. With `wait` (seconds), a read that
-        finds nothing is held until an append or the wait is over (a long-poll)."""
+        finds nothing is held until an append or the wait is over (a long-poll). `types`:
+        only events of these types (None: all); a bus may hand others too (the reader
+        skips them), and says in `Page.through` how far it looked."""
         ...
 
     async def head(self) -> int:

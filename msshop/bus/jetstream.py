@@ -183,7 +183,12 @@ class JetStreamBus:
                 future.cancel()  # those not done: the relay sends them again
         return [ack.seq for ack in acks]
 
-    async def read(self, after: int, limit: int, wait: float = 0.0) -> Page:
+    async def read(self, after: int, limit: int, wait: float = 0.0,
+                   types: frozenset[str] | None = None) -> Page:
+        """Every event, whatever `types` says (the interface allows it: the reader skips
+        what is not its own). Not yet filtered on the server (filter_subjects): an ordered
+        consumer's positions would then skip the other types' sequences, which its gap
+        check (`reader.head > after` with nothing sent) takes for lost events."""
         if self._lost:
             raise BusUnavailable(self._say("bus is down: lost the connection to NATS"))
         async with self._reading:

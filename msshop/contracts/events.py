@@ -326,8 +326,10 @@ class EventAt(TypedDict):
 
 class EventPage(TypedDict):
     """GET /events: the events after a position, in order, the head, and the log's identity
-    (the bus's, made with its file)."""
+    (the bus's, made with its file). `through`: every event up to it was looked at (with
+    `types`, those not handed are of other types)."""
 
     head: int
     log: str
+    through: int
     events: list[EventAt]

@@ -20,7 +20,8 @@ import pytest
 
 from msshop.bus.interface import Bus, Page
 from msshop.contracts import events
-from msshop.contracts.credentials import service_credential
+from msshop.contracts.credentials import bearer, service_credential
+from msshop.contracts.events import Delivered
 from msshop.instruments.client import ShopClient
 from msshop.runtime.platform.context import ServiceContext
 from tests.conftest import Sandbox
@@ -104,8 +105,9 @@ class AppendAs:
     async def append(self, events: Sequence[bytes]) -> list[int]:
         return await self.writer.append(events)
 
-    async def read(self, after: int, limit: int, wait: float = 0.0) -> Page:
-        return await self.reader.read(after, limit, wait)
+    async def read(self, after: int, limit: int, wait: float = 0.0,
+                   types: frozenset[str] | None = None) -> Page:
+        return await self.reader.read(after, limit, wait, types)
 
     async def head(self) -> int:
         return await self.reader.head()
@@ -211,3 +213,84 @@ def test_a_waiting_read_with_nothing_new_returns_empty_after_the_wait(subject: S
             assert 0.25 <= took < 2.0
 
     run(test, timeout=10)
+
+
+async def read_as_a_reader_of(bus: Bus, types: frozenset[str], after: int, head: int
+                              ) -> tuple[list[Delivered], int]:
+    """What a reader of `types` is handed from `after` until it has looked at `head`, read
+    as the consumer reads (from the last event handed, or how far the bus looked if
+    further), and the position it ends at."""
+    handed: list[Delivered] = []
+    position = after
+    for _ in range(100):
+        if position >= head:
+            break
+        page = await bus.read(position, 2, types=types)
+        handed += page.events
+        position = max([position, page.through, *(item.position for item in page.events)])
+    return handed, position
+
+
+def test_a_reader_of_some_types_is_handed_those_and_moves_past_the_rest(subject: Subject
+                                                                         ) -> None:
+    """The log buses hand only the types asked for; NATS hands every event for now (the
+    reader skips them: jetstream.py). Either way a reader of types it finds none of still
+    reaches the head, and one of the types appended gets each of them, in order."""
+    async def test() -> None:
+        async with subject.bus() as bus:
+            before = await bus.head()
+            sent = [signed_up() for _ in range(5)]
+            positions = await bus.append(sent)
+            head = positions[-1]
+            handed, position = await read_as_a_reader_of(
+                bus, frozenset({events.ORDER_PLACED}), before, head)
+            assert position >= head, "looked at every event, though none was its"
+            if not subject.nats:
+                assert handed == []
+            handed, position = await read_as_a_reader_of(
+                bus, frozenset({events.USER_SIGNED_UP, events.ORDER_PLACED}), before, head)
+            assert position >= head
+            assert [item.position for item in handed] == positions
+            assert [event_id(item.event) for item in handed] == [event_id(b) for b in sent]
+
+    run(test)
+
+
+def test_a_waiting_reader_of_other_types_answers_an_append_having_looked_past_it(
+        subject: Subject) -> None:
+    """A long-poll of types the append is not of still answers it, at once, saying it
+    looked past it (`through`): its reader's position stays at the head, as "caught up"
+    counts it, and not one wait behind."""
+    async def test() -> None:
+        async with subject.bus() as bus:
+            head = await bus.head()
+            body = signed_up()
+            join = subject.append_later(0.1, body)
+            started = time.monotonic()
+            page = await bus.read(head, 10, wait=5.0, types=frozenset({events.ORDER_PLACED}))
+            took = time.monotonic() - started
+            join()
+            assert max([page.through, *(item.position for item in page.events)]) == head + 1
+            if not subject.nats:
+                assert page.events == [] and page.through == head + 1
+            assert took < 2.5, f"the read waited {took:.2f} s for an append 0.1 s away"
+
+    run(test, timeout=10)
+
+
+@pytest.mark.parametrize(("types", "says"), [
+    ("OrderPlaced,Nope,Bogus", "'Bogus', 'Nope' are not event types"),
+    ("orderplaced", "'orderplaced' is not an event type"),
+    ("OrderPlaced,", "has an empty entry"),
+    ("", "has an empty entry"),
+])
+def test_the_log_bus_refuses_types_not_in_the_catalogue_naming_them(
+        shared_sandbox: Sandbox, types: str, says: str) -> None:
+    client = ShopClient(shared_sandbox.state)
+    status, answer = client.exchange("bus", "GET", f"/events?after=0&types={types}",
+                                     headers=bearer(shared_sandbox.state.token))
+    assert status == 422, answer
+    assert says in answer["error"], answer
+    if "empty entry" not in says:
+        assert "the types are CreditRefused, CreditTaken, " in answer["error"], answer
+    assert answer["service"] == "bus"

@@ -510,3 +510,45 @@ def test_a_batch_whose_transaction_fails_records_no_apply(tmp_path: Path) -> Non
     consumer.apply = projection.apply
     consumer.apply_batch(numbered(followed(1), followed(2)))
     assert applied_spans(tracer) == [1, 2]
+
+
+def test_a_consumer_of_some_types_moves_past_the_others_and_stores_that_now_and_then(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A saga's step consumer asks the bus for its types only: events of others are never
+    handed to it, yet its position follows the bus's (Page.through), so it is caught up
+    at the head; the position is stored once it is IDLE_STORE ahead of the file."""
+    monkeypatch.setattr(consumer_module, "IDLE_STORE", 4)
+
+    async def test() -> None:
+        conn = read_model(tmp_path)
+        bus = MemoryBus()
+        await bus.append([events.encode(signed_up(n)) for n in (1, 2, 3)])
+        handed: list[str] = []
+
+        def apply(conn: sqlite3.Connection, event: Received, position: int) -> None:
+            handed.append(event.type)
+
+        consumer = Consumer("steps", lambda: conn, bus, apply, sleep=RecordingSleep(),
+                            types=frozenset({events.ORDER_PLACED}))
+        await consumer.start()
+        try:
+            await eventually(lambda: consumer.listening and consumer.position == 3)
+            assert consumer.freshness()["caught_up"] and handed == []
+            assert steps_position(conn) is None, "3 events on: not stored yet"
+            await bus.append([events.encode(signed_up(n)) for n in (4, 5)])
+            await eventually(lambda: consumer.position == 5)
+            assert steps_position(conn) == 5, "5 events on: stored"
+            assert handed == [] and consumer.freshness()["caught_up"]
+            assert consumer.applied == 5, "gone through: the bus skipped them for it"
+        finally:
+            await consumer.close()
+        assert all(call.startswith("read ") or call.startswith("append ")
+                   for call in bus.calls)
+
+    run(test)
+
+
+def steps_position(conn: sqlite3.Connection) -> int | None:
+    row = conn.execute("SELECT position FROM consumer_offsets WHERE consumer = 'steps'"
+                       ).fetchone()
+    return None if row is None else int(row[0])

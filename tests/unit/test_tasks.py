@@ -50,10 +50,11 @@ class InjectedBus(MemoryBus):
             raise self.injected
         return await super().append(events)
 
-    async def read(self, after: int, limit: int, wait: float = 0.0) -> Page:
+    async def read(self, after: int, limit: int, wait: float = 0.0,
+                   types: frozenset[str] | None = None) -> Page:
         if self.injected is not None:
             raise self.injected
-        return await super().read(after, limit, wait)
+        return await super().read(after, limit, wait, types)
 
 
 async def get(app: Callable[..., Any], path: str) -> tuple[int, Any]:

@@ -97,7 +97,8 @@ class Consumer:
                  db_name: str = "", tasks: Tasks | None = None, held: Held | None = None,
                  committed: Callable[[], None] | None = None,
                  restarts_on_a_new_log: bool = False,
-                 skips: Callable[[Received], bool] | None = None) -> None:
+                 skips: Callable[[Received], bool] | None = None,
+                 types: frozenset[str] | None = None) -> None:
         """`sleep` is the pause between retries while the bus is unreachable (tests pass a
         fake); `tracer` records applying a followed write's events (into `db_name`);
         `tasks` supervises the consumer's task (the process's: ServiceContext.tasks);
@@ -107,7 +108,10 @@ class Consumer:
         emptied is read from its start (a saga's steps, applied once per order whatever
         they read), where a read model stops and says to rebuild it; `skips`: the events
         `apply` would do nothing with, so that a batch of only those needs no transaction
-        (IDLE_STORE)."""
+        (IDLE_STORE); `types`: the only event types `apply` does anything with, asked of
+        the bus while following it (a bus may hand others too: `skips` them), and the
+        position moves to how far the bus looked (Page.through). A rebuild (catch_up)
+        reads every type."""
         self.name = name
         self.tracer = tracer
         self.db_name = db_name
@@ -117,6 +121,7 @@ class Consumer:
         self.committed = committed
         self.restarts_on_a_new_log = restarts_on_a_new_log
         self.skips = skips
+        self.types = types
         self.stored = 0  # the position as stored in the file (`position` may be ahead)
         self._backoff = Backoff(sleep)
         self.position = 0  # applied and stored
@@ -225,7 +230,7 @@ class Consumer:
             while True:
                 try:
                     self.listening = wait > 0
-                    batch = await self.bus.read(self.position, BATCH, wait)
+                    batch = await self.bus.read(self.position, BATCH, wait, self.types)
                 except BusUnavailable as exc:
                     self.listening = False
                     if self.error != exc.message:
@@ -267,9 +272,20 @@ class Consumer:
                 self.catching_up_to = batch.head
                 log.info("consumer: catching up from position %d to %d", self.position,
                          batch.head)
+        if self.types is not None:  # a step consumer's `applied` counts what it skipped,
+            self.applied += self._looked_past(batch)  # the bus's skips as its own
         if batch.events:
-            self.apply_batch(batch.events)
+            self.apply_batch(batch.events, batch.through)
+        elif batch.through > self.position:  # looked through events of other types only
+            self._passed(batch.through)
         return True
+
+    def _looked_past(self, page: Page) -> int:
+        """The positions of the page's range (the position to the last event, or
+        `through`) that the bus looked at and did not hand over (of other types)."""
+        handed = {item.position for item in page.events if item.position > self.position}
+        end = max([page.through, *handed], default=self.position)
+        return max(0, end - self.position - len(handed))
 
     def _replaced(self, page: Page) -> bool:
         """The page is of another log than the stored position's, or of one emptied."""
@@ -299,16 +315,17 @@ class Consumer:
             self.log_id = page.log
         return problem is None
 
-    def apply_batch(self, delivered: list[Delivered]) -> None:
-        """Apply events and store the new position, all in one transaction."""
-        skipped = self._all_skipped(delivered)
+    def apply_batch(self, delivered: list[Delivered], through: int = 0) -> None:
+        """Apply events and store the new position, all in one transaction; the position
+        is the last event's, or `through` (how far the bus looked: Page.through) if later."""
+        skipped = self._all_skipped(delivered, max(delivered[-1].position, through))
         if skipped is not None:  # nothing to write: the position moves in memory
-            self._advanced_to(delivered[-1].position, skipped, 0)
+            self._advanced_to(max(delivered[-1].position, through), skipped, 0)
             return
         conn = self._connection()
         try:
             with transaction(conn):
-                position, occurred, dead = self._write(conn, delivered)
+                position, occurred, dead = self._write(conn, delivered, through=through)
         except BaseException:
             self._uncommitted.clear()
             raise
@@ -318,12 +335,22 @@ class Consumer:
         if self.committed is not None:
             self.committed()
 
-    def _all_skipped(self, delivered: list[Delivered]) -> list[float] | None:
+    def _passed(self, through: int) -> None:
+        """The bus looked up to `through` and found nothing of this consumer's types: the
+        position moves there in memory, stored once it is IDLE_STORE ahead of the file."""
+        if through - self.stored >= IDLE_STORE:
+            conn = self._connection()
+            with transaction(conn):
+                self._store_position(conn, through)
+            self.stored = through
+        self._advanced_to(through, [], 0)
+
+    def _all_skipped(self, delivered: list[Delivered], position: int) -> list[float] | None:
         """When `skips` says every event of the batch is nothing to this consumer (and the
         stored position is less than IDLE_STORE behind): when each occurred. None: the
         batch is applied and stored as any other (an event it may apply, or one that is
         not an event, or not from its sender: dead-lettered there)."""
-        if self.skips is None or delivered[-1].position - self.stored >= IDLE_STORE:
+        if self.skips is None or position - self.stored >= IDLE_STORE:
             return None
         occurred = []
         for item in delivered:
@@ -343,11 +370,11 @@ class Consumer:
         self._uncommitted.clear()
 
     def _write(self, conn: sqlite3.Connection, delivered: list[Delivered],
-               follow: bool = True) -> tuple[int, list[float], int]:
+               follow: bool = True, through: int = 0) -> tuple[int, list[float], int]:
         """Apply events and store the position, inside the caller's transaction;
         (the new position, when each applied event occurred, how many were dead-lettered).
         `follow`: a followed write's event gets a span of its applying (live, not in a
-        rebuild).
+        rebuild). `through`: the position stored, if later than the last event's.
 
         The batch goes under one savepoint; if an event fails, it is rolled back and applied
         again event by event (_write_each), so the failing event leaves nothing behind. A
@@ -369,13 +396,16 @@ class Consumer:
             del self._uncommitted[spans:]  # applied again below: one span each
             occurred, dead = self._write_each(conn, delivered, follow)
         conn.execute("RELEASE batch")
-        position = delivered[-1].position
+        position = max(delivered[-1].position, through)
+        self._store_position(conn, position)
+        return position, occurred, dead
+
+    def _store_position(self, conn: sqlite3.Connection, position: int) -> None:
         conn.execute(
             "INSERT INTO consumer_offsets (consumer, position, updated_at, log_id) "
             "VALUES (?, ?, ?, ?) ON CONFLICT (consumer) DO UPDATE SET "
             "position = excluded.position, updated_at = excluded.updated_at, "
             "log_id = excluded.log_id", (self.name, position, time.time(), self.log_id))
-        return position, occurred, dead
 
     def _write_each(self, conn: sqlite3.Connection, delivered: list[Delivered],
                     follow: bool) -> tuple[list[float], int]:

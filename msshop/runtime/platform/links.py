@@ -234,9 +234,10 @@ class LinkedBus:
         await self._cross()
         return await self.bus.append(events)
 
-    async def read(self, after: int, limit: int, wait: float = 0.0) -> Page:
+    async def read(self, after: int, limit: int, wait: float = 0.0,
+                   types: frozenset[str] | None = None) -> Page:
         await self._cross()
-        page = await self.bus.read(after, limit, wait)
+        page = await self.bus.read(after, limit, wait, types)
         fault = self.links.fault(BUS)
         if fault is None or not delivery_faults(fault):
             self._again.clear()  # cleared: what was held is not handed over any more
@@ -246,10 +247,13 @@ class LinkedBus:
             self._again_log = page.log
         if fault.get("reorder_rate") and wait and page.events and len(page.events) < limit:
             await asyncio.sleep(REORDER_GATHER)  # as the log bus gathers a reader's page
-            more = await self.bus.read(page.events[-1].position, limit - len(page.events))
+            more = await self.bus.read(page.events[-1].position, limit - len(page.events),
+                                       types=types)
             if more.log == page.log:
-                page = Page(max(page.head, more.head), [*page.events, *more.events], page.log)
-        return Page(page.head, self._again.handed(page.events, fault)[0], page.log)
+                page = Page(max(page.head, more.head), [*page.events, *more.events], page.log,
+                            more.through)
+        return Page(page.head, self._again.handed(page.events, fault)[0], page.log,
+                    page.through)
 
     async def head(self) -> int:
         await self._cross()

@@ -101,6 +101,10 @@ def path_id(name: str, what: str) -> Param:
 IdList = Annotated[str, documented(pattern=r"^([0-9]{1,19}(,[0-9]{1,19})*)?$")]
 
 
+#: `?types=OrderPlaced,StockTaken`: event types of the catalogue (contracts/events.py)
+EventTypeList = Annotated[str, documented(pattern=r"^[A-Za-z]+(,[A-Za-z]+)*$")]
+
+
 def id_list(what: str, missing: str = "") -> Param:
     """`?ids=1,2,3`: the handler receives a list of distinct ids (None if left out, or
     with `missing`, required: the answer when it is left out)."""

@@ -7,6 +7,7 @@ What each declared type becomes:
 - a path parameter: an id (`path_id`), a positive integer up to MAX_ID;
 - `Annotated[int, Meta(ge=…, le=…)]`: an integer in that range;
 - `id_list`: `?ids=1,2,3` as a list of distinct ids in the order given, at most MAX_BATCH;
+- `EventTypeList`: `?types=A,B` as a frozenset of the event catalogue's types;
 - `Literal[…]` of strings or of a StrEnum's members: one of them (the member itself), the
   default when left empty;
 - `bool`: a flag that differs from its default only when it says so ("0"/"false" turn a
@@ -27,9 +28,10 @@ import msgspec
 from starlette.requests import Request
 from starlette.types import Scope
 
+from msshop.contracts.events import CATALOGUE
 from msshop.contracts.limits import MAX_BATCH, MAX_ID
 from msshop.runtime.platform.http import HttpError
-from msshop.runtime.platform.openapi import IdList, Param
+from msshop.runtime.platform.openapi import EventTypeList, IdList, Param
 
 Convert = Callable[[str], Any]  # a raw value to the typed one, or HttpError 422
 #: a flag's words, from the query string
@@ -97,6 +99,8 @@ def converter(param: Param) -> Convert:
         return path_id(name)
     if kind is IdList:
         return lambda raw: id_list(raw, name)
+    if kind is EventTypeList:
+        return lambda raw: event_types(raw, name)
     if kind is bool:
         return flag(param.default is not None and bool(param.default))
     if kind is float:
@@ -181,6 +185,20 @@ def listed_ids(raw: str, name: str) -> list[int]:
                              f"ask for at most {MAX_BATCH} at a time")
     ids = [positive_int(p.strip(), f"{name} entry '{p.strip()}'") for p in parts]
     return list(dict.fromkeys(ids))
+
+
+def event_types(raw: str, name: str) -> frozenset[str]:
+    """`A,B` as a set of the catalogue's event types; a 422 names the ones that are not."""
+    types = frozenset(raw.split(","))
+    if types <= CATALOGUE.keys():
+        return types
+    unknown = sorted(t for t in types - CATALOGUE.keys() if t)
+    if not unknown:
+        raise HttpError(422, f"query parameter {name}={raw!r} has an empty entry: name event "
+                             "types separated by commas, or leave it out to read every type")
+    raise HttpError(422, f"query parameter {name}: {', '.join(repr(t) for t in unknown)[:200]} "
+                         f"{'is not an event type' if len(unknown) == 1 else 'are not event types'}"
+                         f"; the types are {', '.join(sorted(CATALOGUE))}")
 
 
 def integer(name: str, low: int, high: int) -> Convert:

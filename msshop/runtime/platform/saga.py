@@ -13,11 +13,15 @@ reads the batch again. A step is applied once per order: `saga_steps` keeps the
 (order, event type) done, so a duplicate delivery (the bus's, or a redelivery after a
 crash) does nothing the second time.
 
-Every other event is skipped at the cost of its envelope's decoding and a dict lookup;
+The step consumer asks the bus for the types it has a step for only (Consumer `types`):
+the log bus hands those alone and says how far it looked (Page.through), so users and
+orders never read a seed's OrderPlaced at all. A bus that hands every type (NATS, for
+now) costs each other event its envelope's decoding and a dict lookup here (`_skips`);
 products also decodes an OrderPlaced's `status` alone, to skip a confirmed order (a seed's
-million). A batch of nothing but skipped events opens no transaction: the position moves
-in memory, and is stored with the next batch that writes, or every IDLE_STORE events
-(consumer.py); a restart reads at most those again, and skips them again.
+million). A batch of nothing but skipped events (or a page of none, the bus having looked
+further) opens no transaction: the position moves in memory, and is stored with the next
+batch that writes, or every IDLE_STORE events (consumer.py); a restart reads at most those
+again, and skips them again.
 Each outcome event carries the trace of the event that caused it: a followed purchase
 (`msshop buy --trace`) shows each step's apply, in each participant, under its trace.
 """
@@ -116,7 +120,7 @@ class Participant:
         self.consumer = Consumer(f"{ctx.name}-saga", lambda: db.conn, bus, self._apply,
                                  tracer=ctx.tracer, db_name=db.file_name, tasks=ctx.tasks,
                                  committed=self._committed, restarts_on_a_new_log=True,
-                                 skips=self._skips)
+                                 skips=self._skips, types=frozenset(steps))
 
     def _skips(self, event: Received) -> bool:
         """Not this participant's: no step for its type, or one that does not want it."""
