@@ -258,9 +258,9 @@ def test_a_reader_of_some_types_is_handed_those_and_moves_past_the_rest(subject:
 
 def test_a_waiting_reader_of_other_types_answers_an_append_having_looked_past_it(
         subject: Subject) -> None:
-    """A long-poll of types the append is not of still answers it, at once, saying it
-    looked past it (`through`): its reader's position stays at the head, as "caught up"
-    counts it, and not one wait behind."""
+    """A long-poll of types the append is not of still answers it, soon (the log bus
+    holds it TYPED_GATHER for one of its types), saying it looked past it (`through`):
+    its reader's position reaches the head, as "caught up" counts it, not a wait behind."""
     async def test() -> None:
         async with subject.bus() as bus:
             head = await bus.head()

@@ -22,10 +22,12 @@ append wakes it (long-poll), so delivery takes no polling interval.
 
 A reader of a few types (a saga's step consumer: `types=`) is handed only those, and
 `through` says how far the bus looked, so that it moves its position past the rest
-without reading them. Its long-poll answers on every append, with nothing if nothing
-of its types came, but `through` at the head: its position then stays at the head, as
-`msshop wait`'s "caught up" counts it (held until one of its types arrived, a reader
-with nothing to do would sit behind the head for up to its whole wait).
+without reading them. Its long-poll answers at once when one of its types is appended;
+woken by appends of other types only, it is held TYPED_GATHER more (0.1 s), then
+answered with nothing but `through` at the head: its position then reaches the head, as
+`msshop wait`'s "caught up" counts it, at most that late (held until one of its types
+arrived, a reader with nothing to do would sit behind the head for its whole wait;
+answered on every append, three step consumers were woken by every purchase).
 
 Why pull: a subscriber that is down misses nothing and needs no retry queue here; it asks
 again from its stored position when it is back. The interface (msshop.bus) is what NATS
@@ -118,6 +120,10 @@ MAX_WAIT = 30.0
 # the whole log in one request (the `type` column is read row by row: ~2 ms for 10,000
 # rows with none of its types, in-process, where handing them all took ~7 ms on the bus)
 SCAN = 10_000
+# Seconds a long-poll of a few types, woken only by appends of other types, is held before
+# it is answered with nothing but `through` (until_its_types): how far behind the head a
+# step consumer with nothing to do may be, as `msshop wait` sees it
+TYPED_GATHER = 0.1
 #: what POST /events takes (decoded by decode_batch, which says which event is wrong)
 Batch = Annotated[list[Event], msgspec.Meta(min_length=1, max_length=MAX_BATCH)]
 _raw_list = msgspec.json.Decoder(list[msgspec.Raw])
@@ -253,6 +259,15 @@ def read(conn: sqlite3.Connection, after: int, limit: int, head: int, log_id: by
         head, log_id, through, items)
 
 
+def has_types(conn: sqlite3.Connection, after: int, through: int,
+              types: frozenset[str]) -> bool:
+    """Whether an event of `types` lies in positions (after, through]."""
+    marks = ",".join("?" * len(types))
+    return conn.execute(f"SELECT 1 FROM events WHERE position > ? AND position <= ? AND "
+                        f"type IN ({marks}) LIMIT 1",
+                        (after, through, *sorted(types))).fetchone() is not None
+
+
 class Deliveries:
     """Delivery faults decided here, per reader, for readers with no msshop code in them (a
     program of your own: POST /chaos {"caller": "query", "duplicate_rate": P} on the bus,
@@ -345,12 +360,32 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
 
     async def get_events(request: Request, caller: str, after: int, limit: int, wait_ms: int,
                          types: frozenset[str] | None) -> Response:
+        deadline = asyncio.get_running_loop().time() + wait_ms / 1000
         await event_log.wait(after, wait_ms / 1000)
+        if types is not None and wait_ms:
+            await until_its_types(after, types, deadline)
         if wait_ms and deliveries.gathering(caller):
             await asyncio.sleep(REORDER_GATHER)
         body = read(db.conn, after, limit, event_log.head, event_log.id.encode(),
                     deliveries.for_reader(caller), types)
         return Response(body, media_type="application/json")
+
+    async def until_its_types(after: int, types: frozenset[str], deadline: float) -> None:
+        """A long-poll of a few types, woken by appends of others, is held a little longer
+        (at most TYPED_GATHER): answered at once when one of its types arrives, else with
+        `through` at the head, so that a saga's step consumer is not woken for every
+        purchase's events that are not its own (three of them were, ~0.8x a purchase's
+        rate on two cores). A reader far behind is answered at once: it has a page to read."""
+        loop = asyncio.get_running_loop()
+        gathered = min(deadline, loop.time() + TYPED_GATHER)
+        looked = after
+        while not event_log.released and event_log.head - looked <= SCAN:
+            if event_log.head > looked and has_types(db.conn, looked, event_log.head, types):
+                return
+            looked = event_log.head
+            if loop.time() >= gathered:
+                return
+            await event_log.wait(looked, gathered - loop.time())
 
     def health() -> dict[str, Any]:
         return {**db.health(), "head": event_log.head, "log": event_log.id}
