@@ -78,6 +78,7 @@ MIGRATIONS = [
     OUTBOX_TRACE_COLUMN,
     STOCK.schema("SELECT id, stock, updated_at FROM products WHERE stock > 0"),
     SAGA_MIGRATION,
+    STOCK.takes_without_rowid(),
 ]
 COLUMNS = "id, sku, title, price_cents, stock, updated_at, version"
 

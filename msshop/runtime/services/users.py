@@ -75,6 +75,7 @@ MIGRATIONS = [
     f"{round(DEFAULT_CREDIT * 100)} CHECK (credit_cents >= 0);"
     + CREDIT.schema("SELECT id, credit_cents, created_at FROM users WHERE credit_cents > 0"),
     SAGA_MIGRATION,
+    CREDIT.takes_without_rowid(),
 ]
 # no NUL either: SQLite's own text functions (json_each) end a string at one
 EMAIL_PATTERN = r"^[^@\s\x00]+@[^@\s\x00]+\.[^@\s\x00]+$"
