@@ -4,14 +4,14 @@ The same seed always makes the same people, products and purchases, and each car
 natural key (email, sku, request_id), so seeding twice adds nothing the second time.
 Each kind of data has its own random stream: asking for more orders keeps the first ones.
 
-Where a seed's time goes (1,000,000 orders, two cores; docs/cli.md has the figures): the
-orders service, which checks each batch's users and products with one call to each and
-inserts the batch and its OrderPlaced events in one transaction, is the bottleneck. So the
-CLI keeps it busy: batches of the services' limit (10,000), each made (generated, then
-encoded with msgspec) in a thread while the one before it is in flight, so the service
-never waits for the next. Replication (relay, bus, read model) runs at the same time and
-is usually still catching up when the last batch is in: `replication` says how far it is,
-`wait_replicated` waits for it.
+Where a seed's time goes (1,000,000 orders, two cores; docs/cli.md has the figures): each
+batch of orders goes one stage after another — products takes its stock, users its credit,
+then orders inserts the batch and its OrderPlaced events in one transaction. So the CLI
+keeps every stage busy: batches of the services' limit (10,000), several in flight (one
+for each stage to work on), each made (generated, then encoded with msgspec) in a thread
+while others are in flight, so no service waits for the next. Replication (relay, bus,
+read model) runs at the same time and is usually still catching up when the last batch is
+in: `replication` says how far it is, `wait_replicated` waits for it.
 
 Purchases take stock and credit (issue 26), so before the first order the seed restocks
 its products and tops its buyers' credit up by exactly what its orders take (one call to

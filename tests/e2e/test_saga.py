@@ -17,7 +17,7 @@ import pytest
 
 from msshop.contracts.errors import MsshopError
 from msshop.contracts.strategies import WriteStrategy
-from msshop.instruments import purchase
+from msshop.instruments import journey, purchase
 from msshop.instruments.client import ShopClient
 from tests.conftest import Sandbox, running_sandbox
 from tests.e2e.test_purchases import BUYERS, LEFT, breaches, read, shop, stock_of
@@ -313,6 +313,26 @@ def test_buy_trace_follows_the_saga_through_every_participant(sandbox: Sandbox) 
         # a participant that skips an event (not its step) records nothing of it
         assert not applied & {("users", "apply OrderPlaced"), ("products", "apply StockTaken"),
                               ("orders", "apply OrderPlaced")}, applied
+
+
+def test_sagas_placed_together_are_each_followed_in_their_own_trace(sandbox: Sandbox
+                                                                     ) -> None:
+    """Saga purchases that arrive together are committed together (one transaction, like
+    direct-call's purchases), yet each OrderPlaced carries its own request's trace: every
+    purchase followed at once has its own order's steps in its trace, once each."""
+    client = sandbox.client()
+    users, product = shop(client, 12, 100, price=1.0, credit=10.0)
+    with ThreadPoolExecutor(len(users)) as pool:
+        followed = list(pool.map(lambda user: journey.buy(
+            sandbox.state, user, product, 1, SAGA, wait=WAIT), users))
+    for each in followed:  # another's event in its trace would show twice in one, not in one
+        assert each.bought.outcome == "confirmed"
+        applied = sorted((s["service"], s["name"]) for s in each.journey.spans
+                         if s["name"].startswith("apply "))
+        assert applied == [("orders", "apply CreditTaken"), ("products", "apply OrderPlaced"),
+                           ("query", "apply OrderConfirmed"), ("query", "apply OrderPlaced"),
+                           ("users", "apply StockTaken")], applied
+        assert len({s["trace_id"] for s in each.journey.spans}) == 1
 
 
 def test_verify_right_after_a_burst_of_sagas_waits_for_their_steps(sandbox: Sandbox) -> None:

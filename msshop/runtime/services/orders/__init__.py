@@ -18,10 +18,10 @@ what the other took.
     GET  /orders/{id}?wait_ms=N             -> order | 404; waits up to N ms while pending
 
 The saga (write=saga, saga.py beside this): the order is committed PENDING with its
-OrderPlaced; products takes the stock, users the credit, and orders' own step consumer
-ends the order confirmed (CreditTaken) or rejected with the reason (StockRefused, or
-StockGivenBack once the stock of a credit refusal is back), with OrderConfirmed /
-OrderRejected in the same transaction.
+OrderPlaced (the sagas' purchases that arrived together in one transaction); products
+takes the stock, users the credit, and orders' own step consumer ends the order confirmed
+(CreditTaken) or rejected with the reason (StockRefused, or StockGivenBack once the stock
+of a credit refusal is back), with OrderConfirmed / OrderRejected in the same transaction.
 
 `request_id` is the client's idempotency key: a purchase retried after a lost answer is
 recorded once, and its stock and credit taken once (one is made when none is sent).
@@ -176,32 +176,51 @@ def place_each(conn: sqlite3.Connection, outbox: Outbox,
     return placed
 
 
-def place_pending(conn: sqlite3.Connection, outbox: Outbox, purchase: Purchase
-                  ) -> tuple[dict[str, Any], bool]:
-    """A saga's purchase: the order PENDING (no price yet: products says it) and its
-    OrderPlaced, in one transaction; (order, created). A request_id already recorded
-    returns that order, whatever its status."""
-    assert purchase.request_id is not None  # the saga's steps are keyed by it
+class Pending(msgspec.Struct, frozen=True):
+    """A saga's purchase as its request left it: with the request's trace, so that its
+    OrderPlaced (and every step after it) is in that request's trace, whichever request's
+    batch committed it."""
+
+    purchase: Purchase
+    trace_id: str | None
+    parent_span: str | None
+
+
+def place_pending(conn: sqlite3.Connection, outbox: Outbox, pending: list[Pending]
+                  ) -> list[tuple[dict[str, Any], bool]]:
+    """Sagas' purchases that arrived together: each order PENDING (no price yet: products
+    says it) with its OrderPlaced, all in one transaction; (order, created) for each. A
+    request_id already recorded (before, or earlier in the batch) answers that order,
+    whatever its status."""
     now = time.time()
+    placed: list[tuple[dict[str, Any], bool]] = []
+    made: list[Event] = []
     with outbox.transaction(conn):
-        cursor = conn.execute(
-            "INSERT OR IGNORE INTO orders (user_id, product_id, quantity, unit_price_cents, "
-            "request_id, created_at, status) VALUES (?, ?, ?, 0, ?, ?, ?)",
-            (purchase.user_id, purchase.product_id, purchase.quantity, purchase.request_id,
-             now, OrderStatus.PENDING.value))
-        if cursor.rowcount == 0:
-            existing = find_by_request(conn, purchase.request_id)
-            assert existing is not None
-            return existing, False
-        row = (int(cursor.lastrowid or 0), purchase.user_id, purchase.product_id,
-               purchase.quantity, 0, purchase.request_id, now, OrderStatus.PENDING.value, None)
-        event = events.order_placed(row[0], row[1], row[2], row[3], 0, now,
-                                    current_trace_id(), followed_span(),
-                                    purchase.request_id, OrderStatus.PENDING)
-        outbox.add(conn, [event])
-    order = as_dict(row)
-    order["event"] = {"id": event.id, "type": event.type, "position": None}
-    return order, True
+        for each in pending:
+            purchase = each.purchase
+            assert purchase.request_id is not None  # the saga's steps are keyed by it
+            cursor = conn.execute(
+                "INSERT OR IGNORE INTO orders (user_id, product_id, quantity, "
+                "unit_price_cents, request_id, created_at, status) VALUES (?, ?, ?, 0, ?, ?, ?)",
+                (purchase.user_id, purchase.product_id, purchase.quantity,
+                 purchase.request_id, now, OrderStatus.PENDING.value))
+            if cursor.rowcount == 0:
+                existing = find_by_request(conn, purchase.request_id)
+                assert existing is not None
+                placed.append((existing, False))
+                continue
+            row = (int(cursor.lastrowid or 0), purchase.user_id, purchase.product_id,
+                   purchase.quantity, 0, purchase.request_id, now,
+                   OrderStatus.PENDING.value, None)
+            event = events.order_placed(row[0], row[1], row[2], row[3], 0, now,
+                                        each.trace_id, each.parent_span,
+                                        purchase.request_id, OrderStatus.PENDING)
+            made.append(event)
+            order = as_dict(row)
+            order["event"] = {"id": event.id, "type": event.type, "position": None}
+            placed.append((order, True))
+        outbox.add(conn, made)
+    return placed
 
 
 def place_orders(conn: sqlite3.Connection, outbox: Outbox, purchases: list[Purchase],
@@ -303,6 +322,17 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
     purchases: Coalescer[Purchase, tuple[dict[str, Any], bool]] = Coalescer(
         checkout, limit=COALESCE)
 
+    async def record_pending(batch: list[Pending]) -> list[tuple[dict[str, Any], bool]]:
+        """Sagas' purchases that arrived together: one commit (group commit)."""
+        with db.span("INSERT", "orders") as span:
+            placed = place_pending(db.conn, outbox, batch)
+            span["attributes"]["msshop.keys"] = [order["id"] for order, _ in placed]
+            span["attributes"]["msshop.rows"] = len(placed)
+        return placed
+
+    pending: Coalescer[Pending, tuple[dict[str, Any], bool]] = Coalescer(
+        record_pending, limit=COALESCE)
+
     async def post_order(request: Request, wait_published_ms: int, write: WriteStrategy
                          ) -> Response:
         purchase = checked(await read_body(request, Purchase))
@@ -316,9 +346,9 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
                 return json_response(await with_event(seen, wait), 200)
         if write is WriteStrategy.SAGA:
             (purchase,) = keyed([purchase])
-            with db.span("INSERT", "orders") as span:
-                order, created = place_pending(db.conn, outbox, purchase)
-                span["attributes"]["msshop.keys"] = [order["id"]]
+            placed = await pending.submit(Pending(purchase, current_trace_id(),
+                                                  followed_span()))
+            order, created = placed.value
             return json_response(await with_event(order, wait), 202 if created else 200)
         waiting = ctx.tracer.start("checkout (batched)")  # kept only if another trace has it
         done = await purchases.submit(purchase)
