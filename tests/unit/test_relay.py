@@ -209,6 +209,37 @@ def test_flush_sends_at_most_batch_rows_at_a_time(tmp_path: Path) -> None:
     run(test)
 
 
+def test_health_counts_what_waits_and_the_last_position_sent_batch_by_batch(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What /health says (pending, last position) as the relay sends batch after batch,
+    found from the oldest row waiting: the count of every unsent row, the position of the
+    last one sent, at every step; and rows added meanwhile are counted too."""
+    async def test() -> None:
+        bus = MemoryBus()
+        conn, outbox = open_outbox(tmp_path, bus)
+        assert (outbox.health()["pending"], outbox.health()["last_position"]) == (0, None)
+        record(outbox, conn, *[signed_up(n) for n in range(1, 8)])
+        assert (outbox.health()["pending"], outbox.health()["last_position"]) == (7, None)
+        monkeypatch.setattr(outbox_module, "BATCH", 3)
+        said: list[tuple[int, int | None]] = []
+        sent = bus.append
+
+        async def watched(bodies: list[bytes]) -> list[int]:
+            said.append((outbox.health()["pending"], outbox.health()["last_position"]))
+            if len(said) == 2:  # an event recorded while the relay is at work
+                record(outbox, conn, signed_up(8))
+            return await sent(bodies)
+
+        monkeypatch.setattr(bus, "append", watched)
+        await outbox.flush()
+        assert said == [(7, None), (4, 3), (2, 6)]
+        assert (outbox.health()["pending"], outbox.health()["last_position"]) == (0, 8)
+        counted = conn.execute("SELECT count(*) FROM outbox WHERE sent_at IS NULL")
+        assert counted.fetchone() == (0,)
+
+    run(test)
+
+
 def test_published_gives_the_position_once_the_event_is_sent(tmp_path: Path) -> None:
     async def test() -> None:
         bus = MemoryBus()

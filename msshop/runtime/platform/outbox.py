@@ -219,17 +219,28 @@ class Outbox:
                     await self._published.wait()
 
     def pending(self) -> int:
-        conn = self._connection()
-        (count,) = conn.execute("SELECT count(*) FROM outbox WHERE sent_at IS NULL").fetchone()
-        return int(count)
+        return waiting(self._connection())[0]
 
     def health(self) -> OutboxHealth:
-        conn = self._connection()
-        pending, last = conn.execute(
-            "SELECT (SELECT count(*) FROM outbox WHERE sent_at IS NULL), (SELECT position "
-            "FROM outbox WHERE sent_at IS NOT NULL ORDER BY seq DESC LIMIT 1)").fetchone()
+        pending, last = waiting(self._connection())
         return {"pending": pending, "last_position": last, "error": self.error,
                 "failing_since": self.failing_since}
+
+
+def waiting(conn: sqlite3.Connection) -> tuple[int, int | None]:
+    """(events waiting to be sent, the bus position of the last one sent), in two index
+    lookups. The relay sends the oldest rows first and marks each batch sent whole, so what
+    waits is every row from the oldest waiting one on. /health is looked at twenty times a
+    second by `msshop wait`: counting the rows waiting took ~25 ms with a seed's million,
+    and finding the last sent by reading back from the newest row ~110 ms."""
+    oldest, newest = conn.execute(
+        "SELECT (SELECT min(seq) FROM outbox WHERE sent_at IS NULL), "
+        "(SELECT max(seq) FROM outbox)").fetchone()
+    if newest is None:
+        return 0, None
+    row = conn.execute("SELECT position FROM outbox WHERE seq < ? ORDER BY seq DESC LIMIT 1",
+                       (newest + 1 if oldest is None else oldest,)).fetchone()
+    return (0 if oldest is None else newest - oldest + 1), (None if row is None else row[0])
 
 
 def add_events(conn: sqlite3.Connection, events: Sequence[Event], table: str = "outbox"
