@@ -212,16 +212,18 @@ def make_orders(plan: SeedPlan, user_ids: list[int], product_ids: list[int]
 @dataclass(frozen=True)
 class Restock:
     """What the whole seed's orders take, given before the first of them is sent: the
-    encoded bodies of products' restock and users' top-up."""
+    encoded bodies of products' restocks and users' top-ups, each of at most a batch's
+    items (the services' limit: a seed of 20,000 buyers tops them up in two calls)."""
 
-    stock: bytes | None  # None: nothing to take (no orders)
-    credit: bytes | None  # None: nothing to pay (no orders, or every price 0)
+    stock: list[bytes]  # empty: nothing to take (no orders)
+    credit: list[bytes]  # empty: nothing to pay (no orders, or every price 0)
 
 
 def restock(plan: SeedPlan, user_ids: list[int], product_ids: list[int],
             prices: dict[int, int]) -> Restock:
     """Stock and credit for exactly the orders `make_orders` will make (prices in cents by
-    product id), keyed by the plan, so that the same seed again gives nothing twice."""
+    product id), keyed by the plan, so that the same seed again gives nothing twice (a key
+    counts per product and per user: the calls of one seed may share it)."""
     import msgspec
 
     stock: dict[int, int] = {}
@@ -231,11 +233,12 @@ def restock(plan: SeedPlan, user_ids: list[int], product_ids: list[int],
         stock[product] = stock.get(product, 0) + quantity
         credit[order["user_id"]] = credit.get(order["user_id"], 0) + quantity * prices[product]
     key = f"seed{plan.seed}-orders-{plan.users}x{plan.products}x{plan.orders}"
+    restocks = [{"id": i, "quantity": q} for i, q in stock.items()]
     paying = [{"id": i, "amount": c / 100} for i, c in credit.items() if c]
     return Restock(
-        msgspec.json.encode({"key": key, "products": [
-            {"id": i, "quantity": q} for i, q in stock.items()]}) if stock else None,
-        msgspec.json.encode({"key": key, "users": paying}) if paying else None)
+        [msgspec.json.encode({"key": key, "products": part})
+         for part in batches(restocks, BATCH)],
+        [msgspec.json.encode({"key": key, "users": part}) for part in batches(paying, BATCH)])
 
 
 def batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
@@ -263,10 +266,10 @@ def seed(client: ShopClient, plan: SeedPlan, progress: Progress | None = None) -
         ids: list[int] = []
         created = done = 0
         tell(what, 0, total)
-        if given is not None and given.stock is not None:
-            client.raw_checked("products", "/products/stock", given.stock, as_owner=True)
-        if given is not None and given.credit is not None:
-            client.raw_checked("users", "/users/credit", given.credit, as_owner=True)
+        for body in given.stock if given is not None else []:
+            client.raw_checked("products", "/products/stock", body, as_owner=True)
+        for body in given.credit if given is not None else []:
+            client.raw_checked("users", "/users/credit", body, as_owner=True)
         made = made_ahead(encode_batch(what, each) for each in batches(items, BATCH))
         for batch, answer in sent(client, what, made, IN_FLIGHT.get(what, 1)):
             ids.extend(answer.get("ids", []))

@@ -16,6 +16,7 @@ import pytest
 
 from msshop.contracts.credentials import bearer
 from msshop.contracts.errors import MsshopError
+from msshop.contracts.limits import MAX_BATCH
 from msshop.contracts.strategies import ReadStrategy, WriteStrategy
 from msshop.instruments import invariant, purchase
 from msshop.instruments.asking import databases
@@ -227,13 +228,21 @@ def test_a_crash_between_the_steps_leaks_the_stock_and_verify_names_it(
 
 
 def test_seeding_gives_what_its_orders_take(sandbox: Sandbox) -> None:
-    args = ("seed", "--users", "20", "--products", "5", "--orders", "3000")
+    """Stock and credit for exactly what the seed's orders take, given once; more buyers
+    than one call may top up (MAX_BATCH) are topped up in two."""
+    args = ("seed", "--users", "11000", "--products", "5", "--orders", "40000")
     sandbox.run(*args, check=True)
-    assert read(sandbox, "orders", "SELECT count(*) FROM orders") == [(3000,)]
+    assert read(sandbox, "orders", "SELECT count(*) FROM orders") == [(40000,)]
+    (buyers,), = read(sandbox, "orders", "SELECT count(DISTINCT user_id) FROM orders")
+    assert buyers > MAX_BATCH
+    assert read(sandbox, "users", "SELECT count(DISTINCT holder_id) FROM credit_given WHERE "
+                "key IS NOT NULL") == [(buyers,)]
     assert breaches(sandbox) == []
-    given = read(sandbox, "products", "SELECT count(*), sum(amount) FROM stock_given")
+    given = [read(sandbox, service, f"SELECT count(*), sum(amount) FROM {book}_given")
+             for service, book in (("products", "stock"), ("users", "credit"))]
     sandbox.run(*args, check=True)  # again: nothing new, nothing given twice
-    assert read(sandbox, "products", "SELECT count(*), sum(amount) FROM stock_given") == given
+    assert [read(sandbox, service, f"SELECT count(*), sum(amount) FROM {book}_given")
+            for service, book in (("products", "stock"), ("users", "credit"))] == given
     assert breaches(sandbox) == []
 
 

@@ -13,6 +13,7 @@ from msshop import render
 from msshop.cli.app import as_flag
 from msshop.contracts import events
 from msshop.contracts.errors import InvalidArgument
+from msshop.contracts.limits import MAX_BATCH
 from msshop.contracts.waiting import Outcome, ServiceWait, WaitReport
 from msshop.instruments.client import encode_batch
 from msshop.instruments.seed import (
@@ -228,13 +229,31 @@ def test_what_the_orders_take_is_given_once_and_nothing_without_orders() -> None
     plan = SeedPlan(users=3, products=2, orders=50, seed=7)
     prices = {10: 250, 20: 100}
     given = restock(plan, [1, 2, 3], [10, 20], prices)
-    assert given.stock is not None and given.credit is not None
-    stock = json.loads(given.stock)
+    (stock_body,), (credit_body,) = given.stock, given.credit
+    stock = json.loads(stock_body)
     taken: dict[int, int] = {}
     for order in make_orders(plan, [1, 2, 3], [10, 20]):
         taken[order["product_id"]] = taken.get(order["product_id"], 0) + order["quantity"]
     assert {p["id"]: p["quantity"] for p in stock["products"]} == taken
-    assert stock["key"] == "seed7-orders-3x2x50" == json.loads(given.credit)["key"]
+    assert stock["key"] == "seed7-orders-3x2x50" == json.loads(credit_body)["key"]
     nothing = restock(SeedPlan(users=3, products=2, orders=0, seed=7), [1, 2, 3], [10, 20],
                       prices)
-    assert (nothing.stock, nothing.credit) == (None, None)
+    assert (nothing.stock, nothing.credit) == ([], [])
+
+
+def test_more_buyers_than_a_batch_are_topped_up_in_calls_of_a_batch_each() -> None:
+    """A call of the services takes at most MAX_BATCH items: 25,000 buyers are topped up
+    in three calls (one key: it counts per user), every buyer exactly once."""
+    from msshop.instruments.seed import make_orders, restock
+
+    users = list(range(1, 25_001))
+    plan = SeedPlan(users=len(users), products=1, orders=200_000, seed=7)
+    given = restock(plan, users, [1], {1: 100})
+    bodies = [json.loads(body) for body in given.credit]
+    assert [len(body["users"]) <= MAX_BATCH for body in bodies] == [True] * len(bodies)
+    assert len(bodies) == 3
+    paid = [each["id"] for body in bodies for each in body["users"]]
+    buyers = {order["user_id"] for order in make_orders(plan, users, [1])}
+    assert sorted(paid) == sorted(buyers)
+    assert len({body["key"] for body in bodies}) == 1
+    assert len(given.stock) == 1
