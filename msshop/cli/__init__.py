@@ -33,7 +33,7 @@ for command in (
     sandbox.up, sandbox.down, sandbox.status, sandbox.inspect, sandbox.logs, sandbox.wait,
     sandbox.stop, sandbox.start, sandbox.restart, sandbox.kill,
     faults.chaos, faults.trespass, faults.poison,
-    shop.signup, shop.products, shop.buy, shop.seed,
+    shop.signup, shop.products, shop.buy, shop.sagas, shop.seed,
     asking.query, asking.compare, traces.trace, traces.traces, asking.verify,
     bus.events, bus.replay, bus.deadletters, repair.check, repair.repair,
     bench.bench, experiments.experiment, demo.demo,

@@ -152,6 +152,22 @@ def buy(
          as_json)
 
 
+def sagas(ctx: typer.Context, as_json: bool = json_option()) -> None:
+    """List the sagas not finished: each pending order, the step it has reached, whose move
+    it is, and how long it has waited.
+
+    \b
+    Example: msshop sagas
+    """
+    from msshop import render
+    from msshop.instruments import sagas as unfinished_sagas
+    from msshop.instruments.asking import databases
+    from msshop.runtime.orchestrator import lifecycle
+
+    report = unfinished_sagas.unfinished(databases(lifecycle.running_state(settings(ctx))))
+    emit(Outcome(report, lambda out: render.sagas(out, report)), as_json)
+
+
 def purchase_document(bought: Bought) -> Purchase:
     from msshop.contracts.outcomes import Purchase
 

@@ -197,3 +197,26 @@ class Verification(TypedDict):
     head: int
     differences: dict[str, list[str]]  # user id -> what differs
     invariant: list[str]  # each breach of stock and credit across services, one line
+
+
+class UnfinishedSaga(TypedDict):
+    """A saga not finished: its order, the step it has reached and whose move it is."""
+
+    order_id: int
+    purchase: str  # the purchase's key (request_id), as every step is keyed
+    user_id: int
+    product_id: int
+    quantity: int
+    state: str  # "pending"
+    step: str  # what has been done, what not yet (one phrase)
+    waits_for: str  # the service whose move it is: products, users or orders
+    age_seconds: float  # since the order was placed
+
+
+class SagasReport(TypedDict):
+    """`msshop sagas --json`: the sagas not finished, the oldest first."""
+
+    strategy: str  # the write strategy whose sagas these are ("saga": choreographed)
+    count: int  # how many are not finished
+    shown: int  # how many of them `sagas` lists (the oldest)
+    sagas: list[UnfinishedSaga]

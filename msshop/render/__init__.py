@@ -41,6 +41,7 @@ _TOPICS: dict[str, tuple[str, ...]] = {
     ),
     "shop": (
         "chaos", "order", "poison_note", "products", "rejected", "reset_note", "saga_order",
+        "sagas",
         "seed_progress", "seed_report", "seed_wait_failed", "trespass_broken",
         "trespass_refusal", "user",
     ),
@@ -144,6 +145,7 @@ if TYPE_CHECKING:
         rejected as rejected,
         reset_note as reset_note,
         saga_order as saga_order,
+        sagas as sagas,
         seed_progress as seed_progress,
         seed_report as seed_report,
         seed_wait_failed as seed_wait_failed,

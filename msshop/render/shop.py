@@ -14,6 +14,7 @@ from rich.text import Text
 from msshop.render.console import data, error, note
 
 if TYPE_CHECKING:
+    from msshop.contracts.outcomes import SagasReport
     from msshop.contracts.shop import ChaosAnswer, Order, ProductPage, Trespassed, User
     from msshop.contracts.status import ChaosState, LinkFault
     from msshop.instruments.seed import Replication, SeedReport
@@ -51,6 +52,26 @@ def order(out: Console, order: Order, created: bool) -> None:
     elif event:
         note(out, f"event {event['type']} waits in the orders outbox (the bus has not "
                   "stored it yet); see: msshop status")
+
+
+def sagas(out: Console, report: SagasReport) -> None:
+    """The sagas not finished, the oldest first: a table that fits 80 columns."""
+    if not report["count"]:
+        note(out, "no saga is unfinished: every order is confirmed or rejected")
+        return
+    table = Table(box=None, pad_edge=False)
+    table.add_column("order", justify="right")
+    table.add_column("age s", justify="right")
+    table.add_column("waits for")
+    table.add_column("step")
+    for saga in report["sagas"]:
+        table.add_row(str(saga["order_id"]), f"{saga['age_seconds']:,.1f}", saga["waits_for"],
+                      saga["step"])
+    out.print(table)
+    more = report["count"] - report["shown"]
+    said = f"{report['count']:,} saga(s) pending" + (
+        f", the {report['shown']} oldest shown" if more else "")
+    note(out, f"{said}; see msshop status for the services they wait for")
 
 
 def saga_order(out: Console, order: Order, created: bool) -> None:

@@ -12,10 +12,12 @@ import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import cast
 
 import pytest
 
 from msshop.contracts.errors import MsshopError
+from msshop.contracts.outcomes import SagasReport
 from msshop.contracts.strategies import WriteStrategy
 from msshop.instruments import journey, purchase
 from msshop.instruments.client import ShopClient
@@ -284,6 +286,76 @@ def test_a_saga_still_pending_exits_3_and_confirms_once_products_is_back(
     sandbox.run("start", "products", check=True)
     done = client.order(bought["order"]["id"], wait_ms=10_000)
     assert done["status"] == "confirmed"
+    settled(sandbox)
+    assert breaches(sandbox) == []
+
+
+def sagas_listed(sandbox: Sandbox) -> SagasReport:
+    said = sandbox.run("sagas", "--json")
+    assert said.returncode == 0, said.stderr
+    return cast("SagasReport", json.loads(said.stdout))
+
+
+def steps_of(listed: SagasReport) -> list[tuple[str, str]]:
+    return [(saga["waits_for"], saga["step"]) for saga in listed["sagas"]]
+
+
+def test_sagas_lists_each_unfinished_saga_with_its_step_and_whose_move_it_is(
+        sandbox: Sandbox) -> None:
+    """`msshop sagas`: with products stopped a saga waits for products to take the stock;
+    with users stopped, once products has, for users to take the credit; with both back,
+    none is unfinished (and the terminal says so)."""
+    client = sandbox.client()
+    (user,), product = shop(client, 1, 5)
+    quiet = sandbox.run("sagas")
+    assert quiet.returncode == 0 and "no saga is unfinished" in quiet.stdout, quiet.stdout
+    sandbox.run("stop", "products", check=True)
+    first, _ = client.buy(user, product, 1, request_id="waits-for-products", write=SAGA)
+    listed = sagas_listed(sandbox)
+    assert (listed["count"], steps_of(listed)) == (
+        1, [("products", "placed; the stock not taken yet")])
+    (saga,) = listed["sagas"]
+    assert (saga["order_id"], saga["purchase"], saga["state"]) == (
+        first["id"], "waits-for-products", "pending")
+    assert saga["age_seconds"] >= 0
+    sandbox.run("stop", "users", check=True)
+    sandbox.run("start", "products", check=True)
+    deadline = time.monotonic() + WAIT
+    while steps_of(listed := sagas_listed(sandbox)) != [
+            ("users", "the stock taken; the credit not taken yet")]:
+        assert time.monotonic() < deadline, listed
+        time.sleep(0.05)
+    drawn = sandbox.run("sagas")
+    assert "users" in drawn.stdout and "1 saga(s) pending" in drawn.stdout, drawn.stdout
+    sandbox.run("start", "users", check=True)
+    assert client.order(first["id"], wait_ms=10_000)["status"] == "confirmed"
+    assert sagas_listed(sandbox)["count"] == 0
+    settled(sandbox)
+    assert breaches(sandbox) == []
+
+
+def test_sagas_shows_a_compensation_waiting_for_products(sandbox: Sandbox) -> None:
+    """Credit refused while products is stopped: the saga waits for products to give the
+    stock back; once it has, for orders to reject it (or it is already rejected)."""
+    client = sandbox.client()
+    (user,), product = shop(client, 1, 5, price=10.0, credit=5.0)
+    sandbox.run("stop", "users", check=True)
+    placed, _ = client.buy(user, product, 1, request_id="refused-later", write=SAGA)
+    deadline = time.monotonic() + WAIT
+    while steps_of(listed := sagas_listed(sandbox)) != [
+            ("users", "the stock taken; the credit not taken yet")]:
+        assert time.monotonic() < deadline, listed
+        time.sleep(0.05)
+    sandbox.run("stop", "products", check=True)
+    sandbox.run("start", "users", check=True)
+    while steps_of(listed := sagas_listed(sandbox)) != [
+            ("products", "the credit refused; the stock not given back yet")]:
+        assert time.monotonic() < deadline, listed
+        time.sleep(0.05)
+    sandbox.run("start", "products", check=True)
+    assert client.order(placed["id"], wait_ms=10_000)["status"] == "rejected"
+    assert sagas_listed(sandbox)["count"] == 0
+    assert stock_of(sandbox, product) == 5
     settled(sandbox)
     assert breaches(sandbox) == []
 
