@@ -13,7 +13,8 @@ A step in TOML:  say = "...", run = "msshop ...", expect = "a line to see",
                  (later steps may use {position} in `run`),
                  during = "msshop seed ..." (started first, and still running while `run`
                  runs: a fault under load; both must succeed, `expect` is looked for in
-                 both outputs).
+                 both outputs), during_fails = true (the `during` command is meant to
+                 fail: a purchase in flight when `run` kills its service).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ class Step:
     fails: bool = False
     capture: dict[str, str] | None = None
     during: str | None = None
+    during_fails: bool = False
 
 
 @dataclass(frozen=True)
@@ -134,7 +136,10 @@ def run(name: str, pause: bool, speed: float, stage: Stage,
                 later, _ = meanwhile.communicate(timeout=STEP_TIMEOUT)
                 stage.output(later)
                 output += later
-                if meanwhile.returncode != 0 and not step.fails:
+                if step.during_fails and meanwhile.returncode == 0:
+                    raise StepFailed(f"step {number}'s `during` command was meant to fail, "
+                                     "and did not")
+                if meanwhile.returncode != 0 and not (step.fails or step.during_fails):
                     raise StepFailed(f"step {number}'s `during` command failed (exit "
                                      f"{meanwhile.returncode}); its output is above")
             check(step, number, code, output)

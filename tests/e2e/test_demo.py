@@ -28,6 +28,10 @@ KEY_LINES = {
     "tradeoffs": ["$ msshop experiment products-outage --seconds 8",
                   "direct-call: reads answered each second, %", "products killed, 2.0-",
                   "users +200 ms", "valid: nothing lost, nothing twice"],
+    "saga": ["$ msshop buy --user 21 --product 2 --write monolith", "orders killed by SIGKILL",
+             "with no order", "apply OrderPlaced", "apply StockTaken", "apply CreditTaken",
+             "not enough credit", "placed; the stock not taken yet",
+             "no saga is unfinished"],
 }
 
 
@@ -59,4 +63,4 @@ def test_an_unknown_demo_is_named_with_the_choices(tmp_path: Path) -> None:
     result = msshop_in_process("demo", "nope", "--no-pause", env=sandbox_env(tmp_path / "s"))
     assert result.returncode == 2
     assert result.stderr.strip() == ("error: no demo named 'nope'; choose one of: broker, "
-                                     "isolation, lag, lesson, outage, replay, tradeoffs")
+                                     "isolation, lag, lesson, outage, replay, saga, tradeoffs")

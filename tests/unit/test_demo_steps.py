@@ -17,7 +17,7 @@ def test_a_step_must_print_its_expected_line_and_fail_only_if_meant_to() -> None
 
 
 def test_every_shipped_demo_loads_and_runs_only_msshop_commands() -> None:
-    for name in ("lesson", "outage", "lag", "replay"):
+    for name in ("lesson", "outage", "lag", "replay", "saga"):
         scenario = load(name)
         assert scenario.steps[0].run == "msshop up --detach"
         assert scenario.steps[-1].run == "msshop down"
