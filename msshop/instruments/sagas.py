@@ -63,9 +63,11 @@ def unfinished(databases: dict[str, Path], now: float | None = None) -> SagasRep
 def _saga(row: tuple[int | str | float | None, ...], now: float) -> UnfinishedSaga:
     (order_id, purchase, user_id, product_id, quantity, created_at, stock_step, stock_held,
      credit_step, credit_held, given_back_step) = row
-    step, waits_for = step_reached(bool(stock_step), stock_held, bool(credit_step), credit_held,
-                            bool(given_back_step))
     assert isinstance(created_at, float)
+    assert stock_held is None or isinstance(stock_held, int)
+    assert credit_held is None or isinstance(credit_held, int)
+    step, waits_for = step_reached(bool(stock_step), stock_held, bool(credit_step),
+                                   credit_held, bool(given_back_step))
     return {"order_id": int(order_id or 0), "purchase": str(purchase),
             "user_id": int(user_id or 0), "product_id": int(product_id or 0),
             "quantity": int(quantity or 0), "state": OrderStatus.PENDING.value,
@@ -73,9 +75,11 @@ def _saga(row: tuple[int | str | float | None, ...], now: float) -> UnfinishedSa
             "age_seconds": round(max(0.0, now - created_at), 3)}
 
 
-def step_reached(stock_step: bool, stock_held: object, credit_step: bool, credit_held: object,
-          given_back_step: bool) -> tuple[str, str]:
-    """(the step reached, the service whose move it is), from what each has done."""
+def step_reached(stock_step: bool, stock_held: int | None, credit_step: bool,
+                 credit_held: int | None, given_back_step: bool) -> tuple[str, str]:
+    """(the step reached, the service whose move it is), from what each has done: whether
+    products applied OrderPlaced, its take (1 held, 0 given back, None none), whether users
+    applied StockTaken, its take, and whether products applied CreditRefused."""
     if not stock_step:
         return "placed; the stock not taken yet", "products"
     if stock_held != 1:  # no take, or one given back: refused (or given back since)
