@@ -303,11 +303,15 @@ async function productTitlesOneByOne(settings, traced, ids) {
 const OWNERS = { UserSignedUp: "users", ProductCreated: "products",
                  ProductUpdated: "products", OrderPlaced: "orders",
                  OrderConfirmed: "orders", OrderRejected: "orders",
-                 // a saga's steps: the order's outcome says all we show, so we skip them
+                 // a saga's steps and commands: the order's outcome says all we show, so
+                 // we skip them
                  StockTaken: "products", StockRefused: "products", CreditTaken: "users",
-                 CreditRefused: "users", StockGivenBack: "products" };
+                 CreditRefused: "users", StockGivenBack: "products", TakeStock: "orders",
+                 TakeCredit: "orders", GiveCreditBack: "orders", GiveStockBack: "orders",
+                 CreditGivenBack: "users" };
 const STEPS = new Set(["StockTaken", "StockRefused", "CreditTaken", "CreditRefused",
-                       "StockGivenBack"]);
+                       "StockGivenBack", "TakeStock", "TakeCredit", "GiveCreditBack",
+                       "GiveStockBack", "CreditGivenBack"]);
 // what each order event may say of its order's status (an OrderPlaced that does not:
 // confirmed)
 const STATUSES = { OrderPlaced: ["pending", "confirmed"], OrderConfirmed: ["confirmed"],

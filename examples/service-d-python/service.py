@@ -322,10 +322,14 @@ ORDER_STATUS_COLUMNS = {
 OWNERS = {"UserSignedUp": "users", "ProductCreated": "products",
           "ProductUpdated": "products", "OrderPlaced": "orders",
           "OrderConfirmed": "orders", "OrderRejected": "orders",
-          # a saga's steps: the order's outcome says all we show, so we skip them
+          # a saga's steps and commands: the order's outcome says all we show, so we skip
+          # them
           "StockTaken": "products", "StockRefused": "products", "CreditTaken": "users",
-          "CreditRefused": "users", "StockGivenBack": "products"}
-STEPS = {"StockTaken", "StockRefused", "CreditTaken", "CreditRefused", "StockGivenBack"}
+          "CreditRefused": "users", "StockGivenBack": "products", "TakeStock": "orders",
+          "TakeCredit": "orders", "GiveCreditBack": "orders", "GiveStockBack": "orders",
+          "CreditGivenBack": "users"}
+STEPS = {"StockTaken", "StockRefused", "CreditTaken", "CreditRefused", "StockGivenBack",
+         "TakeStock", "TakeCredit", "GiveCreditBack", "GiveStockBack", "CreditGivenBack"}
 # what each order event may say of its order's status (an OrderPlaced that does not:
 # confirmed)
 STATUSES = {"OrderPlaced": ("pending", "confirmed"), "OrderConfirmed": ("confirmed",),

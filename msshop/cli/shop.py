@@ -117,7 +117,7 @@ def buy(
     with flags():
         config = settings(ctx, **{"purchase.strategy": write})
         strategy = WriteStrategy(config.purchase_strategy)
-        if wait and strategy is not WriteStrategy.SAGA:
+        if wait and not strategy.saga:
             raise UsageError(f"--wait waits for a saga's outcome; a {strategy} purchase "
                              "answers it at once: leave out --wait, or use --write saga")
         if timeout is not None and not wait:
@@ -183,8 +183,8 @@ def draw_bought(out: Console, bought: Bought) -> None:
 
     if bought.order is None:
         render.rejected(out, bought.reason or "refused", str(bought.strategy))
-    elif bought.strategy is WriteStrategy.SAGA:
-        render.saga_order(out, bought.order, bought.created)
+    elif bought.strategy.saga:
+        render.saga_order(out, bought.order, bought.created, str(bought.strategy))
     else:
         render.order(out, bought.order, bought.created)
 

@@ -205,6 +205,12 @@ SETTINGS: tuple[Setting, ...] = (
         lambda v: v in tuple(WriteStrategy),
     ),
     Setting(
+        "saga.step_timeout", float, 10.0, "MSSHOP_SAGA_STEP_TIMEOUT",
+        "seconds from 0.1 to 3600 (how long the orchestrated saga waits for a participant's "
+        "reply before it undoes the purchase)",
+        lambda v: 0.1 <= v <= 3600,
+    ),
+    Setting(
         "seed.users", int, 200, "MSSHOP_SEED_USERS",
         "an integer from 1 to 10000000",
         lambda v: 1 <= v <= 10_000_000,
@@ -262,6 +268,7 @@ class Settings:
     # tell): absolute, ~ expanded, relative to the directory msshop runs in
     isolation_read: tuple[Path, ...]
     purchase_strategy: str  # a WriteStrategy's name
+    saga_step_timeout: float  # seconds the orchestrator waits for a reply, then undoes
     seed_users: int
     seed_products: int
     seed_orders: int
@@ -296,6 +303,7 @@ class Settings:
             isolation_read=tuple(Path(p).expanduser().absolute()
                                  for p in values["isolation.read"]),
             purchase_strategy=values["purchase.strategy"],
+            saga_step_timeout=values["saga.step_timeout"],
             seed_users=values["seed.users"],
             seed_products=values["seed.products"],
             seed_orders=values["seed.orders"],

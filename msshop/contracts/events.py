@@ -71,6 +71,15 @@ CREDIT_REFUSED = "CreditRefused"
 STOCK_GIVEN_BACK = "StockGivenBack"
 ORDER_CONFIRMED = "OrderConfirmed"
 ORDER_REJECTED = "OrderRejected"
+# The orchestrated saga (write=saga-orchestrated, issue 27): orders' orchestrator sends a
+# command to one participant at a time and waits for its reply, which is the step event
+# above with `reply_to` set (the command's id). The give-backs are the compensations, sent
+# newest step first. Commands are of the aggregate "purchase" too.
+TAKE_STOCK = "TakeStock"
+TAKE_CREDIT = "TakeCredit"
+GIVE_CREDIT_BACK = "GiveCreditBack"
+GIVE_STOCK_BACK = "GiveStockBack"
+CREDIT_GIVEN_BACK = "CreditGivenBack"  # users' reply to GiveCreditBack (orchestrated only)
 
 
 # Each type's data, as the services send it (the entity's state after the write; prices
@@ -105,6 +114,9 @@ class OrderData(msgspec.Struct, frozen=True):
     unit_price: float  # a pending order's is 0: products says the price as it takes stock
     status: OrderStatus = OrderStatus.CONFIRMED
     purchase: str | None = None
+    # a pending order's saga: "saga" (choreography: products takes the stock on this very
+    # event) or "saga-orchestrated" (orders' orchestrator sends TakeStock); absent: "saga"
+    write: str | None = None
 
 
 class OrderOutcomeData(OrderData, frozen=True):
@@ -124,6 +136,7 @@ class StockTakenData(msgspec.Struct, frozen=True):
     quantity: int
     unit_price: float
 
+    reply_to: str | None = None  # the command it answers (orchestrated); null: choreography
 
 class StockRefusedData(msgspec.Struct, frozen=True):
     """Products refused: `status` 409 out of stock, 422 no such product."""
@@ -133,6 +146,7 @@ class StockRefusedData(msgspec.Struct, frozen=True):
     reason: str
     status: int
 
+    reply_to: str | None = None  # the command it answers (orchestrated); null: choreography
 
 class CreditTakenData(msgspec.Struct, frozen=True):
     """Users took the credit (quantity x unit price, keyed by purchase)."""
@@ -143,6 +157,7 @@ class CreditTakenData(msgspec.Struct, frozen=True):
     amount: float
     unit_price: float
 
+    reply_to: str | None = None  # the command it answers (orchestrated); null: choreography
 
 class CreditRefusedData(msgspec.Struct, frozen=True):
     """Users refused: `status` 409 not enough credit, 422 no such user."""
@@ -153,6 +168,7 @@ class CreditRefusedData(msgspec.Struct, frozen=True):
     status: int
     unit_price: float
 
+    reply_to: str | None = None  # the command it answers (orchestrated); null: choreography
 
 class StockGivenBackData(msgspec.Struct, frozen=True):
     """The compensation: products gave the stock back after users refused the credit;
@@ -162,6 +178,51 @@ class StockGivenBackData(msgspec.Struct, frozen=True):
     purchase: str
     product_id: Number
     quantity: int
+    reason: str
+
+    reply_to: str | None = None  # the command it answers (orchestrated); null: choreography
+
+class CreditGivenBackData(msgspec.Struct, frozen=True):
+    """Users gave back the credit taken for the purchase (`amount`: 0 when none was taken),
+    in reply to the orchestrator's GiveCreditBack."""
+
+    order_id: Number
+    purchase: str
+    user_id: Number
+    amount: float
+    reason: str
+    reply_to: str | None = None
+
+
+class TakeStockData(msgspec.Struct, frozen=True):
+    """The orchestrator's command to products: take the purchase's stock (reply: StockTaken
+    at the unit price, or StockRefused)."""
+
+    order_id: Number
+    purchase: str
+    user_id: Number
+    product_id: Number
+    quantity: int
+
+
+class TakeCreditData(msgspec.Struct, frozen=True):
+    """The orchestrator's command to users: take `amount` (quantity x the unit price
+    products took the stock at) of the user's credit (reply: CreditTaken or CreditRefused)."""
+
+    order_id: Number
+    purchase: str
+    user_id: Number
+    amount: float
+    unit_price: float
+
+
+class GiveBackData(msgspec.Struct, frozen=True):
+    """A compensation (GiveStockBack to products, GiveCreditBack to users): give back what
+    was taken for the purchase, if anything (reply: StockGivenBack / CreditGivenBack).
+    `reason`: why the saga is undone, which the order's rejection says."""
+
+    order_id: Number
+    purchase: str
     reason: str
 
 
@@ -178,13 +239,24 @@ CATALOGUE: dict[str, tuple[str, type[msgspec.Struct]]] = {
     STOCK_GIVEN_BACK: ("purchase", StockGivenBackData),
     ORDER_CONFIRMED: ("order", OrderOutcomeData),
     ORDER_REJECTED: ("order", OrderOutcomeData),
+    TAKE_STOCK: ("purchase", TakeStockData),
+    TAKE_CREDIT: ("purchase", TakeCreditData),
+    GIVE_CREDIT_BACK: ("purchase", GiveBackData),
+    GIVE_STOCK_BACK: ("purchase", GiveBackData),
+    CREDIT_GIVEN_BACK: ("purchase", CreditGivenBackData),
 }
 
-#: the saga's step events, each at its place in the purchase's saga (aggregate_version)
+#: the sagas' step events and commands (every event of the aggregate "purchase"), each at
+#: its place in the purchase's saga (aggregate_version); a read model skips them all
 STEP_VERSION: dict[str, int] = {
     STOCK_TAKEN: 1, STOCK_REFUSED: 1, CREDIT_TAKEN: 2, CREDIT_REFUSED: 2,
-    STOCK_GIVEN_BACK: 3,
+    STOCK_GIVEN_BACK: 3, TAKE_STOCK: 1, TAKE_CREDIT: 2, GIVE_CREDIT_BACK: 3,
+    CREDIT_GIVEN_BACK: 3, GIVE_STOCK_BACK: 3,
 }
+
+#: the orchestrator's commands (orders'), each answered by its participant's reply
+COMMANDS: frozenset[str] = frozenset({TAKE_STOCK, TAKE_CREDIT, GIVE_CREDIT_BACK,
+                                      GIVE_STOCK_BACK})
 
 #: event type -> the one service that records it. Nobody else may: the log bus refuses
 #: the event from any other sender (403), NATS by the senders' subject permissions, and a
@@ -203,6 +275,11 @@ OWNERS: dict[str, str] = {
     STOCK_GIVEN_BACK: "products",
     ORDER_CONFIRMED: "orders",
     ORDER_REJECTED: "orders",
+    TAKE_STOCK: "orders",
+    TAKE_CREDIT: "orders",
+    GIVE_CREDIT_BACK: "orders",
+    GIVE_STOCK_BACK: "orders",
+    CREDIT_GIVEN_BACK: "users",
 }
 
 
@@ -249,12 +326,16 @@ _decoder = msgspec.json.Decoder(Event)
 def order_placed(order_id: int, user_id: int, product_id: int, quantity: int,
                  unit_price_cents: int, at: float, trace_id: str | None = None,
                  parent_span: str | None = None, purchase: str | None = None,
-                 status: OrderStatus = OrderStatus.CONFIRMED) -> Event:
-    """An order's OrderPlaced, as orders writes it (and the monolith's purchase, for it)."""
-    return make(ORDER_PLACED, "orders", order_id, 1, {
+                 status: OrderStatus = OrderStatus.CONFIRMED, write: str | None = None
+                 ) -> Event:
+    """An order's OrderPlaced, as orders writes it (and the monolith's purchase, for it);
+    `write`: a pending order's saga (OrderData.write)."""
+    data: dict[str, Any] = {
         "id": order_id, "user_id": user_id, "product_id": product_id, "quantity": quantity,
-        "unit_price": unit_price_cents / 100, "status": status.value, "purchase": purchase},
-        trace_id, at, parent_span)
+        "unit_price": unit_price_cents / 100, "status": status.value, "purchase": purchase}
+    if write is not None:
+        data["write"] = write
+    return make(ORDER_PLACED, "orders", order_id, 1, data, trace_id, at, parent_span)
 
 
 def order_ended(order_id: int, user_id: int, product_id: int, quantity: int,
@@ -270,13 +351,21 @@ def order_ended(order_id: int, user_id: int, product_id: int, quantity: int,
         "reason": reason}, trace_id, None, parent_span)
 
 
-def saga_step(event_type: str, data: StockTakenData | StockRefusedData | CreditTakenData
-              | CreditRefusedData | StockGivenBackData, trace_id: str | None = None,
+StepData = (StockTakenData | StockRefusedData | CreditTakenData | CreditRefusedData
+            | StockGivenBackData | CreditGivenBackData | TakeStockData | TakeCreditData
+            | GiveBackData)
+
+
+def saga_step(event_type: str, data: StepData, trace_id: str | None = None,
               parent_span: str | None = None) -> Event:
-    """A saga's step event (StockTaken ... StockGivenBack), recorded by its owner."""
+    """A saga's step event or command (StockTaken ... GiveStockBack), recorded by its
+    owner."""
     assert isinstance(data, CATALOGUE[event_type][1])
+    fields = msgspec.structs.asdict(data)
+    if fields.get("reply_to", "") is None:  # a choreography's step: no command to answer
+        del fields["reply_to"]
     return make(event_type, OWNERS[event_type], data.order_id, STEP_VERSION[event_type],
-                msgspec.structs.asdict(data), trace_id, None, parent_span)
+                fields, trace_id, None, parent_span)
 
 
 def decode(raw: bytes | msgspec.Raw) -> Event:

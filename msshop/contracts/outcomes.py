@@ -207,7 +207,8 @@ class UnfinishedSaga(TypedDict):
     user_id: int
     product_id: int
     quantity: int
-    state: str  # "pending"
+    strategy: str  # "saga" (choreographed) or "saga-orchestrated"
+    state: str  # choreographed: "pending"; orchestrated: its SagaState (contracts/sagas.py)
     step: str  # what has been done, what not yet (one phrase)
     waits_for: str  # the service whose move it is: products, users or orders
     age_seconds: float  # since the order was placed
@@ -216,7 +217,6 @@ class UnfinishedSaga(TypedDict):
 class SagasReport(TypedDict):
     """`msshop sagas --json`: the sagas not finished, the oldest first."""
 
-    strategy: str  # the write strategy whose sagas these are ("saga": choreographed)
     count: int  # how many are not finished
     shown: int  # how many of them `sagas` lists (the oldest)
     sagas: list[UnfinishedSaga]

@@ -35,6 +35,14 @@ class WriteStrategy(StrEnum):
     MONOLITH = "monolith"  # one SQLite transaction over the three files (breaks encapsulation)
     DIRECT_CALL = "direct-call"  # orders asks products, then users, over HTTP; gives back
     SAGA = "saga"  # choreography: orders' PENDING order, products' and users' steps by events
+    # orchestration (issue 27): orders' orchestrator keeps the saga's state in orders.db and
+    # sends products and users commands over the bus, one at a time, and reacts to replies
+    SAGA_ORCHESTRATED = "saga-orchestrated"
+
+    @property
+    def saga(self) -> bool:
+        """The order is recorded pending at once (202) and ended by the saga's steps."""
+        return self in (WriteStrategy.SAGA, WriteStrategy.SAGA_ORCHESTRATED)
 
 
 #: what `msshop buy` uses unless told (purchase.strategy, MSSHOP_PURCHASE_STRATEGY, --write)

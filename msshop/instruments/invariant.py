@@ -13,6 +13,7 @@ cost of direct calls that msshop shows rather than hides. Each breach is one lin
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -25,6 +26,18 @@ from msshop.instruments.monolith import attached
 SHOWN = 50  # breaches listed; the rest are counted
 CONFIRMED, PENDING, REJECTED = (OrderStatus.CONFIRMED.value, OrderStatus.PENDING.value,
                                 OrderStatus.REJECTED.value)
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Part of the shop: these products and users alone (an experiment's strategies each
+    buy with a cast of their own, and each is judged on its own)."""
+
+    products: tuple[int, ...]
+    users: tuple[int, ...]
+
+    def of(self, book: Book) -> tuple[int, ...]:
+        return self.products if book is STOCK else self.users
 
 
 @dataclass(frozen=True)
@@ -43,38 +56,62 @@ HOLDINGS = (
 )
 
 
-def breaches(databases: dict[str, Path], now: float | None = None) -> list[str]:
+def breaches(databases: dict[str, Path], now: float | None = None,
+             scope: Scope | None = None) -> list[str]:
     """Every breach of the invariant, one line each (at most SHOWN, then a count). `now`:
-    the time a pending order's age is counted to (the clock's, unless given)."""
+    the time a pending order's age is counted to (the clock's, unless given); `scope`:
+    these products and users alone (None: the whole shop)."""
     found: list[str] = []
     with attached(databases) as conn:
         for holding in HOLDINGS:
-            found += _taken_without_order(conn, holding)
-            found += _orders_not_holding(conn, holding)
-            found += _rejected_holding(conn, holding)
-            found += _balances(conn, holding)
-        found += _still_pending(conn, time.time() if now is None else now)
+            within = _Within(None if scope is None else scope.of(holding.book))
+            found += _taken_without_order(conn, holding, within)
+            found += _orders_not_holding(conn, holding, within)
+            found += _rejected_holding(conn, holding, within)
+            found += _balances(conn, holding, within)
+        found += _still_pending(conn, time.time() if now is None else now,
+                                _Within(None if scope is None else scope.users))
     if len(found) > SHOWN:
         found = [*found[:SHOWN], f"and {len(found) - SHOWN:,} more"]
     return found
+
+
+@dataclass(frozen=True)
+class _Within:
+    """A clause that keeps a query to the scope's holders (none: every row)."""
+
+    ids: tuple[int, ...] | None
+
+    def sql(self, column: str) -> str:
+        return "" if self.ids is None else \
+            f" AND {column} IN (SELECT value FROM json_each(?))"
+
+    def params(self) -> tuple[str, ...]:
+        return () if self.ids is None else (json.dumps(list(self.ids)),)
+
+    def holds(self, holder: int) -> bool:
+        return self.ids is None or holder in self.ids
 
 
 def _shown(holding: Holding, amount: int) -> str:
     return holding.book.shown(amount)
 
 
-def _taken_without_order(conn: sqlite3.Connection, holding: Holding) -> list[str]:
+def _taken_without_order(conn: sqlite3.Connection, holding: Holding, within: _Within
+                         ) -> list[str]:
     book, schema = holding.book, holding.schema
     rows = conn.execute(
         f"SELECT t.holder_id, t.amount, t.purchase FROM {schema}.{book.name}_takes AS t "
         "LEFT JOIN orders.orders AS o ON o.request_id = t.purchase "
-        "WHERE t.given_back_at IS NULL AND o.id IS NULL ORDER BY t.holder_id, t.taken_at")
+        f"WHERE t.given_back_at IS NULL AND o.id IS NULL{within.sql('t.holder_id')} "
+        "ORDER BY t.holder_id, t.taken_at", within.params())
     return [f"{book.noun} {holder}: {_shown(holding, amount)} taken for purchase {purchase} "
             f"with no order — taken, never recorded nor given back (direct-call: orders "
             f"stopped between the steps)" for holder, amount, purchase in rows]
 
 
-def _orders_not_holding(conn: sqlite3.Connection, holding: Holding) -> list[str]:
+def _orders_not_holding(conn: sqlite3.Connection, holding: Holding, within: _Within
+                        ) -> list[str]:
     """Confirmed orders without their take, once, of their amount, from their holder."""
     book, schema = holding.book, holding.schema
     rows = conn.execute(
@@ -83,7 +120,8 @@ def _orders_not_holding(conn: sqlite3.Connection, holding: Holding) -> list[str]
         f"FROM orders.orders AS o LEFT JOIN {schema}.{book.name}_takes AS t "
         "ON t.purchase = o.request_id WHERE o.status = ? AND (t.purchase IS NULL "
         f"OR t.given_back_at IS NOT NULL OR t.amount != {holding.order_amount} "
-        f"OR t.holder_id != {holding.order_holder}) ORDER BY o.id", (CONFIRMED,))
+        f"OR t.holder_id != {holding.order_holder}){within.sql(holding.order_holder)} "
+        "ORDER BY o.id", (CONFIRMED, *within.params()))
     found = []
     for order_id, key, amount, holder, taken_key, taken, taken_from, given_back in rows:
         what = f"order {order_id} ({book.noun} {holder}, purchase {key})"
@@ -99,29 +137,31 @@ def _orders_not_holding(conn: sqlite3.Connection, holding: Holding) -> list[str]
     return found
 
 
-def _rejected_holding(conn: sqlite3.Connection, holding: Holding) -> list[str]:
+def _rejected_holding(conn: sqlite3.Connection, holding: Holding, within: _Within
+                      ) -> list[str]:
     """Rejected orders whose take is still taken (a saga's compensation not done)."""
     book, schema = holding.book, holding.schema
     rows = conn.execute(
         f"SELECT o.id, o.request_id, o.reason, t.holder_id, t.amount "
         f"FROM orders.orders AS o JOIN {schema}.{book.name}_takes AS t "
-        "ON t.purchase = o.request_id WHERE o.status = ? AND t.given_back_at IS NULL "
-        "ORDER BY o.id", (REJECTED,))
+        "ON t.purchase = o.request_id WHERE o.status = ? AND t.given_back_at IS NULL"
+        f"{within.sql('t.holder_id')} ORDER BY o.id", (REJECTED, *within.params()))
     return [f"order {order_id} (purchase {key}): rejected ({reason or 'no reason given'}), "
             f"but {book.noun} {holder}'s {book.name} ({_shown(holding, amount)}) is still "
             "taken for it, never given back" for order_id, key, reason, holder, amount in rows]
 
 
-def _still_pending(conn: sqlite3.Connection, now: float) -> list[str]:
+def _still_pending(conn: sqlite3.Connection, now: float, users: _Within) -> list[str]:
     """After quiescence a saga has ended: an order still pending is stuck."""
     rows = conn.execute("SELECT id, request_id, created_at FROM orders.orders "
-                        "WHERE status = ? ORDER BY id", (PENDING,))
+                        f"WHERE status = ?{users.sql('user_id')} ORDER BY id",
+                        (PENDING, *users.params()))
     return [f"order {order_id} (purchase {key}): still pending {max(0.0, now - at):,.1f} s "
             "after it was placed, with every service caught up (its saga is stuck)"
             for order_id, key, at in rows]
 
 
-def _balances(conn: sqlite3.Connection, holding: Holding) -> list[str]:
+def _balances(conn: sqlite3.Connection, holding: Holding, within: _Within) -> list[str]:
     """Per holder: the balance is what was given minus what confirmed orders hold and
     whatever else is still taken (by pending orders, by rejected ones, by no order: each of
     the last two named above); never negative."""
@@ -144,7 +184,8 @@ def _balances(conn: sqlite3.Connection, holding: Holding) -> list[str]:
         others.setdefault(status, {})[holder] = amount
     found = []
     for holder, balance in conn.execute(
-            f"SELECT id, {book.column} FROM {schema}.{book.holders} ORDER BY id"):
+            f"SELECT id, {book.column} FROM {schema}.{book.holders} WHERE true"
+            f"{within.sql('id')} ORDER BY id", within.params()):
         if balance < 0:
             found.append(f"{book.noun} {holder}: {book.name} is {_shown(holding, balance)}, "
                          "below zero")

@@ -59,9 +59,9 @@ def buy(state: State, user_id: int, product_id: int, quantity: int,
     root = _root("buy", "orders", "/orders")
     questioner = Questioner(state)
     client = questioner.client
-    if strategy is WriteStrategy.SAGA:
+    if strategy.saga:
         bought = _timed(root, lambda: purchase.by_saga(
-            client, user_id, product_id, quantity, None, wait, traceparent(root)))
+            client, user_id, product_id, quantity, None, wait, traceparent(root), strategy))
     else:
         order, created = _timed(root, lambda: client.buy(
             user_id, product_id, quantity, wait_published_ms=1000,

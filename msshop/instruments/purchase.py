@@ -53,8 +53,9 @@ def rejected(strategy: WriteStrategy, error: ServiceError) -> Bought | None:
 def buy(state: State, strategy: WriteStrategy, user_id: int, product_id: int,
         quantity: int, request_id: str | None = None, wait: float = 0.0) -> Bought:
     """`wait`: a saga's purchase waits up to this many seconds for its outcome."""
-    if strategy is WriteStrategy.SAGA:
-        return by_saga(ShopClient(state), user_id, product_id, quantity, request_id, wait)
+    if strategy.saga:
+        return by_saga(ShopClient(state), user_id, product_id, quantity, request_id, wait,
+                       strategy=strategy)
     if strategy is WriteStrategy.MONOLITH:
         written = monolith_write.buy(databases(state), user_id, product_id, quantity,
                                      request_id)
@@ -74,11 +75,13 @@ def buy(state: State, strategy: WriteStrategy, user_id: int, product_id: int,
 
 
 def by_saga(client: ShopClient, user_id: int, product_id: int, quantity: int,
-            request_id: str | None, wait: float, traceparent: str | None = None) -> Bought:
-    """A saga's purchase: placed pending; with `wait`, its outcome once known."""
+            request_id: str | None, wait: float, traceparent: str | None = None,
+            strategy: WriteStrategy = WriteStrategy.SAGA) -> Bought:
+    """A saga's purchase (choreographed or orchestrated): placed pending; with `wait`, its
+    outcome once known."""
     order, created = client.buy(user_id, product_id, quantity, request_id or uuid.uuid4().hex,
-                                traceparent=traceparent, write=WriteStrategy.SAGA)
-    return saga_outcome(awaited(client, order, wait), created)
+                                traceparent=traceparent, write=strategy)
+    return saga_outcome(awaited(client, order, wait), created, strategy)
 
 
 def awaited(client: ShopClient, order: Order, wait: float) -> Order:
@@ -92,9 +95,10 @@ def awaited(client: ShopClient, order: Order, wait: float) -> Order:
     return order
 
 
-def saga_outcome(order: Order, created: bool) -> Bought:
+def saga_outcome(order: Order, created: bool,
+                 strategy: WriteStrategy = WriteStrategy.SAGA) -> Bought:
     if order["status"] == OrderStatus.CONFIRMED:
-        return Bought(WriteStrategy.SAGA, "confirmed", order, created)
+        return Bought(strategy, "confirmed", order, created)
     if order["status"] == OrderStatus.REJECTED:
-        return Bought(WriteStrategy.SAGA, "rejected", order, created, order["reason"])
-    return Bought(WriteStrategy.SAGA, "pending", order, created)
+        return Bought(strategy, "rejected", order, created, order["reason"])
+    return Bought(strategy, "pending", order, created)

@@ -1,10 +1,13 @@
 """`msshop sagas`: the sagas not finished, each with the step it has reached and who it
-waits for (issue 27).
+waits for (issue 27), of both sagas.
 
-A choreographed saga has no single place that knows where it is: orders knows its order is
-pending, products which stock it took or gave back, users which credit it took. So, as
-`verify` does, this reads the three files at once (read-only, ATTACHed: monolith.py), which
-no service may: the picture a choreography does not keep, put together from outside.
+An orchestrated saga is where its orchestrator wrote it: orders.db's `sagas` (state, the
+command it waits for the reply to, its deadline, why it is being undone), one row, one
+file. A choreographed saga has no single place that knows where it is: orders knows its
+order is pending, products which stock it took or gave back, users which credit it took.
+So, as `verify` does, this reads the three files at once (read-only, ATTACHed:
+monolith.py), which no service may: the picture a choreography does not keep, put together
+from outside. That difference is the lesson.
 
 Each pending order's step, from what the participants have done for it (their `saga_steps`
 and ledgers):
@@ -24,6 +27,7 @@ from pathlib import Path
 
 from msshop.contracts import events
 from msshop.contracts.outcomes import SagasReport, UnfinishedSaga
+from msshop.contracts.sagas import UNFINISHED_SQL, SagaState
 from msshop.contracts.shop import OrderStatus
 from msshop.contracts.strategies import WriteStrategy
 from msshop.instruments.monolith import attached
@@ -45,19 +49,49 @@ SELECT o.id, o.request_id, o.user_id, o.product_id, o.quantity, o.created_at,
    WHERE t.purchase = o.request_id),
   EXISTS (SELECT 1 FROM products.saga_steps AS s WHERE s.order_id = o.id
           AND s.step = '{events.CREDIT_REFUSED}')
-FROM orders.orders AS o WHERE o.status = ? ORDER BY o.id LIMIT ?
+FROM orders.orders AS o WHERE o.status = ?
+  AND NOT EXISTS (SELECT 1 FROM orders.sagas AS s WHERE s.order_id = o.id)
+ORDER BY o.id LIMIT ?
+"""
+# An orchestrated one's: its row, in orders.db alone
+_ORCHESTRATED = f"""
+SELECT s.order_id, s.purchase, o.user_id, o.product_id, o.quantity, s.started_at, s.state,
+  s.deadline, s.reason
+FROM orders.sagas AS s JOIN orders.orders AS o ON o.id = s.order_id
+WHERE s.{UNFINISHED_SQL} ORDER BY s.started_at LIMIT ?
 """
 
 
 def unfinished(databases: dict[str, Path], now: float | None = None) -> SagasReport:
-    """The sagas still pending, oldest first (at most SHOWN), with how many there are."""
+    """The sagas still pending (both kinds), oldest first (at most SHOWN), with how many
+    there are."""
     at = time.time() if now is None else now
     with attached(databases) as conn:
         (count,) = conn.execute("SELECT count(*) FROM orders.orders WHERE status = ?",
                                 (OrderStatus.PENDING.value,)).fetchone()
-        rows = conn.execute(_PENDING, (OrderStatus.PENDING.value, SHOWN)).fetchall()
-    return {"strategy": WriteStrategy.SAGA.value, "count": count,
-            "sagas": [_saga(row, at) for row in rows], "shown": min(count, SHOWN)}
+        orchestrated = [_orchestrated(row, at) for row in
+                        conn.execute(_ORCHESTRATED, (SHOWN,)).fetchall()]
+        choreographed = [_saga(row, at) for row in
+                         conn.execute(_PENDING, (OrderStatus.PENDING.value, SHOWN)).fetchall()]
+    sagas = sorted(orchestrated + choreographed, key=lambda s: s["order_id"])[:SHOWN]
+    return {"count": count, "sagas": sagas, "shown": len(sagas)}
+
+
+def _orchestrated(row: tuple[int | str | float | None, ...], now: float) -> UnfinishedSaga:
+    (order_id, purchase, user_id, product_id, quantity, started_at, state, deadline,
+     reason) = row
+    assert isinstance(started_at, float)
+    saga = SagaState(str(state))
+    step = saga.words
+    if isinstance(deadline, float):
+        step += f" (given up on in {max(0.0, deadline - now):.1f} s)"
+    elif reason:
+        step += f" ({reason})"
+    return {"order_id": int(order_id or 0), "purchase": str(purchase),
+            "user_id": int(user_id or 0), "product_id": int(product_id or 0),
+            "quantity": int(quantity or 0), "strategy": WriteStrategy.SAGA_ORCHESTRATED.value,
+            "state": saga.value, "step": step, "waits_for": saga.waits_for or "orders",
+            "age_seconds": round(max(0.0, now - started_at), 3)}
 
 
 def _saga(row: tuple[int | str | float | None, ...], now: float) -> UnfinishedSaga:
@@ -70,7 +104,8 @@ def _saga(row: tuple[int | str | float | None, ...], now: float) -> UnfinishedSa
                                    credit_held, bool(given_back_step))
     return {"order_id": int(order_id or 0), "purchase": str(purchase),
             "user_id": int(user_id or 0), "product_id": int(product_id or 0),
-            "quantity": int(quantity or 0), "state": OrderStatus.PENDING.value,
+            "quantity": int(quantity or 0), "strategy": WriteStrategy.SAGA.value,
+            "state": OrderStatus.PENDING.value,
             "step": step, "waits_for": waits_for,
             "age_seconds": round(max(0.0, now - created_at), 3)}
 

@@ -31,6 +31,7 @@ _TOPICS: dict[str, tuple[str, ...]] = {
         "service_changed", "status_unknown", "verification",
     ),
     "experiments": ("experiment", "experiment_progress", "report_files"),
+    "write_experiments": ("write_experiment",),
     "inspection": ("database_overview", "table_rows"),
     "logs": ("log_entry",),
     "protocol": ("new_service", "protocol_page"),
@@ -164,6 +165,7 @@ if TYPE_CHECKING:
     from msshop.render.waiting import (
         wait_report as wait_report,
     )
+    from msshop.render.write_experiments import write_experiment as write_experiment
 
 
 def __getattr__(name: str) -> Any:

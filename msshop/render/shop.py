@@ -62,11 +62,13 @@ def sagas(out: Console, report: SagasReport) -> None:
     table = Table(box=None, pad_edge=False)
     table.add_column("order", justify="right")
     table.add_column("age s", justify="right")
+    table.add_column("saga")
     table.add_column("waits for")
     table.add_column("step")
     for saga in report["sagas"]:
-        table.add_row(str(saga["order_id"]), f"{saga['age_seconds']:,.1f}", saga["waits_for"],
-                      saga["step"])
+        kind = "orchestrated" if saga["strategy"] == "saga-orchestrated" else "choreographed"
+        table.add_row(str(saga["order_id"]), f"{saga['age_seconds']:,.1f}", kind,
+                      saga["waits_for"], saga["step"])
     out.print(table)
     more = report["count"] - report["shown"]
     said = f"{report['count']:,} saga(s) pending" + (
@@ -74,19 +76,19 @@ def sagas(out: Console, report: SagasReport) -> None:
     note(out, f"{said}; see msshop status for the services they wait for")
 
 
-def saga_order(out: Console, order: Order, created: bool) -> None:
+def saga_order(out: Console, order: Order, created: bool, strategy: str = "saga") -> None:
     """A saga's purchase: its order as it stands (pending, confirmed or rejected)."""
     again = "" if created else " (same request id)"
     what = (f"user {order['user_id']} buys {order['quantity']} x product "
             f"{order['product_id']}")
     if order["status"] == "confirmed":
-        note(out, f"order {order['id']} confirmed (saga){again}: {what} at "
+        note(out, f"order {order['id']} confirmed ({strategy}){again}: {what} at "
                   f"{order['unit_price']:.2f} = {order['total']:.2f}")
     elif order["status"] == "rejected":
-        note(out, f"order {order['id']} rejected (saga){again}: {what}; nothing stays taken")
+        note(out, f"order {order['id']} rejected ({strategy}){again}: {what}; nothing stays taken")
         error(order["reason"] or "rejected")
     else:
-        note(out, f"order {order['id']} pending (saga){again}: {what}; products and users "
+        note(out, f"order {order['id']} pending ({strategy}){again}: {what}; products and users "
                   "have not said yet (wait for it with --wait)")
 
 

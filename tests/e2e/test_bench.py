@@ -29,7 +29,7 @@ def test_bench_quick_measures_every_strategy_in_its_own_sandbox(tmp_path: Path) 
     assert report["paced"]["target_per_second"] == 1000
     assert report["paced"]["lag_ms"]["count"] == report["paced"]["confirmed"]
     assert report["rebuild"]["events"] >= report["sustained"]["confirmed"]
-    assert list(report["writes"]) == ["monolith", "direct-call", "saga"]
+    assert list(report["writes"]) == ["monolith", "direct-call", "saga", "saga-orchestrated"]
     for strategy, writes in report["writes"].items():
         assert writes["confirmed"] > 0 and writes["failed"] == 0, (strategy, writes)
         assert writes["target_per_second"] == 500 and writes["paced_per_second"] > 0
@@ -51,7 +51,8 @@ def test_bench_on_both_buses_reports_them_side_by_side(tmp_path: Path) -> None:
     assert table[1].split() == ["figure", "log", "nats"]
     for row in ("replicated p50 / floor rows", "direct-call p50 / floor",
                 "lag p50 at 1,000/s, ms", "purchases/s, 16 clients", "rebuild, events/s",
-                "saga purchases/s", "direct-call outcome p99 ms",
+                "saga purchases/s", "saga-orchestrated purchases/s",
+                "direct-call outcome p99 ms", "saga-orchestrated outcome p99 ms",
                 "up -> healthy, ms"):
         line = next(line for line in table if line.startswith(row))
         figures = line[len(row):].split()

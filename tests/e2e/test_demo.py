@@ -30,8 +30,9 @@ KEY_LINES = {
                   "users +200 ms", "valid: nothing lost, nothing twice"],
     "saga": ["$ msshop buy --user 21 --product 2 --write monolith", "orders killed by SIGKILL",
              "with no order", "apply OrderPlaced", "apply StockTaken", "apply CreditTaken",
-             "not enough credit", "placed; the stock not taken yet",
-             "no saga is unfinished"],
+             "not enough credit", "confirmed (saga-orchestrated)",
+             "placed; the stock not taken yet", "TakeStock sent", "no saga is unfinished",
+             "saga-orchestrated: valid", "direct-call: invalid"],
 }
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from msshop.instruments.experiments.page import write_report
 from tests.browser import Page, with_page
 from tests.unit.test_experiment_render import fake_report
+from tests.unit.test_write_experiment_render import fake_writes_report
 
 TITLE = "Products <script>alert(1)</script> is down"
 
@@ -60,5 +61,26 @@ def test_the_page_draws_every_chart_offline_without_errors(tmp_path: Path) -> No
             "performance.getEntriesByType('resource').map(r => r.name)"
             ".filter(n => !n.startsWith('file:') && !n.startsWith('data:'))")
         assert fetched == [], "nothing from the network"
+
+    asyncio.run(with_page(index, test))
+
+
+def test_a_purchases_page_draws_every_write_strategys_charts(tmp_path: Path) -> None:
+    index, _ = write_report(fake_writes_report(), tmp_path / "writes")
+
+    async def test(browser: Page) -> None:
+        await browser.send("Page.enable")
+        await browser.send("Page.addScriptToEvaluateOnNewDocument", source=WATCH_ERRORS)
+        await browser.open(index)
+        await browser.evaluate("new Promise(r => requestAnimationFrame(() => r(true)))")
+        charts = {c["id"]: c for c in await browser.evaluate(CHARTS)}
+        assert list(charts) == ["chart-confirmed", "chart-not-confirmed", "chart-pending",
+                                "chart-outcome"]
+        assert all(c["svgs"] >= 2 and c["width"] > 600 for c in charts.values())
+        assert charts["chart-confirmed"]["traces"] == 4, "a line per write strategy"
+        assert charts["chart-pending"]["traces"] == 8, "orders and stock per strategy"
+        for chart in charts.values():
+            assert "products stopped" in chart["notes"], chart["id"]
+        assert await browser.evaluate("window.__errors") == []
 
     asyncio.run(with_page(index, test))

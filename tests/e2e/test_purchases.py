@@ -64,8 +64,8 @@ def at_once(strategy: WriteStrategy) -> int:
     return max(4, min(BUYERS, (soft - 100) // 9))
 
 
-# the saga's own (its rejected orders are recorded, as rejected): tests/e2e/test_saga.py
-@pytest.mark.parametrize("strategy", [s for s in WriteStrategy if s is not WriteStrategy.SAGA])
+# the sagas' own (their rejected orders are recorded, as rejected): tests/e2e/test_saga.py
+@pytest.mark.parametrize("strategy", [s for s in WriteStrategy if not s.saga])
 def test_the_last_items_go_to_exactly_as_many_buyers(sandbox: Sandbox,
                                                      strategy: WriteStrategy) -> None:
     """50 buyers at once of a product with 10 left: exactly 10 confirmed, 40 rejected

@@ -1,9 +1,10 @@
 """Issue 26, the choreographed saga: orders records the order pending, products and users
 take stock and credit as consumers of the bus (each in its own process and file, each
 step applied once), a credit refusal gives the stock back, and orders ends the order
-confirmed or rejected with the reason. Real service processes, real SQLite files, on the
-sandbox's log and on NATS JetStream; the invariant checked from the files
-(instruments/invariant.py)."""
+confirmed or rejected with the reason. Issue 27's orchestrated saga keeps the same promises
+(the tests parametrized by `write`): orders' orchestrator sends the commands and ends the
+order on the replies. Real service processes, real SQLite files, on the sandbox's log and
+on NATS JetStream; the invariant checked from the files (instruments/invariant.py)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,9 @@ from tests.conftest import Sandbox, running_sandbox
 from tests.e2e.test_purchases import BUYERS, LEFT, breaches, read, shop, stock_of
 
 SAGA = WriteStrategy.SAGA
+ORCHESTRATED = WriteStrategy.SAGA_ORCHESTRATED
+#: both sagas keep the same promises
+SAGAS = pytest.mark.parametrize("write", [SAGA, ORCHESTRATED])
 WAIT = 20.0  # seconds a test waits for an outcome (a busy machine: far above the usual ms)
 
 
@@ -52,13 +56,14 @@ def settled(sandbox: Sandbox, timeout: float = WAIT) -> None:
         time.sleep(0.05)
 
 
-def test_a_saga_purchase_confirms(any_sandbox: Sandbox) -> None:
+@SAGAS
+def test_a_saga_purchase_confirms(any_sandbox: Sandbox, write: WriteStrategy) -> None:
     """Pending at once (202, the semantic lock), confirmed once products and users have
     taken stock and credit; the price is products'; the CLI says so."""
     sandbox = any_sandbox
     client = sandbox.client()
     (user,), product = shop(client, 1, 5, price=4.25)
-    order, created = client.buy(user, product, 2, request_id="saga-1", write=SAGA)
+    order, created = client.buy(user, product, 2, request_id="saga-1", write=write)
     assert created and order["status"] == "pending" and order["reason"] is None
     assert order["unit_price"] == 0  # the price is products' to say
     done = client.order(order["id"], wait_ms=10_000)
@@ -66,9 +71,9 @@ def test_a_saga_purchase_confirms(any_sandbox: Sandbox) -> None:
     assert stock_of(sandbox, product) == 3
     assert credit_of(sandbox, user) == 1000 - 8.5
     said = sandbox.run("buy", "--user", str(user), "--product", str(product), "--write",
-                       "saga", "--wait")
+                       write, "--wait")
     assert said.returncode == 0, said.stderr
-    assert "confirmed (saga)" in said.stdout and "at 4.25 = 4.25" in said.stdout
+    assert f"confirmed ({write})" in said.stdout and "at 4.25 = 4.25" in said.stdout
     settled(sandbox)
     assert breaches(sandbox) == []
     for service in ("products", "users", "orders"):  # /health shows each step consumer
@@ -78,36 +83,40 @@ def test_a_saga_purchase_confirms(any_sandbox: Sandbox) -> None:
         assert "consumer" in {t["name"] for t in health.get("tasks", [])}, health
 
 
+@SAGAS
 def test_out_of_stock_is_rejected_with_the_reason_and_takes_nothing(
-        any_sandbox: Sandbox) -> None:
+        any_sandbox: Sandbox, write: WriteStrategy) -> None:
     sandbox = any_sandbox
     client = sandbox.client()
     (user,), product = shop(client, 1, 3)
     said = sandbox.run("buy", "--user", str(user), "--product", str(product), "--quantity",
-                       "4", "--write", "saga", "--wait", "--json")
+                       "4", "--write", write, "--wait", "--json")
     assert said.returncode == 1, said.stderr
     bought = json.loads(said.stdout)
-    assert (bought["outcome"], bought["strategy"]) == ("rejected", "saga")
+    assert (bought["outcome"], bought["strategy"]) == ("rejected", write)
     reason = f"out of stock: product {product} has 3, 4 asked"
     assert bought["reason"] == reason and bought["order"]["reason"] == reason
     assert said.stderr.strip() == f"error: {reason}"
     said = sandbox.run("buy", "--user", str(user), "--product", str(product), "--quantity",
-                       "4", "--write", "saga", "--wait")
-    assert said.returncode == 1 and "rejected (saga)" in said.stdout
+                       "4", "--write", write, "--wait")
+    assert said.returncode == 1 and f"rejected ({write})" in said.stdout
     assert stock_of(sandbox, product) == 3 and credit_of(sandbox, user) == 1000
     assert read(sandbox, "products", "SELECT count(*) FROM stock_takes") == [(0,)]
     settled(sandbox)
     assert breaches(sandbox) == []
 
 
-def test_credit_running_out_gives_the_stock_back_then_rejects(any_sandbox: Sandbox) -> None:
+@SAGAS
+def test_credit_running_out_gives_the_stock_back_then_rejects(any_sandbox: Sandbox,
+                                                              write: WriteStrategy) -> None:
     """The compensation: products took the stock, users refused the credit, products gave
     the stock back (StockGivenBack), and only then orders rejected the order, with the
-    credit refusal's reason: a rejected order never holds anything."""
+    credit refusal's reason: a rejected order never holds anything. Orchestrated, orders
+    sent each command: TakeStock, TakeCredit, then GiveStockBack."""
     sandbox = any_sandbox
     client = sandbox.client()
     (user,), product = shop(client, 1, 5, price=10.0, credit=15.0)
-    order, _ = client.buy(user, product, 2, request_id="too-dear", write=SAGA)
+    order, _ = client.buy(user, product, 2, request_id="too-dear", write=write)
     done = client.order(order["id"], wait_ms=10_000)
     assert (done["status"], done["reason"]) == (
         "rejected", f"not enough credit: user {user} has 15.00, 20.00 asked")
@@ -118,15 +127,24 @@ def test_credit_running_out_gives_the_stock_back_then_rejects(any_sandbox: Sandb
     assert [kind for (kind,) in read(sandbox, "products", "SELECT type FROM outbox "
                                      "WHERE aggregate_type = 'purchase' ORDER BY seq")] == [
         "StockTaken", "StockGivenBack"]
-    assert [kind for (kind,) in read(sandbox, "orders", "SELECT type FROM outbox "
-                                     "ORDER BY seq")] == ["OrderPlaced", "OrderRejected"]
+    commands = ["TakeStock", "TakeCredit", "GiveStockBack"] if write is ORCHESTRATED else []
+    assert sorted(kind for (kind,) in read(sandbox, "orders", "SELECT type FROM outbox")
+                  ) == sorted(["OrderPlaced", "OrderRejected", *commands])
+    if write is ORCHESTRATED:  # one command at a time, each after the reply before it
+        assert [kind for (kind,) in read(sandbox, "orders", "SELECT type FROM outbox WHERE "
+                                         "aggregate_type = 'purchase' ORDER BY seq")
+                ] == commands
+        assert read(sandbox, "orders", "SELECT state, reason FROM sagas") == [
+            ("rejected", done["reason"])]
     settled(sandbox)
     assert breaches(sandbox) == []
     assert sandbox.run("verify").returncode == 0
 
 
+@SAGAS
 @pytest.mark.parametrize("bus", ["log", "nats"])
-def test_the_last_items_go_to_exactly_as_many_saga_buyers(tmp_path: Path, bus: str) -> None:
+def test_the_last_items_go_to_exactly_as_many_saga_buyers(tmp_path: Path, bus: str,
+                                                          write: WriteStrategy) -> None:
     """50 saga buyers at once of a product with 10 left: exactly 10 confirmed, 40 rejected
     out of stock, the stock at 0 (never below), nothing pending, the invariant kept."""
     with running_sandbox(tmp_path / "sandbox", MSSHOP_BUS_BACKEND=bus) as sandbox:
@@ -134,7 +152,7 @@ def test_the_last_items_go_to_exactly_as_many_saga_buyers(tmp_path: Path, bus: s
         state = sandbox.state
 
         def buy(user: int) -> purchase.Bought:
-            return purchase.buy(state, SAGA, user, product, 1, wait=WAIT)
+            return purchase.buy(state, write, user, product, 1, wait=WAIT)
 
         with ThreadPoolExecutor(BUYERS) as pool:
             bought = list(pool.map(buy, users))
@@ -149,10 +167,13 @@ def test_the_last_items_go_to_exactly_as_many_saga_buyers(tmp_path: Path, bus: s
         assert breaches(sandbox) == []
 
 
-def test_duplicated_and_redelivered_events_apply_each_step_once(any_sandbox: Sandbox) -> None:
+@SAGAS
+def test_duplicated_and_redelivered_events_apply_each_step_once(any_sandbox: Sandbox,
+                                                                write: WriteStrategy) -> None:
     """Every participant's reads of the bus handed back duplicates and redeliveries (the
     bus's delivery faults): each step is applied once — one take per purchase, one
-    outcome event per step, the orders ended once."""
+    outcome event per step (and, orchestrated, one command per step), the orders ended
+    once."""
     sandbox = any_sandbox
     client = sandbox.client()
     users, product = shop(client, 6, 100, price=2.0, credit=5.0)
@@ -160,7 +181,7 @@ def test_duplicated_and_redelivered_events_apply_each_step_once(any_sandbox: San
         sandbox.run("chaos", service, "--to", "bus", "--duplicate-rate", "1",
                     "--redeliver-rate", "1", check=True)
     placed = [client.buy(user, product, 3 if n % 2 else 2, request_id=f"dup-{n}",
-                         write=SAGA)[0] for n, user in enumerate(users)]
+                         write=write)[0] for n, user in enumerate(users)]
     ended = [client.order(o["id"], wait_ms=10_000) for o in placed]
     assert [o["status"] for o in ended] == ["confirmed", "rejected"] * 3  # 6 > 5 >= 4
     settled(sandbox)
@@ -175,8 +196,10 @@ def test_duplicated_and_redelivered_events_apply_each_step_once(any_sandbox: San
     assert dict(read(sandbox, "users", "SELECT type, count(*) FROM outbox WHERE "
                      "aggregate_type = 'purchase' GROUP BY type")) == {
         "CreditTaken": 3, "CreditRefused": 3}
+    commands = {"TakeStock": 6, "TakeCredit": 6, "GiveStockBack": 3} \
+        if write is ORCHESTRATED else {}
     assert dict(read(sandbox, "orders", "SELECT type, count(*) FROM outbox GROUP BY type")
-                ) == {"OrderPlaced": 6, "OrderConfirmed": 3, "OrderRejected": 3}
+                ) == {"OrderPlaced": 6, "OrderConfirmed": 3, "OrderRejected": 3, **commands}
     head = client.bus_head()
     for service in ("products", "users", "orders"):  # each was handed events more than once
         assert client.health(service)["saga"]["applied"] > head, service
@@ -184,12 +207,13 @@ def test_duplicated_and_redelivered_events_apply_each_step_once(any_sandbox: San
     assert breaches(sandbox) == []
 
 
+@SAGAS
 @pytest.mark.parametrize("victim", ["products", "users", "orders", "bus"])
 def test_a_participant_killed_during_saga_purchases_ends_every_order(
-        any_sandbox: Sandbox, victim: str) -> None:
-    """A participant (or the bus that carries the saga) SIGKILLed while saga purchases are
-    under way: once it is started again, every order is confirmed or rejected, none
-    pending, and verify is clean."""
+        any_sandbox: Sandbox, victim: str, write: WriteStrategy) -> None:
+    """A participant (or the bus that carries the saga, or, orchestrated, the orchestrator:
+    orders) SIGKILLed while saga purchases are under way: once it is started again, every
+    order is confirmed or rejected, none pending, and verify is clean."""
     sandbox = any_sandbox
     client = sandbox.client()
     users, product = shop(client, 40, 25, price=3.0, credit=10.0)
@@ -197,7 +221,7 @@ def test_a_participant_killed_during_saga_purchases_ends_every_order(
     def buy(user: int) -> int | None:
         try:
             order, _ = ShopClient(sandbox.state).buy(user, product, 1 + user % 3,
-                                                     request_id=f"kill-{user}", write=SAGA)
+                                                     request_id=f"kill-{user}", write=write)
         except MsshopError:
             return None  # orders itself was killed: this purchase may never have been made
         return int(order["id"])
@@ -444,3 +468,105 @@ def test_the_steps_follow_a_new_log_from_its_start(tmp_path: Path, bus: str) -> 
         for service in ("products", "users", "orders"):
             steps = client.health(service)["saga"]
             assert steps["log_problem"] is None and steps["position"] <= steps["bus_head"]
+
+
+def sagas_waiting(sandbox: Sandbox, expected: list[tuple[str, str]]) -> SagasReport:
+    """`msshop sagas --json` once its sagas are (waits_for, state) as expected."""
+    deadline = time.monotonic() + WAIT
+    while True:
+        listed = sagas_listed(sandbox)
+        if [(s["waits_for"], s["state"]) for s in listed["sagas"]] == expected:
+            return listed
+        assert time.monotonic() < deadline, listed
+        time.sleep(0.05)
+
+
+def test_the_orchestrator_gives_up_on_a_silent_participant_and_undoes_in_reverse(
+        tmp_path: Path) -> None:
+    """saga.step_timeout (here 1 s): products stopped, the TakeStock goes unanswered, the
+    saga gives up on it (GiveStockBack, which waits as long as it takes: products may have
+    taken the stock); products back, it applies both in order and the order ends rejected
+    with the reason. Users stopped: the credit's step given up on, GiveCreditBack first,
+    then GiveStockBack, the stock and the credit as they were. Orders (the orchestrator)
+    killed while a deadline passes: started again, it gives up on it then. `msshop sagas`
+    says each state from orders.db alone."""
+    with running_sandbox(tmp_path / "sandbox", MSSHOP_SAGA_STEP_TIMEOUT="1") as sandbox:
+        client = sandbox.client()
+        (user,), product = shop(client, 1, 5, price=2.0, credit=100.0)
+        sandbox.run("stop", "products", check=True)
+        first, _ = client.buy(user, product, 2, request_id="silent-products",
+                              write=ORCHESTRATED)
+        listed = sagas_waiting(sandbox, [("products", "taking-stock")])
+        assert listed["sagas"][0]["strategy"] == ORCHESTRATED
+        assert "TakeStock sent" in listed["sagas"][0]["step"]
+        listed = sagas_waiting(sandbox, [("products", "giving-stock-back")])
+        assert "products did not answer within 1 s" in listed["sagas"][0]["step"]
+        drawn = sandbox.run("sagas")
+        assert "orchestrated" in drawn.stdout and "GiveStockBack" in drawn.stdout, drawn.stdout
+        sandbox.run("start", "products", check=True)
+        done = client.order(first["id"], wait_ms=10_000)
+        assert (done["status"], done["reason"]) == (
+            "rejected", "products did not answer within 1 s")
+        assert stock_of(sandbox, product) == 5 and credit_of(sandbox, user) == 100
+        assert read(sandbox, "products", "SELECT amount, given_back_at IS NOT NULL FROM "
+                    "stock_takes WHERE purchase = 'silent-products'") == [(2, 1)]
+
+        sandbox.run("stop", "users", check=True)
+        second, _ = client.buy(user, product, 1, request_id="silent-users",
+                               write=ORCHESTRATED)
+        sagas_waiting(sandbox, [("users", "taking-credit")])
+        assert stock_of(sandbox, product) == 4  # taken, and held while the saga waits
+        sagas_waiting(sandbox, [("users", "giving-credit-back")])
+        assert stock_of(sandbox, product) == 4  # undone in reverse: the credit's first
+        sandbox.run("start", "users", check=True)
+        done = client.order(second["id"], wait_ms=10_000)
+        assert (done["status"], done["reason"]) == (
+            "rejected", "users did not answer within 1 s")
+        assert stock_of(sandbox, product) == 5 and credit_of(sandbox, user) == 100
+        assert [kind for (kind,) in read(
+            sandbox, "orders", "SELECT type FROM outbox WHERE aggregate_type = 'purchase' "
+            "AND aggregate_id = ? ORDER BY seq", second["id"])] == [
+            "TakeStock", "TakeCredit", "GiveCreditBack", "GiveStockBack"]
+
+        sandbox.run("stop", "products", check=True)
+        third, _ = client.buy(user, product, 1, request_id="orchestrator-killed",
+                              write=ORCHESTRATED)
+        sandbox.run("kill", "orders", check=True)
+        ((gives_up_at,),) = read(sandbox, "orders", "SELECT deadline FROM sagas WHERE "
+                                 "order_id = ?", third["id"])
+        while time.time() <= gives_up_at + 0.1:  # the deadline passes, the orchestrator dead
+            time.sleep(0.05)
+        sandbox.run("start", "orders", check=True)
+        sagas_waiting(sandbox, [("products", "giving-stock-back")])
+        sandbox.run("start", "products", check=True)
+        assert client.order(third["id"], wait_ms=10_000)["reason"] == \
+            "products did not answer within 1 s"
+        settled(sandbox)
+        assert sagas_listed(sandbox)["count"] == 0
+        assert breaches(sandbox) == []
+        assert sandbox.run("verify").returncode == 0
+
+
+def test_a_reply_to_a_step_given_up_on_changes_nothing(tmp_path: Path) -> None:
+    """Products slow rather than down (its reads of the bus 1.5 s late, the timeout 0.5 s):
+    its StockTaken arrives after the saga has given up on it; the orchestrator ignores it
+    (it answers a command no longer awaited), products gives the stock back, the order ends
+    rejected once, and nothing stays taken."""
+    with running_sandbox(tmp_path / "sandbox", MSSHOP_SAGA_STEP_TIMEOUT="0.5") as sandbox:
+        client = sandbox.client()
+        (user,), product = shop(client, 1, 5, price=2.0)
+        sandbox.run("chaos", "products", "--to", "bus", "--latency", "1500", check=True)
+        order, _ = client.buy(user, product, 1, request_id="late", write=ORCHESTRATED)
+        done = client.order(order["id"], wait_ms=10_000)
+        assert (done["status"], done["reason"]) == (
+            "rejected", "products did not answer within 0.5 s")
+        sandbox.run("chaos", "products", "--clear", check=True)
+        settled(sandbox)
+        assert [kind for (kind,) in read(sandbox, "products", "SELECT type FROM outbox "
+                                         "WHERE aggregate_type = 'purchase' ORDER BY seq")
+                ] == ["StockTaken", "StockGivenBack"]
+        assert dict(read(sandbox, "orders", "SELECT type, count(*) FROM outbox GROUP BY type")
+                    ) == {"OrderPlaced": 1, "TakeStock": 1, "GiveStockBack": 1,
+                          "OrderRejected": 1}
+        assert stock_of(sandbox, product) == 5
+        assert breaches(sandbox) == []

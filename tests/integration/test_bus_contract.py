@@ -292,5 +292,6 @@ def test_the_log_bus_refuses_types_not_in_the_catalogue_naming_them(
     assert status == 422, answer
     assert says in answer["error"], answer
     if "empty entry" not in says:
-        assert "the types are CreditRefused, CreditTaken, " in answer["error"], answer
+        assert "the types are CreditGivenBack, CreditRefused, CreditTaken, " in \
+            answer["error"], answer
     assert answer["service"] == "bus"

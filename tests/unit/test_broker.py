@@ -58,15 +58,17 @@ def test_each_part_may_do_only_its_own_part() -> None:
     assert "msshop.a1b2.orders.*" in published
     assert not any(p.startswith("msshop.") and p != "msshop.a1b2.orders.*"
                    for p in published)
-    # no type another service owns (issue 26: the saga's steps' types too)
+    # no type another service owns (issue 26: the saga's steps' types too; issue 27: the
+    # orchestrator's commands are orders' alone)
     assert orders["permissions"]["publish"]["deny"] == [
         f"msshop.a1b2.orders.{t}" for t in (
-            "CreditRefused", "CreditTaken", "ProductCreated", "ProductUpdated",
-            "StockGivenBack", "StockRefused", "StockTaken", "UserSignedUp")]
+            "CreditGivenBack", "CreditRefused", "CreditTaken", "ProductCreated",
+            "ProductUpdated", "StockGivenBack", "StockRefused", "StockTaken", "UserSignedUp")]
     assert users["users"]["permissions"]["publish"]["deny"] == [
         f"msshop.a1b2.users.{t}" for t in (
-            "OrderConfirmed", "OrderPlaced", "OrderRejected", "ProductCreated",
-            "ProductUpdated", "StockGivenBack", "StockRefused", "StockTaken")]
+            "GiveCreditBack", "GiveStockBack", "OrderConfirmed", "OrderPlaced",
+            "OrderRejected", "ProductCreated", "ProductUpdated", "StockGivenBack",
+            "StockRefused", "StockTaken", "TakeCredit", "TakeStock")]
     # a writer reads too (issue 26: the saga's steps follow the bus): its own consumers
     assert "$JS.API.CONSUMER.CREATE.msshop-a1b2.>" in published
     assert orders["permissions"]["subscribe"] == {"allow": ["_INBOX.orders.>"]}

@@ -64,6 +64,7 @@ def fake_report(title: str = "Products is down for ten seconds",
     chance = random.Random(7)
     staleness = sorted(chance.uniform(6, 60) for _ in range(100))
     return {
+        "workload": "reads",
         "scenario": "products-outage",
         "title": title,
         "shows": "direct-call needs products for every answer: while it is down, no answer.\n"

@@ -11,7 +11,9 @@ from msshop.instruments.experiments import scenario
 from msshop.instruments.experiments.scenario import Fault, available, load, parse
 
 SHIPPED = ["bus-outage", "bus-pause", "duplicates", "partition", "products-outage",
-           "query-crash", "slow-users"]
+           "query-crash", "slow-users", "writes-crashes", "writes-credit-runs-out",
+           "writes-duplicates", "writes-last-items", "writes-products-outage",
+           "writes-slow-users"]
 GOOD = """
 name = "mine"
 title = "A scenario of my own"
@@ -29,7 +31,10 @@ def test_every_shipped_scenario_reads_and_says_what_it_shows() -> None:
     for name in SHIPPED:
         read = load(name)
         assert read.name == name and read.title and len(read.shows) > 40
-        assert read.faults and all(0 <= f.start < f.end <= read.seconds for f in read.faults)
+        # a purchases scenario may have no fault: its point is the race, or the credit
+        assert read.faults or read.workload == "purchases"
+        assert all(0 <= f.start < f.end <= read.seconds for f in read.faults)
+        assert (read.workload == "purchases") == name.startswith("writes-")
 
 
 def test_products_outage_is_products_killed_at_5_s_and_started_at_15_s() -> None:
@@ -127,3 +132,26 @@ def test_the_delivery_faults_and_crash_applying_are_kinds_with_their_rules() -> 
     assert crash.label == "query killed while applying"
     with pytest.raises(UsageError, match="crash-applying kills the service that applies"):
         parse(one("crash-applying", "users"), "mine.toml")
+
+
+def test_a_purchases_workload_takes_its_stock_credit_and_quantity() -> None:
+    scenario = parse('name = "w"\ntitle = "t"\nseconds = 10\nworkload = "purchases"\n'
+                     'purchase_rate = 20\nstock = 10\ncredit = 20\nquantity = 2\n'
+                     'faults = []\n', "file")
+    assert (scenario.workload, scenario.stock, scenario.credit, scenario.quantity) == (
+        "purchases", 10, 20.0, 2)
+    squeezed = scenario.squeezed(4, 30)
+    assert (squeezed.seconds, squeezed.purchase_rate, squeezed.stock) == (4, 30, 10)
+
+
+@pytest.mark.parametrize(("extra", "words"), [
+    ('workload = "writes"', "workload 'writes' is not one; choose one of: reads, purchases"),
+    ("stock = 10", "stock is for a purchases workload"),
+    ('workload = "purchases"\nread_rate = 5', "read_rate is for a reads workload"),
+    ('workload = "purchases"\nquantity = 1.5', "quantity is 1.5; it must be a whole number"),
+    ('workload = "purchases"\nstock = -1', "stock is -1; it must be from 0"),
+])
+def test_a_purchases_field_in_the_wrong_place_is_one_line(extra: str, words: str) -> None:
+    with pytest.raises(UsageError) as raised:
+        parse(f'name = "w"\ntitle = "t"\nseconds = 10\nfaults = []\n{extra}\n', "file")
+    assert words in raised.value.message

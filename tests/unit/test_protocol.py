@@ -58,6 +58,20 @@ def made_by_the_saga() -> list[events.Event]:
             7, key, 3, 2, "user 1 has 5.00 of credit, not 120.98")),
         events.order_ended(7, 1, 3, 2, 6049, key, OrderStatus.CONFIRMED, None),
         events.order_ended(7, 1, 3, 2, 6049, key, OrderStatus.REJECTED, "out of stock"),
+        # issue 27's orchestrated saga: orders' commands, and users' reply to a give-back
+        events.order_placed(8, 1, 3, 2, 0, 1.0, purchase="k-8", status=OrderStatus.PENDING,
+                            write="saga-orchestrated"),
+        events.saga_step(events.TAKE_STOCK, events.TakeStockData(8, "k-8", 1, 3, 2)),
+        events.saga_step(events.TAKE_CREDIT, events.TakeCreditData(8, "k-8", 1, 120.98,
+                                                                    60.49)),
+        events.saga_step(events.GIVE_CREDIT_BACK, events.GiveBackData(
+            8, "k-8", "users did not answer within 10 s")),
+        events.saga_step(events.GIVE_STOCK_BACK, events.GiveBackData(
+            8, "k-8", "users did not answer within 10 s")),
+        events.saga_step(events.CREDIT_GIVEN_BACK, events.CreditGivenBackData(
+            8, "k-8", 1, 120.98, "users did not answer within 10 s", "0001")),
+        events.saga_step(events.STOCK_TAKEN, events.StockTakenData(
+            8, "k-8", 1, 3, 2, 60.49, "0001")),
     ]
 
 

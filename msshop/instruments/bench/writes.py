@@ -11,6 +11,8 @@ rate.
   users and orders have each applied their step from the bus. Its sustained rate is the
   pipeline's: purchases sent as fast as orders takes them, decided per second
   (_saga_sustained).
+- saga-orchestrated: the same, POST /orders?write=saga-orchestrated: orders' orchestrator
+  sends TakeStock, then TakeCredit, each answered over the bus before the next.
 
 Every purchase is of stock and credit the bench gave beforehand (none is refused); the
 sustained rate counts the purchases that ended confirmed, per second of the run.
@@ -49,8 +51,8 @@ def measure_writes(state: State, user_id: int, products: int, seconds: float, cl
         if strategy is WriteStrategy.MONOLITH:
             sustained = _monolith(state, user_id, products, seconds, None)
             paced = _monolith(state, user_id, products, seconds, WRITE_RATE)
-        elif strategy is WriteStrategy.SAGA:
-            sustained = _saga_sustained(state, user_id, products, seconds, clients)
+        elif strategy.saga:
+            sustained = _saga_sustained(state, strategy, user_id, products, seconds, clients)
             paced = _served(state, strategy, user_id, products, seconds, clients, WRITE_RATE)
         else:
             sustained = _served(state, strategy, user_id, products, seconds, clients, None)
@@ -88,12 +90,12 @@ def _served(state: State, strategy: WriteStrategy, user_id: int, products: int,
 
     orders = state.services["orders"]
     return loadgen.run(state.host, orders.port, purchase, clients, seconds, rate,
-                       follow=outcome if follow and strategy is WriteStrategy.SAGA else None,
+                       follow=outcome if follow and strategy.saga else None,
                        judge=confirmed if follow else loadgen.succeeded)
 
 
-def _saga_sustained(state: State, user_id: int, products: int, seconds: float,
-                    clients: int) -> loadgen.Result:
+def _saga_sustained(state: State, strategy: WriteStrategy, user_id: int, products: int,
+                    seconds: float, clients: int) -> loadgen.Result:
     """The rate the saga keeps up with: purchases sent as fast as orders takes them (each
     answered at once, pending), then the time until the last of them is decided, read from
     orders' file. Waiting for each outcome from 16 clients would measure its latency
@@ -101,7 +103,7 @@ def _saga_sustained(state: State, user_id: int, products: int, seconds: float,
     decide per second."""
     orders = Path(state.services["orders"].db)
     before = _last_order(orders)
-    sent = _served(state, WriteStrategy.SAGA, user_id, products, seconds, clients, None,
+    sent = _served(state, strategy, user_id, products, seconds, clients, None,
                    follow=False)
     deadline = time.monotonic() + DECIDED_WITHIN
     while (pending := _count(orders, before, OrderStatus.PENDING)) and \

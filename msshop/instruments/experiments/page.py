@@ -32,6 +32,7 @@ if TYPE_CHECKING:
         Second,
         StrategyFigures,
         Window,
+        WritesReport,
     )
 
 # the terminal's pair (render/experiments.py): blue and orange stay apart for colour-blind eyes
@@ -78,10 +79,13 @@ def taken_back_on_failure(made: list[Path]) -> Iterator[None]:
         raise
 
 
-def write_report(report: ExperimentReport, directory: Path) -> list[Path]:
+def write_report(report: ExperimentReport | WritesReport, directory: Path) -> list[Path]:
     """index.html and report.json in `directory` (made if missing); the paths written. A
     directory that cannot be written is one line."""
-    return write_files(directory, {directory / "index.html": page(report),
+    from msshop.instruments.experiments.writes_page import writes_page
+
+    made = writes_page(report) if report["workload"] == "purchases" else page(report)
+    return write_files(directory, {directory / "index.html": made,
                                    directory / "report.json": json.dumps(report, indent=2)
                                    + "\n"})
 

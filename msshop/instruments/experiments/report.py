@@ -79,6 +79,7 @@ class Outcome(TypedDict):
 
 
 class ExperimentReport(TypedDict):
+    workload: Literal["reads"]  # a purchases scenario's report is a WritesReport
     scenario: str
     title: str
     shows: str  # what the scenario is there to show, one or two sentences
@@ -95,3 +96,82 @@ class ExperimentReport(TypedDict):
     staleness_ms: list[float]  # every probe's, in the order they were confirmed
     staleness: Distribution
     outcome: Outcome
+
+
+# --- a purchases workload (issue 27): every write strategy side by side ----------------------
+
+#: what a purchase's first answer said, and what it finally was
+Answer = Literal["confirmed", "rejected", "pending", "failed"]
+ANSWERS: tuple[Answer, ...] = ("confirmed", "rejected", "pending", "failed")
+
+
+class StrategySecond(TypedDict):
+    """One write strategy's purchases sent in one second, and its slack sampled then."""
+
+    answered: dict[str, int]  # by Answer: what the client was told at once
+    ended: dict[str, int]  # by Answer: what each finally was (pending: never ended)
+    outcome_p50_ms: float | None  # from the request to the purchase's outcome
+    outcome_max_ms: float | None
+    pending_orders: int | None  # orders pending at the second's last sample
+    stock_held: int | None  # the invariant's slack: stock those pending orders hold
+
+
+class WriteSecond(TypedDict):
+    t: int
+    strategies: dict[str, StrategySecond]
+
+
+class WriteFigures(TypedDict):
+    """A write strategy's purchases over the whole run."""
+
+    sent: int
+    confirmed: int  # in the end
+    rejected: int
+    pending: int  # still pending when the run stopped following them
+    failed: int  # no answer, or an error: the client cannot tell what happened
+    answered_pending: int  # told "pending" at first (a saga's 202)
+    outcome_ms: Distribution  # request to outcome, of those that ended
+    pending_for_ms: Distribution  # of those told pending: how long until their outcome
+    reasons: dict[str, int]  # the rejections by reason (first words), most common first
+
+
+class WriteChecked(TypedDict):
+    confirmed: int  # purchases a client saw confirmed
+    stored_once: int  # of those, in orders.db exactly once, confirmed
+    scope: str  # the cast the invariant was checked on, e.g. "products 21-24, users 11-18"
+
+
+class WriteOutcome(TypedDict):
+    verdict: Verdict
+    problems: list[str]
+    checked: WriteChecked
+
+
+class WritesReport(TypedDict):
+    """`msshop experiment` of a purchases scenario: each write strategy's purchases over
+    time under the same faults, each checked on its own cast."""
+
+    workload: Literal["purchases"]
+    scenario: str
+    title: str
+    shows: str
+    bus: str
+    started_at: str
+    machine: str
+    seconds: float
+    purchase_rate: float  # per second, per strategy
+    faults: list[Window]
+    strategies: list[str]  # WriteStrategy's order; monolith, the reference, first
+    timeline: list[WriteSecond]
+    figures: dict[str, WriteFigures]
+    outcomes: dict[str, WriteOutcome]
+    recovered_in_s: float | None
+    verdict: Verdict  # the worst of the strategies'
+
+
+def worst(verdicts: list[Verdict]) -> Verdict:
+    """invalid over unknown over valid: one strategy that broke makes the run invalid."""
+    for verdict in ("invalid", "unknown"):
+        if verdict in verdicts:
+            return verdict
+    return "valid"

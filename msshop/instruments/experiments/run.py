@@ -23,13 +23,14 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 from msshop.contracts.config import Settings
 from msshop.contracts.errors import MsshopError
 from msshop.instruments.asking import Questioner
 from msshop.instruments.checking import caught_up
 from msshop.instruments.client import ShopClient
-from msshop.instruments.experiments import checker
+from msshop.instruments.experiments import checker, writes
 from msshop.instruments.experiments.nemesis import Nemesis
 from msshop.instruments.experiments.report import (
     STRATEGIES,
@@ -40,6 +41,7 @@ from msshop.instruments.experiments.report import (
     Second,
     StrategyFigures,
     Window,
+    WritesReport,
 )
 from msshop.instruments.experiments.scenario import Fault, Scenario, load
 from msshop.instruments.experiments.workload import Read, Recorded, Workload
@@ -59,7 +61,7 @@ def scenario(name: str, seconds: float | None = None, rate: float | None = None
 
 
 def run(settings: Settings, scenario: Scenario, sandbox: Path | None = None,
-        say: Say | None = None) -> ExperimentReport:
+        say: Say | None = None) -> ExperimentReport | WritesReport:
     tell: Say = say or (lambda message: None)
     if sandbox is not None:
         config = dataclasses.replace(settings, sandbox_dir=sandbox)
@@ -78,12 +80,15 @@ def run(settings: Settings, scenario: Scenario, sandbox: Path | None = None,
         shutil.rmtree(root, ignore_errors=True)
 
 
-def _run_in(config: Settings, scenario: Scenario, tell: Say) -> ExperimentReport:
+def _run_in(config: Settings, scenario: Scenario, tell: Say
+            ) -> ExperimentReport | WritesReport:
     nemesis = Nemesis(config)
     for fault in scenario.faults:
         nemesis.check(fault)
     state = lifecycle.running_state(config)
     client = ShopClient(state, timeout=30)
+    if scenario.workload == "purchases":
+        return writes.run_in(state, nemesis, scenario, client, tell)
     tag = f"x{int(time.time() * 1000):x}"
     users, products = _cast(client, tag)
     caught_up(client, timeout=RECOVERY)
@@ -96,7 +101,7 @@ def _run_in(config: Settings, scenario: Scenario, tell: Say) -> ExperimentReport
         tell(f"planned: {fault.label} from {fault.start:.1f} s to {fault.end:.1f} s")
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     windows, unknown, recovered_in_s = asyncio.run(
-        _drive(workload, nemesis, scenario, client, tell))
+        drive(workload, nemesis, scenario, client, tell))
     tell("checking every confirmed purchase, then verify")
     outcome = checker.check(Questioner(state), workload.recorded.purchases, recovered_in_s,
                             unknown)
@@ -126,9 +131,19 @@ def _cast(client: ShopClient, tag: str) -> tuple[list[int], list[int]]:
     return users["ids"], products["ids"]
 
 
-async def _drive(workload: Workload, nemesis: Nemesis, scenario: Scenario,
-                 client: ShopClient, tell: Say
-                 ) -> tuple[list[Window], list[str], float | None]:
+class Load(Protocol):
+    """What the schedule drives: the reads workload, or the purchases one (purchases.py)."""
+
+    def now(self) -> float: ...
+
+    async def run(self, seconds: float) -> None: ...
+
+    async def settle(self, timeout: float) -> None: ...
+
+
+async def drive(workload: Load, nemesis: Nemesis, scenario: Scenario,
+                client: ShopClient, tell: Say, settle: float = 2.0
+                ) -> tuple[list[Window], list[str], float | None]:
     """The load, the faults on schedule, then recovery; (the windows, why the run cannot
     be judged if anything kept it from being, seconds from the end of the load and the
     faults until the read model had caught up)."""
@@ -154,7 +169,7 @@ async def _drive(workload: Workload, nemesis: Nemesis, scenario: Scenario,
     try:
         await asyncio.to_thread(caught_up, client, RECOVERY)
         recovered_in_s = workload.now() - ended
-        await workload.settle(2.0)  # caught up: each probe sees it at its next poll
+        await workload.settle(settle)  # caught up: each probe sees it at its next poll
     except MsshopError as exc:
         unknown.append(f"no recovery: {exc.message}")
         await workload.settle(0.0)
@@ -165,7 +180,7 @@ async def _drive(workload: Workload, nemesis: Nemesis, scenario: Scenario,
     return windows, unknown, recovered_in_s
 
 
-async def _schedule(workload: Workload, nemesis: Nemesis, scenario: Scenario,
+async def _schedule(workload: Load, nemesis: Nemesis, scenario: Scenario,
                     began: dict[Fault, float], windows: list[Window], unknown: list[str],
                     tell: Say) -> None:
     """Each fault applied at its start and healed at its end, on the workload's clock."""
@@ -216,6 +231,7 @@ def _report(scenario: Scenario, state: State, started_at: str, windows: list[Win
 
     reads = [r for r in recorded.reads if r.t < scenario.seconds]
     return {
+        "workload": "reads",
         "scenario": scenario.name, "title": scenario.title, "shows": scenario.shows,
         "bus": state.bus.backend, "started_at": started_at,
         "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores",

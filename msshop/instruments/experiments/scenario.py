@@ -8,6 +8,12 @@ or any TOML file a teacher writes, read strictly: a wrong field is one line nami
     read_rate = 20        # user-orders reads per second, by each strategy
     purchase_rate = 10    # purchases per second (each one a probe of staleness)
 
+    workload = "purchases"  # instead of reads (the default, "reads"): every write strategy
+                          # buys purchase_rate per second, side by side (issue 27), with
+    stock = 1000000       # each of its products' stock,
+    credit = 100000000    # each of its users' credit,
+    quantity = 1          # and each purchase's quantity
+
     [[faults]]
     kind = "kill"         # see KINDS
     target = "products"   # a service, or "caller->callee" for a link
@@ -51,7 +57,10 @@ KINDS: dict[str, tuple[str, str]] = {
 }
 BUS_ONLY = ("duplicates", "reorder", "redelivery")  # delivery faults: only the bus has them
 SCENARIO_FIELDS = {"name": str, "title": str, "shows": str, "seconds": float,
-                   "read_rate": float, "purchase_rate": float, "faults": list}
+                   "read_rate": float, "purchase_rate": float, "faults": list,
+                   "workload": str, "stock": float, "credit": float, "quantity": float}
+WORKLOADS = ("reads", "purchases")
+PURCHASES_ONLY = ("stock", "credit", "quantity")  # what a reads workload does not take
 FAULT_FIELDS = {"kind": str, "target": str, "start": float, "end": float, "ms": float,
                 "rate": float}
 MAX_SECONDS = 600.0
@@ -100,6 +109,10 @@ class Scenario:
     read_rate: float
     purchase_rate: float
     faults: tuple[Fault, ...]
+    workload: str = "reads"  # or "purchases" (WORKLOADS)
+    stock: int = 1_000_000  # purchases: each product's stock
+    credit: float = 100_000_000.0  # purchases: each user's credit
+    quantity: int = 1  # purchases: each one's quantity
 
     def squeezed(self, seconds: float | None, read_rate: float | None) -> Scenario:
         """The same schedule over `seconds` (faults at the same fractions of the run), and
@@ -110,9 +123,12 @@ class Scenario:
         if read_rate is not None:
             reads = _argument_in_range("rate", read_rate, 1, MAX_RATE)
             purchases = max(1.0, self.purchase_rate * reads / self.read_rate)
+        if read_rate is not None and self.workload == "purchases":
+            purchases = reads  # a purchases scenario's rate is its purchases'
         factor = length / self.seconds
         return Scenario(self.name, self.title, self.shows, length, reads, purchases,
-                        tuple(f.scaled(factor) for f in self.faults))
+                        tuple(f.scaled(factor) for f in self.faults), self.workload,
+                        self.stock, self.credit, self.quantity)
 
 
 def available() -> dict[str, Any]:
@@ -158,11 +174,32 @@ def parse(text: str, origin: str) -> Scenario:
             raise UsageError(f"{origin}: {where} must be a table ([[faults]])")
         faults.append(_fault(_fields(raw, FAULT_FIELDS, origin, where + "."), seconds,
                              f"{origin}: {where}"))
+    workload = top.get("workload", "reads")
+    if workload not in WORKLOADS:
+        raise UsageError(f"{origin}: workload {workload!r} is not one; choose one of: "
+                         + ", ".join(WORKLOADS))
+    if workload == "reads":
+        for key in PURCHASES_ONLY:
+            if key in top:
+                raise UsageError(f"{origin}: {key} is for a purchases workload; add "
+                                 "workload = \"purchases\", or leave it out")
+    elif "read_rate" in top:
+        raise UsageError(f"{origin}: read_rate is for a reads workload; a purchases "
+                         "workload has purchase_rate alone")
     return Scenario(
         top["name"], top["title"], str(top.get("shows", "")).strip(), seconds,
         _in_range(f"{origin}: read_rate", top.get("read_rate", 20.0), 1, MAX_RATE),
         _in_range(f"{origin}: purchase_rate", top.get("purchase_rate", 10.0), 1, MAX_RATE),
-        tuple(faults))
+        tuple(faults), workload,
+        int(_whole(f"{origin}: stock", top.get("stock", 1_000_000), 0, 1_000_000_000)),
+        _in_range(f"{origin}: credit", top.get("credit", 100_000_000.0), 0, 1_000_000_000),
+        int(_whole(f"{origin}: quantity", top.get("quantity", 1), 1, 1_000)))
+
+
+def _whole(what: str, value: float, low: float, high: float) -> float:
+    if value != int(value):
+        raise UsageError(f"{what} is {value:g}; it must be a whole number")
+    return _in_range(what, value, low, high)
 
 
 def _fields(data: dict[str, Any], types: dict[str, type], origin: str, prefix: str

@@ -76,6 +76,7 @@ class ForkedServiceKind:
             peer_urls={n: s.url for n, s in sandbox.services.items()
                        if n != name and s.url.startswith("http")},
             http_timeout=settings.http_timeout,
+            saga_step_timeout=settings.saga_step_timeout,
             timeouts=dict(settings.timeouts),
             kept_mib=settings.query_kept_mib,
             spans_kept=settings.traces_spans_kept,

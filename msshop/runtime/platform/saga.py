@@ -41,6 +41,7 @@ from msshop.contracts import events
 from msshop.contracts.events import Event, Received
 from msshop.contracts.shop import OrderStatus
 from msshop.contracts.status import ConsumerHealth
+from msshop.contracts.strategies import WriteStrategy
 from msshop.runtime.platform.consumer import (
     CONSUMER_LOG_COLUMN,
     CONSUMER_SCHEMA,
@@ -67,31 +68,56 @@ D = TypeVar("D", bound=msgspec.Struct)
 
 
 class _Status(msgspec.Struct):
-    """An OrderPlaced's status alone: msgspec skips the rest of the data unread."""
+    """An OrderPlaced's status and saga alone: msgspec skips the rest of the data unread."""
 
     status: str = "confirmed"
+    write: str | None = None
 
 
 _status = msgspec.json.Decoder(_Status).decode
 
 
 def pending(event: Received) -> bool:
-    """An OrderPlaced of a saga (pending), not a confirmed order (the seed's, direct-call's:
-    a million of them cost one small decode each)."""
+    """An OrderPlaced of a choreographed saga (pending), not a confirmed order (the seed's,
+    direct-call's: a million of them cost one small decode each), nor an orchestrated one
+    (orders' orchestrator sends TakeStock for those)."""
     try:
-        return _status(event.data).status == OrderStatus.PENDING
+        placed = _status(event.data)
     except msgspec.DecodeError:
         return True  # the step's own decoding says what is wrong with it
+    return placed.status == OrderStatus.PENDING and \
+        placed.write != WriteStrategy.SAGA_ORCHESTRATED
+
+
+class _ReplyTo(msgspec.Struct):
+    reply_to: str | None = None
+
+
+_reply_to = msgspec.json.Decoder(_ReplyTo).decode
+
+
+def is_reply(event: Received) -> bool:
+    """A step event that answers an orchestrator's command (its `reply_to` alone decoded)."""
+    try:
+        return _reply_to(event.data).reply_to is not None
+    except msgspec.DecodeError:
+        return True  # the step's own decoding says what is wrong with it
+
+
+def choreographed(event: Received) -> bool:
+    """A step event of a choreographed saga: one the next participant acts on by itself."""
+    return not is_reply(event)
 
 
 @dataclass(frozen=True)
 class Step(Generic[D]):
     """What a participant does with one event type: `apply` (inside the batch's
     transaction) with the event's data, decoded as `data`; it returns the outcome event to
-    publish, if any. `wanted`: a cheap look before anything is written (None: all)."""
+    publish, if any (or several). `wanted`: a cheap look before anything is written (None:
+    all)."""
 
     data: type[D]
-    apply: Callable[[sqlite3.Connection, D, Received], Event | None]
+    apply: Callable[[sqlite3.Connection, D, Received], Event | list[Event] | None]
     wanted: Callable[[Received], bool] | None = None
 
     def decode(self, event: Received) -> D:
@@ -102,7 +128,8 @@ class Step(Generic[D]):
 
 
 def outcome(event_type: str, data: Any, cause: Received) -> Event:
-    """A step's outcome event, in the trace of the event that caused it."""
+    """A step's outcome event, in the trace of the event that caused it (a reply, when the
+    cause is an orchestrator's command: its data says `reply_to` itself)."""
     return events.saga_step(event_type, data, cause.trace_id, cause.parent_span)
 
 
@@ -142,8 +169,8 @@ class Participant:
         if done.rowcount == 0:
             return True  # applied before: a duplicate delivery, nothing more to do
         made = step.apply(conn, data, event)
-        if made is not None:
-            add_events(conn, [made])
+        if made:
+            add_events(conn, made if isinstance(made, list) else [made])
             self._made = True
         return True
 

@@ -34,11 +34,13 @@ from msshop.contracts import events
 from msshop.contracts.events import (
     CreditRefusedData,
     Event,
+    GiveBackData,
     OrderData,
     Received,
     StockGivenBackData,
     StockRefusedData,
     StockTakenData,
+    TakeStockData,
 )
 from msshop.contracts.ledgers import STOCK
 from msshop.contracts.limits import MAX_BATCH, MAX_ID, MAX_PRICE, MAX_SKU, MAX_STOCK, MAX_TITLE
@@ -58,7 +60,14 @@ from msshop.runtime.platform.db import transaction
 from msshop.runtime.platform.http import HttpError, json_response, read_body
 from msshop.runtime.platform.openapi import Endpoint, Param, documented, id_list, path_id
 from msshop.runtime.platform.outbox import OUTBOX_SCHEMA, OUTBOX_TRACE_COLUMN, Outbox
-from msshop.runtime.platform.saga import SAGA_MIGRATION, Participant, Step, outcome, pending
+from msshop.runtime.platform.saga import (
+    SAGA_MIGRATION,
+    Participant,
+    Step,
+    choreographed,
+    outcome,
+    pending,
+)
 from msshop.runtime.platform.tracing import current_trace_id, followed_span
 
 MIGRATIONS = [
@@ -259,35 +268,62 @@ def take_stock(conn: sqlite3.Connection, takes: StockTakes) -> TakeOutcomes:
     return ledger.outcomes(outcomes, prices)
 
 
-def take_for_order(conn: sqlite3.Connection, order: OrderData, cause: Received) -> Event:
-    """A saga's step: take a pending order's stock (keyed by its purchase), at the price."""
-    purchase = order.purchase or f"order-{order.id}"
-    taken, = ledger.take(conn, STOCK, [ledger.Take(purchase, order.product_id,
-                                                   order.quantity)])
+def _take(conn: sqlite3.Connection, order_id: int, purchase: str, user_id: int,
+          product_id: int, quantity: int, cause: Received, reply_to: str | None) -> Event:
+    """Take a purchase's stock (keyed by the purchase), at the price; StockTaken or
+    StockRefused (`reply_to`: the command it answers, if one asked)."""
+    taken, = ledger.take(conn, STOCK, [ledger.Take(purchase, product_id, quantity)])
     if not taken.taken:
         return outcome(events.STOCK_REFUSED, StockRefusedData(
-            order.id, purchase, taken.reason or "refused", taken.status), cause)
+            order_id, purchase, taken.reason or "refused", taken.status, reply_to), cause)
     (price,) = conn.execute("SELECT price_cents FROM products WHERE id = ?",
-                            (order.product_id,)).fetchone()
+                            (product_id,)).fetchone()
     return outcome(events.STOCK_TAKEN, StockTakenData(
-        order.id, purchase, order.user_id, order.product_id, order.quantity, price / 100),
-        cause)
+        order_id, purchase, user_id, product_id, quantity, price / 100, reply_to), cause)
+
+
+def take_for_order(conn: sqlite3.Connection, order: OrderData, cause: Received) -> Event:
+    """The choreography's step: take a pending order's stock as its OrderPlaced arrives."""
+    return _take(conn, order.id, order.purchase or f"order-{order.id}", order.user_id,
+                 order.product_id, order.quantity, cause, None)
+
+
+def take_as_told(conn: sqlite3.Connection, command: TakeStockData, cause: Received) -> Event:
+    """The orchestrator's TakeStock: the same take, the outcome its reply."""
+    return _take(conn, command.order_id, command.purchase, command.user_id,
+                 command.product_id, command.quantity, cause, cause.id)
+
+
+def _give_back(conn: sqlite3.Connection, order_id: int, purchase: str, reason: str,
+               cause: Received, reply_to: str | None) -> Event:
+    took = conn.execute(f"SELECT holder_id, amount FROM {STOCK.name}_takes "
+                        "WHERE purchase = ? AND given_back_at IS NULL", (purchase,)).fetchone()
+    ledger.give_back(conn, STOCK, [purchase])
+    product_id, quantity = (took[0] or 0, took[1]) if took is not None else (0, 0)
+    return outcome(events.STOCK_GIVEN_BACK, StockGivenBackData(
+        order_id, purchase, product_id, quantity, reason, reply_to), cause)
 
 
 def give_back_for_order(conn: sqlite3.Connection, refusal: CreditRefusedData,
                         cause: Received) -> Event:
-    """A saga's compensation: users refused the credit, so the stock goes back."""
-    took = conn.execute(f"SELECT holder_id, amount FROM {STOCK.name}_takes "
-                        "WHERE purchase = ?", (refusal.purchase,)).fetchone()
-    ledger.give_back(conn, STOCK, [refusal.purchase])
-    product_id, quantity = (took[0] or 0, took[1]) if took is not None else (0, 0)
-    return outcome(events.STOCK_GIVEN_BACK, StockGivenBackData(
-        refusal.order_id, refusal.purchase, product_id, quantity, refusal.reason), cause)
+    """The choreography's compensation: users refused the credit, so the stock goes back."""
+    return _give_back(conn, refusal.order_id, refusal.purchase, refusal.reason, cause, None)
+
+
+def give_back_as_told(conn: sqlite3.Connection, command: GiveBackData, cause: Received
+                      ) -> Event:
+    """The orchestrator's GiveStockBack: what was taken for the purchase, if anything
+    (nothing was: recorded, so that a take arriving later takes nothing)."""
+    return _give_back(conn, command.order_id, command.purchase, command.reason, cause,
+                      cause.id)
 
 
 SAGA_STEPS: dict[str, Step[Any]] = {
     events.ORDER_PLACED: Step(OrderData, take_for_order, wanted=pending),
-    events.CREDIT_REFUSED: Step(CreditRefusedData, give_back_for_order),
+    events.CREDIT_REFUSED: Step(CreditRefusedData, give_back_for_order,
+                                wanted=choreographed),
+    events.TAKE_STOCK: Step(TakeStockData, take_as_told),
+    events.GIVE_STOCK_BACK: Step(GiveBackData, give_back_as_told),
 }
 
 

@@ -29,11 +29,14 @@ from starlette.responses import Response
 
 from msshop.contracts import events
 from msshop.contracts.events import (
+    CreditGivenBackData,
     CreditRefusedData,
     CreditTakenData,
     Event,
+    GiveBackData,
     Received,
     StockTakenData,
+    TakeCreditData,
 )
 from msshop.contracts.ledgers import CREDIT
 from msshop.contracts.limits import MAX_BATCH, MAX_EMAIL, MAX_NAME
@@ -54,7 +57,13 @@ from msshop.runtime.platform.db import transaction
 from msshop.runtime.platform.http import HttpError, json_response, read_body
 from msshop.runtime.platform.openapi import Endpoint, documented, id_list, path_id
 from msshop.runtime.platform.outbox import OUTBOX_SCHEMA, OUTBOX_TRACE_COLUMN, Outbox
-from msshop.runtime.platform.saga import SAGA_MIGRATION, Participant, Step, outcome
+from msshop.runtime.platform.saga import (
+    SAGA_MIGRATION,
+    Participant,
+    Step,
+    choreographed,
+    outcome,
+)
 from msshop.runtime.platform.tracing import current_trace_id, followed_span
 
 DEFAULT_CREDIT = 1000.0  # a new user's credit unless the sign-up says
@@ -195,24 +204,55 @@ def take_credit(conn: sqlite3.Connection, takes: CreditTakes) -> TakeOutcomes:
     return ledger.outcomes(outcomes)
 
 
-def take_for_order(conn: sqlite3.Connection, stock: StockTakenData, cause: Received
-                   ) -> Event:
-    """A saga's step: the stock is taken; take quantity x unit price of the user's credit
-    (keyed by the purchase)."""
-    price_cents = round(stock.unit_price * 100)
-    taken, = ledger.take(conn, CREDIT, [ledger.Take(stock.purchase, stock.user_id,
-                                                    stock.quantity * price_cents)])
+def _take(conn: sqlite3.Connection, order_id: int, purchase: str, user_id: int,
+          amount_cents: int, unit_price: float, cause: Received, reply_to: str | None
+          ) -> Event:
+    """Take a purchase's credit (keyed by the purchase): CreditTaken or CreditRefused
+    (`reply_to`: the command it answers, if one asked)."""
+    taken, = ledger.take(conn, CREDIT, [ledger.Take(purchase, user_id, amount_cents)])
     if not taken.taken:
         return outcome(events.CREDIT_REFUSED, CreditRefusedData(
-            stock.order_id, stock.purchase, taken.reason or "refused", taken.status,
-            stock.unit_price), cause)
+            order_id, purchase, taken.reason or "refused", taken.status, unit_price,
+            reply_to), cause)
     return outcome(events.CREDIT_TAKEN, CreditTakenData(
-        stock.order_id, stock.purchase, stock.user_id, stock.quantity * price_cents / 100,
-        stock.unit_price), cause)
+        order_id, purchase, user_id, amount_cents / 100, unit_price, reply_to), cause)
+
+
+def take_for_order(conn: sqlite3.Connection, stock: StockTakenData, cause: Received
+                   ) -> Event:
+    """The choreography's step: the stock is taken; take quantity x unit price of the
+    user's credit."""
+    return _take(conn, stock.order_id, stock.purchase, stock.user_id,
+                 stock.quantity * round(stock.unit_price * 100), stock.unit_price, cause, None)
+
+
+def take_as_told(conn: sqlite3.Connection, command: TakeCreditData, cause: Received
+                 ) -> Event:
+    """The orchestrator's TakeCredit: the amount it says (quantity x products' price)."""
+    return _take(conn, command.order_id, command.purchase, command.user_id,
+                 round(command.amount * 100), command.unit_price, cause, cause.id)
+
+
+def give_back_as_told(conn: sqlite3.Connection, command: GiveBackData, cause: Received
+                      ) -> Event:
+    """The orchestrator's GiveCreditBack: what was taken for the purchase, if anything
+    (nothing was: recorded, so that a TakeCredit arriving later takes nothing)."""
+    took = conn.execute(f"SELECT holder_id, amount FROM {CREDIT.name}_takes WHERE "
+                        "purchase = ? AND given_back_at IS NULL", (command.purchase,)
+                        ).fetchone()
+    ledger.give_back(conn, CREDIT, [command.purchase])
+    user_id, amount = (took[0] or 0, took[1]) if took is not None else (0, 0)
+    return outcome(events.CREDIT_GIVEN_BACK, CreditGivenBackData(
+        command.order_id, command.purchase, user_id, amount / 100, command.reason, cause.id),
+        cause)
 
 
 SAGA_STEPS: dict[str, Step[Any]] = {
-    events.STOCK_TAKEN: Step(StockTakenData, take_for_order)}
+    # a reply to the orchestrator's TakeStock is orders' to act on, not users'
+    events.STOCK_TAKEN: Step(StockTakenData, take_for_order, wanted=choreographed),
+    events.TAKE_CREDIT: Step(TakeCreditData, take_as_told),
+    events.GIVE_CREDIT_BACK: Step(GiveBackData, give_back_as_told),
+}
 
 
 def top_up(conn: sqlite3.Connection, given: CreditGiven) -> Given:

@@ -13,6 +13,7 @@ what the other took.
                          ?wait_published_ms=N it waits up to N ms for the bus position
     POST /orders?write=saga  the same body -> 202 the order, pending (200: the request_id's
                          order, whatever its status); products and users say the rest
+    POST /orders?write=saga-orchestrated  the same; orders' orchestrator runs the saga
     POST /orders/batch   {"orders": [...]}  -> {"created", "existing"}; all or nothing
     GET  /orders?user_id=U                  -> {"orders": [...]}
     GET  /orders/{id}?wait_ms=N             -> order | 404; waits up to N ms while pending
@@ -22,6 +23,11 @@ OrderPlaced (the sagas' purchases that arrived together in one transaction); pro
 takes the stock, users the credit, and orders' own step consumer ends the order confirmed
 (CreditTaken) or rejected with the reason (StockRefused, or StockGivenBack once the stock
 of a credit refusal is back), with OrderConfirmed / OrderRejected in the same transaction.
+The orchestrated saga (write=saga-orchestrated, orchestration.py): the same pending order,
+and beside it the saga's row in `sagas` and its first command, TakeStock; orders'
+orchestrator then sends products and users one command at a time over the bus, ends the
+order on their replies, and undoes the saga (newest step first) when one does not answer in
+time (`saga.step_timeout`).
 
 `request_id` is the client's idempotency key: a purchase retried after a lost answer is
 recorded once, and its stock and credit taken once (one is made when none is sent).
@@ -51,7 +57,7 @@ from msshop.runtime.platform.openapi import Endpoint, Param, path_id
 from msshop.runtime.platform.outbox import OUTBOX_SCHEMA, OUTBOX_TRACE_COLUMN, Outbox
 from msshop.runtime.platform.saga import SAGA_MIGRATION, Participant
 from msshop.runtime.platform.tracing import current_trace_id, followed_span
-from msshop.runtime.services.orders import saga
+from msshop.runtime.services.orders import orchestration, saga
 from msshop.runtime.services.orders.taking import (
     GiveBacks,
     Keys,
@@ -84,6 +90,8 @@ MIGRATIONS = [
     ALTER TABLE orders ADD COLUMN reason TEXT;
     """,
     SAGA_MIGRATION,
+    # issue 27's orchestrated saga: each purchase's saga state, kept by orders' orchestrator
+    orchestration.SAGAS_SCHEMA,
 ]
 #: what a purchase writes (status and reason keep their defaults: confirmed, null)
 INSERTED = "id, user_id, product_id, quantity, unit_price_cents, request_id, created_at"
@@ -184,12 +192,14 @@ class Pending(msgspec.Struct, frozen=True):
     purchase: Purchase
     trace_id: str | None
     parent_span: str | None
+    write: WriteStrategy = WriteStrategy.SAGA  # or SAGA_ORCHESTRATED
 
 
-def place_pending(conn: sqlite3.Connection, outbox: Outbox, pending: list[Pending]
-                  ) -> list[tuple[dict[str, Any], bool]]:
+def place_pending(conn: sqlite3.Connection, outbox: Outbox, pending: list[Pending],
+                  step_timeout: float) -> list[tuple[dict[str, Any], bool]]:
     """Sagas' purchases that arrived together: each order PENDING (no price yet: products
-    says it) with its OrderPlaced, all in one transaction; (order, created) for each. A
+    says it) with its OrderPlaced (an orchestrated one's also with its saga's row and first
+    command), all in one transaction; (order, created) for each. A
     request_id already recorded (before, or earlier in the batch) answers that order,
     whatever its status."""
     now = time.time()
@@ -214,8 +224,12 @@ def place_pending(conn: sqlite3.Connection, outbox: Outbox, pending: list[Pendin
                    OrderStatus.PENDING.value, None)
             event = events.order_placed(row[0], row[1], row[2], row[3], 0, now,
                                         each.trace_id, each.parent_span,
-                                        purchase.request_id, OrderStatus.PENDING)
+                                        purchase.request_id, OrderStatus.PENDING, each.write)
             made.append(event)
+            if each.write is WriteStrategy.SAGA_ORCHESTRATED:  # its saga, and TakeStock
+                made.append(orchestration.begin(
+                    conn, row[0], purchase.request_id, purchase.user_id, purchase.product_id,
+                    purchase.quantity, each.trace_id, each.parent_span, now, step_timeout))
             order = as_dict(row)
             order["event"] = {"id": event.id, "type": event.type, "position": None}
             placed.append((order, True))
@@ -284,7 +298,10 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
     ledgers = Ledgers(peers, ctx.credential)
     owed = GiveBacks(ledgers, ctx.tasks)
     ended = saga.Ended()
-    participant = Participant(ctx, db, bus, outbox, saga.steps(), ended=ended.wake)
+    orchestrator = orchestration.Orchestrator(ctx.saga_step_timeout)
+    participant = Participant(ctx, db, bus, outbox, saga.steps(orchestrator),
+                              ended=ended.wake)
+    deadlines = orchestration.Deadlines(orchestrator, lambda: db.conn, outbox, ctx.tasks)
 
     def keyed(purchases: list[Purchase]) -> list[Purchase]:
         """Every purchase with a request_id: its takes are keyed by it."""
@@ -325,7 +342,7 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
     async def record_pending(batch: list[Pending]) -> list[tuple[dict[str, Any], bool]]:
         """Sagas' purchases that arrived together: one commit (group commit)."""
         with db.span("INSERT", "orders") as span:
-            placed = place_pending(db.conn, outbox, batch)
+            placed = place_pending(db.conn, outbox, batch, ctx.saga_step_timeout)
             span["attributes"]["msshop.keys"] = [order["id"] for order, _ in placed]
             span["attributes"]["msshop.rows"] = len(placed)
         return placed
@@ -344,10 +361,10 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
             seen = find_by_request(db.conn, purchase.request_id)
             if seen is not None:
                 return json_response(await with_event(seen, wait), 200)
-        if write is WriteStrategy.SAGA:
+        if write.saga:
             (purchase,) = keyed([purchase])
             placed = await pending.submit(Pending(purchase, current_trace_id(),
-                                                  followed_span()))
+                                                  followed_span(), write))
             order, created = placed.value
             return json_response(await with_event(order, wait), 202 if created else 200)
         waiting = ctx.tracer.start("checkout (batched)")  # kept only if another trace has it
@@ -416,7 +433,8 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
         [
             Endpoint("POST", "/orders", post_order, "Buy a product", {
                 201: (Order, "The new order, with its OrderPlaced event"),
-                202: (Order, "write=saga: the new order, pending, with its OrderPlaced"),
+                202: (Order, "write=saga or saga-orchestrated: the new order, pending, "
+                      "with its OrderPlaced"),
                 200: (Order, "The order this request_id already placed"),
                 409: "Refused: out of stock or not enough credit (nothing stays taken)",
                 422: "Invalid, or no such user or product", **dependency},
@@ -426,7 +444,8 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
                     "bus position (read-your-writes)", default=0),
                         Param("write", Literal[WRITES], "direct-call: take stock and credit "
                               "now, over HTTP; saga: record the order pending, and let "
-                              "products and users say (202)",
+                              "products and users say (202); saga-orchestrated: the same, "
+                              "orders' orchestrator sending them commands",
                               default=WriteStrategy.DIRECT_CALL)]),
             Endpoint("GET", "/orders", get_many, "A user's orders", {
                 200: (OrdersOfUser, "The user's orders, oldest first")},
@@ -449,7 +468,7 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
                               "for its outcome", default=0)]),
         ],
         health,
-        [db, peers, bus, outbox, owed, participant],
+        [db, peers, bus, outbox, owed, participant, deadlines],
         ctx.tracer,
         ctx.admin,
         __doc__ or "",
