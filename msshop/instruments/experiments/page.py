@@ -32,6 +32,7 @@ if TYPE_CHECKING:
         Second,
         StrategyFigures,
         Window,
+        WriteSecond,
         WritesReport,
     )
 
@@ -341,7 +342,7 @@ def _staleness(report: ExperimentReport) -> Any:
     return figure
 
 
-def _over_time(figure: Any, report: ExperimentReport, title: str) -> None:
+def _over_time(figure: Any, report: ExperimentReport | WritesReport, title: str) -> None:
     """The shared look of a chart over time: seconds across, the faults shaded."""
     _style(figure, title)
     figure.update_layout(hovermode="x unified")
@@ -378,7 +379,8 @@ def _style(figure: Any, title: str) -> None:
 
 # -- the data under the charts -------------------------------------------------------------------
 
-def _steps(timeline: Iterable[Second], value: Value) -> tuple[list[float], list[float | None]]:
+def _steps(timeline: Iterable[Second] | Iterable[WriteSecond],
+           value: Callable[[Any], float | None]) -> tuple[list[float], list[float | None]]:
     """Points for a step line (line_shape "hv"): one at the start of each second, one more at
     the end of each run, so that the last second of a run is drawn too; a second without a
     value (no reads, none answered) is a gap, not a zero."""
@@ -401,7 +403,7 @@ def _steps(timeline: Iterable[Second], value: Value) -> tuple[list[float], list[
     return xs, ys
 
 
-def _end(report: ExperimentReport) -> float:
+def _end(report: ExperimentReport | WritesReport) -> float:
     last = max((s["t"] + 1 for s in report["timeline"]), default=0)
     return float(max(report["seconds"], last, 1))
 

@@ -95,10 +95,8 @@ def _run_in(config: Settings, scenario: Scenario, tell: Say
     workload = Workload({name: state.services[name].url for name in ("query", "orders")},
                         users, products, scenario.read_rate, scenario.purchase_rate, tag,
                         _head_of(ShopClient(state, timeout=0.5)))
-    tell(f"{scenario.name}: {scenario.seconds:g} s, {scenario.read_rate:g} reads/s by each "
-         f"strategy, {scenario.purchase_rate:g} purchases/s")
-    for fault in scenario.faults:
-        tell(f"planned: {fault.label} from {fault.start:.1f} s to {fault.end:.1f} s")
+    announce(scenario, tell, f"{scenario.read_rate:g} reads/s by each strategy, "
+                              f"{scenario.purchase_rate:g} purchases/s")
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     windows, unknown, recovered_in_s = asyncio.run(
         drive(workload, nemesis, scenario, client, tell))
@@ -106,6 +104,13 @@ def _run_in(config: Settings, scenario: Scenario, tell: Say
     outcome = checker.check(Questioner(state), workload.recorded.purchases, recovered_in_s,
                             unknown)
     return _report(scenario, state, started_at, windows, workload.recorded, outcome)
+
+
+def announce(scenario: Scenario, tell: Say, load: str) -> None:
+    """What is about to run: its length and load, and each fault planned."""
+    tell(f"{scenario.name}: {scenario.seconds:g} s, {load}")
+    for fault in scenario.faults:
+        tell(f"planned: {fault.label} from {fault.start:.1f} s to {fault.end:.1f} s")
 
 
 def _head_of(client: ShopClient) -> Callable[[], int | None]:

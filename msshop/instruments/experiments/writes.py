@@ -74,7 +74,7 @@ def cast(client: ShopClient, tag: str, scenario: Scenario) -> dict[WriteStrategy
 
 def run_in(state: State, nemesis: Nemesis, scenario: Scenario, client: ShopClient,
            tell: Callable[[str], None]) -> WritesReport:
-    from msshop.instruments.experiments.run import RECOVERY, drive
+    from msshop.instruments.experiments.run import RECOVERY, announce, drive
 
     tag = f"w{int(time.time() * 1000):x}"
     casts = cast(client, tag, scenario)
@@ -82,10 +82,8 @@ def run_in(state: State, nemesis: Nemesis, scenario: Scenario, client: ShopClien
     files = databases_of(state)
     load = PurchaseLoad(state.services["orders"].url, files, casts, scenario.purchase_rate,
                         scenario.quantity, tag)
-    tell(f"{scenario.name}: {scenario.seconds:g} s, {scenario.purchase_rate:g} purchases/s "
-         f"by each write strategy ({', '.join(STRATEGIES)})")
-    for fault in scenario.faults:
-        tell(f"planned: {fault.label} from {fault.start:.1f} s to {fault.end:.1f} s")
+    announce(scenario, tell, f"{scenario.purchase_rate:g} purchases/s by each write strategy "
+                             f"({', '.join(STRATEGIES)})")
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     windows, unknown, recovered_in_s = asyncio.run(
         drive(load, nemesis, scenario, client, tell, settle=10.0))

@@ -12,16 +12,15 @@ from html import escape
 from typing import TYPE_CHECKING, Any
 
 from msshop.instruments.experiments.page import (
-    FAULT_FILL,
     PAGE,
-    SECONDS,
     VERDICT_COLOURS,
     _chart_section,
     _duration,
     _faults_list,
     _log_ms_axis,
     _ms,
-    _style,
+    _over_time,
+    _steps,
 )
 
 if TYPE_CHECKING:
@@ -116,7 +115,7 @@ def _per_second(report: WritesReport, which: str, title: str) -> Any:
             return float(ended["confirmed"] if which == "confirmed" else
                          ended["rejected"] + ended["failed"] + ended["pending"])
 
-        xs, ys = _steps(report, value)
+        xs, ys = _steps(report["timeline"], value)
         figure.add_trace(go.Scatter(x=xs, y=ys, name=name, mode="lines", line_shape="hv",
                                     line={"color": COLOURS.get(name, "#111827"), "width": 2.5},
                                     hovertemplate="%{y:.0f}<extra>" + name + "</extra>"))
@@ -132,12 +131,7 @@ def _pending(report: WritesReport) -> Any:
     for name in report["strategies"]:
         for field, dash, label in (("pending_orders", "solid", "orders pending"),
                                    ("stock_held", "dot", "stock they hold")):
-            def value(second: WriteSecond, name: str = name, field: str = field
-                      ) -> float | None:
-                held = second["strategies"][name][field]  # type: ignore[literal-required]
-                return None if held is None else float(held)
-
-            xs, ys = _steps(report, value)
+            xs, ys = _steps(report["timeline"], _of(name, field))
             figure.add_trace(go.Scatter(
                 x=xs, y=ys, name=f"{name}: {label}", mode="lines", line_shape="hv",
                 line={"color": COLOURS.get(name, "#111827"), "dash": dash, "width": 2}))
@@ -152,12 +146,7 @@ def _outcome(report: WritesReport) -> Any:
     figure = go.Figure()
     for name in report["strategies"]:
         for field, dash in (("outcome_max_ms", "solid"), ("outcome_p50_ms", "dot")):
-            def value(second: WriteSecond, name: str = name, field: str = field
-                      ) -> float | None:
-                ms = second["strategies"][name][field]  # type: ignore[literal-required]
-                return None if ms is None else float(ms)
-
-            xs, ys = _steps(report, value)
+            xs, ys = _steps(report["timeline"], _of(name, field))
             figure.add_trace(go.Scatter(
                 x=xs, y=ys, name=f"{name} {'max' if dash == 'solid' else 'p50'}",
                 mode="lines", line_shape="hv",
@@ -168,36 +157,10 @@ def _outcome(report: WritesReport) -> Any:
     return figure
 
 
-def _steps(report: WritesReport, value: Value) -> tuple[list[float], list[float | None]]:
-    """A step line: a point at each second's start and one at the end (no value: a gap)."""
-    xs: list[float] = []
-    ys: list[float | None] = []
-    previous: float | None = None
-    end = 0
-    for second in report["timeline"]:
-        figure = value(second)
-        if figure is None and previous is not None:
-            xs += [second["t"], second["t"]]
-            ys += [previous, None]
-        elif figure is not None:
-            xs.append(second["t"])
-            ys.append(figure)
-        previous, end = figure, second["t"] + 1
-    if previous is not None:
-        xs.append(end)
-        ys.append(previous)
-    return xs, ys
+def _of(name: str, field: str) -> Value:
+    """One strategy's figure of a second (None: none that second)."""
+    def value(second: WriteSecond) -> float | None:
+        figure = second["strategies"][name].get(field)
+        return float(figure) if isinstance(figure, int | float) else None
 
-
-def _over_time(figure: Any, report: WritesReport, title: str) -> None:
-    _style(figure, title)
-    figure.update_layout(hovermode="x unified")
-    last = max((s["t"] + 1 for s in report["timeline"]), default=0)
-    figure.update_xaxes(range=[0, max(report["seconds"], last, 1)], title_text=SECONDS)
-    for window in report["faults"]:
-        figure.add_vrect(x0=window["start"], x1=window["end"], fillcolor=FAULT_FILL,
-                         opacity=0.22, layer="below", line_width=0,
-                         annotation_text=escape(window["label"]),
-                         annotation_position="top left",
-                         annotation={"y": 1, "yanchor": "bottom", "xanchor": "left",
-                                     "font": {"size": 12, "color": "#374151"}})
+    return value
