@@ -1,13 +1,14 @@
 """A purchases experiment's report in the terminal (issue 27), within 80 columns: what ran,
 each write strategy's purchases over time (a panel each: confirmed, and rejected or failed,
-each second), the orders pending over time (the invariant's slack), the figures, and each
-strategy's verdict with what it found.
+each second), the slowest time to an outcome each second, the orders pending over time (the
+invariant's slack), the figures, and each strategy's verdict with what it found.
 
 The charts' machinery (plotext, the fault windows shaded, the x axis) is experiments.py's.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +26,9 @@ from msshop.render.experiments import (
     _Axis,
     _fact,
     _lines,
+    _log_ms,
     _ms,
+    _ms_label,
     _new_figure,
     _print_chart,
     _shade,
@@ -51,6 +54,7 @@ def write_experiment(out: Console, report: WritesReport) -> None:
     width = min(out.width, WIDTH)
     _header(out, report)
     _outcomes_chart(out, report, width)
+    _outcome_time_chart(out, report, width)
     _pending_chart(out, report, width)
     _figures(out, report)
     _verdicts(out, report)
@@ -95,6 +99,48 @@ def _outcomes_chart(out: Console, report: WritesReport, width: int) -> None:
     out.print()
 
 
+def _outcome_time_chart(out: Console, report: WritesReport, width: int) -> None:
+    """Every strategy on one axis: the slowest outcome of the purchases sent each second,
+    on a log scale (a monolith's millisecond and a saga's outage on one axis)."""
+    import plotext
+
+    strategies = report["strategies"]
+    values = [v for second in report["timeline"] for name in strategies
+              if (v := second["strategies"][name]["outcome_max_ms"]) is not None]
+    if not values:
+        _lines(out, Text("time to an outcome: no purchase ended, so there is none to chart"))
+        out.print()
+        return
+    low = math.floor(_log_ms(min(values)))
+    high = max(math.ceil(_log_ms(max(values))), low + 1)
+    powers = list(range(low, high + 1))
+    axis = _Axis(low - 0.05, high + 0.05, [float(p) for p in powers],
+                 [_ms_label(10.0 ** p) for p in powers])
+    fig = _new_figure(plotext, width, CHART_HEIGHT)
+    _frame(plotext, fig, report, "the slowest time to an outcome each second, ms (log)", axis)
+    for name in strategies:
+        strategy = WriteStrategy(name)
+        _line(plotext, fig, report, _log_outcome_max, name, MARKERS[strategy],
+              COLOURS[strategy])
+    _print_chart(out, str(fig.build()), plotext.uncolorize)
+    _lines(out, _strategies_key(strategies))
+    out.print()
+
+
+def _log_outcome_max(second: WriteSecond, name: str) -> float | None:
+    ms = second["strategies"][name]["outcome_max_ms"]
+    return None if ms is None else _log_ms(ms)
+
+
+def _strategies_key(strategies: list[str]) -> Text:
+    key = Text("  ")
+    for name in strategies:
+        strategy = WriteStrategy(name)
+        key.append(SAMPLES[MARKERS[strategy]], style=f"color({COLOURS[strategy]})")
+        key.append(f" {name}  ")
+    return key
+
+
 def _pending_chart(out: Console, report: WritesReport, width: int) -> None:
     """Every strategy on one axis: the orders pending, sampled twice a second (a saga's
     semantic lock; the stock they hold is the invariant's slack)."""
@@ -111,12 +157,7 @@ def _pending_chart(out: Console, report: WritesReport, width: int) -> None:
         strategy = WriteStrategy(name)
         _line(plotext, fig, report, _pending, name, MARKERS[strategy], COLOURS[strategy])
     _print_chart(out, str(fig.build()), plotext.uncolorize)
-    key = Text("  ")
-    for name in strategies:
-        strategy = WriteStrategy(name)
-        key.append(SAMPLES[MARKERS[strategy]], style=f"color({COLOURS[strategy]})")
-        key.append(f" {name}  ")
-    _lines(out, key)
+    _lines(out, _strategies_key(strategies))
     out.print()
 
 

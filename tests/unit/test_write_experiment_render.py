@@ -90,6 +90,8 @@ def test_the_terminal_report_fits_80_columns_and_gives_each_strategy_its_verdict
     for name in STRATEGIES:
         assert f"{name}: purchases each second" in text
     assert "orders pending (sampled)" in text and "products stopped, 4.0-16.1 s" in text
+    assert "the slowest time to an outcome each second, ms (log)" in text
+    assert "10 s┤" in text, "a saga's outage-long outcome on the log axis"
     joined = " ".join(text.split())
     assert "monolith: valid: 200 confirmed purchases stored once" in joined
     assert f"direct-call: invalid: {LEAK}" in joined
