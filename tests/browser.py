@@ -58,8 +58,10 @@ class Page:
             raise AssertionError(f"the page threw: {answer['exceptionDetails']}")
         return answer["result"].get("value")
 
-    async def open(self, path: Path) -> None:
-        await self.send("Page.navigate", url=path.resolve().as_uri())
+    async def open(self, path: Path | str) -> None:
+        """A file, or an address (a str: as it is)."""
+        url = path if isinstance(path, str) else path.resolve().as_uri()
+        await self.send("Page.navigate", url=url)
         for _ in range(200):
             if await self.evaluate("document.readyState") == "complete":
                 return
@@ -72,8 +74,9 @@ class Page:
                             clickCount=1)
 
 
-async def with_page(path: Path, test: Any) -> Any:
-    """Start Chromium, open `path` in it, run `await test(page)`, stop Chromium."""
+async def with_page(path: Path | str, test: Any) -> Any:
+    """Start Chromium, open `path` (a file, or an address) in it, run `await test(page)`,
+    stop Chromium."""
     binary = chromium()
     profile = tempfile.mkdtemp(prefix="msshop-chromium-")
     try:

@@ -31,7 +31,7 @@ __all__ = ["app", "main"]
 # your own services, and the challenges built on them.
 for command in (
     sandbox.up, sandbox.down, sandbox.status, sandbox.inspect, sandbox.logs, sandbox.wait,
-    sandbox.stop, sandbox.start, sandbox.restart, sandbox.kill,
+    sandbox.stop, sandbox.start, sandbox.restart, sandbox.kill, sandbox.ui,
     faults.chaos, faults.trespass, faults.poison,
     shop.signup, shop.products, shop.buy, shop.sagas, shop.seed,
     asking.query, asking.compare, traces.trace, traces.traces, asking.verify,

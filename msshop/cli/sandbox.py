@@ -35,6 +35,9 @@ def up(
         None, "--service", metavar="NAME='CMD'",
         help="Run your own program as that service instead of msshop's, e.g. "
              "query='python3 d.py'; repeatable [env MSSHOP_<NAME>_COMMAND]."),
+    ui: bool = typer.Option(
+        False, "--ui", help="Also start the live dashboard; msshop ui prints its address "
+                            "and login [env MSSHOP_UI]."),
     wait_for: str | None = typer.Option(
         None, "--wait", metavar="healthy|caught-up",
         help="With --detach: then wait until this holds: healthy (what --detach does "
@@ -59,7 +62,8 @@ def up(
     if as_json and not detach:
         raise UsageError("--json goes with --detach (in the foreground, up shows a live "
                          "table until Ctrl-C)")
-    config = settings(ctx, **{"bus.backend": bus, "bus.nodes": bus_nodes},
+    config = settings(ctx, **{"bus.backend": bus, "bus.nodes": bus_nodes,
+                              "ui.enabled": True if ui else None},
                       **service_commands(programs or []))
     console = render.terminal()
     started = time.perf_counter()
@@ -307,3 +311,20 @@ def kill(ctx: typer.Context, service: str = typer.Argument(..., help=SERVICE_HEL
     ended = state.services[service]
     emit(Outcome(render.service_changed(service, "killed", ended.status, exit=ended.exit),
                  lambda out: render.kill_note(out, service, state)), as_json)
+
+
+def ui(ctx: typer.Context, as_json: bool = json_option()) -> None:
+    """Print the live dashboard's address, with a login token.
+
+    The sandbox runs it when started with --ui (or ui.enabled).
+
+    \b
+    Example: msshop ui
+    """
+    from msshop import render
+    from msshop.instruments import dashboard
+    from msshop.runtime.orchestrator import lifecycle
+
+    address = dashboard.address(lifecycle.running_state(settings(ctx)))
+    emit(Outcome(address, lambda out: render.dashboard_address(out, address)), as_json)
+

@@ -205,6 +205,11 @@ SETTINGS: tuple[Setting, ...] = (
         lambda v: v in tuple(WriteStrategy),
     ),
     Setting(
+        "ui.enabled", bool, False, "MSSHOP_UI",
+        "true or false (env: 1 or 0): `msshop up` also starts the live dashboard (msshop ui "
+        "prints its address and login)",
+    ),
+    Setting(
         "saga.step_timeout", float, 10.0, "MSSHOP_SAGA_STEP_TIMEOUT",
         "seconds from 0.1 to 3600 (how long the orchestrated saga waits for a participant's "
         "reply before it undoes the purchase)",
@@ -269,6 +274,7 @@ class Settings:
     isolation_read: tuple[Path, ...]
     purchase_strategy: str  # a WriteStrategy's name
     saga_step_timeout: float  # seconds the orchestrator waits for a reply, then undoes
+    ui_enabled: bool  # `up` starts the dashboard too
     seed_users: int
     seed_products: int
     seed_orders: int
@@ -304,6 +310,7 @@ class Settings:
                                  for p in values["isolation.read"]),
             purchase_strategy=values["purchase.strategy"],
             saga_step_timeout=values["saga.step_timeout"],
+            ui_enabled=values["ui.enabled"],
             seed_users=values["seed.users"],
             seed_products=values["seed.products"],
             seed_orders=values["seed.orders"],

@@ -32,6 +32,17 @@ def service_credential(sandbox_token: str, service: str) -> str:
                     hashlib.sha256).hexdigest()
 
 
+def dashboard_login(credential: str, pid: int) -> str:
+    """The dashboard's login token (issue 28): from its own credential (which only it and
+    the sandbox's owner can make) and the pid of the process it logs into, so that it is
+    new each time the dashboard starts, and worth nothing once it has stopped."""
+    import hashlib
+    import hmac
+
+    return hmac.new(credential.encode(), f"msshop ui login {pid}".encode(),
+                    hashlib.sha256).hexdigest()[:32]
+
+
 def bearer(secret: str) -> dict[str, str]:
     """The header that carries a secret."""
     return {"authorization": f"Bearer {secret}"}

@@ -220,3 +220,12 @@ class SagasReport(TypedDict):
     count: int  # how many are not finished
     shown: int  # how many of them `sagas` lists (the oldest)
     sagas: list[UnfinishedSaga]
+
+
+class DashboardAddress(TypedDict):
+    """`msshop ui --json`: where the dashboard answers, and the address that logs in (its
+    token is new each time the dashboard starts)."""
+
+    url: str
+    login: str
+    pid: int

@@ -69,8 +69,16 @@ NAMES: tuple[str, ...] = tuple(BY_NAME)
 BUS_DOOR = ServiceSpec("bus-door", 0, 7, "msshop.runtime.services.bus_door:create_app",
                        "nothing: programs of your own read the NATS bus through it",
                        calls_others=False)
-#: every part a forked msshop process may run: the services, and the bus's door
-PARTS: dict[str, ServiceSpec] = {**BY_NAME, BUS_DOOR.name: BUS_DOOR}
+#: The live dashboard (issue 28: `msshop up --ui`, `msshop ui`): a page for the room, fed by
+#: the services' /health; no part of the shop (no data, in no catalogue of services), in a
+#: stage after every service's.
+DASHBOARD = ServiceSpec("ui", 3, 8, "msshop.runtime.services.dashboard:create_app",
+                        "nothing: the live dashboard of the sandbox")
+#: the parts that keep no data (their directory exists, for the isolation rule, but no file)
+KEEPS_NO_DATA = frozenset({BUS_DOOR.name, DASHBOARD.name})
+#: every part a forked msshop process may run: the services, the bus's door, the dashboard
+PARTS: dict[str, ServiceSpec] = {**BY_NAME, BUS_DOOR.name: BUS_DOOR,
+                                 DASHBOARD.name: DASHBOARD}
 
 
 def stages() -> list[list[ServiceSpec]]:

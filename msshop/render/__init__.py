@@ -41,8 +41,8 @@ _TOPICS: dict[str, tuple[str, ...]] = {
         "start_note", "status", "status_table", "stop_note", "up_detached",
     ),
     "shop": (
-        "chaos", "order", "poison_note", "products", "rejected", "reset_note", "saga_order",
-        "sagas",
+        "chaos", "dashboard_address", "order", "poison_note", "products", "rejected",
+        "reset_note", "saga_order", "sagas",
         "seed_progress", "seed_report", "seed_wait_failed", "trespass_broken",
         "trespass_refusal", "user",
     ),
@@ -140,6 +140,7 @@ if TYPE_CHECKING:
     )
     from msshop.render.shop import (
         chaos as chaos,
+        dashboard_address as dashboard_address,
         order as order,
         poison_note as poison_note,
         products as products,

@@ -12,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from msshop.contracts.streams import all_subjects
+from msshop.contracts.topology import KEEPS_NO_DATA
 from msshop.render.console import (
     STATUS_STYLES,
     clock,
@@ -91,7 +92,8 @@ def status_table(out: Console, status: StatusReport) -> Table:
              str(service["pid"] or "-"),
              str(service["port"]),
              Text(service["health"], style="green" if service["health"] == "ok" else "red"),
-             relative(service["db"], status["sandbox"]),
+             "-" if service["name"] in KEEPS_NO_DATA
+             else relative(service["db"], status["sandbox"]),
              row_counts(service["rows"])]
             for service in status["services"]]
     return fitted_table(out, SERVICE_COLUMNS, rows,

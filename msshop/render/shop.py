@@ -14,7 +14,7 @@ from rich.text import Text
 from msshop.render.console import data, error, note
 
 if TYPE_CHECKING:
-    from msshop.contracts.outcomes import SagasReport
+    from msshop.contracts.outcomes import DashboardAddress, SagasReport
     from msshop.contracts.shop import ChaosAnswer, Order, ProductPage, Trespassed, User
     from msshop.contracts.status import ChaosState, LinkFault
     from msshop.instruments.seed import Replication, SeedReport
@@ -265,3 +265,11 @@ def fitted(head: str, phrases: list[str], width: int = 80) -> list[str]:
     """`head` and the phrases on one line if it fits in `width`, else one phrase a line."""
     line = f"{head} {', '.join(phrases)}"
     return [line] if len(line) <= width else [head, *(f"  {phrase}" for phrase in phrases)]
+
+
+def dashboard_address(out: Console, address: DashboardAddress) -> None:
+    """The login address alone on its line (to be copied whole), then what it is."""
+    out.print(address["login"], soft_wrap=True, markup=False, highlight=False)
+    note(out, f"the dashboard of this sandbox: open the address above in a browser on this "
+              f"machine (it logs you in; the token is new each time the dashboard starts), "
+              f"then {address['url']}")

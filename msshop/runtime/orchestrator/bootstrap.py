@@ -9,7 +9,7 @@ from __future__ import annotations
 from msshop.contracts import streams
 from msshop.contracts.config import Settings
 from msshop.contracts.errors import SandboxError
-from msshop.contracts.topology import BUS_DOOR, SERVICES, ServiceSpec
+from msshop.contracts.topology import BUS_DOOR, DASHBOARD, SERVICES, ServiceSpec
 from msshop.runtime.fd_limit import raise_fd_limit
 from msshop.runtime.orchestrator.broker import external_bus
 from msshop.runtime.orchestrator.executable import ExecutableKind
@@ -50,6 +50,8 @@ def lineup(settings: Settings) -> list[tuple[ServiceSpec, str]]:
         parts.append((spec, ForkedServiceKind.name))
     if settings.bus_backend == "nats" and foreign_callers(settings, BUS_DOOR.name):
         parts.append((BUS_DOOR, ForkedServiceKind.name))  # programs of your own read there
+    if settings.ui_enabled:
+        parts.append((DASHBOARD, ForkedServiceKind.name))
     return parts
 
 

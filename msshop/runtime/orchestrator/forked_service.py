@@ -77,6 +77,7 @@ class ForkedServiceKind:
                        if n != name and s.url.startswith("http")},
             http_timeout=settings.http_timeout,
             saga_step_timeout=settings.saga_step_timeout,
+            port=service.port,
             timeouts=dict(settings.timeouts),
             kept_mib=settings.query_kept_mib,
             spans_kept=settings.traces_spans_kept,

@@ -50,8 +50,9 @@ def release_held(app: object) -> None:
     """The service begins to stop: each resource that holds requests open answers them now
     with what it has. The server waits for open requests before it closes the resources,
     so without this a long-poll would hold the stop (or be cut off, with an error)."""
-    if isinstance(app, ServiceApp):
-        app.release_held()
+    release = getattr(app, "release_held", None)  # a ServiceApp, or the dashboard's app
+    if callable(release):
+        release()
 
 
 def service_app(

@@ -29,6 +29,7 @@ class ServiceContext:
     peer_urls: dict[str, str] = field(default_factory=dict)  # other services by name
     http_timeout: float = 2.0
     saga_step_timeout: float = 10.0  # orders: the orchestrated saga's wait for a reply
+    port: int = 0  # the port it answers on (the dashboard checks each request's Host by it)
     timeouts: dict[str, float] = field(default_factory=dict)  # per dependency
     kept_mib: int = KEPT_MIB  # query only: the answers it keeps in memory, at most
     spans_kept: int = SPANS_KEPT  # finished spans kept for GET /spans (the tracer's ring)

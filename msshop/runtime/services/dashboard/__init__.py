@@ -1,0 +1,188 @@
+"""The live dashboard (issue 28): `msshop up --ui` runs it beside the services, a forked
+msshop process like them (status, logs, stop, start; `down` stops it), bound to 127.0.0.1,
+with no data of its own. `msshop ui` prints its address and login.
+
+    GET  /health          what the supervisor asks (open)
+    GET  /login?token=T   the token `msshop ui` prints -> a session cookie, then /
+    GET  /                the page (page.py)
+    GET  /state           the latest look at every part, JSON (gather.py's Snapshot)
+    GET  /live            the same, as server-sent events: one look per interval, shared
+                          by every tab
+    POST /logout          an action: the session's CSRF token and the dashboard's origin
+
+Each route is declared once below (ROUTES): whether it needs a session, and whether it is an
+action. Every request's Host is checked first (guard.py: who may use it, and why).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from msshop.contracts.credentials import dashboard_login
+from msshop.runtime.platform.context import ServiceContext
+from msshop.runtime.services.dashboard.gather import Gatherer, Snapshot, encode
+from msshop.runtime.services.dashboard.guard import CSRF_HEADER, Guard, Refused, Session
+from msshop.runtime.services.dashboard.page import page
+
+PING_EVERY = 15.0  # seconds: a comment on an idle stream, so that proxies keep it open
+Handler = Callable[[Request, Session | None], Awaitable[Response]]
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    handler: Handler
+    session: bool = True  # needs a logged-in session (its cookie)
+    action: bool = False  # changes something: the CSRF token and the dashboard's Origin
+    page: bool = False  # a browser navigates to it: a refusal is a page, not JSON
+
+
+class DashboardApp:
+    def __init__(self, ctx: ServiceContext, routes: list[Route], gatherer: Gatherer,
+                 guard: Guard) -> None:
+        self.name = ctx.name
+        self.routes = {(r.method, r.path): r for r in routes}
+        self.gatherer = gatherer
+        self.guard = guard
+
+    def release_held(self) -> None:
+        self.gatherer.release()  # every stream ends at once when the dashboard stops
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        request = Request(scope, receive)
+        route = self.routes.get((request.method, request.url.path))
+        try:
+            if route is None:
+                known = any(path == request.url.path for _, path in self.routes)
+                raise Refused(405 if known else 404,
+                              f"no {request.method} {request.url.path} here")
+            self.guard.host(request.headers.get("host"))
+            session = self.guard.session(request.cookies) if route.session else None
+            if route.action:
+                assert session is not None
+                self.guard.action(session, request.headers.get(CSRF_HEADER),
+                                  request.headers.get("origin"), request.headers.get("host"))
+            response = await route.handler(request, session)
+        except Refused as refused:
+            response = self._refusal(refused, route is not None and route.page)
+        secure(response)
+        await response(scope, receive, send)
+
+    def _refusal(self, refused: Refused, as_page: bool) -> Response:
+        if as_page:
+            return HTMLResponse(REFUSED.format(status=refused.status,
+                                               message=_html(refused.message)),
+                                status_code=refused.status)
+        return Response(json.dumps({"error": refused.message, "status": refused.status,
+                                    "service": self.name}),
+                        status_code=refused.status, media_type="application/json")
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        await receive()  # lifespan.startup
+        await self.gatherer.start()
+        await send({"type": "lifespan.startup.complete"})
+        await receive()  # lifespan.shutdown
+        await self.gatherer.close()
+        await send({"type": "lifespan.shutdown.complete"})
+
+
+def secure(response: Response) -> None:
+    """What every answer says to the browser: nothing of it in a frame, no address (the
+    login's token) sent on to anyone, nothing cached."""
+    response.headers.setdefault("x-frame-options", "DENY")
+    response.headers.setdefault("referrer-policy", "no-referrer")
+    response.headers.setdefault("x-content-type-options", "nosniff")
+    response.headers.setdefault("cache-control", "no-store")
+
+
+def _html(text: str) -> str:
+    from html import escape
+
+    return escape(text, quote=False)  # text of a paragraph: no attribute to break out of
+
+
+REFUSED = """<!doctype html><html lang="en"><head><meta charset="utf-8">
+<title>msshop dashboard: {status}</title></head>
+<body style="font: 17px/1.5 system-ui, sans-serif; max-width: 40rem; margin: 3rem auto">
+<h1 style="font-size: 1.3rem">msshop dashboard</h1><p>{message}</p></body></html>
+"""
+
+
+def create_app(ctx: ServiceContext) -> DashboardApp:
+    assert ctx.credential is not None, "the supervisor gives the dashboard its credential"
+    guard = Guard(ctx.port, dashboard_login(ctx.credential, os.getpid()))
+    gatherer = Gatherer(dict(ctx.peer_urls), ctx.tasks)
+
+    async def health(request: Request, session: Session | None) -> Response:
+        return Response(json.dumps({"service": ctx.name, "status": "ok", "pid": os.getpid(),
+                                    "watching": gatherer.watching, "problems": []}),
+                        media_type="application/json")
+
+    async def log_in(request: Request, session: Session | None) -> Response:
+        sid, _ = guard.log_in(request.query_params.get("token", ""))
+        response = Response(status_code=303, headers={"location": "/"})
+        response.headers["set-cookie"] = guard.set_cookie(sid)
+        return response
+
+    async def index(request: Request, session: Session | None) -> Response:
+        assert session is not None
+        nonce = secrets.token_urlsafe(16)
+        response = HTMLResponse(page(session.csrf, nonce, ctx.sandbox or "sandbox"))
+        response.headers["content-security-policy"] = (
+            f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
+            "connect-src 'self'; img-src 'self' data:; base-uri 'none'; "
+            "form-action 'self'; frame-ancestors 'none'")
+        return response
+
+    async def state(request: Request, session: Session | None) -> Response:
+        return Response(encode(await gatherer.current()), media_type="application/json")
+
+    async def live(request: Request, session: Session | None) -> Response:
+        return StreamingResponse(_stream(gatherer), media_type="text/event-stream",
+                                 headers={"x-accel-buffering": "no"})
+
+    async def log_out(request: Request, session: Session | None) -> Response:
+        guard.log_out(request.cookies)
+        response = Response(status_code=204)
+        response.headers["set-cookie"] = guard.clear_cookie()
+        return response
+
+    return DashboardApp(ctx, [
+        Route("GET", "/health", health, session=False),
+        Route("GET", "/login", log_in, session=False, page=True),
+        Route("GET", "/", index, page=True),
+        Route("GET", "/state", state),
+        Route("GET", "/live", live),
+        Route("POST", "/logout", log_out, action=True),
+    ], gatherer, guard)
+
+
+async def _stream(gatherer: Gatherer) -> AsyncIterator[bytes]:
+    """Every look, as it is made, to one tab: the latest at once, then each new one."""
+    gatherer.watching += 1
+    try:
+        snapshot: Snapshot | None = gatherer.latest or await gatherer.look()
+        while snapshot is not None:
+            yield b"data: " + encode(snapshot) + b"\n\n"
+            while True:
+                try:
+                    async with asyncio.timeout(PING_EVERY):
+                        snapshot = await gatherer.next(snapshot)
+                    break
+                except TimeoutError:
+                    yield b": still here\n\n"
+    finally:
+        gatherer.watching -= 1

@@ -1,0 +1,137 @@
+"""What the dashboard shows, gathered once per interval and handed to every tab (issue 28).
+
+One task asks each part of the sandbox for its GET /health (the services' own client,
+wire.py, kept-alive connections), every INTERVAL while at least one tab watches, and makes
+one Snapshot of it. Every tab's stream waits for the next one: a tab more adds no request
+to the services. A part that does not answer within TIMEOUT is down (red on the page).
+Nobody watching: nothing is asked (a /health counts every table's rows).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from contextlib import suppress
+from typing import Any
+
+import msgspec
+
+from msshop.runtime.platform.tasks import Task, Tasks
+from msshop.runtime.platform.wire import Client, ConnectFailed, address_of
+
+INTERVAL = 0.5  # seconds between two looks (a stopped service is red within a second)
+TIMEOUT = 0.4  # a part that does not answer /health within this is down
+FRESH = 1.0  # a snapshot this recent answers GET /state without a new look
+
+
+class PartView(msgspec.Struct):
+    """One part as the page draws it."""
+
+    name: str
+    state: str  # up | degraded | down
+    pid: int | None = None
+    rows: dict[str, int] = {}  # its tables' rows (a service's own file)
+    outbox: int | None = None  # its events not yet on the bus
+    head: int | None = None  # the bus: its log's head
+    position: int | None = None  # the query service: the bus position its model applied
+    behind: int | None = None  # the query service: events on the bus not applied yet
+    faults: int = 0  # faults injected into it (msshop chaos)
+    problems: list[str] = []  # why it is degraded, or why it is down
+
+
+class Snapshot(msgspec.Struct):
+    at: float  # unix seconds of the look
+    parts: list[PartView]
+
+
+encode = msgspec.json.Encoder().encode
+
+
+def view(name: str, health: dict[str, Any] | None, why: str | None = None) -> PartView:
+    """A part from its /health answer (None: it did not answer, for `why`)."""
+    if health is None:
+        return PartView(name, "down", problems=[why or "no answer"])
+    consumer = health.get("consumer") or {}
+    outbox = health.get("outbox") or {}
+    rows = health.get("rows")
+    return PartView(
+        name, "degraded" if health.get("status") == "degraded" else "up",
+        pid=health.get("pid"),
+        rows={str(k): int(v) for k, v in rows.items()} if isinstance(rows, dict) else {},
+        outbox=outbox.get("pending"), head=health.get("head"),
+        position=consumer.get("position"), behind=consumer.get("behind"),
+        faults=len(health.get("chaos") or []),
+        problems=[str(p) for p in health.get("problems") or []])
+
+
+class Gatherer:
+    """The looks, and the tabs that wait for them."""
+
+    def __init__(self, peers: dict[str, str], tasks: Tasks) -> None:
+        self._peers = {name: address_of(url) for name, url in sorted(peers.items())}
+        self._tasks = tasks
+        self._client = Client()
+        self.latest: Snapshot | None = None
+        self._changed = asyncio.Event()
+        self.watching = 0
+        self._task: Task | None = None
+        self.closing = False
+
+    async def start(self) -> None:
+        self._task = self._tasks.run("gather", self._run)
+
+    async def close(self) -> None:
+        self.release()
+        if self._task is not None:
+            await self._task.stop()
+        self._client.close()
+
+    def release(self) -> None:
+        """The dashboard stops: every stream ends now, not at the server's deadline."""
+        self.closing = True
+        self._changed.set()
+
+    async def look(self) -> Snapshot:
+        answers = await asyncio.gather(*(self._health(name, host, port)
+                                         for name, (host, port) in self._peers.items()))
+        snapshot = Snapshot(time.time(), list(answers))
+        self.latest = snapshot
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+        return snapshot
+
+    async def current(self) -> Snapshot:
+        """The latest look if it is fresh, else a new one (GET /state with no tab open)."""
+        if self.latest is not None and time.time() - self.latest.at < FRESH:
+            return self.latest
+        return await self.look()
+
+    async def next(self, after: Snapshot | None) -> Snapshot | None:
+        """The first look newer than `after` (None: the dashboard is stopping)."""
+        while not self.closing:
+            if self.latest is not None and self.latest is not after:
+                return self.latest
+            await self._changed.wait()
+        return None
+
+    async def _run(self) -> None:
+        while True:
+            if self.watching:
+                await self.look()
+            await asyncio.sleep(INTERVAL)
+
+    async def _health(self, name: str, host: str, port: int) -> PartView:
+        try:
+            async with asyncio.timeout(TIMEOUT):
+                status, body = await self._client.request("GET", host, port, "/health")
+        except (ConnectFailed, OSError):
+            return view(name, None, "not running (connection refused)")
+        except TimeoutError:
+            return view(name, None, f"no answer within {TIMEOUT * 1000:.0f} ms")
+        answer: Any = None
+        with suppress(ValueError):
+            answer = json.loads(body)
+        if status != 200 or not isinstance(answer, dict):
+            return view(name, None, f"answered {status}")
+        return view(name, answer)

@@ -1,0 +1,152 @@
+"""The dashboard's page (issue 28): the shop drawn as the lesson draws it, updated live from
+the dashboard's stream (GET /live, server-sent events). One HTML document: its style and
+script inline (allowed by the page's nonce alone, Content-Security-Policy), nothing fetched
+from anywhere else, readable on a projector at 1280x720.
+
+    users ─┐   products ─┐   orders ─┐        each with its own file (its rows)
+           └──────────── bus ────────┘        the log, its head
+                          │
+                    query (Service D)         its read model: position, behind
+
+A part that does not answer turns red within a second, with why; a degraded one amber.
+"""
+
+from __future__ import annotations
+
+from html import escape
+
+# where each part is drawn: (x, y) of its box's top left, on a 1200 x 560 canvas
+LAYOUT = {"users": (40, 30), "products": (440, 30), "orders": (840, 30),
+          "bus": (440, 250), "query": (440, 410)}
+BOX_W, BOX_H = 320, 110
+
+
+def page(csrf: str, nonce: str, sandbox: str) -> str:
+    boxes = "\n".join(_box(name, x, y) for name, (x, y) in LAYOUT.items())
+    edges = "\n".join(_edge(name) for name in ("users", "products", "orders", "query"))
+    return PAGE.format(csrf=escape(csrf), nonce=escape(nonce), sandbox=escape(sandbox),
+                       boxes=boxes, edges=edges, script=SCRIPT)
+
+
+def _box(name: str, x: int, y: int) -> str:
+    label = {"query": "query · Service D", "bus": "bus · the event log"}.get(name, name)
+    return (f'<g class="part" id="part-{name}" data-part="{name}" tabindex="0" '
+            f'role="group" aria-label="{label}">'
+            f'<rect x="{x}" y="{y}" width="{BOX_W}" height="{BOX_H}" rx="10"/>'
+            f'<text class="name" x="{x + 16}" y="{y + 30}">{escape(label)}</text>'
+            f'<text class="state" x="{x + BOX_W - 16}" y="{y + 30}" '
+            f'text-anchor="end">…</text>'
+            f'<text class="line1" x="{x + 16}" y="{y + 62}"></text>'
+            f'<text class="line2" x="{x + 16}" y="{y + 90}"></text></g>')
+
+
+def _edge(name: str) -> str:
+    x, y = LAYOUT[name]
+    bus_x, bus_y = LAYOUT["bus"]
+    if name == "query":  # the bus hands its events down to the read model
+        return (f'<line class="edge" id="edge-{name}" x1="{bus_x + BOX_W / 2}" '
+                f'y1="{bus_y + BOX_H}" x2="{x + BOX_W / 2}" y2="{y}"/>')
+    return (f'<line class="edge" id="edge-{name}" x1="{x + BOX_W / 2}" y1="{y + BOX_H}" '
+            f'x2="{bus_x + BOX_W / 2}" y2="{bus_y}"/>')
+
+
+PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="csrf" content="{csrf}">
+<title>msshop · {sandbox}</title>
+<style nonce="{nonce}">
+  body {{ font: 16px/1.4 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0;
+         background: #f8fafc; color: #0f172a; }}
+  header {{ display: flex; align-items: center; gap: 1rem; padding: .6rem 1.2rem;
+           background: #0f172a; color: #f8fafc; }}
+  header h1 {{ font-size: 1.1rem; margin: 0; font-weight: 600; }}
+  header .when {{ margin-left: auto; font-variant-numeric: tabular-nums; color: #cbd5e1; }}
+  header button {{ font: inherit; background: #334155; color: #f8fafc; border: 0;
+                   padding: .3rem .8rem; border-radius: 6px; cursor: pointer; }}
+  header button:focus-visible, .part:focus-visible {{ outline: 3px solid #f59e0b; }}
+  main {{ max-width: 1240px; margin: 0 auto; padding: .6rem 1rem; }}
+  svg {{ width: 100%; height: auto; max-height: calc(100vh - 5rem); display: block; }}
+  .part rect {{ fill: #ffffff; stroke: #16a34a; stroke-width: 4; }}
+  .part.degraded rect {{ stroke: #d97706; fill: #fffbeb; }}
+  .part.down rect {{ stroke: #dc2626; fill: #fef2f2; }}
+  .part .name {{ font-size: 22px; font-weight: 650; }}
+  .part .state {{ font-size: 18px; fill: #16a34a; font-weight: 600; }}
+  .part.degraded .state {{ fill: #b45309; }}
+  .part.down .state {{ fill: #b91c1c; }}
+  .part .line1, .part .line2 {{ font-size: 17px; fill: #334155;
+                                font-variant-numeric: tabular-nums; }}
+  .edge {{ stroke: #94a3b8; stroke-width: 3; }}
+  .edge.down {{ stroke: #dc2626; stroke-dasharray: 8 6; }}
+  #status {{ min-height: 1.4em; color: #475569; }}
+</style>
+</head>
+<body>
+<header><h1>msshop · {sandbox}</h1><span class="when" id="when" aria-live="polite">
+connecting…</span><button id="logout" type="button">Log out</button></header>
+<main>
+<svg viewBox="0 0 1200 560" role="img" aria-label="the shop: users, products and orders,
+each with its own database, the bus between them, and the query service with its read
+model">
+{edges}
+{boxes}
+</svg>
+<p id="status" role="status"></p>
+</main>
+<script nonce="{nonce}">
+{script}
+</script>
+</body>
+</html>
+"""
+
+SCRIPT = """
+"use strict";
+const csrf = document.querySelector('meta[name="csrf"]').content;
+const number = n => (n === null || n === undefined) ? "-" : n.toLocaleString("en");
+function rows(part) {
+  const total = Object.values(part.rows || {}).reduce((a, b) => a + b, 0);
+  return `${number(total)} rows in ${part.name}.db`;
+}
+function lines(part) {
+  if (part.state === "down") return [part.problems[0] || "not answering", ""];
+  if (part.name === "bus") return [`head: position ${number(part.head)}`, ""];
+  if (part.name === "query") {
+    return [`read model at ${number(part.position)}`, `${number(part.behind)} behind the bus`];
+  }
+  const waiting = part.outbox ? `, ${number(part.outbox)} events waiting` : "";
+  return [rows(part), `outbox${waiting || ": empty"}`];
+}
+function draw(snapshot) {
+  for (const part of snapshot.parts) {
+    const box = document.getElementById(`part-${part.name}`);
+    if (!box) continue;
+    box.classList.toggle("down", part.state === "down");
+    box.classList.toggle("degraded", part.state === "degraded");
+    box.querySelector(".state").textContent =
+      part.state === "up" ? (part.faults ? `up · ${part.faults} fault(s)` : "up") : part.state;
+    const [first, second] = lines(part);
+    box.querySelector(".line1").textContent = first;
+    box.querySelector(".line2").textContent = second;
+    box.setAttribute("aria-label", `${part.name}: ${part.state}; ${first} ${second}`);
+    const edge = document.getElementById(`edge-${part.name}`);
+    if (edge) edge.classList.toggle("down", part.state === "down");
+  }
+  document.getElementById("when").textContent =
+    "as of " + new Date(snapshot.at * 1000).toLocaleTimeString();
+  window.__snapshot = snapshot;
+}
+const live = new EventSource("/live");
+live.onmessage = message => draw(JSON.parse(message.data));
+live.onerror = () => {
+  document.getElementById("status").textContent =
+    "the dashboard does not answer: is the sandbox up? (msshop status)";
+};
+live.onopen = () => { document.getElementById("status").textContent = ""; };
+document.getElementById("logout").addEventListener("click", async () => {
+  await fetch("/logout", {method: "POST", headers: {"x-csrf-token": csrf}});
+  location.reload();
+});
+"""
