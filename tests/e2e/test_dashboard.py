@@ -36,12 +36,12 @@ def login_of(sandbox: Sandbox) -> dict[str, Any]:
 
 
 def ask(address: dict[str, Any], method: str, path: str, headers: dict[str, str] | None = None,
-        host: str | None = None) -> http.client.HTTPResponse:
+        host: str | None = None, body: str | None = None) -> http.client.HTTPResponse:
     port = urlsplit(address["url"]).port
     assert port is not None
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     sent = {"Host": host or f"127.0.0.1:{port}", **(headers or {})}
-    connection.request(method, path, headers=sent)
+    connection.request(method, path, body=body, headers=sent)
     return connection.getresponse()
 
 
@@ -125,6 +125,56 @@ def test_a_new_start_makes_a_new_token_and_ends_every_session(with_ui: Sandbox) 
     assert ask(after, "GET", login_path(before)).status == 403
     assert ask(after, "GET", "/state", {"Cookie": session}).status == 401
     assert ask(after, "GET", "/state", {"Cookie": logged_in(after)}).status == 200
+
+
+def action(address: dict[str, Any], session: str, csrf: str, part: str, what: str
+           ) -> tuple[int, dict[str, Any]]:
+    port = urlsplit(address["url"]).port
+    answer = ask(address, "POST", "/action", {
+        "Cookie": session, "Origin": f"http://127.0.0.1:{port}", "x-csrf-token": csrf,
+        "content-type": "application/json"}, body=json.dumps({"part": part, "action": what}))
+    return answer.status, json.loads(answer.read())
+
+
+def csrf_of(address: dict[str, Any], session: str) -> str:
+    body = ask(address, "GET", "/", {"Cookie": session}).read().decode()
+    return body.split('name="csrf" content="')[1].split('"')[0]
+
+
+def status_of(sandbox: Sandbox, name: str) -> dict[str, Any]:
+    status = json.loads(sandbox.run("status", "--json").stdout)
+    found: dict[str, Any] = next(s for s in status["services"] if s["name"] == name)
+    return found
+
+
+def test_break_it_from_the_dashboard_as_the_cli_would(with_ui: Sandbox) -> None:
+    """The page's buttons: kill, start, slow, heal; each effect where the CLI's would be
+    (`msshop status`); what it may not do is one line (422); no CSRF token, no action."""
+    address = login_of(with_ui)
+    session = logged_in(address)
+    csrf = csrf_of(address, session)
+    assert action(address, session, csrf, "products", "kill") == (
+        200, {"done": "products killed by SIGKILL"})
+    assert status_of(with_ui, "products")["status"] == "crashed"
+    assert action(address, session, csrf, "products", "start")[0] == 200
+    assert status_of(with_ui, "products")["status"] == "running"
+    assert action(address, session, csrf, "users", "slow") == (
+        200, {"done": "users answers 300 ms late"})
+    assert status_of(with_ui, "users")["chaos"]["latency_ms"] == 300
+    assert action(address, session, csrf, "users", "heal")[0] == 200
+    assert not status_of(with_ui, "users").get("chaos")
+    for part, what, words in (("ui", "stop", "not a part of this shop"),
+                              ("nowhere", "kill", "not a part of this shop"),
+                              ("users", "explode", "not an action")):
+        status, answer = action(address, session, csrf, part, what)
+        assert status == 422 and words in answer["error"], answer
+    port = urlsplit(address["url"]).port
+    malformed = ask(address, "POST", "/action", {
+        "Cookie": session, "Origin": f"http://127.0.0.1:{port}", "x-csrf-token": csrf},
+        body="kill products")
+    assert malformed.status == 422
+    assert action(address, session, "guessed", "products", "kill")[0] == 403
+    assert status_of(with_ui, "products")["status"] == "running", "refused: nothing done"
 
 
 def events(answer: http.client.HTTPResponse) -> Iterator[dict[str, Any]]:
@@ -223,6 +273,16 @@ def test_in_a_browser_the_login_shows_the_shop_and_a_killed_service_turns_red(
         assert "connection refused" in said
         await asyncio.to_thread(with_ui.run, "start", "products", check=True)
         await until(page, f"!{RED}", WAIT)
+        # a button's fault shows in `msshop status`, as the CLI's would
+        await page.evaluate("document.getElementById('target').value = 'users'")
+        await page.evaluate("document.querySelector('[data-action=slow]').click()")
+        await until(page, "document.getElementById('done').textContent === "
+                          "'users answers 300 ms late'", WAIT)
+        status = await asyncio.to_thread(status_of, with_ui, "users")
+        assert status["chaos"]["latency_ms"] == 300
+        await page.evaluate("document.querySelector('[data-action=heal]').click()")
+        await until(page, "document.getElementById('done').textContent === "
+                          "\"users's faults cleared\"", WAIT)
         assert await page.evaluate("window.__errors") == []
         fetched = await page.evaluate(
             "performance.getEntriesByType('resource').map(r => r.name)"

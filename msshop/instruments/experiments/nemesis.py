@@ -22,6 +22,7 @@ from msshop.instruments.chaos import crash_while_applying, no_door, set_link
 from msshop.instruments.client import ShopClient
 from msshop.instruments.experiments.scenario import Fault
 from msshop.runtime.orchestrator import lifecycle
+from msshop.runtime.orchestrator.process import signal_group
 
 
 class Nemesis:
@@ -88,7 +89,7 @@ class Nemesis:
     def _signal(self, target: str, signum: signal.Signals) -> None:
         pid = lifecycle.running_state(self.settings).services[target].pid
         if pid is not None:
-            lifecycle.signal_group(pid, signum)
+            signal_group(pid, signum)
 
     def _chaos(self, fault: Fault, heal: bool) -> None:
         state = lifecycle.running_state(self.settings)

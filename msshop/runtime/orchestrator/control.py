@@ -23,9 +23,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from msshop.contracts.errors import SandboxError
+from msshop.runtime.control_client import MAX_LINE, call
 
-MAX_LINE = 64 * 1024  # bytes of one request, newline excluded
+__all__ = ["MAX_LINE", "ControlServer", "call"]
+
 TIMEOUT = 2.0  # seconds a connection has for its request, and then for its answer
 MAX_CONNECTIONS = 32  # connections waiting at once; more are refused
 MAX_ACCEPTS = 64  # connections accepted per wake-up, so a flood cannot hold the loop
@@ -234,33 +235,3 @@ class ControlServer:
         if self.selector is not None:
             with contextlib.suppress(KeyError, ValueError):
                 self.selector.unregister(sock)
-
-
-def _read_line(conn: socket.socket) -> Any:
-    data = b""
-    while not data.endswith(b"\n"):
-        chunk = conn.recv(4096)
-        if not chunk:
-            break
-        data += chunk
-        if len(data) > MAX_LINE:
-            raise ValueError("request too long")
-    return json.loads(data)
-
-
-def call(port: int, token: str, op: str, timeout: float, **args: Any) -> dict[str, Any]:
-    """Send one command to the supervisor and return its answer (raises SandboxError)."""
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as conn:
-            conn.sendall(json.dumps({"token": token, "op": op, **args}).encode() + b"\n")
-            answer = _read_line(conn)
-    except (OSError, ValueError) as exc:
-        raise SandboxError(
-            f"the sandbox supervisor did not answer '{op}' on port {port} ({exc}); "
-            "see its log with: msshop logs supervisor"
-        ) from None
-    if not isinstance(answer, dict):
-        raise SandboxError(f"the sandbox supervisor gave a malformed answer to '{op}'")
-    if not answer.get("ok"):
-        raise SandboxError(str(answer.get("error", f"'{op}' failed")))
-    return answer

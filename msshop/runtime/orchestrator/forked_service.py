@@ -11,7 +11,7 @@ from typing import Any
 from msshop.contracts.config import Settings
 from msshop.contracts.credentials import digest, service_credential
 from msshop.contracts.kinds import Kind
-from msshop.contracts.topology import BUS_DOOR, BY_NAME, PARTS, ServiceSpec
+from msshop.contracts.topology import BUS_DOOR, BY_NAME, DASHBOARD, PARTS, ServiceSpec
 from msshop.runtime.orchestrator.health import probe
 from msshop.runtime.orchestrator.kind import ChildProcess, Health, Probe
 from msshop.runtime.orchestrator.ports import PortBook, url_host
@@ -78,6 +78,8 @@ class ForkedServiceKind:
             http_timeout=settings.http_timeout,
             saga_step_timeout=settings.saga_step_timeout,
             port=service.port,
+            owner=sandbox.token if name == DASHBOARD.name else None,
+            control_port=sandbox.control_port if name == DASHBOARD.name else None,
             timeouts=dict(settings.timeouts),
             kept_mib=settings.query_kept_mib,
             spans_kept=settings.traces_spans_kept,

@@ -20,6 +20,7 @@ from msshop.contracts.kinds import Kind
 from msshop.contracts.topology import BY_NAME, SERVICES, keeps_doors_of
 from msshop.runtime.orchestrator import control
 from msshop.runtime.orchestrator.health import json_or_why, probe_nats
+from msshop.runtime.orchestrator.process import signal_group
 from msshop.runtime.orchestrator.state import (
     SandboxPaths,
     State,
@@ -312,21 +313,6 @@ def _unanswered(pid: int | None) -> str:
     """The health of a process the supervisor runs but which did not answer: "not
     answering" while it is alive (flooded, stuck, out of descriptors), "down" if gone."""
     return "not answering" if pid is not None and pid_alive(pid) else "down"
-
-
-def signal_group(pid: int, signum: int) -> None:
-    """Signal a service's process group: each service leads one of its own, so a program
-    of your own's children (a shell's, node's workers) are killed, frozen and thawed with
-    it, as a crash or a pause of the whole program would. A process that leads no group
-    (not yet in its own, just forked) is signalled alone; one gone meanwhile is not an
-    error (the supervisor reports it)."""
-    try:
-        if os.getpgid(pid) == pid:
-            os.killpg(pid, signum)
-        else:
-            os.kill(pid, signum)
-    except ProcessLookupError:
-        pass
 
 
 def kill(settings: Settings, service: str) -> State:

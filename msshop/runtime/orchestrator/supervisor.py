@@ -35,7 +35,7 @@ from msshop.runtime.orchestrator.layout import move_to_service_dirs, moved_note
 from msshop.runtime.orchestrator.log_files import LogFollower, last_error_line
 from msshop.runtime.orchestrator.ports import Binder, PortBook, bind
 from msshop.runtime.orchestrator.printer import Printer
-from msshop.runtime.orchestrator.process import describe_exit
+from msshop.runtime.orchestrator.process import describe_exit, signal_group
 from msshop.runtime.orchestrator.state import (
     BusState,
     SandboxPaths,
@@ -445,6 +445,15 @@ class Supervisor:
                                                   f"start it with: msshop start {name}"}
                 self._stop(name)
                 return {"ok": True}
+            if op == "kill":  # as a crash would: reported when it has ended (SIGCHLD)
+                if name not in self.processes or self.processes[name].pid is None:
+                    status = self._state().services[name].status
+                    return {"ok": False, "error": f"{name} is not running ({status}); "
+                                                  f"start it with: msshop start {name}"}
+                pid = self.processes[name].pid
+                assert pid is not None
+                signal_group(pid, signal.SIGKILL)
+                return {"ok": True, "pid": pid}
             if op in ("start", "restart"):
                 if op == "start" and name in self.processes:
                     return {"ok": False, "error": f"{name} is already running (pid "

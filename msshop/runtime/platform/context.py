@@ -30,6 +30,10 @@ class ServiceContext:
     http_timeout: float = 2.0
     saga_step_timeout: float = 10.0  # orders: the orchestrated saga's wait for a reply
     port: int = 0  # the port it answers on (the dashboard checks each request's Host by it)
+    # the dashboard alone: its owner's capability, for the page's buttons (the sandbox's
+    # token and the supervisor's control port: services/dashboard/actions.py)
+    owner: str | None = None
+    control_port: int | None = None
     timeouts: dict[str, float] = field(default_factory=dict)  # per dependency
     kept_mib: int = KEPT_MIB  # query only: the answers it keeps in memory, at most
     spans_kept: int = SPANS_KEPT  # finished spans kept for GET /spans (the tracer's ring)

@@ -8,7 +8,10 @@ with no data of its own. `msshop ui` prints its address and login.
     GET  /state           the latest look at every part, JSON (gather.py's Snapshot)
     GET  /live            the same, as server-sent events: one look per interval, shared
                           by every tab
-    POST /logout          an action: the session's CSRF token and the dashboard's origin
+    POST /action          {"part", "action"}: break it from the page (actions.py); an
+                          action, as every POST: the session's CSRF token and the
+                          dashboard's origin
+    POST /logout          the same
 
 Each route is declared once below (ROUTES): whether it needs a session, and whether it is an
 action. Every request's Host is checked first (guard.py: who may use it, and why).
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -29,10 +33,13 @@ from starlette.types import Receive, Scope, Send
 
 from msshop.contracts.credentials import dashboard_login
 from msshop.runtime.platform.context import ServiceContext
+from msshop.runtime.platform.tasks import cause_of
+from msshop.runtime.services.dashboard.actions import Actions
 from msshop.runtime.services.dashboard.gather import Gatherer, Snapshot, encode
 from msshop.runtime.services.dashboard.guard import CSRF_HEADER, Guard, Refused, Session
 from msshop.runtime.services.dashboard.page import page
 
+log = logging.getLogger("msshop.ui")
 PING_EVERY = 15.0  # seconds: a comment on an idle stream, so that proxies keep it open
 Handler = Callable[[Request, Session | None], Awaitable[Response]]
 
@@ -49,11 +56,12 @@ class Route:
 
 class DashboardApp:
     def __init__(self, ctx: ServiceContext, routes: list[Route], gatherer: Gatherer,
-                 guard: Guard) -> None:
+                 guard: Guard, actions: Actions) -> None:
         self.name = ctx.name
         self.routes = {(r.method, r.path): r for r in routes}
         self.gatherer = gatherer
         self.guard = guard
+        self.actions = actions
 
     def release_held(self) -> None:
         self.gatherer.release()  # every stream ends at once when the dashboard stops
@@ -78,6 +86,11 @@ class DashboardApp:
             response = await route.handler(request, session)
         except Refused as refused:
             response = self._refusal(refused, route is not None and route.page)
+        except Exception as exc:
+            log.error("%s %s failed: %s", request.method, request.url.path, cause_of(exc))
+            response = self._refusal(Refused(500, f"the dashboard failed: {cause_of(exc)}; "
+                                                  "see: msshop logs ui"),
+                                     route is not None and route.page)
         secure(response)
         await response(scope, receive, send)
 
@@ -96,6 +109,7 @@ class DashboardApp:
         await send({"type": "lifespan.startup.complete"})
         await receive()  # lifespan.shutdown
         await self.gatherer.close()
+        self.actions.close()
         await send({"type": "lifespan.shutdown.complete"})
 
 
@@ -125,6 +139,7 @@ def create_app(ctx: ServiceContext) -> DashboardApp:
     assert ctx.credential is not None, "the supervisor gives the dashboard its credential"
     guard = Guard(ctx.port, dashboard_login(ctx.credential, os.getpid()))
     gatherer = Gatherer(dict(ctx.peer_urls), ctx.tasks)
+    actions = Actions(dict(ctx.peer_urls), ctx.owner, ctx.control_port)
 
     async def health(request: Request, session: Session | None) -> Response:
         return Response(json.dumps({"service": ctx.name, "status": "ok", "pid": os.getpid(),
@@ -154,6 +169,12 @@ def create_app(ctx: ServiceContext) -> DashboardApp:
         return StreamingResponse(_stream(gatherer), media_type="text/event-stream",
                                  headers={"x-accel-buffering": "no"})
 
+    async def act(request: Request, session: Session | None) -> Response:
+        part, action = _asked(await request.body())
+        done = await actions.act(part, action)
+        await gatherer.look()  # every tab sees the effect now, not at the next interval
+        return Response(json.dumps({"done": done}), media_type="application/json")
+
     async def log_out(request: Request, session: Session | None) -> Response:
         guard.log_out(request.cookies)
         response = Response(status_code=204)
@@ -166,8 +187,9 @@ def create_app(ctx: ServiceContext) -> DashboardApp:
         Route("GET", "/", index, page=True),
         Route("GET", "/state", state),
         Route("GET", "/live", live),
+        Route("POST", "/action", act, action=True),
         Route("POST", "/logout", log_out, action=True),
-    ], gatherer, guard)
+    ], gatherer, guard, actions)
 
 
 async def _stream(gatherer: Gatherer) -> AsyncIterator[bytes]:
@@ -186,3 +208,21 @@ async def _stream(gatherer: Gatherer) -> AsyncIterator[bytes]:
                     yield b": still here\n\n"
     finally:
         gatherer.watching -= 1
+
+
+MAX_ASKED = 1024  # bytes of an action's body
+
+
+def _asked(body: bytes) -> tuple[str, str]:
+    """{"part": …, "action": …}, or one line saying what is wrong with it."""
+    if len(body) > MAX_ASKED:
+        raise Refused(413, f"an action's body is at most {MAX_ASKED} bytes")
+    try:
+        asked = json.loads(body)
+    except ValueError:
+        asked = None
+    if not isinstance(asked, dict) or not isinstance(asked.get("part"), str) \
+            or not isinstance(asked.get("action"), str):
+        raise Refused(422, 'an action is {"part": "products", "action": "kill"}')
+    return asked["part"], asked["action"]
+

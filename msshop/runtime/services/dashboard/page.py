@@ -68,7 +68,14 @@ PAGE = """<!doctype html>
                    padding: .3rem .8rem; border-radius: 6px; cursor: pointer; }}
   header button:focus-visible, .part:focus-visible {{ outline: 3px solid #f59e0b; }}
   main {{ max-width: 1240px; margin: 0 auto; padding: .6rem 1rem; }}
-  svg {{ width: 100%; height: auto; max-height: calc(100vh - 5rem); display: block; }}
+  svg {{ width: 100%; height: auto; max-height: calc(100vh - 8.5rem); display: block; }}
+  .break {{ display: flex; flex-wrap: wrap; align-items: center; gap: .5rem;
+            padding: .5rem 0; }}
+  .break select, .break button {{ font: inherit; padding: .25rem .7rem; border-radius: 6px;
+                                  border: 1px solid #94a3b8; background: #fff; }}
+  .break button {{ cursor: pointer; }}
+  .break button:focus-visible, .break select:focus-visible {{ outline: 3px solid #f59e0b; }}
+  .break output {{ margin-left: .5rem; color: #334155; }}
   .part rect {{ fill: #ffffff; stroke: #16a34a; stroke-width: 4; }}
   .part.degraded rect {{ stroke: #d97706; fill: #fffbeb; }}
   .part.down rect {{ stroke: #dc2626; fill: #fef2f2; }}
@@ -93,6 +100,19 @@ model">
 {edges}
 {boxes}
 </svg>
+<section class="break" aria-label="break it">
+<label>Break <select id="target">
+<option>users</option><option selected>products</option><option>orders</option>
+<option>query</option><option>bus</option></select></label>
+<button type="button" data-action="kill">kill</button>
+<button type="button" data-action="stop">stop</button>
+<button type="button" data-action="start">start</button>
+<button type="button" data-action="restart">restart</button>
+<button type="button" data-action="slow">slow (+300 ms)</button>
+<button type="button" data-action="failing">failing (50%)</button>
+<button type="button" data-action="heal">heal</button>
+<output id="done" aria-live="polite"></output>
+</section>
 <p id="status" role="status"></p>
 </main>
 <script nonce="{nonce}">
@@ -145,6 +165,18 @@ live.onerror = () => {
     "the dashboard does not answer: is the sandbox up? (msshop status)";
 };
 live.onopen = () => { document.getElementById("status").textContent = ""; };
+for (const button of document.querySelectorAll(".break button")) {
+  button.addEventListener("click", async () => {
+    const said = document.getElementById("done");
+    said.textContent = "…";
+    const answer = await fetch("/action", {
+      method: "POST", headers: {"x-csrf-token": csrf, "content-type": "application/json"},
+      body: JSON.stringify({part: document.getElementById("target").value,
+                            action: button.dataset.action})});
+    const body = await answer.json();
+    said.textContent = answer.ok ? body.done : body.error;
+  });
+}
 document.getElementById("logout").addEventListener("click", async () => {
   await fetch("/logout", {method: "POST", headers: {"x-csrf-token": csrf}});
   location.reload();
