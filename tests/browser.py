@@ -17,6 +17,18 @@ from typing import Any
 import aiohttp
 import pytest
 
+# Collects what would be a console error: an exception, a rejected promise, a resource that
+# did not load, console.error. Installed before a page's own scripts run (with Page.enable
+# and Page.addScriptToEvaluateOnNewDocument); read back from window.__errors.
+WATCH_ERRORS = """
+window.__errors = [];
+addEventListener("error", e => __errors.push(String(e.message || e.target?.src || e.type)),
+                 true);
+addEventListener("unhandledrejection", e => __errors.push(String(e.reason)));
+const consoleError = console.error.bind(console);
+console.error = (...args) => { __errors.push(args.map(String).join(" ")); consoleError(...args); };
+"""
+
 NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 # the flags this machine's closed network needs (see the env notes), and root's no-sandbox
 FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -125,14 +125,7 @@ def _latency_chart(out: Console, report: ExperimentReport, width: int) -> None:
         _lines(out, Text("latency: no read was answered, so there is none to chart"))
         out.print()
         return
-    # A log scale, so a 2 s timeout and a 1 ms answer both stay readable on one axis. The
-    # chart plots log10(ms) on a linear axis labelled in ms: plotext's own log scale
-    # misplaces ticks given by hand.
-    low = math.floor(_log_ms(min(values)))
-    high = max(math.ceil(_log_ms(max(values))), low + 1)
-    powers = list(range(low, high + 1))
-    axis = _Axis(low - 0.05, high + 0.05, [float(p) for p in powers],
-                 [_ms_label(10.0 ** p) for p in powers])
+    axis = _log_ms_axis(values)
     fig = _new_figure(plotext, width, CHART_HEIGHT)
     # direct-call drawn last: where the lines meet, its (thinner) line stays on top
     _plot(plotext, fig, report, "latency p99 of the answered reads, ms (log scale)",
@@ -140,6 +133,17 @@ def _latency_chart(out: Console, report: ExperimentReport, width: int) -> None:
     _print_chart(out, str(fig.build()), plotext.uncolorize)
     _lines(out, _key(report["faults"]))
     out.print()
+
+
+def _log_ms_axis(values: list[float]) -> _Axis:
+    """A log scale, so a 2 s timeout and a 1 ms answer both stay readable on one axis. The
+    chart plots log10(ms) on a linear axis labelled in ms: plotext's own log scale
+    misplaces ticks given by hand."""
+    low = math.floor(_log_ms(min(values)))
+    high = max(math.ceil(_log_ms(max(values))), low + 1)
+    powers = list(range(low, high + 1))
+    return _Axis(low - 0.05, high + 0.05, [float(p) for p in powers],
+                 [_ms_label(10.0 ** p) for p in powers])
 
 
 def _new_figure(plotext: Any, width: int, height: int) -> Any:

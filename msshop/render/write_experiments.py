@@ -8,7 +8,6 @@ The charts' machinery (plotext, the fault windows shaded, the x axis) is experim
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -27,8 +26,8 @@ from msshop.render.experiments import (
     _fact,
     _lines,
     _log_ms,
+    _log_ms_axis,
     _ms,
-    _ms_label,
     _new_figure,
     _print_chart,
     _shade,
@@ -111,11 +110,7 @@ def _outcome_time_chart(out: Console, report: WritesReport, width: int) -> None:
         _lines(out, Text("time to an outcome: no purchase ended, so there is none to chart"))
         out.print()
         return
-    low = math.floor(_log_ms(min(values)))
-    high = max(math.ceil(_log_ms(max(values))), low + 1)
-    powers = list(range(low, high + 1))
-    axis = _Axis(low - 0.05, high + 0.05, [float(p) for p in powers],
-                 [_ms_label(10.0 ** p) for p in powers])
+    axis = _log_ms_axis(values)
     fig = _new_figure(plotext, width, CHART_HEIGHT)
     _frame(plotext, fig, report, "the slowest time to an outcome each second, ms (log)", axis)
     for name in strategies:

@@ -225,16 +225,6 @@ def test_a_sandbox_without_its_dashboard_says_how_to_start_it(tmp_path: Path) ->
         assert said.stderr.count("\n") == 1 and "msshop up --detach --ui" in said.stderr
 
 
-# What would be a console error, collected from before the page's own script runs (as the
-# experiment page's test does).
-WATCH_ERRORS = """
-window.__errors = [];
-addEventListener("error", e => __errors.push(String(e.message || e.target?.src || e.type)),
-                 true);
-addEventListener("unhandledrejection", e => __errors.push(String(e.reason)));
-const consoleError = console.error.bind(console);
-console.error = (...args) => { __errors.push(args.map(String).join(" ")); consoleError(...args); };
-"""
 RED = "document.getElementById('part-products').classList.contains('down')"
 
 
@@ -243,7 +233,7 @@ def test_in_a_browser_the_login_shows_the_shop_and_a_killed_service_turns_red(
     """A real headless Chromium: the login address, then the page; all five parts drawn
     up; `msshop kill products` from the CLI, and products is red on the page within a
     second; started again, green; no console errors, nothing fetched from elsewhere."""
-    from tests.browser import Page, with_page
+    from tests.browser import WATCH_ERRORS, Page, with_page
 
     address = login_of(with_ui)
 

@@ -9,22 +9,11 @@ import asyncio
 from pathlib import Path
 
 from msshop.instruments.experiments.page import write_report
-from tests.browser import Page, with_page
+from tests.browser import WATCH_ERRORS, Page, with_page
 from tests.unit.test_experiment_render import fake_report
 from tests.unit.test_write_experiment_render import fake_writes_report
 
 TITLE = "Products <script>alert(1)</script> is down"
-
-# Collects what would be a console error: an exception, a rejected promise, a resource that
-# did not load, console.error. Installed before the page's own scripts run.
-WATCH_ERRORS = """
-window.__errors = [];
-addEventListener("error", e => __errors.push(String(e.message || e.target?.src || e.type)),
-                 true);
-addEventListener("unhandledrejection", e => __errors.push(String(e.reason)));
-const consoleError = console.error.bind(console);
-console.error = (...args) => { __errors.push(args.map(String).join(" ")); consoleError(...args); };
-"""
 
 CHARTS = """[...document.querySelectorAll('.js-plotly-plot')].map(chart => ({
   id: chart.id,
