@@ -254,6 +254,11 @@ def test_in_a_browser_the_login_shows_the_shop_and_a_killed_service_turns_red(
                                     "[p.dataset.part, p.classList.contains('down')])")
         assert sorted(drawn) == [[name, False] for name in
                                  ("bus", "orders", "products", "query", "users")]
+        # readable on a projector: 1280x720 with no scroll either way
+        await page.send("Emulation.setDeviceMetricsOverride", width=1280, height=720,
+                        deviceScaleFactor=1, mobile=False)
+        assert await page.evaluate("[document.documentElement.scrollWidth, "
+                                   "document.documentElement.scrollHeight]") == [1280, 720]
         assert await page.evaluate("document.cookie") == "", "HttpOnly: no script reads it"
         await asyncio.to_thread(with_ui.run, "kill", "products", check=True)
         took = await until(page, RED, WAIT)
@@ -280,3 +285,26 @@ def test_in_a_browser_the_login_shows_the_shop_and_a_killed_service_turns_red(
         assert fetched == [], "nothing from anywhere but the dashboard"
 
     asyncio.run(with_page(address["login"], test))
+
+
+def test_on_nats_the_bus_box_is_its_nodes(tmp_path: Path) -> None:
+    """On a nats bus the bus is nats-server nodes, which answer no msshop /health: the
+    dashboard asks each node's monitoring port, and one killed is down in the next look."""
+    with running_sandbox(tmp_path / "sandbox", MSSHOP_UI="1",
+                         MSSHOP_BUS_BACKEND="nats") as sandbox:
+        address = login_of(sandbox)
+        session = logged_in(address)
+
+        def look() -> dict[str, dict[str, Any]]:
+            answer = ask(address, "GET", "/state", {"Cookie": session})
+            return {p["name"]: p for p in json.loads(answer.read())["parts"]}
+
+        parts = look()
+        assert parts["bus"]["kind"] == "nats-server" and parts["bus"]["state"] == "up"
+        sandbox.run("kill", "bus", check=True)
+        deadline = time.monotonic() + WAIT
+        while (bus := look()["bus"])["state"] != "down":
+            assert time.monotonic() < deadline, bus
+            time.sleep(0.2)
+        assert "connection refused" in bus["problems"][0]
+        sandbox.run("start", "bus", check=True)

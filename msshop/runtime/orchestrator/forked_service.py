@@ -80,6 +80,9 @@ class ForkedServiceKind:
             port=service.port,
             owner=sandbox.token if name == DASHBOARD.name else None,
             control_port=sandbox.control_port if name == DASHBOARD.name else None,
+            monitors={node: f"http://{url_host(sandbox.host)}:{s.monitor_port}"
+                      for node, s in sandbox.services.items() if s.monitor_port}
+            if name == DASHBOARD.name else {},
             timeouts=dict(settings.timeouts),
             kept_mib=settings.query_kept_mib,
             spans_kept=settings.traces_spans_kept,

@@ -34,6 +34,8 @@ class ServiceContext:
     # token and the supervisor's control port: services/dashboard/actions.py)
     owner: str | None = None
     control_port: int | None = None
+    # the dashboard alone: each nats-server node's monitoring address (its health), by name
+    monitors: dict[str, str] = field(default_factory=dict)
     timeouts: dict[str, float] = field(default_factory=dict)  # per dependency
     kept_mib: int = KEPT_MIB  # query only: the answers it keeps in memory, at most
     spans_kept: int = SPANS_KEPT  # finished spans kept for GET /spans (the tracer's ring)

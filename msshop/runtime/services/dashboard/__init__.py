@@ -138,7 +138,7 @@ REFUSED = """<!doctype html><html lang="en"><head><meta charset="utf-8">
 def create_app(ctx: ServiceContext) -> DashboardApp:
     assert ctx.credential is not None, "the supervisor gives the dashboard its credential"
     guard = Guard(ctx.port, dashboard_login(ctx.credential, os.getpid()))
-    gatherer = Gatherer(dict(ctx.peer_urls), ctx.tasks)
+    gatherer = Gatherer(dict(ctx.peer_urls), ctx.tasks, dict(ctx.monitors))
     actions = Actions(dict(ctx.peer_urls), ctx.owner, ctx.control_port)
 
     async def health(request: Request, session: Session | None) -> Response:

@@ -30,6 +30,7 @@ class PartView(msgspec.Struct):
 
     name: str
     state: str  # up | degraded | down
+    kind: str = "service"  # or nats-server (a node of a nats bus: its health alone)
     pid: int | None = None
     rows: dict[str, int] = {}  # its tables' rows (a service's own file)
     outbox: int | None = None  # its events not yet on the bus
@@ -68,8 +69,12 @@ def view(name: str, health: dict[str, Any] | None, why: str | None = None) -> Pa
 class Gatherer:
     """The looks, and the tabs that wait for them."""
 
-    def __init__(self, peers: dict[str, str], tasks: Tasks) -> None:
+    def __init__(self, peers: dict[str, str], tasks: Tasks,
+                 monitors: dict[str, str] | None = None) -> None:
         self._peers = {name: address_of(url) for name, url in sorted(peers.items())}
+        # a nats bus's nodes: their monitoring port's /healthz (they speak no msshop HTTP)
+        self._monitors = {name: address_of(url)
+                          for name, url in sorted((monitors or {}).items())}
         self._tasks = tasks
         self._client = Client()
         self.latest: Snapshot | None = None
@@ -93,8 +98,9 @@ class Gatherer:
         self._changed.set()
 
     async def look(self) -> Snapshot:
-        answers = await asyncio.gather(*(self._health(name, host, port)
-                                         for name, (host, port) in self._peers.items()))
+        answers = await asyncio.gather(
+            *(self._health(name, host, port) for name, (host, port) in self._peers.items()),
+            *(self._node(name, host, port) for name, (host, port) in self._monitors.items()))
         snapshot = Snapshot(time.time(), list(answers))
         self.latest = snapshot
         changed, self._changed = self._changed, asyncio.Event()
@@ -122,16 +128,34 @@ class Gatherer:
             await asyncio.sleep(INTERVAL)
 
     async def _health(self, name: str, host: str, port: int) -> PartView:
+        answer = await self._ask(host, port, "/health")
+        if isinstance(answer, str):
+            return view(name, None, answer)
+        return view(name, answer)
+
+    async def _node(self, name: str, host: str, port: int) -> PartView:
+        """A nats-server node: up when its /healthz says ok (503 with why, otherwise)."""
+        answer = await self._ask(host, port, "/healthz", any_status=True)
+        if isinstance(answer, str):
+            return PartView(name, "down", kind="nats-server", problems=[answer])
+        if answer.get("status") == "ok":
+            return PartView(name, "up", kind="nats-server")
+        return PartView(name, "degraded", kind="nats-server",
+                        problems=[str(answer.get("error") or answer.get("status"))])
+
+    async def _ask(self, host: str, port: int, path: str, any_status: bool = False
+                   ) -> dict[str, Any] | str:
+        """The JSON document a part answers, or why there is none."""
         try:
             async with asyncio.timeout(TIMEOUT):
-                status, body = await self._client.request("GET", host, port, "/health")
+                status, body = await self._client.request("GET", host, port, path)
         except (ConnectFailed, OSError):
-            return view(name, None, "not running (connection refused)")
+            return "not running (connection refused)"
         except TimeoutError:
-            return view(name, None, f"no answer within {TIMEOUT * 1000:.0f} ms")
+            return f"no answer within {TIMEOUT * 1000:.0f} ms"
         answer: Any = None
         with suppress(ValueError):
             answer = json.loads(body)
-        if status != 200 or not isinstance(answer, dict):
-            return view(name, None, f"answered {status}")
-        return view(name, answer)
+        if (status != 200 and not any_status) or not isinstance(answer, dict):
+            return f"answered {status}"
+        return answer

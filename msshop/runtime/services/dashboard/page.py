@@ -29,7 +29,7 @@ def page(csrf: str, nonce: str, sandbox: str) -> str:
 
 
 def _box(name: str, x: int, y: int) -> str:
-    label = {"query": "query · Service D", "bus": "bus · the event log"}.get(name, name)
+    label = {"query": "query · Service D", "bus": "bus"}.get(name, name)
     return (f'<g class="part" id="part-{name}" data-part="{name}" tabindex="0" '
             f'role="group" aria-label="{label}">'
             f'<rect x="{x}" y="{y}" width="{BOX_W}" height="{BOX_H}" rx="10"/>'
@@ -67,8 +67,8 @@ PAGE = """<!doctype html>
   header button {{ font: inherit; background: #334155; color: #f8fafc; border: 0;
                    padding: .3rem .8rem; border-radius: 6px; cursor: pointer; }}
   header button:focus-visible, .part:focus-visible {{ outline: 3px solid #f59e0b; }}
-  main {{ max-width: 1240px; margin: 0 auto; padding: .6rem 1rem; }}
-  svg {{ width: 100%; height: auto; max-height: calc(100vh - 8.5rem); display: block; }}
+  main {{ max-width: 1240px; margin: 0 auto; padding: .6rem 1rem 0; }}
+  svg {{ width: 100%; height: auto; max-height: calc(100vh - 10rem); display: block; }}
   .break {{ display: flex; flex-wrap: wrap; align-items: center; gap: .5rem;
             padding: .5rem 0; }}
   .break select, .break button {{ font: inherit; padding: .25rem .7rem; border-radius: 6px;
@@ -87,7 +87,7 @@ PAGE = """<!doctype html>
                                 font-variant-numeric: tabular-nums; }}
   .edge {{ stroke: #94a3b8; stroke-width: 3; }}
   .edge.down {{ stroke: #dc2626; stroke-dasharray: 8 6; }}
-  #status {{ min-height: 1.4em; color: #475569; }}
+  #status {{ min-height: 1.4em; margin: 0; color: #475569; }}
 </style>
 </head>
 <body>
@@ -131,16 +131,29 @@ function rows(part) {
   return `${number(total)} rows in ${part.name}.db`;
 }
 function lines(part) {
+  if (part.nats) return [part.nats, part.problems.join(", ") || "JetStream keeps the log"];
   if (part.state === "down") return [part.problems[0] || "not answering", ""];
-  if (part.name === "bus") return [`head: position ${number(part.head)}`, ""];
+  if (part.name === "bus") return [`the event log: head at ${number(part.head)}`, ""];
   if (part.name === "query") {
     return [`read model at ${number(part.position)}`, `${number(part.behind)} behind the bus`];
   }
   const waiting = part.outbox ? `, ${number(part.outbox)} events waiting` : "";
   return [rows(part), `outbox${waiting || ": empty"}`];
 }
+// a nats bus is its nodes (bus, bus-2, bus-3): one box, as bad as its worst node
+const NODE = /^bus(-[0-9]+)?$/;
+function merged(parts) {
+  const nodes = parts.filter(p => p.kind === "nats-server" && NODE.test(p.name));
+  if (!nodes.length) return parts;
+  const up = nodes.filter(p => p.state === "up").length;
+  const state = up === nodes.length ? "up" : up === 0 ? "down" : "degraded";
+  const down = nodes.filter(p => p.state !== "up").map(p => `${p.name} ${p.state}`);
+  const bus = {name: "bus", kind: "nats-server", state, faults: 0, rows: {},
+               problems: down, nats: `nats: ${up} of ${nodes.length} node(s) up`};
+  return [...parts.filter(p => !nodes.includes(p)), bus];
+}
 function draw(snapshot) {
-  for (const part of snapshot.parts) {
+  for (const part of merged(snapshot.parts)) {
     const box = document.getElementById(`part-${part.name}`);
     if (!box) continue;
     box.classList.toggle("down", part.state === "down");
