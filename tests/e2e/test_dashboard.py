@@ -259,6 +259,11 @@ def test_in_a_browser_the_login_shows_the_shop_and_a_killed_service_turns_red(
                         deviceScaleFactor=1, mobile=False)
         assert await page.evaluate("[document.documentElement.scrollWidth, "
                                    "document.documentElement.scrollHeight]") == [1280, 720]
+        # the last minutes' chart: a point a look, for the outboxes and the read model
+        await until(page, "window.__history >= 2", WAIT)
+        points = await page.evaluate("document.getElementById('line-behind')"
+                                     ".getAttribute('points')")
+        assert len(points.split()) >= 2, points
         assert await page.evaluate("document.cookie") == "", "HttpOnly: no script reads it"
         await asyncio.to_thread(with_ui.run, "kill", "products", check=True)
         took = await until(page, RED, WAIT)

@@ -9,6 +9,8 @@ from anywhere else, readable on a projector at 1280x720.
                     query (Service D)         its read model: position, behind
 
 A part that does not answer turns red within a second, with why; a degraded one amber.
+Under users, the last two minutes of replication as this tab saw them: the events waiting
+in the outboxes, and the read model behind the bus.
 """
 
 from __future__ import annotations
@@ -21,11 +23,35 @@ LAYOUT = {"users": (40, 30), "products": (440, 30), "orders": (840, 30),
 BOX_W, BOX_H = 320, 110
 
 
+# the last minutes of replication, drawn under users (x, y, width, height)
+HISTORY = (40, 290, 360, 200)
+HISTORY_SECONDS = 120
+
+
 def page(csrf: str, nonce: str, sandbox: str) -> str:
     boxes = "\n".join(_box(name, x, y) for name, (x, y) in LAYOUT.items())
     edges = "\n".join(_edge(name) for name in ("users", "products", "orders", "query"))
     return PAGE.format(csrf=escape(csrf), nonce=escape(nonce), sandbox=escape(sandbox),
-                       boxes=boxes, edges=edges, script=SCRIPT)
+                       boxes=boxes + "\n" + _history(), edges=edges,
+                       script=SCRIPT.replace("HISTORY_SECONDS", str(HISTORY_SECONDS))
+                       .replace("HISTORY_BOX", str(list(HISTORY))))
+
+
+def _history() -> str:
+    """The frame of the last minutes' chart; the script draws its lines."""
+    x, y, w, h = HISTORY
+    return (f'<g id="history" role="img" aria-label="events waiting in the outboxes, and '
+            f'the read model behind the bus, over the last minutes">'
+            f'<text class="title" x="{x}" y="{y - 10}">the last {HISTORY_SECONDS // 60} '
+            f'minutes</text>'
+            f'<rect class="frame" x="{x}" y="{y}" width="{w}" height="{h}"/>'
+            f'<polyline id="line-waiting" class="waiting" points=""/>'
+            f'<polyline id="line-behind" class="behind" points=""/>'
+            f'<text id="history-top" class="axis" x="{x + 6}" y="{y + 18}">0</text>'
+            f'<text class="key waiting" x="{x}" y="{y + h + 24}">— events waiting in the '
+            f'outboxes</text>'
+            f'<text class="key behind" x="{x}" y="{y + h + 46}">— read model behind the '
+            f'bus</text></g>')
 
 
 def _box(name: str, x: int, y: int) -> str:
@@ -86,6 +112,15 @@ PAGE = """<!doctype html>
   .part .line1, .part .line2 {{ font-size: 17px; fill: #334155;
                                 font-variant-numeric: tabular-nums; }}
   .edge {{ stroke: #94a3b8; stroke-width: 3; }}
+  #history .frame {{ fill: #ffffff; stroke: #cbd5e1; stroke-width: 2; }}
+  #history .title {{ font-size: 18px; font-weight: 600; fill: #334155; }}
+  #history .axis {{ font-size: 15px; fill: #64748b; }}
+  #history polyline {{ fill: none; stroke-width: 3; }}
+  #history .key {{ font-size: 16px; }}
+  #history polyline.waiting {{ stroke: #7c3aed; }}
+  #history polyline.behind {{ stroke: #0891b2; }}
+  #history text.waiting {{ fill: #6d28d9; }}
+  #history text.behind {{ fill: #0e7490; }}
   .edge.down {{ stroke: #dc2626; stroke-dasharray: 8 6; }}
   #status {{ min-height: 1.4em; margin: 0; color: #475569; }}
 </style>
@@ -169,7 +204,27 @@ function draw(snapshot) {
   }
   document.getElementById("when").textContent =
     "as of " + new Date(snapshot.at * 1000).toLocaleTimeString();
+  remember(snapshot);
   window.__snapshot = snapshot;
+}
+// the last minutes, kept by this tab from the looks it was handed
+const history = [];
+function remember(snapshot) {
+  const waiting = snapshot.parts.reduce((sum, p) => sum + (p.outbox || 0), 0);
+  const query = snapshot.parts.find(p => p.name === "query");
+  history.push({at: snapshot.at, waiting, behind: query ? (query.behind || 0) : 0});
+  while (history.length && history[0].at < snapshot.at - HISTORY_SECONDS) history.shift();
+  const [x, y, w, h] = HISTORY_BOX;
+  const top = Math.max(10, ...history.map(e => Math.max(e.waiting, e.behind)));
+  const point = (e, value) =>
+    `${(x + w * (1 - (snapshot.at - e.at) / HISTORY_SECONDS)).toFixed(1)},` +
+    `${(y + h - h * value / top).toFixed(1)}`;
+  document.getElementById("line-waiting").setAttribute(
+    "points", history.map(e => point(e, e.waiting)).join(" "));
+  document.getElementById("line-behind").setAttribute(
+    "points", history.map(e => point(e, e.behind)).join(" "));
+  document.getElementById("history-top").textContent = number(top);
+  window.__history = history.length;
 }
 const live = new EventSource("/live");
 live.onmessage = message => draw(JSON.parse(message.data));
