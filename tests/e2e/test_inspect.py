@@ -193,7 +193,7 @@ def test_the_first_rows_of_a_table(seeded: Sandbox) -> None:
      "unknown service 'nope'; choose one of: bus, users, products, orders, query"),
     (("inspect", "orders", "--table", "nope"), 2,
      "orders has no table 'nope'; its tables are: orders, outbox, consumer_offsets, "
-     "dead_letters, saga_steps"),
+     "dead_letters, saga_steps, sagas"),
     (("inspect", "orders", "--table", "orders", "--limit", "0"), 2,
      "--limit 0 is out of range; choose 1 to 1000"),
     (("inspect", "orders", "--table", "orders", "--limit", "1001"), 2,

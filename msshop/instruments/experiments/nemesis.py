@@ -22,7 +22,7 @@ from msshop.instruments.chaos import crash_while_applying, no_door, set_link
 from msshop.instruments.client import ShopClient
 from msshop.instruments.experiments.scenario import Fault
 from msshop.runtime.orchestrator import lifecycle
-from msshop.runtime.orchestrator.process import signal_group
+from msshop.runtime.orchestrator.signals import signal_group
 
 
 class Nemesis:

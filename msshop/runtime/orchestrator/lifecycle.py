@@ -20,7 +20,7 @@ from msshop.contracts.kinds import Kind
 from msshop.contracts.topology import BY_NAME, SERVICES, keeps_doors_of
 from msshop.runtime.orchestrator import control
 from msshop.runtime.orchestrator.health import json_or_why, probe_nats
-from msshop.runtime.orchestrator.process import signal_group
+from msshop.runtime.orchestrator.signals import signal_group
 from msshop.runtime.orchestrator.state import (
     SandboxPaths,
     State,

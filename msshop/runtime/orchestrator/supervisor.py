@@ -35,7 +35,8 @@ from msshop.runtime.orchestrator.layout import move_to_service_dirs, moved_note
 from msshop.runtime.orchestrator.log_files import LogFollower, last_error_line
 from msshop.runtime.orchestrator.ports import Binder, PortBook, bind
 from msshop.runtime.orchestrator.printer import Printer
-from msshop.runtime.orchestrator.process import describe_exit, signal_group
+from msshop.runtime.orchestrator.process import describe_exit
+from msshop.runtime.orchestrator.signals import signal_group
 from msshop.runtime.orchestrator.state import (
     BusState,
     SandboxPaths,
