@@ -50,7 +50,8 @@ def up(
     Example: msshop up --detach --bus nats
     """
     from msshop import render
-    from msshop.instruments import waiting
+    from msshop.contracts.topology import DASHBOARD
+    from msshop.instruments import dashboard, waiting
     from msshop.runtime.orchestrator import lifecycle
 
     if wait_for is not None:  # before anything starts: the first mistake first
@@ -75,8 +76,13 @@ def up(
         return
     state, notes = lifecycle.up_detached(config)
     took = time.perf_counter() - started
-    up_outcome = Outcome(render.sandbox_up(state, took, notes),
-                         lambda out: render.up_detached(out, state, took, notes))
+
+    def draw_up(out: Console) -> None:
+        render.up_detached(out, state, took, notes)
+        if DASHBOARD.name in state.services:  # its login, for the person who asked for it
+            render.dashboard_address(out, dashboard.address(state))
+
+    up_outcome = Outcome(render.sandbox_up(state, took, notes), draw_up)
     if wait_for is None:
         emit(up_outcome, as_json)
         return

@@ -218,6 +218,22 @@ def test_the_live_stream_shows_a_killed_service_down_then_up(with_ui: Sandbox) -
     answer.close()
 
 
+def test_up_with_the_dashboard_ends_with_its_login(tmp_path: Path) -> None:
+    """`msshop up --detach --ui`: the person who asked for the dashboard hears where it is
+    (its --json, for scripts, says where everything runs and no token)."""
+    with running_sandbox(tmp_path / "sandbox") as sandbox:
+        sandbox.run("down", check=True)
+        said = sandbox.run("up", "--detach", "--ui", env_extra={"COLUMNS": "80"}, check=True)
+        login = login_of(sandbox)["login"]
+        assert login in said.stdout.splitlines() and "the dashboard of this sandbox" in \
+            " ".join(said.stdout.split())
+        assert max(len(line) for line in said.stdout.splitlines()) <= 80
+        sandbox.run("down", check=True)
+        said = sandbox.run("up", "--detach", "--ui", "--json", check=True)
+        assert "token" not in said.stdout and "ui" in json.loads(said.stdout)["services"][-1][
+            "name"]
+
+
 def test_a_sandbox_without_its_dashboard_says_how_to_start_it(tmp_path: Path) -> None:
     with running_sandbox(tmp_path / "sandbox") as sandbox:
         said = sandbox.run("ui")
