@@ -175,6 +175,8 @@ class Health(TypedDict):
     isolation: NotRequired[str]
     wal_bytes: NotRequired[int]  # the write-ahead log's size: it grows while checkpoints fail
     tasks: NotRequired[list[TaskHealth]]  # msshop's services: their background work
+    # the calls it made to each service it calls, since it started (once it made one)
+    calls: NotRequired[dict[str, int]]
     problems: NotRequired[list[str]]  # one line for each task that fails now
     outbox: NotRequired[OutboxHealth]  # users, products, orders
     # orders: takes it could not give back yet, retried in the background (issue 26)

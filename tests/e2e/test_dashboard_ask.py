@@ -68,6 +68,14 @@ def test_an_ask_from_the_dashboard_is_the_cli_s_answer_with_its_trace(seeded_ui:
                                                         "products"}
     assert direct["touched"] == ["orders.db", "products.db", "users.db"]
     assert answers["replicated"]["touched"] == ["query.db"]
+    # each link's calls, counted by the caller, from which the page draws its calls/s
+    calls = look(address, session)["query"]["calls"]
+    assert {"users", "orders", "products"} <= calls.keys() and min(calls.values()) >= 1
+    asked(address, session, "user=3&strategy=direct-call")
+    deadline = time.monotonic() + WAIT  # a look is kept for a second: /state may be older
+    while look(address, session)["query"]["calls"]["users"] != calls["users"] + 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
 
 
 def test_a_bad_ask_is_one_line(seeded_ui: Sandbox) -> None:

@@ -121,6 +121,7 @@ def service_app(
                               "pid": os.getpid(),
                               "ready_at": ready_at[0] if ready_at else None,
                               "chaos": chaos.active(), "isolation": held_by(), **health(),
+                              **({"calls": chaos.links.calls} if chaos.links.calls else {}),
                               "tasks": [task for tasks in supervisors
                                         for task in tasks.health()],
                               "problems": problems})

@@ -57,6 +57,9 @@ class Links:
         self.caller = caller
         self._faults: dict[str, LinkFault] = {}
         self._random = rng or random.Random()
+        # the calls made to each callee since the process started (GET /health's `calls`:
+        # the dashboard draws each link's calls a second from it)
+        self.calls: dict[str, int] = {}
 
     def set(self, callee: str, fault: LinkFault | None) -> None:
         """From now on, `fault` on the calls to `callee` (None, or all zeros: none)."""
@@ -83,6 +86,7 @@ class Links:
     async def cross(self, callee: str) -> str | None:
         """Before a call to `callee`: wait the link's latency, then the one line to fail the
         call with if it is to fail (None: it goes through)."""
+        self.calls[callee] = self.calls.get(callee, 0) + 1
         fault = self._faults.get(callee)
         if fault is None:
             return None

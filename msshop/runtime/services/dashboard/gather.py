@@ -39,6 +39,7 @@ class PartView(msgspec.Struct):
     behind: int | None = None  # the query service: events on the bus not applied yet
     faults: list[str] = []  # what is injected into the requests it answers (msshop chaos)
     links: dict[str, str] = {}  # callee -> what is injected into its calls to it
+    calls: dict[str, int] = {}  # callee -> the calls it made to it since it started
     problems: list[str] = []  # why it is degraded, or why it is down
 
 
@@ -87,6 +88,7 @@ def view(name: str, health: dict[str, Any] | None, why: str | None = None) -> Pa
         faults=described(chaos),
         links={str(callee): ", ".join(described(fault)) for callee, fault in links.items()
                if isinstance(fault, dict)},
+        calls={str(callee): int(n) for callee, n in _mapping(health.get("calls")).items()},
         problems=[str(p) for p in health.get("problems") or []])
 
 

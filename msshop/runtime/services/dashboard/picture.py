@@ -125,6 +125,10 @@ STYLE = """
   .link.used path { stroke: #ca8a04; stroke-width: 6; }
   .link.down path, .link.faulty path { stroke: #dc2626; }
   .link.faulty path { stroke-width: 6; }
+  .link.busy path { stroke: #0891b2; stroke-width: 6; stroke-dasharray: none; }
+  .link.busy.faulty path { stroke: #dc2626; }
+  .link.busy text { fill: #0e7490; }
+  .link.faulty text { fill: #b91c1c; }
   .link text { font-size: 19px; font-weight: 600; fill: #b91c1c; paint-order: stroke;
                stroke: #f8fafc; stroke-width: 5; }
   #dots circle { fill: #7c3aed; }
@@ -174,6 +178,17 @@ function travel(edgeId) {
                              {duration: 450, easing: "ease-in"});
   moving.onfinish = () => dot.remove();
 }
+// a link's calls a second over about the last second, from the caller's count of them
+const CALL_WINDOW = 1.0;
+const counted = new Map();
+function callRate(link, at, count) {
+  const seen = counted.get(link) || [];
+  seen.push([at, count]);
+  while (seen.length > 2 && seen[1][0] <= at - CALL_WINDOW) seen.shift();
+  counted.set(link, seen);
+  const [[then, before], [now, after]] = [seen[0], seen[seen.length - 1]];
+  return now > then ? Math.max(0, after - before) / (now - then) : 0;
+}
 let previous = null;
 function drawPicture(snapshot) {
   const parts = merged(snapshot.parts);
@@ -189,17 +204,22 @@ function drawPicture(snapshot) {
     box.querySelector(".line1").textContent = first;
     box.querySelector(".line2").textContent = second;
     box.setAttribute("aria-label", `${part.name}: ${part.state}; ${first} ${second}`);
+    const before = previous && previous.get(part.name);
     const edge = document.getElementById(`edge-${part.name}`);
     if (edge) edge.classList.toggle("down", part.state === "down");
     for (const link of document.querySelectorAll(`.link[data-callee="${part.name}"]`)) {
       link.classList.toggle("down", part.state === "down");
     }
     for (const link of document.querySelectorAll(`.link[data-caller="${part.name}"]`)) {
-      const fault = (part.links || {})[link.dataset.callee] || "";
+      const callee = link.dataset.callee;
+      const fault = (part.links || {})[callee] || "";
+      const rate = callRate(link.id, snapshot.at, (part.calls || {})[callee] || 0);
       link.classList.toggle("faulty", fault !== "");
-      link.querySelector("text").textContent = fault;
+      link.classList.toggle("busy", rate > 0);
+      link.querySelector("text").textContent =
+        [fault, rate > 0 ? `${number(Math.round(rate))} calls/s` : ""].filter(Boolean)
+          .join(" · ");
     }
-    const before = previous && previous.get(part.name);
     if (before && part.name !== "query" && total(part) > total(before)) {
       travel(`edge-${part.name}`);
     }
