@@ -23,7 +23,8 @@ class ServiceSpec:
     calls_others: bool = True  # needs the peer client (peers.py); the bus answers only
     publishes: bool = False  # records events (an outbox and its relay): may append to the bus
     # the services whose credential its routes declared `auth="services"` take (the bus:
-    # every service; products and users: orders, whose purchases take stock and credit)
+    # every service, and the dashboard's feed, which reads; products and users: orders,
+    # whose purchases take stock and credit; query: the dashboard, for its dead letters)
     trusts: tuple[str, ...] = ()
 
     @property
@@ -49,7 +50,7 @@ class ServiceSpec:
 
 SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("bus", 0, 0, "msshop.runtime.services.bus:create_app", "the event log",
-                calls_others=False, trusts=("users", "products", "orders", "query")),
+                calls_others=False, trusts=("users", "products", "orders", "query", "ui")),
     ServiceSpec("users", 1, 1, "msshop.runtime.services.users:create_app", "users",
                 publishes=True, trusts=("orders",)),
     ServiceSpec("products", 1, 2, "msshop.runtime.services.products:create_app", "products",
@@ -57,7 +58,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("orders", 1, 3, "msshop.runtime.services.orders:create_app", "orders",
                 publishes=True),
     ServiceSpec("query", 2, 4, "msshop.runtime.services.query:create_app",
-                "its read model: copies of users, products and orders"),
+                "its read model: copies of users, products and orders", trusts=("ui",)),
 )
 BY_NAME: dict[str, ServiceSpec] = {spec.name: spec for spec in SERVICES}
 NAMES: tuple[str, ...] = tuple(BY_NAME)
