@@ -165,8 +165,7 @@ async def nats_as_ui(sandbox: Sandbox) -> dict[str, Any]:
     """Sign in to the sandbox's nats-server as `ui`, with nats-py: describe the stream,
     publish an event subject, delete the stream; what the server said to each."""
     import nats
-    from nats.errors import NoRespondersError
-    from nats.errors import TimeoutError as NatsTimeout
+    from nats.errors import NoRespondersError, TimeoutError as NatsTimeout
 
     address = sandbox.state.bus.address("ui", sandbox.state.token)
     problems: list[str] = []
