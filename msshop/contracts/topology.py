@@ -24,7 +24,7 @@ class ServiceSpec:
     publishes: bool = False  # records events (an outbox and its relay): may append to the bus
     # the services whose credential its routes declared `auth="services"` take (the bus:
     # every service, and the dashboard's feed, which reads; products and users: orders,
-    # whose purchases take stock and credit; query: the dashboard, for its dead letters)
+    # whose purchases take stock and credit)
     trusts: tuple[str, ...] = ()
 
     @property
@@ -58,7 +58,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("orders", 1, 3, "msshop.runtime.services.orders:create_app", "orders",
                 publishes=True),
     ServiceSpec("query", 2, 4, "msshop.runtime.services.query:create_app",
-                "its read model: copies of users, products and orders", trusts=("ui",)),
+                "its read model: copies of users, products and orders"),
 )
 BY_NAME: dict[str, ServiceSpec] = {spec.name: spec for spec in SERVICES}
 NAMES: tuple[str, ...] = tuple(BY_NAME)

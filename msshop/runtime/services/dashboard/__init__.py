@@ -145,7 +145,7 @@ def create_app(ctx: ServiceContext) -> DashboardApp:
     guard = Guard(ctx.port, dashboard_login(ctx.credential, os.getpid()))
     feed = Feed(ctx, lambda: gatherer.watching)  # reads the bus as the dashboard, read-only
     gatherer = Gatherer(dict(ctx.peer_urls), ctx.tasks, dict(ctx.monitors), feed,
-                        DeadLetters(ctx.credential))
+                        DeadLetters(ctx.owner))
     actions = Actions(dict(ctx.peer_urls), ctx.owner, ctx.control_port)
 
     async def health(request: Request, session: Session | None) -> Response:

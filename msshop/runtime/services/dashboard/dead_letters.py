@@ -3,8 +3,10 @@ query service could not apply (a poison event), how many and the newest few, wit
 
 The query service counts them in its /health (consumer.dead_letters), which the gatherer
 asks at every look anyway; only when that count changes are the newest asked of its
-GET /dead-letters, with the dashboard's own credential (query trusts it for that route
-alone, topology's `trusts`). Nobody watching: no look, nothing asked.
+GET /dead-letters, an owner's route (dead letters hold events' data), with the owner's
+token the dashboard holds in its memory for its buttons (actions.py), as `msshop
+deadletters` does; never in the page. Nobody watching: no look, nothing asked. A dashboard
+without its owner's capability shows the count alone.
 """
 
 from __future__ import annotations
@@ -33,8 +35,8 @@ class DeadLetterView(msgspec.Struct, frozen=True):
 
 
 class DeadLetters:
-    def __init__(self, credential: str | None) -> None:
-        self._headers = bearer(credential) if credential else {}
+    def __init__(self, owner: str | None) -> None:
+        self._headers = bearer(owner) if owner else {}
         self.count = 0  # as the query service's /health last counted them
         self.newest: list[DeadLetterView] = []
         self._asked_for: int | None = None  # the count the newest were asked at
@@ -49,8 +51,8 @@ class DeadLetters:
         self.count = count
         if count == self._asked_for:
             return
-        if count == 0:
-            self.newest, self._asked_for = [], 0
+        if count == 0 or not self._headers:
+            self.newest, self._asked_for = [], count
             return
         answer = await ask(f"/dead-letters?limit={SHOWN}", self._headers)
         if isinstance(answer, str):  # asked again at the next look

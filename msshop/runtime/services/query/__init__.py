@@ -12,7 +12,6 @@ strategies, chosen per request:
                                  floor with the answer's payload (no trace, no freshness)
     GET /bench/lag?since=T       replication lag of the events that occurred since T
     GET /dead-letters?limit=N    events the read model could not apply, with the reason
-                                 (the owner's token, or the dashboard's credential)
     POST /replay                 rebuild the read model from position 0 (sandbox token)
 
 - replicated: from its own read model, built by consuming the bus; the answer says how
@@ -212,8 +211,7 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
                   {200: (DeadLetters, "How many, and the newest, with the reason")},
                   params=[Param("limit", Annotated[int, msgspec.Meta(
                       ge=1, le=MAX_DEAD_LETTERS)], "at most this many", default=50)],
-                  # they hold events' data: the owner, or the dashboard's own credential
-                  auth="owner or services", action="reading dead letters"),
+                  auth="owner", action="reading dead letters"),  # they hold events' data
          Endpoint("POST", "/replay", replay, "Rebuild the read model from position 0", {
              200: (Replayed, "The rebuild's figures"),
              409: "A rebuild is already running",
@@ -224,5 +222,4 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
         ctx.tracer,
         ctx.admin,
         __doc__ or "",
-        senders=ctx.senders,  # the dashboard's credential: it reads the dead letters
     )
