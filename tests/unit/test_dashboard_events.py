@@ -15,6 +15,7 @@ from msshop.contracts import events
 from msshop.contracts.events import Delivered
 from msshop.runtime.platform.context import ServiceContext
 from msshop.runtime.services.dashboard.events import (
+    BEHIND,
     KEPT,
     SUMMARY,
     EventView,
@@ -78,7 +79,9 @@ def test_a_feed_far_behind_skips_to_what_a_page_shows(tmp_path: Path) -> None:
     feed.position = 10
     feed._took(Page(11, [delivered(11)], "log-a"))
     assert (feed.position, feed.dropped, [v.position for v in feed.kept]) == (11, 0, [11])
-    feed._took(Page(11 + KEPT + 50, [delivered(12)], "log-a"))
-    assert feed.position == 11 + 50 and feed.dropped == 49
+    feed._took(Page(12 + BEHIND, [delivered(12)], "log-a"))  # not yet too far behind
+    assert feed.position == 12 and feed.dropped == 0
+    feed._took(Page(13 + BEHIND + 50, [delivered(13)], "log-a"))
+    assert feed.position == 13 + BEHIND + 50 - KEPT and feed.dropped == BEHIND + 50 - KEPT
     feed._took(Page(5, [], "log-b"))  # another log (replaced): from its head
     assert feed.position == 5 and feed.log == "log-b"
