@@ -16,6 +16,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,6 +24,7 @@ import pytest
 from msshop.contracts import events
 from msshop.contracts.credentials import bearer, service_credential
 from tests.conftest import BACKENDS, Sandbox, running_sandbox
+from tests.e2e.test_broker import nats_server  # noqa: F401  (the fixture: a server of our own)
 from tests.e2e.test_dashboard import ask, logged_in, login_of
 
 WAIT = 10.0  # seconds a test waits for a condition that takes far less
@@ -288,3 +290,16 @@ def test_a_poison_event_shows_in_the_dead_letters(with_ui: Sandbox) -> None:
         until(lambda: seen(dashboard, "Poison", 0))  # the feed shows it too, as it came
     status, poisoned = dashboard.get("/events?type=Poison")
     assert status == 200 and poisoned[-1]["position"] == position
+
+
+def test_on_a_nats_server_of_your_own_the_feed_signs_in_as_every_part_does(
+        tmp_path: Path, nats_server: str) -> None:  # noqa: F811
+    """With `bus.url` msshop writes no permissions: every part signs in with that URL's
+    user, the dashboard's feed too, and follows the stream there."""
+    with running_sandbox(tmp_path / "sandbox", MSSHOP_UI="1", MSSHOP_BUS_BACKEND="nats",
+                         MSSHOP_BUS_URL=nats_server) as sandbox:
+        dashboard = Dashboard(sandbox)
+        with dashboard.watching():
+            user = signed_up(dashboard, "outside@example.com")
+            event = until(lambda: seen(dashboard, events.USER_SIGNED_UP, user))
+        assert event["source"] == "users" and dashboard.state()["events_problem"] is None
