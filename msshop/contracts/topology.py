@@ -26,6 +26,9 @@ class ServiceSpec:
     # every service, and the dashboard's feed, which reads; products and users: orders,
     # whose purchases take stock and credit)
     trusts: tuple[str, ...] = ()
+    # listens on the loopback address whatever sandbox.host says (the dashboard: a page
+    # with the owner's powers is for this machine alone)
+    loopback_only: bool = False
 
     @property
     def db_filename(self) -> str:
@@ -74,7 +77,7 @@ BUS_DOOR = ServiceSpec("bus-door", 0, 7, "msshop.runtime.services.bus_door:creat
 #: the services' /health; no part of the shop (no data, in no catalogue of services), in a
 #: stage after every service's.
 DASHBOARD = ServiceSpec("ui", 3, 8, "msshop.runtime.services.dashboard:create_app",
-                        "nothing: the live dashboard of the sandbox")
+                        "nothing: the live dashboard of the sandbox", loopback_only=True)
 #: the parts that keep no data (their directory exists, for the isolation rule, but no file)
 KEEPS_NO_DATA = frozenset({BUS_DOOR.name, DASHBOARD.name})
 #: every part a forked msshop process may run: the services, the bus's door, the dashboard

@@ -50,12 +50,12 @@ def test_the_page_draws_every_span_and_a_click_shows_its_details(shared_sandbox:
         assert products["left"] >= min(users["right"], orders["right"]) - 2, \
             "products after them"
         assert "Click a bar" in await browser.evaluate(
-            "document.getElementById('details').textContent")
+            "document.querySelector('.details').textContent")
         select = next(i for i, s in spans.items() if s["service"] == "users"
                       and s["attributes"].get("db.operation") == "SELECT")
         bar = bars[select]
         await browser.click((bar["left"] + bar["right"]) / 2, (bar["top"] + bar["bottom"]) / 2)
-        details = await browser.evaluate("document.getElementById('details').textContent")
+        details = await browser.evaluate("document.querySelector('.details').textContent")
         assert details.startswith(f"users · {spans[select]['name']}")
         assert "db.nameusers.db" in details and f"span id{select}" in details
         assert await browser.evaluate(

@@ -14,7 +14,7 @@ from msshop.contracts.kinds import Kind
 from msshop.contracts.topology import BUS_DOOR, BY_NAME, DASHBOARD, PARTS, ServiceSpec
 from msshop.runtime.orchestrator.health import probe
 from msshop.runtime.orchestrator.kind import ChildProcess, Health, Probe
-from msshop.runtime.orchestrator.ports import PortBook, url_host
+from msshop.runtime.orchestrator.ports import PortBook, loopback, url_host
 from msshop.runtime.orchestrator.process import ServiceProcess, preload
 from msshop.runtime.orchestrator.state import SandboxPaths, ServiceState, State
 from msshop.runtime.platform.context import ServiceContext
@@ -41,11 +41,12 @@ class ForkedServiceKind:
 
     def reserve(self, spec: ServiceSpec, ports: PortBook) -> list[ServiceState]:
         base = self.settings.base_port
-        port = ports.listen(spec.name, base + spec.port_offset if base else 0)
+        host = loopback(ports.host) if spec.loopback_only else ports.host
+        port = ports.listen(spec.name, base + spec.port_offset if base else 0, host)
         doors = {caller: ports.hold(spec.name, 0, door_for(caller))
                  for caller in foreign_callers(self.settings, spec.name)}
         return [ServiceState(
-            name=spec.name, port=port, url=f"http://{url_host(ports.host)}:{port}",
+            name=spec.name, port=port, url=f"http://{url_host(host)}:{port}",
             db=str(spec.db_path(self.paths.root)), log=str(spec.log_path(self.paths.root)),
             kind=self.name, doors=doors or None,
             isolation="kernel" if kernel_rule(self.settings.kernel_isolation) else "process")]
@@ -99,6 +100,8 @@ class ForkedServiceKind:
         return self.new_process(PARTS[name], context, Path(service.log), settings.log_level)
 
     def health(self, service: ServiceState, host: str, timeout: float) -> Health | None:
+        if PARTS[service.name].loopback_only:
+            host = loopback(host)
         return self.probe(host, service.port, timeout=timeout)
 
     def ready(self, service: ServiceState, host: str, timeout: float) -> Health | None:

@@ -52,6 +52,11 @@ def bind(host: str, port: int, service: str) -> socket.socket:
     return sock
 
 
+def loopback(host: str) -> str:
+    """This machine's own address in the family of `host`."""
+    return "::1" if ":" in host else "127.0.0.1"
+
+
 def url_host(host: str) -> str:
     """The host as a URL writes it (an IPv6 address in brackets)."""
     return f"[{host}]" if ":" in host else host
@@ -65,10 +70,14 @@ class PortBook:
         self.bind = bind
         self.listening: dict[str, socket.socket] = {}  # each process's own, until it starts
         self.held: dict[str, list[socket.socket]] = {}  # ports a process binds itself
+        self.hosts: dict[str, str] = {}  # a process that listens elsewhere than `host`
 
-    def listen(self, name: str, port: int) -> int:
-        """Bind process `name`'s listening port (0 picks one); the port bound."""
-        sock = self.bind(self.host, port, name)
+    def listen(self, name: str, port: int, host: str | None = None) -> int:
+        """Bind process `name`'s listening port (0 picks one) on `host` (None: the
+        sandbox's); the port bound."""
+        if host is not None:
+            self.hosts[name] = host
+        sock = self.bind(self.hosts.get(name, self.host), port, name)
         self.listening[name] = sock
         number: int = sock.getsockname()[1]
         return number
@@ -87,7 +96,8 @@ class PortBook:
         named before the process starts (a port bound again is one the running sandbox
         gave out: taken, it is said so)."""
         try:
-            sock = self.listening.pop(name, None) or self.bind(self.host, port, name)
+            sock = (self.listening.pop(name, None)
+                    or self.bind(self.hosts.get(name, self.host), port, name))
         except PortTaken as taken:
             raise taken.in_running_sandbox() from None
         if name not in self.held:

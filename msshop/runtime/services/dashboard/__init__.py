@@ -10,7 +10,9 @@ with no data of its own. `msshop ui` prints its address and login.
                           by every tab
     GET  /events?type=T,U&source=S&limit=N
                           the bus's events the feed keeps (events.py), filtered, JSON
-    POST /action          {"part", "action"}: break it from the page (actions.py); an
+    GET  /ask?user=U&strategy=S   user U's orders by S (or "compare": both served
+                          strategies), each with its trace and the files it touched (ask.py)
+    POST /action          {"part", "action"[, "to"]}: break it from the page (actions.py); an
                           action, as every POST: the session's CSRF token and the
                           dashboard's origin
     POST /logout          the same
@@ -38,6 +40,7 @@ from msshop.contracts.credentials import dashboard_login
 from msshop.runtime.platform.context import ServiceContext
 from msshop.runtime.platform.tasks import cause_of
 from msshop.runtime.services.dashboard.actions import Actions
+from msshop.runtime.services.dashboard.ask import Asker, asked_strategies, asked_user
 from msshop.runtime.services.dashboard.dead_letters import DeadLetters
 from msshop.runtime.services.dashboard.events import Feed, filtered
 from msshop.runtime.services.dashboard.gather import Gatherer, Snapshot, encode
@@ -61,12 +64,13 @@ class Route:
 
 class DashboardApp:
     def __init__(self, ctx: ServiceContext, routes: list[Route], gatherer: Gatherer,
-                 guard: Guard, actions: Actions) -> None:
+                 guard: Guard, actions: Actions, asker: Asker) -> None:
         self.name = ctx.name
         self.routes = {(r.method, r.path): r for r in routes}
         self.gatherer = gatherer
         self.guard = guard
         self.actions = actions
+        self.asker = asker
 
     def release_held(self) -> None:
         self.gatherer.release()  # every stream ends at once when the dashboard stops
@@ -115,6 +119,7 @@ class DashboardApp:
         await receive()  # lifespan.shutdown
         await self.gatherer.close()
         self.actions.close()
+        self.asker.close()
         await send({"type": "lifespan.shutdown.complete"})
 
 
@@ -147,6 +152,7 @@ def create_app(ctx: ServiceContext) -> DashboardApp:
     gatherer = Gatherer(dict(ctx.peer_urls), ctx.tasks, dict(ctx.monitors), feed,
                         DeadLetters(ctx.owner))
     actions = Actions(dict(ctx.peer_urls), ctx.owner, ctx.control_port)
+    asker = Asker(dict(ctx.peer_urls), ctx.owner)
 
     async def health(request: Request, session: Session | None) -> Response:
         return Response(json.dumps({"service": ctx.name, "status": "ok", "pid": os.getpid(),
@@ -183,9 +189,16 @@ def create_app(ctx: ServiceContext) -> DashboardApp:
         return Response(encode(filtered(feed.kept, asked.get("type"), asked.get("source"),
                                         asked.get("limit"))), media_type="application/json")
 
+    async def ask(request: Request, session: Session | None) -> Response:
+        user_id = asked_user(request.query_params.get("user"))
+        strategies = asked_strategies(request.query_params.get("strategy"))
+        answers = [await asker.ask(user_id, strategy) for strategy in strategies]
+        return Response(json.dumps({"user": user_id, "answers": answers}),
+                        media_type="application/json")
+
     async def act(request: Request, session: Session | None) -> Response:
-        part, action = _asked(await request.body())
-        done = await actions.act(part, action)
+        part, action, to = _asked(await request.body())
+        done = await actions.act(part, action, to)
         await gatherer.look()  # every tab sees the effect now, not at the next interval
         return Response(json.dumps({"done": done}), media_type="application/json")
 
@@ -202,9 +215,10 @@ def create_app(ctx: ServiceContext) -> DashboardApp:
         Route("GET", "/state", state),
         Route("GET", "/live", live),
         Route("GET", "/events", events),
+        Route("GET", "/ask", ask),
         Route("POST", "/action", act, action=True),
         Route("POST", "/logout", log_out, action=True),
-    ], gatherer, guard, actions)
+    ], gatherer, guard, actions, asker)
 
 
 async def _stream(gatherer: Gatherer) -> AsyncIterator[bytes]:
@@ -228,8 +242,8 @@ async def _stream(gatherer: Gatherer) -> AsyncIterator[bytes]:
 MAX_ASKED = 1024  # bytes of an action's body
 
 
-def _asked(body: bytes) -> tuple[str, str]:
-    """{"part": …, "action": …}, or one line saying what is wrong with it."""
+def _asked(body: bytes) -> tuple[str, str, str | None]:
+    """{"part": …, "action": …[, "to": …]}, or one line saying what is wrong with it."""
     if len(body) > MAX_ASKED:
         raise Refused(413, f"an action's body is at most {MAX_ASKED} bytes")
     try:
@@ -237,7 +251,9 @@ def _asked(body: bytes) -> tuple[str, str]:
     except ValueError:
         asked = None
     if not isinstance(asked, dict) or not isinstance(asked.get("part"), str) \
-            or not isinstance(asked.get("action"), str):
-        raise Refused(422, 'an action is {"part": "products", "action": "kill"}')
-    return asked["part"], asked["action"]
+            or not isinstance(asked.get("action"), str) \
+            or not isinstance(asked.get("to", ""), str):
+        raise Refused(422, 'an action is {"part": "products", "action": "kill"}, or with a '
+                           'link {"part": "query", "action": "partition", "to": "users"}')
+    return asked["part"], asked["action"], asked.get("to")
 

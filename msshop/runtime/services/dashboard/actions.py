@@ -11,6 +11,12 @@ state file).
     failing   half of them fail (`msshop chaos NAME --error-rate 0.5`)
     heal      its faults cleared (`msshop chaos NAME --clear`)
 
+and with `to`, another service:
+
+    partition every call of it to `to` fails (`msshop chaos NAME --to TO --error-rate 1`)
+    mend      that link's faults cleared (`msshop chaos NAME --to TO --clear`)
+    trespass  it tries to open `to`'s database file, and is refused (`msshop trespass`)
+
 The dashboard itself is no target (it would cut the request that asked), nor the bus's door.
 Every effect shows where the CLI's would: `msshop status`, and the next look on the page.
 """
@@ -22,7 +28,7 @@ import json
 from typing import Any
 
 from msshop.contracts.credentials import bearer
-from msshop.contracts.topology import NAMES
+from msshop.contracts.topology import BY_NAME, NAMES
 from msshop.runtime import control_client
 from msshop.runtime.platform.wire import Client, ConnectFailed, address_of
 from msshop.runtime.services.dashboard.guard import Refused
@@ -35,7 +41,12 @@ FAULTS: dict[str, dict[str, Any]] = {
     "failing": {"error_rate": 0.5},
     "heal": {"clear": True},
 }
-ACTIONS = (*SUPERVISED, *FAULTS)
+LINKED: dict[str, dict[str, Any]] = {  # on the part's calls to `to` (a link)
+    "partition": {"error_rate": 1.0},
+    "mend": {"clear": True},
+}
+TRESPASS = "trespass"
+ACTIONS = (*SUPERVISED, *FAULTS, *LINKED, TRESPASS)
 CONTROL_TIMEOUT = 30.0  # a start waits for the part to be healthy
 
 
@@ -47,8 +58,9 @@ class Actions:
         self._control_port = control_port
         self._client = Client()
 
-    async def act(self, part: str, action: str) -> str:
-        """Do `action` to `part`; what was done, one line (Refused: why not)."""
+    async def act(self, part: str, action: str, to: str | None = None) -> str:
+        """Do `action` to `part` (with `to`: to its link to that service, or trespassing
+        into that service's file); what was done, one line (Refused: why not)."""
         if part not in NAMES or part not in self._peers:
             raise Refused(422, f"{part!r} is not a part of this shop; choose one of: "
                                + ", ".join(n for n in NAMES if n in self._peers))
@@ -57,6 +69,12 @@ class Actions:
                                + ", ".join(ACTIONS))
         if self._owner is None or self._control_port is None:
             raise Refused(503, "this dashboard was started without its owner's capability")
+        if (action in LINKED or action == TRESPASS) != (to is not None):
+            raise Refused(422, f"{action} takes {'a' if to is None else 'no'} `to`: "
+                               + ("the other service" if to is None else "only "
+                                  + ", ".join((*LINKED, TRESPASS)) + " do"))
+        if to is not None:
+            return await self._towards(part, action, to)
         if action in SUPERVISED:
             port, token = self._control_port, self._owner
             try:
@@ -69,21 +87,44 @@ class Actions:
                     "start": f"{part} started", "restart": f"{part} restarted"}[action]
         return await self._fault(part, action)
 
+    async def _towards(self, part: str, action: str, to: str) -> str:
+        if to not in NAMES or to not in self._peers or to == part:
+            raise Refused(422, f"{to!r}: name another service of this shop")
+        if action == TRESPASS:
+            answer = await self._post(part, "/chaos/trespass", {"into": to})
+            refused = answer.get("refused") or "it was let in"
+            return f"{part} tried to open {to}'s file: {refused}"
+        if not BY_NAME[part].calls_others:
+            raise Refused(422, f"{part} calls no other service: partition its caller's link")
+        await self._post(part, "/chaos", {"to": to, **LINKED[action]})
+        return (f"every call from {part} to {to} fails" if action == "partition"
+                else f"the link from {part} to {to} mended")
+
     async def _fault(self, part: str, action: str) -> str:
+        await self._post(part, "/chaos", FAULTS[action])
+        return {"slow": f"{part} answers 300 ms late", "failing": f"half of {part}'s answers "
+                "fail", "heal": f"{part}'s faults cleared"}[action]
+
+    async def _post(self, part: str, path: str, asked: dict[str, Any]) -> dict[str, Any]:
+        """POST `asked` to the part with the owner's token; its JSON answer."""
         assert self._owner is not None
         host, port = address_of(self._peers[part])
-        body = json.dumps(FAULTS[action]).encode()
         try:
             async with asyncio.timeout(5):
                 status, answer = await self._client.request(
-                    "POST", host, port, "/chaos", body,
+                    "POST", host, port, path, json.dumps(asked).encode(),
                     {"content-type": "application/json", **bearer(self._owner)})
         except (ConnectFailed, OSError, TimeoutError):
             raise Refused(409, f"{part} did not answer: start it first") from None
-        if status != 200:
-            raise Refused(502, f"{part} refused the fault ({status}): {answer[:200]!r}")
-        return {"slow": f"{part} answers 300 ms late", "failing": f"half of {part}'s answers "
-                "fail", "heal": f"{part}'s faults cleared"}[action]
+        try:
+            said = json.loads(answer)
+        except ValueError:
+            said = None
+        if status != 200 or not isinstance(said, dict):
+            error = (said.get("error") if isinstance(said, dict)
+                     else answer[:200].decode(errors="replace"))
+            raise Refused(502, f"{part} refused ({status}): {error}")
+        return said
 
     def close(self) -> None:
         self._client.close()

@@ -26,7 +26,7 @@ from msshop.runtime.platform.wire import Client, ConnectFailed, address_of
 from msshop.runtime.services.dashboard.dead_letters import QUERY, DeadLetters, DeadLetterView
 from msshop.runtime.services.dashboard.events import EventView, Feed
 
-INTERVAL = 0.5  # seconds between two looks (a stopped service is red within a second)
+INTERVAL = 0.25  # seconds between two looks: the page is at most this (and a look) behind
 TIMEOUT = 0.4  # a part that does not answer /health within this is down
 FRESH = 1.0  # a snapshot this recent answers GET /state without a new look
 
@@ -43,7 +43,8 @@ class PartView(msgspec.Struct):
     head: int | None = None  # the bus: its log's head
     position: int | None = None  # the query service: the bus position its model applied
     behind: int | None = None  # the query service: events on the bus not applied yet
-    faults: int = 0  # faults injected into it (msshop chaos)
+    faults: list[str] = []  # what is injected into the requests it answers (msshop chaos)
+    links: dict[str, str] = {}  # callee -> what is injected into its calls to it
     problems: list[str] = []  # why it is degraded, or why it is down
 
 
@@ -65,6 +66,25 @@ class Snapshot(msgspec.Struct):
 encode = msgspec.json.Encoder().encode
 
 
+def described(fault: dict[str, Any]) -> list[str]:
+    """A /health's `chaos` (or one of its links) in the page's words: "+300 ms",
+    "fails 50%", "partitioned" (every call fails)."""
+    said = []
+    latency, jitter = float(fault.get("latency_ms") or 0), float(fault.get("jitter_ms") or 0)
+    if latency or jitter:
+        said.append(f"+{latency:g} ms" + (f" (±{jitter:g})" if jitter else ""))
+    error_rate = float(fault.get("error_rate") or 0)
+    if error_rate >= 1:
+        said.append("partitioned")
+    elif error_rate:
+        said.append(f"fails {error_rate:.0%}")
+    for key, what in (("duplicate_rate", "duplicates"), ("reorder_rate", "reorders"),
+                      ("redeliver_rate", "redelivers")):
+        if rate := float(fault.get(key) or 0):
+            said.append(f"{what} {rate:.0%}")
+    return said
+
+
 def view(name: str, health: dict[str, Any] | None, why: str | None = None) -> PartView:
     """A part from its /health answer (None: it did not answer, for `why`)."""
     if health is None:
@@ -72,14 +92,22 @@ def view(name: str, health: dict[str, Any] | None, why: str | None = None) -> Pa
     consumer = health.get("consumer") or {}
     outbox = health.get("outbox") or {}
     rows = health.get("rows")
+    chaos: dict[str, Any] = _mapping(health.get("chaos"))  # None: nothing injected
+    links = _mapping(chaos.get("links"))
     return PartView(
         name, "degraded" if health.get("status") == "degraded" else "up",
         pid=health.get("pid"),
         rows={str(k): int(v) for k, v in rows.items()} if isinstance(rows, dict) else {},
         outbox=outbox.get("pending"), head=health.get("head"),
         position=consumer.get("position"), behind=consumer.get("behind"),
-        faults=len(health.get("chaos") or []),
+        faults=described(chaos),
+        links={str(callee): ", ".join(described(fault)) for callee, fault in links.items()
+               if isinstance(fault, dict)},
         problems=[str(p) for p in health.get("problems") or []])
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 class Gatherer:

@@ -1,0 +1,292 @@
+"""The panels under the picture (issue 28), one shown at a time, chosen by tabs (arrow keys
+move between them):
+
+- Ask: a user id and a strategy (or compare) -> the answer, its trace's waterfall (the
+  trace page's own drawing, msshop/drawings/waterfall.py) and the files it touched lit on
+  the picture;
+- Break it: kill, stop, start, restart, slow, failing, heal a part; partition or mend a
+  link; make a service trespass into another's file — each done as the CLI does it
+  (actions.py), its effect seen on the picture and in `msshop status`;
+- Watch: the bus's events as they arrive (filtered by type and source), the read model's
+  dead letters, and the last minutes of the outbox backlogs and the read model's lag.
+"""
+
+from __future__ import annotations
+
+from msshop.contracts.topology import NAMES
+
+# the last minutes of replication, drawn in the Watch panel (its own small SVG)
+HISTORY_W, HISTORY_H = 520, 200
+HISTORY_SECONDS = 120
+TABS = ("ask", "break", "watch")
+LINKS = ("query users", "query products", "query orders", "orders products", "orders users")
+
+
+def panels() -> str:
+    options = "".join(f"<option{' selected' if n == 'products' else ''}>{n}</option>"
+                      for n in NAMES)
+    links = "".join(f'<option value="{link}">{link.replace(" ", " → ")}</option>'
+                    for link in LINKS)
+    services = "".join(f"<option>{n}</option>" for n in ("users", "products", "orders",
+                                                         "query"))
+    return (PANELS.replace("{options}", options).replace("{links}", links)
+            .replace("{services}", services)
+            .replace("{history}", _history()))
+
+
+def _history() -> str:
+    w, h = HISTORY_W, HISTORY_H
+    return (f'<svg id="history" viewBox="0 0 {w} {h + 60}" role="img" aria-label="events '
+            f'waiting in the outboxes, and the read model behind the bus, over the last '
+            f'minutes"><rect class="frame" x="0" y="0" width="{w}" height="{h}"/>'
+            f'<polyline id="line-waiting" class="waiting" points=""/>'
+            f'<polyline id="line-behind" class="behind" points=""/>'
+            f'<text id="history-top" class="axis" x="6" y="18">0</text>'
+            f'<text class="key waiting" x="0" y="{h + 24}">— events waiting in the outboxes'
+            f'</text><text class="key behind" x="0" y="{h + 50}">— read model behind the bus'
+            f'</text></svg>')
+
+
+PANELS = """
+<nav class="tabs" role="tablist" aria-label="what to do">
+<button type="button" role="tab" id="tab-ask" aria-controls="panel-ask"
+        aria-selected="true">Ask</button>
+<button type="button" role="tab" id="tab-break" aria-controls="panel-break"
+        aria-selected="false" tabindex="-1">Break it</button>
+<button type="button" role="tab" id="tab-watch" aria-controls="panel-watch"
+        aria-selected="false" tabindex="-1">Watch</button>
+<span class="said" id="done" aria-live="polite"></span>
+</nav>
+<section class="panel" role="tabpanel" id="panel-ask" aria-labelledby="tab-ask">
+<form id="ask" class="controls">
+<label>user <input id="user" type="number" min="1" value="1" required></label>
+<label>strategy <select id="strategy"><option>replicated</option><option>direct-call</option>
+<option value="compare">compare both</option></select></label>
+<button type="submit">Ask</button>
+<span class="hint">the files an answer touched are lit above</span>
+</form>
+<div id="answers"></div>
+</section>
+<section class="panel" role="tabpanel" id="panel-break" aria-labelledby="tab-break" hidden>
+<div class="controls">
+<label>part <select id="target">{options}</select></label>
+<button type="button" data-action="kill">kill</button>
+<button type="button" data-action="stop">stop</button>
+<button type="button" data-action="start">start</button>
+<button type="button" data-action="restart">restart</button>
+<button type="button" data-action="slow">slow (+300 ms)</button>
+<button type="button" data-action="failing">failing (50%)</button>
+<button type="button" data-action="heal">heal</button>
+</div>
+<div class="controls">
+<label>link <select id="link">{links}</select></label>
+<button type="button" data-link="partition">partition</button>
+<button type="button" data-link="mend">mend</button>
+</div>
+<div class="controls">
+<label>make <select id="trespasser">{services}</select></label>
+<label>open the file of <select id="into"><option>users</option>
+<option selected>products</option><option>orders</option><option>query</option></select>
+</label>
+<button type="button" data-trespass="trespass">trespass</button>
+</div>
+<p class="hint">Every button does what the CLI does (msshop kill, stop, start, restart,
+chaos, trespass): its effect shows above, in the answers, and in msshop status.</p>
+</section>
+<section class="panel" role="tabpanel" id="panel-watch" aria-labelledby="tab-watch" hidden>
+<div class="watch">
+<div>
+<div class="controls">
+<label>type <select id="event-type"><option value="">every type</option></select></label>
+<label>source <select id="event-source"><option value="">every source</option>
+{services}</select></label>
+<span class="hint" id="events-said"></span>
+</div>
+<ol id="events" aria-label="the bus's latest events, newest first"></ol>
+<p id="dead-letters" class="hint"></p>
+</div>
+<div><h2>the last 2 minutes</h2>{history}</div>
+</div>
+</section>
+"""
+
+STYLE = """
+  .tabs { display: flex; gap: .25rem; align-items: end; border-bottom: 2px solid #cbd5e1;
+          padding: 0 1rem; }
+  .tabs [role=tab] { font: inherit; font-weight: 600; padding: .35rem 1rem; border: 0;
+                     border-radius: 8px 8px 0 0; background: #e2e8f0; cursor: pointer; }
+  .tabs [role=tab][aria-selected=true] { background: #0f172a; color: #f8fafc; }
+  .tabs .said { margin-left: auto; padding-bottom: .3rem; color: #334155; }
+  .panel { overflow: auto; padding: .5rem 1rem; min-height: 0; }
+  .controls { display: flex; flex-wrap: wrap; align-items: center; gap: .5rem;
+              margin-bottom: .5rem; }
+  .controls select, .controls button, .controls input { font: inherit;
+      padding: .2rem .6rem; border-radius: 6px; border: 1px solid #94a3b8; background: #fff; }
+  .controls input { width: 7rem; }
+  .controls button { cursor: pointer; }
+  button:focus-visible, select:focus-visible, input:focus-visible,
+  [role=tab]:focus-visible { outline: 3px solid #f59e0b; outline-offset: 1px; }
+  .hint { color: #475569; }
+  .answer h3 { font-size: 1rem; margin: .4rem 0 .2rem; }
+  .answer .error { color: #b91c1c; font-weight: 600; }
+  .answer .titles { color: #334155; }
+  .waterfall .row { grid-template-columns: 18rem 1fr 5rem; height: 1.5rem; }
+  .waterfall .axis { grid-template-columns: 18rem 1fr 5rem; }
+  .watch { display: grid; grid-template-columns: 1fr 28rem; gap: 1.5rem; }
+  .watch h2 { font-size: 1rem; margin: 0 0 .3rem; }
+  #events { list-style: none; margin: 0; padding: 0; font-variant-numeric: tabular-nums; }
+  #events li { padding: .1rem 0; border-bottom: 1px solid #e2e8f0; white-space: nowrap;
+               overflow: hidden; text-overflow: ellipsis; }
+  #events .type { font-weight: 600; }
+  #history { width: 100%; height: auto; }
+  #history .frame { fill: #ffffff; stroke: #cbd5e1; stroke-width: 2; }
+  #history .axis { font-size: 15px; fill: #64748b; }
+  #history polyline { fill: none; stroke-width: 3; }
+  #history .key { font-size: 16px; }
+  #history polyline.waiting { stroke: #7c3aed; }
+  #history polyline.behind { stroke: #0891b2; }
+  #history text.waiting { fill: #6d28d9; }
+  #history text.behind { fill: #0e7490; }
+"""
+
+SCRIPT = """
+// tabs: a click, or the arrow keys on the tab list
+const tabs = [...document.querySelectorAll("[role=tab]")];
+function choose(tab) {
+  for (const other of tabs) {
+    const chosen = other === tab;
+    other.setAttribute("aria-selected", String(chosen));
+    other.tabIndex = chosen ? 0 : -1;
+    document.getElementById(other.getAttribute("aria-controls")).hidden = !chosen;
+  }
+  tab.focus();
+}
+tabs.forEach((tab, i) => {
+  tab.addEventListener("click", () => choose(tab));
+  tab.addEventListener("keydown", event => {
+    const step = {ArrowRight: 1, ArrowLeft: -1}[event.key];
+    if (step) choose(tabs[(i + step + tabs.length) % tabs.length]);
+  });
+});
+const say = text => { document.getElementById("done").textContent = text; };
+async function post(path, body) {
+  say("…");
+  const answer = await fetch(path, {
+    method: "POST", headers: {"x-csrf-token": csrf, "content-type": "application/json"},
+    body: JSON.stringify(body)});
+  const said = await answer.json();
+  say(answer.ok ? said.done : said.error);
+}
+for (const button of document.querySelectorAll("[data-action]")) {
+  button.addEventListener("click", () => post("/action", {
+    part: document.getElementById("target").value, action: button.dataset.action}));
+}
+for (const button of document.querySelectorAll("[data-link]")) {
+  button.addEventListener("click", () => {
+    const [part, to] = document.getElementById("link").value.split(" ");
+    post("/action", {part, to, action: button.dataset.link});
+  });
+}
+document.querySelector("[data-trespass]").addEventListener("click", () => post("/action", {
+  part: document.getElementById("trespasser").value, action: "trespass",
+  to: document.getElementById("into").value}));
+
+// Ask
+function shown(answer) {
+  const box = document.createElement("div");
+  box.className = "answer";
+  const head = document.createElement("h3");
+  const found = answer.answer;
+  head.textContent = found
+    ? `${answer.strategy}: ${found.orders.length} order(s) of ${found.user.name ?? "user " +
+       found.user.id} in ${answer.latency_ms.toFixed(1)} ms · touched ` +
+      (answer.touched.join(", ") || "no file")
+    : `${answer.strategy}: `;
+  box.append(head);
+  if (!found) {
+    const error = document.createElement("span");
+    error.className = "error";
+    error.textContent = answer.error;
+    head.append(error);
+  } else {
+    const titles = document.createElement("p");
+    titles.className = "titles";
+    const freshness = found.freshness.live ? "read just now from the owners"
+      : `read model at ${found.freshness.position}, ${found.freshness.behind} behind`;
+    titles.textContent = found.orders.slice(0, 8).map(o => `${o.title ?? "?"} x${o.quantity}`)
+      .join(", ") + (found.orders.length > 8 ? ", …" : "") + ` · ${freshness}`;
+    box.append(titles);
+  }
+  const drawing = document.createElement("div");
+  box.append(drawing);
+  drawWaterfall(drawing, {trace_id: answer.trace_id, title: answer.strategy,
+                          spans: answer.spans, colours: COLOURS});
+  return box;
+}
+document.getElementById("ask").addEventListener("submit", async event => {
+  event.preventDefault();
+  const user = document.getElementById("user").value;
+  const strategy = document.getElementById("strategy").value;
+  const place = document.getElementById("answers");
+  place.textContent = "asking…";
+  const answer = await fetch(`/ask?user=${encodeURIComponent(user)}` +
+                             `&strategy=${encodeURIComponent(strategy)}`);
+  const body = await answer.json();
+  if (!answer.ok) { place.textContent = body.error; return; }
+  place.replaceChildren(...body.answers.map(shown));
+  light(body.answers.flatMap(a => a.touched), body.answers.map(a => a.strategy));
+  window.__asked = body;
+});
+
+// Watch: the events as they come, filtered here
+const seenTypes = new Set();
+function drawEvents(snapshot) {
+  const events = snapshot.events || [];
+  const types = document.getElementById("event-type");
+  for (const e of events) {
+    if (!seenTypes.has(e.type)) {
+      seenTypes.add(e.type);
+      const option = document.createElement("option");
+      option.textContent = e.type;
+      types.append(option);
+    }
+  }
+  const type = types.value, source = document.getElementById("event-source").value;
+  const list = document.getElementById("events");
+  list.replaceChildren(...events.filter(e => (!type || e.type === type) &&
+                                             (!source || e.source === source))
+    .slice().reverse().map(e => {
+      const item = document.createElement("li");
+      const name = document.createElement("span");
+      name.className = "type";
+      name.textContent = e.type;
+      item.append(`#${number(e.position)} `, name,
+                  ` from ${e.source} · ${e.summary || ""}`);
+      return item;
+    }));
+  document.getElementById("events-said").textContent = snapshot.events_problem || "";
+  const dead = snapshot.dead_letters || [];
+  document.getElementById("dead-letters").textContent = dead.length
+    ? `dead letters: ${dead.map(d => `#${d.position} ${d.type} (${d.error})`).join("; ")}`
+    : "no dead letters";
+}
+// the last minutes, kept by this tab from the looks it was handed
+const history = [];
+function remember(snapshot) {
+  const waiting = snapshot.parts.reduce((sum, p) => sum + (p.outbox || 0), 0);
+  const query = snapshot.parts.find(p => p.name === "query");
+  history.push({at: snapshot.at, waiting, behind: query ? (query.behind || 0) : 0});
+  while (history.length && history[0].at < snapshot.at - HISTORY_SECONDS) history.shift();
+  const [w, h] = [HISTORY_W, HISTORY_H];
+  const top = Math.max(10, ...history.map(e => Math.max(e.waiting, e.behind)));
+  const point = (e, value) =>
+    `${(w * (1 - (snapshot.at - e.at) / HISTORY_SECONDS)).toFixed(1)},` +
+    `${(h - h * value / top).toFixed(1)}`;
+  document.getElementById("line-waiting").setAttribute(
+    "points", history.map(e => point(e, e.waiting)).join(" "));
+  document.getElementById("line-behind").setAttribute(
+    "points", history.map(e => point(e, e.behind)).join(" "));
+  document.getElementById("history-top").textContent = number(top);
+  window.__history = history.length;
+}
+"""
