@@ -244,6 +244,23 @@ def test_in_a_browser_ask_break_and_watch(seeded_ui: Sandbox) -> None:
             "document.getElementById('monolith-rows').textContent")
         await shot(page, "monolith")
         await page.evaluate("document.getElementById('monolith-toggle').click()")
+        # an experiment from the page: its lanes fill in, then its verdicts
+        await page.evaluate("document.getElementById('tab-experiments').click()")
+        await until(page, "document.getElementById('scenario').options.length > 0")
+        await page.evaluate("document.getElementById('scenario').value = 'writes-crashes';"
+                            "document.getElementById('seconds').value = '4';"
+                            "document.getElementById('run-experiment').click()")
+        await until(page, "window.__run !== undefined && window.__run.seconds.length >= 2",
+                    60)
+        await shot(page, "experiment-running")
+        await until(page, "window.__run.state !== 'running'", 120)
+        run = await page.evaluate("window.__run")
+        assert run["verdicts"]["direct-call"] == "invalid" and run["verdicts"]["saga"] == \
+            "valid", run
+        assert await page.evaluate(
+            "document.querySelectorAll('#run-chart polyline').length") == 8  # 4 lanes
+        await until(page, "(window.__runs || []).length === 1")
+        await shot(page, "experiment")
         assert await page.evaluate("window.__errors") == []
 
     asyncio.run(with_page("about:blank", test))

@@ -25,6 +25,7 @@ from msshop.runtime.platform.tasks import Task, Tasks
 from msshop.runtime.platform.wire import Client, ConnectFailed, address_of
 from msshop.runtime.services.dashboard.dead_letters import QUERY, DeadLetters, DeadLetterView
 from msshop.runtime.services.dashboard.events import EventView, Feed
+from msshop.runtime.services.dashboard.experiments import Runs, RunView
 
 INTERVAL = 0.25  # seconds between two looks: the page is at most this (and a look) behind
 TIMEOUT = 0.4  # a part that does not answer /health within this is down
@@ -62,6 +63,8 @@ class Snapshot(msgspec.Struct):
     # the read model's dead letters: how many, and the newest few (dead_letters.py)
     dead_letter_count: int = 0
     dead_letters: list[DeadLetterView] = []
+    # the newest experiment run from the page, with its progress (experiments.py)
+    experiment: RunView | None = None
 
 
 encode = msgspec.json.Encoder().encode
@@ -117,7 +120,7 @@ class Gatherer:
 
     def __init__(self, peers: dict[str, str], tasks: Tasks,
                  monitors: dict[str, str] | None = None, feed: Feed | None = None,
-                 dead_letters: DeadLetters | None = None) -> None:
+                 dead_letters: DeadLetters | None = None, runs: Runs | None = None) -> None:
         self._peers = {name: address_of(url) for name, url in sorted(peers.items())}
         # a nats bus's nodes: their monitoring port's /healthz (they speak no msshop HTTP)
         self._monitors = {name: address_of(url)
@@ -126,6 +129,7 @@ class Gatherer:
         self._client = Client()
         self.feed = feed
         self._dead_letters = dead_letters or DeadLetters(None)
+        self._runs = runs
         self._query_health: dict[str, Any] | None = None  # its last /health, this look
         self.latest: Snapshot | None = None
         self._changed = asyncio.Event()
@@ -167,7 +171,8 @@ class Gatherer:
             events_head=feed.head if feed is not None else None,
             events_dropped=feed.dropped if feed is not None else 0,
             events_problem=feed.problem if feed is not None else None,
-            dead_letter_count=dead.count, dead_letters=dead.newest)
+            dead_letter_count=dead.count, dead_letters=dead.newest,
+            experiment=self._runs.latest() if self._runs is not None else None)
         self.latest = snapshot
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()

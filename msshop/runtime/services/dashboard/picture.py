@@ -217,7 +217,8 @@ function drawPicture(snapshot) {
       link.classList.toggle("faulty", fault !== "");
       link.classList.toggle("busy", rate > 0);
       link.querySelector("text").textContent =
-        [fault, rate > 0 ? `${number(Math.round(rate))} calls/s` : ""].filter(Boolean)
+        [fault, rate > 0 ? `${rate < 10 ? rate.toFixed(1) : number(Math.round(rate))} calls/s`
+                         : ""].filter(Boolean)
           .join(" · ");
     }
     if (before && part.name !== "query" && total(part) > total(before)) {
