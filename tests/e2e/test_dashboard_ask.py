@@ -135,6 +135,35 @@ def test_a_partition_from_the_page_is_on_its_link_and_in_status(seeded_ui: Sandb
         assert status == 422 and words in answer["error"], (asked_for, answer)
 
 
+def test_the_sagas_in_flight_are_what_orders_knows_of_them(seeded_ui: Sandbox) -> None:
+    """A saga of each kind left pending while products is stopped: orders counts the
+    choreographed one (where it is, it cannot tell) and the orchestrated one by its step;
+    both end once products is back, and the count falls to none."""
+    address = login_of(seeded_ui)
+    session = logged_in(address)
+
+    def flying() -> dict[str, Any]:
+        found: dict[str, Any] = look(address, session)["orders"]["in_flight"]
+        return found
+
+    assert flying() == {"saga": 0, "saga_orchestrated": {}}
+    seeded_ui.run("stop", "products", check=True)
+    try:
+        for write in ("saga", "saga-orchestrated"):
+            bought = seeded_ui.run("buy", "--user", "4", "--product", "2", "--write", write)
+            assert bought.returncode == 3, bought.stderr  # pending
+        deadline = time.monotonic() + WAIT
+        while flying() != {"saga": 1, "saga_orchestrated": {"taking-stock": 1}}:
+            assert time.monotonic() < deadline, flying()
+            time.sleep(0.1)
+    finally:
+        seeded_ui.run("start", "products", check=True)
+    deadline = time.monotonic() + WAIT
+    while flying() != {"saga": 0, "saga_orchestrated": {}}:
+        assert time.monotonic() < deadline, flying()
+        time.sleep(0.1)
+
+
 def test_a_trespass_from_the_page_is_refused_as_the_cli_s(seeded_ui: Sandbox) -> None:
     address = login_of(seeded_ui)
     session = logged_in(address)

@@ -21,6 +21,7 @@ from typing import Any
 
 import msgspec
 
+from msshop.contracts.status import InFlight
 from msshop.runtime.platform.tasks import Task, Tasks
 from msshop.runtime.platform.wire import Client, ConnectFailed, address_of
 from msshop.runtime.services.dashboard.dead_letters import QUERY, DeadLetters, DeadLetterView
@@ -47,6 +48,7 @@ class PartView(msgspec.Struct):
     faults: list[str] = []  # what is injected into the requests it answers (msshop chaos)
     links: dict[str, str] = {}  # callee -> what is injected into its calls to it
     calls: dict[str, int] = {}  # callee -> the calls it made to it since it started
+    in_flight: InFlight | None = None  # orders: the sagas not ended, by kind (and state)
     problems: list[str] = []  # why it is degraded, or why it is down
 
 
@@ -108,11 +110,21 @@ def view(name: str, health: dict[str, Any] | None, why: str | None = None) -> Pa
         links={str(callee): ", ".join(described(fault)) for callee, fault in links.items()
                if isinstance(fault, dict)},
         calls={str(callee): int(n) for callee, n in _mapping(health.get("calls")).items()},
+        in_flight=_in_flight(health.get("in_flight")),
         problems=[str(p) for p in health.get("problems") or []])
 
 
 def _mapping(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
+
+
+def _in_flight(value: Any) -> InFlight | None:
+    """orders' sagas in flight, as it says them (None: it says nothing of them: a program
+    of your own, or an older orders)."""
+    try:
+        return msgspec.convert(value, InFlight) if value is not None else None
+    except msgspec.ValidationError:
+        return None
 
 
 class Gatherer:

@@ -109,6 +109,7 @@ chaos, trespass): its effect shows above, in the answers, and in msshop status.<
 </div>
 <ol id="events" aria-label="the bus's latest events, newest first"></ol>
 <p id="dead-letters" class="hint"></p>
+<p id="in-flight" class="hint"></p>
 </div>
 <div><h2>the last 2 minutes</h2>{history}</div>
 </div>
@@ -304,6 +305,14 @@ function drawEvents(snapshot) {
       return item;
     }));
   document.getElementById("events-said").textContent = snapshot.events_problem || "";
+  const orders = snapshot.parts.find(p => p.name === "orders");
+  const flying = orders && orders.in_flight;
+  const steps = flying ? Object.entries(flying.saga_orchestrated)
+    .map(([state, n]) => `${n} ${state}`).join(", ") : "";
+  document.getElementById("in-flight").textContent = !flying ? "" :
+    `sagas in flight: choreographed ${number(flying.saga)} (pending: where each is, no ` +
+    `one service knows; msshop sagas puts it together from the three files) · ` +
+    `orchestrated ${steps || "none"} (orders' orchestrator keeps each one's step)`;
   const dead = snapshot.dead_letters || [];
   document.getElementById("dead-letters").textContent = snapshot.dead_letter_count
     ? `${number(snapshot.dead_letter_count)} dead letter(s), the read model could not ` +
