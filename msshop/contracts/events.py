@@ -322,6 +322,15 @@ def make(event_type: str, source: str, aggregate_id: int, version: int, data: di
 encode = msgspec.json.Encoder().encode
 _decoder = msgspec.json.Decoder(Event)
 
+POISON_TYPE = "Poison"  # a type no read model knows (`msshop poison`, the dashboard's button)
+
+
+def poison(source: str = "users") -> bytes:
+    """An event of a type no read model knows, as `source` would record one: the consumer
+    dead-letters it and goes on."""
+    return encode(msgspec.structs.replace(
+        make(USER_SIGNED_UP, source, 0, 1, {"on purpose": True}, None), type=POISON_TYPE))
+
 
 def order_placed(order_id: int, user_id: int, product_id: int, quantity: int,
                  unit_price_cents: int, at: float, trace_id: str | None = None,

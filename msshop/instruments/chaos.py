@@ -318,21 +318,16 @@ def program_trespass(client: ShopClient, service: str, into: str, path: str) -> 
             "refused": tried["error"] or "", "held": tried["refused"], "how": tried["how"]}
 
 
-POISON_TYPE = "Poison"
-
-
 def poison(settings: Settings, source: str = "users") -> int:
     """Append, as `source` would (with its credential, which the owner derives), an event of
-    a type no read model knows; its position. The consumer dead-letters it and goes on."""
+    a type no read model knows (events.poison); its position. The consumer dead-letters it
+    and goes on."""
     import asyncio
-
-    import msgspec
 
     from msshop.contracts import events
 
     state = lifecycle.running_state(settings)
-    event = events.make(events.USER_SIGNED_UP, source, 0, 1, {"on purpose": True}, None)
-    body = events.encode(msgspec.structs.replace(event, type=POISON_TYPE))
+    body = events.poison(source)
 
     async def append() -> int:
         bus = ShopClient(state).bus(as_service=source)

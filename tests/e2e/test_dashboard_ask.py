@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -162,6 +163,42 @@ def test_the_sagas_in_flight_are_what_orders_knows_of_them(seeded_ui: Sandbox) -
     while flying() != {"saga": 0, "saga_orchestrated": {}}:
         assert time.monotonic() < deadline, flying()
         time.sleep(0.1)
+
+
+def test_poison_from_the_page_is_dead_lettered(seeded_ui: Sandbox) -> None:
+    """The button appends as users would (the owner's power, as `msshop poison`); the
+    read model dead-letters it, as `msshop deadletters` shows."""
+    address = login_of(seeded_ui)
+    session = logged_in(address)
+    csrf = csrf_of(address, session)
+    status, answer = act(address, session, csrf, part="bus", action="poison")
+    assert status == 200 and answer["done"].startswith("a Poison event is at bus position")
+    position = int(answer["done"].split("position ")[1].split(":")[0])
+    deadline = time.monotonic() + WAIT
+    while True:
+        dead = json.loads(seeded_ui.run("deadletters", "--json", check=True).stdout)
+        if any(d["position"] == position for d in dead["dead_letters"]):
+            break
+        assert time.monotonic() < deadline, dead
+        time.sleep(0.2)
+    assert act(address, session, csrf, part="users", action="poison")[0] == 422
+
+
+def test_poison_from_the_page_on_nats(tmp_path: Path) -> None:
+    """On msshop's nats bus the dashboard signs in as users for it (the `ui` user may
+    publish no event), and the read model dead-letters it there too."""
+    with running_sandbox(tmp_path / "sandbox", MSSHOP_UI="1",
+                         MSSHOP_BUS_BACKEND="nats") as sandbox:
+        address = login_of(sandbox)
+        session = logged_in(address)
+        status, answer = act(address, session, csrf_of(address, session), part="bus",
+                             action="poison")
+        assert status == 200, answer
+        deadline = time.monotonic() + WAIT
+        while not json.loads(sandbox.run("deadletters", "--json", check=True).stdout)[
+                "dead_letters"]:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
 
 
 def test_a_trespass_from_the_page_is_refused_as_the_cli_s(seeded_ui: Sandbox) -> None:

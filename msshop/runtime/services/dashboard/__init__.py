@@ -157,7 +157,7 @@ def create_app(ctx: ServiceContext) -> DashboardApp:
     runs = Runs(ctx.db_path.parent)  # the experiments the supervisor ran for this page
     gatherer = Gatherer(dict(ctx.peer_urls), ctx.tasks, dict(ctx.monitors), feed,
                         DeadLetters(ctx.owner), runs)
-    actions = Actions(dict(ctx.peer_urls), ctx.owner, ctx.control_port)
+    actions = Actions(ctx)
     asker = Asker(dict(ctx.peer_urls), ctx.owner)
 
     async def health(request: Request, session: Session | None) -> Response:

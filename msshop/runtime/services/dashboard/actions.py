@@ -17,6 +17,10 @@ and with `to`, another service:
     mend      that link's faults cleared (`msshop chaos NAME --to TO --clear`)
     trespass  it tries to open `to`'s database file, and is refused (`msshop trespass`)
 
+and on the bus alone:
+
+    poison    an event no read model knows, appended as users would (`msshop poison`)
+
 The dashboard itself is no target (it would cut the request that asked), nor the bus's door.
 Every effect shows where the CLI's would: `msshop status`, and the next look on the page.
 """
@@ -24,12 +28,16 @@ Every effect shows where the CLI's would: `msshop status`, and the next look on 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from typing import Any
 
-from msshop.contracts.credentials import bearer
+from msshop.bus.interface import BusUnavailable
+from msshop.contracts import events
+from msshop.contracts.credentials import bearer, service_credential
 from msshop.contracts.topology import BY_NAME, NAMES
 from msshop.runtime import control_client
+from msshop.runtime.platform.context import ServiceContext
 from msshop.runtime.platform.wire import Client, ConnectFailed, address_of
 from msshop.runtime.services.dashboard.guard import Refused
 
@@ -46,28 +54,36 @@ LINKED: dict[str, dict[str, Any]] = {  # on the part's calls to `to` (a link)
     "mend": {"clear": True},
 }
 TRESPASS = "trespass"
-ACTIONS = (*SUPERVISED, *FAULTS, *LINKED, TRESPASS)
+POISON = "poison"  # on the bus: an event no read model knows
+ACTIONS = (*SUPERVISED, *FAULTS, *LINKED, TRESPASS, POISON)
 CONTROL_TIMEOUT = 30.0  # a start waits for the part to be healthy
 
 
 class Actions:
-    def __init__(self, peers: dict[str, str], owner: str | None, control_port: int | None
-                 ) -> None:
-        self._peers = peers
-        self._owner = owner
-        self._control_port = control_port
+    def __init__(self, ctx: ServiceContext) -> None:
+        self._ctx = ctx
+        self._peers = dict(ctx.peer_urls)
+        self._owner = ctx.owner
+        self._control_port = ctx.control_port
         self._client = Client()
         self._scenarios: list[dict[str, Any]] | None = None
 
     async def act(self, part: str, action: str, to: str | None = None) -> str:
         """Do `action` to `part` (with `to`: to its link to that service, or trespassing
         into that service's file); what was done, one line (Refused: why not)."""
-        if part not in NAMES or part not in self._peers:
+        # the parts: msshop's services, and a nats bus's nodes (bus, bus-2, …: no HTTP)
+        parts = [n for n in NAMES if n in self._peers] + sorted(self._ctx.monitors)
+        if part not in parts:
             raise Refused(422, f"{part!r} is not a part of this shop; choose one of: "
-                               + ", ".join(n for n in NAMES if n in self._peers))
+                               + ", ".join(parts))
         if action not in ACTIONS:
             raise Refused(422, f"{action!r} is not an action; choose one of: "
                                + ", ".join(ACTIONS))
+        if action == POISON and part != "bus":
+            raise Refused(422, 'poison goes on the bus: {"part": "bus", "action": "poison"}')
+        if action not in (*SUPERVISED, POISON) and part not in self._peers:
+            raise Refused(422, f"{part} is a nats-server: it takes no {action} from here; "
+                               "kill, stop, start or restart it")
         if self._owner is None or self._control_port is None:
             raise Refused(503, "this dashboard was started without its owner's capability")
         if (action in LINKED or action == TRESPASS) != (to is not None):
@@ -76,6 +92,8 @@ class Actions:
                                   + ", ".join((*LINKED, TRESPASS)) + " do"))
         if to is not None:
             return await self._towards(part, action, to)
+        if action == POISON:
+            return await self._poison()
         if action in SUPERVISED:
             port, token = self._control_port, self._owner
             try:
@@ -132,6 +150,33 @@ class Actions:
         await self._post(part, "/chaos", FAULTS[action])
         return {"slow": f"{part} answers 300 ms late", "failing": f"half of {part}'s answers "
                 "fail", "heal": f"{part}'s faults cleared"}[action]
+
+    async def _poison(self) -> str:
+        """Append, as users would, an event no read model knows (`msshop poison`): with
+        users' credential, which the owner's token makes, as the CLI makes it; the
+        dashboard's own identity reads the bus and may append nothing."""
+        assert self._owner is not None
+        credential = service_credential(self._owner, "users")
+        address = self._ctx.bus_address
+        if address is not None and address.user == self._ctx.name:  # msshop's own nats
+            address = dataclasses.replace(address, user="users", password=credential,
+                                          inbox="_INBOX.users")
+        users = dataclasses.replace(self._ctx, name="users", credential=credential,
+                                    bus_address=address)
+        peers = users.peers()
+        await peers.start()
+        bus = users.bus(peers)
+        try:
+            async with asyncio.timeout(10):
+                position = (await bus.append([events.poison("users")]))[0]
+        except (BusUnavailable, TimeoutError) as exc:
+            raise Refused(503, f"the bus took no event: {getattr(exc, 'message', exc)}"
+                          ) from None
+        finally:
+            await bus.close()
+            await peers.close()
+        return (f"a Poison event is at bus position {position}: the read model "
+                "dead-letters it and goes on")
 
     async def _post(self, part: str, path: str, asked: dict[str, Any]) -> dict[str, Any]:
         """POST `asked` to the part with the owner's token; its JSON answer."""

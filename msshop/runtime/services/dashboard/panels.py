@@ -94,9 +94,11 @@ PANELS = """
 <option selected>products</option><option>orders</option><option>query</option></select>
 </label>
 <button type="button" data-trespass="trespass">trespass</button>
+<button type="button" id="poison">poison the bus</button>
 </div>
 <p class="hint">Every button does what the CLI does (msshop kill, stop, start, restart,
-chaos, trespass): its effect shows above, in the answers, and in msshop status.</p>
+chaos, trespass, poison): its effect shows above, in the answers, in Watch, and in msshop
+status.</p>
 </section>
 <section class="panel" role="tabpanel" id="panel-watch" aria-labelledby="tab-watch" hidden>
 <div class="watch">
@@ -227,6 +229,8 @@ for (const button of document.querySelectorAll("[data-link]")) {
     post("/action", {part, to, action: button.dataset.link});
   });
 }
+document.getElementById("poison").addEventListener("click", () => post("/action", {
+  part: "bus", action: "poison"}));
 document.querySelector("[data-trespass]").addEventListener("click", () => post("/action", {
   part: document.getElementById("trespasser").value, action: "trespass",
   to: document.getElementById("into").value}));
