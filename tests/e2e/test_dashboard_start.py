@@ -7,6 +7,7 @@ again by `msshop ui`. All of it against a real sandbox, over real sockets."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import random
 import socket
@@ -98,6 +99,19 @@ def test_a_stopped_dashboard_is_started_again_by_ui(without_ui: Sandbox) -> None
     assert ask(after, "GET", login_path(before)).status == 403  # the old token is worth nothing
     assert ask(after, "GET", "/state", {"Cookie": logged_in(after)}).status == 200
     assert ui_status(without_ui)["status"] == "running"
+
+
+def test_two_uis_at_once_start_one_dashboard(without_ui: Sandbox) -> None:
+    """The second's `start` finds it started by the first (refused as already running):
+    both print the one dashboard's login."""
+    login_of(without_ui)
+    without_ui.run("stop", "ui", check=True)
+    with without_ui.background("ui", "--json") as first, \
+            without_ui.background("ui", "--json") as second:
+        said = [process.communicate(timeout=60) for process in (first, second)]
+        assert (first.returncode, second.returncode) == (0, 0), said
+    pids = {json.loads(out)["pid"] for out, _ in said}
+    assert pids == {ui_status(without_ui)["pid"]}
 
 
 def test_the_added_dashboard_is_a_part_like_the_others(without_ui: Sandbox) -> None:
