@@ -37,6 +37,10 @@ def experiment(
     sandbox: Path | None = typer.Option(
         None, "--sandbox", metavar="DIR",
         help="Run in the sandbox running at DIR (left running) instead of a throw-away one."),
+    progress_file: Path | None = typer.Option(
+        None, "--progress", metavar="FILE",
+        help="Also append each line said and each second's answered and failed requests "
+             "to FILE as JSON lines, as the run goes (the dashboard follows it)."),
 ) -> None:
     """Run load and faults over time; chart, check, give a verdict.
 
@@ -45,8 +49,11 @@ def experiment(
     \b
     Example: msshop experiment products-outage
     """
+    import contextlib
+
     from msshop import render
     from msshop.instruments.experiments import page, run
+    from msshop.instruments.experiments.progress import ProgressFile
     from msshop.instruments.experiments.report import EXIT_CODES
 
     if sandbox is not None and bus is not None:
@@ -57,9 +64,13 @@ def experiment(
         scenario = run.scenario(name, seconds, rate)
         made = page.make_room(report_dir) if report_dir is not None else []
     progress_to = render.terminal(stderr=as_json)  # the JSON alone on stdout
-    with page.taken_back_on_failure(made):
+    with page.taken_back_on_failure(made), contextlib.ExitStack() as closing:
+        with flags(progress="--progress FILE"):
+            progress = (closing.enter_context(ProgressFile(progress_file))
+                        if progress_file is not None else None)
         report = run.run(config, scenario, sandbox,
-                         say=lambda message: render.experiment_progress(progress_to, message))
+                         say=lambda message: render.experiment_progress(progress_to, message),
+                         progress=progress)
         if report_dir is not None:
             with flags(report="--report DIR"):
                 written = page.write_report(report, report_dir)

@@ -23,7 +23,8 @@ class ServiceSpec:
     calls_others: bool = True  # needs the peer client (peers.py); the bus answers only
     publishes: bool = False  # records events (an outbox and its relay): may append to the bus
     # the services whose credential its routes declared `auth="services"` take (the bus:
-    # every service; products and users: orders, whose purchases take stock and credit)
+    # every service, and the dashboard's feed, which reads; products and users: orders,
+    # whose purchases take stock and credit)
     trusts: tuple[str, ...] = ()
     # listens on the loopback address whatever sandbox.host says (the dashboard: a page
     # with the owner's powers is for this machine alone)
@@ -52,7 +53,7 @@ class ServiceSpec:
 
 SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("bus", 0, 0, "msshop.runtime.services.bus:create_app", "the event log",
-                calls_others=False, trusts=("users", "products", "orders", "query")),
+                calls_others=False, trusts=("users", "products", "orders", "query", "ui")),
     ServiceSpec("users", 1, 1, "msshop.runtime.services.users:create_app", "users",
                 publishes=True, trusts=("orders",)),
     ServiceSpec("products", 1, 2, "msshop.runtime.services.products:create_app", "products",

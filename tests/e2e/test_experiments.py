@@ -132,6 +132,8 @@ def test_bad_input_is_one_line(tmp_path: Path, shared_sandbox: Sandbox) -> None:
         (("products-outage", "--sandbox", str(shared_sandbox.root), "--bus", "nats"),
          "leave out --bus"),
         (("products-outage", "--report", str(bad)), "report"),
+        (("products-outage", "--progress", str(tmp_path / "none" / "p.jsonl")),
+         "cannot write the progress into"),
     ]:
         result = msshop_in_process("experiment", *args, env=env)
         assert result.returncode == 2 or result.returncode == 1, (args, result.stderr)
@@ -142,11 +144,23 @@ def test_bad_input_is_one_line(tmp_path: Path, shared_sandbox: Sandbox) -> None:
 
 def test_in_a_running_sandbox_it_is_left_running(shared_sandbox: Sandbox,
                                                  tmp_path: Path) -> None:
+    """With --progress, what it says and each second's tallies are in the file as it
+    goes (what the dashboard draws while it runs)."""
+    progress = tmp_path / "progress.jsonl"
     result = shared_sandbox.run("experiment", "query-crash", "--seconds", SECONDS, "--json",
                                 "--sandbox", str(shared_sandbox.root),
+                                "--progress", str(progress),
                                 env_extra={"TMPDIR": str(tmp_path)})
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["outcome"]["verdict"] == "valid"
+    lines = [json.loads(line) for line in progress.read_text().splitlines()]
+    said = [line["said"] for line in lines if "said" in line]
+    assert said[0].startswith("query-crash: 3 s") and any("recovered" in s for s in said)
+    seconds = [line for line in lines if "second" in line]
+    assert [line["second"] for line in seconds] == [0, 1, 2]
+    assert all(set(line["strategies"]) == {"direct-call", "replicated"} for line in seconds)
+    crashed = seconds[1]["strategies"]  # query is down from 1.2 s, and while it restarts
+    assert crashed["direct-call"][1] > 0 and crashed["replicated"][1] > 0
     services = shared_sandbox.status()["services"]
     assert all(s["status"] == "running" for s in services), services
 

@@ -127,3 +127,24 @@ def test_a_program_of_your_own_that_reads_may_read_and_nothing_more() -> None:
     ours = {u["user"]: u for u in broker.users("t0ken", "a1b2", "msshop-a1b2")}
     assert {name: u for name, u in users.items() if name != "query"} == {
         name: u for name, u in ours.items() if name != "query"}, "the others' as before"
+
+
+def test_the_dashboard_may_only_read_and_only_when_the_sandbox_runs_it() -> None:
+    """Issue 28: the dashboard's feed signs in as `ui`: it may describe the stream and run
+    its own ordered consumers, never publish an event subject, nor make, change, purge or
+    delete the stream; a sandbox without the dashboard has no such user."""
+    assert "ui" not in {u["user"] for u in broker.users("t0ken", "a1b2", "msshop-a1b2")}
+    users = {u["user"]: u for u in broker.users("t0ken", "a1b2", "msshop-a1b2",
+                                                dashboard=True)}
+    ui = users["ui"]
+    assert ui["password"] == service_credential("t0ken", "ui")
+    assert ui["permissions"]["subscribe"] == {"allow": ["_INBOX.ui.>"]}
+    published = ui["permissions"]["publish"]["allow"]
+    assert "$JS.API.STREAM.INFO.msshop-a1b2" in published
+    assert "$JS.API.CONSUMER.CREATE.msshop-a1b2.>" in published
+    assert not any(p.startswith("msshop.") for p in published), "no event subject"
+    assert not any("STREAM" in p and "INFO" not in p for p in published), "nor the stream"
+    config = json.loads(broker.server_config(
+        "bus", "127.0.0.1", (7100, 7105, 7106), Path("/s"), "t0ken", routes=[],
+        sandbox="a1b2", stream="msshop-a1b2", dashboard=True))
+    assert "ui" in {u["user"] for u in config["authorization"]["users"]}

@@ -32,6 +32,7 @@ from typing import Any
 from urllib.parse import quote
 
 from msshop.contracts.errors import MsshopError
+from msshop.contracts.progress import Tally
 from msshop.contracts.strategies import WriteStrategy
 from msshop.instruments import monolith_write
 from msshop.instruments.experiments.report import Answer
@@ -106,6 +107,16 @@ class PurchaseLoad:
 
     def now(self) -> float:
         return time.monotonic() - self.started
+
+    def tally(self, second: int) -> dict[str, Tally]:
+        """The purchases sent in `second`, by strategy: answered (confirmed, rejected or
+        pending) and failed, so far."""
+        counted = {str(strategy): Tally(0, 0) for strategy in self.casts}
+        for bought in self.recorded.bought:
+            if second <= bought.t < second + 1:
+                name = str(bought.strategy)
+                counted[name] = counted[name].add(bought.answered != "failed")
+        return counted
 
     async def run(self, seconds: float) -> None:
         self.started = time.monotonic()

@@ -27,6 +27,7 @@ from typing import Protocol
 
 from msshop.contracts.config import Settings
 from msshop.contracts.errors import MsshopError
+from msshop.contracts.progress import Progress, Tally
 from msshop.instruments.asking import Questioner
 from msshop.instruments.checking import caught_up
 from msshop.instruments.client import ShopClient
@@ -52,6 +53,7 @@ USERS = 10  # the run's own users: purchases go round them, reads pick at random
 PRODUCTS = 20
 RECOVERY = 30.0  # seconds the read model has to catch up after the last heal
 Say = Callable[[str], None]
+TALLY_AFTER = 0.5  # seconds after a second's end its tallies are taken (its answers in)
 
 
 def scenario(name: str, seconds: float | None = None, rate: float | None = None
@@ -61,26 +63,34 @@ def scenario(name: str, seconds: float | None = None, rate: float | None = None
 
 
 def run(settings: Settings, scenario: Scenario, sandbox: Path | None = None,
-        say: Say | None = None) -> ExperimentReport | WritesReport:
-    tell: Say = say or (lambda message: None)
+        say: Say | None = None, progress: Progress | None = None
+        ) -> ExperimentReport | WritesReport:
+    """Run `scenario`, saying what happens to `say`; with `progress`, also each line said
+    and each second's tallies, as the load goes (--progress FILE: the dashboard's)."""
+    def tell(message: str) -> None:
+        if say is not None:
+            say(message)
+        if progress is not None:
+            progress({"said": message})
+
     if sandbox is not None:
         config = dataclasses.replace(settings, sandbox_dir=sandbox)
         lifecycle.running_state(config)  # one line if nothing runs there
-        return _run_in(config, scenario, tell)
+        return _run_in(config, scenario, tell, progress)
     root = Path(tempfile.mkdtemp(prefix=f"msshop-experiment-{scenario.name}-"))
     config = dataclasses.replace(settings, sandbox_dir=root / "sandbox", base_port=0)
     try:
         tell(f"starting a sandbox of its own, on the {settings.bus_backend} bus")
         lifecycle.up_detached(config)
         try:
-            return _run_in(config, scenario, tell)
+            return _run_in(config, scenario, tell, progress)
         finally:
             lifecycle.down(config)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def _run_in(config: Settings, scenario: Scenario, tell: Say
+def _run_in(config: Settings, scenario: Scenario, tell: Say, progress: Progress | None
             ) -> ExperimentReport | WritesReport:
     nemesis = Nemesis(config)
     for fault in scenario.faults:
@@ -88,7 +98,7 @@ def _run_in(config: Settings, scenario: Scenario, tell: Say
     state = lifecycle.running_state(config)
     client = ShopClient(state, timeout=30)
     if scenario.workload == "purchases":
-        return writes.run_in(state, nemesis, scenario, client, tell)
+        return writes.run_in(state, nemesis, scenario, client, tell, progress)
     tag = f"x{int(time.time() * 1000):x}"
     users, products = _cast(client, tag)
     caught_up(client, timeout=RECOVERY)
@@ -99,7 +109,7 @@ def _run_in(config: Settings, scenario: Scenario, tell: Say
                               f"{scenario.purchase_rate:g} purchases/s")
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     windows, unknown, recovered_in_s = asyncio.run(
-        drive(workload, nemesis, scenario, client, tell))
+        drive(workload, nemesis, scenario, client, tell, progress=progress))
     tell("checking every confirmed purchase, then verify")
     outcome = checker.check(Questioner(state), workload.recorded.purchases, recovered_in_s,
                             unknown)
@@ -145,14 +155,19 @@ class Load(Protocol):
 
     async def settle(self, timeout: float) -> None: ...
 
+    def tally(self, second: int) -> dict[str, Tally]: ...
+
 
 async def drive(workload: Load, nemesis: Nemesis, scenario: Scenario,
-                client: ShopClient, tell: Say, settle: float = 2.0
+                client: ShopClient, tell: Say, settle: float = 2.0,
+                progress: Progress | None = None
                 ) -> tuple[list[Window], list[str], float | None]:
     """The load, the faults on schedule, then recovery; (the windows, why the run cannot
     be judged if anything kept it from being, seconds from the end of the load and the
     faults until the read model had caught up)."""
     load = asyncio.create_task(workload.run(scenario.seconds))
+    ticking = (asyncio.create_task(_tick(workload, scenario.seconds, progress))
+               if progress is not None else None)
     began: dict[Fault, float] = {}
     windows: list[Window] = []
     unknown: list[str] = []
@@ -160,8 +175,12 @@ async def drive(workload: Load, nemesis: Nemesis, scenario: Scenario,
     try:
         await _schedule(workload, nemesis, scenario, began, windows, unknown, tell)
         await load  # the schedule may end before the load does
+        if ticking is not None:
+            await ticking  # the last second's tallies, TALLY_AFTER its end
     except BaseException:
         load.cancel()
+        if ticking is not None:
+            ticking.cancel()
         await workload.settle(0.0)
         raise
     finally:
@@ -183,6 +202,13 @@ async def drive(workload: Load, nemesis: Nemesis, scenario: Scenario,
     tell(f"{workload.now():5.1f} s  recovered" if recovered_in_s is not None
          else f"{workload.now():5.1f} s  not recovered")
     return windows, unknown, recovered_in_s
+
+
+async def _tick(workload: Load, seconds: float, progress: Progress) -> None:
+    """Each second's tallies, TALLY_AFTER its end, until the load ends."""
+    for second in range(int(-(-seconds // 1))):
+        await asyncio.sleep(max(0.0, second + 1 + TALLY_AFTER - workload.now()))
+        progress({"second": second, "strategies": workload.tally(second)})
 
 
 async def _schedule(workload: Load, nemesis: Nemesis, scenario: Scenario,

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from msshop.contracts.progress import Tally
 from msshop.contracts.strategies import ReadStrategy
 from msshop.instruments.experiments.report import STRATEGIES
 from msshop.runtime.fd_limit import raise_fd_limit
@@ -109,6 +110,14 @@ class Workload:
 
     def now(self) -> float:
         return time.monotonic() - self.started
+
+    def tally(self, second: int) -> dict[str, Tally]:
+        """The reads sent in `second`, by strategy: answered (200) and failed, so far."""
+        counted: dict[str, Tally] = {str(strategy): Tally(0, 0) for strategy in STRATEGIES}
+        for read in self.recorded.reads:
+            if second <= read.t < second + 1:
+                counted[read.strategy] = counted[read.strategy].add(read.ok)
+        return counted
 
     async def run(self, seconds: float) -> None:
         """The load for `seconds`; the probes of unseen purchases go on until settle()."""

@@ -31,6 +31,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from msshop.contracts.errors import MsshopError
+from msshop.contracts.progress import Progress
 from msshop.contracts.strategies import WriteStrategy
 from msshop.instruments.asking import databases as databases_of
 from msshop.instruments.checking import caught_up
@@ -73,7 +74,7 @@ def cast(client: ShopClient, tag: str, scenario: Scenario) -> dict[WriteStrategy
 
 
 def run_in(state: State, nemesis: Nemesis, scenario: Scenario, client: ShopClient,
-           tell: Callable[[str], None]) -> WritesReport:
+           tell: Callable[[str], None], progress: Progress | None = None) -> WritesReport:
     from msshop.instruments.experiments.run import RECOVERY, announce, drive
 
     tag = f"w{int(time.time() * 1000):x}"
@@ -86,7 +87,7 @@ def run_in(state: State, nemesis: Nemesis, scenario: Scenario, client: ShopClien
                              f"({', '.join(STRATEGIES)})")
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     windows, unknown, recovered_in_s = asyncio.run(
-        drive(load, nemesis, scenario, client, tell, settle=10.0))
+        drive(load, nemesis, scenario, client, tell, settle=10.0, progress=progress))
     tell("checking each strategy's purchases and its part of the invariant")
     outcomes = {str(s): check(files, s, casts[s], load.recorded.bought, unknown)
                 for s in STRATEGIES}

@@ -10,6 +10,7 @@ or on PATH, run with a config file the supervisor writes into the sandbox (mode 
   service with its own credential, and may do only what it must — users, products and
   orders publish to their own subjects only, and only the event types each owns
   (contracts/streams.py's senders_rules), query reads, no service deletes anything;
+  the dashboard (`up --ui`), when the sandbox runs it, may only read (dashboard_reader);
 - nodes of a cluster route to each other and the stream is kept on up to three of them.
 
 Its health is asked of the server's monitoring port (`/healthz`, `/jsz`), not of a
@@ -32,7 +33,7 @@ from urllib.parse import unquote, urlsplit
 from msshop.contracts import streams
 from msshop.contracts.credentials import service_credential
 from msshop.contracts.errors import SandboxError
-from msshop.contracts.topology import SERVICES
+from msshop.contracts.topology import DASHBOARD, SERVICES
 from msshop.runtime.orchestrator.ports import url_host
 from msshop.runtime.orchestrator.process import ExecProcess
 from msshop.runtime.orchestrator.state import BusState
@@ -71,12 +72,13 @@ def find_server() -> str:
     return found
 
 
-def users(token: str, sandbox: str, stream: str,
-          foreign: Collection[str] = ()) -> list[dict[str, Any]]:
+def users(token: str, sandbox: str, stream: str, foreign: Collection[str] = (),
+          dashboard: bool = False) -> list[dict[str, Any]]:
     """Who may sign in, and what each may do, on the sandbox's stream and subjects
     (contracts/streams.py names them for the sandbox's identity). `foreign`: the services
     run by a program of your own; one that reads gets only what reading takes
-    (foreign_reader)."""
+    (foreign_reader). `dashboard`: the sandbox runs the dashboard, whose feed of events
+    signs in as `ui` and may only read (dashboard_reader)."""
     stream_api = [f"$JS.API.STREAM.INFO.{stream}", f"$JS.API.STREAM.CREATE.{stream}"]
     # the owner (the CLI) may do anything but publish events: as with the sandbox's log,
     # only the services that record events append them
@@ -98,6 +100,10 @@ def users(token: str, sandbox: str, stream: str,
             permissions["publish"] = {"allow": [*stream_api, *reader(stream)]}
         entries.append({"user": spec.name, "password": service_credential(token, spec.name),
                         "permissions": permissions})
+    if dashboard:
+        entries.append({"user": DASHBOARD.name,
+                        "password": service_credential(token, DASHBOARD.name),
+                        "permissions": dashboard_reader(stream)})
     return entries
 
 
@@ -106,6 +112,15 @@ def reader(stream: str) -> list[str]:
     ordered consumers, and their flow control."""
     return [f"$JS.API.CONSUMER.CREATE.{stream}", f"$JS.API.CONSUMER.CREATE.{stream}.>",
             f"$JS.API.CONSUMER.DELETE.{stream}.>", "$JS.FC.>"]
+
+
+def dashboard_reader(stream: str) -> dict[str, Any]:
+    """The dashboard's read-only identity (issue 28: its feed of events): describe the
+    stream, its own ordered consumers (made, flow-controlled, deleted), its inbox. No event
+    subject, and no call that makes, changes, purges or deletes the stream: a page that is
+    taken over can watch the bus, never write to it."""
+    return {"publish": {"allow": [f"$JS.API.STREAM.INFO.{stream}", *reader(stream)]},
+            "subscribe": {"allow": [f"_INBOX.{DASHBOARD.name}.>"]}}
 
 
 def foreign_reader(stream: str) -> list[str]:
@@ -120,16 +135,16 @@ def foreign_reader(stream: str) -> list[str]:
 
 def server_config(name: str, host: str, ports: tuple[int, int, int], store: Path,
                   token: str, routes: Sequence[int], sandbox: str, stream: str,
-                  foreign: Collection[str] = ()) -> str:
+                  foreign: Collection[str] = (), dashboard: bool = False) -> str:
     """nats-server's config for one node (its format accepts JSON). `routes`: the route
     ports of every node of a cluster, none for a single server; `foreign`: the services
-    run by a program of your own."""
+    run by a program of your own; `dashboard`: the sandbox runs the dashboard."""
     client, monitor, route = ports
     config: dict[str, Any] = {
         "server_name": f"msshop-{name}",
         "host": host, "port": client, "http": f"{url_host(host)}:{monitor}",
         "jetstream": {"store_dir": str(store)},
-        "authorization": {"users": users(token, sandbox, stream, foreign)},
+        "authorization": {"users": users(token, sandbox, stream, foreign, dashboard)},
         "logtime": True,
         "max_payload": 8 * 1024 * 1024,
     }

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from msshop.contracts.config import Settings
 from msshop.contracts.kinds import Kind
-from msshop.contracts.topology import ServiceSpec
+from msshop.contracts.topology import DASHBOARD, ServiceSpec
 from msshop.runtime.orchestrator import broker
 from msshop.runtime.orchestrator.executable import ExecutableKind
 from msshop.runtime.orchestrator.health import probe_nats
@@ -77,7 +77,7 @@ class NatsNodeKind:
             service.name, sandbox.host,
             (service.port, service.monitor_port or 0, service.route_port or 0),
             Path(service.db), sandbox.token, routes, sandbox.bus.sandbox, sandbox.bus.stream,
-            foreign))
+            foreign, dashboard=DASHBOARD.name in sandbox.services))
         # its store is its own directory; it reads its config (a file in the sandbox)
         Path(service.db).mkdir(mode=0o700, parents=True, exist_ok=True)
         confinement = (Confinement(Path(service.db), self.paths.root, readable=(config,))

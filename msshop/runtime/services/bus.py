@@ -5,7 +5,8 @@
                    (authorization: Bearer …), and only events whose source is the sender
     GET  /events?after=P&limit=N&wait_ms=W[&types=T,U]
                    -> {"head", "log", "through", "events": [{"position", "event"}]}
-                   any service's credential, or the sandbox's token (msshop events);
+                   any service's credential, the dashboard's (its feed: it only
+                   reads), or the sandbox's token (msshop events);
                    with `types`, only events of those types, looked for in at most
                    SCAN positions; `through`: every event up to it was looked at
     GET  /chaos/deliveries?reader=R&limit=N  -> {"reader", "entries", "kept", "dropped"}
@@ -51,7 +52,7 @@ from starlette.responses import Response
 from msshop.contracts.events import Appended, Event, EventPage, not_its_owner
 from msshop.contracts.limits import MAX_BATCH, MAX_ID
 from msshop.contracts.status import DeliveryJournal
-from msshop.contracts.topology import BY_NAME
+from msshop.contracts.topology import PARTS
 from msshop.runtime.platform.app import ServiceApp, service_app
 from msshop.runtime.platform.context import ServiceContext
 from msshop.runtime.platform.db import StartupFailed, transaction
@@ -340,7 +341,7 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
 
     async def post_events(request: Request, caller: str) -> Response:
         # caller: the service whose credential it showed, recorded as the events' source
-        if not BY_NAME[caller].publishes:
+        if not PARTS[caller].publishes:  # a reader: query, or the dashboard's feed
             raise HttpError(403, f"{caller} reads the bus; only services that record events "
                                  "append to it")
         batch = decode_batch(await read_json(request))

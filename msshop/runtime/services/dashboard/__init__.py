@@ -8,6 +8,8 @@ with no data of its own. `msshop ui` prints its address and login.
     GET  /state           the latest look at every part, JSON (gather.py's Snapshot)
     GET  /live            the same, as server-sent events: one look per interval, shared
                           by every tab
+    GET  /events?type=T,U&source=S&limit=N
+                          the bus's events the feed keeps (events.py), filtered, JSON
     GET  /ask?user=U&strategy=S   user U's orders by S (or "compare": both served
                           strategies), each with its trace and the files it touched (ask.py)
     POST /action          {"part", "action"[, "to"]}: break it from the page (actions.py); an
@@ -29,6 +31,7 @@ import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
+import msgspec
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
@@ -38,6 +41,8 @@ from msshop.runtime.platform.context import ServiceContext
 from msshop.runtime.platform.tasks import cause_of
 from msshop.runtime.services.dashboard.actions import Actions
 from msshop.runtime.services.dashboard.ask import Asker, asked_strategies, asked_user
+from msshop.runtime.services.dashboard.dead_letters import DeadLetters
+from msshop.runtime.services.dashboard.events import Feed, filtered
 from msshop.runtime.services.dashboard.gather import Gatherer, Snapshot, encode
 from msshop.runtime.services.dashboard.guard import CSRF_HEADER, Guard, Refused, Session
 from msshop.runtime.services.dashboard.page import page
@@ -143,13 +148,17 @@ REFUSED = """<!doctype html><html lang="en"><head><meta charset="utf-8">
 def create_app(ctx: ServiceContext) -> DashboardApp:
     assert ctx.credential is not None, "the supervisor gives the dashboard its credential"
     guard = Guard(ctx.port, dashboard_login(ctx.credential, os.getpid()))
-    gatherer = Gatherer(dict(ctx.peer_urls), ctx.tasks, dict(ctx.monitors))
+    feed = Feed(ctx, lambda: gatherer.watching)  # reads the bus as the dashboard, read-only
+    gatherer = Gatherer(dict(ctx.peer_urls), ctx.tasks, dict(ctx.monitors), feed,
+                        DeadLetters(ctx.owner))
     actions = Actions(dict(ctx.peer_urls), ctx.owner, ctx.control_port)
     asker = Asker(dict(ctx.peer_urls), ctx.owner)
 
     async def health(request: Request, session: Session | None) -> Response:
         return Response(json.dumps({"service": ctx.name, "status": "ok", "pid": os.getpid(),
-                                    "watching": gatherer.watching, "problems": []}),
+                                    "watching": gatherer.watching, "problems": [],
+                                    "tasks": ctx.tasks.health(),
+                                    "feed": msgspec.to_builtins(feed.health())}),
                         media_type="application/json")
 
     async def log_in(request: Request, session: Session | None) -> Response:
@@ -174,6 +183,11 @@ def create_app(ctx: ServiceContext) -> DashboardApp:
     async def live(request: Request, session: Session | None) -> Response:
         return StreamingResponse(_stream(gatherer), media_type="text/event-stream",
                                  headers={"x-accel-buffering": "no"})
+
+    async def events(request: Request, session: Session | None) -> Response:
+        asked = request.query_params
+        return Response(encode(filtered(feed.kept, asked.get("type"), asked.get("source"),
+                                        asked.get("limit"))), media_type="application/json")
 
     async def ask(request: Request, session: Session | None) -> Response:
         user_id = asked_user(request.query_params.get("user"))
@@ -200,6 +214,7 @@ def create_app(ctx: ServiceContext) -> DashboardApp:
         Route("GET", "/", index, page=True),
         Route("GET", "/state", state),
         Route("GET", "/live", live),
+        Route("GET", "/events", events),
         Route("GET", "/ask", ask),
         Route("POST", "/action", act, action=True),
         Route("POST", "/logout", log_out, action=True),

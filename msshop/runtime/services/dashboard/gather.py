@@ -5,6 +5,10 @@ wire.py, kept-alive connections), every INTERVAL while at least one tab watches,
 one Snapshot of it. Every tab's stream waits for the next one: a tab more adds no request
 to the services. A part that does not answer within TIMEOUT is down (red on the page).
 Nobody watching: nothing is asked (a /health counts every table's rows).
+
+Each look also carries the bus's newest events, as the feed (events.py) has read them, and
+the read model's dead letters (dead_letters.py: asked of the query service when its count
+changes).
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import msgspec
 
 from msshop.runtime.platform.tasks import Task, Tasks
 from msshop.runtime.platform.wire import Client, ConnectFailed, address_of
+from msshop.runtime.services.dashboard.dead_letters import QUERY, DeadLetters, DeadLetterView
+from msshop.runtime.services.dashboard.events import EventView, Feed
 
 INTERVAL = 0.25  # seconds between two looks: the page is at most this (and a look) behind
 TIMEOUT = 0.4  # a part that does not answer /health within this is down
@@ -46,6 +52,16 @@ class PartView(msgspec.Struct):
 class Snapshot(msgspec.Struct):
     at: float  # unix seconds of the look
     parts: list[PartView]
+    # the bus's events as they arrive (events.py): the newest, oldest first, while a tab
+    # watches; the head as the feed last saw it; how many it skipped, arriving faster than
+    # a page shows them; why it has nothing new (the bus is down), or None
+    events: list[EventView] = []
+    events_head: int | None = None
+    events_dropped: int = 0
+    events_problem: str | None = None
+    # the read model's dead letters: how many, and the newest few (dead_letters.py)
+    dead_letter_count: int = 0
+    dead_letters: list[DeadLetterView] = []
 
 
 encode = msgspec.json.Encoder().encode
@@ -100,13 +116,17 @@ class Gatherer:
     """The looks, and the tabs that wait for them."""
 
     def __init__(self, peers: dict[str, str], tasks: Tasks,
-                 monitors: dict[str, str] | None = None) -> None:
+                 monitors: dict[str, str] | None = None, feed: Feed | None = None,
+                 dead_letters: DeadLetters | None = None) -> None:
         self._peers = {name: address_of(url) for name, url in sorted(peers.items())}
         # a nats bus's nodes: their monitoring port's /healthz (they speak no msshop HTTP)
         self._monitors = {name: address_of(url)
                           for name, url in sorted((monitors or {}).items())}
         self._tasks = tasks
         self._client = Client()
+        self.feed = feed
+        self._dead_letters = dead_letters or DeadLetters(None)
+        self._query_health: dict[str, Any] | None = None  # its last /health, this look
         self.latest: Snapshot | None = None
         self._changed = asyncio.Event()
         self.watching = 0
@@ -115,11 +135,15 @@ class Gatherer:
 
     async def start(self) -> None:
         self._task = self._tasks.run("gather", self._run)
+        if self.feed is not None:
+            await self.feed.start()
 
     async def close(self) -> None:
         self.release()
         if self._task is not None:
             await self._task.stop()
+        if self.feed is not None:
+            await self.feed.close()
         self._client.close()
 
     def release(self) -> None:
@@ -131,7 +155,19 @@ class Gatherer:
         answers = await asyncio.gather(
             *(self._health(name, host, port) for name, (host, port) in self._peers.items()),
             *(self._node(name, host, port) for name, (host, port) in self._monitors.items()))
-        snapshot = Snapshot(time.time(), list(answers))
+        if QUERY in self._peers:
+            host, port = self._peers[QUERY]
+            await self._dead_letters.update(
+                self._query_health,
+                lambda path, headers: self._ask(host, port, path, headers=headers))
+        feed, dead = self.feed, self._dead_letters
+        snapshot = Snapshot(
+            time.time(), list(answers),
+            events=feed.newest() if feed is not None else [],
+            events_head=feed.head if feed is not None else None,
+            events_dropped=feed.dropped if feed is not None else 0,
+            events_problem=feed.problem if feed is not None else None,
+            dead_letter_count=dead.count, dead_letters=dead.newest)
         self.latest = snapshot
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
@@ -159,6 +195,8 @@ class Gatherer:
 
     async def _health(self, name: str, host: str, port: int) -> PartView:
         answer = await self._ask(host, port, "/health")
+        if name == QUERY:
+            self._query_health = answer if isinstance(answer, dict) else None
         if isinstance(answer, str):
             return view(name, None, answer)
         return view(name, answer)
@@ -173,12 +211,13 @@ class Gatherer:
         return PartView(name, "degraded", kind="nats-server",
                         problems=[str(answer.get("error") or answer.get("status"))])
 
-    async def _ask(self, host: str, port: int, path: str, any_status: bool = False
-                   ) -> dict[str, Any] | str:
+    async def _ask(self, host: str, port: int, path: str, any_status: bool = False,
+                   headers: dict[str, str] | None = None) -> dict[str, Any] | str:
         """The JSON document a part answers, or why there is none."""
         try:
             async with asyncio.timeout(TIMEOUT):
-                status, body = await self._client.request("GET", host, port, path)
+                status, body = await self._client.request("GET", host, port, path,
+                                                          headers=headers)
         except (ConnectFailed, OSError):
             return "not running (connection refused)"
         except TimeoutError:
