@@ -19,9 +19,11 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from msshop.contracts import events
 from msshop.runtime import control_client
 from tests.conftest import Sandbox, running_sandbox
 from tests.e2e.test_dashboard import ask, logged_in, login_of, login_path
+from tests.e2e.test_dashboard_events import Dashboard, seen, signed_up, until
 
 GONE_WITHIN = 10.0  # seconds a stopped process has to be gone (it stops in far less)
 
@@ -130,6 +132,25 @@ def test_the_added_dashboard_is_a_part_like_the_others(without_ui: Sandbox) -> N
     assert ui_status(without_ui)["status"] == "crashed"
     revived = login_of(without_ui)  # crashed: started again
     assert revived["pid"] != after_reset["pid"] and ui_status(without_ui)["health"] == "ok"
+
+
+def test_on_a_nats_bus_the_added_dashboards_feed_signs_in_and_follows(
+        tmp_path: Path) -> None:
+    """The nodes were started with no user for the dashboard: added, each node's config
+    gains its read-only user and is reloaded (no restart), and the feed follows the bus."""
+    with running_sandbox(tmp_path / "sandbox", MSSHOP_BUS_BACKEND="nats",
+                         MSSHOP_BUS_NODES="3") as sandbox:
+        nodes = {name: s.pid for name, s in sandbox.state.services.items()
+                 if s.kind == "nats-server"}
+        assert len(nodes) == 3
+        dashboard = Dashboard(sandbox)  # `msshop ui --json`, logged in
+        with dashboard.watching():  # the feed following the bus: it signed in
+            user = signed_up(dashboard, "watcher@example.com")
+            event = until(lambda: seen(dashboard, events.USER_SIGNED_UP, user))
+        assert event["source"] == "users"
+        assert dashboard.health()["feed"]["problem"] is None
+        assert {name: s.pid for name, s in sandbox.state.services.items()
+                if s.kind == "nats-server"} == nodes, "the nodes were not restarted"
 
 
 def test_down_stops_the_added_dashboard(tmp_path: Path) -> None:

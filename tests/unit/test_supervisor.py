@@ -688,6 +688,9 @@ class FakeKind:
     def worth_showing(self, lines: list[str]) -> list[str]:
         return [line for line in lines if "shown" in line]
 
+    def joined(self, sandbox: State) -> None:
+        self.world.journal.append("joined")
+
 
 class ShowingPrinter(RecordingPrinter):
     """A live view: it is asked for new log lines, and keeps them."""

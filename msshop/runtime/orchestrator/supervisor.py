@@ -499,6 +499,8 @@ class Supervisor:
                 self.followers[service.name] = LogFollower(Path(service.log),
                                                            most=SHOWN_PER_TICK)
         write_state(self.paths, state)
+        for each_kind in self.kinds.values():  # e.g. the nats nodes let its user sign in
+            each_kind.joined(state)
         self.printer.event(f"{name} added to the running sandbox")
         names = [service.name for service in added]
         for each in names:
