@@ -470,12 +470,13 @@ def test_add_gives_a_running_sandbox_its_dashboard_once_as_a_part_like_the_other
     """`msshop ui` on a sandbox started without --ui: the dashboard is reserved, written,
     forked and healthy as at `up --ui`; asked again, nothing is done."""
     assert "ui" not in running._state().services
+    running.kinds = {**running.kinds, "executable": FakeKind(world, running.paths)}
 
     answer = running.handle({"op": "add", "service": "ui"})
 
     assert answer == {"ok": True, "added": True, "ready_ms": 0.0}
     assert world.binds == [("127.0.0.1", BASE_PORT + 8, "ui")]  # loopback only, its port
-    assert world.journal == ["start ui", "healthy ui"]
+    assert world.journal == ["joined", "start ui", "healthy ui"], "each kind told first"
     process = world.processes["ui"]
     saved = on_disk(running, "ui")
     assert (saved.status, saved.pid, saved.kind) == ("running", process.pid, "service")
