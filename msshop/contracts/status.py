@@ -101,6 +101,15 @@ class OutboxHealth(TypedDict):
     failing_since: float | None
 
 
+class InFlight(TypedDict):
+    """orders: the purchases whose saga has not ended. A choreographed one is only
+    "pending" here: where it is, no one service knows (`msshop sagas` puts it together
+    from the three files); an orchestrated one's step is in orders.db (by SagaState)."""
+
+    saga: int
+    saga_orchestrated: dict[str, int]
+
+
 class ConsumerHealth(ReplicaFreshness):
     """The query service's consumer: its freshness, and what it has applied."""
 
@@ -181,6 +190,7 @@ class Health(TypedDict):
     outbox: NotRequired[OutboxHealth]  # users, products, orders
     # orders: takes it could not give back yet, retried in the background (issue 26)
     owed_give_backs: NotRequired[int]
+    in_flight: NotRequired[InFlight]  # orders: the sagas not ended
     head: NotRequired[int]  # bus
     log: NotRequired[str]  # bus: the log's identity
     consumer: NotRequired[ConsumerHealth]  # query

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from msshop.contracts.errors import InvalidArgument, MsshopError, UsageError
-from msshop.instruments.shipped import toml_files
+from msshop.contracts.shipped import toml_files
 
 DEFAULT = "lesson"
 PAUSE_SECONDS = 1.0  # between steps with --no-pause, divided by --speed

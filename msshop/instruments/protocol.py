@@ -12,7 +12,7 @@ from typing import TypedDict
 
 from msshop.contracts import protocol
 from msshop.contracts.errors import UsageError
-from msshop.instruments.shipped import tree_item
+from msshop.contracts.shipped import tree_item
 
 #: --lang -> the example's folder, its program, and the interpreter that runs it
 STARTERS: dict[str, tuple[str, str, str]] = {

@@ -135,6 +135,35 @@ def test_a_partition_from_the_page_is_on_its_link_and_in_status(seeded_ui: Sandb
         assert status == 422 and words in answer["error"], (asked_for, answer)
 
 
+def test_the_sagas_in_flight_are_what_orders_knows_of_them(seeded_ui: Sandbox) -> None:
+    """A saga of each kind left pending while products is stopped: orders counts the
+    choreographed one (where it is, it cannot tell) and the orchestrated one by its step;
+    both end once products is back, and the count falls to none."""
+    address = login_of(seeded_ui)
+    session = logged_in(address)
+
+    def flying() -> dict[str, Any]:
+        found: dict[str, Any] = look(address, session)["orders"]["in_flight"]
+        return found
+
+    assert flying() == {"saga": 0, "saga_orchestrated": {}}
+    seeded_ui.run("stop", "products", check=True)
+    try:
+        for write in ("saga", "saga-orchestrated"):
+            bought = seeded_ui.run("buy", "--user", "4", "--product", "2", "--write", write)
+            assert bought.returncode == 3, bought.stderr  # pending
+        deadline = time.monotonic() + WAIT
+        while flying() != {"saga": 1, "saga_orchestrated": {"taking-stock": 1}}:
+            assert time.monotonic() < deadline, flying()
+            time.sleep(0.1)
+    finally:
+        seeded_ui.run("start", "products", check=True)
+    deadline = time.monotonic() + WAIT
+    while flying() != {"saga": 0, "saga_orchestrated": {}}:
+        assert time.monotonic() < deadline, flying()
+        time.sleep(0.1)
+
+
 def test_a_trespass_from_the_page_is_refused_as_the_cli_s(seeded_ui: Sandbox) -> None:
     address = login_of(seeded_ui)
     session = logged_in(address)
@@ -244,6 +273,23 @@ def test_in_a_browser_ask_break_and_watch(seeded_ui: Sandbox) -> None:
             "document.getElementById('monolith-rows').textContent")
         await shot(page, "monolith")
         await page.evaluate("document.getElementById('monolith-toggle').click()")
+        # an experiment from the page: its lanes fill in, then its verdicts
+        await page.evaluate("document.getElementById('tab-experiments').click()")
+        await until(page, "document.getElementById('scenario').options.length > 0")
+        await page.evaluate("document.getElementById('scenario').value = 'writes-crashes';"
+                            "document.getElementById('seconds').value = '4';"
+                            "document.getElementById('run-experiment').click()")
+        await until(page, "window.__run !== undefined && window.__run.seconds.length >= 2",
+                    60)
+        await shot(page, "experiment-running")
+        await until(page, "window.__run.state !== 'running'", 120)
+        run = await page.evaluate("window.__run")
+        assert run["verdicts"]["direct-call"] == "invalid" and run["verdicts"]["saga"] == \
+            "valid", run
+        assert await page.evaluate(
+            "document.querySelectorAll('#run-chart polyline').length") == 8  # 4 lanes
+        await until(page, "(window.__runs || []).length === 1")
+        await shot(page, "experiment")
         assert await page.evaluate("window.__errors") == []
 
     asyncio.run(with_page("about:blank", test))

@@ -35,8 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from msshop.contracts.errors import InvalidArgument, UsageError
+from msshop.contracts.shipped import toml_files
 from msshop.contracts.topology import NAMES
-from msshop.instruments.shipped import toml_files
 
 # kind -> (what it does, where it acts: "service", "link" or "either")
 KINDS: dict[str, tuple[str, str]] = {

@@ -28,8 +28,9 @@ from setproctitle import setproctitle
 
 from msshop.contracts.config import Settings
 from msshop.contracts.errors import SandboxError
-from msshop.contracts.topology import ServiceSpec, stages
+from msshop.contracts.topology import DASHBOARD, ServiceSpec, stages
 from msshop.runtime.orchestrator.control import ControlServer
+from msshop.runtime.orchestrator.experiment_jobs import ExperimentJobs, scenarios
 from msshop.runtime.orchestrator.kind import ChildProcess, Health, ProcessKind
 from msshop.runtime.orchestrator.layout import move_to_service_dirs, moved_note
 from msshop.runtime.orchestrator.log_files import LogFollower, last_error_line
@@ -83,7 +84,8 @@ class Supervisor:
                  addable: Sequence[tuple[ServiceSpec, str]] = (),
                  bind: Binder = bind,
                  clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep,
+                 experiments: ExperimentJobs | None = None) -> None:
         self.kinds = kinds  # by name, as ServiceState.kind records it
         self.lineup = lineup  # each part of the topology and the kind that runs it
         self.addable = addable  # the parts a running sandbox may be given later (add)
@@ -107,6 +109,8 @@ class Supervisor:
         self.followers: dict[str, LogFollower] = {}
         self.closed = False
         self.notes: list[str] = []  # what a person should hear about the start, besides errors
+        # the experiment the dashboard asked for, run as a job of the supervisor's own
+        self.experiments = experiments or ExperimentJobs(settings.sandbox_dir)
 
     # --- before any fork: everything that can fail cheaply ----------------------------------
 
@@ -360,7 +364,10 @@ class Supervisor:
                 self._stop_together([name])
 
     def _reap(self) -> None:
-        """Notice services that ended without being asked to, and say so."""
+        """Notice services that ended without being asked to, and say so; and the end of
+        an experiment."""
+        if (ended := self.experiments.reap()) is not None:
+            self.printer.event(f"experiment {ended} ended")
         state = self._state()
         for name, process in list(self.processes.items()):
             code = process.exitcode()
@@ -430,6 +437,20 @@ class Supervisor:
                 return {"ok": True}
             if self.stopping:  # asked after a stop signal or `shutdown`, in the same turn
                 return {"ok": False, "error": "the sandbox is stopping"}
+            if op == "scenarios":  # what the dashboard offers to run
+                return {"ok": True, "scenarios": scenarios(),
+                        "running": self.experiments.running[0]
+                        if self.experiments.running else None}
+            if op == "experiment":  # the dashboard's: its reports go in its own directory
+                ui = self._state().services.get(DASHBOARD.name)
+                if ui is None:
+                    return {"ok": False, "error": "experiments are run from the dashboard; "
+                                                  "this sandbox runs without it"}
+                started = self.experiments.start(Path(ui.db).parent, request.get("scenario"),
+                                                 request.get("seconds"))
+                self.printer.event(f"experiment {started['id']} started (pid "
+                                   f"{started['pid']}), asked from the dashboard")
+                return started
             if op == "reset":
                 self.stop_all()
                 self._delete_data()
@@ -520,6 +541,7 @@ class Supervisor:
             return
         self.closed = True
         try:
+            self.experiments.stop()  # before the services: it heals what it broke
             self.stop_all()
         finally:
             self.ports.close()

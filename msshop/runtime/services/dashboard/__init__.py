@@ -15,6 +15,10 @@ with no data of its own. `msshop ui` prints its address and login.
     POST /action          {"part", "action"[, "to"]}: break it from the page (actions.py); an
                           action, as every POST: the session's CSRF token and the
                           dashboard's origin
+    GET  /experiments     the scenarios, and the runs asked from here (experiments.py)
+    GET  /report?id=R     run R's report page, as `msshop experiment --report` writes it
+    POST /experiment      {"scenario"[, "seconds"]}: the supervisor runs it on this
+                          sandbox; its progress is in every look (an action)
     POST /logout          the same
 
 Each route is declared once below (ROUTES): whether it needs a session, and whether it is an
@@ -43,6 +47,7 @@ from msshop.runtime.services.dashboard.actions import Actions
 from msshop.runtime.services.dashboard.ask import Asker, asked_strategies, asked_user
 from msshop.runtime.services.dashboard.dead_letters import DeadLetters
 from msshop.runtime.services.dashboard.events import Feed, filtered
+from msshop.runtime.services.dashboard.experiments import Runs, ScenarioChoice
 from msshop.runtime.services.dashboard.gather import Gatherer, Snapshot, encode
 from msshop.runtime.services.dashboard.guard import CSRF_HEADER, Guard, Refused, Session
 from msshop.runtime.services.dashboard.page import page
@@ -149,8 +154,9 @@ def create_app(ctx: ServiceContext) -> DashboardApp:
     assert ctx.credential is not None, "the supervisor gives the dashboard its credential"
     guard = Guard(ctx.port, dashboard_login(ctx.credential, os.getpid()))
     feed = Feed(ctx, lambda: gatherer.watching)  # reads the bus as the dashboard, read-only
+    runs = Runs(ctx.db_path.parent)  # the experiments the supervisor ran for this page
     gatherer = Gatherer(dict(ctx.peer_urls), ctx.tasks, dict(ctx.monitors), feed,
-                        DeadLetters(ctx.owner))
+                        DeadLetters(ctx.owner), runs)
     actions = Actions(dict(ctx.peer_urls), ctx.owner, ctx.control_port)
     asker = Asker(dict(ctx.peer_urls), ctx.owner)
 
@@ -202,6 +208,26 @@ def create_app(ctx: ServiceContext) -> DashboardApp:
         await gatherer.look()  # every tab sees the effect now, not at the next interval
         return Response(json.dumps({"done": done}), media_type="application/json")
 
+    async def experiment(request: Request, session: Session | None) -> Response:
+        scenario, seconds = _experiment_asked(await request.body())
+        done = await actions.experiment(scenario, seconds)
+        await gatherer.look()
+        return Response(json.dumps({"done": done}), media_type="application/json")
+
+    async def experiments(request: Request, session: Session | None) -> Response:
+        catalogue = msgspec.convert(await actions.scenarios(), list[ScenarioChoice])
+        return Response(encode({"catalogue": catalogue, "runs": runs.listed()}),
+                        media_type="application/json")
+
+    async def report(request: Request, session: Session | None) -> Response:
+        response = HTMLResponse(runs.report_page(request.query_params.get("id", "")))
+        # the report's own inline script draws its charts; sandboxed, as a page of its
+        # own origin: it reaches neither this dashboard's cookie nor its API
+        response.headers["content-security-policy"] = (
+            "sandbox allow-scripts; default-src 'none'; script-src 'unsafe-inline'; "
+            "style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'")
+        return response
+
     async def log_out(request: Request, session: Session | None) -> Response:
         guard.log_out(request.cookies)
         response = Response(status_code=204)
@@ -216,6 +242,9 @@ def create_app(ctx: ServiceContext) -> DashboardApp:
         Route("GET", "/live", live),
         Route("GET", "/events", events),
         Route("GET", "/ask", ask),
+        Route("GET", "/experiments", experiments),
+        Route("GET", "/report", report, page=True),
+        Route("POST", "/experiment", experiment, action=True),
         Route("POST", "/action", act, action=True),
         Route("POST", "/logout", log_out, action=True),
     ], gatherer, guard, actions, asker)
@@ -240,6 +269,24 @@ async def _stream(gatherer: Gatherer) -> AsyncIterator[bytes]:
 
 
 MAX_ASKED = 1024  # bytes of an action's body
+
+
+def _experiment_asked(body: bytes) -> tuple[str, float | None]:
+    """{"scenario": …[, "seconds": N]}, or one line saying what is wrong with it (the
+    supervisor checks the values themselves)."""
+    if len(body) > MAX_ASKED:
+        raise Refused(413, f"an experiment's body is at most {MAX_ASKED} bytes")
+    try:
+        asked = json.loads(body)
+    except ValueError:
+        asked = None
+    seconds = asked.get("seconds") if isinstance(asked, dict) else None
+    if not isinstance(asked, dict) or not isinstance(asked.get("scenario"), str) or not (
+            seconds is None or (isinstance(seconds, int | float)
+                                and not isinstance(seconds, bool))):
+        raise Refused(422, 'an experiment is {"scenario": "products-outage", "seconds": 10} '
+                           '(seconds: optional, the scenario\'s own length)')
+    return asked["scenario"], seconds
 
 
 def _asked(body: bytes) -> tuple[str, str, str | None]:

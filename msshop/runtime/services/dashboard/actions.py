@@ -57,6 +57,7 @@ class Actions:
         self._owner = owner
         self._control_port = control_port
         self._client = Client()
+        self._scenarios: list[dict[str, Any]] | None = None
 
     async def act(self, part: str, action: str, to: str | None = None) -> str:
         """Do `action` to `part` (with `to`: to its link to that service, or trespassing
@@ -86,6 +87,33 @@ class Actions:
             return {"kill": f"{part} killed by SIGKILL", "stop": f"{part} stopped",
                     "start": f"{part} started", "restart": f"{part} restarted"}[action]
         return await self._fault(part, action)
+
+    async def scenarios(self) -> list[dict[str, Any]]:
+        """The scenarios the supervisor can run (experiment_jobs.py), once asked."""
+        if self._scenarios is None:
+            if self._owner is None or self._control_port is None:
+                return []
+            try:
+                said = await asyncio.to_thread(control_client.call, self._control_port,
+                                               self._owner, "scenarios", CONTROL_TIMEOUT)
+            except Exception as exc:
+                raise Refused(503, "the sandbox's supervisor did not list the scenarios: "
+                                   f"{getattr(exc, 'message', exc)}") from None
+            self._scenarios = list(said.get("scenarios") or [])
+        return self._scenarios
+
+    async def experiment(self, scenario: str, seconds: float | None) -> str:
+        """Ask the supervisor to run `scenario` on this sandbox (experiment_jobs.py)."""
+        if self._owner is None or self._control_port is None:
+            raise Refused(503, "this dashboard was started without its owner's capability")
+        try:
+            started = await asyncio.to_thread(
+                control_client.call, self._control_port, self._owner, "experiment",
+                CONTROL_TIMEOUT, scenario=scenario, seconds=seconds)
+        except Exception as exc:
+            raise Refused(409, f"experiment {scenario}: {getattr(exc, 'message', exc)}"
+                          ) from None
+        return f"experiment {started['id']} started"
 
     async def _towards(self, part: str, action: str, to: str) -> str:
         if to not in NAMES or to not in self._peers or to == part:

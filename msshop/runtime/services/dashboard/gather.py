@@ -21,10 +21,12 @@ from typing import Any
 
 import msgspec
 
+from msshop.contracts.status import InFlight
 from msshop.runtime.platform.tasks import Task, Tasks
 from msshop.runtime.platform.wire import Client, ConnectFailed, address_of
 from msshop.runtime.services.dashboard.dead_letters import QUERY, DeadLetters, DeadLetterView
 from msshop.runtime.services.dashboard.events import EventView, Feed
+from msshop.runtime.services.dashboard.experiments import Runs, RunView
 
 INTERVAL = 0.25  # seconds between two looks: the page is at most this (and a look) behind
 TIMEOUT = 0.4  # a part that does not answer /health within this is down
@@ -46,6 +48,7 @@ class PartView(msgspec.Struct):
     faults: list[str] = []  # what is injected into the requests it answers (msshop chaos)
     links: dict[str, str] = {}  # callee -> what is injected into its calls to it
     calls: dict[str, int] = {}  # callee -> the calls it made to it since it started
+    in_flight: InFlight | None = None  # orders: the sagas not ended, by kind (and state)
     problems: list[str] = []  # why it is degraded, or why it is down
 
 
@@ -62,6 +65,8 @@ class Snapshot(msgspec.Struct):
     # the read model's dead letters: how many, and the newest few (dead_letters.py)
     dead_letter_count: int = 0
     dead_letters: list[DeadLetterView] = []
+    # the newest experiment run from the page, with its progress (experiments.py)
+    experiment: RunView | None = None
 
 
 encode = msgspec.json.Encoder().encode
@@ -105,6 +110,7 @@ def view(name: str, health: dict[str, Any] | None, why: str | None = None) -> Pa
         links={str(callee): ", ".join(described(fault)) for callee, fault in links.items()
                if isinstance(fault, dict)},
         calls={str(callee): int(n) for callee, n in _mapping(health.get("calls")).items()},
+        in_flight=_in_flight(health.get("in_flight")),
         problems=[str(p) for p in health.get("problems") or []])
 
 
@@ -112,12 +118,21 @@ def _mapping(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def _in_flight(value: Any) -> InFlight | None:
+    """orders' sagas in flight, as it says them (None: it says nothing of them: a program
+    of your own, or an older orders)."""
+    try:
+        return msgspec.convert(value, InFlight) if value is not None else None
+    except msgspec.ValidationError:
+        return None
+
+
 class Gatherer:
     """The looks, and the tabs that wait for them."""
 
     def __init__(self, peers: dict[str, str], tasks: Tasks,
                  monitors: dict[str, str] | None = None, feed: Feed | None = None,
-                 dead_letters: DeadLetters | None = None) -> None:
+                 dead_letters: DeadLetters | None = None, runs: Runs | None = None) -> None:
         self._peers = {name: address_of(url) for name, url in sorted(peers.items())}
         # a nats bus's nodes: their monitoring port's /healthz (they speak no msshop HTTP)
         self._monitors = {name: address_of(url)
@@ -126,6 +141,7 @@ class Gatherer:
         self._client = Client()
         self.feed = feed
         self._dead_letters = dead_letters or DeadLetters(None)
+        self._runs = runs
         self._query_health: dict[str, Any] | None = None  # its last /health, this look
         self.latest: Snapshot | None = None
         self._changed = asyncio.Event()
@@ -167,7 +183,8 @@ class Gatherer:
             events_head=feed.head if feed is not None else None,
             events_dropped=feed.dropped if feed is not None else 0,
             events_problem=feed.problem if feed is not None else None,
-            dead_letter_count=dead.count, dead_letters=dead.newest)
+            dead_letter_count=dead.count, dead_letters=dead.newest,
+            experiment=self._runs.latest() if self._runs is not None else None)
         self.latest = snapshot
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()

@@ -73,6 +73,7 @@ SCRIPT = """
 function draw(snapshot) {
   drawPicture(snapshot);
   drawEvents(snapshot);
+  drawRun(snapshot);
   remember(snapshot);
   document.getElementById("when").textContent =
     "as of " + new Date(snapshot.at * 1000).toLocaleTimeString();

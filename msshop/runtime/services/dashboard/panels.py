@@ -8,7 +8,10 @@ move between them):
   link; make a service trespass into another's file — each done as the CLI does it
   (actions.py), its effect seen on the picture and in `msshop status`;
 - Watch: the bus's events as they arrive (filtered by type and source), the read model's
-  dead letters, and the last minutes of the outbox backlogs and the read model's lag.
+  dead letters, and the last minutes of the outbox backlogs and the read model's lag;
+- Experiments: a scenario run on this sandbox by the supervisor, its faults on the picture
+  as they happen, each strategy's answered and failed requests a second filling in, then
+  its verdict; the runs before it, each report a click away.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from msshop.contracts.topology import NAMES
 # the last minutes of replication, drawn in the Watch panel (its own small SVG)
 HISTORY_W, HISTORY_H = 520, 200
 HISTORY_SECONDS = 120
-TABS = ("ask", "break", "watch")
+TABS = ("ask", "break", "watch", "experiments")
 LINKS = ("query users", "query products", "query orders", "orders products", "orders users")
 
 
@@ -55,6 +58,8 @@ PANELS = """
         aria-selected="false" tabindex="-1">Break it</button>
 <button type="button" role="tab" id="tab-watch" aria-controls="panel-watch"
         aria-selected="false" tabindex="-1">Watch</button>
+<button type="button" role="tab" id="tab-experiments" aria-controls="panel-experiments"
+        aria-selected="false" tabindex="-1">Experiments</button>
 <span class="said" id="done" aria-live="polite"></span>
 </nav>
 <section class="panel" role="tabpanel" id="panel-ask" aria-labelledby="tab-ask">
@@ -104,8 +109,32 @@ chaos, trespass): its effect shows above, in the answers, and in msshop status.<
 </div>
 <ol id="events" aria-label="the bus's latest events, newest first"></ol>
 <p id="dead-letters" class="hint"></p>
+<p id="in-flight" class="hint"></p>
 </div>
 <div><h2>the last 2 minutes</h2>{history}</div>
+</div>
+</section>
+<section class="panel" role="tabpanel" id="panel-experiments"
+         aria-labelledby="tab-experiments" hidden>
+<div class="watch">
+<div>
+<div class="controls">
+<label>scenario <select id="scenario"></select></label>
+<label>seconds <input id="seconds" type="number" min="3" max="600"
+       placeholder="its own"></label>
+<button type="button" id="run-experiment">Run it here</button>
+</div>
+<h2 id="run-title">no experiment run from here yet</h2>
+<ol id="run-said" class="said-lines"></ol>
+<h2>runs from here</h2>
+<ul id="runs" class="runs"></ul>
+</div>
+<div><h2>answered and failed a second, by strategy</h2>
+<svg id="run-chart" viewBox="0 0 520 40" role="img"
+     aria-label="each strategy's answered and failed requests each second of the run">
+</svg>
+<p class="hint"><span class="ok-key">— answered</span> ·
+<span class="failed-key">— failed</span></p></div>
 </div>
 </section>
 """
@@ -132,13 +161,24 @@ STYLE = """
   .answer .titles { color: #334155; }
   .waterfall .row { grid-template-columns: 18rem 1fr 5rem; height: 1.5rem; }
   .waterfall .axis { grid-template-columns: 18rem 1fr 5rem; }
-  .watch { display: grid; grid-template-columns: 1fr 28rem; gap: 1.5rem; }
+  .watch { display: grid; grid-template-columns: minmax(0, 1fr) 26rem; gap: 1.5rem; }
   .watch h2 { font-size: 1rem; margin: 0 0 .3rem; }
   #events { list-style: none; margin: 0; padding: 0; font-variant-numeric: tabular-nums; }
   #events li { padding: .1rem 0; border-bottom: 1px solid #e2e8f0; white-space: nowrap;
                overflow: hidden; text-overflow: ellipsis; }
   #events .type { font-weight: 600; }
-  #history { width: 100%; height: auto; }
+  #history, #run-chart { width: 100%; height: auto; }
+  .said-lines { margin: 0 0 .5rem; padding-left: 1.2rem; font-family: ui-monospace,
+                monospace; font-size: 14px; color: #334155; }
+  .runs { margin: 0; padding-left: 1.2rem; }
+  .verdict-valid { color: #15803d; font-weight: 700; }
+  .verdict-invalid, .verdict-failed { color: #b91c1c; font-weight: 700; }
+  .verdict-unknown, .verdict-running { color: #b45309; font-weight: 700; }
+  #run-chart text { font-size: 15px; fill: #334155; }
+  #run-chart .ok { fill: none; stroke: #16a34a; stroke-width: 2.5; }
+  #run-chart .failed { fill: none; stroke: #dc2626; stroke-width: 2.5; }
+  #run-chart .lane { fill: #ffffff; stroke: #e2e8f0; }
+  .ok-key { color: #15803d; } .failed-key { color: #b91c1c; }
   #history .frame { fill: #ffffff; stroke: #cbd5e1; stroke-width: 2; }
   #history .axis { font-size: 15px; fill: #64748b; }
   #history polyline { fill: none; stroke-width: 3; }
@@ -265,10 +305,107 @@ function drawEvents(snapshot) {
       return item;
     }));
   document.getElementById("events-said").textContent = snapshot.events_problem || "";
+  const orders = snapshot.parts.find(p => p.name === "orders");
+  const flying = orders && orders.in_flight;
+  const steps = flying ? Object.entries(flying.saga_orchestrated)
+    .map(([state, n]) => `${n} ${state}`).join(", ") : "";
+  document.getElementById("in-flight").textContent = !flying ? "" :
+    `sagas in flight: choreographed ${number(flying.saga)} (pending: where each is, no ` +
+    `one service knows; msshop sagas puts it together from the three files) · ` +
+    `orchestrated ${steps || "none"} (orders' orchestrator keeps each one's step)`;
   const dead = snapshot.dead_letters || [];
-  document.getElementById("dead-letters").textContent = dead.length
-    ? `dead letters: ${dead.map(d => `#${d.position} ${d.type} (${d.error})`).join("; ")}`
-    : "no dead letters";
+  document.getElementById("dead-letters").textContent = snapshot.dead_letter_count
+    ? `${number(snapshot.dead_letter_count)} dead letter(s), the read model could not ` +
+      `apply: ${dead.map(d => `#${d.position} ${d.type ?? "?"}: ${d.reason}`).join("; ")}`
+    : "no dead letters: the read model applied every event it was handed";
+}
+// Experiments: the scenarios and the runs asked for from here; the newest, as it goes
+const element = (tag, cls, text) => {
+  const node = document.createElement(tag);
+  if (cls) node.className = cls;
+  if (text !== undefined) node.textContent = text;
+  return node;
+};
+async function listRuns() {
+  const answer = await fetch("/experiments");
+  if (!answer.ok) return;
+  const body = await answer.json();
+  const chosen = document.getElementById("scenario");
+  if (!chosen.options.length) {
+    for (const s of body.catalogue) {
+      const option = element("option", "", `${s.name} (${s.workload}, ${s.seconds} s)`);
+      option.value = s.name;
+      option.title = s.title;
+      chosen.append(option);
+    }
+  }
+  document.getElementById("runs").replaceChildren(...body.runs.map(run => {
+    const item = element("li", "", `${run.id} `);
+    const verdict = run.verdict || run.state;
+    item.append(element("span", `verdict-${verdict}`, verdict));
+    if (run.report) {
+      const link = element("a", "", "report");
+      link.href = `/report?id=${encodeURIComponent(run.id)}`;
+      link.target = "_blank";
+      link.rel = "noopener";
+      item.append(" · ", link);
+    }
+    if (run.error) item.append(` · ${run.error}`);
+    return item;
+  }));
+  window.__runs = body.runs;
+}
+document.getElementById("tab-experiments").addEventListener("click", listRuns);
+document.getElementById("run-experiment").addEventListener("click", async () => {
+  const seconds = document.getElementById("seconds").value;
+  await post("/experiment", {scenario: document.getElementById("scenario").value,
+                             seconds: seconds === "" ? null : Number(seconds)});
+  listRuns();
+});
+let runShown = null;
+function drawRun(snapshot) {
+  const run = snapshot.experiment;
+  if (!run) return;
+  const verdict = run.verdict || run.state;
+  const title = document.getElementById("run-title");
+  title.replaceChildren(`${run.id}: `, element("span", `verdict-${verdict}`, verdict));
+  for (const [strategy, said] of Object.entries(run.verdicts || {})) {
+    title.append(` · ${strategy} `, element("span", `verdict-${said}`, said));
+  }
+  if (run.error) title.append(` · ${run.error}`);
+  document.getElementById("run-said").replaceChildren(
+    ...run.said.map(line => element("li", "", line.trim())));
+  const chart = document.getElementById("run-chart");  // made with its own namespace
+  const lane = 60, left = 150, width = 360;
+  const top = Math.max(1, ...run.seconds.flatMap(s => Object.values(s).flat()));
+  const steps = Math.max(1, run.seconds.length - 1);
+  chart.setAttribute("viewBox", `0 0 520 ${Math.max(1, run.strategies.length) * lane}`);
+  chart.replaceChildren(...run.strategies.flatMap((strategy, row) => {
+    const y = row * lane;
+    const label = chart.ownerDocument.createElementNS(chart.namespaceURI, "text");
+    label.setAttribute("x", "0");
+    label.setAttribute("y", String(y + 34));
+    label.textContent = strategy;
+    const frame = chart.ownerDocument.createElementNS(chart.namespaceURI, "rect");
+    for (const [k, v] of [["x", left], ["y", y + 6], ["width", width], ["height", lane - 12]]) {
+      frame.setAttribute(k, String(v));
+    }
+    frame.setAttribute("class", "lane");
+    const line = index => {
+      const drawn = chart.ownerDocument.createElementNS(chart.namespaceURI, "polyline");
+      drawn.setAttribute("class", index ? "failed" : "ok");
+      drawn.setAttribute("points", run.seconds.map((second, t) => {
+        const value = (second[strategy] || [0, 0])[index];
+        return `${(left + width * t / steps).toFixed(1)},` +
+               `${(y + lane - 8 - (lane - 16) * value / top).toFixed(1)}`;
+      }).join(" "));
+      return drawn;
+    };
+    return [frame, label, line(0), line(1)];
+  }));
+  if (runShown !== null && runShown !== verdict && run.state !== "running") listRuns();
+  runShown = verdict;
+  window.__run = run;
 }
 // the last minutes, kept by this tab from the looks it was handed
 const history = [];

@@ -149,8 +149,13 @@ function lines(part) {
     return [`read model at ${number(part.position)}`, `${number(part.behind)} behind the bus`];
   }
   const waiting = part.outbox ? `, ${number(part.outbox)} events waiting` : "";
-  return [`${number(total(part))} rows in ${part.name}.db`, `outbox${waiting || ": empty"}`];
+  const sagas = inFlight(part);
+  return [`${number(total(part))} rows in ${part.name}.db`,
+          `outbox${waiting || ": empty"}` + (sagas ? ` · ${number(sagas)} sagas in flight` : "")];
 }
+// orders' sagas not ended: the choreographed, and the orchestrated by state
+const inFlight = part => part.in_flight ? part.in_flight.saga +
+  Object.values(part.in_flight.saga_orchestrated).reduce((a, b) => a + b, 0) : 0;
 // a nats bus is its nodes (bus, bus-2, bus-3): one box, as bad as its worst node
 const NODE = /^bus(-[0-9]+)?$/;
 function merged(parts) {
@@ -217,7 +222,8 @@ function drawPicture(snapshot) {
       link.classList.toggle("faulty", fault !== "");
       link.classList.toggle("busy", rate > 0);
       link.querySelector("text").textContent =
-        [fault, rate > 0 ? `${number(Math.round(rate))} calls/s` : ""].filter(Boolean)
+        [fault, rate > 0 ? `${rate < 10 ? rate.toFixed(1) : number(Math.round(rate))} calls/s`
+                         : ""].filter(Boolean)
           .join(" · ");
     }
     if (before && part.name !== "query" && total(part) > total(before)) {

@@ -47,7 +47,9 @@ from starlette.responses import Response
 from msshop.contracts import events
 from msshop.contracts.events import Event
 from msshop.contracts.limits import MAX_BATCH, MAX_ID, MAX_QUANTITY, MAX_REQUEST_ID
+from msshop.contracts.sagas import UNFINISHED_SQL
 from msshop.contracts.shop import Created, Order, OrdersOfUser, OrderStatus
+from msshop.contracts.status import InFlight
 from msshop.contracts.strategies import WriteStrategy
 from msshop.runtime.platform.app import ServiceApp, service_app
 from msshop.runtime.platform.batching import Coalescer
@@ -92,6 +94,9 @@ MIGRATIONS = [
     SAGA_MIGRATION,
     # issue 27's orchestrated saga: each purchase's saga state, kept by orders' orchestrator
     orchestration.SAGAS_SCHEMA,
+    # the sagas in flight, counted for /health (the dashboard asks it 4 times a second):
+    # only the pending orders are in it, so it stays as small as what is in flight
+    f"CREATE INDEX orders_pending ON orders (id) WHERE status = '{OrderStatus.PENDING}'",
 ]
 #: what a purchase writes (status and reason keep their defaults: confirmed, null)
 INSERTED = "id, user_id, product_id, quantity, unit_price_cents, request_id, created_at"
@@ -424,7 +429,15 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
 
     def health() -> dict[str, Any]:
         return {**db.health(), "outbox": outbox.health(), "owed_give_backs": owed.pending(),
-                "saga": participant.health()}
+                "saga": participant.health(), "in_flight": in_flight()}
+
+    def in_flight() -> InFlight:
+        pending = db.conn.execute("SELECT count(*) FROM orders INDEXED BY orders_pending "
+                                  f"WHERE status = '{OrderStatus.PENDING}'").fetchone()[0]
+        states = dict(db.conn.execute(
+            "SELECT state, count(*) FROM sagas INDEXED BY sagas_unfinished "
+            f"WHERE {UNFINISHED_SQL} GROUP BY state").fetchall())
+        return {"saga": pending - sum(states.values()), "saga_orchestrated": states}
 
     dependency = {502: "users or products failed the take (the message says how)",
                   503: "users or products is down or too slow (dependency, failure)"}

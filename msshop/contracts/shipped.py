@@ -1,5 +1,6 @@
-"""What ships as data inside the package: configs/<folder>/*.toml as msshop.configs.<folder>
-(demos, experiments), docs/protocol.md as msshop.docs, examples/ as msshop.examples."""
+"""What ships as data inside the package, which both sides read (the dashboard lists the
+experiments): configs/<folder>/*.toml as msshop.configs.<folder> (demos, experiments),
+docs/protocol.md as msshop.docs, examples/ as msshop.examples."""
 
 from __future__ import annotations
 
