@@ -322,15 +322,15 @@ def kill(ctx: typer.Context, service: str = typer.Argument(..., help=SERVICE_HEL
 def ui(ctx: typer.Context, as_json: bool = json_option()) -> None:
     """Print the live dashboard's address, with a login token.
 
-    The sandbox runs it when started with --ui (or ui.enabled).
+    Starts the dashboard first if the running sandbox has it stopped, or was started
+    without it (up --ui starts it with the sandbox).
 
     \b
     Example: msshop ui
     """
     from msshop import render
     from msshop.instruments import dashboard
-    from msshop.runtime.orchestrator import lifecycle
 
-    address = dashboard.address(lifecycle.running_state(settings(ctx)))
+    address = dashboard.served(settings(ctx))
     emit(Outcome(address, lambda out: render.dashboard_address(out, address)), as_json)
 

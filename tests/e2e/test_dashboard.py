@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.conftest import Sandbox, running_sandbox
+from tests.conftest import Sandbox, running_sandbox, sandbox_env
 
 WAIT = 10.0  # seconds a test waits for a look that shows a change (far above the 0.5 s)
 
@@ -234,11 +234,21 @@ def test_up_with_the_dashboard_ends_with_its_login(tmp_path: Path) -> None:
             "name"]
 
 
-def test_a_sandbox_without_its_dashboard_says_how_to_start_it(tmp_path: Path) -> None:
+def test_a_sandbox_without_its_dashboard_is_given_it_by_ui(tmp_path: Path) -> None:
+    """Started without --ui, `msshop ui` adds the dashboard and prints its login (more in
+    test_dashboard_start.py)."""
     with running_sandbox(tmp_path / "sandbox") as sandbox:
         said = sandbox.run("ui")
-        assert said.returncode == 1
-        assert said.stderr.count("\n") == 1 and "msshop up --detach --ui" in said.stderr
+        assert said.returncode == 0, said.stderr
+        ui = sandbox.state.services["ui"]
+        assert said.stdout.splitlines()[0].startswith(f"{ui.url}/login?token=")
+        assert ui.status == "running"
+
+
+def test_ui_with_no_sandbox_running_is_one_line_naming_the_fix(tmp_path: Path) -> None:
+    said = Sandbox(tmp_path / "sandbox", sandbox_env(tmp_path / "sandbox")).run("ui")
+    assert (said.returncode, said.stdout) == (1, "")
+    assert said.stderr.count("\n") == 1 and "start one with: msshop up --detach" in said.stderr
 
 
 RED = "document.getElementById('part-products').classList.contains('down')"

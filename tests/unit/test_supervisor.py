@@ -24,8 +24,8 @@ from typing import Any, cast
 import pytest
 
 from msshop.contracts.config import Settings, defaults
-from msshop.contracts.topology import SERVICES, ServiceSpec
-from msshop.runtime.orchestrator.bootstrap import bus_state, lineup
+from msshop.contracts.topology import PARTS, SERVICES, ServiceSpec
+from msshop.runtime.orchestrator.bootstrap import addable, bus_state, lineup
 from msshop.runtime.orchestrator.forked_service import ForkedServiceKind
 from msshop.runtime.orchestrator.kind import ChildProcess, Health, ProcessKind
 from msshop.runtime.orchestrator.log_files import LogFollower
@@ -145,7 +145,7 @@ class World:
         self.unhealthy: dict[str, int | None] = {}  # probes answered None first; None: all
         self.binds: list[tuple[str, int, str]] = []
         self.preloaded: list[list[str]] = []
-        self.by_port = {BASE_PORT + spec.port_offset: spec.name for spec in SERVICES}
+        self.by_port = {BASE_PORT + spec.port_offset: spec.name for spec in PARTS.values()}
 
     def new_process(self, spec: ServiceSpec, context: ServiceContext, log_path: Path,
                     log_level: str) -> FakeProcess:
@@ -235,8 +235,8 @@ def supervisor(tmp_path: Path, world: World, printer: RecordingPrinter) -> Itera
     """A supervisor of a prepared sandbox whose services are all stopped."""
     settings = Settings.from_values({**defaults(), "sandbox.dir": tmp_path / "sandbox"})
     made = Supervisor(settings, printer, "detached", kinds=world.kinds(settings),
-                      lineup=lineup(settings), bus=bus_state, bind=world.bind,
-                      clock=world.clock.monotonic, sleep=world.clock.sleep)
+                      lineup=lineup(settings), bus=bus_state, addable=addable(),
+                      bind=world.bind, clock=world.clock.monotonic, sleep=world.clock.sleep)
     made.paths.create()
     made.state = stopped_sandbox(made.paths)
     try:
@@ -465,6 +465,56 @@ def test_reset_stops_all_deletes_the_data_and_starts_all(
     assert printer.events[-1] == ("info", "reset: every service's data was deleted")
 
 
+def test_add_gives_a_running_sandbox_its_dashboard_once_as_a_part_like_the_others(
+        running: Supervisor, world: World, printer: RecordingPrinter) -> None:
+    """`msshop ui` on a sandbox started without --ui: the dashboard is reserved, written,
+    forked and healthy as at `up --ui`; asked again, nothing is done."""
+    assert "ui" not in running._state().services
+    running.kinds = {**running.kinds, "executable": FakeKind(world, running.paths)}
+
+    answer = running.handle({"op": "add", "service": "ui"})
+
+    assert answer == {"ok": True, "added": True, "ready_ms": 0.0}
+    assert world.binds == [("127.0.0.1", BASE_PORT + 8, "ui")]  # loopback only, its port
+    assert world.journal == ["joined", "start ui", "healthy ui"], "each kind told first"
+    process = world.processes["ui"]
+    saved = on_disk(running, "ui")
+    assert (saved.status, saved.pid, saved.kind) == ("running", process.pid, "service")
+    assert saved.url == f"http://127.0.0.1:{BASE_PORT + 8}"
+    assert process.context is not None  # as at `up --ui`: the owner's powers, its own dir
+    assert process.context.owner == "t" and process.context.control_port == 7199
+    assert process.context.db_path == running.paths.data / "ui" / "ui.db"
+    assert set(process.context.peer_urls) == set(ALL)
+    assert printer.events == [
+        ("info", "ui added to the running sandbox"),
+        ("info", f"ui ready on http://127.0.0.1:{BASE_PORT + 8} (pid {process.pid}) in 0 ms")]
+
+    world.journal.clear()
+    world.binds.clear()
+    assert running.handle({"op": "add", "service": "ui"}) == {"ok": True, "added": False}
+    assert world.journal == [] and world.binds == [], "already there: nothing to do"
+    assert world.processes["ui"] is process
+
+    assert running.handle({"op": "stop", "service": "ui"}) == {"ok": True}
+    assert running.handle({"op": "start", "service": "ui"})["ok"] is True
+    assert world.processes["ui"] is not process
+    world.journal.clear()
+    running.stop_all()  # down: the dashboard first, its stage is the last
+    assert world.journal[:2] == ["SIGTERM ui", "wait ui"]
+    assert on_disk(running, "ui").status == "stopped"
+
+
+@pytest.mark.parametrize("name", ["users", "bus-door", "payments", None])
+def test_add_refuses_any_part_but_the_dashboard(supervisor: Supervisor, world: World,
+                                                name: str | None) -> None:
+    answer = supervisor.handle({"op": "add", "service": name})
+
+    assert answer == {"ok": False, "error": f"cannot add {name!r} to a running sandbox; "
+                                            "what can be added: ui"}
+    assert world.journal == [] and world.binds == []
+    assert set(supervisor._state().services) == set(ALL)
+
+
 def test_shutdown_sets_stopping_and_leaves_the_stopping_to_the_loop(
         running: Supervisor, world: World) -> None:
     assert running.handle({"op": "shutdown"}) == {"ok": True}
@@ -638,6 +688,9 @@ class FakeKind:
 
     def worth_showing(self, lines: list[str]) -> list[str]:
         return [line for line in lines if "shown" in line]
+
+    def joined(self, sandbox: State) -> None:
+        self.world.journal.append("joined")
 
 
 class ShowingPrinter(RecordingPrinter):

@@ -25,6 +25,9 @@ from msshop.runtime.orchestrator.state import (
 )
 from msshop.runtime.orchestrator.supervisor import Supervisor
 
+# the dashboard, run as msshop's services are: at `up --ui`, or added later by `msshop ui`
+DASHBOARD_PART: tuple[ServiceSpec, str] = (DASHBOARD, ForkedServiceKind.name)
+
 
 def process_kinds(settings: Settings) -> dict[str, ProcessKind]:
     """Every kind the supervisor can run, by the name its processes' state records."""
@@ -51,8 +54,15 @@ def lineup(settings: Settings) -> list[tuple[ServiceSpec, str]]:
     if settings.bus_backend == "nats" and foreign_callers(settings, BUS_DOOR.name):
         parts.append((BUS_DOOR, ForkedServiceKind.name))  # programs of your own read there
     if settings.ui_enabled:
-        parts.append((DASHBOARD, ForkedServiceKind.name))
+        parts.append(DASHBOARD_PART)
     return parts
+
+
+def addable() -> list[tuple[ServiceSpec, str]]:
+    """The parts a running sandbox may be given after `up`, each with the kind that runs
+    it (the supervisor's `add`): the dashboard, which `msshop ui` adds to a sandbox started
+    without it."""
+    return [DASHBOARD_PART]
 
 
 def bus_state(settings: Settings, services: dict[str, ServiceState]) -> BusState:
@@ -99,4 +109,4 @@ def supervisor(settings: Settings, printer: Printer, mode: str,
                inherited_fds: list[int] | None = None) -> Supervisor:
     raise_fd_limit()  # before any fork: every service and nats-server inherits it
     return Supervisor(settings, printer, mode, inherited_fds, kinds=process_kinds(settings),
-                      lineup=lineup(settings), bus=bus_state)
+                      lineup=lineup(settings), bus=bus_state, addable=addable())

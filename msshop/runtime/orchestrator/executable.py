@@ -188,6 +188,9 @@ class ExecutableKind:
     def worth_showing(self, lines: list[str]) -> list[str]:
         return lines
 
+    def joined(self, sandbox: State) -> None:
+        pass  # its service.json names its peers, and the dashboard is none of them
+
 
 def service_document(service: ServiceState, sandbox: State) -> dict[str, Any]:
     """service.json: what the program needs to know, secrets included (contract v1)."""

@@ -116,6 +116,9 @@ class ForkedServiceKind:
     def worth_showing(self, lines: list[str]) -> list[str]:
         return lines
 
+    def joined(self, sandbox: State) -> None:
+        pass  # none of them calls the part that may be added (the dashboard)
+
 
 def foreign_callers(settings: Settings, callee: str) -> list[str]:
     """The programs of your own that may call `callee` (every one that calls others: the

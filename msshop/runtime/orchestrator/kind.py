@@ -111,3 +111,8 @@ class ProcessKind(Protocol):
 
     def worth_showing(self, lines: list[str]) -> list[str]:
         """Its new log lines, as the live view of `msshop up` shows them."""
+
+    def joined(self, sandbox: State) -> None:
+        """A part was added to the running sandbox (the supervisor's `add`; `sandbox`
+        already holds it, not started yet): bring this kind's running processes up to date
+        with what they must know of it."""

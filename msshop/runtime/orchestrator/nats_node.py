@@ -4,7 +4,10 @@ monitoring port."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import signal
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -69,20 +72,36 @@ class NatsNodeKind:
         pass  # nats-server is exec'd: nothing of ours to import
 
     def spawn(self, service: ServiceState, sandbox: State) -> ChildProcess:
+        self.stream = sandbox.bus.stream
+        config = self.configure(service, sandbox)
+        # its store is its own directory; it reads its config (a file in the sandbox)
+        Path(service.db).mkdir(mode=0o700, parents=True, exist_ok=True)
+        confinement = (Confinement(Path(service.db), self.paths.root, readable=(config,))
+                       if kernel_rule(self.settings.kernel_isolation) else None)
+        return self.new_node(service.name, config, Path(service.log), confinement)
+
+    def configure(self, service: ServiceState, sandbox: State) -> Path:
+        """Write the node's config for the sandbox as it is now (who may sign in: the
+        services, yours, the dashboard if it runs): in place, the file its rule reads."""
         config = self.paths.nats / f"{service.name}.conf"
         routes = [s.route_port for s in sandbox.services.values() if s.route_port]
-        self.stream = sandbox.bus.stream
         foreign = [s.name for s in sandbox.services.values() if s.kind == ExecutableKind.name]
         broker.write_config(config, broker.server_config(
             service.name, sandbox.host,
             (service.port, service.monitor_port or 0, service.route_port or 0),
             Path(service.db), sandbox.token, routes, sandbox.bus.sandbox, sandbox.bus.stream,
             foreign, dashboard=DASHBOARD.name in sandbox.services))
-        # its store is its own directory; it reads its config (a file in the sandbox)
-        Path(service.db).mkdir(mode=0o700, parents=True, exist_ok=True)
-        confinement = (Confinement(Path(service.db), self.paths.root, readable=(config,))
-                       if kernel_rule(self.settings.kernel_isolation) else None)
-        return self.new_node(service.name, config, Path(service.log), confinement)
+        return config
+
+    def joined(self, sandbox: State) -> None:
+        """The dashboard added: each running node's config written again with its user,
+        then reloaded (SIGHUP: nats-server takes new users without a restart). A node
+        not running gets it at its next start."""
+        for service in sandbox.services.values():
+            if service.kind == self.name and service.status == "running" and service.pid:
+                self.configure(service, sandbox)
+                with contextlib.suppress(ProcessLookupError):  # ended: reaped soon after
+                    os.kill(service.pid, signal.SIGHUP)
 
     def health(self, service: ServiceState, host: str, timeout: float) -> Health | None:
         return self.probe(host, service.monitor_port or 0, timeout=timeout)

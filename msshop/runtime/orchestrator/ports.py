@@ -117,6 +117,14 @@ class PortBook:
         for sock in self.held.pop(name, []):
             sock.close()
 
+    def drop(self, name: str) -> None:
+        """Let go of every port bound for `name` (a part whose reserving failed midway)."""
+        sock = self.listening.pop(name, None)
+        if sock is not None:
+            sock.close()
+        self.hosts.pop(name, None)
+        self.release(name)
+
     def fds(self) -> list[int]:
         """Every descriptor still held: a child must not keep another's ports."""
         return [*(s.fileno() for s in self.listening.values()),

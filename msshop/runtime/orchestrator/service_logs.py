@@ -27,7 +27,7 @@ from pathlib import Path
 
 from msshop.contracts.config import Settings
 from msshop.contracts.errors import InvalidArgument, SandboxError, UsageError
-from msshop.contracts.topology import BY_NAME
+from msshop.contracts.topology import BY_NAME, DASHBOARD
 from msshop.runtime.orchestrator.log_files import LogFollower, complete_lines
 from msshop.runtime.orchestrator.state import SandboxPaths, is_running
 
@@ -172,8 +172,10 @@ def sources(settings: Settings, service: str | None) -> dict[str, Path]:
     paths = SandboxPaths(settings.sandbox_dir)
     everything = {name: spec.log_path(paths.root) for name, spec in BY_NAME.items()}
     everything["supervisor"] = paths.supervisor_log
-    if paths.logs.is_dir():  # a nats bus's other nodes: bus-2, bus-3 …
+    if paths.logs.is_dir():  # a nats bus's other nodes: bus-2, bus-3 …; the bus's door
         everything.update({path.stem: path for path in sorted(paths.logs.glob("bus-*.log"))})
+    if (dashboard := DASHBOARD.log_path(paths.root)).exists():  # once it ran (--ui, ui)
+        everything[DASHBOARD.name] = dashboard
     if service is not None:
         if service not in everything:
             raise UsageError(f"unknown log '{service}'; choose one of: " + ", ".join(everything))

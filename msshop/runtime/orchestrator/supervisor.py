@@ -34,7 +34,7 @@ from msshop.runtime.orchestrator.experiment_jobs import ExperimentJobs, scenario
 from msshop.runtime.orchestrator.kind import ChildProcess, Health, ProcessKind
 from msshop.runtime.orchestrator.layout import move_to_service_dirs, moved_note
 from msshop.runtime.orchestrator.log_files import LogFollower, last_error_line
-from msshop.runtime.orchestrator.ports import Binder, PortBook, bind
+from msshop.runtime.orchestrator.ports import Binder, PortBook, PortTaken, bind
 from msshop.runtime.orchestrator.printer import Printer
 from msshop.runtime.orchestrator.process import describe_exit
 from msshop.runtime.orchestrator.signals import signal_group
@@ -81,12 +81,14 @@ class Supervisor:
                  kinds: Mapping[str, ProcessKind],
                  lineup: Sequence[tuple[ServiceSpec, str]],
                  bus: BusPlan,
+                 addable: Sequence[tuple[ServiceSpec, str]] = (),
                  bind: Binder = bind,
                  clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep,
                  experiments: ExperimentJobs | None = None) -> None:
         self.kinds = kinds  # by name, as ServiceState.kind records it
         self.lineup = lineup  # each part of the topology and the kind that runs it
+        self.addable = addable  # the parts a running sandbox may be given later (add)
         self.plan_bus = bus
         self.ports = PortBook(settings.host, bind)
         self.clock = clock  # monotonic: startup deadlines, the live view's health refresh
@@ -455,6 +457,8 @@ class Supervisor:
                 self.start_all()
                 self.printer.event("reset: every service's data was deleted")
                 return {"ok": True}
+            if op == "add":  # a part the lineup left out, e.g. `msshop ui`'s dashboard
+                return self.add(request.get("service"))
             name = request.get("service")
             known = self._state().services
             if not isinstance(name, str) or name not in known:
@@ -488,6 +492,42 @@ class Supervisor:
             return {"ok": False, "error": f"unknown command {op!r}"}
         except SandboxError as exc:
             return {"ok": False, "error": exc.message}
+
+    def add(self, name: object) -> dict[str, Any]:
+        """Give the running sandbox a part it was started without, as `up` would have:
+        its ports reserved by its kind, its state written, forked, healthy; from then on a
+        part like the others (stop, start, down, reset). Only the parts bootstrap.py names
+        addable; one already there is left as it is."""
+        state = self._state()
+        addable = {spec.name: (spec, kind) for spec, kind in self.addable}
+        if not isinstance(name, str) or name not in addable:
+            return {"ok": False, "error": f"cannot add {name!r} to a running sandbox; what "
+                                          "can be added: " + (", ".join(addable) or "nothing")}
+        if name in state.services:
+            return {"ok": True, "added": False}
+        spec, kind = addable[name]
+        try:
+            added = self.kinds[kind].reserve(spec, self.ports)
+        except PortTaken as taken:
+            self.ports.drop(name)
+            raise taken.in_running_sandbox() from None
+        except BaseException:
+            self.ports.drop(name)
+            raise
+        for service in added:
+            state.services[service.name] = service
+            if self.printer.refresh_interval:
+                self.followers[service.name] = LogFollower(Path(service.log),
+                                                           most=SHOWN_PER_TICK)
+        write_state(self.paths, state)
+        for each_kind in self.kinds.values():  # e.g. the nats nodes let its user sign in
+            each_kind.joined(state)
+        self.printer.event(f"{name} added to the running sandbox")
+        names = [service.name for service in added]
+        for each in names:
+            self._fork(each)
+        self._await_healthy(names)
+        return {"ok": True, "added": True, "ready_ms": state.services[name].ready_ms}
 
     def _delete_data(self) -> None:
         for name, service in self._state().services.items():
