@@ -29,6 +29,15 @@ class Spans(TypedDict):
     spans: list[Span]
 
 
+class RecentTraces(TypedDict):
+    """GET /traces: the requests a service answered most recently, one server span each
+    (the newest first, one per trace): where each of the traces it still keeps began here.
+    The dashboard lists the query service's, and gathers a chosen one from every part."""
+
+    service: str
+    traces: list[Span]
+
+
 def new_trace_id() -> str:
     # the random module reseeds itself in a forked child, and costs no syscall per id
     return f"{random.getrandbits(128):032x}"

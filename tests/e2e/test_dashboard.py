@@ -291,12 +291,20 @@ def test_in_a_browser_the_login_shows_the_shop_and_a_killed_service_turns_red(
                                      ".getAttribute('points')")
         assert len(points.split()) >= 2, points
         assert await page.evaluate("document.cookie") == "", "HttpOnly: no script reads it"
+        signed = json.loads((await asyncio.to_thread(
+            with_ui.run, "signup", "--email", "red@example.com", "--name", "Red", "--json",
+            check=True)).stdout)
+        await asyncio.to_thread(with_ui.run, "wait", "--for", "caught-up", check=True)
         await asyncio.to_thread(with_ui.run, "kill", "products", check=True)
         took = await until(page, RED, WAIT)
         assert took <= 1.0, f"products turned red {took:.2f} s after the kill"
         said = await page.evaluate("document.querySelector('#part-products .line1')"
                                    ".textContent")
         assert "connection refused" in said
+        # products down: the replicated answer is still given, from the read model
+        asked = await page.evaluate(f"fetch('/ask?user={signed['user']['id']}"
+                                    "&strategy=replicated').then(r => r.json())")
+        assert asked["answers"][0]["status"] == 200, asked
         await asyncio.to_thread(with_ui.run, "start", "products", check=True)
         await until(page, f"!{RED}", WAIT)
         # a button's fault shows in `msshop status`, as the CLI's would

@@ -299,9 +299,25 @@ def test_in_a_browser_ask_break_and_watch(seeded_ui: Sandbox) -> None:
         await page.evaluate("document.querySelector('[data-link=mend]').click()")
         await until(page, "!document.querySelector('#link-query-users').classList"
                           ".contains('faulty')")
-        # Watch; then the monolith's picture, and back
+        # Watch: a purchase's event on the list within a second of its answer
         await page.evaluate("document.getElementById('tab-watch').click()")
         assert await page.evaluate("document.getElementById('panel-watch').hidden") is False
+        bought = json.loads((await asyncio.to_thread(
+            seeded_ui.run, "buy", "--user", "5", "--product", "2", "--json",
+            check=True)).stdout)
+        took = await until(page, "[...document.querySelectorAll('#events li')].some(li =>"
+                                 f" li.textContent.includes('id={bought['order']['id']} '))")
+        assert took <= 1.0, f"the event was on the page {took:.2f} s after the answer"
+        # the questions the query service answered last; one opens in Ask, whole
+        await page.evaluate("document.getElementById('list-traces').click()")
+        await until(page, "(window.__traces || []).length > 0")
+        await page.evaluate("document.querySelector('#traces button').click()")
+        await until(page, "window.__trace !== undefined")
+        opened = await page.evaluate("window.__trace")
+        assert {s["service"] for s in opened["spans"]} >= {"query"}
+        assert await page.evaluate("document.querySelectorAll('#answers .bar').length") == \
+            len(opened["spans"])
+        await page.evaluate("document.getElementById('tab-watch').click()")
         await shot(page, "watch")
         await page.evaluate("document.getElementById('monolith-toggle').click()")
         assert await page.evaluate("getComputedStyle(document.getElementById('shop'))"

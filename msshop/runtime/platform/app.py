@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from msshop import __version__
 from msshop.contracts.shop import ChaosAnswer, Trespassed
-from msshop.contracts.spans import Spans, parse_traceparent, sampled
+from msshop.contracts.spans import RecentTraces, Spans, parse_traceparent, sampled
 from msshop.contracts.status import Health
 from msshop.runtime.platform.chaos import Chaos, ChaosMiddleware, Faults, Trespass
 from msshop.runtime.platform.db import Database
@@ -33,6 +33,7 @@ from msshop.runtime.platform.tasks import Tasks
 from msshop.runtime.platform.tracing import Tracer, follow, unfollow
 
 TraceId = Annotated[str, msgspec.Meta(min_length=32, max_length=32)]
+MAX_RECENT = 100  # traces GET /traces lists at most
 
 log = logging.getLogger("msshop.http")
 
@@ -129,6 +130,10 @@ def service_app(
     async def spans_endpoint(request: Request, trace_id: str) -> Response:
         return json_response({"service": service, "spans": tracer.spans_of(trace_id)})
 
+    async def traces_endpoint(request: Request, limit: int, route: str | None
+                              ) -> Response:
+        return json_response({"service": service, "traces": tracer.recent(limit, route)})
+
     built: list[bytes] = []  # the document, made at the first GET /openapi.json
 
     async def openapi_endpoint(request: Request) -> Response:
@@ -147,6 +152,16 @@ def service_app(
                           missing="ask for one trace: GET /spans?trace_id=<32 hex digits>")],
             auth="owner", action="reading spans",  # they name keys and rows
             chaos=False, traced=False),
+        Endpoint("GET", "/traces", traces_endpoint,
+                 "The requests this service answered last: one server span per trace", {
+                     200: (RecentTraces, "The newest first, of the spans it still keeps")},
+                 params=[Param("limit", Annotated[int, msgspec.Meta(ge=1, le=MAX_RECENT)],
+                               "at most this many", default=20),
+                         Param("route", Annotated[str, msgspec.Meta(min_length=1,
+                                                                    max_length=200)],
+                               "only requests to this route, e.g. /user-orders/{user_id}",
+                               default=None)],
+                 auth="owner", action="reading spans", chaos=False, traced=False),
         Endpoint("POST", "/chaos", chaos.endpoint,
                  "Inject faults: latency, jitter, errors; with `to` or `caller`, on a link", {
                      200: (ChaosAnswer, "The faults now injected (null: none), and on each "
@@ -288,8 +303,10 @@ class TracingMiddleware:
                 followed = parent is not None and sampled(header)
                 break
         method = scope["method"]
-        span = self.tracer.start(f"{method} {scope['path']}", "server",
-                                 {"http.request.method": method},
+        attributes: dict[str, Any] = {"http.request.method": method, "url.path": scope["path"]}
+        if query := scope.get("query_string"):  # what was asked: e.g. strategy=replicated
+            attributes["url.query"] = query.decode("latin-1")
+        span = self.tracer.start(f"{method} {scope['path']}", "server", attributes,
                                  *(parent or (None, None)))
         trace_header = (b"x-trace-id", span["trace_id"].encode())
         status = 500

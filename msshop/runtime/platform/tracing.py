@@ -76,6 +76,20 @@ class Tracer:
     def spans_of(self, trace_id: str) -> list[Span]:
         return [s for s in self.finished if s["trace_id"] == trace_id]
 
+    def recent(self, limit: int, route: str | None = None) -> list[Span]:
+        """The newest server spans (of `route`, if given), one per trace, newest first."""
+        found: list[Span] = []
+        seen: set[str] = set()
+        for span in reversed(self.finished):
+            if span["kind"] != "server" or span["trace_id"] in seen or (
+                    route is not None and span["attributes"].get("http.route") != route):
+                continue
+            seen.add(span["trace_id"])
+            found.append(span)
+            if len(found) == limit:
+                break
+        return found
+
 
 class SpanScope:
     """`with tracer.span(...) as span:` — a class, not a generator: this is on every hop."""

@@ -15,6 +15,8 @@ with no data of its own. `msshop ui` prints its address and login.
     POST /action          {"part", "action"[, "to"]}: break it from the page (actions.py); an
                           action, as every POST: the session's CSRF token and the
                           dashboard's origin
+    GET  /traces          the questions the query service answered last (its GET /traces)
+    GET  /trace?id=T      trace T, gathered from every part (GET /spans)
     GET  /experiments     the scenarios, and the runs asked from here (experiments.py)
     GET  /report?id=R     run R's report page, as `msshop experiment --report` writes it
     POST /experiment      {"scenario"[, "seconds"]}: the supervisor runs it on this
@@ -208,6 +210,16 @@ def create_app(ctx: ServiceContext) -> DashboardApp:
         await gatherer.look()  # every tab sees the effect now, not at the next interval
         return Response(json.dumps({"done": done}), media_type="application/json")
 
+    async def traces(request: Request, session: Session | None) -> Response:
+        return Response(json.dumps({"traces": await asker.recent()}),
+                        media_type="application/json")
+
+    async def trace(request: Request, session: Session | None) -> Response:
+        trace_id = request.query_params.get("id", "")
+        return Response(json.dumps({"trace_id": trace_id,
+                                    "spans": await asker.trace(trace_id)}),
+                        media_type="application/json")
+
     async def experiment(request: Request, session: Session | None) -> Response:
         scenario, seconds = _experiment_asked(await request.body())
         done = await actions.experiment(scenario, seconds)
@@ -242,6 +254,8 @@ def create_app(ctx: ServiceContext) -> DashboardApp:
         Route("GET", "/live", live),
         Route("GET", "/events", events),
         Route("GET", "/ask", ask),
+        Route("GET", "/traces", traces),
+        Route("GET", "/trace", trace),
         Route("GET", "/experiments", experiments),
         Route("GET", "/report", report, page=True),
         Route("POST", "/experiment", experiment, action=True),

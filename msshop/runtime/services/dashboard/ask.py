@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from contextlib import suppress
 from typing import Any, TypedDict
@@ -31,6 +32,9 @@ SPANS_TIMEOUT = 2.0  # seconds each part has to hand over its spans
 COMPARE = "compare"  # both served strategies, one after the other
 CHOICES = (*SERVED, COMPARE)
 MAX_USER_ID = 2**53  # what a page's number holds exactly
+RECENT = 20  # questions listed
+QUESTION_ROUTE = "/user-orders/{user_id}"
+TRACE_ID = re.compile(r"[0-9a-f]{32}")
 
 
 class AskedView(TypedDict):
@@ -85,7 +89,7 @@ class Asker:
             raise Refused(503, "this sandbox has no query service to ask")
         root = make_span("ui", QUESTION, "client", {
             "msshop.strategy": str(strategy), "msshop.user_id": user_id,
-            "peer.service": "query", "http.route": "/user-orders/{user_id}"})
+            "peer.service": "query", "http.route": QUESTION_ROUTE})
         host, port = self._peers["query"]
         started = time.perf_counter()
         status, body = 0, b""
@@ -109,6 +113,38 @@ class Asker:
         return {"strategy": str(strategy), "status": status, "answer": answer,
                 "error": error, "latency_ms": root["duration_ms"],
                 "trace_id": root["trace_id"], "spans": spans, "touched": touched(spans)}
+
+    async def recent(self, limit: int = RECENT) -> list[Span]:
+        """The questions the query service answered last, one server span each (GET
+        /traces: the traces it still keeps, whoever asked: the CLI, a page, a bench)."""
+        if "query" not in self._peers or self._owner is None:
+            return []
+        host, port = self._peers["query"]
+        try:
+            async with asyncio.timeout(SPANS_TIMEOUT):
+                status, body = await self._client.request(
+                    "GET", host, port, f"/traces?limit={limit}&route={QUESTION_ROUTE}",
+                    headers=bearer(self._owner))
+        except (ConnectFailed, OSError, TimeoutError):
+            raise Refused(503, "the query service does not answer: its traces are in "
+                               "its memory; start it from Break it") from None
+        answer: Any = None
+        with suppress(ValueError):
+            answer = json.loads(body)
+        traces = answer.get("traces") if status == 200 and isinstance(answer, dict) else None
+        if not isinstance(traces, list):
+            raise Refused(502, f"the query service answered GET /traces with {status}")
+        return [t for t in traces if isinstance(t, dict) and "trace_id" in t]
+
+    async def trace(self, trace_id: str) -> list[Span]:
+        """Every span the parts still keep of one trace, in start order."""
+        if not TRACE_ID.fullmatch(trace_id):
+            raise Refused(422, f"a trace id is 32 hex digits, not {trace_id[:40]!r}")
+        spans = await self._gather(trace_id)
+        if not spans:
+            raise Refused(404, f"no part keeps trace {trace_id} any more (each keeps its "
+                               "last spans only)")
+        return sorted(spans, key=lambda s: s["start"])
 
     async def _gather(self, trace_id: str) -> list[Span]:
         found = await asyncio.gather(*(self._spans(host, port, trace_id)

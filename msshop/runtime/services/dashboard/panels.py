@@ -112,6 +112,10 @@ status.</p>
 <ol id="events" aria-label="the bus's latest events, newest first"></ol>
 <p id="dead-letters" class="hint"></p>
 <p id="in-flight" class="hint"></p>
+<div class="controls"><button type="button" id="list-traces">the last questions
+answered</button><span class="hint">(the traces the services keep; one opens in Ask)</span>
+</div>
+<ol id="traces" class="runs"></ol>
 </div>
 <div><h2>the last 2 minutes</h2>{history}</div>
 </div>
@@ -192,6 +196,12 @@ STYLE = """
 """
 
 SCRIPT = """
+const element = (tag, cls, text) => {
+  const node = document.createElement(tag);
+  if (cls) node.className = cls;
+  if (text !== undefined) node.textContent = text;
+  return node;
+};
 // tabs: a click, or the arrow keys on the tab list
 const tabs = [...document.querySelectorAll("[role=tab]")];
 function choose(tab) {
@@ -282,6 +292,37 @@ document.getElementById("ask").addEventListener("submit", async event => {
   window.__asked = body;
 });
 
+// the traces the query service keeps: one, gathered from every part, opens in Ask
+async function openTrace(traceId) {
+  const answer = await fetch(`/trace?id=${encodeURIComponent(traceId)}`);
+  const body = await answer.json();
+  choose(document.getElementById("tab-ask"));
+  const place = document.getElementById("answers");
+  if (!answer.ok) { place.textContent = body.error; return; }
+  const drawing = element("div");
+  place.replaceChildren(element("h3", "", `trace ${traceId}`), drawing);
+  drawWaterfall(drawing, {trace_id: traceId, title: "", spans: body.spans, colours: COLOURS});
+  window.__trace = body;
+}
+document.getElementById("list-traces").addEventListener("click", async () => {
+  const answer = await fetch("/traces");
+  const body = await answer.json();
+  const list = document.getElementById("traces");
+  if (!answer.ok) { list.replaceChildren(element("li", "", body.error)); return; }
+  list.replaceChildren(...body.traces.map(span => {
+    const a = span.attributes || {};
+    const item = element("li");
+    const open = element("button", "", `${new Date(span.start * 1000).toLocaleTimeString()}` +
+      ` · ${a["url.path"] || span.name}${a["url.query"] ? "?" + a["url.query"] : ""} · ` +
+      `${span.duration_ms.toFixed(1)} ms` + (span.status === "error" ? " · error" : ""));
+    open.type = "button";
+    open.addEventListener("click", () => openTrace(span.trace_id));
+    item.append(open);
+    return item;
+  }));
+  window.__traces = body.traces;
+});
+
 // Watch: the events as they come, filtered here
 const seenTypes = new Set();
 function drawEvents(snapshot) {
@@ -324,12 +365,6 @@ function drawEvents(snapshot) {
     : "no dead letters: the read model applied every event it was handed";
 }
 // Experiments: the scenarios and the runs asked for from here; the newest, as it goes
-const element = (tag, cls, text) => {
-  const node = document.createElement(tag);
-  if (cls) node.className = cls;
-  if (text !== undefined) node.textContent = text;
-  return node;
-};
 async function listRuns() {
   const answer = await fetch("/experiments");
   if (!answer.ok) return;
