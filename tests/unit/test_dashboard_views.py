@@ -55,3 +55,13 @@ def test_compare_asks_both_served_strategies() -> None:
     assert [str(s) for s in asked_strategies("replicated")] == ["replicated"]
     with pytest.raises(Refused):
         asked_strategies("monolith")
+
+
+def test_a_look_s_point_of_history_is_the_outboxes_and_the_read_model_s_distance() -> None:
+    from msshop.runtime.services.dashboard.gather import PartView, Snapshot, replication
+
+    look = Snapshot(12.5, [PartView("users", "up", outbox=3), PartView("orders", "up",
+                                                                        outbox=4),
+                           PartView("query", "up", behind=9), PartView("bus", "down")])
+    assert replication(look) == (12.5, 7, 9)
+    assert replication(Snapshot(1.0, [PartView("query", "down")])) == (1.0, 0, 0)

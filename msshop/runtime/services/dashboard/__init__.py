@@ -15,6 +15,7 @@ with no data of its own. `msshop ui` prints its address and login.
     POST /action          {"part", "action"[, "to"]}: break it from the page (actions.py); an
                           action, as every POST: the session's CSRF token and the
                           dashboard's origin
+    GET  /history         the last two minutes of looks: [at, events waiting, behind]
     GET  /traces          the questions the query service answered last (its GET /traces)
     GET  /trace?id=T      trace T, gathered from every part (GET /spans)
     GET  /experiments     the scenarios, and the runs asked from here (experiments.py)
@@ -210,6 +211,10 @@ def create_app(ctx: ServiceContext) -> DashboardApp:
         await gatherer.look()  # every tab sees the effect now, not at the next interval
         return Response(json.dumps({"done": done}), media_type="application/json")
 
+    async def history(request: Request, session: Session | None) -> Response:
+        return Response(json.dumps({"points": list(gatherer.history)}),
+                        media_type="application/json")
+
     async def traces(request: Request, session: Session | None) -> Response:
         return Response(json.dumps({"traces": await asker.recent()}),
                         media_type="application/json")
@@ -254,6 +259,7 @@ def create_app(ctx: ServiceContext) -> DashboardApp:
         Route("GET", "/live", live),
         Route("GET", "/events", events),
         Route("GET", "/ask", ask),
+        Route("GET", "/history", history),
         Route("GET", "/traces", traces),
         Route("GET", "/trace", trace),
         Route("GET", "/experiments", experiments),

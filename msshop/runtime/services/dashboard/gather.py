@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections import deque
 from contextlib import suppress
 from typing import Any
 
@@ -31,6 +32,7 @@ from msshop.runtime.services.dashboard.experiments import Runs, RunView
 INTERVAL = 0.25  # seconds between two looks: the page is at most this (and a look) behind
 TIMEOUT = 0.4  # a part that does not answer /health within this is down
 FRESH = 1.0  # a snapshot this recent answers GET /state without a new look
+KEPT_SECONDS = 120  # the replication history kept for a tab that opens (GET /history)
 
 
 class PartView(msgspec.Struct):
@@ -114,6 +116,14 @@ def view(name: str, health: dict[str, Any] | None, why: str | None = None) -> Pa
         problems=[str(p) for p in health.get("problems") or []])
 
 
+def replication(snapshot: Snapshot) -> tuple[float, int, int]:
+    """A look's point of the history: the events waiting in every outbox, and how far
+    the read model is behind the bus."""
+    waiting = sum(part.outbox or 0 for part in snapshot.parts)
+    behind = next((part.behind or 0 for part in snapshot.parts if part.name == "query"), 0)
+    return snapshot.at, waiting, behind
+
+
 def _mapping(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
@@ -144,6 +154,10 @@ class Gatherer:
         self._runs = runs
         self._query_health: dict[str, Any] | None = None  # its last /health, this look
         self.latest: Snapshot | None = None
+        # (at, events waiting in the outboxes, the read model behind the bus), a point a
+        # look: what a tab opened now draws first, as the tabs before it saw it
+        self.history: deque[tuple[float, int, int]] = deque(
+            maxlen=int(KEPT_SECONDS / INTERVAL) + 1)
         self._changed = asyncio.Event()
         self.watching = 0
         self._task: Task | None = None
@@ -186,6 +200,9 @@ class Gatherer:
             dead_letter_count=dead.count, dead_letters=dead.newest,
             experiment=self._runs.latest() if self._runs is not None else None)
         self.latest = snapshot
+        self.history.append(replication(snapshot))
+        while self.history and self.history[0][0] < snapshot.at - KEPT_SECONDS:
+            self.history.popleft()
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
         return snapshot

@@ -447,11 +447,22 @@ function drawRun(snapshot) {
   window.__run = run;
 }
 // the last minutes, kept by this tab from the looks it was handed
+// seeded with what the dashboard kept before this tab opened (GET /history)
 const history = [];
+fetch("/history").then(r => r.ok ? r.json() : {points: []}).then(body => {
+  const first = history.length ? history[0].at : Infinity;  // what this tab saw itself
+  for (const [at, waiting, behind] of body.points) {
+    if (at < first) history.push({at, waiting, behind});
+  }
+  history.sort((a, b) => a.at - b.at);
+  window.__seeded = body.points.length;
+});
 function remember(snapshot) {
   const waiting = snapshot.parts.reduce((sum, p) => sum + (p.outbox || 0), 0);
   const query = snapshot.parts.find(p => p.name === "query");
-  history.push({at: snapshot.at, waiting, behind: query ? (query.behind || 0) : 0});
+  if (!history.length || history[history.length - 1].at < snapshot.at) {
+    history.push({at: snapshot.at, waiting, behind: query ? (query.behind || 0) : 0});
+  }
   while (history.length && history[0].at < snapshot.at - HISTORY_SECONDS) history.shift();
   const [w, h] = [HISTORY_W, HISTORY_H];
   const top = Math.max(10, ...history.map(e => Math.max(e.waiting, e.behind)));
