@@ -291,7 +291,7 @@ def test_in_a_browser_ask_break_and_watch(seeded_ui: Sandbox) -> None:
         await page.evaluate("document.getElementById('tab-break').click();"
                             "document.getElementById('link').value = 'query users';"
                             "document.querySelector('[data-link=partition]').click()")
-        await until(page, "document.querySelector('#link-query-users text').textContent"
+        await until(page, "document.getElementById('label-query-users').textContent"
                           " === 'partitioned'")
         status = await asyncio.to_thread(status_of, seeded_ui, "query")
         assert status["chaos"]["links"]["users"]["error_rate"] == 1

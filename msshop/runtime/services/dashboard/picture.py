@@ -34,7 +34,7 @@ LINKS = {
     ("query", "users"): ("M 470 310 L 250 150", (300, 290)),
     ("query", "products"): ("M 660 310 L 660 150", (670, 290)),
     ("query", "orders"): ("M 730 310 L 950 150", (880, 290)),
-    ("orders", "products"): ("M 840 95 L 760 95", (800, 80)),
+    ("orders", "products"): ("M 840 95 L 760 95", (800, 33)),
     ("orders", "users"): ("M 900 40 C 900 0, 300 0, 300 40", (600, 24)),
 }
 
@@ -43,10 +43,11 @@ def svg() -> str:
     calls = "\n".join(_link(caller, callee) for caller, callee in LINKS)
     relays = "\n".join(_relay(name) for name in SERVICES)
     boxes = "\n".join(_box(name) for name in BOXES)
+    labels = "\n".join(_label(caller, callee) for caller, callee in LINKS)
     return (f'<svg id="picture" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="the '
             f'shop: users, products and orders, each with its own database, the bus between '
             f'them, and the query service with its read model">\n'
-            f'<g id="shop">\n{calls}\n{relays}\n{_read()}\n{boxes}\n'
+            f'<g id="shop">\n{calls}\n{relays}\n{_read()}\n{boxes}\n{labels}\n'
             f'<defs><circle id="dot-model" r="9"/></defs><g id="dots"></g></g>\n'
             f'{_monolith()}\n</svg>')
 
@@ -85,10 +86,16 @@ def _read() -> str:
 
 
 def _link(caller: str, callee: str) -> str:
-    path, (x, y) = LINKS[caller, callee]
+    path, _ = LINKS[caller, callee]
     return (f'<g class="link" id="link-{caller}-{callee}" data-caller="{caller}" '
-            f'data-callee="{callee}"><path d="{path}"/>'
-            f'<text x="{x}" y="{y}" text-anchor="middle"></text></g>')
+            f'data-callee="{callee}"><path d="{path}"/></g>')
+
+
+def _label(caller: str, callee: str) -> str:
+    """What a link carries, said over it: drawn after the boxes, so none hides it."""
+    _, (x, y) = LINKS[caller, callee]
+    return (f'<text class="link-label" id="label-{caller}-{callee}" x="{x}" y="{y}" '
+            f'text-anchor="middle"></text>')
 
 
 def _monolith() -> str:
@@ -127,10 +134,10 @@ STYLE = """
   .link.faulty path { stroke-width: 6; }
   .link.busy path { stroke: #0891b2; stroke-width: 6; stroke-dasharray: none; }
   .link.busy.faulty path { stroke: #dc2626; }
-  .link.busy text { fill: #0e7490; }
-  .link.faulty text { fill: #b91c1c; }
-  .link text { font-size: 19px; font-weight: 600; fill: #b91c1c; paint-order: stroke;
-               stroke: #f8fafc; stroke-width: 5; }
+
+  .link-label { font-size: 19px; font-weight: 600; fill: #0e7490; paint-order: stroke;
+                stroke: #f8fafc; stroke-width: 5; }
+  .link-label.faulty { fill: #b91c1c; }
   #dots circle { fill: #7c3aed; }
   .part:focus-visible { outline: 3px solid #f59e0b; }
 """
@@ -221,7 +228,9 @@ function drawPicture(snapshot) {
       const rate = callRate(link.id, snapshot.at, (part.calls || {})[callee] || 0);
       link.classList.toggle("faulty", fault !== "");
       link.classList.toggle("busy", rate > 0);
-      link.querySelector("text").textContent =
+      const label = document.getElementById(link.id.replace("link-", "label-"));
+      label.classList.toggle("faulty", fault !== "");
+      label.textContent =
         [fault, rate > 0 ? `${rate < 10 ? rate.toFixed(1) : number(Math.round(rate))} calls/s`
                          : ""].filter(Boolean)
           .join(" · ");
