@@ -290,9 +290,8 @@ def test_in_a_browser_the_login_shows_the_shop_and_a_killed_service_turns_red(
         await until(page, "window.__history >= 2", WAIT)
         await page.open(address["url"])
         await until(page, "window.__seeded >= 2", WAIT)
-        points = await page.evaluate("document.getElementById('line-behind')"
-                                     ".getAttribute('points')")
-        assert len(points.split()) >= 2, points
+        await until(page, "document.getElementById('line-behind').getAttribute('points')"
+                          ".split(' ').length >= 2", WAIT)
         assert await page.evaluate("document.cookie") == "", "HttpOnly: no script reads it"
         signed = json.loads((await asyncio.to_thread(
             with_ui.run, "signup", "--email", "red@example.com", "--name", "Red", "--json",

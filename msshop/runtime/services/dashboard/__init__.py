@@ -37,6 +37,7 @@ import os
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import msgspec
 from starlette.requests import Request
@@ -291,15 +292,20 @@ async def _stream(gatherer: Gatherer) -> AsyncIterator[bytes]:
 MAX_ASKED = 1024  # bytes of an action's body
 
 
+def _object(body: bytes, what: str) -> Any:
+    """A POST's JSON document (None: not JSON); 413 past MAX_ASKED bytes."""
+    if len(body) > MAX_ASKED:
+        raise Refused(413, f"{what}'s body is at most {MAX_ASKED} bytes")
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None
+
+
 def _experiment_asked(body: bytes) -> tuple[str, float | None]:
     """{"scenario": …[, "seconds": N]}, or one line saying what is wrong with it (the
     supervisor checks the values themselves)."""
-    if len(body) > MAX_ASKED:
-        raise Refused(413, f"an experiment's body is at most {MAX_ASKED} bytes")
-    try:
-        asked = json.loads(body)
-    except ValueError:
-        asked = None
+    asked = _object(body, "an experiment")
     seconds = asked.get("seconds") if isinstance(asked, dict) else None
     if not isinstance(asked, dict) or not isinstance(asked.get("scenario"), str) or not (
             seconds is None or (isinstance(seconds, int | float)
@@ -311,12 +317,7 @@ def _experiment_asked(body: bytes) -> tuple[str, float | None]:
 
 def _asked(body: bytes) -> tuple[str, str, str | None]:
     """{"part": …, "action": …[, "to": …]}, or one line saying what is wrong with it."""
-    if len(body) > MAX_ASKED:
-        raise Refused(413, f"an action's body is at most {MAX_ASKED} bytes")
-    try:
-        asked = json.loads(body)
-    except ValueError:
-        asked = None
+    asked = _object(body, "an action")
     if not isinstance(asked, dict) or not isinstance(asked.get("part"), str) \
             or not isinstance(asked.get("action"), str) \
             or not isinstance(asked.get("to", ""), str):

@@ -455,6 +455,7 @@ fetch("/history").then(r => r.ok ? r.json() : {points: []}).then(body => {
     if (at < first) history.push({at, waiting, behind});
   }
   history.sort((a, b) => a.at - b.at);
+  if (history.length) drawHistory(history[history.length - 1].at);
   window.__seeded = body.points.length;
 });
 function remember(snapshot) {
@@ -463,11 +464,14 @@ function remember(snapshot) {
   if (!history.length || history[history.length - 1].at < snapshot.at) {
     history.push({at: snapshot.at, waiting, behind: query ? (query.behind || 0) : 0});
   }
-  while (history.length && history[0].at < snapshot.at - HISTORY_SECONDS) history.shift();
+  drawHistory(snapshot.at);
+}
+function drawHistory(now) {
+  while (history.length && history[0].at < now - HISTORY_SECONDS) history.shift();
   const [w, h] = [HISTORY_W, HISTORY_H];
   const top = Math.max(10, ...history.map(e => Math.max(e.waiting, e.behind)));
   const point = (e, value) =>
-    `${(w * (1 - (snapshot.at - e.at) / HISTORY_SECONDS)).toFixed(1)},` +
+    `${(w * (1 - (now - e.at) / HISTORY_SECONDS)).toFixed(1)},` +
     `${(h - h * value / top).toFixed(1)}`;
   document.getElementById("line-waiting").setAttribute(
     "points", history.map(e => point(e, e.waiting)).join(" "));
