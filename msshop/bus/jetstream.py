@@ -121,6 +121,7 @@ class JetStreamBus:
         self._reader: _Reader | None = None
         self._problem: str | None = None  # the server's last complaint, for error messages
         self._lost = False  # the connection dropped; the client is reconnecting
+        self._closing = False  # close() is closing the connection on purpose
 
     async def start(self) -> None:
         """Nothing to do at once: the connection is made at first use, so a service starts
@@ -134,7 +135,11 @@ class JetStreamBus:
         if nc is not None and not nc.is_closed:
             # close, not drain: every publish was awaited, and a drain would wait (up to
             # 30 s) for what the reader was sent and nobody will read
-            await nc.close()
+            self._closing = True  # the disconnection that follows is ours: not a loss
+            try:
+                await nc.close()
+            finally:
+                self._closing = False
 
     # --- the interface ----------------------------------------------------------------------
 
@@ -257,6 +262,8 @@ class JetStreamBus:
                 log.debug("nats: %s", self._problem)
 
             async def disconnected() -> None:
+                if self._closing:
+                    return  # closed on purpose (a dashboard's last tab gone): nothing lost
                 self._lost = True
                 reader = self._reader
                 if reader is not None:  # its server-side consumer may be gone: start anew

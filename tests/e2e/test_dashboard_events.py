@@ -258,6 +258,10 @@ def test_nobody_watching_nothing_is_read(with_ui: Sandbox) -> None:
         until(lambda: dashboard.health()["feed"]["reads"] > reads)
         if with_ui.backend == "nats":
             assert "msshop-ui" in nats_connections(with_ui)
+    if with_ui.backend == "nats":  # the last tab gone: its reader closed, on purpose
+        until(lambda: "msshop-ui" not in nats_connections(with_ui))
+        log = (with_ui.root / "logs" / "ui.log").read_text()
+        assert "disconnected; reconnecting" not in log, "a close of its own is no loss"
 
 
 def test_the_bus_stopped_the_feed_says_so_then_follows_again(with_ui: Sandbox) -> None:
