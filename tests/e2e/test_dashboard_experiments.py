@@ -6,15 +6,19 @@ one line. All against real processes: the sandbox, its supervisor, the experimen
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 
-from tests.conftest import Sandbox, running_sandbox
+from tests.conftest import Sandbox, running_sandbox, start_sandbox, wait_gone
 from tests.e2e.test_dashboard import ask, csrf_of, logged_in, login_of, status_of
 
 RUN_WAIT = 120.0  # seconds a 3-second run has to start, run, recover and be checked
@@ -96,3 +100,43 @@ def test_what_may_not_be_run_is_one_line(with_ui: Sandbox) -> None:
     assert run["state"] == "failed" and "no experiment named 'nope'" in run["error"], run
     missing = ask(address, "GET", "/report?id=nothing", {"Cookie": session})
     assert missing.status == 404 and b"no experiment run" in missing.read()
+
+
+def test_a_run_ends_with_a_supervisor_killed_mid_run(tmp_path: Path) -> None:
+    """SIGKILL to the supervisor while an experiment runs: the kernel ends the run with
+    it, as it ends the services, and nothing of the sandbox is left running."""
+    sandbox = start_sandbox(tmp_path / "sandbox", MSSHOP_UI="1")
+    left: list[int] = sandbox.pids()
+    try:
+        address = login_of(sandbox)
+        session = logged_in(address)
+        status, said = start(address, session, csrf_of(address, session),
+                             json.dumps({"scenario": "slow-users", "seconds": 60}))
+        assert status == 200, said
+        runs = [pid for pid in running_pids() if f"--sandbox {sandbox.root}" in
+                command_line(pid) and " experiment slow-users " in command_line(pid)]
+        assert len(runs) == 1, runs
+        left += runs
+        deadline = time.monotonic() + RUN_WAIT  # killed once its load runs, not while it
+        while not json.loads(ask(address, "GET", "/state", {"Cookie": session}).read())[
+                "experiment"]["seconds"]:  # sets up (then it would end by itself)
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        os.kill(sandbox.state.supervisor_pid, signal.SIGKILL)
+        assert wait_gone(left, timeout=15) == [], "the run (or a service) outlived it"
+    finally:
+        for pid in left:  # never leave a process behind a failed test
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def running_pids() -> list[int]:
+    return [int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit()]
+
+
+def command_line(pid: int) -> str:
+    try:
+        return (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode(
+            errors="replace")
+    except OSError:
+        return ""

@@ -13,12 +13,15 @@ dashboard's directory, so that its process may read them:
         ended            its exit code, written when the supervisor has reaped it
 
 A run still going when the sandbox stops is ended with it (SIGTERM, then SIGKILL): its
-faults end with the services they were in.
+faults end with the services they were in. If the supervisor itself dies (SIGKILL), the
+kernel ends the run as it ends the services (PR_SET_PDEATHSIG), so that no experiment
+goes on faulting a sandbox that is no more.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import re
 import signal
@@ -33,11 +36,25 @@ from typing import Any
 
 from msshop.contracts.errors import SandboxError
 from msshop.contracts.shipped import toml_files
+from msshop.runtime.orchestrator.process import PR_SET_PDEATHSIG
 
 RUNS = "experiments"  # the folder of runs, in the dashboard's directory
 PLAIN = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")  # a scenario's name (scenario.py's rule)
 SECONDS = (3.0, 600.0)  # what a run may be squeezed or stretched to
 STOP_WAIT = 2.0  # seconds a run has to end when the sandbox stops
+
+
+def die_with_the_supervisor(supervisor: int) -> Callable[[], None]:
+    """In the child, before exec: SIGTERM when the supervisor dies (Linux), and at once if
+    it already has. The supervisor has one thread, so the fork holds no lock to trip on."""
+    def arrange() -> None:
+        if sys.platform.startswith("linux"):
+            with contextlib.suppress(OSError, AttributeError):
+                ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != supervisor:
+            os._exit(1)
+
+    return arrange
 
 
 def run_dir(ui_dir: Path, run_id: str) -> Path:
@@ -100,7 +117,8 @@ class ExperimentJobs:
             try:
                 process = self.popen(argv, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=log,
-                                     start_new_session=True)
+                                     start_new_session=True,
+                                     preexec_fn=die_with_the_supervisor(os.getpid()))
             except OSError as exc:
                 raise SandboxError(f"cannot start the experiment: {exc}") from None
         self.running = (run_id, process, directory)
