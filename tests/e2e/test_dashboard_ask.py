@@ -287,6 +287,12 @@ def test_in_a_browser_ask_break_and_watch(seeded_ui: Sandbox) -> None:
         assert sorted(await page.evaluate(used)) == [
             "link-query-orders", "link-query-products", "link-query-users"]
         await shot(page, "ask")
+        # a part of the picture, focused and Enter: it is the part to break, in Break it
+        await page.evaluate("const box = document.getElementById('part-orders'); box.focus();"
+                            "box.dispatchEvent(new KeyboardEvent('keydown', {key: 'Enter'}))")
+        assert await page.evaluate("[document.getElementById('target').value, document"
+                                   ".getElementById('tab-break').getAttribute("
+                                   "'aria-selected')]") == ["orders", "true"]
         # Break it: a partition on query -> users, drawn on that link, in msshop status
         await page.evaluate("document.getElementById('tab-break').click();"
                             "document.getElementById('link').value = 'query users';"

@@ -221,6 +221,15 @@ tabs.forEach((tab, i) => {
   });
 });
 const say = text => { document.getElementById("done").textContent = text; };
+// a part of the picture, clicked or Enter on it: the part to break, in Break it
+for (const part of document.querySelectorAll("#shop .part")) {
+  const pick = () => {
+    document.getElementById("target").value = part.dataset.part;
+    choose(document.getElementById("tab-break"));
+  };
+  part.addEventListener("click", pick);
+  part.addEventListener("keydown", event => { if (event.key === "Enter") pick(); });
+}
 async function post(path, body) {
   say("…");
   const answer = await fetch(path, {

@@ -139,6 +139,7 @@ STYLE = """
                 stroke: #f8fafc; stroke-width: 5; }
   .link-label.faulty { fill: #b91c1c; }
   #dots circle { fill: #7c3aed; }
+  .part { cursor: pointer; }
   .part:focus-visible { outline: 3px solid #f59e0b; }
 """
 
