@@ -5,6 +5,7 @@ told; the ladder, the progress file, the report and the exit codes."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import shutil
@@ -46,8 +47,8 @@ def climbs(tmp_path: Path, *service: str, **env: str) -> dict[str, Any]:
     return report
 
 
-def passes_every_rung(tmp_path: Path, *service: str) -> None:
-    report = climbs(tmp_path, *service)
+def passes_every_rung(tmp_path: Path, *service: str, **env: str) -> None:
+    report = climbs(tmp_path, *service, **env)
     assert report["verdict"] == "passed", [
         (r["challenge"], r["findings"][:1], r["unknown"]) for r in report["challenges"]
         if r["verdict"] != "passed"]
@@ -71,10 +72,15 @@ def test_the_python_starting_point_passes_every_gradeable_rung(tmp_path: Path, b
     msshop_in_process("new", "service", "query", "--lang", "python", "d/",
                       env=sandbox_env(tmp_path / "unused"), cwd=tmp_path, check=True)
     assert (tmp_path / "d" / "service.py").is_file()
-    # as the learner types it: `python` where there is one (a pyenv shim here: the kernel's
-    # rule lets it read its manager's root), `python3` where only that is installed
-    python = "python" if shutil.which("python") else "python3"
-    passes_every_rung(tmp_path, "--bus", bus, "--service", f"{python} d/service.py")
+    # as the learner types it, in the environment msshop is installed in (its bin first on
+    # PATH, as an activated venv has it: not another venv that happens to be first on the
+    # shell's PATH, which the kernel's rule rightly keeps it from reading): `python` where
+    # there is one (a pyenv shim: the rule lets it read its manager's root), `python3`
+    # where only that is installed
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    python = "python" if shutil.which("python", path=path) else "python3"
+    passes_every_rung(tmp_path, "--bus", bus, "--service", f"{python} d/service.py",
+                      PATH=path)
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
