@@ -1,5 +1,5 @@
 """The dashboard's page (issue 28): the picture of the shop (picture.py) over the panels
-(panels.py: Ask, Break it, Watch), updated live from the dashboard's stream (GET /live,
+(panels/: Ask, Break it, Watch, Experiments), updated live from the dashboard's stream (GET /live,
 server-sent events). One HTML document: its style and script inline, allowed by the page's
 nonce alone (Content-Security-Policy); nothing fetched from anywhere else; readable on a
 projector at 1280x720 with no scroll (a panel scrolls inside itself); usable with the
@@ -13,19 +13,21 @@ from html import escape
 
 from msshop.drawings import waterfall
 from msshop.runtime.services.dashboard import panels, picture
+from msshop.runtime.services.dashboard.panels import watch
 
 
 def page(csrf: str, nonce: str, sandbox: str) -> str:
-    constants = {"HISTORY_SECONDS": panels.HISTORY_SECONDS, "HISTORY_W": panels.HISTORY_W,
-                 "HISTORY_H": panels.HISTORY_H, "COLOURS": waterfall.COLOURS}
+    constants = {"HISTORY_SECONDS": watch.HISTORY_SECONDS, "HISTORY_W": watch.HISTORY_W,
+                 "HISTORY_H": watch.HISTORY_H, "COLOURS": waterfall.COLOURS}
     script = "".join(f"const {name} = {json.dumps(value)};\n"
                      for name, value in constants.items())
     return (PAGE.replace("{csrf}", escape(csrf)).replace("{nonce}", escape(nonce))
             .replace("{sandbox}", escape(sandbox))
-            .replace("/*STYLE*/", picture.STYLE + panels.STYLE + waterfall.STYLE)
-            .replace("{picture}", picture.svg()).replace("{panels}", panels.panels())
+            # the panels' style last: Ask's narrower waterfall over the drawing's own
+            .replace("/*STYLE*/", picture.STYLE + waterfall.STYLE + panels.style())
+            .replace("{picture}", picture.svg()).replace("{panels}", panels.html())
             .replace("/*SCRIPT*/", script + waterfall.SCRIPT + picture.SCRIPT
-                     + panels.SCRIPT + SCRIPT))
+                     + panels.script() + SCRIPT))
 
 
 PAGE = """<!doctype html>
