@@ -11,7 +11,7 @@ HISTORY_W, HISTORY_H = 520, 200
 HISTORY_SECONDS = 120
 
 TITLE = "Watch"
-SOURCES = ("users", "products", "orders", "query")  # who records events (the filter)
+SOURCES = ("users", "products", "orders")  # who records events: the filter by source
 
 
 def html() -> str:
@@ -30,6 +30,7 @@ def _history() -> str:
             f'<text class="key waiting" x="0" y="{h + 24}">— events waiting in the outboxes'
             f'</text><text class="key behind" x="0" y="{h + 50}">— read model behind the bus'
             f'</text></svg>')
+
 
 HTML = """
 <div class="watch">
