@@ -89,3 +89,14 @@ def test_the_scenarios_offered_are_the_shipped_ones() -> None:
     assert offered["writes-crashes"]["workload"] == "purchases"
     assert offered["products-outage"]["workload"] == "reads"
     assert offered["products-outage"]["seconds"] > 0
+
+
+def test_a_run_that_cannot_start_is_one_line_and_leaves_no_folder(tmp_path: Path) -> None:
+    def refused(argv: list[str], **options: Any) -> subprocess.Popen[bytes]:
+        raise PermissionError(13, "Permission denied", argv[0])
+
+    job = ExperimentJobs(tmp_path / "sandbox", popen=refused)
+    with pytest.raises(SandboxError, match=r"cannot start the experiment: .*Permission"):
+        job.start(tmp_path / "ui", "products-outage", None)
+    assert in_flight(job) is None
+    assert list((tmp_path / "ui" / "experiments").iterdir()) == []

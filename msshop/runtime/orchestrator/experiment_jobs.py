@@ -24,6 +24,7 @@ import contextlib
 import ctypes
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -119,7 +120,8 @@ class ExperimentJobs:
                                      stdout=subprocess.DEVNULL, stderr=log,
                                      start_new_session=True,
                                      preexec_fn=die_with_the_supervisor(os.getpid()))
-            except OSError as exc:
+            except OSError as exc:  # its folder goes too: no run listed that never ran
+                shutil.rmtree(directory, ignore_errors=True)
                 raise SandboxError(f"cannot start the experiment: {exc}") from None
         self.running = (run_id, process, directory)
         return {"ok": True, "id": run_id, "pid": process.pid}

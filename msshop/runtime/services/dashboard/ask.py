@@ -120,20 +120,11 @@ class Asker:
         if "query" not in self._peers or self._owner is None:
             return []
         host, port = self._peers["query"]
-        try:
-            async with asyncio.timeout(SPANS_TIMEOUT):
-                status, body = await self._client.request(
-                    "GET", host, port, f"/traces?limit={limit}&route={QUESTION_ROUTE}",
-                    headers=bearer(self._owner))
-        except (ConnectFailed, OSError, TimeoutError):
-            raise Refused(503, "the query service does not answer: its traces are in "
-                               "its memory; start it from Break it") from None
-        answer: Any = None
-        with suppress(ValueError):
-            answer = json.loads(body)
-        traces = answer.get("traces") if status == 200 and isinstance(answer, dict) else None
-        if not isinstance(traces, list):
-            raise Refused(502, f"the query service answered GET /traces with {status}")
+        traces = await self._owners_list(
+            host, port, f"/traces?limit={limit}&route={QUESTION_ROUTE}", "traces")
+        if traces is None:
+            raise Refused(503, "the query service did not list its traces (they are in its "
+                               "memory): is it running? start it from Break it")
         return [t for t in traces if isinstance(t, dict) and "trace_id" in t]
 
     async def trace(self, trace_id: str) -> list[Span]:
@@ -154,32 +145,38 @@ class Asker:
     async def _spans(self, host: str, port: int, trace_id: str) -> list[Span]:
         """A part's spans of the trace; none from one that is down or answers otherwise (a
         program of your own may serve GET /spans differently, or not at all)."""
+        spans = await self._owners_list(host, port, f"/spans?trace_id={trace_id}", "spans")
+        return [s for s in spans or [] if isinstance(s, dict) and "span_id" in s
+                and isinstance(s.get("attributes"), dict)]
+
+    async def _owners_list(self, host: str, port: int, path: str, key: str
+                           ) -> list[Any] | None:
+        """GET `path` with the owner's token: the list under `key` of its answer (None:
+        the part is down, or answered something else)."""
         if self._owner is None:
-            return []
+            return None
         try:
             async with asyncio.timeout(SPANS_TIMEOUT):
-                status, body = await self._client.request(
-                    "GET", host, port, f"/spans?trace_id={trace_id}",
-                    headers=bearer(self._owner))
+                status, body = await self._client.request("GET", host, port, path,
+                                                          headers=bearer(self._owner))
         except (ConnectFailed, OSError, TimeoutError):
-            return []
-        answer: Any = None
-        with suppress(ValueError):
-            answer = json.loads(body)
-        spans = answer.get("spans") if status == 200 and isinstance(answer, dict) else None
-        if not isinstance(spans, list):
-            return []
-        return [s for s in spans if isinstance(s, dict) and "span_id" in s
-                and isinstance(s.get("attributes"), dict)]
+            return None
+        answer = _decoded(body)
+        found = answer.get(key) if status == 200 and isinstance(answer, dict) else None
+        return found if isinstance(found, list) else None
 
     def close(self) -> None:
         self._client.close()
 
 
-def _error_line(body: bytes, status: int) -> str:
-    answer: Any = None
+def _decoded(body: bytes) -> Any:
     with suppress(ValueError):
-        answer = json.loads(body)
+        return json.loads(body)
+    return None
+
+
+def _error_line(body: bytes, status: int) -> str:
+    answer = _decoded(body)
     if isinstance(answer, dict) and isinstance(answer.get("error"), str):
         return str(answer["error"])
     return f"the query service answered HTTP {status}"
