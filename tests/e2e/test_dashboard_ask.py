@@ -253,7 +253,8 @@ def test_in_a_browser_ask_break_and_watch(seeded_ui: Sandbox) -> None:
         await page.send("Emulation.setDeviceMetricsOverride", width=1280, height=720,
                         deviceScaleFactor=1, mobile=False)
         await page.open(address["login"])
-        await until(page, "window.__history >= 3")
+        # GET /history may seed the chart before the first live snapshot is drawn
+        await until(page, "window.__snapshot !== undefined && window.__history >= 3")
         assert await page.evaluate("[document.documentElement.scrollWidth, "
                                    "document.documentElement.scrollHeight]") == [1280, 720]
         # the page within 250 ms of the sandbox: a purchase, from its answer to its row
