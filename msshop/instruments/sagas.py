@@ -27,6 +27,7 @@ from pathlib import Path
 
 from msshop.contracts import events
 from msshop.contracts.outcomes import SagasReport, UnfinishedSaga
+from msshop.contracts.saga_progress import orchestrated_step, step_reached
 from msshop.contracts.sagas import UNFINISHED_SQL, SagaState
 from msshop.contracts.shop import OrderStatus
 from msshop.contracts.strategies import WriteStrategy
@@ -82,11 +83,8 @@ def _orchestrated(row: tuple[int | str | float | None, ...], now: float) -> Unfi
      reason) = row
     assert isinstance(started_at, float)
     saga = SagaState(str(state))
-    step = saga.words
-    if isinstance(deadline, float):
-        step += f" (given up on in {max(0.0, deadline - now):.1f} s)"
-    elif reason:
-        step += f" ({reason})"
+    step = orchestrated_step(saga, deadline if isinstance(deadline, float) else None,
+                             str(reason) if reason else None, now)
     return {"order_id": int(order_id or 0), "purchase": str(purchase),
             "user_id": int(user_id or 0), "product_id": int(product_id or 0),
             "quantity": int(quantity or 0), "strategy": WriteStrategy.SAGA_ORCHESTRATED.value,
@@ -108,21 +106,3 @@ def _saga(row: tuple[int | str | float | None, ...], now: float) -> UnfinishedSa
             "state": OrderStatus.PENDING.value,
             "step": step, "waits_for": waits_for,
             "age_seconds": round(max(0.0, now - created_at), 3)}
-
-
-def step_reached(stock_step: bool, stock_held: int | None, credit_step: bool,
-                 credit_held: int | None, given_back_step: bool) -> tuple[str, str]:
-    """(the step reached, the service whose move it is), from what each has done: whether
-    products applied OrderPlaced, its take (1 held, 0 given back, None none), whether users
-    applied StockTaken, its take, and whether products applied CreditRefused."""
-    if not stock_step:
-        return "placed; the stock not taken yet", "products"
-    if stock_held != 1:  # no take, or one given back: refused (or given back since)
-        if given_back_step:
-            return "the credit refused, the stock given back; not rejected yet", "orders"
-        return "the stock refused; not rejected yet", "orders"
-    if not credit_step:
-        return "the stock taken; the credit not taken yet", "users"
-    if credit_held == 1:
-        return "the stock and the credit taken; not confirmed yet", "orders"
-    return "the credit refused; the stock not given back yet", "products"

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from msshop.contracts.credentials import bearer
 from tests.conftest import Sandbox, running_sandbox
 from tests.e2e.test_dashboard import ask, csrf_of, logged_in, login_of, status_of
 
@@ -22,7 +23,9 @@ WAIT = 10.0
 
 @pytest.fixture(scope="module")
 def seeded_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    with running_sandbox(tmp_path_factory.mktemp("ask") / "sandbox", MSSHOP_UI="1") as sandbox:
+    # an orchestrated saga left waiting on a stopped service is not given up on mid-test
+    with running_sandbox(tmp_path_factory.mktemp("ask") / "sandbox", MSSHOP_UI="1",
+                         MSSHOP_SAGA_STEP_TIMEOUT="120") as sandbox:
         sandbox.run("seed", "--users", "10", "--products", "5", "--orders", "40", "--wait",
                     check=True)
         yield sandbox
@@ -137,9 +140,11 @@ def test_a_partition_from_the_page_is_on_its_link_and_in_status(seeded_ui: Sandb
 
 
 def test_the_sagas_in_flight_are_what_orders_knows_of_them(seeded_ui: Sandbox) -> None:
-    """A saga of each kind left pending while products is stopped: orders counts the
-    choreographed one (where it is, it cannot tell) and the orchestrated one by its step;
-    both end once products is back, and the count falls to none."""
+    """A saga of each kind left pending while products is stopped: orders counts both, and
+    the page lists each with its step. The orchestrated one's is orders' row, as `msshop
+    sagas` says it; the choreographed one's cannot be told with products down (no one
+    service knows it), and with users down instead only products' half of it, where
+    `msshop sagas`, reading the files, tells it whole. Both end once all are back."""
     address = login_of(seeded_ui)
     session = logged_in(address)
 
@@ -147,22 +152,84 @@ def test_the_sagas_in_flight_are_what_orders_knows_of_them(seeded_ui: Sandbox) -
         found: dict[str, Any] = look(address, session)["orders"]["in_flight"]
         return found
 
+    def listed() -> dict[int, dict[str, Any]]:
+        answer = ask(address, "GET", "/state", {"Cookie": session})
+        return {saga["order_id"]: saga for saga in json.loads(answer.read())["sagas"]}
+
+    def cli() -> dict[int, dict[str, Any]]:
+        said = json.loads(seeded_ui.run("sagas", "--json", check=True).stdout)
+        return {saga["order_id"]: saga for saga in said["sagas"]}
+
+    def until(condition: Any, what: Any) -> None:
+        deadline = time.monotonic() + WAIT
+        while not condition():
+            assert time.monotonic() < deadline, what()
+            time.sleep(0.1)
+
+    def bought(write: str) -> int:
+        answer = seeded_ui.run("buy", "--user", "4", "--product", "2", "--write", write,
+                               "--json")
+        assert answer.returncode == 3, answer.stderr  # pending
+        order_id: int = json.loads(answer.stdout)["order"]["id"]
+        return order_id
+
     assert flying() == {"saga": 0, "saga_orchestrated": {}}
     seeded_ui.run("stop", "products", check=True)
     try:
-        for write in ("saga", "saga-orchestrated"):
-            bought = seeded_ui.run("buy", "--user", "4", "--product", "2", "--write", write)
-            assert bought.returncode == 3, bought.stderr  # pending
-        deadline = time.monotonic() + WAIT
-        while flying() != {"saga": 1, "saga_orchestrated": {"taking-stock": 1}}:
-            assert time.monotonic() < deadline, flying()
-            time.sleep(0.1)
+        choreographed, orchestrated = bought("saga"), bought("saga-orchestrated")
+        until(lambda: flying() == {"saga": 1, "saga_orchestrated": {"taking-stock": 1}},
+              flying)
+        until(lambda: set(listed()) == {choreographed, orchestrated}, listed)
+        sagas, said = listed(), cli()
+        assert sagas[orchestrated]["waits_for"] == said[orchestrated]["waits_for"] == \
+            "products"
+        assert sagas[orchestrated]["step"].startswith("TakeStock sent; no answer yet")
+        assert sagas[choreographed]["waits_for"] == "", sagas[choreographed]
+        assert sagas[choreographed]["step"].startswith(
+            "cannot be told: products not running (connection refused)")
+        assert said[choreographed]["waits_for"] == "products"  # the files tell
+        seeded_ui.run("stop", "users", check=True)
     finally:
         seeded_ui.run("start", "products", check=True)
-    deadline = time.monotonic() + WAIT
-    while flying() != {"saga": 0, "saga_orchestrated": {}}:
-        assert time.monotonic() < deadline, flying()
-        time.sleep(0.1)
+    try:
+        # products takes the stock of both; users, stopped, takes no credit
+        until(lambda: listed()[orchestrated]["waits_for"] == "users", listed)
+        sagas, said = listed(), cli()
+        assert (sagas[orchestrated]["waits_for"], sagas[orchestrated]["step"].split(" (")[0]
+                ) == (said[orchestrated]["waits_for"], said[orchestrated]["step"].split(" (")[0]
+                      ) == ("users", "the stock taken; TakeCredit sent, no answer yet")
+        # products says it took the stock; whether users took the credit, users alone knows
+        assert (sagas[choreographed]["waits_for"], sagas[choreographed]["step"]) == (
+            "", "the stock taken; whether users took the credit cannot be told: users not "
+                "running (connection refused)")
+        assert said[choreographed]["step"] == "the stock taken; the credit not taken yet"
+    finally:
+        seeded_ui.run("start", "users", check=True)
+    until(lambda: flying() == {"saga": 0, "saga_orchestrated": {}}, flying)
+    until(lambda: listed() == {}, listed)
+
+
+def test_the_sagas_routes_are_the_owner_s(seeded_ui: Sandbox) -> None:
+    """Orders' GET /sagas and the participants' POST /saga/progress name purchases: the
+    owner's token, or a 401 that says so; a question too big is a 422."""
+    client = seeded_ui.client()
+    status, answer = client.exchange("orders", "GET", "/sagas")
+    assert (status, answer["error"].split(":")[0]) == (
+        401, "reading the sagas in flight needs the sandbox's token")
+    asked = {"purchases": [{"order_id": 1, "purchase": "p-1"}]}
+    for service in ("products", "users"):
+        status, answer = client.exchange(service, "POST", "/saga/progress", asked)
+        assert (status, answer["error"].split(":")[0]) == (
+            401, "reading a saga's progress needs the sandbox's token")
+    owner = bearer(client.state.token)
+    status, answer = client.exchange("products", "POST", "/saga/progress", asked, owner)
+    assert status == 200 and answer == {
+        "service": "products", "done": [{"order_id": 1, "steps": [], "held": None}]}
+    too_many = {"purchases": [{"order_id": i, "purchase": f"p-{i}"} for i in range(1, 52)]}
+    status, answer = client.exchange("users", "POST", "/saga/progress", too_many, owner)
+    assert status == 422 and "purchases" in answer["error"], answer
+    status, answer = client.exchange("orders", "GET", "/sagas?limit=51", None, owner)
+    assert status == 422 and "limit" in answer["error"], answer
 
 
 def test_poison_from_the_page_is_dead_lettered(seeded_ui: Sandbox) -> None:
@@ -325,7 +392,30 @@ def test_in_a_browser_ask_break_and_watch(seeded_ui: Sandbox) -> None:
         assert await page.evaluate("document.querySelectorAll('#answers .bar').length") == \
             len(opened["spans"])
         await page.evaluate("document.getElementById('tab-watch').click()")
-        await shot(page, "watch")
+        # a purchase's saga left waiting on products, stopped: listed with its step, and
+        # products' box says a saga waits for it
+        await asyncio.to_thread(seeded_ui.run, "stop", "products", check=True)
+        try:
+            pending = await asyncio.to_thread(
+                seeded_ui.run, "buy", "--user", "6", "--product", "3", "--write",
+                "saga-orchestrated", "--json")
+            assert pending.returncode == 3, pending.stderr
+            order_id = json.loads(pending.stdout)["order"]["id"]
+            choreographed = await asyncio.to_thread(
+                seeded_ui.run, "buy", "--user", "6", "--product", "3", "--write", "saga")
+            assert choreographed.returncode == 3, choreographed.stderr
+            await until(page, "[...document.querySelectorAll('#sagas li')].some(li => li"
+                              f".textContent.startsWith('order {order_id} · orchestrated')"
+                              " && li.textContent.includes('waits for products'))")
+            await until(page, "[...document.querySelectorAll('#sagas li')].some(li => li"
+                              ".textContent.includes('choreographed') && li.textContent"
+                              ".includes('cannot be told: products not running'))")
+            await until(page, "document.querySelector('#part-products .line2').textContent"
+                              " === '1 saga waits'")
+            await shot(page, "watch")
+        finally:
+            await asyncio.to_thread(seeded_ui.run, "start", "products", check=True)
+        await until(page, "document.querySelectorAll('#sagas li').length === 0")
         await page.evaluate("document.getElementById('monolith-toggle').click()")
         assert await page.evaluate("getComputedStyle(document.getElementById('shop'))"
                                    ".display") == "none"

@@ -1,11 +1,12 @@
-"""`msshop sagas`' step of a pending order, from what each participant has done for it
-(instruments/sagas.py): every combination a choreographed saga can be in."""
+"""A choreographed saga's step, from what each participant has done for it
+(contracts/saga_progress.py: `msshop sagas` and the dashboard say the same): every
+combination a choreographed saga can be in."""
 
 from __future__ import annotations
 
 import pytest
 
-from msshop.instruments.sagas import step_reached
+from msshop.contracts.saga_progress import step_reached
 
 
 @pytest.mark.parametrize(("done", "expected"), [

@@ -68,6 +68,7 @@ from msshop.runtime.platform.saga import (
     outcome,
     pending,
 )
+from msshop.runtime.platform.saga_progress import progress_endpoint
 from msshop.runtime.platform.tracing import current_trace_id, followed_span
 
 MIGRATIONS = [
@@ -453,6 +454,7 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
                 200: (Given, "How many products were given stock"),
                 422: "No such product: nothing was restocked"},
                 body=StockGiven, auth="owner", action="restocking"),
+            progress_endpoint(ctx.name, db, STOCK),
         ],
         health,
         [db, peers, bus, outbox, participant],

@@ -64,6 +64,7 @@ from msshop.runtime.platform.saga import (
     choreographed,
     outcome,
 )
+from msshop.runtime.platform.saga_progress import progress_endpoint
 from msshop.runtime.platform.tracing import current_trace_id, followed_span
 
 DEFAULT_CREDIT = 1000.0  # a new user's credit unless the sign-up says
@@ -354,6 +355,7 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
                 200: (Given, "How many users were given credit"),
                 422: "No such user: no credit was given"},
                 body=CreditGiven, auth="owner", action="topping credit up"),
+            progress_endpoint(ctx.name, db, CREDIT),
         ],
         health,
         [db, peers, bus, outbox, participant],

@@ -55,6 +55,7 @@ from msshop.runtime.services.dashboard.experiments import Runs, ScenarioChoice
 from msshop.runtime.services.dashboard.gather import Gatherer, Snapshot, encode
 from msshop.runtime.services.dashboard.guard import CSRF_HEADER, Guard, Refused, Session
 from msshop.runtime.services.dashboard.page import page
+from msshop.runtime.services.dashboard.sagas import Sagas
 
 log = logging.getLogger("msshop.ui")
 PING_EVERY = 15.0  # seconds: a comment on an idle stream, so that proxies keep it open
@@ -160,7 +161,7 @@ def create_app(ctx: ServiceContext) -> DashboardApp:
     feed = Feed(ctx, lambda: gatherer.watching)  # reads the bus as the dashboard, read-only
     runs = Runs(ctx.db_path.parent)  # the experiments the supervisor ran for this page
     gatherer = Gatherer(dict(ctx.peer_urls), ctx.tasks, dict(ctx.monitors), feed,
-                        DeadLetters(ctx.owner), runs)
+                        DeadLetters(ctx.owner), runs, Sagas(ctx.owner))
     actions = Actions(ctx)
     asker = Asker(dict(ctx.peer_urls), ctx.owner)
 

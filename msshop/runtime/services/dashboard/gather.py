@@ -28,10 +28,12 @@ from msshop.runtime.platform.wire import Client, ConnectFailed, address_of
 from msshop.runtime.services.dashboard.dead_letters import QUERY, DeadLetters, DeadLetterView
 from msshop.runtime.services.dashboard.events import EventView, Feed
 from msshop.runtime.services.dashboard.experiments import Runs, RunView
+from msshop.runtime.services.dashboard.sagas import Sagas, SagaView
 
 INTERVAL = 0.25  # seconds between two looks: the page is at most this (and a look) behind
 TIMEOUT = 0.4  # a part that does not answer /health within this is down
 FRESH = 1.0  # a snapshot this recent answers GET /state without a new look
+ORDERS = "orders"
 KEPT_SECONDS = 120  # the replication history kept for a tab that opens (GET /history)
 
 
@@ -69,6 +71,8 @@ class Snapshot(msgspec.Struct):
     dead_letters: list[DeadLetterView] = []
     # the newest experiment run from the page, with its progress (experiments.py)
     experiment: RunView | None = None
+    # the oldest sagas in flight, each with its step (sagas.py)
+    sagas: list[SagaView] = []
 
 
 encode = msgspec.json.Encoder().encode
@@ -142,7 +146,8 @@ class Gatherer:
 
     def __init__(self, peers: dict[str, str], tasks: Tasks,
                  monitors: dict[str, str] | None = None, feed: Feed | None = None,
-                 dead_letters: DeadLetters | None = None, runs: Runs | None = None) -> None:
+                 dead_letters: DeadLetters | None = None, runs: Runs | None = None,
+                 sagas: Sagas | None = None) -> None:
         self._peers = {name: address_of(url) for name, url in sorted(peers.items())}
         # a nats bus's nodes: their monitoring port's /healthz (they speak no msshop HTTP)
         self._monitors = {name: address_of(url)
@@ -152,6 +157,7 @@ class Gatherer:
         self.feed = feed
         self._dead_letters = dead_letters or DeadLetters(None)
         self._runs = runs
+        self._sagas = sagas or Sagas(None)
         self._query_health: dict[str, Any] | None = None  # its last /health, this look
         self.latest: Snapshot | None = None
         # (at, events waiting in the outboxes, the read model behind the bus), a point a
@@ -190,6 +196,9 @@ class Gatherer:
             await self._dead_letters.update(
                 self._query_health,
                 lambda path, headers: self._ask(host, port, path, headers=headers))
+        orders = next((part for part in answers if part.name == ORDERS), None)
+        await self._sagas.update(orders.in_flight if orders is not None else None,
+                                 self._ask_part, time.time())
         feed, dead = self.feed, self._dead_letters
         snapshot = Snapshot(
             time.time(), list(answers),
@@ -198,6 +207,7 @@ class Gatherer:
             events_dropped=feed.dropped if feed is not None else 0,
             events_problem=feed.problem if feed is not None else None,
             dead_letter_count=dead.count, dead_letters=dead.newest,
+            sagas=self._sagas.shown,
             experiment=self._runs.latest() if self._runs is not None else None)
         self.latest = snapshot
         self.history.append(replication(snapshot))
@@ -245,20 +255,30 @@ class Gatherer:
         return PartView(name, "degraded", kind="nats-server",
                         problems=[str(answer.get("error") or answer.get("status"))])
 
+    async def _ask_part(self, name: str, method: str, path: str, body: bytes | None,
+                        headers: dict[str, str]) -> dict[str, Any] | str:
+        if name not in self._peers:
+            return "is not in this sandbox"
+        host, port = self._peers[name]
+        return await self._ask(host, port, path, method=method, body=body,
+                               headers={**headers, "content-type": "application/json"}
+                               if body is not None else headers)
+
     async def _ask(self, host: str, port: int, path: str, any_status: bool = False,
-                   headers: dict[str, str] | None = None) -> dict[str, Any] | str:
+                   headers: dict[str, str] | None = None, method: str = "GET",
+                   body: bytes | None = None) -> dict[str, Any] | str:
         """The JSON document a part answers, or why there is none."""
         try:
             async with asyncio.timeout(TIMEOUT):
-                status, body = await self._client.request("GET", host, port, path,
-                                                          headers=headers)
+                status, answered = await self._client.request(method, host, port, path,
+                                                              body, headers=headers)
         except (ConnectFailed, OSError):
             return "not running (connection refused)"
         except TimeoutError:
             return f"no answer within {TIMEOUT * 1000:.0f} ms"
         answer: Any = None
         with suppress(ValueError):
-            answer = json.loads(body)
+            answer = json.loads(answered)
         if (status != 200 and not any_status) or not isinstance(answer, dict):
             return f"answered {status}"
         return answer

@@ -55,13 +55,16 @@ def svg() -> str:
 def _box(name: str) -> str:
     x, y, w, h = BOXES[name]
     label = {"query": "query · Service D"}.get(name, name)
+    # data-fit: the width a line may take; a longer one is squeezed into it (fit())
     if name == "bus":  # one line: a bar across the picture
-        lines = (f'<text class="line1" x="{x + 140}" y="{y + 38}"></text>'
-                 f'<text class="line2" x="{x + 640}" y="{y + 38}"></text>')
+        lines = (f'<text class="line1" x="{x + 140}" y="{y + 38}" data-fit="480"></text>'
+                 f'<text class="line2" x="{x + 640}" y="{y + 38}" data-fit="{w - 740}">'
+                 '</text>')
         title_y = y + 38
     else:
-        lines = (f'<text class="line1" x="{x + 16}" y="{y + 62}"></text>'
-                 f'<text class="line2" x="{x + 16}" y="{y + 90}"></text>')
+        lines = (f'<text class="line1" x="{x + 16}" y="{y + 62}" data-fit="{w - 32}">'
+                 f'</text><text class="line2" x="{x + 16}" y="{y + 90}" '
+                 f'data-fit="{w - 32}"></text>')
         title_y = y + 30
     return (f'<g class="part" id="part-{name}" data-part="{name}" tabindex="0" '
             f'role="group" aria-label="{label}">'
@@ -146,9 +149,11 @@ STYLE = """
 SCRIPT = """
 const number = n => (n === null || n === undefined) ? "-" : n.toLocaleString("en");
 const total = part => Object.values(part.rows || {}).reduce((a, b) => a + b, 0);
-function lines(part) {
+// `waited`: how many of the sagas listed wait for this part's move
+function lines(part, waited) {
+  const waits = waited ? `${number(waited)} ${waited > 1 ? "sagas wait" : "saga waits"}` : "";
   if (part.nats) return [part.nats, part.problems.join(", ") || "JetStream keeps the log"];
-  if (part.state === "down") return [part.problems[0] || "not answering", ""];
+  if (part.state === "down") return [part.problems[0] || "not answering", waits];
   if (part.name === "bus") {
     return [`the event log: head at ${number(part.head)}`,
             ""];
@@ -159,7 +164,21 @@ function lines(part) {
   const waiting = part.outbox ? `, ${number(part.outbox)} events waiting` : "";
   const sagas = inFlight(part);
   return [`${number(total(part))} rows in ${part.name}.db`,
-          `outbox${waiting || ": empty"}` + (sagas ? ` · ${number(sagas)} sagas in flight` : "")];
+          `outbox${waiting || ": empty"}` + (sagas ? ` · ${number(sagas)} in flight` : "")
+          + (waits ? ` · ${waits}` : "")];
+}
+// a line of a box, squeezed into its box when it is longer (a down part's reason, a busy
+// outbox): never over the box's edge
+function fit(text, words) {
+  if (text.textContent !== words) {
+    text.textContent = words;
+    text.removeAttribute("textLength");
+  }
+  const room = +text.dataset.fit;  // measured while drawn (0 while the picture is hidden)
+  if (words && !text.hasAttribute("textLength") && text.getComputedTextLength() > room) {
+    text.setAttribute("lengthAdjust", "spacingAndGlyphs");
+    text.setAttribute("textLength", room);
+  }
 }
 // orders' sagas not ended: the choreographed, and the orchestrated by state
 const inFlight = part => part.in_flight ? part.in_flight.saga +
@@ -213,9 +232,10 @@ function drawPicture(snapshot) {
     box.querySelector(".state").textContent =
       part.state === "up" ? (part.faults.length ? `up · ${part.faults.join(", ")}` : "up")
                           : part.state;
-    const [first, second] = lines(part);
-    box.querySelector(".line1").textContent = first;
-    box.querySelector(".line2").textContent = second;
+    const waited = (snapshot.sagas || []).filter(s => s.waits_for === part.name).length;
+    const [first, second] = lines(part, waited);
+    fit(box.querySelector(".line1"), first);
+    fit(box.querySelector(".line2"), second);
     box.setAttribute("aria-label", `${part.name}: ${part.state}; ${first} ${second}`);
     const before = previous && previous.get(part.name);
     const edge = document.getElementById(`edge-${part.name}`);

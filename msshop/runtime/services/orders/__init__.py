@@ -47,9 +47,8 @@ from starlette.responses import Response
 from msshop.contracts import events
 from msshop.contracts.events import Event
 from msshop.contracts.limits import MAX_BATCH, MAX_ID, MAX_QUANTITY, MAX_REQUEST_ID
-from msshop.contracts.sagas import UNFINISHED_SQL
+from msshop.contracts.saga_progress import MAX_IN_FLIGHT, SagasInFlight
 from msshop.contracts.shop import Created, Order, OrdersOfUser, OrderStatus
-from msshop.contracts.status import InFlight
 from msshop.contracts.strategies import WriteStrategy
 from msshop.runtime.platform.app import ServiceApp, service_app
 from msshop.runtime.platform.batching import Coalescer
@@ -59,7 +58,7 @@ from msshop.runtime.platform.openapi import Endpoint, Param, path_id
 from msshop.runtime.platform.outbox import OUTBOX_SCHEMA, OUTBOX_TRACE_COLUMN, Outbox
 from msshop.runtime.platform.saga import SAGA_MIGRATION, Participant
 from msshop.runtime.platform.tracing import current_trace_id, followed_span
-from msshop.runtime.services.orders import orchestration, saga
+from msshop.runtime.services.orders import in_flight, orchestration, saga
 from msshop.runtime.services.orders.taking import (
     GiveBacks,
     Keys,
@@ -429,15 +428,10 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
 
     def health() -> dict[str, Any]:
         return {**db.health(), "outbox": outbox.health(), "owed_give_backs": owed.pending(),
-                "saga": participant.health(), "in_flight": in_flight()}
+                "saga": participant.health(), "in_flight": in_flight.counted(db.conn)}
 
-    def in_flight() -> InFlight:
-        pending = db.conn.execute("SELECT count(*) FROM orders INDEXED BY orders_pending "
-                                  f"WHERE status = '{OrderStatus.PENDING}'").fetchone()[0]
-        states = dict(db.conn.execute(
-            "SELECT state, count(*) FROM sagas INDEXED BY sagas_unfinished "
-            f"WHERE {UNFINISHED_SQL} GROUP BY state").fetchall())
-        return {"saga": pending - sum(states.values()), "saga_orchestrated": states}
+    async def get_sagas(request: Request, limit: int) -> Response:
+        return json_response(in_flight.listed(db.conn, limit))
 
     dependency = {502: "users or products failed the take (the message says how)",
                   503: "users or products is down or too slow (dependency, failure)"}
@@ -479,6 +473,15 @@ def create_app(ctx: ServiceContext) -> ServiceApp:
                         Param("wait_ms", Annotated[int, msgspec.Meta(ge=0, le=MAX_WAIT_MS)],
                               "while the order is pending (a saga's), wait up to this long "
                               "for its outcome", default=0)]),
+            Endpoint("GET", "/sagas", get_sagas, "The sagas not ended, the oldest first", {
+                200: (SagasInFlight, "How many, and the oldest: an orchestrated one with its "
+                                     "state (its step), a choreographed one only pending "
+                                     "(where it is, the participants know: POST "
+                                     "/saga/progress on products and users)")},
+                params=[Param("limit", Annotated[int, msgspec.Meta(ge=1, le=MAX_IN_FLIGHT)],
+                              "at most this many", default=10)],
+                auth="owner", action="reading the sagas in flight",  # they name purchases
+                chaos=False, traced=False),
         ],
         health,
         [db, peers, bus, outbox, owed, participant, deadlines],

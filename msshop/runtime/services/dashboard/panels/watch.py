@@ -1,7 +1,7 @@
 """Watch: the bus's events as they arrive (filtered by type and source), the read model's
-dead letters, the sagas in flight as orders knows them, the questions the query service
-answered last (one opens in Ask), and the last two minutes of the outbox backlogs and
-the read model's lag (seeded from the dashboard's GET /history).
+dead letters, the questions the query service answered last (one opens in Ask), the last
+two minutes of the outbox backlogs and the read model's lag (seeded from the dashboard's
+GET /history), and the sagas in flight, each with its step (dashboard/sagas.py).
 """
 
 from __future__ import annotations
@@ -43,19 +43,25 @@ HTML = """
 </div>
 <ol id="events" aria-label="the bus's latest events, newest first"></ol>
 <p id="dead-letters" class="hint"></p>
-<p id="in-flight" class="hint"></p>
 <div class="controls"><button type="button" id="list-traces">the last questions
 answered</button><span class="hint">(the traces the services keep; one opens in Ask)</span>
 </div>
 <ol id="traces" class="runs"></ol>
 </div>
-<div><h2>the last 2 minutes</h2>{history}</div>
+<div><h2>sagas in flight</h2><p id="in-flight" class="hint"></p>
+<p class="hint" id="sagas-said" hidden>an orchestrated saga's step is orders' row; where a
+choreographed one is, no one service knows: products and users are asked</p>
+<ol id="sagas" aria-label="the oldest sagas in flight, each with its step"></ol>
+<h2>the last 2 minutes</h2>{history}</div>
 </div>
 """
 
 STYLE = """
   .watch { display: grid; grid-template-columns: minmax(0, 1fr) 26rem; gap: 1.5rem; }
   .watch h2 { font-size: 1rem; margin: 0 0 .3rem; }
+  .watch h2 + .hint { margin-top: 0; }
+  #in-flight { margin: 0 0 .2rem; }
+  #sagas-said { margin: 0 0 .4rem; }
   #events { list-style: none; margin: 0; padding: 0; font-variant-numeric: tabular-nums; }
   #events li { padding: .1rem 0; border-bottom: 1px solid #e2e8f0; white-space: nowrap;
                overflow: hidden; text-overflow: ellipsis; }
@@ -69,6 +75,10 @@ STYLE = """
   #history polyline.behind { stroke: #0891b2; }
   #history text.waiting { fill: #6d28d9; }
   #history text.behind { fill: #0e7490; }
+  #sagas { list-style: none; margin: 0; padding: 0; font-variant-numeric: tabular-nums; }
+  #sagas li { padding: .15rem 0; border-bottom: 1px solid #e2e8f0; }
+  #sagas .waits { font-weight: 600; }
+  #sagas .step { display: block; color: #475569; }
 """
 
 SCRIPT = """
@@ -118,19 +128,35 @@ function drawEvents(snapshot) {
       return item;
     }));
   document.getElementById("events-said").textContent = snapshot.events_problem || "";
-  const orders = snapshot.parts.find(p => p.name === "orders");
-  const flying = orders && orders.in_flight;
-  const steps = flying ? Object.entries(flying.saga_orchestrated)
-    .map(([state, n]) => `${n} ${state}`).join(", ") : "";
-  document.getElementById("in-flight").textContent = !flying ? "" :
-    `sagas in flight: choreographed ${number(flying.saga)} (pending: where each is, no ` +
-    `one service knows; msshop sagas puts it together from the three files) · ` +
-    `orchestrated ${steps || "none"} (orders' orchestrator keeps each one's step)`;
+  drawSagas(snapshot);
   const dead = snapshot.dead_letters || [];
   document.getElementById("dead-letters").textContent = snapshot.dead_letter_count
     ? `${number(snapshot.dead_letter_count)} dead letter(s), the read model could not ` +
       `apply: ${dead.map(d => `#${d.position} ${d.type ?? "?"}: ${d.reason}`).join("; ")}`
     : "no dead letters: the read model applied every event it was handed";
+}
+// the sagas in flight: orders counts both kinds; the oldest listed, each with its step
+// (an orchestrated one's from orders' row, a choreographed one's put together from what
+// products and users say they have done)
+function drawSagas(snapshot) {
+  const orders = snapshot.parts.find(p => p.name === "orders");
+  const flying = orders && orders.in_flight;
+  const steps = flying ? Object.entries(flying.saga_orchestrated)
+    .map(([state, n]) => `${n} ${state}`).join(", ") : "";
+  document.getElementById("in-flight").textContent = !flying ? "" :
+    !flying.saga && !steps ? "none" :
+    `choreographed: ${number(flying.saga)} · orchestrated: ${steps || "none"}`;
+  const sagas = snapshot.sagas || [];
+  document.getElementById("sagas-said").hidden = !sagas.length;
+  document.getElementById("sagas").replaceChildren(...sagas.map(saga => {
+    const item = element("li");
+    const kind = saga.strategy === "saga" ? "choreographed" : "orchestrated";
+    item.append(`order ${saga.order_id} · ${kind} · ${saga.age_seconds.toFixed(1)} s · `,
+                element("span", "waits", saga.waits_for ? `waits for ${saga.waits_for}`
+                                                         : "whose move: unknown"),
+                element("span", "step", saga.step));
+    return item;
+  }));
 }
 // the last minutes, kept by this tab from the looks it was handed
 // seeded with what the dashboard kept before this tab opened (GET /history)
