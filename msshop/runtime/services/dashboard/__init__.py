@@ -189,7 +189,8 @@ def create_app(ctx: ServiceContext) -> DashboardApp:
         return response
 
     async def state(request: Request, session: Session | None) -> Response:
-        return Response(encode(await gatherer.current()), media_type="application/json")
+        return Response(gatherer.encoded(await gatherer.current()),
+                        media_type="application/json")
 
     async def live(request: Request, session: Session | None) -> Response:
         return StreamingResponse(_stream(gatherer), media_type="text/event-stream",
@@ -278,7 +279,7 @@ async def _stream(gatherer: Gatherer) -> AsyncIterator[bytes]:
     try:
         snapshot: Snapshot | None = gatherer.latest or await gatherer.look()
         while snapshot is not None:
-            yield b"data: " + encode(snapshot) + b"\n\n"
+            yield b"data: " + gatherer.encoded(snapshot) + b"\n\n"
             while True:
                 try:
                     async with asyncio.timeout(PING_EVERY):

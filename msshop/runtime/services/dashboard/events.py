@@ -11,9 +11,10 @@ signs in with that URL's user, the feed too.
   hundreds of thousands of events), and long-polls from there.
 - It keeps the last KEPT events in memory (the dashboard keeps nothing on disk), each as an
   EventView: what a line of the page shows.
-- It reads at most one page (KEPT events) every GAP, whatever the rate: watching costs
-  the bus at most ten reads a second. Under a load faster than that it falls behind, and
-  once it is more than BEHIND events behind the head it skips to the last KEPT
+- It reads at most one page (KEPT events) every GAP, a look's interval, whatever the
+  rate: watching costs the bus at most four reads a second, and a page could show no
+  event sooner than its next look anyway. Under a load faster than that it falls
+  behind, and once it is more than BEHIND events behind the head it skips to the last KEPT
   (`dropped` counts what it skipped). Not at once: on nats a read from another position
   makes a new consumer, and the server has pushed those events to the dashboard already.
 - Nobody watching: nothing is read, and its connection to a nats bus is closed (no
@@ -45,7 +46,8 @@ log = logging.getLogger("msshop.ui")
 KEPT = 200  # events kept in memory, the newest
 SHOWN = 50  # of which each Snapshot carries the newest
 WAIT = 1.0  # seconds a read is held for new events: how late the feed sees nobody watches
-GAP = 0.1  # seconds between two reads that brought events: their batches gather meanwhile
+GAP = 0.25  # seconds between two reads that brought events (gather.py's INTERVAL): their
+# batches gather meanwhile
 BEHIND = 2_000  # events behind the head beyond which the feed skips to the newest KEPT
 IDLE = 0.2  # seconds between two checks, while nobody watches, whether a tab does
 SUMMARY = 120  # characters of an event's data shown on its line, at most

@@ -160,6 +160,7 @@ class Gatherer:
         self._sagas = sagas or Sagas(None)
         self._query_health: dict[str, Any] | None = None  # its last /health, this look
         self.latest: Snapshot | None = None
+        self._encoded: tuple[Snapshot, bytes] | None = None  # the latest look, as JSON
         # (at, events waiting in the outboxes, the read model behind the bus), a point a
         # look: what a tab opened now draws first, as the tabs before it saw it
         self.history: deque[tuple[float, int, int]] = deque(
@@ -216,6 +217,12 @@ class Gatherer:
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
         return snapshot
+
+    def encoded(self, snapshot: Snapshot) -> bytes:
+        """A look as JSON, made once however many tabs it is handed to."""
+        if self._encoded is None or self._encoded[0] is not snapshot:
+            self._encoded = (snapshot, encode(snapshot))
+        return self._encoded[1]
 
     async def current(self) -> Snapshot:
         """The latest look if it is fresh, else a new one (GET /state with no tab open)."""
