@@ -28,12 +28,11 @@ from msshop.runtime.platform.wire import Client, ConnectFailed, address_of
 from msshop.runtime.services.dashboard.dead_letters import QUERY, DeadLetters, DeadLetterView
 from msshop.runtime.services.dashboard.events import EventView, Feed
 from msshop.runtime.services.dashboard.experiments import Runs, RunView
-from msshop.runtime.services.dashboard.sagas import Sagas, SagaView
+from msshop.runtime.services.dashboard.sagas import ORDERS, Sagas, SagaView
 
 INTERVAL = 0.25  # seconds between two looks: the page is at most this (and a look) behind
 TIMEOUT = 0.4  # a part that does not answer /health within this is down
 FRESH = 1.0  # a snapshot this recent answers GET /state without a new look
-ORDERS = "orders"
 KEPT_SECONDS = 120  # the replication history kept for a tab that opens (GET /history)
 
 

@@ -37,7 +37,8 @@ from msshop.contracts.status import InFlight
 from msshop.contracts.strategies import WriteStrategy
 
 SHOWN = 10  # the oldest sagas in flight a Snapshot lists
-EVERY = 1.0  # seconds between two askings while the list stays the same length
+EVERY = 1.0  # seconds between two askings while any is listed (at once when none is)
+ORDERS = "orders"  # whose /health counts the sagas in flight, and GET /sagas lists them
 PARTICIPANTS = ("products", "users")
 
 T = TypeVar("T")
@@ -75,7 +76,7 @@ class Sagas:
         if not self._headers or (self.shown and now - self._asked_at < EVERY):
             return
         self._asked_at = now
-        answer = await ask("orders", "GET", f"/sagas?limit={SHOWN}", None, self._headers)
+        answer = await ask(ORDERS, "GET", f"/sagas?limit={SHOWN}", None, self._headers)
         listed = _converted(answer, SagasInFlight)
         if listed is None:
             return

@@ -27,10 +27,16 @@ WHERE o.{_PENDING} ORDER BY o.id LIMIT ?
 """
 
 
+def _pending(conn: sqlite3.Connection) -> int:
+    """Every saga in flight, of both kinds."""
+    count: int = conn.execute(
+        f"SELECT count(*) FROM orders INDEXED BY orders_pending WHERE {_PENDING}").fetchone()[0]
+    return count
+
+
 def counted(conn: sqlite3.Connection) -> InFlight:
     """How many of each kind; the orchestrated ones by their state."""
-    pending = conn.execute(
-        f"SELECT count(*) FROM orders INDEXED BY orders_pending WHERE {_PENDING}").fetchone()[0]
+    pending = _pending(conn)
     states = dict(conn.execute(
         "SELECT state, count(*) FROM sagas INDEXED BY sagas_unfinished "
         f"WHERE {UNFINISHED_SQL} GROUP BY state").fetchall())
@@ -39,12 +45,10 @@ def counted(conn: sqlite3.Connection) -> InFlight:
 
 def listed(conn: sqlite3.Connection, limit: int) -> SagasInFlight:
     """How many, and the oldest `limit` of them."""
-    (count,) = conn.execute(
-        f"SELECT count(*) FROM orders INDEXED BY orders_pending WHERE {_PENDING}").fetchone()
     sagas = [
         InFlightSaga(order_id, request_id or "", user_id, product_id, quantity,
                      _ORCHESTRATED if state else _CHOREOGRAPHED, created_at,
                      state or OrderStatus.PENDING.value, deadline, reason)
         for (order_id, request_id, user_id, product_id, quantity, created_at, state,
              deadline, reason) in conn.execute(_LISTED, (limit,))]
-    return SagasInFlight(count, sagas)
+    return SagasInFlight(_pending(conn), sagas)
